@@ -1,0 +1,102 @@
+# mailferry — build, test, demo, bench.  See README.md.
+#
+#   make            release build: build/release/mailferry (and ./mailferry link)
+#   make asan       ASan+UBSan build: build/asan/mailferry and unit tests
+#   make fuzz       libFuzzer targets (clang): build/fuzz/fuzz_*
+#   make test       deps, builds, unit + fuzz (short) + integration; "N passed, N failed"
+#   make test T=name   one test (unit binary or integration script by name)
+#   make demo       deps, build, private Dovecot, migrate a generated account twice
+#   make bench / bench-full   see bench/README.md
+
+B       ?= build
+CC      ?= cc
+CLANG   ?= clang
+PKGS     = liburing openssl libzstd lmdb
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
+BASE     = -std=c11 -D_GNU_SOURCE -I. $(WARN) -MMD -MP
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LIBS     = $(PKG_LIBS)
+
+REL_CFLAGS  = $(BASE) $(PKG_CFLAGS) -O2 -g
+ASAN_CFLAGS = $(BASE) $(PKG_CFLAGS) -O1 -g -fno-omit-frame-pointer \
+              -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -I. -Wall -Wextra -Werror $(PKG_CFLAGS) -O1 -g \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+# Library sources: every module but main.c.  Tools in bench/ are one file each.
+LIB_SRC   = $(filter-out engine/main.c,$(wildcard engine/*.c protocols/*.c store/*.c))
+UNIT_SRC  = $(wildcard tests/unit/test_*.c)
+FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
+BENCH_SRC = $(wildcard bench/*.c)
+
+REL_OBJ  = $(LIB_SRC:%.c=$(B)/release/%.o)
+ASAN_OBJ = $(LIB_SRC:%.c=$(B)/asan/%.o)
+
+all: $(B)/release/mailferry tools
+	@ln -sf $(B)/release/mailferry mailferry
+
+$(B)/release/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -c $< -o $@
+$(B)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(B)/release/libmf.a: $(REL_OBJ)
+	@rm -f $@; ar rcs $@ $^
+$(B)/asan/libmf.a: $(ASAN_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(B)/release/mailferry: $(B)/release/engine/main.o $(B)/release/libmf.a
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
+$(B)/asan/mailferry: $(B)/asan/engine/main.o $(B)/asan/libmf.a
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
+
+# bench/ tools (corpus generator, ceiling client, comparer): release build.
+TOOLS = $(BENCH_SRC:bench/%.c=$(B)/release/bench/%)
+tools: $(TOOLS)
+$(B)/release/bench/%: bench/%.c $(B)/release/libmf.a
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -o $@ $< $(B)/release/libmf.a $(LIBS) -lm
+
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(B)/asan/tests/%)
+$(B)/asan/tests/%: tests/unit/%.c $(B)/asan/libmf.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $< $(B)/asan/libmf.a $(LIBS)
+
+asan: $(B)/asan/mailferry $(UNIT_BIN)
+
+FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
+fuzz: $(FUZZ_BIN)
+
+deps:
+	@scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all asan fuzz
+	@tests/run.sh $(T)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh quick
+
+bench-full: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh full
+
+format:
+	clang-format -i $(wildcard engine/*.[ch] protocols/*.[ch] store/*.[ch] bench/*.[ch] tests/*/*.[ch])
+
+clean:
+	rm -rf build mailferry
+
+.PHONY: all tools asan fuzz deps test demo bench bench-full format clean
+-include $(shell find build -name '*.d' 2>/dev/null)

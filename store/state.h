@@ -1,0 +1,111 @@
+/*
+ * state — what mailferry has seen and written, in LMDB (DESIGN §4).
+ *
+ * One environment per state directory, opened once per process. The state
+ * is keyed by a "job" (a source account and a destination, e.g.
+ * "imap://a@h1 -> imap://b@h2"), then by source mailbox id. Keys are
+ * big-endian packed integers so ranges scan in UID order.
+ *
+ * Named databases:
+ *   jobs      job key string                      -> u32 job id
+ *   mbnames   (u32 job, mailbox name bytes)       -> u32 mailbox id
+ *   mailboxes (u32 job, u32 mbid)                 -> struct state_mbox
+ *   messages  (u32 job, u32 mbid, u32 uidvalidity, u32 uid) -> struct state_msg
+ *   hashes    (u32 job, 32-byte SHA-256)          -> (u32 mbid, u32 uidvalidity, u32 uid)
+ *
+ * One write transaction is opened lazily by the first call that needs it and
+ * kept open; state_commit() makes everything so far durable. Callers commit
+ * in batches (every N messages or T ms) and before anything irreversible
+ * that depends on it. Reads see uncommitted writes of this process.
+ * Single-threaded: call from the loop's thread only.
+ */
+#ifndef MF_STATE_H
+#define MF_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/err.h"
+
+#define STATE_NAME_MAX 1024
+#define STATE_FLAGS_MAX 1024
+
+struct state;
+
+struct state_mbox {
+	char name[STATE_NAME_MAX];	/* source name, wire form (mUTF-7) */
+	char dst_name[STATE_NAME_MAX];	/* destination name, wire form */
+	uint32_t uidvalidity;
+	uint32_t uidnext;		/* source UIDNEXT at last complete sync */
+	uint64_t highestmodseq;		/* 0 = server has no CONDSTORE */
+	uint32_t dst_uidvalidity;
+	uint32_t last_uid;		/* highest source UID fully handled */
+	uint64_t synced_at;		/* unix seconds of last complete sync */
+	uint32_t messages;		/* message count at last sync */
+};
+
+enum state_msg_status {
+	STATE_MSG_INTENT = 1,	/* APPEND about to be / being sent */
+	STATE_MSG_DONE = 2,	/* destination confirmed (dst_uid if known) */
+	STATE_MSG_FAILED = 3,	/* destination refused it permanently */
+};
+
+struct state_msg {
+	uint8_t hash[32];	/* SHA-256 of the source bytes */
+	uint64_t size;
+	uint64_t modseq;
+	uint64_t internaldate;	/* unix seconds */
+	uint32_t dst_uidvalidity;
+	uint32_t dst_uid;	/* 0 = unknown (no UIDPLUS) */
+	uint8_t status;		/* enum state_msg_status */
+	char flags[STATE_FLAGS_MAX]; /* space-separated, as last copied */
+};
+
+struct state_msg_key {
+	uint32_t job, mbid, uidvalidity, uid;
+};
+
+int state_open(struct state **out, const char *dir, struct mf_error *err);
+/* Commits what is pending and closes. */
+void state_close(struct state *s);
+int state_commit(struct state *s, struct mf_error *err);
+/* Drops uncommitted writes (used by tests of crash safety). */
+void state_abort(struct state *s);
+
+/* Returns the job id for key, creating it if new. */
+int state_job(struct state *s, const char *key, uint32_t *job, struct mf_error *err);
+
+/* Mailbox id for a source mailbox name, created if new (*created = 1). */
+int state_mbox_id(struct state *s, uint32_t job, const char *name, size_t len, uint32_t *mbid,
+		  int *created, struct mf_error *err);
+/* 0 found, -ENOENT none (rec zeroed). */
+int state_mbox_get(struct state *s, uint32_t job, uint32_t mbid, struct state_mbox *rec,
+		   struct mf_error *err);
+int state_mbox_put(struct state *s, uint32_t job, uint32_t mbid, const struct state_mbox *rec,
+		   struct mf_error *err);
+/* Calls fn for every mailbox of the job; fn returning non-zero stops. */
+int state_mbox_each(struct state *s, uint32_t job,
+		    int (*fn)(void *ctx, uint32_t mbid, const struct state_mbox *rec), void *ctx,
+		    struct mf_error *err);
+
+/* 0 found, -ENOENT none. */
+int state_msg_get(struct state *s, const struct state_msg_key *k, struct state_msg *m,
+		  struct mf_error *err);
+int state_msg_put(struct state *s, const struct state_msg_key *k, const struct state_msg *m,
+		  struct mf_error *err);
+int state_msg_del(struct state *s, const struct state_msg_key *k, struct mf_error *err);
+/* Messages of (job, mbid, uidvalidity) with uid >= from, ascending. */
+int state_msg_each(struct state *s, uint32_t job, uint32_t mbid, uint32_t uidvalidity,
+		   uint32_t from, int (*fn)(void *ctx, uint32_t uid, const struct state_msg *m),
+		   void *ctx, struct mf_error *err);
+/* Count of messages recorded for (job, mbid, uidvalidity). */
+int state_msg_count(struct state *s, uint32_t job, uint32_t mbid, uint32_t uidvalidity,
+		    uint64_t *count, struct mf_error *err);
+
+/* Where a message with this content already is (any mailbox of the job). */
+int state_hash_get(struct state *s, uint32_t job, const uint8_t hash[32],
+		   struct state_msg_key *where, struct mf_error *err);
+int state_hash_put(struct state *s, uint32_t job, const uint8_t hash[32],
+		   const struct state_msg_key *where, struct mf_error *err);
+
+#endif
