@@ -50,6 +50,9 @@ void loop_free(struct loop *l);
 
 /* Next free SQE; submits pending ones first when the SQ is full. Never NULL. */
 struct io_uring_sqe *loop_sqe(struct loop *l);
+/* Makes room for n SQEs (submitting pending ones if needed), so that a linked
+ * chain such as connect + link timeout is never split across submissions. */
+void loop_reserve(struct loop *l, unsigned n);
 /* Ties a prepared SQE to its op and counts it in flight. */
 void loop_bind(struct loop *l, struct io_uring_sqe *sqe, struct loop_op *op);
 /* An SQE whose completion must be ignored (e.g. a linked timeout). */

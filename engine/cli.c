@@ -1,0 +1,531 @@
+/*
+ * cli — the command line (DESIGN §7): endpoints as URLs, passwords from the
+ * environment or files (never required on the command line), options, the
+ * human and JSON summaries, exit codes 0 / 1 / 2.
+ *
+ * Not for: doing the work (job), talking IMAP (imap_client).
+ */
+#include "engine/cli.h"
+
+#include <openssl/crypto.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/job.h"
+#include "engine/loop.h"
+#include "store/state.h"
+
+#define MF_VERSION "0.1.0"
+
+struct url {
+	char scheme[8];
+	char user[256];
+	char host[256];
+	uint16_t port;
+	char password[256];	/* only if given in the URL (warned about) */
+	int has_password;
+	int starttls_no;
+};
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes [s, s+n) into out (cap bytes incl. NUL). */
+static int pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int ch = (unsigned char)s[i];
+
+		if (ch == '%') {
+			int h, l;
+
+			if (i + 2 >= n || (h = hexval(s[i + 1])) < 0 || (l = hexval(s[i + 2])) < 0)
+				return -1;
+			ch = h * 16 + l;
+			i += 2;
+		}
+		if (o + 1 >= cap || ch == 0)
+			return -1;
+		out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* imap[s]://user[:password]@host[:port][/][?starttls=no] */
+static int url_parse(const char *s, struct url *u, char *why, size_t whycap)
+{
+	const char *p, *at, *hs, *he, *q;
+	size_t sl;
+
+	memset(u, 0, sizeof(*u));
+	p = strstr(s, "://");
+	if (!p || (size_t)(p - s) >= sizeof(u->scheme)) {
+		snprintf(why, whycap, "not a URL (expected imap://user@host or imaps://user@host)");
+		return -1;
+	}
+	sl = (size_t)(p - s);
+	memcpy(u->scheme, s, sl);
+	for (size_t i = 0; i < sl; i++)
+		u->scheme[i] = (char)((u->scheme[i] >= 'A' && u->scheme[i] <= 'Z') ? u->scheme[i] + 32
+										    : u->scheme[i]);
+	if (strcmp(u->scheme, "imap") && strcmp(u->scheme, "imaps")) {
+		snprintf(why, whycap, "unsupported scheme \"%s\" (this command takes imap:// or imaps://)",
+			 u->scheme);
+		return -1;
+	}
+	p += 3;
+	q = strchr(p, '?');
+	he = q ? q : p + strlen(p);
+	if (he > p && he[-1] == '/')
+		he--;
+	at = NULL;
+	for (const char *c = p; c < he; c++)
+		if (*c == '@')
+			at = c; /* the last '@': a user name's own '@' should be %40 */
+	if (!at) {
+		snprintf(why, whycap, "no user name (expected imap://user@host)");
+		return -1;
+	}
+	{
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+
+		if (pct_decode(p, (size_t)((colon ? colon : at) - p), u->user, sizeof(u->user)) < 0 ||
+		    !u->user[0]) {
+			snprintf(why, whycap, "bad user name");
+			return -1;
+		}
+		if (colon) {
+			if (pct_decode(colon + 1, (size_t)(at - colon - 1), u->password,
+				       sizeof(u->password)) < 0) {
+				snprintf(why, whycap, "bad password in URL");
+				return -1;
+			}
+			u->has_password = 1;
+		}
+	}
+	hs = at + 1;
+	if (*hs == '[') {
+		const char *rb = memchr(hs, ']', (size_t)(he - hs));
+
+		if (!rb || (size_t)(rb - hs - 1) >= sizeof(u->host)) {
+			snprintf(why, whycap, "bad IPv6 host");
+			return -1;
+		}
+		memcpy(u->host, hs + 1, (size_t)(rb - hs - 1));
+		hs = rb + 1;
+	} else {
+		const char *colon = memchr(hs, ':', (size_t)(he - hs));
+		const char *end = colon ? colon : he;
+
+		if (end == hs || (size_t)(end - hs) >= sizeof(u->host)) {
+			snprintf(why, whycap, "no host");
+			return -1;
+		}
+		memcpy(u->host, hs, (size_t)(end - hs));
+		hs = end;
+	}
+	u->port = strcmp(u->scheme, "imaps") ? 143 : 993;
+	if (hs < he && *hs == ':') {
+		char *end;
+		long port = strtol(hs + 1, &end, 10);
+
+		if (end != he || port < 1 || port > 65535) {
+			snprintf(why, whycap, "bad port");
+			return -1;
+		}
+		u->port = (uint16_t)port;
+	} else if (hs != he) {
+		snprintf(why, whycap, "unexpected \"%.*s\" after the host", (int)(he - hs), hs);
+		return -1;
+	}
+	if (q) {
+		if (!strcmp(q + 1, "starttls=no") && !strcmp(u->scheme, "imap"))
+			u->starttls_no = 1;
+		else {
+			snprintf(why, whycap, "unknown URL parameter \"%s\" (known: starttls=no for imap://)",
+				 q + 1);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int read_password_file(const char *path, char *out, size_t cap, char *why, size_t whycap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0) {
+		snprintf(why, whycap, "cannot read password file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = read(fd, out, cap - 1);
+	close(fd);
+	if (n < 0) {
+		snprintf(why, whycap, "cannot read password file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	out[n] = '\0';
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		out[--n] = '\0';
+	if (!n) {
+		snprintf(why, whycap, "password file %s is empty", path);
+		return -1;
+	}
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: mailferry migrate SRC DST [options]\n"
+	      "\n"
+	      "Copies every mailbox of the SRC account to the DST account, byte for byte with\n"
+	      "flags and INTERNALDATE; a re-run copies only what is new.\n"
+	      "\n"
+	      "  SRC, DST   imap://user@host[:port]  (STARTTLS; ?starttls=no to skip it)\n"
+	      "             imaps://user@host[:port] (TLS from the first byte)\n"
+	      "             a user name with '@' is written %40\n"
+	      "\n"
+	      "Passwords: MAILFERRY_SRC_PASSWORD / MAILFERRY_DST_PASSWORD, or\n"
+	      "  --src-password-file F, --dst-password-file F\n"
+	      "\n"
+	      "Options:\n"
+	      "  --state DIR         state directory (default $XDG_STATE_HOME/mailferry)\n"
+	      "  --ca-file F         trust this CA (PEM) instead of the system store\n"
+	      "  --insecure          do not verify TLS certificates (loudly unsafe)\n"
+	      "  --allow-plaintext   allow passwords over unencrypted non-loopback connections\n"
+	      "  --folder GLOB       only mailboxes matching GLOB (repeatable)\n"
+	      "  --exclude GLOB      skip mailboxes matching GLOB (repeatable)\n"
+	      "  --connections N     parallel connection pairs (default 4)\n"
+	      "  --batch N           messages per MULTIAPPEND (default 32)\n"
+	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
+	      "  --dry-run           list what would be synced; change nothing\n"
+	      "  --json              JSON-lines events on stdout, the last one the summary\n"
+	      "  --progress / --no-progress   progress line (default: on a TTY)\n"
+	      "  -q, --quiet / -v, --verbose\n"
+	      "\n"
+	      "Exit status: 0 all done, 1 some messages or mailboxes failed (listed), 2 usage\n"
+	      "or configuration error.\n",
+	      f);
+}
+
+enum {
+	OPT_SRC_PW = 256,
+	OPT_DST_PW,
+	OPT_STATE,
+	OPT_CA,
+	OPT_INSECURE,
+	OPT_PLAIN,
+	OPT_FOLDER,
+	OPT_EXCLUDE,
+	OPT_CONN,
+	OPT_BATCH,
+	OPT_TIMEOUT,
+	OPT_DRY,
+	OPT_JSON,
+	OPT_PROGRESS,
+	OPT_NOPROGRESS,
+};
+
+static const struct option long_opts[] = {
+	{"src-password-file", required_argument, NULL, OPT_SRC_PW},
+	{"dst-password-file", required_argument, NULL, OPT_DST_PW},
+	{"state", required_argument, NULL, OPT_STATE},
+	{"ca-file", required_argument, NULL, OPT_CA},
+	{"insecure", no_argument, NULL, OPT_INSECURE},
+	{"allow-plaintext", no_argument, NULL, OPT_PLAIN},
+	{"folder", required_argument, NULL, OPT_FOLDER},
+	{"exclude", required_argument, NULL, OPT_EXCLUDE},
+	{"connections", required_argument, NULL, OPT_CONN},
+	{"batch", required_argument, NULL, OPT_BATCH},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"dry-run", no_argument, NULL, OPT_DRY},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"progress", no_argument, NULL, OPT_PROGRESS},
+	{"no-progress", no_argument, NULL, OPT_NOPROGRESS},
+	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+struct cli {
+	struct url su, du;
+	char src_pw[1024], dst_pw[1024];
+	const char *src_pw_file, *dst_pw_file;
+	const char *state_dir;
+	char state_buf[4096];
+	const char *ca_file;
+	int insecure, allow_plaintext, dry_run, json, progress;
+	unsigned connections, batch, timeout_s;
+	const char *folders[65], *excludes[65];
+	unsigned nfolders, nexcludes;
+	char job_key[1200];
+};
+
+static int bad(const char *fmt, const char *a, const char *b)
+{
+	fprintf(stderr, "mailferry: ");
+	fprintf(stderr, fmt, a, b);
+	fprintf(stderr, "\n");
+	return 2;
+}
+
+static int get_password(const char *label, const char *env, const char *file, const struct url *u,
+			char *out, size_t cap)
+{
+	char why[512];
+	const char *e = getenv(env);
+
+	if (file) {
+		if (read_password_file(file, out, cap, why, sizeof(why)) < 0)
+			return bad("%s%s", why, "");
+		return 0;
+	}
+	if (e && *e) {
+		snprintf(out, cap, "%s", e);
+		return 0;
+	}
+	if (u->has_password) {
+		mf_log(MF_LOG_WARN, "%s password given in the URL: it is visible to other users in "
+				    "the process list; prefer %s or --%s-password-file",
+		       label, env, label[0] == 's' ? "src" : "dst");
+		snprintf(out, cap, "%s", u->password);
+		return 0;
+	}
+	fprintf(stderr, "mailferry: no password for the %s account %s@%s: set %s or use --%s-password-file\n",
+		label, u->user, u->host, env, label[0] == 's' ? "src" : "dst");
+	return 2;
+}
+
+static unsigned parse_uint(const char *s, unsigned lo, unsigned hi, const char *what, int *err)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (!*s || *end || v < lo || v > hi) {
+		fprintf(stderr, "mailferry: %s must be a number from %u to %u\n", what, lo, hi);
+		*err = 1;
+		return lo;
+	}
+	return (unsigned)v;
+}
+
+static void endpoint_fill(struct imap_endpoint *ep, const char *label, const struct url *u,
+			  const char *pw, const struct cli *c)
+{
+	ep->label = label;
+	ep->host = u->host;
+	ep->port = u->port;
+	ep->user = u->user;
+	ep->password = pw;
+	ep->tls = !strcmp(u->scheme, "imaps") ? IMAP_TLS_IMPLICIT
+		  : u->starttls_no	      ? IMAP_TLS_NONE
+					      : IMAP_TLS_STARTTLS;
+	ep->ca_file = c->ca_file;
+	ep->insecure = c->insecure;
+	ep->allow_plaintext = c->allow_plaintext;
+	ep->timeout_ms = c->timeout_s * 1000;
+	ep->want_enable = 1;
+}
+
+static void summary_print(const struct cli *c, const struct job_summary *s, int rc)
+{
+	struct rusage ru;
+	long rss_kb = 0;
+
+	if (!getrusage(RUSAGE_SELF, &ru))
+		rss_kb = ru.ru_maxrss;
+	if (c->json) {
+		printf("{\"event\":\"summary\",\"messages_copied\":%llu,\"messages_skipped\":%llu,"
+		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
+		       "\"mailboxes_failed\":%u,\"seconds\":%.3f,\"connections\":%u,"
+		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
+		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d}\n",
+		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
+		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
+		       s->mailboxes_failed, s->seconds, s->connections,
+		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb,
+		       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+		       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, rc);
+		fflush(stdout);
+	}
+	if (mf_log_enabled(MF_LOG_INFO))
+		fprintf(stderr,
+			"mailferry: %s: %llu copied, %llu skipped, %llu failed, %.1f MB, %u mailboxes "
+			"in %.2f s (%.0f msg/s), peak RSS %.1f MiB\n",
+			rc ? "finished with errors" : "done", (unsigned long long)s->copied,
+			(unsigned long long)s->skipped, (unsigned long long)s->failed,
+			(double)s->bytes / 1e6, s->mailboxes, s->seconds,
+			s->seconds > 0 ? (double)s->copied / s->seconds : 0.0, (double)rss_kb / 1024.0);
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+	struct cli c;
+	struct job_opts o;
+	struct job_summary sum;
+	struct loop loop;
+	struct state *st;
+	struct mf_error err;
+	char why[512];
+	int opt, e = 0, rc;
+
+	memset(&c, 0, sizeof(c));
+	c.connections = 4;
+	c.batch = 32;
+	c.timeout_s = 60;
+	c.progress = isatty(2);
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "qvh", long_opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SRC_PW: c.src_pw_file = optarg; break;
+		case OPT_DST_PW: c.dst_pw_file = optarg; break;
+		case OPT_STATE: c.state_dir = optarg; break;
+		case OPT_CA: c.ca_file = optarg; break;
+		case OPT_INSECURE: c.insecure = 1; break;
+		case OPT_PLAIN: c.allow_plaintext = 1; break;
+		case OPT_FOLDER:
+			if (c.nfolders == 64)
+				return bad("too many --folder options%s%s", "", "");
+			c.folders[c.nfolders++] = optarg;
+			break;
+		case OPT_EXCLUDE:
+			if (c.nexcludes == 64)
+				return bad("too many --exclude options%s%s", "", "");
+			c.excludes[c.nexcludes++] = optarg;
+			break;
+		case OPT_CONN: c.connections = parse_uint(optarg, 1, 64, "--connections", &e); break;
+		case OPT_BATCH: c.batch = parse_uint(optarg, 1, 64, "--batch", &e); break;
+		case OPT_TIMEOUT: c.timeout_s = parse_uint(optarg, 1, 86400, "--timeout", &e); break;
+		case OPT_DRY: c.dry_run = 1; break;
+		case OPT_JSON: c.json = 1; break;
+		case OPT_PROGRESS: c.progress = 1; break;
+		case OPT_NOPROGRESS: c.progress = 0; break;
+		case 'q': mf_log_set_level(MF_LOG_ERROR); break;
+		case 'v': mf_log_set_level(MF_LOG_DEBUG); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (e)
+		return 2;
+	if (argc - optind != 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (url_parse(argv[optind], &c.su, why, sizeof(why)) < 0)
+		return bad("source %s: %s", argv[optind], why);
+	if (url_parse(argv[optind + 1], &c.du, why, sizeof(why)) < 0)
+		return bad("destination %s: %s", argv[optind + 1], why);
+	if ((rc = get_password("source", "MAILFERRY_SRC_PASSWORD", c.src_pw_file, &c.su, c.src_pw,
+			       sizeof(c.src_pw))))
+		return rc;
+	if ((rc = get_password("destination", "MAILFERRY_DST_PASSWORD", c.dst_pw_file, &c.du,
+			       c.dst_pw, sizeof(c.dst_pw))))
+		return rc;
+	if (c.insecure)
+		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
+				    "path can read the passwords and the mail");
+	if (!c.state_dir) {
+		const char *x = getenv("XDG_STATE_HOME"), *h = getenv("HOME");
+
+		if (x && *x)
+			snprintf(c.state_buf, sizeof(c.state_buf), "%s/mailferry", x);
+		else if (h && *h)
+			snprintf(c.state_buf, sizeof(c.state_buf), "%s/.local/state/mailferry", h);
+		else
+			return bad("no state directory: use --state DIR%s%s", "", "");
+		c.state_dir = c.state_buf;
+	}
+	snprintf(c.job_key, sizeof(c.job_key), "imap://%s@%s:%u -> imap://%s@%s:%u", c.su.user,
+		 c.su.host, c.su.port, c.du.user, c.du.host, c.du.port);
+
+	memset(&o, 0, sizeof(o));
+	endpoint_fill(&o.src, "source", &c.su, c.src_pw, &c);
+	endpoint_fill(&o.dst, "destination", &c.du, c.dst_pw, &c);
+	o.job_key = c.job_key;
+	o.connections = c.connections;
+	o.batch_msgs = c.batch;
+	o.batch_bytes = 4u << 20;
+	o.folders = c.folders;
+	o.excludes = c.excludes;
+	o.dry_run = c.dry_run;
+	o.json = c.json;
+	o.progress = c.progress;
+	o.out = stdout;
+
+	if (state_open(&st, c.state_dir, &err) < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		return 2;
+	}
+	if ((rc = loop_init(&loop, 256)) < 0) {
+		fprintf(stderr, "mailferry: io_uring setup failed: %s\n", strerror(-rc));
+		state_close(st);
+		return 1;
+	}
+	mf_err_clear(&err);
+	rc = job_migrate(&loop, st, &o, &sum, &err);
+	if (rc < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		rc = 1;
+	}
+	summary_print(&c, &sum, rc);
+	loop_free(&loop);
+	state_close(st);
+	OPENSSL_cleanse(c.src_pw, sizeof(c.src_pw));
+	OPENSSL_cleanse(c.dst_pw, sizeof(c.dst_pw));
+	return rc;
+}
+
+int cli_main(int argc, char **argv)
+{
+	const char *cmd;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (!strcmp(cmd, "migrate"))
+		return cmd_migrate(argc - 1, argv + 1);
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		printf("mailferry %s\n", MF_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore") || !strcmp(cmd, "export") ||
+	    !strcmp(cmd, "verify") || !strcmp(cmd, "run") || !strcmp(cmd, "bench")) {
+		fprintf(stderr, "mailferry: \"%s\" is not available in this version (only migrate)\n",
+			cmd);
+		return 2;
+	}
+	fprintf(stderr, "mailferry: unknown command \"%s\"\n", cmd);
+	usage(stderr);
+	return 2;
+}

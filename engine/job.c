@@ -1,0 +1,1579 @@
+/*
+ * job — one account's IMAP → IMAP migration (see job.h).
+ *
+ * Data path per worker: source FETCH literal → SHA-256 → destination APPEND
+ * literal, in chunks, never holding a whole message. Flow control is by
+ * returning short from lit_data (destination buffer full or a "+" awaited)
+ * and by pausing the source at a response boundary when every APPEND batch
+ * slot is in flight; the destination's progress kicks the source again.
+ */
+#include "engine/job.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "protocols/utf7.h"
+
+#define BATCH_SLOTS 8
+#define BATCH_MAX 64
+#define BATCH_POOL 8192
+#define FETCH_RANGE 1000	/* UIDs per UID FETCH command */
+#define RETRY_CHUNK 200
+#define MAX_ERRORS 1000
+
+struct mbox {
+	char *name;		/* source name, wire form */
+	size_t len;
+	char *dst_name;		/* destination name, wire form */
+	char *display;		/* UTF-8 for people */
+	char sep;
+	int noselect;
+	int have_status;
+	uint32_t st_uidvalidity, st_uidnext, st_messages;
+	uint64_t st_highestmodseq;
+	uint32_t mbid;
+	int work;		/* needs a worker */
+	int failed;
+	int dst_exists;
+	uint64_t copied, skipped, nfailed, bytes;
+};
+
+struct bmsg {
+	uint32_t uid;
+	uint64_t size, modseq;
+	int64_t idate;
+	uint8_t hash[32];
+	uint16_t flags_off, flags_len;
+};
+
+struct batch {
+	struct imap_cmd cmd;
+	struct worker *w;
+	unsigned n;
+	uint64_t bytes;
+	size_t pool_len;
+	struct bmsg m[BATCH_MAX];
+	char pool[BATCH_POOL];
+};
+
+enum wphase { W_CONNECTING, W_IDLE, W_EXAMINE, W_FETCH, W_DONE };
+
+struct worker {
+	struct job *job;
+	unsigned id;
+	struct imap_client src, dst;
+	int src_open, dst_open, src_ready, dst_ready, dead;
+	enum wphase phase;
+	struct mbox *mb;
+	struct imap_cmd examine_cmd, fetch_cmd[2];
+	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	uint32_t start_uid, next_range, end_uid;
+	unsigned fetches_inflight;
+	int single_mode;	/* one APPEND per message (retry pass) */
+	uint32_t *retry;
+	size_t nretry, cretry, retry_pos;
+	int src_paused;		/* paused at a response boundary (slots full) */
+	int src_starved;	/* lit_data returned short */
+	/* the message being streamed */
+	struct {
+		int active, skip;
+		uint32_t uid;
+		uint64_t size, left, modseq;
+		int64_t idate;
+		char flags[STATE_FLAGS_MAX];
+		size_t flags_len;
+		char date[64];
+	} cur;
+	EVP_MD_CTX *md;
+	struct batch *slot[BATCH_SLOTS];
+	unsigned b_head, b_count;
+	struct batch *open;	/* APPEND being written */
+	uint64_t mb_failed_min_uid;
+};
+
+struct job {
+	struct loop *loop;
+	struct state *st;
+	const struct job_opts *o;
+	struct job_summary *sum;
+	uint32_t jobid;
+	struct mbox *mb;
+	size_t nmb, cmb, next_mb;
+	struct worker *w;
+	unsigned nw;
+	/* control */
+	struct imap_cmd list_cmd, dlist_cmd[2], *create_cmd;
+	char dst_sep;
+	char **dst_names;
+	size_t ndst, cdst;
+	unsigned creates_pending;
+	int listed, dst_prepared, finished, fatal;
+	unsigned nerrors;
+	struct loop_timer tick;
+	uint64_t t0, last_commit;
+	int state_dirty;
+	int progress_shown;
+	struct imap_client_cb src_cb, dst_cb;
+};
+
+static void worker_next(struct worker *w);
+static void worker_check_done(struct worker *w);
+static void job_maybe_finish(struct job *j);
+static void worker_stop(struct worker *w, int graceful);
+
+/* ---- reporting ----------------------------------------------------------- */
+
+static void json_str(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+static void progress_clear(struct job *j)
+{
+	if (j->progress_shown) {
+		fputs("\r\033[K", stderr);
+		j->progress_shown = 0;
+	}
+}
+
+/* One error: stderr line naming account, mailbox and UID; JSON event. */
+static void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
+		      const char *fmt, ...)
+{
+	char msg[1024], line[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = snprintf(line, sizeof(line), "%s", who ? who : "");
+	if (mb)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%smailbox \"%s\"", n ? " " : "",
+			      mb->display);
+	if (uid && n < (int)sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " uid %u", uid);
+	if (n < (int)sizeof(line))
+		snprintf(line + n, sizeof(line) - (size_t)n, "%s%s", n ? ": " : "", msg);
+	progress_clear(j);
+	mf_log(MF_LOG_ERROR, "%s", line);
+	if (j->o->json && j->nerrors < MAX_ERRORS) {
+		fprintf(j->o->out, "{\"event\":\"error\",\"account\":");
+		json_str(j->o->out, who ? who : "", who ? strlen(who) : 0);
+		fprintf(j->o->out, ",\"mailbox\":");
+		if (mb)
+			json_str(j->o->out, mb->display, strlen(mb->display));
+		else
+			fputs("null", j->o->out);
+		fprintf(j->o->out, ",\"uid\":%u,\"message\":", uid);
+		json_str(j->o->out, line, strlen(line));
+		fputs("}\n", j->o->out);
+	}
+	j->nerrors++;
+}
+
+static void job_commit(struct job *j)
+{
+	struct mf_error e;
+
+	if (!j->state_dirty)
+		return;
+	if (state_commit(j->st, &e) < 0) {
+		job_error(j, NULL, NULL, 0, "%s", e.msg);
+		j->fatal = 1;
+	}
+	j->state_dirty = 0;
+	j->last_commit = loop_now_ms(j->loop);
+}
+
+static void on_tick(struct loop *l, struct loop_timer *t)
+{
+	struct job *j = (struct job *)((char *)t - offsetof(struct job, tick));
+	struct job_summary *s = j->sum;
+	double secs;
+
+	if (j->finished)
+		return;
+	if (loop_now_ms(l) - j->last_commit >= 1000)
+		job_commit(j);
+	if (j->o->progress) {
+		secs = (double)(loop_now_ms(l) - j->t0) / 1000.0;
+		fprintf(stderr, "\r\033[Kmailferry: %llu copied, %llu skipped, %llu failed, %.1f MB, "
+				"%.0f msg/s, %zu/%zu mailboxes",
+			(unsigned long long)s->copied, (unsigned long long)s->skipped,
+			(unsigned long long)s->failed, (double)s->bytes / 1e6,
+			secs > 0 ? (double)s->copied / secs : 0.0, j->next_mb, j->nmb);
+		j->progress_shown = 1;
+	}
+	loop_timer_start(l, &j->tick, 250, on_tick);
+}
+
+/* ---- small parsers --------------------------------------------------------- */
+
+static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+				     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* "17-Jul-1996 02:44:25 -0700" → unix seconds (RFC 3501 date-time). */
+static int parse_idate(const char *s, size_t n, int64_t *out)
+{
+	char buf[64], mon[4], sign;
+	int d, y, hh, mm, ss, tz, m = -1;
+	struct tm tm;
+
+	if (n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (sscanf(buf, " %d-%3s-%d %d:%d:%d %c%4d", &d, mon, &y, &hh, &mm, &ss, &sign, &tz) != 8)
+		return -1;
+	for (int i = 0; i < 12; i++)
+		if (!strcasecmp(mon, months[i]))
+			m = i;
+	if (m < 0 || (sign != '+' && sign != '-'))
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = m;
+	tm.tm_mday = d;
+	tm.tm_hour = hh;
+	tm.tm_min = mm;
+	tm.tm_sec = ss;
+	*out = (int64_t)timegm(&tm) - (sign == '-' ? -1 : 1) * ((tz / 100) * 3600 + (tz % 100) * 60);
+	return 0;
+}
+
+/* FLAGS list → "\Seen $Forwarded" without \Recent (APPEND cannot set it). */
+static size_t flags_string(const struct imap_node *list, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (const struct imap_node *f = list ? list->child : NULL; f; f = f->next) {
+		if (f->type != IMAP_NODE_ATOM || imap_node_is(f, "\\Recent"))
+			continue;
+		if (n + f->len + 2 > cap)
+			break;
+		if (n)
+			out[n++] = ' ';
+		memcpy(out + n, f->s, f->len);
+		n += f->len;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* "5:7,9" → calls fn for 5,6,7,9 in order. */
+static int uidset_each(const char *s, size_t n, void (*fn)(void *ctx, uint32_t uid), void *ctx)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint64_t a = 0, b;
+		size_t st = i;
+
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			a = a * 10 + (uint64_t)(s[i++] - '0');
+		if (i == st || a > UINT32_MAX)
+			return -1;
+		b = a;
+		if (i < n && s[i] == ':') {
+			st = ++i;
+			b = 0;
+			while (i < n && s[i] >= '0' && s[i] <= '9')
+				b = b * 10 + (uint64_t)(s[i++] - '0');
+			if (i == st || b > UINT32_MAX)
+				return -1;
+		}
+		if (b < a) {
+			uint64_t t = a;
+			a = b;
+			b = t;
+		}
+		if (b - a > 1000000)
+			return -1;
+		for (uint64_t u = a; u <= b; u++)
+			fn(ctx, (uint32_t)u);
+		if (i < n && s[i] != ',')
+			return -1;
+		i++;
+	}
+	return 0;
+}
+
+/* ---- mailbox names ------------------------------------------------------------ */
+
+static char *dupn(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+static int is_inbox(const char *s, size_t n)
+{
+	return n == 5 && !strncasecmp(s, "INBOX", 5);
+}
+
+/* Source name with the source separator → destination name. A character
+ * that is the destination's separator but not the source's cannot be kept
+ * (it would create a hierarchy level): it becomes '_' and we say so. */
+static char *translate_name(struct job *j, const struct mbox *mb)
+{
+	char *d = dupn(mb->name, mb->len);
+
+	if (!d)
+		return NULL;
+	if (is_inbox(d, mb->len)) {
+		memcpy(d, "INBOX", 5);
+		return d;
+	}
+	for (size_t i = 0; i < mb->len; i++) {
+		if (mb->sep && d[i] == mb->sep) {
+			d[i] = j->dst_sep ? j->dst_sep : mb->sep;
+		} else if (j->dst_sep && d[i] == j->dst_sep) {
+			d[i] = '_';
+			mf_log(MF_LOG_WARN, "mailbox \"%s\": '%c' is the destination's separator; "
+					    "written as '_'", mb->display, j->dst_sep);
+		}
+	}
+	return d;
+}
+
+static int folder_selected(const struct job_opts *o, const char *display)
+{
+	int in = !o->folders || !o->folders[0];
+
+	for (const char *const *g = o->folders; g && *g; g++)
+		if (!fnmatch(*g, display, 0))
+			in = 1;
+	for (const char *const *g = o->excludes; g && *g; g++)
+		if (!fnmatch(*g, display, 0))
+			in = 0;
+	return in;
+}
+
+static struct mbox *mbox_find(struct job *j, const char *name, size_t len)
+{
+	for (size_t i = 0; i < j->nmb; i++)
+		if (j->mb[i].len == len && !memcmp(j->mb[i].name, name, len))
+			return &j->mb[i];
+	return NULL;
+}
+
+static struct mbox *mbox_add(struct job *j, const char *name, size_t len)
+{
+	struct mbox *mb;
+	char disp[STATE_NAME_MAX * 2];
+	ssize_t dl;
+
+	if (j->nmb == j->cmb) {
+		size_t nc = j->cmb ? j->cmb * 2 : 64;
+		struct mbox *nm = realloc(j->mb, nc * sizeof(*nm));
+
+		if (!nm)
+			return NULL;
+		j->mb = nm;
+		j->cmb = nc;
+	}
+	mb = &j->mb[j->nmb];
+	memset(mb, 0, sizeof(*mb));
+	mb->name = dupn(name, len);
+	mb->len = len;
+	dl = utf7_decode(name, len, disp, sizeof(disp));
+	mb->display = dl >= 0 ? dupn(disp, (size_t)dl) : dupn(name, len);
+	if (!mb->name || !mb->display)
+		return NULL;
+	j->nmb++;
+	return mb;
+}
+
+/* ---- control: LIST on the source ------------------------------------------ */
+
+static int node_str(const struct imap_node *n, const char **s, size_t *len)
+{
+	if (!n || (n->type != IMAP_NODE_ATOM && n->type != IMAP_NODE_STRING))
+		return -1;
+	*s = n->s;
+	*len = n->len;
+	return 0;
+}
+
+static void status_apply(struct mbox *mb, const struct imap_node *list)
+{
+	for (const struct imap_node *k = list ? list->child : NULL; k && k->next; k = k->next->next) {
+		const struct imap_node *v = k->next;
+
+		if (imap_node_is(k, "UIDVALIDITY"))
+			imap_node_u32(v, &mb->st_uidvalidity);
+		else if (imap_node_is(k, "UIDNEXT"))
+			imap_node_u32(v, &mb->st_uidnext);
+		else if (imap_node_is(k, "MESSAGES"))
+			imap_node_u32(v, &mb->st_messages);
+		else if (imap_node_is(k, "HIGHESTMODSEQ"))
+			imap_node_u64(v, &mb->st_highestmodseq);
+	}
+	mb->have_status = 1;
+}
+
+static int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	const struct imap_node *a = r->first;
+	const char *name;
+	size_t len;
+
+	if (!a)
+		return 0;
+	if (imap_node_is(a, "LIST") && a->next && a->next->next) {
+		const struct imap_node *attrs = a->next, *sep = attrs->next, *nm = sep->next;
+		struct mbox *mb;
+
+		if (node_str(nm, &name, &len) < 0 || !len)
+			return 0;
+		if (!(mb = mbox_find(j, name, len)) && !(mb = mbox_add(j, name, len)))
+			return -ENOMEM;
+		mb->sep = (sep->type == IMAP_NODE_STRING && sep->len == 1) ? sep->s[0] : 0;
+		for (const struct imap_node *f = attrs->child; f; f = f->next)
+			if (imap_node_is(f, "\\Noselect") || imap_node_is(f, "\\NonExistent"))
+				mb->noselect = 1;
+	} else if (imap_node_is(a, "STATUS") && a->next && a->next->next) {
+		struct mbox *mb;
+
+		if (node_str(a->next, &name, &len) < 0)
+			return 0;
+		if (!(mb = mbox_find(j, name, len)) && !(mb = mbox_add(j, name, len)))
+			return -ENOMEM;
+		status_apply(mb, a->next->next);
+	}
+	return 0;
+}
+
+static int mbox_cmp_size(const void *a, const void *b)
+{
+	const struct mbox *x = a, *y = b;
+
+	/* work first, largest first, INBOX first among equals */
+	if (x->work != y->work)
+		return y->work - x->work;
+	if (x->st_messages != y->st_messages)
+		return x->st_messages < y->st_messages ? 1 : -1;
+	return strcmp(x->name, y->name);
+}
+
+static void workers_spawn(struct job *j);
+static void dst_prepare(struct worker *w);
+
+/* The source is listed: decide which mailboxes have work. */
+static void plan(struct job *j)
+{
+	struct mf_error e;
+	size_t nwork = 0, kept = 0;
+
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (mb->noselect || !folder_selected(j->o, mb->display)) {
+			free(mb->name);
+			free(mb->display);
+			continue;
+		}
+		j->mb[kept++] = *mb;
+	}
+	j->nmb = kept;
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+		struct state_mbox rec;
+		int created;
+
+		if (state_mbox_id(j->st, j->jobid, mb->name, mb->len, &mb->mbid, &created, &e) < 0) {
+			job_error(j, NULL, mb, 0, "%s", e.msg);
+			j->fatal = 1;
+			return;
+		}
+		mb->work = 1;
+		if (!created && mb->have_status &&
+		    state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 &&
+		    rec.uidvalidity == mb->st_uidvalidity && rec.uidnext == mb->st_uidnext &&
+		    rec.synced_at && rec.last_uid + 1 >= mb->st_uidnext) {
+			mb->work = 0; /* nothing new since the last complete sync */
+		}
+		nwork += (size_t)mb->work;
+		j->state_dirty = 1;
+	}
+	qsort(j->mb, j->nmb, sizeof(*j->mb), mbox_cmp_size);
+	j->listed = 1;
+	if (j->o->json) {
+		fprintf(j->o->out, "{\"event\":\"plan\",\"mailboxes\":%zu,\"with_changes\":%zu}\n",
+			j->nmb, nwork);
+		fflush(j->o->out);
+	}
+	j->sum->mailboxes = (unsigned)j->nmb;
+	j->sum->skipped = 0;
+	for (size_t i = nwork; i < j->nmb; i++)
+		j->sum->skipped += j->mb[i].st_messages;
+	if (j->o->dry_run) {
+		for (size_t i = 0; i < j->nmb; i++) {
+			progress_clear(j);
+			fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": %s\n", j->mb[i].display,
+				j->mb[i].work ? "would be synced" : "unchanged");
+		}
+		j->next_mb = j->nmb;
+		job_maybe_finish(j);
+		return;
+	}
+	if (!nwork) {
+		j->next_mb = j->nmb;
+		job_maybe_finish(j);
+		return;
+	}
+	/* Mailboxes without work sort last and are never handed out. */
+	workers_spawn(j);
+	dst_prepare(&j->w[0]);
+}
+
+static void list_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len,
+			  r->text);
+		j->fatal = 1;
+		job_maybe_finish(j);
+		return;
+	}
+	plan(j);
+}
+
+static void status_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+
+	(void)r; /* a failed STATUS leaves have_status 0: the mailbox is examined */
+	if (--j->creates_pending == 0) {
+		free(j->create_cmd);
+		j->create_cmd = NULL;
+		(void)cmd;
+		plan(j);
+	}
+}
+
+static void list_plain_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	size_t n = 0;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		list_done(c, cmd, r);
+		return;
+	}
+	for (size_t i = 0; i < j->nmb; i++)
+		n += !j->mb[i].noselect;
+	if (!n) {
+		plan(j);
+		return;
+	}
+	/* STATUS each selectable mailbox, all pipelined. */
+	j->create_cmd = calloc(n, sizeof(*j->create_cmd));
+	if (!j->create_cmd) {
+		j->fatal = 1;
+		job_maybe_finish(j);
+		return;
+	}
+	j->creates_pending = (unsigned)n;
+	n = 0;
+	for (size_t i = 0; i < j->nmb; i++) {
+		if (j->mb[i].noselect)
+			continue;
+		imap_cmd_begin(c, &j->create_cmd[n++], status_done, NULL);
+		imap_put(c, "STATUS ");
+		imap_put_astring(c, j->mb[i].name, j->mb[i].len);
+		imap_putf(c, " (UIDVALIDITY UIDNEXT MESSAGES%s)",
+			  (c->caps & IMAP_CAP_CONDSTORE) ? " HIGHESTMODSEQ" : "");
+		imap_cmd_end(c);
+	}
+}
+
+static void src_list(struct worker *w)
+{
+	struct job *j = w->job;
+	struct imap_client *c = &w->src;
+
+	if ((c->caps & IMAP_CAP_LIST_STATUS) && (c->caps & IMAP_CAP_LIST_EXTENDED)) {
+		imap_cmd_begin(c, &j->list_cmd, list_done, NULL);
+		imap_putf(c, "LIST \"\" \"*\" RETURN (%sSTATUS (UIDVALIDITY UIDNEXT MESSAGES%s))",
+			  (c->caps & IMAP_CAP_SPECIAL_USE) ? "SPECIAL-USE " : "",
+			  (c->caps & IMAP_CAP_CONDSTORE) ? " HIGHESTMODSEQ" : "");
+	} else {
+		imap_cmd_begin(c, &j->list_cmd, list_plain_done, NULL);
+		imap_put(c, "LIST \"\" \"*\"");
+	}
+	imap_cmd_end(c);
+}
+
+/* ---- control: prepare the destination --------------------------------------- */
+
+static int dst_has(struct job *j, const char *name)
+{
+	for (size_t i = 0; i < j->ndst; i++)
+		if (!strcmp(j->dst_names[i], name) ||
+		    (is_inbox(name, strlen(name)) && is_inbox(j->dst_names[i], strlen(j->dst_names[i]))))
+			return 1;
+	return 0;
+}
+
+static int dst_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	const struct imap_node *a = r->first;
+
+	if (a && imap_node_is(a, "LIST") && a->next && a->next->next && a->next->next->next) {
+		const struct imap_node *sep = a->next->next, *nm = sep->next;
+		const char *name;
+		size_t len;
+
+		if (sep->type == IMAP_NODE_STRING && sep->len == 1 && !j->dst_sep)
+			j->dst_sep = sep->s[0];
+		if (node_str(nm, &name, &len) < 0 || !len)
+			return 0;
+		if (j->ndst == j->cdst) {
+			size_t nc = j->cdst ? j->cdst * 2 : 64;
+			char **nn = realloc(j->dst_names, nc * sizeof(*nn));
+
+			if (!nn)
+				return -ENOMEM;
+			j->dst_names = nn;
+			j->cdst = nc;
+		}
+		if (!(j->dst_names[j->ndst] = dupn(name, len)))
+			return -ENOMEM;
+		j->ndst++;
+	}
+	return 0;
+}
+
+static void dispatch(struct job *j)
+{
+	for (unsigned i = 0; i < j->nw; i++)
+		if (j->w[i].phase == W_IDLE && !j->w[i].dead)
+			worker_next(&j->w[i]);
+}
+
+static void creates_release(struct job *j)
+{
+	if (--j->creates_pending == 0) {
+		j->dst_prepared = 1;
+		dispatch(j);
+		job_maybe_finish(j);
+	}
+}
+
+static void create_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mbox *mb = cmd->ud;
+
+	if (r->status != IMAP_ST_OK && !imap_resp_code(r, "ALREADYEXISTS")) {
+		job_error(j, imap_client_who(c), mb, 0, "cannot create mailbox \"%s\": %.*s",
+			  mb->dst_name, (int)r->text_len, r->text);
+		mb->failed = 1;
+		mb->work = 0;
+		j->sum->mailboxes_failed++;
+	}
+	creates_release(j);
+}
+
+static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	size_t n = 0;
+
+	if (cmd != &j->dlist_cmd[1])
+		return; /* LIST "" "" gave the separator; wait for the full list */
+	if (r->status != IMAP_ST_OK) {
+		job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len,
+			  r->text);
+		j->fatal = 1;
+		job_maybe_finish(j);
+		return;
+	}
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!(mb->dst_name = translate_name(j, mb))) {
+			j->fatal = 1;
+			return;
+		}
+		mb->dst_exists = dst_has(j, mb->dst_name);
+		n += !mb->dst_exists;
+	}
+	j->creates_pending = 1; /* held until all are sent */
+	free(j->create_cmd);
+	j->create_cmd = calloc(n ? n : 1, sizeof(*j->create_cmd));
+	if (!j->create_cmd) {
+		j->fatal = 1;
+		return;
+	}
+	n = 0;
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (mb->dst_exists)
+			continue;
+		j->creates_pending++;
+		imap_cmd_begin(c, &j->create_cmd[n++], create_done, mb);
+		imap_put(c, "CREATE ");
+		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
+		imap_cmd_end(c);
+	}
+	creates_release(j);
+}
+
+static void dst_prepare(struct worker *w)
+{
+	struct job *j = w->job;
+
+	if (!w->dst_ready || !j->listed || j->dlist_cmd[0].done)
+		return;
+	imap_cmd_begin(&w->dst, &j->dlist_cmd[0], dlist_done, NULL);
+	imap_put(&w->dst, "LIST \"\" \"\"");
+	imap_cmd_end(&w->dst);
+	imap_cmd_begin(&w->dst, &j->dlist_cmd[1], dlist_done, NULL);
+	imap_put(&w->dst, "LIST \"\" \"*\"");
+	imap_cmd_end(&w->dst);
+}
+
+/* ---- worker: streaming ------------------------------------------------------ */
+
+static struct batch *batch_open(struct worker *w)
+{
+	struct batch *b;
+	struct mbox *mb = w->mb;
+
+	if (w->open)
+		return w->open;
+	if (w->b_count == BATCH_SLOTS)
+		return NULL;
+	b = w->slot[(w->b_head + w->b_count) % BATCH_SLOTS];
+	w->b_count++;
+	b->w = w;
+	b->n = 0;
+	b->bytes = 0;
+	b->pool_len = 0;
+	w->open = b;
+	imap_cmd_begin(&w->dst, &b->cmd, NULL, b);
+	imap_put(&w->dst, "APPEND ");
+	imap_put_astring(&w->dst, mb->dst_name, strlen(mb->dst_name));
+	return b;
+}
+
+static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+
+static void batch_close(struct worker *w)
+{
+	struct batch *b = w->open;
+
+	if (!b)
+		return;
+	w->open = NULL;
+	b->cmd.done = append_done;
+	if (!b->n) {
+		/* Nothing was appended (cannot happen: opened on the first message). */
+		imap_put(&w->dst, " () {0+}\r\n");
+	}
+	imap_cmd_end(&w->dst);
+}
+
+static int msg_flags_ok(const struct batch *b, size_t n)
+{
+	return b->pool_len + n <= BATCH_POOL;
+}
+
+static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
+			 const struct imap_node *key, uint64_t size)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	const struct imap_node *items, *it, *flags = NULL, *date = NULL;
+	uint32_t uid = 0;
+	uint64_t modseq = 0;
+	struct state_msg_key k;
+	struct state_msg sm;
+	struct mf_error e;
+	struct batch *b;
+	int rc;
+
+	if (w->phase != W_FETCH || !r->first || !r->first->next ||
+	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
+		return IMAP_LIT_INLINE;
+	items = r->first->next->next;
+	for (it = items ? items->child : NULL; it && it != key; it = it->next) {
+		if (imap_node_is(it, "UID") && it->next)
+			imap_node_u32(it->next, &uid);
+		else if (imap_node_is(it, "FLAGS") && it->next)
+			flags = it->next;
+		else if (imap_node_is(it, "INTERNALDATE") && it->next)
+			date = it->next;
+		else if (imap_node_is(it, "MODSEQ") && it->next && it->next->child)
+			imap_node_u64(it->next->child, &modseq);
+	}
+	memset(&w->cur, 0, offsetof(__typeof__(w->cur), flags));
+	w->cur.active = 1;
+	w->cur.size = w->cur.left = size;
+	if (!uid || !flags || !date || date->type != IMAP_NODE_STRING || date->len >= 64) {
+		/* The server sent the body before the items we asked first; we
+		 * would need to spool it. Dovecot, Cyrus, Gmail and Exchange
+		 * answer in the order asked. */
+		job_error(j, imap_client_who(c), w->mb, uid,
+			  "server sent BODY[] before UID/FLAGS/INTERNALDATE; message skipped");
+		w->cur.skip = 1;
+		w->mb->nfailed++;
+		j->sum->failed++;
+		return IMAP_LIT_STREAM;
+	}
+	w->cur.uid = uid;
+	if (uid < w->start_uid || uid > w->end_uid) {
+		w->cur.skip = 1; /* "n:*" returns the last message even when below n */
+		return IMAP_LIT_STREAM;
+	}
+	k = (struct state_msg_key){j->jobid, w->mb->mbid, w->uidvalidity, uid};
+	rc = state_msg_get(j->st, &k, &sm, &e);
+	if (rc == 0 && sm.status == STATE_MSG_DONE) {
+		w->cur.skip = 1;
+		w->mb->skipped++;
+		j->sum->skipped++;
+		return IMAP_LIT_STREAM;
+	}
+	if (rc < 0 && rc != -ENOENT) {
+		job_error(j, NULL, w->mb, uid, "%s", e.msg);
+		return -EIO;
+	}
+	if (w->dst.appendlimit && size > w->dst.appendlimit) {
+		job_error(j, imap_client_who(&w->dst), w->mb, uid,
+			  "message of %llu bytes exceeds the destination's APPENDLIMIT %llu",
+			  (unsigned long long)size, (unsigned long long)w->dst.appendlimit);
+		w->cur.skip = 1;
+		w->mb->nfailed++;
+		j->sum->failed++;
+		return IMAP_LIT_STREAM;
+	}
+	w->cur.flags_len = flags_string(flags, w->cur.flags, sizeof(w->cur.flags));
+	memcpy(w->cur.date, date->s, date->len);
+	w->cur.date[date->len] = '\0';
+	w->cur.modseq = modseq;
+	if (parse_idate(date->s, date->len, &w->cur.idate) < 0)
+		w->cur.idate = 0;
+	EVP_DigestInit_ex(w->md, EVP_sha256(), NULL);
+
+	/* A message that alone fills the batch's flag pool, or an empty one
+	 * (which some servers refuse), gets its own APPEND so a refusal does
+	 * not take a batch down with it. */
+	if (w->open && (w->single_mode || !msg_flags_ok(w->open, w->cur.flags_len) ||
+			size == 0))
+		batch_close(w);
+	if (!(b = batch_open(w))) {
+		/* Cannot happen: the source pauses at response boundaries
+		 * while every slot is busy. */
+		job_error(j, NULL, w->mb, uid, "internal: no APPEND slot");
+		return -EIO;
+	}
+	imap_putf(&w->dst, " (%s) \"%s\"", w->cur.flags, w->cur.date);
+	imap_put_literal_header(&w->dst, size, 1);
+	return IMAP_LIT_STREAM;
+}
+
+static ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
+{
+	struct worker *w = c->ud;
+	size_t space;
+
+	if (!w->cur.active || w->cur.skip)
+		return (ssize_t)n;
+	space = imap_write_space(&w->dst);
+	if (space < n) {
+		if (!space) {
+			w->src_starved = 1;
+			imap_want_writable(&w->dst);
+			imap_client_pause(&w->src);
+			return 0;
+		}
+		n = space;
+	}
+	EVP_DigestUpdate(w->md, p, n);
+	imap_put_raw(&w->dst, p, n);
+	w->cur.left -= n;
+	return (ssize_t)n;
+}
+
+static int src_lit_end(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct batch *b = w->open;
+	struct bmsg *m;
+	unsigned hl = 32;
+
+	if (!w->cur.active || w->cur.skip) {
+		w->cur.active = 0;
+		return 0;
+	}
+	w->cur.active = 0;
+	m = &b->m[b->n++];
+	m->uid = w->cur.uid;
+	m->size = w->cur.size;
+	m->modseq = w->cur.modseq;
+	m->idate = w->cur.idate;
+	EVP_DigestFinal_ex(w->md, m->hash, &hl);
+	m->flags_off = (uint16_t)b->pool_len;
+	m->flags_len = (uint16_t)w->cur.flags_len;
+	memcpy(b->pool + b->pool_len, w->cur.flags, w->cur.flags_len);
+	b->pool_len += w->cur.flags_len;
+	b->bytes += w->cur.size;
+	if (b->n >= BATCH_MAX || b->n >= j->o->batch_msgs || b->bytes >= j->o->batch_bytes ||
+	    w->single_mode || w->cur.size == 0 || !(w->dst.caps & IMAP_CAP_MULTIAPPEND))
+		batch_close(w);
+	return 0;
+}
+
+static int src_untagged(struct imap_client *c, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *a = r->first;
+
+	if (w->phase == W_EXAMINE) {
+		const struct imap_node *v;
+
+		if ((v = imap_resp_code(r, "UIDVALIDITY")))
+			imap_node_u32(v, &w->uidvalidity);
+		else if ((v = imap_resp_code(r, "UIDNEXT")))
+			imap_node_u32(v, &w->uidnext);
+		else if ((v = imap_resp_code(r, "HIGHESTMODSEQ")))
+			imap_node_u64(v, &w->highestmodseq);
+		return 0;
+	}
+	if (w->phase == W_FETCH && a && a->next && imap_node_is(a->next, "FETCH")) {
+		/* Response boundary: pause here if no APPEND slot is free. */
+		if (!w->open && w->b_count == BATCH_SLOTS) {
+			w->src_paused = 1;
+			return IMAP_PARSE_PAUSE;
+		}
+	}
+	return 0;
+}
+
+struct uidlist {
+	uint32_t *u;
+	size_t n, cap;
+};
+
+static void uid_collect(void *ctx, uint32_t uid)
+{
+	struct uidlist *l = ctx;
+
+	if (l->n < l->cap)
+		l->u[l->n] = uid;
+	l->n++;
+}
+
+static void retry_push(struct worker *w, uint32_t uid)
+{
+	if (w->nretry == w->cretry) {
+		size_t nc = w->cretry ? w->cretry * 2 : 64;
+		uint32_t *nr = realloc(w->retry, nc * sizeof(*nr));
+
+		if (!nr)
+			return;
+		w->retry = nr;
+		w->cretry = nc;
+	}
+	w->retry[w->nretry++] = uid;
+}
+
+static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct batch *b = cmd->ud;
+	struct worker *w = b->w;
+	struct job *j = w->job;
+	struct mbox *mb = w->mb;
+	uint32_t dst_uids[BATCH_MAX], dst_uidv = 0;
+	struct uidlist ul = {dst_uids, 0, BATCH_MAX};
+	const struct imap_node *au;
+	struct mf_error e;
+
+	w->b_head = (w->b_head + 1) % BATCH_SLOTS;
+	w->b_count--;
+	if (r->status == IMAP_ST_OK) {
+		if ((au = imap_resp_code(r, "APPENDUID")) && au->next) {
+			imap_node_u32(au, &dst_uidv);
+			if (uidset_each(au->next->s, au->next->len, uid_collect, &ul) < 0 || ul.n != b->n)
+				ul.n = 0;
+		}
+		for (unsigned i = 0; i < b->n; i++) {
+			struct bmsg *m = &b->m[i];
+			struct state_msg sm;
+			struct state_msg_key k = {j->jobid, mb->mbid, w->uidvalidity, m->uid};
+			size_t fl = m->flags_len < STATE_FLAGS_MAX ? m->flags_len : STATE_FLAGS_MAX - 1;
+
+			memset(&sm, 0, offsetof(struct state_msg, flags));
+			memcpy(sm.hash, m->hash, 32);
+			sm.size = m->size;
+			sm.modseq = m->modseq;
+			sm.internaldate = (uint64_t)m->idate;
+			sm.dst_uidvalidity = dst_uidv;
+			sm.dst_uid = ul.n ? dst_uids[i] : 0;
+			sm.status = STATE_MSG_DONE;
+			memcpy(sm.flags, b->pool + m->flags_off, fl);
+			sm.flags[fl] = '\0';
+			if (state_msg_put(j->st, &k, &sm, &e) < 0 ||
+			    state_hash_put(j->st, j->jobid, m->hash, &k, &e) < 0) {
+				job_error(j, NULL, mb, m->uid, "%s", e.msg);
+				j->fatal = 1;
+			}
+			mb->copied++;
+			mb->bytes += m->size;
+			j->sum->copied++;
+			j->sum->bytes += m->size;
+		}
+		j->state_dirty = 1;
+	} else if (b->n > 1) {
+		/* RFC 3502: a refused MULTIAPPEND stores none of its messages;
+		 * copy them one by one to find the one the server refuses. */
+		for (unsigned i = 0; i < b->n; i++)
+			retry_push(w, b->m[i].uid);
+	} else if (b->n == 1) {
+		job_error(j, imap_client_who(c), mb, b->m[0].uid,
+			  "destination refused the message (%llu bytes): %s%.*s%s%.*s",
+			  (unsigned long long)b->m[0].size, r->code ? "[" : "",
+			  r->code ? (int)r->code->len : 0, r->code ? r->code->s : "",
+			  r->code ? "] " : "", (int)r->text_len, r->text);
+		mb->nfailed++;
+		j->sum->failed++;
+		if (!w->mb_failed_min_uid || b->m[0].uid < w->mb_failed_min_uid)
+			w->mb_failed_min_uid = b->m[0].uid;
+	}
+	if (w->src_paused) {
+		w->src_paused = 0;
+		imap_client_kick(&w->src);
+	}
+	worker_check_done(w);
+}
+
+static void src_writable_kick(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+
+	if (w->src_starved) {
+		w->src_starved = 0;
+		imap_client_kick(&w->src);
+	}
+}
+
+/* ---- worker: per-mailbox sequence ------------------------------------------- */
+
+static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+
+static void fetch_send(struct worker *w, struct imap_cmd *cmd, const char *set)
+{
+	imap_cmd_begin(&w->src, cmd, fetch_done, NULL);
+	imap_putf(&w->src, "UID FETCH %s (UID FLAGS INTERNALDATE RFC822.SIZE%s BODY.PEEK[])", set,
+		  w->src.enabled_condstore ? " MODSEQ" : "");
+	imap_cmd_end(&w->src);
+	w->fetches_inflight++;
+}
+
+/* Sends the next UID range, or the next chunk of the retry list. */
+static int fetch_next(struct worker *w, struct imap_cmd *cmd)
+{
+	char set[RETRY_CHUNK * 11 + 1];
+
+	if (!w->single_mode) {
+		uint32_t a = w->next_range, b;
+
+		if (a > w->end_uid || a == 0)
+			return 0;
+		b = (w->end_uid - a >= FETCH_RANGE) ? a + FETCH_RANGE - 1 : w->end_uid;
+		w->next_range = b == UINT32_MAX ? 0 : b + 1;
+		snprintf(set, sizeof(set), "%u:%u", a, b);
+	} else {
+		size_t n = 0, k = 0;
+
+		if (w->retry_pos >= w->nretry)
+			return 0;
+		while (w->retry_pos < w->nretry && k < RETRY_CHUNK) {
+			n += (size_t)snprintf(set + n, sizeof(set) - n, "%s%u", k ? "," : "",
+					      w->retry[w->retry_pos++]);
+			k++;
+		}
+	}
+	fetch_send(w, cmd, set);
+	return 1;
+}
+
+static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	w->fetches_inflight--;
+	if (r->status != IMAP_ST_OK) {
+		job_error(w->job, imap_client_who(c), w->mb, 0, "UID FETCH failed: %.*s",
+			  (int)r->text_len, r->text);
+		w->mb->failed = 1;
+	} else {
+		fetch_next(w, cmd);
+	}
+	worker_check_done(w);
+}
+
+static void mailbox_finish(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mbox *mb = w->mb;
+	struct state_mbox rec;
+	struct mf_error e;
+
+	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) < 0)
+		memset(&rec, 0, sizeof(rec));
+	if (!mb->failed) {
+		snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
+		snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
+		rec.uidvalidity = w->uidvalidity;
+		rec.uidnext = w->uidnext;
+		rec.highestmodseq = w->highestmodseq;
+		/* Messages the destination refused are tried again next run. */
+		rec.last_uid = w->mb_failed_min_uid ? (uint32_t)w->mb_failed_min_uid - 1
+						     : (w->uidnext ? w->uidnext - 1 : 0);
+		rec.synced_at = w->mb_failed_min_uid || mb->nfailed ? 0 : (uint64_t)time(NULL);
+		rec.messages = w->src.exists;
+		if (state_mbox_put(j->st, j->jobid, mb->mbid, &rec, &e) < 0) {
+			job_error(j, NULL, mb, 0, "%s", e.msg);
+			j->fatal = 1;
+		}
+		j->state_dirty = 1;
+	} else {
+		j->sum->mailboxes_failed++;
+	}
+	job_commit(j);
+	if (j->o->json) {
+		fprintf(j->o->out, "{\"event\":\"mailbox\",\"name\":");
+		json_str(j->o->out, mb->display, strlen(mb->display));
+		fprintf(j->o->out, ",\"copied\":%llu,\"skipped\":%llu,\"failed\":%llu,\"bytes\":%llu,"
+				   "\"ok\":%s}\n",
+			(unsigned long long)mb->copied, (unsigned long long)mb->skipped,
+			(unsigned long long)mb->nfailed, (unsigned long long)mb->bytes,
+			mb->failed || mb->nfailed ? "false" : "true");
+		fflush(j->o->out);
+	}
+	w->mb = NULL;
+	w->phase = W_IDLE;
+	worker_next(w);
+}
+
+static void worker_check_done(struct worker *w)
+{
+	if (w->phase != W_FETCH || w->fetches_inflight)
+		return;
+	if (w->open)
+		batch_close(w);
+	if (w->b_count)
+		return;
+	if (!w->mb->failed && !w->single_mode && w->nretry) {
+		w->single_mode = 1;
+		w->retry_pos = 0;
+		fetch_next(w, &w->fetch_cmd[0]);
+		fetch_next(w, &w->fetch_cmd[1]);
+		return;
+	}
+	mailbox_finish(w);
+}
+
+static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mbox *mb = w->mb;
+	struct state_mbox rec;
+	struct mf_error e;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		job_error(j, imap_client_who(c), mb, 0, "cannot open mailbox: %.*s",
+			  (int)r->text_len, r->text);
+		mb->failed = 1;
+		mailbox_finish(w);
+		return;
+	}
+	if (!w->uidvalidity) {
+		job_error(j, imap_client_who(c), mb, 0, "server gave no UIDVALIDITY");
+		mb->failed = 1;
+		mailbox_finish(w);
+		return;
+	}
+	w->start_uid = 1;
+	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 && rec.uidvalidity) {
+		if (rec.uidvalidity == w->uidvalidity)
+			w->start_uid = rec.last_uid + 1;
+		else
+			mf_log(MF_LOG_WARN,
+			       "%s mailbox \"%s\": UIDVALIDITY changed from %u to %u; copying "
+			       "again what is not recorded under the new one",
+			       imap_client_who(c), mb->display, rec.uidvalidity, w->uidvalidity);
+	}
+	/* Without UIDNEXT (rare) fetch to the end. */
+	w->end_uid = w->uidnext ? w->uidnext - 1 : UINT32_MAX;
+	w->next_range = w->start_uid;
+	w->phase = W_FETCH;
+	w->single_mode = 0;
+	w->nretry = w->retry_pos = 0;
+	w->mb_failed_min_uid = 0;
+	if (!c->exists || w->start_uid > w->end_uid) {
+		worker_check_done(w);
+		return;
+	}
+	/* Two UID FETCH ranges in flight keep the source streaming without a
+	 * round-trip gap between them. */
+	fetch_next(w, &w->fetch_cmd[0]);
+	fetch_next(w, &w->fetch_cmd[1]);
+	worker_check_done(w);
+}
+
+static void worker_next(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mbox *mb;
+
+	if (w->dead || !w->src_ready || !w->dst_ready || !j->dst_prepared || w->mb)
+		return;
+	while (j->next_mb < j->nmb && j->mb[j->next_mb].work <= 0)
+		j->next_mb++;
+	if (j->next_mb >= j->nmb || j->fatal) {
+		w->phase = W_DONE;
+		imap_client_logout(&w->src);
+		imap_client_logout(&w->dst);
+		job_maybe_finish(j);
+		return;
+	}
+	mb = &j->mb[j->next_mb++];
+	w->mb = mb;
+	w->phase = W_EXAMINE;
+	w->uidvalidity = w->uidnext = 0;
+	w->highestmodseq = 0;
+	imap_cmd_begin(&w->src, &w->examine_cmd, examine_done, NULL);
+	imap_put(&w->src, "EXAMINE ");
+	imap_put_astring(&w->src, mb->name, mb->len);
+	imap_cmd_end(&w->src);
+}
+
+/* ---- worker: connections ------------------------------------------------------ */
+
+static void src_ready(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+
+	w->src_ready = 1;
+	if (w->id == 0 && !w->job->listed)
+		src_list(w);
+	else
+		worker_next(w);
+}
+
+static void dst_ready(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+
+	w->dst_ready = 1;
+	if (w->id == 0)
+		dst_prepare(w);
+	worker_next(w);
+}
+
+static void conn_error(struct imap_client *c, const struct mf_error *err)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	int login = !(c == &w->src ? w->src_ready : w->dst_ready);
+
+	if (w->dead)
+		return;
+	w->dead = 1;
+	job_error(j, NULL, w->mb, 0, "%s", err->msg);
+	if (w->mb) {
+		w->mb->failed = 1;
+		j->sum->mailboxes_failed++;
+		w->mb = NULL;
+	}
+	/* Everything confirmed so far stays recorded. */
+	job_commit(j);
+	worker_stop(w, 0);
+	/* A failed login, or losing the control connections before the plan is
+	 * made and the destination prepared, ends the job: the other workers
+	 * would fail the same way or have nothing to do. */
+	if (login || (w->id == 0 && (!j->listed || !j->dst_prepared)))
+		j->fatal = 1;
+	job_maybe_finish(j);
+}
+
+static const struct imap_client_cb src_cb = {
+	.ready = src_ready,
+	.error = conn_error,
+	.untagged = NULL,
+	.lit_begin = src_lit_begin,
+	.lit_data = src_lit_data,
+	.lit_end = src_lit_end,
+};
+
+static int src_untagged_any(struct imap_client *c, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	if (w->id == 0 && !w->job->listed) {
+		int rc = src_ctl_untagged(c, r);
+
+		if (rc < 0)
+			return rc;
+	}
+	return src_untagged(c, r);
+}
+
+static int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	if (w->id == 0 && !w->job->dst_prepared)
+		return dst_ctl_untagged(c, r);
+	return 0;
+}
+
+
+static int worker_open_src(struct worker *w, struct mf_error *err)
+{
+	w->src_open = 1;
+	w->job->sum->connections++;
+	return imap_client_open(&w->src, w->job->loop, &w->job->o->src, &w->job->src_cb, w, err);
+}
+
+static int worker_open_dst(struct worker *w, struct mf_error *err)
+{
+	w->dst_open = 1;
+	w->job->sum->connections++;
+	return imap_client_open(&w->dst, w->job->loop, &w->job->o->dst, &w->job->dst_cb, w, err);
+}
+
+static int worker_init(struct job *j, struct worker *w, unsigned id)
+{
+	memset(w, 0, sizeof(*w));
+	w->job = j;
+	w->id = id;
+	w->md = EVP_MD_CTX_new();
+	if (!w->md)
+		return -ENOMEM;
+	for (unsigned i = 0; i < BATCH_SLOTS; i++)
+		if (!(w->slot[i] = malloc(sizeof(struct batch))))
+			return -ENOMEM;
+	return 0;
+}
+
+/* Opens the destination side of worker 0 and the other workers, as many as
+ * there are mailboxes with work, up to --connections. */
+static void workers_spawn(struct job *j)
+{
+	struct mf_error e;
+	size_t nwork = 0;
+
+	for (size_t i = 0; i < j->nmb; i++)
+		nwork += j->mb[i].work > 0;
+	if (worker_open_dst(&j->w[0], &e) < 0) {
+		job_error(j, NULL, NULL, 0, "%s", e.msg);
+		j->fatal = 1;
+		return;
+	}
+	for (unsigned i = 1; i < j->nw && i < nwork; i++) {
+		struct worker *w = &j->w[i];
+
+		w->phase = W_CONNECTING;
+		if (worker_open_src(w, &e) < 0 || worker_open_dst(w, &e) < 0) {
+			job_error(j, NULL, NULL, 0, "%s", e.msg);
+			worker_stop(w, 0);
+			w->dead = 1;
+		}
+	}
+}
+
+static int worker_active(const struct worker *w)
+{
+	return !w->dead && w->phase != W_DONE;
+}
+
+static void worker_stop(struct worker *w, int graceful)
+{
+	w->phase = W_DONE;
+	if (w->src_open && !w->src.closed) {
+		if (graceful && w->src_ready)
+			imap_client_logout(&w->src);
+		else
+			imap_client_close(&w->src);
+	}
+	if (w->dst_open && !w->dst.closed) {
+		if (graceful && w->dst_ready)
+			imap_client_logout(&w->dst);
+		else
+			imap_client_close(&w->dst);
+	}
+}
+
+static void job_maybe_finish(struct job *j)
+{
+	int work_left = 0;
+
+	if (j->finished)
+		return;
+	if (j->listed)
+		for (size_t i = j->next_mb; i < j->nmb; i++)
+			work_left |= j->mb[i].work > 0;
+	for (unsigned i = 0; i < j->nw; i++) {
+		struct worker *w = &j->w[i];
+
+		if (!worker_active(w))
+			continue;
+		if (j->fatal)
+			worker_stop(w, 0);
+		else if (j->listed && !work_left && !w->mb && (j->dst_prepared || w->id != 0))
+			worker_stop(w, 1);
+		else if (j->listed && !work_left && !w->mb && !w->dst_open)
+			worker_stop(w, 1); /* worker 0 when nothing needed the destination */
+	}
+	for (unsigned i = 0; i < j->nw; i++)
+		if (worker_active(&j->w[i]))
+			return;
+	/* Nobody is left to work: what was not handed out is reported. */
+	if (j->listed && !j->fatal)
+		for (size_t i = j->next_mb; i < j->nmb; i++)
+			if (j->mb[i].work > 0) {
+				job_error(j, NULL, &j->mb[i], 0,
+					  "not synced: no connection left to work on it");
+				j->sum->mailboxes_failed++;
+			}
+	j->next_mb = j->nmb;
+	j->finished = 1;
+	job_commit(j);
+	loop_timer_cancel(j->loop, &j->tick);
+}
+
+int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
+		struct job_summary *sum, struct mf_error *err)
+{
+	struct job j;
+	int rc;
+
+	memset(&j, 0, sizeof(j));
+	memset(sum, 0, sizeof(*sum));
+	j.loop = l;
+	j.st = st;
+	j.o = o;
+	j.sum = sum;
+	j.src_cb = src_cb;
+	j.src_cb.untagged = src_untagged_any;
+	j.dst_cb = (struct imap_client_cb){
+		.ready = dst_ready,
+		.error = conn_error,
+		.untagged = dst_untagged_any,
+		.writable = src_writable_kick,
+	};
+	if (state_job(st, o->job_key, &j.jobid, err) < 0)
+		return err->code ? err->code : -EIO;
+	j.nw = o->connections ? o->connections : 4;
+	j.w = calloc(j.nw, sizeof(*j.w));
+	if (!j.w) {
+		mf_err_set(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < j.nw; i++)
+		if (worker_init(&j, &j.w[i], i) < 0) {
+			mf_err_set(err, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+	j.t0 = loop_now_ms(l);
+	j.last_commit = j.t0;
+	if (worker_open_src(&j.w[0], err) < 0) {
+		sum->fatal = 1;
+		return err->code ? err->code : -EIO;
+	}
+	loop_timer_start(l, &j.tick, 250, on_tick);
+	rc = loop_run(l);
+	progress_clear(&j);
+	job_commit(&j);
+	if (rc < 0) {
+		mf_err_set(err, rc, "event loop failed: %s", strerror(-rc));
+		return rc;
+	}
+	sum->seconds = (double)(loop_now_ms(l) - j.t0) / 1000.0;
+	sum->fatal = j.fatal && !j.listed;
+	for (unsigned i = 0; i < j.nw; i++) {
+		struct worker *w = &j.w[i];
+
+		uint64_t in, out;
+
+		if (w->src_open) {
+			imap_client_wire(&w->src, &in, &out);
+			sum->wire_in += in;
+			sum->wire_out += out;
+		}
+		if (w->dst_open) {
+			imap_client_wire(&w->dst, &in, &out);
+			sum->wire_in += in;
+			sum->wire_out += out;
+		}
+		if (w->src_open)
+			imap_client_close(&w->src);
+		if (w->dst_open)
+			imap_client_close(&w->dst);
+		for (unsigned k = 0; k < BATCH_SLOTS; k++)
+			free(w->slot[k]);
+		EVP_MD_CTX_free(w->md);
+		free(w->retry);
+	}
+	for (size_t i = 0; i < j.nmb; i++) {
+		free(j.mb[i].name);
+		free(j.mb[i].dst_name);
+		free(j.mb[i].display);
+	}
+	for (size_t i = 0; i < j.ndst; i++)
+		free(j.dst_names[i]);
+	free(j.dst_names);
+	free(j.mb);
+	free(j.create_cmd);
+	free(j.w);
+	return (j.nerrors || sum->failed || sum->mailboxes_failed || j.fatal) ? 1 : 0;
+}

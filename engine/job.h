@@ -1,0 +1,54 @@
+/*
+ * job — one account's migration: source IMAP account → destination IMAP
+ * account, resumable through the LMDB state (DESIGN §1, §5).
+ *
+ * A control pair of connections lists the source (with LIST-STATUS where
+ * offered, so unchanged mailboxes cost nothing), creates what is missing on
+ * the destination, then worker pairs (one source and one destination
+ * connection each) take mailboxes largest first. Each worker streams
+ * `UID FETCH ... BODY.PEEK[]` literals straight into APPEND literals
+ * (MULTIAPPEND batches, LITERAL+), pausing the source when the destination
+ * cannot take more. Nothing waits on a round trip that could be pipelined.
+ *
+ * Not for: the command line (cli), protocol details (imap_client).
+ */
+#ifndef MF_JOB_H
+#define MF_JOB_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "engine/loop.h"
+#include "protocols/imap_client.h"
+#include "store/state.h"
+
+struct job_opts {
+	struct imap_endpoint src, dst;
+	const char *job_key;	/* identifies src+dst in the state */
+	unsigned connections;	/* worker pairs, default 4 */
+	unsigned batch_msgs;	/* messages per MULTIAPPEND, default 32 */
+	uint64_t batch_bytes;	/* bytes per MULTIAPPEND, default 4 MiB */
+	const char *const *folders;	/* --folder globs (UTF-8 names), NULL-terminated */
+	const char *const *excludes;	/* --exclude globs */
+	int dry_run;
+	int json;		/* JSON-lines events on stdout */
+	int progress;		/* progress line on stderr (a TTY) */
+	FILE *out;		/* where JSON goes (stdout) */
+};
+
+struct job_summary {
+	uint64_t copied, skipped, failed, bytes;
+	unsigned mailboxes, mailboxes_failed;
+	double seconds;
+	uint64_t wire_in, wire_out;	/* bytes on the wire, both accounts */
+	unsigned connections;	/* connections opened */
+	int fatal;		/* the job could not run at all (e.g. login failed) */
+};
+
+/* Runs the job to completion on loop l. Returns 0 if everything was copied,
+ * 1 if something failed (each failure already reported on stderr and in
+ * the JSON events), or a negative code with err set for a failure to start. */
+int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
+		struct job_summary *sum, struct mf_error *err);
+
+#endif

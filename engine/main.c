@@ -1,0 +1,7 @@
+/* main — the only exit() in mailferry. */
+#include "engine/cli.h"
+
+int main(int argc, char **argv)
+{
+	return cli_main(argc, argv);
+}

@@ -1,0 +1,688 @@
+/*
+ * imap_client — one IMAP connection: greeting, STARTTLS, capabilities,
+ * authentication, ENABLE and pipelined commands (see imap_client.h).
+ */
+#include "protocols/imap_client.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+
+enum {
+	ST_CONNECTING,
+	ST_GREETING,
+	ST_CAPA_PRE,	/* CAPABILITY before STARTTLS/auth */
+	ST_STARTTLS,	/* STARTTLS sent */
+	ST_HANDSHAKE,	/* TLS handshake on the upgraded socket */
+	ST_AUTH,	/* LOGIN / AUTHENTICATE sent */
+	ST_CAPA_POST,	/* CAPABILITY after login */
+	ST_READY,
+	ST_LOGOUT,
+};
+
+static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Closes the connection once, keeping its byte counters for reports. */
+static void client_shutdown(struct imap_client *c)
+{
+	if (c->closed)
+		return;
+	c->closed = 1;
+	if (c->conn_open) {
+		c->wire_in = conn_bytes_in(&c->conn);
+		c->wire_out = conn_bytes_out(&c->conn);
+		c->conn_open = 0;
+		conn_close(&c->conn);
+	}
+}
+
+void imap_client_wire(const struct imap_client *c, uint64_t *in, uint64_t *out)
+{
+	*in = c->conn_open ? conn_bytes_in(&c->conn) : c->wire_in;
+	*out = c->conn_open ? conn_bytes_out(&c->conn) : c->wire_out;
+}
+
+static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
+{
+	struct mf_error e;
+	va_list ap;
+	int n;
+
+	if (c->closed)
+		return;
+	n = snprintf(e.msg, sizeof(e.msg), "%s: ", imap_client_who(c));
+	va_start(ap, fmt);
+	vsnprintf(e.msg + n, sizeof(e.msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	e.code = code;
+	client_shutdown(c);
+	c->cb->error(c, &e);
+}
+
+const char *imap_client_who(const struct imap_client *c)
+{
+	return c->who;
+}
+
+/* ---- capabilities ------------------------------------------------------ */
+
+static const struct {
+	const char *name;
+	uint32_t bit;
+} cap_names[] = {
+	{"IMAP4rev1", IMAP_CAP_IMAP4REV1},	 {"IMAP4rev2", IMAP_CAP_IMAP4REV2},
+	{"STARTTLS", IMAP_CAP_STARTTLS},	 {"LOGINDISABLED", IMAP_CAP_LOGINDISABLED},
+	{"AUTH=PLAIN", IMAP_CAP_AUTH_PLAIN},	 {"SASL-IR", IMAP_CAP_SASL_IR},
+	{"LITERAL+", IMAP_CAP_LITERALPLUS},	 {"LITERAL-", IMAP_CAP_LITERALMINUS},
+	{"MULTIAPPEND", IMAP_CAP_MULTIAPPEND}, {"UIDPLUS", IMAP_CAP_UIDPLUS},
+	{"CONDSTORE", IMAP_CAP_CONDSTORE},	 {"QRESYNC", IMAP_CAP_QRESYNC},
+	{"ENABLE", IMAP_CAP_ENABLE},		 {"SPECIAL-USE", IMAP_CAP_SPECIAL_USE},
+	{"LIST-STATUS", IMAP_CAP_LIST_STATUS}, {"LIST-EXTENDED", IMAP_CAP_LIST_EXTENDED},
+	{"ESEARCH", IMAP_CAP_ESEARCH},	 {"NAMESPACE", IMAP_CAP_NAMESPACE},
+	{"UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT}, {"MOVE", IMAP_CAP_MOVE},
+	{"BINARY", IMAP_CAP_BINARY},
+};
+
+static void caps_parse(struct imap_client *c, const struct imap_node *n)
+{
+	uint32_t caps = 0;
+
+	c->appendlimit = 0;
+	for (; n; n = n->next) {
+		if (n->type != IMAP_NODE_ATOM)
+			continue;
+		for (size_t i = 0; i < sizeof(cap_names) / sizeof(cap_names[0]); i++)
+			if (imap_node_is(n, cap_names[i].name))
+				caps |= cap_names[i].bit;
+		if (n->len >= 11 && !strncasecmp(n->s, "APPENDLIMIT", 11)) {
+			caps |= IMAP_CAP_APPENDLIMIT;
+			if (n->len > 12 && n->s[11] == '=')
+				c->appendlimit = strtoull(n->s + 12, NULL, 10);
+		}
+	}
+	c->caps = caps;
+}
+
+/* True if r carries [CAPABILITY ...]; caps updated. */
+static int caps_from_code(struct imap_client *c, const struct imap_resp *r)
+{
+	if (r->code && imap_node_is(r->code, "CAPABILITY")) {
+		caps_parse(c, r->code->next);
+		return 1;
+	}
+	return 0;
+}
+
+const struct imap_node *imap_resp_code(const struct imap_resp *r, const char *name)
+{
+	if (!r->code || !imap_node_is(r->code, name))
+		return NULL;
+	return r->code->next;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void out(struct imap_client *c, const void *p, size_t n)
+{
+	if (c->closed)
+		return;
+	if (conn_write(&c->conn, p, n) < 0)
+		client_fail(c, -ENOMEM, "out of memory for output");
+}
+
+void imap_put(struct imap_client *c, const char *s)
+{
+	out(c, s, strlen(s));
+}
+
+void imap_putf(struct imap_client *c, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		client_fail(c, -EINVAL, "internal: command too long");
+		return;
+	}
+	out(c, buf, (size_t)n);
+}
+
+void imap_put_raw(struct imap_client *c, const void *p, size_t n)
+{
+	out(c, p, n);
+}
+
+void imap_put_literal_header(struct imap_client *c, uint64_t n, int sp)
+{
+	int plus = (c->caps & IMAP_CAP_LITERALPLUS) ||
+		   ((c->caps & IMAP_CAP_LITERALMINUS) && n <= 4096);
+
+	imap_putf(c, "%s{%llu%s}\r\n", sp ? " " : "", (unsigned long long)n, plus ? "+" : "");
+	if (!plus)
+		c->awaiting_cont++;
+}
+
+void imap_put_astring(struct imap_client *c, const char *s, size_t n)
+{
+	int atom = n > 0, quote_ok = 1;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == 0 || ch == '\r' || ch == '\n' || ch >= 0x80)
+			quote_ok = atom = 0;
+		else if (ch <= ' ' || strchr("(){%*\"\\]", ch))
+			atom = 0;
+	}
+	if (atom) {
+		out(c, s, n);
+	} else if (quote_ok) {
+		out(c, "\"", 1);
+		for (size_t i = 0, j = 0; i <= n; i++) {
+			if (i == n || s[i] == '"' || s[i] == '\\') {
+				out(c, s + j, i - j);
+				if (i < n)
+					out(c, "\\", 1);
+				j = i;
+			}
+		}
+		out(c, "\"", 1);
+	} else {
+		imap_put_literal_header(c, n, 0);
+		out(c, s, n);
+	}
+}
+
+void imap_cmd_begin(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn done, void *ud)
+{
+	cmd->done = done;
+	cmd->ud = ud;
+	cmd->tag = ++c->next_tag;
+	cmd->next = NULL;
+	if (c->tail)
+		c->tail->next = cmd;
+	else
+		c->head = cmd;
+	c->tail = cmd;
+	c->inflight++;
+	imap_putf(c, "A%u ", cmd->tag);
+}
+
+void imap_cmd_end(struct imap_client *c)
+{
+	out(c, "\r\n", 2);
+	if (!c->closed)
+		conn_set_busy(&c->conn, 1);
+}
+
+size_t imap_write_space(struct imap_client *c)
+{
+	if (c->closed || c->awaiting_cont)
+		return 0;
+	return conn_write_space(&c->conn);
+}
+
+void imap_want_writable(struct imap_client *c)
+{
+	c->want_writable = 1;
+	if (!c->awaiting_cont)
+		conn_want_drain(&c->conn);
+}
+
+static void writable_notify(struct imap_client *c)
+{
+	if (c->want_writable && !c->awaiting_cont && !c->closed) {
+		c->want_writable = 0;
+		if (c->cb->writable)
+			c->cb->writable(c);
+	}
+}
+
+/* ---- login sequence ------------------------------------------------------ */
+
+static void send_auth(struct imap_client *c);
+static void after_auth(struct imap_client *c);
+
+static void capa_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		client_fail(c, -EPROTO, "CAPABILITY failed: %.*s", (int)r->text_len, r->text);
+		return;
+	}
+	if (c->state == ST_CAPA_PRE)
+		send_auth(c);
+	else
+		after_auth(c);
+}
+
+static void send_capability(struct imap_client *c, int state)
+{
+	c->state = state;
+	imap_cmd_begin(c, &c->aux_cmd, capa_done, NULL);
+	imap_put(c, "CAPABILITY");
+	imap_cmd_end(c);
+}
+
+static void starttls_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct mf_error e;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		client_fail(c, -EPROTO, "STARTTLS refused: %.*s", (int)r->text_len, r->text);
+		return;
+	}
+	c->state = ST_HANDSHAKE;
+	/* RFC 3501 §6.2.1: anything the server sent after its OK and before the
+	 * handshake is an injection attempt; conn_starttls refuses it. */
+	if (conn_starttls(&c->conn, &e) < 0)
+		client_fail(c, e.code, "%s", e.msg);
+}
+
+static void after_capabilities_pre(struct imap_client *c)
+{
+	if (c->ep->tls == IMAP_TLS_STARTTLS && !conn_is_tls(&c->conn)) {
+		if (c->caps & IMAP_CAP_STARTTLS) {
+			c->state = ST_STARTTLS;
+			imap_cmd_begin(c, &c->aux_cmd, starttls_done, NULL);
+			imap_put(c, "STARTTLS");
+			imap_cmd_end(c);
+			return;
+		}
+		if (!conn_is_loopback(&c->conn) && !c->ep->allow_plaintext) {
+			client_fail(c, -EPERM,
+				    "server does not offer STARTTLS; refusing to send the password "
+				    "unencrypted (use imaps://, or --allow-plaintext)");
+			return;
+		}
+	}
+	send_auth(c);
+}
+
+static void on_tls_ready(struct conn *conn)
+{
+	struct imap_client *c = conn->ud;
+
+	/* RFC 3501 §6.2.1: capabilities must be fetched again after STARTTLS. */
+	c->caps = 0;
+	send_capability(c, ST_CAPA_PRE);
+}
+
+static void auth_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		client_fail(c, -EACCES, "login failed: %s%.*s%s%.*s",
+			    r->code ? "[" : "", r->code ? (int)r->code->len : 0,
+			    r->code ? r->code->s : "", r->code ? "] " : "", (int)r->text_len, r->text);
+		return;
+	}
+	if (caps_from_code(c, r))
+		after_auth(c);
+	else
+		send_capability(c, ST_CAPA_POST);
+}
+
+static void sasl_plain(struct imap_client *c, char *b64, size_t cap)
+{
+	size_t ul = strlen(c->ep->user), pl = strlen(c->ep->password);
+	unsigned char raw[1100];
+
+	if (ul + pl + 2 > sizeof(raw) || (ul + pl + 2) / 3 * 4 + 5 > cap) {
+		b64[0] = '\0';
+		return;
+	}
+	raw[0] = '\0';
+	memcpy(raw + 1, c->ep->user, ul);
+	raw[1 + ul] = '\0';
+	memcpy(raw + 2 + ul, c->ep->password, pl);
+	EVP_EncodeBlock((unsigned char *)b64, raw, (int)(ul + pl + 2));
+	OPENSSL_cleanse(raw, sizeof(raw));
+}
+
+static void send_auth(struct imap_client *c)
+{
+	int secure = conn_is_tls(&c->conn) || conn_is_loopback(&c->conn) || c->ep->allow_plaintext;
+
+	if (c->state == ST_READY)
+		return;
+	if (!secure) {
+		client_fail(c, -EPERM,
+			    "refusing to send the password over an unencrypted connection "
+			    "(use imaps:// or STARTTLS, or --allow-plaintext)");
+		return;
+	}
+	if ((c->caps & IMAP_CAP_LOGINDISABLED) && !(c->caps & IMAP_CAP_AUTH_PLAIN)) {
+		client_fail(c, -EPERM, "server refuses LOGIN (LOGINDISABLED) and offers no AUTH=PLAIN");
+		return;
+	}
+	c->state = ST_AUTH;
+	imap_cmd_begin(c, &c->login_cmd, auth_done, NULL);
+	if (c->caps & IMAP_CAP_AUTH_PLAIN) {
+		char b64[1500];
+
+		sasl_plain(c, b64, sizeof(b64));
+		if (!b64[0]) {
+			client_fail(c, -EINVAL, "user name or password too long");
+			return;
+		}
+		if (c->caps & IMAP_CAP_SASL_IR) {
+			imap_putf(c, "AUTHENTICATE PLAIN %s", b64);
+		} else {
+			imap_put(c, "AUTHENTICATE PLAIN");
+			c->awaiting_cont++; /* the response goes after "+" */
+		}
+		OPENSSL_cleanse(b64, sizeof(b64));
+	} else {
+		imap_put(c, "LOGIN ");
+		imap_put_astring(c, c->ep->user, strlen(c->ep->user));
+		imap_put(c, " ");
+		imap_put_astring(c, c->ep->password, strlen(c->ep->password));
+	}
+	imap_cmd_end(c);
+}
+
+static void enable_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	(void)c;
+	(void)cmd;
+	(void)r; /* ENABLED untagged data sets the flags; a NO just leaves them off */
+}
+
+static void after_auth(struct imap_client *c)
+{
+	c->state = ST_READY;
+	if (c->ep->want_enable && (c->caps & IMAP_CAP_ENABLE) &&
+	    (c->caps & (IMAP_CAP_QRESYNC | IMAP_CAP_CONDSTORE))) {
+		imap_cmd_begin(c, &c->enable_cmd, enable_done, NULL);
+		imap_put(c, (c->caps & IMAP_CAP_QRESYNC) ? "ENABLE QRESYNC" : "ENABLE CONDSTORE");
+		imap_cmd_end(c);
+	}
+	conn_set_busy(&c->conn, c->inflight > 0);
+	c->cb->ready(c);
+}
+
+/* ---- input ------------------------------------------------------------- */
+
+static int on_cont(struct imap_client *c, const struct imap_resp *r)
+{
+	if (c->state == ST_AUTH && c->awaiting_cont) {
+		char b64[1500];
+
+		c->awaiting_cont--;
+		sasl_plain(c, b64, sizeof(b64));
+		imap_put(c, b64);
+		imap_put(c, "\r\n");
+		OPENSSL_cleanse(b64, sizeof(b64));
+		return 0;
+	}
+	if (!c->awaiting_cont) {
+		client_fail(c, -EPROTO, "unexpected continuation: %.*s", (int)r->text_len, r->text);
+		return -EPROTO;
+	}
+	c->awaiting_cont--;
+	if (!c->awaiting_cont)
+		writable_notify(c);
+	return 0;
+}
+
+static int on_tagged(struct imap_client *c, const struct imap_resp *r)
+{
+	struct imap_cmd *cmd = c->head;
+	char tag[16];
+	int n;
+
+	n = snprintf(tag, sizeof(tag), "A%u", cmd ? cmd->tag : 0);
+	if (!cmd || r->tag_len != (size_t)n || memcmp(r->tag, tag, (size_t)n)) {
+		client_fail(c, -EPROTO, "reply for unknown tag %.*s", (int)r->tag_len, r->tag);
+		return -EPROTO;
+	}
+	c->head = cmd->next;
+	if (!c->head)
+		c->tail = NULL;
+	c->inflight--;
+	/* A refused literal: the server answered instead of sending "+". */
+	if (c->awaiting_cont && r->status != IMAP_ST_OK)
+		c->awaiting_cont--;
+	caps_from_code(c, r);
+	if (c->state != ST_LOGOUT)
+		conn_set_busy(&c->conn, c->inflight > 0);
+	cmd->done(c, cmd, r);
+	return 0;
+}
+
+static void on_greeting(struct imap_client *c, const struct imap_resp *r)
+{
+	if (r->kind != IMAP_RESP_UNTAGGED ||
+	    (r->status != IMAP_ST_OK && r->status != IMAP_ST_PREAUTH)) {
+		client_fail(c, -EPROTO, "bad greeting: %.*s", (int)r->text_len, r->text);
+		return;
+	}
+	if (r->status == IMAP_ST_PREAUTH) {
+		if (!caps_from_code(c, r)) {
+			send_capability(c, ST_CAPA_POST);
+			return;
+		}
+		after_auth(c);
+		return;
+	}
+	if (!caps_from_code(c, r)) {
+		send_capability(c, ST_CAPA_PRE);
+		return;
+	}
+	after_capabilities_pre(c);
+}
+
+static int on_response(void *ctx, const struct imap_resp *r)
+{
+	struct imap_client *c = ctx;
+	int rc = 0;
+
+	if (c->closed)
+		return -ECANCELED;
+	if (c->state == ST_GREETING) {
+		on_greeting(c, r);
+	} else if (r->kind == IMAP_RESP_CONT) {
+		on_cont(c, r);
+	} else if (r->kind == IMAP_RESP_TAGGED) {
+		on_tagged(c, r);
+	} else if (r->status == IMAP_ST_BYE) {
+		if (c->state == ST_LOGOUT)
+			return 0;
+		client_fail(c, -ECONNRESET, "server said BYE: %.*s", (int)r->text_len, r->text);
+	} else {
+		caps_from_code(c, r);
+		if (r->status == IMAP_ST_NONE && r->first) {
+			const struct imap_node *a = r->first, *b = a->next;
+
+			if (imap_node_is(a, "CAPABILITY"))
+				caps_parse(c, a->next);
+			else if (imap_node_is(a, "ENABLED"))
+				for (; b; b = b->next) {
+					if (imap_node_is(b, "QRESYNC"))
+						c->enabled_qresync = c->enabled_condstore = 1;
+					if (imap_node_is(b, "CONDSTORE"))
+						c->enabled_condstore = 1;
+				}
+			else if (b && imap_node_is(b, "EXISTS"))
+				imap_node_u32(a, &c->exists);
+		}
+		if (c->state == ST_READY && c->cb->untagged)
+			rc = c->cb->untagged(c, r);
+	}
+	if (rc == IMAP_PARSE_PAUSE && !c->closed)
+		conn_pause(&c->conn);
+	return c->closed ? -ECANCELED : rc;
+}
+
+static int on_lit_begin(void *ctx, const struct imap_resp *r, const struct imap_node *key,
+			uint64_t size)
+{
+	struct imap_client *c = ctx;
+
+	if (c->state != ST_READY || !c->cb->lit_begin)
+		return IMAP_LIT_INLINE;
+	return c->cb->lit_begin(c, r, key, size);
+}
+
+static ssize_t on_lit_data(void *ctx, const uint8_t *p, size_t n)
+{
+	struct imap_client *c = ctx;
+
+	if (!c->cb->lit_data)
+		return (ssize_t)n;
+	return c->cb->lit_data(c, p, n);
+}
+
+static int on_lit_end(void *ctx)
+{
+	struct imap_client *c = ctx;
+
+	return c->cb->lit_end ? c->cb->lit_end(c) : 0;
+}
+
+static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
+{
+	struct imap_client *c = conn->ud;
+	ssize_t r;
+
+	if (c->closed)
+		return n;
+	r = imap_parse_feed(&c->parser, p, n);
+	if (c->closed)
+		return n;
+	if (r == IMAP_PARSE_EBAD) {
+		client_fail(c, -EPROTO, "malformed reply: %s at byte %llu", c->parser.err,
+			    (unsigned long long)c->parser.err_pos);
+		return n;
+	}
+	if (r < 0) {
+		client_fail(c, (int)r, "reply processing failed (%s)", strerror((int)-r));
+		return n;
+	}
+	return (size_t)r;
+}
+
+static void on_connected(struct conn *conn)
+{
+	struct imap_client *c = conn->ud;
+
+	c->state = ST_GREETING;
+	conn_set_busy(conn, 1);
+}
+
+static void on_drain(struct conn *conn)
+{
+	writable_notify(conn->ud);
+}
+
+static void on_conn_error(struct conn *conn, const struct mf_error *err)
+{
+	struct imap_client *c = conn->ud;
+
+	if (c->state == ST_LOGOUT && !c->closed) {
+		client_shutdown(c);
+		return;
+	}
+	client_fail(c, err->code, "%s", err->msg);
+}
+
+static const struct conn_cb client_conn_cb = {
+	.on_connected = on_connected,
+	.on_tls_ready = on_tls_ready,
+	.on_data = on_data,
+	.on_drain = on_drain,
+	.on_error = on_conn_error,
+};
+
+int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_endpoint *ep,
+		     const struct imap_client_cb *cb, void *ud, struct mf_error *err)
+{
+	struct imap_parser_cb pcb = {
+		.ctx = c,
+		.response = on_response,
+		.lit_begin = on_lit_begin,
+		.lit_data = on_lit_data,
+		.lit_end = on_lit_end,
+	};
+	struct conn_opts o = {
+		.host = ep->host,
+		.port = ep->port,
+		.tls = ep->tls == IMAP_TLS_IMPLICIT,
+		.ca_file = ep->ca_file,
+		.insecure = ep->insecure,
+		.timeout_ms = ep->timeout_ms,
+	};
+
+	memset(c, 0, sizeof(*c));
+	c->ep = ep;
+	c->cb = cb;
+	c->ud = ud;
+	c->state = ST_CONNECTING;
+	snprintf(c->who, sizeof(c->who), "%s %s@%s", ep->label, ep->user, ep->host);
+	if (imap_parser_init(&c->parser, &pcb, 0, 0) < 0) {
+		mf_err_set(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	if (conn_open(&c->conn, l, &o, &client_conn_cb, c, err) < 0) {
+		char m[MF_ERR_MAX];
+
+		snprintf(m, sizeof(m), "%s", err->msg);
+		mf_err_set(err, err->code, "%s: %s", imap_client_who(c), m);
+		imap_parser_free(&c->parser);
+		c->closed = 1;
+		return err->code ? err->code : -EIO;
+	}
+	c->parser_live = 1;
+	c->conn_open = 1;
+	return 0;
+}
+
+static void logout_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	(void)cmd;
+	(void)r;
+	client_shutdown(c);
+}
+
+void imap_client_logout(struct imap_client *c)
+{
+	if (c->closed)
+		return;
+	c->state = ST_LOGOUT;
+	imap_cmd_begin(c, &c->logout_cmd, logout_done, NULL);
+	imap_put(c, "LOGOUT");
+	imap_cmd_end(c);
+}
+
+void imap_client_close(struct imap_client *c)
+{
+	client_shutdown(c);
+	if (c->parser_live) {
+		imap_parser_free(&c->parser);
+		c->parser_live = 0;
+	}
+}
+
+void imap_client_kick(struct imap_client *c)
+{
+	if (!c->closed)
+		conn_kick(&c->conn);
+}
+
+void imap_client_pause(struct imap_client *c)
+{
+	if (!c->closed)
+		conn_pause(&c->conn);
+}

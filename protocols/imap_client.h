@@ -1,0 +1,170 @@
+/*
+ * imap_client — one IMAP connection: greeting, STARTTLS, capabilities,
+ * authentication, ENABLE, and pipelined tagged commands (RFC 3501, 9051).
+ *
+ * Commands are written with imap_cmd_begin() / imap_put*() / imap_cmd_end()
+ * and complete through their own callback when the tagged reply arrives, in
+ * the order sent. Untagged data is handed to cb->untagged after the client
+ * has taken what it needs (CAPABILITY, EXISTS...); literals are streamed
+ * through cb->lit_* so message bodies never sit whole in memory.
+ *
+ * Literals we send use LITERAL+ ({n+}) when offered. Otherwise the client
+ * waits for the server's "+" before the bytes: imap_write_space() is 0 until
+ * then, and cb->writable fires when bulk output can go on.
+ *
+ * Not for: deciding what to copy (see engine/job), parsing (imap_parse).
+ */
+#ifndef MF_IMAP_CLIENT_H
+#define MF_IMAP_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine/conn.h"
+#include "engine/err.h"
+#include "protocols/imap_parse.h"
+
+enum imap_cap {
+	IMAP_CAP_IMAP4REV1 = 1u << 0,
+	IMAP_CAP_IMAP4REV2 = 1u << 1,
+	IMAP_CAP_STARTTLS = 1u << 2,
+	IMAP_CAP_LOGINDISABLED = 1u << 3,
+	IMAP_CAP_AUTH_PLAIN = 1u << 4,
+	IMAP_CAP_SASL_IR = 1u << 5,
+	IMAP_CAP_LITERALPLUS = 1u << 6,
+	IMAP_CAP_LITERALMINUS = 1u << 7,
+	IMAP_CAP_MULTIAPPEND = 1u << 8,
+	IMAP_CAP_UIDPLUS = 1u << 9,
+	IMAP_CAP_CONDSTORE = 1u << 10,
+	IMAP_CAP_QRESYNC = 1u << 11,
+	IMAP_CAP_ENABLE = 1u << 12,
+	IMAP_CAP_SPECIAL_USE = 1u << 13,
+	IMAP_CAP_LIST_STATUS = 1u << 14,
+	IMAP_CAP_LIST_EXTENDED = 1u << 15,
+	IMAP_CAP_ESEARCH = 1u << 16,
+	IMAP_CAP_NAMESPACE = 1u << 17,
+	IMAP_CAP_UTF8_ACCEPT = 1u << 18,
+	IMAP_CAP_APPENDLIMIT = 1u << 19,
+	IMAP_CAP_MOVE = 1u << 20,
+	IMAP_CAP_BINARY = 1u << 21,
+};
+
+enum imap_tls_mode {
+	IMAP_TLS_STARTTLS,	/* imap://  upgrade when offered (required off loopback) */
+	IMAP_TLS_IMPLICIT,	/* imaps:// */
+	IMAP_TLS_NONE,		/* imap://...?starttls=no (loopback or --allow-plaintext) */
+};
+
+struct imap_endpoint {
+	const char *label;	/* "source"/"destination": names the account in errors */
+	const char *host;
+	uint16_t port;
+	const char *user;
+	const char *password;
+	enum imap_tls_mode tls;
+	const char *ca_file;
+	int insecure;
+	int allow_plaintext;	/* cleartext auth off loopback */
+	unsigned timeout_ms;
+	int want_enable;	/* ENABLE CONDSTORE QRESYNC when offered */
+};
+
+struct imap_client;
+struct imap_cmd;
+
+typedef void (*imap_done_fn)(struct imap_client *c, struct imap_cmd *cmd,
+			     const struct imap_resp *r);
+
+struct imap_cmd {
+	imap_done_fn done;
+	void *ud;
+	uint32_t tag;		/* set by imap_cmd_begin */
+	struct imap_cmd *next;	/* private: in-flight queue */
+};
+
+struct imap_client_cb {
+	/* Logged in; capabilities are final; ENABLE sent (its reply may follow). */
+	void (*ready)(struct imap_client *c);
+	/* Fatal: connection lost, TLS or login failed, protocol error. The
+	 * client is closed when this returns; commands in flight are dropped
+	 * without their done callbacks. */
+	void (*error)(struct imap_client *c, const struct mf_error *err);
+	/* Returns 0, or IMAP_PARSE_PAUSE to stop input after this response
+	 * (the consumer then calls imap_client_kick() when it can go on). */
+	int (*untagged)(struct imap_client *c, const struct imap_resp *r);
+	int (*lit_begin)(struct imap_client *c, const struct imap_resp *r,
+			 const struct imap_node *key, uint64_t size);
+	ssize_t (*lit_data)(struct imap_client *c, const uint8_t *p, size_t n);
+	int (*lit_end)(struct imap_client *c);
+	/* Bulk output may go on (buffer drained, or "+" arrived). */
+	void (*writable)(struct imap_client *c);
+};
+
+struct imap_client {
+	struct conn conn;
+	struct imap_parser parser;
+	const struct imap_endpoint *ep;
+	const struct imap_client_cb *cb;
+	void *ud;
+	uint32_t caps;
+	uint64_t appendlimit;
+	char sep;		/* hierarchy separator from LIST, 0 = unknown */
+	int state;		/* private */
+	int closed;
+	int conn_open, parser_live;
+	uint64_t wire_in, wire_out;	/* counters kept at close */
+	uint32_t next_tag;
+	struct imap_cmd *head, *tail;	/* sent, awaiting tagged reply */
+	unsigned inflight;
+	unsigned awaiting_cont;		/* sync literals sent, "+" not yet seen */
+	int enabled_qresync, enabled_condstore;
+	uint32_t exists;		/* last EXISTS of the selected mailbox */
+	struct imap_cmd login_cmd, aux_cmd, enable_cmd, logout_cmd;
+	char who[300];
+	int want_writable;
+	struct loop_task kick;
+};
+
+int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_endpoint *ep,
+		     const struct imap_client_cb *cb, void *ud, struct mf_error *err);
+/* Closes the connection (if open) and frees the parser; idempotent. */
+void imap_client_close(struct imap_client *c);
+/* Bytes on the wire so far (kept after close). */
+void imap_client_wire(const struct imap_client *c, uint64_t *in, uint64_t *out);
+/* Sends LOGOUT; the connection closes when the server answers. */
+void imap_client_logout(struct imap_client *c);
+
+/* Command writing. imap_cmd_begin writes "TAG "; the command is in flight
+ * once imap_cmd_end wrote its CRLF. */
+void imap_cmd_begin(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn done, void *ud);
+void imap_put(struct imap_client *c, const char *s);
+void imap_putf(struct imap_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A string as an IMAP astring: atom if safe, quoted, or literal. */
+void imap_put_astring(struct imap_client *c, const char *s, size_t n);
+/* Raw bytes (message data inside a literal). Callers keep within
+ * imap_write_space(). */
+void imap_put_raw(struct imap_client *c, const void *p, size_t n);
+/* " {n+}\r\n" or " {n}\r\n" (then waits for "+"); the leading space is
+ * written only if sp. */
+void imap_put_literal_header(struct imap_client *c, uint64_t n, int sp);
+void imap_cmd_end(struct imap_client *c);
+
+/* Bytes bulk writers may add now (0 while a "+" is awaited). */
+size_t imap_write_space(struct imap_client *c);
+/* Ask for cb->writable once space is back. */
+void imap_want_writable(struct imap_client *c);
+
+/* Input flow control: cb->lit_data returned short; call when the consumer
+ * can take more. */
+void imap_client_kick(struct imap_client *c);
+void imap_client_pause(struct imap_client *c);
+
+/* Names the account in messages: "source src@127.0.0.1". */
+const char *imap_client_who(const struct imap_client *c);
+
+/* Finds a response code's argument: for [APPENDUID 5 7] code "APPENDUID"
+ * returns the node "5". NULL if r has no such code. */
+const struct imap_node *imap_resp_code(const struct imap_resp *r, const char *name);
+
+#endif
