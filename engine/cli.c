@@ -220,6 +220,8 @@ static void usage(FILE *f)
 	      "  --connections N     parallel connection pairs (default 4)\n"
 	      "  --batch N           messages per MULTIAPPEND (default 32)\n"
 	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
+	      "  --sync-flags        carry flag and keyword changes to the destination\n"
+	      "  --delete            carry expunges to the destination (UID EXPUNGE)\n"
 	      "  --dry-run           list what would be synced; change nothing\n"
 	      "  --json              JSON-lines events on stdout, the last one the summary\n"
 	      "  --progress / --no-progress   progress line (default: on a TTY)\n"
@@ -246,6 +248,8 @@ enum {
 	OPT_JSON,
 	OPT_PROGRESS,
 	OPT_NOPROGRESS,
+	OPT_SYNC_FLAGS,
+	OPT_DELETE,
 };
 
 static const struct option long_opts[] = {
@@ -264,6 +268,8 @@ static const struct option long_opts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"progress", no_argument, NULL, OPT_PROGRESS},
 	{"no-progress", no_argument, NULL, OPT_NOPROGRESS},
+	{"sync-flags", no_argument, NULL, OPT_SYNC_FLAGS},
+	{"delete", no_argument, NULL, OPT_DELETE},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -277,7 +283,7 @@ struct cli {
 	const char *state_dir;
 	char state_buf[4096];
 	const char *ca_file;
-	int insecure, allow_plaintext, dry_run, json, progress;
+	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_;
 	unsigned connections, batch, timeout_s;
 	const char *folders[65], *excludes[65];
 	unsigned nfolders, nexcludes;
@@ -360,12 +366,14 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 	if (c->json) {
 		printf("{\"event\":\"summary\",\"messages_copied\":%llu,\"messages_skipped\":%llu,"
 		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
-		       "\"mailboxes_failed\":%u,\"seconds\":%.3f,\"connections\":%u,"
+		       "\"mailboxes_failed\":%u,\"flags_synced\":%llu,\"expunged\":%llu,"
+		       "\"seconds\":%.3f,\"connections\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
 		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d}\n",
 		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
-		       s->mailboxes_failed, s->seconds, s->connections,
+		       s->mailboxes_failed, (unsigned long long)s->flags_synced,
+		       (unsigned long long)s->expunged, s->seconds, s->connections,
 		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb,
 		       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
 		       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, rc);
@@ -423,6 +431,8 @@ static int cmd_migrate(int argc, char **argv)
 		case OPT_JSON: c.json = 1; break;
 		case OPT_PROGRESS: c.progress = 1; break;
 		case OPT_NOPROGRESS: c.progress = 0; break;
+		case OPT_SYNC_FLAGS: c.sync_flags = 1; break;
+		case OPT_DELETE: c.delete_ = 1; break;
 		case 'q': mf_log_set_level(MF_LOG_ERROR); break;
 		case 'v': mf_log_set_level(MF_LOG_DEBUG); break;
 		case 'h': usage(stdout); return 0;
@@ -472,6 +482,8 @@ static int cmd_migrate(int argc, char **argv)
 	o.folders = c.folders;
 	o.excludes = c.excludes;
 	o.dry_run = c.dry_run;
+	o.sync_flags = c.sync_flags;
+	o.delete_ = c.delete_;
 	o.json = c.json;
 	o.progress = c.progress;
 	o.out = stdout;

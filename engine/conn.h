@@ -38,7 +38,7 @@ struct conn_cb {
 	void (*on_drain)(struct conn *c);
 	/* Fatal: the connection is dead (closed by peer, reset, timeout, TLS
 	 * failure, certificate refused). err->msg says which, in one line.
-	 * Called at most once; the owner then calls conn_free(). */
+	 * Called at most once; the owner then calls conn_close(). */
 	void (*on_error)(struct conn *c, const struct mf_error *err);
 };
 
@@ -63,7 +63,10 @@ struct conn {
 	struct conn_priv *priv;
 };
 
-/* Starts resolving and connecting; cb->on_connected or cb->on_error follows. */
+/* Starts resolving and connecting; cb->on_connected or cb->on_error follows.
+ * A negative return (bad CA file, unresolvable host, no socket) fills err and
+ * no callback follows. Callbacks never run inside a conn_* call, only from the
+ * loop, so any conn_* call (conn_close included) is fine inside a callback. */
 int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o,
 	      const struct conn_cb *cb, void *ud, struct mf_error *err);
 /* Upgrades an established plaintext connection in place (STARTTLS). Any
@@ -91,7 +94,7 @@ void conn_kick(struct conn *c);
 /* Arms the reply timeout: while busy, no input for timeout_ms is fatal. */
 void conn_set_busy(struct conn *c, int busy);
 
-/* Counters for reports. */
+/* Counters for reports (wire bytes); read them before conn_close. */
 uint64_t conn_bytes_in(const struct conn *c);
 uint64_t conn_bytes_out(const struct conn *c);
 

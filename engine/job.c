@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "protocols/utf7.h"
+#include "store/msghash.h"
 
 #define BATCH_SLOTS 8
 #define BATCH_MAX 64
@@ -49,7 +50,7 @@ struct bmsg {
 	uint32_t uid;
 	uint64_t size, modseq;
 	int64_t idate;
-	uint8_t hash[32];
+	uint8_t hash[32], nhash[32];
 	uint16_t flags_off, flags_len;
 };
 
@@ -63,7 +64,22 @@ struct batch {
 	char pool[BATCH_POOL];
 };
 
-enum wphase { W_CONNECTING, W_IDLE, W_EXAMINE, W_FETCH, W_DONE };
+enum wphase { W_CONNECTING, W_IDLE, W_EXAMINE, W_SETTLE, W_DIFF, W_APPLY, W_FETCH, W_DONE };
+
+enum method { M_NEW_ONLY, M_QRESYNC, M_CONDSTORE, M_SCAN };
+static const char *const method_names[] = {"new-only", "qresync", "condstore", "scan"};
+
+struct chg {
+	uint32_t uid, dst_uid;
+	uint32_t off;		/* flags in the worker's change pool */
+	uint16_t len;
+};
+
+struct settle {
+	uint32_t uid, dst_uid;
+	int found;
+	uint8_t nhash[32];
+};
 
 struct worker {
 	struct job *job;
@@ -81,6 +97,30 @@ struct worker {
 	uint32_t *retry;
 	size_t nretry, cretry, retry_pos;
 	int src_paused;		/* paused at a response boundary (slots full) */
+	int intents_marked;	/* this mailbox's record says intents may exist */
+	struct settle *stl;	/* unconfirmed APPENDs found at the start */
+	size_t nstl, cstl;
+	uint32_t stl_floor, stl_uid;
+	struct imap_cmd settle_cmd[2];
+	/* incremental: what changed on the source since the last pass */
+	struct state_mbox rec;	/* the mailbox's record at the start */
+	int have_rec;
+	enum method method;
+	int method_fallback;
+	struct chg *chg;
+	size_t nchg, cchg;
+	char *cpool;
+	size_t cpool_len, cpool_cap;
+	uint32_t *gone;
+	size_t ngone, cgone;
+	uint8_t *seen;		/* bitmap over 1..rec.last_uid */
+	size_t seen_cap;
+	uint32_t seen_n;
+	uint64_t unknown_vanished;
+	unsigned apply_pending;
+	struct imap_cmd *apply_cmd;
+	size_t apply_cap;
+	struct imap_cmd diff_cmd[2];
 	int src_starved;	/* lit_data returned short */
 	/* the message being streamed */
 	struct {
@@ -92,7 +132,7 @@ struct worker {
 		size_t flags_len;
 		char date[64];
 	} cur;
-	EVP_MD_CTX *md;
+	struct msghash mh;
 	struct batch *slot[BATCH_SLOTS];
 	unsigned b_head, b_count;
 	struct batch *open;	/* APPEND being written */
@@ -519,8 +559,14 @@ static void plan(struct job *j)
 		if (!created && mb->have_status &&
 		    state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 &&
 		    rec.uidvalidity == mb->st_uidvalidity && rec.uidnext == mb->st_uidnext &&
-		    rec.synced_at && rec.last_uid + 1 >= mb->st_uidnext) {
-			mb->work = 0; /* nothing new since the last complete sync */
+		    rec.synced_at && rec.last_uid + 1 >= mb->st_uidnext && !rec.intents) {
+			/* Nothing new since the last complete sync. Flag changes and
+			 * expunges show in HIGHESTMODSEQ; without CONDSTORE they
+			 * cannot be seen from STATUS, so the mailbox is scanned. */
+			if (!j->o->sync_flags && !j->o->delete_)
+				mb->work = 0;
+			else if (mb->st_highestmodseq && rec.highestmodseq == mb->st_highestmodseq)
+				mb->work = 0;
 		}
 		nwork += (size_t)mb->work;
 		j->state_dirty = 1;
@@ -802,18 +848,77 @@ static struct batch *batch_open(struct worker *w)
 
 static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 
+static void msg_record(struct worker *w, const struct batch *b, const struct bmsg *m,
+		       uint8_t status, uint32_t dst_uidv, uint32_t dst_uid)
+{
+	struct job *j = w->job;
+	struct state_msg sm;
+	struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, m->uid};
+	size_t fl = m->flags_len < STATE_FLAGS_MAX ? m->flags_len : STATE_FLAGS_MAX - 1;
+	struct mf_error e;
+
+	memset(&sm, 0, offsetof(struct state_msg, flags));
+	memcpy(sm.hash, m->hash, 32);
+	memcpy(sm.nhash, m->nhash, 32);
+	sm.size = m->size;
+	sm.modseq = m->modseq;
+	sm.internaldate = (uint64_t)m->idate;
+	sm.dst_uidvalidity = dst_uidv;
+	sm.dst_uid = dst_uid;
+	sm.status = status;
+	memcpy(sm.flags, b->pool + m->flags_off, fl);
+	sm.flags[fl] = '\0';
+	if (state_msg_put(j->st, &k, &sm, &e) < 0 ||
+	    (status == STATE_MSG_DONE && state_hash_put(j->st, j->jobid, m->hash, &k, &e) < 0)) {
+		job_error(j, NULL, w->mb, m->uid, "%s", e.msg);
+		j->fatal = 1;
+	}
+	j->state_dirty = 1;
+}
+
+/* Marks the mailbox as having APPENDs that may be unconfirmed. */
+static void mbox_mark_intents(struct worker *w, uint32_t on)
+{
+	struct job *j = w->job;
+	struct state_mbox rec;
+	struct mf_error e;
+
+	if (state_mbox_get(j->st, j->jobid, w->mb->mbid, &rec, &e) < 0) {
+		memset(&rec, 0, sizeof(rec));
+		snprintf(rec.name, sizeof(rec.name), "%s", w->mb->name);
+	}
+	if (!rec.uidvalidity) {
+		/* First time: record the identity the intents are keyed under. */
+		rec.uidvalidity = w->uidvalidity;
+	}
+	if (rec.uidvalidity != w->uidvalidity)
+		return; /* UIDVALIDITY changed: settled on the next full pass */
+	rec.intents = on;
+	if (state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e) < 0) {
+		job_error(j, NULL, w->mb, 0, "%s", e.msg);
+		j->fatal = 1;
+	}
+	w->intents_marked = on;
+}
+
+/* Ends the APPEND command. Exactly-once: the intent for each message in it
+ * is committed before the final CRLF, the point after which the server may
+ * store the batch; a crash leaves intents that the next run settles against
+ * the destination before copying again (DESIGN §4). */
 static void batch_close(struct worker *w)
 {
 	struct batch *b = w->open;
+	struct job *j = w->job;
 
 	if (!b)
 		return;
 	w->open = NULL;
 	b->cmd.done = append_done;
-	if (!b->n) {
-		/* Nothing was appended (cannot happen: opened on the first message). */
-		imap_put(&w->dst, " () {0+}\r\n");
-	}
+	if (!w->intents_marked)
+		mbox_mark_intents(w, 1);
+	for (unsigned i = 0; i < b->n; i++)
+		msg_record(w, b, &b->m[i], STATE_MSG_INTENT, 0, 0);
+	job_commit(j);
 	imap_cmd_end(&w->dst);
 }
 
@@ -896,7 +1001,7 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	w->cur.modseq = modseq;
 	if (parse_idate(date->s, date->len, &w->cur.idate) < 0)
 		w->cur.idate = 0;
-	EVP_DigestInit_ex(w->md, EVP_sha256(), NULL);
+	msghash_begin(&w->mh);
 
 	/* A message that alone fills the batch's flag pool, or an empty one
 	 * (which some servers refuse), gets its own APPEND so a refusal does
@@ -932,7 +1037,7 @@ static ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
 		}
 		n = space;
 	}
-	EVP_DigestUpdate(w->md, p, n);
+	msghash_update(&w->mh, p, n);
 	imap_put_raw(&w->dst, p, n);
 	w->cur.left -= n;
 	return (ssize_t)n;
@@ -944,7 +1049,6 @@ static int src_lit_end(struct imap_client *c)
 	struct job *j = w->job;
 	struct batch *b = w->open;
 	struct bmsg *m;
-	unsigned hl = 32;
 
 	if (!w->cur.active || w->cur.skip) {
 		w->cur.active = 0;
@@ -956,7 +1060,7 @@ static int src_lit_end(struct imap_client *c)
 	m->size = w->cur.size;
 	m->modseq = w->cur.modseq;
 	m->idate = w->cur.idate;
-	EVP_DigestFinal_ex(w->md, m->hash, &hl);
+	msghash_end(&w->mh, m->hash, m->nhash);
 	m->flags_off = (uint16_t)b->pool_len;
 	m->flags_len = (uint16_t)w->cur.flags_len;
 	memcpy(b->pool + b->pool_len, w->cur.flags, w->cur.flags_len);
@@ -968,14 +1072,20 @@ static int src_lit_end(struct imap_client *c)
 	return 0;
 }
 
+static int changes_untagged(struct worker *w, const struct imap_resp *r);
+
 static int src_untagged(struct imap_client *c, const struct imap_resp *r)
 {
 	struct worker *w = c->ud;
 	const struct imap_node *a = r->first;
 
+	if (w->phase == W_DIFF)
+		return changes_untagged(w, r);
 	if (w->phase == W_EXAMINE) {
 		const struct imap_node *v;
 
+		if (w->method == M_QRESYNC && r->status == IMAP_ST_NONE)
+			return changes_untagged(w, r);
 		if ((v = imap_resp_code(r, "UIDVALIDITY")))
 			imap_node_u32(v, &w->uidvalidity);
 		else if ((v = imap_resp_code(r, "UIDNEXT")))
@@ -1022,6 +1132,20 @@ static void retry_push(struct worker *w, uint32_t uid)
 	w->retry[w->nretry++] = uid;
 }
 
+/* The server refused the APPEND: nothing of it was stored. */
+static void intent_drop(struct worker *w, uint32_t uid)
+{
+	struct job *j = w->job;
+	struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, uid};
+	struct mf_error e;
+
+	if (state_msg_del(j->st, &k, &e) < 0) {
+		job_error(j, NULL, w->mb, uid, "%s", e.msg);
+		j->fatal = 1;
+	}
+	j->state_dirty = 1;
+}
+
 static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	struct batch *b = cmd->ud;
@@ -1031,7 +1155,6 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	uint32_t dst_uids[BATCH_MAX], dst_uidv = 0;
 	struct uidlist ul = {dst_uids, 0, BATCH_MAX};
 	const struct imap_node *au;
-	struct mf_error e;
 
 	w->b_head = (w->b_head + 1) % BATCH_SLOTS;
 	w->b_count--;
@@ -1043,42 +1166,27 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 		}
 		for (unsigned i = 0; i < b->n; i++) {
 			struct bmsg *m = &b->m[i];
-			struct state_msg sm;
-			struct state_msg_key k = {j->jobid, mb->mbid, w->uidvalidity, m->uid};
-			size_t fl = m->flags_len < STATE_FLAGS_MAX ? m->flags_len : STATE_FLAGS_MAX - 1;
 
-			memset(&sm, 0, offsetof(struct state_msg, flags));
-			memcpy(sm.hash, m->hash, 32);
-			sm.size = m->size;
-			sm.modseq = m->modseq;
-			sm.internaldate = (uint64_t)m->idate;
-			sm.dst_uidvalidity = dst_uidv;
-			sm.dst_uid = ul.n ? dst_uids[i] : 0;
-			sm.status = STATE_MSG_DONE;
-			memcpy(sm.flags, b->pool + m->flags_off, fl);
-			sm.flags[fl] = '\0';
-			if (state_msg_put(j->st, &k, &sm, &e) < 0 ||
-			    state_hash_put(j->st, j->jobid, m->hash, &k, &e) < 0) {
-				job_error(j, NULL, mb, m->uid, "%s", e.msg);
-				j->fatal = 1;
-			}
+			msg_record(w, b, m, STATE_MSG_DONE, dst_uidv, ul.n ? dst_uids[i] : 0);
 			mb->copied++;
 			mb->bytes += m->size;
 			j->sum->copied++;
 			j->sum->bytes += m->size;
 		}
-		j->state_dirty = 1;
 	} else if (b->n > 1) {
 		/* RFC 3502: a refused MULTIAPPEND stores none of its messages;
 		 * copy them one by one to find the one the server refuses. */
-		for (unsigned i = 0; i < b->n; i++)
+		for (unsigned i = 0; i < b->n; i++) {
+			intent_drop(w, b->m[i].uid);
 			retry_push(w, b->m[i].uid);
+		}
 	} else if (b->n == 1) {
 		job_error(j, imap_client_who(c), mb, b->m[0].uid,
 			  "destination refused the message (%llu bytes): %s%.*s%s%.*s",
 			  (unsigned long long)b->m[0].size, r->code ? "[" : "",
 			  r->code ? (int)r->code->len : 0, r->code ? r->code->s : "",
 			  r->code ? "] " : "", (int)r->text_len, r->text);
+		intent_drop(w, b->m[0].uid);
 		mb->nfailed++;
 		j->sum->failed++;
 		if (!w->mb_failed_min_uid || b->m[0].uid < w->mb_failed_min_uid)
@@ -1169,14 +1277,18 @@ static void mailbox_finish(struct worker *w)
 	if (!mb->failed) {
 		snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
 		snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
+		/* HIGHESTMODSEQ in the record means "flags in the state are
+		 * current up to here": it moves only when flags were read. */
+		if (rec.uidvalidity != w->uidvalidity || !rec.last_uid || w->method != M_NEW_ONLY)
+			rec.highestmodseq = w->highestmodseq;
 		rec.uidvalidity = w->uidvalidity;
 		rec.uidnext = w->uidnext;
-		rec.highestmodseq = w->highestmodseq;
 		/* Messages the destination refused are tried again next run. */
 		rec.last_uid = w->mb_failed_min_uid ? (uint32_t)w->mb_failed_min_uid - 1
 						     : (w->uidnext ? w->uidnext - 1 : 0);
 		rec.synced_at = w->mb_failed_min_uid || mb->nfailed ? 0 : (uint64_t)time(NULL);
 		rec.messages = w->src.exists;
+		rec.intents = 0; /* every APPEND of this pass was answered */
 		if (state_mbox_put(j->st, j->jobid, mb->mbid, &rec, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
 			j->fatal = 1;
@@ -1190,10 +1302,11 @@ static void mailbox_finish(struct worker *w)
 		fprintf(j->o->out, "{\"event\":\"mailbox\",\"name\":");
 		json_str(j->o->out, mb->display, strlen(mb->display));
 		fprintf(j->o->out, ",\"copied\":%llu,\"skipped\":%llu,\"failed\":%llu,\"bytes\":%llu,"
-				   "\"ok\":%s}\n",
+				   "\"method\":\"%s\",\"flag_changes\":%zu,\"expunges\":%zu,\"ok\":%s}\n",
 			(unsigned long long)mb->copied, (unsigned long long)mb->skipped,
 			(unsigned long long)mb->nfailed, (unsigned long long)mb->bytes,
-			mb->failed || mb->nfailed ? "false" : "true");
+			method_names[w->method], j->o->sync_flags ? w->nchg : 0,
+			j->o->delete_ ? w->ngone : 0, mb->failed || mb->nfailed ? "false" : "true");
 		fflush(j->o->out);
 	}
 	w->mb = NULL;
@@ -1217,6 +1330,661 @@ static void worker_check_done(struct worker *w)
 		return;
 	}
 	mailbox_finish(w);
+}
+
+static void fetch_start(struct worker *w);
+static void changes_start(struct worker *w);
+
+/* ---- worker: settling unconfirmed APPENDs after a crash -------------------------- */
+
+static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	struct worker *w = ctx;
+
+	if (m->status == STATE_MSG_DONE && m->dst_uid >= w->stl_floor)
+		w->stl_floor = m->dst_uid + 1;
+	if (m->status != STATE_MSG_INTENT)
+		return 0;
+	if (w->nstl == w->cstl) {
+		size_t nc = w->cstl ? w->cstl * 2 : 64;
+		struct settle *ns = realloc(w->stl, nc * sizeof(*ns));
+
+		if (!ns)
+			return -ENOMEM;
+		w->stl = ns;
+		w->cstl = nc;
+	}
+	w->stl[w->nstl++] = (struct settle){.uid = uid};
+	memcpy(w->stl[w->nstl - 1].nhash, m->nhash, 32);
+	return 0;
+}
+
+static void settle_finish(struct worker *w)
+{
+	struct job *j = w->job;
+	size_t found = 0;
+	struct mf_error e;
+
+	for (size_t i = 0; i < w->nstl; i++) {
+		struct settle *st = &w->stl[i];
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, st->uid};
+		struct state_msg m;
+		int rc;
+
+		if (!st->found) {
+			rc = state_msg_del(j->st, &k, &e);
+		} else if ((rc = state_msg_get(j->st, &k, &m, &e)) == 0) {
+			m.status = STATE_MSG_DONE;
+			m.dst_uid = st->dst_uid;
+			rc = state_msg_put(j->st, &k, &m, &e);
+			if (!rc)
+				rc = state_hash_put(j->st, j->jobid, m.hash, &k, &e);
+			found++;
+		}
+		if (rc < 0) {
+			job_error(j, NULL, w->mb, st->uid, "%s", e.msg);
+			j->fatal = 1;
+		}
+	}
+	mf_log(MF_LOG_INFO,
+	       "mailbox \"%s\": %zu interrupted APPENDs settled: %zu already on the "
+	       "destination, %zu to copy again",
+	       w->mb->display, w->nstl, found, w->nstl - found);
+	w->nstl = 0;
+	mbox_mark_intents(w, 0);
+	job_commit(j);
+	changes_start(w);
+}
+
+static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	if (r->status != IMAP_ST_OK) {
+		job_error(w->job, imap_client_who(c), w->mb, 0,
+			  "cannot check the destination for interrupted APPENDs: %.*s",
+			  (int)r->text_len, r->text);
+		w->mb->failed = 1;
+		if (cmd == &w->settle_cmd[1])
+			mailbox_finish(w);
+		return;
+	}
+	if (cmd == &w->settle_cmd[1] && !w->mb->failed)
+		settle_finish(w);
+	else if (cmd == &w->settle_cmd[1])
+		mailbox_finish(w);
+}
+
+static void settle_start(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mf_error e;
+	int rc;
+
+	w->nstl = 0;
+	w->stl_floor = 1;
+	rc = state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, settle_collect, w, &e);
+	if (rc < 0) {
+		job_error(j, NULL, w->mb, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
+		w->mb->failed = 1;
+		mailbox_finish(w);
+		return;
+	}
+	if (!w->nstl) {
+		mbox_mark_intents(w, 0);
+		changes_start(w);
+		return;
+	}
+	w->phase = W_SETTLE;
+	imap_cmd_begin(&w->dst, &w->settle_cmd[0], settle_done, NULL);
+	imap_put(&w->dst, "EXAMINE ");
+	imap_put_astring(&w->dst, w->mb->dst_name, strlen(w->mb->dst_name));
+	imap_cmd_end(&w->dst);
+	imap_cmd_begin(&w->dst, &w->settle_cmd[1], settle_done, NULL);
+	imap_putf(&w->dst, "UID FETCH %u:* (UID BODY.PEEK[])", w->stl_floor);
+	imap_cmd_end(&w->dst);
+}
+
+static int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
+			 const struct imap_node *key, uint64_t size)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *it;
+
+	(void)size;
+	if (w->phase != W_SETTLE || !r->first || !r->first->next ||
+	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
+		return IMAP_LIT_INLINE;
+	w->stl_uid = 0;
+	for (it = r->first->next->next ? r->first->next->next->child : NULL; it && it != key;
+	     it = it->next)
+		if (imap_node_is(it, "UID") && it->next)
+			imap_node_u32(it->next, &w->stl_uid);
+	msghash_begin(&w->mh);
+	return IMAP_LIT_STREAM;
+}
+
+static ssize_t dst_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
+{
+	struct worker *w = c->ud;
+
+	if (w->phase == W_SETTLE)
+		msghash_update(&w->mh, p, n);
+	return (ssize_t)n;
+}
+
+static int dst_lit_end(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+	uint8_t nh[32];
+
+	if (w->phase != W_SETTLE)
+		return 0;
+	msghash_end(&w->mh, NULL, nh);
+	if (w->stl_uid < w->stl_floor)
+		return 0; /* "n:*" answers with the last message even below n */
+	for (size_t i = 0; i < w->nstl; i++)
+		if (!w->stl[i].found && !memcmp(w->stl[i].nhash, nh, 32)) {
+			w->stl[i].found = 1;
+			w->stl[i].dst_uid = w->stl_uid;
+			break;
+		}
+	return 0;
+}
+
+/* ---- worker: incremental flags and expunges (DESIGN §5) ------------------------------ */
+
+/* Flag lists equal as sets (order and case of names do not matter). */
+static int flags_equal(const char *a, size_t al, const char *b, size_t bl)
+{
+	size_t na = 0, nb = 0;
+
+	for (size_t i = 0; i < al;) {
+		size_t k = i;
+		int found = 0;
+
+		while (k < al && a[k] != ' ')
+			k++;
+		for (size_t x = 0; x < bl && !found;) {
+			size_t y = x;
+
+			while (y < bl && b[y] != ' ')
+				y++;
+			found = (y - x == k - i) && !strncasecmp(a + i, b + x, k - i);
+			x = y + 1;
+		}
+		if (!found)
+			return 0;
+		na++;
+		i = k + 1;
+	}
+	for (size_t x = 0; x < bl;) {
+		size_t y = x;
+
+		while (y < bl && b[y] != ' ')
+			y++;
+		if (y > x)
+			nb++;
+		x = y + 1;
+	}
+	return na == nb;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t nc;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	nc = *cap ? *cap : 64;
+	while (nc < need)
+		nc *= 2;
+	np = realloc(*p, nc * elem);
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = nc;
+	return 0;
+}
+
+static void seen_mark(struct worker *w, uint32_t uid)
+{
+	if (uid && uid <= w->seen_n)
+		w->seen[(uid - 1) >> 3] |= (uint8_t)(1u << ((uid - 1) & 7));
+}
+
+static void seen_mark_cb(void *ctx, uint32_t uid)
+{
+	seen_mark(ctx, uid);
+}
+
+static int seen_has(const struct worker *w, uint32_t uid)
+{
+	return uid && uid <= w->seen_n && (w->seen[(uid - 1) >> 3] & (1u << ((uid - 1) & 7)));
+}
+
+static void gone_push(struct worker *w, uint32_t uid)
+{
+	if (grow((void **)&w->gone, &w->cgone, w->ngone + 1, sizeof(*w->gone)) == 0)
+		w->gone[w->ngone++] = uid;
+}
+
+/* A FETCH with FLAGS for a known message: record it if the flags differ
+ * from what the state says was copied. */
+static void change_note(struct worker *w, uint32_t uid, const struct imap_node *flags)
+{
+	struct job *j = w->job;
+	struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, uid};
+	struct state_msg m;
+	struct mf_error e;
+	char fl[STATE_FLAGS_MAX];
+	size_t n;
+
+	if (!uid || uid > w->rec.last_uid)
+		return; /* new messages are copied, not updated */
+	seen_mark(w, uid);
+	if (!flags || state_msg_get(j->st, &k, &m, &e) < 0 || m.status != STATE_MSG_DONE)
+		return;
+	n = flags_string(flags, fl, sizeof(fl));
+	if (flags_equal(fl, n, m.flags, strlen(m.flags)))
+		return;
+	if (grow((void **)&w->chg, &w->cchg, w->nchg + 1, sizeof(*w->chg)) < 0 ||
+	    grow((void **)&w->cpool, &w->cpool_cap, w->cpool_len + n + 1, 1) < 0)
+		return;
+	w->chg[w->nchg++] = (struct chg){uid, m.dst_uid, (uint32_t)w->cpool_len, (uint16_t)n};
+	memcpy(w->cpool + w->cpool_len, fl, n);
+	w->cpool_len += n;
+}
+
+static void vanished_note(void *ctx, uint32_t uid)
+{
+	struct worker *w = ctx;
+	struct job *j = w->job;
+	struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, uid};
+	struct state_msg m;
+	struct mf_error e;
+
+	if (uid > w->rec.last_uid)
+		return;
+	if (state_msg_get(j->st, &k, &m, &e) < 0) {
+		w->unknown_vanished++;
+		return;
+	}
+	gone_push(w, uid);
+}
+
+/* Untagged data while the changes are read (EXAMINE with QRESYNC, the
+ * CHANGEDSINCE or scan FETCH, the UID SEARCH). */
+static int changes_untagged(struct worker *w, const struct imap_resp *r)
+{
+	const struct imap_node *a = r->first, *it;
+	uint32_t uid = 0, n;
+
+	if (!a || !a->next)
+		return 0;
+	if (imap_node_is(a, "VANISHED") && w->method == M_QRESYNC) {
+		const struct imap_node *set = a->next;
+
+		if (set->type == IMAP_NODE_LIST && set->next)
+			set = set->next; /* (EARLIER) */
+		if (set->type == IMAP_NODE_ATOM &&
+		    uidset_each(set->s, set->len, vanished_note, w) < 0)
+			w->method_fallback = 1;
+		return 0;
+	}
+	if (imap_node_is(a, "SEARCH")) {
+		for (it = a->next; it; it = it->next)
+			if (imap_node_u32(it, &n) == 0)
+				seen_mark(w, n);
+		return 0;
+	}
+	if (imap_node_is(a, "ESEARCH")) {
+		for (it = a->next; it; it = it->next)
+			if (imap_node_is(it, "ALL") && it->next)
+				uidset_each(it->next->s, it->next->len, seen_mark_cb, w);
+		return 0;
+	}
+	if (imap_node_is(a->next, "FETCH") && a->next->next &&
+	    a->next->next->type == IMAP_NODE_LIST) {
+		const struct imap_node *flags = NULL;
+
+		for (it = a->next->next->child; it && it->next; it = it->next->next) {
+			if (imap_node_is(it, "UID"))
+				imap_node_u32(it->next, &uid);
+			else if (imap_node_is(it, "FLAGS"))
+				flags = it->next;
+		}
+		change_note(w, uid, flags);
+	}
+	return 0;
+}
+
+static int gone_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	struct worker *w = ctx;
+
+	if (uid > w->rec.last_uid)
+		return 1;
+	if (m->status == STATE_MSG_DONE && !seen_has(w, uid))
+		gone_push(w, uid);
+	return 0;
+}
+
+static void changes_apply(struct worker *w);
+
+static void diff_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mf_error e;
+
+	if (r->status != IMAP_ST_OK) {
+		/* Nothing is deleted on the strength of an answer we did not get. */
+		job_error(j, imap_client_who(c), w->mb, 0, "reading changes failed: %.*s",
+			  (int)r->text_len, r->text);
+		w->mb->failed = 1;
+	}
+	if (cmd == &w->diff_cmd[0] && w->diff_cmd[1].done == diff_done && w->diff_cmd[1].tag > cmd->tag)
+		return; /* the second command's answer follows */
+	if (w->mb->failed) {
+		mailbox_finish(w);
+		return;
+	}
+	if (w->method == M_SCAN || (w->method == M_CONDSTORE && j->o->delete_)) {
+		if (state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, gone_collect, w,
+				   &e) < 0) {
+			job_error(j, NULL, w->mb, 0, "%s", e.msg);
+			w->mb->failed = 1;
+			mailbox_finish(w);
+			return;
+		}
+	}
+	changes_apply(w);
+}
+
+/* Reads what changed since the last pass, by the best method the source
+ * offers: QRESYNC already answered inside EXAMINE; CONDSTORE asks
+ * CHANGEDSINCE plus a UID SEARCH for expunges; otherwise a UID/FLAGS scan. */
+static void changes_start(struct worker *w)
+{
+	struct job *j = w->job;
+	uint32_t last = w->rec.last_uid;
+
+	if (w->method == M_NEW_ONLY || !last) {
+		fetch_start(w);
+		return;
+	}
+	if (w->method == M_QRESYNC && (w->method_fallback || w->highestmodseq < w->rec.highestmodseq)) {
+		mf_log(MF_LOG_WARN, "%s mailbox \"%s\": QRESYNC answer not usable (%s); "
+				    "falling back to a full scan",
+		       imap_client_who(&w->src), w->mb->display,
+		       w->method_fallback ? "unparsable VANISHED" : "HIGHESTMODSEQ went backwards");
+		w->method = M_SCAN;
+		w->nchg = w->ngone = w->cpool_len = 0;
+	}
+	if (w->method == M_CONDSTORE && w->highestmodseq < w->rec.highestmodseq) {
+		mf_log(MF_LOG_WARN, "%s mailbox \"%s\": HIGHESTMODSEQ went backwards; full scan",
+		       imap_client_who(&w->src), w->mb->display);
+		w->method = M_SCAN;
+	}
+	if (w->method == M_QRESYNC) {
+		changes_apply(w);
+		return;
+	}
+	w->seen_n = last;
+	if (grow((void **)&w->seen, &w->seen_cap, last / 8 + 1, 1) < 0) {
+		job_error(j, NULL, w->mb, 0, "out of memory");
+		w->mb->failed = 1;
+		mailbox_finish(w);
+		return;
+	}
+	memset(w->seen, 0, last / 8 + 1);
+	w->phase = W_DIFF;
+	memset(w->diff_cmd, 0, sizeof(w->diff_cmd));
+	if (w->method == M_CONDSTORE) {
+		if (w->highestmodseq != w->rec.highestmodseq || !w->rec.highestmodseq) {
+			imap_cmd_begin(&w->src, &w->diff_cmd[0], diff_done, NULL);
+			imap_putf(&w->src, "UID FETCH 1:%u (UID FLAGS) (CHANGEDSINCE %llu)", last,
+				  (unsigned long long)w->rec.highestmodseq);
+			imap_cmd_end(&w->src);
+		}
+		if (j->o->delete_) {
+			imap_cmd_begin(&w->src, &w->diff_cmd[1], diff_done, NULL);
+			if (w->src.caps & IMAP_CAP_ESEARCH)
+				imap_putf(&w->src, "UID SEARCH RETURN (ALL) UID 1:%u", last);
+			else
+				imap_putf(&w->src, "UID SEARCH UID 1:%u", last);
+			imap_cmd_end(&w->src);
+		}
+		if (!w->diff_cmd[0].done && !w->diff_cmd[1].done)
+			changes_apply(w);
+		return;
+	}
+	imap_cmd_begin(&w->src, &w->diff_cmd[0], diff_done, NULL);
+	imap_putf(&w->src, "UID FETCH 1:%u (UID FLAGS)", last);
+	imap_cmd_end(&w->src);
+}
+
+static int chg_cmp(const void *a, const void *b, void *pool)
+{
+	const struct chg *x = a, *y = b;
+	int c;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	c = memcmp((char *)pool + x->off, (char *)pool + y->off, x->len);
+	if (c)
+		return c;
+	return x->dst_uid < y->dst_uid ? -1 : x->dst_uid > y->dst_uid;
+}
+
+static void apply_release(struct worker *w)
+{
+	if (--w->apply_pending)
+		return;
+	job_commit(w->job);
+	fetch_start(w);
+}
+
+static void store_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	size_t i0 = (size_t)(uintptr_t)cmd->ud >> 20, i1 = (size_t)(uintptr_t)cmd->ud & 0xfffff;
+	struct mf_error e;
+
+	if (r->status != IMAP_ST_OK) {
+		job_error(j, imap_client_who(c), w->mb, w->chg[i0].uid,
+			  "flag update refused: %.*s", (int)r->text_len, r->text);
+		w->mb->nfailed += i1 - i0;
+	} else {
+		for (size_t i = i0; i < i1; i++) {
+			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->chg[i].uid};
+			struct state_msg m;
+
+			if (state_msg_get(j->st, &k, &m, &e) < 0)
+				continue;
+			memcpy(m.flags, w->cpool + w->chg[i].off, w->chg[i].len);
+			m.flags[w->chg[i].len] = '\0';
+			if (state_msg_put(j->st, &k, &m, &e) < 0)
+				job_error(j, NULL, w->mb, w->chg[i].uid, "%s", e.msg);
+			j->sum->flags_synced++;
+		}
+		j->state_dirty = 1;
+	}
+	apply_release(w);
+}
+
+static void expunge_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mf_error e;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		job_error(j, imap_client_who(c), w->mb, 0, "expunge refused: %.*s", (int)r->text_len,
+			  r->text);
+		w->mb->nfailed++;
+	} else if (cmd->ud) {
+		for (size_t i = 0; i < w->ngone; i++) {
+			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
+
+			if (state_msg_del(j->st, &k, &e) < 0)
+				job_error(j, NULL, w->mb, w->gone[i], "%s", e.msg);
+			j->sum->expunged++;
+		}
+		j->state_dirty = 1;
+	}
+	apply_release(w);
+}
+
+static void select_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		job_error(w->job, imap_client_who(c), w->mb, 0, "cannot select the destination "
+			  "mailbox \"%s\": %.*s", w->mb->dst_name, (int)r->text_len, r->text);
+		w->mb->failed = 1;
+	}
+	apply_release(w);
+}
+
+static struct imap_cmd *apply_cmd(struct worker *w)
+{
+	size_t need = w->apply_pending + 1;
+
+	/* All apply commands are sent before the first answer is read, so
+	 * the array is sized up front by changes_apply. */
+	return need <= w->apply_cap ? &w->apply_cmd[w->apply_pending++] : NULL;
+}
+
+/* Writes the changes to the destination: flags with UID STORE (grouped by
+ * identical flag sets), expunges with UID EXPUNGE (UIDPLUS), all pipelined
+ * after one SELECT. */
+static void changes_apply(struct worker *w)
+{
+	struct job *j = w->job;
+	struct imap_client *d = &w->dst;
+	size_t nflag = j->o->sync_flags ? w->nchg : 0, ngone = j->o->delete_ ? w->ngone : 0;
+	size_t ncmd = 1 + nflag + (ngone ? 2 : 0), nomap = 0;
+	struct imap_cmd *cmd;
+
+	if (w->unknown_vanished)
+		mf_log(MF_LOG_INFO, "%s mailbox \"%s\": %llu vanished UIDs were never copied; ignored",
+		       imap_client_who(&w->src), w->mb->display,
+		       (unsigned long long)w->unknown_vanished);
+	if (!nflag && !ngone) {
+		fetch_start(w);
+		return;
+	}
+	if (j->o->dry_run) {
+		progress_clear(j);
+		fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": %zu flag changes, %zu expunges\n",
+			w->mb->display, nflag, ngone);
+		fetch_start(w);
+		return;
+	}
+	if (grow((void **)&w->apply_cmd, &w->apply_cap, ncmd, sizeof(*w->apply_cmd)) < 0) {
+		job_error(j, NULL, w->mb, 0, "out of memory");
+		w->mb->failed = 1;
+		mailbox_finish(w);
+		return;
+	}
+	w->phase = W_APPLY;
+	w->apply_pending = 1; /* held until everything is sent */
+	cmd = apply_cmd(w);
+	imap_cmd_begin(d, cmd, select_done, NULL);
+	imap_put(d, "SELECT ");
+	imap_put_astring(d, w->mb->dst_name, strlen(w->mb->dst_name));
+	imap_cmd_end(d);
+	if (nflag)
+		qsort_r(w->chg, w->nchg, sizeof(*w->chg), chg_cmp, w->cpool);
+	for (size_t i = 0; i < nflag;) {
+		size_t k = i, n = 0;
+
+		while (k < nflag && w->chg[k].len == w->chg[i].len &&
+		       !memcmp(w->cpool + w->chg[k].off, w->cpool + w->chg[i].off, w->chg[i].len) &&
+		       k - i < 500)
+			k++;
+		for (size_t x = i; x < k; x++)
+			n += w->chg[x].dst_uid != 0;
+		if (!n) {
+			nomap += k - i;
+			i = k;
+			continue;
+		}
+		cmd = apply_cmd(w);
+		cmd->ud = (void *)(uintptr_t)((i << 20) | k);
+		imap_cmd_begin(d, cmd, store_done, cmd->ud);
+		imap_put(d, "UID STORE ");
+		for (size_t x = i, first = 1; x < k; x++)
+			if (w->chg[x].dst_uid) {
+				imap_putf(d, "%s%u", first ? "" : ",", w->chg[x].dst_uid);
+				first = 0;
+			}
+		imap_putf(d, " FLAGS.SILENT (%.*s)", (int)w->chg[i].len, w->cpool + w->chg[i].off);
+		imap_cmd_end(d);
+		i = k;
+	}
+	if (ngone) {
+		size_t first = 1;
+
+		cmd = apply_cmd(w);
+		imap_cmd_begin(d, cmd, expunge_done, NULL);
+		imap_put(d, "UID STORE ");
+		for (size_t i = 0; i < ngone; i++) {
+			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
+			struct state_msg m;
+			struct mf_error e;
+
+			if (state_msg_get(j->st, &k, &m, &e) == 0 && m.dst_uid) {
+				imap_putf(d, "%s%u", first ? "" : ",", m.dst_uid);
+				first = 0;
+			} else {
+				nomap++;
+			}
+		}
+		if (first)
+			imap_put(d, "0");
+		imap_put(d, " +FLAGS.SILENT (\\Deleted)");
+		imap_cmd_end(d);
+		cmd = apply_cmd(w);
+		if (d->caps & IMAP_CAP_UIDPLUS) {
+			imap_cmd_begin(d, cmd, expunge_done, (void *)1);
+			imap_put(d, "UID EXPUNGE ");
+			first = 1;
+			for (size_t i = 0; i < ngone; i++) {
+				struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
+				struct state_msg m;
+				struct mf_error e;
+
+				if (state_msg_get(j->st, &k, &m, &e) == 0 && m.dst_uid) {
+					imap_putf(d, "%s%u", first ? "" : ",", m.dst_uid);
+					first = 0;
+				}
+			}
+			if (first)
+				imap_put(d, "0");
+		} else {
+			/* A plain EXPUNGE would also remove messages someone else
+			 * marked \Deleted: leave ours marked and say so. */
+			mf_log(MF_LOG_WARN, "%s mailbox \"%s\": no UIDPLUS; %zu messages marked "
+					    "\\Deleted but not expunged",
+			       imap_client_who(d), w->mb->display, ngone);
+			imap_cmd_begin(d, cmd, expunge_done, (void *)1);
+			imap_put(d, "NOOP");
+		}
+		imap_cmd_end(d);
+	}
+	if (nomap)
+		mf_log(MF_LOG_WARN, "%s mailbox \"%s\": %zu changes not applied: destination UID "
+				    "unknown (no UIDPLUS when copied)",
+		       imap_client_who(d), w->mb->display, nomap);
+	apply_release(w);
 }
 
 static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -1251,6 +2019,17 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 			       "again what is not recorded under the new one",
 			       imap_client_who(c), mb->display, rec.uidvalidity, w->uidvalidity);
 	}
+	if (rec.intents && rec.uidvalidity == w->uidvalidity) {
+		settle_start(w);
+		return;
+	}
+	changes_start(w);
+}
+
+static void fetch_start(struct worker *w)
+{
+	struct imap_client *c = &w->src;
+
 	/* Without UIDNEXT (rare) fetch to the end. */
 	w->end_uid = w->uidnext ? w->uidnext - 1 : UINT32_MAX;
 	w->next_range = w->start_uid;
@@ -1273,6 +2052,7 @@ static void worker_next(struct worker *w)
 {
 	struct job *j = w->job;
 	struct mbox *mb;
+	struct mf_error e;
 
 	if (w->dead || !w->src_ready || !w->dst_ready || !j->dst_prepared || w->mb)
 		return;
@@ -1287,12 +2067,34 @@ static void worker_next(struct worker *w)
 	}
 	mb = &j->mb[j->next_mb++];
 	w->mb = mb;
+	w->intents_marked = 0;
 	w->phase = W_EXAMINE;
 	w->uidvalidity = w->uidnext = 0;
 	w->highestmodseq = 0;
+	w->nchg = w->ngone = w->cpool_len = 0;
+	w->unknown_vanished = 0;
+	w->method_fallback = 0;
+	w->seen_n = 0;
+	w->have_rec = state_mbox_get(j->st, j->jobid, mb->mbid, &w->rec, &e) == 0;
+	if (!w->have_rec)
+		memset(&w->rec, 0, sizeof(w->rec));
+	/* Flags and expunges are read only when asked for, and only for
+	 * messages copied before (rec.last_uid); new mail is copied anyway. */
+	w->method = M_NEW_ONLY;
+	if ((j->o->sync_flags || j->o->delete_) && w->rec.uidvalidity && w->rec.last_uid) {
+		if (w->src.enabled_qresync && w->rec.highestmodseq)
+			w->method = M_QRESYNC;
+		else if (w->src.enabled_condstore && w->rec.highestmodseq)
+			w->method = M_CONDSTORE;
+		else
+			w->method = M_SCAN;
+	}
 	imap_cmd_begin(&w->src, &w->examine_cmd, examine_done, NULL);
 	imap_put(&w->src, "EXAMINE ");
 	imap_put_astring(&w->src, mb->name, mb->len);
+	if (w->method == M_QRESYNC)
+		imap_putf(&w->src, " (QRESYNC (%u %llu 1:%u))", w->rec.uidvalidity,
+			  (unsigned long long)w->rec.highestmodseq, w->rec.last_uid);
 	imap_cmd_end(&w->src);
 }
 
@@ -1396,8 +2198,7 @@ static int worker_init(struct job *j, struct worker *w, unsigned id)
 	memset(w, 0, sizeof(*w));
 	w->job = j;
 	w->id = id;
-	w->md = EVP_MD_CTX_new();
-	if (!w->md)
+	if (msghash_init(&w->mh) < 0)
 		return -ENOMEM;
 	for (unsigned i = 0; i < BATCH_SLOTS; i++)
 		if (!(w->slot[i] = malloc(sizeof(struct batch))))
@@ -1509,6 +2310,9 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 		.ready = dst_ready,
 		.error = conn_error,
 		.untagged = dst_untagged_any,
+		.lit_begin = dst_lit_begin,
+		.lit_data = dst_lit_data,
+		.lit_end = dst_lit_end,
 		.writable = src_writable_kick,
 	};
 	if (state_job(st, o->job_key, &j.jobid, err) < 0)
@@ -1561,7 +2365,13 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 			imap_client_close(&w->dst);
 		for (unsigned k = 0; k < BATCH_SLOTS; k++)
 			free(w->slot[k]);
-		EVP_MD_CTX_free(w->md);
+		msghash_free(&w->mh);
+		free(w->stl);
+		free(w->chg);
+		free(w->cpool);
+		free(w->gone);
+		free(w->seen);
+		free(w->apply_cmd);
 		free(w->retry);
 	}
 	for (size_t i = 0; i < j.nmb; i++) {

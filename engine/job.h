@@ -31,6 +31,8 @@ struct job_opts {
 	const char *const *folders;	/* --folder globs (UTF-8 names), NULL-terminated */
 	const char *const *excludes;	/* --exclude globs */
 	int dry_run;
+	int sync_flags;		/* --sync-flags: carry flag changes */
+	int delete_;		/* --delete: carry expunges */
 	int json;		/* JSON-lines events on stdout */
 	int progress;		/* progress line on stderr (a TTY) */
 	FILE *out;		/* where JSON goes (stdout) */
@@ -38,6 +40,7 @@ struct job_opts {
 
 struct job_summary {
 	uint64_t copied, skipped, failed, bytes;
+	uint64_t flags_synced, expunged;
 	unsigned mailboxes, mailboxes_failed;
 	double seconds;
 	uint64_t wire_in, wire_out;	/* bytes on the wire, both accounts */

@@ -201,9 +201,6 @@ int loop_run(struct loop *l)
 		if (l->stop)
 			break;
 	}
-	/* Leave nothing prepared behind: a later loop_run or loop_free expects
-	 * the kernel to own every SQE counted in flight. */
-	io_uring_submit(&l->ring);
 	return 0;
 }
 

@@ -26,7 +26,9 @@ struct loop_task {
 	int queued;
 };
 
-/* A one-shot timer on the ring (IORING_OP_TIMEOUT). */
+/* A one-shot timer on the ring (IORING_OP_TIMEOUT). Zero it before first use;
+ * its memory must outlive the SQE in flight (until armed == 0, i.e. until the
+ * loop ran after loop_timer_cancel). */
 struct loop_timer {
 	struct loop_op op;
 	struct __kernel_timespec ts;

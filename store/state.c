@@ -23,7 +23,7 @@
  *
  * Records start with a version byte; an unknown version is an error rather
  * than a guess. Message records are written once per message, so they are
- * fixed fields plus a length-prefixed flags string (68 bytes + flags), not
+ * fixed fields plus a length-prefixed flags string (100 bytes + flags), not
  * the 1 KiB C struct.
  *
  * Durability: commits use LMDB's default sync (data pages fdatasync'ed,
@@ -64,8 +64,8 @@
 #define STATE_REC_V1 1
 #define STATE_KEY_MAX 511     /* LMDB's default maximum key size */
 #define STATE_KEY_RAW_MAX 479 /* longer names are stored prefix + SHA-256 */
-#define STATE_MSG_FIXED 68    /* message record without the flags bytes */
-#define STATE_MBOX_FIXED 37   /* mailbox record without the two names */
+#define STATE_MSG_FIXED 100   /* message record without the flags bytes */
+#define STATE_MBOX_FIXED 41   /* mailbox record without the two names */
 #define STATE_HASH_REC 13
 #define STATE_MIB ((size_t)1 << 20)
 
@@ -725,6 +725,7 @@ static int mbox_decode(struct state *s, const MDB_val *v, struct state_mbox *r,
 	r->last_uid = get32(p + 21);
 	r->synced_at = get64(p + 25);
 	r->messages = get32(p + 33);
+	r->intents = get32(p + 37);
 	memcpy(r->name, p + STATE_MBOX_FIXED + 2, nl);
 	r->name[nl] = '\0';
 	memcpy(r->dst_name, p + STATE_MBOX_FIXED + 4 + nl, dl);
@@ -777,6 +778,7 @@ int state_mbox_put(struct state *s, uint32_t job, uint32_t mbid, const struct st
 	put32(v + 21, rec->last_uid);
 	put64(v + 25, rec->synced_at);
 	put32(v + 33, rec->messages);
+	put32(v + 37, rec->intents);
 	p = v + STATE_MBOX_FIXED;
 	put16(p, (uint16_t)nl);
 	memcpy(p + 2, rec->name, nl);
@@ -907,7 +909,7 @@ static int msg_decode(struct state *s, const MDB_val *v, struct state_msg *m,
 	size_t fl;
 
 	if (v->mv_size < STATE_MSG_FIXED || p[0] != STATE_REC_V1 ||
-	    (fl = get16(p + 66)) >= STATE_FLAGS_MAX || v->mv_size != STATE_MSG_FIXED + fl) {
+	    (fl = get16(p + 98)) >= STATE_FLAGS_MAX || v->mv_size != STATE_MSG_FIXED + fl) {
 		char what[96];
 
 		snprintf(what, sizeof(what), "messages (job %u mbox %u uidvalidity %u uid %u)",
@@ -916,11 +918,12 @@ static int msg_decode(struct state *s, const MDB_val *v, struct state_msg *m,
 	}
 	m->status = p[1];
 	memcpy(m->hash, p + 2, 32);
-	m->size = get64(p + 34);
-	m->modseq = get64(p + 42);
-	m->internaldate = get64(p + 50);
-	m->dst_uidvalidity = get32(p + 58);
-	m->dst_uid = get32(p + 62);
+	memcpy(m->nhash, p + 34, 32);
+	m->size = get64(p + 66);
+	m->modseq = get64(p + 74);
+	m->internaldate = get64(p + 82);
+	m->dst_uidvalidity = get32(p + 90);
+	m->dst_uid = get32(p + 94);
 	memcpy(m->flags, p + STATE_MSG_FIXED, fl);
 	m->flags[fl] = '\0';
 	return 0;
@@ -964,12 +967,13 @@ int state_msg_put(struct state *s, const struct state_msg_key *k, const struct s
 	v[0] = STATE_REC_V1;
 	v[1] = m->status;
 	memcpy(v + 2, m->hash, 32);
-	put64(v + 34, m->size);
-	put64(v + 42, m->modseq);
-	put64(v + 50, m->internaldate);
-	put32(v + 58, m->dst_uidvalidity);
-	put32(v + 62, m->dst_uid);
-	put16(v + 66, (uint16_t)fl);
+	memcpy(v + 34, m->nhash, 32);
+	put64(v + 66, m->size);
+	put64(v + 74, m->modseq);
+	put64(v + 82, m->internaldate);
+	put32(v + 90, m->dst_uidvalidity);
+	put32(v + 94, m->dst_uid);
+	put16(v + 98, (uint16_t)fl);
 	memcpy(v + STATE_MSG_FIXED, m->flags, fl);
 	key_msg(kb, k);
 	snprintf(what, sizeof(what), "mdb_put messages (job %u mbox %u uidvalidity %u uid %u)",

@@ -42,6 +42,8 @@ struct state_mbox {
 	uint32_t last_uid;		/* highest source UID fully handled */
 	uint64_t synced_at;		/* unix seconds of last complete sync */
 	uint32_t messages;		/* message count at last sync */
+	uint32_t intents;		/* non-zero: APPENDs may be unconfirmed;
+					 * settle before copying again */
 };
 
 enum state_msg_status {
@@ -52,6 +54,9 @@ enum state_msg_status {
 
 struct state_msg {
 	uint8_t hash[32];	/* SHA-256 of the source bytes */
+	uint8_t nhash[32];	/* SHA-256 with runs of CR before LF folded to one
+				 * (what Dovecot stores; used to find a message on
+				 * the destination) */
 	uint64_t size;
 	uint64_t modseq;
 	uint64_t internaldate;	/* unix seconds */
