@@ -732,7 +732,7 @@ static int dst_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
 static void dispatch(struct job *j)
 {
 	for (unsigned i = 0; i < j->nw; i++)
-		if (j->w[i].phase == W_IDLE && !j->w[i].dead)
+		if (!j->w[i].dead && j->w[i].phase != W_DONE && !j->w[i].mb)
 			worker_next(&j->w[i]);
 }
 

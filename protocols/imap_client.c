@@ -395,9 +395,9 @@ static void send_auth(struct imap_client *c)
 
 static void enable_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
-	(void)c;
 	(void)cmd;
-	(void)r; /* ENABLED untagged data sets the flags; a NO just leaves them off */
+	if (r->status != IMAP_ST_OK)
+		c->enabled_qresync = c->enabled_condstore = 0;
 }
 
 static void after_auth(struct imap_client *c)
@@ -408,6 +408,10 @@ static void after_auth(struct imap_client *c)
 		imap_cmd_begin(c, &c->enable_cmd, enable_done, NULL);
 		imap_put(c, (c->caps & IMAP_CAP_QRESYNC) ? "ENABLE QRESYNC" : "ENABLE CONDSTORE");
 		imap_cmd_end(c);
+		/* Commands sent from here on are processed after ENABLE, so they
+		 * may rely on it; a NO clears these again (enable_done). */
+		c->enabled_condstore = 1;
+		c->enabled_qresync = !!(c->caps & IMAP_CAP_QRESYNC);
 	}
 	conn_set_busy(&c->conn, c->inflight > 0);
 	c->cb->ready(c);
