@@ -100,7 +100,8 @@ struct worker {
 	int intents_marked;	/* this mailbox's record says intents may exist */
 	struct settle *stl;	/* unconfirmed APPENDs found at the start */
 	size_t nstl, cstl;
-	uint32_t stl_floor, stl_uid;
+	uint32_t stl_floor, stl_uid, stl_seen;
+	struct loop_timer settle_timer;
 	struct imap_cmd settle_cmd[2];
 	/* incremental: what changed on the source since the last pass */
 	struct state_mbox rec;	/* the mailbox's record at the start */
@@ -876,7 +877,15 @@ static void msg_record(struct worker *w, const struct batch *b, const struct bms
 	j->state_dirty = 1;
 }
 
-/* Marks the mailbox as having APPENDs that may be unconfirmed. */
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Marks the mailbox as having APPENDs that may be unconfirmed, and when. */
 static void mbox_mark_intents(struct worker *w, uint32_t on)
 {
 	struct job *j = w->job;
@@ -894,6 +903,7 @@ static void mbox_mark_intents(struct worker *w, uint32_t on)
 	if (rec.uidvalidity != w->uidvalidity)
 		return; /* UIDVALIDITY changed: settled on the next full pass */
 	rec.intents = on;
+	rec.intent_at_ms = on ? wall_ms() : 0;
 	if (state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e) < 0) {
 		job_error(j, NULL, w->mb, 0, "%s", e.msg);
 		j->fatal = 1;
@@ -914,8 +924,7 @@ static void batch_close(struct worker *w)
 		return;
 	w->open = NULL;
 	b->cmd.done = append_done;
-	if (!w->intents_marked)
-		mbox_mark_intents(w, 1);
+	mbox_mark_intents(w, 1); /* also stamps the time of this commit */
 	for (unsigned i = 0; i < b->n; i++)
 		msg_record(w, b, &b->m[i], STATE_MSG_INTENT, 0, 0);
 	job_commit(j);
@@ -1388,8 +1397,8 @@ static void settle_finish(struct worker *w)
 	}
 	mf_log(MF_LOG_INFO,
 	       "mailbox \"%s\": %zu interrupted APPENDs settled: %zu already on the "
-	       "destination, %zu to copy again",
-	       w->mb->display, w->nstl, found, w->nstl - found);
+	       "destination, %zu to copy again (destination UIDs from %u, %u looked at)",
+	       w->mb->display, w->nstl, found, w->nstl - found, w->stl_floor, w->stl_seen);
 	w->nstl = 0;
 	mbox_mark_intents(w, 0);
 	job_commit(j);
@@ -1415,14 +1424,44 @@ static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 		mailbox_finish(w);
 }
 
+static void settle_start(struct worker *w);
+
+static void settle_wait_done(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, settle_timer));
+
+	(void)l;
+	if (!w->dead && w->mb && w->phase == W_SETTLE)
+		settle_start(w);
+}
+
+/* After a crash the destination may still be storing the APPENDs whose
+ * bytes had left our socket: it finishes a command whose final CRLF it
+ * received even though we are gone. Looking before that is done would
+ * miss them and copy them twice, so intents younger than this are waited
+ * for. */
+#define SETTLE_GRACE_MS 3000
+
 static void settle_start(struct worker *w)
 {
 	struct job *j = w->job;
 	struct mf_error e;
+	uint64_t now = wall_ms();
 	int rc;
 
+	if (w->rec.intent_at_ms && now < w->rec.intent_at_ms + SETTLE_GRACE_MS &&
+	    w->phase != W_SETTLE) {
+		w->phase = W_SETTLE;
+		mf_log(MF_LOG_INFO, "mailbox \"%s\": waiting %.1f s for the destination to finish "
+				    "the interrupted run's APPENDs",
+		       w->mb->display, (double)(w->rec.intent_at_ms + SETTLE_GRACE_MS - now) / 1000.0);
+		loop_timer_start(j->loop, &w->settle_timer, w->rec.intent_at_ms + SETTLE_GRACE_MS - now,
+				 settle_wait_done);
+		return;
+	}
 	w->nstl = 0;
 	w->stl_floor = 1;
+	w->stl_seen = 0;
 	rc = state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, settle_collect, w, &e);
 	if (rc < 0) {
 		job_error(j, NULL, w->mb, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
@@ -1481,6 +1520,7 @@ static int dst_lit_end(struct imap_client *c)
 	if (w->phase != W_SETTLE)
 		return 0;
 	msghash_end(&w->mh, NULL, nh);
+	w->stl_seen++;
 	if (w->stl_uid < w->stl_floor)
 		return 0; /* "n:*" answers with the last message even below n */
 	for (size_t i = 0; i < w->nstl; i++)

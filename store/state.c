@@ -65,7 +65,7 @@
 #define STATE_KEY_MAX 511     /* LMDB's default maximum key size */
 #define STATE_KEY_RAW_MAX 479 /* longer names are stored prefix + SHA-256 */
 #define STATE_MSG_FIXED 100   /* message record without the flags bytes */
-#define STATE_MBOX_FIXED 41   /* mailbox record without the two names */
+#define STATE_MBOX_FIXED 49   /* mailbox record without the two names */
 #define STATE_HASH_REC 13
 #define STATE_MIB ((size_t)1 << 20)
 
@@ -726,6 +726,7 @@ static int mbox_decode(struct state *s, const MDB_val *v, struct state_mbox *r,
 	r->synced_at = get64(p + 25);
 	r->messages = get32(p + 33);
 	r->intents = get32(p + 37);
+	r->intent_at_ms = get64(p + 41);
 	memcpy(r->name, p + STATE_MBOX_FIXED + 2, nl);
 	r->name[nl] = '\0';
 	memcpy(r->dst_name, p + STATE_MBOX_FIXED + 4 + nl, dl);
@@ -779,6 +780,7 @@ int state_mbox_put(struct state *s, uint32_t job, uint32_t mbid, const struct st
 	put64(v + 25, rec->synced_at);
 	put32(v + 33, rec->messages);
 	put32(v + 37, rec->intents);
+	put64(v + 41, rec->intent_at_ms);
 	p = v + STATE_MBOX_FIXED;
 	put16(p, (uint16_t)nl);
 	memcpy(p + 2, rec->name, nl);

@@ -44,6 +44,7 @@ struct state_mbox {
 	uint32_t messages;		/* message count at last sync */
 	uint32_t intents;		/* non-zero: APPENDs may be unconfirmed;
 					 * settle before copying again */
+	uint64_t intent_at_ms;		/* wall clock of the last intent commit */
 };
 
 enum state_msg_status {
