@@ -1165,6 +1165,12 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	struct uidlist ul = {dst_uids, 0, BATCH_MAX};
 	const struct imap_node *au;
 
+	/* APPENDs to one mailbox complete in the order sent (servers do not
+	 * run them in parallel); the slot ring relies on it. */
+	if (b != w->slot[w->b_head]) {
+		job_error(j, imap_client_who(c), mb, 0, "APPEND answered out of order");
+		j->fatal = 1;
+	}
 	w->b_head = (w->b_head + 1) % BATCH_SLOTS;
 	w->b_count--;
 	if (r->status == IMAP_ST_OK) {
@@ -1838,6 +1844,7 @@ static void store_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 		job_error(j, imap_client_who(c), w->mb, w->chg[i0].uid,
 			  "flag update refused: %.*s", (int)r->text_len, r->text);
 		w->mb->nfailed += i1 - i0;
+		j->sum->failed += i1 - i0;
 	} else {
 		for (size_t i = i0; i < i1; i++) {
 			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->chg[i].uid};
@@ -1867,6 +1874,7 @@ static void expunge_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 		job_error(j, imap_client_who(c), w->mb, 0, "expunge refused: %.*s", (int)r->text_len,
 			  r->text);
 		w->mb->nfailed++;
+		j->sum->failed++;
 	} else if (cmd->ud) {
 		for (size_t i = 0; i < w->ngone; i++) {
 			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
@@ -1893,6 +1901,59 @@ static void select_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	apply_release(w);
 }
 
+/* Writes the destination UIDs of the expunged messages; returns how many
+ * had none recorded. */
+static size_t put_gone_uids(struct worker *w, struct imap_client *d)
+{
+	struct job *j = w->job;
+	size_t nomap = 0;
+	int first = 1;
+
+	for (size_t i = 0; i < w->ngone; i++) {
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
+		struct state_msg m;
+		struct mf_error e;
+
+		if (state_msg_get(j->st, &k, &m, &e) == 0 && m.dst_uid) {
+			imap_putf(d, "%s%u", first ? "" : ",", m.dst_uid);
+			first = 0;
+		} else {
+			nomap++;
+		}
+	}
+	if (first)
+		imap_put(d, "0");
+	return nomap;
+}
+
+/* The \Deleted marks are stored: only now may UID EXPUNGE go. Pipelined
+ * behind the STORE it could run first: Dovecot executes UID commands that
+ * look independent in parallel (RFC 3501 §5.5 makes that the client's
+ * problem). */
+static void deleted_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	if (r->status != IMAP_ST_OK) {
+		expunge_done(c, cmd, r);
+		return;
+	}
+	if (c->caps & IMAP_CAP_UIDPLUS) {
+		imap_cmd_begin(c, cmd, expunge_done, (void *)1);
+		imap_put(c, "UID EXPUNGE ");
+		put_gone_uids(w, c);
+		imap_cmd_end(c);
+		return;
+	}
+	/* A plain EXPUNGE would also remove messages someone else marked
+	 * \Deleted: leave ours marked and say so. */
+	mf_log(MF_LOG_WARN, "%s mailbox \"%s\": no UIDPLUS; %zu messages marked \\Deleted but "
+			    "not expunged",
+	       imap_client_who(c), w->mb->display, w->ngone);
+	cmd->ud = (void *)1;
+	expunge_done(c, cmd, r);
+}
+
 static struct imap_cmd *apply_cmd(struct worker *w)
 {
 	size_t need = w->apply_pending + 1;
@@ -1910,7 +1971,7 @@ static void changes_apply(struct worker *w)
 	struct job *j = w->job;
 	struct imap_client *d = &w->dst;
 	size_t nflag = j->o->sync_flags ? w->nchg : 0, ngone = j->o->delete_ ? w->ngone : 0;
-	size_t ncmd = 1 + nflag + (ngone ? 2 : 0), nomap = 0;
+	size_t ncmd = 2 + nflag + (ngone ? 1 : 0), nomap = 0;
 	struct imap_cmd *cmd;
 
 	if (w->unknown_vanished)
@@ -1971,53 +2032,11 @@ static void changes_apply(struct worker *w)
 		i = k;
 	}
 	if (ngone) {
-		size_t first = 1;
-
 		cmd = apply_cmd(w);
-		imap_cmd_begin(d, cmd, expunge_done, NULL);
+		imap_cmd_begin(d, cmd, deleted_done, NULL);
 		imap_put(d, "UID STORE ");
-		for (size_t i = 0; i < ngone; i++) {
-			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
-			struct state_msg m;
-			struct mf_error e;
-
-			if (state_msg_get(j->st, &k, &m, &e) == 0 && m.dst_uid) {
-				imap_putf(d, "%s%u", first ? "" : ",", m.dst_uid);
-				first = 0;
-			} else {
-				nomap++;
-			}
-		}
-		if (first)
-			imap_put(d, "0");
+		nomap += put_gone_uids(w, d);
 		imap_put(d, " +FLAGS.SILENT (\\Deleted)");
-		imap_cmd_end(d);
-		cmd = apply_cmd(w);
-		if (d->caps & IMAP_CAP_UIDPLUS) {
-			imap_cmd_begin(d, cmd, expunge_done, (void *)1);
-			imap_put(d, "UID EXPUNGE ");
-			first = 1;
-			for (size_t i = 0; i < ngone; i++) {
-				struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
-				struct state_msg m;
-				struct mf_error e;
-
-				if (state_msg_get(j->st, &k, &m, &e) == 0 && m.dst_uid) {
-					imap_putf(d, "%s%u", first ? "" : ",", m.dst_uid);
-					first = 0;
-				}
-			}
-			if (first)
-				imap_put(d, "0");
-		} else {
-			/* A plain EXPUNGE would also remove messages someone else
-			 * marked \Deleted: leave ours marked and say so. */
-			mf_log(MF_LOG_WARN, "%s mailbox \"%s\": no UIDPLUS; %zu messages marked "
-					    "\\Deleted but not expunged",
-			       imap_client_who(d), w->mb->display, ngone);
-			imap_cmd_begin(d, cmd, expunge_done, (void *)1);
-			imap_put(d, "NOOP");
-		}
 		imap_cmd_end(d);
 	}
 	if (nomap)

@@ -128,10 +128,28 @@ const struct imap_node *imap_resp_code(const struct imap_resp *r, const char *na
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* MAILFERRY_TRACE=1: the protocol on stderr, message bodies and
+ * credentials left out. */
+static void trace(const struct imap_client *c, const char *dir, const void *p, size_t n)
+{
+	const char *s = p;
+
+	if (!c->trace || !n)
+		return;
+	if (n > 200 && c->trace < 2)
+		n = 200;
+	fprintf(stderr, "trace %s %s ", c->who, dir);
+	for (size_t i = 0; i < n; i++)
+		fputc(s[i] == '\r' ? '~' : (s[i] == '\n' || (unsigned char)s[i] >= 32) ? s[i] : '.', stderr);
+	fputc('\n', stderr);
+}
+
 static void out(struct imap_client *c, const void *p, size_t n)
 {
 	if (c->closed)
 		return;
+	if (c->state != ST_AUTH)
+		trace(c, ">>", p, n);
 	if (conn_write(&c->conn, p, n) < 0)
 		client_fail(c, -ENOMEM, "out of memory for output");
 }
@@ -441,20 +459,41 @@ static int on_cont(struct imap_client *c, const struct imap_resp *r)
 	return 0;
 }
 
+/* "A123" → 123, 0 if not one of ours. */
+static uint32_t tag_number(const struct imap_resp *r)
+{
+	uint64_t v = 0;
+
+	if (r->tag_len < 2 || r->tag_len > 11 || r->tag[0] != 'A')
+		return 0;
+	for (size_t i = 1; i < r->tag_len; i++) {
+		if (r->tag[i] < '0' || r->tag[i] > '9')
+			return 0;
+		v = v * 10 + (uint64_t)(r->tag[i] - '0');
+	}
+	return v <= UINT32_MAX ? (uint32_t)v : 0;
+}
+
+/* Tagged replies may come in any order: servers run commands that cannot
+ * interfere in parallel (RFC 3501 §5.5; Dovecot answers a UID SEARCH
+ * before an earlier UID FETCH). */
 static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 {
-	struct imap_cmd *cmd = c->head;
-	char tag[16];
-	int n;
+	uint32_t tag = tag_number(r);
+	struct imap_cmd *cmd, *prev = NULL;
 
-	n = snprintf(tag, sizeof(tag), "A%u", cmd ? cmd->tag : 0);
-	if (!cmd || r->tag_len != (size_t)n || memcmp(r->tag, tag, (size_t)n)) {
+	for (cmd = c->head; cmd && cmd->tag != tag; cmd = cmd->next)
+		prev = cmd;
+	if (!cmd || !tag) {
 		client_fail(c, -EPROTO, "reply for unknown tag %.*s", (int)r->tag_len, r->tag);
 		return -EPROTO;
 	}
-	c->head = cmd->next;
-	if (!c->head)
-		c->tail = NULL;
+	if (prev)
+		prev->next = cmd->next;
+	else
+		c->head = cmd->next;
+	if (c->tail == cmd)
+		c->tail = prev;
 	c->inflight--;
 	/* A refused literal: the server answered instead of sending "+". */
 	if (c->awaiting_cont && r->status != IMAP_ST_OK)
@@ -563,6 +602,7 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 
 	if (c->closed)
 		return n;
+	trace(c, "<<", p, n);
 	r = imap_parse_feed(&c->parser, p, n);
 	if (c->closed)
 		return n;
@@ -635,6 +675,7 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 	c->ud = ud;
 	c->state = ST_CONNECTING;
 	snprintf(c->who, sizeof(c->who), "%s %s@%s", ep->label, ep->user, ep->host);
+	c->trace = getenv("MAILFERRY_TRACE") ? atoi(getenv("MAILFERRY_TRACE")) : 0;
 	if (imap_parser_init(&c->parser, &pcb, 0, 0) < 0) {
 		mf_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;

@@ -122,6 +122,7 @@ struct imap_client {
 	uint32_t exists;		/* last EXISTS of the selected mailbox */
 	struct imap_cmd login_cmd, aux_cmd, enable_cmd, logout_cmd;
 	char who[300];
+	int trace;		/* MAILFERRY_TRACE=1 */
 	int want_writable;
 	struct loop_task kick;
 };
