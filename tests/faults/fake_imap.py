@@ -1,0 +1,433 @@
+#!/usr/bin/env python3
+"""tests/faults/fake_imap.py - a scripted IMAP server for faults a real
+server will not produce on demand. Python 3 standard library only.
+
+    fake_imap.py [--port N] [--fault F] [--stage S] [--fault-count K]
+                 [--max-seconds S] [--linger S] [--seed N] [--capabilities "..."]
+
+Listens on 127.0.0.1:N (N = 0 or absent: a free port) and prints
+"PORT n" as the first line of stdout. It speaks enough IMAP for a client to
+CAPABILITY, LOGIN / AUTHENTICATE PLAIN (any user and password), ID, ENABLE,
+NAMESPACE, LIST, STATUS, SELECT/EXAMINE and (UID) FETCH / UID SEARCH a
+fixed INBOX of 3 messages (UIDVALIDITY 1234, UIDs 1-3, message 1 is 1000
+bytes), NOOP, LOGOUT. APPEND and anything else is refused (NO/BAD).
+
+Faults (--fault), at stage S (--stage: greeting, login, select or fetch):
+  none                    behave (the default)
+  disconnect-mid-literal  announce BODY[] {1000}, send 100 bytes, close   (fetch)
+  literal-too-long        announce BODY[] {10}, send the whole message,
+                          then ")": garbage after the literal             (fetch)
+  garbage                 random binary: after LOGIN's OK at stage login,
+                          instead of the reply at other stages            (login)
+  truncated               close in the middle of a response line          (fetch)
+  slow-loris              1 byte per second, forever: the greeting, or a
+                          FETCH response whose literal never ends         (fetch)
+  bad-login               NO [AUTHENTICATIONFAILED] to every login        (login)
+  no-reply                read the command, never answer (connection kept)(fetch)
+--fault-count K: only the first K connections misbehave (0 = all, the
+default), so retries can be tested.
+
+Exits LINGER seconds (default 2) after the last client disconnected with
+no new one, or after --max-seconds (default 60), whichever comes first:
+always bounded. A transcript (C: / S:, literals elided) goes to stderr.
+"""
+import argparse
+import base64
+import os
+import random
+import re
+import socket
+import sys
+import threading
+import time
+
+UIDVALIDITY = 1234
+
+
+def make_messages():
+    def msg(subject, body, date):
+        head = ("From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\n"
+                "Subject: %s\r\nDate: %s\r\nMessage-ID: <%s@fake.example.org>\r\n"
+                "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+                % (subject, date, subject.replace(" ", "-")))
+        return (head + body).encode()
+    m1 = msg("fake one", "", "Mon, 01 Jan 2024 10:00:00 +0000")
+    filler = b"".join(b"line %04d of padding text for a 1000 byte message\r\n" % i for i in range(40))
+    m1 = (m1 + filler)[:998] + b"\r\n"  # exactly 1000 bytes
+    m2 = msg("fake two", "Second message.\r\n", "Tue, 02 Jan 2024 11:00:00 +0100")
+    m3 = msg("fake three", "Third message,\r\nwith two lines.\r\n", "Wed, 03 Jan 2024 12:00:00 -0500")
+    return [
+        {"uid": 1, "flags": r"\Seen", "date": "01-Jan-2024 10:00:00 +0000", "body": m1},
+        {"uid": 2, "flags": r"\Seen \Flagged", "date": "02-Jan-2024 11:00:00 +0100", "body": m2},
+        {"uid": 3, "flags": "", "date": "03-Jan-2024 12:00:00 -0500", "body": m3},
+    ]
+
+
+MESSAGES = make_messages()
+DEFAULT_STAGE = {"disconnect-mid-literal": "fetch", "literal-too-long": "fetch", "garbage": "login",
+                 "truncated": "fetch", "slow-loris": "fetch", "bad-login": "login",
+                 "no-reply": "fetch", "none": "fetch"}
+
+
+class Closed(Exception):
+    pass
+
+
+class Server:
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.active = 0
+        self.sessions = 0
+        self.last_end = None
+        self.rng = random.Random(args.seed)
+
+    def log(self, cid, direction, data):
+        text = data if isinstance(data, str) else data.decode("latin-1")
+        text = text.rstrip("\r\n").replace("\r\n", "\\r\\n")
+        if len(text) > 200:
+            text = text[:200] + "..."
+        sys.stderr.write("[%d] %s %s\n" % (cid, direction, text))
+        sys.stderr.flush()
+
+
+class Session:
+    def __init__(self, server, sock, cid):
+        self.srv, self.sock, self.cid = server, sock, cid
+        self.args = server.args
+        self.buf = b""
+        self.selected = False
+        k = self.args.fault_count
+        self.fault = self.args.fault if (k == 0 or cid <= k) else "none"
+        self.stage = self.args.stage or DEFAULT_STAGE[self.fault]
+        self.deadline = server.deadline
+
+    # ---- I/O ----
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.srv.log(self.cid, "S:", data if len(data) < 300 else data[:300])
+        self.sock.sendall(data)
+
+    def recv_more(self):
+        while True:
+            if time.monotonic() > self.deadline:
+                raise Closed()
+            try:
+                d = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not d:
+                raise Closed()
+            self.buf += d
+            return
+
+    def read_line(self):
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > 1 << 20:
+                raise Closed()
+            self.recv_more()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_command(self):
+        """One command; literals are read (after "+" if synchronizing) and
+        replaced by a placeholder in the returned text, their bytes kept."""
+        parts, literals = [], []
+        while True:
+            line = self.read_line()
+            m = re.search(rb"\{(\d+)(\+?)\}$", line)
+            if not m:
+                parts.append(line)
+                break
+            parts.append(line[:m.start()] + b"\x00%d\x00" % len(literals))
+            if not m.group(2):
+                self.send("+ go ahead\r\n")
+            n = int(m.group(1))
+            while len(self.buf) < n:
+                self.recv_more()
+            literals.append(self.buf[:n])
+            self.buf = self.buf[n:]
+        text = b"".join(parts)
+        shown = re.sub(rb"\x00(\d+)\x00", b"{literal}", text)
+        if re.match(rb"^\S+ (LOGIN|AUTHENTICATE)", shown, re.I):
+            shown = shown.split(b" ")[0] + b" " + shown.split(b" ")[1] + b" ***"
+        self.srv.log(self.cid, "C:", shown)
+        return text, literals
+
+    # ---- faults ----
+    def hang(self):
+        """Keep the connection, say nothing, until the peer leaves or time is up."""
+        while True:
+            self.buf = b""
+            self.recv_more()
+
+    def dribble(self, data):
+        """One byte per second, forever (data, then 'x' bytes)."""
+        i = 0
+        while time.monotonic() < self.deadline:
+            b = data[i:i + 1] if i < len(data) else b"x"
+            self.sock.sendall(b)
+            i += 1
+            time.sleep(1)
+        raise Closed()
+
+    def garbage(self):
+        junk = bytes(self.srv.rng.getrandbits(8) for _ in range(65536))
+        self.srv.log(self.cid, "S:", "<64 KiB of random bytes>")
+        self.sock.sendall(junk)
+
+    def fault_here(self, stage):
+        return self.fault != "none" and self.stage == stage
+
+    def generic_fault(self, stage):
+        """Faults that replace whatever the reply at this stage would be."""
+        if not self.fault_here(stage):
+            return False
+        if self.fault == "no-reply":
+            self.srv.log(self.cid, "S:", "<no reply, ever>")
+            self.hang()
+        if self.fault == "slow-loris":
+            self.srv.log(self.cid, "S:", "<1 byte per second, forever>")
+            self.dribble(b"* OK slow" if stage == "greeting" else b"* 1 FETCH (UID 1 BODY[] {100000}\r\n")
+        if self.fault == "garbage" and stage != "login":
+            self.garbage()
+            self.hang()
+        if self.fault == "truncated":
+            line = b"* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID ENABLE] fake IMAP ready\r\n"
+            self.send(line[:len(line) // 2])
+            raise Closed()
+        return False
+
+    # ---- protocol ----
+    def caps(self, authed):
+        c = self.args.capabilities
+        if not authed:
+            c += " AUTH=PLAIN"
+        return c
+
+    def run(self):
+        if self.generic_fault("greeting"):
+            return
+        self.send("* OK [CAPABILITY %s] fake IMAP ready\r\n" % self.caps(False))
+        authed = False
+        while True:
+            text, lits = self.read_command()
+            words = text.split(b" ", 2)
+            tag = words[0].decode("latin-1")
+            if len(words) < 2:
+                self.send("%s BAD missing command\r\n" % tag)
+                continue
+            cmd = words[1].upper().decode("latin-1")
+            rest = words[2] if len(words) > 2 else b""
+            if cmd == "UID":
+                sub = rest.split(b" ", 1)
+                cmd = "UID " + sub[0].upper().decode("latin-1")
+                rest = sub[1] if len(sub) > 1 else b""
+            if cmd == "CAPABILITY":
+                self.send("* CAPABILITY %s\r\n%s OK done\r\n" % (self.caps(authed), tag))
+            elif cmd == "NOOP" or cmd == "CHECK":
+                self.send("%s OK done\r\n" % tag)
+            elif cmd == "LOGOUT":
+                self.send("* BYE logging out\r\n%s OK bye\r\n" % tag)
+                raise Closed()
+            elif cmd in ("LOGIN", "AUTHENTICATE"):
+                if cmd == "AUTHENTICATE" and len(rest.split(b" ")) < 2:
+                    self.send("+ \r\n")  # no SASL-IR: the response comes on its own line
+                    self.srv.log(self.cid, "C:", "<SASL response>")
+                    resp = self.read_line()
+                    try:
+                        base64.b64decode(resp, validate=True)
+                    except Exception:
+                        self.send("%s BAD bad base64\r\n" % tag)
+                        continue
+                if self.fault_here("login") and self.fault == "bad-login":
+                    self.send("%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n" % tag)
+                    continue
+                if self.generic_fault("login"):
+                    continue
+                authed = True
+                self.send("%s OK [CAPABILITY %s] Logged in\r\n" % (tag, self.caps(True)))
+                if self.fault_here("login") and self.fault == "garbage":
+                    self.garbage()
+                    self.hang()
+            elif not authed:
+                self.send("%s BAD log in first\r\n" % tag)
+            elif cmd == "ID":
+                self.send('* ID ("name" "fake_imap")\r\n%s OK done\r\n' % tag)
+            elif cmd == "ENABLE":
+                self.send("* ENABLED\r\n%s OK done\r\n" % tag)
+            elif cmd == "NAMESPACE":
+                self.send('* NAMESPACE (("" ".")) NIL NIL\r\n%s OK done\r\n' % tag)
+            elif cmd in ("LIST", "LSUB"):
+                pat = rest.split(b" ")[-1].strip(b'"')
+                if pat != b"":
+                    self.send('* %s (\\HasNoChildren) "." INBOX\r\n' % cmd)
+                else:
+                    self.send('* %s (\\Noselect) "." ""\r\n' % cmd)
+                self.send("%s OK done\r\n" % tag)
+            elif cmd == "STATUS":
+                vals = {"MESSAGES": len(MESSAGES), "UIDNEXT": 4, "UIDVALIDITY": UIDVALIDITY,
+                        "UNSEEN": 1, "RECENT": 0, "SIZE": sum(len(m["body"]) for m in MESSAGES)}
+                asked = re.findall(rb"[A-Z]+", rest.split(b"(", 1)[-1].upper())
+                items = " ".join("%s %d" % (a.decode(), vals[a.decode()]) for a in asked if a.decode() in vals)
+                self.send("* STATUS INBOX (%s)\r\n%s OK done\r\n" % (items, tag))
+            elif cmd in ("SELECT", "EXAMINE"):
+                if not rest.strip(b'"').upper().startswith(b"INBOX"):
+                    self.send("%s NO [NONEXISTENT] Mailbox doesn't exist\r\n" % tag)
+                    continue
+                if self.generic_fault("select"):
+                    continue
+                self.selected = True
+                self.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
+                          "* OK [PERMANENTFLAGS ()] Read-only\r\n"
+                          "* %d EXISTS\r\n* 0 RECENT\r\n"
+                          "* OK [UIDVALIDITY %d] UIDs valid\r\n* OK [UIDNEXT 4] Predicted next UID\r\n"
+                          "%s OK [READ-ONLY] done\r\n" % (len(MESSAGES), UIDVALIDITY, tag))
+            elif cmd in ("CLOSE", "UNSELECT"):
+                self.selected = False
+                self.send("%s OK done\r\n" % tag)
+            elif cmd in ("FETCH", "UID FETCH"):
+                if not self.selected:
+                    self.send("%s BAD no mailbox selected\r\n" % tag)
+                    continue
+                self.fetch(tag, rest, cmd == "UID FETCH")
+            elif cmd in ("SEARCH", "UID SEARCH"):
+                if not self.selected:
+                    self.send("%s BAD no mailbox selected\r\n" % tag)
+                    continue
+                m = re.search(rb"UID ([0-9:*,]+)", rest, re.I)
+                uids = [x["uid"] for x in MESSAGES]
+                if m:
+                    wanted = parse_set(m.group(1), max(uids))
+                    uids = [u for u in uids if u in wanted]
+                self.send("* SEARCH%s\r\n%s OK done\r\n" % ("".join(" %d" % u for u in uids), tag))
+            elif cmd == "APPEND":
+                self.send("%s NO [CANNOT] this fake server is read-only\r\n" % tag)
+            elif cmd == "STARTTLS":
+                self.send("%s BAD STARTTLS is not offered\r\n" % tag)
+            else:
+                self.send("%s BAD unknown command\r\n" % tag)
+
+    def fetch(self, tag, rest, by_uid):
+        sset, _, items = rest.partition(b" ")
+        items = items.upper()
+        n = len(MESSAGES)
+        wanted = parse_set(sset, MESSAGES[-1]["uid"] if by_uid else n)
+        if self.fault_here("fetch") and self.fault in ("no-reply", "slow-loris", "garbage"):
+            self.generic_fault("fetch")
+        for seq, m in enumerate(MESSAGES, 1):
+            if (m["uid"] if by_uid else seq) not in wanted:
+                continue
+            attrs = []
+            if by_uid or b"UID" in items:
+                attrs.append(b"UID %d" % m["uid"])
+            if b"FLAGS" in items:
+                attrs.append(b"FLAGS (%s)" % m["flags"].encode())
+            if b"INTERNALDATE" in items:
+                attrs.append(b'INTERNALDATE "%s"' % m["date"].encode())
+            if b"RFC822.SIZE" in items:
+                attrs.append(b"RFC822.SIZE %d" % len(m["body"]))
+            if b"MODSEQ" in items:
+                attrs.append(b"MODSEQ (%d)" % (10 + m["uid"]))
+            head = b"* %d FETCH (" % seq + b" ".join(attrs)
+            body = b"BODY[]" in items or b"BODY.PEEK[]" in items or b"RFC822" in items.replace(b"RFC822.SIZE", b"")
+            if self.fault_here("fetch"):
+                if self.fault == "truncated":
+                    line = head + b")\r\n"
+                    self.send(line[:max(5, len(line) // 2)])
+                    raise Closed()
+                if body and self.fault == "disconnect-mid-literal":
+                    self.send(head + b" BODY[] {1000}\r\n" + m["body"][:100])
+                    raise Closed()
+                if body and self.fault == "literal-too-long":
+                    self.send(head + b" BODY[] {10}\r\n" + m["body"] + b")\r\n")
+                    continue
+            if body:
+                sp = b" " if attrs else b""
+                self.srv.log(self.cid, "S:", head + sp + b"BODY[] {%d} <%d bytes>)" % (len(m["body"]), len(m["body"])))
+                self.sock.sendall(head + sp + b"BODY[] {%d}\r\n" % len(m["body"]) + m["body"] + b")\r\n")
+            else:
+                self.send(head + b")\r\n")
+        self.send("%s OK done\r\n" % tag)
+
+
+def parse_set(s, star):
+    out = set()
+    for part in s.split(b","):
+        a, _, b = part.partition(b":")
+        try:
+            lo = star if a == b"*" else int(a)
+            hi = lo if not b else (star if b == b"*" else int(b))
+        except ValueError:
+            continue
+        lo, hi = min(lo, hi), max(lo, hi)
+        out.update(range(lo, min(hi, star + 100) + 1))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description="scripted fake IMAP server for fault tests")
+    ap.add_argument("port", nargs="?", type=int, default=None)
+    ap.add_argument("--port", dest="port_opt", type=int, default=0)
+    ap.add_argument("--fault", default="none", choices=sorted(DEFAULT_STAGE))
+    ap.add_argument("--stage", choices=["greeting", "login", "select", "fetch"], default=None)
+    ap.add_argument("--fault-count", type=int, default=0)
+    ap.add_argument("--max-seconds", type=float, default=60)
+    ap.add_argument("--linger", type=float, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--capabilities", default="IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE UIDPLUS")
+    args = ap.parse_args()
+    port = args.port if args.port is not None else args.port_opt
+
+    srv = Server(args)
+    start = time.monotonic()
+    srv.deadline = start + args.max_seconds
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(16)
+    ls.settimeout(0.2)
+    print("PORT %d" % ls.getsockname()[1], flush=True)
+
+    def serve(sock, cid):
+        sock.settimeout(0.5)
+        try:
+            Session(srv, sock, cid).run()
+        except (Closed, OSError):
+            pass
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+            srv.log(cid, "--", "closed")
+            with srv.lock:
+                srv.active -= 1
+                srv.last_end = time.monotonic()
+
+    while True:
+        now = time.monotonic()
+        if now > srv.deadline:
+            sys.stderr.write("fake_imap: --max-seconds reached\n")
+            break
+        with srv.lock:
+            if srv.active == 0 and srv.last_end is not None and now - srv.last_end > args.linger:
+                break
+        try:
+            sock, _ = ls.accept()
+        except socket.timeout:
+            continue
+        with srv.lock:
+            srv.active += 1
+            srv.sessions += 1
+            cid = srv.sessions
+        srv.log(cid, "--", "connected")
+        threading.Thread(target=serve, args=(sock, cid), daemon=True).start()
+    ls.close()
+    sys.stdout.flush()
+    os._exit(0)  # daemon threads (a hanging session) go with us
+
+
+if __name__ == "__main__":
+    main()
