@@ -64,7 +64,13 @@ struct batch {
 	char pool[BATCH_POOL];
 };
 
-enum wphase { W_CONNECTING, W_IDLE, W_EXAMINE, W_SETTLE, W_DIFF, W_APPLY, W_FETCH, W_DONE };
+enum wphase { W_CONNECTING, W_IDLE, W_EXAMINE, W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE };
+
+struct remap {
+	uint8_t hash[32];
+	uint32_t uid;
+	int claimed;
+};
 
 enum method { M_NEW_ONLY, M_QRESYNC, M_CONDSTORE, M_SCAN };
 static const char *const method_names[] = {"new-only", "qresync", "condstore", "scan"};
@@ -122,6 +128,15 @@ struct worker {
 	struct imap_cmd *apply_cmd;
 	size_t apply_cap;
 	struct imap_cmd diff_cmd[2];
+	/* UIDVALIDITY changed: messages found again by content */
+	struct remap *rm;
+	size_t nrm, crm;
+	uint32_t old_uidv, rm_uid;
+	uint64_t rm_found;
+	int list_mode;		/* fetch the UIDs in todo, not a range */
+	uint32_t *todo;
+	size_t ntodo, ctodo, todo_pos;
+	struct imap_cmd remap_cmd;
 	int src_starved;	/* lit_data returned short */
 	/* the message being streamed */
 	struct {
@@ -169,6 +184,9 @@ static void worker_next(struct worker *w);
 static void worker_check_done(struct worker *w);
 static void job_maybe_finish(struct job *j);
 static void worker_stop(struct worker *w, int graceful);
+static void mailbox_finish(struct worker *w);
+static void fetch_start(struct worker *w);
+static int grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* ---- reporting ----------------------------------------------------------- */
 
@@ -936,6 +954,152 @@ static int msg_flags_ok(const struct batch *b, size_t n)
 	return b->pool_len + n <= BATCH_POOL;
 }
 
+/* ---- worker: UIDVALIDITY changed (RFC 3501 §2.3.1.1) --------------------------------- */
+
+static int remap_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct remap *)a)->hash, ((const struct remap *)b)->hash, 32);
+}
+
+static int remap_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	struct worker *w = ctx;
+
+	if (m->status != STATE_MSG_DONE)
+		return 0;
+	if (grow((void **)&w->rm, &w->crm, w->nrm + 1, sizeof(*w->rm)) < 0)
+		return -ENOMEM;
+	memcpy(w->rm[w->nrm].hash, m->nhash, 32);
+	w->rm[w->nrm].uid = uid;
+	w->rm[w->nrm++].claimed = 0;
+	return 0;
+}
+
+static int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct imap_node *key)
+{
+	w->rm_uid = 0;
+	for (const struct imap_node *it = r->first->next->next ? r->first->next->next->child : NULL;
+	     it && it != key; it = it->next)
+		if (imap_node_is(it, "UID") && it->next)
+			imap_node_u32(it->next, &w->rm_uid);
+	msghash_begin(&w->mh);
+	return IMAP_LIT_STREAM;
+}
+
+/* One source message hashed: the same content under the old UIDVALIDITY
+ * is the same message (already on the destination); anything else is
+ * copied. */
+static int remap_lit_end(struct worker *w)
+{
+	struct job *j = w->job;
+	struct remap key, *hit;
+	struct mf_error e;
+	uint8_t nh[32];
+
+	/* By the CR-folded digest: a server that rewrote bare CRs when the
+	 * mailbox was rebuilt still has the same message. */
+	msghash_end(&w->mh, nh, key.hash);
+	if (!w->rm_uid)
+		return 0;
+	hit = w->nrm ? bsearch(&key, w->rm, w->nrm, sizeof(*w->rm), remap_cmp) : NULL;
+	while (hit && hit > w->rm && !memcmp(hit[-1].hash, key.hash, 32))
+		hit--; /* first of equal hashes */
+	while (hit && hit < w->rm + w->nrm && !memcmp(hit->hash, key.hash, 32) && hit->claimed)
+		hit++;
+	if (hit && hit < w->rm + w->nrm && !memcmp(hit->hash, key.hash, 32)) {
+		struct state_msg_key ok = {j->jobid, w->mb->mbid, w->old_uidv, hit->uid};
+		struct state_msg_key nk = {j->jobid, w->mb->mbid, w->uidvalidity, w->rm_uid};
+		struct state_msg m;
+
+		hit->claimed = 1;
+		if (state_msg_get(j->st, &ok, &m, &e) == 0 &&
+		    (state_msg_put(j->st, &nk, &m, &e) < 0 ||
+		     state_hash_put(j->st, j->jobid, m.hash, &nk, &e) < 0)) {
+			job_error(j, NULL, w->mb, w->rm_uid, "%s", e.msg);
+			j->fatal = 1;
+		}
+		j->state_dirty = 1;
+		w->rm_found++;
+		return 0;
+	}
+	if (grow((void **)&w->todo, &w->ctodo, w->ntodo + 1, sizeof(*w->todo)) < 0)
+		return -ENOMEM;
+	w->todo[w->ntodo++] = w->rm_uid;
+	return 0;
+}
+
+static int remap_drop_old(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	struct worker *w = ctx;
+	struct state_msg_key k = {w->job->jobid, w->mb->mbid, w->old_uidv, uid};
+	struct mf_error e;
+
+	(void)m;
+	return state_msg_del(w->job->st, &k, &e);
+}
+
+static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct state_mbox rec;
+	struct mf_error e;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		job_error(j, imap_client_who(c), w->mb, 0, "UID FETCH failed: %.*s", (int)r->text_len,
+			  r->text);
+		w->mb->failed = 1;
+		mailbox_finish(w);
+		return;
+	}
+	state_msg_each(j->st, j->jobid, w->mb->mbid, w->old_uidv, 1, remap_drop_old, w, &e);
+	if (state_mbox_get(j->st, j->jobid, w->mb->mbid, &rec, &e) == 0) {
+		rec.uidvalidity = w->uidvalidity;
+		rec.last_uid = 0;
+		rec.highestmodseq = 0;
+		rec.intents = 0;
+		state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e);
+	}
+	j->state_dirty = 1;
+	job_commit(j);
+	mf_log(MF_LOG_INFO, "%s mailbox \"%s\": UIDVALIDITY changed from %u to %u: %llu messages "
+			    "found again by content, %zu to copy",
+	       imap_client_who(c), w->mb->display, w->old_uidv, w->uidvalidity,
+	       (unsigned long long)w->rm_found, w->ntodo);
+	w->mb->skipped += w->rm_found;
+	j->sum->skipped += w->rm_found;
+	w->list_mode = 1;
+	w->todo_pos = 0;
+	fetch_start(w);
+}
+
+static void remap_start(struct worker *w, uint32_t old_uidv)
+{
+	struct job *j = w->job;
+	struct mf_error e;
+
+	w->old_uidv = old_uidv;
+	w->nrm = w->ntodo = w->todo_pos = 0;
+	w->rm_found = 0;
+	w->method = M_NEW_ONLY; /* flags are copied with the messages that move */
+	if (state_msg_each(j->st, j->jobid, w->mb->mbid, old_uidv, 1, remap_collect, w, &e) < 0) {
+		job_error(j, NULL, w->mb, 0, "%s", e.msg);
+		w->mb->failed = 1;
+		mailbox_finish(w);
+		return;
+	}
+	qsort(w->rm, w->nrm, sizeof(*w->rm), remap_cmp);
+	w->phase = W_REMAP;
+	if (!w->src.exists) {
+		remap_done(&w->src, &w->remap_cmd, &(struct imap_resp){.status = IMAP_ST_OK});
+		return;
+	}
+	imap_cmd_begin(&w->src, &w->remap_cmd, remap_done, NULL);
+	imap_put(&w->src, "UID FETCH 1:* (UID BODY.PEEK[])");
+	imap_cmd_end(&w->src);
+}
+
 static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 			 const struct imap_node *key, uint64_t size)
 {
@@ -950,9 +1114,11 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	struct batch *b;
 	int rc;
 
-	if (w->phase != W_FETCH || !r->first || !r->first->next ||
+	if ((w->phase != W_FETCH && w->phase != W_REMAP) || !r->first || !r->first->next ||
 	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
 		return IMAP_LIT_INLINE;
+	if (w->phase == W_REMAP)
+		return remap_lit_begin(w, r, key);
 	items = r->first->next->next;
 	for (it = items ? items->child : NULL; it && it != key; it = it->next) {
 		if (imap_node_is(it, "UID") && it->next)
@@ -1034,6 +1200,10 @@ static ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
 	struct worker *w = c->ud;
 	size_t space;
 
+	if (w->phase == W_REMAP) {
+		msghash_update(&w->mh, p, n);
+		return (ssize_t)n;
+	}
 	if (!w->cur.active || w->cur.skip)
 		return (ssize_t)n;
 	space = imap_write_space(&w->dst);
@@ -1059,6 +1229,8 @@ static int src_lit_end(struct imap_client *c)
 	struct batch *b = w->open;
 	struct bmsg *m;
 
+	if (w->phase == W_REMAP)
+		return remap_lit_end(w);
 	if (!w->cur.active || w->cur.skip) {
 		w->cur.active = 0;
 		return 0;
@@ -1242,7 +1414,7 @@ static int fetch_next(struct worker *w, struct imap_cmd *cmd)
 {
 	char set[RETRY_CHUNK * 11 + 1];
 
-	if (!w->single_mode) {
+	if (!w->single_mode && !w->list_mode) {
 		uint32_t a = w->next_range, b;
 
 		if (a > w->end_uid || a == 0)
@@ -1253,11 +1425,15 @@ static int fetch_next(struct worker *w, struct imap_cmd *cmd)
 	} else {
 		size_t n = 0, k = 0;
 
-		if (w->retry_pos >= w->nretry)
+		uint32_t *list = w->single_mode ? w->retry : w->todo;
+		size_t *pos = w->single_mode ? &w->retry_pos : &w->todo_pos;
+		size_t len = w->single_mode ? w->nretry : w->ntodo;
+
+		if (*pos >= len)
 			return 0;
-		while (w->retry_pos < w->nretry && k < RETRY_CHUNK) {
+		while (*pos < len && k < RETRY_CHUNK) {
 			n += (size_t)snprintf(set + n, sizeof(set) - n, "%s%u", k ? "," : "",
-					      w->retry[w->retry_pos++]);
+					      list[(*pos)++]);
 			k++;
 		}
 	}
@@ -1347,7 +1523,6 @@ static void worker_check_done(struct worker *w)
 	mailbox_finish(w);
 }
 
-static void fetch_start(struct worker *w);
 static void changes_start(struct worker *w);
 
 /* ---- worker: settling unconfirmed APPENDs after a crash -------------------------- */
@@ -2070,13 +2245,11 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 	}
 	w->start_uid = 1;
 	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 && rec.uidvalidity) {
-		if (rec.uidvalidity == w->uidvalidity)
-			w->start_uid = rec.last_uid + 1;
-		else
-			mf_log(MF_LOG_WARN,
-			       "%s mailbox \"%s\": UIDVALIDITY changed from %u to %u; copying "
-			       "again what is not recorded under the new one",
-			       imap_client_who(c), mb->display, rec.uidvalidity, w->uidvalidity);
+		if (rec.uidvalidity != w->uidvalidity) {
+			remap_start(w, rec.uidvalidity);
+			return;
+		}
+		w->start_uid = rec.last_uid + 1;
 	}
 	if (rec.intents && rec.uidvalidity == w->uidvalidity) {
 		settle_start(w);
@@ -2096,7 +2269,7 @@ static void fetch_start(struct worker *w)
 	w->single_mode = 0;
 	w->nretry = w->retry_pos = 0;
 	w->mb_failed_min_uid = 0;
-	if (!c->exists || w->start_uid > w->end_uid) {
+	if (!c->exists || w->start_uid > w->end_uid || (w->list_mode && !w->ntodo)) {
 		worker_check_done(w);
 		return;
 	}
@@ -2128,6 +2301,7 @@ static void worker_next(struct worker *w)
 	w->mb = mb;
 	w->intents_marked = 0;
 	w->phase = W_EXAMINE;
+	w->list_mode = 0;
 	w->uidvalidity = w->uidnext = 0;
 	w->highestmodseq = 0;
 	w->nchg = w->ngone = w->cpool_len = 0;
@@ -2431,6 +2605,8 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 		free(w->gone);
 		free(w->seen);
 		free(w->apply_cmd);
+		free(w->rm);
+		free(w->todo);
 		free(w->retry);
 	}
 	for (size_t i = 0; i < j.nmb; i++) {

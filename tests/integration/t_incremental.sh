@@ -38,3 +38,34 @@ for variant in qresync condstore scan; do
 	[ "$c" = 0 ] && [ "$f" = 0 ] && ok "$variant-noop-copies-nothing" || not_ok "$variant-noop-copies-nothing" "copied $c, flags $f"
 	scripts/dovecot.sh stop "$dir" >/dev/null
 done
+
+# A mailbox recreated on the source (new UIDVALIDITY, same messages, one
+# more): nothing is copied again; the new one is. Messages are matched by
+# content hash (RFC 3501 §2.3.1.1: old UIDs mean nothing now).
+dv_start U --users "src dst" || { not_ok uidvalidity-dovecot "start failed"; exit 1; }
+corpus U src tiny 4
+runu() { mf migrate "imap://src@127.0.0.1:$U_IMAP_PORT?starttls=no" "imap://dst@127.0.0.1:$U_IMAP_PORT?starttls=no" \
+	--src-password-file "$U_DIR/pw/src" --dst-password-file "$U_DIR/pw/dst" --state "$U_DIR/state-mf" \
+	--json --no-progress "$@"; }
+expect_exit uidvalidity-initial 0 runu
+python3 - "$U_IMAP_PORT" <<'PY'
+import imaplib, sys, re
+imaplib.MapCRLF = re.compile(br'\r\n')  # append bytes as they are (bare CRs too)
+m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); m.login('src', 'pw-src-secret')
+m.select('Sent')
+typ, data = m.uid('FETCH', '1:*', '(FLAGS INTERNALDATE BODY.PEEK[])')
+msgs = [(d[0], d[1]) for d in data if isinstance(d, tuple)]
+m.close(); m.delete('Sent'); m.create('Sent')
+import re
+for meta, body in msgs:
+    meta = meta.decode()
+    fl = re.search(r'FLAGS \(([^)]*)\)', meta).group(1).replace('\\Recent', '').strip()
+    dt = re.search(r'INTERNALDATE ("[^"]+")', meta).group(1)
+    m.append('Sent', '(%s)' % fl, dt, body)
+m.append('Sent', '()', None, b'Subject: after the reset\r\n\r\nnew\r\n')
+m.logout()
+PY
+expect_exit uidvalidity-rerun 0 runu
+c=$(json_field "$T_TMP/last.out" messages_copied)
+[ "$c" = 1 ] && ok "uidvalidity-copies-only-new (1 copied)" || not_ok uidvalidity-copies-only-new "copied $c, wanted 1"
+check uidvalidity-exact "$BENCH_BIN/compare" "$U_DIR/mail/src/Maildir" "$U_DIR/mail/dst/Maildir"
