@@ -34,7 +34,7 @@ start) mkdir -p "$dir" ;;
 stop | fixperms | maildir) ;;
 *) usage ;;
 esac
-[ -d "$dir" ] && dir=$(cd "$dir" && pwd)
+[ -d "$dir" ] && dir=$(cd "$dir" && pwd -P)
 
 # Mail files belong to a non-root user: Dovecot refuses uid 0 for mail.
 owner() {
@@ -62,33 +62,33 @@ greets() {
 }
 # PID is alive (not a zombie) and is the master of this instance.
 is_our_master() {
-	local st
-	[ -r "/proc/$1/cmdline" ] || return 1
+	local st cl
 	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ "$st" != Z ] || return 1
-	tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "-c $dir/dovecot.conf"
+	[ -n "$st" ] && [ "$st" != Z ] || return 1
+	cl=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	[[ $cl == *"-c $dir/dovecot.conf"* ]]
 }
 
 stop() {
-	local pidf=$dir/run/master.pid pid i p ports=
+	local pidf=$dir/run/master.pid pid p ports=
 	if [ -f "$pidf" ]; then
 		pid=$(cat "$pidf")
 		# A stale pid file may name an unrelated process by now: check.
 		if is_our_master "$pid"; then
 			ports=$(awk '$1 == "port" { print $3 }' "$dir/dovecot.conf")
 			kill -TERM "$pid" 2>/dev/null || true
-			for i in $(seq 1 100); do is_our_master "$pid" || break; sleep 0.1; done
+			for _ in $(seq 1 100); do is_our_master "$pid" || break; sleep 0.1; done
 			if is_our_master "$pid"; then
 				echo "dovecot.sh: master $pid did not stop in 10 s, killing it" >&2
 				kill -KILL "$pid" 2>/dev/null || true
-				for i in $(seq 1 50); do is_our_master "$pid" || break; sleep 0.1; done
+				for _ in $(seq 1 50); do is_our_master "$pid" || break; sleep 0.1; done
 			fi
 		fi
 		rm -f "$pidf"
 	fi
 	# Login processes hold the listeners a moment longer than the master.
 	for p in $ports; do
-		for i in $(seq 1 50); do port_busy "$p" || break; sleep 0.1; done
+		for _ in $(seq 1 50); do port_busy "$p" || break; sleep 0.1; done
 		port_busy "$p" && die "port $p is still in use after stopping $dir"
 	done
 	# A short base_dir outside DIR (see below) goes with the instance.
@@ -222,6 +222,7 @@ nonroot=
 if [ "$(id -u)" -ne 0 ]; then
 	# Not root: every process runs as the caller.
 	nonroot="default_internal_user = $(id -un)
+default_internal_group = $(id -gn)
 default_login_user = $(id -un)"
 fi
 # imap/pop3 run one process per connection (default limit 1024 each).
@@ -247,7 +248,7 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 # LMTP RCPT TO:<user@example.org> delivers to "user".
 auth_username_format = %Ln
-# A wrong password fails at once, not after 2 s (tests try several).
+# A wrong password fails in ~0.5 s, not 2 s (tests try several).
 auth_failure_delay = 0
 mail_location = maildir:$dir/mail/%u/Maildir$layout
 mail_uid = $uid
@@ -342,8 +343,13 @@ service lmtp {
     mode = 0600
   }
 }
+# No auth penalty: after a wrong password (tests try them) anvil would
+# delay every later login from 127.0.0.1 by 2-15 s.
 service anvil {
   chroot =
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
 }
 service stats {
   unix_listener stats-writer {
@@ -361,12 +367,30 @@ fail() { # message
 	exit 1
 }
 wait_greeting() {
-	local i
-	for i in $(seq 1 200); do greets "$base" && return 0; sleep 0.1; done
+	local end=$((SECONDS + 20))
+	while [ $SECONDS -lt $end ]; do greets "$base" && return 0; sleep 0.1; done
 	return 1
 }
-dovecot -c "$dir/dovecot.conf" 2>>"$dir/dovecot.log" || fail "dovecot failed to start"
+# The daemon must not inherit the caller's descriptors (pipes, lock files):
+# it would hold them for its whole life.
+closefds=
+for f in /proc/$$/fd/*; do
+	n=${f##*/}
+	case $n in 0 | 1 | 2) ;; *) closefds="$closefds $n>&-" ;; esac
+done
+eval 'dovecot -c "$dir/dovecot.conf" 2>>"$dir/dovecot.log" </dev/null' "$closefds" ||
+	fail "dovecot failed to start"
 wait_greeting || fail "no IMAP greeting on port $base within 20 s"
+# TLS is set up lazily, at the first handshake: try one now, verified
+# against our CA, so a broken certificate fails here and not in a test.
+python3 - "$((base + 1))" "$dir/tls/ca.pem" <<'PY' 2>>"$dir/dovecot.log" || fail "IMAPS on port $((base + 1)) does not work"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as s:
+    with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+        if not t.recv(100).startswith(b"* OK"):
+            sys.exit("no greeting over TLS")
+PY
 
 # Hiding capabilities: Dovecot 2.3 has no "-CAP" syntax, only a full
 # imap_capability list. Take the list this very server advertises after
@@ -395,7 +419,7 @@ if [ -n "$hide" ]; then
 		"$hide" "$keep" >>"$dir/dovecot.conf"
 	kill -HUP "$(cat "$rundir/master.pid")"
 	hidden=0
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		now=$(capabilities 2>/dev/null) || { sleep 0.1; continue; }
 		hidden=1
 		for c in $hide; do case " $now " in *" $c "*) hidden=0 ;; esac; done

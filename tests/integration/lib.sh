@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/integration/lib.sh — sourced by tests/integration/t_*.sh.
 #
 # Each test runs from the repository root as `bash tests/integration/t_x.sh`,
@@ -58,10 +59,14 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 t_cleanup() {
-	local d p
+	local d p w=()
 	for p in "${T_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for d in "${T_DV[@]}"; do "$ROOT/scripts/dovecot.sh" stop "$d" >/dev/null 2>&1; done
-	for p in "${T_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	# in parallel: a Dovecot master takes about a second to stop
+	for d in "${T_DV[@]}"; do
+		"$ROOT/scripts/dovecot.sh" stop "$d" >/dev/null 2>&1 &
+		w+=($!)
+	done
+	for p in "${T_PIDS[@]}" "${w[@]}"; do wait "$p" 2>/dev/null; done
 	if [ "${KEEP:-0}" = 1 ]; then echo "# kept $T_TMP" >&2; else rm -rf "$T_TMP"; fi
 }
 trap t_cleanup EXIT
@@ -92,8 +97,8 @@ expect_exit() { # NAME CODE CMD...
 # parallel do not pick the same one. Below 32768: Linux's ephemeral ports.
 t_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 t_free_base() {
-	local b i tries
-	for tries in $(seq 1 200); do
+	local b i
+	for _ in $(seq 1 200); do
 		b=$((20000 + (RANDOM % 1200) * 10))
 		for i in 0 1 2 3 4; do t_port_free $((b + i)) || continue 2; done
 		echo "$b"; return 0
