@@ -57,6 +57,9 @@ struct bmsg {
 struct batch {
 	struct imap_cmd cmd;
 	struct worker *w;
+	int answered;		/* the server replied before we finished sending */
+	int cur_fate;		/* answered early: 1 retry the message being sent, 2 it failed */
+	char why[200];		/* the early reply, for the error line */
 	unsigned n;
 	uint64_t bytes;
 	size_t pool_len;
@@ -187,6 +190,8 @@ static void worker_stop(struct worker *w, int graceful);
 static void mailbox_finish(struct worker *w);
 static void fetch_start(struct worker *w);
 static int grow(void **p, size_t *cap, size_t need, size_t elem);
+static void retry_push(struct worker *w, uint32_t uid);
+static void intent_drop(struct worker *w, uint32_t uid);
 
 /* ---- reporting ----------------------------------------------------------- */
 
@@ -843,6 +848,8 @@ static void dst_prepare(struct worker *w)
 
 /* ---- worker: streaming ------------------------------------------------------ */
 
+static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+
 static struct batch *batch_open(struct worker *w)
 {
 	struct batch *b;
@@ -855,11 +862,13 @@ static struct batch *batch_open(struct worker *w)
 	b = w->slot[(w->b_head + w->b_count) % BATCH_SLOTS];
 	w->b_count++;
 	b->w = w;
+	b->answered = b->cur_fate = 0;
+	b->cmd.done = append_done;
 	b->n = 0;
 	b->bytes = 0;
 	b->pool_len = 0;
 	w->open = b;
-	imap_cmd_begin(&w->dst, &b->cmd, NULL, b);
+	imap_cmd_begin(&w->dst, &b->cmd, append_done, b);
 	imap_put(&w->dst, "APPEND ");
 	imap_put_astring(&w->dst, mb->dst_name, strlen(mb->dst_name));
 	return b;
@@ -941,7 +950,12 @@ static void batch_close(struct worker *w)
 	if (!b)
 		return;
 	w->open = NULL;
-	b->cmd.done = append_done;
+	if (b->answered) {
+		/* Already refused: finish the command's bytes (the server
+		 * discards them, RFC 7888 §5), record nothing. */
+		imap_put(&w->dst, "\r\n");
+		return;
+	}
 	mbox_mark_intents(w, 1); /* also stamps the time of this commit */
 	for (unsigned i = 0; i < b->n; i++)
 		msg_record(w, b, &b->m[i], STATE_MSG_INTENT, 0, 0);
@@ -1236,6 +1250,21 @@ static int src_lit_end(struct imap_client *c)
 		return 0;
 	}
 	w->cur.active = 0;
+	if (b->answered) {
+		if (b->cur_fate == 1) {
+			retry_push(w, w->cur.uid);
+		} else if (b->cur_fate == 2) {
+			job_error(j, imap_client_who(&w->dst), w->mb, w->cur.uid,
+				  "destination refused the message (%llu bytes): %s",
+				  (unsigned long long)w->cur.size, b->why);
+			w->mb->nfailed++;
+			j->sum->failed++;
+			if (!w->mb_failed_min_uid || w->cur.uid < w->mb_failed_min_uid)
+				w->mb_failed_min_uid = w->cur.uid;
+		}
+		batch_close(w);
+		return 0;
+	}
 	m = &b->m[b->n++];
 	m->uid = w->cur.uid;
 	m->size = w->cur.size;
@@ -1337,6 +1366,24 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	struct uidlist ul = {dst_uids, 0, BATCH_MAX};
 	const struct imap_node *au;
 
+	if (b == w->open) {
+		/* Answered before its end (Dovecot refuses an over-quota literal
+		 * on its header). The message being sent shares the verdict. */
+		int cur = w->cur.active && !w->cur.skip;
+
+		b->answered = 1;
+		snprintf(b->why, sizeof(b->why), "%s%.*s%s%.*s", r->code ? "[" : "",
+			 r->code ? (int)r->code->len : 0, r->code ? r->code->s : "",
+			 r->code ? "] " : "", (int)r->text_len, r->text);
+		if (r->status != IMAP_ST_OK && cur)
+			b->cur_fate = (b->n + 1 > 1) ? 1 : 2;
+		if (r->status != IMAP_ST_OK && b->n == 1 && cur) {
+			/* two messages involved: neither is known to be the one */
+			intent_drop(w, b->m[0].uid);
+			retry_push(w, b->m[0].uid);
+			b->n = 0;
+		}
+	}
 	/* APPENDs to one mailbox complete in the order sent (servers do not
 	 * run them in parallel); the slot ring relies on it. */
 	if (b != w->slot[w->b_head]) {
