@@ -220,6 +220,8 @@ static void usage(FILE *f)
 	      "  --connections N     parallel connection pairs (default 4)\n"
 	      "  --batch N           messages per MULTIAPPEND (default 32)\n"
 	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
+	      "  --map SRC=DST       put source mailbox SRC into DST (repeatable; otherwise\n"
+	      "                      SPECIAL-USE, then the same name, decides)\n"
 	      "  --sync-flags        carry flag and keyword changes to the destination\n"
 	      "  --delete            carry expunges to the destination (UID EXPUNGE)\n"
 	      "  --dry-run           list what would be synced; change nothing\n"
@@ -250,6 +252,7 @@ enum {
 	OPT_NOPROGRESS,
 	OPT_SYNC_FLAGS,
 	OPT_DELETE,
+	OPT_MAP,
 };
 
 static const struct option long_opts[] = {
@@ -270,6 +273,7 @@ static const struct option long_opts[] = {
 	{"no-progress", no_argument, NULL, OPT_NOPROGRESS},
 	{"sync-flags", no_argument, NULL, OPT_SYNC_FLAGS},
 	{"delete", no_argument, NULL, OPT_DELETE},
+	{"map", required_argument, NULL, OPT_MAP},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -287,6 +291,8 @@ struct cli {
 	unsigned connections, batch, timeout_s;
 	const char *folders[65], *excludes[65];
 	unsigned nfolders, nexcludes;
+	const char *maps[65];
+	unsigned nmaps;
 	char job_key[1200];
 };
 
@@ -433,6 +439,12 @@ static int cmd_migrate(int argc, char **argv)
 		case OPT_NOPROGRESS: c.progress = 0; break;
 		case OPT_SYNC_FLAGS: c.sync_flags = 1; break;
 		case OPT_DELETE: c.delete_ = 1; break;
+		case OPT_MAP:
+			if (c.nmaps == 64 || !strchr(optarg, '=') || optarg[0] == '=' ||
+			    !strchr(optarg, '=')[1])
+				return bad("--map wants SRC=DST (at most 64)%s%s", "", "");
+			c.maps[c.nmaps++] = optarg;
+			break;
 		case 'q': mf_log_set_level(MF_LOG_ERROR); break;
 		case 'v': mf_log_set_level(MF_LOG_DEBUG); break;
 		case 'h': usage(stdout); return 0;
@@ -481,6 +493,7 @@ static int cmd_migrate(int argc, char **argv)
 	o.batch_bytes = 4u << 20;
 	o.folders = c.folders;
 	o.excludes = c.excludes;
+	o.maps = c.maps;
 	o.dry_run = c.dry_run;
 	o.sync_flags = c.sync_flags;
 	o.delete_ = c.delete_;

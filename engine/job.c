@@ -36,6 +36,8 @@ struct mbox {
 	char *display;		/* UTF-8 for people */
 	char sep;
 	int noselect;
+	int subscribed;
+	unsigned special;	/* SPECIAL-USE attributes (RFC 6154), bits below */
 	int have_status;
 	uint32_t st_uidvalidity, st_uidnext, st_messages;
 	uint64_t st_highestmodseq;
@@ -45,6 +47,20 @@ struct mbox {
 	int dst_exists;
 	uint64_t copied, skipped, nfailed, bytes;
 };
+
+static const char *const special_names[] = {"\\Sent", "\\Drafts", "\\Trash", "\\Junk",
+					   "\\Archive", "\\All", "\\Flagged"};
+
+static unsigned special_bits(const struct imap_node *attrs)
+{
+	unsigned bits = 0;
+
+	for (const struct imap_node *f = attrs ? attrs->child : NULL; f; f = f->next)
+		for (unsigned i = 0; i < sizeof(special_names) / sizeof(special_names[0]); i++)
+			if (imap_node_is(f, special_names[i]))
+				bits |= 1u << i;
+	return bits;
+}
 
 struct bmsg {
 	uint32_t uid;
@@ -171,6 +187,7 @@ struct job {
 	/* control */
 	struct imap_cmd list_cmd, dlist_cmd[2], *create_cmd;
 	char dst_sep;
+	unsigned *dst_special;	/* SPECIAL-USE bits of each destination mailbox */
 	char **dst_names;
 	size_t ndst, cdst;
 	unsigned creates_pending;
@@ -522,9 +539,19 @@ static int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
 		if (!(mb = mbox_find(j, name, len)) && !(mb = mbox_add(j, name, len)))
 			return -ENOMEM;
 		mb->sep = (sep->type == IMAP_NODE_STRING && sep->len == 1) ? sep->s[0] : 0;
-		for (const struct imap_node *f = attrs->child; f; f = f->next)
+		/* People (and --folder, --exclude, --map) see '/' for hierarchy,
+		 * whatever the server's separator. */
+		if (mb->sep && mb->sep != '/')
+			for (char *d = mb->display; *d; d++)
+				if (*d == mb->sep)
+					*d = '/';
+		for (const struct imap_node *f = attrs->child; f; f = f->next) {
 			if (imap_node_is(f, "\\Noselect") || imap_node_is(f, "\\NonExistent"))
 				mb->noselect = 1;
+			if (imap_node_is(f, "\\Subscribed"))
+				mb->subscribed = 1;
+		}
+		mb->special = special_bits(attrs);
 	} else if (imap_node_is(a, "STATUS") && a->next && a->next->next) {
 		struct mbox *mb;
 
@@ -701,7 +728,7 @@ static void src_list(struct worker *w)
 
 	if ((c->caps & IMAP_CAP_LIST_STATUS) && (c->caps & IMAP_CAP_LIST_EXTENDED)) {
 		imap_cmd_begin(c, &j->list_cmd, list_done, NULL);
-		imap_putf(c, "LIST \"\" \"*\" RETURN (%sSTATUS (UIDVALIDITY UIDNEXT MESSAGES%s))",
+		imap_putf(c, "LIST \"\" \"*\" RETURN (SUBSCRIBED %sSTATUS (UIDVALIDITY UIDNEXT MESSAGES%s))",
 			  (c->caps & IMAP_CAP_SPECIAL_USE) ? "SPECIAL-USE " : "",
 			  (c->caps & IMAP_CAP_CONDSTORE) ? " HIGHESTMODSEQ" : "");
 	} else {
@@ -740,14 +767,19 @@ static int dst_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
 		if (j->ndst == j->cdst) {
 			size_t nc = j->cdst ? j->cdst * 2 : 64;
 			char **nn = realloc(j->dst_names, nc * sizeof(*nn));
+			unsigned *ns = realloc(j->dst_special, nc * sizeof(*ns));
 
-			if (!nn)
+			if (nn)
+				j->dst_names = nn;
+			if (ns)
+				j->dst_special = ns;
+			if (!nn || !ns)
 				return -ENOMEM;
-			j->dst_names = nn;
 			j->cdst = nc;
 		}
 		if (!(j->dst_names[j->ndst] = dupn(name, len)))
 			return -ENOMEM;
+		j->dst_special[j->ndst] = special_bits(a->next);
 		j->ndst++;
 	}
 	return 0;
@@ -785,6 +817,52 @@ static void create_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	creates_release(j);
 }
 
+/* Where a source mailbox goes: --map SRC=DST first (UTF-8 names), then
+ * SPECIAL-USE (the source's \Sent goes to the destination's \Sent, whatever
+ * either is called), else the same name with the separator translated. */
+static char *dst_name_for(struct job *j, const struct mbox *mb)
+{
+	for (const char *const *m = j->o->maps; m && *m; m++) {
+		const char *eq = strchr(*m, '=');
+		char enc[STATE_NAME_MAX];
+		ssize_t n;
+
+		if (!eq || (size_t)(eq - *m) != strlen(mb->display) ||
+		    memcmp(*m, mb->display, (size_t)(eq - *m)))
+			continue;
+		n = utf7_encode(eq + 1, strlen(eq + 1), enc, sizeof(enc));
+		if (n > 0) {
+			/* the user writes '/' for hierarchy; the destination's own separator */
+			for (ssize_t i = 0; i < n; i++)
+				if (enc[i] == '/' && j->dst_sep)
+					enc[i] = j->dst_sep;
+			return dupn(enc, (size_t)n);
+		}
+		mf_log(MF_LOG_WARN, "--map %s: not a valid destination name; ignored", *m);
+	}
+	if (mb->special && !is_inbox(mb->name, mb->len))
+		for (size_t i = 0; i < j->ndst; i++)
+			if (j->dst_special[i] & mb->special) {
+				if (strcmp(j->dst_names[i], mb->name))
+					mf_log(MF_LOG_INFO, "mailbox \"%s\" goes to the destination's \"%s\" "
+							    "(same special use)",
+					       mb->display, j->dst_names[i]);
+				return dupn(j->dst_names[i], strlen(j->dst_names[i]));
+			}
+	return translate_name(j, mb);
+}
+
+static void subscribe_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct mbox *mb = cmd->ud;
+
+	if (r->status != IMAP_ST_OK)
+		mf_log(MF_LOG_WARN, "%s: cannot subscribe \"%s\": %.*s", imap_client_who(c),
+		       mb->dst_name, (int)r->text_len, r->text);
+	creates_release(w->job);
+}
+
 static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	struct worker *w = c->ud;
@@ -803,7 +881,7 @@ static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 
-		if (!(mb->dst_name = translate_name(j, mb))) {
+		if (!(mb->dst_name = dst_name_for(j, mb))) {
 			j->fatal = 1;
 			return;
 		}
@@ -812,6 +890,8 @@ static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 	}
 	j->creates_pending = 1; /* held until all are sent */
 	free(j->create_cmd);
+	for (size_t i = 0; i < j->nmb; i++)
+		n += j->mb[i].subscribed;
 	j->create_cmd = calloc(n ? n : 1, sizeof(*j->create_cmd));
 	if (!j->create_cmd) {
 		j->fatal = 1;
@@ -829,6 +909,18 @@ static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
 		imap_cmd_end(c);
 	}
+	/* Subscriptions follow the source's (SUBSCRIBE is idempotent). */
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!mb->subscribed)
+			continue;
+		j->creates_pending++;
+		imap_cmd_begin(c, &j->create_cmd[n++], subscribe_done, mb);
+		imap_put(c, "SUBSCRIBE ");
+		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
+		imap_cmd_end(c);
+	}
 	creates_release(j);
 }
 
@@ -842,7 +934,10 @@ static void dst_prepare(struct worker *w)
 	imap_put(&w->dst, "LIST \"\" \"\"");
 	imap_cmd_end(&w->dst);
 	imap_cmd_begin(&w->dst, &j->dlist_cmd[1], dlist_done, NULL);
-	imap_put(&w->dst, "LIST \"\" \"*\"");
+	if ((w->dst.caps & IMAP_CAP_SPECIAL_USE) && (w->dst.caps & IMAP_CAP_LIST_EXTENDED))
+		imap_put(&w->dst, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
+	else
+		imap_put(&w->dst, "LIST \"\" \"*\"");
 	imap_cmd_end(&w->dst);
 }
 
@@ -2664,6 +2759,7 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 	for (size_t i = 0; i < j.ndst; i++)
 		free(j.dst_names[i]);
 	free(j.dst_names);
+	free(j.dst_special);
 	free(j.mb);
 	free(j.create_cmd);
 	free(j.w);

@@ -30,6 +30,7 @@ struct job_opts {
 	uint64_t batch_bytes;	/* bytes per MULTIAPPEND, default 4 MiB */
 	const char *const *folders;	/* --folder globs (UTF-8 names), NULL-terminated */
 	const char *const *excludes;	/* --exclude globs */
+	const char *const *maps;	/* --map SRC=DST (UTF-8 names, '/' for hierarchy) */
 	int dry_run;
 	int sync_flags;		/* --sync-flags: carry flag changes */
 	int delete_;		/* --delete: carry expunges */

@@ -6,7 +6,7 @@
 #
 #   scripts/dovecot.sh start DIR [--port-base N] [--users "a b"] [--separator . | /]
 #                                [--no-qresync] [--no-condstore] [--no-literal-plus]
-#                                [--max-conn N] [--quota-user U:BYTES]
+#                                [--max-conn N] [--quota-user U:BYTES] [--sent-name NAME]
 #   scripts/dovecot.sh stop DIR         (idempotent; waits until the ports are free)
 #   scripts/dovecot.sh fixperms DIR     (after writing Maildirs directly)
 #   scripts/dovecot.sh maildir DIR USER (prints USER's Maildir path)
@@ -113,7 +113,7 @@ maildir)
 	;;
 esac
 
-base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota=
+base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--port-base) base=${2:?}; shift 2 ;;
@@ -124,6 +124,7 @@ while [ $# -gt 0 ]; do
 	--no-literal-plus) nolp=1; shift ;;
 	--max-conn) maxconn=${2:?}; shift 2 ;;
 	--quota-user) quota=${2:?}; shift 2 ;;
+	--sent-name) sent=${2:?}; shift 2 ;;
 	*) die "unknown option $1" ;;
 	esac
 done
@@ -281,7 +282,7 @@ namespace inbox {
     auto = no
     special_use = \\Drafts
   }
-  mailbox Sent {
+  mailbox "$sent" {
     auto = no
     special_use = \\Sent
   }
