@@ -643,6 +643,8 @@ static void test_bad_inputs(struct unit_ctx *u)
 		{"* 1 FETCH (BODY[] {3}\r\nabc x\r\n", 0, "unterminated list", 28, 0},
 		{"* 1 FETCH (BODY[] {3}\r\nabc\0)\r\n", 30, "NUL byte", 26, 0},
 		{"* 2 EXISTS\r\n* X {3}\r\nabc\r\n\r\n", 0, "empty line", 26, 0},
+		{"* X {0}\r\n a)\r\n", 0, "unbalanced ')'", 11, 0},
+		{"* X {0}\r\n~{0}\r\n a)\r\n", 0, "unbalanced ')'", 17, 0},
 		{deep, 0, "lists nested too deeply", 260, 0},
 		{longline, 0, "line too long", 1024, 1024},
 		{manytok, 0, "response too large", 0 /* computed below */, 1024},
