@@ -6,6 +6,8 @@ for a seed; prints a one-line summary."""
 import imaplib, random, sys, time
 
 port, user, pw, seed = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+flags_only = '--flags-only' in sys.argv           # no new mail, no expunges
+percent = float(sys.argv[sys.argv.index('--percent') + 1]) if '--percent' in sys.argv else 10.0
 rnd = random.Random(seed)
 m = imaplib.IMAP4('127.0.0.1', port)
 m.login(user, pw)
@@ -18,11 +20,13 @@ stats = dict(new=0, flags=0, expunged=0)
 for box in sorted(boxes):
     typ, data = m.select('"%s"' % box)
     uids = m.uid('SEARCH', 'ALL')[1][0].split()
-    for u in rnd.sample(uids, min(len(uids), max(1, len(uids) // 10))):
+    for u in rnd.sample(uids, min(len(uids), max(1, int(len(uids) * percent / 100)))):
         op = rnd.choice(['+FLAGS', '-FLAGS'])
         fl = rnd.choice([r'(\Seen)', r'(\Flagged \Answered)', r'($Forwarded)', r'(Project-X $Junk)', r'(\Draft)'])
         m.uid('STORE', u, op, fl)
         stats['flags'] += 1
+    if flags_only:
+        continue
     for u in rnd.sample(uids, min(len(uids), len(uids) // 20)):
         m.uid('STORE', u, '+FLAGS', r'(\Deleted)')
         stats['expunged'] += 1
