@@ -7,6 +7,7 @@
 #   make test T=name   one test (unit binary or integration script by name)
 #   make demo       deps, build, private Dovecot, migrate a generated account twice
 #   make bench / bench-full   see bench/README.md
+#   make soak       the crash test with 30 kills on a bigger corpus
 
 B       ?= build
 CC      ?= cc
@@ -88,6 +89,11 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh quick
 
+# the crash test, bigger: 30 kills during a 6,000-message migration
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@CRASH_KILLS=30 CRASH_PROFILE=quick bash tests/integration/t_crash.sh
+
 bench-full: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh full
@@ -98,5 +104,5 @@ format:
 clean:
 	rm -rf build mailferry
 
-.PHONY: all tools asan fuzz deps test demo bench bench-full format clean
+.PHONY: all tools asan fuzz deps test demo bench bench-full soak format clean
 -include $(shell find build -name '*.d' 2>/dev/null)

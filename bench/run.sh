@@ -56,14 +56,15 @@ scripts/dovecot.sh fixperms "$DV"
 
 # ---- peers' configurations (printed in the report) ----
 mbsync_conf() { # DSTUSER SRCUSER TLS
-	local ssl="SSLType None" port=$P
+	local ssl="SSLType None" port=$P host=127.0.0.1
+	# mbsync checks DNS names only, not IP addresses: the certificate has localhost
 	[ "$3" = 1 ] && ssl="SSLType IMAPS
-CertificateFile $CA_FILE" && port=$PS
+CertificateFile $CA_FILE" && port=$PS && host=localhost
 	cat <<EOF
 # mbsync (isync $(mbsync --version | awk '{print $2}')): documented fast settings:
 # one Channel for all boxes, unlimited pipelining (the default), Pull only.
 IMAPAccount src
-Host 127.0.0.1
+Host $host
 Port $port
 User $2
 PassCmd "cat $DV/pw/$2"
@@ -73,7 +74,7 @@ IMAPStore src
 Account src
 
 IMAPAccount dst
-Host 127.0.0.1
+Host $host
 Port $port
 User $1
 PassCmd "cat $DV/pw/$1"
