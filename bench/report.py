@@ -88,7 +88,6 @@ if c and m:
     lines.append("**mailferry / ceiling (initial, TLS off): %.2f×** (target ≤ 1.1×). Ceiling: %s."
                  % (m["wall_median"] / c["wall_median"],
                     "%.2f s" % c["wall_median"]))
-    ratios.append(("initial", "ceiling", m["wall_median"] / c["wall_median"]))
 lines.append("")
 lines.append("Peers' configurations are in peers/ next to this report (passwords hidden).")
 md = "\n".join(lines) + "\n"

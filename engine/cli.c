@@ -218,7 +218,7 @@ static void usage(FILE *f)
 	      "  --folder GLOB       only mailboxes matching GLOB (repeatable)\n"
 	      "  --exclude GLOB      skip mailboxes matching GLOB (repeatable)\n"
 	      "  --connections N     parallel connection pairs (default 4)\n"
-	      "  --batch N           messages per MULTIAPPEND (default 32)\n"
+	      "  --batch N           messages per MULTIAPPEND (default 64)\n"
 	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
 	      "  --map SRC=DST       put source mailbox SRC into DST (repeatable; otherwise\n"
 	      "                      SPECIAL-USE, then the same name, decides)\n"
@@ -408,7 +408,7 @@ static int cmd_migrate(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	c.connections = 4;
-	c.batch = 32;
+	c.batch = 64;
 	c.timeout_s = 60;
 	c.progress = isatty(2);
 	optind = 1;
