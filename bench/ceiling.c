@@ -2,15 +2,22 @@
  * ceiling — what the server itself can serve and accept when the client
  * does almost nothing: the benchmark's yardstick (issue 10).
  *
- *   ceiling --port P --src USER --src-pass-file F --dst USER --dst-pass-file F [--host H]
+ *   ceiling --port P --src USER --src-pass-file F --dst USER --dst-pass-file F
+ *           [--host H] [--tls [--ca-file F]] [--batch N]
  *
  * Phase 1, one connection per folder, all at once: LOGIN, EXAMINE,
  * `UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])`, everything kept in
- * memory. Phase 2, one connection per destination folder: CREATE, then
- * MULTIAPPEND batches with LITERAL+ written back to back, one wait at the end.
- * Prints one JSON line: fetch and append seconds, messages, bytes.
- * Plain TCP, blocking sockets, a thread per connection: nothing clever, on
- * purpose. Not a migration tool: no state, no checks, no TLS.
+ * memory. Phase 2, one connection per destination folder, all at once:
+ * CREATE, then MULTIAPPEND (RFC 3502) batches of N messages (default 100)
+ * with LITERAL+ (RFC 7888) literals written back to back, one wait at the
+ * end. Prints one JSON line: folders, messages, bytes, fetch and append
+ * seconds, total seconds, ok.
+ *
+ * Plain TCP or TLS from the first byte (--tls, the IMAPS port; the
+ * certificate is verified against --ca-file or the system store), blocking
+ * sockets, a thread per connection: nothing clever, on purpose. Its response
+ * scanner knows tagged lines and literals and nothing else. Not a migration
+ * tool: no state, no checks beyond tagged OKs, no limits on memory.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,30 +32,37 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 struct msg {
-	char flags[256];
+	char flags[512];
 	char date[40];
 	char *data;
 	size_t len;
 };
 
 struct folder {
-	char name[512];
+	char name[512]; /* as the server spells it, quoted-string safe */
 	struct msg *m;
 	size_t n, cap;
 	uint64_t bytes;
-	int err;
+	char err[200];
 };
 
-struct rd {
+/* One connection: a socket, maybe TLS, and a read buffer. */
+struct link {
 	int fd;
+	SSL *ssl;
 	char buf[1 << 16];
 	size_t pos, len;
 };
 
 static const char *host = "127.0.0.1";
-static int port;
+static int port, batch = 100;
 static char suser[128], spass[256], duser[128], dpass[256];
+static SSL_CTX *tls;
 
 static void die(const char *m)
 {
@@ -56,107 +70,148 @@ static void die(const char *m)
 	exit(2);
 }
 
-static int connect_to(void)
+static int link_open(struct link *l, char *err, size_t cap)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	int one = 1;
 
-	inet_pton(AF_INET, host, &a.sin_addr);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-		die("connect");
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
-
-static void send_all(int fd, const void *p, size_t n)
-{
-	while (n) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (k <= 0)
-			die("send");
-		p = (const char *)p + k;
-		n -= (size_t)k;
-	}
-}
-
-static int fill(struct rd *r)
-{
-	ssize_t k;
-
-	if (r->pos == r->len)
-		r->pos = r->len = 0;
-	if (r->len == sizeof(r->buf)) {
-		memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-		r->len -= r->pos;
-		r->pos = 0;
-	}
-	k = recv(r->fd, r->buf + r->len, sizeof(r->buf) - r->len, 0);
-	if (k <= 0)
+	memset(l, 0, sizeof(*l));
+	if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
+		snprintf(err, cap, "--host wants an IPv4 address");
 		return -1;
-	r->len += (size_t)k;
+	}
+	if ((l->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(l->fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		snprintf(err, cap, "connect %s:%d: %s", host, port, strerror(errno));
+		return -1;
+	}
+	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (!tls)
+		return 0;
+	if (!(l->ssl = SSL_new(tls)) || !SSL_set_fd(l->ssl, l->fd) ||
+	    !SSL_set1_host(l->ssl, host) || SSL_connect(l->ssl) != 1) {
+		snprintf(err, cap, "TLS handshake: %s", ERR_reason_error_string(ERR_get_error()));
+		return -1;
+	}
 	return 0;
 }
 
-/* One line (without CRLF) into out; -1 on EOF. */
-static int read_line(struct rd *r, char *out, size_t cap)
+static void link_close(struct link *l)
+{
+	if (l->ssl) {
+		SSL_shutdown(l->ssl);
+		SSL_free(l->ssl);
+	}
+	if (l->fd >= 0)
+		close(l->fd);
+}
+
+static int send_all(struct link *l, const void *p, size_t n)
+{
+	while (n) {
+		ssize_t k = l->ssl ? SSL_write(l->ssl, p, (int)(n < (1u << 30) ? n : 1u << 30))
+				   : send(l->fd, p, n, MSG_NOSIGNAL);
+
+		if (k <= 0)
+			return -1;
+		p = (const char *)p + k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int fill(struct link *l)
+{
+	ssize_t k;
+
+	if (l->pos == l->len)
+		l->pos = l->len = 0;
+	if (l->len == sizeof(l->buf)) {
+		memmove(l->buf, l->buf + l->pos, l->len - l->pos);
+		l->len -= l->pos;
+		l->pos = 0;
+	}
+	k = l->ssl ? SSL_read(l->ssl, l->buf + l->len, (int)(sizeof(l->buf) - l->len))
+		   : recv(l->fd, l->buf + l->len, sizeof(l->buf) - l->len, 0);
+	if (k <= 0)
+		return -1;
+	l->len += (size_t)k;
+	return 0;
+}
+
+/* One line without its CRLF into out (cut at cap); -1 at EOF. */
+static int read_line(struct link *l, char *out, size_t cap)
 {
 	size_t o = 0;
 
 	for (;;) {
-		while (r->pos < r->len) {
-			char c = r->buf[r->pos++];
+		char *nl = memchr(l->buf + l->pos, '\n', l->len - l->pos);
+		size_t k = nl ? (size_t)(nl - (l->buf + l->pos)) : l->len - l->pos;
+		size_t c = k < cap - 1 - o ? k : cap - 1 - o;
 
-			if (c == '\n') {
-				if (o && out[o - 1] == '\r')
-					o--;
-				out[o] = '\0';
-				return (int)o;
-			}
-			if (o + 1 < cap)
-				out[o++] = c;
+		memcpy(out + o, l->buf + l->pos, c);
+		o += c;
+		l->pos += k;
+		if (nl) {
+			l->pos++;
+			if (o && out[o - 1] == '\r')
+				o--;
+			out[o] = '\0';
+			return (int)o;
 		}
-		if (fill(r) < 0)
+		if (fill(l) < 0)
 			return -1;
 	}
 }
 
-static void read_n(struct rd *r, char *out, size_t n)
+static int read_n(struct link *l, char *out, size_t n)
 {
 	while (n) {
 		size_t k;
 
-		if (r->pos == r->len && fill(r) < 0)
-			die("recv");
-		k = r->len - r->pos < n ? r->len - r->pos : n;
-		memcpy(out, r->buf + r->pos, k);
-		r->pos += k;
+		if (l->pos == l->len && fill(l) < 0)
+			return -1;
+		k = l->len - l->pos < n ? l->len - l->pos : n;
+		memcpy(out, l->buf + l->pos, k);
+		l->pos += k;
 		out += k;
 		n -= k;
 	}
+	return 0;
 }
 
-/* Reads until the tagged reply for tag; returns 0 for OK. */
-static int wait_tag(struct rd *r, const char *tag)
+/* Reads up to the tagged reply for tag; 0 for OK, -1 otherwise (the reply
+ * line in why). */
+static int wait_tag(struct link *l, const char *tag, char *why, size_t cap)
 {
 	char line[8192];
 	size_t tl = strlen(tag);
 
-	while (read_line(r, line, sizeof(line)) >= 0)
-		if (!strncmp(line, tag, tl) && line[tl] == ' ')
-			return strncmp(line + tl + 1, "OK", 2) ? -1 : 0;
+	while (read_line(l, line, sizeof(line)) >= 0)
+		if (!strncmp(line, tag, tl) && line[tl] == ' ') {
+			if (!strncmp(line + tl + 1, "OK", 2))
+				return 0;
+			snprintf(why, cap, "%.150s", line);
+			return -1;
+		}
+	snprintf(why, cap, "connection closed");
 	return -1;
 }
 
-static int login(struct rd *r, const char *u, const char *p)
+static int login(struct link *l, const char *u, const char *p, char *err, size_t cap)
 {
-	char cmd[512], line[8192];
+	char cmd[600], line[8192];
 
-	if (read_line(r, line, sizeof(line)) < 0)
+	if (link_open(l, err, cap) < 0)
 		return -1;
+	if (read_line(l, line, sizeof(line)) < 0 || strncmp(line, "* OK", 4)) {
+		snprintf(err, cap, "no greeting");
+		return -1;
+	}
 	snprintf(cmd, sizeof(cmd), "L LOGIN \"%s\" \"%s\"\r\n", u, p);
-	send_all(r->fd, cmd, strlen(cmd));
-	return wait_tag(r, "L");
+	if (send_all(l, cmd, strlen(cmd)) < 0)
+		return -1;
+	return wait_tag(l, "L", err, cap);
 }
 
 static double now(void)
@@ -167,94 +222,125 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* "* 3 FETCH (UID 3 FLAGS (\Seen) INTERNALDATE "..." BODY[] {1234}": the
+ * flags (without \Recent, which cannot be appended) and the date. */
+static void fetch_meta(const char *line, struct msg *m)
+{
+	const char *fl = strstr(line, "FLAGS ("), *dt = strstr(line, "INTERNALDATE \"");
+
+	if (fl) {
+		const char *e = strchr(fl + 7, ')');
+		size_t o = 0;
+
+		for (const char *p = fl + 7; e && p < e;) {
+			size_t k = strcspn(p, " )");
+
+			if (k && !(k == 7 && !strncmp(p, "\\Recent", 7)) && o + k + 2 < sizeof(m->flags))
+				o += (size_t)snprintf(m->flags + o, sizeof(m->flags) - o, "%s%.*s",
+						      o ? " " : "", (int)k, p);
+			p += k + (p[k] == ' ');
+		}
+	}
+	if (dt)
+		snprintf(m->date, sizeof(m->date), "%.26s", dt + 14);
+}
+
 static void *fetch_folder(void *arg)
 {
 	struct folder *f = arg;
-	struct rd *r = calloc(1, sizeof(*r));
+	struct link *l = malloc(sizeof(*l));
 	char line[16384], cmd[700];
 
-	r->fd = connect_to();
-	if (login(r, suser, spass) < 0) {
-		f->err = 1;
-		return NULL;
-	}
+	if (!l || login(l, suser, spass, f->err, sizeof(f->err)) < 0)
+		goto out;
 	snprintf(cmd, sizeof(cmd), "E EXAMINE \"%s\"\r\nF UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])\r\n",
 		 f->name);
-	send_all(r->fd, cmd, strlen(cmd));
-	while (read_line(r, line, sizeof(line)) >= 0) {
-		char *lit, *fl, *dt;
+	if (send_all(l, cmd, strlen(cmd)) < 0 || wait_tag(l, "E", f->err, sizeof(f->err)) < 0)
+		goto out;
+	for (;;) {
+		char *lit;
+		size_t ll;
 		struct msg *m;
-		size_t n;
 
-		if (!strncmp(line, "F ", 2))
+		if (read_line(l, line, sizeof(line)) < 0) {
+			snprintf(f->err, sizeof(f->err), "connection closed during FETCH");
 			break;
-		if (line[0] != '*' || !(lit = strrchr(line, '{')) || line[strlen(line) - 1] != '}')
+		}
+		if (!strncmp(line, "F ", 2)) {
+			if (strncmp(line, "F OK", 4))
+				snprintf(f->err, sizeof(f->err), "%s", line);
+			break;
+		}
+		ll = strlen(line);
+		if (line[0] != '*' || !ll || line[ll - 1] != '}' || !(lit = strrchr(line, '{')))
 			continue;
 		if (f->n == f->cap) {
 			f->cap = f->cap ? f->cap * 2 : 256;
-			f->m = realloc(f->m, f->cap * sizeof(*f->m));
+			if (!(f->m = realloc(f->m, f->cap * sizeof(*f->m))))
+				die("realloc");
 		}
 		m = &f->m[f->n++];
 		memset(m, 0, sizeof(*m));
-		if ((fl = strstr(line, "FLAGS ("))) {
-			char *e = strchr(fl, ')');
-
-			n = (size_t)(e - fl - 7);
-			snprintf(m->flags, sizeof(m->flags), "%.*s", (int)n, fl + 7);
-			/* \Recent cannot be appended */
-			if ((fl = strstr(m->flags, "\\Recent")))
-				memset(fl, ' ', 7);
-		}
-		if ((dt = strstr(line, "INTERNALDATE \"")))
-			snprintf(m->date, sizeof(m->date), "%.26s", dt + 14);
+		fetch_meta(line, m);
 		m->len = strtoull(lit + 1, NULL, 10);
-		m->data = malloc(m->len ? m->len : 1);
-		read_n(r, m->data, m->len);
+		if (!(m->data = malloc(m->len ? m->len : 1)))
+			die("malloc");
+		if (read_n(l, m->data, m->len) < 0) {
+			snprintf(f->err, sizeof(f->err), "connection closed in a literal");
+			break;
+		}
 		f->bytes += m->len;
 	}
-	close(r->fd);
-	free(r);
+out:
+	if (l)
+		link_close(l);
+	free(l);
 	return NULL;
 }
 
 static void *append_folder(void *arg)
 {
 	struct folder *f = arg;
-	struct rd *r = calloc(1, sizeof(*r));
-	char hdr[800];
-	unsigned batches = 0;
+	struct link *l = malloc(sizeof(*l));
+	char hdr[900], why[200] = "";
+	unsigned batches = 0, failed = 0;
 
-	r->fd = connect_to();
-	if (login(r, duser, dpass) < 0) {
-		f->err = 1;
-		return NULL;
-	}
+	if (!l || login(l, duser, dpass, f->err, sizeof(f->err)) < 0)
+		goto out;
 	if (strcmp(f->name, "INBOX")) {
 		snprintf(hdr, sizeof(hdr), "C CREATE \"%s\"\r\n", f->name);
-		send_all(r->fd, hdr, strlen(hdr));
-		wait_tag(r, "C");
+		if (send_all(l, hdr, strlen(hdr)) < 0 || wait_tag(l, "C", why, sizeof(why)) < 0)
+			snprintf(f->err, sizeof(f->err), "CREATE: %s", why);
 	}
-	for (size_t i = 0; i < f->n; i += 100) {
+	for (size_t i = 0; i < f->n; i += (size_t)batch) {
+		int bad = 0;
+
 		snprintf(hdr, sizeof(hdr), "A%u APPEND \"%s\"", batches++, f->name);
-		send_all(r->fd, hdr, strlen(hdr));
-		for (size_t k = i; k < f->n && k < i + 100; k++) {
+		bad |= send_all(l, hdr, strlen(hdr));
+		for (size_t k = i; k < f->n && k < i + (size_t)batch; k++) {
 			struct msg *m = &f->m[k];
 
 			snprintf(hdr, sizeof(hdr), " (%s) \"%s\" {%zu+}\r\n", m->flags, m->date, m->len);
-			send_all(r->fd, hdr, strlen(hdr));
-			send_all(r->fd, m->data, m->len);
+			bad |= send_all(l, hdr, strlen(hdr));
+			bad |= send_all(l, m->data, m->len);
 		}
-		send_all(r->fd, "\r\n", 2);
+		bad |= send_all(l, "\r\n", 2);
+		if (bad) {
+			snprintf(f->err, sizeof(f->err), "connection lost during APPEND");
+			goto out;
+		}
 	}
 	for (unsigned b = 0; b < batches; b++) {
 		char tag[16];
 
 		snprintf(tag, sizeof(tag), "A%u", b);
-		if (wait_tag(r, tag) < 0)
-			f->err = 1;
+		if (wait_tag(l, tag, why, sizeof(why)) < 0 && !failed++)
+			snprintf(f->err, sizeof(f->err), "APPEND: %s", why);
 	}
-	close(r->fd);
-	free(r);
+out:
+	if (l)
+		link_close(l);
+	free(l);
 	return NULL;
 }
 
@@ -268,75 +354,123 @@ static void read_pass(const char *path, char *out, size_t cap)
 	fclose(f);
 }
 
+/* "* LIST (\HasNoChildren) "." Lists.dev" → the name, unquoted; NULL for
+ * \Noselect and \NonExistent ones. */
+static const char *list_name(char *line)
+{
+	char *p = strchr(line, ')'), *n;
+
+	if (strncmp(line, "* LIST (", 8) || !p || strstr(line, "\\Noselect") ||
+	    strstr(line, "\\NonExistent"))
+		return NULL;
+	p += 2;				/* the delimiter: "." or NIL */
+	p += *p == '"' ? (p[1] == '\\' ? 5 : 4) : 4;
+	if (*p != '"')
+		return p;
+	for (n = ++p; *p && *p != '"'; p++)
+		if (*p == '\\' && p[1])
+			memmove(p, p + 1, strlen(p));
+	*p = '\0';
+	return n;
+}
+
 int main(int argc, char **argv)
 {
 	struct folder *fs = NULL;
 	size_t nf = 0, cf = 0;
 	pthread_t *th;
-	struct rd *r;
-	char line[8192];
+	struct link *l;
+	char line[8192], err[200] = "";
+	const char *ca = NULL;
 	double t0, t1, t2;
 	uint64_t msgs = 0, bytes = 0;
-	int err = 0;
+	int use_tls = 0, failed = 0;
 
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--port"))
-			port = atoi(argv[i + 1]);
+	for (int i = 1; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(argv[i], "--tls"))
+			use_tls = 1;
+		else if (!v)
+			port = 0;
+		else if (!strcmp(argv[i], "--port"))
+			port = atoi(v), i++;
 		else if (!strcmp(argv[i], "--host"))
-			host = argv[i + 1];
+			host = v, i++;
 		else if (!strcmp(argv[i], "--src"))
-			snprintf(suser, sizeof(suser), "%s", argv[i + 1]);
+			snprintf(suser, sizeof(suser), "%s", v), i++;
 		else if (!strcmp(argv[i], "--dst"))
-			snprintf(duser, sizeof(duser), "%s", argv[i + 1]);
+			snprintf(duser, sizeof(duser), "%s", v), i++;
 		else if (!strcmp(argv[i], "--src-pass-file"))
-			read_pass(argv[i + 1], spass, sizeof(spass));
+			read_pass(v, spass, sizeof(spass)), i++;
 		else if (!strcmp(argv[i], "--dst-pass-file"))
-			read_pass(argv[i + 1], dpass, sizeof(dpass));
+			read_pass(v, dpass, sizeof(dpass)), i++;
+		else if (!strcmp(argv[i], "--ca-file"))
+			ca = v, i++;
+		else if (!strcmp(argv[i], "--batch"))
+			batch = atoi(v), i++;
+		else
+			port = 0, i = argc;
 	}
-	if (!port || !suser[0] || !duser[0]) {
-		fprintf(stderr, "usage: ceiling --port P --src U --src-pass-file F --dst U --dst-pass-file F\n");
+	if (port <= 0 || port > 65535 || !suser[0] || !duser[0] || batch < 1) {
+		fprintf(stderr, "usage: ceiling --port P --src U --src-pass-file F --dst U --dst-pass-file F "
+				"[--host IPv4] [--tls [--ca-file F]] [--batch N]\n");
 		return 2;
 	}
+	if (use_tls) {
+		if (!(tls = SSL_CTX_new(TLS_client_method())) ||
+		    (ca ? SSL_CTX_load_verify_locations(tls, ca, NULL) : SSL_CTX_set_default_verify_paths(tls)) != 1) {
+			fprintf(stderr, "ceiling: TLS set-up failed (--ca-file %s)\n", ca ? ca : "-");
+			return 2;
+		}
+		SSL_CTX_set_verify(tls, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_mode(tls, SSL_MODE_AUTO_RETRY);
+	}
 	/* the folder list */
-	r = calloc(1, sizeof(*r));
-	r->fd = connect_to();
-	if (login(r, suser, spass) < 0)
-		die("login");
-	send_all(r->fd, "T LIST \"\" \"*\"\r\n", 15);
-	while (read_line(r, line, sizeof(line)) >= 0 && strncmp(line, "T ", 2)) {
-		char *nm = strrchr(line, ' ');
+	if (!(l = malloc(sizeof(*l))) || login(l, suser, spass, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ceiling: source login: %s\n", err);
+		return 2;
+	}
+	if (send_all(l, "T LIST \"\" \"*\"\r\n", 15) < 0)
+		die("send");
+	while (read_line(l, line, sizeof(line)) >= 0 && strncmp(line, "T ", 2)) {
+		const char *nm = list_name(line);
 
-		if (strncmp(line, "* LIST", 6) || strstr(line, "\\Noselect") || !nm)
+		if (!nm)
 			continue;
-		nm++;
-		if (*nm == '"')
-			nm++, nm[strlen(nm) - 1] = '\0';
-		if (nf == cf)
-			fs = realloc(fs, (cf = cf ? cf * 2 : 32) * sizeof(*fs));
+		if (nf == cf && !(fs = realloc(fs, (cf = cf ? cf * 2 : 32) * sizeof(*fs))))
+			die("realloc");
 		memset(&fs[nf], 0, sizeof(fs[nf]));
 		snprintf(fs[nf++].name, sizeof(fs[0].name), "%s", nm);
 	}
-	close(r->fd);
-	th = calloc(nf, sizeof(*th));
+	link_close(l);
+	free(l);
+	if (!(th = calloc(nf ? nf : 1, sizeof(*th))))
+		die("calloc");
 	t0 = now();
 	for (size_t i = 0; i < nf; i++)
-		pthread_create(&th[i], NULL, fetch_folder, &fs[i]);
+		if (pthread_create(&th[i], NULL, fetch_folder, &fs[i]))
+			die("pthread_create");
 	for (size_t i = 0; i < nf; i++)
 		pthread_join(th[i], NULL);
 	t1 = now();
 	for (size_t i = 0; i < nf; i++)
-		pthread_create(&th[i], NULL, append_folder, &fs[i]);
+		if (pthread_create(&th[i], NULL, append_folder, &fs[i]))
+			die("pthread_create");
 	for (size_t i = 0; i < nf; i++)
 		pthread_join(th[i], NULL);
 	t2 = now();
 	for (size_t i = 0; i < nf; i++) {
 		msgs += fs[i].n;
 		bytes += fs[i].bytes;
-		err |= fs[i].err;
+		if (fs[i].err[0]) {
+			failed++;
+			fprintf(stderr, "ceiling: folder %s: %s\n", fs[i].name, fs[i].err);
+		}
 	}
-	printf("{\"tool\":\"ceiling\",\"folders\":%zu,\"messages\":%llu,\"bytes\":%llu,"
+	printf("{\"tool\":\"ceiling\",\"tls\":%s,\"folders\":%zu,\"messages\":%llu,\"bytes\":%llu,"
 	       "\"fetch_seconds\":%.3f,\"append_seconds\":%.3f,\"seconds\":%.3f,\"ok\":%s}\n",
-	       nf, (unsigned long long)msgs, (unsigned long long)bytes, t1 - t0, t2 - t1, t2 - t0,
-	       err ? "false" : "true");
-	return err ? 1 : 0;
+	       use_tls ? "true" : "false", nf, (unsigned long long)msgs, (unsigned long long)bytes,
+	       t1 - t0, t2 - t1, t2 - t0, failed ? "false" : "true");
+	return failed ? 1 : 0;
 }

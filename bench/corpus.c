@@ -35,13 +35,13 @@
  * written; Dovecot builds them on first access).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #define N(a) (unsigned)(sizeof(a) / sizeof(a[0]))
@@ -176,7 +176,7 @@ struct profile {
 	const char *const *folders;
 	unsigned nfolders;
 	unsigned big_mb;     /* one message this big, 0 = none */
-	unsigned attach_pm;  /* messages with a multi-MB attachment, per mille */
+	unsigned attach_pt;  /* messages with a 1-2 MB attachment, per 10,000 */
 	unsigned small;	     /* 1: only small messages (the crash test wants many) */
 };
 
@@ -195,10 +195,10 @@ static const char *const f_full[] = {
 
 static const struct profile profiles[] = {
 	{"tiny", 150, f_tiny, N(f_tiny), 1, 0, 0},
-	{"demo", 2500, f_demo, N(f_demo), 0, 4, 0},
+	{"demo", 2500, f_demo, N(f_demo), 0, 36, 0},
 	{"crash", 5200, f_crash, N(f_crash), 0, 0, 1},
-	{"quick", 6000, f_quick, N(f_quick), 30, 1, 0},
-	{"full", 100000, f_full, N(f_full), 30, 1, 0},
+	{"quick", 6000, f_quick, N(f_quick), 30, 10, 0},
+	{"full", 100000, f_full, N(f_full), 30, 10, 0},
 };
 
 /* Keywords, per mille of messages carrying each. */
@@ -392,8 +392,8 @@ static void write_msg(const char *dir, const char *sub, unsigned id, unsigned se
 		      const struct buf *b, int64_t t)
 {
 	char p[4200];
-	struct timeval tv[2];
-	FILE *f;
+	struct timespec ts[2];
+	int fd;
 
 	/* new/ files carry no info suffix (the MDA has not seen them yet) */
 	if (!strcmp(sub, "new"))
@@ -402,14 +402,11 @@ static void write_msg(const char *dir, const char *sub, unsigned id, unsigned se
 	else
 		snprintf(p, sizeof(p), "%.4000s/cur/%lld.M%uP%u.corpus,S=%zu:2,%s", dir, (long long)t,
 			 id, seed, b->n, flags);
-	if (!(f = fopen(p, "wb")) || fwrite(b->p, 1, b->n, f) != b->n || fclose(f) != 0) {
+	ts[0].tv_sec = ts[1].tv_sec = (time_t)t;
+	ts[0].tv_nsec = ts[1].tv_nsec = 0;
+	if ((fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
+	    write(fd, b->p, b->n) != (ssize_t)b->n || futimens(fd, ts) < 0 || close(fd) < 0) {
 		fprintf(stderr, "corpus: %s: %s\n", p, strerror(errno));
-		exit(2);
-	}
-	tv[0].tv_sec = tv[1].tv_sec = (time_t)t;
-	tv[0].tv_usec = tv[1].tv_usec = 0;
-	if (utimes(p, tv) < 0) {
-		fprintf(stderr, "corpus: utimes %s: %s\n", p, strerror(errno));
 		exit(2);
 	}
 }
@@ -440,13 +437,13 @@ static size_t size_pick(struct rng *r, int small)
 {
 	unsigned s = rn(r, 1000);
 
-	if (small || s < 560)
-		return 1200 + rn(r, 2000);
-	if (s < 930)
-		return 3000 + rn(r, 6000);
-	if (s < 995)
-		return 9000 + rn(r, 40000);
-	return 50000 + rn(r, 150000);
+	if (small || s < 620)
+		return 1200 + rn(r, 1800);
+	if (s < 950)
+		return 3000 + rn(r, 4000);
+	if (s < 996)
+		return 7000 + rn(r, 20000);
+	return 30000 + rn(r, 100000);
 }
 
 int main(int argc, char **argv)
@@ -522,8 +519,9 @@ int main(int argc, char **argv)
 				  : rn(&r, 4) == 0 ? 1 + rn(&r, H_KINDS - 1) : H_NONE;
 			if (hostile == H_OLD_INTERNALDATE)
 				t = 883612800 + (int64_t)rn(&r, 365 * 86400); /* 1998 */
-			if (rn(&r, 1000) < pr->attach_pm)
-				attach = ((size_t)1 << 20) + rn(&r, 3u << 20);
+			/* attachments evenly spread, so small profiles get their share */
+			if ((count + 5000) * pr->attach_pt / 10000 != (count + 4999) * pr->attach_pt / 10000)
+				attach = ((size_t)1 << 20) + rn(&r, 1u << 20);
 			if (pr->big_mb && count == pr->messages / 3)
 				attach = ((size_t)pr->big_mb << 20) - 1500;
 			b.n = 0;

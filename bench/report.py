@@ -1,117 +1,464 @@
 #!/usr/bin/env python3
-"""bench/report.py OUTDIR MODE — turns OUTDIR/results.jsonl (one line per
-run of a tool in a scenario) into report.md, report.json and ratios.png
-(gnuplot), and prints the Markdown. Medians with min and max; ratios are
-mailferry's median wall time over the other tool's, measured in the same
-run; a tool whose copy was not exact, or that failed, says so next to its
-time."""
-import json, os, platform, statistics, subprocess, sys, time
+"""bench/report.py — the benchmark's bookkeeping (python3 standard library).
 
-out, mode = sys.argv[1], sys.argv[2]
-rows = [json.loads(l) for l in open(os.path.join(out, "results.jsonl"))]
-groups = {}
-for r in rows:
-    groups.setdefault((r["scenario"], r["tool"]), []).append(r)
+  report.py exec WORKDIR TIMEOUT CMD...
+      runs CMD (stdin /dev/null, stdout WORKDIR/out, stderr WORKDIR/err) and
+      writes WORKDIR/time: wall seconds from just before the spawn to the
+      reap, the client's CPU (user, sys) and peak RSS as GNU time reports
+      them (the tool and whatever it ran), its exit status or signal; after
+      TIMEOUT seconds its process group is killed (exit 124). Exits with
+      CMD's status.
+
+  report.py record RESULTS.jsonl SCENARIO TOOL RUN EXIT WORKDIR [CHECKED]
+      appends one run as a JSON line: what WORKDIR/time says, the tool's own
+      JSON summary if it printed one (WORKDIR/out), the comparer's verdict
+      (WORKDIR/cmp.json, when CHECKED is 1), the delay proxy's counters
+      (WORKDIR/proxy.json, when present) and the end of stderr on failure.
+
+  report.py OUTDIR MODE
+      turns OUTDIR/results.jsonl into report.md, report.json and ratios.png
+      (gnuplot) and prints the Markdown: per scenario and tool the median
+      wall time of the runs with min and max, messages/s, MB/s, CPU, peak
+      RSS, bytes on the wire, exactness (what differed), mailferry's time
+      divided by the other tool's, then the issue's targets, met or missed
+      and by how much, and the configuration of every peer.
+
+Never hides a failure: a run that crashed, timed out or copied inexactly
+says so in its row; a tool that was not there (mailferry not built yet) is
+listed as missing.
+"""
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+
+def read(path, default=""):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def execute(argv):
+    """Wall time here, from just before the spawn to a blocking reap (no
+    polling delay); CPU and peak RSS from GNU time around the tool: Python's
+    own rusage would count the interpreter (a forked child carries its RSS
+    until exec, and a pyenv shim's children count too)."""
+    wd, tmo, cmd = argv[0], float(argv[1]), argv[2:]
+    res = dict(wall=0.0, user=0.0, sys=0.0, rss_kb=0, exit=127)
+    gtime = os.path.join(wd, "gtime")
+    if os.access("/usr/bin/time", os.X_OK):
+        cmd = ["/usr/bin/time", "-f", "%U %S %M", "-o", gtime, "--"] + cmd
+    with open(os.path.join(wd, "out"), "wb") as out, open(os.path.join(wd, "err"), "wb") as err:
+        t0 = time.monotonic()
+        try:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 start_new_session=True)
+        except OSError as e:
+            err.write(("missing: %s\n" % e).encode())
+            p = None
+        if p:
+            expired = []
+
+            def kill():
+                expired.append(1)
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            timer = threading.Timer(tmo, kill)
+            timer.start()
+            rc = p.wait()
+            res["wall"] = time.monotonic() - t0
+            timer.cancel()
+            res["exit"] = rc if rc >= 0 else 128 - rc
+            g = read(gtime).strip().splitlines()
+            try:
+                u, s, m = g[-1].split()
+                res.update(user=float(u), sys=float(s), rss_kb=int(m))
+            except (IndexError, ValueError):
+                pass
+            if g and "signal" in g[0]:
+                res["signal"] = g[0].strip()
+            if expired:
+                res.update(exit=124, signal="timed out after %g s" % tmo)
+    with open(os.path.join(wd, "time"), "w") as f:
+        json.dump(res, f)
+    return res["exit"]
+
+
+def record(argv):
+    res, sc, tool, run, rc, wd = argv[:6]
+    checked = len(argv) > 6 and argv[6] == "1"
+    rec = dict(scenario=sc, tool=tool, run=int(run), exit=int(rc), wall=0.0,
+               user=0.0, sys=0.0, rss_kb=0, exact=None, diff="", messages=None, bytes=None,
+               wire_in=None, wire_out=None, stderr="")
+    try:
+        t = json.loads(read(os.path.join(wd, "time")))
+        rec.update({k: t[k] for k in ("wall", "user", "sys", "rss_kb", "exit")})
+        if t.get("signal"):
+            rec["signal"] = t["signal"]
+    except (ValueError, KeyError):
+        pass
+    if rc == "127" and "missing" in read(os.path.join(wd, "err")):
+        rec["missing"] = True
+    for line in read(os.path.join(wd, "out")).splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(d, dict) and (d.get("event") == "summary" or d.get("tool") == "ceiling"):
+            rec.update(messages=d.get("messages_copied", d.get("messages")), bytes=d.get("bytes"),
+                       wire_in=d.get("wire_bytes_in"), wire_out=d.get("wire_bytes_out"))
+            for k in ("fetch_seconds", "append_seconds", "messages_failed", "flags_synced", "peak_rss_kb"):
+                if k in d:
+                    rec[k] = d[k]
+    if checked:
+        try:
+            c = json.loads(read(os.path.join(wd, "cmp.json")))
+            rec["exact"] = bool(c["exact"])
+            rec["cmp"] = {k: c[k] for k in ("messages", "dst_messages", "missing", "extra", "duplicate",
+                                              "flags", "internaldate", "folder_missing", "folder_extra")}
+            rec["diff"] = diff_text(rec["cmp"], c.get("diffs", []))
+        except (ValueError, KeyError):
+            rec["exact"] = False
+            rec["diff"] = "compare failed: " + read(os.path.join(wd, "cmp.err"))[-200:].strip()
+        note = read(os.path.join(wd, "note")).strip()
+        if note:
+            rec["diff"] += ("; " if rec["diff"] else "") + note
+    p = read(os.path.join(wd, "proxy.json"))
+    if p:
+        try:
+            rec["proxy"] = json.loads(p)
+        except ValueError:
+            pass
+    if rec["exit"]:
+        rec["stderr"] = read(os.path.join(wd, "err"))[-400:]
+    with open(res, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    v = ""
+    if rec.get("missing"):
+        v = "  MISSING"
+    elif rec["exit"]:
+        v = "  FAILED (%s)" % why_failed(rec)
+    if rec["exact"] is True:
+        v += "  exact"
+    elif rec["exact"] is False:
+        v += "  NOT EXACT: " + rec["diff"]
+    w = rec.get("proxy") or {}
+    if w:
+        v += "  wire %.1f KB, %d round trips" % ((w.get("bytes_client_to_server", 0) +
+                                                 w.get("bytes_server_to_client", 0)) / 1e3, w.get("round_trips", 0))
+    print("bench: %-16s %-14s run %d: %8.3f s  cpu %6.2f s  rss %6.1f MiB%s" % (
+        sc, tool, rec["run"], rec["wall"], rec["user"] + rec["sys"], rec["rss_kb"] / 1024, v), flush=True)
+    return rec
+
+
+def diff_text(c, diffs):
+    words = {"missing": "missing", "extra": "extra", "duplicate": "duplicates", "flags": "flags differ",
+             "internaldate": "INTERNALDATE differs", "folder_missing": "folders missing",
+             "folder_extra": "extra folders"}
+    parts = ["%d %s" % (c[k], w) for k, w in words.items() if c.get(k)]
+    if diffs:
+        d = diffs[0]
+        ex = "e.g. %s in %s" % (d["kind"], d["folder"])
+        if "src" in d:
+            ex += " (%s → %s)" % (d["src"], d["dst"])
+        parts.append(ex)
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- the report
+
+ORDER = ["initial", "initial-tls", "rerun", "flags-1pct", "big-30mb",
+         "initial-100k", "rerun-100k", "initial-100k-50ms", "rerun-100k-50ms", "rerun-50ms"]
+TOOLS = ["ceiling", "ceiling_tls", "mailferry", "mailferry_tls", "interimap", "interimap_tls",
+         "mbsync", "mbsync_tls", "offlineimap"]
+NOTES = {
+    "initial": "first migration into an empty account, TLS off",
+    "initial-tls": "the same through Dovecot's IMAPS port",
+    "rerun": "nothing changed since the first migration",
+    "flags-1pct": "1 % of the source's messages changed flags or keywords",
+    "big-30mb": "an account holding one 30 MB message: memory",
+    "initial-100k": "100,000 messages in 20 folders, TLS off",
+    "rerun-100k": "no-change re-run of the 100,000-message account, loopback",
+    "initial-100k-50ms": "first migration of it behind a 25 ms each way delay proxy (50 ms round "
+                         "trip; one run: it makes the destination the next re-runs use)",
+    "rerun-100k-50ms": "no-change re-run behind that proxy: wire bytes and round trips as counted by it",
+}
 
 
 def med(v):
     return statistics.median(v) if v else 0.0
 
 
-summary = []
-for (sc, tool), rs in groups.items():
-    walls = [r["wall"] for r in rs]
-    first = min(rs, key=lambda r: r["run"])
-    msgs = next((r["messages"] for r in rs if r.get("messages")), None)
-    byts = next((r["bytes"] for r in rs if r.get("bytes")), None)
-    s = dict(scenario=sc, tool=tool, runs=len(rs), wall_median=med(walls), wall_min=min(walls),
-             wall_max=max(walls), cpu_median=med([r["user"] + r["sys"] for r in rs]),
-             rss_kb_max=max(r["rss_kb"] for r in rs), failures=sum(1 for r in rs if r["exit"]),
-             exact=first.get("exact"), diff=first.get("diff", ""), messages=msgs, bytes=byts)
-    wire = [(r.get("proxy") or {}) for r in rs]
-    if any(wire):
-        s["wire_bytes"] = med([w.get("bytes_client_to_server", 0) + w.get("bytes_server_to_client", 0)
-                               for w in wire])
-        s["round_trips"] = med([w.get("round_trips", 0) for w in wire])
-    elif any(r.get("wire_in") for r in rs):
-        s["wire_bytes"] = med([(r.get("wire_in") or 0) + (r.get("wire_out") or 0) for r in rs])
-    summary.append(s)
+def base(tool):
+    return tool[:-4] if tool.endswith("_tls") else tool
 
-order = ["initial", "initial-tls", "rerun", "flags-1pct", "big-30mb", "rerun-50ms"]
-tools = ["ceiling", "mailferry", "mailferry_tls", "interimap", "mbsync", "mbsync_tls", "offlineimap"]
-summary.sort(key=lambda s: (order.index(s["scenario"]) if s["scenario"] in order else 99,
-                            tools.index(s["tool"]) if s["tool"] in tools else 99))
-by = {(s["scenario"], s["tool"]): s for s in summary}
 
-# messages and bytes of the corpus from the first exact initial run
-base = by.get(("initial", "ceiling")) or by.get(("initial", "mailferry")) or {}
-n_msgs, n_bytes = base.get("messages") or 0, base.get("bytes") or 0
+def why_failed(r):
+    if r.get("signal"):
+        return r["signal"]
+    if r["exit"] == 124:
+        return "timed out"
+    last = (r.get("stderr") or "").strip().splitlines()
+    return ("exit %d: " % r["exit"]) + (last[-1][:160] if last else "")
 
-lines = []
-lines.append("# mailferry benchmark (%s)" % mode)
-lines.append("")
-lines.append("%s, %s, %d cores, kernel %s; private Dovecot 2.3 on 127.0.0.1; corpus: %s messages, %.1f MB. "
-             "Wall seconds are the median of %s runs (min–max)." % (
-                 time.strftime("%Y-%m-%d %H:%M"), platform.node(), os.cpu_count(), platform.release(),
-                 n_msgs, n_bytes / 1e6, max((s["runs"] for s in summary), default=0)))
-lines.append("")
-lines.append("| scenario | tool | wall s (min–max) | msg/s | MB/s | CPU s | peak RSS MiB | wire KB | exact | mailferry ÷ tool |")
-lines.append("|---|---|---|---|---|---|---|---|---|---|")
-ratios = []
-for s in summary:
-    sc, tool = s["scenario"], s["tool"]
-    mf = by.get((sc, "mailferry_tls" if tool.endswith("_tls") else "mailferry"))
-    ratio = ""
-    if mf and tool not in ("mailferry", "mailferry_tls") and s["wall_median"] > 0:
-        ratio = "%.2f" % (mf["wall_median"] / s["wall_median"])
-        ratios.append((sc, tool, mf["wall_median"] / s["wall_median"]))
-    if tool == "mailferry_tls" and by.get((sc.replace("-tls", ""), "mailferry")):
-        plain = by[(sc.replace("-tls", ""), "mailferry")]["wall_median"]
-        ratio = "TLS costs %+.0f %%" % (100 * (s["wall_median"] / plain - 1)) if plain else ""
-    n = s["messages"] if sc in ("initial", "initial-tls") else None
-    n = n or (n_msgs if sc in ("initial", "initial-tls") else None)
-    mps = "%.0f" % (n / s["wall_median"]) if n and s["wall_median"] else ""
-    mbs = "%.1f" % (n_bytes / 1e6 / s["wall_median"]) if sc in ("initial", "initial-tls") and s["wall_median"] else ""
-    exact = {True: "yes", False: "**no**: " + s["diff"], None: ""}[s["exact"]]
-    if s["failures"]:
-        exact = ("**%d failed run(s)** " % s["failures"]) + exact
-    wire = "%.1f" % (s["wire_bytes"] / 1024) if s.get("wire_bytes") else ""
-    if s.get("round_trips"):
-        wire += " (%d round trips)" % s["round_trips"]
-    lines.append("| %s | %s | %.3f (%.3f–%.3f) | %s | %s | %.2f | %.1f | %s | %s | %s |" % (
-        sc, tool, s["wall_median"], s["wall_min"], s["wall_max"], mps, mbs, s["cpu_median"],
-        s["rss_kb_max"] / 1024, wire, exact, ratio))
-lines.append("")
-c = by.get(("initial", "ceiling"))
-m = by.get(("initial", "mailferry"))
-if c and m:
-    lines.append("**mailferry / ceiling (initial, TLS off): %.2f×** (target ≤ 1.1×). Ceiling: %s."
-                 % (m["wall_median"] / c["wall_median"],
-                    "%.2f s" % c["wall_median"]))
-lines.append("")
-lines.append("Peers' configurations are in peers/ next to this report (passwords hidden).")
-md = "\n".join(lines) + "\n"
-open(os.path.join(out, "report.md"), "w").write(md)
-json.dump(dict(mode=mode, summary=summary, runs=rows), open(os.path.join(out, "report.json"), "w"), indent=1)
-print(md)
 
-# the chart: mailferry's time as a fraction of each other tool's (lower is better)
-if ratios:
-    dat = os.path.join(out, "ratios.dat")
+def summarize(rows):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["scenario"], r["tool"]), []).append(r)
+    out = []
+    for (sc, tool), rs in groups.items():
+        ok = [r for r in rs if not r.get("missing")]
+        walls = [r["wall"] for r in ok] or [0.0]
+        s = dict(scenario=sc, tool=tool, runs=len(ok), missing=not ok,
+                 wall_median=med(walls), wall_min=min(walls), wall_max=max(walls),
+                 cpu_median=med([r["user"] + r["sys"] for r in ok]),
+                 rss_kb_max=max([r["rss_kb"] for r in ok] or [0]),
+                 failures=sum(1 for r in ok if r["exit"]),
+                 failure_text=next((why_failed(r) for r in ok if r["exit"]), ""),
+                 checked=sum(1 for r in ok if r.get("exact") is not None),
+                 inexact=sum(1 for r in ok if r.get("exact") is False),
+                 diff=next((r.get("diff", "") for r in ok if r.get("exact") is False), ""),
+                 messages=next((r["messages"] for r in ok if r.get("messages")), None),
+                 bytes=next((r["bytes"] for r in ok if r.get("bytes")), None))
+        prox = [r["proxy"] for r in ok if r.get("proxy")]
+        if prox:
+            s["wire_bytes"] = med([p.get("bytes_client_to_server", 0) + p.get("bytes_server_to_client", 0)
+                                   for p in prox])
+            s["round_trips"] = med([p.get("round_trips", 0) for p in prox])
+            s["connections"] = med([p.get("connections", 0) for p in prox])
+        elif any(r.get("wire_in") is not None for r in ok):
+            s["wire_bytes"] = med([(r.get("wire_in") or 0) + (r.get("wire_out") or 0) for r in ok])
+        if any("fetch_seconds" in r for r in ok):
+            s["fetch_seconds"] = med([r["fetch_seconds"] for r in ok if "fetch_seconds" in r])
+            s["append_seconds"] = med([r["append_seconds"] for r in ok if "append_seconds" in r])
+        out.append(s)
+    out.sort(key=lambda s: (ORDER.index(s["scenario"]) if s["scenario"] in ORDER else 99,
+                            TOOLS.index(s["tool"]) if s["tool"] in TOOLS else 99, s["tool"]))
+    return out
+
+
+def fmt_s(v):
+    return "%.3f" % v if v < 10 else "%.2f" % v if v < 100 else "%.1f" % v
+
+
+def main(outdir, mode):
+    rows = [json.loads(l) for l in open(os.path.join(outdir, "results.jsonl")) if l.strip()]
+    summary = summarize(rows)
+    by = {(s["scenario"], s["tool"]): s for s in summary}
+    corpus = {}
+    try:
+        corpus = json.load(open(os.path.join(outdir, "corpus.json")))
+    except (OSError, ValueError):
+        pass
+
+    def size_of(sc):
+        c = corpus.get("src100k" if "100k" in sc else "big" if sc == "big-30mb" else "src") or {}
+        if c:
+            return c.get("messages"), c.get("bytes")
+        b = by.get((sc, "ceiling")) or by.get((sc, "mailferry")) or {}
+        return b.get("messages"), b.get("bytes")
+
+    cpu = "?"
+    for l in read("/proc/cpuinfo").splitlines():
+        if l.startswith("model name"):
+            cpu = l.split(":", 1)[1].strip()
+            break
+    mem = next((int(l.split()[1]) // 1024 // 1024 for l in read("/proc/meminfo").splitlines()
+                if l.startswith("MemTotal")), 0)
+    L = []
+    L.append("# mailferry benchmark (%s), %s" % (mode, time.strftime("%Y-%m-%d %H:%M %Z")))
+    L.append("")
+    L.append("Machine: %s, %s, %d cores, %d GiB, Linux %s. Server: private Dovecot %s (Maildir) on "
+             "127.0.0.1, every tool against the same instance, one run at a time." % (
+                 platform.node(), cpu, os.cpu_count() or 0, mem, platform.release(),
+                 corpus.get("dovecot", "2.3")))
+    for k, what in (("src", "quick corpus"), ("src100k", "full corpus"), ("big", "memory corpus")):
+        c = corpus.get(k)
+        if c:
+            L.append("- %s: %s message%s, %.1f MB, %s folder%s (`bench/corpus %s`)" % (
+                what, format(c["messages"], ","), "s" [:c["messages"] != 1], c["bytes"] / 1e6,
+                c.get("folders", "?"), "s"[:c.get("folders") != 1], c.get("args", "")))
+    L.append("- wall: median of the runs (min–max), start to exit of the client; CPU: the client's "
+             "user + sys; RSS: its peak; exact: bench/compare of the source and destination Maildirs "
+             "(bytes with CR runs before LF folded, flags, keywords, INTERNALDATE).")
+    L.append("- ratio: mailferry's median wall time ÷ the tool's (below 1: mailferry is faster); "
+             "TLS rows compare mailferry over TLS.")
+    L.append("")
+    L.append("| scenario | tool | runs | wall s (min–max) | msg/s | MB/s | CPU s | peak RSS MiB | wire | exact | mailferry ÷ tool |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    ratios = []
+    last_sc = None
+    for s in summary:
+        sc, tool = s["scenario"], s["tool"]
+        if s["missing"]:
+            L.append("| %s | %s | 0 | missing (not installed or not built) | | | | | | | |" % (sc, tool))
+            continue
+        mf = by.get((sc, "mailferry_tls" if tool.endswith("_tls") else "mailferry"))
+        ratio = ""
+        if mf and not mf["missing"] and base(tool) != "mailferry" and s["wall_median"] > 0:
+            r = mf["wall_median"] / s["wall_median"]
+            ratio = "%.2f" % r
+            ratios.append((sc, tool, r))
+        if tool == "mailferry_tls":
+            plain = by.get(("initial", "mailferry")) if sc == "initial-tls" else None
+            if plain and plain["wall_median"]:
+                ratio = "TLS: %+.0f %%" % (100 * (s["wall_median"] / plain["wall_median"] - 1))
+        n, b = size_of(sc)
+        copies = sc.startswith("initial") or sc == "big-30mb"
+        mps = "%.0f" % (n / s["wall_median"]) if copies and n and s["wall_median"] else ""
+        mbs = "%.1f" % (b / 1e6 / s["wall_median"]) if copies and b and s["wall_median"] else ""
+        if s["checked"] == 0:
+            exact = "not checked"
+        elif s["inexact"] == 0:
+            exact = "yes" if s["checked"] == s["runs"] else "yes (%d of %d checked)" % (s["checked"], s["runs"])
+        else:
+            exact = "**no** (%d of %d): %s" % (s["inexact"], s["checked"], s["diff"])
+        if s["failures"]:
+            exact = "**%d of %d runs failed**: %s; %s" % (s["failures"], s["runs"], s["failure_text"], exact)
+        wire = ""
+        if s.get("wire_bytes") is not None:
+            wb = s["wire_bytes"]
+            wire = "%.1f KB" % (wb / 1e3) if wb < 1e6 else "%.1f MB" % (wb / 1e6)
+            if s.get("round_trips") is not None:
+                wire += ", %d round trips" % s["round_trips"]
+        L.append("| %s | %s | %d | %s (%s–%s) | %s | %s | %.2f | %.1f | %s | %s | %s |" % (
+            sc if sc != last_sc else "", tool, s["runs"], fmt_s(s["wall_median"]), fmt_s(s["wall_min"]),
+            fmt_s(s["wall_max"]), mps, mbs, s["cpu_median"], s["rss_kb_max"] / 1024, wire,
+            exact.replace("|", "/"), ratio))
+        last_sc = sc
+    L.append("")
+    for sc in ORDER:
+        if any(s["scenario"] == sc for s in summary) and sc in NOTES:
+            L.append("- `%s`: %s" % (sc, NOTES[sc]))
+    c = by.get(("initial", "ceiling"))
+    if c and c.get("fetch_seconds") is not None:
+        L.append("- the ceiling's initial run: FETCH %.2f s, APPEND %.2f s (median): APPEND is the bound."
+                 % (c["fetch_seconds"], c["append_seconds"]))
+    L.append("")
+
+    # the issue's targets
+    T = []
+
+    def target(name, value, limit, unit, fmt="%.2f", lower=True):
+        if value is None:
+            T.append((name, "not measured", fmt % limit + unit, "—"))
+            return
+        ok = value <= limit if lower else value >= limit
+        by_how_much = " by %.0f %%" % (100 * (value / limit - 1)) if limit > 0 else ""
+        T.append((name, fmt % value + unit, fmt % limit + unit, "met" if ok else "**missed**" + by_how_much))
+
+    def wall(sc, tool):
+        s = by.get((sc, tool))
+        return s["wall_median"] if s and not s["missing"] and s["runs"] else None
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    target("initial (quick, TLS off): mailferry ÷ ceiling", ratio(wall("initial", "mailferry"),
+                                                               wall("initial", "ceiling")), 1.1, "×")
+    if mode == "full":
+        target("initial (100k, TLS off): mailferry ÷ ceiling", ratio(wall("initial-100k", "mailferry"),
+                                                                  wall("initial-100k", "ceiling")), 1.1, "×")
+    tr = ratio(wall("initial-tls", "mailferry_tls"), wall("initial", "mailferry"))
+    target("TLS on costs (mailferry, initial)", tr and 100 * (tr - 1), 20, " %", "%.0f")
+    rss = [s["rss_kb_max"] / 1024 for s in summary if s["tool"] == "mailferry" and s["runs"]]
+    target("peak RSS of mailferry, every scenario incl. the 30 MB message", max(rss) if rss else None, 16, " MiB", "%.1f")
+    m, b = by.get(("initial", "mailferry")), by.get(("initial", "mbsync"))
+    target("client CPU, initial: mailferry ÷ mbsync",
+           ratio(m and m["runs"] and m["cpu_median"], b and b["runs"] and b["cpu_median"]), 0.5, "×")
+    if mode == "full":
+        target("no-change re-run, 100k in 20 folders, loopback", wall("rerun-100k", "mailferry"), 0.1, " s", "%.3f")
+        target("the same behind the 50 ms proxy", wall("rerun-100k-50ms", "mailferry"), 0.3, " s", "%.3f")
+        s = by.get(("rerun-100k-50ms", "mailferry"))
+        target("bytes on the wire there", s and s.get("wire_bytes") is not None and s["wire_bytes"] / 1e3, 4,
+               " KB", "%.1f")
+    L.append("## Targets (issue 10)")
+    L.append("")
+    L.append("| target | measured | limit | |")
+    L.append("|---|---|---|---|")
+    for t in T:
+        L.append("| %s | %s | ≤ %s | %s |" % t)
+    L.append("")
+    if mode == "full":
+        s = {t: by.get(("rerun-100k-50ms", t)) for t in ("mailferry", "interimap", "mbsync")}
+        rt = ["%s %d" % (t, v["round_trips"]) for t, v in s.items() if v and v.get("round_trips") is not None]
+        if rt:
+            L.append("Round trips in the no-change re-run behind the proxy: %s." % ", ".join(rt))
+            L.append("")
+
+    # the peers' configurations
+    conf_dir = os.path.join(outdir, "peers")
+    confs = sorted(os.listdir(conf_dir)) if os.path.isdir(conf_dir) else []
+    if confs:
+        L.append("## Configurations used (passwords hidden)")
+        L.append("")
+        for name in confs:
+            L.append("`%s`:" % name)
+            L.append("```")
+            L.append(read(os.path.join(conf_dir, name)).rstrip())
+            L.append("```")
+        L.append("")
+    md = "\n".join(L) + "\n"
+    with open(os.path.join(outdir, "report.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(outdir, "report.json"), "w") as f:
+        json.dump(dict(mode=mode, date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), machine=dict(
+            host=platform.node(), cpu=cpu, cores=os.cpu_count(), mem_gib=mem, kernel=platform.release()),
+            corpus=corpus, summary=summary,
+            targets=[dict(target=t[0], measured=t[1], limit=t[2], verdict=t[3]) for t in T],
+            runs=rows), f, indent=1)
+    print(md)
+    chart(outdir, ratios)
+
+
+def chart(outdir, ratios):
+    """mailferry's wall time ÷ each other tool's, per scenario (log scale)."""
+    if not ratios:
+        return
+    dat = os.path.join(outdir, "ratios.dat")
     with open(dat, "w") as f:
         for i, (sc, tool, r) in enumerate(ratios):
-            f.write('%d "%s\\n%s" %.4f\n' % (i, sc, tool, r))
-    gp = """set terminal pngcairo size 1200,600 font ",10"
+            f.write('%d "%s\\n%s" %.4f\n' % (i, sc, tool, max(r, 1e-3)))
+    top = max(2.0, max(r for _, _, r in ratios) * 1.6)
+    gp = """set terminal pngcairo size %d,650 font ",10" noenhanced
 set output '%s'
-set title "mailferry wall time ÷ other tool's (below 1: mailferry faster)"
+set title "mailferry's wall time ÷ the other tool's (median of the runs; below 1: mailferry is faster)"
 set style fill solid 0.6
 set boxwidth 0.6
-set yrange [0:*]
+set logscale y
+set yrange [*:%g]
+set xrange [-0.7:%g]
 set grid ytics
-set xtics rotate by -30 font ",8"
-plot '%s' using 1:3:xtic(2) with boxes notitle, 1 with lines lt 2 title "equal"
-""" % (os.path.join(out, "ratios.png"), dat)
+set xtics rotate by -35 font ",8"
+set bmargin 7
+set rmargin 6
+plot '%s' using 1:3:xtic(2) with boxes notitle, '' using 1:3:(sprintf("%%.2f", $3)) with labels offset 0,0.7 notitle, 1 with lines lt 2 lw 2 title "equal"
+""" % (max(900, 48 * len(ratios) + 200), os.path.join(outdir, "ratios.png"), top, len(ratios) - 0.3, dat)
     try:
         subprocess.run(["gnuplot"], input=gp.encode(), check=True, capture_output=True)
-    except Exception as e:
-        print("report: no chart (%s)" % e, file=sys.stderr)
+    except (OSError, subprocess.CalledProcessError) as e:
+        err = getattr(e, "stderr", b"") or b""
+        print("report: no chart (%s %s)" % (e, err.decode(errors="replace")[-200:]), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "exec":
+        sys.exit(execute(sys.argv[2:]))
+    elif len(sys.argv) >= 8 and sys.argv[1] == "record":
+        record(sys.argv[2:])
+    elif len(sys.argv) == 3:
+        main(sys.argv[1], sys.argv[2])
+    else:
+        sys.exit("usage: report.py OUTDIR MODE | report.py exec WORKDIR TIMEOUT CMD... | "
+                 "report.py record RESULTS SCENARIO TOOL RUN EXIT WORKDIR [CHECKED]")

@@ -1,72 +1,137 @@
 #!/usr/bin/env bash
-# bench/run.sh quick|full — IMAP → IMAP against the server's ceiling and the
-# peers (interimap, mbsync, OfflineIMAP from Debian), in one run, on one
-# private Dovecot, on generated messy mail. Every tool's destination is
-# compared with the source before its time counts. Results in
-# bench/results/DATE/ (report.md, report.json, ratios.png, results.jsonl,
-# the peers' configurations). BENCH_RUNS (default 3) runs per scenario.
+# bench/run.sh quick|full — IMAP → IMAP: mailferry against the server's own
+# ceiling (bench/ceiling) and the peers from Debian (interimap, mbsync,
+# OfflineIMAP), in one run, on one private Dovecot, on generated messy mail
+# (bench/corpus). Every copy is checked with bench/compare before its time
+# counts; a crash, a timeout or an inexact copy is reported, never hidden.
 #
-# quick: ~6,000 messages / ~86 MB in 7 folders (one 30 MB message):
-#        initial (TLS off and on), no-change re-run, re-run after 1 % flag
-#        changes, the 30 MB message alone (memory).
-# full:  adds 100,000 messages in 20 folders: initial, no-change re-run on
-#        loopback and behind a 25 ms each way delay proxy (wire bytes,
-#        round trips).
+# quick (make bench, < 10 minutes on 2 cores): ~6,000 messages / ~65 MB in
+#   7 folders with one 30 MB message:
+#     initial      first migration into an empty account, TLS off
+#     initial-tls  the same through Dovecot's IMAPS port
+#     rerun        no-change re-run
+#     flags-1pct   re-run after 1 % of the messages changed flags (IMAP STORE)
+#     big-30mb     an account holding one 30 MB message (memory)
+# full (make bench-full): quick, then 100,000 messages in 20 folders:
+#     initial-100k, rerun-100k (loopback), and behind a delay proxy (25 ms
+#     each way): initial-100k-50ms (one run, it makes the destination the
+#     re-runs need: mailferry's state is keyed by host:port) and
+#     rerun-100k-50ms, with bytes on the wire and round trips.
+#
+# Each scenario runs BENCH_RUNS times (default 3) per tool, interleaved;
+# initial migrations go into a fresh destination account each run. Wall
+# time (spawn to exit): `report.py exec`; the client's CPU and peak RSS: GNU
+# time inside it.
+# Results: bench/results/DATE-MODE/ (report.md, report.json, ratios.png,
+# results.jsonl, corpus.json, peers/ with each peer's configuration).
+#
+# Environment: BENCH_RUNS, BENCH_PORT_BASE (default 18300), BENCH_TIMEOUT
+# (seconds per tool run, default 1800), BENCH_BIN (default build/release),
+# BENCH_KEEP=1 keeps the Dovecot directory; BENCH_PROFILE and
+# BENCH_FULL_PROFILE (corpus profiles, default quick and full: a smaller one
+# such as demo makes a fast smoke test of the bench itself).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 MODE=${1:-quick}
+case $MODE in quick | full) ;; *) echo "usage: bench/run.sh quick|full" >&2; exit 2 ;; esac
 RUNS=${BENCH_RUNS:-3}
-BIN=$ROOT/build/release
+BIN=${BENCH_BIN:-$ROOT/build/release}
+TMO=${BENCH_TIMEOUT:-1800}
 OUT=$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)-$MODE
-mkdir -p "$OUT/peers"
 RES=$OUT/results.jsonl
-: >"$RES"
+say() { echo "bench: $*"; }
 
+for t in corpus compare ceiling; do
+	[ -x "$BIN/bench/$t" ] || { say "$BIN/bench/$t is not built (make tools)" >&2; exit 1; }
+done
+
+# ---- the peers, GNU time (CPU, peak RSS) and gnuplot (the chart) from Debian, if missing ----
 need=()
 for p in isync interimap offlineimap3 gnuplot-nox time; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
-	echo "bench: installing ${need[*]}"
-	apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends "${need[@]}" >/dev/null || { echo "bench: install failed" >&2; exit 1; }
+	say "installing ${need[*]} from Debian"
+	SUDO=()
+	[ "$(id -u)" -ne 0 ] && SUDO=(sudo -n)
+	if ! { "${SUDO[@]}" apt-get update -qq >/dev/null &&
+		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			"${need[@]}" >/dev/null; }; then
+		say "could not install ${need[*]}: what is missing is reported as missing" >&2
+	fi
 fi
 
-TOOLS=(ceiling mailferry interimap mbsync offlineimap)
-# OfflineIMAP copies ~75 messages/s here: 100,000 would take over 20 minutes a run.
-[ "$MODE" = full ] && TOOLS=(ceiling mailferry interimap mbsync)
-SYNCERS=("${TOOLS[@]:1}")
-users="src big"
-for t in "${TOOLS[@]}" mailferry_tls mbsync_tls; do
-	for r in $(seq 1 "$RUNS"); do users="$users ${t}$r"; done
-	users="$users ${t}big"
+mkdir -p "$OUT/peers"
+: >"$RES"
+
+SYNCERS=(mailferry interimap mbsync offlineimap)
+INITIAL=(ceiling "${SYNCERS[@]}")
+TLS_TOOLS=(ceiling_tls mailferry_tls interimap_tls mbsync_tls)
+# OfflineIMAP copies ~100 messages/s here: 100,000 would take ~17 minutes a run.
+K_SYNCERS=(mailferry interimap mbsync)
+K_INITIAL=(ceiling "${K_SYNCERS[@]}")
+
+# Destination account of TOOL for RUN in a scenario family (user names may
+# not hold '_').
+acct() { local t=${1//_/-}; echo "$t$2"; }
+
+users="src big warm"
+for r in $(seq 1 "$RUNS"); do
+	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(acct "$t" "$r")"; done
+	for t in ceiling "${SYNCERS[@]}"; do users="$users $(acct "$t" "big$r")"; done
 done
+if [ "$MODE" = full ]; then
+	users="$users src100k"
+	for r in $(seq 1 "$RUNS"); do for t in "${K_INITIAL[@]}"; do users="$users $(acct "$t" "k$r")"; done; done
+	for t in "${K_SYNCERS[@]}"; do users="$users $(acct "$t" kp)"; done
+fi
+
 DV=$(mktemp -d /tmp/mf-bench.XXXXXX)
-trap 'scripts/dovecot.sh stop "$DV" >/dev/null 2>&1; [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null; rm -rf "$DV"' EXIT
-scripts/dovecot.sh start "$DV" --port-base "${BENCH_PORT_BASE:-18300}" --users "$users" --max-conn 200 >/dev/null || exit 1
+PROXY_PID=
+cleanup() {
+	[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
+	scripts/dovecot.sh stop "$DV" >/dev/null 2>&1
+	[ "${BENCH_KEEP:-0}" = 1 ] && say "kept $DV" || rm -rf "$DV"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+scripts/dovecot.sh start "$DV" --port-base "${BENCH_PORT_BASE:-18300}" --users "$users" --max-conn 200 >"$DV/start.log" 2>&1 ||
+	{ cat "$DV/start.log" >&2; say "Dovecot did not start" >&2; exit 1; }
 . "$DV/env"
 P=$IMAP_PORT PS=$IMAPS_PORT
-echo "bench: private Dovecot on 127.0.0.1:$P, results in $OUT"
+say "private Dovecot on 127.0.0.1:$P (IMAPS $PS), $RUNS runs per scenario, results in $OUT"
 
-profile=quick
-[ "$MODE" = full ] && profile=full
-"$BIN/bench/corpus" --out "$MAIL_ROOT/src/Maildir" --profile "$profile" --seed 1
-"$BIN/bench/corpus" --out "$MAIL_ROOT/big/Maildir" --big-mb 30 >/dev/null
+# ---- the corpora, written straight into the Maildirs ----
+corpus_json=
+gen() { # USER corpus-args...
+	local u=$1 line
+	shift
+	line=$("$BIN/bench/corpus" --out "$MAIL_ROOT/$u/Maildir" "$@") || { say "corpus failed" >&2; exit 1; }
+	say "$u: $line"
+	corpus_json="$corpus_json$(echo "$line" | awk -v u="$u" -v s="$*" '{ gsub(",", ""); printf "\"%s\":{\"messages\":%s,\"bytes\":%s,\"folders\":%s,\"args\":\"%s\"},", u, $2, $4, $6, s }')"
+}
+gen src --profile "${BENCH_PROFILE:-quick}" --seed 1
+gen big --big-mb 30 --seed 1
+[ "$MODE" = full ] && gen src100k --profile "${BENCH_FULL_PROFILE:-full}" --seed 1
+echo "{${corpus_json}\"dovecot\":\"$(dovecot --version | awk '{print $1}')\"}" >"$OUT/corpus.json"
 scripts/dovecot.sh fixperms "$DV"
 
-# ---- peers' configurations (printed in the report) ----
-mbsync_conf() { # DSTUSER SRCUSER TLS
-	local ssl="SSLType None" port=$P host=127.0.0.1
-	# mbsync checks DNS names only, not IP addresses: the certificate has localhost
-	[ "$3" = 1 ] && ssl="SSLType IMAPS
-CertificateFile $CA_FILE" && port=$PS && host=localhost
+# ---- the peers' configurations (copied into the report, passwords hidden) ----
+mbsync_conf() { # DST SRC PORT TLS
+	local ssl="SSLType None" host=127.0.0.1
+	# mbsync checks DNS names only, not IP addresses: the certificate has localhost too
+	[ "$4" = 1 ] && ssl="SSLType IMAPS
+CertificateFile $CA_FILE" && host=localhost
 	cat <<EOF
-# mbsync (isync $(mbsync --version | awk '{print $2}')): documented fast settings:
-# one Channel for all boxes, unlimited pipelining (the default), Pull only.
+# mbsync (isync $(mbsync --version 2>/dev/null | awk '{print $2}')), documented fast settings: one
+# Channel for all mailboxes, unlimited pipelining (PipelineDepth default),
+# Pull only, no fsync (FSync no); CopyArrivalDate keeps INTERNALDATE.
+FSync no
+
 IMAPAccount src
 Host $host
-Port $port
+Port $3
 User $2
 PassCmd "cat $DV/pw/$2"
 $ssl
@@ -76,7 +141,7 @@ Account src
 
 IMAPAccount dst
 Host $host
-Port $port
+Port $3
 User $1
 PassCmd "cat $DV/pw/$1"
 $ssl
@@ -95,53 +160,66 @@ CopyArrivalDate yes
 SyncState $DV/state-$1/
 EOF
 }
-interimap_conf() { # DSTUSER SRCUSER
+interimap_conf() { # DST SRC PORT TLS
+	local type=imap tls="STARTTLS = NO"
+	[ "$4" = 1 ] && type=imaps tls="SSL_CAfile = $CA_FILE
+SSL_verify = YES"
 	cat <<EOF
-# interimap $(interimap --version 2>&1 | awk 'NR==1{print $NF}'): QRESYNC + MULTIAPPEND on both ends
+# interimap $(interimap --version 2>&1 | awk 'NR==1{print $NF}'): QRESYNC and MULTIAPPEND on both ends
+# (its fast path); no COMPRESS (loopback); [remote] is the source.
 database = $DV/state-$1/interimap.db
 list-mailbox = *
+
 [local]
-type = imap
+type = $type
 host = 127.0.0.1
-port = $P
+port = $3
 username = $1
 password = $(cat "$DV/pw/$1")
-STARTTLS = NO
+compress = NO
+$tls
+
 [remote]
-type = imap
+type = $type
 host = 127.0.0.1
-port = $P
+port = $3
 username = $2
 password = $(cat "$DV/pw/$2")
-STARTTLS = NO
+compress = NO
+$tls
 EOF
 }
-offlineimap_conf() { # DSTUSER SRCUSER
+offlineimap_conf() { # DST SRC PORT
 	cat <<EOF
-# offlineimap3 $(offlineimap --version 2>/dev/null): IMAP to IMAP, 4 connections per side
+# offlineimap3 $(offlineimap --version 2>/dev/null): IMAP to IMAP, 4 connections per side (the
+# documented sensible maximum is 5), no fsync, quiet UI; the source read-only.
 [general]
 accounts = a
 metadata = $DV/state-$1/offlineimap
 ui = quiet
+fsync = false
+
 [Account a]
 localrepository = dst
 remoterepository = src
+
 [Repository src]
 type = IMAP
 remotehost = 127.0.0.1
-remoteport = $P
+remoteport = $3
 remoteuser = $2
-remotepass = $(cat "$DV/pw/$2")
+remotepassfile = $DV/pw/$2
 ssl = no
 starttls = no
 readonly = True
 maxconnections = 4
+
 [Repository dst]
 type = IMAP
 remotehost = 127.0.0.1
-remoteport = $P
+remoteport = $3
 remoteuser = $1
-remotepass = $(cat "$DV/pw/$1")
+remotepassfile = $DV/pw/$1
 ssl = no
 starttls = no
 createfolders = True
@@ -149,107 +227,188 @@ maxconnections = 4
 EOF
 }
 
-# cmd_for TOOL DSTUSER SRCUSER → the command line in CMD (array)
+# cmd_for TOOL DST SRC PORT → CMD (array); 1 if the tool is not there
 cmd_for() {
-	local tool=$1 dst=$2 src=$3
-	mkdir -p "$DV/state-$dst"
+	local tool=$1 dst=$2 src=$3 port=$4 tls=0 sd=$DV/state-$2
+	mkdir -p "$sd"
+	case $tool in *_tls) tls=1 ;; esac
 	case $tool in
-	ceiling) CMD=("$BIN/bench/ceiling" --port "$P" --src "$src" --src-pass-file "$DV/pw/$src" \
-		--dst "$dst" --dst-pass-file "$DV/pw/$dst") ;;
-	mailferry) CMD=("$BIN/mailferry" migrate "imap://$src@127.0.0.1:$P?starttls=no" \
-		"imap://$dst@127.0.0.1:$P?starttls=no" --src-password-file "$DV/pw/$src" \
-		--dst-password-file "$DV/pw/$dst" --state "$DV/state-$dst" --json -q ${MF_OPTS:-}) ;;
-	mailferry_tls) CMD=("$BIN/mailferry" migrate "imaps://$src@127.0.0.1:$PS" \
-		"imaps://$dst@127.0.0.1:$PS" --ca-file "$CA_FILE" --src-password-file "$DV/pw/$src" \
-		--dst-password-file "$DV/pw/$dst" --state "$DV/state-$dst" --json -q ${MF_OPTS:-}) ;;
+	ceiling | ceiling_tls)
+		CMD=("$BIN/bench/ceiling" --port "$port" --src "$src" --src-pass-file "$DV/pw/$src"
+			--dst "$dst" --dst-pass-file "$DV/pw/$dst")
+		[ $tls = 1 ] && CMD+=(--tls --ca-file "$CA_FILE") ;;
+	mailferry)
+		[ -x "$BIN/mailferry" ] || return 1
+		CMD=("$BIN/mailferry" migrate "imap://$src@127.0.0.1:$port?starttls=no"
+			"imap://$dst@127.0.0.1:$port?starttls=no" --src-password-file "$DV/pw/$src"
+			--dst-password-file "$DV/pw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
+	mailferry_tls)
+		[ -x "$BIN/mailferry" ] || return 1
+		CMD=("$BIN/mailferry" migrate "imaps://$src@127.0.0.1:$port" "imaps://$dst@127.0.0.1:$port"
+			--ca-file "$CA_FILE" --src-password-file "$DV/pw/$src" --dst-password-file "$DV/pw/$dst"
+			--state "$sd" --json -q ${MF_OPTS:-}) ;;
 	mbsync | mbsync_tls)
-		mbsync_conf "$dst" "$src" "$([ "$tool" = mbsync_tls ] && echo 1 || echo 0)" >"$DV/state-$dst/mbsyncrc"
-		CMD=(mbsync -c "$DV/state-$dst/mbsyncrc" -a -q) ;;
-	interimap) interimap_conf "$dst" "$src" >"$DV/state-$dst/interimap.conf"
-		CMD=(interimap --config "$DV/state-$dst/interimap.conf" --quiet) ;;
-	offlineimap) offlineimap_conf "$dst" "$src" >"$DV/state-$dst/offlineimaprc"
-		CMD=(offlineimap -c "$DV/state-$dst/offlineimaprc" -o -u quiet) ;;
+		command -v mbsync >/dev/null || return 1
+		mbsync_conf "$dst" "$src" "$port" $tls >"$sd/mbsyncrc"
+		CMD=(mbsync -c "$sd/mbsyncrc" -a -q) ;;
+	interimap | interimap_tls)
+		command -v interimap >/dev/null || return 1
+		interimap_conf "$dst" "$src" "$port" $tls >"$sd/interimap.conf"
+		chmod 600 "$sd/interimap.conf"
+		CMD=(interimap --config "$sd/interimap.conf" --quiet) ;;
+	offlineimap)
+		command -v offlineimap >/dev/null || return 1
+		offlineimap_conf "$dst" "$src" "$port" >"$sd/offlineimaprc"
+		CMD=(offlineimap -c "$sd/offlineimaprc" -o -u quiet) ;;
+	*) return 1 ;;
 	esac
+	# the configuration, once per tool, into the report
+	local f
+	for f in "$sd/mbsyncrc" "$sd/interimap.conf" "$sd/offlineimaprc"; do
+		[ -f "$f" ] && [ ! -f "$OUT/peers/$tool-$(basename "$f")" ] &&
+			sed 's/^password = .*/password = (hidden)/' "$f" >"$OUT/peers/$tool-$(basename "$f")"
+	done
+	return 0
 }
 
-# measure SCENARIO TOOL RUN DSTUSER SRCUSER [exact-check]
+# The delay proxy (25 ms each way) in front of Dovecot's IMAP port; its
+# port in PROXY_PORT, its counters in FILE.
+# The port is fixed: mailferry keys its state by host:port, so every run
+# behind the proxy must see the same one.
+PROXY_PORT=$((P + 10))
+proxy_start() { # STATS_FILE
+	local i
+	rm -f "$DV/proxy.out"
+	python3 tests/faults/delay_proxy.py --target "$P" --listen "$PROXY_PORT" --delay 25 --stats "$1" \
+		--max-seconds "$TMO" >"$DV/proxy.out" 2>"$DV/proxy.err" &
+	PROXY_PID=$!
+	for i in $(seq 1 100); do
+		grep -q "^PORT $PROXY_PORT" "$DV/proxy.out" 2>/dev/null && return 0
+		kill -0 "$PROXY_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	proxy_stop
+	say "the delay proxy did not start: $(cat "$DV/proxy.err")" >&2
+	return 1
+}
+proxy_stop() {
+	[ -n "$PROXY_PID" ] || return 0
+	kill -TERM "$PROXY_PID" 2>/dev/null
+	wait "$PROXY_PID" 2>/dev/null
+	PROXY_PID=
+}
+
+# measure SCENARIO TOOL RUN DST SRC CHECK(0|1) [proxy]
 measure() {
-	local sc=$1 tool=$2 run=$3 dst=$4 src=$5 check=${6:-} t rc exact=None diff=""
-	cmd_for "$tool" "$dst" "$src"
-	/usr/bin/time -f '%e %U %S %M' -o "$DV/time" timeout 900 "${CMD[@]}" >"$DV/out" 2>"$DV/err"
-	rc=$?
-	if [ -n "${PROXY_STATS:-}" ]; then
-		kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null
-	fi
-	# GNU time puts "Command exited with non-zero status N" first on failure
-	read -r wall usr sys rss < <(tail -n 1 "$DV/time" 2>/dev/null) || { wall=0 usr=0 sys=0 rss=0; }
-	if [ -n "$check" ]; then
-		if "$BIN/bench/compare" "$MAIL_ROOT/$src/Maildir" "$MAIL_ROOT/$dst/Maildir" >"$DV/cmp" 2>&1; then
-			exact=True
+	local sc=$1 tool=$2 run=$3 dst=$4 src=$5 check=$6 via=${7:-} W=$DV/w port rc n
+	rm -rf "$W"
+	mkdir -p "$W"
+	port=$P
+	case $tool in *_tls) port=$PS ;; esac
+	rc=
+	if [ "$via" = proxy ]; then
+		if proxy_start "$W/proxy.json"; then
+			port=$PROXY_PORT
 		else
-			exact=False
-			diff=$(grep -v '^compare:' "$DV/cmp" | sed 's/ (Subject:.*//' | sed -E 's/[0-9a-f]{12}//' | sort | uniq -c | sort -rn | head -3 | tr -s ' ' | tr '\n' ';' | sed 's/"/'"'"'/g')
+			echo "the delay proxy did not start" >"$W/err"
+			rc=125
 		fi
 	fi
-	python3 - "$RES" <<PY
-import json, sys
-out = open("$DV/out").read().strip().splitlines()
-mf = {}
-for l in out:
-    try:
-        d = json.loads(l)
-        if d.get("event") == "summary" or d.get("tool") == "ceiling": mf = d
-    except Exception: pass
-rec = dict(scenario="$sc", tool="$tool", run=$run, wall=float("$wall"), user=float("$usr"),
-           sys=float("$sys"), rss_kb=int("$rss"), exit=$rc, exact=$exact, diff="$diff",
-           messages=mf.get("messages_copied", mf.get("messages")), bytes=mf.get("bytes"),
-           wire_in=mf.get("wire_bytes_in"), wire_out=mf.get("wire_bytes_out"),
-           stderr=open("$DV/err", errors="replace").read()[-300:] if $rc else "")
-if "${PROXY_STATS:-}":
-    try: rec["proxy"] = json.load(open("${PROXY_STATS:-/dev/null}"))
-    except Exception: pass
-open(sys.argv[1], "a").write(json.dumps(rec) + "\n")
-PY
-	printf 'bench: %-12s %-14s run %s: %6.2f s  rss %6d KB  exit %s%s\n' "$sc" "$tool" "$run" "$wall" "$rss" "$rc" \
-		"$([ "$exact" = False ] && echo "  NOT EXACT: $diff" || true)"
+	if [ -n "$rc" ]; then
+		:
+	elif cmd_for "$tool" "$dst" "$src" "$port"; then
+		python3 bench/report.py exec "$W" "$TMO" "${CMD[@]}"
+		rc=$?
+	else
+		echo "missing: $tool is not installed or not built" >"$W/err"
+		rc=127
+	fi
+	proxy_stop
+	if [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ]; then
+		"$BIN/bench/compare" --json "$MAIL_ROOT/$src/Maildir" "$MAIL_ROOT/$dst/Maildir" >"$W/cmp.json" 2>"$W/cmp.err"
+		# mbsync adds an X-TUID header to what it stores: say so, and
+		# whether the copy is right apart from it
+		if ! grep -q '"exact":true' "$W/cmp.json" && [ -d "$MAIL_ROOT/$dst/Maildir" ]; then
+			n=$(grep -rl -m1 '^X-TUID: ' "$MAIL_ROOT/$dst/Maildir" 2>/dev/null | wc -l)
+			if [ "$n" -gt 0 ]; then
+				"$BIN/bench/compare" "$MAIL_ROOT/$src/Maildir" "$MAIL_ROOT/$dst/Maildir" \
+					--ignore-header X-TUID >"$W/cmp2" 2>&1
+				echo "adds an X-TUID header to $n messages; apart from it: $(tail -n 1 "$W/cmp2" | sed 's/^compare: [^:]*: //')" >"$W/note"
+			fi
+		fi
+	fi
+	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" "$check"
 }
 
-# Warm up: Dovecot builds its indexes on first access; nobody pays for that.
-"$BIN/bench/ceiling" --port "$P" --src src --src-pass-file "$DV/pw/src" --dst ceilingbig \
-	--dst-pass-file "$DV/pw/ceilingbig" >/dev/null 2>&1
+# drop an initial run's destination once checked (disk, page cache)
+drop() { rm -rf "${MAIL_ROOT:?}/$1/Maildir" "$DV/state-$1"; }
 
+# Warm-up: Dovecot builds a Maildir's indexes at its first access; nobody pays for that.
+warm() { # SRC
+	"$BIN/bench/ceiling" --port "$P" --src "$1" --src-pass-file "$DV/pw/$1" --dst warm \
+		--dst-pass-file "$DV/pw/warm" >/dev/null 2>&1
+	drop warm
+}
+warm src
+warm big
+
+# ---- quick ----
 for r in $(seq 1 "$RUNS"); do
-	for t in "${TOOLS[@]}"; do measure initial "$t" "$r" "$t$r" src $([ "$r" = 1 ] && echo check); done
-	for t in mailferry_tls mbsync_tls; do measure initial-tls "$t" "$r" "$t$r" src $([ "$r" = 1 ] && echo check); done
-done
-for r in $(seq 1 "$RUNS"); do
-	for t in "${SYNCERS[@]}"; do measure rerun "$t" "$r" "${t}1" src; done
-done
-for r in $(seq 1 "$RUNS"); do
-	python3 tests/integration/mutate.py "$P" src "$(cat "$DV/pw/src")" $((100 + r)) --flags-only --percent 1 >/dev/null
-	for t in "${SYNCERS[@]}"; do
-		MF_OPTS="--sync-flags --delete" measure flags-1pct "$t" "$r" "${t}1" src
+	for t in "${INITIAL[@]}"; do
+		measure initial "$t" "$r" "$(acct "$t" "$r")" src 1
+		[ "$r" -gt 1 ] && drop "$(acct "$t" "$r")"
+	done
+	for t in "${TLS_TOOLS[@]}"; do
+		measure initial-tls "$t" "$r" "$(acct "$t" "$r")" src 1
+		drop "$(acct "$t" "$r")"
 	done
 done
-for t in "${SYNCERS[@]}"; do measure big-30mb "$t" 1 "${t}big" big check; done
+# Re-runs go over the first run's destination and state. mailferry gets
+# --sync-flags --delete: the peers look at flags on every run, so must it.
+for r in $(seq 1 "$RUNS"); do
+	for t in "${SYNCERS[@]}"; do
+		MF_OPTS="--sync-flags --delete" measure rerun "$t" "$r" "$(acct "$t" 1)" src "$([ "$r" = "$RUNS" ] && echo 1 || echo 0)"
+	done
+done
+for r in $(seq 1 "$RUNS"); do
+	python3 tests/integration/mutate.py "$P" src "$(cat "$DV/pw/src")" $((100 + r)) --flags-only --percent 1 |
+		sed 's/^/bench: flags-1pct run '"$r"': /'
+	for t in "${SYNCERS[@]}"; do
+		MF_OPTS="--sync-flags --delete" measure flags-1pct "$t" "$r" "$(acct "$t" 1)" src 1
+	done
+done
+for r in $(seq 1 "$RUNS"); do
+	for t in ceiling "${SYNCERS[@]}"; do
+		measure big-30mb "$t" "$r" "$(acct "$t" "big$r")" big 1
+		drop "$(acct "$t" "big$r")"
+	done
+done
 
+# ---- full: 100,000 messages in 20 folders ----
 if [ "$MODE" = full ]; then
-	# The no-change re-run behind a delay proxy, 25 ms each way (a 50 ms
-	# round trip, a server across a continent): wire bytes and round trips.
-	PP=$((P + 10)) P_SAVE=$P
-	for t in mailferry interimap mbsync; do
-		for r in $(seq 1 "$RUNS"); do
-			python3 tests/faults/delay_proxy.py --target "$P_SAVE" --listen "$PP" --delay 25 \
-				--stats "$DV/proxy.json" --max-seconds 600 >/dev/null 2>&1 &
-			PROXY_PID=$!
-			sleep 0.5
-			P=$PP PROXY_STATS=$DV/proxy.json measure rerun-50ms "$t" "$r" "${t}1" src
-			P=$P_SAVE
+	warm src100k
+	for r in $(seq 1 "$RUNS"); do
+		for t in "${K_INITIAL[@]}"; do
+			measure initial-100k "$t" "$r" "$(acct "$t" "k$r")" src100k 1
+			[ "$r" -gt 1 ] && drop "$(acct "$t" "k$r")"
+		done
+	done
+	for r in $(seq 1 "$RUNS"); do
+		for t in "${K_SYNCERS[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure rerun-100k "$t" "$r" "$(acct "$t" k1)" src100k \
+				"$([ "$r" = "$RUNS" ] && echo 1 || echo 0)"
+		done
+	done
+	for t in "${K_SYNCERS[@]}"; do
+		measure initial-100k-50ms "$t" 1 "$(acct "$t" kp)" src100k 1 proxy
+	done
+	for r in $(seq 1 "$RUNS"); do
+		for t in "${K_SYNCERS[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure rerun-100k-50ms "$t" "$r" "$(acct "$t" kp)" src100k \
+				"$([ "$r" = "$RUNS" ] && echo 1 || echo 0)" proxy
 		done
 	done
 fi
 
-for f in "$DV"/state-*1/mbsyncrc "$DV"/state-*1/interimap.conf "$DV"/state-*1/offlineimaprc; do
-	[ -f "$f" ] && sed 's/^\(password\|remotepass\) = .*/\1 = (hidden)/' "$f" >"$OUT/peers/$(basename "$(dirname "$f")")-$(basename "$f")"
-done
+say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"

@@ -362,25 +362,47 @@ static void endpoint_fill(struct imap_endpoint *ep, const char *label, const str
 	ep->want_enable = 1;
 }
 
+/* RssAnon / RssFile now, from /proc: LMDB's map pages are file-backed and
+ * reclaimable, the rest is ours. */
+static void rss_split(long *anon_kb, long *file_kb)
+{
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "r");
+
+	*anon_kb = *file_kb = -1;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "RssAnon:", 8))
+			*anon_kb = strtol(line + 8, NULL, 10);
+		else if (!strncmp(line, "RssFile:", 8))
+			*file_kb = strtol(line + 8, NULL, 10);
+	}
+	fclose(f);
+}
+
 static void summary_print(const struct cli *c, const struct job_summary *s, int rc)
 {
 	struct rusage ru;
-	long rss_kb = 0;
+	long rss_kb = 0, anon_kb, file_kb;
 
 	if (!getrusage(RUSAGE_SELF, &ru))
 		rss_kb = ru.ru_maxrss;
+	rss_split(&anon_kb, &file_kb);
 	if (c->json) {
 		printf("{\"event\":\"summary\",\"messages_copied\":%llu,\"messages_skipped\":%llu,"
 		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
 		       "\"mailboxes_failed\":%u,\"flags_synced\":%llu,\"expunged\":%llu,"
 		       "\"seconds\":%.3f,\"connections\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
+		       "\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld,"
 		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d}\n",
 		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
 		       s->mailboxes_failed, (unsigned long long)s->flags_synced,
 		       (unsigned long long)s->expunged, s->seconds, s->connections,
-		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb,
+		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb, anon_kb,
+		       file_kb,
 		       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
 		       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, rc);
 		fflush(stdout);
@@ -481,8 +503,11 @@ static int cmd_migrate(int argc, char **argv)
 			return bad("no state directory: use --state DIR%s%s", "", "");
 		c.state_dir = c.state_buf;
 	}
-	snprintf(c.job_key, sizeof(c.job_key), "imap://%s@%s:%u -> imap://%s@%s:%u", c.su.user,
-		 c.su.host, c.su.port, c.du.user, c.du.host, c.du.port);
+	/* The state belongs to the two accounts, not to how they are reached:
+	 * another port, TLS or a proxy must not make it look like a new job
+	 * (that would copy everything again). */
+	snprintf(c.job_key, sizeof(c.job_key), "%s@%s -> %s@%s", c.su.user, c.su.host, c.du.user,
+		 c.du.host);
 
 	memset(&o, 0, sizeof(o));
 	endpoint_fill(&o.src, "source", &c.su, c.src_pw, &c);

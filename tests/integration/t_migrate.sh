@@ -6,7 +6,7 @@
 # an untrusted certificate, a destination over quota, bad usage.
 . "$(dirname "$0")/lib.sh"
 
-dv_start A --users "src dst dst2 big bigdst q" --quota-user q:1500000 || { not_ok dovecot "start failed"; exit 1; }
+dv_start A --users "src dst dst2 big bigdst q" --quota-user q:700000 || { not_ok dovecot "start failed"; exit 1; }
 dv_start B --users "dst" --separator / || { not_ok dovecot-b "start failed"; exit 1; }
 corpus A src tiny 7 || { not_ok corpus "generation failed"; exit 1; }
 PW=$A_DIR/pw
