@@ -309,7 +309,9 @@ static void *append_folder(void *arg)
 		goto out;
 	if (strcmp(f->name, "INBOX")) {
 		snprintf(hdr, sizeof(hdr), "C CREATE \"%s\"\r\n", f->name);
-		if (send_all(l, hdr, strlen(hdr)) < 0 || wait_tag(l, "C", why, sizeof(why)) < 0)
+		/* [ALREADYEXISTS] (RFC 5530) is fine: the folder is there */
+		if (send_all(l, hdr, strlen(hdr)) < 0 ||
+		    (wait_tag(l, "C", why, sizeof(why)) < 0 && !strstr(why, "[ALREADYEXISTS]")))
 			snprintf(f->err, sizeof(f->err), "CREATE: %s", why);
 	}
 	for (size_t i = 0; i < f->n; i += (size_t)batch) {
