@@ -3,7 +3,7 @@
  * does almost nothing: the benchmark's yardstick (issue 10).
  *
  *   ceiling --port P --src USER --src-pass-file F --dst USER --dst-pass-file F
- *           [--host H] [--tls [--ca-file F]] [--batch N]
+ *           [--host H] [--tls [--ca-file F]] [--batch N] [--fetch-only]
  *
  * Phase 1, one connection per folder, all at once: LOGIN, EXAMINE,
  * `UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])`, everything kept in
@@ -11,7 +11,8 @@
  * CREATE, then MULTIAPPEND (RFC 3502) batches of N messages (default 100)
  * with LITERAL+ (RFC 7888) literals written back to back, one wait at the
  * end. Prints one JSON line: folders, messages, bytes, fetch and append
- * seconds, total seconds, ok.
+ * seconds, total seconds, ok. --fetch-only stops after phase 1 (a warm-up:
+ * Dovecot builds and fills a Maildir's indexes on its first reads).
  *
  * Plain TCP or TLS from the first byte (--tls, the IMAPS port; the
  * certificate is verified against --ca-file or the system store), blocking
@@ -110,7 +111,7 @@ static int send_all(struct link *l, const void *p, size_t n)
 {
 	while (n) {
 		ssize_t k = l->ssl ? SSL_write(l->ssl, p, (int)(n < (1u << 30) ? n : 1u << 30))
-				   : send(l->fd, p, n, MSG_NOSIGNAL);
+		                   : send(l->fd, p, n, MSG_NOSIGNAL);
 
 		if (k <= 0)
 			return -1;
@@ -132,7 +133,7 @@ static int fill(struct link *l)
 		l->pos = 0;
 	}
 	k = l->ssl ? SSL_read(l->ssl, l->buf + l->len, (int)(sizeof(l->buf) - l->len))
-		   : recv(l->fd, l->buf + l->len, sizeof(l->buf) - l->len, 0);
+	           : recv(l->fd, l->buf + l->len, sizeof(l->buf) - l->len, 0);
 	if (k <= 0)
 		return -1;
 	l->len += (size_t)k;
@@ -235,9 +236,10 @@ static void fetch_meta(const char *line, struct msg *m)
 		for (const char *p = fl + 7; e && p < e;) {
 			size_t k = strcspn(p, " )");
 
-			if (k && !(k == 7 && !strncmp(p, "\\Recent", 7)) && o + k + 2 < sizeof(m->flags))
+			if (k && !(k == 7 && !strncmp(p, "\\Recent", 7)) &&
+			    o + k + 2 < sizeof(m->flags))
 				o += (size_t)snprintf(m->flags + o, sizeof(m->flags) - o, "%s%.*s",
-						      o ? " " : "", (int)k, p);
+				                      o ? " " : "", (int)k, p);
 			p += k + (p[k] == ' ');
 		}
 	}
@@ -253,8 +255,9 @@ static void *fetch_folder(void *arg)
 
 	if (!l || login(l, suser, spass, f->err, sizeof(f->err)) < 0)
 		goto out;
-	snprintf(cmd, sizeof(cmd), "E EXAMINE \"%s\"\r\nF UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])\r\n",
-		 f->name);
+	snprintf(cmd, sizeof(cmd),
+	         "E EXAMINE \"%s\"\r\nF UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])\r\n",
+	         f->name);
 	if (send_all(l, cmd, strlen(cmd)) < 0 || wait_tag(l, "E", f->err, sizeof(f->err)) < 0)
 		goto out;
 	for (;;) {
@@ -322,7 +325,8 @@ static void *append_folder(void *arg)
 		for (size_t k = i; k < f->n && k < i + (size_t)batch; k++) {
 			struct msg *m = &f->m[k];
 
-			snprintf(hdr, sizeof(hdr), " (%s) \"%s\" {%zu+}\r\n", m->flags, m->date, m->len);
+			snprintf(hdr, sizeof(hdr), " (%s) \"%s\" {%zu+}\r\n", m->flags, m->date,
+			         m->len);
 			bad |= send_all(l, hdr, strlen(hdr));
 			bad |= send_all(l, m->data, m->len);
 		}
@@ -365,7 +369,7 @@ static const char *list_name(char *line)
 	if (strncmp(line, "* LIST (", 8) || !p || strstr(line, "\\Noselect") ||
 	    strstr(line, "\\NonExistent"))
 		return NULL;
-	p += 2;				/* the delimiter: "." or NIL */
+	p += 2; /* the delimiter: "." or NIL */
 	p += *p == '"' ? (p[1] == '\\' ? 5 : 4) : 4;
 	if (*p != '"')
 		return p;
@@ -386,13 +390,15 @@ int main(int argc, char **argv)
 	const char *ca = NULL;
 	double t0, t1, t2;
 	uint64_t msgs = 0, bytes = 0;
-	int use_tls = 0, failed = 0;
+	int use_tls = 0, failed = 0, fetch_only = 0;
 
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(argv[i], "--tls"))
 			use_tls = 1;
+		else if (!strcmp(argv[i], "--fetch-only"))
+			fetch_only = 1;
 		else if (!v)
 			port = 0;
 		else if (!strcmp(argv[i], "--port"))
@@ -415,14 +421,18 @@ int main(int argc, char **argv)
 			port = 0, i = argc;
 	}
 	if (port <= 0 || port > 65535 || !suser[0] || !duser[0] || batch < 1) {
-		fprintf(stderr, "usage: ceiling --port P --src U --src-pass-file F --dst U --dst-pass-file F "
-				"[--host IPv4] [--tls [--ca-file F]] [--batch N]\n");
+		fprintf(
+		    stderr,
+		    "usage: ceiling --port P --src U --src-pass-file F --dst U --dst-pass-file F "
+		    "[--host IPv4] [--tls [--ca-file F]] [--batch N] [--fetch-only]\n");
 		return 2;
 	}
 	if (use_tls) {
 		if (!(tls = SSL_CTX_new(TLS_client_method())) ||
-		    (ca ? SSL_CTX_load_verify_locations(tls, ca, NULL) : SSL_CTX_set_default_verify_paths(tls)) != 1) {
-			fprintf(stderr, "ceiling: TLS set-up failed (--ca-file %s)\n", ca ? ca : "-");
+		    (ca ? SSL_CTX_load_verify_locations(tls, ca, NULL)
+		        : SSL_CTX_set_default_verify_paths(tls)) != 1) {
+			fprintf(stderr, "ceiling: TLS set-up failed (--ca-file %s)\n",
+			        ca ? ca : "-");
 			return 2;
 		}
 		SSL_CTX_set_verify(tls, SSL_VERIFY_PEER, NULL);
@@ -456,10 +466,10 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nf; i++)
 		pthread_join(th[i], NULL);
 	t1 = now();
-	for (size_t i = 0; i < nf; i++)
+	for (size_t i = 0; i < nf && !fetch_only; i++)
 		if (pthread_create(&th[i], NULL, append_folder, &fs[i]))
 			die("pthread_create");
-	for (size_t i = 0; i < nf; i++)
+	for (size_t i = 0; i < nf && !fetch_only; i++)
 		pthread_join(th[i], NULL);
 	t2 = now();
 	for (size_t i = 0; i < nf; i++) {

@@ -79,7 +79,7 @@ struct tree {
 	uint64_t bytes;
 	EVP_MD_CTX *md;
 	uint8_t *in, *out; /* read and fold buffers */
-	char err[600];	   /* first I/O error; the tree is then unusable */
+	char err[600];     /* first I/O error; the tree is then unusable */
 };
 
 #define CMP_BUF (1 << 17)
@@ -133,21 +133,31 @@ static int cmpstr(const void *a, const void *b)
 static void flags_canon(const char *info, char names[26][64], char *out, size_t cap)
 {
 	static const char unknown[26][20] = {
-		"?keyword-a", "?keyword-b", "?keyword-c", "?keyword-d", "?keyword-e", "?keyword-f",
-		"?keyword-g", "?keyword-h", "?keyword-i", "?keyword-j", "?keyword-k", "?keyword-l",
-		"?keyword-m", "?keyword-n", "?keyword-o", "?keyword-p", "?keyword-q", "?keyword-r",
-		"?keyword-s", "?keyword-t", "?keyword-u", "?keyword-v", "?keyword-w", "?keyword-x",
-		"?keyword-y", "?keyword-z"};
+	    "?keyword-a", "?keyword-b", "?keyword-c", "?keyword-d", "?keyword-e", "?keyword-f",
+	    "?keyword-g", "?keyword-h", "?keyword-i", "?keyword-j", "?keyword-k", "?keyword-l",
+	    "?keyword-m", "?keyword-n", "?keyword-o", "?keyword-p", "?keyword-q", "?keyword-r",
+	    "?keyword-s", "?keyword-t", "?keyword-u", "?keyword-v", "?keyword-w", "?keyword-x",
+	    "?keyword-y", "?keyword-z"};
 	const char *v[40];
 	size_t n = 0, o = 0;
 
 	for (const char *p = info; p && *p && *p != ',' && n < 40; p++) {
 		switch (*p) {
-		case 'D': v[n++] = "\\Draft"; break;
-		case 'F': v[n++] = "\\Flagged"; break;
-		case 'R': v[n++] = "\\Answered"; break;
-		case 'S': v[n++] = "\\Seen"; break;
-		case 'T': v[n++] = "\\Deleted"; break;
+		case 'D':
+			v[n++] = "\\Draft";
+			break;
+		case 'F':
+			v[n++] = "\\Flagged";
+			break;
+		case 'R':
+			v[n++] = "\\Answered";
+			break;
+		case 'S':
+			v[n++] = "\\Seen";
+			break;
+		case 'T':
+			v[n++] = "\\Deleted";
+			break;
 		default:
 			if (*p >= 'a' && *p <= 'z')
 				v[n++] = names[*p - 'a'][0] ? names[*p - 'a'] : unknown[*p - 'a'];
@@ -171,8 +181,11 @@ static void subject_clean(const uint8_t *s, size_t n, char *out, size_t cap)
 		s++, n--;
 	for (size_t i = 0; i < n && o + 5 < cap;) {
 		uint8_t c = s[i];
-		size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-					: (c & 0xF8) == 0xF0 ? 4 : 0;
+		size_t len = c < 0x80             ? 1
+		             : (c & 0xE0) == 0xC0 ? 2
+		             : (c & 0xF0) == 0xE0 ? 3
+		             : (c & 0xF8) == 0xF0 ? 4
+		                                  : 0;
 		int ok = len && i + len <= n;
 
 		for (size_t k = 1; ok && k < len; k++)
@@ -256,10 +269,12 @@ static int hash_file_filtered(struct tree *t, int fd, struct msg *m)
 				in_hdr = 0, skipping = 0;
 			else if (b[i] != ' ' && b[i] != '\t')
 				skipping = ignored_field(b + i, len);
-			if (!m->subject[0] && len >= 8 && !strncasecmp((const char *)b + i, "Subject:", 8))
-				subject_clean(b + i + 8, len - 8 - (len > 8 && b[i + len - 1] == '\n') -
-							  (len > 9 && b[i + len - 2] == '\r'),
-					      m->subject, CMP_SUBJ);
+			if (!m->subject[0] && len >= 8 &&
+			    !strncasecmp((const char *)b + i, "Subject:", 8))
+				subject_clean(b + i + 8,
+				              len - 8 - (len > 8 && b[i + len - 1] == '\n') -
+				                  (len > 9 && b[i + len - 2] == '\r'),
+				              m->subject, CMP_SUBJ);
 		}
 		if (!skipping) {
 			memcpy(w + o, b + i, len);
@@ -293,8 +308,8 @@ static int hash_file_filtered(struct tree *t, int fd, struct msg *m)
 static int hash_file(struct tree *t, const char *path, struct msg *m)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	uint64_t cr = 0;   /* CRs held back at a chunk's end: do they end at an LF? */
-	int in_hdr = 1;	   /* still in the header: look for Subject */
+	uint64_t cr = 0; /* CRs held back at a chunk's end: do they end at an LF? */
+	int in_hdr = 1;  /* still in the header: look for Subject */
 	size_t line_len = 0, o = 0;
 	uint8_t line[CMP_SUBJ * 2 + 16];
 	ssize_t r;
@@ -319,7 +334,7 @@ static int hash_file(struct tree *t, const char *path, struct msg *m)
 				if (line_len == 0)
 					in_hdr = 0; /* the blank line */
 				else if (!m->subject[0] && line_len >= 8 &&
-					 !strncasecmp((const char *)line, "Subject:", 8))
+				         !strncasecmp((const char *)line, "Subject:", 8))
 					subject_clean(line + 8, line_len - 8, m->subject, CMP_SUBJ);
 				line_len = 0;
 			} else if (*q != '\r' && line_len < sizeof(line)) {
@@ -439,14 +454,15 @@ static void walk_fs(struct tree *t, const char *dir, const char *prefix, int dep
 		char sub[4400], name[1024];
 		struct stat st;
 
-		if (e->d_name[0] == '.' || (depth == 0 && !strcmp(e->d_name, "subscriptions")) ||
-		    !strncmp(e->d_name, "dovecot", 7) || !strcmp(e->d_name, "cur") ||
-		    !strcmp(e->d_name, "new") || !strcmp(e->d_name, "tmp"))
+		/* a mailbox's own cur/ new/ tmp/; Dovecot's files are not directories */
+		if (e->d_name[0] == '.' || !strcmp(e->d_name, "cur") || !strcmp(e->d_name, "new") ||
+		    !strcmp(e->d_name, "tmp"))
 			continue;
 		snprintf(sub, sizeof(sub), "%.4000s/%s", dir, e->d_name);
 		if (stat(sub, &st) < 0 || !S_ISDIR(st.st_mode))
 			continue;
-		snprintf(name, sizeof(name), "%.500s%s%.500s", prefix, *prefix ? "/" : "", e->d_name);
+		snprintf(name, sizeof(name), "%.500s%s%.500s", prefix, *prefix ? "/" : "",
+		         e->d_name);
 		if (is_mailbox(sub))
 			folder_load(t, sub, name);
 		if (depth < 64)
@@ -476,7 +492,8 @@ static void *tree_load(void *arg)
 {
 	struct tree *t = arg;
 
-	if (!(t->md = EVP_MD_CTX_new()) || !(t->in = malloc(CMP_BUF)) || !(t->out = malloc(CMP_BUF))) {
+	if (!(t->md = EVP_MD_CTX_new()) || !(t->in = malloc(CMP_BUF)) ||
+	    !(t->out = malloc(CMP_BUF))) {
 		snprintf(t->err, sizeof(t->err), "out of memory");
 		return NULL;
 	}
@@ -498,7 +515,8 @@ static void *tree_load(void *arg)
 		while ((e = readdir(d))) {
 			char sub[4400], name[1024];
 
-			if (e->d_name[0] != '.' || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			if (e->d_name[0] != '.' || !strcmp(e->d_name, ".") ||
+			    !strcmp(e->d_name, ".."))
 				continue;
 			snprintf(sub, sizeof(sub), "%.4000s/%s", t->root, e->d_name);
 			if (!is_mailbox(sub))
@@ -531,8 +549,8 @@ static struct folder *folder_find(struct tree *t, const char *name)
 /* ---- reporting ---- */
 
 enum { D_MISSING, D_EXTRA, D_DUP, D_FLAGS, D_DATE, D_FMISSING, D_FEXTRA, D_KINDS };
-static const char *const kind_json[D_KINDS] = {"missing", "extra", "duplicate", "flags",
-					       "internaldate", "folder_missing", "folder_extra"};
+static const char *const kind_json[D_KINDS] = {
+    "missing", "extra", "duplicate", "flags", "internaldate", "folder_missing", "folder_extra"};
 
 struct report {
 	int json;
@@ -566,7 +584,7 @@ static void date_str(int64_t t, char *out, size_t cap)
 /* One difference. m: the message (or NULL for a folder); a, b: the src and
  * dst values of what differs, or NULL. */
 static void diff(struct report *r, int kind, const char *folder, const struct msg *m, const char *a,
-		 const char *b, size_t n)
+                 const char *b, size_t n)
 {
 	char h[13] = "";
 
@@ -597,18 +615,24 @@ static void diff(struct report *r, int kind, const char *folder, const struct ms
 		return;
 	}
 	switch (kind) {
-	case D_FMISSING: printf("folder %s missing on destination (%zu messages)\n", folder, n); break;
-	case D_FEXTRA: printf("folder %s exists only on destination (%zu messages)\n", folder, n); break;
+	case D_FMISSING:
+		printf("folder %s missing on destination (%zu messages)\n", folder, n);
+		break;
+	case D_FEXTRA:
+		printf("folder %s exists only on destination (%zu messages)\n", folder, n);
+		break;
 	case D_FLAGS:
 	case D_DATE:
-		printf("folder %s: %s differ%s on %s (Subject: %s): src \"%s\" dst \"%s\"\n", folder,
-		       kind == D_FLAGS ? "flags" : "internaldate", kind == D_FLAGS ? "" : "s", h,
-		       m->subject, a, b);
+		printf("folder %s: %s differ%s on %s (Subject: %s): src \"%s\" dst \"%s\"\n",
+		       folder, kind == D_FLAGS ? "flags" : "internaldate",
+		       kind == D_FLAGS ? "" : "s", h, m->subject, a, b);
 		break;
 	default:
 		printf("folder %s: %s message %s (Subject: %s; flags: %s)\n", folder,
-		       kind == D_MISSING ? "missing" : kind == D_EXTRA ? "extra" : "duplicate", h,
-		       m->subject, m->flags);
+		       kind == D_MISSING ? "missing"
+		       : kind == D_EXTRA ? "extra"
+		                         : "duplicate",
+		       h, m->subject, m->flags);
 	}
 }
 
@@ -617,7 +641,7 @@ static void diff(struct report *r, int kind, const char *folder, const struct ms
  * left over is missing, extra, or (more copies than the source has) a
  * duplicate. */
 static void folder_diff(struct report *r, const struct folder *fa, const struct folder *fb,
-			int ignore_extra)
+                        int ignore_extra)
 {
 	static const struct folder empty;
 	size_t x = 0, y = 0;
@@ -625,8 +649,10 @@ static void folder_diff(struct report *r, const struct folder *fa, const struct 
 	if (!fb)
 		fb = &empty;
 	while (x < fa->n || y < fb->n) {
-		const struct msg *h = x < fa->n && (y == fb->n || memcmp(fa->m[x].hash, fb->m[y].hash, 32) <= 0)
-					      ? &fa->m[x] : &fb->m[y];
+		const struct msg *h =
+		    x < fa->n && (y == fb->n || memcmp(fa->m[x].hash, fb->m[y].hash, 32) <= 0)
+		        ? &fa->m[x]
+		        : &fb->m[y];
 		size_t xe = x, ye = y, na, nb, i, j, ua = 0, ub = 0;
 		const struct msg *la[64], *lb[64]; /* unmatched, paired up below */
 
@@ -671,7 +697,8 @@ static void folder_diff(struct report *r, const struct folder *fa, const struct 
 		 * source lacks is extra, every further copy a duplicate */
 		for (; i < ub; i++)
 			if (na == 0 && i == ua)
-				(void)(ignore_extra || (diff(r, D_EXTRA, fa->name, lb[i], NULL, NULL, 0), 0));
+				(void)(ignore_extra ||
+				       (diff(r, D_EXTRA, fa->name, lb[i], NULL, NULL, 0), 0));
 			else
 				diff(r, nb > na ? D_DUP : D_EXTRA, fa->name, lb[i], NULL, NULL, 0);
 		x = xe, y = ye;
@@ -706,9 +733,11 @@ int main(int argc, char **argv)
 		else
 			a.root = b.root = NULL, i = argc;
 	}
-	if (!a.root || !b.root || (a.sep != '.' && a.sep != '/') || (b.sep != '.' && b.sep != '/')) {
-		fprintf(stderr, "usage: compare SRC_MAILDIR DST_MAILDIR [--src-sep .|/] [--dst-sep .|/] "
-				"[--json] [--ignore-extra] [--ignore-header NAME]...\n");
+	if (!a.root || !b.root || (a.sep != '.' && a.sep != '/') ||
+	    (b.sep != '.' && b.sep != '/')) {
+		fprintf(stderr,
+		        "usage: compare SRC_MAILDIR DST_MAILDIR [--src-sep .|/] [--dst-sep .|/] "
+		        "[--json] [--ignore-extra] [--ignore-header NAME]...\n");
 		return 2;
 	}
 	threaded = pthread_create(&th, NULL, tree_load, &b) == 0;
@@ -739,7 +768,8 @@ int main(int argc, char **argv)
 				if (strcmp(b.f[i].name, "INBOX"))
 					diff(&r, D_FEXTRA, b.f[i].name, NULL, NULL, NULL, b.f[i].n);
 				else
-					folder_diff(&r, &(struct folder){.name = "INBOX"}, &b.f[i], 0);
+					folder_diff(&r, &(struct folder){.name = "INBOX"}, &b.f[i],
+					            0);
 			}
 	if (r.json) {
 		uint64_t dn = 0;
@@ -757,13 +787,14 @@ int main(int argc, char **argv)
 	} else {
 		if (r.total > CMP_SHOW)
 			printf("... and %lu more differences\n", r.total - CMP_SHOW);
-		printf("compare: %zu folders, %llu messages, %llu bytes: ", a.n, (unsigned long long)nmsg,
-		       (unsigned long long)a.bytes);
+		printf("compare: %zu folders, %llu messages, %llu bytes: ", a.n,
+		       (unsigned long long)nmsg, (unsigned long long)a.bytes);
 		if (r.total) {
 			printf("%lu differences (", r.total);
 			for (int k = 0, sep = 0; k < D_KINDS; k++)
 				if (r.count[k])
-					printf("%s%s %lu", sep++ ? ", " : "", kind_json[k], r.count[k]);
+					printf("%s%s %lu", sep++ ? ", " : "", kind_json[k],
+					       r.count[k]);
 			printf(")\n");
 		} else {
 			printf("exact\n");

@@ -106,22 +106,22 @@ static void putf(struct buf *b, const char *fmt, ...)
 		put(b, tmp, (size_t)(n < (int)sizeof(tmp) ? n : (int)sizeof(tmp) - 1));
 }
 
-static const char *const first[] = {"Anna", "Bernd", "Chloé", "Dmitri", "Eva", "François",
-				    "Grete", "Hiro", "Ines", "Jürgen", "Kofi", "Lena",
-				    "Mårten", "Nadia", "Oskar", "Priya"};
+static const char *const first[] = {"Anna",   "Bernd", "Chloé", "Dmitri", "Eva",  "François",
+                                    "Grete",  "Hiro",  "Ines",  "Jürgen", "Kofi", "Lena",
+                                    "Mårten", "Nadia", "Oskar", "Priya"};
 static const char *const last[] = {"Müller", "Schmidt", "Dubois", "Ivanov", "Tanaka",
-				   "García", "Nowak", "Okafor", "Rossi", "Svensson"};
+                                   "García", "Nowak",   "Okafor", "Rossi",  "Svensson"};
 static const char *const words[] = {
-	"the",	    "meeting", "budget",   "report",  "server",  "migration", "invoice", "please",
-	"review",   "attached", "draft",    "quarter", "release", "tomorrow",  "deadline", "update",
-	"team",	    "customer", "contract", "issue",   "fixed",   "broken",    "mailbox", "archive",
-	"schedule", "Grüße",   "merci",    "danke",   "naïve",   "café",      "résumé",  "über"};
-static const char *const topics[] = {"Quarterly budget", "Server migration plan", "Re: lunch?",
-				     "Invoice 2024-113", "Release 3.2 notes", "Urlaubsplanung",
-				     "Réunion de lundi", "Contract draft v4", "Build broken again",
-				     "Photos from the trip"};
+    "the",      "meeting",  "budget",   "report",  "server",  "migration", "invoice",  "please",
+    "review",   "attached", "draft",    "quarter", "release", "tomorrow",  "deadline", "update",
+    "team",     "customer", "contract", "issue",   "fixed",   "broken",    "mailbox",  "archive",
+    "schedule", "Grüße",    "merci",    "danke",   "naïve",   "café",      "résumé",   "über"};
+static const char *const topics[] = {
+    "Quarterly budget",   "Server migration plan", "Re: lunch?",       "Invoice 2024-113",
+    "Release 3.2 notes",  "Urlaubsplanung",        "Réunion de lundi", "Contract draft v4",
+    "Build broken again", "Photos from the trip"};
 static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-				     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 static const char *const wdays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
 
 static void words_line(struct rng *r, struct buf *b, unsigned n)
@@ -175,30 +175,43 @@ struct profile {
 	unsigned messages;
 	const char *const *folders;
 	unsigned nfolders;
-	unsigned big_mb;     /* one message this big, 0 = none */
-	unsigned attach_pt;  /* messages with a 1-2 MB attachment, per 10,000 */
-	unsigned small;	     /* 1: only small messages (the crash test wants many) */
+	unsigned big_mb;    /* one message this big, 0 = none */
+	unsigned attach_pt; /* messages with a 1-2 MB attachment, per 10,000 */
+	unsigned small;     /* 1: only small messages (the crash test wants many) */
 };
 
 /* Folder names as Maildir++ stores them: modified UTF-7, '.' for hierarchy. */
 static const char *const f_tiny[] = {"", "Sent", "Lists.dev", "Entw&APw-rfe"};
-static const char *const f_demo[] = {"", "Sent", "Archive", "Archive.2019", "Lists.dev",
-				     "Re&AOc-us"};
+static const char *const f_demo[] = {"",          "Sent",     "Archive", "Archive.2019",
+                                     "Lists.dev", "Re&AOc-us"};
 static const char *const f_crash[] = {"", "Lists", "Lists.Debian"};
-static const char *const f_quick[] = {"", "Sent", "Drafts", "Archive", "Archive.2019",
-				      "Lists.dev", "Entw&APw-rfe"};
-static const char *const f_full[] = {
-	"", "Sent", "Drafts", "Trash", "Junk", "Archive", "Archive.2015", "Archive.2016",
-	"Archive.2017", "Archive.2018", "Archive.2019", "Archive.2020", "Lists", "Lists.dev",
-	"Lists.announce", "Projects", "Projects.Alpha", "Projects.Beta", "Entw&APw-rfe",
-	"Re&AOc-us"};
+static const char *const f_quick[] = {
+    "", "Sent", "Drafts", "Archive", "Archive.2019", "Lists.dev", "Entw&APw-rfe"};
+static const char *const f_full[] = {"",
+                                     "Sent",
+                                     "Drafts",
+                                     "Trash",
+                                     "Junk",
+                                     "Archive",
+                                     "Archive.2015",
+                                     "Archive.2016",
+                                     "Archive.2017",
+                                     "Archive.2018",
+                                     "Archive.2019",
+                                     "Archive.2020",
+                                     "Lists",
+                                     "Lists.dev",
+                                     "Lists.announce",
+                                     "Projects",
+                                     "Projects.Alpha",
+                                     "Projects.Beta",
+                                     "Entw&APw-rfe",
+                                     "Re&AOc-us"};
 
 static const struct profile profiles[] = {
-	{"tiny", 150, f_tiny, N(f_tiny), 1, 0, 0},
-	{"demo", 2500, f_demo, N(f_demo), 0, 36, 0},
-	{"crash", 5200, f_crash, N(f_crash), 0, 0, 1},
-	{"quick", 6000, f_quick, N(f_quick), 30, 10, 0},
-	{"full", 100000, f_full, N(f_full), 30, 10, 0},
+    {"tiny", 150, f_tiny, N(f_tiny), 1, 0, 0},      {"demo", 2500, f_demo, N(f_demo), 0, 36, 0},
+    {"crash", 5200, f_crash, N(f_crash), 0, 0, 1},  {"quick", 6000, f_quick, N(f_quick), 30, 10, 0},
+    {"full", 100000, f_full, N(f_full), 30, 10, 0},
 };
 
 /* Keywords, per mille of messages carrying each. */
@@ -208,17 +221,17 @@ static const unsigned keyword_pm[] = {50, 20, 30, 90, 60};
 /* The hostile kinds; the first messages of every folder cycle through them. */
 enum {
 	H_NONE,
-	H_BAD_MSGID,	/* Message-ID no parser accepts */
+	H_BAD_MSGID, /* Message-ID no parser accepts */
 	H_NO_MSGID,
-	H_DATE_1970,	/* Date decades off, both ways */
+	H_DATE_1970, /* Date decades off, both ways */
 	H_DATE_2089,
 	H_NO_DATE,
-	H_LATIN1_HDR,	/* raw 8-bit Latin-1 in From */
-	H_UTF8_HDR,	/* raw UTF-8 Subject, no RFC 2047 */
-	H_BARE_CR,	/* bare CRs inside lines and before a line end */
-	H_LONG_LINE,	/* a body line of 1,500 characters */
-	H_LONG_HDR,	/* a References header of 1,200 characters on one line */
-	H_EMPTY_BODY,	/* headers, the blank line, nothing else */
+	H_LATIN1_HDR, /* raw 8-bit Latin-1 in From */
+	H_UTF8_HDR,   /* raw UTF-8 Subject, no RFC 2047 */
+	H_BARE_CR,    /* bare CRs inside lines and before a line end */
+	H_LONG_LINE,  /* a body line of 1,500 characters */
+	H_LONG_HDR,   /* a References header of 1,200 characters on one line */
+	H_EMPTY_BODY, /* headers, the blank line, nothing else */
 	H_NO_FINAL_CRLF,
 	H_OLD_INTERNALDATE, /* INTERNALDATE in 1998 */
 	H_KINDS
@@ -231,7 +244,7 @@ struct meta {
 
 /* One message into b. */
 static void message(struct rng *r, struct buf *b, unsigned id, size_t attach, size_t size_hint,
-		    unsigned hostile, int64_t internaldate)
+                    unsigned hostile, int64_t internaldate)
 {
 	unsigned kind = rn(r, 10);
 	int64_t year = 2008 + rn(r, 17);
@@ -246,23 +259,26 @@ static void message(struct rng *r, struct buf *b, unsigned id, size_t attach, si
 		kind = 9;
 	snprintf(boundary, sizeof(boundary), "=_mf_%u_%llx", id, (unsigned long long)rnd(r));
 	putf(b, "Return-Path: <%c.sender@example.org>\r\n", f[0]);
-	putf(b, "Received: from mx%u.example.net (mx%u.example.net [192.0.2.%u])\r\n"
-		"\tby mail.example.org (Postfix) with ESMTPS id %llX\r\n"
-		"\tfor <you@example.org>; %s, %u %s %lld %02u:%02u:%02u +0000\r\n",
-		rn(r, 9), rn(r, 9), 1 + rn(r, 250), (unsigned long long)rnd(r), wdays[rn(r, 7)],
-		1 + rn(r, 28), months[rn(r, 12)], (long long)(1970 + internaldate / 31556952),
-		rn(r, 24), rn(r, 60), rn(r, 60));
+	putf(b,
+	     "Received: from mx%u.example.net (mx%u.example.net [192.0.2.%u])\r\n"
+	     "\tby mail.example.org (Postfix) with ESMTPS id %llX\r\n"
+	     "\tfor <you@example.org>; %s, %u %s %lld %02u:%02u:%02u +0000\r\n",
+	     rn(r, 9), rn(r, 9), 1 + rn(r, 250), (unsigned long long)rnd(r), wdays[rn(r, 7)],
+	     1 + rn(r, 28), months[rn(r, 12)], (long long)(1970 + internaldate / 31556952),
+	     rn(r, 24), rn(r, 60), rn(r, 60));
 	if (hostile == H_BAD_MSGID)
 		putf(b, "Message-ID: <broken id %u@@>\r\n", id);
 	else if (hostile != H_NO_MSGID)
-		putf(b, "Message-ID: <%u.%llx@mail.example.org>\r\n", id, (unsigned long long)rnd(r));
+		putf(b, "Message-ID: <%u.%llx@mail.example.org>\r\n", id,
+		     (unsigned long long)rnd(r));
 	if (hostile == H_DATE_1970)
 		puts_(b, "Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n");
 	else if (hostile == H_DATE_2089)
 		puts_(b, "Date: Sat, 12 Aug 2089 14:00:00 -0700\r\n");
 	else if (hostile != H_NO_DATE)
-		putf(b, "Date: %s, %u %s %lld %02u:%02u:%02u +0200\r\n", wdays[rn(r, 7)], 1 + rn(r, 28),
-		     months[rn(r, 12)], (long long)year, rn(r, 24), rn(r, 60), rn(r, 60));
+		putf(b, "Date: %s, %u %s %lld %02u:%02u:%02u +0200\r\n", wdays[rn(r, 7)],
+		     1 + rn(r, 28), months[rn(r, 12)], (long long)year, rn(r, 24), rn(r, 60),
+		     rn(r, 60));
 	if (hostile == H_LATIN1_HDR)
 		putf(b, "From: \xc9milie %s <emilie@example.org>\r\n", l);
 	else
@@ -271,7 +287,8 @@ static void message(struct rng *r, struct buf *b, unsigned id, size_t attach, si
 	if (hostile == H_UTF8_HDR)
 		putf(b, "Subject: Grüße aus Köln, ça va? %u\r\n", id);
 	else if (rn(r, 3) == 0)
-		putf(b, "Subject: =?UTF-8?B?w5xiZXJzaWNodDog?= %s %u\r\n", topics[rn(r, N(topics))], id);
+		putf(b, "Subject: =?UTF-8?B?w5xiZXJzaWNodDog?= %s %u\r\n", topics[rn(r, N(topics))],
+		     id);
 	else if (rn(r, 4) == 0)
 		putf(b, "Subject: %s #%u with a long subject that is folded over\r\n two lines\r\n",
 		     topics[rn(r, N(topics))], id);
@@ -283,8 +300,9 @@ static void message(struct rng *r, struct buf *b, unsigned id, size_t attach, si
 			putf(b, " <%u.%u.thread@mail.example.org>", id, i);
 		puts_(b, "\r\n");
 	} else if (id > 10 && rn(r, 3) == 0) {
-		putf(b, "In-Reply-To: <%u.thread@mail.example.org>\r\nReferences: <%u.thread@mail."
-			"example.org>\r\n <%u.thread@mail.example.org>\r\n",
+		putf(b,
+		     "In-Reply-To: <%u.thread@mail.example.org>\r\nReferences: <%u.thread@mail."
+		     "example.org>\r\n <%u.thread@mail.example.org>\r\n",
 		     id - 1, id - 3, id - 1);
 	}
 	puts_(b, "MIME-Version: 1.0\r\n");
@@ -292,22 +310,26 @@ static void message(struct rng *r, struct buf *b, unsigned id, size_t attach, si
 		size_t start = b->n, part = attach ? attach : size_hint;
 
 		putf(b, "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n", boundary);
-		putf(b, "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n"
-			"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+		putf(b,
+		     "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n"
+		     "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+		     "8bit\r\n\r\n",
 		     boundary);
 		text_body(r, b, b->n + 400 + rn(r, 800), 0);
-		putf(b, "\r\n--%s\r\nContent-Type: application/pdf; name=\"report-%u.pdf\"\r\n"
-			"Content-Disposition: attachment; filename=\"report-%u.pdf\"\r\n"
-			"Content-Transfer-Encoding: base64\r\n\r\n",
+		putf(b,
+		     "\r\n--%s\r\nContent-Type: application/pdf; name=\"report-%u.pdf\"\r\n"
+		     "Content-Disposition: attachment; filename=\"report-%u.pdf\"\r\n"
+		     "Content-Transfer-Encoding: base64\r\n\r\n",
 		     boundary, id, id);
 		base64_body(r, b, part > b->n - start + 200 ? part - (b->n - start) - 200 : 78);
 		putf(b, "\r\n--%s--\r\n", boundary);
 	} else if (kind >= 5) {
 		size_t start = b->n;
 
-		putf(b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n--%s\r\n"
-			"Content-Type: text/plain; charset=utf-8\r\n"
-			"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+		putf(b,
+		     "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n--%s\r\n"
+		     "Content-Type: text/plain; charset=utf-8\r\n"
+		     "Content-Transfer-Encoding: quoted-printable\r\n\r\n",
 		     boundary, boundary);
 		text_body(r, b, start + size_hint / 3, 1);
 		putf(b, "\r\n--%s\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>",
@@ -317,11 +339,13 @@ static void message(struct rng *r, struct buf *b, unsigned id, size_t attach, si
 	} else {
 		size_t start = b->n;
 
-		puts_(b, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n");
+		puts_(b, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+		         "8bit\r\n\r\n");
 		if (hostile == H_EMPTY_BODY)
 			return;
 		if (hostile == H_BARE_CR) {
-			puts_(b, "a line with a bare CR\rin the middle, and CRs before the end\r\r\n");
+			puts_(b,
+			      "a line with a bare CR\rin the middle, and CRs before the end\r\r\n");
 			puts_(b, "three of them here\r\r\r\n\rand one at a line start\r\n");
 		} else if (hostile == H_LONG_LINE) {
 			grow(b, 1502);
@@ -353,7 +377,7 @@ static int mkdirs(const char *p)
 /* Creates the folder's cur/new/tmp and its dovecot-keywords, whose order
  * depends on the folder (rot): letter 'a' + i is kw_order[i]. */
 static void folder_dirs(const char *root, const char *folder, unsigned rot, char *dir, size_t cap,
-			unsigned kw_order[])
+                        unsigned kw_order[])
 {
 	static const char *const subs[] = {"cur", "new", "tmp"};
 	char p[4200];
@@ -388,8 +412,8 @@ static void folder_dirs(const char *root, const char *folder, unsigned rot, char
 	}
 }
 
-static void write_msg(const char *dir, const char *sub, unsigned id, unsigned seed, const char *flags,
-		      const struct buf *b, int64_t t)
+static void write_msg(const char *dir, const char *sub, unsigned id, unsigned seed,
+                      const char *flags, const struct buf *b, int64_t t)
 {
 	char p[4200];
 	struct timespec ts[2];
@@ -397,11 +421,11 @@ static void write_msg(const char *dir, const char *sub, unsigned id, unsigned se
 
 	/* new/ files carry no info suffix (the MDA has not seen them yet) */
 	if (!strcmp(sub, "new"))
-		snprintf(p, sizeof(p), "%.4000s/new/%lld.M%uP%u.corpus,S=%zu", dir, (long long)t, id,
-			 seed, b->n);
+		snprintf(p, sizeof(p), "%.4000s/new/%lld.M%uP%u.corpus,S=%zu", dir, (long long)t,
+		         id, seed, b->n);
 	else
-		snprintf(p, sizeof(p), "%.4000s/cur/%lld.M%uP%u.corpus,S=%zu:2,%s", dir, (long long)t,
-			 id, seed, b->n, flags);
+		snprintf(p, sizeof(p), "%.4000s/cur/%lld.M%uP%u.corpus,S=%zu:2,%s", dir,
+		         (long long)t, id, seed, b->n, flags);
 	ts[0].tv_sec = ts[1].tv_sec = (time_t)t;
 	ts[0].tv_nsec = ts[1].tv_nsec = 0;
 	if ((fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
@@ -475,8 +499,9 @@ int main(int argc, char **argv)
 		if (!strcmp(profiles[i].name, pname))
 			pr = &profiles[i];
 	if (!out || (!pr && !big) || (pname && !pr)) {
-		fprintf(stderr, "usage: corpus --out MAILDIR (--profile tiny|demo|crash|quick|full | "
-				"--big-mb M) [--seed N]\n");
+		fprintf(stderr,
+		        "usage: corpus --out MAILDIR (--profile tiny|demo|crash|quick|full | "
+		        "--big-mb M) [--seed N]\n");
 		return 2;
 	}
 	r.s = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)seed * 0xD1B54A32D192ED03ULL);
@@ -502,7 +527,8 @@ int main(int argc, char **argv)
 	for (unsigned fi = 0; fi < pr->nfolders; fi++) {
 		const char *folder = pr->folders[fi];
 		/* INBOX takes the largest share, as in real accounts */
-		unsigned n = fi == 0 ? pr->messages * 2 / 5 : pr->messages * 3 / 5 / (pr->nfolders - 1);
+		unsigned n =
+		    fi == 0 ? pr->messages * 2 / 5 : pr->messages * 3 / 5 / (pr->nfolders - 1);
 
 		folder_dirs(out, folder, fi, dir, sizeof(dir), kw_order);
 		if (*folder)
@@ -515,12 +541,14 @@ int main(int argc, char **argv)
 			const char *sub = "cur";
 
 			/* every hostile kind in every folder's first messages, then 1 in 4 */
-			hostile = k < H_KINDS - 1 ? 1 + (k + fi) % (H_KINDS - 1)
-				  : rn(&r, 4) == 0 ? 1 + rn(&r, H_KINDS - 1) : H_NONE;
+			hostile = k < H_KINDS - 1  ? 1 + (k + fi) % (H_KINDS - 1)
+			          : rn(&r, 4) == 0 ? 1 + rn(&r, H_KINDS - 1)
+			                           : H_NONE;
 			if (hostile == H_OLD_INTERNALDATE)
 				t = 883612800 + (int64_t)rn(&r, 365 * 86400); /* 1998 */
 			/* attachments evenly spread, so small profiles get their share */
-			if ((count + 5000) * pr->attach_pt / 10000 != (count + 4999) * pr->attach_pt / 10000)
+			if ((count + 5000) * pr->attach_pt / 10000 !=
+			    (count + 4999) * pr->attach_pt / 10000)
 				attach = ((size_t)1 << 20) + rn(&r, 1u << 20);
 			if (pr->big_mb && count == pr->messages / 3)
 				attach = ((size_t)pr->big_mb << 20) - 1500;

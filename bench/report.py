@@ -163,8 +163,8 @@ def record(argv):
 
 def diff_text(c, diffs):
     words = {"missing": "missing", "extra": "extra", "duplicate": "duplicates", "flags": "flags differ",
-             "internaldate": "INTERNALDATE differs", "folder_missing": "folders missing",
-             "folder_extra": "extra folders"}
+             "internaldate": "INTERNALDATE differs", "folder_missing": "folder(s) missing",
+             "folder_extra": "extra folder(s)"}
     parts = ["%d %s" % (c[k], w) for k, w in words.items() if c.get(k)]
     if diffs:
         d = diffs[0]
@@ -316,7 +316,7 @@ def main(outdir, mode):
                 ratio = "TLS: %+.0f %%" % (100 * (s["wall_median"] / plain["wall_median"] - 1))
         n, b = size_of(sc)
         copies = sc.startswith("initial") or sc == "big-30mb"
-        mps = "%.0f" % (n / s["wall_median"]) if copies and n and s["wall_median"] else ""
+        mps = "%.0f" % (n / s["wall_median"]) if copies and n and n > 1 and s["wall_median"] else ""
         mbs = "%.1f" % (b / 1e6 / s["wall_median"]) if copies and b and s["wall_median"] else ""
         if s["checked"] == 0:
             exact = "not checked"
