@@ -132,7 +132,10 @@ struct worker {
 	struct state_mbox rec;	/* the mailbox's record at the start */
 	int have_rec;
 	enum method method;
-	int method_fallback;
+	const char *fallback_why; /* the QRESYNC answer is not usable: why */
+	int retried_plain;	/* EXAMINE (QRESYNC) refused, sent again without */
+	int diff_refused;	/* the CHANGEDSINCE FETCH or UID SEARCH was refused */
+	uint32_t max_named_uid;	/* highest UID in the QRESYNC answer */
 	struct chg *chg;
 	size_t nchg, cchg;
 	char *cpool;
@@ -206,6 +209,7 @@ static void job_maybe_finish(struct job *j);
 static void worker_stop(struct worker *w, int graceful);
 static void mailbox_finish(struct worker *w);
 static void fetch_start(struct worker *w);
+static void examine_send(struct worker *w);
 static int grow(void **p, size_t *cap, size_t need, size_t elem);
 static void retry_push(struct worker *w, uint32_t uid);
 static void intent_drop(struct worker *w, uint32_t uid);
@@ -1968,6 +1972,8 @@ static void vanished_note(void *ctx, uint32_t uid)
 	struct state_msg m;
 	struct mf_error e;
 
+	if (uid > w->max_named_uid)
+		w->max_named_uid = uid;
 	if (uid > w->rec.last_uid)
 		return;
 	if (state_msg_get(j->st, &k, &m, &e) < 0) {
@@ -1991,9 +1997,9 @@ static int changes_untagged(struct worker *w, const struct imap_resp *r)
 
 		if (set->type == IMAP_NODE_LIST && set->next)
 			set = set->next; /* (EARLIER) */
-		if (set->type == IMAP_NODE_ATOM &&
+		if (set->type != IMAP_NODE_ATOM ||
 		    uidset_each(set->s, set->len, vanished_note, w) < 0)
-			w->method_fallback = 1;
+			w->fallback_why = "VANISHED did not parse";
 		return 0;
 	}
 	if (imap_node_is(a, "SEARCH")) {
@@ -2018,6 +2024,8 @@ static int changes_untagged(struct worker *w, const struct imap_resp *r)
 			else if (imap_node_is(it, "FLAGS"))
 				flags = it->next;
 		}
+		if (w->method == M_QRESYNC && uid > w->max_named_uid)
+			w->max_named_uid = uid;
 		change_note(w, uid, flags);
 	}
 	return 0;
@@ -2042,7 +2050,15 @@ static void diff_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 	struct job *j = w->job;
 	struct mf_error e;
 
-	if (r->status != IMAP_ST_OK) {
+	if (r->status != IMAP_ST_OK && w->method == M_CONDSTORE && !w->diff_refused &&
+	    !c->closed) {
+		/* A server that claims CONDSTORE but refuses CHANGEDSINCE (or the
+		 * SEARCH): read the mailbox the plain way instead. */
+		mf_log(MF_LOG_WARN, "%s mailbox \"%s\": reading changes refused (%.*s); "
+				    "falling back to a full UID/FLAGS scan",
+		       imap_client_who(c), w->mb->display, (int)r->text_len, r->text);
+		w->diff_refused = 1;
+	} else if (r->status != IMAP_ST_OK && !w->diff_refused) {
 		/* Nothing is deleted on the strength of an answer we did not get. */
 		job_error(j, imap_client_who(c), w->mb, 0, "reading changes failed: %.*s",
 			  (int)r->text_len, r->text);
@@ -2052,6 +2068,12 @@ static void diff_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 		return; /* the second command's answer follows */
 	if (w->mb->failed) {
 		mailbox_finish(w);
+		return;
+	}
+	if (w->diff_refused && w->method == M_CONDSTORE) {
+		w->method = M_SCAN;
+		w->nchg = w->ngone = w->cpool_len = 0;
+		changes_start(w);
 		return;
 	}
 	if (w->method == M_SCAN || (w->method == M_CONDSTORE && j->o->delete_)) {
@@ -2078,13 +2100,26 @@ static void changes_start(struct worker *w)
 		fetch_start(w);
 		return;
 	}
-	if (w->method == M_QRESYNC && (w->method_fallback || w->highestmodseq < w->rec.highestmodseq)) {
-		mf_log(MF_LOG_WARN, "%s mailbox \"%s\": QRESYNC answer not usable (%s); "
-				    "falling back to a full scan",
-		       imap_client_who(&w->src), w->mb->display,
-		       w->method_fallback ? "unparsable VANISHED" : "HIGHESTMODSEQ went backwards");
-		w->method = M_SCAN;
-		w->nchg = w->ngone = w->cpool_len = 0;
+	if (w->method == M_QRESYNC) {
+		/* An answer we cannot trust deletes nothing: log it once, then read
+		 * the mailbox by the next method. A modseq that went backwards
+		 * makes CHANGEDSINCE worthless too, so that one goes to a scan. */
+		const char *why = w->fallback_why;
+		int back = w->highestmodseq < w->rec.highestmodseq;
+
+		if (!why && back)
+			why = "HIGHESTMODSEQ went backwards";
+		if (!why && w->uidnext && w->max_named_uid >= w->uidnext)
+			why = "it names UIDs at or above UIDNEXT";
+		if (why) {
+			w->method = w->src.enabled_condstore && !back ? M_CONDSTORE : M_SCAN;
+			mf_log(MF_LOG_WARN, "%s mailbox \"%s\": QRESYNC answer not usable (%s); "
+					    "reading changes by %s instead",
+			       imap_client_who(&w->src), w->mb->display, why,
+			       w->method == M_SCAN ? "a full UID/FLAGS scan" : "CONDSTORE");
+			w->nchg = w->ngone = w->cpool_len = 0;
+			w->unknown_vanished = 0;
+		}
 	}
 	if (w->method == M_CONDSTORE && w->highestmodseq < w->rec.highestmodseq) {
 		mf_log(MF_LOG_WARN, "%s mailbox \"%s\": HIGHESTMODSEQ went backwards; full scan",
@@ -2372,6 +2407,24 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 	struct mf_error e;
 
 	(void)cmd;
+	if (r->status != IMAP_ST_OK && w->method == M_QRESYNC && !w->retried_plain && !c->closed) {
+		/* Claims QRESYNC but refuses the SELECT parameter: open the
+		 * mailbox plainly and read the changes by the next method. */
+		mf_log(MF_LOG_WARN, "%s mailbox \"%s\": EXAMINE (QRESYNC ...) refused (%.*s); "
+				    "reading changes by %s instead",
+		       imap_client_who(c), mb->display, (int)r->text_len, r->text,
+		       w->src.enabled_condstore ? "CONDSTORE" : "a full UID/FLAGS scan");
+		w->retried_plain = 1;
+		w->method = w->src.enabled_condstore ? M_CONDSTORE : M_SCAN;
+		w->nchg = w->ngone = w->cpool_len = 0;
+		w->unknown_vanished = 0;
+		w->fallback_why = NULL;
+		w->max_named_uid = 0;
+		w->uidvalidity = w->uidnext = 0;
+		w->highestmodseq = 0;
+		examine_send(w);
+		return;
+	}
 	if (r->status != IMAP_ST_OK) {
 		job_error(j, imap_client_who(c), mb, 0, "cannot open mailbox: %.*s",
 			  (int)r->text_len, r->text);
@@ -2448,7 +2501,9 @@ static void worker_next(struct worker *w)
 	w->highestmodseq = 0;
 	w->nchg = w->ngone = w->cpool_len = 0;
 	w->unknown_vanished = 0;
-	w->method_fallback = 0;
+	w->fallback_why = NULL;
+	w->retried_plain = w->diff_refused = 0;
+	w->max_named_uid = 0;
 	w->seen_n = 0;
 	w->have_rec = state_mbox_get(j->st, j->jobid, mb->mbid, &w->rec, &e) == 0;
 	if (!w->have_rec)
@@ -2464,9 +2519,14 @@ static void worker_next(struct worker *w)
 		else
 			w->method = M_SCAN;
 	}
+	examine_send(w);
+}
+
+static void examine_send(struct worker *w)
+{
 	imap_cmd_begin(&w->src, &w->examine_cmd, examine_done, NULL);
 	imap_put(&w->src, "EXAMINE ");
-	imap_put_astring(&w->src, mb->name, mb->len);
+	imap_put_astring(&w->src, w->mb->name, w->mb->len);
 	if (w->method == M_QRESYNC)
 		imap_putf(&w->src, " (QRESYNC (%u %llu 1:%u))", w->rec.uidvalidity,
 			  (unsigned long long)w->rec.highestmodseq, w->rec.last_uid);

@@ -27,6 +27,21 @@ Faults (--fault), at stage S (--stage: greeting, login, select or fetch):
 --fault-count K: only the first K connections misbehave (0 = all, the
 default), so retries can be tested.
 
+CONDSTORE/QRESYNC (RFC 7162), for the incremental read's fallbacks:
+  --qresync MODE          off (default): neither is offered. Otherwise both
+                          are, with MODSEQ 10+UID per message, and MODE is
+                          good     answers as it should
+                          bad-vanished  EXAMINE (QRESYNC ...) adds
+                                   VANISHED (EARLIER) 2,50:60: UIDs at or
+                                   above UIDNEXT, and message 2 still exists
+                          unparsable    VANISHED (EARLIER) 2:zz
+                          refuse   EXAMINE (QRESYNC ...) and FETCH
+                                   (CHANGEDSINCE ...) answered BAD
+  --highestmodseq N       the mailbox's HIGHESTMODSEQ (default 13; lower it
+                          to make it go backwards)
+  --flags3 F              message 3's flags become F, its MODSEQ the
+                          HIGHESTMODSEQ (a flag change since the last run)
+
 Exits LINGER seconds (default 2) after the last client disconnected with
 no new one, or after --max-seconds (default 60), whichever comes first:
 always bounded. A transcript (C: / S:, literals elided) goes to stderr.
@@ -202,6 +217,8 @@ class Session:
     # ---- protocol ----
     def caps(self, authed):
         c = self.args.capabilities
+        if self.args.qresync != "off":
+            c += " CONDSTORE QRESYNC"
         if not authed:
             c += " AUTH=PLAIN"
         return c
@@ -256,7 +273,9 @@ class Session:
             elif cmd == "ID":
                 self.send('* ID ("name" "fake_imap")\r\n%s OK done\r\n' % tag)
             elif cmd == "ENABLE":
-                self.send("* ENABLED\r\n%s OK done\r\n" % tag)
+                on = [x for x in rest.decode("latin-1").upper().split()
+                      if x in ("CONDSTORE", "QRESYNC") and self.args.qresync != "off"]
+                self.send("* ENABLED%s\r\n%s OK done\r\n" % ("".join(" " + x for x in on), tag))
             elif cmd == "NAMESPACE":
                 self.send('* NAMESPACE (("" ".")) NIL NIL\r\n%s OK done\r\n' % tag)
             elif cmd in ("LIST", "LSUB"):
@@ -269,6 +288,8 @@ class Session:
             elif cmd == "STATUS":
                 vals = {"MESSAGES": len(MESSAGES), "UIDNEXT": 4, "UIDVALIDITY": UIDVALIDITY,
                         "UNSEEN": 1, "RECENT": 0, "SIZE": sum(len(m["body"]) for m in MESSAGES)}
+                if self.args.qresync != "off":
+                    vals["HIGHESTMODSEQ"] = self.args.highestmodseq
                 asked = re.findall(rb"[A-Z]+", rest.split(b"(", 1)[-1].upper())
                 items = " ".join("%s %d" % (a.decode(), vals[a.decode()]) for a in asked if a.decode() in vals)
                 self.send("* STATUS INBOX (%s)\r\n%s OK done\r\n" % (items, tag))
@@ -278,12 +299,29 @@ class Session:
                     continue
                 if self.generic_fault("select"):
                     continue
+                qr = re.search(rb"\(QRESYNC \((\d+) (\d+)", rest, re.I)
+                if qr and self.args.qresync == "refuse":
+                    self.send("%s BAD QRESYNC parameter not understood\r\n" % tag)
+                    continue
                 self.selected = True
                 self.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
                           "* OK [PERMANENTFLAGS ()] Read-only\r\n"
                           "* %d EXISTS\r\n* 0 RECENT\r\n"
                           "* OK [UIDVALIDITY %d] UIDs valid\r\n* OK [UIDNEXT 4] Predicted next UID\r\n"
-                          "%s OK [READ-ONLY] done\r\n" % (len(MESSAGES), UIDVALIDITY, tag))
+                          % (len(MESSAGES), UIDVALIDITY))
+                if self.args.qresync != "off":
+                    self.send("* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.args.highestmodseq)
+                if qr and self.args.qresync == "bad-vanished":
+                    self.send("* VANISHED (EARLIER) 2,50:60\r\n")
+                elif qr and self.args.qresync == "unparsable":
+                    self.send("* VANISHED (EARLIER) 2:zz\r\n")
+                elif qr:
+                    since = int(qr.group(2))
+                    for seq, m in enumerate(MESSAGES, 1):
+                        if self.modseq(m) > since:
+                            self.send("* %d FETCH (UID %d FLAGS (%s) MODSEQ (%d))\r\n"
+                                      % (seq, m["uid"], m["flags"], self.modseq(m)))
+                self.send("%s OK [READ-ONLY] done\r\n" % tag)
             elif cmd in ("CLOSE", "UNSELECT"):
                 self.selected = False
                 self.send("%s OK done\r\n" % tag)
@@ -309,15 +347,25 @@ class Session:
             else:
                 self.send("%s BAD unknown command\r\n" % tag)
 
+    def modseq(self, m):
+        if m["uid"] == 3 and self.args.flags3 is not None:
+            return self.args.highestmodseq
+        return 10 + m["uid"]
+
     def fetch(self, tag, rest, by_uid):
         sset, _, items = rest.partition(b" ")
         items = items.upper()
+        cs = re.search(rb"CHANGEDSINCE (\d+)", items)
+        if cs and self.args.qresync in ("off", "refuse"):
+            self.send("%s BAD CHANGEDSINCE not understood\r\n" % tag)
+            return
+        since = int(cs.group(1)) if cs else -1
         n = len(MESSAGES)
         wanted = parse_set(sset, MESSAGES[-1]["uid"] if by_uid else n)
         if self.fault_here("fetch") and self.fault in ("no-reply", "slow-loris", "garbage"):
             self.generic_fault("fetch")
         for seq, m in enumerate(MESSAGES, 1):
-            if (m["uid"] if by_uid else seq) not in wanted:
+            if (m["uid"] if by_uid else seq) not in wanted or self.modseq(m) <= since:
                 continue
             attrs = []
             if by_uid or b"UID" in items:
@@ -328,8 +376,8 @@ class Session:
                 attrs.append(b'INTERNALDATE "%s"' % m["date"].encode())
             if b"RFC822.SIZE" in items:
                 attrs.append(b"RFC822.SIZE %d" % len(m["body"]))
-            if b"MODSEQ" in items:
-                attrs.append(b"MODSEQ (%d)" % (10 + m["uid"]))
+            if b"MODSEQ" in items or (self.args.qresync != "off" and b"FLAGS" in items):
+                attrs.append(b"MODSEQ (%d)" % self.modseq(m))
             head = b"* %d FETCH (" % seq + b" ".join(attrs)
             body = b"BODY[]" in items or b"BODY.PEEK[]" in items or b"RFC822" in items.replace(b"RFC822.SIZE", b"")
             if self.fault_here("fetch"):
@@ -377,7 +425,12 @@ def main():
     ap.add_argument("--linger", type=float, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--capabilities", default="IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE UIDPLUS")
+    ap.add_argument("--qresync", default="off", choices=["off", "good", "bad-vanished", "unparsable", "refuse"])
+    ap.add_argument("--highestmodseq", type=int, default=13)
+    ap.add_argument("--flags3", default=None)
     args = ap.parse_args()
+    if args.flags3 is not None:
+        MESSAGES[2]["flags"] = args.flags3
     port = args.port if args.port is not None else args.port_opt
 
     srv = Server(args)
