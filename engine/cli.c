@@ -392,14 +392,15 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 	if (c->json) {
 		printf("{\"event\":\"summary\",\"messages_copied\":%llu,\"messages_skipped\":%llu,"
 		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
-		       "\"mailboxes_failed\":%u,\"flags_synced\":%llu,\"expunged\":%llu,"
+		       "\"mailboxes_failed\":%u,\"mailboxes_renamed\":%u,\"flags_synced\":%llu,"
+		       "\"expunged\":%llu,"
 		       "\"seconds\":%.3f,\"connections\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
 		       "\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld,"
 		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d}\n",
 		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
-		       s->mailboxes_failed, (unsigned long long)s->flags_synced,
+		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->flags_synced,
 		       (unsigned long long)s->expunged, s->seconds, s->connections,
 		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb, anon_kb,
 		       file_kb,

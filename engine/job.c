@@ -45,7 +45,17 @@ struct mbox {
 	int work;		/* needs a worker */
 	int failed;
 	int dst_exists;
+	int probe;		/* new while known mailboxes vanished: renamed? */
+	uint32_t probe_uidv;
+	size_t renamed_from;	/* 1 + index into job.van: it was that one */
 	uint64_t copied, skipped, nfailed, bytes;
+};
+
+/* A mailbox the state knows that the source no longer lists. */
+struct vanished {
+	uint32_t mbid;
+	int claimed;
+	struct state_mbox rec;
 };
 
 static const char *const special_names[] = {"\\Sent", "\\Drafts", "\\Trash", "\\Junk",
@@ -83,7 +93,7 @@ struct batch {
 	char pool[BATCH_POOL];
 };
 
-enum wphase { W_CONNECTING, W_IDLE, W_EXAMINE, W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE };
+enum wphase { W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE };
 
 struct remap {
 	uint8_t hash[32];
@@ -195,6 +205,14 @@ struct job {
 	size_t ndst, cdst;
 	unsigned creates_pending;
 	int listed, dst_prepared, finished, fatal;
+	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
+	struct vanished *van;
+	size_t nvan, cvan;
+	struct imap_cmd *probe_cmd, rename_cmd;
+	unsigned probes_pending;
+	struct mbox *probe_mb;
+	size_t rename_next;
+	enum wphase probe_saved_phase;
 	unsigned nerrors;
 	struct loop_timer tick;
 	uint64_t t0, last_commit;
@@ -582,13 +600,42 @@ static int mbox_cmp_size(const void *a, const void *b)
 
 static void workers_spawn(struct job *j);
 static void dst_prepare(struct worker *w);
+static void rename_next(struct job *j, struct imap_client *c);
+static void dst_create_all(struct job *j, struct imap_client *c);
+
+static void probe_start(struct job *j);
+static int probe_lit_end(struct worker *w);
+static void plan_finish(struct job *j);
+
+static int vanished_collect(void *ctx, uint32_t mbid, const struct state_mbox *rec)
+{
+	struct job *j = ctx;
+
+	if (!rec->uidvalidity || !rec->last_uid || !rec->name[0] || !rec->dst_name[0] ||
+	    mbox_find(j, rec->name, strlen(rec->name)))
+		return 0;
+	if (grow((void **)&j->van, &j->cvan, j->nvan + 1, sizeof(*j->van)) < 0)
+		return -ENOMEM;
+	j->van[j->nvan].mbid = mbid;
+	j->van[j->nvan].claimed = 0;
+	j->van[j->nvan++].rec = *rec;
+	return 0;
+}
 
 /* The source is listed: decide which mailboxes have work. */
 static void plan(struct job *j)
 {
 	struct mf_error e;
-	size_t nwork = 0, kept = 0;
+	size_t kept = 0, nprobe = 0;
 
+	/* Mailboxes the state knows and the source no longer lists (all of
+	 * its LIST, before --folder/--exclude: an excluded one is not gone). */
+	if (state_mbox_each(j->st, j->jobid, vanished_collect, j, &e) < 0) {
+		job_error(j, NULL, NULL, 0, "%s", e.msg);
+		j->fatal = 1;
+		job_maybe_finish(j);
+		return;
+	}
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 
@@ -603,16 +650,21 @@ static void plan(struct job *j)
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 		struct state_mbox rec;
-		int created;
+		int created, known;
 
 		if (state_mbox_id(j->st, j->jobid, mb->name, mb->len, &mb->mbid, &created, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
 			j->fatal = 1;
+			job_maybe_finish(j);
 			return;
 		}
 		mb->work = 1;
-		if (!created && mb->have_status &&
-		    state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 &&
+		known = !created && state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 &&
+			rec.uidvalidity;
+		/* New here while known ones vanished: one of them, renamed? */
+		mb->probe = !known && j->nvan && (!mb->have_status || mb->st_messages);
+		nprobe += (size_t)mb->probe;
+		if (known && mb->have_status &&
 		    rec.uidvalidity == mb->st_uidvalidity && rec.uidnext == mb->st_uidnext &&
 		    rec.synced_at && rec.last_uid + 1 >= mb->st_uidnext && !rec.intents) {
 			/* Nothing new since the last complete sync. Flag changes and
@@ -623,9 +675,21 @@ static void plan(struct job *j)
 			else if (mb->st_highestmodseq && rec.highestmodseq == mb->st_highestmodseq)
 				mb->work = 0;
 		}
-		nwork += (size_t)mb->work;
 		j->state_dirty = 1;
 	}
+	if (nprobe) {
+		probe_start(j);
+		return;
+	}
+	plan_finish(j);
+}
+
+static void plan_finish(struct job *j)
+{
+	size_t nwork = 0;
+
+	for (size_t i = 0; i < j->nmb; i++)
+		nwork += (size_t)j->mb[i].work;
 	qsort(j->mb, j->nmb, sizeof(*j->mb), mbox_cmp_size);
 	j->listed = 1;
 	if (j->o->json) {
@@ -640,8 +704,15 @@ static void plan(struct job *j)
 	if (j->o->dry_run) {
 		for (size_t i = 0; i < j->nmb; i++) {
 			progress_clear(j);
-			fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": %s\n", j->mb[i].display,
-				j->mb[i].work ? "would be synced" : "unchanged");
+			if (j->mb[i].renamed_from)
+				fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": renamed on the source "
+						"from \"%s\"; its destination folder would be renamed "
+						"too, then synced\n",
+					j->mb[i].display, j->van[j->mb[i].renamed_from - 1].rec.name);
+			else
+				fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": %s\n",
+					j->mb[i].display,
+					j->mb[i].work ? "would be synced" : "unchanged");
 		}
 		j->next_mb = j->nmb;
 		job_maybe_finish(j);
@@ -740,6 +811,132 @@ static void src_list(struct worker *w)
 		imap_put(c, "LIST \"\" \"*\"");
 	}
 	imap_cmd_end(c);
+}
+
+/* ---- control: renamed mailboxes ------------------------------------------------ */
+
+/*
+ * A mailbox the state knows is gone from the source's LIST and one it does
+ * not know has appeared: perhaps the first was renamed to the second. The
+ * first message of each new mailbox is fetched and hashed. If that content
+ * is recorded in a vanished mailbox (the same UID under the same
+ * UIDVALIDITY, or anywhere, by the job's hash index), the new name takes
+ * the vanished mailbox's state over and its destination folder is renamed
+ * too (dlist_done), so nothing is copied again: the worker goes on
+ * incrementally, or, if the UIDVALIDITY changed on the way, finds the
+ * messages again by content (remap_start).
+ */
+
+static size_t probe_match(struct job *j, uint32_t uidv, uint32_t uid, const uint8_t hash[32],
+			  const uint8_t nhash[32])
+{
+	struct state_msg_key where;
+	struct state_msg m;
+	struct mf_error e;
+
+	for (size_t i = 0; i < j->nvan; i++) {
+		struct state_msg_key k = {j->jobid, j->van[i].mbid, uidv, uid};
+
+		if (!j->van[i].claimed && j->van[i].rec.uidvalidity == uidv &&
+		    state_msg_get(j->st, &k, &m, &e) == 0 && m.status == STATE_MSG_DONE &&
+		    !memcmp(m.nhash, nhash, 32))
+			return i + 1;
+	}
+	if (state_hash_get(j->st, j->jobid, hash, &where, &e) == 0)
+		for (size_t i = 0; i < j->nvan; i++)
+			if (!j->van[i].claimed && j->van[i].mbid == where.mbid)
+				return i + 1;
+	return 0;
+}
+
+static int probe_lit_end(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mbox *mb = j->probe_mb;
+	uint8_t hash[32], nhash[32];
+
+	msghash_end(&w->mh, hash, nhash);
+	if (!mb || !w->rm_uid || !mb->probe_uidv || mb->renamed_from)
+		return 0;
+	mb->renamed_from = probe_match(j, mb->probe_uidv, w->rm_uid, hash, nhash);
+	if (mb->renamed_from)
+		j->van[mb->renamed_from - 1].claimed = 1;
+	return 0;
+}
+
+static void probe_examine_done(struct imap_client *c, struct imap_cmd *cmd,
+			       const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mbox *mb = cmd->ud;
+
+	j->probe_mb = r->status == IMAP_ST_OK ? mb : NULL;
+	mb->probe_uidv = r->status == IMAP_ST_OK ? w->uidvalidity : 0;
+	w->uidvalidity = 0;
+	j->probes_pending--; /* its FETCH follows */
+}
+
+static void probe_fetch_done(struct imap_client *c, struct imap_cmd *cmd,
+			     const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+
+	(void)cmd;
+	(void)r; /* an empty mailbox answers NO or BAD: nothing to match, a new mailbox */
+	j->probe_mb = NULL;
+	w->rm_uid = 0;
+	if (--j->probes_pending)
+		return;
+	w->phase = j->probe_saved_phase;
+	free(j->probe_cmd);
+	j->probe_cmd = NULL;
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!mb->renamed_from)
+			continue;
+		mf_log(MF_LOG_INFO, "%s mailbox \"%s\": renamed on the source from \"%s\" "
+				    "(found by content); its state and destination folder follow",
+		       imap_client_who(c), mb->display, j->van[mb->renamed_from - 1].rec.name);
+	}
+	plan_finish(j);
+}
+
+/* On the control connection: EXAMINE and FETCH 1 of every candidate, all
+ * pipelined (one round trip); answers come in order. */
+static void probe_start(struct job *j)
+{
+	struct worker *w = &j->w[0];
+	struct imap_client *c = &w->src;
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < j->nmb; i++)
+		n += (size_t)j->mb[i].probe;
+	if (!(j->probe_cmd = calloc(2 * n, sizeof(*j->probe_cmd)))) {
+		j->fatal = 1;
+		job_maybe_finish(j);
+		return;
+	}
+	j->probes_pending = (unsigned)(2 * n);
+	j->probe_saved_phase = w->phase;
+	w->phase = W_PROBE;
+	w->uidvalidity = 0;
+	w->rm_uid = 0;
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!mb->probe)
+			continue;
+		imap_cmd_begin(c, &j->probe_cmd[k++], probe_examine_done, mb);
+		imap_put(c, "EXAMINE ");
+		imap_put_astring(c, mb->name, mb->len);
+		imap_cmd_end(c);
+		imap_cmd_begin(c, &j->probe_cmd[k++], probe_fetch_done, mb);
+		imap_put(c, "FETCH 1 (UID BODY.PEEK[])");
+		imap_cmd_end(c);
+	}
 }
 
 /* ---- control: prepare the destination --------------------------------------- */
@@ -871,7 +1068,6 @@ static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 {
 	struct worker *w = c->ud;
 	struct job *j = w->job;
-	size_t n = 0;
 
 	if (cmd != &j->dlist_cmd[1])
 		return; /* LIST "" "" gave the separator; wait for the full list */
@@ -887,9 +1083,155 @@ static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 
 		if (!(mb->dst_name = dst_name_for(j, mb))) {
 			j->fatal = 1;
+			job_maybe_finish(j);
 			return;
 		}
-		mb->dst_exists = dst_has(j, mb->dst_name);
+	}
+	j->rename_next = 0;
+	rename_next(j, c);
+}
+
+/* A vanished mailbox lives on under mb's name: its state moves over. */
+static void rename_adopt(struct job *j, struct mbox *mb)
+{
+	struct vanished *v = &j->van[mb->renamed_from - 1];
+	struct state_mbox rec = v->rec;
+	struct mf_error e;
+
+	snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
+	snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
+	if (state_mbox_rename(j->st, j->jobid, v->mbid, v->rec.name, strlen(v->rec.name), mb->name,
+			      mb->len, &e) < 0 ||
+	    state_mbox_put(j->st, j->jobid, v->mbid, &rec, &e) < 0) {
+		job_error(j, NULL, mb, 0, "%s", e.msg);
+		j->fatal = 1;
+		return;
+	}
+	mb->mbid = v->mbid;
+	j->state_dirty = 1;
+	j->sum->mailboxes_renamed++;
+	if (j->o->json) {
+		fprintf(j->o->out, "{\"event\":\"renamed\",\"from\":");
+		json_str(j->o->out, v->rec.name, strlen(v->rec.name));
+		fprintf(j->o->out, ",\"to\":");
+		json_str(j->o->out, mb->display, strlen(mb->display));
+		fprintf(j->o->out, ",\"dst_from\":");
+		json_str(j->o->out, v->rec.dst_name, strlen(v->rec.dst_name));
+		fprintf(j->o->out, ",\"dst_to\":");
+		json_str(j->o->out, mb->dst_name, strlen(mb->dst_name));
+		fprintf(j->o->out, "}\n");
+		fflush(j->o->out);
+	}
+	/* The state must say so before anything is copied under the new name. */
+	job_commit(j);
+}
+
+/* The destination's own list after RENAME old new: the folder and the ones
+ * below it have moved (RFC 3501 6.3.5). */
+static void dst_names_moved(struct job *j, const char *old, const char *to)
+{
+	size_t ol = strlen(old);
+
+	for (size_t i = 0; i < j->ndst; i++) {
+		char *d = j->dst_names[i], *nn;
+
+		if (strncmp(d, old, ol) || (d[ol] && d[ol] != j->dst_sep))
+			continue;
+		if (!(nn = malloc(strlen(to) + strlen(d + ol) + 1)))
+			continue;
+		strcpy(nn, to);
+		strcat(nn, d + ol);
+		free(d);
+		j->dst_names[i] = nn;
+	}
+}
+
+static void rename_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mbox *mb = cmd->ud;
+	const char *old = j->van[mb->renamed_from - 1].rec.dst_name;
+
+	if (r->status == IMAP_ST_OK) {
+		dst_names_moved(j, old, mb->dst_name);
+		rename_adopt(j, mb);
+	} else {
+		/* Not moved: the new name gets a folder and a copy of its own. */
+		mf_log(MF_LOG_WARN, "%s: cannot rename \"%s\" to \"%s\" (%.*s); mailbox \"%s\" "
+				    "is copied afresh",
+		       imap_client_who(c), old, mb->dst_name, (int)r->text_len, r->text,
+		       mb->display);
+		j->van[mb->renamed_from - 1].claimed = 0;
+		mb->renamed_from = 0;
+	}
+	rename_next(j, c);
+}
+
+/* Renames on the destination one at a time, parents before their children
+ * (a parent's RENAME moves the children with it), then the creates. */
+static void rename_next(struct job *j, struct imap_client *c)
+{
+	while (!j->fatal && j->rename_next < j->nmb) {
+		struct mbox *mb = NULL;
+		const char *old;
+		int has_old, has_new;
+
+		/* the shortest old destination name still to do */
+		for (size_t i = 0; i < j->nmb; i++)
+			if (j->mb[i].renamed_from && !j->mb[i].dst_exists &&
+			    (!mb || strlen(j->van[j->mb[i].renamed_from - 1].rec.dst_name) <
+					strlen(j->van[mb->renamed_from - 1].rec.dst_name)))
+				mb = &j->mb[i];
+		if (!mb)
+			break;
+		mb->dst_exists = 1; /* decided now, whatever happens */
+		old = j->van[mb->renamed_from - 1].rec.dst_name;
+		has_old = dst_has(j, old);
+		has_new = dst_has(j, mb->dst_name);
+		if (!strcmp(old, mb->dst_name) || (!has_old && has_new)) {
+			/* The same folder, or already moved (by a parent's RENAME, by
+			 * hand, or by a run that stopped right after its RENAME). */
+			rename_adopt(j, mb);
+			continue;
+		}
+		if (!has_old || has_new) {
+			mf_log(MF_LOG_WARN, "%s: mailbox \"%s\" was \"%s\" on the source, but the "
+					    "destination has %s; it is copied afresh",
+			       imap_client_who(c), mb->display, j->van[mb->renamed_from - 1].rec.name,
+			       has_new ? "both folders" : "neither folder");
+			j->van[mb->renamed_from - 1].claimed = 0;
+			mb->renamed_from = 0;
+			mb->dst_exists = dst_has(j, mb->dst_name);
+			continue;
+		}
+		imap_cmd_begin(c, &j->rename_cmd, rename_done, mb);
+		imap_put(c, "RENAME ");
+		imap_put_astring(c, old, strlen(old));
+		imap_put(c, " ");
+		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
+		imap_cmd_end(c);
+		return;
+	}
+	j->rename_next = j->nmb;
+	dst_create_all(j, c);
+}
+
+/* CREATE what the destination lacks and SUBSCRIBE what the source has
+ * subscribed, all pipelined; workers start when every answer is in. */
+static void dst_create_all(struct job *j, struct imap_client *c)
+{
+	size_t n = 0;
+
+	if (j->fatal) {
+		job_maybe_finish(j);
+		return;
+	}
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!mb->renamed_from)
+			mb->dst_exists = dst_has(j, mb->dst_name);
 		n += !mb->dst_exists;
 	}
 	j->creates_pending = 1; /* held until all are sent */
@@ -1227,10 +1569,11 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	struct batch *b;
 	int rc;
 
-	if ((w->phase != W_FETCH && w->phase != W_REMAP) || !r->first || !r->first->next ||
-	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
+	if ((w->phase != W_FETCH && w->phase != W_REMAP && w->phase != W_PROBE) || !r->first ||
+	    !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
+	    !imap_node_is(key, "BODY[]"))
 		return IMAP_LIT_INLINE;
-	if (w->phase == W_REMAP)
+	if (w->phase == W_REMAP || w->phase == W_PROBE)
 		return remap_lit_begin(w, r, key);
 	items = r->first->next->next;
 	for (it = items ? items->child : NULL; it && it != key; it = it->next) {
@@ -1313,7 +1656,7 @@ static ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
 	struct worker *w = c->ud;
 	size_t space;
 
-	if (w->phase == W_REMAP) {
+	if (w->phase == W_REMAP || w->phase == W_PROBE) {
 		msghash_update(&w->mh, p, n);
 		return (ssize_t)n;
 	}
@@ -1344,6 +1687,8 @@ static int src_lit_end(struct imap_client *c)
 
 	if (w->phase == W_REMAP)
 		return remap_lit_end(w);
+	if (w->phase == W_PROBE)
+		return probe_lit_end(w);
 	if (!w->cur.active || w->cur.skip) {
 		w->cur.active = 0;
 		return 0;
@@ -1390,6 +1735,13 @@ static int src_untagged(struct imap_client *c, const struct imap_resp *r)
 
 	if (w->phase == W_DIFF)
 		return changes_untagged(w, r);
+	if (w->phase == W_PROBE) {
+		const struct imap_node *v = imap_resp_code(r, "UIDVALIDITY");
+
+		if (v)
+			imap_node_u32(v, &w->uidvalidity);
+		return 0;
+	}
 	if (w->phase == W_EXAMINE) {
 		const struct imap_node *v;
 
@@ -2820,6 +3172,8 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 		free(j.dst_names[i]);
 	free(j.dst_names);
 	free(j.dst_special);
+	free(j.van);
+	free(j.probe_cmd);
 	free(j.mb);
 	free(j.create_cmd);
 	free(j.w);

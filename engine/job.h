@@ -42,7 +42,7 @@ struct job_opts {
 struct job_summary {
 	uint64_t copied, skipped, failed, bytes;
 	uint64_t flags_synced, expunged;
-	unsigned mailboxes, mailboxes_failed;
+	unsigned mailboxes, mailboxes_failed, mailboxes_renamed;
 	double seconds;
 	uint64_t wire_in, wire_out;	/* bytes on the wire, both accounts */
 	unsigned connections;	/* connections opened */

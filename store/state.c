@@ -700,6 +700,35 @@ int state_mbox_id(struct state *s, uint32_t job, const char *name, size_t len, u
 	return 0;
 }
 
+int state_mbox_rename(struct state *s, uint32_t job, uint32_t mbid, const char *old,
+                      size_t oldlen, const char *name, size_t len, struct mf_error *err)
+{
+	uint8_t k[STATE_KEY_MAX], pfx[4], idb[4];
+	size_t klen;
+	int rc;
+
+	if (len >= STATE_NAME_MAX || oldlen >= STATE_NAME_MAX) {
+		mf_err_set(err, -ENAMETOOLONG, "state %s: job %u: mailbox name too long", s->dir,
+		           job);
+		return -ENAMETOOLONG;
+	}
+	put32(pfx, job);
+	put32(idb, mbid);
+	rc = txn_need(s, err);
+	if (!rc)
+		rc = name_key(s, k, &klen, pfx, 4, old, oldlen, err);
+	if (!rc) {
+		rc = db_del(s, s->mbnames, k, klen, err, "mdb_del mbnames");
+		if (rc == -ENOENT)
+			rc = 0;
+	}
+	if (!rc)
+		rc = name_key(s, k, &klen, pfx, 4, name, len, err);
+	if (!rc)
+		rc = db_put(s, s->mbnames, k, klen, idb, 4, err, "mdb_put mbnames");
+	return rc;
+}
+
 /* ---- mailbox records ---- */
 
 static int mbox_decode(struct state *s, const MDB_val *v, struct state_mbox *r,

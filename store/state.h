@@ -84,6 +84,10 @@ int state_job(struct state *s, const char *key, uint32_t *job, struct mf_error *
 /* Mailbox id for a source mailbox name, created if new (*created = 1). */
 int state_mbox_id(struct state *s, uint32_t job, const char *name, size_t len, uint32_t *mbid,
 		  int *created, struct mf_error *err);
+/* The mailbox was renamed: name now means mbid (whatever it meant before)
+ * and old means nothing. The record's own name fields are the caller's. */
+int state_mbox_rename(struct state *s, uint32_t job, uint32_t mbid, const char *old,
+		      size_t oldlen, const char *name, size_t len, struct mf_error *err);
 /* 0 found, -ENOENT none (rec zeroed). */
 int state_mbox_get(struct state *s, uint32_t job, uint32_t mbid, struct state_mbox *rec,
 		   struct mf_error *err);

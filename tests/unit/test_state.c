@@ -270,6 +270,41 @@ static int mbox_cb(void *ctx, uint32_t mbid, const struct state_mbox *rec)
 	return ms->stop_after && ms->n == ms->stop_after ? 7 : 0;
 }
 
+static void test_mbox_rename(struct unit_ctx *u)
+{
+	char dir[256];
+	struct mf_error e = {0, ""};
+	struct state *s;
+	uint32_t j, a, b, x;
+	int created;
+
+	dir_for(dir, sizeof(dir), "mbrename");
+	if (open_ok(u, &s, dir))
+		return;
+	UNIT_CHECK(u, state_job(s, "j", &j, &e) == 0);
+	UNIT_CHECK(u, state_mbox_id(s, j, "Lists.dev", 9, &a, &created, &e) == 0 && created);
+	UNIT_CHECK(u, state_mbox_id(s, j, "Lists2.dev", 10, &b, &created, &e) == 0 && created);
+	UNIT_CHECK(u, a != b);
+	/* Lists.dev became Lists2.dev: the new name takes the old id over */
+	UNIT_CHECKF(u, state_mbox_rename(s, j, a, "Lists.dev", 9, "Lists2.dev", 10, &e) == 0, "%s",
+	            e.msg);
+	UNIT_CHECK(u, state_mbox_id(s, j, "Lists2.dev", 10, &x, &created, &e) == 0 && !created &&
+	                  x == a);
+	UNIT_CHECK(u, state_commit(s, &e) == 0);
+	state_close(s);
+	if (open_ok(u, &s, dir))
+		return;
+	UNIT_CHECK(u, state_mbox_id(s, j, "Lists2.dev", 10, &x, &created, &e) == 0 && !created &&
+	                  x == a);
+	/* the old name is free: it gets a new id */
+	UNIT_CHECK(u, state_mbox_id(s, j, "Lists.dev", 9, &x, &created, &e) == 0 && created &&
+	                  x != a && x != b);
+	/* renaming from a name that is not there is fine */
+	UNIT_CHECK(u, state_mbox_rename(s, j, b, "Nowhere", 7, "Elsewhere", 9, &e) == 0);
+	UNIT_CHECK(u, state_mbox_id(s, j, "Elsewhere", 9, &x, &created, &e) == 0 && x == b);
+	state_close(s);
+}
+
 static void test_mbox_records(struct unit_ctx *u)
 {
 	char dir[256];
@@ -1038,6 +1073,7 @@ int main(void)
 	UNIT_RUN(&u, test_open_errors);
 	UNIT_RUN(&u, test_job_ids_stable);
 	UNIT_RUN(&u, test_mbox_ids);
+	UNIT_RUN(&u, test_mbox_rename);
 	UNIT_RUN(&u, test_mbox_records);
 	UNIT_RUN(&u, test_msg_roundtrip);
 	UNIT_RUN(&u, test_msg_order);
