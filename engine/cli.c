@@ -223,6 +223,8 @@ static void usage(FILE *f)
 	      "  --map SRC=DST       put source mailbox SRC into DST (repeatable; otherwise\n"
 	      "                      SPECIAL-USE, then the same name, decides)\n"
 	      "  --sync-flags        carry flag and keyword changes to the destination\n"
+	      "  --dedupe            do not append a message the destination folder already\n"
+	      "                      holds (same content, by SHA-256; reads new mail twice)\n"
 	      "  --delete            carry expunges to the destination (UID EXPUNGE)\n"
 	      "  --dry-run           list what would be synced; change nothing\n"
 	      "  --json              JSON-lines events on stdout, the last one the summary\n"
@@ -251,6 +253,7 @@ enum {
 	OPT_PROGRESS,
 	OPT_NOPROGRESS,
 	OPT_SYNC_FLAGS,
+	OPT_DEDUPE,
 	OPT_DELETE,
 	OPT_MAP,
 };
@@ -272,6 +275,7 @@ static const struct option long_opts[] = {
 	{"progress", no_argument, NULL, OPT_PROGRESS},
 	{"no-progress", no_argument, NULL, OPT_NOPROGRESS},
 	{"sync-flags", no_argument, NULL, OPT_SYNC_FLAGS},
+	{"dedupe", no_argument, NULL, OPT_DEDUPE},
 	{"delete", no_argument, NULL, OPT_DELETE},
 	{"map", required_argument, NULL, OPT_MAP},
 	{"quiet", no_argument, NULL, 'q'},
@@ -287,7 +291,7 @@ struct cli {
 	const char *state_dir;
 	char state_buf[4096];
 	const char *ca_file;
-	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_;
+	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_, dedupe;
 	unsigned connections, batch, timeout_s;
 	const char *folders[65], *excludes[65];
 	unsigned nfolders, nexcludes;
@@ -392,7 +396,8 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 	if (c->json) {
 		printf("{\"event\":\"summary\",\"messages_copied\":%llu,\"messages_skipped\":%llu,"
 		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
-		       "\"mailboxes_failed\":%u,\"mailboxes_renamed\":%u,\"flags_synced\":%llu,"
+		       "\"mailboxes_failed\":%u,\"mailboxes_renamed\":%u,\"messages_deduped\":%llu,"
+		       "\"flags_synced\":%llu,"
 		       "\"expunged\":%llu,"
 		       "\"seconds\":%.3f,\"connections\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
@@ -400,7 +405,8 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d}\n",
 		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
-		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->flags_synced,
+		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->deduped,
+		       (unsigned long long)s->flags_synced,
 		       (unsigned long long)s->expunged, s->seconds, s->connections,
 		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb, anon_kb,
 		       file_kb,
@@ -461,6 +467,7 @@ static int cmd_migrate(int argc, char **argv)
 		case OPT_PROGRESS: c.progress = 1; break;
 		case OPT_NOPROGRESS: c.progress = 0; break;
 		case OPT_SYNC_FLAGS: c.sync_flags = 1; break;
+		case OPT_DEDUPE: c.dedupe = 1; break;
 		case OPT_DELETE: c.delete_ = 1; break;
 		case OPT_MAP:
 			if (c.nmaps == 64 || !strchr(optarg, '=') || optarg[0] == '=' ||
@@ -522,6 +529,7 @@ static int cmd_migrate(int argc, char **argv)
 	o.maps = c.maps;
 	o.dry_run = c.dry_run;
 	o.sync_flags = c.sync_flags;
+	o.dedupe = c.dedupe;
 	o.delete_ = c.delete_;
 	o.json = c.json;
 	o.progress = c.progress;

@@ -93,11 +93,12 @@ struct batch {
 	char pool[BATCH_POOL];
 };
 
-enum wphase { W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE };
+enum wphase { W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE };
 
 struct remap {
 	uint8_t hash[32];
 	uint32_t uid;
+	uint32_t uidv;		/* --dedupe: the destination UIDVALIDITY it was seen under */
 	int claimed;
 };
 
@@ -165,6 +166,13 @@ struct worker {
 	size_t nrm, crm;
 	uint32_t old_uidv, rm_uid;
 	uint64_t rm_found;
+	/* --dedupe: the destination folder's content (rm), then the new messages */
+	int dd_done;
+	uint32_t dd_dst_uidv;
+	uint32_t *dd_uids;	/* the destination folder's UIDs (UID SEARCH ALL) */
+	size_t ndd_uids, cdd_uids;
+	struct imap_cmd dd_cmd[3];
+	uint64_t dd_found;
 	int list_mode;		/* fetch the UIDs in todo, not a range */
 	uint32_t *todo;
 	size_t ntodo, ctodo, todo_pos;
@@ -1555,6 +1563,302 @@ static void remap_start(struct worker *w, uint32_t old_uidv)
 	imap_cmd_end(&w->src);
 }
 
+/* ---- worker: --dedupe ----------------------------------------------------------- */
+
+/*
+ * Before new messages are copied into a destination folder, its content is
+ * known by hash: what the state recorded there (under the folder's current
+ * UIDVALIDITY) plus the messages nobody recorded, fetched and hashed. The
+ * new source messages are then read once to hash them; those whose content
+ * is already there are recorded against the destination's copy, the rest
+ * are copied (list mode). An empty or unknown-free destination folder
+ * costs one EXAMINE and one UID SEARCH; nothing to match skips the source
+ * pass. Messages are compared CR-folded (nhash), as Dovecot stores them.
+ */
+
+static int dd_uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int dd_known_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	struct worker *w = ctx;
+
+	(void)uid;
+	if (m->status != STATE_MSG_DONE || !m->dst_uid)
+		return 0;
+	if (grow((void **)&w->rm, &w->crm, w->nrm + 1, sizeof(*w->rm)) < 0)
+		return -ENOMEM;
+	memcpy(w->rm[w->nrm].hash, m->nhash, 32);
+	w->rm[w->nrm].uid = m->dst_uid;
+	w->rm[w->nrm].uidv = m->dst_uidvalidity;
+	w->rm[w->nrm++].claimed = 0;
+	return 0;
+}
+
+static void dd_fail(struct worker *w, const struct imap_client *c, const struct imap_resp *r,
+		    const char *what)
+{
+	job_error(w->job, imap_client_who(c), w->mb, 0, "--dedupe: %s failed: %.*s", what,
+		  (int)r->text_len, r->text);
+	w->mb->failed = 1;
+	mailbox_finish(w);
+}
+
+static void dd_src_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		dd_fail(w, c, r, "reading the new messages");
+		return;
+	}
+	if (w->dd_found)
+		mf_log(MF_LOG_INFO, "%s mailbox \"%s\": %llu new messages are already in \"%s\" "
+				    "(--dedupe); %zu to copy",
+		       imap_client_who(c), w->mb->display, (unsigned long long)w->dd_found,
+		       w->mb->dst_name, w->ntodo);
+	w->list_mode = 1;
+	w->todo_pos = 0;
+	fetch_start(w);
+}
+
+/* The destination folder's content is known: hash the new source messages. */
+static void dd_src_start(struct worker *w)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < w->nrm; i++)
+		if (w->rm[i].uidv == w->dd_dst_uidv)
+			w->rm[k++] = w->rm[i];
+	w->nrm = k;
+	if (!w->nrm) {
+		fetch_start(w); /* nothing there to match: copy as usual */
+		return;
+	}
+	qsort(w->rm, w->nrm, sizeof(*w->rm), remap_cmp);
+	w->phase = W_DEDUPE_SRC;
+	w->ntodo = w->todo_pos = 0;
+	w->dd_found = 0;
+	imap_cmd_begin(&w->src, &w->dd_cmd[2], dd_src_done, NULL);
+	imap_putf(&w->src, "UID FETCH %u:%u (UID FLAGS INTERNALDATE%s BODY.PEEK[])", w->start_uid,
+		  w->end_uid, w->src.enabled_condstore ? " MODSEQ" : "");
+	imap_cmd_end(&w->src);
+}
+
+static void dd_dst_fetch_done(struct imap_client *c, struct imap_cmd *cmd,
+			      const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		dd_fail(w, c, r, "reading the destination folder");
+		return;
+	}
+	dd_src_start(w);
+}
+
+static void dd_search_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	size_t n = 0, first = 1;
+
+	(void)cmd;
+	if (w->mb->failed) {
+		mailbox_finish(w); /* the EXAMINE failed and said so */
+		return;
+	}
+	if (r->status != IMAP_ST_OK) {
+		dd_fail(w, c, r, "UID SEARCH on the destination");
+		return;
+	}
+	/* The destination's UIDs nobody recorded under this UIDVALIDITY. */
+	qsort(w->dd_uids, w->ndd_uids, sizeof(*w->dd_uids), dd_uid_cmp);
+	for (size_t i = 0; i < w->nrm; i++) {
+		uint32_t *hit;
+
+		if (w->rm[i].uidv != w->dd_dst_uidv)
+			continue;
+		hit = bsearch(&w->rm[i].uid, w->dd_uids, w->ndd_uids, sizeof(*w->dd_uids),
+			      dd_uid_cmp);
+		if (hit)
+			*hit = 0;
+	}
+	for (size_t i = 0; i < w->ndd_uids; i++)
+		n += w->dd_uids[i] != 0;
+	if (!n) {
+		dd_src_start(w);
+		return;
+	}
+	w->phase = W_DEDUPE_DST;
+	imap_cmd_begin(&w->dst, &w->dd_cmd[1], dd_dst_fetch_done, NULL);
+	imap_put(&w->dst, "UID FETCH ");
+	for (size_t i = 0; i < w->ndd_uids; i++) {
+		size_t k = i;
+
+		if (!w->dd_uids[i])
+			continue;
+		while (k + 1 < w->ndd_uids && w->dd_uids[k + 1] == w->dd_uids[k] + 1)
+			k++;
+		if (k > i)
+			imap_putf(&w->dst, "%s%u:%u", first ? "" : ",", w->dd_uids[i], w->dd_uids[k]);
+		else
+			imap_putf(&w->dst, "%s%u", first ? "" : ",", w->dd_uids[i]);
+		first = 0;
+		i = k;
+	}
+	imap_put(&w->dst, " (UID BODY.PEEK[])");
+	imap_cmd_end(&w->dst);
+}
+
+static void dd_examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK || !w->dd_dst_uidv) {
+		/* its UID SEARCH follows and finishes the mailbox */
+		job_error(w->job, imap_client_who(c), w->mb, 0,
+			  "--dedupe: EXAMINE of the destination folder failed: %.*s",
+			  (int)r->text_len, r->text);
+		w->mb->failed = 1;
+	}
+}
+
+static void dedupe_start(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mf_error e;
+
+	w->dd_done = 1;
+	w->nrm = w->ndd_uids = 0;
+	w->dd_dst_uidv = 0;
+	if (state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, dd_known_collect, w,
+			   &e) < 0) {
+		job_error(j, NULL, w->mb, 0, "%s", e.msg);
+		w->mb->failed = 1;
+		mailbox_finish(w);
+		return;
+	}
+	w->phase = W_DEDUPE_DST;
+	imap_cmd_begin(&w->dst, &w->dd_cmd[0], dd_examine_done, NULL);
+	imap_put(&w->dst, "EXAMINE ");
+	imap_put_astring(&w->dst, w->mb->dst_name, strlen(w->mb->dst_name));
+	imap_cmd_end(&w->dst);
+	imap_cmd_begin(&w->dst, &w->dd_cmd[1], dd_search_done, NULL);
+	imap_put(&w->dst, "UID SEARCH ALL");
+	imap_cmd_end(&w->dst);
+}
+
+/* Destination side: UIDVALIDITY, the SEARCH, the bodies of unrecorded messages. */
+static int dd_dst_untagged(struct worker *w, const struct imap_resp *r)
+{
+	const struct imap_node *a = r->first, *v;
+	uint32_t n;
+
+	if ((v = imap_resp_code(r, "UIDVALIDITY")))
+		imap_node_u32(v, &w->dd_dst_uidv);
+	if (a && imap_node_is(a, "SEARCH"))
+		for (const struct imap_node *it = a->next; it; it = it->next)
+			if (imap_node_u32(it, &n) == 0 &&
+			    grow((void **)&w->dd_uids, &w->cdd_uids, w->ndd_uids + 1,
+				 sizeof(*w->dd_uids)) == 0)
+				w->dd_uids[w->ndd_uids++] = n;
+	return 0;
+}
+
+static int dd_dst_lit_end(struct worker *w)
+{
+	uint8_t nh[32];
+
+	msghash_end(&w->mh, NULL, nh);
+	if (!w->stl_uid ||
+	    grow((void **)&w->rm, &w->crm, w->nrm + 1, sizeof(*w->rm)) < 0)
+		return 0;
+	memcpy(w->rm[w->nrm].hash, nh, 32);
+	w->rm[w->nrm].uid = w->stl_uid;
+	w->rm[w->nrm].uidv = w->dd_dst_uidv;
+	w->rm[w->nrm++].claimed = 0;
+	return 0;
+}
+
+/* Source side: what the record of a message found on the destination needs. */
+static int dd_src_lit_begin(struct worker *w, const struct imap_resp *r,
+			    const struct imap_node *key, uint64_t size)
+{
+	const struct imap_node *items = r->first->next->next;
+
+	w->cur.uid = 0;
+	w->cur.flags_len = 0;
+	w->cur.flags[0] = '\0';
+	w->cur.idate = 0;
+	w->cur.modseq = 0;
+	w->cur.size = size;
+	for (const struct imap_node *it = items ? items->child : NULL; it && it != key;
+	     it = it->next) {
+		if (!it->next)
+			break;
+		if (imap_node_is(it, "UID"))
+			imap_node_u32(it->next, &w->cur.uid);
+		else if (imap_node_is(it, "FLAGS"))
+			w->cur.flags_len = flags_string(it->next, w->cur.flags, sizeof(w->cur.flags));
+		else if (imap_node_is(it, "INTERNALDATE") && it->next->type == IMAP_NODE_STRING)
+			parse_idate(it->next->s, it->next->len, &w->cur.idate);
+		else if (imap_node_is(it, "MODSEQ") && it->next->type == IMAP_NODE_LIST &&
+			 it->next->child)
+			imap_node_u64(it->next->child, &w->cur.modseq);
+	}
+	msghash_begin(&w->mh);
+	return IMAP_LIT_STREAM;
+}
+
+static int dd_src_lit_end(struct worker *w)
+{
+	struct job *j = w->job;
+	struct remap key, *hit;
+	struct state_msg m;
+	struct mf_error e;
+
+	memset(&m, 0, sizeof(m));
+	msghash_end(&w->mh, m.hash, m.nhash);
+	if (!w->cur.uid)
+		return 0;
+	memcpy(key.hash, m.nhash, 32);
+	hit = bsearch(&key, w->rm, w->nrm, sizeof(*w->rm), remap_cmp);
+	if (hit) {
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->cur.uid};
+
+		m.size = w->cur.size;
+		m.modseq = w->cur.modseq;
+		m.internaldate = (uint64_t)w->cur.idate;
+		m.dst_uidvalidity = w->dd_dst_uidv;
+		m.dst_uid = hit->uid;
+		m.status = STATE_MSG_DONE;
+		memcpy(m.flags, w->cur.flags, w->cur.flags_len);
+		m.flags[w->cur.flags_len] = '\0';
+		if (state_msg_put(j->st, &k, &m, &e) < 0 ||
+		    state_hash_put(j->st, j->jobid, m.hash, &k, &e) < 0) {
+			job_error(j, NULL, w->mb, w->cur.uid, "%s", e.msg);
+			j->fatal = 1;
+		}
+		j->state_dirty = 1;
+		w->dd_found++;
+		w->mb->skipped++;
+		j->sum->skipped++;
+		j->sum->deduped++;
+		return 0;
+	}
+	if (grow((void **)&w->todo, &w->ctodo, w->ntodo + 1, sizeof(*w->todo)) < 0)
+		return -ENOMEM;
+	w->todo[w->ntodo++] = w->cur.uid;
+	return 0;
+}
+
 static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 			 const struct imap_node *key, uint64_t size)
 {
@@ -1569,12 +1873,15 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	struct batch *b;
 	int rc;
 
-	if ((w->phase != W_FETCH && w->phase != W_REMAP && w->phase != W_PROBE) || !r->first ||
-	    !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
+	if ((w->phase != W_FETCH && w->phase != W_REMAP && w->phase != W_PROBE &&
+	     w->phase != W_DEDUPE_SRC) ||
+	    !r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
 	    !imap_node_is(key, "BODY[]"))
 		return IMAP_LIT_INLINE;
 	if (w->phase == W_REMAP || w->phase == W_PROBE)
 		return remap_lit_begin(w, r, key);
+	if (w->phase == W_DEDUPE_SRC)
+		return dd_src_lit_begin(w, r, key, size);
 	items = r->first->next->next;
 	for (it = items ? items->child : NULL; it && it != key; it = it->next) {
 		if (imap_node_is(it, "UID") && it->next)
@@ -1656,7 +1963,7 @@ static ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
 	struct worker *w = c->ud;
 	size_t space;
 
-	if (w->phase == W_REMAP || w->phase == W_PROBE) {
+	if (w->phase == W_REMAP || w->phase == W_PROBE || w->phase == W_DEDUPE_SRC) {
 		msghash_update(&w->mh, p, n);
 		return (ssize_t)n;
 	}
@@ -1689,6 +1996,8 @@ static int src_lit_end(struct imap_client *c)
 		return remap_lit_end(w);
 	if (w->phase == W_PROBE)
 		return probe_lit_end(w);
+	if (w->phase == W_DEDUPE_SRC)
+		return dd_src_lit_end(w);
 	if (!w->cur.active || w->cur.skip) {
 		w->cur.active = 0;
 		return 0;
@@ -2170,7 +2479,7 @@ static int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	const struct imap_node *it;
 
 	(void)size;
-	if (w->phase != W_SETTLE || !r->first || !r->first->next ||
+	if ((w->phase != W_SETTLE && w->phase != W_DEDUPE_DST) || !r->first || !r->first->next ||
 	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
 		return IMAP_LIT_INLINE;
 	w->stl_uid = 0;
@@ -2186,7 +2495,7 @@ static ssize_t dst_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
 {
 	struct worker *w = c->ud;
 
-	if (w->phase == W_SETTLE)
+	if (w->phase == W_SETTLE || w->phase == W_DEDUPE_DST)
 		msghash_update(&w->mh, p, n);
 	return (ssize_t)n;
 }
@@ -2196,6 +2505,8 @@ static int dst_lit_end(struct imap_client *c)
 	struct worker *w = c->ud;
 	uint8_t nh[32];
 
+	if (w->phase == W_DEDUPE_DST)
+		return dd_dst_lit_end(w);
 	if (w->phase != W_SETTLE)
 		return 0;
 	msghash_end(&w->mh, NULL, nh);
@@ -2820,6 +3131,10 @@ static void fetch_start(struct worker *w)
 		worker_check_done(w);
 		return;
 	}
+	if (w->job->o->dedupe && !w->dd_done && !w->list_mode && w->end_uid != UINT32_MAX) {
+		dedupe_start(w);
+		return;
+	}
 	/* Two UID FETCH ranges in flight keep the source streaming without a
 	 * round-trip gap between them. */
 	fetch_next(w, &w->fetch_cmd[0]);
@@ -2853,6 +3168,7 @@ static void worker_next(struct worker *w)
 	w->highestmodseq = 0;
 	w->nchg = w->ngone = w->cpool_len = 0;
 	w->unknown_vanished = 0;
+	w->dd_done = 0;
 	w->fallback_why = NULL;
 	w->retried_plain = w->diff_refused = 0;
 	w->max_named_uid = 0;
@@ -2962,6 +3278,8 @@ static int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
 
 	if (w->id == 0 && !w->job->dst_prepared)
 		return dst_ctl_untagged(c, r);
+	if (w->phase == W_DEDUPE_DST)
+		return dd_dst_untagged(w, r);
 	return 0;
 }
 
@@ -3162,6 +3480,7 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 		free(w->rm);
 		free(w->todo);
 		free(w->retry);
+		free(w->dd_uids);
 	}
 	for (size_t i = 0; i < j.nmb; i++) {
 		free(j.mb[i].name);

@@ -34,6 +34,7 @@ struct job_opts {
 	int dry_run;
 	int sync_flags;		/* --sync-flags: carry flag changes */
 	int delete_;		/* --delete: carry expunges */
+	int dedupe;		/* --dedupe: what the destination folder holds is not appended */
 	int json;		/* JSON-lines events on stdout */
 	int progress;		/* progress line on stderr (a TTY) */
 	FILE *out;		/* where JSON goes (stdout) */
@@ -42,6 +43,7 @@ struct job_opts {
 struct job_summary {
 	uint64_t copied, skipped, failed, bytes;
 	uint64_t flags_synced, expunged;
+	uint64_t deduped;	/* found already in the destination folder (--dedupe) */
 	unsigned mailboxes, mailboxes_failed, mailboxes_renamed;
 	double seconds;
 	uint64_t wire_in, wire_out;	/* bytes on the wire, both accounts */

@@ -57,7 +57,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STATE_FORMAT 1
@@ -77,6 +79,7 @@ struct state {
 	unsigned long txn_gen; /* bumped when a transaction ends: cursors are gone */
 	int lock_fd;
 	size_t map_size;
+	uint64_t released_ms; /* when the map's pages were last let go */
 	struct mf_error lost; /* set while uncommitted writes were dropped */
 	char *dir;
 };
@@ -229,6 +232,30 @@ static int txn_need(struct state *s, struct mf_error *err)
 	return 0;
 }
 
+/*
+ * Between transactions nothing points into the map, so the pages a run has
+ * read through it (every leaf it appended to: the whole file, over a long
+ * run) need not stay in this process: they are clean, shared, and stay in
+ * the page cache for the next access. Letting them go keeps the resident
+ * size to what the loop itself holds (issue 10: peak RSS), not the size of
+ * the state. At most five times a second.
+ */
+static void map_release(struct state *s)
+{
+	struct timespec ts;
+	MDB_envinfo info;
+	MDB_stat st;
+	uint64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (now - s->released_ms < 200 || mdb_env_info(s->env, &info) ||
+	    mdb_env_stat(s->env, &st) || !info.me_mapaddr)
+		return;
+	s->released_ms = now;
+	madvise(info.me_mapaddr, (info.me_last_pgno + 1) * (size_t)st.ms_psize, MADV_DONTNEED);
+}
+
 int state_commit(struct state *s, struct mf_error *err)
 {
 	int rc;
@@ -244,6 +271,8 @@ int state_commit(struct state *s, struct mf_error *err)
 		return 0;
 	rc = mdb_txn_commit(s->txn); /* frees the transaction even when it fails */
 	txn_end(s);
+	if (!rc)
+		map_release(s);
 	if (rc) {
 		mf_err_set(err, lmdb_code(rc),
 		           "state %s: mdb_txn_commit: %s; uncommitted writes since the last "
