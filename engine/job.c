@@ -93,7 +93,7 @@ struct batch {
 	char pool[BATCH_POOL];
 };
 
-enum wphase { W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE };
+enum wphase { W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_COUNT, W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE };
 
 struct remap {
 	uint8_t hash[32];
@@ -173,6 +173,7 @@ struct worker {
 	size_t ndd_uids, cdd_uids;
 	struct imap_cmd dd_cmd[3];
 	uint64_t dd_found;
+	uint64_t dry_count;	/* --dry-run: messages that would be copied */
 	int list_mode;		/* fetch the UIDs in todo, not a range */
 	uint32_t *todo;
 	size_t ntodo, ctodo, todo_pos;
@@ -308,7 +309,7 @@ static void job_commit(struct job *j)
 {
 	struct mf_error e;
 
-	if (!j->state_dirty)
+	if (!j->state_dirty || j->o->dry_run)
 		return;
 	if (state_commit(j->st, &e) < 0) {
 		job_error(j, NULL, NULL, 0, "%s", e.msg);
@@ -696,8 +697,20 @@ static void plan_finish(struct job *j)
 {
 	size_t nwork = 0;
 
-	for (size_t i = 0; i < j->nmb; i++)
-		nwork += (size_t)j->mb[i].work;
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (j->o->dry_run && mb->renamed_from) {
+			/* Its state is not moved in a dry run: it would look new. */
+			progress_clear(j);
+			fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": renamed on the source "
+					"from \"%s\"; its destination folder would be renamed too, "
+					"then synced incrementally\n",
+				mb->display, j->van[mb->renamed_from - 1].rec.name);
+			mb->work = 0;
+		}
+		nwork += (size_t)mb->work;
+	}
 	qsort(j->mb, j->nmb, sizeof(*j->mb), mbox_cmp_size);
 	j->listed = 1;
 	if (j->o->json) {
@@ -709,23 +722,13 @@ static void plan_finish(struct job *j)
 	j->sum->skipped = 0;
 	for (size_t i = nwork; i < j->nmb; i++)
 		j->sum->skipped += j->mb[i].st_messages;
-	if (j->o->dry_run) {
-		for (size_t i = 0; i < j->nmb; i++) {
-			progress_clear(j);
-			if (j->mb[i].renamed_from)
-				fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": renamed on the source "
-						"from \"%s\"; its destination folder would be renamed "
-						"too, then synced\n",
-					j->mb[i].display, j->van[j->mb[i].renamed_from - 1].rec.name);
-			else
-				fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": %s\n",
-					j->mb[i].display,
-					j->mb[i].work ? "would be synced" : "unchanged");
-		}
-		j->next_mb = j->nmb;
-		job_maybe_finish(j);
-		return;
-	}
+	if (j->o->dry_run)
+		for (size_t i = 0; i < j->nmb; i++)
+			if (!j->mb[i].work && !j->mb[i].renamed_from) {
+				progress_clear(j);
+				fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": unchanged\n",
+					j->mb[i].display);
+			}
 	if (!nwork) {
 		j->next_mb = j->nmb;
 		job_maybe_finish(j);
@@ -1096,6 +1099,10 @@ static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 		}
 	}
 	j->rename_next = 0;
+	if (j->o->dry_run) {
+		dst_create_all(j, c); /* renamed ones have no work in a dry run */
+		return;
+	}
 	rename_next(j, c);
 }
 
@@ -1241,6 +1248,18 @@ static void dst_create_all(struct job *j, struct imap_client *c)
 		if (!mb->renamed_from)
 			mb->dst_exists = dst_has(j, mb->dst_name);
 		n += !mb->dst_exists;
+	}
+	if (j->o->dry_run) {
+		for (size_t i = 0; i < j->nmb; i++)
+			if (j->mb[i].work > 0 && !j->mb[i].dst_exists) {
+				progress_clear(j);
+				fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": destination "
+						"folder \"%s\" would be created\n",
+					j->mb[i].display, j->mb[i].dst_name);
+			}
+		j->creates_pending = 1;
+		creates_release(j);
+		return;
 	}
 	j->creates_pending = 1; /* held until all are sent */
 	free(j->create_cmd);
@@ -2044,6 +2063,18 @@ static int src_untagged(struct imap_client *c, const struct imap_resp *r)
 
 	if (w->phase == W_DIFF)
 		return changes_untagged(w, r);
+	if (w->phase == W_COUNT && a && a->next) {
+		uint32_t n;
+
+		if (imap_node_is(a, "SEARCH"))
+			for (const struct imap_node *it = a->next; it; it = it->next)
+				w->dry_count += imap_node_u32(it, &n) == 0 && n >= w->start_uid;
+		else if (imap_node_is(a, "ESEARCH"))
+			for (const struct imap_node *it = a->next; it && it->next; it = it->next)
+				if (imap_node_is(it, "COUNT"))
+					imap_node_u64(it->next, &w->dry_count);
+		return 0;
+	}
 	if (w->phase == W_PROBE) {
 		const struct imap_node *v = imap_resp_code(r, "UIDVALIDITY");
 
@@ -2272,7 +2303,10 @@ static void mailbox_finish(struct worker *w)
 
 	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) < 0)
 		memset(&rec, 0, sizeof(rec));
-	if (!mb->failed) {
+	if (j->o->dry_run) {
+		if (mb->failed)
+			j->sum->mailboxes_failed++;
+	} else if (!mb->failed) {
 		snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
 		snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
 		/* HIGHESTMODSEQ in the record means "flags in the state are
@@ -3103,17 +3137,61 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 	}
 	w->start_uid = 1;
 	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 && rec.uidvalidity) {
+		if (rec.uidvalidity != w->uidvalidity && j->o->dry_run) {
+			progress_clear(j);
+			fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": UIDVALIDITY changed from "
+					"%u to %u; its %u messages would be found again by content, "
+					"the rest copied\n",
+				mb->display, rec.uidvalidity, w->uidvalidity, c->exists);
+			mailbox_finish(w);
+			return;
+		}
 		if (rec.uidvalidity != w->uidvalidity) {
 			remap_start(w, rec.uidvalidity);
 			return;
 		}
 		w->start_uid = rec.last_uid + 1;
 	}
-	if (rec.intents && rec.uidvalidity == w->uidvalidity) {
+	if (rec.intents && rec.uidvalidity == w->uidvalidity && j->o->dry_run) {
+		progress_clear(j);
+		fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
+				"would be looked for on the destination first\n",
+			mb->display);
+	} else if (rec.intents && rec.uidvalidity == w->uidvalidity) {
 		settle_start(w);
 		return;
 	}
 	changes_start(w);
+}
+
+/* --dry-run: how many messages would be copied (UID SEARCH, no bodies). */
+static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+
+	(void)cmd;
+	progress_clear(j);
+	if (r->status != IMAP_ST_OK)
+		job_error(j, imap_client_who(c), w->mb, 0, "UID SEARCH failed: %.*s",
+			  (int)r->text_len, r->text);
+	else
+		fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
+				"copied into \"%s\"\n",
+			w->mb->display, (unsigned long long)w->dry_count, w->mb->dst_name);
+	mailbox_finish(w);
+}
+
+static void dry_count_start(struct worker *w)
+{
+	w->phase = W_COUNT;
+	w->dry_count = 0;
+	imap_cmd_begin(&w->src, &w->fetch_cmd[0], dry_count_done, NULL);
+	if (w->src.caps & IMAP_CAP_ESEARCH)
+		imap_putf(&w->src, "UID SEARCH RETURN (COUNT) UID %u:%u", w->start_uid, w->end_uid);
+	else
+		imap_putf(&w->src, "UID SEARCH UID %u:%u", w->start_uid, w->end_uid);
+	imap_cmd_end(&w->src);
 }
 
 static void fetch_start(struct worker *w)
@@ -3129,6 +3207,10 @@ static void fetch_start(struct worker *w)
 	w->mb_failed_min_uid = 0;
 	if (!c->exists || w->start_uid > w->end_uid || (w->list_mode && !w->ntodo)) {
 		worker_check_done(w);
+		return;
+	}
+	if (w->job->o->dry_run) {
+		dry_count_start(w);
 		return;
 	}
 	if (w->job->o->dedupe && !w->dd_done && !w->list_mode && w->end_uid != UINT32_MAX) {
@@ -3443,6 +3525,8 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 	rc = loop_run(l);
 	progress_clear(&j);
 	job_commit(&j);
+	if (o->dry_run)
+		state_abort(st); /* a dry run leaves the state as it found it */
 	if (rc < 0) {
 		mf_err_set(err, rc, "event loop failed: %s", strerror(-rc));
 		return rc;
