@@ -608,6 +608,7 @@ static int mbox_cmp_size(const void *a, const void *b)
 }
 
 static void workers_spawn(struct job *j);
+static void workers_spawn_rest(struct job *j);
 static void dst_prepare(struct worker *w);
 static void rename_next(struct job *j, struct imap_client *c);
 static void dst_create_all(struct job *j, struct imap_client *c);
@@ -684,7 +685,7 @@ static void plan(struct job *j)
 			else if (mb->st_highestmodseq && rec.highestmodseq == mb->st_highestmodseq)
 				mb->work = 0;
 		}
-		j->state_dirty = 1;
+		j->state_dirty |= created;
 	}
 	if (nprobe) {
 		probe_start(j);
@@ -2329,7 +2330,10 @@ static void mailbox_finish(struct worker *w)
 	} else {
 		j->sum->mailboxes_failed++;
 	}
-	job_commit(j);
+	/* Not committed here: nothing below needs it durable (an unrecorded
+	 * end of a pass is redone next time, idempotently; copies are safe by
+	 * their intents). The tick commits within a second, the end at once;
+	 * an fsync per mailbox would stall the loop. */
 	if (j->o->json) {
 		fprintf(j->o->out, "{\"event\":\"mailbox\",\"name\":");
 		json_str(j->o->out, mb->display, strlen(mb->display));
@@ -2878,7 +2882,8 @@ static void apply_release(struct worker *w)
 {
 	if (--w->apply_pending)
 		return;
-	job_commit(w->job);
+	/* Flags stored and expunges done are recorded, committed with the
+	 * next tick: redoing them after a crash changes nothing. */
 	fetch_start(w);
 }
 
@@ -3301,8 +3306,10 @@ static void dst_ready(struct imap_client *c)
 	struct worker *w = c->ud;
 
 	w->dst_ready = 1;
-	if (w->id == 0)
+	if (w->id == 0) {
+		workers_spawn_rest(w->job);
 		dst_prepare(w);
+	}
 	worker_next(w);
 }
 
@@ -3315,6 +3322,15 @@ static void conn_error(struct imap_client *c, const struct mf_error *err)
 	if (w->dead)
 		return;
 	w->dead = 1;
+	if (login && w->id != 0 && j->w[0].src_ready && j->w[0].dst_ready) {
+		/* The first pair logged in, so the accounts are right: this is a
+		 * server refusing one connection more (a per-user limit, say).
+		 * The others go on without it. */
+		mf_log(MF_LOG_WARN, "%s; going on with fewer connections", err->msg);
+		worker_stop(w, 0);
+		job_maybe_finish(j);
+		return;
+	}
 	job_error(j, NULL, w->mb, 0, "%s", err->msg);
 	if (w->mb) {
 		w->mb->failed = 1;
@@ -3393,20 +3409,29 @@ static int worker_init(struct job *j, struct worker *w, unsigned id)
 	return 0;
 }
 
-/* Opens the destination side of worker 0 and the other workers, as many as
- * there are mailboxes with work, up to --connections. */
+/* Opens the destination side of worker 0; once it has logged in (the
+ * account is right), workers_spawn_rest opens the others. */
 static void workers_spawn(struct job *j)
+{
+	struct mf_error e;
+
+	if (worker_open_dst(&j->w[0], &e) < 0) {
+		job_error(j, NULL, NULL, 0, "%s", e.msg);
+		j->fatal = 1;
+		return;
+	}
+}
+
+/* The other workers, as many as there are mailboxes with work, up to
+ * --connections. A server that refuses some of them (a per-user limit)
+ * leaves the job with fewer (conn_error). */
+static void workers_spawn_rest(struct job *j)
 {
 	struct mf_error e;
 	size_t nwork = 0;
 
 	for (size_t i = 0; i < j->nmb; i++)
 		nwork += j->mb[i].work > 0;
-	if (worker_open_dst(&j->w[0], &e) < 0) {
-		job_error(j, NULL, NULL, 0, "%s", e.msg);
-		j->fatal = 1;
-		return;
-	}
 	for (unsigned i = 1; i < j->nw && i < nwork; i++) {
 		struct worker *w = &j->w[i];
 

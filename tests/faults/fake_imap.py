@@ -27,6 +27,11 @@ Faults (--fault), at stage S (--stage: greeting, login, select or fetch):
 --fault-count K: only the first K connections misbehave (0 = all, the
 default), so retries can be tested.
 
+--mailboxes N: INBOX and Box1..Box(N-1), each holding the same 3 messages.
+--max-sessions N: a login while N sessions are logged in gets what Dovecot
+sends over mail_max_userip_connections: "* BYE Maximum number of
+connections from user+IP exceeded", then the connection closes.
+
 CONDSTORE/QRESYNC (RFC 7162), for the incremental read's fallbacks:
   --qresync MODE          off (default): neither is offered. Otherwise both
                           are, with MODSEQ 10+UID per message, and MODE is
@@ -93,6 +98,7 @@ class Server:
         self.args = args
         self.lock = threading.Lock()
         self.active = 0
+        self.logged_in = 0
         self.sessions = 0
         self.last_end = None
         self.rng = random.Random(args.seed)
@@ -112,6 +118,7 @@ class Session:
         self.args = server.args
         self.buf = b""
         self.selected = False
+        self.counted = False
         k = self.args.fault_count
         self.fault = self.args.fault if (k == 0 or cid <= k) else "none"
         self.stage = self.args.stage or DEFAULT_STAGE[self.fault]
@@ -215,6 +222,9 @@ class Session:
         return False
 
     # ---- protocol ----
+    def names(self):
+        return ["INBOX"] + ["Box%d" % i for i in range(1, self.args.mailboxes)]
+
     def caps(self, authed):
         c = self.args.capabilities
         if self.args.qresync != "off":
@@ -263,6 +273,15 @@ class Session:
                     continue
                 if self.generic_fault("login"):
                     continue
+                with self.srv.lock:
+                    full = self.args.max_sessions and self.srv.logged_in >= self.args.max_sessions
+                    if not full and not authed:
+                        self.srv.logged_in += 1
+                        self.counted = True
+                if full:
+                    self.send("* BYE Maximum number of connections from user+IP exceeded "
+                              "(mail_max_userip_connections=%d)\r\n" % self.args.max_sessions)
+                    raise Closed()
                 authed = True
                 self.send("%s OK [CAPABILITY %s] Logged in\r\n" % (tag, self.caps(True)))
                 if self.fault_here("login") and self.fault == "garbage":
@@ -281,7 +300,8 @@ class Session:
             elif cmd in ("LIST", "LSUB"):
                 pat = rest.split(b" ")[-1].strip(b'"')
                 if pat != b"":
-                    self.send('* %s (\\HasNoChildren) "." INBOX\r\n' % cmd)
+                    for name in self.names():
+                        self.send('* %s (\\HasNoChildren) "." %s\r\n' % (cmd, name))
                 else:
                     self.send('* %s (\\Noselect) "." ""\r\n' % cmd)
                 self.send("%s OK done\r\n" % tag)
@@ -292,9 +312,11 @@ class Session:
                     vals["HIGHESTMODSEQ"] = self.args.highestmodseq
                 asked = re.findall(rb"[A-Z]+", rest.split(b"(", 1)[-1].upper())
                 items = " ".join("%s %d" % (a.decode(), vals[a.decode()]) for a in asked if a.decode() in vals)
-                self.send("* STATUS INBOX (%s)\r\n%s OK done\r\n" % (items, tag))
+                box = rest.split(b" ", 1)[0].strip(b'"').decode("latin-1")
+                self.send("* STATUS %s (%s)\r\n%s OK done\r\n" % (box, items, tag))
             elif cmd in ("SELECT", "EXAMINE"):
-                if not rest.strip(b'"').upper().startswith(b"INBOX"):
+                box = rest.split(b" ", 1)[0].strip(b'"').decode("latin-1")
+                if box.upper() != "INBOX" and box not in self.names():
                     self.send("%s NO [NONEXISTENT] Mailbox doesn't exist\r\n" % tag)
                     continue
                 if self.generic_fault("select"):
@@ -428,6 +450,8 @@ def main():
     ap.add_argument("--qresync", default="off", choices=["off", "good", "bad-vanished", "unparsable", "refuse"])
     ap.add_argument("--highestmodseq", type=int, default=13)
     ap.add_argument("--flags3", default=None)
+    ap.add_argument("--mailboxes", type=int, default=1)
+    ap.add_argument("--max-sessions", type=int, default=0)
     args = ap.parse_args()
     if args.flags3 is not None:
         MESSAGES[2]["flags"] = args.flags3
@@ -445,11 +469,16 @@ def main():
 
     def serve(sock, cid):
         sock.settimeout(0.5)
+        sess = None
         try:
-            Session(srv, sock, cid).run()
+            sess = Session(srv, sock, cid)
+            sess.run()
         except (Closed, OSError):
             pass
         finally:
+            if sess is not None and sess.counted:
+                with srv.lock:
+                    srv.logged_in -= 1
             try:
                 sock.close()
             except OSError:
