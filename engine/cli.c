@@ -218,7 +218,7 @@ static void usage(FILE *f)
 	      "  --folder GLOB       only mailboxes matching GLOB (repeatable)\n"
 	      "  --exclude GLOB      skip mailboxes matching GLOB (repeatable)\n"
 	      "  --connections N     parallel connection pairs (default 4)\n"
-	      "  --batch N           messages per MULTIAPPEND (default 64)\n"
+	      "  --batch N           messages per MULTIAPPEND (default 256)\n"
 	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
 	      "  --map SRC=DST       put source mailbox SRC into DST (repeatable; otherwise\n"
 	      "                      SPECIAL-USE, then the same name, decides)\n"
@@ -437,7 +437,7 @@ static int cmd_migrate(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	c.connections = 4;
-	c.batch = 64;
+	c.batch = 256;
 	c.timeout_s = 60;
 	c.progress = isatty(2);
 	optind = 1;
@@ -460,7 +460,7 @@ static int cmd_migrate(int argc, char **argv)
 			c.excludes[c.nexcludes++] = optarg;
 			break;
 		case OPT_CONN: c.connections = parse_uint(optarg, 1, 64, "--connections", &e); break;
-		case OPT_BATCH: c.batch = parse_uint(optarg, 1, 64, "--batch", &e); break;
+		case OPT_BATCH: c.batch = parse_uint(optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
 		case OPT_TIMEOUT: c.timeout_s = parse_uint(optarg, 1, 86400, "--timeout", &e); break;
 		case OPT_DRY: c.dry_run = 1; break;
 		case OPT_JSON: c.json = 1; break;

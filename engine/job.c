@@ -23,7 +23,7 @@
 #include "store/msghash.h"
 
 #define BATCH_SLOTS 8
-#define BATCH_MAX 64
+#define BATCH_MAX JOB_BATCH_MAX
 #define BATCH_POOL 8192
 #define FETCH_RANGE 1000	/* UIDs per UID FETCH command */
 #define RETRY_CHUNK 200
@@ -839,10 +839,29 @@ static void src_list(struct worker *w)
  * messages again by content (remap_start).
  */
 
-static size_t probe_match(struct job *j, uint32_t uidv, uint32_t uid, const uint8_t hash[32],
-			  const uint8_t nhash[32])
+struct probe_scan {
+	const uint8_t *nhash;
+	int hit;
+};
+
+static int probe_scan_cb(void *ctx, uint32_t uid, const struct state_msg *m)
 {
-	struct state_msg_key where;
+	struct probe_scan *ps = ctx;
+
+	(void)uid;
+	if (m->status == STATE_MSG_DONE && !memcmp(m->nhash, ps->nhash, 32)) {
+		ps->hit = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Which vanished mailbox holds this message: the same UID under the same
+ * UIDVALIDITY (a plain RENAME keeps both), else anywhere in its records (a
+ * copy under a new UIDVALIDITY). Reads only the vanished mailboxes'
+ * records, and only when a new mailbox appeared while some vanished. */
+static size_t probe_match(struct job *j, uint32_t uidv, uint32_t uid, const uint8_t nhash[32])
+{
 	struct state_msg m;
 	struct mf_error e;
 
@@ -854,10 +873,15 @@ static size_t probe_match(struct job *j, uint32_t uidv, uint32_t uid, const uint
 		    !memcmp(m.nhash, nhash, 32))
 			return i + 1;
 	}
-	if (state_hash_get(j->st, j->jobid, hash, &where, &e) == 0)
-		for (size_t i = 0; i < j->nvan; i++)
-			if (!j->van[i].claimed && j->van[i].mbid == where.mbid)
-				return i + 1;
+	for (size_t i = 0; i < j->nvan; i++) {
+		struct probe_scan ps = {nhash, 0};
+
+		if (!j->van[i].claimed &&
+		    state_msg_each(j->st, j->jobid, j->van[i].mbid, j->van[i].rec.uidvalidity, 1,
+				   probe_scan_cb, &ps, &e) >= 0 &&
+		    ps.hit)
+			return i + 1;
+	}
 	return 0;
 }
 
@@ -865,12 +889,12 @@ static int probe_lit_end(struct worker *w)
 {
 	struct job *j = w->job;
 	struct mbox *mb = j->probe_mb;
-	uint8_t hash[32], nhash[32];
+	uint8_t nhash[32];
 
-	msghash_end(&w->mh, hash, nhash);
+	msghash_end(&w->mh, NULL, nhash);
 	if (!mb || !w->rm_uid || !mb->probe_uidv || mb->renamed_from)
 		return 0;
-	mb->renamed_from = probe_match(j, mb->probe_uidv, w->rm_uid, hash, nhash);
+	mb->renamed_from = probe_match(j, mb->probe_uidv, w->rm_uid, nhash);
 	if (mb->renamed_from)
 		j->van[mb->renamed_from - 1].claimed = 1;
 	return 0;
@@ -1365,8 +1389,7 @@ static void msg_record(struct worker *w, const struct batch *b, const struct bms
 	sm.status = status;
 	memcpy(sm.flags, b->pool + m->flags_off, fl);
 	sm.flags[fl] = '\0';
-	if (state_msg_put(j->st, &k, &sm, &e) < 0 ||
-	    (status == STATE_MSG_DONE && state_hash_put(j->st, j->jobid, m->hash, &k, &e) < 0)) {
+	if (state_msg_put(j->st, &k, &sm, &e) < 0) {
 		job_error(j, NULL, w->mb, m->uid, "%s", e.msg);
 		j->fatal = 1;
 	}
@@ -1495,9 +1518,7 @@ static int remap_lit_end(struct worker *w)
 		struct state_msg m;
 
 		hit->claimed = 1;
-		if (state_msg_get(j->st, &ok, &m, &e) == 0 &&
-		    (state_msg_put(j->st, &nk, &m, &e) < 0 ||
-		     state_hash_put(j->st, j->jobid, m.hash, &nk, &e) < 0)) {
+		if (state_msg_get(j->st, &ok, &m, &e) == 0 && state_msg_put(j->st, &nk, &m, &e) < 0) {
 			job_error(j, NULL, w->mb, w->rm_uid, "%s", e.msg);
 			j->fatal = 1;
 		}
@@ -1861,8 +1882,7 @@ static int dd_src_lit_end(struct worker *w)
 		m.status = STATE_MSG_DONE;
 		memcpy(m.flags, w->cur.flags, w->cur.flags_len);
 		m.flags[w->cur.flags_len] = '\0';
-		if (state_msg_put(j->st, &k, &m, &e) < 0 ||
-		    state_hash_put(j->st, j->jobid, m.hash, &k, &e) < 0) {
+		if (state_msg_put(j->st, &k, &m, &e) < 0) {
 			job_error(j, NULL, w->mb, w->cur.uid, "%s", e.msg);
 			j->fatal = 1;
 		}
@@ -2412,8 +2432,6 @@ static void settle_finish(struct worker *w)
 			m.status = STATE_MSG_DONE;
 			m.dst_uid = st->dst_uid;
 			rc = state_msg_put(j->st, &k, &m, &e);
-			if (!rc)
-				rc = state_hash_put(j->st, j->jobid, m.hash, &k, &e);
 			found++;
 		}
 		if (rc < 0) {

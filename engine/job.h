@@ -22,6 +22,9 @@
 #include "protocols/imap_client.h"
 #include "store/state.h"
 
+/* Messages in one MULTIAPPEND at most (--batch). */
+#define JOB_BATCH_MAX 256
+
 struct job_opts {
 	struct imap_endpoint src, dst;
 	const char *job_key;	/* identifies src+dst in the state */

@@ -34,25 +34,26 @@ void msghash_free(struct msghash *h)
 void msghash_begin(struct msghash *h)
 {
 	EVP_DigestInit_ex(h->exact, EVP_sha256(), NULL);
-	EVP_DigestInit_ex(h->folded, EVP_sha256(), NULL);
 	h->cr = 0;
+	h->lazy = 1;
 }
 
-static void flush_crs(struct msghash *h, uint64_t n)
+static void flush_crs(EVP_MD_CTX *md, uint64_t n)
 {
 	while (n) {
 		size_t k = n > sizeof(crs) ? sizeof(crs) : (size_t)n;
 
-		EVP_DigestUpdate(h->folded, crs, k);
+		EVP_DigestUpdate(md, crs, k);
 		n -= k;
 	}
 }
 
-void msghash_update(struct msghash *h, const uint8_t *p, size_t n)
+/* The folded digest on its own (after the first fold): runs of CRs pending
+ * in h->cr, the rest line by line. */
+static void fold_update(struct msghash *h, const uint8_t *p, size_t n)
 {
 	const uint8_t *end = p + n;
 
-	EVP_DigestUpdate(h->exact, p, n);
 	while (p < end) {
 		const uint8_t *cr;
 
@@ -64,7 +65,7 @@ void msghash_update(struct msghash *h, const uint8_t *p, size_t n)
 			}
 			if (p == end)
 				return;
-			flush_crs(h, *p == '\n' ? 1 : h->cr);
+			flush_crs(h->folded, *p == '\n' ? 1 : h->cr);
 			h->cr = 0;
 		}
 		cr = memchr(p, '\r', (size_t)(end - p));
@@ -78,12 +79,74 @@ void msghash_update(struct msghash *h, const uint8_t *p, size_t n)
 	}
 }
 
+/*
+ * Almost no message has two CRs before an LF, and until one does, the
+ * folded bytes are the exact bytes: one digest serves both (lazy). A run of
+ * CRs is held back from the digest until what follows it is seen; the first
+ * run of two or more that ends in an LF forks the folded digest off the
+ * exact one (EVP_MD_CTX_copy_ex) and from there both are fed.
+ */
+void msghash_update(struct msghash *h, const uint8_t *p, size_t n)
+{
+	const uint8_t *end = p + n;
+
+	if (!h->lazy) {
+		EVP_DigestUpdate(h->exact, p, n);
+		fold_update(h, p, n);
+		return;
+	}
+	while (p < end) {
+		const uint8_t *q;
+
+		if (h->cr) {
+			while (p < end && *p == '\r') {
+				h->cr++;
+				p++;
+			}
+			if (p == end)
+				return; /* the run may go on in the next chunk */
+			if (*p == '\n' && h->cr > 1) {
+				EVP_MD_CTX_copy_ex(h->folded, h->exact);
+				h->lazy = 0;
+				flush_crs(h->exact, h->cr);
+				flush_crs(h->folded, 1);
+				h->cr = 0;
+				EVP_DigestUpdate(h->exact, p, (size_t)(end - p));
+				fold_update(h, p, (size_t)(end - p));
+				return;
+			}
+			flush_crs(h->exact, h->cr); /* nothing to fold: the same for both */
+			h->cr = 0;
+		}
+		q = memmem(p, (size_t)(end - p), "\r\r", 2);
+		if (!q) {
+			/* a CR at the very end may start a run */
+			q = end[-1] == '\r' ? end - 1 : end;
+			EVP_DigestUpdate(h->exact, p, (size_t)(q - p));
+			h->cr = (uint64_t)(end - q);
+			return;
+		}
+		EVP_DigestUpdate(h->exact, p, (size_t)(q - p));
+		h->cr = 2;
+		p = q + 2;
+	}
+}
+
 void msghash_end(struct msghash *h, uint8_t exact[32], uint8_t folded[32])
 {
 	uint8_t tmp[32];
 	unsigned len = 32;
 
-	flush_crs(h, h->cr);
+	if (h->lazy) {
+		/* a run at the very end has no LF after it: not folded */
+		flush_crs(h->exact, h->cr);
+		h->cr = 0;
+		EVP_DigestFinal_ex(h->exact, exact ? exact : tmp, &len);
+		if (folded)
+			memcpy(folded, exact ? exact : tmp, 32);
+		return;
+	}
+	flush_crs(h->folded, h->cr);
 	h->cr = 0;
 	EVP_DigestFinal_ex(h->exact, exact ? exact : tmp, &len);
 	len = 32;

@@ -17,7 +17,9 @@
 
 struct msghash {
 	EVP_MD_CTX *exact, *folded;
-	uint64_t cr;		/* CRs seen but not yet fed to the folded digest */
+	uint64_t cr;		/* CRs seen but not yet fed to a digest (lazy: to
+				 * either; else to the folded one) */
+	int lazy;		/* nothing folded yet: exact serves for both */
 };
 
 int msghash_init(struct msghash *h);	/* 0 or -ENOMEM */

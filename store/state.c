@@ -14,7 +14,8 @@
  *   mbnames   u32 job, name bytes              -> u32 mailbox id
  *   mailboxes u32 job, u32 mbid                -> mailbox record v1
  *   messages  u32 job, u32 mbid, u32 uidvalidity, u32 uid -> message record v1
- *   hashes    u32 job, 32-byte SHA-256         -> hash record v1
+ * (A "hashes" index, content -> where, existed in earlier versions and is
+ * no longer kept: its random keys dirtied a page per message per commit.)
  * Ids start at 1 and come from the counters, so they are never reused once
  * committed. A name (job key or mailbox name) whose key would not fit in
  * STATE_KEY_RAW_MAX bytes is stored as its first bytes followed by the
@@ -68,12 +69,11 @@
 #define STATE_KEY_RAW_MAX 479 /* longer names are stored prefix + SHA-256 */
 #define STATE_MSG_FIXED 100   /* message record without the flags bytes */
 #define STATE_MBOX_FIXED 49   /* mailbox record without the two names */
-#define STATE_HASH_REC 13
 #define STATE_MIB ((size_t)1 << 20)
 
 struct state {
 	MDB_env *env;
-	MDB_dbi jobs, mbnames, mboxes, msgs, hashes;
+	MDB_dbi jobs, mbnames, mboxes, msgs;
 	MDB_txn *txn;          /* the open write transaction, or NULL */
 	unsigned long gen;     /* bumped by every write: cursors must re-seek */
 	unsigned long txn_gen; /* bumped when a transaction ends: cursors are gone */
@@ -245,15 +245,28 @@ static void map_release(struct state *s)
 	struct timespec ts;
 	MDB_envinfo info;
 	MDB_stat st;
+	struct stat fs;
+	char path[4200], line[4352];
+	unsigned long lo, hi, ino;
 	uint64_t now;
+	size_t used;
+	FILE *f;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	if (now - s->released_ms < 200 || mdb_env_info(s->env, &info) ||
-	    mdb_env_stat(s->env, &st) || !info.me_mapaddr)
+	if (now - s->released_ms < 200 || mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st))
 		return;
 	s->released_ms = now;
-	madvise(info.me_mapaddr, (info.me_last_pgno + 1) * (size_t)st.ms_psize, MADV_DONTNEED);
+	/* LMDB does not say where it mapped the file: /proc/self/maps does. */
+	snprintf(path, sizeof(path), "%s/data.mdb", s->dir);
+	if (stat(path, &fs) < 0 || !(f = fopen("/proc/self/maps", "re")))
+		return;
+	used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &ino) == 3 &&
+		    ino == (unsigned long)fs.st_ino && hi > lo)
+			madvise((void *)lo, used < hi - lo ? used : hi - lo, MADV_DONTNEED);
+	fclose(f);
 }
 
 int state_commit(struct state *s, struct mf_error *err)
@@ -477,8 +490,8 @@ static int env_open(struct state *s, struct mf_error *err)
 
 static int open_dbs(struct state *s, struct mf_error *err)
 {
-	static const char *const names[] = {"jobs", "mbnames", "mailboxes", "messages", "hashes"};
-	MDB_dbi *dbis[] = {&s->jobs, &s->mbnames, &s->mboxes, &s->msgs, &s->hashes};
+	static const char *const names[] = {"jobs", "mbnames", "mailboxes", "messages"};
+	MDB_dbi *dbis[] = {&s->jobs, &s->mbnames, &s->mboxes, &s->msgs};
 	uint8_t fmt[4];
 	MDB_val v;
 	size_t i;
@@ -1124,53 +1137,3 @@ int state_msg_count(struct state *s, uint32_t job, uint32_t mbid, uint32_t uidva
 	return rc;
 }
 
-/* ---- content hashes ---- */
-
-int state_hash_get(struct state *s, uint32_t job, const uint8_t hash[32],
-                   struct state_msg_key *where, struct mf_error *err)
-{
-	uint8_t k[36];
-	MDB_val v;
-	const uint8_t *p;
-	int rc;
-
-	rc = txn_need(s, err);
-	if (rc)
-		return rc;
-	put32(k, job);
-	memcpy(k + 4, hash, 32);
-	rc = db_get(s, s->hashes, k, sizeof(k), &v, err, "mdb_get hashes");
-	if (rc)
-		return rc;
-	p = v.mv_data;
-	if (v.mv_size != STATE_HASH_REC || p[0] != STATE_REC_V1) {
-		char what[32];
-
-		snprintf(what, sizeof(what), "hashes (job %u)", job);
-		return corrupt(s, err, what, &v);
-	}
-	where->job = job;
-	where->mbid = get32(p + 1);
-	where->uidvalidity = get32(p + 5);
-	where->uid = get32(p + 9);
-	return 0;
-}
-
-/* where->job is not stored: the key's job is the job. */
-int state_hash_put(struct state *s, uint32_t job, const uint8_t hash[32],
-                   const struct state_msg_key *where, struct mf_error *err)
-{
-	uint8_t k[36], v[STATE_HASH_REC];
-	int rc;
-
-	rc = txn_need(s, err);
-	if (rc)
-		return rc;
-	put32(k, job);
-	memcpy(k + 4, hash, 32);
-	v[0] = STATE_REC_V1;
-	put32(v + 1, where->mbid);
-	put32(v + 5, where->uidvalidity);
-	put32(v + 9, where->uid);
-	return db_put(s, s->hashes, k, sizeof(k), v, sizeof(v), err, "mdb_put hashes");
-}

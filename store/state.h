@@ -11,7 +11,6 @@
  *   mbnames   (u32 job, mailbox name bytes)       -> u32 mailbox id
  *   mailboxes (u32 job, u32 mbid)                 -> struct state_mbox
  *   messages  (u32 job, u32 mbid, u32 uidvalidity, u32 uid) -> struct state_msg
- *   hashes    (u32 job, 32-byte SHA-256)          -> (u32 mbid, u32 uidvalidity, u32 uid)
  *
  * One write transaction is opened lazily by the first call that needs it and
  * kept open; state_commit() makes everything so far durable. Callers commit
@@ -111,11 +110,5 @@ int state_msg_each(struct state *s, uint32_t job, uint32_t mbid, uint32_t uidval
 /* Count of messages recorded for (job, mbid, uidvalidity). */
 int state_msg_count(struct state *s, uint32_t job, uint32_t mbid, uint32_t uidvalidity,
 		    uint64_t *count, struct mf_error *err);
-
-/* Where a message with this content already is (any mailbox of the job). */
-int state_hash_get(struct state *s, uint32_t job, const uint8_t hash[32],
-		   struct state_msg_key *where, struct mf_error *err);
-int state_hash_put(struct state *s, uint32_t job, const uint8_t hash[32],
-		   const struct state_msg_key *where, struct mf_error *err);
 
 #endif

@@ -60,6 +60,13 @@ static void test_fold_cases(struct unit_ctx *u)
 	check_all_splits(u, "\r\r\r\n\r\n\n\r");
 	check_all_splits(u, "");
 	check_all_splits(u, "x\r\ry\r\r\r");
+	check_all_splits(u, "\r");
+	check_all_splits(u, "\r\r");
+	check_all_splits(u, "\r\n");
+	check_all_splits(u, "\r\r\n");
+	check_all_splits(u, "a\r\rb\r\r\nc\r\n");
+	check_all_splits(u, "no fold\r\nat all\r\n\r\nbody\rx\r");
+	check_all_splits(u, "late\r\n\r\nthen\r\r\r\nfold\r\n\r\r\n\r");
 }
 
 static void test_fold_value(struct unit_ctx *u)

@@ -743,7 +743,7 @@ static void batch_child(const char *dir, int wfd)
 			struct state_msg_key k = {1, 1, 1, b * CRASH_BATCH + i};
 
 			msg_fill(&m, k.uid);
-			if (state_msg_put(s, &k, &m, &e) || state_hash_put(s, 1, m.hash, &k, &e))
+			if (state_msg_put(s, &k, &m, &e))
 				_exit(3);
 		}
 		if (state_commit(s, &e))
@@ -811,12 +811,12 @@ static void test_crash_many_points(struct unit_ctx *u)
 		            round, (unsigned long long)n, reported);
 		UNIT_CHECK(u, state_msg_each(s, 1, 1, 1, 0, seq_cb, &sc, &e) == 0 && !sc.bad);
 		if (n) {
-			struct state_msg m;
-			struct state_msg_key where;
+			struct state_msg m, got;
+			struct state_msg_key k = {1, 1, 1, (uint32_t)n};
 
 			msg_fill(&m, (uint32_t)n);
-			UNIT_CHECK(u,
-			           state_hash_get(s, 1, m.hash, &where, &e) == 0 && where.uid == n);
+			UNIT_CHECK(u, state_msg_get(s, &k, &got, &e) == 0 &&
+			                  !memcmp(got.hash, m.hash, 32));
 		}
 		state_close(s);
 	}
@@ -865,40 +865,6 @@ static void test_second_opener(struct unit_ctx *u)
 	/* Free again once closed. */
 	if (open_ok(u, &s, dir))
 		return;
-	state_close(s);
-}
-
-static void test_hashes(struct unit_ctx *u)
-{
-	char dir[256];
-	struct mf_error e = {0, ""};
-	struct state *s;
-	uint8_t h1[32], h2[32];
-	struct state_msg_key w = {9, 0xFFFFFFFF, 0x80000001, 42}, got;
-
-	memset(h1, 0xAB, sizeof(h1));
-	memset(h2, 0xAB, sizeof(h2));
-	h2[31] = 0xAC;
-	dir_for(dir, sizeof(dir), "hashes");
-	if (open_ok(u, &s, dir))
-		return;
-	UNIT_CHECK(u, state_hash_get(s, 9, h1, &got, &e) == -ENOENT);
-	UNIT_CHECK(u, state_hash_put(s, 9, h1, &w, &e) == 0);
-	UNIT_CHECK(u, state_hash_get(s, 9, h1, &got, &e) == 0);
-	UNIT_CHECK(u, got.job == 9 && got.mbid == w.mbid && got.uidvalidity == w.uidvalidity &&
-	                  got.uid == 42);
-	UNIT_CHECK(u, state_hash_get(s, 9, h2, &got, &e) == -ENOENT);
-	UNIT_CHECK(u, state_hash_get(s, 8, h1, &got, &e) == -ENOENT);
-	UNIT_CHECK(u, state_hash_get(s, 10, h1, &got, &e) == -ENOENT);
-	UNIT_CHECK(u, state_commit(s, &e) == 0);
-	state_close(s);
-	if (open_ok(u, &s, dir))
-		return;
-	UNIT_CHECK(u, state_hash_get(s, 9, h1, &got, &e) == 0 && got.uid == 42 &&
-	                  got.mbid == 0xFFFFFFFF);
-	w.uid = 43; /* moved: overwrite */
-	UNIT_CHECK(u, state_hash_put(s, 9, h1, &w, &e) == 0);
-	UNIT_CHECK(u, state_hash_get(s, 9, h1, &got, &e) == 0 && got.uid == 43);
 	state_close(s);
 }
 
@@ -1082,7 +1048,6 @@ int main(void)
 	UNIT_RUN(&u, test_crash);
 	UNIT_RUN(&u, test_crash_many_points);
 	UNIT_RUN(&u, test_second_opener);
-	UNIT_RUN(&u, test_hashes);
 	UNIT_RUN(&u, test_bad_records);
 	UNIT_RUN(&u, test_map_full);
 	UNIT_RUN(&u, test_put_rate);
