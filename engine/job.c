@@ -93,7 +93,10 @@ struct batch {
 	char pool[BATCH_POOL];
 };
 
-enum wphase { W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_COUNT, W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE };
+enum wphase {
+	W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_COUNT,
+	W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE
+};
 
 struct remap {
 	uint8_t hash[32];
@@ -303,6 +306,22 @@ static void job_error(struct job *j, const char *who, const struct mbox *mb, uin
 		fputs("}\n", j->o->out);
 	}
 	j->nerrors++;
+}
+
+/* The worker's mailbox failed: one error line, then the next mailbox. */
+static void mailbox_fail(struct worker *w, const char *who, uint32_t uid, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void mailbox_fail(struct worker *w, const char *who, uint32_t uid, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	job_error(w->job, who, w->mb, uid, "%s", msg);
+	w->mb->failed = 1;
+	mailbox_finish(w);
 }
 
 static void job_commit(struct job *j)
@@ -1481,13 +1500,39 @@ static int remap_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 	return 0;
 }
 
+/* What a FETCH response says before its literal (key): UID, FLAGS,
+ * INTERNALDATE, MODSEQ, each zero or NULL when absent. */
+struct fetch_meta {
+	uint32_t uid;
+	uint64_t modseq;
+	const struct imap_node *flags, *date;
+};
+
+static void fetch_meta(const struct imap_resp *r, const struct imap_node *key,
+		       struct fetch_meta *fm)
+{
+	const struct imap_node *items = r->first->next->next;
+
+	memset(fm, 0, sizeof(*fm));
+	for (const struct imap_node *it = items ? items->child : NULL; it && it != key && it->next;
+	     it = it->next) {
+		if (imap_node_is(it, "UID"))
+			imap_node_u32(it->next, &fm->uid);
+		else if (imap_node_is(it, "FLAGS"))
+			fm->flags = it->next;
+		else if (imap_node_is(it, "INTERNALDATE"))
+			fm->date = it->next;
+		else if (imap_node_is(it, "MODSEQ") && it->next->child)
+			imap_node_u64(it->next->child, &fm->modseq);
+	}
+}
+
 static int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct imap_node *key)
 {
-	w->rm_uid = 0;
-	for (const struct imap_node *it = r->first->next->next ? r->first->next->next->child : NULL;
-	     it && it != key; it = it->next)
-		if (imap_node_is(it, "UID") && it->next)
-			imap_node_u32(it->next, &w->rm_uid);
+	struct fetch_meta fm;
+
+	fetch_meta(r, key, &fm);
+	w->rm_uid = fm.uid;
 	msghash_begin(&w->mh);
 	return IMAP_LIT_STREAM;
 }
@@ -1551,10 +1596,8 @@ static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 
 	(void)cmd;
 	if (r->status != IMAP_ST_OK) {
-		job_error(j, imap_client_who(c), w->mb, 0, "UID FETCH failed: %.*s", (int)r->text_len,
-			  r->text);
-		w->mb->failed = 1;
-		mailbox_finish(w);
+		mailbox_fail(w, imap_client_who(c), 0, "UID FETCH failed: %.*s", (int)r->text_len,
+			     r->text);
 		return;
 	}
 	state_msg_each(j->st, j->jobid, w->mb->mbid, w->old_uidv, 1, remap_drop_old, w, &e);
@@ -1588,9 +1631,7 @@ static void remap_start(struct worker *w, uint32_t old_uidv)
 	w->rm_found = 0;
 	w->method = M_NEW_ONLY; /* flags are copied with the messages that move */
 	if (state_msg_each(j->st, j->jobid, w->mb->mbid, old_uidv, 1, remap_collect, w, &e) < 0) {
-		job_error(j, NULL, w->mb, 0, "%s", e.msg);
-		w->mb->failed = 1;
-		mailbox_finish(w);
+		mailbox_fail(w, NULL, 0, "%s", e.msg);
 		return;
 	}
 	qsort(w->rm, w->nrm, sizeof(*w->rm), remap_cmp);
@@ -1640,22 +1681,14 @@ static int dd_known_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 	return 0;
 }
 
-static void dd_fail(struct worker *w, const struct imap_client *c, const struct imap_resp *r,
-		    const char *what)
-{
-	job_error(w->job, imap_client_who(c), w->mb, 0, "--dedupe: %s failed: %.*s", what,
-		  (int)r->text_len, r->text);
-	w->mb->failed = 1;
-	mailbox_finish(w);
-}
-
 static void dd_src_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	struct worker *w = c->ud;
 
 	(void)cmd;
 	if (r->status != IMAP_ST_OK) {
-		dd_fail(w, c, r, "reading the new messages");
+		mailbox_fail(w, imap_client_who(c), 0, "--dedupe: reading the new messages failed: %.*s",
+			     (int)r->text_len, r->text);
 		return;
 	}
 	if (w->dd_found)
@@ -1698,7 +1731,9 @@ static void dd_dst_fetch_done(struct imap_client *c, struct imap_cmd *cmd,
 
 	(void)cmd;
 	if (r->status != IMAP_ST_OK) {
-		dd_fail(w, c, r, "reading the destination folder");
+		mailbox_fail(w, imap_client_who(c), 0,
+			     "--dedupe: reading the destination folder failed: %.*s",
+			     (int)r->text_len, r->text);
 		return;
 	}
 	dd_src_start(w);
@@ -1715,7 +1750,9 @@ static void dd_search_done(struct imap_client *c, struct imap_cmd *cmd, const st
 		return;
 	}
 	if (r->status != IMAP_ST_OK) {
-		dd_fail(w, c, r, "UID SEARCH on the destination");
+		mailbox_fail(w, imap_client_who(c), 0,
+			     "--dedupe: UID SEARCH on the destination failed: %.*s",
+			     (int)r->text_len, r->text);
 		return;
 	}
 	/* The destination's UIDs nobody recorded under this UIDVALIDITY. */
@@ -1781,9 +1818,7 @@ static void dedupe_start(struct worker *w)
 	w->dd_dst_uidv = 0;
 	if (state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, dd_known_collect, w,
 			   &e) < 0) {
-		job_error(j, NULL, w->mb, 0, "%s", e.msg);
-		w->mb->failed = 1;
-		mailbox_finish(w);
+		mailbox_fail(w, NULL, 0, "%s", e.msg);
 		return;
 	}
 	w->phase = W_DEDUPE_DST;
@@ -1832,28 +1867,17 @@ static int dd_dst_lit_end(struct worker *w)
 static int dd_src_lit_begin(struct worker *w, const struct imap_resp *r,
 			    const struct imap_node *key, uint64_t size)
 {
-	const struct imap_node *items = r->first->next->next;
+	struct fetch_meta fm;
 
-	w->cur.uid = 0;
-	w->cur.flags_len = 0;
-	w->cur.flags[0] = '\0';
-	w->cur.idate = 0;
-	w->cur.modseq = 0;
+	fetch_meta(r, key, &fm);
+	w->cur.uid = fm.uid;
+	w->cur.modseq = fm.modseq;
 	w->cur.size = size;
-	for (const struct imap_node *it = items ? items->child : NULL; it && it != key;
-	     it = it->next) {
-		if (!it->next)
-			break;
-		if (imap_node_is(it, "UID"))
-			imap_node_u32(it->next, &w->cur.uid);
-		else if (imap_node_is(it, "FLAGS"))
-			w->cur.flags_len = flags_string(it->next, w->cur.flags, sizeof(w->cur.flags));
-		else if (imap_node_is(it, "INTERNALDATE") && it->next->type == IMAP_NODE_STRING)
-			parse_idate(it->next->s, it->next->len, &w->cur.idate);
-		else if (imap_node_is(it, "MODSEQ") && it->next->type == IMAP_NODE_LIST &&
-			 it->next->child)
-			imap_node_u64(it->next->child, &w->cur.modseq);
-	}
+	w->cur.idate = 0;
+	if (fm.date && fm.date->type == IMAP_NODE_STRING)
+		parse_idate(fm.date->s, fm.date->len, &w->cur.idate);
+	w->cur.flags_len = fm.flags ? flags_string(fm.flags, w->cur.flags, sizeof(w->cur.flags)) : 0;
+	w->cur.flags[w->cur.flags_len] = '\0';
 	msghash_begin(&w->mh);
 	return IMAP_LIT_STREAM;
 }
@@ -1904,9 +1928,10 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 {
 	struct worker *w = c->ud;
 	struct job *j = w->job;
-	const struct imap_node *items, *it, *flags = NULL, *date = NULL;
-	uint32_t uid = 0;
-	uint64_t modseq = 0;
+	const struct imap_node *flags, *date;
+	struct fetch_meta fm;
+	uint32_t uid;
+	uint64_t modseq;
 	struct state_msg_key k;
 	struct state_msg sm;
 	struct mf_error e;
@@ -1922,17 +1947,8 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 		return remap_lit_begin(w, r, key);
 	if (w->phase == W_DEDUPE_SRC)
 		return dd_src_lit_begin(w, r, key, size);
-	items = r->first->next->next;
-	for (it = items ? items->child : NULL; it && it != key; it = it->next) {
-		if (imap_node_is(it, "UID") && it->next)
-			imap_node_u32(it->next, &uid);
-		else if (imap_node_is(it, "FLAGS") && it->next)
-			flags = it->next;
-		else if (imap_node_is(it, "INTERNALDATE") && it->next)
-			date = it->next;
-		else if (imap_node_is(it, "MODSEQ") && it->next && it->next->child)
-			imap_node_u64(it->next->child, &modseq);
-	}
+	fetch_meta(r, key, &fm);
+	uid = fm.uid, modseq = fm.modseq, flags = fm.flags, date = fm.date;
 	memset(&w->cur, 0, offsetof(__typeof__(w->cur), flags));
 	w->cur.active = 1;
 	w->cur.size = w->cur.left = size;
@@ -2508,9 +2524,7 @@ static void settle_start(struct worker *w)
 	w->stl_seen = 0;
 	rc = state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, settle_collect, w, &e);
 	if (rc < 0) {
-		job_error(j, NULL, w->mb, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
-		w->mb->failed = 1;
-		mailbox_finish(w);
+		mailbox_fail(w, NULL, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
 		return;
 	}
 	if (!w->nstl) {
@@ -2798,9 +2812,7 @@ static void diff_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 	if (w->method == M_SCAN || (w->method == M_CONDSTORE && j->o->delete_)) {
 		if (state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, gone_collect, w,
 				   &e) < 0) {
-			job_error(j, NULL, w->mb, 0, "%s", e.msg);
-			w->mb->failed = 1;
-			mailbox_finish(w);
+			mailbox_fail(w, NULL, 0, "%s", e.msg);
 			return;
 		}
 	}
@@ -2851,9 +2863,7 @@ static void changes_start(struct worker *w)
 	}
 	w->seen_n = last;
 	if (grow((void **)&w->seen, &w->seen_cap, last / 8 + 1, 1) < 0) {
-		job_error(j, NULL, w->mb, 0, "out of memory");
-		w->mb->failed = 1;
-		mailbox_finish(w);
+		mailbox_fail(w, NULL, 0, "out of memory");
 		return;
 	}
 	memset(w->seen, 0, last / 8 + 1);
@@ -3062,9 +3072,7 @@ static void changes_apply(struct worker *w)
 		return;
 	}
 	if (grow((void **)&w->apply_cmd, &w->apply_cap, ncmd, sizeof(*w->apply_cmd)) < 0) {
-		job_error(j, NULL, w->mb, 0, "out of memory");
-		w->mb->failed = 1;
-		mailbox_finish(w);
+		mailbox_fail(w, NULL, 0, "out of memory");
 		return;
 	}
 	w->phase = W_APPLY;
@@ -3146,16 +3154,12 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 		return;
 	}
 	if (r->status != IMAP_ST_OK) {
-		job_error(j, imap_client_who(c), mb, 0, "cannot open mailbox: %.*s",
-			  (int)r->text_len, r->text);
-		mb->failed = 1;
-		mailbox_finish(w);
+		mailbox_fail(w, imap_client_who(c), 0, "cannot open mailbox: %.*s", (int)r->text_len,
+			     r->text);
 		return;
 	}
 	if (!w->uidvalidity) {
-		job_error(j, imap_client_who(c), mb, 0, "server gave no UIDVALIDITY");
-		mb->failed = 1;
-		mailbox_finish(w);
+		mailbox_fail(w, imap_client_who(c), 0, "server gave no UIDVALIDITY");
 		return;
 	}
 	w->start_uid = 1;
