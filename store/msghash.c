@@ -79,6 +79,22 @@ static void fold_update(struct msghash *h, const uint8_t *p, size_t n)
 	}
 }
 
+/* The first "\r\r" in [p, end), or NULL. memchr is the fast scan here:
+ * mail has a CR every line, memmem's generic search is slower than that. */
+static const uint8_t *find_crcr(const uint8_t *p, const uint8_t *end)
+{
+	while (p < end) {
+		const uint8_t *cr = memchr(p, '\r', (size_t)(end - p));
+
+		if (!cr || cr + 1 >= end)
+			return NULL;
+		if (cr[1] == '\r')
+			return cr;
+		p = cr + 2; /* cr[1] is not a CR */
+	}
+	return NULL;
+}
+
 /*
  * Almost no message has two CRs before an LF, and until one does, the
  * folded bytes are the exact bytes: one digest serves both (lazy). A run of
@@ -118,7 +134,7 @@ void msghash_update(struct msghash *h, const uint8_t *p, size_t n)
 			flush_crs(h->exact, h->cr); /* nothing to fold: the same for both */
 			h->cr = 0;
 		}
-		q = memmem(p, (size_t)(end - p), "\r\r", 2);
+		q = find_crcr(p, end);
 		if (!q) {
 			/* a CR at the very end may start a run */
 			q = end[-1] == '\r' ? end - 1 : end;
