@@ -914,6 +914,11 @@ static int probe_lit_end(struct worker *w)
 	if (!mb || !w->rm_uid || !mb->probe_uidv || mb->renamed_from)
 		return 0;
 	mb->renamed_from = probe_match(j, mb->probe_uidv, w->rm_uid, nhash);
+	/* A folder that merely starts with a message taken out of a deleted
+	 * one is not that folder: a rename keeps (most of) the messages. */
+	if (mb->renamed_from && mb->have_status &&
+	    (uint64_t)mb->st_messages * 2 < j->van[mb->renamed_from - 1].rec.messages)
+		mb->renamed_from = 0;
 	if (mb->renamed_from)
 		j->van[mb->renamed_from - 1].claimed = 1;
 	return 0;

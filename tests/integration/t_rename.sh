@@ -14,7 +14,7 @@ src_py() { python3 - "$R_IMAP_PORT" "$@"; }
 src_py <<'PY'
 import imaplib, sys
 m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); m.login('src', 'pw-src-secret')
-for box in ('Proj', 'Proj.a'):
+for box in ('Proj', 'Proj.a', 'Old'):
     m.create(box)
     for i in range(3):
         m.append(box, '(\\Seen)', None, ('Subject: %s %d\r\nMessage-ID: <%s.%d@x>\r\n\r\nbody %d\r\n' % (box, i, box, i, i)).encode())
@@ -45,6 +45,12 @@ for meta, body in msgs:
     dt = re.search(r'INTERNALDATE ("[^"]+")', meta).group(1)
     ok(m.append('Drafts-old', '(%s)' % fl, dt, body))
 ok(m.delete('"Entw&APw-rfe"'))
+# not a rename: one message taken out of a folder that is then deleted
+ok(m.create('Picked'))
+m.select('Old')
+ok(m.uid('COPY', '1', 'Picked'))
+m.close()
+ok(m.delete('Old'))
 ok(m.append('Mailing.devel', '()', None, b'Subject: after the rename\r\n\r\nnew\r\n'))
 m.logout()
 PY
@@ -55,12 +61,16 @@ n=$(grep -c 'dry-run: .*renamed on the source' "$T_TMP/last.err")
 
 expect_exit rename-rerun 0 run
 c=$(json_field "$T_TMP/last.out" messages_copied); r=$(json_field "$T_TMP/last.out" mailboxes_renamed)
-[ "$c" = 1 ] && ok "rename-copies-only-new (1 copied)" || not_ok rename-copies-only-new "copied $c, wanted 1"
+[ "$c" = 2 ] && ok "rename-copies-only-new (2 copied: the new message, and Picked's one)" ||
+	not_ok rename-copies-only-new "copied $c, wanted 2"
 [ "$r" = 4 ] && ok "rename-counted (4 renamed)" || not_ok rename-counted "renamed $r, wanted 4"
-check rename-exact "$BENCH_BIN/compare" "$R_DIR/mail/src/Maildir" "$R_DIR/mail/dst/Maildir"
+# the deleted folder Old stays on the destination: extra folders are fine here
+check rename-exact "$BENCH_BIN/compare" "$R_DIR/mail/src/Maildir" "$R_DIR/mail/dst/Maildir" --ignore-extra
 imap_session "$R_IMAP_PORT" <<<$'a LOGIN dst pw-dst-secret\nb LIST "" "*"' >"$T_TMP/list"
 grep -qE 'Lists.dev|"Proj|Entw' "$T_TMP/list" && not_ok rename-old-names-gone "$(grep LIST "$T_TMP/list" | tr '\n' ' ')" ||
 	ok rename-old-names-gone
+grep -q 'Old' "$T_TMP/list" && grep -q 'Picked' "$T_TMP/list" && ok "rename-not-fooled (Picked is new, Old stays)" ||
+	not_ok rename-not-fooled "$(grep LIST "$T_TMP/list" | tr '\n' ' ')"
 
 expect_exit rename-noop 0 run --sync-flags --delete
 c=$(json_field "$T_TMP/last.out" messages_copied); r=$(json_field "$T_TMP/last.out" mailboxes_renamed)
