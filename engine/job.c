@@ -731,7 +731,8 @@ static void plan_finish(struct job *j)
 		}
 		nwork += (size_t)mb->work;
 	}
-	qsort(j->mb, j->nmb, sizeof(*j->mb), mbox_cmp_size);
+	if (j->nmb)
+		qsort(j->mb, j->nmb, sizeof(*j->mb), mbox_cmp_size);
 	j->listed = 1;
 	if (j->o->json) {
 		fprintf(j->o->out, "{\"event\":\"plan\",\"mailboxes\":%zu,\"with_changes\":%zu}\n",
@@ -1639,7 +1640,8 @@ static void remap_start(struct worker *w, uint32_t old_uidv)
 		mailbox_fail(w, NULL, 0, "%s", e.msg);
 		return;
 	}
-	qsort(w->rm, w->nrm, sizeof(*w->rm), remap_cmp);
+	if (w->nrm)
+		qsort(w->rm, w->nrm, sizeof(*w->rm), remap_cmp);
 	w->phase = W_REMAP;
 	if (!w->src.exists) {
 		remap_done(&w->src, &w->remap_cmd, &(struct imap_resp){.status = IMAP_ST_OK});
@@ -1761,8 +1763,9 @@ static void dd_search_done(struct imap_client *c, struct imap_cmd *cmd, const st
 		return;
 	}
 	/* The destination's UIDs nobody recorded under this UIDVALIDITY. */
-	qsort(w->dd_uids, w->ndd_uids, sizeof(*w->dd_uids), dd_uid_cmp);
-	for (size_t i = 0; i < w->nrm; i++) {
+	if (w->ndd_uids)
+		qsort(w->dd_uids, w->ndd_uids, sizeof(*w->dd_uids), dd_uid_cmp);
+	for (size_t i = 0; i < w->nrm && w->ndd_uids; i++) {
 		uint32_t *hit;
 
 		if (w->rm[i].uidv != w->dd_dst_uidv)
@@ -2389,6 +2392,8 @@ static void mailbox_finish(struct worker *w)
 	w->mb = NULL;
 	w->phase = W_IDLE;
 	worker_next(w);
+	if (j->o->dedupe)
+		dispatch(j); /* a worker may be waiting for this destination folder */
 }
 
 static void worker_check_done(struct worker *w)
@@ -3256,6 +3261,15 @@ static void fetch_start(struct worker *w)
 	worker_check_done(w);
 }
 
+/* Another worker is filling mb's destination folder. */
+static int dst_busy(const struct job *j, const struct mbox *mb)
+{
+	for (unsigned i = 0; i < j->nw; i++)
+		if (j->w[i].mb && !strcmp(j->w[i].mb->dst_name, mb->dst_name))
+			return 1;
+	return 0;
+}
+
 static void worker_next(struct worker *w)
 {
 	struct job *j = w->job;
@@ -3266,6 +3280,23 @@ static void worker_next(struct worker *w)
 		return;
 	while (j->next_mb < j->nmb && j->mb[j->next_mb].work <= 0)
 		j->next_mb++;
+	if (j->o->dedupe && !j->fatal && j->next_mb < j->nmb) {
+		/* --dedupe: mailboxes merged into one destination folder go one
+		 * after the other, so each sees what the other appended. Nobody
+		 * holds a pointer to a mailbox not handed out yet: swapping is fine. */
+		size_t i = j->next_mb;
+
+		while (i < j->nmb && (j->mb[i].work <= 0 || dst_busy(j, &j->mb[i])))
+			i++;
+		if (i == j->nmb)
+			return; /* all that is left waits for a busy folder: mailbox_finish wakes us */
+		if (i != j->next_mb) {
+			struct mbox t = j->mb[i];
+
+			j->mb[i] = j->mb[j->next_mb];
+			j->mb[j->next_mb] = t;
+		}
+	}
 	if (j->next_mb >= j->nmb || j->fatal) {
 		w->phase = W_DONE;
 		imap_client_logout(&w->src);
@@ -3367,6 +3398,8 @@ static void conn_error(struct imap_client *c, const struct mf_error *err)
 	/* Everything confirmed so far stays recorded. */
 	job_commit(j);
 	worker_stop(w, 0);
+	if (j->o->dedupe)
+		dispatch(j); /* its destination folder is free for a waiting worker */
 	/* A failed login, or losing the control connections before the plan is
 	 * made and the destination prepared, ends the job: the other workers
 	 * would fail the same way or have nothing to do. */

@@ -7,7 +7,7 @@
 # first brought is not appended again for the second.
 . "$(dirname "$0")/lib.sh"
 
-dv_start P --users "src dst dst2 dst3" || { not_ok dedupe-dovecot "start failed"; exit 1; }
+dv_start P --users "src dst dst2 dst3 dst4" || { not_ok dedupe-dovecot "start failed"; exit 1; }
 corpus P src tiny 6 || { not_ok dedupe-corpus failed; exit 1; }
 # What an earlier tool left behind: every second message of each folder,
 # the same bytes, flags and dates, in dst and dst2.
@@ -81,3 +81,11 @@ d=$(json_field "$T_TMP/last.out" messages_deduped); c=$(json_field "$T_TMP/last.
 after=$(imap_session "$P_IMAP_PORT" <<<$'a LOGIN dst3 pw-dst3-secret\nb STATUS INBOX (MESSAGES)' | sed -n 's/.*(MESSAGES \([0-9]*\)).*/\1/p')
 [ "$d" = 2 ] && [ "$c" = 1 ] && [ "$after" = $((inbox + 1)) ] && ok "merge-dedupe (2 already there, 1 copied)" ||
 	not_ok merge-dedupe "deduped $d copied $c; INBOX $inbox -> $after"
+
+# The same merge in one run: the two go one after the other, so the second
+# sees what the first appended, whichever comes first.
+expect_exit merge-one-run 0 run dst4 --map Copy=INBOX --dedupe
+d=$(json_field "$T_TMP/last.out" messages_deduped)
+n=$(imap_session "$P_IMAP_PORT" <<<$'a LOGIN dst4 pw-dst4-secret\nb STATUS INBOX (MESSAGES)' | sed -n 's/.*(MESSAGES \([0-9]*\)).*/\1/p')
+[ "$d" = 2 ] && [ "$n" = $((inbox + 1)) ] && ok "merge-one-run-dedupes (2 already there; INBOX $n)" ||
+	not_ok merge-one-run-dedupes "deduped $d; INBOX $n, want $((inbox + 1))"
