@@ -92,7 +92,7 @@ bench: deps
 # the crash test, bigger: 30 kills during a 6,000-message migration
 soak: deps
 	@$(MAKE) --no-print-directory all
-	@CRASH_KILLS=30 CRASH_PROFILE=quick bash tests/integration/t_crash.sh
+	@CRASH_KILLS=30 CRASH_PROFILE=quick CRASH_WINDOW=0.15 bash tests/integration/t_crash.sh
 
 bench-full: deps
 	@$(MAKE) --no-print-directory all

@@ -3,11 +3,14 @@
 # SIGKILL at 12 random moments (mid-APPEND included) and resumed each time;
 # at the end the destination holds exactly the source set: nothing missing,
 # nothing twice (compare counts duplicates). One connection and small
-# batches keep the copy slow enough for the kills to land inside it. CRASH_KILLS / CRASH_PROFILE
-# make it bigger (make soak).
+# batches keep the copy slow enough for the kills to land inside it.
+# CRASH_KILLS / CRASH_PROFILE make it bigger (make soak); CRASH_WINDOW (s,
+# default 0.55) is how far into a run a kill may come: more kills need a
+# shorter window, or the copy is over before the kills are.
 . "$(dirname "$0")/lib.sh"
 
 kills=${CRASH_KILLS:-12}
+window=${CRASH_WINDOW:-0.55}
 dv_start C --users "src dst" || { not_ok crash-dovecot "start failed"; exit 1; }
 corpus C src "${CRASH_PROFILE:-crash}" 5 || { not_ok crash-corpus failed; exit 1; }
 args=(migrate "imap://src@127.0.0.1:$C_IMAP_PORT?starttls=no" "imap://dst@127.0.0.1:$C_IMAP_PORT?starttls=no"
@@ -19,7 +22,7 @@ for i in $(seq 1 "$kills"); do
 	pid=$!
 	# A resumed run first waits out the settle grace (3 s after the killed
 	# run's last intent), then copies: kill it somewhere in its copying.
-	sleep "$(awk -v r=$RANDOM -v g=$wait_grace 'BEGIN { printf "%.2f", g + 0.05 + 0.55 * r / 32768 }')"
+	sleep "$(awk -v r=$RANDOM -v g=$wait_grace -v w="$window" 'BEGIN { printf "%.2f", g + 0.05 + w * r / 32768 }')"
 	if kill -9 "$pid" 2>/dev/null; then
 		killed=$((killed + 1)); wait_grace=3
 	else
