@@ -5,12 +5,12 @@
 # nothing twice (compare counts duplicates). One connection and small
 # batches keep the copy slow enough for the kills to land inside it.
 # CRASH_KILLS / CRASH_PROFILE make it bigger (make soak); CRASH_WINDOW (s,
-# default 0.55) is how far into a run a kill may come: more kills need a
+# default 0.35; a full copy takes ~5.5 s here) is how far into a run a kill may come: more kills need a
 # shorter window, or the copy is over before the kills are.
 . "$(dirname "$0")/lib.sh"
 
 kills=${CRASH_KILLS:-12}
-window=${CRASH_WINDOW:-0.55}
+window=${CRASH_WINDOW:-0.35}
 dv_start C --users "src dst" || { not_ok crash-dovecot "start failed"; exit 1; }
 corpus C src "${CRASH_PROFILE:-crash}" 5 || { not_ok crash-corpus failed; exit 1; }
 args=(migrate "imap://src@127.0.0.1:$C_IMAP_PORT?starttls=no" "imap://dst@127.0.0.1:$C_IMAP_PORT?starttls=no"
