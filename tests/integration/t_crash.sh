@@ -4,9 +4,10 @@
 # at the end the destination holds exactly the source set: nothing missing,
 # nothing twice (compare counts duplicates). One connection and small
 # batches keep the copy slow enough for the kills to land inside it.
-# CRASH_KILLS / CRASH_PROFILE make it bigger (make soak); CRASH_WINDOW (s,
-# default 0.35; a full copy takes ~5.5 s here) is how far into a run a kill may come: more kills need a
-# shorter window, or the copy is over before the kills are.
+# CRASH_KILLS / CRASH_PROFILE make it bigger (make soak). CRASH_WINDOW
+# (seconds, default 0.35; an uninterrupted copy takes ~5.5 s here) is how
+# far into a run a kill may come: more kills need a shorter window, or the
+# copy is over before the kills are.
 . "$(dirname "$0")/lib.sh"
 
 kills=${CRASH_KILLS:-12}
