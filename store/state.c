@@ -79,6 +79,8 @@ struct state {
 	unsigned long txn_gen; /* bumped when a transaction ends: cursors are gone */
 	int lock_fd;
 	size_t map_size;
+	void *map_base;       /* data.mdb's mapping (map_find), or NULL */
+	size_t map_len;
 	uint64_t released_ms; /* when the map's pages were last let go */
 	struct mf_error lost; /* set while uncommitted writes were dropped */
 	char *dir;
@@ -232,6 +234,29 @@ static int txn_need(struct state *s, struct mf_error *err)
 	return 0;
 }
 
+/* Where LMDB mapped data.mdb (it does not say; /proc/self/maps does).
+ * The map is made once, at its full size, when the environment opens;
+ * found once here. Not found: pages are simply not released. */
+static void map_find(struct state *s)
+{
+	char path[4200], line[4352];
+	unsigned long lo, hi, ino;
+	struct stat fs;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", s->dir);
+	if (stat(path, &fs) < 0 || !(f = fopen("/proc/self/maps", "re")))
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &ino) == 3 &&
+		    ino == (unsigned long)fs.st_ino && hi > lo) {
+			s->map_base = (void *)lo;
+			s->map_len = hi - lo;
+			break;
+		}
+	fclose(f);
+}
+
 /*
  * Between transactions nothing points into the map, so the pages a run has
  * read through it (every leaf it appended to: the whole file, over a long
@@ -245,28 +270,17 @@ static void map_release(struct state *s)
 	struct timespec ts;
 	MDB_envinfo info;
 	MDB_stat st;
-	struct stat fs;
-	char path[4200], line[4352];
-	unsigned long lo, hi, ino;
 	uint64_t now;
 	size_t used;
-	FILE *f;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	if (now - s->released_ms < 200 || mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st))
+	if (!s->map_base || now - s->released_ms < 200 || mdb_env_info(s->env, &info) ||
+	    mdb_env_stat(s->env, &st))
 		return;
 	s->released_ms = now;
-	/* LMDB does not say where it mapped the file: /proc/self/maps does. */
-	snprintf(path, sizeof(path), "%s/data.mdb", s->dir);
-	if (stat(path, &fs) < 0 || !(f = fopen("/proc/self/maps", "re")))
-		return;
 	used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &ino) == 3 &&
-		    ino == (unsigned long)fs.st_ino && hi > lo)
-			madvise((void *)lo, used < hi - lo ? used : hi - lo, MADV_DONTNEED);
-	fclose(f);
+	madvise(s->map_base, used < s->map_len ? used : s->map_len, MADV_DONTNEED);
 }
 
 int state_commit(struct state *s, struct mf_error *err)
@@ -572,6 +586,8 @@ int state_open(struct state **out, const char *dir, struct mf_error *err)
 		rc = open_dbs(s, err);
 	if (!rc)
 		rc = sync_dir(s, err);
+	if (!rc)
+		map_find(s);
 	if (rc) {
 		if (s->txn)
 			mdb_txn_abort(s->txn);
