@@ -223,7 +223,6 @@ struct job {
 	struct imap_cmd *probe_cmd, rename_cmd;
 	unsigned probes_pending;
 	struct mbox *probe_mb;
-	size_t rename_next;
 	enum wphase probe_saved_phase;
 	unsigned nerrors;
 	struct loop_timer tick;
@@ -852,7 +851,7 @@ static void src_list(struct worker *w)
  * not know has appeared: perhaps the first was renamed to the second. The
  * first message of each new mailbox is fetched and hashed. If that content
  * is recorded in a vanished mailbox (the same UID under the same
- * UIDVALIDITY, or anywhere, by the job's hash index), the new name takes
+ * UIDVALIDITY, or anywhere in its records), the new name takes
  * the vanished mailbox's state over and its destination folder is renamed
  * too (dlist_done), so nothing is copied again: the worker goes on
  * incrementally, or, if the UIDVALIDITY changed on the way, finds the
@@ -1148,7 +1147,6 @@ static void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 			return;
 		}
 	}
-	j->rename_next = 0;
 	if (j->o->dry_run) {
 		dst_create_all(j, c); /* renamed ones have no work in a dry run */
 		return;
@@ -1237,7 +1235,7 @@ static void rename_done(struct imap_client *c, struct imap_cmd *cmd, const struc
  * (a parent's RENAME moves the children with it), then the creates. */
 static void rename_next(struct job *j, struct imap_client *c)
 {
-	while (!j->fatal && j->rename_next < j->nmb) {
+	while (!j->fatal) {
 		struct mbox *mb = NULL;
 		const char *old;
 		int has_old, has_new;
@@ -1278,7 +1276,6 @@ static void rename_next(struct job *j, struct imap_client *c)
 		imap_cmd_end(c);
 		return;
 	}
-	j->rename_next = j->nmb;
 	dst_create_all(j, c);
 }
 
@@ -1492,18 +1489,21 @@ static int remap_cmp(const void *a, const void *b)
 	return memcmp(((const struct remap *)a)->hash, ((const struct remap *)b)->hash, 32);
 }
 
-static int remap_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+/* One (content, UID) pair into the worker's match table. */
+static int rm_push(struct worker *w, const uint8_t nhash[32], uint32_t uid, uint32_t uidv)
 {
-	struct worker *w = ctx;
-
-	if (m->status != STATE_MSG_DONE)
-		return 0;
 	if (grow((void **)&w->rm, &w->crm, w->nrm + 1, sizeof(*w->rm)) < 0)
 		return -ENOMEM;
-	memcpy(w->rm[w->nrm].hash, m->nhash, 32);
+	memcpy(w->rm[w->nrm].hash, nhash, 32);
 	w->rm[w->nrm].uid = uid;
+	w->rm[w->nrm].uidv = uidv;
 	w->rm[w->nrm++].claimed = 0;
 	return 0;
+}
+
+static int remap_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	return m->status == STATE_MSG_DONE ? rm_push(ctx, m->nhash, uid, 0) : 0;
 }
 
 /* What a FETCH response says before its literal (key): UID, FLAGS,
@@ -1674,18 +1674,10 @@ static int dd_uid_cmp(const void *a, const void *b)
 
 static int dd_known_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 {
-	struct worker *w = ctx;
-
 	(void)uid;
 	if (m->status != STATE_MSG_DONE || !m->dst_uid)
 		return 0;
-	if (grow((void **)&w->rm, &w->crm, w->nrm + 1, sizeof(*w->rm)) < 0)
-		return -ENOMEM;
-	memcpy(w->rm[w->nrm].hash, m->nhash, 32);
-	w->rm[w->nrm].uid = m->dst_uid;
-	w->rm[w->nrm].uidv = m->dst_uidvalidity;
-	w->rm[w->nrm++].claimed = 0;
-	return 0;
+	return rm_push(ctx, m->nhash, m->dst_uid, m->dst_uidvalidity);
 }
 
 static void dd_src_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -1861,13 +1853,8 @@ static int dd_dst_lit_end(struct worker *w)
 	uint8_t nh[32];
 
 	msghash_end(&w->mh, NULL, nh);
-	if (!w->stl_uid ||
-	    grow((void **)&w->rm, &w->crm, w->nrm + 1, sizeof(*w->rm)) < 0)
-		return 0;
-	memcpy(w->rm[w->nrm].hash, nh, 32);
-	w->rm[w->nrm].uid = w->stl_uid;
-	w->rm[w->nrm].uidv = w->dd_dst_uidv;
-	w->rm[w->nrm++].claimed = 0;
+	if (w->stl_uid)
+		rm_push(w, nh, w->stl_uid, w->dd_dst_uidv); /* out of memory: just not matched */
 	return 0;
 }
 
@@ -2674,6 +2661,16 @@ static int seen_has(const struct worker *w, uint32_t uid)
 	return uid && uid <= w->seen_n && (w->seen[(uid - 1) >> 3] & (1u << ((uid - 1) & 7)));
 }
 
+/* What one reading of a mailbox's changes gathered, forgotten (a new
+ * mailbox, or the same one read again by the next method). */
+static void changes_reset(struct worker *w)
+{
+	w->nchg = w->ngone = w->cpool_len = 0;
+	w->unknown_vanished = 0;
+	w->fallback_why = NULL;
+	w->max_named_uid = 0;
+}
+
 static void gone_push(struct worker *w, uint32_t uid)
 {
 	if (grow((void **)&w->gone, &w->cgone, w->ngone + 1, sizeof(*w->gone)) == 0)
@@ -2815,7 +2812,7 @@ static void diff_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 	}
 	if (w->diff_refused && w->method == M_CONDSTORE) {
 		w->method = M_SCAN;
-		w->nchg = w->ngone = w->cpool_len = 0;
+		changes_reset(w);
 		changes_start(w);
 		return;
 	}
@@ -2858,8 +2855,7 @@ static void changes_start(struct worker *w)
 					    "reading changes by %s instead",
 			       imap_client_who(&w->src), w->mb->display, why,
 			       w->method == M_SCAN ? "a full UID/FLAGS scan" : "CONDSTORE");
-			w->nchg = w->ngone = w->cpool_len = 0;
-			w->unknown_vanished = 0;
+			changes_reset(w);
 		}
 	}
 	if (w->method == M_CONDSTORE && w->highestmodseq < w->rec.highestmodseq) {
@@ -3154,10 +3150,7 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 		       w->src.enabled_condstore ? "CONDSTORE" : "a full UID/FLAGS scan");
 		w->retried_plain = 1;
 		w->method = w->src.enabled_condstore ? M_CONDSTORE : M_SCAN;
-		w->nchg = w->ngone = w->cpool_len = 0;
-		w->unknown_vanished = 0;
-		w->fallback_why = NULL;
-		w->max_named_uid = 0;
+		changes_reset(w);
 		w->uidvalidity = w->uidnext = 0;
 		w->highestmodseq = 0;
 		examine_send(w);
@@ -3311,12 +3304,9 @@ static void worker_next(struct worker *w)
 	w->list_mode = 0;
 	w->uidvalidity = w->uidnext = 0;
 	w->highestmodseq = 0;
-	w->nchg = w->ngone = w->cpool_len = 0;
-	w->unknown_vanished = 0;
+	changes_reset(w);
 	w->dd_done = 0;
-	w->fallback_why = NULL;
 	w->retried_plain = w->diff_refused = 0;
-	w->max_named_uid = 0;
 	w->seen_n = 0;
 	w->have_rec = state_mbox_get(j->st, j->jobid, mb->mbid, &w->rec, &e) == 0;
 	if (!w->have_rec)
