@@ -9,13 +9,25 @@
 # (mailferry runs private instances, scripts/dovecot.sh): a policy-rc.d
 # refuses service starts while we install, and if we installed Dovecot the
 # system service is stopped and disabled afterwards.
+#
+# Cyrus IMAP, the test bed's second server (scripts/cyrus.sh): its
+# cyrus-imapd package conflicts with dovecot-imapd, so only cyrus-common
+# and sasl2-bin are installed (without Recommends: they would pull
+# cyrus-imapd in), and cyrus-imapd of the same version is downloaded and
+# unpacked under ${MAILFERRY_TESTBED_DIR:-/var/cache/mailferry-testbed}/
+# cyrus-imapd-VERSION: outside the worktree so `make clean` and git keep
+# away from it, shared by every checkout on the machine, and keyed by the
+# version because imapd must match cyrus-common's private libraries (an
+# upgrade of cyrus-common makes the next run unpack the matching one).
 set -euo pipefail
 
 # libclang-rt-14-dev holds libclang_rt.fuzzer and the sanitizer runtimes
 # for Debian 12's clang 14 (only a Recommends of clang-14, hence listed).
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev
 	liburing-dev libssl-dev libzstd-dev liblmdb-dev lmdb-utils openssl
-	dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 procps)
+	dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 procps
+	cyrus-common sasl2-bin)
+TESTBED=${MAILFERRY_TESTBED_DIR:-/var/cache/mailferry-testbed}
 
 say() { echo "deps: $*"; }
 
@@ -32,8 +44,51 @@ missing_pkgs() {
 	done
 }
 
+# cyrus-imapd VERSION unpacked (not installed) under $TESTBED, VERSION being
+# the installed cyrus-common's. Nothing when it is there already.
+cyrus_imapd() {
+	local ver dest tmp R=() d
+	ver=$(dpkg-query -W -f='${Version}' cyrus-common 2>/dev/null) || { say "cyrus-common is not installed" >&2; exit 1; }
+	dest=$TESTBED/cyrus-imapd-$ver
+	[ -x "$dest/usr/lib/cyrus/bin/imapd" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		d=$TESTBED
+		while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+		if [ ! -w "$d" ]; then
+			command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
+				{ say "cannot write $TESTBED: run scripts/deps.sh as root or set MAILFERRY_TESTBED_DIR" >&2; exit 1; }
+			R=(sudo -n)
+		fi
+	fi
+	say "unpacking cyrus-imapd $ver (not installed: it conflicts with dovecot-imapd) into $dest"
+	tmp=$(mktemp -d /tmp/mailferry-cyrus.XXXXXX)
+	chmod 755 "$tmp" # apt's download sandbox user must write there
+	# The exact version: imapd links against cyrus-common's private libraries.
+	if ! (cd "$tmp" && apt-get -q download "cyrus-imapd=$ver") >"$tmp/log" 2>&1; then
+		# Stale package lists, or the archive moved on (a security update):
+		# refresh, and bring cyrus-common up to what can be downloaded.
+		"${R[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 update >>"$tmp/log" 2>&1 || true
+		if ! (cd "$tmp" && apt-get -q download "cyrus-imapd=$ver") >>"$tmp/log" 2>&1; then
+			"${R[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 \
+				install --no-install-recommends cyrus-common >>"$tmp/log" 2>&1 || true
+			ver=$(dpkg-query -W -f='${Version}' cyrus-common)
+			dest=$TESTBED/cyrus-imapd-$ver
+			(cd "$tmp" && apt-get -q download "cyrus-imapd=$ver") >>"$tmp/log" 2>&1 ||
+				{ tail -n 15 "$tmp/log" >&2; rm -rf "$tmp"; say "cannot download cyrus-imapd $ver" >&2; exit 1; }
+		fi
+	fi
+	"${R[@]}" mkdir -p "$TESTBED"
+	"${R[@]}" rm -rf "$dest.new"
+	"${R[@]}" dpkg-deb -x "$tmp"/cyrus-imapd_*.deb "$dest.new" &&
+		"${R[@]}" rm -rf "$dest" && "${R[@]}" mv -T "$dest.new" "$dest" ||
+		{ rm -rf "$tmp"; say "unpacking cyrus-imapd into $dest failed" >&2; exit 1; }
+	rm -rf "$tmp"
+	[ -x "$dest/usr/lib/cyrus/bin/imapd" ] || { say "no imapd in cyrus-imapd $ver" >&2; exit 1; }
+}
+
 mapfile -t missing < <(missing_pkgs)
 if [ ${#missing[@]} -eq 0 ]; then
+	cyrus_imapd
 	say "all ${#PKGS[@]} packages present"
 	exit 0
 fi
@@ -102,4 +157,10 @@ if [ $dovecot_new = 1 ]; then
 		say "stopped the system's dovecot (it had started despite policy-rc.d)"
 	fi
 fi
+# cyrus-common enables a cyrus-imapd service (which could not even run
+# without imapd): the test bed starts its own instances only.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+	as_root systemctl disable --now cyrus-imapd.service >/dev/null 2>&1 || true
+fi
+cyrus_imapd
 say "done"

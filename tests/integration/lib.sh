@@ -19,6 +19,11 @@
 #         NAME_DOVECOT_CONF, and NAME_DIR (passwords in $NAME_DIR/pw/USER).
 #         Example: dv_start A --no-qresync; echo "$A_IMAP_PORT $A_DIR/pw/src"
 #   dv_stop NAME                  stop it now (the EXIT trap does it anyway)
+#   cy_start NAME [cyrus.sh start options]   the same for a private Cyrus IMAP
+#         3.6 (scripts/cyrus.sh; needs root): NAME_IMAP_PORT NAME_IMAPS_PORT
+#         NAME_CA_FILE NAME_SEPARATOR (/) NAME_USERS NAME_CYRUS_CONF NAME_DIR
+#         (passwords in $NAME_DIR/pw/USER). No Maildir: fill it by IMAP.
+#   cy_stop NAME                  stop it now (the EXIT trap does it anyway)
 #   corpus NAME USER PROFILE [SEED]   generated mail into USER's Maildir
 #
 # Results:
@@ -54,7 +59,7 @@ BENCH_BIN=$ROOT/build/release/bench
 FAULTS=$ROOT/tests/faults
 T_TMP=$(mktemp -d /tmp/mf-test.XXXXXX)
 chmod 711 "$T_TMP" # the mail user (mfmail, when root) must reach the mail
-T_DV=() T_PIDS=()
+T_DV=() T_CY=() T_PIDS=()
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
@@ -64,6 +69,10 @@ t_cleanup() {
 	# in parallel: a Dovecot master takes about a second to stop
 	for d in "${T_DV[@]}"; do
 		"$ROOT/scripts/dovecot.sh" stop "$d" >/dev/null 2>&1 &
+		w+=($!)
+	done
+	for d in "${T_CY[@]}"; do
+		"$ROOT/scripts/cyrus.sh" stop "$d" >/dev/null 2>&1 &
 		w+=($!)
 	done
 	for p in "${T_PIDS[@]}" "${w[@]}"; do wait "$p" 2>/dev/null; done
@@ -123,6 +132,24 @@ dv_start() { # NAME [options]
 
 dv_stop() { # NAME
 	"$ROOT/scripts/dovecot.sh" stop "$T_TMP/$1" >/dev/null
+}
+
+cy_start() { # NAME [options]
+	local name=$1 dir=$T_TMP/$1 base lock rc; shift
+	[[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { echo "cy_start: bad NAME '$name'" >&2; return 2; }
+	exec {lock}>>"/tmp/mailferry-ports.$(id -u).lock"
+	flock -w 120 "$lock" || echo "cy_start: port lock busy for 120 s, going on" >&2
+	base=$(t_free_base) && "$ROOT/scripts/cyrus.sh" start "$dir" --port-base "$base" "$@" >/dev/null {lock}>&-
+	rc=$?
+	exec {lock}>&-
+	T_CY+=("$dir")
+	[ $rc = 0 ] || { echo "cy_start $name: failed" >&2; return 1; }
+	eval "$(sed -n "s/^\([A-Z_0-9]*\)=/${name}_\1=/p" "$dir/env")"
+	eval "${name}_DIR=\$dir"
+}
+
+cy_stop() { # NAME
+	"$ROOT/scripts/cyrus.sh" stop "$T_TMP/$1" >/dev/null
 }
 
 corpus() { # NAME USER PROFILE [SEED]
