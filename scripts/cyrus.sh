@@ -64,12 +64,14 @@ is_our_master() {
 	cl=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
 	[[ $cl == *"-C $dir/imapd.conf"* ]]
 }
-# Any process of this instance (the master's children: imapd, recover).
+# Any process of this instance (the master's children: imapd, recover):
+# the only ones whose command line names DIR/imapd.conf. One grep, not a
+# process per /proc entry: a busy machine has hundreds.
 our_procs() {
-	local p cl
-	for p in /proc/[0-9]*; do
-		cl=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-		[[ $cl == *"-C $dir/imapd.conf"* ]] && echo "${p#/proc/}"
+	local f
+	for f in $(grep -lsaP -- "-C\\x00\\Q$dir/imapd.conf\\E\\x00" /proc/[0-9]*/cmdline); do
+		f=${f#/proc/}
+		echo "${f%/cmdline}"
 	done
 	return 0
 }
@@ -91,10 +93,10 @@ stop() {
 			fi
 		fi
 		rm -f "$pidf"
+		# imapd children that outlived their master (it was killed) hold
+		# connections, not the listeners; end them so DIR can be removed.
+		for p in $(our_procs); do kill -TERM "$p" 2>/dev/null || true; done
 	fi
-	# imapd children that outlived their master (it was killed) hold
-	# connections, not the listeners; end them so DIR can be removed.
-	for p in $(our_procs); do kill -TERM "$p" 2>/dev/null || true; done
 	for p in $ports; do
 		for _ in $(seq 1 50); do port_busy "$p" || break; sleep 0.1; done
 		port_busy "$p" && die "port $p is still in use after stopping $dir"
