@@ -513,6 +513,18 @@ static void on_greeting(struct imap_client *c, const struct imap_resp *r)
 		return;
 	}
 	if (r->status == IMAP_ST_PREAUTH) {
+		/* STARTTLS is valid only before authentication (RFC 3501 §6.2.1):
+		 * after PREAUTH the session can never be encrypted. Where it must
+		 * be, no mailbox is touched. */
+		if (c->ep->tls == IMAP_TLS_STARTTLS && !conn_is_tls(&c->conn) &&
+		    !conn_is_loopback(&c->conn) && !c->ep->allow_plaintext) {
+			client_fail(
+			    c, -EPERM,
+			    "server greeted with PREAUTH on an unencrypted connection, so "
+			    "STARTTLS is impossible; refusing to exchange mail in the clear "
+			    "(use imaps://, or --allow-plaintext)");
+			return;
+		}
 		if (!caps_from_code(c, r)) {
 			send_capability(c, ST_CAPA_POST);
 			return;
