@@ -498,7 +498,11 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 	/* A refused literal: the server answered instead of sending "+". */
 	if (c->awaiting_cont && r->status != IMAP_ST_OK)
 		c->awaiting_cont--;
-	caps_from_code(c, r);
+	/* Capabilities before TLS are never trusted (RFC 3501 §6.2.1), a
+	 * [CAPABILITY] on the STARTTLS OK included: they are read again after
+	 * the handshake. */
+	if (c->state != ST_STARTTLS)
+		caps_from_code(c, r);
 	if (c->state != ST_LOGOUT)
 		conn_set_busy(&c->conn, c->inflight > 0);
 	cmd->done(c, cmd, r);
@@ -552,6 +556,12 @@ static int on_response(void *ctx, const struct imap_resp *r)
 		on_cont(c, r);
 	} else if (r->kind == IMAP_RESP_TAGGED) {
 		on_tagged(c, r);
+		/* After the STARTTLS OK, parse nothing more: whatever follows stays
+		 * in conn's input buffer, where conn_starttls refuses it
+		 * (RFC 3501 §6.2.1). Parsed here, a partial line would be glued to
+		 * the first line from inside TLS. */
+		if (c->state == ST_HANDSHAKE && !c->closed)
+			return IMAP_PARSE_PAUSE;
 	} else if (r->status == IMAP_ST_BYE) {
 		if (c->state == ST_LOGOUT)
 			return 0;
