@@ -25,8 +25,16 @@ enum {
 	ST_LOGOUT,
 };
 
+/* What a continuation request during login asks for. */
+enum {
+	AUTH_CONT_NONE,
+	AUTH_CONT_SASL,    /* AUTHENTICATE PLAIN without SASL-IR: the response */
+	AUTH_CONT_LITERAL, /* LOGIN: the bytes of a synchronizing literal */
+};
+
 static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+static void sasl_plain(struct imap_client *c, char *b64, size_t cap);
 
 /* Closes the connection once, keeping its byte counters for reports. */
 static void client_shutdown(struct imap_client *c)
@@ -48,6 +56,35 @@ void imap_client_wire(const struct imap_client *c, uint64_t *in, uint64_t *out)
 	*out = c->conn_open ? conn_bytes_out(&c->conn) : c->wire_out;
 }
 
+static void redact_one(char *msg, const char *secret)
+{
+	size_t n = strlen(secret);
+	char *hit;
+
+	if (n < 3) /* too short to tell from ordinary text */
+		return;
+	while ((hit = strstr(msg, secret))) {
+		memcpy(hit, "***", 3);
+		memmove(hit + 3, hit + n, strlen(hit + n) + 1);
+	}
+}
+
+/* Defence in depth: a server may echo what we sent (Dovecot answers a line
+ * it cannot parse with its first word as the tag), so an error line never
+ * carries the password or the SASL response, whatever put it there. */
+static void redact(struct imap_client *c, char *msg)
+{
+	char b64[1500];
+
+	if (!c->ep->password)
+		return;
+	redact_one(msg, c->ep->password);
+	sasl_plain(c, b64, sizeof(b64));
+	if (b64[0])
+		redact_one(msg, b64);
+	OPENSSL_cleanse(b64, sizeof(b64));
+}
+
 static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
 {
 	struct mf_error e;
@@ -60,6 +97,7 @@ static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e.msg + n, sizeof(e.msg) - (size_t)n, fmt, ap);
 	va_end(ap);
+	redact(c, e.msg);
 	e.code = code;
 	client_shutdown(c);
 	c->cb->error(c, &e);
@@ -180,42 +218,63 @@ void imap_put_raw(struct imap_client *c, const void *p, size_t n)
 	out(c, p, n);
 }
 
+/* A literal of n bytes may go without waiting for "+" (RFC 7888). */
+static int literal_nonsync(const struct imap_client *c, uint64_t n)
+{
+	return (c->caps & IMAP_CAP_LITERALPLUS) || ((c->caps & IMAP_CAP_LITERALMINUS) && n <= 4096);
+}
+
 void imap_put_literal_header(struct imap_client *c, uint64_t n, int sp)
 {
-	int plus = (c->caps & IMAP_CAP_LITERALPLUS) ||
-		   ((c->caps & IMAP_CAP_LITERALMINUS) && n <= 4096);
+	int plus = literal_nonsync(c, n);
 
 	imap_putf(c, "%s{%llu%s}\r\n", sp ? " " : "", (unsigned long long)n, plus ? "+" : "");
 	if (!plus)
 		c->awaiting_cont++;
 }
 
-void imap_put_astring(struct imap_client *c, const char *s, size_t n)
+/* How an astring must travel (RFC 3501 §9): atom, quoted or literal. */
+enum { ASTR_ATOM, ASTR_QUOTED, ASTR_LITERAL };
+
+static int astring_form(const char *s, size_t n)
 {
-	int atom = n > 0, quote_ok = 1;
+	int atom = n > 0;
 
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
 
 		if (ch == 0 || ch == '\r' || ch == '\n' || ch >= 0x80)
-			quote_ok = atom = 0;
-		else if (ch <= ' ' || strchr("(){%*\"\\]", ch))
+			return ASTR_LITERAL;
+		if (ch <= ' ' || strchr("(){%*\"\\]", ch))
 			atom = 0;
 	}
-	if (atom) {
-		out(c, s, n);
-	} else if (quote_ok) {
-		out(c, "\"", 1);
-		for (size_t i = 0, j = 0; i <= n; i++) {
-			if (i == n || s[i] == '"' || s[i] == '\\') {
-				out(c, s + j, i - j);
-				if (i < n)
-					out(c, "\\", 1);
-				j = i;
-			}
+	return atom ? ASTR_ATOM : ASTR_QUOTED;
+}
+
+static void put_quoted(struct imap_client *c, const char *s, size_t n)
+{
+	out(c, "\"", 1);
+	for (size_t i = 0, j = 0; i <= n; i++) {
+		if (i == n || s[i] == '"' || s[i] == '\\') {
+			out(c, s + j, i - j);
+			if (i < n)
+				out(c, "\\", 1);
+			j = i;
 		}
-		out(c, "\"", 1);
-	} else {
+	}
+	out(c, "\"", 1);
+}
+
+void imap_put_astring(struct imap_client *c, const char *s, size_t n)
+{
+	switch (astring_form(s, n)) {
+	case ASTR_ATOM:
+		out(c, s, n);
+		break;
+	case ASTR_QUOTED:
+		put_quoted(c, s, n);
+		break;
+	default:
 		imap_put_literal_header(c, n, 0);
 		out(c, s, n);
 	}
@@ -339,7 +398,14 @@ static void on_tls_ready(struct conn *conn)
 
 static void auth_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
+	int incomplete = c->auth_cont != AUTH_CONT_NONE;
+
 	(void)cmd;
+	c->auth_cont = AUTH_CONT_NONE;
+	if (r->status == IMAP_ST_OK && incomplete) {
+		client_fail(c, -EPROTO, "server accepted the login before it was complete");
+		return;
+	}
 	if (r->status != IMAP_ST_OK) {
 		client_fail(c, -EACCES, "login failed: %s%.*s%s%.*s",
 			    r->code ? "[" : "", r->code ? (int)r->code->len : 0,
@@ -369,6 +435,53 @@ static void sasl_plain(struct imap_client *c, char *b64, size_t cap)
 	OPENSSL_cleanse(raw, sizeof(raw));
 }
 
+/* Starts one LOGIN argument; 1 if it is a synchronizing literal whose bytes
+ * must wait for the server's "+" (RFC 3501 §4.3, §7.5). */
+static int login_arg_begin(struct imap_client *c, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (astring_form(s, n) != ASTR_LITERAL) {
+		imap_put_astring(c, s, n);
+		return 0;
+	}
+	if (literal_nonsync(c, n)) {
+		imap_putf(c, "{%zu+}\r\n", n);
+		out(c, s, n);
+		return 0;
+	}
+	imap_putf(c, "{%zu}\r\n", n);
+	return 1;
+}
+
+/* LOGIN user password, written up to the next synchronizing literal; called
+ * again for each "+". Steps: 0 user, 1 its literal bytes, 2 password, 3 its
+ * literal bytes. Nothing is sent ahead of a "+", so no credential byte can
+ * be read by the server as a command line. */
+static void login_next(struct imap_client *c)
+{
+	const char *arg[2] = {c->ep->user, c->ep->password};
+
+	c->auth_cont = AUTH_CONT_NONE;
+	while (c->auth_step < 4 && !c->closed) {
+		int step = c->auth_step++;
+		const char *a = arg[step / 2];
+
+		if (step % 2) { /* after the "+" */
+			out(c, a, strlen(a));
+			continue;
+		}
+		imap_put(c, step ? " " : "LOGIN ");
+		if (login_arg_begin(c, a)) {
+			c->auth_cont = AUTH_CONT_LITERAL;
+			conn_set_busy(&c->conn, 1); /* the "+" is a reply: time it */
+			return;
+		}
+		c->auth_step++;
+	}
+	imap_cmd_end(c);
+}
+
 static void send_auth(struct imap_client *c)
 {
 	int secure = conn_is_tls(&c->conn) || conn_is_loopback(&c->conn) || c->ep->allow_plaintext;
@@ -395,20 +508,19 @@ static void send_auth(struct imap_client *c)
 			client_fail(c, -EINVAL, "user name or password too long");
 			return;
 		}
+		imap_put(c, "AUTHENTICATE PLAIN");
 		if (c->caps & IMAP_CAP_SASL_IR) {
-			imap_putf(c, "AUTHENTICATE PLAIN %s", b64);
+			imap_put(c, " ");
+			imap_put(c, b64);
 		} else {
-			imap_put(c, "AUTHENTICATE PLAIN");
-			c->awaiting_cont++; /* the response goes after "+" */
+			c->auth_cont = AUTH_CONT_SASL; /* the response goes after "+" */
 		}
 		OPENSSL_cleanse(b64, sizeof(b64));
+		imap_cmd_end(c);
 	} else {
-		imap_put(c, "LOGIN ");
-		imap_put_astring(c, c->ep->user, strlen(c->ep->user));
-		imap_put(c, " ");
-		imap_put_astring(c, c->ep->password, strlen(c->ep->password));
+		c->auth_step = 0;
+		login_next(c);
 	}
-	imap_cmd_end(c);
 }
 
 static void enable_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -439,15 +551,23 @@ static void after_auth(struct imap_client *c)
 
 static int on_cont(struct imap_client *c, const struct imap_resp *r)
 {
-	if (c->state == ST_AUTH && c->awaiting_cont) {
+	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_SASL) {
 		char b64[1500];
 
-		c->awaiting_cont--;
+		c->auth_cont = AUTH_CONT_NONE;
 		sasl_plain(c, b64, sizeof(b64));
 		imap_put(c, b64);
 		imap_put(c, "\r\n");
 		OPENSSL_cleanse(b64, sizeof(b64));
 		return 0;
+	}
+	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_LITERAL) {
+		login_next(c);
+		return 0;
+	}
+	if (c->state == ST_AUTH) {
+		client_fail(c, -EPROTO, "unexpected continuation during login");
+		return -EPROTO;
 	}
 	if (!c->awaiting_cont) {
 		client_fail(c, -EPROTO, "unexpected continuation: %.*s", (int)r->text_len, r->text);
@@ -485,7 +605,11 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 	for (cmd = c->head; cmd && cmd->tag != tag; cmd = cmd->next)
 		prev = cmd;
 	if (!cmd || !tag) {
-		client_fail(c, -EPROTO, "reply for unknown tag %.*s", (int)r->tag_len, r->tag);
+		/* Not quoted: servers echo a line they could not parse with its
+		 * first word as the tag, and that line was ours. */
+		client_fail(c, -EPROTO,
+		            "tagged reply to a command that was never sent (%zu-byte tag)",
+		            r->tag_len);
 		return -EPROTO;
 	}
 	if (prev)
@@ -498,7 +622,11 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 	/* A refused literal: the server answered instead of sending "+". */
 	if (c->awaiting_cont && r->status != IMAP_ST_OK)
 		c->awaiting_cont--;
-	caps_from_code(c, r);
+	/* Capabilities before TLS are never trusted (RFC 3501 §6.2.1), a
+	 * [CAPABILITY] on the STARTTLS OK included: they are read again after
+	 * the handshake. */
+	if (c->state != ST_STARTTLS)
+		caps_from_code(c, r);
 	if (c->state != ST_LOGOUT)
 		conn_set_busy(&c->conn, c->inflight > 0);
 	cmd->done(c, cmd, r);
@@ -513,6 +641,18 @@ static void on_greeting(struct imap_client *c, const struct imap_resp *r)
 		return;
 	}
 	if (r->status == IMAP_ST_PREAUTH) {
+		/* STARTTLS is valid only before authentication (RFC 3501 §6.2.1):
+		 * after PREAUTH the session can never be encrypted. Where it must
+		 * be, no mailbox is touched. */
+		if (c->ep->tls == IMAP_TLS_STARTTLS && !conn_is_tls(&c->conn) &&
+		    !conn_is_loopback(&c->conn) && !c->ep->allow_plaintext) {
+			client_fail(
+			    c, -EPERM,
+			    "server greeted with PREAUTH on an unencrypted connection, so "
+			    "STARTTLS is impossible; refusing to exchange mail in the clear "
+			    "(use imaps://, or --allow-plaintext)");
+			return;
+		}
 		if (!caps_from_code(c, r)) {
 			send_capability(c, ST_CAPA_POST);
 			return;
@@ -540,6 +680,12 @@ static int on_response(void *ctx, const struct imap_resp *r)
 		on_cont(c, r);
 	} else if (r->kind == IMAP_RESP_TAGGED) {
 		on_tagged(c, r);
+		/* After the STARTTLS OK, parse nothing more: whatever follows stays
+		 * in conn's input buffer, where conn_starttls refuses it
+		 * (RFC 3501 §6.2.1). Parsed here, a partial line would be glued to
+		 * the first line from inside TLS. */
+		if (c->state == ST_HANDSHAKE && !c->closed)
+			return IMAP_PARSE_PAUSE;
 	} else if (r->status == IMAP_ST_BYE) {
 		if (c->state == ST_LOGOUT)
 			return 0;

@@ -118,6 +118,8 @@ struct imap_client {
 	struct imap_cmd *head, *tail;	/* sent, awaiting tagged reply */
 	unsigned inflight;
 	unsigned awaiting_cont;		/* sync literals sent, "+" not yet seen */
+	int auth_cont;			/* private: what a "+" during login is for */
+	int auth_step;			/* private: LOGIN arguments written so far */
 	int enabled_qresync, enabled_condstore;
 	uint32_t exists;		/* last EXISTS of the selected mailbox */
 	struct imap_cmd login_cmd, aux_cmd, enable_cmd, logout_cmd;

@@ -24,10 +24,29 @@ Faults (--fault), at stage S (--stage: greeting, login, select or fetch):
                           FETCH response whose literal never ends         (fetch)
   bad-login               NO [AUTHENTICATIONFAILED] to every login        (login)
   no-reply                read the command, never answer (connection kept)(fetch)
+  preauth                 greet with "* PREAUTH": logged in without a word
+                          (no STARTTLS possible after it)              (greeting)
+  starttls-inject         answer STARTTLS with its OK and, in the same send,
+                          the --inject bytes (default "* OK injected partial",
+                          no CRLF), as a man in the middle would; then the
+                          handshake (needs --tls-cert)
 --fault-count K: only the first K connections misbehave (0 = all, the
 default), so retries can be tested.
 
 --mailboxes N: INBOX and Box1..Box(N-1), each holding the same 3 messages.
+Connection security and login (issue 15):
+  --host A                listen on A instead of 127.0.0.1 (e.g. an address
+                          of a private network namespace: not loopback)
+  --tls-cert F --tls-key F   offer STARTTLS (with LOGINDISABLED and without
+                          AUTH=PLAIN before it, as Dovecot does by default)
+  --user U --password P   LOGIN / AUTHENTICATE must carry exactly these
+                          (UTF-8), else NO [AUTHENTICATIONFAILED]
+  --no-auth-plain         no AUTH=PLAIN (so LOGIN is used)
+  --strict-literals       a synchronizing literal whose bytes arrive before
+                          our "+" is answered "TAG BAD" and logged as
+                          "literal sent before continuation"
+  Every LOGIN is logged as "LOGIN via atom|quoted|literal+|literal ...".
+
 --max-sessions N: a login while N sessions are logged in gets what Dovecot
 sends over mail_max_userip_connections: "* BYE Maximum number of
 connections from user+IP exceeded", then the connection closes.
@@ -57,6 +76,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -86,7 +106,8 @@ def make_messages():
 MESSAGES = make_messages()
 DEFAULT_STAGE = {"disconnect-mid-literal": "fetch", "literal-too-long": "fetch", "garbage": "login",
                  "truncated": "fetch", "slow-loris": "fetch", "bad-login": "login",
-                 "no-reply": "fetch", "none": "fetch"}
+                 "no-reply": "fetch", "none": "fetch", "preauth": "greeting",
+                 "starttls-inject": "greeting"}
 
 
 class Closed(Exception):
@@ -123,6 +144,8 @@ class Session:
         self.fault = self.args.fault if (k == 0 or cid <= k) else "none"
         self.stage = self.args.stage or DEFAULT_STAGE[self.fault]
         self.deadline = server.deadline
+        self.tls_up = False
+        self.lit_forms = []  # per literal of the last command: "literal" or "literal+"
 
     # ---- I/O ----
     def send(self, data):
@@ -156,6 +179,7 @@ class Session:
         """One command; literals are read (after "+" if synchronizing) and
         replaced by a placeholder in the returned text, their bytes kept."""
         parts, literals = [], []
+        self.lit_forms, early = [], False
         while True:
             line = self.read_line()
             m = re.search(rb"\{(\d+)(\+?)\}$", line)
@@ -163,6 +187,21 @@ class Session:
                 parts.append(line)
                 break
             parts.append(line[:m.start()] + b"\x00%d\x00" % len(literals))
+            self.lit_forms.append("literal+" if m.group(2) else "literal")
+            if not m.group(2) and self.args.strict_literals:
+                # RFC 3501 §4.3: the client waits for "+" before the bytes.
+                time.sleep(0.3)
+                try:
+                    self.sock.settimeout(0.01)
+                    d = self.sock.recv(65536)
+                    if d:
+                        self.buf += d
+                except (socket.timeout, ssl.SSLWantReadError):
+                    pass
+                finally:
+                    self.sock.settimeout(0.5)
+                if self.buf:
+                    early = True
             if not m.group(2):
                 self.send("+ go ahead\r\n")
             n = int(m.group(1))
@@ -175,7 +214,80 @@ class Session:
         if re.match(rb"^\S+ (LOGIN|AUTHENTICATE)", shown, re.I):
             shown = shown.split(b" ")[0] + b" " + shown.split(b" ")[1] + b" ***"
         self.srv.log(self.cid, "C:", shown)
+        if early:
+            self.srv.log(self.cid, "!!", "literal sent before continuation")
+            tag = text.split(b" ", 1)[0].decode("latin-1")
+            self.send("%s BAD literal sent before continuation\r\n" % tag)
+            return b"", []
         return text, literals
+
+    def login_args(self, rest, lits):
+        """LOGIN's two astrings -> ([bytes, bytes], [form, form]) or None."""
+        vals, forms, i = [], [], 0
+        while i < len(rest) and len(vals) < 2:
+            if rest[i:i + 1] == b" ":
+                i += 1
+                continue
+            m = re.match(rb"\x00(\d+)\x00", rest[i:])
+            if m:
+                k = int(m.group(1))
+                vals.append(lits[k])
+                forms.append(self.lit_forms[k])
+                i += m.end()
+            elif rest[i:i + 1] == b'"':
+                j, v = i + 1, b""
+                while j < len(rest) and rest[j:j + 1] != b'"':
+                    if rest[j:j + 1] == b"\\":
+                        j += 1
+                    v += rest[j:j + 1]
+                    j += 1
+                vals.append(v)
+                forms.append("quoted")
+                i = j + 1
+            else:
+                m = re.match(rb"[^ ]+", rest[i:])
+                vals.append(m.group(0))
+                forms.append("atom")
+                i += m.end()
+        return (vals, forms) if len(vals) == 2 else None
+
+    def credentials_ok(self, cmd, rest, lits):
+        """Checks --user/--password; logs how LOGIN's arguments came."""
+        if cmd == "LOGIN":
+            got = self.login_args(rest, lits)
+            if got is None:
+                return False
+            (user, pw), forms = got
+            self.srv.log(self.cid, "..", "LOGIN via %s %s" % (forms[0], forms[1]))
+        else:
+            try:
+                raw = base64.b64decode(self.sasl_resp, validate=True)
+                _, user, pw = raw.split(b"\x00", 2)
+            except Exception:
+                return False
+        want_u = self.args.user.encode() if self.args.user is not None else user
+        want_p = self.args.password.encode() if self.args.password is not None else pw
+        return user == want_u and pw == want_p
+
+    def starttls(self, tag):
+        if not self.args.tls_cert or self.tls_up:
+            self.send("%s BAD STARTTLS is not offered\r\n" % tag)
+            return
+        ok = b"%s OK Begin TLS negotiation now\r\n" % tag.encode()
+        if self.fault_here("greeting") and self.fault == "starttls-inject":
+            inj = self.args.inject.encode().decode("unicode_escape").encode("latin-1")
+            self.srv.log(self.cid, "S:", ok + inj + b" <injected, one send>")
+            self.sock.sendall(ok + inj)
+        else:
+            self.send(ok)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.args.tls_cert, self.args.tls_key)
+        self.sock.settimeout(10)
+        self.sock = ctx.wrap_socket(self.sock, server_side=True)
+        self.sock.settimeout(0.5)
+        self.buf = b""
+        self.tls_up = True
+        self.srv.log(self.cid, "--", "TLS up")
 
     # ---- faults ----
     def hang(self):
@@ -229,17 +341,25 @@ class Session:
         c = self.args.capabilities
         if self.args.qresync != "off":
             c += " CONDSTORE QRESYNC"
-        if not authed:
+        if self.args.tls_cert and not self.tls_up:
+            return c + " STARTTLS LOGINDISABLED"
+        if not authed and not self.args.no_auth_plain:
             c += " AUTH=PLAIN"
         return c
 
     def run(self):
         if self.generic_fault("greeting"):
             return
-        self.send("* OK [CAPABILITY %s] fake IMAP ready\r\n" % self.caps(False))
         authed = False
+        if self.fault_here("greeting") and self.fault == "preauth":
+            authed = True
+            self.send("* PREAUTH [CAPABILITY %s] fake IMAP: logged in as you\r\n" % self.caps(True))
+        else:
+            self.send("* OK [CAPABILITY %s] fake IMAP ready\r\n" % self.caps(False))
         while True:
             text, lits = self.read_command()
+            if not text:
+                continue  # refused in read_command
             words = text.split(b" ", 2)
             tag = words[0].decode("latin-1")
             if len(words) < 2:
@@ -258,7 +378,13 @@ class Session:
             elif cmd == "LOGOUT":
                 self.send("* BYE logging out\r\n%s OK bye\r\n" % tag)
                 raise Closed()
+            elif cmd == "STARTTLS":
+                self.starttls(tag)
             elif cmd in ("LOGIN", "AUTHENTICATE"):
+                if self.args.tls_cert and not self.tls_up:
+                    self.send("%s NO [PRIVACYREQUIRED] STARTTLS first\r\n" % tag)
+                    continue
+                self.sasl_resp = rest.split(b" ")[1] if cmd == "AUTHENTICATE" and len(rest.split(b" ")) > 1 else b""
                 if cmd == "AUTHENTICATE" and len(rest.split(b" ")) < 2:
                     self.send("+ \r\n")  # no SASL-IR: the response comes on its own line
                     self.srv.log(self.cid, "C:", "<SASL response>")
@@ -268,6 +394,10 @@ class Session:
                     except Exception:
                         self.send("%s BAD bad base64\r\n" % tag)
                         continue
+                    self.sasl_resp = resp
+                if not self.credentials_ok(cmd, rest, lits):
+                    self.send("%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n" % tag)
+                    continue
                 if self.fault_here("login") and self.fault == "bad-login":
                     self.send("%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n" % tag)
                     continue
@@ -364,8 +494,7 @@ class Session:
                 self.send("* SEARCH%s\r\n%s OK done\r\n" % ("".join(" %d" % u for u in uids), tag))
             elif cmd == "APPEND":
                 self.send("%s NO [CANNOT] this fake server is read-only\r\n" % tag)
-            elif cmd == "STARTTLS":
-                self.send("%s BAD STARTTLS is not offered\r\n" % tag)
+
             else:
                 self.send("%s BAD unknown command\r\n" % tag)
 
@@ -452,6 +581,14 @@ def main():
     ap.add_argument("--flags3", default=None)
     ap.add_argument("--mailboxes", type=int, default=1)
     ap.add_argument("--max-sessions", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--tls-cert", default=None)
+    ap.add_argument("--tls-key", default=None)
+    ap.add_argument("--inject", default="* OK injected partial")
+    ap.add_argument("--user", default=None)
+    ap.add_argument("--password", default=None)
+    ap.add_argument("--no-auth-plain", action="store_true")
+    ap.add_argument("--strict-literals", action="store_true")
     args = ap.parse_args()
     if args.flags3 is not None:
         MESSAGES[2]["flags"] = args.flags3
@@ -462,7 +599,7 @@ def main():
     srv.deadline = start + args.max_seconds
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", port))
+    ls.bind((args.host, port))
     ls.listen(16)
     ls.settimeout(0.2)
     print("PORT %d" % ls.getsockname()[1], flush=True)
