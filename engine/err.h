@@ -3,11 +3,17 @@
  * A function returns 0 or a negative errno-style code and, when it has
  * something to say to a human, fills a struct mf_error. Log lines go to
  * stderr, one per event, key=value; never a password.
+ *
+ * Names and texts in these lines may come from a hostile server: every
+ * line (and every mf_error message) is escaped on its way out, so a
+ * control character, an invalid UTF-8 byte or a terminal escape can
+ * neither end a line early, forge another one, nor reach the terminal.
  */
 #ifndef MF_ERR_H
 #define MF_ERR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #define MF_ERR_MAX 512
 
@@ -17,7 +23,7 @@ struct mf_error {
 };
 
 void mf_err_set(struct mf_error *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void mf_err_clear(struct mf_error *e);
 
 enum mf_log_level { MF_LOG_ERROR, MF_LOG_WARN, MF_LOG_INFO, MF_LOG_DEBUG };
@@ -26,5 +32,21 @@ enum mf_log_level { MF_LOG_ERROR, MF_LOG_WARN, MF_LOG_INFO, MF_LOG_DEBUG };
 void mf_log_set_level(enum mf_log_level lvl);
 int mf_log_enabled(enum mf_log_level lvl);
 void mf_log(enum mf_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line on stderr as given (no "mailferry: LEVEL:" prefix, no level
+ * check), escaped like mf_log's. */
+void mf_print(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mf_vprint(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+/* Escapes n bytes for one line of human output: CR, LF and TAB as \r \n
+ * \t, other C0 controls, DEL and bytes that are not valid UTF-8 as \xNN,
+ * C1 controls and bidirectional overrides as \uNNNN; valid UTF-8 stays
+ * as it is. Backslashes are kept, so escaping twice changes nothing.
+ * Writes at most cap-1 bytes plus a NUL (never half an escape); returns
+ * the length written. */
+size_t mf_escape(const char *s, size_t n, char *out, size_t cap);
+/* Length (1-4) of the well-formed UTF-8 sequence at p, its code point in
+ * *cp (if cp); 0 if p does not start one (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF). */
+size_t mf_utf8_len(const unsigned char *p, size_t n, unsigned long *cp);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include <openssl/evp.h>
 
+#include "protocols/imap_syntax.h"
 #include "protocols/utf7.h"
 #include "store/msghash.h"
 
@@ -190,7 +191,7 @@ struct worker {
 		int64_t idate;
 		char flags[STATE_FLAGS_MAX];
 		size_t flags_len;
-		char date[64];
+		char date[IMAP_DATE_LEN + 1]; /* written from parsed fields */
 	} cur;
 	struct msghash mh;
 	struct batch *slot[BATCH_SLOTS];
@@ -245,18 +246,26 @@ static void intent_drop(struct worker *w, uint32_t uid);
 
 /* ---- reporting ----------------------------------------------------------- */
 
+/* A JSON string (RFC 8259) of bytes a server may have chosen: controls as
+ * \u00XX, a byte that is not valid UTF-8 as the text \xNN (as on stderr,
+ * see mf_escape), so the line is always valid JSON and two names that
+ * differ only in such bytes stay apart. */
 static void json_str(FILE *f, const char *s, size_t n)
 {
 	fputc('"', f);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n;) {
 		unsigned char ch = (unsigned char)s[i];
+		size_t k = mf_utf8_len((const unsigned char *)s + i, n - i, NULL);
 
 		if (ch == '"' || ch == '\\')
 			fprintf(f, "\\%c", ch);
 		else if (ch < 0x20 || ch == 0x7f)
 			fprintf(f, "\\u%04x", ch);
+		else if (!k)
+			fprintf(f, "\\\\x%02x", ch);
 		else
-			fputc(ch, f);
+			fwrite(s + i, 1, k, f);
+		i += k ? k : 1;
 	}
 	fputc('"', f);
 }
@@ -361,52 +370,49 @@ static void on_tick(struct loop *l, struct loop_timer *t)
 
 /* ---- small parsers --------------------------------------------------------- */
 
-static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-				     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
 /* "17-Jul-1996 02:44:25 -0700" → unix seconds (RFC 3501 date-time). */
 static int parse_idate(const char *s, size_t n, int64_t *out)
 {
-	char buf[64], mon[4], sign;
-	int d, y, hh, mm, ss, tz, m = -1;
-	struct tm tm;
+	struct imap_date d;
 
-	if (n >= sizeof(buf))
+	if (imap_date_parse(s, n, &d) < 0)
 		return -1;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	if (sscanf(buf, " %d-%3s-%d %d:%d:%d %c%4d", &d, mon, &y, &hh, &mm, &ss, &sign, &tz) != 8)
-		return -1;
-	for (int i = 0; i < 12; i++)
-		if (!strcasecmp(mon, months[i]))
-			m = i;
-	if (m < 0 || (sign != '+' && sign != '-'))
-		return -1;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = m;
-	tm.tm_mday = d;
-	tm.tm_hour = hh;
-	tm.tm_min = mm;
-	tm.tm_sec = ss;
-	*out = (int64_t)timegm(&tm) - (sign == '-' ? -1 : 1) * ((tz / 100) * 3600 + (tz % 100) * 60);
+	*out = imap_date_unix(&d);
 	return 0;
 }
 
-/* FLAGS list → "\Seen $Forwarded" without \Recent (APPEND cannot set it). */
-static size_t flags_string(const struct imap_node *list, char *out, size_t cap)
+/* FLAGS list → "\Seen $Forwarded" without \Recent (APPEND cannot set it).
+ * Only what may go on a command line is written: system flags from a
+ * fixed table, keywords that are atoms. The first flag that is neither
+ * (or a FLAGS value that is not a list) is left out and put in *bad (if
+ * bad), for the caller to refuse the message or the change. */
+static size_t flags_string(const struct imap_node *list, char *out, size_t cap,
+                           const struct imap_node **bad)
 {
 	size_t n = 0;
 
+	if (bad)
+		*bad = list && list->type != IMAP_NODE_LIST ? list : NULL;
 	for (const struct imap_node *f = list ? list->child : NULL; f; f = f->next) {
-		if (f->type != IMAP_NODE_ATOM || imap_node_is(f, "\\Recent"))
+		const char *canon = NULL;
+		enum imap_flag_kind kind = f->type == IMAP_NODE_ATOM
+		                               ? imap_flag_classify(f->s, f->len, &canon)
+		                               : IMAP_FLAG_INVALID;
+		size_t len = canon ? strlen(canon) : f->len;
+
+		if (kind == IMAP_FLAG_RECENT)
 			continue;
-		if (n + f->len + 2 > cap)
+		if (kind == IMAP_FLAG_INVALID) {
+			if (bad && !*bad)
+				*bad = f;
+			continue;
+		}
+		if (n + len + 2 > cap)
 			break;
 		if (n)
 			out[n++] = ' ';
-		memcpy(out + n, f->s, f->len);
-		n += f->len;
+		memcpy(out + n, canon ? canon : f->s, len);
+		n += len;
 	}
 	out[n] = '\0';
 	return n;
@@ -650,6 +656,37 @@ static int vanished_collect(void *ctx, uint32_t mbid, const struct state_mbox *r
 	return 0;
 }
 
+/* A listed name that cannot be sent back as a mailbox name (issue 15
+ * defect 10): the mailbox is refused with one error line, not synced. Names
+ * are C strings from here on: one cut at a NUL would land on another
+ * mailbox's destination folder (or on the source's mailbox of that name),
+ * so it is refused too, and the line says with which it would collide. */
+static int mbox_refuse(struct job *j, struct mbox *mb)
+{
+	const char *why = imap_mailbox_name_bad(mb->name, mb->len);
+	char esc[STATE_NAME_MAX * 4];
+	const struct mbox *same;
+	char *d;
+
+	if (!why)
+		return 0;
+	mf_escape(mb->name, mb->len, esc, sizeof(esc));
+	if ((d = strdup(esc))) {
+		free(mb->display);
+		mb->display = d;
+	}
+	same = memchr(mb->name, '\0', mb->len) ? mbox_find(j, mb->name, strlen(mb->name)) : NULL;
+	if (same && same != mb)
+		job_error(j, imap_client_who(&j->w[0].src), mb, 0,
+		          "%s; mailbox refused (cut at the NUL it would be mailbox \"%s\", which "
+		          "the source also has)",
+		          why, same->display);
+	else
+		job_error(j, imap_client_who(&j->w[0].src), mb, 0, "%s; mailbox refused", why);
+	j->sum->mailboxes_failed++;
+	return 1;
+}
+
 /* The source is listed: decide which mailboxes have work. */
 static void plan(struct job *j)
 {
@@ -664,10 +701,13 @@ static void plan(struct job *j)
 		job_maybe_finish(j);
 		return;
 	}
+	for (size_t i = 0; i < j->nmb; i++)
+		if (!j->mb[i].noselect && folder_selected(j->o, j->mb[i].display))
+			j->mb[i].failed = mbox_refuse(j, &j->mb[i]);
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 
-		if (mb->noselect || !folder_selected(j->o, mb->display)) {
+		if (mb->noselect || mb->failed || !folder_selected(j->o, mb->display)) {
 			free(mb->name);
 			free(mb->display);
 			continue;
@@ -722,10 +762,10 @@ static void plan_finish(struct job *j)
 		if (j->o->dry_run && mb->renamed_from) {
 			/* Its state is not moved in a dry run: it would look new. */
 			progress_clear(j);
-			fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": renamed on the source "
-					"from \"%s\"; its destination folder would be renamed too, "
-					"then synced incrementally\n",
-				mb->display, j->van[mb->renamed_from - 1].rec.name);
+			mf_print("mailferry: dry-run: mailbox \"%s\": renamed on the source "
+			         "from \"%s\"; its destination folder would be renamed too, "
+			         "then synced incrementally",
+			         mb->display, j->van[mb->renamed_from - 1].rec.name);
 			mb->work = 0;
 		}
 		nwork += (size_t)mb->work;
@@ -746,8 +786,8 @@ static void plan_finish(struct job *j)
 		for (size_t i = 0; i < j->nmb; i++)
 			if (!j->mb[i].work && !j->mb[i].renamed_from) {
 				progress_clear(j);
-				fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": unchanged\n",
-					j->mb[i].display);
+				mf_print("mailferry: dry-run: mailbox \"%s\": unchanged",
+				         j->mb[i].display);
 			}
 	if (!nwork) {
 		j->next_mb = j->nmb;
@@ -1300,9 +1340,9 @@ static void dst_create_all(struct job *j, struct imap_client *c)
 		for (size_t i = 0; i < j->nmb; i++)
 			if (j->mb[i].work > 0 && !j->mb[i].dst_exists) {
 				progress_clear(j);
-				fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": destination "
-						"folder \"%s\" would be created\n",
-					j->mb[i].display, j->mb[i].dst_name);
+				mf_print("mailferry: dry-run: mailbox \"%s\": destination "
+				         "folder \"%s\" would be created",
+				         j->mb[i].display, j->mb[i].dst_name);
 			}
 		j->creates_pending = 1;
 		creates_release(j);
@@ -1871,7 +1911,8 @@ static int dd_src_lit_begin(struct worker *w, const struct imap_resp *r,
 	w->cur.idate = 0;
 	if (fm.date && fm.date->type == IMAP_NODE_STRING)
 		parse_idate(fm.date->s, fm.date->len, &w->cur.idate);
-	w->cur.flags_len = fm.flags ? flags_string(fm.flags, w->cur.flags, sizeof(w->cur.flags)) : 0;
+	w->cur.flags_len =
+	    fm.flags ? flags_string(fm.flags, w->cur.flags, sizeof(w->cur.flags), NULL) : 0;
 	w->cur.flags[w->cur.flags_len] = '\0';
 	msghash_begin(&w->mh);
 	return IMAP_LIT_STREAM;
@@ -1923,7 +1964,8 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 {
 	struct worker *w = c->ud;
 	struct job *j = w->job;
-	const struct imap_node *flags, *date;
+	const struct imap_node *flags, *date, *bad;
+	struct imap_date dt;
 	struct fetch_meta fm;
 	uint32_t uid;
 	uint64_t modseq;
@@ -1947,7 +1989,7 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	memset(&w->cur, 0, offsetof(__typeof__(w->cur), flags));
 	w->cur.active = 1;
 	w->cur.size = w->cur.left = size;
-	if (!uid || !flags || !date || date->type != IMAP_NODE_STRING || date->len >= 64) {
+	if (!uid || !flags || !date) {
 		/* The server sent the body before the items we asked first; we
 		 * would need to spool it. Dovecot, Cyrus, Gmail and Exchange
 		 * answer in the order asked. */
@@ -1984,12 +2026,30 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 		j->sum->failed++;
 		return IMAP_LIT_STREAM;
 	}
-	w->cur.flags_len = flags_string(flags, w->cur.flags, sizeof(w->cur.flags));
-	memcpy(w->cur.date, date->s, date->len);
-	w->cur.date[date->len] = '\0';
+	/* Issue 15 defect 1: nothing the source sent goes onto the APPEND
+	 * line as it came. The date is written again from its parsed fields,
+	 * flags only as system flags or atoms; anything else refuses the
+	 * message (it stays to be retried, like one the destination refused). */
+	w->cur.flags_len = flags_string(flags, w->cur.flags, sizeof(w->cur.flags), &bad);
+	if (date->type != IMAP_NODE_STRING || imap_date_parse(date->s, date->len, &dt) < 0 || bad) {
+		if (bad)
+			job_error(j, imap_client_who(c), w->mb, uid,
+			          "flag \"%.*s\" is neither a system flag nor an atom; message "
+			          "refused",
+			          (int)(bad->len > 64 ? 64 : bad->len), bad->s ? bad->s : "");
+		else
+			job_error(j, imap_client_who(c), w->mb, uid,
+			          "INTERNALDATE is not an RFC 3501 date-time; message refused");
+		w->cur.skip = 1;
+		w->mb->nfailed++;
+		j->sum->failed++;
+		if (!w->mb_failed_min_uid || uid < w->mb_failed_min_uid)
+			w->mb_failed_min_uid = uid;
+		return IMAP_LIT_STREAM;
+	}
+	imap_date_format(&dt, w->cur.date);
+	w->cur.idate = imap_date_unix(&dt);
 	w->cur.modseq = modseq;
-	if (parse_idate(date->s, date->len, &w->cur.idate) < 0)
-		w->cur.idate = 0;
 	msghash_begin(&w->mh);
 
 	/* A message that alone fills the batch's flag pool, or an empty one
@@ -2685,6 +2745,7 @@ static void change_note(struct worker *w, uint32_t uid, const struct imap_node *
 	struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, uid};
 	struct state_msg m;
 	struct mf_error e;
+	const struct imap_node *bad;
 	char fl[STATE_FLAGS_MAX];
 	size_t n;
 
@@ -2693,7 +2754,14 @@ static void change_note(struct worker *w, uint32_t uid, const struct imap_node *
 	seen_mark(w, uid);
 	if (!flags || state_msg_get(j->st, &k, &m, &e) < 0 || m.status != STATE_MSG_DONE)
 		return;
-	n = flags_string(flags, fl, sizeof(fl));
+	n = flags_string(flags, fl, sizeof(fl), &bad);
+	if (bad) {
+		job_error(j, imap_client_who(&w->src), w->mb, uid,
+		          "flag \"%.*s\" is neither a system flag nor an atom; flag change not "
+		          "applied",
+		          (int)(bad->len > 64 ? 64 : bad->len), bad->s ? bad->s : "");
+		return;
+	}
 	if (flags_equal(fl, n, m.flags, strlen(m.flags)))
 		return;
 	if (grow((void **)&w->chg, &w->cchg, w->nchg + 1, sizeof(*w->chg)) < 0 ||
@@ -3072,8 +3140,8 @@ static void changes_apply(struct worker *w)
 	}
 	if (j->o->dry_run) {
 		progress_clear(j);
-		fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": %zu flag changes, %zu expunges\n",
-			w->mb->display, nflag, ngone);
+		mf_print("mailferry: dry-run: mailbox \"%s\": %zu flag changes, %zu expunges",
+		         w->mb->display, nflag, ngone);
 		fetch_start(w);
 		return;
 	}
@@ -3169,10 +3237,10 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 && rec.uidvalidity) {
 		if (rec.uidvalidity != w->uidvalidity && j->o->dry_run) {
 			progress_clear(j);
-			fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": UIDVALIDITY changed from "
-					"%u to %u; its %u messages would be found again by content, "
-					"the rest copied\n",
-				mb->display, rec.uidvalidity, w->uidvalidity, c->exists);
+			mf_print("mailferry: dry-run: mailbox \"%s\": UIDVALIDITY changed from "
+			         "%u to %u; its %u messages would be found again by content, "
+			         "the rest copied",
+			         mb->display, rec.uidvalidity, w->uidvalidity, c->exists);
 			mailbox_finish(w);
 			return;
 		}
@@ -3184,9 +3252,9 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 	}
 	if (rec.intents && rec.uidvalidity == w->uidvalidity && j->o->dry_run) {
 		progress_clear(j);
-		fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
-				"would be looked for on the destination first\n",
-			mb->display);
+		mf_print("mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
+		         "would be looked for on the destination first",
+		         mb->display);
 	} else if (rec.intents && rec.uidvalidity == w->uidvalidity) {
 		settle_start(w);
 		return;
@@ -3206,9 +3274,9 @@ static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const st
 		job_error(j, imap_client_who(c), w->mb, 0, "UID SEARCH failed: %.*s",
 			  (int)r->text_len, r->text);
 	else
-		fprintf(stderr, "mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
-				"copied into \"%s\"\n",
-			w->mb->display, (unsigned long long)w->dry_count, w->mb->dst_name);
+		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
+		         "copied into \"%s\"",
+		         w->mb->display, (unsigned long long)w->dry_count, w->mb->dst_name);
 	mailbox_finish(w);
 }
 
