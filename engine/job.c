@@ -24,6 +24,7 @@
 
 #define BATCH_SLOTS 8
 #define BATCH_MAX JOB_BATCH_MAX
+#define JOB_NAME_SHOWN 200 /* bytes of a mailbox name in an error line */
 #define BATCH_POOL 8192
 #define FETCH_RANGE 1000	/* UIDs per UID FETCH command */
 #define RETRY_CHUNK 200
@@ -283,9 +284,16 @@ static void job_error(struct job *j, const char *who, const struct mbox *mb, uin
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	n = snprintf(line, sizeof(line), "%s", who ? who : "");
-	if (mb)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, "%smailbox \"%s\"", n ? " " : "",
-			      mb->display);
+	if (mb) {
+		/* A long name must not push the reason off the line: it is cut
+		 * (at a UTF-8 boundary) with an ellipsis; --json has it whole. */
+		size_t dl = strlen(mb->display), cut = dl > JOB_NAME_SHOWN ? JOB_NAME_SHOWN : dl;
+
+		while (cut < dl && cut && ((unsigned char)mb->display[cut] & 0xc0) == 0x80)
+			cut--;
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%smailbox \"%.*s%s\"",
+		              n ? " " : "", (int)cut, mb->display, cut < dl ? "..." : "");
+	}
 	if (uid && n < (int)sizeof(line))
 		n += snprintf(line + n, sizeof(line) - (size_t)n, " uid %u", uid);
 	if (n < (int)sizeof(line))
@@ -682,6 +690,13 @@ static void plan(struct job *j)
 
 		if (state_mbox_id(j->st, j->jobid, mb->name, mb->len, &mb->mbid, &created, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
+			if (e.code == -ENAMETOOLONG) {
+				/* That mailbox only: the others go on. */
+				mb->failed = 1;
+				mb->work = 0;
+				j->sum->mailboxes_failed++;
+				continue;
+			}
 			j->fatal = 1;
 			job_maybe_finish(j);
 			return;
@@ -1069,8 +1084,8 @@ static void create_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	struct mbox *mb = cmd->ud;
 
 	if (r->status != IMAP_ST_OK && !imap_resp_code(r, "ALREADYEXISTS")) {
-		job_error(j, imap_client_who(c), mb, 0, "cannot create mailbox \"%s\": %.*s",
-			  mb->dst_name, (int)r->text_len, r->text);
+		job_error(j, imap_client_who(c), mb, 0, "cannot create mailbox (%zu bytes): %.*s",
+		          strlen(mb->dst_name), (int)r->text_len, r->text);
 		mb->failed = 1;
 		mb->work = 0;
 		j->sum->mailboxes_failed++;

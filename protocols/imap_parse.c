@@ -72,6 +72,9 @@ struct imap_parse_priv {
 	int nomem;		/* last arena failure was malloc, not arena_max */
 	unsigned gen;		/* bumped by reset, so feed notices a reset
 				 * made from inside a callback */
+	unsigned in_feed;       /* feed() calls on the stack */
+	int doomed;             /* imap_parser_free ran inside a callback:
+	                         * freed when the outermost feed() returns */
 	struct chunk *first, *cur, *spare, *big;
 	size_t nspare;
 	size_t used;		/* arena bytes taken by this response */
@@ -687,18 +690,21 @@ static int line_append(struct imap_parser *p, const uint8_t *b, size_t n)
 
 /* ---- public --------------------------------------------------------------- */
 
-ssize_t imap_parse_feed(struct imap_parser *p, const uint8_t *buf, size_t n)
+static void priv_free(struct imap_parse_priv *q)
 {
-	struct imap_parse_priv *q = p->priv;
+	chunks_free(q->first);
+	chunks_free(q->spare);
+	free(q->big);
+	free(q->line);
+	free(q);
+}
+
+static ssize_t feed(struct imap_parser *p, struct imap_parse_priv *q, const uint8_t *buf, size_t n)
+{
 	size_t i = 0;
-	unsigned gen;
+	unsigned gen = q->gen;
 	int rc;
 
-	if (!q) {
-		p->err = "parser not initialised";
-		return IMAP_PARSE_EBAD;
-	}
-	gen = q->gen;
 	if (q->state == ST_DEAD)
 		return IMAP_PARSE_EBAD;
 	while (i < n) {
@@ -803,6 +809,25 @@ ssize_t imap_parse_feed(struct imap_parser *p, const uint8_t *buf, size_t n)
 	return (ssize_t)i;
 }
 
+/* A callback may free the parser (its owner closed the connection): feed
+ * notices through gen, returns without touching q again, and the memory goes
+ * here, once no feed() is on the stack. */
+ssize_t imap_parse_feed(struct imap_parser *p, const uint8_t *buf, size_t n)
+{
+	struct imap_parse_priv *q = p->priv;
+	ssize_t r;
+
+	if (!q) {
+		p->err = "parser not initialised";
+		return IMAP_PARSE_EBAD;
+	}
+	q->in_feed++;
+	r = feed(p, q, buf, n);
+	if (--q->in_feed == 0 && q->doomed)
+		priv_free(q);
+	return r;
+}
+
 int imap_parser_init(struct imap_parser *p, const struct imap_parser_cb *cb, size_t inline_max,
 		     size_t arena_max)
 {
@@ -833,12 +858,13 @@ void imap_parser_free(struct imap_parser *p)
 
 	if (!q)
 		return;
-	chunks_free(q->first);
-	chunks_free(q->spare);
-	free(q->big);
-	free(q->line);
-	free(q);
 	p->priv = NULL;
+	if (q->in_feed) {
+		q->doomed = 1;
+		q->gen++; /* feed stops at its next check */
+		return;
+	}
+	priv_free(q);
 }
 
 void imap_parser_reset(struct imap_parser *p)

@@ -117,6 +117,9 @@ struct imap_parser {
 /* inline_max: e.g. 64 KiB; arena_max: e.g. 64 MiB. 0 picks those defaults. */
 int imap_parser_init(struct imap_parser *p, const struct imap_parser_cb *cb, size_t inline_max,
 		     size_t arena_max);
+/* May be called from inside one of the parser's own callbacks (an owner
+ * closing its connection): feed() then returns at once and the memory is
+ * released when it does. */
 void imap_parser_free(struct imap_parser *p);
 /* Forget any partial response (e.g. after reconnecting). */
 void imap_parser_reset(struct imap_parser *p);

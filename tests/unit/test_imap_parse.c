@@ -1206,6 +1206,82 @@ static void test_arena_reuse(struct unit_ctx *u)
 	imap_parser_free(&p);
 }
 
+/* ---- a callback freeing its own parser (issue 15 defect 4) ----------------- */
+
+struct self_free {
+	struct imap_parser p;
+	int when; /* 0: in response, 1: in lit_begin, 2: in lit_data, 3: in lit_end */
+	int calls;
+};
+
+static int sf_response(void *ctx, const struct imap_resp *r)
+{
+	struct self_free *f = ctx;
+
+	(void)r;
+	f->calls++;
+	if (f->when == 0)
+		imap_parser_free(&f->p);
+	return f->when == 0 ? -125 : 0; /* what a closed imap_client answers */
+}
+
+static int sf_lit_begin(void *ctx, const struct imap_resp *r, const struct imap_node *key,
+                        uint64_t size)
+{
+	struct self_free *f = ctx;
+
+	(void)r;
+	(void)key;
+	(void)size;
+	if (f->when == 1)
+		imap_parser_free(&f->p);
+	return f->when == 1 ? -125 : IMAP_LIT_STREAM;
+}
+
+static ssize_t sf_lit_data(void *ctx, const uint8_t *p, size_t n)
+{
+	struct self_free *f = ctx;
+
+	(void)p;
+	if (f->when == 2) {
+		imap_parser_free(&f->p);
+		return -125;
+	}
+	return (ssize_t)n;
+}
+
+static int sf_lit_end(void *ctx)
+{
+	struct self_free *f = ctx;
+
+	if (f->when == 3)
+		imap_parser_free(&f->p);
+	return 0;
+}
+
+static void test_free_in_callback(struct unit_ctx *u)
+{
+	static const char in[] = "* 1 FETCH (BODY[] {4}\r\nabcd)\r\n* 2 EXISTS\r\n"
+	                         "A1 OK done\r\n";
+	const struct imap_parser_cb cb = {NULL, sf_response, sf_lit_begin, sf_lit_data, sf_lit_end};
+
+	for (int when = 0; when < 4; when++) {
+		struct self_free f = {.when = when};
+		struct imap_parser_cb c = cb;
+		ssize_t r;
+
+		c.ctx = &f;
+		UNIT_CHECK(u, imap_parser_init(&f.p, &c, 0, 0) == 0);
+		/* ASan reports a use after free here if feed touches the parser's
+		 * memory after the callback freed it. */
+		r = imap_parse_feed(&f.p, (const uint8_t *)in, sizeof(in) - 1);
+		UNIT_CHECKF(u, r >= 0 && r < (ssize_t)sizeof(in) - 1, "when %d: %zd", when, r);
+		UNIT_CHECK(u, f.p.priv == NULL);
+		UNIT_CHECKF(u, f.calls <= 1, "when %d: %d responses after the free", when, f.calls);
+		imap_parser_free(&f.p); /* again: harmless */
+	}
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -1225,5 +1301,6 @@ int main(void)
 	UNIT_RUN(&u, test_grammar);
 	UNIT_RUN(&u, test_helpers);
 	UNIT_RUN(&u, test_arena_reuse);
+	UNIT_RUN(&u, test_free_in_callback);
 	return unit_done(&u);
 }

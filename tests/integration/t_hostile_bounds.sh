@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Issue 15 defects 4 and 9: long mailbox names (a use-after-free and a whole
+# job aborted before), and a hostile source server that must not keep a run
+# alive or grow its memory without bound: slow drip, endless untagged
+# responses, huge partial lines, a literal larger than RFC822.SIZE, and
+# 200,000 mailboxes. Every run ends within its limits with an error naming
+# the account.
+. "$(dirname "$0")/lib.sh"
+
+# ---- long names, against real Dovecot (LAYOUT=fs: 255 bytes per level) ----
+dv_start S --users "src dst" --separator / || { not_ok bounds-dovecot "start failed"; exit 1; }
+dv_start P --users "dst" || { not_ok bounds-dovecot-p "start failed"; exit 1; }
+L200=$(printf 'a%.0s' $(seq 1 200))
+LONG="$L200/$L200/$L200/$L200/$L200/$L200/x" # 1,206 bytes
+imap_session "$S_IMAP_PORT" >/dev/null <<EOT
+a LOGIN src pw-src-secret
+b CREATE "$LONG"
+c APPEND "$LONG" {19}
+Subject: x
+
+hello
+d APPEND INBOX {19}
+Subject: y
+
+hello
+EOT
+long_run() { # DST_PORT DST_PW [options]
+	local port=$1 pw=$2; shift 2
+	mf migrate "imap://src@127.0.0.1:$S_IMAP_PORT?starttls=no" "imap://dst@127.0.0.1:$port?starttls=no" \
+		--src-password-file "$S_DIR/pw/src" --dst-password-file "$pw" --timeout 5 --no-progress "$@"
+}
+expect_exit long-name-copied 0 long_run "$S_IMAP_PORT" "$S_DIR/pw/dst" --state "$T_TMP/st-long" --json
+[ "$(json_field "$T_TMP/last.out" messages_copied)" = 2 ] && ok long-name-count ||
+	not_ok long-name-count "$(tail -n 1 "$T_TMP/last.out")"
+n=$(imap_session "$S_IMAP_PORT" <<<"a LOGIN dst pw-dst-secret
+b STATUS \"$LONG\" (MESSAGES)" | sed -n 's/.*(MESSAGES \([0-9]*\)).*/\1/p')
+[ "$n" = 1 ] && ok long-name-on-destination || not_ok long-name-on-destination "STATUS says '$n'"
+expect_exit long-name-rerun 0 long_run "$S_IMAP_PORT" "$S_DIR/pw/dst" --state "$T_TMP/st-long" --json
+[ "$(json_field "$T_TMP/last.out" messages_copied)" = 0 ] && ok long-name-rerun-nothing ||
+	not_ok long-name-rerun-nothing "$(tail -n 1 "$T_TMP/last.out")"
+# A destination with Maildir++ (one directory per name: 255 bytes) refuses
+# the name: that mailbox fails with its reason on the line, INBOX is copied.
+expect_exit long-name-refused 1 long_run "$P_IMAP_PORT" "$P_DIR/pw/dst" --state "$T_TMP/st-long-p" --json
+line=$(grep 'error' "$T_TMP/last.err" | head -n 1)
+[[ $line == *"destination dst@127.0.0.1"*"...\": cannot create mailbox ("*"bytes): "?* ]] && [ ${#line} -lt 512 ] &&
+	ok "long-name-refused-message (${line:0:60}...${line: -60})" || not_ok long-name-refused-message "${line:0:300}"
+[ "$(json_field "$T_TMP/last.out" messages_copied)" = 1 ] && ok long-name-refused-others-go-on ||
+	not_ok long-name-refused-others-go-on "$(tail -n 1 "$T_TMP/last.out")"
