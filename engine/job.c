@@ -25,6 +25,11 @@
 #define BATCH_SLOTS 8
 #define BATCH_MAX JOB_BATCH_MAX
 #define JOB_NAME_SHOWN 200 /* bytes of a mailbox name in an error line */
+/* Largest message without --max-message-size (Dovecot's own default is
+ * unlimited; Gmail takes 35 MB, Exchange 150 MB) */
+#define JOB_MESSAGE_MAX (UINT64_C(2) << 30)
+/* A literal that is not a message body (mailbox names, ENVELOPE parts) */
+#define JOB_OTHER_LITERAL_MAX ((uint64_t)1 << 20)
 #define BATCH_POOL 8192
 #define FETCH_RANGE 1000	/* UIDs per UID FETCH command */
 #define RETRY_CHUNK 200
@@ -1526,6 +1531,8 @@ static int remap_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 struct fetch_meta {
 	uint32_t uid;
 	uint64_t modseq;
+	uint64_t size;		/* RFC822.SIZE, if has_size */
+	int has_size;
 	const struct imap_node *flags, *date;
 };
 
@@ -1545,7 +1552,49 @@ static void fetch_meta(const struct imap_resp *r, const struct imap_node *key,
 			fm->date = it->next;
 		else if (imap_node_is(it, "MODSEQ") && it->next->child)
 			imap_node_u64(it->next->child, &fm->modseq);
+		else if (imap_node_is(it, "RFC822.SIZE"))
+			fm->has_size = !imap_node_u64(it->next, &fm->size);
 	}
+}
+
+/* A literal the source announces is checked before a byte of it is read: a
+ * hostile server could announce {99999999999} and stream forever. Skipping
+ * such a literal is not cheap, so the connection is dropped (the caller
+ * returns the code; the mailbox fails, the others go on). */
+static int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
+			 const struct imap_node *key, uint64_t size)
+{
+	struct job *j = w->job;
+	uint64_t max = j->o->max_message_size ? j->o->max_message_size : JOB_MESSAGE_MAX;
+	struct fetch_meta fm;
+
+	if (!r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
+	    !imap_node_is(key, "BODY[]")) {
+		if (size <= JOB_OTHER_LITERAL_MAX)
+			return 0;
+		job_error(j, imap_client_who(c), w->mb, 0,
+			  "unexpected literal of %llu bytes; dropping the connection",
+			  (unsigned long long)size);
+		return -EMSGSIZE;
+	}
+	fetch_meta(r, key, &fm);
+	/* Larger than announced is the attack; some servers (Exchange) send an
+	 * estimate, so a quarter more plus 64 KiB is tolerated. */
+	if (fm.has_size && size > fm.size + fm.size / 4 + 65536) {
+		job_error(j, imap_client_who(c), w->mb, fm.uid,
+			  "message body of %llu bytes but RFC822.SIZE %llu; dropping the connection",
+			  (unsigned long long)size, (unsigned long long)fm.size);
+		return -EMSGSIZE;
+	}
+	if (size > max) {
+		job_error(j, imap_client_who(c), w->mb, fm.uid,
+			  "message of %llu bytes exceeds %s %llu; dropping the connection",
+			  (unsigned long long)size,
+			  j->o->max_message_size ? "--max-message-size" : "the limit of",
+			  (unsigned long long)max);
+		return -EMSGSIZE;
+	}
+	return 0;
 }
 
 static int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct imap_node *key)
@@ -1948,6 +1997,8 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	struct batch *b;
 	int rc;
 
+	if ((rc = literal_check(w, c, r, key, size)) < 0)
+		return rc;
 	if ((w->phase != W_FETCH && w->phase != W_REMAP && w->phase != W_PROBE &&
 	     w->phase != W_DEDUPE_SRC) ||
 	    !r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
@@ -2559,8 +2610,10 @@ static int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
 {
 	struct worker *w = c->ud;
 	const struct imap_node *it;
+	int rc;
 
-	(void)size;
+	if ((rc = literal_check(w, c, r, key, size)) < 0)
+		return rc;
 	if ((w->phase != W_SETTLE && w->phase != W_DEDUPE_DST) || !r->first || !r->first->next ||
 	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
 		return IMAP_LIT_INLINE;

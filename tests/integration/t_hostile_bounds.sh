@@ -46,3 +46,31 @@ line=$(grep 'error' "$T_TMP/last.err" | head -n 1)
 	ok "long-name-refused-message (${line:0:60}...${line: -60})" || not_ok long-name-refused-message "${line:0:300}"
 [ "$(json_field "$T_TMP/last.out" messages_copied)" = 1 ] && ok long-name-refused-others-go-on ||
 	not_ok long-name-refused-others-go-on "$(tail -n 1 "$T_TMP/last.out")"
+
+# ---- a hostile source (tests/faults/fake_imap.py), a real destination ----
+# Each fault would go on until the fake gives up (--max-seconds 60, then
+# "connection closed"); the error must name the bound that ended it.
+dv_start D --users "dst" || { not_ok bounds-dovecot-d "start failed"; exit 1; }
+fake_run() { # STATE [options]
+	local st=$1; shift
+	mf migrate "imap://u@127.0.0.1:$FAKE_PORT?starttls=no" "imap://dst@127.0.0.1:$D_IMAP_PORT?starttls=no" \
+		--src-password-file "$D_DIR/pw/dst" --dst-password-file "$D_DIR/pw/dst" --state "$T_TMP/$st" \
+		--timeout 2 --no-progress "$@"
+}
+while read -r name fault stage want; do
+	fake_imap "$fault" --stage "$stage" --max-seconds 60 || { not_ok "$name-server" "fake server did not start"; continue; }
+	expect_exit "$name-exit" 1 fake_run "st-$name"
+	line=$(grep 'error' "$T_TMP/last.err" | grep "$want" | head -n 1)
+	if [[ $line == *"source u@127.0.0.1"*"$want"* ]]; then
+		ok "$name-message (${line#mailferry: error: })"
+	else
+		not_ok "$name-message" "no '$want' error: $(grep error "$T_TMP/last.err" | head -n 3 | cut -c1-200 | tr '\n' '|')"
+	fi
+	kill "$T_LAST_PID" 2>/dev/null
+done <<'EOT'
+drip-greeting slow-loris greeting greeting and login with
+drip-fetch slow-loris fetch too slow
+endless-exists endless-exists fetch EXISTS" endlessly
+huge-line huge-line fetch line too long
+huge-literal huge-literal fetch RFC822.SIZE 1000
+EOT

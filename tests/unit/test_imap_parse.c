@@ -1282,6 +1282,60 @@ static void test_free_in_callback(struct unit_ctx *u)
 	}
 }
 
+/* ---- line cap and the shared budget (issue 15 defect 9) -------------------- */
+
+static void test_line_cap_budget(struct unit_ctx *u)
+{
+	size_t big = (size_t)1100 * 1024, used = 0;
+	uint8_t *buf = malloc(big + 16);
+	struct imap_parser a, b;
+	struct h h;
+	ssize_t r;
+
+	UNIT_CHECK(u, buf != NULL);
+	if (!buf)
+		return;
+	/* A line without a literal: at most line_max (1 MiB), however fed. */
+	memset(buf, 'x', big);
+	memcpy(buf, "* OK ", 5);
+	h_init(&h, LM_INLINE, 0, 0);
+	r = 0;
+	for (size_t at = 0; at < big && r >= 0; at += 4096)
+		r = imap_parse_feed(&h.p, buf + at, big - at < 4096 ? big - at : 4096);
+	UNIT_CHECKF(u, r == IMAP_PARSE_EBAD && h.p.err && !strcmp(h.p.err, "line too long"),
+		    "%zd %s", r, h.p.err ? h.p.err : "");
+	h_free(&h);
+	/* A SEARCH line of 1.1 MB is legitimate (a big mailbox, no ESEARCH). */
+	h_init(&h, LM_INLINE, 0, 0);
+	memcpy(buf, "* SEARCH", 8);
+	for (size_t i = 8; i + 8 <= big; i += 8)
+		memcpy(buf + i, " 1234567", 8);
+	memcpy(buf + big, "\r\n", 2);
+	r = 0;
+	for (size_t at = 0; at < big + 2 && r >= 0; at += 4096)
+		r = imap_parse_feed(&h.p, buf + at, big + 2 - at < 4096 ? big + 2 - at : 4096);
+	UNIT_CHECKF(u, r >= 0 && h.nresp == 1, "%zd %s", r, h.p.err ? h.p.err : "");
+	h_free(&h);
+
+	/* Two parsers sharing a 1.5 MiB budget, each holding 800 KiB of a
+	 * partial line: the second is refused; freeing gives it all back. */
+	UNIT_CHECK(u, imap_parser_init(&a, &(struct imap_parser_cb){0}, 0, 0) == 0);
+	UNIT_CHECK(u, imap_parser_init(&b, &(struct imap_parser_cb){0}, 0, 0) == 0);
+	imap_parser_budget(&a, &used, (size_t)1536 * 1024);
+	imap_parser_budget(&b, &used, (size_t)1536 * 1024);
+	memset(buf, 'x', 800 * 1024);
+	memcpy(buf, "* OK ", 5);
+	UNIT_CHECK(u, imap_parse_feed(&a, buf, 800 * 1024) == 800 * 1024);
+	UNIT_CHECK(u, used >= 800 * 1024);
+	r = imap_parse_feed(&b, buf, 800 * 1024);
+	UNIT_CHECKF(u, r == IMAP_PARSE_EBAD && b.err && strstr(b.err, "budget"), "%zd %s", r,
+		    b.err ? b.err : "");
+	imap_parser_free(&a);
+	imap_parser_free(&b);
+	UNIT_CHECKF(u, used == 0, "%zu bytes still charged", used);
+	free(buf);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -1302,5 +1356,6 @@ int main(void)
 	UNIT_RUN(&u, test_helpers);
 	UNIT_RUN(&u, test_arena_reuse);
 	UNIT_RUN(&u, test_free_in_callback);
+	UNIT_RUN(&u, test_line_cap_budget);
 	return unit_done(&u);
 }
