@@ -205,6 +205,11 @@ struct worker {
 	uint64_t mb_failed_min_uid;
 };
 
+struct name_index {
+	uint32_t *slot; /* index + 1, 0 = empty */
+	size_t cap, n;	/* n: entries indexed, in array order */
+};
+
 struct job {
 	struct loop *loop;
 	struct state *st;
@@ -215,6 +220,10 @@ struct job {
 	size_t nmb, cmb, next_mb;
 	struct worker *w;
 	unsigned nw;
+	/* name → index + 1 of mb[] and of dst_names[] (open addressing), so
+	 * that 200,000 mailboxes are listed in linear time; rebuilt when the
+	 * count no longer matches (or the arrays were reordered: *_n = 0) */
+	struct name_index mbx, dstx;
 	/* control */
 	struct imap_cmd list_cmd, dlist_cmd[2], *create_cmd;
 	char dst_sep;
@@ -240,6 +249,7 @@ struct job {
 
 static void worker_next(struct worker *w);
 static void worker_check_done(struct worker *w);
+static int is_inbox(const char *s, size_t n);
 static void job_maybe_finish(struct job *j);
 static void worker_stop(struct worker *w, int graceful);
 static void mailbox_finish(struct worker *w);
@@ -519,11 +529,88 @@ static int folder_selected(const struct job_opts *o, const char *display)
 	return in;
 }
 
+/* ---- name indexes --------------------------------------------------------- */
+
+static size_t name_hash(const char *s, size_t n)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * UINT64_C(1099511628211);
+	return (size_t)(h ^ (h >> 29));
+}
+
+/* Indexes entries x->n..count-1 (get(i) gives entry i's name), growing the
+ * table to keep it at most half full. -1: out of memory (callers then scan). */
+static int nx_update(struct name_index *x, size_t count, void *ctx,
+		     const char *(*get)(void *ctx, size_t i, size_t *len))
+{
+	if (count * 2 > x->cap) {
+		size_t cap = 1024;
+		uint32_t *ns;
+
+		while (cap < count * 2)
+			cap *= 2;
+		if (!(ns = calloc(cap, sizeof(*ns))))
+			return -1;
+		free(x->slot);
+		x->slot = ns;
+		x->cap = cap;
+		x->n = 0;
+	}
+	if (count < x->n) { /* shrunk or reordered: start again */
+		memset(x->slot, 0, x->cap * sizeof(*x->slot));
+		x->n = 0;
+	}
+	for (; x->n < count; x->n++) {
+		size_t len, h;
+		const char *nm = get(ctx, x->n, &len);
+
+		for (h = name_hash(nm, len) & (x->cap - 1); x->slot[h]; h = (h + 1) & (x->cap - 1))
+			;
+		x->slot[h] = (uint32_t)(x->n + 1);
+	}
+	return 0;
+}
+
+static void nx_reset(struct name_index *x)
+{
+	if (x->slot)
+		memset(x->slot, 0, x->cap * sizeof(*x->slot));
+	x->n = 0;
+}
+
+static const char *mb_name_at(void *ctx, size_t i, size_t *len)
+{
+	struct job *j = ctx;
+
+	*len = j->mb[i].len;
+	return j->mb[i].name;
+}
+
+static const char *dst_name_at(void *ctx, size_t i, size_t *len)
+{
+	struct job *j = ctx;
+
+	*len = strlen(j->dst_names[i]);
+	return j->dst_names[i];
+}
+
 static struct mbox *mbox_find(struct job *j, const char *name, size_t len)
 {
-	for (size_t i = 0; i < j->nmb; i++)
-		if (j->mb[i].len == len && !memcmp(j->mb[i].name, name, len))
-			return &j->mb[i];
+	if (j->mbx.n != j->nmb && nx_update(&j->mbx, j->nmb, j, mb_name_at) < 0) {
+		for (size_t i = 0; i < j->nmb; i++)
+			if (j->mb[i].len == len && !memcmp(j->mb[i].name, name, len))
+				return &j->mb[i];
+		return NULL;
+	}
+	for (size_t h = name_hash(name, len) & (j->mbx.cap - 1); j->mbx.cap && j->mbx.slot[h];
+	     h = (h + 1) & (j->mbx.cap - 1)) {
+		struct mbox *mb = &j->mb[j->mbx.slot[h] - 1];
+
+		if (mb->len == len && !memcmp(mb->name, name, len))
+			return mb;
+	}
 	return NULL;
 }
 
@@ -688,6 +775,7 @@ static void plan(struct job *j)
 		j->mb[kept++] = *mb;
 	}
 	j->nmb = kept;
+	nx_reset(&j->mbx);
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 		struct state_mbox rec;
@@ -752,6 +840,7 @@ static void plan_finish(struct job *j)
 	}
 	if (j->nmb)
 		qsort(j->mb, j->nmb, sizeof(*j->mb), mbox_cmp_size);
+	nx_reset(&j->mbx);
 	j->listed = 1;
 	if (j->o->json) {
 		fprintf(j->o->out, "{\"event\":\"plan\",\"mailboxes\":%zu,\"with_changes\":%zu}\n",
@@ -1023,9 +1112,20 @@ static void probe_start(struct job *j)
 
 static int dst_has(struct job *j, const char *name)
 {
-	for (size_t i = 0; i < j->ndst; i++)
-		if (!strcmp(j->dst_names[i], name) ||
-		    (is_inbox(name, strlen(name)) && is_inbox(j->dst_names[i], strlen(j->dst_names[i]))))
+	size_t len = strlen(name);
+
+	if (is_inbox(name, len) || (j->dstx.n != j->ndst &&
+				    nx_update(&j->dstx, j->ndst, j, dst_name_at) < 0)) {
+		for (size_t i = 0; i < j->ndst; i++)
+			if (!strcmp(j->dst_names[i], name) ||
+			    (is_inbox(name, len) &&
+			     is_inbox(j->dst_names[i], strlen(j->dst_names[i]))))
+				return 1;
+		return 0;
+	}
+	for (size_t h = name_hash(name, len) & (j->dstx.cap - 1); j->dstx.cap && j->dstx.slot[h];
+	     h = (h + 1) & (j->dstx.cap - 1))
+		if (!strcmp(j->dst_names[j->dstx.slot[h] - 1], name))
 			return 1;
 	return 0;
 }
@@ -1227,6 +1327,7 @@ static void dst_names_moved(struct job *j, const char *old, const char *to)
 		free(d);
 		j->dst_names[i] = nn;
 	}
+	nx_reset(&j->dstx);
 }
 
 static void rename_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -3718,6 +3819,8 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 		free(j.dst_names[i]);
 	free(j.dst_names);
 	free(j.dst_special);
+	free(j.mbx.slot);
+	free(j.dstx.slot);
 	free(j.van);
 	free(j.probe_cmd);
 	free(j.mb);

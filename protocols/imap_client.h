@@ -75,10 +75,11 @@ struct imap_endpoint {
 /* The loop's budget for buffered responses (loop.mem_max) unless set:
  * 16 connections may each hold a 1 MiB partial line several times over. */
 #define IMAP_MEM_BUDGET_DEFAULT ((size_t)128 * 1024 * 1024)
-/* Untagged responses a command may bring: this, plus two per message of the
+/* Untagged responses a command may bring (a LIST with STATUS: two per
+ * mailbox, so 2 million mailboxes): this, plus two per message of the
  * selected mailbox when it was sent (a FETCH 1:* answers one per message,
  * flag updates may add one more). */
-#define IMAP_UNTAGGED_PER_CMD 1000000u
+#define IMAP_UNTAGGED_PER_CMD 4000000u
 /* The same "* N EXISTS" this many times in a row is a server stuck or
  * hostile: RFC 3501 §7.3.1 sends it when the size changes. */
 #define IMAP_EXISTS_REPEAT_MAX 10000u

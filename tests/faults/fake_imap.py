@@ -344,7 +344,9 @@ class Session:
                             out.append("* STATUS %s (UIDVALIDITY %d UIDNEXT 4 MESSAGES %d)\r\n"
                                        % (name, UIDVALIDITY, len(MESSAGES)))
                     self.srv.log(self.cid, "S:", "<%d LIST replies>" % len(self.names()))
+                    self.sock.settimeout(60)  # sendall's timeout is for all of it
                     self.sock.sendall("".join(out).encode())
+                    self.sock.settimeout(0.5)
                 else:
                     self.send('* %s (\\Noselect) "." ""\r\n' % cmd)
                 self.send("%s OK done\r\n" % tag)

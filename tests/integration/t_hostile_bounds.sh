@@ -74,3 +74,10 @@ endless-exists endless-exists fetch EXISTS" endlessly
 huge-line huge-line fetch line too long
 huge-literal huge-literal fetch RFC822.SIZE 1000
 EOT
+
+# ---- 200,000 mailboxes: listed in linear time (no timing asserted; the
+# fake gives up after 60 s, which the quadratic listing did not survive) ----
+fake_imap none --mailboxes 200000 --list-status --max-seconds 60 || not_ok many-server "fake server did not start"
+expect_exit many-mailboxes-dry-run 0 fake_run st-many --dry-run --folder INBOX
+grep -q 'mailbox "INBOX": 3 new messages would be copied' "$T_TMP/last.err" && ok many-mailboxes-plan ||
+	not_ok many-mailboxes-plan "$(tail -n 2 "$T_TMP/last.err" | tr '\n' '|')"
