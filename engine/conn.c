@@ -478,7 +478,8 @@ static int progress_check(struct conn_priv *p, uint64_t now)
 		fail(p, -ETIMEDOUT,
 		     "server %s too slow: %llu bytes in %g s while a reply was due (at least %u "
 		     "expected, --min-progress)",
-		     p->name, (unsigned long long)p->win_bytes, p->timeout_ms / 1000.0, p->min_progress);
+		     p->name, (unsigned long long)p->win_bytes, p->timeout_ms / 1000.0,
+		     p->min_progress);
 		return 1;
 	}
 	p->win_start = now;

@@ -49,9 +49,9 @@ struct conn_opts {
 	const char *ca_file;	/* NULL = system trust store */
 	int insecure;		/* 1 = no certificate / host name check */
 	unsigned timeout_ms;	/* connect, handshake, and reply timeout */
-	unsigned min_progress;	/* while a reply is due, each timeout_ms window
-				 * with input brings at least this many bytes
-				 * (default 1024): a drip fails like silence */
+	unsigned min_progress;  /* while a reply is due, each timeout_ms window
+	                         * with input brings at least this many bytes
+	                         * (default 1024): a drip fails like silence */
 	size_t rbuf_size;	/* plaintext input buffer (default 256 KiB) */
 	size_t wbuf_size;	/* output buffer capacity (default 256 KiB) */
 };

@@ -207,7 +207,7 @@ struct worker {
 
 struct name_index {
 	uint32_t *slot; /* index + 1, 0 = empty */
-	size_t cap, n;	/* n: entries indexed, in array order */
+	size_t cap, n;  /* n: entries indexed, in array order */
 };
 
 struct job {
@@ -543,7 +543,7 @@ static size_t name_hash(const char *s, size_t n)
 /* Indexes entries x->n..count-1 (get(i) gives entry i's name), growing the
  * table to keep it at most half full. -1: out of memory (callers then scan). */
 static int nx_update(struct name_index *x, size_t count, void *ctx,
-		     const char *(*get)(void *ctx, size_t i, size_t *len))
+                     const char *(*get)(void *ctx, size_t i, size_t *len))
 {
 	if (count * 2 > x->cap) {
 		size_t cap = 1024;
@@ -1114,8 +1114,8 @@ static int dst_has(struct job *j, const char *name)
 {
 	size_t len = strlen(name);
 
-	if (is_inbox(name, len) || (j->dstx.n != j->ndst &&
-				    nx_update(&j->dstx, j->ndst, j, dst_name_at) < 0)) {
+	if (is_inbox(name, len) ||
+	    (j->dstx.n != j->ndst && nx_update(&j->dstx, j->ndst, j, dst_name_at) < 0)) {
 		for (size_t i = 0; i < j->ndst; i++)
 			if (!strcmp(j->dst_names[i], name) ||
 			    (is_inbox(name, len) &&
@@ -1632,7 +1632,7 @@ static int remap_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 struct fetch_meta {
 	uint32_t uid;
 	uint64_t modseq;
-	uint64_t size;		/* RFC822.SIZE, if has_size */
+	uint64_t size; /* RFC822.SIZE, if has_size */
 	int has_size;
 	const struct imap_node *flags, *date;
 };
@@ -1663,7 +1663,7 @@ static void fetch_meta(const struct imap_resp *r, const struct imap_node *key,
  * such a literal is not cheap, so the connection is dropped (the caller
  * returns the code; the mailbox fails, the others go on). */
 static int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
-			 const struct imap_node *key, uint64_t size)
+                         const struct imap_node *key, uint64_t size)
 {
 	struct job *j = w->job;
 	uint64_t max = j->o->max_message_size ? j->o->max_message_size : JOB_MESSAGE_MAX;
@@ -1674,25 +1674,26 @@ static int literal_check(struct worker *w, struct imap_client *c, const struct i
 		if (size <= JOB_OTHER_LITERAL_MAX)
 			return 0;
 		job_error(j, imap_client_who(c), w->mb, 0,
-			  "unexpected literal of %llu bytes; dropping the connection",
-			  (unsigned long long)size);
+		          "unexpected literal of %llu bytes; dropping the connection",
+		          (unsigned long long)size);
 		return -EMSGSIZE;
 	}
 	fetch_meta(r, key, &fm);
 	/* Larger than announced is the attack; some servers (Exchange) send an
 	 * estimate, so a quarter more plus 64 KiB is tolerated. */
 	if (fm.has_size && size > fm.size + fm.size / 4 + 65536) {
-		job_error(j, imap_client_who(c), w->mb, fm.uid,
-			  "message body of %llu bytes but RFC822.SIZE %llu; dropping the connection",
-			  (unsigned long long)size, (unsigned long long)fm.size);
+		job_error(
+		    j, imap_client_who(c), w->mb, fm.uid,
+		    "message body of %llu bytes but RFC822.SIZE %llu; dropping the connection",
+		    (unsigned long long)size, (unsigned long long)fm.size);
 		return -EMSGSIZE;
 	}
 	if (size > max) {
 		job_error(j, imap_client_who(c), w->mb, fm.uid,
-			  "message of %llu bytes exceeds %s %llu; dropping the connection",
-			  (unsigned long long)size,
-			  j->o->max_message_size ? "--max-message-size" : "the limit of",
-			  (unsigned long long)max);
+		          "message of %llu bytes exceeds %s %llu; dropping the connection",
+		          (unsigned long long)size,
+		          j->o->max_message_size ? "--max-message-size" : "the limit of",
+		          (unsigned long long)max);
 		return -EMSGSIZE;
 	}
 	return 0;

@@ -541,16 +541,17 @@ static int untagged_flood(struct imap_client *c, const struct imap_resp *r)
 
 	if (++c->untagged_seen > allow) {
 		client_fail(c, -EPROTO,
-			    "more than %llu untagged responses without a tagged reply; "
-			    "giving up on this server",
-			    (unsigned long long)allow);
+		            "more than %llu untagged responses without a tagged reply; "
+		            "giving up on this server",
+		            (unsigned long long)allow);
 		return 1;
 	}
 	if (r->status == IMAP_ST_NONE && a && imap_node_is(a->next, "EXISTS") &&
 	    !imap_node_u32(a, &n) && n == c->exists) {
 		if (++c->exists_same > IMAP_EXISTS_REPEAT_MAX) {
-			client_fail(c, -EPROTO, "server repeats \"* %u EXISTS\" endlessly (%u times)",
-				    n, c->exists_same);
+			client_fail(c, -EPROTO,
+			            "server repeats \"* %u EXISTS\" endlessly (%u times)", n,
+			            c->exists_same);
 			return 1;
 		}
 	} else {
@@ -695,13 +696,13 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 		.lit_end = on_lit_end,
 	};
 	struct conn_opts o = {
-		.host = ep->host,
-		.port = ep->port,
-		.tls = ep->tls == IMAP_TLS_IMPLICIT,
-		.ca_file = ep->ca_file,
-		.insecure = ep->insecure,
-		.timeout_ms = ep->timeout_ms,
-		.min_progress = ep->min_progress,
+	    .host = ep->host,
+	    .port = ep->port,
+	    .tls = ep->tls == IMAP_TLS_IMPLICIT,
+	    .ca_file = ep->ca_file,
+	    .insecure = ep->insecure,
+	    .timeout_ms = ep->timeout_ms,
+	    .min_progress = ep->min_progress,
 	};
 
 	memset(c, 0, sizeof(*c));
@@ -730,7 +731,7 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 	c->parser_live = 1;
 	c->conn_open = 1;
 	conn_set_deadline(&c->conn, ep->login_timeout_ms ? ep->login_timeout_ms : 2 * o.timeout_ms,
-			  "greeting and login");
+	                  "greeting and login");
 	return 0;
 }
 

@@ -67,8 +67,8 @@ struct imap_endpoint {
 	int insecure;
 	int allow_plaintext;	/* cleartext auth off loopback */
 	unsigned timeout_ms;
-	unsigned login_timeout_ms;	/* greeting through login, whole (0: 2 x timeout) */
-	unsigned min_progress;	/* bytes per timeout window while a reply is due */
+	unsigned login_timeout_ms; /* greeting through login, whole (0: 2 x timeout) */
+	unsigned min_progress;     /* bytes per timeout window while a reply is due */
 	int want_enable;	/* ENABLE CONDSTORE QRESYNC when offered */
 };
 
@@ -94,7 +94,7 @@ struct imap_cmd {
 	imap_done_fn done;
 	void *ud;
 	uint32_t tag;		/* set by imap_cmd_begin */
-	uint64_t untagged_max;	/* private: untagged responses it may bring */
+	uint64_t untagged_max;  /* private: untagged responses it may bring */
 	struct imap_cmd *next;	/* private: in-flight queue */
 };
 

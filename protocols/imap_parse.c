@@ -76,11 +76,11 @@ struct imap_parse_priv {
 	int nomem;		/* last arena failure was malloc, not arena_max */
 	unsigned gen;		/* bumped by reset, so feed notices a reset
 				 * made from inside a callback */
-	unsigned in_feed;	/* feed() calls on the stack */
-	int doomed;		/* imap_parser_free ran inside a callback:
-				 * freed when the outermost feed() returns */
-	size_t *bused, bmax;	/* shared budget (imap_parser_budget), or NULL */
-	size_t charged;		/* what this parser holds of it */
+	unsigned in_feed;       /* feed() calls on the stack */
+	int doomed;             /* imap_parser_free ran inside a callback:
+	                         * freed when the outermost feed() returns */
+	size_t *bused, bmax;    /* shared budget (imap_parser_budget), or NULL */
+	size_t charged;         /* what this parser holds of it */
 	struct chunk *first, *cur, *spare, *big;
 	size_t nspare;
 	size_t used;		/* arena bytes taken by this response */
@@ -231,7 +231,7 @@ static int parse_fail(struct imap_parser *p, const char *why, uint64_t pos)
 static int alloc_fail(struct imap_parser *p, uint64_t pos)
 {
 	static const char *const why[] = {"response too large", "out of memory",
-					  "memory budget for buffered responses exhausted"};
+	                                  "memory budget for buffered responses exhausted"};
 
 	return parse_fail(p, why[p->priv->nomem], pos);
 }
@@ -783,17 +783,18 @@ static ssize_t feed(struct imap_parser *p, struct imap_parse_priv *q, const uint
 			size_t take = lf ? (size_t)(lf - (buf + i)) : n - i, len, lim;
 
 			lim = q->line_len ? line_limit(p, q->line, q->line_len)
-					  : line_limit(p, buf + i, take);
+			                  : line_limit(p, buf + i, take);
 			/* The segment plus its CR may reach lim + 1. */
 			if (take > lim + 1 - q->line_len)
 				return parse_fail(p, "line too long", q->seg_start + lim);
 			if (!lf || q->line_len) {
 				if (line_append(p, buf + i, take) < 0)
 					return parse_fail(p,
-							  q->nomem == 2 ? "memory budget for buffered "
-									  "responses exhausted"
-									: "out of memory",
-							  p->pos);
+					                  q->nomem == 2
+					                      ? "memory budget for buffered "
+					                        "responses exhausted"
+					                      : "out of memory",
+					                  p->pos);
 			}
 			if (!lf) {
 				i += take;

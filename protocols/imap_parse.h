@@ -107,9 +107,9 @@ struct imap_parser {
 	struct imap_parser_cb cb;
 	size_t inline_max;	/* literals above this are always streamed */
 	size_t arena_max;	/* a response needing more arena is an error */
-	size_t line_max;	/* longest line between literals (1 MiB after
-				 * init; a SEARCH/ESEARCH/VANISHED/SORT line
-				 * may use arena_max) */
+	size_t line_max;        /* longest line between literals (1 MiB after
+	                         * init; a SEARCH/ESEARCH/VANISHED/SORT line
+	                         * may use arena_max) */
 	const char *err;	/* static reason on IMAP_PARSE_EBAD */
 	uint64_t err_pos;	/* absolute input offset of the error */
 	uint64_t pos;		/* absolute input offset consumed so far */

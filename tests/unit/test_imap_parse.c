@@ -1303,7 +1303,7 @@ static void test_line_cap_budget(struct unit_ctx *u)
 	for (size_t at = 0; at < big && r >= 0; at += 4096)
 		r = imap_parse_feed(&h.p, buf + at, big - at < 4096 ? big - at : 4096);
 	UNIT_CHECKF(u, r == IMAP_PARSE_EBAD && h.p.err && !strcmp(h.p.err, "line too long"),
-		    "%zd %s", r, h.p.err ? h.p.err : "");
+	            "%zd %s", r, h.p.err ? h.p.err : "");
 	h_free(&h);
 	/* A SEARCH line of 1.1 MB is legitimate (a big mailbox, no ESEARCH). */
 	h_init(&h, LM_INLINE, 0, 0);
@@ -1329,7 +1329,7 @@ static void test_line_cap_budget(struct unit_ctx *u)
 	UNIT_CHECK(u, used >= 800 * 1024);
 	r = imap_parse_feed(&b, buf, 800 * 1024);
 	UNIT_CHECKF(u, r == IMAP_PARSE_EBAD && b.err && strstr(b.err, "budget"), "%zd %s", r,
-		    b.err ? b.err : "");
+	            b.err ? b.err : "");
 	imap_parser_free(&a);
 	imap_parser_free(&b);
 	UNIT_CHECKF(u, used == 0, "%zu bytes still charged", used);
