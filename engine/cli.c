@@ -220,6 +220,13 @@ static void usage(FILE *f)
 	      "  --connections N     parallel connection pairs (default 4)\n"
 	      "  --batch N           messages per MULTIAPPEND (default 256)\n"
 	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
+	      "  --login-timeout SECONDS  greeting, TLS and login must be done within this\n"
+	      "                      (default twice --timeout)\n"
+	      "  --min-progress BYTES  while a reply is due, each --timeout window with input\n"
+	      "                      must bring this many bytes (default 1024): a server\n"
+	      "                      dripping bytes is dropped like a silent one\n"
+	      "  --max-message-size BYTES  larger messages fail (default: the destination's\n"
+	      "                      APPENDLIMIT, else 2 GiB)\n"
 	      "  --map SRC=DST       put source mailbox SRC into DST (repeatable; otherwise\n"
 	      "                      SPECIAL-USE, then the same name, decides)\n"
 	      "  --sync-flags        carry flag and keyword changes to the destination\n"
@@ -256,6 +263,9 @@ enum {
 	OPT_DEDUPE,
 	OPT_DELETE,
 	OPT_MAP,
+	OPT_LOGIN_TIMEOUT,
+	OPT_MIN_PROGRESS,
+	OPT_MAX_MSG,
 };
 
 static const struct option long_opts[] = {
@@ -278,6 +288,9 @@ static const struct option long_opts[] = {
 	{"dedupe", no_argument, NULL, OPT_DEDUPE},
 	{"delete", no_argument, NULL, OPT_DELETE},
 	{"map", required_argument, NULL, OPT_MAP},
+	{"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
+	{"min-progress", required_argument, NULL, OPT_MIN_PROGRESS},
+	{"max-message-size", required_argument, NULL, OPT_MAX_MSG},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -293,6 +306,8 @@ struct cli {
 	const char *ca_file;
 	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_, dedupe;
 	unsigned connections, batch, timeout_s;
+	unsigned login_timeout_s, min_progress;
+	uint64_t max_msg;
 	const char *folders[65], *excludes[65];
 	unsigned nfolders, nexcludes;
 	const char *maps[65];
@@ -363,6 +378,8 @@ static void endpoint_fill(struct imap_endpoint *ep, const char *label, const str
 	ep->insecure = c->insecure;
 	ep->allow_plaintext = c->allow_plaintext;
 	ep->timeout_ms = c->timeout_s * 1000;
+	ep->login_timeout_ms = c->login_timeout_s * 1000;
+	ep->min_progress = c->min_progress;
 	ep->want_enable = 1;
 }
 
@@ -462,6 +479,15 @@ static int cmd_migrate(int argc, char **argv)
 		case OPT_CONN: c.connections = parse_uint(optarg, 1, 64, "--connections", &e); break;
 		case OPT_BATCH: c.batch = parse_uint(optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
 		case OPT_TIMEOUT: c.timeout_s = parse_uint(optarg, 1, 86400, "--timeout", &e); break;
+		case OPT_LOGIN_TIMEOUT:
+			c.login_timeout_s = parse_uint(optarg, 1, 86400, "--login-timeout", &e);
+			break;
+		case OPT_MIN_PROGRESS:
+			c.min_progress = parse_uint(optarg, 1, 1u << 30, "--min-progress", &e);
+			break;
+		case OPT_MAX_MSG:
+			c.max_msg = parse_uint(optarg, 1, 4294967295u, "--max-message-size", &e);
+			break;
 		case OPT_DRY: c.dry_run = 1; break;
 		case OPT_JSON: c.json = 1; break;
 		case OPT_PROGRESS: c.progress = 1; break;
@@ -524,6 +550,7 @@ static int cmd_migrate(int argc, char **argv)
 	o.connections = c.connections;
 	o.batch_msgs = c.batch;
 	o.batch_bytes = 4u << 20;
+	o.max_message_size = c.max_msg;
 	o.folders = c.folders;
 	o.excludes = c.excludes;
 	o.maps = c.maps;

@@ -42,6 +42,7 @@
 #define CONN_NET_BUF (4 * (CONN_TLS_REC + 256)) /* 4 TLS records with overhead */
 #define CONN_BUF_DEFAULT (256 * 1024)
 #define CONN_TIMEOUT_DEFAULT_MS 60000u
+#define CONN_MIN_PROGRESS_DEFAULT 1024u
 
 enum conn_state { CS_CONNECTING, CS_HANDSHAKE, CS_OPEN };
 
@@ -73,6 +74,12 @@ struct conn_priv {
 	BIO *rbio, *wbio;
 	int tls_up;
 	uint64_t hs_start, last_act, bytes_in, bytes_out;
+	/* Progress: while busy, each window of timeout_ms that brings any
+	 * input must bring min_progress bytes (a drip is not a live server). */
+	uint64_t win_start, win_bytes;
+	unsigned min_progress;
+	uint64_t hard_at, hard_len; /* conn_set_deadline: absolute, 0 = none */
+	char hard_what[64];
 };
 
 #define PRIV_OF(ptr, member) ((struct conn_priv *)(void *)((char *)(ptr) - offsetof(struct conn_priv, member)))
@@ -443,14 +450,40 @@ static void maybe_drain(struct conn_priv *p)
 
 /* ---- timeouts: one lazy timer per conn, re-armed only when it fires ---- */
 
+static uint64_t dl_min(uint64_t a, uint64_t b)
+{
+	return !a ? b : !b ? a : a < b ? a : b;
+}
+
 static uint64_t deadline(const struct conn_priv *p)
 {
+	uint64_t dl = p->hard_at;
+
 	if (p->st == CS_HANDSHAKE)
-		return p->hs_start + p->timeout_ms;
+		return dl_min(dl, p->hs_start + p->timeout_ms);
 	/* Only while we are ready to read: a paused or full input buffer
 	 * (back-pressure from our side) is not the server's silence. */
 	if (p->st == CS_OPEN && p->busy && p->receiving)
-		return p->last_act + p->timeout_ms;
+		dl = dl_min(dl, dl_min(p->last_act, p->win_start) + p->timeout_ms);
+	return dl;
+}
+
+/* The end of a progress window: too little input is a drip. Returns 1 if
+ * the connection failed. */
+static int progress_check(struct conn_priv *p, uint64_t now)
+{
+	if (!(p->st == CS_OPEN && p->busy && p->receiving) || now < p->win_start + p->timeout_ms)
+		return 0;
+	if (p->win_bytes && p->win_bytes < p->min_progress) {
+		fail(p, -ETIMEDOUT,
+		     "server %s too slow: %llu bytes in %g s while a reply was due (at least %u "
+		     "expected, --min-progress)",
+		     p->name, (unsigned long long)p->win_bytes, p->timeout_ms / 1000.0,
+		     p->min_progress);
+		return 1;
+	}
+	p->win_start = now;
+	p->win_bytes = 0;
 	return 0;
 }
 
@@ -477,7 +510,12 @@ static void on_tick(struct loop *l, struct loop_op *op, int res, unsigned flags)
 	(void)res;
 	(void)flags;
 	p->ticking = 0;
-	if (live(p)) {
+	if (live(p) && p->hard_at && loop_now_ms(l) >= p->hard_at) {
+		fail(p, -ETIMEDOUT, "%s with %s: not done after %g s", p->hard_what, p->name,
+		     (double)(loop_now_ms(l) - p->hard_at + p->hard_len) / 1000.0);
+	} else if (live(p) && progress_check(p, loop_now_ms(l))) {
+		/* failed */
+	} else if (live(p)) {
 		dl = deadline(p);
 		if (dl && loop_now_ms(l) >= dl && p->st == CS_HANDSHAKE)
 			fail(p, -ETIMEDOUT, "TLS handshake with %s: timed out after %u ms", p->name, p->timeout_ms);
@@ -527,6 +565,7 @@ static void on_recv(struct loop *l, struct loop_op *op, int res, unsigned flags)
 	}
 	if (res > 0) {
 		p->bytes_in += (uint64_t)res;
+		p->win_bytes += (uint64_t)res;
 		p->last_act = loop_now_ms(l);
 		if (!p->ssl || p->want_starttls) {
 			/* Plaintext, landed at recv_at == roff + rlen; while STARTTLS
@@ -679,6 +718,7 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o, const s
 	p->insecure = o->insecure;
 	p->tls_implicit = o->tls;
 	p->timeout_ms = o->timeout_ms ? o->timeout_ms : CONN_TIMEOUT_DEFAULT_MS;
+	p->min_progress = o->min_progress ? o->min_progress : CONN_MIN_PROGRESS_DEFAULT;
 	p->rcap = o->rbuf_size ? o->rbuf_size : CONN_BUF_DEFAULT;
 	p->wcap = p->wcfg = o->wbuf_size ? o->wbuf_size : CONN_BUF_DEFAULT;
 	strcpy(p->host, o->host);
@@ -844,9 +884,23 @@ void conn_set_busy(struct conn *c, int busy)
 
 	if (!p)
 		return;
-	if (busy && !p->busy)
-		p->last_act = loop_now_ms(p->l);
+	if (busy && !p->busy) {
+		p->last_act = p->win_start = loop_now_ms(p->l);
+		p->win_bytes = 0;
+	}
 	p->busy = !!busy;
+	tick_arm(p);
+}
+
+void conn_set_deadline(struct conn *c, unsigned ms, const char *what)
+{
+	struct conn_priv *p = c->priv;
+
+	if (!p)
+		return;
+	p->hard_at = ms ? loop_now_ms(p->l) + ms : 0;
+	p->hard_len = ms;
+	snprintf(p->hard_what, sizeof(p->hard_what), "%s", what ? what : "reply");
 	tick_arm(p);
 }
 

@@ -49,6 +49,9 @@ struct conn_opts {
 	const char *ca_file;	/* NULL = system trust store */
 	int insecure;		/* 1 = no certificate / host name check */
 	unsigned timeout_ms;	/* connect, handshake, and reply timeout */
+	unsigned min_progress;  /* while a reply is due, each timeout_ms window
+	                         * with input brings at least this many bytes
+	                         * (default 1024): a drip fails like silence */
 	size_t rbuf_size;	/* plaintext input buffer (default 256 KiB) */
 	size_t wbuf_size;	/* output buffer capacity (default 256 KiB) */
 };
@@ -93,6 +96,10 @@ void conn_kick(struct conn *c);
 
 /* Arms the reply timeout: while busy, no input for timeout_ms is fatal. */
 void conn_set_busy(struct conn *c, int busy);
+
+/* Whole-exchange deadline: ms from now (0 clears it); when it passes the
+ * connection fails with "WHAT with HOST: not done after S s". */
+void conn_set_deadline(struct conn *c, unsigned ms, const char *what);
 
 /* Counters for reports (wire bytes); read them before conn_close. */
 uint64_t conn_bytes_in(const struct conn *c);

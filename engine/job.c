@@ -25,6 +25,12 @@
 
 #define BATCH_SLOTS 8
 #define BATCH_MAX JOB_BATCH_MAX
+#define JOB_NAME_SHOWN 200 /* bytes of a mailbox name in an error line */
+/* Largest message without --max-message-size (Dovecot's own default is
+ * unlimited; Gmail takes 35 MB, Exchange 150 MB) */
+#define JOB_MESSAGE_MAX (UINT64_C(2) << 30)
+/* A literal that is not a message body (mailbox names, ENVELOPE parts) */
+#define JOB_OTHER_LITERAL_MAX ((uint64_t)1 << 20)
 #define BATCH_POOL 8192
 #define FETCH_RANGE 1000	/* UIDs per UID FETCH command */
 #define RETRY_CHUNK 200
@@ -200,6 +206,11 @@ struct worker {
 	uint64_t mb_failed_min_uid;
 };
 
+struct name_index {
+	uint32_t *slot; /* index + 1, 0 = empty */
+	size_t cap, n;  /* n: entries indexed, in array order */
+};
+
 struct job {
 	struct loop *loop;
 	struct state *st;
@@ -210,6 +221,10 @@ struct job {
 	size_t nmb, cmb, next_mb;
 	struct worker *w;
 	unsigned nw;
+	/* name → index + 1 of mb[] and of dst_names[] (open addressing), so
+	 * that 200,000 mailboxes are listed in linear time; rebuilt when the
+	 * count no longer matches (or the arrays were reordered: *_n = 0) */
+	struct name_index mbx, dstx;
 	/* control */
 	struct imap_cmd list_cmd, dlist_cmd[2], *create_cmd;
 	char dst_sep;
@@ -235,6 +250,7 @@ struct job {
 
 static void worker_next(struct worker *w);
 static void worker_check_done(struct worker *w);
+static int is_inbox(const char *s, size_t n);
 static void job_maybe_finish(struct job *j);
 static void worker_stop(struct worker *w, int graceful);
 static void mailbox_finish(struct worker *w);
@@ -292,9 +308,16 @@ static void job_error(struct job *j, const char *who, const struct mbox *mb, uin
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	n = snprintf(line, sizeof(line), "%s", who ? who : "");
-	if (mb)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, "%smailbox \"%s\"", n ? " " : "",
-			      mb->display);
+	if (mb) {
+		/* A long name must not push the reason off the line: it is cut
+		 * (at a UTF-8 boundary) with an ellipsis; --json has it whole. */
+		size_t dl = strlen(mb->display), cut = dl > JOB_NAME_SHOWN ? JOB_NAME_SHOWN : dl;
+
+		while (cut < dl && cut && ((unsigned char)mb->display[cut] & 0xc0) == 0x80)
+			cut--;
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%smailbox \"%.*s%s\"",
+		              n ? " " : "", (int)cut, mb->display, cut < dl ? "..." : "");
+	}
 	if (uid && n < (int)sizeof(line))
 		n += snprintf(line + n, sizeof(line) - (size_t)n, " uid %u", uid);
 	if (n < (int)sizeof(line))
@@ -512,11 +535,88 @@ static int folder_selected(const struct job_opts *o, const char *display)
 	return in;
 }
 
+/* ---- name indexes --------------------------------------------------------- */
+
+static size_t name_hash(const char *s, size_t n)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * UINT64_C(1099511628211);
+	return (size_t)(h ^ (h >> 29));
+}
+
+/* Indexes entries x->n..count-1 (get(i) gives entry i's name), growing the
+ * table to keep it at most half full. -1: out of memory (callers then scan). */
+static int nx_update(struct name_index *x, size_t count, void *ctx,
+                     const char *(*get)(void *ctx, size_t i, size_t *len))
+{
+	if (count * 2 > x->cap) {
+		size_t cap = 1024;
+		uint32_t *ns;
+
+		while (cap < count * 2)
+			cap *= 2;
+		if (!(ns = calloc(cap, sizeof(*ns))))
+			return -1;
+		free(x->slot);
+		x->slot = ns;
+		x->cap = cap;
+		x->n = 0;
+	}
+	if (count < x->n) { /* shrunk or reordered: start again */
+		memset(x->slot, 0, x->cap * sizeof(*x->slot));
+		x->n = 0;
+	}
+	for (; x->n < count; x->n++) {
+		size_t len, h;
+		const char *nm = get(ctx, x->n, &len);
+
+		for (h = name_hash(nm, len) & (x->cap - 1); x->slot[h]; h = (h + 1) & (x->cap - 1))
+			;
+		x->slot[h] = (uint32_t)(x->n + 1);
+	}
+	return 0;
+}
+
+static void nx_reset(struct name_index *x)
+{
+	if (x->slot)
+		memset(x->slot, 0, x->cap * sizeof(*x->slot));
+	x->n = 0;
+}
+
+static const char *mb_name_at(void *ctx, size_t i, size_t *len)
+{
+	struct job *j = ctx;
+
+	*len = j->mb[i].len;
+	return j->mb[i].name;
+}
+
+static const char *dst_name_at(void *ctx, size_t i, size_t *len)
+{
+	struct job *j = ctx;
+
+	*len = strlen(j->dst_names[i]);
+	return j->dst_names[i];
+}
+
 static struct mbox *mbox_find(struct job *j, const char *name, size_t len)
 {
-	for (size_t i = 0; i < j->nmb; i++)
-		if (j->mb[i].len == len && !memcmp(j->mb[i].name, name, len))
-			return &j->mb[i];
+	if (j->mbx.n != j->nmb && nx_update(&j->mbx, j->nmb, j, mb_name_at) < 0) {
+		for (size_t i = 0; i < j->nmb; i++)
+			if (j->mb[i].len == len && !memcmp(j->mb[i].name, name, len))
+				return &j->mb[i];
+		return NULL;
+	}
+	for (size_t h = name_hash(name, len) & (j->mbx.cap - 1); j->mbx.cap && j->mbx.slot[h];
+	     h = (h + 1) & (j->mbx.cap - 1)) {
+		struct mbox *mb = &j->mb[j->mbx.slot[h] - 1];
+
+		if (mb->len == len && !memcmp(mb->name, name, len))
+			return mb;
+	}
 	return NULL;
 }
 
@@ -715,6 +815,7 @@ static void plan(struct job *j)
 		j->mb[kept++] = *mb;
 	}
 	j->nmb = kept;
+	nx_reset(&j->mbx);
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 		struct state_mbox rec;
@@ -722,6 +823,13 @@ static void plan(struct job *j)
 
 		if (state_mbox_id(j->st, j->jobid, mb->name, mb->len, &mb->mbid, &created, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
+			if (e.code == -ENAMETOOLONG) {
+				/* That mailbox only: the others go on. */
+				mb->failed = 1;
+				mb->work = 0;
+				j->sum->mailboxes_failed++;
+				continue;
+			}
 			j->fatal = 1;
 			job_maybe_finish(j);
 			return;
@@ -772,6 +880,7 @@ static void plan_finish(struct job *j)
 	}
 	if (j->nmb)
 		qsort(j->mb, j->nmb, sizeof(*j->mb), mbox_cmp_size);
+	nx_reset(&j->mbx);
 	j->listed = 1;
 	if (j->o->json) {
 		fprintf(j->o->out, "{\"event\":\"plan\",\"mailboxes\":%zu,\"with_changes\":%zu}\n",
@@ -1043,9 +1152,20 @@ static void probe_start(struct job *j)
 
 static int dst_has(struct job *j, const char *name)
 {
-	for (size_t i = 0; i < j->ndst; i++)
-		if (!strcmp(j->dst_names[i], name) ||
-		    (is_inbox(name, strlen(name)) && is_inbox(j->dst_names[i], strlen(j->dst_names[i]))))
+	size_t len = strlen(name);
+
+	if (is_inbox(name, len) ||
+	    (j->dstx.n != j->ndst && nx_update(&j->dstx, j->ndst, j, dst_name_at) < 0)) {
+		for (size_t i = 0; i < j->ndst; i++)
+			if (!strcmp(j->dst_names[i], name) ||
+			    (is_inbox(name, len) &&
+			     is_inbox(j->dst_names[i], strlen(j->dst_names[i]))))
+				return 1;
+		return 0;
+	}
+	for (size_t h = name_hash(name, len) & (j->dstx.cap - 1); j->dstx.cap && j->dstx.slot[h];
+	     h = (h + 1) & (j->dstx.cap - 1))
+		if (!strcmp(j->dst_names[j->dstx.slot[h] - 1], name))
 			return 1;
 	return 0;
 }
@@ -1109,8 +1229,8 @@ static void create_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	struct mbox *mb = cmd->ud;
 
 	if (r->status != IMAP_ST_OK && !imap_resp_code(r, "ALREADYEXISTS")) {
-		job_error(j, imap_client_who(c), mb, 0, "cannot create mailbox \"%s\": %.*s",
-			  mb->dst_name, (int)r->text_len, r->text);
+		job_error(j, imap_client_who(c), mb, 0, "cannot create mailbox (%zu bytes): %.*s",
+		          strlen(mb->dst_name), (int)r->text_len, r->text);
 		mb->failed = 1;
 		mb->work = 0;
 		j->sum->mailboxes_failed++;
@@ -1247,6 +1367,7 @@ static void dst_names_moved(struct job *j, const char *old, const char *to)
 		free(d);
 		j->dst_names[i] = nn;
 	}
+	nx_reset(&j->dstx);
 }
 
 static void rename_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -1551,6 +1672,8 @@ static int remap_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 struct fetch_meta {
 	uint32_t uid;
 	uint64_t modseq;
+	uint64_t size; /* RFC822.SIZE, if has_size */
+	int has_size;
 	const struct imap_node *flags, *date;
 };
 
@@ -1570,7 +1693,50 @@ static void fetch_meta(const struct imap_resp *r, const struct imap_node *key,
 			fm->date = it->next;
 		else if (imap_node_is(it, "MODSEQ") && it->next->child)
 			imap_node_u64(it->next->child, &fm->modseq);
+		else if (imap_node_is(it, "RFC822.SIZE"))
+			fm->has_size = !imap_node_u64(it->next, &fm->size);
 	}
+}
+
+/* A literal the source announces is checked before a byte of it is read: a
+ * hostile server could announce {99999999999} and stream forever. Skipping
+ * such a literal is not cheap, so the connection is dropped (the caller
+ * returns the code; the mailbox fails, the others go on). */
+static int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
+                         const struct imap_node *key, uint64_t size)
+{
+	struct job *j = w->job;
+	uint64_t max = j->o->max_message_size ? j->o->max_message_size : JOB_MESSAGE_MAX;
+	struct fetch_meta fm;
+
+	if (!r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
+	    !imap_node_is(key, "BODY[]")) {
+		if (size <= JOB_OTHER_LITERAL_MAX)
+			return 0;
+		job_error(j, imap_client_who(c), w->mb, 0,
+		          "unexpected literal of %llu bytes; dropping the connection",
+		          (unsigned long long)size);
+		return -EMSGSIZE;
+	}
+	fetch_meta(r, key, &fm);
+	/* Larger than announced is the attack; some servers (Exchange) send an
+	 * estimate, so a quarter more plus 64 KiB is tolerated. */
+	if (fm.has_size && size > fm.size + fm.size / 4 + 65536) {
+		job_error(
+		    j, imap_client_who(c), w->mb, fm.uid,
+		    "message body of %llu bytes but RFC822.SIZE %llu; dropping the connection",
+		    (unsigned long long)size, (unsigned long long)fm.size);
+		return -EMSGSIZE;
+	}
+	if (size > max) {
+		job_error(j, imap_client_who(c), w->mb, fm.uid,
+		          "message of %llu bytes exceeds %s %llu; dropping the connection",
+		          (unsigned long long)size,
+		          j->o->max_message_size ? "--max-message-size" : "the limit of",
+		          (unsigned long long)max);
+		return -EMSGSIZE;
+	}
+	return 0;
 }
 
 static int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct imap_node *key)
@@ -1975,6 +2141,8 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	struct batch *b;
 	int rc;
 
+	if ((rc = literal_check(w, c, r, key, size)) < 0)
+		return rc;
 	if ((w->phase != W_FETCH && w->phase != W_REMAP && w->phase != W_PROBE &&
 	     w->phase != W_DEDUPE_SRC) ||
 	    !r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
@@ -2604,8 +2772,10 @@ static int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
 {
 	struct worker *w = c->ud;
 	const struct imap_node *it;
+	int rc;
 
-	(void)size;
+	if ((rc = literal_check(w, c, r, key, size)) < 0)
+		return rc;
 	if ((w->phase != W_SETTLE && w->phase != W_DEDUPE_DST) || !r->first || !r->first->next ||
 	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
 		return IMAP_LIT_INLINE;
@@ -3718,6 +3888,8 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 		free(j.dst_names[i]);
 	free(j.dst_names);
 	free(j.dst_special);
+	free(j.mbx.slot);
+	free(j.dstx.slot);
 	free(j.van);
 	free(j.probe_cmd);
 	free(j.mb);

@@ -31,6 +31,7 @@ struct job_opts {
 	unsigned connections;	/* worker pairs, default 4 */
 	unsigned batch_msgs;	/* messages per MULTIAPPEND, default 32 */
 	uint64_t batch_bytes;	/* bytes per MULTIAPPEND, default 4 MiB */
+	uint64_t max_message_size;      /* --max-message-size; 0: APPENDLIMIT, else 2 GiB */
 	const char *const *folders;	/* --folder globs (UTF-8 names), NULL-terminated */
 	const char *const *excludes;	/* --exclude globs */
 	const char *const *maps;	/* --map SRC=DST (UTF-8 names, '/' for hierarchy) */

@@ -45,6 +45,11 @@ struct loop {
 	struct loop_task *tasks, *tasks_tail;
 	uint64_t now_ms;	 /* CLOCK_MONOTONIC, refreshed every iteration */
 	int has_ext_arg;	 /* kernel feature probes */
+	/* Process-wide budget for buffered server input beyond each
+	 * connection's fixed buffers (partial lines, response trees): one
+	 * hostile server cannot make every connection hold its maximum.
+	 * Charged by imap_parse through imap_client; 0 = the default. */
+	size_t mem_used, mem_max;
 };
 
 int loop_init(struct loop *l, unsigned entries);

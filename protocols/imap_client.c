@@ -292,6 +292,8 @@ void imap_cmd_begin(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn do
 		c->head = cmd;
 	c->tail = cmd;
 	c->inflight++;
+	cmd->untagged_max = IMAP_UNTAGGED_PER_CMD + 2 * (uint64_t)c->exists;
+	c->untagged_allow += cmd->untagged_max;
 	imap_putf(c, "A%u ", cmd->tag);
 }
 
@@ -533,6 +535,7 @@ static void enable_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 static void after_auth(struct imap_client *c)
 {
 	c->state = ST_READY;
+	conn_set_deadline(&c->conn, 0, NULL);
 	if (c->ep->want_enable && (c->caps & IMAP_CAP_ENABLE) &&
 	    (c->caps & (IMAP_CAP_QRESYNC | IMAP_CAP_CONDSTORE))) {
 		imap_cmd_begin(c, &c->enable_cmd, enable_done, NULL);
@@ -619,6 +622,8 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 	if (c->tail == cmd)
 		c->tail = prev;
 	c->inflight--;
+	c->untagged_allow -= cmd->untagged_max;
+	c->untagged_seen = 0;
 	/* A refused literal: the server answered instead of sending "+". */
 	if (c->awaiting_cont && r->status != IMAP_ST_OK)
 		c->awaiting_cont--;
@@ -667,6 +672,34 @@ static void on_greeting(struct imap_client *c, const struct imap_resp *r)
 	after_capabilities_pre(c);
 }
 
+/* Bounds what a server may send between two tagged replies. */
+static int untagged_flood(struct imap_client *c, const struct imap_resp *r)
+{
+	uint64_t allow = c->untagged_allow ? c->untagged_allow : IMAP_UNTAGGED_PER_CMD;
+	const struct imap_node *a = r->first;
+	uint32_t n;
+
+	if (++c->untagged_seen > allow) {
+		client_fail(c, -EPROTO,
+		            "more than %llu untagged responses without a tagged reply; "
+		            "giving up on this server",
+		            (unsigned long long)allow);
+		return 1;
+	}
+	if (r->status == IMAP_ST_NONE && a && imap_node_is(a->next, "EXISTS") &&
+	    !imap_node_u32(a, &n) && n == c->exists) {
+		if (++c->exists_same > IMAP_EXISTS_REPEAT_MAX) {
+			client_fail(c, -EPROTO,
+			            "server repeats \"* %u EXISTS\" endlessly (%u times)", n,
+			            c->exists_same);
+			return 1;
+		}
+	} else {
+		c->exists_same = 0;
+	}
+	return 0;
+}
+
 static int on_response(void *ctx, const struct imap_resp *r)
 {
 	struct imap_client *c = ctx;
@@ -691,6 +724,8 @@ static int on_response(void *ctx, const struct imap_resp *r)
 			return 0;
 		client_fail(c, -ECONNRESET, "server said BYE: %.*s", (int)r->text_len, r->text);
 	} else {
+		if (untagged_flood(c, r))
+			return -ECANCELED;
 		caps_from_code(c, r);
 		if (r->status == IMAP_ST_NONE && r->first) {
 			const struct imap_node *a = r->first, *b = a->next;
@@ -807,12 +842,13 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 		.lit_end = on_lit_end,
 	};
 	struct conn_opts o = {
-		.host = ep->host,
-		.port = ep->port,
-		.tls = ep->tls == IMAP_TLS_IMPLICIT,
-		.ca_file = ep->ca_file,
-		.insecure = ep->insecure,
-		.timeout_ms = ep->timeout_ms,
+	    .host = ep->host,
+	    .port = ep->port,
+	    .tls = ep->tls == IMAP_TLS_IMPLICIT,
+	    .ca_file = ep->ca_file,
+	    .insecure = ep->insecure,
+	    .timeout_ms = ep->timeout_ms,
+	    .min_progress = ep->min_progress,
 	};
 
 	memset(c, 0, sizeof(*c));
@@ -826,6 +862,9 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 		mf_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
+	if (!l->mem_max)
+		l->mem_max = IMAP_MEM_BUDGET_DEFAULT;
+	imap_parser_budget(&c->parser, &l->mem_used, l->mem_max);
 	if (conn_open(&c->conn, l, &o, &client_conn_cb, c, err) < 0) {
 		char m[MF_ERR_MAX];
 
@@ -837,6 +876,8 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 	}
 	c->parser_live = 1;
 	c->conn_open = 1;
+	conn_set_deadline(&c->conn, ep->login_timeout_ms ? ep->login_timeout_ms : 2 * o.timeout_ms,
+	                  "greeting and login");
 	return 0;
 }
 

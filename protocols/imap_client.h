@@ -67,8 +67,22 @@ struct imap_endpoint {
 	int insecure;
 	int allow_plaintext;	/* cleartext auth off loopback */
 	unsigned timeout_ms;
+	unsigned login_timeout_ms; /* greeting through login, whole (0: 2 x timeout) */
+	unsigned min_progress;     /* bytes per timeout window while a reply is due */
 	int want_enable;	/* ENABLE CONDSTORE QRESYNC when offered */
 };
+
+/* The loop's budget for buffered responses (loop.mem_max) unless set:
+ * 16 connections may each hold a 1 MiB partial line several times over. */
+#define IMAP_MEM_BUDGET_DEFAULT ((size_t)128 * 1024 * 1024)
+/* Untagged responses a command may bring (a LIST with STATUS: two per
+ * mailbox, so 2 million mailboxes): this, plus two per message of the
+ * selected mailbox when it was sent (a FETCH 1:* answers one per message,
+ * flag updates may add one more). */
+#define IMAP_UNTAGGED_PER_CMD 4000000u
+/* The same "* N EXISTS" this many times in a row is a server stuck or
+ * hostile: RFC 3501 §7.3.1 sends it when the size changes. */
+#define IMAP_EXISTS_REPEAT_MAX 10000u
 
 struct imap_client;
 struct imap_cmd;
@@ -80,6 +94,7 @@ struct imap_cmd {
 	imap_done_fn done;
 	void *ud;
 	uint32_t tag;		/* set by imap_cmd_begin */
+	uint64_t untagged_max;  /* private: untagged responses it may bring */
 	struct imap_cmd *next;	/* private: in-flight queue */
 };
 
@@ -122,6 +137,11 @@ struct imap_client {
 	int auth_step;			/* private: LOGIN arguments written so far */
 	int enabled_qresync, enabled_condstore;
 	uint32_t exists;		/* last EXISTS of the selected mailbox */
+	/* Untagged responses since the last tagged reply, against what the
+	 * commands in flight may legitimately bring (a hostile server could
+	 * send "* 1 EXISTS" forever); identical EXISTS in a row. */
+	uint64_t untagged_seen, untagged_allow;
+	uint32_t exists_same;
 	struct imap_cmd login_cmd, aux_cmd, enable_cmd, logout_cmd;
 	char who[300];
 	int trace;		/* MAILFERRY_TRACE=1 */

@@ -33,6 +33,10 @@
 #define ARENA_SPARES 4			     /* standard chunks kept for reuse */
 #define ARENA_BIG_KEEP ((size_t)1024 * 1024) /* largest odd-sized chunk kept */
 #define LINE_KEEP ((size_t)64 * 1024)	     /* line buffer kept between responses */
+/* No response line without a literal needs more (a LIST line is a few KB),
+ * except a set of numbers: SEARCH without ESEARCH answers one line for a
+ * whole mailbox, 7 bytes a UID. Those may use the whole arena. */
+#define LINE_MAX_DEFAULT ((size_t)1024 * 1024)
 #define MAX_DEPTH 256 /* nested lists; MIME nesting in real mail stays far below */
 #define LITERAL_MAX (UINT64_C(1) << 63)
 
@@ -72,6 +76,11 @@ struct imap_parse_priv {
 	int nomem;		/* last arena failure was malloc, not arena_max */
 	unsigned gen;		/* bumped by reset, so feed notices a reset
 				 * made from inside a callback */
+	unsigned in_feed;       /* feed() calls on the stack */
+	int doomed;             /* imap_parser_free ran inside a callback:
+	                         * freed when the outermost feed() returns */
+	size_t *bused, bmax;    /* shared budget (imap_parser_budget), or NULL */
+	size_t charged;         /* what this parser holds of it */
 	struct chunk *first, *cur, *spare, *big;
 	size_t nspare;
 	size_t used;		/* arena bytes taken by this response */
@@ -83,6 +92,29 @@ struct imap_parse_priv {
 	uint64_t lit_left;
 	uint8_t *lit_dst;
 };
+
+/* ---- memory budget shared by the parsers of a process --------------------- */
+
+static int budget_take(struct imap_parse_priv *q, size_t n)
+{
+	if (!q->bused)
+		return 0;
+	if (n > q->bmax || *q->bused > q->bmax - n)
+		return -1;
+	*q->bused += n;
+	q->charged += n;
+	return 0;
+}
+
+static void budget_give(struct imap_parse_priv *q, size_t n)
+{
+	if (!q->bused)
+		return;
+	if (n > q->charged)
+		n = q->charged;
+	*q->bused -= n;
+	q->charged -= n;
+}
 
 /* ---- arena ---------------------------------------------------------------- */
 
@@ -110,7 +142,17 @@ static struct chunk *chunk_get(struct imap_parse_priv *q, size_t size)
 		c = q->big;
 		q->big = NULL;
 	} else {
-		return chunk_new(size > ARENA_CHUNK ? size : ARENA_CHUNK);
+		size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+
+		if (budget_take(q, cap) < 0) {
+			q->nomem = 2;
+			return NULL;
+		}
+		if (!(c = chunk_new(cap))) {
+			budget_give(q, cap);
+			q->nomem = 1;
+		}
+		return c;
 	}
 	c->next = NULL;
 	c->used = 0;
@@ -128,10 +170,8 @@ static void *arena_alloc(struct imap_parser *p, size_t size, size_t align)
 		return NULL;
 	}
 	if (off > c->cap || size > c->cap - off) {
-		if (!(c = chunk_get(q, size))) {
-			q->nomem = 1;
-			return NULL;
-		}
+		if (!(c = chunk_get(q, size)))
+			return NULL; /* nomem says why */
 		q->cur->next = c;
 		q->cur = c;
 		off = 0;
@@ -153,9 +193,12 @@ static void arena_rewind(struct imap_parse_priv *q)
 			q->nspare++;
 		} else if (c->cap > ARENA_CHUNK && c->cap <= ARENA_BIG_KEEP &&
 			   (!q->big || q->big->cap < c->cap)) {
+			if (q->big)
+				budget_give(q, q->big->cap);
 			free(q->big);
 			q->big = c;
 		} else {
+			budget_give(q, c->cap);
 			free(c);
 		}
 	}
@@ -187,7 +230,10 @@ static int parse_fail(struct imap_parser *p, const char *why, uint64_t pos)
 
 static int alloc_fail(struct imap_parser *p, uint64_t pos)
 {
-	return parse_fail(p, p->priv->nomem ? "out of memory" : "response too large", pos);
+	static const char *const why[] = {"response too large", "out of memory",
+	                                  "memory budget for buffered responses exhausted"};
+
+	return parse_fail(p, why[p->priv->nomem], pos);
 }
 
 /* A literal callback gave up mid-response: the stream position is lost. */
@@ -213,6 +259,7 @@ static void resp_clear(struct imap_parser *p)
 	q->seg_start = p->pos;
 	q->lit_left = 0;
 	if (q->line_cap > LINE_KEEP) {
+		budget_give(q, q->line_cap);
 		free(q->line);
 		q->line = NULL;
 		q->line_cap = 0;
@@ -673,7 +720,12 @@ static int line_append(struct imap_parser *p, const uint8_t *b, size_t n)
 			cap = need;
 		if (cap > p->arena_max + 1 && need <= p->arena_max + 1)
 			cap = p->arena_max + 1;
+		if (budget_take(q, cap - q->line_cap) < 0) {
+			q->nomem = 2;
+			return -1;
+		}
 		if (!(nb = realloc(q->line, cap))) {
+			budget_give(q, cap - q->line_cap);
 			q->nomem = 1;
 			return -1;
 		}
@@ -685,34 +737,64 @@ static int line_append(struct imap_parser *p, const uint8_t *b, size_t n)
 	return 0;
 }
 
+/* The longest segment allowed, judged by what it starts with (see
+ * LINE_MAX_DEFAULT): the whole arena for a set of numbers, else line_max. */
+static size_t line_limit(const struct imap_parser *p, const uint8_t *s, size_t n)
+{
+	static const char *const sets[] = {"* SEARCH", "* ESEARCH", "* VANISHED", "* SORT"};
+	const struct imap_parse_priv *q = p->priv;
+	size_t lim = p->line_max < p->arena_max ? p->line_max : p->arena_max;
+
+	if (q->mode != M_HEAD)
+		return lim;
+	for (size_t k = 0; k < sizeof(sets) / sizeof(sets[0]); k++) {
+		size_t l = strlen(sets[k]);
+
+		if (n > l && !strncasecmp((const char *)s, sets[k], l) && s[l] == ' ')
+			return p->arena_max;
+	}
+	return lim;
+}
+
 /* ---- public --------------------------------------------------------------- */
 
-ssize_t imap_parse_feed(struct imap_parser *p, const uint8_t *buf, size_t n)
+static void priv_free(struct imap_parse_priv *q)
 {
-	struct imap_parse_priv *q = p->priv;
+	budget_give(q, q->charged);
+	chunks_free(q->first);
+	chunks_free(q->spare);
+	free(q->big);
+	free(q->line);
+	free(q);
+}
+
+static ssize_t feed(struct imap_parser *p, struct imap_parse_priv *q, const uint8_t *buf, size_t n)
+{
 	size_t i = 0;
-	unsigned gen;
+	unsigned gen = q->gen;
 	int rc;
 
-	if (!q) {
-		p->err = "parser not initialised";
-		return IMAP_PARSE_EBAD;
-	}
-	gen = q->gen;
 	if (q->state == ST_DEAD)
 		return IMAP_PARSE_EBAD;
 	while (i < n) {
 		switch (q->state) {
 		case ST_SEG: {
 			const uint8_t *lf = memchr(buf + i, '\n', n - i), *s;
-			size_t take = lf ? (size_t)(lf - (buf + i)) : n - i, len;
+			size_t take = lf ? (size_t)(lf - (buf + i)) : n - i, len, lim;
 
-			/* The segment plus its CR may reach arena_max + 1. */
-			if (take > p->arena_max + 1 - q->line_len)
-				return parse_fail(p, "line too long", q->seg_start + p->arena_max);
+			lim = q->line_len ? line_limit(p, q->line, q->line_len)
+			                  : line_limit(p, buf + i, take);
+			/* The segment plus its CR may reach lim + 1. */
+			if (take > lim + 1 - q->line_len)
+				return parse_fail(p, "line too long", q->seg_start + lim);
 			if (!lf || q->line_len) {
 				if (line_append(p, buf + i, take) < 0)
-					return parse_fail(p, "out of memory", p->pos);
+					return parse_fail(p,
+					                  q->nomem == 2
+					                      ? "memory budget for buffered "
+					                        "responses exhausted"
+					                      : "out of memory",
+					                  p->pos);
 			}
 			if (!lf) {
 				i += take;
@@ -730,8 +812,8 @@ ssize_t imap_parse_feed(struct imap_parser *p, const uint8_t *buf, size_t n)
 			p->pos += take + 1;
 			if (len && s[len - 1] == '\r')
 				len--; /* a bare LF ends a line too: some servers send it */
-			else if (len > p->arena_max)
-				return parse_fail(p, "line too long", q->seg_start + p->arena_max);
+			else if (len > lim)
+				return parse_fail(p, "line too long", q->seg_start + lim);
 			q->line_len = 0;
 			rc = seg_process(p, s, len);
 			if (rc < 0)
@@ -803,6 +885,25 @@ ssize_t imap_parse_feed(struct imap_parser *p, const uint8_t *buf, size_t n)
 	return (ssize_t)i;
 }
 
+/* A callback may free the parser (its owner closed the connection): feed
+ * notices through gen, returns without touching q again, and the memory goes
+ * here, once no feed() is on the stack. */
+ssize_t imap_parse_feed(struct imap_parser *p, const uint8_t *buf, size_t n)
+{
+	struct imap_parse_priv *q = p->priv;
+	ssize_t r;
+
+	if (!q) {
+		p->err = "parser not initialised";
+		return IMAP_PARSE_EBAD;
+	}
+	q->in_feed++;
+	r = feed(p, q, buf, n);
+	if (--q->in_feed == 0 && q->doomed)
+		priv_free(q);
+	return r;
+}
+
 int imap_parser_init(struct imap_parser *p, const struct imap_parser_cb *cb, size_t inline_max,
 		     size_t arena_max)
 {
@@ -813,6 +914,7 @@ int imap_parser_init(struct imap_parser *p, const struct imap_parser_cb *cb, siz
 		p->cb = *cb;
 	p->inline_max = inline_max ? inline_max : PARSE_INLINE_DEFAULT;
 	p->arena_max = arena_max ? arena_max : PARSE_ARENA_DEFAULT;
+	p->line_max = LINE_MAX_DEFAULT;
 	if (p->arena_max > SIZE_MAX / 4)
 		p->arena_max = SIZE_MAX / 4; /* so arena_max + 1 cannot wrap */
 	if (!(q = calloc(1, sizeof(*q))))
@@ -833,12 +935,27 @@ void imap_parser_free(struct imap_parser *p)
 
 	if (!q)
 		return;
-	chunks_free(q->first);
-	chunks_free(q->spare);
-	free(q->big);
-	free(q->line);
-	free(q);
 	p->priv = NULL;
+	if (q->in_feed) {
+		q->doomed = 1;
+		q->gen++; /* feed stops at its next check */
+		return;
+	}
+	priv_free(q);
+}
+
+void imap_parser_budget(struct imap_parser *p, size_t *used, size_t max)
+{
+	struct imap_parse_priv *q = p->priv;
+
+	if (!q || q->bused)
+		return;
+	q->bused = used;
+	q->bmax = max;
+	/* What the parser holds already counts (may exceed max: then the next
+	 * growth fails). */
+	*used += q->line_cap;
+	q->charged = q->line_cap;
 }
 
 void imap_parser_reset(struct imap_parser *p)

@@ -107,6 +107,9 @@ struct imap_parser {
 	struct imap_parser_cb cb;
 	size_t inline_max;	/* literals above this are always streamed */
 	size_t arena_max;	/* a response needing more arena is an error */
+	size_t line_max;        /* longest line between literals (1 MiB after
+	                         * init; a SEARCH/ESEARCH/VANISHED/SORT line
+	                         * may use arena_max) */
 	const char *err;	/* static reason on IMAP_PARSE_EBAD */
 	uint64_t err_pos;	/* absolute input offset of the error */
 	uint64_t pos;		/* absolute input offset consumed so far */
@@ -117,7 +120,15 @@ struct imap_parser {
 /* inline_max: e.g. 64 KiB; arena_max: e.g. 64 MiB. 0 picks those defaults. */
 int imap_parser_init(struct imap_parser *p, const struct imap_parser_cb *cb, size_t inline_max,
 		     size_t arena_max);
+/* May be called from inside one of the parser's own callbacks (an owner
+ * closing its connection): feed() then returns at once and the memory is
+ * released when it does. */
 void imap_parser_free(struct imap_parser *p);
+/* Charges what the parser buffers beyond its first arena chunk (partial
+ * lines, arena growth) to *used, shared by the parsers of a process; growth
+ * past max fails the response ("memory budget ... exhausted"). Call once,
+ * right after init. */
+void imap_parser_budget(struct imap_parser *p, size_t *used, size_t max);
 /* Forget any partial response (e.g. after reconnecting). */
 void imap_parser_reset(struct imap_parser *p);
 

@@ -26,7 +26,9 @@
 
 #include "engine/err.h"
 
-#define STATE_NAME_MAX 1024
+/* Wire-form names: Dovecot takes up to 4 KiB (255 per level with
+ * LAYOUT=fs), so 1 KiB was not enough; records store a 16-bit length. */
+#define STATE_NAME_MAX 8192
 #define STATE_FLAGS_MAX 1024
 
 struct state;

@@ -30,6 +30,15 @@ Faults (--fault), at stage S (--stage: greeting, login, select or fetch):
                           the --inject bytes (default "* OK injected partial",
                           no CRLF), as a man in the middle would; then the
                           handshake (needs --tls-cert)
+Resource bounds (issue 15 defect 9), at stage fetch:
+  endless-exists          "* 3 EXISTS" forever instead of the FETCH reply
+  huge-line               a FETCH response line that never ends (8 MiB of
+                          'x' without CRLF, then silence)
+  huge-literal            BODY[] {99999999999} after RFC822.SIZE 1000, then
+                          bytes without end
+--list-status: offer LIST-EXTENDED and LIST-STATUS (one LIST answers every
+mailbox's STATUS; LIST replies are sent in one write: fast for --mailboxes
+200000).
 --fault-count K: only the first K connections misbehave (0 = all, the
 default), so retries can be tested.
 
@@ -107,7 +116,9 @@ MESSAGES = make_messages()
 DEFAULT_STAGE = {"disconnect-mid-literal": "fetch", "literal-too-long": "fetch", "garbage": "login",
                  "truncated": "fetch", "slow-loris": "fetch", "bad-login": "login",
                  "no-reply": "fetch", "none": "fetch", "preauth": "greeting",
-                 "starttls-inject": "greeting"}
+                 "starttls-inject": "greeting",
+                 "endless-exists": "fetch", "huge-line": "fetch", "huge-literal": "fetch"}
+BOUNDS_FAULTS = ("endless-exists", "huge-line", "huge-literal")
 
 
 class Closed(Exception):
@@ -333,6 +344,27 @@ class Session:
             raise Closed()
         return False
 
+    def bounds_fault(self):
+        """Resource-bound faults: each goes on until the client gives up."""
+        self.srv.log(self.cid, "S:", "<%s>" % self.fault)
+        if self.fault == "endless-exists":
+            chunk = b"* 3 EXISTS\r\n" * 4096
+            while time.monotonic() < self.deadline:
+                self.sock.sendall(chunk)
+        elif self.fault == "huge-line":
+            self.sock.sendall(b"* 1 FETCH (UID 1 X ")
+            for _ in range(128):
+                self.sock.sendall(b"x" * 65536)
+            self.hang()
+        elif self.fault == "huge-literal":
+            m = MESSAGES[0]
+            self.sock.sendall(b'* 1 FETCH (UID 1 FLAGS (%s) INTERNALDATE "%s" RFC822.SIZE %d BODY[] {99999999999}\r\n'
+                              % (m["flags"].encode(), m["date"].encode(), len(m["body"])))
+            chunk = b"x" * 65536
+            while time.monotonic() < self.deadline:
+                self.sock.sendall(chunk)
+        raise Closed()
+
     # ---- protocol ----
     def names(self):
         return ["INBOX"] + ["Box%d" % i for i in range(1, self.args.mailboxes)]
@@ -341,6 +373,8 @@ class Session:
         c = self.args.capabilities
         if self.args.qresync != "off":
             c += " CONDSTORE QRESYNC"
+        if self.args.list_status:
+            c += " LIST-EXTENDED LIST-STATUS"
         if self.args.tls_cert and not self.tls_up:
             return c + " STARTTLS LOGINDISABLED"
         if not authed and not self.args.no_auth_plain:
@@ -429,9 +463,20 @@ class Session:
                 self.send('* NAMESPACE (("" ".")) NIL NIL\r\n%s OK done\r\n' % tag)
             elif cmd in ("LIST", "LSUB"):
                 pat = rest.split(b" ")[-1].strip(b'"')
+                if b"RETURN" in rest.upper():
+                    pat = rest.split(b" ")[1].strip(b'"')
                 if pat != b"":
+                    st = self.args.list_status and b"STATUS" in rest.upper()
+                    out = []
                     for name in self.names():
-                        self.send('* %s (\\HasNoChildren) "." %s\r\n' % (cmd, name))
+                        out.append('* %s (\\HasNoChildren) "." %s\r\n' % (cmd, name))
+                        if st:
+                            out.append("* STATUS %s (UIDVALIDITY %d UIDNEXT 4 MESSAGES %d)\r\n"
+                                       % (name, UIDVALIDITY, len(MESSAGES)))
+                    self.srv.log(self.cid, "S:", "<%d LIST replies>" % len(self.names()))
+                    self.sock.settimeout(60)  # sendall's timeout is for all of it
+                    self.sock.sendall("".join(out).encode())
+                    self.sock.settimeout(0.5)
                 else:
                     self.send('* %s (\\Noselect) "." ""\r\n' % cmd)
                 self.send("%s OK done\r\n" % tag)
@@ -515,6 +560,8 @@ class Session:
         wanted = parse_set(sset, MESSAGES[-1]["uid"] if by_uid else n)
         if self.fault_here("fetch") and self.fault in ("no-reply", "slow-loris", "garbage"):
             self.generic_fault("fetch")
+        if self.fault_here("fetch") and self.fault in BOUNDS_FAULTS and b"BODY" in items:
+            self.bounds_fault()
         for seq, m in enumerate(MESSAGES, 1):
             if (m["uid"] if by_uid else seq) not in wanted or self.modseq(m) <= since:
                 continue
@@ -589,6 +636,7 @@ def main():
     ap.add_argument("--password", default=None)
     ap.add_argument("--no-auth-plain", action="store_true")
     ap.add_argument("--strict-literals", action="store_true")
+    ap.add_argument("--list-status", action="store_true")
     args = ap.parse_args()
     if args.flags3 is not None:
         MESSAGES[2]["flags"] = args.flags3

@@ -1206,6 +1206,136 @@ static void test_arena_reuse(struct unit_ctx *u)
 	imap_parser_free(&p);
 }
 
+/* ---- a callback freeing its own parser (issue 15 defect 4) ----------------- */
+
+struct self_free {
+	struct imap_parser p;
+	int when; /* 0: in response, 1: in lit_begin, 2: in lit_data, 3: in lit_end */
+	int calls;
+};
+
+static int sf_response(void *ctx, const struct imap_resp *r)
+{
+	struct self_free *f = ctx;
+
+	(void)r;
+	f->calls++;
+	if (f->when == 0)
+		imap_parser_free(&f->p);
+	return f->when == 0 ? -125 : 0; /* what a closed imap_client answers */
+}
+
+static int sf_lit_begin(void *ctx, const struct imap_resp *r, const struct imap_node *key,
+                        uint64_t size)
+{
+	struct self_free *f = ctx;
+
+	(void)r;
+	(void)key;
+	(void)size;
+	if (f->when == 1)
+		imap_parser_free(&f->p);
+	return f->when == 1 ? -125 : IMAP_LIT_STREAM;
+}
+
+static ssize_t sf_lit_data(void *ctx, const uint8_t *p, size_t n)
+{
+	struct self_free *f = ctx;
+
+	(void)p;
+	if (f->when == 2) {
+		imap_parser_free(&f->p);
+		return -125;
+	}
+	return (ssize_t)n;
+}
+
+static int sf_lit_end(void *ctx)
+{
+	struct self_free *f = ctx;
+
+	if (f->when == 3)
+		imap_parser_free(&f->p);
+	return 0;
+}
+
+static void test_free_in_callback(struct unit_ctx *u)
+{
+	static const char in[] = "* 1 FETCH (BODY[] {4}\r\nabcd)\r\n* 2 EXISTS\r\n"
+	                         "A1 OK done\r\n";
+	const struct imap_parser_cb cb = {NULL, sf_response, sf_lit_begin, sf_lit_data, sf_lit_end};
+
+	for (int when = 0; when < 4; when++) {
+		struct self_free f = {.when = when};
+		struct imap_parser_cb c = cb;
+		ssize_t r;
+
+		c.ctx = &f;
+		UNIT_CHECK(u, imap_parser_init(&f.p, &c, 0, 0) == 0);
+		/* ASan reports a use after free here if feed touches the parser's
+		 * memory after the callback freed it. */
+		r = imap_parse_feed(&f.p, (const uint8_t *)in, sizeof(in) - 1);
+		UNIT_CHECKF(u, r >= 0 && r < (ssize_t)sizeof(in) - 1, "when %d: %zd", when, r);
+		UNIT_CHECK(u, f.p.priv == NULL);
+		UNIT_CHECKF(u, f.calls <= 1, "when %d: %d responses after the free", when, f.calls);
+		imap_parser_free(&f.p); /* again: harmless */
+	}
+}
+
+/* ---- line cap and the shared budget (issue 15 defect 9) -------------------- */
+
+static void test_line_cap_budget(struct unit_ctx *u)
+{
+	size_t big = (size_t)1100 * 1024, used = 0;
+	uint8_t *buf = malloc(big + 16);
+	struct imap_parser a, b;
+	struct h h;
+	ssize_t r;
+
+	UNIT_CHECK(u, buf != NULL);
+	if (!buf)
+		return;
+	/* A line without a literal: at most line_max (1 MiB), however fed. */
+	memset(buf, 'x', big);
+	memcpy(buf, "* OK ", 5);
+	h_init(&h, LM_INLINE, 0, 0);
+	r = 0;
+	for (size_t at = 0; at < big && r >= 0; at += 4096)
+		r = imap_parse_feed(&h.p, buf + at, big - at < 4096 ? big - at : 4096);
+	UNIT_CHECKF(u, r == IMAP_PARSE_EBAD && h.p.err && !strcmp(h.p.err, "line too long"),
+	            "%zd %s", r, h.p.err ? h.p.err : "");
+	h_free(&h);
+	/* A SEARCH line of 1.1 MB is legitimate (a big mailbox, no ESEARCH). */
+	h_init(&h, LM_INLINE, 0, 0);
+	memcpy(buf, "* SEARCH", 8);
+	for (size_t i = 8; i + 8 <= big; i += 8)
+		memcpy(buf + i, " 1234567", 8);
+	memcpy(buf + big, "\r\n", 2);
+	r = 0;
+	for (size_t at = 0; at < big + 2 && r >= 0; at += 4096)
+		r = imap_parse_feed(&h.p, buf + at, big + 2 - at < 4096 ? big + 2 - at : 4096);
+	UNIT_CHECKF(u, r >= 0 && h.nresp == 1, "%zd %s", r, h.p.err ? h.p.err : "");
+	h_free(&h);
+
+	/* Two parsers sharing a 1.5 MiB budget, each holding 800 KiB of a
+	 * partial line: the second is refused; freeing gives it all back. */
+	UNIT_CHECK(u, imap_parser_init(&a, &(struct imap_parser_cb){0}, 0, 0) == 0);
+	UNIT_CHECK(u, imap_parser_init(&b, &(struct imap_parser_cb){0}, 0, 0) == 0);
+	imap_parser_budget(&a, &used, (size_t)1536 * 1024);
+	imap_parser_budget(&b, &used, (size_t)1536 * 1024);
+	memset(buf, 'x', 800 * 1024);
+	memcpy(buf, "* OK ", 5);
+	UNIT_CHECK(u, imap_parse_feed(&a, buf, 800 * 1024) == 800 * 1024);
+	UNIT_CHECK(u, used >= 800 * 1024);
+	r = imap_parse_feed(&b, buf, 800 * 1024);
+	UNIT_CHECKF(u, r == IMAP_PARSE_EBAD && b.err && strstr(b.err, "budget"), "%zd %s", r,
+	            b.err ? b.err : "");
+	imap_parser_free(&a);
+	imap_parser_free(&b);
+	UNIT_CHECKF(u, used == 0, "%zu bytes still charged", used);
+	free(buf);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -1225,5 +1355,7 @@ int main(void)
 	UNIT_RUN(&u, test_grammar);
 	UNIT_RUN(&u, test_helpers);
 	UNIT_RUN(&u, test_arena_reuse);
+	UNIT_RUN(&u, test_free_in_callback);
+	UNIT_RUN(&u, test_line_cap_budget);
 	return unit_done(&u);
 }
