@@ -185,11 +185,11 @@ static int read_password_file(const char *path, char *out, size_t cap, char *why
 	 * and one others can change can send the login elsewhere's way. */
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 		if (st.st_uid != geteuid() && st.st_uid != 0)
-			mf_log(MF_LOG_WARN, "password file %s belongs to uid %u, not to this user", path,
-			       (unsigned)st.st_uid);
+			mf_log(MF_LOG_WARN, "password file %s belongs to uid %u, not to this user",
+			       path, (unsigned)st.st_uid);
 		if (st.st_mode & 0022)
-			mf_log(MF_LOG_WARN, "password file %s can be changed by others (mode %04o)", path,
-			       (unsigned)(st.st_mode & 07777));
+			mf_log(MF_LOG_WARN, "password file %s can be changed by others (mode %04o)",
+			       path, (unsigned)(st.st_mode & 07777));
 		if (st.st_mode & 0044)
 			mf_log(MF_LOG_WARN,
 			       "password file %s can be read by others (mode %04o): chmod 600 %s",
