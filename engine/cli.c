@@ -174,11 +174,26 @@ static int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 static int read_password_file(const char *path, char *out, size_t cap, char *why, size_t whycap)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
 	ssize_t n;
 
 	if (fd < 0) {
 		snprintf(why, whycap, "cannot read password file %s: %s", path, strerror(errno));
 		return -1;
+	}
+	/* Like the state (issue 15): a password others can read is no secret,
+	 * and one others can change can send the login elsewhere's way. */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		if (st.st_uid != geteuid() && st.st_uid != 0)
+			mf_log(MF_LOG_WARN, "password file %s belongs to uid %u, not to this user",
+			       path, (unsigned)st.st_uid);
+		if (st.st_mode & 0022)
+			mf_log(MF_LOG_WARN, "password file %s can be changed by others (mode %04o)",
+			       path, (unsigned)(st.st_mode & 07777));
+		if (st.st_mode & 0044)
+			mf_log(MF_LOG_WARN,
+			       "password file %s can be read by others (mode %04o): chmod 600 %s",
+			       path, (unsigned)(st.st_mode & 07777), path);
 	}
 	n = read(fd, out, cap - 1);
 	close(fd);
@@ -212,6 +227,8 @@ static void usage(FILE *f)
 	      "\n"
 	      "Options:\n"
 	      "  --state DIR         state directory (default $XDG_STATE_HOME/mailferry)\n"
+	      "  --state-reset       start the state over (a damaged data.mdb is moved aside);\n"
+	      "                      what the destination holds is matched by content\n"
 	      "  --ca-file F         trust this CA (PEM) instead of the system store\n"
 	      "  --insecure          do not verify TLS certificates (loudly unsafe)\n"
 	      "  --allow-plaintext   allow passwords over unencrypted non-loopback connections\n"
@@ -237,6 +254,10 @@ static void usage(FILE *f)
 	      "  --json              JSON-lines events on stdout, the last one the summary\n"
 	      "  --progress / --no-progress   progress line (default: on a TTY)\n"
 	      "  -q, --quiet / -v, --verbose\n"
+	      "\n"
+	      "\n"
+	      "       mailferry state check DIR\n"
+	      "Says whether the state in DIR is sound (exit 0) or what is wrong with it (exit 2).\n"
 	      "\n"
 	      "Exit status: 0 all done, 1 some messages or mailboxes failed (listed), 2 usage\n"
 	      "or configuration error.\n",
@@ -266,6 +287,7 @@ enum {
 	OPT_LOGIN_TIMEOUT,
 	OPT_MIN_PROGRESS,
 	OPT_MAX_MSG,
+	OPT_STATE_RESET,
 };
 
 static const struct option long_opts[] = {
@@ -291,6 +313,7 @@ static const struct option long_opts[] = {
 	{"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
 	{"min-progress", required_argument, NULL, OPT_MIN_PROGRESS},
 	{"max-message-size", required_argument, NULL, OPT_MAX_MSG},
+	{"state-reset", no_argument, NULL, OPT_STATE_RESET},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -305,6 +328,7 @@ struct cli {
 	char state_buf[4096];
 	const char *ca_file;
 	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_, dedupe;
+	int state_reset;
 	unsigned connections, batch, timeout_s;
 	unsigned login_timeout_s, min_progress;
 	uint64_t max_msg;
@@ -495,6 +519,7 @@ static int cmd_migrate(int argc, char **argv)
 		case OPT_SYNC_FLAGS: c.sync_flags = 1; break;
 		case OPT_DEDUPE: c.dedupe = 1; break;
 		case OPT_DELETE: c.delete_ = 1; break;
+		case OPT_STATE_RESET: c.state_reset = 1; break;
 		case OPT_MAP:
 			if (c.nmaps == 64 || !strchr(optarg, '=') || optarg[0] == '=' ||
 			    !strchr(optarg, '=')[1])
@@ -556,13 +581,17 @@ static int cmd_migrate(int argc, char **argv)
 	o.maps = c.maps;
 	o.dry_run = c.dry_run;
 	o.sync_flags = c.sync_flags;
-	o.dedupe = c.dedupe;
+	/* A state started over knows nothing of what earlier runs copied: the
+	 * destination's content says it (--dedupe), so nothing is copied twice. */
+	o.dedupe = c.dedupe || c.state_reset;
 	o.delete_ = c.delete_;
 	o.json = c.json;
 	o.progress = c.progress;
 	o.out = stdout;
 
-	if (state_open(&st, c.state_dir, &err) < 0) {
+	if (c.state_reset && c.dry_run)
+		return bad("--state-reset and --dry-run do not go together%s%s", "", "");
+	if (state_open_flags(&st, c.state_dir, c.state_reset ? STATE_OPEN_RESET : 0, &err) < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		return 2;
 	}
@@ -585,6 +614,49 @@ static int cmd_migrate(int argc, char **argv)
 	return rc;
 }
 
+/* mailferry state check DIR: 0 sound, 2 damaged or unusable (what is
+ * wrong in one line), 1 if it could not be looked at (in use). */
+static int cmd_state(int argc, char **argv)
+{
+	struct state_check_info info;
+	struct mf_error err;
+	struct state *st;
+	uint64_t n[4];
+	int rc;
+
+	if (argc != 3 || strcmp(argv[1], "check")) {
+		fprintf(stderr, "usage: mailferry state check DIR\n");
+		return 2;
+	}
+	mf_err_clear(&err);
+	if (state_check(argv[2], &info, &err) < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		return 2;
+	}
+	if (!info.exists) {
+		printf("state %s: no state yet (a run starts a new one)\n", argv[2]);
+		return 0;
+	}
+	/* The pages hold together: now every record must read. */
+	rc = state_open(&st, argv[2], &err);
+	if (rc < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		return rc == -EBUSY ? 1 : 2;
+	}
+	rc = state_verify(st, n, &err);
+	state_abort(st);
+	state_close(st);
+	if (rc < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		return 2;
+	}
+	printf("state %s: ok: %llu bytes, %zu of %zu pages in use, commit %llu; %llu mailboxes, "
+	       "%llu messages\n",
+	       argv[2], (unsigned long long)info.bytes, info.pages, info.last_page + 1,
+	       (unsigned long long)info.txnid, (unsigned long long)n[2], (unsigned long long)n[3]);
+	return 0;
+}
+
 int cli_main(int argc, char **argv)
 {
 	const char *cmd;
@@ -597,6 +669,8 @@ int cli_main(int argc, char **argv)
 	cmd = argv[1];
 	if (!strcmp(cmd, "migrate"))
 		return cmd_migrate(argc - 1, argv + 1);
+	if (!strcmp(cmd, "state"))
+		return cmd_state(argc - 1, argv + 1);
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("mailferry %s\n", MF_VERSION);
 		return 0;

@@ -242,6 +242,7 @@ struct job {
 	enum wphase probe_saved_phase;
 	unsigned nerrors;
 	struct loop_timer tick;
+	struct loop_task stop_task; /* job_stop_task */
 	uint64_t t0, last_commit;
 	int state_dirty;
 	int progress_shown;
@@ -355,18 +356,20 @@ static void mailbox_fail(struct worker *w, const char *who, uint32_t uid, const 
 	mailbox_finish(w);
 }
 
-static void job_commit(struct job *j)
+static int job_commit(struct job *j)
 {
 	struct mf_error e;
+	int rc = 0;
 
 	if (!j->state_dirty || j->o->dry_run)
-		return;
-	if (state_commit(j->st, &e) < 0) {
+		return 0;
+	if ((rc = state_commit(j->st, &e)) < 0) {
 		job_error(j, NULL, NULL, 0, "%s", e.msg);
 		j->fatal = 1;
 	}
 	j->state_dirty = 0;
 	j->last_commit = loop_now_ms(j->loop);
+	return rc;
 }
 
 static void on_tick(struct loop *l, struct loop_timer *t)
@@ -1613,6 +1616,14 @@ static void mbox_mark_intents(struct worker *w, uint32_t on)
 	w->intents_marked = on;
 }
 
+/* Runs outside every parser's callback: stops what is left (job_maybe_finish
+ * frees parsers). */
+static void job_stop_task(struct loop *l, struct loop_task *t)
+{
+	(void)l;
+	job_maybe_finish((struct job *)((char *)t - offsetof(struct job, stop_task)));
+}
+
 /* Ends the APPEND command. Exactly-once: the intent for each message in it
  * is committed before the final CRLF, the point after which the server may
  * store the batch; a crash leaves intents that the next run settles against
@@ -1621,10 +1632,13 @@ static void batch_close(struct worker *w)
 {
 	struct batch *b = w->open;
 	struct job *j = w->job;
+	unsigned errors = j->nerrors;
 
 	if (!b)
 		return;
 	w->open = NULL;
+	if (w->dst.closed)
+		return; /* never sent whole (see below): nothing to record */
 	if (b->answered) {
 		/* Already refused: finish the command's bytes (the server
 		 * discards them, RFC 7888 §5), record nothing. */
@@ -1634,7 +1648,24 @@ static void batch_close(struct worker *w)
 	mbox_mark_intents(w, 1); /* also stamps the time of this commit */
 	for (unsigned i = 0; i < b->n; i++)
 		msg_record(w, b, &b->m[i], STATE_MSG_INTENT, 0, 0);
-	job_commit(j);
+	if (job_commit(j) < 0 || j->nerrors != errors) {
+		/* The intents are not durable (a full disk, issue 15): the
+		 * final CRLF must not go out, or a re-run would copy the batch
+		 * again. Closing the connection without it makes the server
+		 * drop the unfinished command (RFC 3502 §3: a MULTIAPPEND
+		 * stores all of its messages or none). The source stops at its
+		 * next literal (no write space); the job ends outside this
+		 * callback. */
+		job_error(j, imap_client_who(&w->dst), w->mb, b->n ? b->m[0].uid : 0,
+		          "APPEND of %u message%s abandoned before its end: the state could not "
+		          "record it; stopping so that nothing is copied twice",
+		          b->n, b->n == 1 ? "" : "s");
+		j->fatal = 1;
+		w->mb->failed = 1;
+		imap_client_abort(&w->dst);
+		loop_defer(j->loop, &j->stop_task);
+		return;
+	}
 	imap_cmd_end(&w->dst);
 }
 
@@ -3804,6 +3835,7 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 	j.st = st;
 	j.o = o;
 	j.sum = sum;
+	j.stop_task.fn = job_stop_task;
 	j.src_cb = src_cb;
 	j.src_cb.untagged = src_untagged_any;
 	j.dst_cb = (struct imap_client_cb){

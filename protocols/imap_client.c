@@ -907,6 +907,11 @@ void imap_client_close(struct imap_client *c)
 	}
 }
 
+void imap_client_abort(struct imap_client *c)
+{
+	client_shutdown(c);
+}
+
 void imap_client_kick(struct imap_client *c)
 {
 	if (!c->closed)

@@ -153,6 +153,11 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 		     const struct imap_client_cb *cb, void *ud, struct mf_error *err);
 /* Closes the connection (if open) and frees the parser; idempotent. */
 void imap_client_close(struct imap_client *c);
+/* Closes the connection at once, without LOGOUT: output not yet sent is
+ * dropped, so a command not ended stays unfinished. The parser stays until
+ * imap_client_close, so this is safe inside the client's own callbacks. No
+ * callback follows. */
+void imap_client_abort(struct imap_client *c);
 /* Bytes on the wire so far (kept after close). */
 void imap_client_wire(const struct imap_client *c, uint64_t *in, uint64_t *out);
 /* Sends LOGOUT; the connection closes when the server answers. */

@@ -72,7 +72,31 @@ struct state_msg_key {
 	uint32_t job, mbid, uidvalidity, uid;
 };
 
+/*
+ * Opening refuses, with a one-line error and nothing written: a directory
+ * another user owns or may write to; a symlink or non-regular file as
+ * data.mdb, lock.mdb or lock; and a data.mdb that is empty, cut short or
+ * whose pages do not hold together (read with pread before LMDB maps it, so
+ * damage is an error, not SIGBUS). -EUCLEAN means damaged.
+ */
 int state_open(struct state **out, const char *dir, struct mf_error *err);
+/* STATE_OPEN_RESET: move an existing data.mdb aside (data.mdb.damaged-TIME)
+ * and start a new state; the caller settles the destination by content. */
+#define STATE_OPEN_RESET 1u
+int state_open_flags(struct state **out, const char *dir, unsigned flags, struct mf_error *err);
+
+struct state_check_info {
+	int exists;		/* data.mdb is there (0: no state yet, which is fine) */
+	uint64_t bytes;		/* its size */
+	size_t page_size, last_page, pages; /* pages: reachable ones */
+	uint64_t txnid;		/* of the last commit */
+};
+/* Checks DIR's files without opening LMDB or locking: 0 if sound (or no
+ * data.mdb yet), else an error saying what is wrong (-EUCLEAN: damaged). */
+int state_check(const char *dir, struct state_check_info *info, struct mf_error *err);
+/* Reads every record of an open state; counts per database (jobs, mbnames,
+ * mailboxes, messages). */
+int state_verify(struct state *s, uint64_t counts[4], struct mf_error *err);
 /* Commits what is pending and closes. */
 void state_close(struct state *s);
 int state_commit(struct state *s, struct mf_error *err);

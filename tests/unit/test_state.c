@@ -115,9 +115,9 @@ static void test_open_errors(struct unit_ctx *u)
 	UNIT_CHECK(u, fd >= 0 && write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
 	close(fd);
 	rc = state_open(&s, dir, &e);
-	snprintf(want, sizeof(want), "state %s: mdb_env_open: ", dir);
-	UNIT_CHECKF(u, rc < 0 && !strncmp(e.msg, want, strlen(want)), "got %d \"%s\"", rc, e.msg);
-	UNIT_CHECK(u, strstr(e.msg, "MDB_INVALID") != NULL);
+	snprintf(want, sizeof(want), "state %s: damaged: meta page 0: not an LMDB file", dir);
+	UNIT_CHECKF(u, rc == -EUCLEAN && !strncmp(e.msg, want, strlen(want)), "got %d \"%s\"", rc,
+	            e.msg);
 
 	rc = state_open(&s, "", &e);
 	UNIT_CHECK(u, rc == -EINVAL);
@@ -979,6 +979,226 @@ static void test_map_full(struct unit_ctx *u)
 	state_close(s);
 }
 
+/* Issue 15 defect 6: a damaged data.mdb is refused with an error, never
+ * mapped (SIGBUS), never taken for a new state. */
+static size_t file_get(const char *path, uint8_t **buf)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY);
+	size_t n = 0;
+
+	*buf = NULL;
+	if (fd >= 0 && fstat(fd, &st) == 0 && (*buf = malloc((size_t)st.st_size)) &&
+	    read(fd, *buf, (size_t)st.st_size) == st.st_size)
+		n = (size_t)st.st_size;
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+static int file_put(const char *path, const uint8_t *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int ok = fd >= 0 && write(fd, p, n) == (ssize_t)n;
+
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+static void damaged_refused(struct unit_ctx *u, const char *dir, const char *what, const char *want)
+{
+	struct mf_error e = {0, ""};
+	struct state_check_info info;
+	struct state *s = NULL;
+	char path[300];
+	struct stat st0, st1;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	UNIT_CHECK(u, stat(path, &st0) == 0);
+	rc = state_open(&s, dir, &e);
+	UNIT_CHECKF(u,
+	            rc == -EUCLEAN && s == NULL && strstr(e.msg, "damaged") &&
+	                strstr(e.msg, want) && !strchr(e.msg, '\n'),
+	            "%s: got %d \"%s\"", what, rc, e.msg);
+	if (s)
+		state_close(s);
+	/* Nothing was written over it. */
+	UNIT_CHECKF(u, stat(path, &st1) == 0 && st1.st_size == st0.st_size, "%s: size changed",
+	            what);
+	rc = state_check(dir, &info, &e);
+	UNIT_CHECKF(u, rc == -EUCLEAN && strstr(e.msg, want), "%s: check got %d \"%s\"", what, rc,
+	            e.msg);
+}
+
+static void test_damaged(struct unit_ctx *u)
+{
+	char dir[128], path[300];
+	struct mf_error e = {0, ""};
+	struct state_check_info info;
+	struct state *s;
+	struct state_msg m;
+	struct state_msg_key k = {1, 1, 1, 0};
+	uint64_t counts[4];
+	uint8_t *good, *bad;
+	size_t n, psize = 4096;
+
+	dir_for(dir, sizeof(dir), "damaged");
+	if (open_ok(u, &s, dir))
+		return;
+	for (k.uid = 1; k.uid <= 3000; k.uid++) {
+		msg_fill(&m, k.uid);
+		UNIT_CHECK(u, state_msg_put(s, &k, &m, &e) == 0);
+	}
+	UNIT_CHECK(u, state_commit(s, &e) == 0);
+	state_close(s);
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	n = file_get(path, &good);
+	UNIT_CHECKF(u, n > 16 * psize, "data.mdb is %zu bytes", n);
+	if (n <= 16 * psize)
+		return;
+	UNIT_CHECK(u, state_check(dir, &info, &e) == 0 && info.exists && info.page_size == psize &&
+	                  info.last_page + 1 <= n / psize && info.pages > 10);
+
+	UNIT_CHECK(u, truncate(path, 0) == 0);
+	damaged_refused(u, dir, "0 bytes", "data.mdb exists but is empty (0 bytes)");
+	UNIT_CHECK(u, file_put(path, good, 8192) == 0);
+	damaged_refused(u, dir, "8 KiB", "data.mdb is truncated");
+	UNIT_CHECK(u, file_put(path, good, 12288) == 0);
+	damaged_refused(u, dir, "12 KiB", "data.mdb is truncated");
+	UNIT_CHECK(u, file_put(path, good, n - psize) == 0);
+	damaged_refused(u, dir, "one page short", "data.mdb is truncated");
+	UNIT_CHECK(u, file_put(path, good, 100) == 0);
+	damaged_refused(u, dir, "100 bytes", "too short");
+
+	bad = malloc(n);
+	if (!bad)
+		return;
+	/* Both meta page headers overwritten. */
+	memcpy(bad, good, n);
+	memset(bad, 0x5a, 16);
+	memset(bad + psize, 0x5a, 16);
+	UNIT_CHECK(u, file_put(path, bad, n) == 0);
+	damaged_refused(u, dir, "meta headers", "meta page 0 has a bad page header");
+	/* Every data page's header overwritten. */
+	memcpy(bad, good, n);
+	for (size_t off = 2 * psize; off < n; off += psize)
+		memset(bad + off, 0xff, 16);
+	UNIT_CHECK(u, file_put(path, bad, n) == 0);
+	damaged_refused(u, dir, "page headers", "page");
+	/* One branch or leaf page pointing past the end (page numbers kept). */
+	memcpy(bad, good, n);
+	for (size_t off = 2 * psize; off < n; off += psize)
+		memset(bad + off + 16, 0xee, psize - 16);
+	UNIT_CHECK(u, file_put(path, bad, n) == 0);
+	damaged_refused(u, dir, "page bodies", "page");
+	/* Random bytes. */
+	srand(15);
+	for (size_t i = 0; i < n; i++)
+		bad[i] = (uint8_t)rand();
+	UNIT_CHECK(u, file_put(path, bad, n) == 0);
+	damaged_refused(u, dir, "random", "not an LMDB file");
+	free(bad);
+
+	/* The good bytes again: opens, every record reads. */
+	UNIT_CHECK(u, file_put(path, good, n) == 0);
+	if (open_ok(u, &s, dir))
+		return;
+	UNIT_CHECKF(u, state_verify(s, counts, &e) == 0 && counts[3] == 3000, "%s", e.msg);
+	state_close(s);
+
+	/* --state-reset: moved aside, a new state starts. */
+	UNIT_CHECK(u, truncate(path, 8192) == 0);
+	UNIT_CHECKF(u, state_open_flags(&s, dir, STATE_OPEN_RESET, &e) == 0, "%s", e.msg);
+	if (!s)
+		return;
+	k.uid = 1;
+	UNIT_CHECK(u, state_msg_get(s, &k, &m, &e) == -ENOENT);
+	state_close(s);
+	{
+		char cmd[400];
+
+		snprintf(cmd, sizeof(cmd), "test \"$(stat -c %%s %s/data.mdb.damaged-*)\" = 8192",
+		         dir);
+		UNIT_CHECK(u, system(cmd) == 0);
+	}
+	free(good);
+}
+
+/* Issue 15 defect 7: planted symlinks and loose permissions. */
+static void test_links_and_modes(struct unit_ctx *u)
+{
+	char dir[128], path[300], victim[300];
+	struct mf_error e = {0, ""};
+	struct state *s = NULL;
+	struct stat st;
+	int fd, rc;
+
+	dir_for(dir, sizeof(dir), "links");
+	dir_for(victim, sizeof(victim), "victim");
+	UNIT_CHECK(u, mkdir(dir, 0700) == 0);
+	fd = open(victim, O_WRONLY | O_CREAT, 0644);
+	UNIT_CHECK(u, fd >= 0 && fchmod(fd, 0644) == 0);
+	close(fd);
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	UNIT_CHECK(u, symlink(victim, path) == 0);
+	rc = state_open(&s, dir, &e);
+	UNIT_CHECKF(u, rc == -EPERM && !s && strstr(e.msg, "data.mdb is a symbolic link"),
+	            "got %d \"%s\"", rc, e.msg);
+	UNIT_CHECK(u, stat(victim, &st) == 0 && st.st_size == 0 && (st.st_mode & 0777) == 0644);
+	UNIT_CHECK(u, unlink(path) == 0);
+
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	unlink(path);
+	UNIT_CHECK(u, symlink(victim, path) == 0);
+	rc = state_open(&s, dir, &e);
+	UNIT_CHECKF(u, rc == -EPERM && !s && strstr(e.msg, "lock is a symbolic link"),
+	            "got %d \"%s\"", rc, e.msg);
+	UNIT_CHECK(u, unlink(path) == 0);
+
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	UNIT_CHECK(u, mkfifo(path, 0600) == 0);
+	rc = state_open(&s, dir, &e);
+	UNIT_CHECKF(u, rc == -EPERM && !s && strstr(e.msg, "not a regular file"), "got %d \"%s\"",
+	            rc, e.msg);
+	UNIT_CHECK(u, unlink(path) == 0);
+
+	UNIT_CHECK(u, chmod(dir, 0777) == 0);
+	rc = state_open(&s, dir, &e);
+	UNIT_CHECKF(u, rc == -EPERM && !s && strstr(e.msg, "writable by everyone (mode 0777)"),
+	            "got %d \"%s\"", rc, e.msg);
+	UNIT_CHECK(u, chmod(dir, 0770) == 0);
+	rc = state_open(&s, dir, &e);
+	UNIT_CHECKF(u, rc == -EPERM && !s && strstr(e.msg, "writable by its group"),
+	            "got %d \"%s\"", rc, e.msg);
+	UNIT_CHECK(u, chmod(dir, 0755) == 0);
+	if (open_ok(u, &s, dir))
+		return;
+	state_close(s);
+
+	/* A readable data.mdb is made private; a writable one refused. */
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	UNIT_CHECK(u, chmod(path, 0644) == 0);
+	if (open_ok(u, &s, dir))
+		return;
+	state_close(s);
+	UNIT_CHECK(u, stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	UNIT_CHECK(u, chmod(path, 0666) == 0);
+	rc = state_open(&s, dir, &e);
+	UNIT_CHECKF(u, rc == -EPERM && strstr(e.msg, "data.mdb is writable by others"),
+	            "got %d \"%s\"", rc, e.msg);
+	if (geteuid() == 0) {
+		/* Another user's directory. */
+		UNIT_CHECK(u, chmod(path, 0600) == 0 && chown(dir, 65534, 65534) == 0);
+		rc = state_open(&s, dir, &e);
+		UNIT_CHECKF(u, rc == -EPERM && strstr(e.msg, "owned by uid 65534"), "got %d \"%s\"",
+		            rc, e.msg);
+		UNIT_CHECK(u, chown(dir, 0, 0) == 0);
+	}
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -1050,6 +1270,8 @@ int main(void)
 	UNIT_RUN(&u, test_second_opener);
 	UNIT_RUN(&u, test_bad_records);
 	UNIT_RUN(&u, test_map_full);
+	UNIT_RUN(&u, test_damaged);
+	UNIT_RUN(&u, test_links_and_modes);
 	UNIT_RUN(&u, test_put_rate);
 	rc = unit_done(&u);
 	printf("%d passed, %d failed\n", u.passed, u.failed);
