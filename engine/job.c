@@ -45,6 +45,8 @@ struct mbox {
 	int work;		/* needs a worker */
 	int failed;
 	int dst_exists;
+	int create_refused;	/* CREATE answered NO: exists after all? LIST tells */
+	char create_why[120];	/* the refusal, for the error line if it does not */
 	int probe;		/* new while known mailboxes vanished: renamed? */
 	uint32_t probe_uidv;
 	size_t renamed_from;	/* 1 + index into job.van: it was that one */
@@ -216,6 +218,7 @@ struct job {
 	char **dst_names;
 	size_t ndst, cdst;
 	unsigned creates_pending;
+	int relisted;		/* refused CREATEs were looked up again */
 	int listed, dst_prepared, finished, fatal;
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
@@ -1053,13 +1056,31 @@ static void dispatch(struct job *j)
 			worker_next(&j->w[i]);
 }
 
+static void relist_send(struct job *j, struct imap_client *c);
+
 static void creates_release(struct job *j)
 {
 	if (--j->creates_pending == 0) {
+		if (!j->relisted && !j->fatal) {
+			j->relisted = 1;
+			for (size_t i = 0; i < j->nmb; i++)
+				if (j->mb[i].create_refused) {
+					relist_send(j, &j->w[0].dst);
+					return;
+				}
+		}
 		j->dst_prepared = 1;
 		dispatch(j);
 		job_maybe_finish(j);
 	}
+}
+
+static void create_fail(struct job *j, const char *who, struct mbox *mb, const char *why)
+{
+	job_error(j, who, mb, 0, "cannot create mailbox \"%s\": %s", mb->dst_name, why);
+	mb->failed = 1;
+	mb->work = 0;
+	j->sum->mailboxes_failed++;
 }
 
 static void create_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -1069,11 +1090,49 @@ static void create_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	struct mbox *mb = cmd->ud;
 
 	if (r->status != IMAP_ST_OK && !imap_resp_code(r, "ALREADYEXISTS")) {
-		job_error(j, imap_client_who(c), mb, 0, "cannot create mailbox \"%s\": %.*s",
-			  mb->dst_name, (int)r->text_len, r->text);
-		mb->failed = 1;
-		mb->work = 0;
-		j->sum->mailboxes_failed++;
+		/* Cyrus IMAP 3.x creates a parent with its child and then answers
+		 * a CREATE of the parent "NO Mailbox already exists", without
+		 * [ALREADYEXISTS] (RFC 5530): whether it exists, LIST tells. */
+		mb->create_refused = 1;
+		snprintf(mb->create_why, sizeof(mb->create_why), "%.*s", (int)r->text_len, r->text);
+	}
+	creates_release(j);
+}
+
+/* The answer to LIST "" name for a refused CREATE: the LIST data went
+ * into the destination's list (dst_ctl_untagged). */
+static void relist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mbox *mb = cmd->ud;
+
+	mb->create_refused = 0;
+	if (r->status == IMAP_ST_OK && dst_has(j, mb->dst_name))
+		mf_log(MF_LOG_INFO, "%s: mailbox \"%s\": CREATE refused (%s), but it exists",
+		       imap_client_who(c), mb->dst_name, mb->create_why);
+	else
+		create_fail(j, imap_client_who(c), mb, mb->create_why);
+	creates_release(j);
+}
+
+/* Every CREATE is answered: look up the refused ones (pipelined). The
+ * commands of the answered CREATEs are reused. */
+static void relist_send(struct job *j, struct imap_client *c)
+{
+	size_t n = 0;
+
+	j->creates_pending = 1; /* held until all are sent */
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!mb->create_refused)
+			continue;
+		j->creates_pending++;
+		imap_cmd_begin(c, &j->create_cmd[n++], relist_done, mb);
+		imap_put(c, "LIST \"\" ");
+		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
+		imap_cmd_end(c);
 	}
 	creates_release(j);
 }
@@ -1279,11 +1338,35 @@ static void rename_next(struct job *j, struct imap_client *c)
 	dst_create_all(j, c);
 }
 
+struct create_order {
+	size_t depth, idx;
+};
+
+/* Hierarchy levels of a destination name: separators in it. */
+static size_t create_depth(const struct job *j, const char *name)
+{
+	size_t d = 0;
+
+	for (; j->dst_sep && *name; name++)
+		d += *name == j->dst_sep;
+	return d;
+}
+
+static int create_order_cmp(const void *a, const void *b)
+{
+	const struct create_order *x = a, *y = b;
+
+	if (x->depth != y->depth)
+		return x->depth < y->depth ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx; /* as listed, otherwise */
+}
+
 /* CREATE what the destination lacks and SUBSCRIBE what the source has
  * subscribed, all pipelined; workers start when every answer is in. */
 static void dst_create_all(struct job *j, struct imap_client *c)
 {
-	size_t n = 0;
+	struct create_order *order;
+	size_t n = 0, nc = 0;
 
 	if (j->fatal) {
 		job_maybe_finish(j);
@@ -1317,18 +1400,29 @@ static void dst_create_all(struct job *j, struct imap_client *c)
 		j->fatal = 1;
 		return;
 	}
+	/* Parents before children: servers that make a parent with its child
+	 * (Cyrus) refuse a CREATE of the parent after it. Pipelined, the
+	 * CREATEs run in the order sent. */
+	order = calloc(j->nmb ? j->nmb : 1, sizeof(*order));
+	if (!order) {
+		j->fatal = 1;
+		return;
+	}
+	for (size_t i = 0; i < j->nmb; i++)
+		if (!j->mb[i].dst_exists)
+			order[nc++] = (struct create_order){create_depth(j, j->mb[i].dst_name), i};
+	qsort(order, nc, sizeof(*order), create_order_cmp);
 	n = 0;
-	for (size_t i = 0; i < j->nmb; i++) {
-		struct mbox *mb = &j->mb[i];
+	for (size_t i = 0; i < nc; i++) {
+		struct mbox *mb = &j->mb[order[i].idx];
 
-		if (mb->dst_exists)
-			continue;
 		j->creates_pending++;
 		imap_cmd_begin(c, &j->create_cmd[n++], create_done, mb);
 		imap_put(c, "CREATE ");
 		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
 		imap_cmd_end(c);
 	}
+	free(order);
 	/* Subscriptions follow the source's (SUBSCRIBE is idempotent). */
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
