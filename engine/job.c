@@ -233,6 +233,9 @@ struct job {
 	int state_dirty;
 	int progress_shown;
 	struct imap_client_cb src_cb, dst_cb;
+	/* test only: MAILFERRY_TEST_FAIL=SITE:N, see test_fail() */
+	char test_fail_site[32];
+	unsigned long test_fail_at, test_fail_calls;
 };
 
 static void worker_next(struct worker *w);
@@ -245,6 +248,31 @@ static void examine_send(struct worker *w);
 static int grow(void **p, size_t *cap, size_t need, size_t elem);
 static void retry_push(struct worker *w, uint32_t uid);
 static void intent_drop(struct worker *w, uint32_t uid);
+
+/* ---- test hook ------------------------------------------------------------ */
+
+/* TEST ONLY. MAILFERRY_TEST_FAIL=SITE:N (read once at job start) makes the
+ * Nth pass through SITE fail as if its allocation or state call had: for
+ * the regression tests of faults a real run cannot produce on demand
+ * (tests/integration/t_silent_losses.sh). Sites: retry_push, change_note
+ * (the list cannot grow), remap_get (the state cannot read a record). */
+static void test_fail_init(struct job *j)
+{
+	const char *v = getenv("MAILFERRY_TEST_FAIL"), *colon;
+
+	if (!v || !(colon = strchr(v, ':')) || (size_t)(colon - v) >= sizeof(j->test_fail_site))
+		return;
+	memcpy(j->test_fail_site, v, (size_t)(colon - v));
+	j->test_fail_site[colon - v] = '\0';
+	j->test_fail_at = strtoul(colon + 1, NULL, 10);
+}
+
+static int test_fail(struct job *j, const char *site)
+{
+	if (!j->test_fail_at || strcmp(site, j->test_fail_site))
+		return 0;
+	return ++j->test_fail_calls == j->test_fail_at;
+}
 
 /* ---- reporting ----------------------------------------------------------- */
 
@@ -1663,7 +1691,8 @@ static int remap_lit_end(struct worker *w)
 		struct state_msg m;
 
 		hit->claimed = 1;
-		if (state_msg_get(j->st, &ok, &m, &e) == 0 && state_msg_put(j->st, &nk, &m, &e) < 0) {
+		if ((test_fail(j, "remap_get") ? -EIO : state_msg_get(j->st, &ok, &m, &e)) == 0 &&
+		    state_msg_put(j->st, &nk, &m, &e) < 0) {
 			job_error(j, NULL, w->mb, w->rm_uid, "%s", e.msg);
 			j->fatal = 1;
 		}
@@ -2249,7 +2278,8 @@ static void retry_push(struct worker *w, uint32_t uid)
 {
 	if (w->nretry == w->cretry) {
 		size_t nc = w->cretry ? w->cretry * 2 : 64;
-		uint32_t *nr = realloc(w->retry, nc * sizeof(*nr));
+		uint32_t *nr = test_fail(w->job, "retry_push") ? NULL
+							       : realloc(w->retry, nc * sizeof(*nr));
 
 		if (!nr)
 			return;
@@ -2790,7 +2820,8 @@ static void change_note(struct worker *w, uint32_t uid, const struct imap_node *
 	n = flags_string(flags, fl, sizeof(fl));
 	if (flags_equal(fl, n, m.flags, strlen(m.flags)))
 		return;
-	if (grow((void **)&w->chg, &w->cchg, w->nchg + 1, sizeof(*w->chg)) < 0 ||
+	if (test_fail(j, "change_note") ||
+	    grow((void **)&w->chg, &w->cchg, w->nchg + 1, sizeof(*w->chg)) < 0 ||
 	    grow((void **)&w->cpool, &w->cpool_cap, w->cpool_len + n + 1, 1) < 0)
 		return;
 	w->chg[w->nchg++] = (struct chg){uid, m.dst_uid, (uint32_t)w->cpool_len, (uint16_t)n};
@@ -3684,6 +3715,7 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 			mf_err_set(err, -ENOMEM, "out of memory");
 			return -ENOMEM;
 		}
+	test_fail_init(&j);
 	j.t0 = loop_now_ms(l);
 	j.last_commit = j.t0;
 	if (worker_open_src(&j.w[0], err) < 0) {
