@@ -112,7 +112,7 @@ static const char *const method_names[] = {"new-only", "qresync", "condstore", "
 
 struct chg {
 	uint32_t uid, dst_uid;
-	uint32_t off;		/* flags in the worker's change pool */
+	size_t off;		/* flags in the worker's change pool */
 	uint16_t len;
 };
 
@@ -2905,7 +2905,7 @@ static int chg_push(struct worker *w, uint32_t uid, uint32_t dst_uid, const char
 		w->chg_unread++;
 		return -ENOMEM;
 	}
-	w->chg[w->nchg++] = (struct chg){uid, dst_uid, (uint32_t)w->cpool_len, (uint16_t)n};
+	w->chg[w->nchg++] = (struct chg){uid, dst_uid, w->cpool_len, (uint16_t)n};
 	memcpy(w->cpool + w->cpool_len, fl, n);
 	w->cpool_len += n;
 	return 0;
