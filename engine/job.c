@@ -52,6 +52,8 @@ struct mbox {
 	int work;		/* needs a worker */
 	int failed;
 	int dst_exists;
+	int create_refused;	/* CREATE answered NO: exists after all? LIST tells */
+	char create_why[120];	/* the refusal, for the error line if it does not */
 	int probe;		/* new while known mailboxes vanished: renamed? */
 	uint32_t probe_uidv;
 	size_t renamed_from;	/* 1 + index into job.van: it was that one */
@@ -117,8 +119,16 @@ static const char *const method_names[] = {"new-only", "qresync", "condstore", "
 
 struct chg {
 	uint32_t uid, dst_uid;
-	uint32_t off;		/* flags in the worker's change pool */
+	size_t off;		/* flags in the worker's change pool */
 	uint16_t len;
+};
+
+/* One destination command of the changes pass; a UID STORE knows which
+ * changes it carries: chg[first..end) (indices, not packed: a mailbox may
+ * hold any number of changes). */
+struct apply_op {
+	struct imap_cmd cmd; /* first: the op is found from its command */
+	size_t first, end;
 };
 
 struct settle {
@@ -168,14 +178,20 @@ struct worker {
 	uint32_t seen_n;
 	uint64_t unknown_vanished;
 	unsigned apply_pending;
-	struct imap_cmd *apply_cmd;
+	struct apply_op *apply_cmd;
 	size_t apply_cap;
+	size_t chg_lost;   /* flag changes read but not applied (HIGHESTMODSEQ stays) */
+	size_t chg_unread; /* of them, not even noted (no memory, state error) */
 	struct imap_cmd diff_cmd[2];
 	/* UIDVALIDITY changed: messages found again by content */
 	struct remap *rm;
 	size_t nrm, crm;
 	uint32_t old_uidv, rm_uid;
 	uint64_t rm_found;
+	int rm_failed;                  /* a match could not be recorded: the remap is redone */
+	char rm_flags[STATE_FLAGS_MAX]; /* the hashed message's FLAGS */
+	size_t rm_flags_len;
+	int rm_have_flags;
 	/* --dedupe: the destination folder's content (rm), then the new messages */
 	int dd_done;
 	uint32_t dd_dst_uidv;
@@ -232,6 +248,7 @@ struct job {
 	char **dst_names;
 	size_t ndst, cdst;
 	unsigned creates_pending;
+	int relisted;		/* refused CREATEs were looked up again */
 	int listed, dst_prepared, finished, fatal;
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
@@ -247,6 +264,9 @@ struct job {
 	int state_dirty;
 	int progress_shown;
 	struct imap_client_cb src_cb, dst_cb;
+	/* test only: MAILFERRY_TEST_FAIL=SITE:N, see test_fail() */
+	char test_fail_site[32];
+	unsigned long test_fail_at, test_fail_calls;
 };
 
 static void worker_next(struct worker *w);
@@ -260,6 +280,31 @@ static void examine_send(struct worker *w);
 static int grow(void **p, size_t *cap, size_t need, size_t elem);
 static void retry_push(struct worker *w, uint32_t uid);
 static void intent_drop(struct worker *w, uint32_t uid);
+
+/* ---- test hook ------------------------------------------------------------ */
+
+/* TEST ONLY. MAILFERRY_TEST_FAIL=SITE:N (read once at job start) makes the
+ * Nth pass through SITE fail as if its allocation or state call had: for
+ * the regression tests of faults a real run cannot produce on demand
+ * (tests/integration/t_silent_losses.sh). Sites: retry_push, change_note
+ * (the list cannot grow), remap_get (the state cannot read a record). */
+static void test_fail_init(struct job *j)
+{
+	const char *v = getenv("MAILFERRY_TEST_FAIL"), *colon;
+
+	if (!v || !(colon = strchr(v, ':')) || (size_t)(colon - v) >= sizeof(j->test_fail_site))
+		return;
+	memcpy(j->test_fail_site, v, (size_t)(colon - v));
+	j->test_fail_site[colon - v] = '\0';
+	j->test_fail_at = strtoul(colon + 1, NULL, 10);
+}
+
+static int test_fail(struct job *j, const char *site)
+{
+	if (!j->test_fail_at || strcmp(site, j->test_fail_site))
+		return 0;
+	return ++j->test_fail_calls == j->test_fail_at;
+}
 
 /* ---- reporting ----------------------------------------------------------- */
 
@@ -1216,13 +1261,31 @@ static void dispatch(struct job *j)
 			worker_next(&j->w[i]);
 }
 
+static void relist_send(struct job *j, struct imap_client *c);
+
 static void creates_release(struct job *j)
 {
 	if (--j->creates_pending == 0) {
+		if (!j->relisted && !j->fatal) {
+			j->relisted = 1;
+			for (size_t i = 0; i < j->nmb; i++)
+				if (j->mb[i].create_refused) {
+					relist_send(j, &j->w[0].dst);
+					return;
+				}
+		}
 		j->dst_prepared = 1;
 		dispatch(j);
 		job_maybe_finish(j);
 	}
+}
+
+static void create_fail(struct job *j, const char *who, struct mbox *mb, const char *why)
+{
+	job_error(j, who, mb, 0, "cannot create mailbox (%zu bytes): %s", strlen(mb->dst_name), why);
+	mb->failed = 1;
+	mb->work = 0;
+	j->sum->mailboxes_failed++;
 }
 
 static void create_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -1232,11 +1295,49 @@ static void create_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	struct mbox *mb = cmd->ud;
 
 	if (r->status != IMAP_ST_OK && !imap_resp_code(r, "ALREADYEXISTS")) {
-		job_error(j, imap_client_who(c), mb, 0, "cannot create mailbox (%zu bytes): %.*s",
-		          strlen(mb->dst_name), (int)r->text_len, r->text);
-		mb->failed = 1;
-		mb->work = 0;
-		j->sum->mailboxes_failed++;
+		/* Cyrus IMAP 3.x creates a parent with its child and then answers
+		 * a CREATE of the parent "NO Mailbox already exists", without
+		 * [ALREADYEXISTS] (RFC 5530): whether it exists, LIST tells. */
+		mb->create_refused = 1;
+		snprintf(mb->create_why, sizeof(mb->create_why), "%.*s", (int)r->text_len, r->text);
+	}
+	creates_release(j);
+}
+
+/* The answer to LIST "" name for a refused CREATE: the LIST data went
+ * into the destination's list (dst_ctl_untagged). */
+static void relist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mbox *mb = cmd->ud;
+
+	mb->create_refused = 0;
+	if (r->status == IMAP_ST_OK && dst_has(j, mb->dst_name))
+		mf_log(MF_LOG_INFO, "%s: mailbox \"%s\": CREATE refused (%s), but it exists",
+		       imap_client_who(c), mb->dst_name, mb->create_why);
+	else
+		create_fail(j, imap_client_who(c), mb, mb->create_why);
+	creates_release(j);
+}
+
+/* Every CREATE is answered: look up the refused ones (pipelined). The
+ * commands of the answered CREATEs are reused. */
+static void relist_send(struct job *j, struct imap_client *c)
+{
+	size_t n = 0;
+
+	j->creates_pending = 1; /* held until all are sent */
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!mb->create_refused)
+			continue;
+		j->creates_pending++;
+		imap_cmd_begin(c, &j->create_cmd[n++], relist_done, mb);
+		imap_put(c, "LIST \"\" ");
+		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
+		imap_cmd_end(c);
 	}
 	creates_release(j);
 }
@@ -1443,11 +1544,35 @@ static void rename_next(struct job *j, struct imap_client *c)
 	dst_create_all(j, c);
 }
 
+struct create_order {
+	size_t depth, idx;
+};
+
+/* Hierarchy levels of a destination name: separators in it. */
+static size_t create_depth(const struct job *j, const char *name)
+{
+	size_t d = 0;
+
+	for (; j->dst_sep && *name; name++)
+		d += *name == j->dst_sep;
+	return d;
+}
+
+static int create_order_cmp(const void *a, const void *b)
+{
+	const struct create_order *x = a, *y = b;
+
+	if (x->depth != y->depth)
+		return x->depth < y->depth ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx; /* as listed, otherwise */
+}
+
 /* CREATE what the destination lacks and SUBSCRIBE what the source has
  * subscribed, all pipelined; workers start when every answer is in. */
 static void dst_create_all(struct job *j, struct imap_client *c)
 {
-	size_t n = 0;
+	struct create_order *order;
+	size_t n = 0, nc = 0;
 
 	if (j->fatal) {
 		job_maybe_finish(j);
@@ -1481,18 +1606,29 @@ static void dst_create_all(struct job *j, struct imap_client *c)
 		j->fatal = 1;
 		return;
 	}
+	/* Parents before children: servers that make a parent with its child
+	 * (Cyrus) refuse a CREATE of the parent after it. Pipelined, the
+	 * CREATEs run in the order sent. */
+	order = calloc(j->nmb ? j->nmb : 1, sizeof(*order));
+	if (!order) {
+		j->fatal = 1;
+		return;
+	}
+	for (size_t i = 0; i < j->nmb; i++)
+		if (!j->mb[i].dst_exists)
+			order[nc++] = (struct create_order){create_depth(j, j->mb[i].dst_name), i};
+	qsort(order, nc, sizeof(*order), create_order_cmp);
 	n = 0;
-	for (size_t i = 0; i < j->nmb; i++) {
-		struct mbox *mb = &j->mb[i];
+	for (size_t i = 0; i < nc; i++) {
+		struct mbox *mb = &j->mb[order[i].idx];
 
-		if (mb->dst_exists)
-			continue;
 		j->creates_pending++;
 		imap_cmd_begin(c, &j->create_cmd[n++], create_done, mb);
 		imap_put(c, "CREATE ");
 		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
 		imap_cmd_end(c);
 	}
+	free(order);
 	/* Subscriptions follow the source's (SUBSCRIBE is idempotent). */
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
@@ -1676,6 +1812,11 @@ static int msg_flags_ok(const struct batch *b, size_t n)
 
 /* ---- worker: UIDVALIDITY changed (RFC 3501 §2.3.1.1) --------------------------------- */
 
+static int flags_equal(const char *a, size_t al, const char *b, size_t bl);
+static int chg_push(struct worker *w, uint32_t uid, uint32_t dst_uid, const char *fl, size_t n);
+static void changes_reset(struct worker *w);
+static void changes_apply(struct worker *w);
+
 static int remap_cmp(const void *a, const void *b)
 {
 	return memcmp(((const struct remap *)a)->hash, ((const struct remap *)b)->hash, 32);
@@ -1776,6 +1917,9 @@ static int remap_lit_begin(struct worker *w, const struct imap_resp *r, const st
 
 	fetch_meta(r, key, &fm);
 	w->rm_uid = fm.uid;
+	/* FLAGS before BODY[], as asked (see src_lit_begin); else no diff */
+	w->rm_have_flags = fm.flags != NULL;
+	w->rm_flags_len = fm.flags ? flags_string(fm.flags, w->rm_flags, sizeof(w->rm_flags)) : 0;
 	msghash_begin(&w->mh);
 	return IMAP_LIT_STREAM;
 }
@@ -1789,6 +1933,7 @@ static int remap_lit_end(struct worker *w)
 	struct remap key, *hit;
 	struct mf_error e;
 	uint8_t nh[32];
+	int rc;
 
 	/* By the CR-folded digest: a server that rewrote bare CRs when the
 	 * mailbox was rebuilt still has the same message. */
@@ -1806,12 +1951,32 @@ static int remap_lit_end(struct worker *w)
 		struct state_msg m;
 
 		hit->claimed = 1;
-		if (state_msg_get(j->st, &ok, &m, &e) == 0 && state_msg_put(j->st, &nk, &m, &e) < 0) {
+		if (test_fail(j, "remap_get")) {
+			mf_err_set(&e, -EIO, "state: injected read error (MAILFERRY_TEST_FAIL)");
+			rc = -EIO;
+		} else {
+			rc = state_msg_get(j->st, &ok, &m, &e);
+		}
+		if (rc < 0) {
+			/* Neither copied nor recorded would be lost: the mailbox
+			 * fails and the remap is done again next run. */
 			job_error(j, NULL, w->mb, w->rm_uid, "%s", e.msg);
+			w->rm_failed = 1;
+			return 0;
+		}
+		if (state_msg_put(j->st, &nk, &m, &e) < 0) {
+			job_error(j, NULL, w->mb, w->rm_uid, "%s", e.msg);
+			w->rm_failed = 1;
 			j->fatal = 1;
+			return 0;
 		}
 		j->state_dirty = 1;
 		w->rm_found++;
+		/* The same message, its flags maybe changed with the move: the
+		 * changes pass applies the difference (m.flags: as copied). */
+		if (j->o->sync_flags && w->rm_have_flags &&
+		    !flags_equal(w->rm_flags, w->rm_flags_len, m.flags, strlen(m.flags)))
+			chg_push(w, w->rm_uid, m.dst_uid, w->rm_flags, w->rm_flags_len);
 		return 0;
 	}
 	if (grow((void **)&w->todo, &w->ctodo, w->ntodo + 1, sizeof(*w->todo)) < 0)
@@ -1825,9 +1990,12 @@ static int remap_drop_old(void *ctx, uint32_t uid, const struct state_msg *m)
 	struct worker *w = ctx;
 	struct state_msg_key k = {w->job->jobid, w->mb->mbid, w->old_uidv, uid};
 	struct mf_error e;
+	int rc;
 
 	(void)m;
-	return state_msg_del(w->job->st, &k, &e);
+	if ((rc = state_msg_del(w->job->st, &k, &e)) < 0)
+		job_error(w->job, NULL, w->mb, uid, "%s", e.msg);
+	return rc;
 }
 
 static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -1836,6 +2004,7 @@ static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 	struct job *j = w->job;
 	struct state_mbox rec;
 	struct mf_error e;
+	int rc;
 
 	(void)cmd;
 	if (r->status != IMAP_ST_OK) {
@@ -1843,13 +2012,30 @@ static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 			     r->text);
 		return;
 	}
-	state_msg_each(j->st, j->jobid, w->mb->mbid, w->old_uidv, 1, remap_drop_old, w, &e);
-	if (state_mbox_get(j->st, j->jobid, w->mb->mbid, &rec, &e) == 0) {
+	if (w->rm_failed) {
+		/* The old records stay, so the next run finds them again. */
+		mailbox_fail(w, NULL, 0,
+		             "UIDVALIDITY changed from %u to %u, but the state could "
+		             "not record the messages found again; tried again next run",
+		             w->old_uidv, w->uidvalidity);
+		return;
+	}
+	if (state_msg_each(j->st, j->jobid, w->mb->mbid, w->old_uidv, 1, remap_drop_old, w, &e) <
+	    0) {
+		mailbox_fail(w, NULL, 0, "UIDVALIDITY changed: old records not dropped");
+		return;
+	}
+	rc = state_mbox_get(j->st, j->jobid, w->mb->mbid, &rec, &e);
+	if (rc == 0) {
 		rec.uidvalidity = w->uidvalidity;
 		rec.last_uid = 0;
 		rec.highestmodseq = 0;
 		rec.intents = 0;
-		state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e);
+		rc = state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e);
+	}
+	if (rc < 0) {
+		mailbox_fail(w, NULL, 0, "%s", e.msg);
+		return;
 	}
 	j->state_dirty = 1;
 	job_commit(j);
@@ -1861,7 +2047,7 @@ static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 	j->sum->skipped += w->rm_found;
 	w->list_mode = 1;
 	w->todo_pos = 0;
-	fetch_start(w);
+	changes_apply(w); /* flags changed on the found ones, then the new */
 }
 
 static void remap_start(struct worker *w, uint32_t old_uidv)
@@ -1872,7 +2058,9 @@ static void remap_start(struct worker *w, uint32_t old_uidv)
 	w->old_uidv = old_uidv;
 	w->nrm = w->ntodo = w->todo_pos = 0;
 	w->rm_found = 0;
+	w->rm_failed = 0;
 	w->method = M_NEW_ONLY; /* flags are copied with the messages that move */
+	changes_reset(w);       /* the flag changes of found messages go in here */
 	if (state_msg_each(j->st, j->jobid, w->mb->mbid, old_uidv, 1, remap_collect, w, &e) < 0) {
 		mailbox_fail(w, NULL, 0, "%s", e.msg);
 		return;
@@ -1885,7 +2073,7 @@ static void remap_start(struct worker *w, uint32_t old_uidv)
 		return;
 	}
 	imap_cmd_begin(&w->src, &w->remap_cmd, remap_done, NULL);
-	imap_put(&w->src, "UID FETCH 1:* (UID BODY.PEEK[])");
+	imap_put(&w->src, "UID FETCH 1:* (UID FLAGS BODY.PEEK[])");
 	imap_cmd_end(&w->src);
 }
 
@@ -2414,10 +2602,21 @@ static void retry_push(struct worker *w, uint32_t uid)
 {
 	if (w->nretry == w->cretry) {
 		size_t nc = w->cretry ? w->cretry * 2 : 64;
-		uint32_t *nr = realloc(w->retry, nc * sizeof(*nr));
+		uint32_t *nr = test_fail(w->job, "retry_push") ? NULL
+							       : realloc(w->retry, nc * sizeof(*nr));
 
-		if (!nr)
+		if (!nr) {
+			/* Not queued, so not copied: it fails this run, and the
+			 * mailbox's last UID stays below it (mailbox_finish). */
+			job_error(w->job, imap_client_who(&w->dst), w->mb, uid,
+			          "out of memory queueing the message for a retry; it is "
+			          "tried again next run");
+			w->mb->nfailed++;
+			w->job->sum->failed++;
+			if (!w->mb_failed_min_uid || uid < w->mb_failed_min_uid)
+				w->mb_failed_min_uid = uid;
 			return;
+		}
 		w->retry = nr;
 		w->cretry = nc;
 	}
@@ -2591,7 +2790,16 @@ static void mailbox_finish(struct worker *w)
 	struct mbox *mb = w->mb;
 	struct state_mbox rec;
 	struct mf_error e;
+	int lost = j->o->sync_flags && w->chg_lost;
 
+	if (lost && w->chg_unread && !mb->failed && !j->o->dry_run) {
+		job_error(j, imap_client_who(&w->src), mb, 0,
+		          "%zu flag changes could not be noted (out of memory or "
+		          "a state error); they are read again next run",
+		          w->chg_unread);
+		mb->nfailed += w->chg_unread;
+		j->sum->failed += w->chg_unread;
+	}
 	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) < 0)
 		memset(&rec, 0, sizeof(rec));
 	if (j->o->dry_run) {
@@ -2602,14 +2810,22 @@ static void mailbox_finish(struct worker *w)
 		snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
 		/* HIGHESTMODSEQ in the record means "flags in the state are
 		 * current up to here": it moves only when flags were read. */
-		if (rec.uidvalidity != w->uidvalidity || !rec.last_uid || w->method != M_NEW_ONLY)
+		if (lost) {
+			/* A flag change was not applied: the next run reads it
+			 * again (from the old HIGHESTMODSEQ, or by a scan). */
+			if (rec.uidvalidity != w->uidvalidity)
+				rec.highestmodseq = 0;
+		} else if (rec.uidvalidity != w->uidvalidity || !rec.last_uid ||
+		           w->method != M_NEW_ONLY) {
 			rec.highestmodseq = w->highestmodseq;
+		}
 		rec.uidvalidity = w->uidvalidity;
 		rec.uidnext = w->uidnext;
 		/* Messages the destination refused are tried again next run. */
 		rec.last_uid = w->mb_failed_min_uid ? (uint32_t)w->mb_failed_min_uid - 1
 						     : (w->uidnext ? w->uidnext - 1 : 0);
-		rec.synced_at = w->mb_failed_min_uid || mb->nfailed ? 0 : (uint64_t)time(NULL);
+		rec.synced_at =
+		    w->mb_failed_min_uid || mb->nfailed || lost ? 0 : (uint64_t)time(NULL);
 		rec.messages = w->src.exists;
 		rec.intents = 0; /* every APPEND of this pass was answered */
 		if (state_mbox_put(j->st, j->jobid, mb->mbid, &rec, &e) < 0) {
@@ -2927,6 +3143,7 @@ static int seen_has(const struct worker *w, uint32_t uid)
 static void changes_reset(struct worker *w)
 {
 	w->nchg = w->ngone = w->cpool_len = 0;
+	w->chg_lost = w->chg_unread = 0;
 	w->unknown_vanished = 0;
 	w->fallback_why = NULL;
 	w->max_named_uid = 0;
@@ -2936,6 +3153,23 @@ static void gone_push(struct worker *w, uint32_t uid)
 {
 	if (grow((void **)&w->gone, &w->cgone, w->ngone + 1, sizeof(*w->gone)) == 0)
 		w->gone[w->ngone++] = uid;
+}
+
+/* One flag change to apply: uid now has flags fl (n bytes); 0, or -ENOMEM
+ * with the change counted as lost. */
+static int chg_push(struct worker *w, uint32_t uid, uint32_t dst_uid, const char *fl, size_t n)
+{
+	if (test_fail(w->job, "change_note") ||
+	    grow((void **)&w->chg, &w->cchg, w->nchg + 1, sizeof(*w->chg)) < 0 ||
+	    grow((void **)&w->cpool, &w->cpool_cap, w->cpool_len + n + 1, 1) < 0) {
+		w->chg_lost++;
+		w->chg_unread++;
+		return -ENOMEM;
+	}
+	w->chg[w->nchg++] = (struct chg){uid, dst_uid, w->cpool_len, (uint16_t)n};
+	memcpy(w->cpool + w->cpool_len, fl, n);
+	w->cpool_len += n;
+	return 0;
 }
 
 /* A FETCH with FLAGS for a known message: record it if the flags differ
@@ -2949,11 +3183,21 @@ static void change_note(struct worker *w, uint32_t uid, const struct imap_node *
 	const struct imap_node *bad;
 	char fl[STATE_FLAGS_MAX];
 	size_t n;
+	int rc;
 
 	if (!uid || uid > w->rec.last_uid)
 		return; /* new messages are copied, not updated */
 	seen_mark(w, uid);
-	if (!flags || state_msg_get(j->st, &k, &m, &e) < 0 || m.status != STATE_MSG_DONE)
+	if (!flags)
+		return;
+	if ((rc = state_msg_get(j->st, &k, &m, &e)) < 0) {
+		if (rc != -ENOENT) { /* not copied (refused): nothing to update */
+			w->chg_lost++;
+			w->chg_unread++;
+		}
+		return;
+	}
+	if (m.status != STATE_MSG_DONE)
 		return;
 	n = flags_string(flags, fl, sizeof(fl), &bad);
 	if (bad) {
@@ -2965,12 +3209,7 @@ static void change_note(struct worker *w, uint32_t uid, const struct imap_node *
 	}
 	if (flags_equal(fl, n, m.flags, strlen(m.flags)))
 		return;
-	if (grow((void **)&w->chg, &w->cchg, w->nchg + 1, sizeof(*w->chg)) < 0 ||
-	    grow((void **)&w->cpool, &w->cpool_cap, w->cpool_len + n + 1, 1) < 0)
-		return;
-	w->chg[w->nchg++] = (struct chg){uid, m.dst_uid, (uint32_t)w->cpool_len, (uint16_t)n};
-	memcpy(w->cpool + w->cpool_len, fl, n);
-	w->cpool_len += n;
+	chg_push(w, uid, m.dst_uid, fl, n);
 }
 
 static void vanished_note(void *ctx, uint32_t uid)
@@ -3194,7 +3433,8 @@ static void store_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 {
 	struct worker *w = c->ud;
 	struct job *j = w->job;
-	size_t i0 = (size_t)(uintptr_t)cmd->ud >> 20, i1 = (size_t)(uintptr_t)cmd->ud & 0xfffff;
+	const struct apply_op *op = cmd->ud;
+	size_t i0 = op->first, i1 = op->end;
 	struct mf_error e;
 
 	if (r->status != IMAP_ST_OK) {
@@ -3202,17 +3442,24 @@ static void store_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 			  "flag update refused: %.*s", (int)r->text_len, r->text);
 		w->mb->nfailed += i1 - i0;
 		j->sum->failed += i1 - i0;
+		w->chg_lost += i1 - i0; /* read again next run */
 	} else {
 		for (size_t i = i0; i < i1; i++) {
 			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->chg[i].uid};
 			struct state_msg m;
 
-			if (state_msg_get(j->st, &k, &m, &e) < 0)
+			if (state_msg_get(j->st, &k, &m, &e) < 0) {
+				job_error(j, NULL, w->mb, w->chg[i].uid, "%s", e.msg);
+				w->chg_lost++;
 				continue;
+			}
 			memcpy(m.flags, w->cpool + w->chg[i].off, w->chg[i].len);
 			m.flags[w->chg[i].len] = '\0';
-			if (state_msg_put(j->st, &k, &m, &e) < 0)
+			if (state_msg_put(j->st, &k, &m, &e) < 0) {
 				job_error(j, NULL, w->mb, w->chg[i].uid, "%s", e.msg);
+				w->chg_lost++;
+				continue;
+			}
 			j->sum->flags_synced++;
 		}
 		j->state_dirty = 1;
@@ -3317,7 +3564,7 @@ static struct imap_cmd *apply_cmd(struct worker *w)
 
 	/* All apply commands are sent before the first answer is read, so
 	 * the array is sized up front by changes_apply. */
-	return need <= w->apply_cap ? &w->apply_cmd[w->apply_pending++] : NULL;
+	return need <= w->apply_cap ? &w->apply_cmd[w->apply_pending++].cmd : NULL;
 }
 
 /* Writes the changes to the destination: flags with UID STORE (grouped by
@@ -3330,6 +3577,7 @@ static void changes_apply(struct worker *w)
 	size_t nflag = j->o->sync_flags ? w->nchg : 0, ngone = j->o->delete_ ? w->ngone : 0;
 	size_t ncmd = 2 + nflag + (ngone ? 1 : 0), nomap = 0;
 	struct imap_cmd *cmd;
+	struct apply_op *op;
 
 	if (w->unknown_vanished)
 		mf_log(MF_LOG_INFO, "%s mailbox \"%s\": %llu vanished UIDs were never copied; ignored",
@@ -3374,8 +3622,10 @@ static void changes_apply(struct worker *w)
 			continue;
 		}
 		cmd = apply_cmd(w);
-		cmd->ud = (void *)(uintptr_t)((i << 20) | k);
-		imap_cmd_begin(d, cmd, store_done, cmd->ud);
+		op = (struct apply_op *)cmd; /* its first member */
+		op->first = i;
+		op->end = k;
+		imap_cmd_begin(d, cmd, store_done, op);
 		imap_put(d, "UID STORE ");
 		for (size_t x = i, first = 1; x < k; x++)
 			if (w->chg[x].dst_uid) {
@@ -3860,6 +4110,7 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 			mf_err_set(err, -ENOMEM, "out of memory");
 			return -ENOMEM;
 		}
+	test_fail_init(&j);
 	j.t0 = loop_now_ms(l);
 	j.last_commit = j.t0;
 	if (worker_open_src(&j.w[0], err) < 0) {

@@ -1,30 +1,28 @@
 #!/usr/bin/env bash
-# PENDING (issue 14 item 7): the two defects a second IMAP server shows.
-# Both print "not ok" until engine/job.c is fixed; tests/run.sh runs only
-# t_*.sh, so this file stays out of `make test` until then. Enable it by
-# renaming it to t_cyrus_defects.sh once both pass. Run it alone with
-#   bash tests/integration/pending_cyrus_defects.sh
+# Issue 14 item 7: two defects a second IMAP server showed.
 #
 # 1. Children created before parents. Cyrus IMAP 3.x creates a parent
 #    mailbox implicitly with its child, then answers a CREATE of the parent
-#    with "NO Mailbox already exists" (no [ALREADYEXISTS]). mailferry creates
-#    largest first, so a source whose "Junk/Older Spam" holds more than
-#    "Junk" sends CREATE "Junk/Older Spam" first, and the whole "Junk"
-#    mailbox then fails. Wanted: parents before children, and a refused
-#    CREATE of a mailbox that LIST then shows is a success.
+#    with "NO Mailbox already exists" (no [ALREADYEXISTS]). mailferry used
+#    to create largest first, so a source whose "Junk/Older Spam" holds more
+#    than "Junk" sent CREATE "Junk/Older Spam" first, and the whole "Junk"
+#    mailbox failed. Now: parents before children, and a refused CREATE of
+#    a mailbox that LIST then shows is a success (two source folders merged
+#    into one new destination folder with --map: the second CREATE is
+#    refused that way).
 # 2. Flags lost after a UIDVALIDITY change. A source folder recreated with
 #    a new UIDVALIDITY whose messages also changed flags or keywords: the
-#    content remap matches every message and copies none, but the flag
-#    differences are never applied, even with --sync-flags (and the state
-#    then holds the new modseq, so no later run applies them either).
-#    Wanted: after a remap, diff and apply flags and keywords of the
-#    matched messages. Shown on Dovecot at both ends (the fault needs no
-#    second server, and Maildirs compare exactly).
+#    content remap matched every message and copied none, but the flag
+#    differences were never applied, even with --sync-flags (and the state
+#    then held the new modseq, so no later run applied them either). Now
+#    the remap diffs and applies flags and keywords of the matched
+#    messages. Shown on Dovecot at both ends (the fault needs no second
+#    server, and Maildirs compare exactly).
 . "$(dirname "$0")/lib.sh"
 
 # --- 1. children before parents (Dovecot -> Cyrus) ---------------------
 dv_start A --users "src" || { not_ok dovecot "start failed"; exit 1; }
-cy_start C --users "dst" || { not_ok cyrus "start failed"; exit 1; }
+cy_start C --users "dst dst2" || { not_ok cyrus "start failed"; exit 1; }
 cat "$A_CA_FILE" "$C_CA_FILE" >"$T_TMP/ca.pem"
 python3 - "$A_IMAP_PORT" "$A_DIR/pw/src" <<'PY' || not_ok junk-setup "could not fill the source"
 import imaplib, sys
@@ -51,6 +49,25 @@ EOF
 )
 [ "$counts" = 'Junk=1 "Junk/Older Spam"=3 ' ] && ok "junk-contents ($counts)" ||
 	not_ok junk-contents "on Cyrus: '$counts', wanted Junk=1 \"Junk/Older Spam\"=3"
+
+# two source folders into one new destination folder: its second CREATE
+# is refused ("Mailbox already exists", no [ALREADYEXISTS]), LIST shows it
+python3 - "$A_IMAP_PORT" "$A_DIR/pw/src" <<'PY' || not_ok merge-setup "could not fill the source"
+import imaplib, sys
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+m.login("src", open(sys.argv[2]).read())
+for box, n in (("Lists", 2), ("Lists2", 3)):
+    m.create(box)
+    for i in range(n):
+        m.append(box, None, None, b"From: a@example.org\r\nSubject: %s %d\r\n\r\nbody\r\n" % (box.encode(), i))
+m.logout()
+PY
+expect_exit merge-migrate 0 mf migrate "imap://src@127.0.0.1:$A_IMAP_PORT" "imap://dst2@127.0.0.1:$C_IMAP_PORT" \
+	--src-password-file "$A_DIR/pw/src" --dst-password-file "$C_DIR/pw/dst2" --ca-file "$T_TMP/ca.pem" \
+	--folder 'Lists*' --map Lists=Merged --map Lists2=Merged --json --no-progress --state "$T_TMP/st2"
+n=$(imap_session "$C_IMAP_PORT" <<<"a LOGIN dst2 $(cat "$C_DIR/pw/dst2")
+b STATUS Merged (MESSAGES)" | tr -d '\r' | sed -n 's/^\* STATUS .*(MESSAGES \([0-9]*\))$/\1/p')
+[ "$n" = 5 ] && ok "merge-contents (Merged=$n)" || not_ok merge-contents "on Cyrus: Merged='$n', wanted 5"
 
 # --- 2. flags after a UIDVALIDITY change (Dovecot -> Dovecot) -------------
 dv_start U --users "src dst" || { not_ok uidvalidity-dovecot "start failed"; exit 1; }
