@@ -1913,13 +1913,17 @@ static int literal_check(struct worker *w, struct imap_client *c, const struct i
 
 static int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct imap_node *key)
 {
+	const struct imap_node *bad = NULL;
 	struct fetch_meta fm;
 
 	fetch_meta(r, key, &fm);
 	w->rm_uid = fm.uid;
 	/* FLAGS before BODY[], as asked (see src_lit_begin); else no diff */
 	w->rm_have_flags = fm.flags != NULL;
-	w->rm_flags_len = fm.flags ? flags_string(fm.flags, w->rm_flags, sizeof(w->rm_flags)) : 0;
+	w->rm_flags_len =
+	    fm.flags ? flags_string(fm.flags, w->rm_flags, sizeof(w->rm_flags), &bad) : 0;
+	if (bad)
+		w->rm_have_flags = 0; /* a flag no command line may carry: no diff */
 	msghash_begin(&w->mh);
 	return IMAP_LIT_STREAM;
 }
