@@ -220,6 +220,8 @@ static void usage(FILE *f)
 	      "  --connections N     parallel connection pairs (default 4)\n"
 	      "  --batch N           messages per MULTIAPPEND (default 256)\n"
 	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
+	      "  --retries N         reconnect a dropped connection pair up to N times in a\n"
+	      "                      row, resuming its mailbox (default 5; 0 = never)\n"
 	      "  --map SRC=DST       put source mailbox SRC into DST (repeatable; otherwise\n"
 	      "                      SPECIAL-USE, then the same name, decides)\n"
 	      "  --sync-flags        carry flag and keyword changes to the destination\n"
@@ -256,6 +258,7 @@ enum {
 	OPT_DEDUPE,
 	OPT_DELETE,
 	OPT_MAP,
+	OPT_RETRIES,
 };
 
 static const struct option long_opts[] = {
@@ -278,6 +281,7 @@ static const struct option long_opts[] = {
 	{"dedupe", no_argument, NULL, OPT_DEDUPE},
 	{"delete", no_argument, NULL, OPT_DELETE},
 	{"map", required_argument, NULL, OPT_MAP},
+	{"retries", required_argument, NULL, OPT_RETRIES},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -292,7 +296,7 @@ struct cli {
 	char state_buf[4096];
 	const char *ca_file;
 	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_, dedupe;
-	unsigned connections, batch, timeout_s;
+	unsigned connections, batch, timeout_s, retries;
 	const char *folders[65], *excludes[65];
 	unsigned nfolders, nexcludes;
 	const char *maps[65];
@@ -399,7 +403,7 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 		       "\"mailboxes_failed\":%u,\"mailboxes_renamed\":%u,\"messages_deduped\":%llu,"
 		       "\"flags_synced\":%llu,"
 		       "\"expunged\":%llu,"
-		       "\"seconds\":%.3f,\"connections\":%u,"
+		       "\"seconds\":%.3f,\"connections\":%u,\"reconnects\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
 		       "\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld,"
 		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d}\n",
@@ -407,7 +411,7 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
 		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->deduped,
 		       (unsigned long long)s->flags_synced,
-		       (unsigned long long)s->expunged, s->seconds, s->connections,
+		       (unsigned long long)s->expunged, s->seconds, s->connections, s->reconnects,
 		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb, anon_kb,
 		       file_kb,
 		       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
@@ -417,11 +421,12 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 	if (mf_log_enabled(MF_LOG_INFO))
 		fprintf(stderr,
 			"mailferry: %s: %llu copied, %llu skipped, %llu failed, %.1f MB, %u mailboxes "
-			"in %.2f s (%.0f msg/s), peak RSS %.1f MiB\n",
+			"in %.2f s (%.0f msg/s), %u reconnects, peak RSS %.1f MiB\n",
 			rc ? "finished with errors" : "done", (unsigned long long)s->copied,
 			(unsigned long long)s->skipped, (unsigned long long)s->failed,
 			(double)s->bytes / 1e6, s->mailboxes, s->seconds,
-			s->seconds > 0 ? (double)s->copied / s->seconds : 0.0, (double)rss_kb / 1024.0);
+			s->seconds > 0 ? (double)s->copied / s->seconds : 0.0, s->reconnects,
+			(double)rss_kb / 1024.0);
 }
 
 static int cmd_migrate(int argc, char **argv)
@@ -439,6 +444,7 @@ static int cmd_migrate(int argc, char **argv)
 	c.connections = 4;
 	c.batch = 256;
 	c.timeout_s = 60;
+	c.retries = 5;
 	c.progress = isatty(2);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "qvh", long_opts, NULL)) != -1) {
@@ -462,6 +468,7 @@ static int cmd_migrate(int argc, char **argv)
 		case OPT_CONN: c.connections = parse_uint(optarg, 1, 64, "--connections", &e); break;
 		case OPT_BATCH: c.batch = parse_uint(optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
 		case OPT_TIMEOUT: c.timeout_s = parse_uint(optarg, 1, 86400, "--timeout", &e); break;
+		case OPT_RETRIES: c.retries = parse_uint(optarg, 0, 100, "--retries", &e); break;
 		case OPT_DRY: c.dry_run = 1; break;
 		case OPT_JSON: c.json = 1; break;
 		case OPT_PROGRESS: c.progress = 1; break;
@@ -522,6 +529,7 @@ static int cmd_migrate(int argc, char **argv)
 	endpoint_fill(&o.dst, "destination", &c.du, c.dst_pw, &c);
 	o.job_key = c.job_key;
 	o.connections = c.connections;
+	o.retries = c.retries;
 	o.batch_msgs = c.batch;
 	o.batch_bytes = 4u << 20;
 	o.folders = c.folders;
