@@ -3515,12 +3515,14 @@ static void worker_reconnect(struct worker *w, struct imap_client *c, const stru
 	ms = ms * 3 / 4 + w->rng % (ms / 2 + 1); /* 0.75 .. 1.25 of it */
 	progress_clear(j);
 	if (w->mb)
-		mf_log(MF_LOG_INFO, "%s mailbox \"%s\": connection lost (%s); reconnecting in "
-				    "%.1f s (attempt %u of %u)",
+		mf_log(MF_LOG_INFO,
+		       "%s mailbox \"%s\": connection lost (%s); reconnecting in "
+		       "%.1f s (attempt %u of %u)",
 		       imap_client_who(c), w->mb->display, err_reason(c, err), (double)ms / 1000.0,
 		       w->attempts, j->o->retries);
 	else
-		mf_log(MF_LOG_INFO, "%s: connection lost (%s); reconnecting in %.1f s (attempt %u of %u)",
+		mf_log(MF_LOG_INFO,
+		       "%s: connection lost (%s); reconnecting in %.1f s (attempt %u of %u)",
 		       imap_client_who(c), err_reason(c, err), (double)ms / 1000.0, w->attempts,
 		       j->o->retries);
 	/* c is closed already (and may be inside its own parser: it is freed
@@ -3605,8 +3607,8 @@ static void conn_error(struct imap_client *c, const struct mf_error *err)
 	}
 	if (gave_up)
 		job_error(j, imap_client_who(c), w->mb, 0,
-			  "connection lost (%s); giving up after %u reconnect attempts",
-			  err_reason(c, err), w->attempts);
+		          "connection lost (%s); giving up after %u reconnect attempts",
+		          err_reason(c, err), w->attempts);
 	else
 		job_error(j, NULL, w->mb, 0, "%s", err->msg);
 	if (w->mb) {
