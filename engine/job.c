@@ -203,8 +203,8 @@ struct worker {
 	int reconnecting;	/* both connections are being reopened */
 	int resumed;		/* this pass of mb goes on from a pass a drop ended */
 	int resume_range;	/* ... which was fetching a UID range in order */
-	uint32_t resume_uid;	/* every UID of mb below this is settled (range mode) */
-	uint32_t resume_uidv;	/* the UIDVALIDITY resume_uid and the retry list are for */
+	uint32_t resume_uid;	/* every UID of mb below this was counted (range mode) */
+	uint32_t resume_uidv;	/* the UIDVALIDITY resume_uid is for */
 	uint64_t rng;		/* backoff jitter */
 	uint64_t wire_in, wire_out;	/* of the connections closed for a reconnect */
 };
@@ -1977,8 +1977,10 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	rc = state_msg_get(j->st, &k, &sm, &e);
 	if (rc == 0 && sm.status == STATE_MSG_DONE) {
 		w->cur.skip = 1;
-		w->mb->skipped++;
-		j->sum->skipped++;
+		if (uid >= w->resume_uid) { /* below: counted before a reconnect */
+			w->mb->skipped++;
+			j->sum->skipped++;
+		}
 		return IMAP_LIT_STREAM;
 	}
 	if (rc < 0 && rc != -ENOENT) {
@@ -2261,8 +2263,8 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	}
 	if (b->n && !w->single_mode && !w->list_mode) {
 		/* UIDs come in order and APPENDs complete in order: everything
-		 * below this batch's last message is settled, a resumed pass
-		 * starts above it. */
+		 * below this batch's last message was counted; a resumed pass
+		 * does not count it again as skipped. */
 		if (b->m[b->n - 1].uid >= w->resume_uid)
 			w->resume_uid = b->m[b->n - 1].uid + 1;
 		w->resume_uidv = w->uidvalidity;
@@ -2448,8 +2450,8 @@ static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 }
 
 /* A resumed pass settled an APPEND this run sent before the drop: it was
- * copied now. Found ones at the front (no unfound one below them) need not
- * be fetched again. */
+ * copied now. Found ones at the front (no unfound one below them) are not
+ * counted again when the pass reads them. */
 static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int prefix)
 {
 	struct job *j = w->job;
@@ -3270,17 +3272,15 @@ static void fetch_start(struct worker *w)
 	w->next_range = w->start_uid;
 	w->phase = W_FETCH;
 	w->single_mode = 0;
-	w->retry_pos = 0;
-	if (w->resumed && w->resume_uidv == w->uidvalidity) {
-		/* After a reconnect: what the interrupted pass settled is not
-		 * read again; its refused messages and retries are kept. */
-		if (!w->list_mode && w->resume_uid > w->start_uid)
-			w->start_uid = w->next_range = w->resume_uid;
-	} else {
-		w->nretry = 0;
-		w->mb_failed_min_uid = 0;
+	w->nretry = w->retry_pos = 0;
+	w->mb_failed_min_uid = 0;
+	/* A pass resumed after a reconnect reads the mailbox again from its
+	 * record: what this run confirmed is skipped as recorded. Below
+	 * resume_uid it was counted already (src_lit_begin). Not skipped over:
+	 * a stream that lost messages before the drop must not lose them for
+	 * good. */
+	if (!w->resumed || w->resume_uidv != w->uidvalidity)
 		w->resume_uid = 0;
-	}
 	if (!c->exists || w->start_uid > w->end_uid || (w->list_mode && !w->ntodo)) {
 		worker_check_done(w);
 		return;
@@ -3491,7 +3491,8 @@ static void conn_error(struct imap_client *c, const struct mf_error *err);
  * that dropped together do not come back together). The mailbox resumes
  * from its EXAMINE: APPENDs in flight have committed intents that
  * examine_done settles against the destination before anything is copied
- * again; the pass goes on above the last confirmed batch (resume_uid). */
+ * again; the pass then reads the mailbox from its record again, skipping
+ * what is recorded. */
 static void worker_reconnect(struct worker *w, struct imap_client *c, const struct mf_error *err)
 {
 	struct job *j = w->job;

@@ -3,9 +3,10 @@
 # backoff and the same mailbox resumes in the same run, exactly once.
 # 1. kick: while a migration of ~5,200 messages runs against the real
 #    Dovecot, `doveadm kick` throws out every IMAP session of the
-#    destination user, then of the source user, a few times. The run must
-#    exit 0 with reconnects >= 1 in its summary, and the destination must
-#    equal the source (0 missing, 0 twice) without a second run.
+#    destination user, then of the source user, a few times; once over
+#    plain IMAP (R), once over TLS (T). The run must exit 0 with
+#    reconnects >= 1 in its summary, the destination must equal the source
+#    (0 missing, 0 twice) without a second run, every message counted once.
 # 2. exhausted: the destination Dovecot is stopped mid-run; with --retries 2
 #    the run gives up within a bounded time, exit 1, one line naming the
 #    account and mailbox; after the server is back, a second run completes
@@ -15,32 +16,40 @@
 #    reconnect per pair at most), exit 1, the error names the account.
 . "$(dirname "$0")/lib.sh"
 
-dv_start R --users "src dst" || { not_ok reconnect-dovecot "start failed"; exit 1; }
-corpus R src crash 7 || { not_ok reconnect-corpus failed; exit 1; }
-args=(migrate "imap://src@127.0.0.1:$R_IMAP_PORT?starttls=no" "imap://dst@127.0.0.1:$R_IMAP_PORT?starttls=no"
-	--src-password-file "$R_DIR/pw/src" --dst-password-file "$R_DIR/pw/dst" --no-progress
-	--connections 2 --batch 8)
-kick() { doveadm -c "$R_DOVECOT_CONF" kick "$1" >/dev/null 2>&1; }
-
-# 1. kicks while copying
-timeout 300 "$MF" "${args[@]}" --state "$T_TMP/st1" --json >"$T_TMP/k.out" 2>"$T_TMP/k.err" &
-pid=$!
-kicks=0
-for who in dst src dst src; do
-	sleep 1.2
-	kill -0 "$pid" 2>/dev/null || break
-	kick "$who" && kicks=$((kicks + 1))
-done
-wait "$pid"
-rc=$?
-echo "# $kicks kicks; $(grep -c 'reconnecting in' "$T_TMP/k.err") reconnect lines; $(grep -m1 'reconnecting in' "$T_TMP/k.err" | cut -c1-200)" >&2
-[ "$kicks" -ge 2 ] && ok "reconnect-kicks-landed ($kicks)" || not_ok reconnect-kicks-landed "only $kicks kicks before the run ended"
-[ "$rc" = 0 ] && ok reconnect-kick-exit-0 || not_ok reconnect-kick-exit-0 "exit $rc: $(grep -v '^[[:space:]]*$' "$T_TMP/k.err" | tail -n 1)"
-n=$(json_field "$T_TMP/k.out" reconnects 2>/dev/null)
-[ "${n:-0}" -ge 1 ] 2>/dev/null && ok "reconnect-counted ($n)" || not_ok reconnect-counted "reconnects=${n:-missing} in the summary"
-grep -q 'mailbox ".*": connection lost (.*); reconnecting in [0-9.]* s (attempt 1 of 5)' "$T_TMP/k.err" &&
-	ok reconnect-logged || not_ok reconnect-logged "no reconnect line: $(head -n 2 "$T_TMP/k.err" | tr '\n' '|')"
-check reconnect-kick-exactly-once "$BENCH_BIN/compare" "$R_DIR/mail/src/Maildir" "$R_DIR/mail/dst/Maildir"
+# 1. kicks while copying, over plain IMAP and over TLS (imaps://)
+kick_run() { # NAME: a Dovecot of that name, a fresh corpus, the kicks
+	local n=$1 scheme=imap port q=?starttls=no pid rc kicks=0 who cnt
+	dv_start "$n" --users "src dst" || { not_ok "reconnect-$n-dovecot" "start failed"; return 1; }
+	corpus "$n" src crash 7 || { not_ok "reconnect-$n-corpus" failed; return 1; }
+	eval "port=\$${n}_IMAP_PORT conf=\$${n}_DOVECOT_CONF dir=\$${n}_DIR ca=\$${n}_CA_FILE"
+	[ "$n" = T ] && { scheme=imaps q=; eval "port=\$${n}_IMAPS_PORT"; }
+	timeout 300 "$MF" migrate "$scheme://src@127.0.0.1:$port$q" "$scheme://dst@127.0.0.1:$port$q" --ca-file "$ca" \
+		--src-password-file "$dir/pw/src" --dst-password-file "$dir/pw/dst" --no-progress \
+		--connections 2 --batch 8 --state "$T_TMP/st-$n" --json >"$T_TMP/k$n.out" 2>"$T_TMP/k$n.err" &
+	pid=$!
+	for who in dst src dst src; do
+		sleep 1.2
+		kill -0 "$pid" 2>/dev/null || break
+		doveadm -c "$conf" kick "$who" >/dev/null 2>&1 && kicks=$((kicks + 1))
+	done
+	wait "$pid"
+	rc=$?
+	echo "# $n: $kicks kicks; $(grep -c 'reconnecting in' "$T_TMP/k$n.err") reconnect lines; $(grep -m1 'reconnecting in' "$T_TMP/k$n.err" | cut -c1-200)" >&2
+	[ "$kicks" -ge 2 ] && ok "reconnect-$n-kicks-landed ($kicks)" || not_ok "reconnect-$n-kicks-landed" "only $kicks kicks before the run ended"
+	[ "$rc" = 0 ] && ok "reconnect-$n-exit-0" || not_ok "reconnect-$n-exit-0" "exit $rc: $(grep -v '^[[:space:]]*$' "$T_TMP/k$n.err" | tail -n 1)"
+	cnt=$(json_field "$T_TMP/k$n.out" reconnects 2>/dev/null)
+	[ "${cnt:-0}" -ge 1 ] 2>/dev/null && ok "reconnect-$n-counted ($cnt)" || not_ok "reconnect-$n-counted" "reconnects=${cnt:-missing} in the summary"
+	grep -q 'mailbox ".*": connection lost (.*); reconnecting in [0-9.]* s (attempt 1 of 5)' "$T_TMP/k$n.err" &&
+		ok "reconnect-$n-logged" || not_ok "reconnect-$n-logged" "no reconnect line: $(head -n 2 "$T_TMP/k$n.err" | tr '\n' '|')"
+	check "reconnect-$n-exactly-once" "$BENCH_BIN/compare" "$dir/mail/src/Maildir" "$dir/mail/dst/Maildir"
+	# every message counted once: copied in this run, nothing skipped
+	cnt=$(json_field "$T_TMP/k$n.out" messages_copied 2>/dev/null)
+	total=$(find "$dir/mail/src/Maildir" -type f \( -path '*/cur/*' -o -path '*/new/*' \) | wc -l)
+	[ "$cnt" = "$total" ] && [ "$(json_field "$T_TMP/k$n.out" messages_skipped)" = 0 ] &&
+		ok "reconnect-$n-counts ($cnt)" || not_ok "reconnect-$n-counts" "copied $cnt of $total, skipped $(json_field "$T_TMP/k$n.out" messages_skipped)"
+}
+kick_run R
+kick_run T
 
 # 2. the server goes away for good: bounded, exit 1, clear error
 dv_start S --users "src dst" || { not_ok reconnect-dovecot2 "start failed"; exit 1; }
