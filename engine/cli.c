@@ -244,6 +244,8 @@ static void usage(FILE *f)
 	      "                      dripping bytes is dropped like a silent one\n"
 	      "  --max-message-size BYTES  larger messages fail (default: the destination's\n"
 	      "                      APPENDLIMIT, else 2 GiB)\n"
+	      "  --retries N         reconnect a dropped connection pair up to N times in a\n"
+	      "                      row, resuming its mailbox (default 5; 0 = never)\n"
 	      "  --map SRC=DST       put source mailbox SRC into DST (repeatable; otherwise\n"
 	      "                      SPECIAL-USE, then the same name, decides)\n"
 	      "  --sync-flags        carry flag and keyword changes to the destination\n"
@@ -288,6 +290,7 @@ enum {
 	OPT_MIN_PROGRESS,
 	OPT_MAX_MSG,
 	OPT_STATE_RESET,
+	OPT_RETRIES,
 };
 
 static const struct option long_opts[] = {
@@ -314,6 +317,7 @@ static const struct option long_opts[] = {
 	{"min-progress", required_argument, NULL, OPT_MIN_PROGRESS},
 	{"max-message-size", required_argument, NULL, OPT_MAX_MSG},
 	{"state-reset", no_argument, NULL, OPT_STATE_RESET},
+	{"retries", required_argument, NULL, OPT_RETRIES},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -329,7 +333,7 @@ struct cli {
 	const char *ca_file;
 	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_, dedupe;
 	int state_reset;
-	unsigned connections, batch, timeout_s;
+	unsigned connections, batch, timeout_s, retries;
 	unsigned login_timeout_s, min_progress;
 	uint64_t max_msg;
 	const char *folders[65], *excludes[65];
@@ -440,7 +444,7 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 		       "\"mailboxes_failed\":%u,\"mailboxes_renamed\":%u,\"messages_deduped\":%llu,"
 		       "\"flags_synced\":%llu,"
 		       "\"expunged\":%llu,"
-		       "\"seconds\":%.3f,\"connections\":%u,"
+		       "\"seconds\":%.3f,\"connections\":%u,\"reconnects\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
 		       "\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld,"
 		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d}\n",
@@ -448,7 +452,7 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
 		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->deduped,
 		       (unsigned long long)s->flags_synced,
-		       (unsigned long long)s->expunged, s->seconds, s->connections,
+		       (unsigned long long)s->expunged, s->seconds, s->connections, s->reconnects,
 		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb, anon_kb,
 		       file_kb,
 		       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
@@ -458,11 +462,12 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 	if (mf_log_enabled(MF_LOG_INFO))
 		fprintf(stderr,
 			"mailferry: %s: %llu copied, %llu skipped, %llu failed, %.1f MB, %u mailboxes "
-			"in %.2f s (%.0f msg/s), peak RSS %.1f MiB\n",
+			"in %.2f s (%.0f msg/s), %u reconnects, peak RSS %.1f MiB\n",
 			rc ? "finished with errors" : "done", (unsigned long long)s->copied,
 			(unsigned long long)s->skipped, (unsigned long long)s->failed,
 			(double)s->bytes / 1e6, s->mailboxes, s->seconds,
-			s->seconds > 0 ? (double)s->copied / s->seconds : 0.0, (double)rss_kb / 1024.0);
+			s->seconds > 0 ? (double)s->copied / s->seconds : 0.0, s->reconnects,
+			(double)rss_kb / 1024.0);
 }
 
 static int cmd_migrate(int argc, char **argv)
@@ -480,6 +485,7 @@ static int cmd_migrate(int argc, char **argv)
 	c.connections = 4;
 	c.batch = 256;
 	c.timeout_s = 60;
+	c.retries = 5;
 	c.progress = isatty(2);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "qvh", long_opts, NULL)) != -1) {
@@ -512,6 +518,7 @@ static int cmd_migrate(int argc, char **argv)
 		case OPT_MAX_MSG:
 			c.max_msg = parse_uint(optarg, 1, 4294967295u, "--max-message-size", &e);
 			break;
+		case OPT_RETRIES: c.retries = parse_uint(optarg, 0, 100, "--retries", &e); break;
 		case OPT_DRY: c.dry_run = 1; break;
 		case OPT_JSON: c.json = 1; break;
 		case OPT_PROGRESS: c.progress = 1; break;
@@ -573,6 +580,7 @@ static int cmd_migrate(int argc, char **argv)
 	endpoint_fill(&o.dst, "destination", &c.du, c.dst_pw, &c);
 	o.job_key = c.job_key;
 	o.connections = c.connections;
+	o.retries = c.retries;
 	o.batch_msgs = c.batch;
 	o.batch_bytes = 4u << 20;
 	o.max_message_size = c.max_msg;

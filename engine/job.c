@@ -220,6 +220,16 @@ struct worker {
 	unsigned b_head, b_count;
 	struct batch *open;	/* APPEND being written */
 	uint64_t mb_failed_min_uid;
+	/* reconnect after a dropped connection (worker_reconnect) */
+	struct loop_timer reconnect_timer;
+	unsigned attempts;	/* reconnects in a row without a confirmed APPEND */
+	int reconnecting;	/* both connections are being reopened */
+	int resumed;		/* this pass of mb goes on from a pass a drop ended */
+	int resume_range;	/* ... which was fetching a UID range in order */
+	uint32_t resume_uid;	/* every UID of mb below this was counted (range mode) */
+	uint32_t resume_uidv;	/* the UIDVALIDITY resume_uid is for */
+	uint64_t rng;		/* backoff jitter */
+	uint64_t wire_in, wire_out;	/* of the connections closed for a reconnect */
 };
 
 struct name_index {
@@ -2400,8 +2410,10 @@ static int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	rc = state_msg_get(j->st, &k, &sm, &e);
 	if (rc == 0 && sm.status == STATE_MSG_DONE) {
 		w->cur.skip = 1;
-		w->mb->skipped++;
-		j->sum->skipped++;
+		if (uid >= w->resume_uid) { /* below: counted before a reconnect */
+			w->mb->skipped++;
+			j->sum->skipped++;
+		}
 		return IMAP_LIT_STREAM;
 	}
 	if (rc < 0 && rc != -ENOENT) {
@@ -2711,6 +2723,16 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 		if (!w->mb_failed_min_uid || b->m[0].uid < w->mb_failed_min_uid)
 			w->mb_failed_min_uid = b->m[0].uid;
 	}
+	if (b->n && !w->single_mode && !w->list_mode) {
+		/* UIDs come in order and APPENDs complete in order: everything
+		 * below this batch's last message was counted; a resumed pass
+		 * does not count it again as skipped. */
+		if (b->m[b->n - 1].uid >= w->resume_uid)
+			w->resume_uid = b->m[b->n - 1].uid + 1;
+		w->resume_uidv = w->uidvalidity;
+	}
+	if (r->status == IMAP_ST_OK && b->n)
+		w->attempts = 0; /* progress: a later drop gets every attempt again */
 	if (w->src_paused) {
 		w->src_paused = 0;
 		imap_client_kick(&w->src);
@@ -2906,6 +2928,21 @@ static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 	return 0;
 }
 
+/* A resumed pass settled an APPEND this run sent before the drop: it was
+ * copied now. Found ones at the front (no unfound one below them) are not
+ * counted again when the pass reads them. */
+static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int prefix)
+{
+	struct job *j = w->job;
+
+	w->mb->copied++;
+	w->mb->bytes += size;
+	j->sum->copied++;
+	j->sum->bytes += size;
+	if (prefix && w->resume_range && w->resume_uidv == w->uidvalidity && uid >= w->resume_uid)
+		w->resume_uid = uid + 1;
+}
+
 static void settle_finish(struct worker *w)
 {
 	struct job *j = w->job;
@@ -2925,6 +2962,8 @@ static void settle_finish(struct worker *w)
 			m.dst_uid = st->dst_uid;
 			rc = state_msg_put(j->st, &k, &m, &e);
 			found++;
+			if (w->resumed)
+				resumed_found(w, st->uid, m.size, i == found - 1);
 		}
 		if (rc < 0) {
 			job_error(j, NULL, w->mb, st->uid, "%s", e.msg);
@@ -3758,6 +3797,13 @@ static void fetch_start(struct worker *w)
 	w->single_mode = 0;
 	w->nretry = w->retry_pos = 0;
 	w->mb_failed_min_uid = 0;
+	/* A pass resumed after a reconnect reads the mailbox again from its
+	 * record: what this run confirmed is skipped as recorded. Below
+	 * resume_uid it was counted already (src_lit_begin). Not skipped over:
+	 * a stream that lost messages before the drop must not lose them for
+	 * good. */
+	if (!w->resumed || w->resume_uidv != w->uidvalidity)
+		w->resume_uid = 0;
 	if (!c->exists || w->start_uid > w->end_uid || (w->list_mode && !w->ntodo)) {
 		worker_check_done(w);
 		return;
@@ -3786,13 +3832,23 @@ static int dst_busy(const struct job *j, const struct mbox *mb)
 	return 0;
 }
 
+static void mailbox_begin(struct worker *w);
+
 static void worker_next(struct worker *w)
 {
 	struct job *j = w->job;
 	struct mbox *mb;
-	struct mf_error e;
 
-	if (w->dead || !w->src_ready || !w->dst_ready || !j->dst_prepared || w->mb)
+	if (w->dead || !w->src_ready || !w->dst_ready || !j->dst_prepared)
+		return;
+	if (w->reconnecting) {
+		w->reconnecting = 0;
+		if (w->mb) {
+			mailbox_begin(w); /* the mailbox the drop interrupted */
+			return;
+		}
+	}
+	if (w->mb)
 		return;
 	while (j->next_mb < j->nmb && j->mb[j->next_mb].work <= 0)
 		j->next_mb++;
@@ -3822,6 +3878,21 @@ static void worker_next(struct worker *w)
 	}
 	mb = &j->mb[j->next_mb++];
 	w->mb = mb;
+	w->attempts = 0;
+	w->resumed = w->resume_range = 0;
+	w->resume_uid = 0;
+	mailbox_begin(w);
+}
+
+/* Opens w->mb from the start: a new mailbox, or the same one again after
+ * a reconnect (the record is read again: intents sent before the drop are
+ * settled by examine_done). */
+static void mailbox_begin(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mbox *mb = w->mb;
+	struct mf_error e;
+
 	w->intents_marked = 0;
 	w->phase = W_EXAMINE;
 	w->list_mode = 0;
@@ -3877,11 +3948,158 @@ static void dst_ready(struct imap_client *c)
 	struct worker *w = c->ud;
 
 	w->dst_ready = 1;
-	if (w->id == 0) {
+	if (w->id == 0 && !w->reconnecting) {
 		workers_spawn_rest(w->job);
 		dst_prepare(w);
 	}
 	worker_next(w);
+}
+
+/* A connection-level failure a new connection may not meet: reset, closed,
+ * BYE, timeout, refused while a server restarts. A refused login, a TLS or
+ * certificate failure, a protocol error would only come back. */
+static int err_transient(const struct mf_error *err)
+{
+	switch (-err->code) {
+	case ECONNRESET:
+	case ECONNREFUSED:
+	case ECONNABORTED:
+	case ETIMEDOUT:
+	case EPIPE:
+	case ENOTCONN:
+	case ESHUTDOWN:
+	case ENETDOWN:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case EHOSTUNREACH:
+		return 1;
+	case EACCES: /* login refused: only [UNAVAILABLE] is temporary (RFC 5530 §3) */
+		return strstr(err->msg, "[UNAVAILABLE]") != NULL;
+	default:
+		return 0;
+	}
+}
+
+/* The pair may be reopened: it had logged in (or is being reopened), the
+ * plan is made and the destination prepared (worker 0 is the control pair
+ * until then), and the failure is transient. */
+static int reconnect_wanted(const struct worker *w, int login, const struct mf_error *err)
+{
+	const struct job *j = w->job;
+
+	if (!j->o->retries || j->fatal || j->finished || w->phase == W_DONE)
+		return 0;
+	if (login && !w->reconnecting)
+		return 0;
+	if (w->id == 0 && (!j->listed || !j->dst_prepared))
+		return 0;
+	return err_transient(err);
+}
+
+/* err->msg without its leading "source user@host: ". */
+static const char *err_reason(const struct imap_client *c, const struct mf_error *err)
+{
+	size_t n = strlen(imap_client_who(c));
+
+	if (!strncmp(err->msg, imap_client_who(c), n) && !strncmp(err->msg + n, ": ", 2))
+		return err->msg + n + 2;
+	return err->msg;
+}
+
+static void worker_reopen(struct loop *l, struct loop_timer *t);
+static void conn_error(struct imap_client *c, const struct mf_error *err);
+
+/* Closes both connections of the pair, keeps what is settled, and reopens
+ * them after a backoff (0.5 s doubling up to 30 s, with jitter, so pairs
+ * that dropped together do not come back together). The mailbox resumes
+ * from its EXAMINE: APPENDs in flight have committed intents that
+ * examine_done settles against the destination before anything is copied
+ * again; the pass then reads the mailbox from its record again, skipping
+ * what is recorded. */
+static void worker_reconnect(struct worker *w, struct imap_client *c, const struct mf_error *err)
+{
+	struct job *j = w->job;
+	uint64_t ms = 500;
+
+	w->attempts++;
+	j->sum->reconnects++;
+	job_commit(j); /* everything confirmed is durable before we go on */
+	if (w->mb && w->phase == W_FETCH) {
+		w->resumed = 1;
+		w->resume_range = !w->single_mode && !w->list_mode;
+		w->resume_uidv = w->uidvalidity;
+	}
+	for (unsigned i = 1; i < w->attempts && ms < 30000; i++)
+		ms *= 2;
+	if (ms > 30000)
+		ms = 30000;
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	ms = ms * 3 / 4 + w->rng % (ms / 2 + 1); /* 0.75 .. 1.25 of it */
+	progress_clear(j);
+	if (w->mb)
+		mf_log(MF_LOG_INFO,
+		       "%s mailbox \"%s\": connection lost (%s); reconnecting in "
+		       "%.1f s (attempt %u of %u)",
+		       imap_client_who(c), w->mb->display, err_reason(c, err), (double)ms / 1000.0,
+		       w->attempts, j->o->retries);
+	else
+		mf_log(MF_LOG_INFO,
+		       "%s: connection lost (%s); reconnecting in %.1f s (attempt %u of %u)",
+		       imap_client_who(c), err_reason(c, err), (double)ms / 1000.0, w->attempts,
+		       j->o->retries);
+	/* c is closed already (and may be inside its own parser: it is freed
+	 * only when reopened); the other one goes now. */
+	if (w->src_open && !w->src.closed)
+		imap_client_close(&w->src);
+	if (w->dst_open && !w->dst.closed)
+		imap_client_close(&w->dst);
+	loop_timer_cancel(j->loop, &w->settle_timer);
+	w->phase = W_CONNECTING;
+	w->reconnecting = 1;
+	w->src_ready = w->dst_ready = 0;
+	w->open = NULL;
+	w->b_head = w->b_count = 0;
+	w->fetches_inflight = 0;
+	w->cur.active = 0;
+	w->src_paused = w->src_starved = 0;
+	w->apply_pending = 0;
+	w->nstl = 0;
+	loop_timer_start(j->loop, &w->reconnect_timer, ms, worker_reopen);
+}
+
+static int worker_open_src(struct worker *w, struct mf_error *err);
+static int worker_open_dst(struct worker *w, struct mf_error *err);
+
+static void worker_reopen(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, reconnect_timer));
+	struct mf_error e;
+	uint64_t in, out;
+
+	(void)l;
+	if (w->dead || !w->reconnecting || w->phase != W_CONNECTING)
+		return;
+	/* Outside every callback now: the old clients' parsers can go. */
+	if (w->src_open) {
+		imap_client_wire(&w->src, &in, &out);
+		w->wire_in += in;
+		w->wire_out += out;
+		imap_client_close(&w->src);
+	}
+	if (w->dst_open) {
+		imap_client_wire(&w->dst, &in, &out);
+		w->wire_in += in;
+		w->wire_out += out;
+		imap_client_close(&w->dst);
+	}
+	w->src_open = w->dst_open = 0; /* counted: not again at the end */
+	if (worker_open_src(w, &e) < 0) {
+		conn_error(&w->src, &e);
+	} else if (worker_open_dst(w, &e) < 0) {
+		conn_error(&w->dst, &e);
+	}
 }
 
 static void conn_error(struct imap_client *c, const struct mf_error *err)
@@ -3889,11 +4107,20 @@ static void conn_error(struct imap_client *c, const struct mf_error *err)
 	struct worker *w = c->ud;
 	struct job *j = w->job;
 	int login = !(c == &w->src ? w->src_ready : w->dst_ready);
+	int relogin = w->reconnecting; /* login is of a reopened pair */
+	int gave_up = 0;
 
 	if (w->dead)
 		return;
+	if (reconnect_wanted(w, login, err)) {
+		if (w->attempts < j->o->retries) {
+			worker_reconnect(w, c, err);
+			return;
+		}
+		gave_up = 1;
+	}
 	w->dead = 1;
-	if (login && w->id != 0 && j->w[0].src_ready && j->w[0].dst_ready) {
+	if (login && !relogin && w->id != 0 && j->w[0].src_ready && j->w[0].dst_ready) {
 		/* The first pair logged in, so the accounts are right: this is a
 		 * server refusing one connection more (a per-user limit, say).
 		 * The others go on without it. */
@@ -3902,7 +4129,12 @@ static void conn_error(struct imap_client *c, const struct mf_error *err)
 		job_maybe_finish(j);
 		return;
 	}
-	job_error(j, NULL, w->mb, 0, "%s", err->msg);
+	if (gave_up)
+		job_error(j, imap_client_who(c), w->mb, 0,
+		          "connection lost (%s); giving up after %u reconnect attempts",
+		          err_reason(c, err), w->attempts);
+	else
+		job_error(j, NULL, w->mb, 0, "%s", err->msg);
 	if (w->mb) {
 		w->mb->failed = 1;
 		j->sum->mailboxes_failed++;
@@ -3915,8 +4147,9 @@ static void conn_error(struct imap_client *c, const struct mf_error *err)
 		dispatch(j); /* its destination folder is free for a waiting worker */
 	/* A failed login, or losing the control connections before the plan is
 	 * made and the destination prepared, ends the job: the other workers
-	 * would fail the same way or have nothing to do. */
-	if (login || (w->id == 0 && (!j->listed || !j->dst_prepared)))
+	 * would fail the same way or have nothing to do. A login refused on a
+	 * reconnect fails the mailbox only: the others keep their sessions. */
+	if ((login && !relogin) || (w->id == 0 && (!j->listed || !j->dst_prepared)))
 		j->fatal = 1;
 	job_maybe_finish(j);
 }
@@ -3974,6 +4207,9 @@ static int worker_init(struct job *j, struct worker *w, unsigned id)
 	memset(w, 0, sizeof(*w));
 	w->job = j;
 	w->id = id;
+	w->rng = (wall_ms() * 2654435761u) ^ ((uint64_t)(id + 1) << 32) ^ (uint64_t)(uintptr_t)w;
+	if (!w->rng)
+		w->rng = 1;
 	if (msghash_init(&w->mh) < 0)
 		return -ENOMEM;
 	for (unsigned i = 0; i < BATCH_SLOTS; i++)
@@ -4025,6 +4261,8 @@ static int worker_active(const struct worker *w)
 static void worker_stop(struct worker *w, int graceful)
 {
 	w->phase = W_DONE;
+	w->reconnecting = 0;
+	loop_timer_cancel(w->job->loop, &w->reconnect_timer);
 	if (w->src_open && !w->src.closed) {
 		if (graceful && w->src_ready)
 			imap_client_logout(&w->src);
@@ -4138,6 +4376,8 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 
 		uint64_t in, out;
 
+		sum->wire_in += w->wire_in;
+		sum->wire_out += w->wire_out;
 		if (w->src_open) {
 			imap_client_wire(&w->src, &in, &out);
 			sum->wire_in += in;

@@ -9,6 +9,9 @@
  * `UID FETCH ... BODY.PEEK[]` literals straight into APPEND literals
  * (MULTIAPPEND batches, LITERAL+), pausing the source when the destination
  * cannot take more. Nothing waits on a round trip that could be pipelined.
+ * A pair whose connection drops (reset, BYE, timeout) is reopened with
+ * exponential backoff and resumes the same mailbox: what was in flight is
+ * settled against the destination first, so nothing is copied twice.
  *
  * Not for: the command line (cli), protocol details (imap_client).
  */
@@ -41,6 +44,8 @@ struct job_opts {
 	int dedupe;		/* --dedupe: what the destination folder holds is not appended */
 	int json;		/* JSON-lines events on stdout */
 	int progress;		/* progress line on stderr (a TTY) */
+	unsigned retries;	/* --retries: reconnects of a pair in a row without
+				 * progress before its mailbox fails; 0 = none */
 	FILE *out;		/* where JSON goes (stdout) */
 };
 
@@ -52,6 +57,7 @@ struct job_summary {
 	double seconds;
 	uint64_t wire_in, wire_out;	/* bytes on the wire, both accounts */
 	unsigned connections;	/* connections opened */
+	unsigned reconnects;	/* worker pairs reopened after a dropped connection */
 	int fatal;		/* the job could not run at all (e.g. login failed) */
 };
 
