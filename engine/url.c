@@ -102,7 +102,7 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 	if (*hs == '[') {
 		const char *rb = memchr(hs, ']', (size_t)(he - hs));
 
-		if (!rb || (size_t)(rb - hs - 1) >= sizeof(u->host)) {
+		if (!rb || rb == hs + 1 || (size_t)(rb - hs - 1) >= sizeof(u->host)) {
 			snprintf(why, whycap, "bad IPv6 host");
 			return -1;
 		}
