@@ -9,7 +9,7 @@
 #   make test T=name   one test (unit binary or integration script by name)
 #   make demo       deps, build, private Dovecot, migrate a generated account twice
 #   make bench / bench-full   see bench/README.md
-#   make soak       the crash test with 30 kills on a bigger corpus
+#   make soak       20,800 messages, 20 SIGKILLs + 20 dropped connections, lost/duplicated
 
 B       ?= build
 CC      ?= cc
@@ -93,10 +93,11 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh quick
 
-# the crash test, bigger: 30 kills during a 6,000-message migration
+# >= 20,000 messages through the fault proxy: 20 SIGKILLs and 20 dropped
+# connections (SOAK_KILLS, SOAK_DROPS), then lost and duplicated counts
 soak: deps
 	@$(MAKE) --no-print-directory all
-	@CRASH_KILLS=30 CRASH_PROFILE=quick CRASH_WINDOW=0.15 bash tests/integration/t_crash.sh
+	@bash tests/soak.sh
 
 bench-full: deps
 	@$(MAKE) --no-print-directory all
