@@ -2,12 +2,14 @@
 #
 #   make            release build: build/release/mailferry (and ./mailferry link)
 #   make asan       ASan+UBSan build: build/asan/mailferry and unit tests
-#   make fuzz       libFuzzer targets (clang): build/fuzz/fuzz_*
+#   make fuzz-build libFuzzer targets (clang): build/fuzz/fuzz_*
+#   make fuzz       builds them, runs each for FUZZ_SECONDS (300) or FUZZ_RUNS
+#                   executions; prints executions, exec/s and coverage per target
 #   make test       deps, builds, unit + fuzz (short) + integration; "N passed, N failed"
 #   make test T=name   one test (unit binary or integration script by name)
 #   make demo       deps, build, private Dovecot, migrate a generated account twice
 #   make bench / bench-full   see bench/README.md
-#   make soak       the crash test with 30 kills on a bigger corpus
+#   make soak       20,800 messages, 20 SIGKILLs + 20 dropped connections, lost/duplicated
 
 B       ?= build
 CC      ?= cc
@@ -72,13 +74,15 @@ FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
-fuzz: $(FUZZ_BIN)
+fuzz-build: $(FUZZ_BIN)
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BIN)
 
 deps:
 	@scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all asan fuzz
+	@$(MAKE) --no-print-directory all asan fuzz-build
 	@tests/run.sh $(T)
 
 demo: deps
@@ -89,10 +93,11 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh quick
 
-# the crash test, bigger: 30 kills during a 6,000-message migration
+# >= 20,000 messages through the fault proxy: 20 SIGKILLs and 20 dropped
+# connections (SOAK_KILLS, SOAK_DROPS), then lost and duplicated counts
 soak: deps
 	@$(MAKE) --no-print-directory all
-	@CRASH_KILLS=30 CRASH_PROFILE=quick CRASH_WINDOW=0.15 bash tests/integration/t_crash.sh
+	@bash tests/soak.sh
 
 bench-full: deps
 	@$(MAKE) --no-print-directory all
@@ -104,5 +109,5 @@ format:
 clean:
 	rm -rf build mailferry
 
-.PHONY: all tools asan fuzz deps test demo bench bench-full soak format clean
+.PHONY: all tools asan fuzz fuzz-build deps test demo bench bench-full soak format clean
 -include $(shell find build -name '*.d' 2>/dev/null)

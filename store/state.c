@@ -1771,3 +1771,15 @@ int state_verify(struct state *s, uint64_t counts[4], struct mf_error *err)
 	free(vf);
 	return rc;
 }
+
+/* ---- for tests/fuzz/fuzz_state_decode.c ---- */
+
+int state_rec_decode(int msg, const void *p, size_t n, struct state_mbox *mb, struct state_msg *m,
+                     struct mf_error *err)
+{
+	struct state s = {.dir = (char *)"(decode)"};
+	MDB_val v = {n, (void *)p};
+	struct state_msg_key mk = {0, 0, 0, 0};
+
+	return msg ? msg_decode(&s, &v, m, &mk, err) : mbox_decode(&s, &v, mb, err, 0, 0);
+}

@@ -137,4 +137,10 @@ int state_msg_each(struct state *s, uint32_t job, uint32_t mbid, uint32_t uidval
 int state_msg_count(struct state *s, uint32_t job, uint32_t mbid, uint32_t uidvalidity,
 		    uint64_t *count, struct mf_error *err);
 
+/* Decodes one stored record value as the state reads it (msg: a messages
+ * record into *m, else a mailboxes record into *mb); 0 or -EIO / -EINVAL.
+ * For the fuzz target only. */
+int state_rec_decode(int msg, const void *p, size_t n, struct state_mbox *mb, struct state_msg *m,
+		     struct mf_error *err);
+
 #endif

@@ -1,0 +1,28 @@
+/*
+ * url — endpoint URLs as the command line takes them:
+ * imap[s]://user[:password]@host[:port][/][?starttls=no].
+ *
+ * Pure: no I/O, no allocation; fuzzed by tests/fuzz/fuzz_url.c.
+ * Not for: deciding TLS policy or reading passwords (cli).
+ */
+#ifndef MF_URL_H
+#define MF_URL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct url {
+	char scheme[8];     /* "imap" or "imaps", lower case */
+	char user[256];     /* percent-decoded */
+	char host[256];     /* without the brackets of an IPv6 literal */
+	uint16_t port;      /* never 0: the scheme's default if none given */
+	char password[256]; /* only if given in the URL (warned about) */
+	int has_password;
+	int starttls_no;
+};
+
+/* Parses s (NUL-terminated). 0, or -1 with a one-line reason in why that
+ * never contains the password. */
+int url_parse(const char *s, struct url *u, char *why, size_t whycap);
+
+#endif

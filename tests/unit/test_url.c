@@ -1,0 +1,60 @@
+/* Unit tests for url: the forms the command line takes, and the ones it
+ * refuses (each found by fuzz_url is kept here). */
+#include "engine/url.h"
+#include "tests/unit/unit.h"
+
+static void test_good(struct unit_ctx *u)
+{
+	struct url a;
+	char why[256];
+
+	UNIT_CHECK(u,
+	           url_parse("imap://src@127.0.0.1:14300?starttls=no", &a, why, sizeof(why)) == 0);
+	UNIT_CHECK(u, !strcmp(a.scheme, "imap") && !strcmp(a.user, "src") &&
+	                  !strcmp(a.host, "127.0.0.1") && a.port == 14300 && a.starttls_no);
+	UNIT_CHECK(u, url_parse("IMAPS://alice%40example.org:p%3Aw@[::1]/", &a, why, sizeof(why)) ==
+	                  0);
+	UNIT_CHECK(u, !strcmp(a.scheme, "imaps") && !strcmp(a.user, "alice@example.org") &&
+	                  a.has_password && !strcmp(a.password, "p:w") && !strcmp(a.host, "::1") &&
+	                  a.port == 993 && !a.starttls_no);
+	UNIT_CHECK(u, url_parse("imap://u@h", &a, why, sizeof(why)) == 0 && a.port == 143);
+}
+
+static void test_bad(struct unit_ctx *u)
+{
+	static const char *const bad[] = {
+	    "imap://u@[]:143", /* fuzz_url: an empty IPv6 literal was taken as host "" */
+	    "imap://u@[]",     "imap://u@",        "imap://@h",    "pop3://u@h",
+	    "imap://u@h:0",    "imap://u@h:65536", "imap://u@h:x", "imaps://u@h?starttls=no",
+	    "imap://u%zz@h",   "imap://u%00@h",    "imap://u@h?x", "imap//u@h",
+	};
+	struct url a;
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = '\0';
+		UNIT_CHECKF(u, url_parse(bad[i], &a, why, sizeof(why)) < 0 && why[0],
+		            "%s accepted (host \"%s\")", bad[i], a.host);
+	}
+}
+
+static void test_no_password_in_reason(struct unit_ctx *u)
+{
+	struct url a;
+	char why[256];
+
+	UNIT_CHECK(u, url_parse("imap://u:sekrit99@h:99999", &a, why, sizeof(why)) < 0);
+	UNIT_CHECK(u, !strstr(why, "sekrit99"));
+	UNIT_CHECK(u, url_parse("imap://u:sekrit99@h:1:2", &a, why, sizeof(why)) < 0);
+	UNIT_CHECK(u, !strstr(why, "sekrit99"));
+}
+
+int main(void)
+{
+	struct unit_ctx u = {0};
+
+	UNIT_RUN(&u, test_good);
+	UNIT_RUN(&u, test_bad);
+	UNIT_RUN(&u, test_no_password_in_reason);
+	return unit_done(&u);
+}
