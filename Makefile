@@ -28,7 +28,7 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -I. -Wall -Wextra -Werror $(PKG_CFLAGS) -O1
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
 # Library sources: every module but main.c.  Tools in bench/ are one file each.
-LIB_SRC   = $(filter-out engine/main.c,$(wildcard engine/*.c protocols/*.c store/*.c))
+LIB_SRC   = $(filter-out engine/cli/main.c,$(wildcard engine/*/*.c protocols/*.c store/*.c))
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC = $(wildcard bench/*.c)
@@ -51,9 +51,9 @@ $(B)/release/libmf.a: $(REL_OBJ)
 $(B)/asan/libmf.a: $(ASAN_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
-$(B)/release/mailferry: $(B)/release/engine/main.o $(B)/release/libmf.a
+$(B)/release/mailferry: $(B)/release/engine/cli/main.o $(B)/release/libmf.a
 	$(CC) $(REL_CFLAGS) -o $@ $^ $(LIBS)
-$(B)/asan/mailferry: $(B)/asan/engine/main.o $(B)/asan/libmf.a
+$(B)/asan/mailferry: $(B)/asan/engine/cli/main.o $(B)/asan/libmf.a
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 
 # bench/ tools (corpus generator, ceiling client, comparer): release build.
@@ -104,7 +104,7 @@ bench-full: deps
 	@bench/run.sh full
 
 format:
-	clang-format -i $(wildcard engine/*.[ch] protocols/*.[ch] store/*.[ch] bench/*.[ch] tests/*/*.[ch])
+	clang-format -i $(wildcard engine/*/*.[ch] protocols/*.[ch] store/*.[ch] bench/*.[ch] tests/*/*.[ch])
 
 clean:
 	rm -rf build mailferry

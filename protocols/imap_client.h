@@ -21,8 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "engine/conn.h"
-#include "engine/err.h"
+#include "engine/runtime/conn.h"
+#include "engine/base/err.h"
 #include "protocols/imap_parse.h"
 
 enum imap_cap {

@@ -1233,7 +1233,8 @@ static int next_id(struct state *s, const uint8_t *ck, size_t cklen, uint32_t *i
 	return 0;
 }
 
-int state_job(struct state *s, const char *key, uint32_t *job, struct mf_error *err)
+static int job_id(struct state *s, const char *key, uint32_t *job, int create,
+                  struct mf_error *err)
 {
 	uint8_t k[STATE_KEY_MAX], idb[4];
 	size_t len = strlen(key), klen;
@@ -1257,7 +1258,7 @@ int state_job(struct state *s, const char *key, uint32_t *job, struct mf_error *
 		*job = get32(v.mv_data);
 		return 0;
 	}
-	if (rc != -ENOENT)
+	if (rc != -ENOENT || !create)
 		return rc;
 	rc = next_id(s, KEY_NEXT_JOB, sizeof(KEY_NEXT_JOB), &id, err, "job");
 	if (rc)
@@ -1270,8 +1271,8 @@ int state_job(struct state *s, const char *key, uint32_t *job, struct mf_error *
 	return 0;
 }
 
-int state_mbox_id(struct state *s, uint32_t job, const char *name, size_t len, uint32_t *mbid,
-                  int *created, struct mf_error *err)
+static int mbox_id(struct state *s, uint32_t job, const char *name, size_t len, uint32_t *mbid,
+                   int *created, int create, struct mf_error *err)
 {
 	uint8_t k[STATE_KEY_MAX], pfx[4], ck[6] = {0, 'm'}, idb[4];
 	size_t klen;
@@ -1300,7 +1301,7 @@ int state_mbox_id(struct state *s, uint32_t job, const char *name, size_t len, u
 		*mbid = get32(v.mv_data);
 		return 0;
 	}
-	if (rc != -ENOENT)
+	if (rc != -ENOENT || !create)
 		return rc;
 	put32(ck + 2, job);
 	rc = next_id(s, ck, sizeof(ck), &id, err, "mailbox");
@@ -1314,6 +1315,28 @@ int state_mbox_id(struct state *s, uint32_t job, const char *name, size_t len, u
 	if (created)
 		*created = 1;
 	return 0;
+}
+
+int state_job(struct state *s, const char *key, uint32_t *job, struct mf_error *err)
+{
+	return job_id(s, key, job, 1, err);
+}
+
+int state_job_find(struct state *s, const char *key, uint32_t *job, struct mf_error *err)
+{
+	return job_id(s, key, job, 0, err);
+}
+
+int state_mbox_id(struct state *s, uint32_t job, const char *name, size_t len, uint32_t *mbid,
+                  int *created, struct mf_error *err)
+{
+	return mbox_id(s, job, name, len, mbid, created, 1, err);
+}
+
+int state_mbox_find(struct state *s, uint32_t job, const char *name, size_t len, uint32_t *mbid,
+                    struct mf_error *err)
+{
+	return mbox_id(s, job, name, len, mbid, NULL, 0, err);
 }
 
 int state_mbox_rename(struct state *s, uint32_t job, uint32_t mbid, const char *old,

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "engine/base/err.h"
 
 /* Wire-form names: Dovecot takes up to 4 KiB (255 per level with
  * LAYOUT=fs), so 1 KiB was not enough; records store a 16-bit length. */
@@ -106,9 +106,15 @@ void state_abort(struct state *s);
 /* Returns the job id for key, creating it if new. */
 int state_job(struct state *s, const char *key, uint32_t *job, struct mf_error *err);
 
+/* The job id for key, -ENOENT if there is none (nothing is written). */
+int state_job_find(struct state *s, const char *key, uint32_t *job, struct mf_error *err);
+
 /* Mailbox id for a source mailbox name, created if new (*created = 1). */
 int state_mbox_id(struct state *s, uint32_t job, const char *name, size_t len, uint32_t *mbid,
 		  int *created, struct mf_error *err);
+/* The same without creating: -ENOENT if the name has no id. */
+int state_mbox_find(struct state *s, uint32_t job, const char *name, size_t len, uint32_t *mbid,
+                    struct mf_error *err);
 /* The mailbox was renamed: name now means mbid (whatever it meant before)
  * and old means nothing. The record's own name fields are the caller's. */
 int state_mbox_rename(struct state *s, uint32_t job, uint32_t mbid, const char *old,

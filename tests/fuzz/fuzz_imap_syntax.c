@@ -8,7 +8,7 @@
  * command line; mf_escape's output must be valid UTF-8 without control
  * bytes, and escaping it again must change nothing.
  */
-#include "engine/err.h"
+#include "engine/base/err.h"
 #include "protocols/imap_syntax.h"
 
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * and password percent-encoded, it parses to the same fields. A refusal
  * must say why and never repeat the password.
  */
-#include "engine/url.h"
+#include "engine/cli/url.h"
 
 #include <stdio.h>
 #include <stdlib.h>

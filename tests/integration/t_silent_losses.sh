@@ -10,7 +10,7 @@
 #     message was neither copied nor recorded, so its later flag changes
 #     never arrived.
 # Out-of-memory and the state read cannot be produced on demand, so 1, 2
-# and 4 use the test-only hook MAILFERRY_TEST_FAIL=SITE:N (engine/job.c,
+# and 4 use the test-only hook MAILFERRY_TEST_FAIL=SITE:N (engine/sync/job.c,
 # test_fail()). Everything else is a real Dovecot.
 . "$(dirname "$0")/lib.sh"
 

@@ -3,7 +3,7 @@
  * a blocking plain or TLS server on an ephemeral 127.0.0.1 port, with a CA
  * and server certificates generated here into a mkdtemp directory.
  */
-#include "engine/conn.h"
+#include "engine/runtime/conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

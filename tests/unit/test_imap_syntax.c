@@ -2,7 +2,7 @@
  * the source to the destination) and for err's escaping of log lines
  * (defect 10): the hostile values seen in the probe are refused, good
  * values come back written from their parsed fields. */
-#include "engine/err.h"
+#include "engine/base/err.h"
 #include "protocols/imap_syntax.h"
 #include "tests/unit/unit.h"
 

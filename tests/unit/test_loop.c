@@ -1,5 +1,5 @@
 /* test_loop — the ring dispatcher, timers (order, cancel, re-arm) and defer. */
-#include "engine/loop.h"
+#include "engine/runtime/loop.h"
 
 #include <time.h>
 

@@ -1,6 +1,6 @@
 /* Unit tests for url: the forms the command line takes, and the ones it
  * refuses (each found by fuzz_url is kept here). */
-#include "engine/url.h"
+#include "engine/cli/url.h"
 #include "tests/unit/unit.h"
 
 static void test_good(struct unit_ctx *u)

@@ -20,7 +20,7 @@
  * Not for: protocol parsing, retries (job/sched), name resolution off the
  * loop thread (getaddrinfo blocks; see conn_open).
  */
-#include "engine/conn.h"
+#include "engine/runtime/conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

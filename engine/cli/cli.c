@@ -5,7 +5,7 @@
  *
  * Not for: doing the work (job), talking IMAP (imap_client).
  */
-#include "engine/cli.h"
+#include "engine/cli/cli.h"
 
 #include <openssl/crypto.h>
 
@@ -21,9 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/job.h"
-#include "engine/loop.h"
-#include "engine/url.h"
+#include "engine/sync/job.h"
+#include "engine/runtime/loop.h"
+#include "engine/cli/url.h"
 #include "store/state.h"
 
 #define MF_VERSION "0.1.0"

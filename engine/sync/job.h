@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "engine/loop.h"
+#include "engine/runtime/loop.h"
 #include "protocols/imap_client.h"
 #include "store/state.h"
 
@@ -61,9 +61,26 @@ struct job_summary {
 	int fatal;		/* the job could not run at all (e.g. login failed) */
 };
 
-/* Runs the job to completion on loop l. Returns 0 if everything was copied,
- * 1 if something failed (each failure already reported on stderr and in
- * the JSON events), or a negative code with err set for a failure to start. */
+struct job;
+typedef void (*job_done_fn)(struct job *j, void *ud);
+
+/* Starts one account's job on loop l, which the caller runs: the job never
+ * runs the loop itself, so several jobs (accounts) can share one loop and
+ * one state. done(j, ud) is called from the loop, outside every callback,
+ * once the job has finished; the caller then calls job_end(). sum is
+ * filled as the job goes. Returns 0, or a negative code with err set if
+ * the job could not start (done is then never called). A dry run writes
+ * nothing to the state, so it never disturbs another job's records. */
+int job_start(struct job **out, struct loop *l, struct state *st, const struct job_opts *o,
+	      struct job_summary *sum, job_done_fn done, void *ud, struct mf_error *err);
+/* Closes what is left of the job's connections, commits its state writes,
+ * completes sum and frees the job. Returns 0 if everything was copied, 1 if
+ * something failed (each failure already reported on stderr and in the
+ * JSON events). */
+int job_end(struct job *j);
+
+/* One job alone on loop l: job_start, loop_run until it is done, job_end.
+ * Returns 0, 1 as job_end, or a negative code with err set. */
 int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 		struct job_summary *sum, struct mf_error *err);
 

@@ -22,8 +22,8 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
-#include "engine/err.h"
-#include "engine/loop.h"
+#include "engine/base/err.h"
+#include "engine/runtime/loop.h"
 
 struct conn;
 

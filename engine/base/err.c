@@ -1,5 +1,5 @@
 /* err — error records and stderr logging (see err.h). */
-#include "engine/err.h"
+#include "engine/base/err.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * callbacks run, so callbacks can queue new work without the CQ filling up
  * under them. Not for: buffering, protocol state, policy.
  */
-#include "engine/loop.h"
+#include "engine/runtime/loop.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/err.h"
+#include "engine/base/err.h"
 
 #define LOOP_BATCH 64
 

@@ -1,5 +1,5 @@
 /* main — the only exit() in mailferry. */
-#include "engine/cli.h"
+#include "engine/cli/cli.h"
 
 int main(int argc, char **argv)
 {

@@ -2,7 +2,7 @@
  * url — endpoint URLs (see url.h). Moved out of cli.c so that it can be
  * fuzzed on its own.
  */
-#include "engine/url.h"
+#include "engine/cli/url.h"
 
 #include <stdio.h>
 #include <stdlib.h>

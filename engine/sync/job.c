@@ -1,0 +1,244 @@
+/*
+ * job — one account's migration from start to summary: workers made and
+ * started on a loop the caller runs, done reported, everything freed
+ * (see job.h).
+ *
+ * Not for: the steps themselves (plan, prepare, worker, copy, ...).
+ */
+#include "engine/sync/job_int.h"
+
+static void job_stop_task(struct loop *l, struct loop_task *t);
+
+/* Runs outside every parser's callback: stops what is left (job_maybe_finish
+ * frees parsers). */
+static void job_stop_task(struct loop *l, struct loop_task *t)
+{
+	(void)l;
+	job_maybe_finish((struct job *)((char *)t - offsetof(struct job, stop_task)));
+}
+
+static const struct imap_client_cb src_cb = {
+	.ready = src_ready,
+	.error = conn_error,
+	.untagged = NULL,
+	.lit_begin = src_lit_begin,
+	.lit_data = src_lit_data,
+	.lit_end = src_lit_end,
+};
+
+void job_maybe_finish(struct job *j)
+{
+	int work_left = 0;
+
+	if (j->finished)
+		return;
+	if (j->listed)
+		for (size_t i = j->next_mb; i < j->nmb; i++)
+			work_left |= j->mb[i].work > 0;
+	for (unsigned i = 0; i < j->nw; i++) {
+		struct worker *w = &j->w[i];
+
+		if (!worker_active(w))
+			continue;
+		if (j->fatal)
+			worker_stop(w, 0);
+		else if (j->listed && !work_left && !w->mb && (j->dst_prepared || w->id != 0))
+			worker_stop(w, 1);
+		else if (j->listed && !work_left && !w->mb && !w->dst_open)
+			worker_stop(w, 1); /* worker 0 when nothing needed the destination */
+	}
+	for (unsigned i = 0; i < j->nw; i++)
+		if (worker_active(&j->w[i]))
+			return;
+	/* Nobody is left to work: what was not handed out is reported. */
+	if (j->listed && !j->fatal)
+		for (size_t i = j->next_mb; i < j->nmb; i++)
+			if (j->mb[i].work > 0) {
+				job_error(j, NULL, &j->mb[i], 0,
+					  "not synced: no connection left to work on it");
+				j->sum->mailboxes_failed++;
+			}
+	j->next_mb = j->nmb;
+	j->finished = 1;
+	job_commit(j);
+	loop_timer_cancel(j->loop, &j->tick);
+	loop_defer(j->loop, &j->done_task);
+}
+
+static void job_done_task(struct loop *l, struct loop_task *t)
+{
+	struct job *j = (struct job *)((char *)t - offsetof(struct job, done_task));
+
+	(void)l;
+	if (!j->done_called) {
+		j->done_called = 1;
+		j->done(j, j->done_ud);
+	}
+}
+
+static void job_free(struct job *j)
+{
+	for (unsigned i = 0; i < j->nw; i++) {
+		struct worker *w = &j->w[i];
+
+		for (unsigned k = 0; k < BATCH_SLOTS; k++)
+			free(w->slot[k]);
+		msghash_free(&w->mh);
+		free(w->stl);
+		free(w->chg);
+		free(w->cpool);
+		free(w->gone);
+		free(w->seen);
+		free(w->apply_cmd);
+		free(w->rm);
+		free(w->todo);
+		free(w->retry);
+		free(w->dd_uids);
+	}
+	for (size_t i = 0; i < j->nmb; i++) {
+		free(j->mb[i].name);
+		free(j->mb[i].dst_name);
+		free(j->mb[i].display);
+	}
+	for (size_t i = 0; i < j->ndst; i++)
+		free(j->dst_names[i]);
+	free(j->dst_names);
+	free(j->dst_special);
+	free(j->mbx.slot);
+	free(j->dstx.slot);
+	free(j->van);
+	free(j->probe_cmd);
+	free(j->mb);
+	free(j->create_cmd);
+	free(j->w);
+	free(j);
+}
+
+int job_start(struct job **out, struct loop *l, struct state *st, const struct job_opts *o,
+	      struct job_summary *sum, job_done_fn done, void *ud, struct mf_error *err)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	int rc;
+
+	*out = NULL;
+	memset(sum, 0, sizeof(*sum));
+	if (!j) {
+		mf_err_set(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	j->loop = l;
+	j->st = st;
+	j->o = o;
+	j->sum = sum;
+	j->done = done;
+	j->done_ud = ud;
+	j->done_task.fn = job_done_task;
+	j->stop_task.fn = job_stop_task;
+	j->src_cb = src_cb;
+	j->src_cb.untagged = src_untagged_any;
+	j->dst_cb = (struct imap_client_cb){
+		.ready = dst_ready,
+		.error = conn_error,
+		.untagged = dst_untagged_any,
+		.lit_begin = dst_lit_begin,
+		.lit_data = dst_lit_data,
+		.lit_end = dst_lit_end,
+		.writable = src_writable_kick,
+	};
+	/* A dry run looks its job up and creates nothing (plan_mbox_id). */
+	rc = o->dry_run ? state_job_find(st, o->job_key, &j->jobid, err)
+			: state_job(st, o->job_key, &j->jobid, err);
+	if (rc == -ENOENT && o->dry_run) {
+		j->jobid = JOB_DRY_JOBID;
+		rc = 0;
+	}
+	if (rc < 0) {
+		free(j);
+		return err->code ? err->code : -EIO;
+	}
+	j->nw = o->connections ? o->connections : 4;
+	j->w = calloc(j->nw, sizeof(*j->w));
+	if (!j->w) {
+		free(j);
+		mf_err_set(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < j->nw; i++)
+		if (worker_init(j, &j->w[i], i) < 0) {
+			job_free(j);
+			mf_err_set(err, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+	test_fail_init(j);
+	j->t0 = loop_now_ms(l);
+	j->last_commit = j->t0;
+	if (worker_open_src(&j->w[0], err) < 0) {
+		sum->fatal = 1;
+		job_free(j);
+		return err->code ? err->code : -EIO;
+	}
+	loop_timer_start(l, &j->tick, 250, on_tick);
+	*out = j;
+	return 0;
+}
+
+int job_end(struct job *j)
+{
+	struct job_summary *sum = j->sum;
+	int rc;
+
+	progress_clear(j);
+	loop_timer_cancel(j->loop, &j->tick);
+	job_commit(j);
+	sum->seconds = (double)(loop_now_ms(j->loop) - j->t0) / 1000.0;
+	sum->fatal = j->fatal && !j->listed;
+	for (unsigned i = 0; i < j->nw; i++) {
+		struct worker *w = &j->w[i];
+		uint64_t in, out;
+
+		sum->wire_in += w->wire_in;
+		sum->wire_out += w->wire_out;
+		if (w->src_open) {
+			imap_client_wire(&w->src, &in, &out);
+			sum->wire_in += in;
+			sum->wire_out += out;
+			imap_client_close(&w->src);
+		}
+		if (w->dst_open) {
+			imap_client_wire(&w->dst, &in, &out);
+			sum->wire_in += in;
+			sum->wire_out += out;
+			imap_client_close(&w->dst);
+		}
+	}
+	rc = (j->nerrors || sum->failed || sum->mailboxes_failed || j->fatal) ? 1 : 0;
+	job_free(j);
+	return rc;
+}
+
+static void migrate_done(struct job *j, void *ud)
+{
+	(void)j;
+	*(int *)ud = 1;
+}
+
+int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
+		struct job_summary *sum, struct mf_error *err)
+{
+	struct job *j;
+	int done = 0, rc;
+
+	if ((rc = job_start(&j, l, st, o, sum, migrate_done, &done, err)) < 0)
+		return rc;
+	/* The loop ends when nothing is in flight: the job is done and its
+	 * connections have said LOGOUT. */
+	rc = loop_run(l);
+	if (rc < 0) {
+		job_end(j);
+		mf_err_set(err, rc, "event loop failed: %s", strerror(-rc));
+		return rc;
+	}
+	if (!done)
+		job_error(j, NULL, NULL, 0, "internal: the loop ended before the job");
+	return job_end(j) || !done;
+}

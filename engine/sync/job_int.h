@@ -1,0 +1,393 @@
+/*
+ * job_int — what the sync layer's modules share about one account's run:
+ * the mailbox, worker, batch and job records, and the steps each module
+ * offers the others. Private to engine/sync/; the public API is job.h.
+ */
+#ifndef MF_JOB_INT_H
+#define MF_JOB_INT_H
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <openssl/evp.h>
+
+#include "protocols/imap_syntax.h"
+#include "protocols/utf7.h"
+#include "store/msghash.h"
+
+#include "engine/sync/job.h"
+
+/* A dry run writes nothing to the state: mailboxes and a job the state
+ * does not know get ids no real record has (plan_mbox_id). */
+#define JOB_DRY_JOBID UINT32_MAX
+#define JOB_DRY_MBID (UINT32_MAX - 1)
+
+#define BATCH_SLOTS 8
+#define BATCH_MAX JOB_BATCH_MAX
+#define JOB_NAME_SHOWN 200 /* bytes of a mailbox name in an error line */
+/* Largest message without --max-message-size (Dovecot's own default is
+ * unlimited; Gmail takes 35 MB, Exchange 150 MB) */
+#define JOB_MESSAGE_MAX (UINT64_C(2) << 30)
+/* A literal that is not a message body (mailbox names, ENVELOPE parts) */
+#define JOB_OTHER_LITERAL_MAX ((uint64_t)1 << 20)
+#define BATCH_POOL 8192
+#define FETCH_RANGE 1000	/* UIDs per UID FETCH command */
+#define RETRY_CHUNK 200
+#define MAX_ERRORS 1000
+
+struct mbox {
+	char *name;		/* source name, wire form */
+	size_t len;
+	char *dst_name;		/* destination name, wire form */
+	char *display;		/* UTF-8 for people */
+	char sep;
+	int noselect;
+	int subscribed;
+	unsigned special;	/* SPECIAL-USE attributes (RFC 6154), bits below */
+	int have_status;
+	uint32_t st_uidvalidity, st_uidnext, st_messages;
+	uint64_t st_highestmodseq;
+	uint32_t mbid;
+	int work;		/* needs a worker */
+	int failed;
+	int dst_exists;
+	int create_refused;	/* CREATE answered NO: exists after all? LIST tells */
+	char create_why[120];	/* the refusal, for the error line if it does not */
+	int probe;		/* new while known mailboxes vanished: renamed? */
+	uint32_t probe_uidv;
+	size_t renamed_from;	/* 1 + index into job.van: it was that one */
+	uint64_t copied, skipped, nfailed, bytes;
+};
+/* A mailbox the state knows that the source no longer lists. */
+struct vanished {
+	uint32_t mbid;
+	int claimed;
+	struct state_mbox rec;
+};
+struct bmsg {
+	uint32_t uid;
+	uint64_t size, modseq;
+	int64_t idate;
+	uint8_t hash[32], nhash[32];
+	uint16_t flags_off, flags_len;
+};
+struct batch {
+	struct imap_cmd cmd;
+	struct worker *w;
+	int answered;		/* the server replied before we finished sending */
+	int cur_fate;		/* answered early: 1 retry the message being sent, 2 it failed */
+	char why[200];		/* the early reply, for the error line */
+	unsigned n;
+	uint64_t bytes;
+	size_t pool_len;
+	struct bmsg m[BATCH_MAX];
+	char pool[BATCH_POOL];
+};
+enum wphase {
+	W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_COUNT,
+	W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE
+};
+struct remap {
+	uint8_t hash[32];
+	uint32_t uid;
+	uint32_t uidv;		/* --dedupe: the destination UIDVALIDITY it was seen under */
+	int claimed;
+};
+enum method { M_NEW_ONLY, M_QRESYNC, M_CONDSTORE, M_SCAN };
+struct chg {
+	uint32_t uid, dst_uid;
+	size_t off;		/* flags in the worker's change pool */
+	uint16_t len;
+};
+/* One destination command of the changes pass; a UID STORE knows which
+ * changes it carries: chg[first..end) (indices, not packed: a mailbox may
+ * hold any number of changes). */
+struct apply_op {
+	struct imap_cmd cmd; /* first: the op is found from its command */
+	size_t first, end;
+};
+struct settle {
+	uint32_t uid, dst_uid;
+	int found;
+	uint8_t nhash[32];
+};
+struct worker {
+	struct job *job;
+	unsigned id;
+	struct imap_client src, dst;
+	int src_open, dst_open, src_ready, dst_ready, dead;
+	enum wphase phase;
+	struct mbox *mb;
+	struct imap_cmd examine_cmd, fetch_cmd[2];
+	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	uint32_t start_uid, next_range, end_uid;
+	unsigned fetches_inflight;
+	int single_mode;	/* one APPEND per message (retry pass) */
+	uint32_t *retry;
+	size_t nretry, cretry, retry_pos;
+	int src_paused;		/* paused at a response boundary (slots full) */
+	int intents_marked;	/* this mailbox's record says intents may exist */
+	struct settle *stl;	/* unconfirmed APPENDs found at the start */
+	size_t nstl, cstl;
+	uint32_t stl_floor, stl_uid, stl_seen;
+	struct loop_timer settle_timer;
+	struct imap_cmd settle_cmd[2];
+	/* incremental: what changed on the source since the last pass */
+	struct state_mbox rec;	/* the mailbox's record at the start */
+	int have_rec;
+	enum method method;
+	const char *fallback_why; /* the QRESYNC answer is not usable: why */
+	int retried_plain;	/* EXAMINE (QRESYNC) refused, sent again without */
+	int diff_refused;	/* the CHANGEDSINCE FETCH or UID SEARCH was refused */
+	uint32_t max_named_uid;	/* highest UID in the QRESYNC answer */
+	struct chg *chg;
+	size_t nchg, cchg;
+	char *cpool;
+	size_t cpool_len, cpool_cap;
+	uint32_t *gone;
+	size_t ngone, cgone;
+	uint8_t *seen;		/* bitmap over 1..rec.last_uid */
+	size_t seen_cap;
+	uint32_t seen_n;
+	uint64_t unknown_vanished;
+	unsigned apply_pending;
+	struct apply_op *apply_cmd;
+	size_t apply_cap;
+	size_t chg_lost;   /* flag changes read but not applied (HIGHESTMODSEQ stays) */
+	size_t chg_unread; /* of them, not even noted (no memory, state error) */
+	struct imap_cmd diff_cmd[2];
+	/* UIDVALIDITY changed: messages found again by content */
+	struct remap *rm;
+	size_t nrm, crm;
+	uint32_t old_uidv, rm_uid;
+	uint64_t rm_found;
+	int rm_failed;                  /* a match could not be recorded: the remap is redone */
+	char rm_flags[STATE_FLAGS_MAX]; /* the hashed message's FLAGS */
+	size_t rm_flags_len;
+	int rm_have_flags;
+	/* --dedupe: the destination folder's content (rm), then the new messages */
+	int dd_done;
+	uint32_t dd_dst_uidv;
+	uint32_t *dd_uids;	/* the destination folder's UIDs (UID SEARCH ALL) */
+	size_t ndd_uids, cdd_uids;
+	struct imap_cmd dd_cmd[3];
+	uint64_t dd_found;
+	uint64_t dry_count;	/* --dry-run: messages that would be copied */
+	int list_mode;		/* fetch the UIDs in todo, not a range */
+	uint32_t *todo;
+	size_t ntodo, ctodo, todo_pos;
+	struct imap_cmd remap_cmd;
+	int src_starved;	/* lit_data returned short */
+	/* the message being streamed */
+	struct {
+		int active, skip;
+		uint32_t uid;
+		uint64_t size, left, modseq;
+		int64_t idate;
+		char flags[STATE_FLAGS_MAX];
+		size_t flags_len;
+		char date[IMAP_DATE_LEN + 1]; /* written from parsed fields */
+	} cur;
+	struct msghash mh;
+	struct batch *slot[BATCH_SLOTS];
+	unsigned b_head, b_count;
+	struct batch *open;	/* APPEND being written */
+	uint64_t mb_failed_min_uid;
+	/* reconnect after a dropped connection (worker_reconnect) */
+	struct loop_timer reconnect_timer;
+	unsigned attempts;	/* reconnects in a row without a confirmed APPEND */
+	char first_loss[160];	/* why the first of them was needed */
+	int reconnecting;	/* both connections are being reopened */
+	int resumed;		/* this pass of mb goes on from a pass a drop ended */
+	int resume_range;	/* ... which was fetching a UID range in order */
+	uint32_t resume_uid;	/* every UID of mb below this was counted (range mode) */
+	uint32_t resume_uidv;	/* the UIDVALIDITY resume_uid is for */
+	uint64_t rng;		/* backoff jitter */
+	uint64_t wire_in, wire_out;	/* of the connections closed for a reconnect */
+};
+struct name_index {
+	uint32_t *slot; /* index + 1, 0 = empty */
+	size_t cap, n;  /* n: entries indexed, in array order */
+};
+struct job {
+	struct loop *loop;
+	struct state *st;
+	const struct job_opts *o;
+	struct job_summary *sum;
+	uint32_t jobid;
+	struct mbox *mb;
+	size_t nmb, cmb, next_mb;
+	struct worker *w;
+	unsigned nw;
+	/* name → index + 1 of mb[] and of dst_names[] (open addressing), so
+	 * that 200,000 mailboxes are listed in linear time; rebuilt when the
+	 * count no longer matches (or the arrays were reordered: *_n = 0) */
+	struct name_index mbx, dstx;
+	/* control */
+	struct imap_cmd list_cmd, dlist_cmd[2], *create_cmd;
+	char dst_sep;
+	unsigned *dst_special;	/* SPECIAL-USE bits of each destination mailbox */
+	char **dst_names;
+	size_t ndst, cdst;
+	unsigned creates_pending;
+	int relisted;		/* refused CREATEs were looked up again */
+	int listed, dst_prepared, finished, fatal;
+	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
+	struct vanished *van;
+	size_t nvan, cvan;
+	struct imap_cmd *probe_cmd, rename_cmd;
+	unsigned probes_pending;
+	struct mbox *probe_mb;
+	enum wphase probe_saved_phase;
+	unsigned nerrors;
+	struct loop_timer tick;
+	struct loop_task stop_task; /* job_stop_task */
+	job_done_fn done;	/* job_start's caller: the job has finished */
+	void *done_ud;
+	struct loop_task done_task;
+	int done_called;
+	uint64_t t0, last_commit;
+	int state_dirty;
+	int progress_shown;
+	struct imap_client_cb src_cb, dst_cb;
+	/* test only: MAILFERRY_TEST_FAIL=SITE:N, see test_fail() */
+	char test_fail_site[32];
+	unsigned long test_fail_at, test_fail_calls;
+};
+struct create_order {
+	size_t depth, idx;
+};
+/* What a FETCH response says before its literal (key): UID, FLAGS,
+ * INTERNALDATE, MODSEQ, each zero or NULL when absent. */
+struct fetch_meta {
+	uint32_t uid;
+	uint64_t modseq;
+	uint64_t size; /* RFC822.SIZE, if has_size */
+	int has_size;
+	const struct imap_node *flags, *date;
+};
+
+/* report.c */
+void json_str(FILE *f, const char *s, size_t n);
+void progress_clear(struct job *j);
+void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void mailbox_fail(struct worker *w, const char *who, uint32_t uid, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+int job_commit(struct job *j);
+void on_tick(struct loop *l, struct loop_timer *t);
+void test_fail_init(struct job *j);
+int test_fail(struct job *j, const char *site);
+
+/* names.c */
+unsigned special_bits(const struct imap_node *attrs);
+int parse_idate(const char *s, size_t n, int64_t *out);
+size_t flags_string(const struct imap_node *list, char *out, size_t cap,
+                           const struct imap_node **bad);
+int uidset_each(const char *s, size_t n, void (*fn)(void *ctx, uint32_t uid), void *ctx);
+char *dupn(const char *s, size_t n);
+int is_inbox(const char *s, size_t n);
+int folder_selected(const struct job_opts *o, const char *display);
+struct mbox *mbox_find(struct job *j, const char *name, size_t len);
+struct mbox *mbox_add(struct job *j, const char *name, size_t len);
+char *dst_name_for(struct job *j, const struct mbox *mb);
+int grow(void **p, size_t *cap, size_t need, size_t elem);
+int node_str(const struct imap_node *n, const char **s, size_t *len);
+void fetch_meta(const struct imap_resp *r, const struct imap_node *key,
+		       struct fetch_meta *fm);
+size_t name_hash(const char *s, size_t n);
+int nx_update(struct name_index *x, size_t count, void *ctx,
+                     const char *(*get)(void *ctx, size_t i, size_t *len));
+void nx_reset(struct name_index *x);
+const char *dst_name_at(void *ctx, size_t i, size_t *len);
+
+/* plan.c */
+int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r);
+void plan(struct job *j);
+void plan_finish(struct job *j);
+void src_list(struct worker *w);
+
+/* rename.c */
+int probe_lit_end(struct worker *w);
+void probe_start(struct job *j);
+void rename_next(struct job *j, struct imap_client *c);
+
+/* prepare.c */
+int dst_has(struct job *j, const char *name);
+int dst_ctl_untagged(struct imap_client *c, const struct imap_resp *r);
+void dispatch(struct job *j);
+void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+void dst_create_all(struct job *j, struct imap_client *c);
+void dst_prepare(struct worker *w);
+
+/* copy.c */
+uint64_t wall_ms(void);
+void mbox_mark_intents(struct worker *w, uint32_t on);
+int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
+			 const struct imap_node *key, uint64_t size);
+ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n);
+int src_lit_end(struct imap_client *c);
+int src_untagged(struct imap_client *c, const struct imap_resp *r);
+void retry_push(struct worker *w, uint32_t uid);
+void src_writable_kick(struct imap_client *c);
+int fetch_next(struct worker *w, struct imap_cmd *cmd);
+void worker_check_done(struct worker *w);
+int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
+                         const struct imap_node *key, uint64_t size);
+
+/* remap.c */
+int remap_cmp(const void *a, const void *b);
+int rm_push(struct worker *w, const uint8_t nhash[32], uint32_t uid, uint32_t uidv);
+int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct imap_node *key);
+int remap_lit_end(struct worker *w);
+void remap_start(struct worker *w, uint32_t old_uidv);
+
+/* dedupe.c */
+void dedupe_start(struct worker *w);
+int dd_dst_untagged(struct worker *w, const struct imap_resp *r);
+int dd_dst_lit_end(struct worker *w);
+int dd_src_lit_begin(struct worker *w, const struct imap_resp *r,
+			    const struct imap_node *key, uint64_t size);
+int dd_src_lit_end(struct worker *w);
+
+/* settle.c */
+void settle_start(struct worker *w);
+int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
+			 const struct imap_node *key, uint64_t size);
+ssize_t dst_lit_data(struct imap_client *c, const uint8_t *p, size_t n);
+int dst_lit_end(struct imap_client *c);
+
+/* changes.c */
+int flags_equal(const char *a, size_t al, const char *b, size_t bl);
+void changes_reset(struct worker *w);
+void change_note(struct worker *w, uint32_t uid, const struct imap_node *flags);
+int changes_untagged(struct worker *w, const struct imap_resp *r);
+void changes_start(struct worker *w);
+struct imap_cmd *apply_cmd(struct worker *w);
+void changes_apply(struct worker *w);
+int chg_push(struct worker *w, uint32_t uid, uint32_t dst_uid, const char *fl, size_t n);
+
+/* worker.c */
+void mailbox_finish(struct worker *w);
+void fetch_start(struct worker *w);
+void worker_next(struct worker *w);
+void src_ready(struct imap_client *c);
+void dst_ready(struct imap_client *c);
+void conn_error(struct imap_client *c, const struct mf_error *err);
+int src_untagged_any(struct imap_client *c, const struct imap_resp *r);
+int dst_untagged_any(struct imap_client *c, const struct imap_resp *r);
+int worker_open_src(struct worker *w, struct mf_error *err);
+int worker_init(struct job *j, struct worker *w, unsigned id);
+void workers_spawn(struct job *j);
+int worker_active(const struct worker *w);
+void worker_stop(struct worker *w, int graceful);
+
+/* job.c */
+void job_maybe_finish(struct job *j);
+
+#endif

@@ -1,0 +1,366 @@
+/*
+ * names — small pure helpers the sync layer shares: IMAP date-time and
+ * flag lists as the state keeps them, UID sets, mailbox names (the
+ * source's, the destination's, --folder/--exclude/--map), growable arrays.
+ *
+ * Not for: anything that talks to a server or to the state.
+ */
+#include "engine/sync/job_int.h"
+
+static char *translate_name(struct job *j, const struct mbox *mb);
+static const char *mb_name_at(void *ctx, size_t i, size_t *len);
+
+static const char *const special_names[] = {"\\Sent", "\\Drafts", "\\Trash", "\\Junk",
+					   "\\Archive", "\\All", "\\Flagged"};
+
+unsigned special_bits(const struct imap_node *attrs)
+{
+	unsigned bits = 0;
+
+	for (const struct imap_node *f = attrs ? attrs->child : NULL; f; f = f->next)
+		for (unsigned i = 0; i < sizeof(special_names) / sizeof(special_names[0]); i++)
+			if (imap_node_is(f, special_names[i]))
+				bits |= 1u << i;
+	return bits;
+}
+
+/* ---- small parsers --------------------------------------------------------- */
+
+/* "17-Jul-1996 02:44:25 -0700" → unix seconds (RFC 3501 date-time). */
+int parse_idate(const char *s, size_t n, int64_t *out)
+{
+	struct imap_date d;
+
+	if (imap_date_parse(s, n, &d) < 0)
+		return -1;
+	*out = imap_date_unix(&d);
+	return 0;
+}
+
+/* FLAGS list → "\Seen $Forwarded" without \Recent (APPEND cannot set it).
+ * Only what may go on a command line is written: system flags from a
+ * fixed table, keywords that are atoms. The first flag that is neither
+ * (or a FLAGS value that is not a list) is left out and put in *bad (if
+ * bad), for the caller to refuse the message or the change. */
+size_t flags_string(const struct imap_node *list, char *out, size_t cap,
+                           const struct imap_node **bad)
+{
+	size_t n = 0;
+
+	if (bad)
+		*bad = list && list->type != IMAP_NODE_LIST ? list : NULL;
+	for (const struct imap_node *f = list ? list->child : NULL; f; f = f->next) {
+		const char *canon = NULL;
+		enum imap_flag_kind kind = f->type == IMAP_NODE_ATOM
+		                               ? imap_flag_classify(f->s, f->len, &canon)
+		                               : IMAP_FLAG_INVALID;
+		size_t len = canon ? strlen(canon) : f->len;
+
+		if (kind == IMAP_FLAG_RECENT)
+			continue;
+		if (kind == IMAP_FLAG_INVALID) {
+			if (bad && !*bad)
+				*bad = f;
+			continue;
+		}
+		if (n + len + 2 > cap)
+			break;
+		if (n)
+			out[n++] = ' ';
+		memcpy(out + n, canon ? canon : f->s, len);
+		n += len;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* "5:7,9" → calls fn for 5,6,7,9 in order. */
+int uidset_each(const char *s, size_t n, void (*fn)(void *ctx, uint32_t uid), void *ctx)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint64_t a = 0, b;
+		size_t st = i;
+
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			a = a * 10 + (uint64_t)(s[i++] - '0');
+		if (i == st || a > UINT32_MAX)
+			return -1;
+		b = a;
+		if (i < n && s[i] == ':') {
+			st = ++i;
+			b = 0;
+			while (i < n && s[i] >= '0' && s[i] <= '9')
+				b = b * 10 + (uint64_t)(s[i++] - '0');
+			if (i == st || b > UINT32_MAX)
+				return -1;
+		}
+		if (b < a) {
+			uint64_t t = a;
+			a = b;
+			b = t;
+		}
+		if (b - a > 1000000)
+			return -1;
+		for (uint64_t u = a; u <= b; u++)
+			fn(ctx, (uint32_t)u);
+		if (i < n && s[i] != ',')
+			return -1;
+		i++;
+	}
+	return 0;
+}
+
+/* ---- mailbox names ------------------------------------------------------------ */
+
+char *dupn(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+int is_inbox(const char *s, size_t n)
+{
+	return n == 5 && !strncasecmp(s, "INBOX", 5);
+}
+
+/* Source name with the source separator → destination name. A character
+ * that is the destination's separator but not the source's cannot be kept
+ * (it would create a hierarchy level): it becomes '_' and we say so. */
+static char *translate_name(struct job *j, const struct mbox *mb)
+{
+	char *d = dupn(mb->name, mb->len);
+
+	if (!d)
+		return NULL;
+	if (is_inbox(d, mb->len)) {
+		memcpy(d, "INBOX", 5);
+		return d;
+	}
+	for (size_t i = 0; i < mb->len; i++) {
+		if (mb->sep && d[i] == mb->sep) {
+			d[i] = j->dst_sep ? j->dst_sep : mb->sep;
+		} else if (j->dst_sep && d[i] == j->dst_sep) {
+			d[i] = '_';
+			mf_log(MF_LOG_WARN, "mailbox \"%s\": '%c' is the destination's separator; "
+					    "written as '_'", mb->display, j->dst_sep);
+		}
+	}
+	return d;
+}
+
+int folder_selected(const struct job_opts *o, const char *display)
+{
+	int in = !o->folders || !o->folders[0];
+
+	for (const char *const *g = o->folders; g && *g; g++)
+		if (!fnmatch(*g, display, 0))
+			in = 1;
+	for (const char *const *g = o->excludes; g && *g; g++)
+		if (!fnmatch(*g, display, 0))
+			in = 0;
+	return in;
+}
+
+/* ---- name indexes --------------------------------------------------------- */
+
+size_t name_hash(const char *s, size_t n)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * UINT64_C(1099511628211);
+	return (size_t)(h ^ (h >> 29));
+}
+
+/* Indexes entries x->n..count-1 (get(i) gives entry i's name), growing the
+ * table to keep it at most half full. -1: out of memory (callers then scan). */
+int nx_update(struct name_index *x, size_t count, void *ctx,
+                     const char *(*get)(void *ctx, size_t i, size_t *len))
+{
+	if (count * 2 > x->cap) {
+		size_t cap = 1024;
+		uint32_t *ns;
+
+		while (cap < count * 2)
+			cap *= 2;
+		if (!(ns = calloc(cap, sizeof(*ns))))
+			return -1;
+		free(x->slot);
+		x->slot = ns;
+		x->cap = cap;
+		x->n = 0;
+	}
+	if (count < x->n) { /* shrunk or reordered: start again */
+		memset(x->slot, 0, x->cap * sizeof(*x->slot));
+		x->n = 0;
+	}
+	for (; x->n < count; x->n++) {
+		size_t len, h;
+		const char *nm = get(ctx, x->n, &len);
+
+		for (h = name_hash(nm, len) & (x->cap - 1); x->slot[h]; h = (h + 1) & (x->cap - 1))
+			;
+		x->slot[h] = (uint32_t)(x->n + 1);
+	}
+	return 0;
+}
+
+void nx_reset(struct name_index *x)
+{
+	if (x->slot)
+		memset(x->slot, 0, x->cap * sizeof(*x->slot));
+	x->n = 0;
+}
+
+static const char *mb_name_at(void *ctx, size_t i, size_t *len)
+{
+	struct job *j = ctx;
+
+	*len = j->mb[i].len;
+	return j->mb[i].name;
+}
+
+const char *dst_name_at(void *ctx, size_t i, size_t *len)
+{
+	struct job *j = ctx;
+
+	*len = strlen(j->dst_names[i]);
+	return j->dst_names[i];
+}
+
+struct mbox *mbox_find(struct job *j, const char *name, size_t len)
+{
+	if (j->mbx.n != j->nmb && nx_update(&j->mbx, j->nmb, j, mb_name_at) < 0) {
+		for (size_t i = 0; i < j->nmb; i++)
+			if (j->mb[i].len == len && !memcmp(j->mb[i].name, name, len))
+				return &j->mb[i];
+		return NULL;
+	}
+	for (size_t h = name_hash(name, len) & (j->mbx.cap - 1); j->mbx.cap && j->mbx.slot[h];
+	     h = (h + 1) & (j->mbx.cap - 1)) {
+		struct mbox *mb = &j->mb[j->mbx.slot[h] - 1];
+
+		if (mb->len == len && !memcmp(mb->name, name, len))
+			return mb;
+	}
+	return NULL;
+}
+
+struct mbox *mbox_add(struct job *j, const char *name, size_t len)
+{
+	struct mbox *mb;
+	char disp[STATE_NAME_MAX * 2];
+	ssize_t dl;
+
+	if (j->nmb == j->cmb) {
+		size_t nc = j->cmb ? j->cmb * 2 : 64;
+		struct mbox *nm = realloc(j->mb, nc * sizeof(*nm));
+
+		if (!nm)
+			return NULL;
+		j->mb = nm;
+		j->cmb = nc;
+	}
+	mb = &j->mb[j->nmb];
+	memset(mb, 0, sizeof(*mb));
+	mb->name = dupn(name, len);
+	mb->len = len;
+	dl = utf7_decode(name, len, disp, sizeof(disp));
+	mb->display = dl >= 0 ? dupn(disp, (size_t)dl) : dupn(name, len);
+	if (!mb->name || !mb->display)
+		return NULL;
+	j->nmb++;
+	return mb;
+}
+
+/* ---- control: LIST on the source ------------------------------------------ */
+
+int node_str(const struct imap_node *n, const char **s, size_t *len)
+{
+	if (!n || (n->type != IMAP_NODE_ATOM && n->type != IMAP_NODE_STRING))
+		return -1;
+	*s = n->s;
+	*len = n->len;
+	return 0;
+}
+
+/* Where a source mailbox goes: --map SRC=DST first (UTF-8 names), then
+ * SPECIAL-USE (the source's \Sent goes to the destination's \Sent, whatever
+ * either is called), else the same name with the separator translated. */
+char *dst_name_for(struct job *j, const struct mbox *mb)
+{
+	for (const char *const *m = j->o->maps; m && *m; m++) {
+		const char *eq = strchr(*m, '=');
+		char enc[STATE_NAME_MAX];
+		ssize_t n;
+
+		if (!eq || (size_t)(eq - *m) != strlen(mb->display) ||
+		    memcmp(*m, mb->display, (size_t)(eq - *m)))
+			continue;
+		n = utf7_encode(eq + 1, strlen(eq + 1), enc, sizeof(enc));
+		if (n > 0) {
+			/* the user writes '/' for hierarchy; the destination's own separator */
+			for (ssize_t i = 0; i < n; i++)
+				if (enc[i] == '/' && j->dst_sep)
+					enc[i] = j->dst_sep;
+			return dupn(enc, (size_t)n);
+		}
+		mf_log(MF_LOG_WARN, "--map %s: not a valid destination name; ignored", *m);
+	}
+	if (mb->special && !is_inbox(mb->name, mb->len))
+		for (size_t i = 0; i < j->ndst; i++)
+			if (j->dst_special[i] & mb->special) {
+				if (strcmp(j->dst_names[i], mb->name))
+					mf_log(MF_LOG_INFO, "mailbox \"%s\" goes to the destination's \"%s\" "
+							    "(same special use)",
+					       mb->display, j->dst_names[i]);
+				return dupn(j->dst_names[i], strlen(j->dst_names[i]));
+			}
+	return translate_name(j, mb);
+}
+
+void fetch_meta(const struct imap_resp *r, const struct imap_node *key,
+		       struct fetch_meta *fm)
+{
+	const struct imap_node *items = r->first->next->next;
+
+	memset(fm, 0, sizeof(*fm));
+	for (const struct imap_node *it = items ? items->child : NULL; it && it != key && it->next;
+	     it = it->next) {
+		if (imap_node_is(it, "UID"))
+			imap_node_u32(it->next, &fm->uid);
+		else if (imap_node_is(it, "FLAGS"))
+			fm->flags = it->next;
+		else if (imap_node_is(it, "INTERNALDATE"))
+			fm->date = it->next;
+		else if (imap_node_is(it, "MODSEQ") && it->next->child)
+			imap_node_u64(it->next->child, &fm->modseq);
+		else if (imap_node_is(it, "RFC822.SIZE"))
+			fm->has_size = !imap_node_u64(it->next, &fm->size);
+	}
+}
+
+int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t nc;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	nc = *cap ? *cap : 64;
+	while (nc < need)
+		nc *= 2;
+	np = realloc(*p, nc * elem);
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = nc;
+	return 0;
+}

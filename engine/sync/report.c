@@ -1,0 +1,158 @@
+/*
+ * report — what one account's run tells people and scripts: one error line
+ * per failure naming account, mailbox and UID (and its JSON event), the
+ * progress line on a TTY, the periodic state commit.
+ *
+ * Not for: deciding anything about the copy.
+ */
+#include "engine/sync/job_int.h"
+
+/* ---- test hook ------------------------------------------------------------ */
+
+/* TEST ONLY. MAILFERRY_TEST_FAIL=SITE:N (read once at job start) makes the
+ * Nth pass through SITE fail as if its allocation or state call had: for
+ * the regression tests of faults a real run cannot produce on demand
+ * (tests/integration/t_silent_losses.sh). Sites: retry_push, change_note
+ * (the list cannot grow), remap_get (the state cannot read a record). */
+void test_fail_init(struct job *j)
+{
+	const char *v = getenv("MAILFERRY_TEST_FAIL"), *colon;
+
+	if (!v || !(colon = strchr(v, ':')) || (size_t)(colon - v) >= sizeof(j->test_fail_site))
+		return;
+	memcpy(j->test_fail_site, v, (size_t)(colon - v));
+	j->test_fail_site[colon - v] = '\0';
+	j->test_fail_at = strtoul(colon + 1, NULL, 10);
+}
+
+int test_fail(struct job *j, const char *site)
+{
+	if (!j->test_fail_at || strcmp(site, j->test_fail_site))
+		return 0;
+	return ++j->test_fail_calls == j->test_fail_at;
+}
+
+/* ---- reporting ----------------------------------------------------------- */
+
+/* A JSON string (RFC 8259) of bytes a server may have chosen: controls as
+ * \u00XX, a byte that is not valid UTF-8 as the text \xNN (as on stderr,
+ * see mf_escape), so the line is always valid JSON and two names that
+ * differ only in such bytes stay apart. */
+void json_str(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n;) {
+		unsigned char ch = (unsigned char)s[i];
+		size_t k = mf_utf8_len((const unsigned char *)s + i, n - i, NULL);
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			fprintf(f, "\\u%04x", ch);
+		else if (!k)
+			fprintf(f, "\\\\x%02x", ch);
+		else
+			fwrite(s + i, 1, k, f);
+		i += k ? k : 1;
+	}
+	fputc('"', f);
+}
+
+void progress_clear(struct job *j)
+{
+	if (j->progress_shown) {
+		fputs("\r\033[K", stderr);
+		j->progress_shown = 0;
+	}
+}
+void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
+		      const char *fmt, ...)
+{
+	char msg[1024], line[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = snprintf(line, sizeof(line), "%s", who ? who : "");
+	if (mb) {
+		/* A long name must not push the reason off the line: it is cut
+		 * (at a UTF-8 boundary) with an ellipsis; --json has it whole. */
+		size_t dl = strlen(mb->display), cut = dl > JOB_NAME_SHOWN ? JOB_NAME_SHOWN : dl;
+
+		while (cut < dl && cut && ((unsigned char)mb->display[cut] & 0xc0) == 0x80)
+			cut--;
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%smailbox \"%.*s%s\"",
+		              n ? " " : "", (int)cut, mb->display, cut < dl ? "..." : "");
+	}
+	if (uid && n < (int)sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " uid %u", uid);
+	if (n < (int)sizeof(line))
+		snprintf(line + n, sizeof(line) - (size_t)n, "%s%s", n ? ": " : "", msg);
+	progress_clear(j);
+	mf_log(MF_LOG_ERROR, "%s", line);
+	if (j->o->json && j->nerrors < MAX_ERRORS) {
+		fprintf(j->o->out, "{\"event\":\"error\",\"account\":");
+		json_str(j->o->out, who ? who : "", who ? strlen(who) : 0);
+		fprintf(j->o->out, ",\"mailbox\":");
+		if (mb)
+			json_str(j->o->out, mb->display, strlen(mb->display));
+		else
+			fputs("null", j->o->out);
+		fprintf(j->o->out, ",\"uid\":%u,\"message\":", uid);
+		json_str(j->o->out, line, strlen(line));
+		fputs("}\n", j->o->out);
+	}
+	j->nerrors++;
+}
+void mailbox_fail(struct worker *w, const char *who, uint32_t uid, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	job_error(w->job, who, w->mb, uid, "%s", msg);
+	w->mb->failed = 1;
+	mailbox_finish(w);
+}
+
+int job_commit(struct job *j)
+{
+	struct mf_error e;
+	int rc = 0;
+
+	if (!j->state_dirty || j->o->dry_run)
+		return 0;
+	if ((rc = state_commit(j->st, &e)) < 0) {
+		job_error(j, NULL, NULL, 0, "%s", e.msg);
+		j->fatal = 1;
+	}
+	j->state_dirty = 0;
+	j->last_commit = loop_now_ms(j->loop);
+	return rc;
+}
+
+void on_tick(struct loop *l, struct loop_timer *t)
+{
+	struct job *j = (struct job *)((char *)t - offsetof(struct job, tick));
+	struct job_summary *s = j->sum;
+	double secs;
+
+	if (j->finished)
+		return;
+	if (loop_now_ms(l) - j->last_commit >= 1000)
+		job_commit(j);
+	if (j->o->progress) {
+		secs = (double)(loop_now_ms(l) - j->t0) / 1000.0;
+		fprintf(stderr, "\r\033[Kmailferry: %llu copied, %llu skipped, %llu failed, %.1f MB, "
+				"%.0f msg/s, %zu/%zu mailboxes",
+			(unsigned long long)s->copied, (unsigned long long)s->skipped,
+			(unsigned long long)s->failed, (double)s->bytes / 1e6,
+			secs > 0 ? (double)s->copied / secs : 0.0, j->next_mb, j->nmb);
+		j->progress_shown = 1;
+	}
+	loop_timer_start(l, &j->tick, 250, on_tick);
+}

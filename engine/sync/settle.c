@@ -1,0 +1,217 @@
+/*
+ * settle — APPENDs an interrupted run may or may not have stored (intents
+ * without a confirmation) are looked for on the destination by content
+ * before anything is copied again: exactly once across crashes.
+ *
+ * Not for: the normal copy (copy).
+ */
+#include "engine/sync/job_int.h"
+
+static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m);
+static void settle_finish(struct worker *w);
+static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static void settle_wait_done(struct loop *l, struct loop_timer *t);
+static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int prefix);
+
+/* ---- worker: settling unconfirmed APPENDs after a crash -------------------------- */
+
+static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	struct worker *w = ctx;
+
+	if (m->status == STATE_MSG_DONE && m->dst_uid >= w->stl_floor)
+		w->stl_floor = m->dst_uid + 1;
+	if (m->status != STATE_MSG_INTENT)
+		return 0;
+	if (w->nstl == w->cstl) {
+		size_t nc = w->cstl ? w->cstl * 2 : 64;
+		struct settle *ns = realloc(w->stl, nc * sizeof(*ns));
+
+		if (!ns)
+			return -ENOMEM;
+		w->stl = ns;
+		w->cstl = nc;
+	}
+	w->stl[w->nstl++] = (struct settle){.uid = uid};
+	memcpy(w->stl[w->nstl - 1].nhash, m->nhash, 32);
+	return 0;
+}
+
+/* A resumed pass settled an APPEND this run sent before the drop: it was
+ * copied now. Found ones at the front (no unfound one below them) are not
+ * counted again when the pass reads them. */
+static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int prefix)
+{
+	struct job *j = w->job;
+
+	w->mb->copied++;
+	w->mb->bytes += size;
+	j->sum->copied++;
+	j->sum->bytes += size;
+	if (prefix && w->resume_range && w->resume_uidv == w->uidvalidity && uid >= w->resume_uid)
+		w->resume_uid = uid + 1;
+}
+
+static void settle_finish(struct worker *w)
+{
+	struct job *j = w->job;
+	size_t found = 0;
+	struct mf_error e;
+
+	for (size_t i = 0; i < w->nstl; i++) {
+		struct settle *st = &w->stl[i];
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, st->uid};
+		struct state_msg m;
+		int rc;
+
+		if (!st->found) {
+			rc = state_msg_del(j->st, &k, &e);
+		} else if ((rc = state_msg_get(j->st, &k, &m, &e)) == 0) {
+			m.status = STATE_MSG_DONE;
+			m.dst_uid = st->dst_uid;
+			rc = state_msg_put(j->st, &k, &m, &e);
+			found++;
+			if (w->resumed)
+				resumed_found(w, st->uid, m.size, i == found - 1);
+		}
+		if (rc < 0) {
+			job_error(j, NULL, w->mb, st->uid, "%s", e.msg);
+			j->fatal = 1;
+		}
+	}
+	mf_log(MF_LOG_INFO,
+	       "mailbox \"%s\": %zu interrupted APPENDs settled: %zu already on the "
+	       "destination, %zu to copy again (destination UIDs from %u, %u looked at)",
+	       w->mb->display, w->nstl, found, w->nstl - found, w->stl_floor, w->stl_seen);
+	w->nstl = 0;
+	mbox_mark_intents(w, 0);
+	job_commit(j);
+	changes_start(w);
+}
+
+static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	if (r->status != IMAP_ST_OK) {
+		job_error(w->job, imap_client_who(c), w->mb, 0,
+			  "cannot check the destination for interrupted APPENDs: %.*s",
+			  (int)r->text_len, r->text);
+		w->mb->failed = 1;
+		if (cmd == &w->settle_cmd[1])
+			mailbox_finish(w);
+		return;
+	}
+	if (cmd == &w->settle_cmd[1] && !w->mb->failed)
+		settle_finish(w);
+	else if (cmd == &w->settle_cmd[1])
+		mailbox_finish(w);
+}
+
+static void settle_wait_done(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, settle_timer));
+
+	(void)l;
+	if (!w->dead && w->mb && w->phase == W_SETTLE)
+		settle_start(w);
+}
+
+/* After a crash the destination may still be storing the APPENDs whose
+ * bytes had left our socket: it finishes a command whose final CRLF it
+ * received even though we are gone. Looking before that is done would
+ * miss them and copy them twice, so intents younger than this are waited
+ * for. */
+#define SETTLE_GRACE_MS 3000
+
+void settle_start(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mf_error e;
+	uint64_t now = wall_ms();
+	int rc;
+
+	if (w->rec.intent_at_ms && now < w->rec.intent_at_ms + SETTLE_GRACE_MS &&
+	    w->phase != W_SETTLE) {
+		w->phase = W_SETTLE;
+		mf_log(MF_LOG_INFO, "mailbox \"%s\": waiting %.1f s for the destination to finish "
+				    "the interrupted run's APPENDs",
+		       w->mb->display, (double)(w->rec.intent_at_ms + SETTLE_GRACE_MS - now) / 1000.0);
+		loop_timer_start(j->loop, &w->settle_timer, w->rec.intent_at_ms + SETTLE_GRACE_MS - now,
+				 settle_wait_done);
+		return;
+	}
+	w->nstl = 0;
+	w->stl_floor = 1;
+	w->stl_seen = 0;
+	rc = state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, settle_collect, w, &e);
+	if (rc < 0) {
+		mailbox_fail(w, NULL, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
+		return;
+	}
+	if (!w->nstl) {
+		mbox_mark_intents(w, 0);
+		changes_start(w);
+		return;
+	}
+	w->phase = W_SETTLE;
+	imap_cmd_begin(&w->dst, &w->settle_cmd[0], settle_done, NULL);
+	imap_put(&w->dst, "EXAMINE ");
+	imap_put_astring(&w->dst, w->mb->dst_name, strlen(w->mb->dst_name));
+	imap_cmd_end(&w->dst);
+	imap_cmd_begin(&w->dst, &w->settle_cmd[1], settle_done, NULL);
+	imap_putf(&w->dst, "UID FETCH %u:* (UID BODY.PEEK[])", w->stl_floor);
+	imap_cmd_end(&w->dst);
+}
+
+int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
+			 const struct imap_node *key, uint64_t size)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *it;
+	int rc;
+
+	if ((rc = literal_check(w, c, r, key, size)) < 0)
+		return rc;
+	if ((w->phase != W_SETTLE && w->phase != W_DEDUPE_DST) || !r->first || !r->first->next ||
+	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
+		return IMAP_LIT_INLINE;
+	w->stl_uid = 0;
+	for (it = r->first->next->next ? r->first->next->next->child : NULL; it && it != key;
+	     it = it->next)
+		if (imap_node_is(it, "UID") && it->next)
+			imap_node_u32(it->next, &w->stl_uid);
+	msghash_begin(&w->mh);
+	return IMAP_LIT_STREAM;
+}
+
+ssize_t dst_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
+{
+	struct worker *w = c->ud;
+
+	if (w->phase == W_SETTLE || w->phase == W_DEDUPE_DST)
+		msghash_update(&w->mh, p, n);
+	return (ssize_t)n;
+}
+
+int dst_lit_end(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+	uint8_t nh[32];
+
+	if (w->phase == W_DEDUPE_DST)
+		return dd_dst_lit_end(w);
+	if (w->phase != W_SETTLE)
+		return 0;
+	msghash_end(&w->mh, NULL, nh);
+	w->stl_seen++;
+	if (w->stl_uid < w->stl_floor)
+		return 0; /* "n:*" answers with the last message even below n */
+	for (size_t i = 0; i < w->nstl; i++)
+		if (!w->stl[i].found && !memcmp(w->stl[i].nhash, nh, 32)) {
+			w->stl[i].found = 1;
+			w->stl[i].dst_uid = w->stl_uid;
+			break;
+		}
+	return 0;
+}

@@ -1,0 +1,671 @@
+/*
+ * worker — one connection pair (source, destination) taking mailboxes one
+ * after another: open it, settle, read changes, copy new mail, record the
+ * pass. Worker 0 is also the control pair that plans and prepares.
+ *
+ * Not for: the data path (copy), the plan (plan).
+ */
+#include "engine/sync/job_int.h"
+
+static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static void dry_count_start(struct worker *w);
+static int dst_busy(const struct job *j, const struct mbox *mb);
+static void examine_send(struct worker *w);
+static int worker_open_dst(struct worker *w, struct mf_error *err);
+static void workers_spawn_rest(struct job *j);
+static void mailbox_begin(struct worker *w);
+static int err_transient(const struct mf_error *err);
+static const char *err_reason(const struct imap_client *c, const struct mf_error *err);
+static int reconnect_wanted(const struct worker *w, int login, const struct mf_error *err);
+static void worker_reconnect(struct worker *w, struct imap_client *c, const struct mf_error *err);
+static void worker_reopen(struct loop *l, struct loop_timer *t);
+
+static const char *const method_names[] = {"new-only", "qresync", "condstore", "scan"};
+
+void mailbox_finish(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mbox *mb = w->mb;
+	struct state_mbox rec;
+	struct mf_error e;
+	int lost = j->o->sync_flags && w->chg_lost;
+
+	if (lost && w->chg_unread && !mb->failed && !j->o->dry_run) {
+		job_error(j, imap_client_who(&w->src), mb, 0,
+		          "%zu flag changes could not be noted (out of memory or "
+		          "a state error); they are read again next run",
+		          w->chg_unread);
+		mb->nfailed += w->chg_unread;
+		j->sum->failed += w->chg_unread;
+	}
+	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) < 0)
+		memset(&rec, 0, sizeof(rec));
+	if (j->o->dry_run) {
+		if (mb->failed)
+			j->sum->mailboxes_failed++;
+	} else if (!mb->failed) {
+		snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
+		snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
+		/* HIGHESTMODSEQ in the record means "flags in the state are
+		 * current up to here": it moves only when flags were read. */
+		if (lost) {
+			/* A flag change was not applied: the next run reads it
+			 * again (from the old HIGHESTMODSEQ, or by a scan). */
+			if (rec.uidvalidity != w->uidvalidity)
+				rec.highestmodseq = 0;
+		} else if (rec.uidvalidity != w->uidvalidity || !rec.last_uid ||
+		           w->method != M_NEW_ONLY) {
+			rec.highestmodseq = w->highestmodseq;
+		}
+		rec.uidvalidity = w->uidvalidity;
+		rec.uidnext = w->uidnext;
+		/* Messages the destination refused are tried again next run. */
+		rec.last_uid = w->mb_failed_min_uid ? (uint32_t)w->mb_failed_min_uid - 1
+						     : (w->uidnext ? w->uidnext - 1 : 0);
+		rec.synced_at =
+		    w->mb_failed_min_uid || mb->nfailed || lost ? 0 : (uint64_t)time(NULL);
+		rec.messages = w->src.exists;
+		rec.intents = 0; /* every APPEND of this pass was answered */
+		if (state_mbox_put(j->st, j->jobid, mb->mbid, &rec, &e) < 0) {
+			job_error(j, NULL, mb, 0, "%s", e.msg);
+			j->fatal = 1;
+		}
+		j->state_dirty = 1;
+	} else {
+		j->sum->mailboxes_failed++;
+	}
+	/* Not committed here: nothing below needs it durable (an unrecorded
+	 * end of a pass is redone next time, idempotently; copies are safe by
+	 * their intents). The tick commits within a second, the end at once;
+	 * an fsync per mailbox would stall the loop. */
+	if (j->o->json) {
+		fprintf(j->o->out, "{\"event\":\"mailbox\",\"name\":");
+		json_str(j->o->out, mb->display, strlen(mb->display));
+		fprintf(j->o->out, ",\"copied\":%llu,\"skipped\":%llu,\"failed\":%llu,\"bytes\":%llu,"
+				   "\"method\":\"%s\",\"flag_changes\":%zu,\"expunges\":%zu,\"ok\":%s}\n",
+			(unsigned long long)mb->copied, (unsigned long long)mb->skipped,
+			(unsigned long long)mb->nfailed, (unsigned long long)mb->bytes,
+			method_names[w->method], j->o->sync_flags ? w->nchg : 0,
+			j->o->delete_ ? w->ngone : 0, mb->failed || mb->nfailed ? "false" : "true");
+		fflush(j->o->out);
+	}
+	w->mb = NULL;
+	w->phase = W_IDLE;
+	worker_next(w);
+	if (j->o->dedupe)
+		dispatch(j); /* a worker may be waiting for this destination folder */
+}
+
+static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	struct mbox *mb = w->mb;
+	struct state_mbox rec;
+	struct mf_error e;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK && w->method == M_QRESYNC && !w->retried_plain && !c->closed) {
+		/* Claims QRESYNC but refuses the SELECT parameter: open the
+		 * mailbox plainly and read the changes by the next method. */
+		mf_log(MF_LOG_WARN, "%s mailbox \"%s\": EXAMINE (QRESYNC ...) refused (%.*s); "
+				    "reading changes by %s instead",
+		       imap_client_who(c), mb->display, (int)r->text_len, r->text,
+		       w->src.enabled_condstore ? "CONDSTORE" : "a full UID/FLAGS scan");
+		w->retried_plain = 1;
+		w->method = w->src.enabled_condstore ? M_CONDSTORE : M_SCAN;
+		changes_reset(w);
+		w->uidvalidity = w->uidnext = 0;
+		w->highestmodseq = 0;
+		examine_send(w);
+		return;
+	}
+	if (r->status != IMAP_ST_OK) {
+		mailbox_fail(w, imap_client_who(c), 0, "cannot open mailbox: %.*s", (int)r->text_len,
+			     r->text);
+		return;
+	}
+	if (!w->uidvalidity) {
+		mailbox_fail(w, imap_client_who(c), 0, "server gave no UIDVALIDITY");
+		return;
+	}
+	w->start_uid = 1;
+	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 && rec.uidvalidity) {
+		if (rec.uidvalidity != w->uidvalidity && j->o->dry_run) {
+			progress_clear(j);
+			mf_print("mailferry: dry-run: mailbox \"%s\": UIDVALIDITY changed from "
+			         "%u to %u; its %u messages would be found again by content, "
+			         "the rest copied",
+			         mb->display, rec.uidvalidity, w->uidvalidity, c->exists);
+			mailbox_finish(w);
+			return;
+		}
+		if (rec.uidvalidity != w->uidvalidity) {
+			remap_start(w, rec.uidvalidity);
+			return;
+		}
+		w->start_uid = rec.last_uid + 1;
+	}
+	if (rec.intents && rec.uidvalidity == w->uidvalidity && j->o->dry_run) {
+		progress_clear(j);
+		mf_print("mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
+		         "would be looked for on the destination first",
+		         mb->display);
+	} else if (rec.intents && rec.uidvalidity == w->uidvalidity) {
+		settle_start(w);
+		return;
+	}
+	changes_start(w);
+}
+
+/* --dry-run: how many messages would be copied (UID SEARCH, no bodies). */
+static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+
+	(void)cmd;
+	progress_clear(j);
+	if (r->status != IMAP_ST_OK)
+		job_error(j, imap_client_who(c), w->mb, 0, "UID SEARCH failed: %.*s",
+			  (int)r->text_len, r->text);
+	else
+		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
+		         "copied into \"%s\"",
+		         w->mb->display, (unsigned long long)w->dry_count, w->mb->dst_name);
+	mailbox_finish(w);
+}
+
+static void dry_count_start(struct worker *w)
+{
+	w->phase = W_COUNT;
+	w->dry_count = 0;
+	imap_cmd_begin(&w->src, &w->fetch_cmd[0], dry_count_done, NULL);
+	if (w->src.caps & IMAP_CAP_ESEARCH)
+		imap_putf(&w->src, "UID SEARCH RETURN (COUNT) UID %u:%u", w->start_uid, w->end_uid);
+	else
+		imap_putf(&w->src, "UID SEARCH UID %u:%u", w->start_uid, w->end_uid);
+	imap_cmd_end(&w->src);
+}
+
+void fetch_start(struct worker *w)
+{
+	struct imap_client *c = &w->src;
+
+	/* Courier-IMAP 5 sends no [UIDNEXT] with SELECT/EXAMINE: STATUS said
+	 * it (mail arriving in between is the next run's). Without either,
+	 * fetch_next asks "n:*" once. */
+	if (!w->uidnext && w->mb->have_status && w->mb->st_uidvalidity == w->uidvalidity)
+		w->uidnext = w->mb->st_uidnext;
+	w->end_uid = w->uidnext ? w->uidnext - 1 : UINT32_MAX;
+	w->next_range = w->start_uid;
+	w->phase = W_FETCH;
+	w->single_mode = 0;
+	w->nretry = w->retry_pos = 0;
+	w->mb_failed_min_uid = 0;
+	/* A pass resumed after a reconnect reads the mailbox again from its
+	 * record: what this run confirmed is skipped as recorded. Below
+	 * resume_uid it was counted already (src_lit_begin). Not skipped over:
+	 * a stream that lost messages before the drop must not lose them for
+	 * good. */
+	if (!w->resumed || w->resume_uidv != w->uidvalidity)
+		w->resume_uid = 0;
+	if (!c->exists || w->start_uid > w->end_uid || (w->list_mode && !w->ntodo)) {
+		worker_check_done(w);
+		return;
+	}
+	if (w->job->o->dry_run) {
+		dry_count_start(w);
+		return;
+	}
+	if (w->job->o->dedupe && !w->dd_done && !w->list_mode && w->end_uid != UINT32_MAX) {
+		dedupe_start(w);
+		return;
+	}
+	/* Two UID FETCH ranges in flight keep the source streaming without a
+	 * round-trip gap between them. */
+	fetch_next(w, &w->fetch_cmd[0]);
+	fetch_next(w, &w->fetch_cmd[1]);
+	worker_check_done(w);
+}
+
+/* Another worker is filling mb's destination folder. */
+static int dst_busy(const struct job *j, const struct mbox *mb)
+{
+	for (unsigned i = 0; i < j->nw; i++)
+		if (j->w[i].mb && !strcmp(j->w[i].mb->dst_name, mb->dst_name))
+			return 1;
+	return 0;
+}
+
+void worker_next(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mbox *mb;
+
+	if (w->dead || !w->src_ready || !w->dst_ready || !j->dst_prepared)
+		return;
+	if (w->reconnecting) {
+		w->reconnecting = 0;
+		if (w->mb) {
+			mailbox_begin(w); /* the mailbox the drop interrupted */
+			return;
+		}
+	}
+	if (w->mb)
+		return;
+	while (j->next_mb < j->nmb && j->mb[j->next_mb].work <= 0)
+		j->next_mb++;
+	if (j->o->dedupe && !j->fatal && j->next_mb < j->nmb) {
+		/* --dedupe: mailboxes merged into one destination folder go one
+		 * after the other, so each sees what the other appended. Nobody
+		 * holds a pointer to a mailbox not handed out yet: swapping is fine. */
+		size_t i = j->next_mb;
+
+		while (i < j->nmb && (j->mb[i].work <= 0 || dst_busy(j, &j->mb[i])))
+			i++;
+		if (i == j->nmb)
+			return; /* all that is left waits for a busy folder: mailbox_finish wakes us */
+		if (i != j->next_mb) {
+			struct mbox t = j->mb[i];
+
+			j->mb[i] = j->mb[j->next_mb];
+			j->mb[j->next_mb] = t;
+		}
+	}
+	if (j->next_mb >= j->nmb || j->fatal) {
+		w->phase = W_DONE;
+		imap_client_logout(&w->src);
+		imap_client_logout(&w->dst);
+		job_maybe_finish(j);
+		return;
+	}
+	mb = &j->mb[j->next_mb++];
+	w->mb = mb;
+	w->attempts = 0;
+	w->resumed = w->resume_range = 0;
+	w->resume_uid = 0;
+	mailbox_begin(w);
+}
+
+/* Opens w->mb from the start: a new mailbox, or the same one again after
+ * a reconnect (the record is read again: intents sent before the drop are
+ * settled by examine_done). */
+static void mailbox_begin(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mbox *mb = w->mb;
+	struct mf_error e;
+
+	w->intents_marked = 0;
+	w->phase = W_EXAMINE;
+	w->list_mode = 0;
+	w->uidvalidity = w->uidnext = 0;
+	w->highestmodseq = 0;
+	changes_reset(w);
+	w->dd_done = 0;
+	w->retried_plain = w->diff_refused = 0;
+	w->seen_n = 0;
+	w->have_rec = state_mbox_get(j->st, j->jobid, mb->mbid, &w->rec, &e) == 0;
+	if (!w->have_rec)
+		memset(&w->rec, 0, sizeof(w->rec));
+	/* Flags and expunges are read only when asked for, and only for
+	 * messages copied before (rec.last_uid); new mail is copied anyway. */
+	w->method = M_NEW_ONLY;
+	if ((j->o->sync_flags || j->o->delete_) && w->rec.uidvalidity && w->rec.last_uid) {
+		if (w->src.enabled_qresync && w->rec.highestmodseq)
+			w->method = M_QRESYNC;
+		else if (w->src.enabled_condstore && w->rec.highestmodseq)
+			w->method = M_CONDSTORE;
+		else
+			w->method = M_SCAN;
+	}
+	examine_send(w);
+}
+
+static void examine_send(struct worker *w)
+{
+	imap_cmd_begin(&w->src, &w->examine_cmd, examine_done, NULL);
+	imap_put(&w->src, "EXAMINE ");
+	imap_put_astring(&w->src, w->mb->name, w->mb->len);
+	if (w->method == M_QRESYNC)
+		imap_putf(&w->src, " (QRESYNC (%u %llu 1:%u))", w->rec.uidvalidity,
+			  (unsigned long long)w->rec.highestmodseq, w->rec.last_uid);
+	imap_cmd_end(&w->src);
+}
+
+/* ---- worker: connections ------------------------------------------------------ */
+
+void src_ready(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+
+	w->src_ready = 1;
+	if (w->id == 0 && !w->job->listed)
+		src_list(w);
+	else
+		worker_next(w);
+}
+
+void dst_ready(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+
+	w->dst_ready = 1;
+	if (w->id == 0 && !w->reconnecting) {
+		workers_spawn_rest(w->job);
+		dst_prepare(w);
+	}
+	worker_next(w);
+}
+
+/* A connection-level failure a new connection may not meet: reset, closed,
+ * BYE, timeout, refused while a server restarts. A refused login, a TLS or
+ * certificate failure, a protocol error would only come back. */
+static int err_transient(const struct mf_error *err)
+{
+	switch (-err->code) {
+	case ECONNRESET:
+	case ECONNREFUSED:
+	case ECONNABORTED:
+	case ETIMEDOUT:
+	case EPIPE:
+	case ENOTCONN:
+	case ESHUTDOWN:
+	case ENETDOWN:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case EHOSTUNREACH:
+		return 1;
+	case EACCES: /* login refused: only [UNAVAILABLE] is temporary (RFC 5530 §3) */
+		return strstr(err->msg, "[UNAVAILABLE]") != NULL;
+	default:
+		return 0;
+	}
+}
+
+/* The pair may be reopened: it had logged in (or is being reopened), the
+ * plan is made and the destination prepared (worker 0 is the control pair
+ * until then), and the failure is transient. */
+static int reconnect_wanted(const struct worker *w, int login, const struct mf_error *err)
+{
+	const struct job *j = w->job;
+
+	if (!j->o->retries || j->fatal || j->finished || w->phase == W_DONE)
+		return 0;
+	if (login && !w->reconnecting)
+		return 0;
+	if (w->id == 0 && (!j->listed || !j->dst_prepared))
+		return 0;
+	return err_transient(err);
+}
+
+/* err->msg without its leading "source user@host: ". */
+static const char *err_reason(const struct imap_client *c, const struct mf_error *err)
+{
+	size_t n = strlen(imap_client_who(c));
+
+	if (!strncmp(err->msg, imap_client_who(c), n) && !strncmp(err->msg + n, ": ", 2))
+		return err->msg + n + 2;
+	return err->msg;
+}
+
+/* Closes both connections of the pair, keeps what is settled, and reopens
+ * them after a backoff (0.5 s doubling up to 30 s, with jitter, so pairs
+ * that dropped together do not come back together). The mailbox resumes
+ * from its EXAMINE: APPENDs in flight have committed intents that
+ * examine_done settles against the destination before anything is copied
+ * again; the pass then reads the mailbox from its record again, skipping
+ * what is recorded. */
+static void worker_reconnect(struct worker *w, struct imap_client *c, const struct mf_error *err)
+{
+	struct job *j = w->job;
+	uint64_t ms = 500;
+
+	if (!w->attempts++)
+		snprintf(w->first_loss, sizeof(w->first_loss), "%s", err_reason(c, err));
+	j->sum->reconnects++;
+	job_commit(j); /* everything confirmed is durable before we go on */
+	if (w->mb && w->phase == W_FETCH) {
+		w->resumed = 1;
+		w->resume_range = !w->single_mode && !w->list_mode;
+		w->resume_uidv = w->uidvalidity;
+	}
+	for (unsigned i = 1; i < w->attempts && ms < 30000; i++)
+		ms *= 2;
+	if (ms > 30000)
+		ms = 30000;
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	ms = ms * 3 / 4 + w->rng % (ms / 2 + 1); /* 0.75 .. 1.25 of it */
+	progress_clear(j);
+	if (w->mb)
+		mf_log(MF_LOG_INFO,
+		       "%s mailbox \"%s\": connection lost (%s); reconnecting in "
+		       "%.1f s (attempt %u of %u)",
+		       imap_client_who(c), w->mb->display, err_reason(c, err), (double)ms / 1000.0,
+		       w->attempts, j->o->retries);
+	else
+		mf_log(MF_LOG_INFO,
+		       "%s: connection lost (%s); reconnecting in %.1f s (attempt %u of %u)",
+		       imap_client_who(c), err_reason(c, err), (double)ms / 1000.0, w->attempts,
+		       j->o->retries);
+	/* c is closed already (and may be inside its own parser: it is freed
+	 * only when reopened); the other one goes now. */
+	if (w->src_open && !w->src.closed)
+		imap_client_close(&w->src);
+	if (w->dst_open && !w->dst.closed)
+		imap_client_close(&w->dst);
+	loop_timer_cancel(j->loop, &w->settle_timer);
+	w->phase = W_CONNECTING;
+	w->reconnecting = 1;
+	w->src_ready = w->dst_ready = 0;
+	w->open = NULL;
+	w->b_head = w->b_count = 0;
+	w->fetches_inflight = 0;
+	w->cur.active = 0;
+	w->src_paused = w->src_starved = 0;
+	w->apply_pending = 0;
+	w->nstl = 0;
+	loop_timer_start(j->loop, &w->reconnect_timer, ms, worker_reopen);
+}
+
+static void worker_reopen(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, reconnect_timer));
+	struct mf_error e;
+	uint64_t in, out;
+
+	(void)l;
+	if (w->dead || !w->reconnecting || w->phase != W_CONNECTING)
+		return;
+	/* Outside every callback now: the old clients' parsers can go. */
+	if (w->src_open) {
+		imap_client_wire(&w->src, &in, &out);
+		w->wire_in += in;
+		w->wire_out += out;
+		imap_client_close(&w->src);
+	}
+	if (w->dst_open) {
+		imap_client_wire(&w->dst, &in, &out);
+		w->wire_in += in;
+		w->wire_out += out;
+		imap_client_close(&w->dst);
+	}
+	w->src_open = w->dst_open = 0; /* counted: not again at the end */
+	if (worker_open_src(w, &e) < 0) {
+		conn_error(&w->src, &e);
+	} else if (worker_open_dst(w, &e) < 0) {
+		conn_error(&w->dst, &e);
+	}
+}
+
+void conn_error(struct imap_client *c, const struct mf_error *err)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+	int login = !(c == &w->src ? w->src_ready : w->dst_ready);
+	int relogin = w->reconnecting; /* login is of a reopened pair */
+	int gave_up = 0;
+
+	if (w->dead)
+		return;
+	if (reconnect_wanted(w, login, err)) {
+		if (w->attempts < j->o->retries) {
+			worker_reconnect(w, c, err);
+			return;
+		}
+		gave_up = 1;
+	}
+	w->dead = 1;
+	if (login && !relogin && w->id != 0 && j->w[0].src_ready && j->w[0].dst_ready) {
+		/* The first pair logged in, so the accounts are right: this is a
+		 * server refusing one connection more (a per-user limit, say).
+		 * The others go on without it. */
+		mf_log(MF_LOG_WARN, "%s; going on with fewer connections", err->msg);
+		worker_stop(w, 0);
+		job_maybe_finish(j);
+		return;
+	}
+	if (gave_up)
+		job_error(j, imap_client_who(c), w->mb, 0,
+		          "connection lost (%s); giving up after %u reconnect attempts (the "
+		          "last: %s)",
+		          w->attempts ? w->first_loss : err_reason(c, err), w->attempts,
+		          err_reason(c, err));
+	else
+		job_error(j, NULL, w->mb, 0, "%s", err->msg);
+	if (w->mb) {
+		w->mb->failed = 1;
+		j->sum->mailboxes_failed++;
+		w->mb = NULL;
+	}
+	/* Everything confirmed so far stays recorded. */
+	job_commit(j);
+	worker_stop(w, 0);
+	if (j->o->dedupe)
+		dispatch(j); /* its destination folder is free for a waiting worker */
+	/* A failed login, or losing the control connections before the plan is
+	 * made and the destination prepared, ends the job: the other workers
+	 * would fail the same way or have nothing to do. A login refused on a
+	 * reconnect fails the mailbox only: the others keep their sessions. */
+	if ((login && !relogin) || (w->id == 0 && (!j->listed || !j->dst_prepared)))
+		j->fatal = 1;
+	job_maybe_finish(j);
+}
+
+int src_untagged_any(struct imap_client *c, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	if (w->id == 0 && !w->job->listed) {
+		int rc = src_ctl_untagged(c, r);
+
+		if (rc < 0)
+			return rc;
+	}
+	return src_untagged(c, r);
+}
+
+int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	if (w->id == 0 && !w->job->dst_prepared)
+		return dst_ctl_untagged(c, r);
+	if (w->phase == W_DEDUPE_DST)
+		return dd_dst_untagged(w, r);
+	return 0;
+}
+
+
+int worker_open_src(struct worker *w, struct mf_error *err)
+{
+	w->src_open = 1;
+	w->job->sum->connections++;
+	return imap_client_open(&w->src, w->job->loop, &w->job->o->src, &w->job->src_cb, w, err);
+}
+
+static int worker_open_dst(struct worker *w, struct mf_error *err)
+{
+	w->dst_open = 1;
+	w->job->sum->connections++;
+	return imap_client_open(&w->dst, w->job->loop, &w->job->o->dst, &w->job->dst_cb, w, err);
+}
+
+int worker_init(struct job *j, struct worker *w, unsigned id)
+{
+	memset(w, 0, sizeof(*w));
+	w->job = j;
+	w->id = id;
+	w->rng = (wall_ms() * 2654435761u) ^ ((uint64_t)(id + 1) << 32) ^ (uint64_t)(uintptr_t)w;
+	if (!w->rng)
+		w->rng = 1;
+	if (msghash_init(&w->mh) < 0)
+		return -ENOMEM;
+	for (unsigned i = 0; i < BATCH_SLOTS; i++)
+		if (!(w->slot[i] = malloc(sizeof(struct batch))))
+			return -ENOMEM;
+	return 0;
+}
+
+/* Opens the destination side of worker 0; once it has logged in (the
+ * account is right), workers_spawn_rest opens the others. */
+void workers_spawn(struct job *j)
+{
+	struct mf_error e;
+
+	if (worker_open_dst(&j->w[0], &e) < 0) {
+		job_error(j, NULL, NULL, 0, "%s", e.msg);
+		j->fatal = 1;
+		return;
+	}
+}
+
+/* The other workers, as many as there are mailboxes with work, up to
+ * --connections. A server that refuses some of them (a per-user limit)
+ * leaves the job with fewer (conn_error). */
+static void workers_spawn_rest(struct job *j)
+{
+	struct mf_error e;
+	size_t nwork = 0;
+
+	for (size_t i = 0; i < j->nmb; i++)
+		nwork += j->mb[i].work > 0;
+	for (unsigned i = 1; i < j->nw && i < nwork; i++) {
+		struct worker *w = &j->w[i];
+
+		w->phase = W_CONNECTING;
+		if (worker_open_src(w, &e) < 0 || worker_open_dst(w, &e) < 0) {
+			job_error(j, NULL, NULL, 0, "%s", e.msg);
+			worker_stop(w, 0);
+			w->dead = 1;
+		}
+	}
+}
+
+int worker_active(const struct worker *w)
+{
+	return !w->dead && w->phase != W_DONE;
+}
+
+void worker_stop(struct worker *w, int graceful)
+{
+	w->phase = W_DONE;
+	w->reconnecting = 0;
+	loop_timer_cancel(w->job->loop, &w->reconnect_timer);
+	if (w->src_open && !w->src.closed) {
+		if (graceful && w->src_ready)
+			imap_client_logout(&w->src);
+		else
+			imap_client_close(&w->src);
+	}
+	if (w->dst_open && !w->dst.closed) {
+		if (graceful && w->dst_ready)
+			imap_client_logout(&w->dst);
+		else
+			imap_client_close(&w->dst);
+	}
+}
