@@ -196,6 +196,20 @@ int literal_check(struct worker *w, struct imap_client *c, const struct imap_res
 	return 0;
 }
 
+static int uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Settled after a reconnect, and counted as copied then (settle.c). */
+static int resumed_counted(const struct worker *w, uint32_t uid)
+{
+	return w->ncounted &&
+	       bsearch(&uid, w->counted, w->ncounted, sizeof(*w->counted), uid_cmp) != NULL;
+}
+
 int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 			 const struct imap_node *key, uint64_t size)
 {
@@ -248,7 +262,8 @@ int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	rc = state_msg_get(j->st, &k, &sm, &e);
 	if (rc == 0 && sm.status == STATE_MSG_DONE) {
 		w->cur.skip = 1;
-		if (uid >= w->resume_uid) { /* below: counted before a reconnect */
+		if (uid >= w->resume_uid && !resumed_counted(w, uid)) {
+			/* below resume_uid, or settled: counted before a reconnect */
 			w->mb->skipped++;
 			j->sum->skipped++;
 		}

@@ -94,6 +94,7 @@ static void job_free(struct job *j)
 		free(w->todo);
 		free(w->retry);
 		free(w->dd_uids);
+		free(w->counted);
 	}
 	for (size_t i = 0; i < j->nmb; i++) {
 		free(j->mb[i].name);

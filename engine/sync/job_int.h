@@ -202,6 +202,8 @@ struct worker {
 	struct loop_timer reconnect_timer;
 	unsigned attempts;	/* reconnects in a row without a confirmed APPEND */
 	char first_loss[160];	/* why the first of them was needed */
+	uint32_t *counted;	/* settled after a reconnect and counted as copied */
+	size_t ncounted, ccounted; /* there, above resume_uid (ascending) */
 	int reconnecting;	/* both connections are being reopened */
 	int resumed;		/* this pass of mb goes on from a pass a drop ended */
 	int resume_range;	/* ... which was fetching a UID range in order */

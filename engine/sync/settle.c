@@ -50,6 +50,8 @@ static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int pre
 	j->sum->bytes += size;
 	if (prefix && w->resume_range && w->resume_uidv == w->uidvalidity && uid >= w->resume_uid)
 		w->resume_uid = uid + 1;
+	else if (grow((void **)&w->counted, &w->ccounted, w->ncounted + 1, sizeof(*w->counted)) == 0)
+		w->counted[w->ncounted++] = uid; /* the pass reads it: not "skipped" too */
 }
 
 static void settle_finish(struct worker *w)

@@ -209,8 +209,10 @@ void fetch_start(struct worker *w)
 	 * resume_uid it was counted already (src_lit_begin). Not skipped over:
 	 * a stream that lost messages before the drop must not lose them for
 	 * good. */
-	if (!w->resumed || w->resume_uidv != w->uidvalidity)
+	if (!w->resumed || w->resume_uidv != w->uidvalidity) {
 		w->resume_uid = 0;
+		w->ncounted = 0;
+	}
 	if (!c->exists || w->start_uid > w->end_uid || (w->list_mode && !w->ntodo)) {
 		worker_check_done(w);
 		return;
