@@ -335,7 +335,7 @@ static int cmd_migrate(int argc, char **argv)
 	struct loop loop;
 	struct state *st;
 	struct mf_error err;
-	char why[512];
+	char why[512], shown[1024];
 	int opt, e = 0, rc;
 
 	memset(&c, 0, sizeof(c));
@@ -402,10 +402,14 @@ static int cmd_migrate(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (url_parse(argv[optind], &c.su, why, sizeof(why)) < 0)
-		return bad("source %s: %s", argv[optind], why);
-	if (url_parse(argv[optind + 1], &c.du, why, sizeof(why)) < 0)
-		return bad("destination %s: %s", argv[optind + 1], why);
+	if (url_parse(argv[optind], &c.su, why, sizeof(why)) < 0) {
+		url_redact(argv[optind], shown, sizeof(shown));
+		return bad("source %s: %s", shown, why);
+	}
+	if (url_parse(argv[optind + 1], &c.du, why, sizeof(why)) < 0) {
+		url_redact(argv[optind + 1], shown, sizeof(shown));
+		return bad("destination %s: %s", shown, why);
+	}
 	if ((rc = get_password("source", "MAILFERRY_SRC_PASSWORD", c.src_pw_file, &c.su, c.src_pw,
 			       sizeof(c.src_pw))))
 		return rc;

@@ -145,3 +145,27 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 	}
 	return 0;
 }
+
+void url_redact(const char *s, char *out, size_t cap)
+{
+	const char *a = strstr(s, "://"), *end, *at = NULL, *colon = NULL;
+
+	if (!cap)
+		return;
+	if (!a) {
+		snprintf(out, cap, "%s", s);
+		return;
+	}
+	a += 3;
+	end = a + strcspn(a, "/?#");
+	for (const char *p = a; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (at)
+		colon = memchr(a, ':', (size_t)(at - a));
+	if (!colon) {
+		snprintf(out, cap, "%s", s);
+		return;
+	}
+	snprintf(out, cap, "%.*s***%s", (int)(colon + 1 - s), s, at);
+}

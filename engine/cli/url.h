@@ -24,5 +24,8 @@ struct url {
 /* Parses s (NUL-terminated). 0, or -1 with a one-line reason in why that
  * never contains the password. */
 int url_parse(const char *s, struct url *u, char *why, size_t whycap);
+/* s as it may be shown: a password between "://user:" and the last '@'
+ * of the authority becomes "***" (s need not parse). */
+void url_redact(const char *s, char *out, size_t cap);
 
 #endif

@@ -28,10 +28,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -944,6 +946,21 @@ void conn_close(struct conn *c)
 		sqe = loop_sqe(p->l);
 		io_uring_prep_timeout_remove(sqe, (__u64)(uintptr_t)&p->op_tick, 0);
 		loop_bind_ignore(p->l, sqe);
+	}
+	/* Bytes not yet sent or not yet acknowledged are dropped with a reset,
+	 * not delivered after we gave up: a FIN close lets the kernel go on
+	 * retransmitting them for minutes, and an abandoned APPEND's final
+	 * CRLF arriving then would store a message the next run's settle has
+	 * already looked for (a duplicate). */
+	if (p->fd >= 0 && !p->connecting) {
+		int queued = 0;
+
+		if (out_pending(p) || p->sending ||
+		    (ioctl(p->fd, SIOCOUTQ, &queued) == 0 && queued > 0)) {
+			struct linger lg = {1, 0};
+
+			(void)setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
 	}
 	/* Closed through the ring, after the cancels: an SQE still unsubmitted
 	 * for this fd must not meet a reused descriptor number. */

@@ -49,6 +49,24 @@ static void test_no_password_in_reason(struct unit_ctx *u)
 	UNIT_CHECK(u, !strstr(why, "sekrit99"));
 }
 
+/* What the command line shows of a URL it refuses (cli's error line). */
+static void test_redact(struct unit_ctx *u)
+{
+	static const char *const in[][2] = {
+		{"imap://u:sekrit99@h:99999", "imap://u:***@h:99999"},
+		{"imaps://a%40b:p@ss:w@host/x?y", "imaps://a%40b:***@host/x?y"},
+		{"imap://u@h:143", "imap://u@h:143"},
+		{"imap://h:143", "imap://h:143"},
+		{"nonsense", "nonsense"},
+	};
+	char out[128];
+
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+		url_redact(in[i][0], out, sizeof(out));
+		UNIT_CHECKF(u, !strcmp(out, in[i][1]), "%s shown as %s", in[i][0], out);
+	}
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -56,5 +74,6 @@ int main(void)
 	UNIT_RUN(&u, test_good);
 	UNIT_RUN(&u, test_bad);
 	UNIT_RUN(&u, test_no_password_in_reason);
+	UNIT_RUN(&u, test_redact);
 	return unit_done(&u);
 }
