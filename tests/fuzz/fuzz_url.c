@@ -42,6 +42,17 @@ static int count(const char *hay, const char *needle)
 	return n;
 }
 
+static int alnum6(const char *p)
+{
+	size_t n = 0;
+
+	for (; *p; p++, n++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9')))
+			return 0;
+	return n >= 6;
+}
+
 static size_t pct(char *o, const char *s)
 {
 	size_t n = 0;
@@ -101,10 +112,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		roundtrip(&u);
 	} else {
 		check(why[0] != '\0' && memchr(why, 0, sizeof(why)), "refusal without a reason");
-		/* the reason may quote the URL elsewhere, where the same text can
-		 * appear by chance (only a second occurrence excuses it), and its
-		 * fixed words may contain a short password ("map:/") */
-		check(!u.has_password || strlen(u.password) < 4 || !strstr(why, u.password) ||
+		/* the reason may quote other parts of the URL (always inside
+		 * quotes), where the same text can appear by chance, and its fixed
+		 * words may contain a short password: so only a password of 6 or
+		 * more letters and digits is looked for, and a second occurrence
+		 * in the URL, or in the fixed words, excuses it */
+		check(!u.has_password || !alnum6(u.password) || !strstr(why, u.password) ||
 		          count(s, u.password) >= 2 || strstr(REASON_WORDS, u.password),
 		      "reason repeats the password");
 	}

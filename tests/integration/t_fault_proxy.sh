@@ -25,7 +25,7 @@
 
 seed=${FP_SEED:-$RANDOM}
 echo "# fault_proxy seed $seed" >&2
-dv_start F --users "src dst dst2" || { not_ok fp-dovecot "start failed"; exit 1; }
+dv_start F --users "src dst dst2 dst3" || { not_ok fp-dovecot "start failed"; exit 1; }
 corpus F src tiny 3 || { not_ok fp-corpus failed; exit 1; }
 SRC_PW=$(cat "$F_DIR/pw/src") DST_PW=$(cat "$F_DIR/pw/dst")
 n=0 FP_RUNS=0 FP_HIT=0
@@ -141,6 +141,27 @@ fp_run fp-cue-reset 60 imap "" "" dst "$T_TMP/state" 0.7
 fp_run fp-corrupt-plain-src 60 imap "corrupt:s2c:rand(200-100000)" "" dst2 "$T_TMP/state2"
 fp_run fp-corrupt-plain-dst 60 imap "" "corrupt:s2c:rand(100-1500)" dst2 "$T_TMP/state2"
 
+fp_compare() { # NAME DSTUSER: ok if the destination equals the source
+	if "$BENCH_BIN/compare" "$F_DIR/mail/src/Maildir" "$F_DIR/mail/$2/Maildir" >"$T_TMP/cmp.$1" 2>&1; then
+		ok "$1 ($(tail -n 1 "$T_TMP/cmp.$1"))"
+	else
+		not_ok "$1" "$(tail -n 1 "$T_TMP/cmp.$1")"
+		head -n 5 "$T_TMP/cmp.$1" | sed 's/^/#   /' >&2
+	fi
+}
+
+# Known problem, not in `make test` (FP_KNOWN=1 runs it): APPEND bytes held
+# on the way to the destination (here a 12 s stall mid-APPEND) still reach
+# the server after mailferry timed out (--timeout 3) and closed; the server
+# stores those messages after the next run's settle grace (3 s after the
+# last intent) has looked for them, and that run copies them again.
+if [ "${FP_KNOWN:-0}" = 1 ]; then
+	fp_run fp-known-held-append 60 imap "" "stall:c2s:lit3+10:12" dst3 "$T_TMP/state3"
+	fp_run fp-known-next-run 60 imap "" "" dst3 "$T_TMP/state3"
+	sleep 12
+	fp_compare fp-known-exactly-once dst3
+fi
+
 # the faults must have landed inside the runs, or the test proves nothing
 [ "$FP_HIT" -ge $((FP_RUNS * 3 / 4)) ] && ok "fp-faults-fired ($FP_HIT of $FP_RUNS runs)" ||
 	not_ok fp-faults-fired "only $FP_HIT of $FP_RUNS runs had a fault fire"
@@ -148,4 +169,4 @@ fp_run fp-corrupt-plain-dst 60 imap "" "corrupt:s2c:rand(100-1500)" dst2 "$T_TMP
 # The final clean run, through the proxies, and the verdict.
 fp_run fp-final-run 60 imap "" ""
 [ "$FP_RC" = 0 ] && ok fp-final-exit-0 || not_ok fp-final-exit-0 "exit $FP_RC: $(grep '^mailferry: error' "$T_TMP/err.fp-final-run" | head -n 1)"
-check fp-exactly-once "$BENCH_BIN/compare" "$F_DIR/mail/src/Maildir" "$F_DIR/mail/dst/Maildir"
+fp_compare fp-exactly-once dst
