@@ -19,6 +19,16 @@
 # away from it, shared by every checkout on the machine, and keyed by the
 # version because imapd must match cyrus-common's private libraries (an
 # upgrade of cyrus-common makes the next run unpack the matching one).
+#
+# Courier-IMAP, the third server (scripts/courier.sh): courier-imap
+# provides imap-server too and so conflicts with dovecot-imapd, and
+# installing courier-base/courier-authlib would create /etc/courier, users
+# and services. So only the plain libraries it links against (libltdl7,
+# libcourier-unicode4, libgamin0 with gamin's gam_server: no service, no
+# conflict) are installed; courier-imap, courier-base, courier-authlib,
+# courier-authlib-userdb and courier-authdaemon are downloaded and unpacked
+# under $TESTBED/courier-imap-VERSION, which courier.sh lays over /usr in a
+# private mount namespace. Nothing when one is unpacked there already.
 set -euo pipefail
 
 # libclang-rt-14-dev holds libclang_rt.fuzzer and the sanitizer runtimes
@@ -26,7 +36,9 @@ set -euo pipefail
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev
 	liburing-dev libssl-dev libzstd-dev liblmdb-dev lmdb-utils openssl
 	dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 procps
-	cyrus-common sasl2-bin)
+	cyrus-common sasl2-bin
+	libltdl7 libcourier-unicode4 libgamin0 gamin)
+COURIER_DEBS=(courier-imap courier-base courier-authlib courier-authlib-userdb courier-authdaemon)
 TESTBED=${MAILFERRY_TESTBED_DIR:-/var/cache/mailferry-testbed}
 
 say() { echo "deps: $*"; }
@@ -86,9 +98,47 @@ cyrus_imapd() {
 	[ -x "$dest/usr/lib/cyrus/bin/imapd" ] || { say "no imapd in cyrus-imapd $ver" >&2; exit 1; }
 }
 
+# The courier-imap packages unpacked (not installed) under $TESTBED.
+courier_imap() {
+	local d ver dest tmp R=() p
+	for d in "$TESTBED"/courier-imap-*/.complete; do [ -f "$d" ] && return 0; done
+	if [ "$(id -u)" -ne 0 ]; then
+		d=$TESTBED
+		while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+		if [ ! -w "$d" ]; then
+			command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
+				{ say "cannot write $TESTBED: run scripts/deps.sh as root or set MAILFERRY_TESTBED_DIR" >&2; exit 1; }
+			R=(sudo -n)
+		fi
+	fi
+	tmp=$(mktemp -d /tmp/mailferry-courier.XXXXXX)
+	chmod 755 "$tmp" # apt's download sandbox user must write there
+	if ! (cd "$tmp" && apt-get -q download "${COURIER_DEBS[@]}") >"$tmp/log" 2>&1; then
+		"${R[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 update >>"$tmp/log" 2>&1 || true
+		(cd "$tmp" && apt-get -q download "${COURIER_DEBS[@]}") >>"$tmp/log" 2>&1 ||
+			{ tail -n 15 "$tmp/log" >&2; rm -rf "$tmp"; say "cannot download ${COURIER_DEBS[*]}" >&2; exit 1; }
+	fi
+	ver=$(dpkg-deb -f "$tmp"/courier-imap_*.deb Version)
+	dest=$TESTBED/courier-imap-$ver
+	say "unpacking courier-imap $ver (not installed: it conflicts with dovecot-imapd) into $dest"
+	"${R[@]}" mkdir -p "$TESTBED"
+	"${R[@]}" rm -rf "$dest.new"
+	for p in "${COURIER_DEBS[@]}"; do
+		"${R[@]}" dpkg-deb -x "$tmp/${p}"_*.deb "$dest.new" ||
+			{ rm -rf "$tmp"; say "unpacking $p into $dest.new failed" >&2; exit 1; }
+	done
+	rm -rf "$tmp"
+	[ -x "$dest.new/usr/bin/imapd" ] && [ -x "$dest.new/usr/sbin/couriertcpd" ] ||
+		{ say "no imapd or couriertcpd in the courier packages" >&2; exit 1; }
+	"${R[@]}" touch "$dest.new/.complete"
+	"${R[@]}" rm -rf "$dest" && "${R[@]}" mv -T "$dest.new" "$dest" ||
+		{ say "moving $dest.new to $dest failed" >&2; exit 1; }
+}
+
 mapfile -t missing < <(missing_pkgs)
 if [ ${#missing[@]} -eq 0 ]; then
 	cyrus_imapd
+	courier_imap
 	say "all ${#PKGS[@]} packages present"
 	exit 0
 fi
@@ -163,4 +213,5 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
 	as_root systemctl disable --now cyrus-imapd.service >/dev/null 2>&1 || true
 fi
 cyrus_imapd
+courier_imap
 say "done"

@@ -24,6 +24,15 @@
 #         NAME_CA_FILE NAME_SEPARATOR (/) NAME_USERS NAME_CYRUS_CONF NAME_DIR
 #         (passwords in $NAME_DIR/pw/USER). No Maildir: fill it by IMAP.
 #   cy_stop NAME                  stop it now (the EXIT trap does it anyway)
+#   co_start NAME [courier.sh start options]   the same for a private
+#         Courier-IMAP 5.0 (scripts/courier.sh; needs root): NAME_IMAP_PORT
+#         (plain + STARTTLS) NAME_IMAPS_PORT NAME_CA_FILE NAME_SEPARATOR (.)
+#         NAME_PREFIX (INBOX.: every folder lives under it) NAME_MAIL_ROOT
+#         NAME_MAIL_OWNER NAME_USERS NAME_DIR (passwords in $NAME_DIR/pw/USER).
+#         Mail is Maildir++ in $NAME_MAIL_ROOT/USER/Maildir, keywords in
+#         its courierimapkeywords/; after writing files there, run
+#         scripts/courier.sh fixperms $NAME_DIR.
+#   co_stop NAME                  stop it now (the EXIT trap does it anyway)
 #   corpus NAME USER PROFILE [SEED]   generated mail into USER's Maildir
 #
 # Results:
@@ -59,7 +68,7 @@ BENCH_BIN=$ROOT/build/release/bench
 FAULTS=$ROOT/tests/faults
 T_TMP=$(mktemp -d /tmp/mf-test.XXXXXX)
 chmod 711 "$T_TMP" # the mail user (mfmail, when root) must reach the mail
-T_DV=() T_CY=() T_PIDS=()
+T_DV=() T_CY=() T_CO=() T_PIDS=()
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
@@ -73,6 +82,10 @@ t_cleanup() {
 	done
 	for d in "${T_CY[@]}"; do
 		"$ROOT/scripts/cyrus.sh" stop "$d" >/dev/null 2>&1 &
+		w+=($!)
+	done
+	for d in "${T_CO[@]}"; do
+		"$ROOT/scripts/courier.sh" stop "$d" >/dev/null 2>&1 &
 		w+=($!)
 	done
 	for p in "${T_PIDS[@]}" "${w[@]}"; do wait "$p" 2>/dev/null; done
@@ -150,6 +163,24 @@ cy_start() { # NAME [options]
 
 cy_stop() { # NAME
 	"$ROOT/scripts/cyrus.sh" stop "$T_TMP/$1" >/dev/null
+}
+
+co_start() { # NAME [options]
+	local name=$1 dir=$T_TMP/$1 base lock rc; shift
+	[[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { echo "co_start: bad NAME '$name'" >&2; return 2; }
+	exec {lock}>>"/tmp/mailferry-ports.$(id -u).lock"
+	flock -w 120 "$lock" || echo "co_start: port lock busy for 120 s, going on" >&2
+	base=$(t_free_base) && "$ROOT/scripts/courier.sh" start "$dir" --port-base "$base" "$@" >/dev/null {lock}>&-
+	rc=$?
+	exec {lock}>&-
+	T_CO+=("$dir")
+	[ $rc = 0 ] || { echo "co_start $name: failed" >&2; return 1; }
+	eval "$(sed -n "s/^\([A-Z_0-9]*\)=/${name}_\1=/p" "$dir/env")"
+	eval "${name}_DIR=\$dir"
+}
+
+co_stop() { # NAME
+	"$ROOT/scripts/courier.sh" stop "$T_TMP/$1" >/dev/null
 }
 
 corpus() { # NAME USER PROFILE [SEED]
