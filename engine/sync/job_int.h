@@ -38,6 +38,7 @@
 #define FETCH_RANGE 1000	/* UIDs per UID FETCH command */
 #define RETRY_CHUNK 200
 #define MAX_ERRORS 1000
+#define JOB_NS_MAX 128		/* bytes of a personal namespace prefix we use */
 
 struct mbox {
 	char *name;		/* source name, wire form */
@@ -233,6 +234,11 @@ struct job {
 	/* control */
 	struct imap_cmd list_cmd, dlist_cmd[2], *create_cmd;
 	char dst_sep;
+	/* the first personal namespace's prefix (RFC 2342) on each side, wire
+	 * form: "INBOX." on Courier, "" on most servers */
+	struct imap_cmd ns_cmd[2];
+	char src_ns[JOB_NS_MAX], dst_ns[JOB_NS_MAX];
+	size_t src_ns_len, dst_ns_len;
 	unsigned *dst_special;	/* SPECIAL-USE bits of each destination mailbox */
 	char **dst_names;
 	size_t ndst, cdst;
@@ -294,6 +300,10 @@ size_t flags_string(const struct imap_node *list, char *out, size_t cap,
 int uidset_each(const char *s, size_t n, void (*fn)(void *ctx, uint32_t uid), void *ctx);
 char *dupn(const char *s, size_t n);
 int is_inbox(const char *s, size_t n);
+int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *a, int dst);
+size_t src_ns_skip(const struct job *j, const char *name, size_t len);
+void mbox_ns_display(struct job *j, struct mbox *mb);
+void special_guess(struct job *j);
 int folder_selected(const struct job_opts *o, const char *display);
 struct mbox *mbox_find(struct job *j, const char *name, size_t len);
 struct mbox *mbox_add(struct job *j, const char *name, size_t len);

@@ -8,6 +8,8 @@
 #include "engine/sync/job_int.h"
 
 static char *translate_name(struct job *j, const struct mbox *mb);
+static int ns_prefixed(const char *pre, size_t plen, const char *name, size_t len);
+static unsigned special_by_name(const struct mbox *mb);
 static const char *mb_name_at(void *ctx, size_t i, size_t *len);
 
 static const char *const special_names[] = {"\\Sent", "\\Drafts", "\\Trash", "\\Junk",
@@ -130,20 +132,26 @@ int is_inbox(const char *s, size_t n)
 	return n == 5 && !strncasecmp(s, "INBOX", 5);
 }
 
-/* Source name with the source separator → destination name. A character
- * that is the destination's separator but not the source's cannot be kept
- * (it would create a hierarchy level): it becomes '_' and we say so. */
+/* Source name with the source separator → destination name: the source's
+ * personal namespace prefix taken off, the destination's put on (RFC 2342;
+ * "INBOX.Sent" on Courier is "Sent" on Dovecot), INBOX as it is. A
+ * character that is the destination's separator but not the source's
+ * cannot be kept (it would create a hierarchy level): it becomes '_' and
+ * we say so. */
 static char *translate_name(struct job *j, const struct mbox *mb)
 {
-	char *d = dupn(mb->name, mb->len);
+	size_t skip = src_ns_skip(j, mb->name, mb->len), n = mb->len - skip;
+	size_t pre = j->dst_ns_len;
+	char *d;
 
-	if (!d)
+	if (is_inbox(mb->name, mb->len))
+		return dupn("INBOX", 5);
+	if (!(d = malloc(pre + n + 1)))
 		return NULL;
-	if (is_inbox(d, mb->len)) {
-		memcpy(d, "INBOX", 5);
-		return d;
-	}
-	for (size_t i = 0; i < mb->len; i++) {
+	memcpy(d, j->dst_ns, pre);
+	memcpy(d + pre, mb->name + skip, n);
+	d[pre + n] = '\0';
+	for (size_t i = pre; i < pre + n; i++) {
 		if (mb->sep && d[i] == mb->sep) {
 			d[i] = j->dst_sep ? j->dst_sep : mb->sep;
 		} else if (j->dst_sep && d[i] == j->dst_sep) {
@@ -153,6 +161,160 @@ static char *translate_name(struct job *j, const struct mbox *mb)
 		}
 	}
 	return d;
+}
+
+/* ---- personal namespaces (RFC 2342) ---------------------------------------- */
+
+/* Does name begin with the namespace prefix pre? Its INBOX part is
+ * case-insensitive (RFC 3501 §5.1), the rest compared byte for byte. */
+static int ns_prefixed(const char *pre, size_t plen, const char *name, size_t len)
+{
+	size_t i = 0;
+
+	if (!plen || len < plen)
+		return 0;
+	if (plen >= 5 && !strncasecmp(pre, "INBOX", 5) && !strncasecmp(name, "INBOX", 5))
+		i = 5;
+	return !memcmp(pre + i, name + i, plen - i);
+}
+
+/* "* NAMESPACE (("INBOX." ".")) NIL NIL" (RFC 2342 §5) from the source
+ * (dst 0) or the destination: the first personal namespace's prefix. An
+ * empty one (most servers) changes nothing; one we will not put on a
+ * command line (a NUL, CR or LF, or longer than JOB_NS_MAX) is ignored
+ * with a warning, and names go as they are. 1: a prefix was taken. */
+int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *a, int dst)
+{
+	const struct imap_node *pers = a->next, *first, *sep;
+	char *out = dst ? j->dst_ns : j->src_ns;
+	size_t *len = dst ? &j->dst_ns_len : &j->src_ns_len;
+	char esc[JOB_NS_MAX * 4];
+	const char *s;
+	size_t n;
+
+	first = pers && pers->type == IMAP_NODE_LIST ? pers->child : NULL;
+	if (*len || !first || first->type != IMAP_NODE_LIST || node_str(first->child, &s, &n) < 0 ||
+	    !n)
+		return 0;
+	if (n >= JOB_NS_MAX || imap_mailbox_name_bad(s, n)) {
+		mf_log(MF_LOG_WARN,
+		       "%s: personal namespace prefix not usable (%zu bytes); "
+		       "folder names are taken without it",
+		       imap_client_who(c), n);
+		return 0;
+	}
+	memcpy(out, s, n);
+	out[n] = '\0';
+	*len = n;
+	sep = first->child->next;
+	if (dst && sep && sep->type == IMAP_NODE_STRING && sep->len == 1 && !j->dst_sep)
+		j->dst_sep = sep->s[0];
+	mf_escape(s, n, esc, sizeof(esc));
+	mf_log(MF_LOG_DEBUG, "%s: personal namespace prefix \"%s\"", imap_client_who(c), esc);
+	return 1;
+}
+
+/* How much of a source name is the source's personal namespace prefix:
+ * none for INBOX, for the prefix alone, or for "INBOX.INBOX" (without the
+ * prefix it would be INBOX). */
+size_t src_ns_skip(const struct job *j, const char *name, size_t len)
+{
+	size_t p = j->src_ns_len;
+
+	if (!ns_prefixed(j->src_ns, p, name, len) || len <= p || is_inbox(name + p, len - p))
+		return 0;
+	return p;
+}
+
+/* People, --folder, --exclude and --map see a source name without the
+ * source's personal namespace prefix: "Sent", not "INBOX/Sent". */
+void mbox_ns_display(struct job *j, struct mbox *mb)
+{
+	size_t skip = src_ns_skip(j, mb->name, mb->len);
+	char disp[STATE_NAME_MAX * 2];
+	ssize_t dl;
+	char *d;
+
+	if (!skip)
+		return;
+	dl = utf7_decode(mb->name + skip, mb->len - skip, disp, sizeof(disp));
+	d = dl >= 0 ? dupn(disp, (size_t)dl) : dupn(mb->name + skip, mb->len - skip);
+	if (!d)
+		return; /* out of memory: the whole name is shown */
+	if (mb->sep && mb->sep != '/')
+		for (char *p = d; *p; p++)
+			if (*p == mb->sep)
+				*p = '/';
+	free(mb->display);
+	mb->display = d;
+}
+
+/* Usual names of special-use folders in the languages of our corpus, for a
+ * source without SPECIAL-USE (Courier): bits as in special_names. */
+static const struct {
+	const char *name;
+	unsigned bit;
+} special_table[] = {
+    {"Sent", 0},
+    {"Sent Items", 0},
+    {"Sent Messages", 0},
+    {"Sent Mail", 0},
+    {"Gesendet", 0},
+    {"Gesendete Elemente", 0},
+    {"Gesendete Objekte", 0},
+    {"Drafts", 1},
+    {"Entw\xc3\xbcrfe", 1},
+    {"Trash", 2},
+    {"Deleted Items", 2},
+    {"Deleted Messages", 2},
+    {"Papierkorb", 2},
+    {"Gel\xc3\xb6schte Elemente", 2},
+    {"Gel\xc3\xb6schte Objekte", 2},
+    {"Junk", 3},
+    {"Spam", 3},
+    {"Junk E-Mail", 3},
+    {"Junk-E-Mail", 3},
+    {"Archive", 4},
+    {"Archiv", 4},
+};
+
+/* The special use a folder's name suggests: a top-level folder with a
+ * usual name, 0 otherwise. */
+static unsigned special_by_name(const struct mbox *mb)
+{
+	if (mb->noselect || is_inbox(mb->name, mb->len) || strchr(mb->display, '/'))
+		return 0;
+	for (size_t k = 0; k < sizeof(special_table) / sizeof(special_table[0]); k++)
+		if (!strcasecmp(mb->display, special_table[k].name))
+			return 1u << special_table[k].bit;
+	return 0;
+}
+
+/* A source that marks no folder with SPECIAL-USE (RFC 6154): its top-level
+ * folders with a usual name ("Sent", "Entwürfe", ...) count as marked, so
+ * they land in the destination's special-use folders (issue 22 item 5).
+ * A use two of them would claim is given to neither: folders are not
+ * merged on a guess. --map still comes first. */
+void special_guess(struct job *j)
+{
+	unsigned seen = 0, twice = 0;
+
+	if (j->w[0].src.caps & IMAP_CAP_SPECIAL_USE)
+		return;
+	for (size_t i = 0; i < j->nmb; i++) {
+		unsigned b = special_by_name(&j->mb[i]);
+
+		if (j->mb[i].special)
+			return;
+		twice |= seen & b;
+		seen |= b;
+	}
+	for (size_t i = 0; i < j->nmb; i++) {
+		unsigned b = special_by_name(&j->mb[i]);
+
+		if (b && !(b & twice))
+			j->mb[i].special = b;
+	}
 }
 
 int folder_selected(const struct job_opts *o, const char *display)
@@ -306,11 +468,23 @@ char *dst_name_for(struct job *j, const struct mbox *mb)
 			continue;
 		n = utf7_encode(eq + 1, strlen(eq + 1), enc, sizeof(enc));
 		if (n > 0) {
+			char *d;
+
 			/* the user writes '/' for hierarchy; the destination's own separator */
 			for (ssize_t i = 0; i < n; i++)
 				if (enc[i] == '/' && j->dst_sep)
 					enc[i] = j->dst_sep;
-			return dupn(enc, (size_t)n);
+			/* ... and no namespace prefix ("Sent" is "INBOX.Sent" on
+			 * Courier); a name that has it already is taken as it is */
+			if (is_inbox(enc, (size_t)n) ||
+			    ns_prefixed(j->dst_ns, j->dst_ns_len, enc, (size_t)n))
+				return dupn(enc, (size_t)n);
+			if ((d = malloc(j->dst_ns_len + (size_t)n + 1))) {
+				memcpy(d, j->dst_ns, j->dst_ns_len);
+				memcpy(d + j->dst_ns_len, enc, (size_t)n);
+				d[j->dst_ns_len + (size_t)n] = '\0';
+			}
+			return d;
 		}
 		mf_log(MF_LOG_WARN, "--map %s: not a valid destination name; ignored", *m);
 	}

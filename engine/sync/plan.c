@@ -14,6 +14,7 @@ static void list_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 static void status_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void list_plain_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static int mbox_refuse(struct job *j, struct mbox *mb);
+static void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 
 static void status_apply(struct mbox *mb, const struct imap_node *list)
 {
@@ -72,6 +73,8 @@ int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
 		if (!(mb = mbox_find(j, name, len)) && !(mb = mbox_add(j, name, len)))
 			return -ENOMEM;
 		status_apply(mb, a->next->next);
+	} else if (imap_node_is(a, "NAMESPACE")) {
+		ns_take(j, c, a, 0);
 	}
 	return 0;
 }
@@ -168,6 +171,8 @@ void plan(struct job *j)
 		return;
 	}
 	for (size_t i = 0; i < j->nmb; i++)
+		mbox_ns_display(j, &j->mb[i]);
+	for (size_t i = 0; i < j->nmb; i++)
 		if (!j->mb[i].noselect && folder_selected(j->o, j->mb[i].display))
 			j->mb[i].failed = mbox_refuse(j, &j->mb[i]);
 	for (size_t i = 0; i < j->nmb; i++) {
@@ -182,6 +187,7 @@ void plan(struct job *j)
 	}
 	j->nmb = kept;
 	nx_reset(&j->mbx);
+	special_guess(j);
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 		struct state_mbox rec;
@@ -342,11 +348,26 @@ static void list_plain_done(struct imap_client *c, struct imap_cmd *cmd, const s
 	}
 }
 
+/* A refused NAMESPACE leaves no prefix: names are taken as they are. */
+static void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	(void)c;
+	(void)cmd;
+	(void)r;
+}
+
 void src_list(struct worker *w)
 {
 	struct job *j = w->job;
 	struct imap_client *c = &w->src;
 
+	/* The personal namespace prefix (RFC 2342), pipelined with the LIST:
+	 * its answer is in before the LIST's, and no round trip is added. */
+	if (c->caps & IMAP_CAP_NAMESPACE) {
+		imap_cmd_begin(c, &j->ns_cmd[0], ns_done, NULL);
+		imap_put(c, "NAMESPACE");
+		imap_cmd_end(c);
+	}
 	if ((c->caps & IMAP_CAP_LIST_STATUS) && (c->caps & IMAP_CAP_LIST_EXTENDED)) {
 		imap_cmd_begin(c, &j->list_cmd, list_done, NULL);
 		imap_putf(c, "LIST \"\" \"*\" RETURN (SUBSCRIBED %sSTATUS (UIDVALIDITY UIDNEXT MESSAGES%s))",

@@ -15,6 +15,7 @@ static void relist_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 static void relist_send(struct job *j, struct imap_client *c);
 static size_t create_depth(const struct job *j, const char *name);
 static int create_order_cmp(const void *a, const void *b);
+static void dns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 
 /* ---- control: prepare the destination --------------------------------------- */
 
@@ -44,6 +45,10 @@ int dst_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
 	struct job *j = w->job;
 	const struct imap_node *a = r->first;
 
+	if (a && imap_node_is(a, "NAMESPACE")) {
+		ns_take(j, c, a, 1);
+		return 0;
+	}
 	if (a && imap_node_is(a, "LIST") && a->next && a->next->next && a->next->next->next) {
 		const struct imap_node *sep = a->next->next, *nm = sep->next;
 		const char *name;
@@ -297,12 +302,27 @@ void dst_create_all(struct job *j, struct imap_client *c)
 	creates_release(j);
 }
 
+/* A refused NAMESPACE leaves no prefix: names go as they are. */
+static void dns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	(void)c;
+	(void)cmd;
+	(void)r;
+}
+
 void dst_prepare(struct worker *w)
 {
 	struct job *j = w->job;
 
 	if (!w->dst_ready || !j->listed || j->dlist_cmd[0].done)
 		return;
+	/* The personal namespace prefix (RFC 2342): names are made with it
+	 * when the LIST is answered (dlist_done). */
+	if (w->dst.caps & IMAP_CAP_NAMESPACE) {
+		imap_cmd_begin(&w->dst, &j->ns_cmd[1], dns_done, NULL);
+		imap_put(&w->dst, "NAMESPACE");
+		imap_cmd_end(&w->dst);
+	}
 	imap_cmd_begin(&w->dst, &j->dlist_cmd[0], dlist_done, NULL);
 	imap_put(&w->dst, "LIST \"\" \"\"");
 	imap_cmd_end(&w->dst);

@@ -2,22 +2,24 @@
 # The third real server: Courier-IMAP 5.0 (scripts/courier.sh), the one with
 # none of the fast paths (no LITERAL+, MULTIAPPEND, CONDSTORE/QRESYNC,
 # SPECIAL-USE) and every folder under the personal namespace "INBOX.".
-# What passes today: the server starts, STARTTLS and IMAPS work against our
-# CA, Courier advertises what the tests are written for, it checks
-# passwords, INBOX migrates Dovecot -> Courier exactly (line ends folded as
-# Courier rewrites them, keywords read from courierimapkeywords/:
-# tests/integration/fold_maildir.py) and a re-run copies nothing, and
-# mailferry fails a wrong password cleanly. Pending (pending_courier.sh):
-# Courier as the source (its SELECT has no UIDNEXT, and mailferry then walks
-# UIDs up to 2^32-1 in UID FETCH ranges of 1000: minutes per mailbox), and
-# folders other than INBOX (NAMESPACE support, issue 22 item 2).
+# Checked: the server starts, STARTTLS and IMAPS work against our CA,
+# Courier advertises what the tests are written for and checks passwords;
+# INBOX Dovecot -> Courier exact (line ends folded as Courier rewrites
+# them, keywords read from courierimapkeywords/:
+# tests/integration/fold_maildir.py), re-run copies nothing; Courier as the
+# source (its SELECT has no UIDNEXT); every folder Dovecot -> Courier under
+# "INBOX." and back without it, exact, re-runs copy nothing (NAMESPACE,
+# issue 22 item 2); --folder and --map with prefix-less names; Courier's
+# INBOX.Gesendet into Dovecot's \Sent folder by name (issue 22 item 5),
+# --map overriding that; a wrong password fails cleanly.
 . "$(dirname "$0")/lib.sh"
 
-dv_start A --users "src" || { not_ok dovecot "start failed"; exit 1; }
+dv_start A --users "src back fsrc fback gback gback2" || { not_ok dovecot "start failed"; exit 1; }
 t0=$SECONDS
-co_start C --users "dst" || { not_ok courier-start "start failed"; exit 1; }
+co_start C --users "dst fdst gsrc" || { not_ok courier-start "start failed"; exit 1; }
 ok "courier-start ($((SECONDS - t0)) s)"
 corpus A src tiny 21 || { not_ok corpus "generation failed"; exit 1; }
+corpus A fsrc tiny 22 || { not_ok corpus "generation failed"; exit 1; }
 # One --ca-file for both servers: the two private CAs in one bundle.
 cat "$A_CA_FILE" "$C_CA_FILE" >"$T_TMP/ca.pem"
 
@@ -91,3 +93,90 @@ grep -q 'destination dst@127.0.0.1: login failed' "$T_TMP/last.err" && ok courie
 	not_ok courier-wrong-password-message "$(head -n 1 "$T_TMP/last.err")"
 grep -q 'wrong-pw-courier' "$T_TMP/last.err" "$T_TMP/last.out" &&
 	not_ok courier-password-not-logged "the password appears in the output" || ok courier-password-not-logged
+
+# 4. INBOX Courier -> Dovecot over IMAPS (Courier's SELECT has no UIDNEXT:
+#    STATUS gives it), exact both ways round, re-run copies nothing
+MAILDIR() { echo "$A_MAIL_ROOT/$1/Maildir"; }
+round_trip() { # SRC_USER BACK_USER [--inbox-only]
+	local d
+	d=$(mktemp -d "$T_TMP/fold.XXXXXX")
+	python3 "$ROOT/tests/integration/fold_maildir.py" "$(MAILDIR "$1")" "$d/src" ${3:-} &&
+		python3 "$ROOT/tests/integration/fold_maildir.py" "$(MAILDIR "$2")" "$d/back" ${3:-} &&
+		"$BENCH_BIN/compare" "$d/src" "$d/back" >&2
+}
+count() { find "$@" \( -path '*/cur/*' -o -path '*/new/*' \) -type f | grep -c .; }
+PW() { echo --src-password-file "$1" --dst-password-file "$2"; }
+ALL=(--ca-file "$T_TMP/ca.pem" --json --no-progress)
+COS="imaps://dst@127.0.0.1:$C_IMAPS_PORT"
+BACK="imaps://back@127.0.0.1:$A_IMAPS_PORT"
+FROM=($(PW "$C_DIR/pw/dst" "$A_DIR/pw/back") "${COMMON[@]}" --state "$T_TMP/st2")
+expect_exit inbox-from-courier 0 mf migrate "$COS" "$BACK" "${FROM[@]}"
+c=$(copied)
+[ "$c" = "$n_src" ] && ok "inbox-from-courier-count ($c)" || not_ok inbox-from-courier-count "copied ${c:-?} of $n_src"
+check inbox-round-trip-exact round_trip src back --inbox-only
+expect_exit inbox-from-courier-rerun 0 mf migrate "$COS" "$BACK" "${FROM[@]}"
+[ "$(copied)" = 0 ] && ok inbox-from-courier-rerun-noop || not_ok inbox-from-courier-rerun-noop "copied $(copied)"
+
+# 5. every folder: Dovecot's Sent, Lists/dev, Entwürfe land under "INBOX."
+#    on Courier (its personal namespace, RFC 2342), and come back without
+#    it; exact, re-runs copy nothing
+FSRC="imap://fsrc@127.0.0.1:$A_IMAP_PORT"
+FCO="imaps://fdst@127.0.0.1:$C_IMAPS_PORT"
+FBACK="imap://fback@127.0.0.1:$A_IMAP_PORT"
+TO=($(PW "$A_DIR/pw/fsrc" "$C_DIR/pw/fdst") "${ALL[@]}" --state "$T_TMP/st4")
+FROM=($(PW "$C_DIR/pw/fdst" "$A_DIR/pw/fback") "${ALL[@]}" --state "$T_TMP/st5")
+n_src=$(count "$(MAILDIR fsrc)")
+expect_exit folders-to-courier 0 mf migrate "$FSRC" "$FCO" "${TO[@]}"
+grep -q 'Invalid mailbox name' "$T_TMP/last.err" &&
+	not_ok folders-to-courier-names "$(grep -m1 'Invalid mailbox name' "$T_TMP/last.err")"
+imap_session --tls --ca "$C_CA_FILE" "$C_IMAPS_PORT" >"$T_TMP/flist.out" 2>&1 \
+	<<<$'a LOGIN fdst pw-fdst-secret\nb LIST "" "*"'
+for f in Sent Lists.dev 'Entw&APw-rfe'; do
+	grep -q "\"INBOX\\.$f\"\$" "$T_TMP/flist.out" && ok "folders-to-courier-INBOX.$f" ||
+		not_ok "folders-to-courier-INBOX.$f" "no INBOX.$f on Courier: $(grep '^\* LIST' "$T_TMP/flist.out" | tr '\n' ' ')"
+done
+n_co=$(count "$C_MAIL_ROOT/fdst/Maildir")
+[ "$n_co" = "$n_src" ] && ok "folders-to-courier-count ($n_co)" || not_ok folders-to-courier-count "$n_co of $n_src on Courier"
+expect_exit folders-to-courier-rerun 0 mf migrate "$FSRC" "$FCO" "${TO[@]}"
+[ "$(copied)" = 0 ] && ok folders-to-courier-rerun-noop || not_ok folders-to-courier-rerun-noop "copied $(copied)"
+expect_exit folders-from-courier 0 mf migrate "$FCO" "$FBACK" "${FROM[@]}"
+[ -d "$(MAILDIR fback)/.INBOX" ] && not_ok folders-from-courier-names "folders landed under INBOX/ on Dovecot" ||
+	ok folders-from-courier-names
+check folders-round-trip-exact round_trip fsrc fback
+expect_exit folders-from-courier-rerun 0 mf migrate "$FCO" "$FBACK" "${FROM[@]}"
+[ "$(copied)" = 0 ] && ok folders-from-courier-rerun-noop || not_ok folders-from-courier-rerun-noop "copied $(copied)"
+
+# 6. names people write are prefix-less: --folder 'Lists/*' picks Courier's
+#    INBOX.Lists.dev; --map 'Lists/dev=Dev' puts it into INBOX.Dev on Courier
+expect_exit folders-from-courier-folder 0 mf migrate "$FCO" "imap://gback2@127.0.0.1:$A_IMAP_PORT" \
+	$(PW "$C_DIR/pw/fdst" "$A_DIR/pw/gback2") "${ALL[@]}" --state "$T_TMP/st6" --folder 'Lists/*'
+c=$(copied) n=$(count "$(MAILDIR fsrc)/.Lists.dev")
+[ "$c" = "$n" ] && [ "$(count "$(MAILDIR gback2)/.Lists.dev")" = "$n" ] &&
+	ok "folders-from-courier-folder-count ($c)" || not_ok folders-from-courier-folder-count "copied ${c:-?} of $n"
+expect_exit folders-to-courier-map 0 mf migrate "$FSRC" "$FCO" $(PW "$A_DIR/pw/fsrc" "$C_DIR/pw/fdst") "${ALL[@]}" --state "$T_TMP/st7" \
+	--folder 'Lists/*' --map 'Lists/dev=Dev'
+n_dev=$(count "$C_MAIL_ROOT/fdst/Maildir/.Dev")
+[ "$n_dev" = "$n" ] && ok "folders-to-courier-map-INBOX.Dev ($n_dev)" ||
+	not_ok folders-to-courier-map-INBOX.Dev "${n_dev:-0} of $n in INBOX.Dev on Courier"
+
+# 7. Courier has no SPECIAL-USE: its INBOX.Gesendet goes into the
+#    destination's \Sent folder ("Sent" on Dovecot) by its name; --map
+#    wins over that
+msg=$'From: a@example.org\r\nSubject: gesendet\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nhallo\r\n'
+imap_session --tls --ca "$C_CA_FILE" "$C_IMAPS_PORT" >"$T_TMP/g.out" 2>&1 \
+	<<<"a LOGIN gsrc pw-gsrc-secret
+b CREATE INBOX.Gesendet
+c APPEND INBOX.Gesendet {${#msg}}
+$msg"
+imap_session "$A_IMAP_PORT" >>"$T_TMP/g.out" 2>&1 <<<$'a LOGIN gback pw-gback-secret\nb CREATE Sent'
+GSRC="imaps://gsrc@127.0.0.1:$C_IMAPS_PORT"
+G=($(PW "$C_DIR/pw/gsrc" "$A_DIR/pw/gback") "${ALL[@]}")
+expect_exit special-by-name 0 mf migrate "$GSRC" "imap://gback@127.0.0.1:$A_IMAP_PORT" "${G[@]}" --state "$T_TMP/st8"
+[ "$(count "$(MAILDIR gback)/.Sent")" = 1 ] && [ ! -d "$(MAILDIR gback)/.Gesendet" ] &&
+	ok special-by-name-sent || not_ok special-by-name-sent "$(grep -c . "$T_TMP/g.out") lines set up; $(ls -a "$(MAILDIR gback)" | tr '\n' ' ')"
+G=($(PW "$C_DIR/pw/gsrc" "$A_DIR/pw/gback2") "${ALL[@]}")
+imap_session "$A_IMAP_PORT" >>"$T_TMP/g.out" 2>&1 <<<$'a LOGIN gback2 pw-gback2-secret\nb CREATE Sent'
+expect_exit special-by-name-map 0 mf migrate "$GSRC" "imap://gback2@127.0.0.1:$A_IMAP_PORT" "${G[@]}" \
+	--state "$T_TMP/st9" --map Gesendet=Gesendet --folder Gesendet
+[ "$(count "$(MAILDIR gback2)/.Gesendet")" = 1 ] && [ "$(count "$(MAILDIR gback2)/.Sent")" = 0 ] &&
+	ok special-by-name-map-gesendet || not_ok special-by-name-map-gesendet "$(ls -a "$(MAILDIR gback2)" | tr '\n' ' ')"
