@@ -179,7 +179,7 @@ def diff_text(c, diffs):
 
 ORDER = ["initial", "initial-tls", "rerun", "flags-1pct", "big-30mb",
          "initial-100k", "rerun-100k", "initial-100k-50ms", "rerun-100k-50ms", "rerun-50ms"]
-TOOLS = ["ceiling", "ceiling_tls", "mailferry", "mailferry_tls", "interimap", "interimap_tls",
+TOOLS = ["ceiling", "ceiling_tls", "mailferry", "mailferry_tls", "mailferry_prev", "interimap", "interimap_tls",
          "mbsync", "mbsync_tls", "offlineimap"]
 NOTES = {
     "initial": "first migration into an empty account, TLS off",

@@ -67,6 +67,9 @@ mkdir -p "$OUT/peers"
 : >"$RES"
 
 SYNCERS=(mailferry interimap mbsync offlineimap)
+# MF_PREV=/path/to/an/older/mailferry: that build too, as "mailferry_prev",
+# in the same run (a change measured against the code before it).
+[ -n "${MF_PREV:-}" ] && SYNCERS=(mailferry mailferry_prev interimap mbsync offlineimap)
 INITIAL=(ceiling "${SYNCERS[@]}")
 TLS_TOOLS=(ceiling_tls mailferry_tls interimap_tls mbsync_tls)
 # OfflineIMAP copies ~100 messages/s here: 100,000 would take ~17 minutes a run.
@@ -240,6 +243,11 @@ cmd_for() {
 	mailferry)
 		[ -x "$BIN/mailferry" ] || return 1
 		CMD=("$BIN/mailferry" migrate "imap://$src@127.0.0.1:$port?starttls=no"
+			"imap://$dst@127.0.0.1:$port?starttls=no" --src-password-file "$DV/pw/$src"
+			--dst-password-file "$DV/pw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
+	mailferry_prev)
+		[ -x "${MF_PREV:-}" ] || return 1
+		CMD=("$MF_PREV" migrate "imap://$src@127.0.0.1:$port?starttls=no"
 			"imap://$dst@127.0.0.1:$port?starttls=no" --src-password-file "$DV/pw/$src"
 			--dst-password-file "$DV/pw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
 	mailferry_tls)

@@ -319,6 +319,7 @@ void nx_reset(struct name_index *x);
 const char *dst_name_at(void *ctx, size_t i, size_t *len);
 
 /* plan.c */
+void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r);
 void plan(struct job *j);
 void plan_finish(struct job *j);

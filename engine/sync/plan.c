@@ -14,7 +14,6 @@ static void list_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 static void status_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void list_plain_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static int mbox_refuse(struct job *j, struct mbox *mb);
-static void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 
 static void status_apply(struct mbox *mb, const struct imap_node *list)
 {
@@ -348,8 +347,9 @@ static void list_plain_done(struct imap_client *c, struct imap_cmd *cmd, const s
 	}
 }
 
-/* A refused NAMESPACE leaves no prefix: names are taken as they are. */
-static void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+/* A refused NAMESPACE leaves no prefix: names are taken as they are (on
+ * either side: prepare.c asks the destination with it too). */
+void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	(void)c;
 	(void)cmd;

@@ -15,7 +15,6 @@ static void relist_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 static void relist_send(struct job *j, struct imap_client *c);
 static size_t create_depth(const struct job *j, const char *name);
 static int create_order_cmp(const void *a, const void *b);
-static void dns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 
 /* ---- control: prepare the destination --------------------------------------- */
 
@@ -302,14 +301,6 @@ void dst_create_all(struct job *j, struct imap_client *c)
 	creates_release(j);
 }
 
-/* A refused NAMESPACE leaves no prefix: names go as they are. */
-static void dns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
-{
-	(void)c;
-	(void)cmd;
-	(void)r;
-}
-
 void dst_prepare(struct worker *w)
 {
 	struct job *j = w->job;
@@ -319,7 +310,7 @@ void dst_prepare(struct worker *w)
 	/* The personal namespace prefix (RFC 2342): names are made with it
 	 * when the LIST is answered (dlist_done). */
 	if (w->dst.caps & IMAP_CAP_NAMESPACE) {
-		imap_cmd_begin(&w->dst, &j->ns_cmd[1], dns_done, NULL);
+		imap_cmd_begin(&w->dst, &j->ns_cmd[1], ns_done, NULL);
 		imap_put(&w->dst, "NAMESPACE");
 		imap_cmd_end(&w->dst);
 	}

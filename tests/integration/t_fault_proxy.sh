@@ -86,7 +86,7 @@ fp_run() {
 	timeout -k 5 "$deadline" "$MF" migrate "$scheme://src@127.0.0.1:${FP_PORT[$sk]}$q" \
 		"$scheme://$duser@127.0.0.1:${FP_PORT[$dk]}$q" \
 		--src-password-file "$F_DIR/pw/src" --dst-password-file "$F_DIR/pw/$duser" \
-		--state "$state" --no-progress --timeout 3 --connections 2 --batch 8 "${tls[@]}" \
+		--state "$state" --no-progress --timeout 3 --connections 2 --batch 8 "${tls[@]}" ${FP_OPTS:-} \
 		>"$T_TMP/out.$name" 2>"$T_TMP/err.$name"
 	rc=$?
 	t1=$(date +%s.%N)
@@ -116,15 +116,22 @@ fp_run() {
 }
 
 # Drops mid-literal and mid-APPEND, both directions, both sides.
+# A run either finishes, reconnecting (--retries, default 5), or with
+# --retries 0 fails cleanly (exit 1, one error line naming the account).
 fp_run fp-drop-src-mid-fetch-literal 60 imap "drop:s2c:lit5+rand" ""
+[ "$FP_FIRED" -ge 1 ] && [ "$FP_RC" = 0 ] && grep -q 'reconnecting in' "$T_TMP/err.fp-drop-src-mid-fetch-literal" &&
+	ok fp-drop-reconnects ||
+	not_ok fp-drop-reconnects "fired $FP_FIRED, exit $FP_RC (wanted a fired drop, a reconnect and exit 0)"
+FP_OPTS="--retries 0" fp_run fp-drop-no-retries 60 imap "drop:s2c:lit5+rand" ""
 [ "$FP_FIRED" -ge 1 ] && [ "$FP_RC" = 1 ] && ok fp-drop-fails-cleanly ||
 	not_ok fp-drop-fails-cleanly "fired $FP_FIRED, exit $FP_RC (wanted a fired drop and exit 1)"
 fp_run fp-drop-dst-mid-append 60 imap "" "drop:c2s:lit4+rand"
 fp_run fp-reset-src-commands 60 imap "reset:c2s:rand(40-250)" ""
 fp_run fp-reset-dst-responses 60 imap "" "reset:s2c:rand(300-2500)"
-# A stall longer than --timeout 3 must end the run by itself, in time.
+# A stall longer than --timeout 3 is a dead connection: reconnected, in time.
 fp_run fp-stall-src-10s 40 imap "stall:s2c:rand(2000-100000):10" ""
-[ "$FP_RC" = 1 ] && ok fp-stall-times-out || not_ok fp-stall-times-out "exit $FP_RC, wanted 1 (the stall outlasts --timeout)"
+[ "$FP_RC" = 0 ] && grep -q 'reconnecting in' "$T_TMP/err.fp-stall-src-10s" && ok fp-stall-times-out ||
+	not_ok fp-stall-times-out "exit $FP_RC, wanted 0 after a reconnect (the stall outlasts --timeout)"
 fp_run fp-stall-dst-1s 40 imap "" "stall:s2c:rand(200-1500):1"
 fp_run fp-trickle-src 60 imap "trickle:s2c:rand(1000-50000):100:len=150" ""
 # A corrupted byte under TLS: the record's MAC fails, the connection ends.
