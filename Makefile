@@ -68,7 +68,14 @@ $(B)/asan/tests/%: tests/unit/%.c $(B)/asan/libmf.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -o $@ $< $(B)/asan/libmf.a $(LIBS)
 
-asan: $(B)/asan/mailferry $(UNIT_BIN)
+# tests/tools/: one-file test clients (ASan build) that integration tests drive.
+TTOOL_SRC = $(wildcard tests/tools/*.c)
+TTOOL_BIN = $(TTOOL_SRC:tests/tools/%.c=$(B)/asan/tools/%)
+$(B)/asan/tools/%: tests/tools/%.c $(B)/asan/libmf.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $< $(B)/asan/libmf.a $(LIBS)
+
+asan: $(B)/asan/mailferry $(UNIT_BIN) $(TTOOL_BIN)
 
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
