@@ -14,16 +14,13 @@ static void msg_record(struct worker *w, const struct batch *b, const struct bms
 		       uint8_t status, uint32_t dst_uidv, uint32_t dst_uid);
 static void batch_close(struct worker *w);
 static int msg_flags_ok(const struct batch *b, size_t n);
-static void uid_collect(void *ctx, uint32_t uid);
 static void intent_drop(struct worker *w, uint32_t uid);
-static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void fetch_send(struct worker *w, struct imap_cmd *cmd, const char *set);
 static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 
 static struct batch *batch_open(struct worker *w)
 {
 	struct batch *b;
-	struct mbox *mb = w->mb;
 
 	if (w->open)
 		return w->open;
@@ -33,14 +30,11 @@ static struct batch *batch_open(struct worker *w)
 	w->b_count++;
 	b->w = w;
 	b->answered = b->cur_fate = 0;
-	b->cmd.done = append_done;
 	b->n = 0;
 	b->bytes = 0;
 	b->pool_len = 0;
 	w->open = b;
-	imap_cmd_begin(&w->dst, &b->cmd, append_done, b);
-	imap_put(&w->dst, "APPEND ");
-	imap_put_astring(&w->dst, mb->dst_name, strlen(mb->dst_name));
+	w->sink.ops->batch_begin(&w->sink, b);
 	return b;
 }
 
@@ -105,9 +99,9 @@ void mbox_mark_intents(struct worker *w, uint32_t on)
 	w->intents_marked = on;
 }
 
-/* Ends the APPEND command. Exactly-once: the intent for each message in it
- * is committed before the final CRLF, the point after which the server may
- * store the batch; a crash leaves intents that the next run settles against
+/* Ends the batch. Exactly-once: the intent for each message in it is
+ * committed before the sink's commit point (IMAP: the APPEND's final
+ * CRLF), after which the destination may store the batch; a crash leaves intents that the next run settles against
  * the destination before copying again (DESIGN §4). */
 static void batch_close(struct worker *w)
 {
@@ -118,12 +112,12 @@ static void batch_close(struct worker *w)
 	if (!b)
 		return;
 	w->open = NULL;
-	if (w->dst.closed)
+	if (w->sink.ops->closed(&w->sink))
 		return; /* never sent whole (see below): nothing to record */
 	if (b->answered) {
-		/* Already refused: finish the command's bytes (the server
-		 * discards them, RFC 7888 §5), record nothing. */
-		imap_put(&w->dst, "\r\n");
+		/* Already refused: the sink finishes the batch's bytes, we
+		 * record nothing. */
+		w->sink.ops->discard(&w->sink, b);
 		return;
 	}
 	mbox_mark_intents(w, 1); /* also stamps the time of this commit */
@@ -131,23 +125,24 @@ static void batch_close(struct worker *w)
 		msg_record(w, b, &b->m[i], STATE_MSG_INTENT, 0, 0);
 	if (job_commit(j) < 0 || j->nerrors != errors) {
 		/* The intents are not durable (a full disk, issue 15): the
-		 * final CRLF must not go out, or a re-run would copy the batch
-		 * again. Closing the connection without it makes the server
-		 * drop the unfinished command (RFC 3502 §3: a MULTIAPPEND
-		 * stores all of its messages or none). The source stops at its
+		 * commit point must not be crossed, or a re-run would copy the
+		 * batch again. Dropping the connection before it makes the
+		 * server drop the unfinished command (RFC 3502 §3: a
+		 * MULTIAPPEND stores all of its messages or none; RFC 5321
+		 * §4.1.1.4: no final dot, no delivery). The source stops at its
 		 * next literal (no write space); the job ends outside this
 		 * callback. */
-		job_error(j, imap_client_who(&w->dst), w->mb, b->n ? b->m[0].uid : 0,
-		          "APPEND of %u message%s abandoned before its end: the state could not "
-		          "record it; stopping so that nothing is copied twice",
+		job_error(j, w->sink.ops->who(&w->sink), w->mb, b->n ? b->m[0].uid : 0,
+		          "batch of %u message%s abandoned before its commit point: the state "
+		          "could not record it; stopping so that nothing is copied twice",
 		          b->n, b->n == 1 ? "" : "s");
 		j->fatal = 1;
 		w->mb->failed = 1;
-		imap_client_abort(&w->dst);
+		w->sink.ops->abort(&w->sink);
 		loop_defer(j->loop, &j->stop_task);
 		return;
 	}
-	imap_cmd_end(&w->dst);
+	w->sink.ops->commit(&w->sink, b);
 }
 
 static int msg_flags_ok(const struct batch *b, size_t n)
@@ -224,6 +219,7 @@ int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	struct state_msg sm;
 	struct mf_error e;
 	struct batch *b;
+	uint64_t limit;
 	int rc;
 
 	if ((rc = literal_check(w, c, r, key, size)) < 0)
@@ -273,10 +269,11 @@ int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 		job_error(j, NULL, w->mb, uid, "%s", e.msg);
 		return -EIO;
 	}
-	if (w->dst.appendlimit && size > w->dst.appendlimit) {
-		job_error(j, imap_client_who(&w->dst), w->mb, uid,
-			  "message of %llu bytes exceeds the destination's APPENDLIMIT %llu",
-			  (unsigned long long)size, (unsigned long long)w->dst.appendlimit);
+	limit = w->sink.ops->size_limit(&w->sink);
+	if (limit && size > limit) {
+		job_error(j, w->sink.ops->who(&w->sink), w->mb, uid,
+			  "message of %llu bytes exceeds the destination's size limit %llu",
+			  (unsigned long long)size, (unsigned long long)limit);
 		w->cur.skip = 1;
 		w->mb->nfailed++;
 		j->sum->failed++;
@@ -320,8 +317,9 @@ int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 		job_error(j, NULL, w->mb, uid, "internal: no APPEND slot");
 		return -EIO;
 	}
-	imap_putf(&w->dst, " (%s) \"%s\"", w->cur.flags, w->cur.date);
-	imap_put_literal_header(&w->dst, size, 1);
+	w->sink.ops->msg_begin(&w->sink, b,
+	                       &(struct sink_msg){uid, size, w->cur.flags, w->cur.flags_len,
+	                                          w->cur.date});
 	return IMAP_LIT_STREAM;
 }
 
@@ -336,18 +334,18 @@ ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
 	}
 	if (!w->cur.active || w->cur.skip)
 		return (ssize_t)n;
-	space = imap_write_space(&w->dst);
+	space = w->sink.ops->space(&w->sink);
 	if (space < n) {
 		if (!space) {
 			w->src_starved = 1;
-			imap_want_writable(&w->dst);
+			w->sink.ops->want_space(&w->sink);
 			imap_client_pause(&w->src);
 			return 0;
 		}
 		n = space;
 	}
 	msghash_update(&w->mh, p, n);
-	imap_put_raw(&w->dst, p, n);
+	w->sink.ops->data(&w->sink, p, n);
 	w->cur.left -= n;
 	return (ssize_t)n;
 }
@@ -374,7 +372,7 @@ int src_lit_end(struct imap_client *c)
 		if (b->cur_fate == 1) {
 			retry_push(w, w->cur.uid);
 		} else if (b->cur_fate == 2) {
-			job_error(j, imap_client_who(&w->dst), w->mb, w->cur.uid,
+			job_error(j, w->sink.ops->who(&w->sink), w->mb, w->cur.uid,
 				  "destination refused the message (%llu bytes): %s",
 				  (unsigned long long)w->cur.size, b->why);
 			w->mb->nfailed++;
@@ -385,6 +383,7 @@ int src_lit_end(struct imap_client *c)
 		batch_close(w);
 		return 0;
 	}
+	w->sink.ops->msg_end(&w->sink, b);
 	m = &b->m[b->n++];
 	m->uid = w->cur.uid;
 	m->size = w->cur.size;
@@ -397,7 +396,7 @@ int src_lit_end(struct imap_client *c)
 	b->pool_len += w->cur.flags_len;
 	b->bytes += w->cur.size;
 	if (b->n >= BATCH_MAX || b->n >= j->o->batch_msgs || b->bytes >= j->o->batch_bytes ||
-	    w->single_mode || w->cur.size == 0 || !(w->dst.caps & IMAP_CAP_MULTIAPPEND))
+	    w->single_mode || w->cur.size == 0 || !w->sink.ops->batch_more(&w->sink))
 		batch_close(w);
 	return 0;
 }
@@ -451,20 +450,6 @@ int src_untagged(struct imap_client *c, const struct imap_resp *r)
 	return 0;
 }
 
-struct uidlist {
-	uint32_t *u;
-	size_t n, cap;
-};
-
-static void uid_collect(void *ctx, uint32_t uid)
-{
-	struct uidlist *l = ctx;
-
-	if (l->n < l->cap)
-		l->u[l->n] = uid;
-	l->n++;
-}
-
 void retry_push(struct worker *w, uint32_t uid)
 {
 	if (w->nretry == w->cretry) {
@@ -475,7 +460,7 @@ void retry_push(struct worker *w, uint32_t uid)
 		if (!nr) {
 			/* Not queued, so not copied: it fails this run, and the
 			 * mailbox's last UID stays below it (mailbox_finish). */
-			job_error(w->job, imap_client_who(&w->dst), w->mb, uid,
+			job_error(w->job, w->sink.ops->who(&w->sink), w->mb, uid,
 			          "out of memory queueing the message for a retry; it is "
 			          "tried again next run");
 			w->mb->nfailed++;
@@ -504,15 +489,15 @@ static void intent_drop(struct worker *w, uint32_t uid)
 	j->state_dirty = 1;
 }
 
-static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+/* A sink's answer to batch b (sink.h): the messages are recorded as
+ * copied with their new ids, or their intents dropped and they are
+ * retried one by one (a refused batch) or failed (a refused message). */
+void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 {
-	struct batch *b = cmd->ud;
 	struct worker *w = b->w;
 	struct job *j = w->job;
 	struct mbox *mb = w->mb;
-	uint32_t dst_uids[BATCH_MAX], dst_uidv = 0;
-	struct uidlist ul = {dst_uids, 0, BATCH_MAX};
-	const struct imap_node *au;
+	const char *who = w->sink.ops->who(&w->sink);
 
 	if (b == w->open) {
 		/* Answered before its end (Dovecot refuses an over-quota literal
@@ -520,36 +505,30 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 		int cur = w->cur.active && !w->cur.skip;
 
 		b->answered = 1;
-		snprintf(b->why, sizeof(b->why), "%s%.*s%s%.*s", r->code ? "[" : "",
-			 r->code ? (int)r->code->len : 0, r->code ? r->code->s : "",
-			 r->code ? "] " : "", (int)r->text_len, r->text);
-		if (r->status != IMAP_ST_OK && cur)
+		snprintf(b->why, sizeof(b->why), "%s", v->why ? v->why : "");
+		if (!v->ok && cur)
 			b->cur_fate = (b->n + 1 > 1) ? 1 : 2;
-		if (r->status != IMAP_ST_OK && b->n == 1 && cur) {
+		if (!v->ok && b->n == 1 && cur) {
 			/* two messages involved: neither is known to be the one */
 			intent_drop(w, b->m[0].uid);
 			retry_push(w, b->m[0].uid);
 			b->n = 0;
 		}
 	}
-	/* APPENDs to one mailbox complete in the order sent (servers do not
-	 * run them in parallel); the slot ring relies on it. */
+	/* Batches of one mailbox complete in the order sent (servers do not
+	 * run APPENDs or transactions in parallel); the slot ring relies on it. */
 	if (b != w->slot[w->b_head]) {
-		job_error(j, imap_client_who(c), mb, 0, "APPEND answered out of order");
+		job_error(j, who, mb, 0, "batch answered out of order");
 		j->fatal = 1;
 	}
 	w->b_head = (w->b_head + 1) % BATCH_SLOTS;
 	w->b_count--;
-	if (r->status == IMAP_ST_OK) {
-		if ((au = imap_resp_code(r, "APPENDUID")) && au->next) {
-			imap_node_u32(au, &dst_uidv);
-			if (uidset_each(au->next->s, au->next->len, uid_collect, &ul) < 0 || ul.n != b->n)
-				ul.n = 0;
-		}
+	if (v->ok) {
 		for (unsigned i = 0; i < b->n; i++) {
 			struct bmsg *m = &b->m[i];
 
-			msg_record(w, b, m, STATE_MSG_DONE, dst_uidv, ul.n ? dst_uids[i] : 0);
+			msg_record(w, b, m, STATE_MSG_DONE, v->dst_uidv,
+			           v->ids && v->nids == b->n ? v->ids[i] : 0);
 			mb->copied++;
 			mb->bytes += m->size;
 			j->sum->copied++;
@@ -563,11 +542,8 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 			retry_push(w, b->m[i].uid);
 		}
 	} else if (b->n == 1) {
-		job_error(j, imap_client_who(c), mb, b->m[0].uid,
-			  "destination refused the message (%llu bytes): %s%.*s%s%.*s",
-			  (unsigned long long)b->m[0].size, r->code ? "[" : "",
-			  r->code ? (int)r->code->len : 0, r->code ? r->code->s : "",
-			  r->code ? "] " : "", (int)r->text_len, r->text);
+		job_error(j, who, mb, b->m[0].uid, "destination refused the message (%llu bytes): %s",
+			  (unsigned long long)b->m[0].size, v->why ? v->why : "");
 		intent_drop(w, b->m[0].uid);
 		mb->nfailed++;
 		j->sum->failed++;
@@ -575,14 +551,14 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 			w->mb_failed_min_uid = b->m[0].uid;
 	}
 	if (b->n && !w->single_mode && !w->list_mode) {
-		/* UIDs come in order and APPENDs complete in order: everything
+		/* UIDs come in order and batches complete in order: everything
 		 * below this batch's last message was counted; a resumed pass
 		 * does not count it again as skipped. */
 		if (b->m[b->n - 1].uid >= w->resume_uid)
 			w->resume_uid = b->m[b->n - 1].uid + 1;
 		w->resume_uidv = w->uidvalidity;
 	}
-	if (r->status == IMAP_ST_OK && b->n)
+	if (v->ok && b->n)
 		w->attempts = 0; /* progress: a later drop gets every attempt again */
 	if (w->src_paused) {
 		w->src_paused = 0;
@@ -591,10 +567,9 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 	worker_check_done(w);
 }
 
-void src_writable_kick(struct imap_client *c)
+/* The sink has room again after want_space(): the starved source goes on. */
+void sink_writable(struct worker *w)
 {
-	struct worker *w = c->ud;
-
 	if (w->src_starved) {
 		w->src_starved = 0;
 		imap_client_kick(&w->src);

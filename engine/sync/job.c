@@ -144,7 +144,7 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 		.lit_begin = dst_lit_begin,
 		.lit_data = dst_lit_data,
 		.lit_end = dst_lit_end,
-		.writable = src_writable_kick,
+		.writable = dst_writable,
 	};
 	/* A dry run looks its job up and creates nothing (plan_mbox_id). */
 	rc = o->dry_run ? state_job_find(st, o->job_key, &j->jobid, err)

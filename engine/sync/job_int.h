@@ -20,6 +20,7 @@
 #include "store/msghash.h"
 
 #include "engine/sync/job.h"
+#include "engine/sync/sink.h"
 
 /* A dry run writes nothing to the state: mailboxes and a job the state
  * does not know get ids no real record has (plan_mbox_id). */
@@ -77,7 +78,7 @@ struct bmsg {
 	uint16_t flags_off, flags_len;
 };
 struct batch {
-	struct imap_cmd cmd;
+	struct imap_cmd cmd;	/* the IMAP sink's APPEND */
 	struct worker *w;
 	int answered;		/* the server replied before we finished sending */
 	int cur_fate;		/* answered early: 1 retry the message being sent, 2 it failed */
@@ -120,6 +121,7 @@ struct worker {
 	struct job *job;
 	unsigned id;
 	struct imap_client src, dst;
+	struct sink sink;	/* where messages go: over dst for IMAP */
 	int src_open, dst_open, src_ready, dst_ready, dead;
 	enum wphase phase;
 	struct mbox *mb;
@@ -212,6 +214,8 @@ struct worker {
 	uint32_t resume_uidv;	/* the UIDVALIDITY resume_uid is for */
 	uint64_t rng;		/* backoff jitter */
 	uint64_t wire_in, wire_out;	/* of the connections closed for a reconnect */
+	uint64_t settle_not_before;	/* wall ms: a batch we gave up on (timeout)
+					 * may still reach the destination until then */
 };
 struct name_index {
 	uint32_t *slot; /* index + 1, 0 = empty */
@@ -347,11 +351,13 @@ ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n);
 int src_lit_end(struct imap_client *c);
 int src_untagged(struct imap_client *c, const struct imap_resp *r);
 void retry_push(struct worker *w, uint32_t uid);
-void src_writable_kick(struct imap_client *c);
 int fetch_next(struct worker *w, struct imap_cmd *cmd);
 void worker_check_done(struct worker *w);
 int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
                          const struct imap_node *key, uint64_t size);
+
+/* sink_imap.c */
+void dst_writable(struct imap_client *c);
 
 /* remap.c */
 int remap_cmp(const void *a, const void *b);

@@ -131,18 +131,22 @@ void settle_start(struct worker *w)
 	struct job *j = w->job;
 	struct mf_error e;
 	uint64_t now = wall_ms();
+	uint64_t until = w->rec.intent_at_ms ? w->rec.intent_at_ms + SETTLE_GRACE_MS : 0;
 	int rc;
 
-	if (w->rec.intent_at_ms && now < w->rec.intent_at_ms + SETTLE_GRACE_MS &&
-	    w->phase != W_SETTLE) {
+	/* A destination we timed out on in this run may get our bytes later
+	 * than one whose connection closed (worker_reconnect). */
+	if (w->rec.intent_at_ms && w->settle_not_before > until)
+		until = w->settle_not_before;
+	if (until && now < until && w->phase != W_SETTLE) {
 		w->phase = W_SETTLE;
 		mf_log(MF_LOG_INFO, "mailbox \"%s\": waiting %.1f s for the destination to finish "
-				    "the interrupted run's APPENDs",
-		       w->mb->display, (double)(w->rec.intent_at_ms + SETTLE_GRACE_MS - now) / 1000.0);
-		loop_timer_start(j->loop, &w->settle_timer, w->rec.intent_at_ms + SETTLE_GRACE_MS - now,
-				 settle_wait_done);
+				    "the interrupted APPENDs",
+		       w->mb->display, (double)(until - now) / 1000.0);
+		loop_timer_start(j->loop, &w->settle_timer, until - now, settle_wait_done);
 		return;
 	}
+	w->settle_not_before = 0;
 	w->nstl = 0;
 	w->stl_floor = 1;
 	w->stl_seen = 0;

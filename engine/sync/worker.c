@@ -427,6 +427,15 @@ static void worker_reconnect(struct worker *w, struct imap_client *c, const stru
 
 	if (!w->attempts++)
 		snprintf(w->first_loss, sizeof(w->first_loss), "%s", err_reason(c, err));
+	if (err->code == -ETIMEDOUT && c == &w->dst && w->b_count) {
+		/* We gave up on a destination that went quiet with batches in
+		 * flight; it did not close the session, so something between
+		 * us (a stalled middlebox) may still hand it the bytes we sent.
+		 * The settle that follows waits twice the timeout for them. */
+		uint64_t t = j->o->dst.timeout_ms ? j->o->dst.timeout_ms : 60000;
+
+		w->settle_not_before = wall_ms() + 2 * t;
+	}
 	j->sum->reconnects++;
 	job_commit(j); /* everything confirmed is durable before we go on */
 	if (w->mb && w->phase == W_FETCH) {
@@ -602,6 +611,7 @@ int worker_init(struct job *j, struct worker *w, unsigned id)
 	memset(w, 0, sizeof(*w));
 	w->job = j;
 	w->id = id;
+	w->sink = (struct sink){&sink_imap_ops, w};
 	w->rng = (wall_ms() * 2654435761u) ^ ((uint64_t)(id + 1) << 32) ^ (uint64_t)(uintptr_t)w;
 	if (!w->rng)
 		w->rng = 1;

@@ -35,7 +35,7 @@ df -k "$MNT" | tail -n 1 | sed 's/^/# /' >&2
 
 expect_exit state-full-run-stops 1 run
 cp "$T_TMP/last.err" "$T_TMP/full.err"
-if grep -q "abandoned before its end: the state could not record it" "$T_TMP/last.err"; then
+if grep -q "abandoned before its commit point: the state could not record it" "$T_TMP/last.err"; then
 	ok state-full-says-why
 else
 	not_ok state-full-says-why "$(grep -v '^[[:space:]]*$' "$T_TMP/last.err" | tail -n 2 | head -c 400)"
