@@ -2,7 +2,7 @@
 # tests/fuzz/run.sh [BIN...] — `make fuzz`: runs each libFuzzer target (all
 # of build/fuzz/fuzz_* when none is named) one after the other, for
 # FUZZ_SECONDS each (default 300) or, if FUZZ_RUNS is set, for that many
-# executions, and prints per target: executions, exec/s, coverage (cov:
+# executions (inputs up to FUZZ_MAX_LEN bytes, default 65536), and prints per target: executions, exec/s, coverage (cov:
 # edges, ft: features, from -print_final_stats=1 and the last status line)
 # and the corpus size. One fuzzer at a time, under nice: the machine is
 # shared.
@@ -28,7 +28,7 @@ for bin in "$@"; do
 	mkdir -p "$corp"
 	[ -d "$seeds" ] && cp -n "$seeds"/* "$corp"/ 2>/dev/null
 	if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); else limit=(-max_total_time="$secs"); fi
-	nice -n 10 "$bin" "${limit[@]}" -print_final_stats=1 -max_len=65536 -rss_limit_mb=2048 \
+	nice -n 10 "$bin" "${limit[@]}" -print_final_stats=1 -max_len="${FUZZ_MAX_LEN:-65536}" -rss_limit_mb=2048 \
 		-timeout=10 -artifact_prefix=build/fuzz/crashes/"$name"- "$corp" >"$log" 2>&1
 	rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
