@@ -1,11 +1,13 @@
 /*
- * copy — the data path: source FETCH literal → SHA-256 → destination APPEND
- * literal (MULTIAPPEND batches, LITERAL+), in chunks, never a whole
- * message. The intent journal: a batch's intents are committed before its
- * final CRLF (the commit point), confirmed by the tagged OK (APPENDUID).
- * Refused batches are retried one message at a time.
+ * copy — the data path between a source (source.h) and a sink (sink.h):
+ * each message streamed in chunks, hashed (SHA-256) on the way, never
+ * held whole; batching and backpressure; the intent journal: a batch's
+ * intents are committed before the sink's commit point, confirmed by its
+ * verdict (with the new ids). Refused batches are retried one message at
+ * a time.
  *
- * Not for: what to copy (worker, plan), settling interrupted runs (settle).
+ * Not for: reading the source (source_imap), writing the wire (sink_imap),
+ * what to copy (worker, plan), settling interrupted runs (settle).
  */
 #include "engine/sync/job_int.h"
 
@@ -15,8 +17,6 @@ static void msg_record(struct worker *w, const struct batch *b, const struct bms
 static void batch_close(struct worker *w);
 static int msg_flags_ok(const struct batch *b, size_t n);
 static void intent_drop(struct worker *w, uint32_t uid);
-static void fetch_send(struct worker *w, struct imap_cmd *cmd, const char *set);
-static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 
 static struct batch *batch_open(struct worker *w)
 {
@@ -150,46 +150,6 @@ static int msg_flags_ok(const struct batch *b, size_t n)
 	return b->pool_len + n <= BATCH_POOL;
 }
 
-/* A literal the source announces is checked before a byte of it is read: a
- * hostile server could announce {99999999999} and stream forever. Skipping
- * such a literal is not cheap, so the connection is dropped (the caller
- * returns the code; the mailbox fails, the others go on). */
-int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
-                         const struct imap_node *key, uint64_t size)
-{
-	struct job *j = w->job;
-	uint64_t max = j->o->max_message_size ? j->o->max_message_size : JOB_MESSAGE_MAX;
-	struct fetch_meta fm;
-
-	if (!r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
-	    !imap_node_is(key, "BODY[]")) {
-		if (size <= JOB_OTHER_LITERAL_MAX)
-			return 0;
-		job_error(j, imap_client_who(c), w->mb, 0,
-		          "unexpected literal of %llu bytes; dropping the connection",
-		          (unsigned long long)size);
-		return -EMSGSIZE;
-	}
-	fetch_meta(r, key, &fm);
-	/* Larger than announced is the attack; some servers (Exchange) send an
-	 * estimate, so a quarter more plus 64 KiB is tolerated. */
-	if (fm.has_size && size > fm.size + fm.size / 4 + 65536) {
-		job_error(
-		    j, imap_client_who(c), w->mb, fm.uid,
-		    "message body of %llu bytes but RFC822.SIZE %llu; dropping the connection",
-		    (unsigned long long)size, (unsigned long long)fm.size);
-		return -EMSGSIZE;
-	}
-	if (size > max) {
-		job_error(j, imap_client_who(c), w->mb, fm.uid,
-		          "message of %llu bytes exceeds %s %llu; dropping the connection",
-		          (unsigned long long)size,
-		          j->o->max_message_size ? "--max-message-size" : "the limit of",
-		          (unsigned long long)max);
-		return -EMSGSIZE;
-	}
-	return 0;
-}
 
 static int uid_cmp(const void *a, const void *b)
 {
@@ -205,16 +165,40 @@ static int resumed_counted(const struct worker *w, uint32_t uid)
 	       bsearch(&uid, w->counted, w->ncounted, sizeof(*w->counted), uid_cmp) != NULL;
 }
 
-int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
-			 const struct imap_node *key, uint64_t size)
+
+
+
+
+/* A message of this pass failed: counted, and the mailbox's recorded
+ * position stays below it (mailbox_finish), so the next run tries again. */
+void copy_msg_fail(struct worker *w, uint32_t uid)
 {
-	struct worker *w = c->ud;
+	w->mb->nfailed++;
+	w->job->sum->failed++;
+	if (uid && (!w->mb_failed_min_uid || uid < w->mb_failed_min_uid))
+		w->mb_failed_min_uid = uid;
+}
+
+void copy_msg_drop(struct worker *w, uint32_t uid, uint64_t size, int failed)
+{
+	memset(&w->cur, 0, offsetof(__typeof__(w->cur), flags));
+	w->cur.active = 1;
+	w->cur.skip = 1;
+	w->cur.uid = uid;
+	w->cur.size = w->cur.left = size;
+	if (failed)
+		copy_msg_fail(w, uid);
+}
+
+int copy_slots_full(const struct worker *w)
+{
+	return !w->open && w->b_count == BATCH_SLOTS;
+}
+
+int copy_msg_begin(struct worker *w, const struct source_msg *m)
+{
 	struct job *j = w->job;
-	const struct imap_node *flags, *date, *bad;
-	struct imap_date dt;
-	struct fetch_meta fm;
-	uint32_t uid;
-	uint64_t modseq;
+	uint32_t uid = m->uid;
 	struct state_msg_key k;
 	struct state_msg sm;
 	struct mf_error e;
@@ -222,116 +206,73 @@ int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	uint64_t limit;
 	int rc;
 
-	if ((rc = literal_check(w, c, r, key, size)) < 0)
-		return rc;
-	if ((w->phase != W_FETCH && w->phase != W_REMAP && w->phase != W_PROBE &&
-	     w->phase != W_DEDUPE_SRC) ||
-	    !r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
-	    !imap_node_is(key, "BODY[]"))
-		return IMAP_LIT_INLINE;
-	if (w->phase == W_REMAP || w->phase == W_PROBE)
-		return remap_lit_begin(w, r, key);
-	if (w->phase == W_DEDUPE_SRC)
-		return dd_src_lit_begin(w, r, key, size);
-	fetch_meta(r, key, &fm);
-	uid = fm.uid, modseq = fm.modseq, flags = fm.flags, date = fm.date;
-	memset(&w->cur, 0, offsetof(__typeof__(w->cur), flags));
-	w->cur.active = 1;
-	w->cur.size = w->cur.left = size;
-	if (!uid || !flags || !date) {
-		/* The server sent the body before the items we asked first; we
-		 * would need to spool it. Dovecot, Cyrus, Gmail and Exchange
-		 * answer in the order asked. */
-		job_error(j, imap_client_who(c), w->mb, uid,
-			  "server sent BODY[] before UID/FLAGS/INTERNALDATE; message skipped");
-		w->cur.skip = 1;
-		w->mb->nfailed++;
-		j->sum->failed++;
-		return IMAP_LIT_STREAM;
-	}
-	w->cur.uid = uid;
-	if (uid < w->start_uid || uid > w->end_uid) {
-		w->cur.skip = 1; /* "n:*" returns the last message even when below n */
-		return IMAP_LIT_STREAM;
-	}
+	copy_msg_drop(w, uid, m->size, 0);
+	if (uid < w->start_uid || uid > w->end_uid)
+		return 0; /* IMAP: "n:*" returns the last message even when below n */
 	k = (struct state_msg_key){j->jobid, w->mb->mbid, w->uidvalidity, uid};
 	rc = state_msg_get(j->st, &k, &sm, &e);
 	if (rc == 0 && sm.status == STATE_MSG_DONE) {
-		w->cur.skip = 1;
 		if (uid >= w->resume_uid && !resumed_counted(w, uid)) {
 			/* below resume_uid, or settled: counted before a reconnect */
 			w->mb->skipped++;
 			j->sum->skipped++;
 		}
-		return IMAP_LIT_STREAM;
+		return 0;
 	}
 	if (rc < 0 && rc != -ENOENT) {
 		job_error(j, NULL, w->mb, uid, "%s", e.msg);
 		return -EIO;
 	}
 	limit = w->sink.ops->size_limit(&w->sink);
-	if (limit && size > limit) {
+	if (limit && m->size > limit) {
 		job_error(j, w->sink.ops->who(&w->sink), w->mb, uid,
 			  "message of %llu bytes exceeds the destination's size limit %llu",
-			  (unsigned long long)size, (unsigned long long)limit);
-		w->cur.skip = 1;
-		w->mb->nfailed++;
-		j->sum->failed++;
-		return IMAP_LIT_STREAM;
+			  (unsigned long long)m->size, (unsigned long long)limit);
+		copy_msg_fail(w, uid);
+		return 0;
 	}
-	/* Issue 15 defect 1: nothing the source sent goes onto the APPEND
-	 * line as it came. The date is written again from its parsed fields,
-	 * flags only as system flags or atoms; anything else refuses the
-	 * message (it stays to be retried, like one the destination refused). */
-	w->cur.flags_len = flags_string(flags, w->cur.flags, sizeof(w->cur.flags), &bad);
-	if (date->type != IMAP_NODE_STRING || imap_date_parse(date->s, date->len, &dt) < 0 || bad) {
-		if (bad)
-			job_error(j, imap_client_who(c), w->mb, uid,
-			          "flag \"%.*s\" is neither a system flag nor an atom; message "
-			          "refused",
-			          (int)(bad->len > 64 ? 64 : bad->len), bad->s ? bad->s : "");
-		else
-			job_error(j, imap_client_who(c), w->mb, uid,
-			          "INTERNALDATE is not an RFC 3501 date-time; message refused");
-		w->cur.skip = 1;
-		w->mb->nfailed++;
-		j->sum->failed++;
-		if (!w->mb_failed_min_uid || uid < w->mb_failed_min_uid)
-			w->mb_failed_min_uid = uid;
-		return IMAP_LIT_STREAM;
+	if (m->refused) {
+		/* it stays to be retried, like one the destination refused */
+		job_error(j, w->source.ops->who(&w->source), w->mb, uid, "%s; message refused",
+		          m->refused);
+		copy_msg_fail(w, uid);
+		return 0;
 	}
-	imap_date_format(&dt, w->cur.date);
-	w->cur.idate = imap_date_unix(&dt);
-	w->cur.modseq = modseq;
+	if (m->flags_len >= sizeof(w->cur.flags) || strlen(m->date) > IMAP_DATE_LEN) {
+		job_error(j, NULL, w->mb, uid, "internal: flags or date too long");
+		return -EIO;
+	}
+	w->cur.skip = 0;
+	memcpy(w->cur.flags, m->flags, m->flags_len);
+	w->cur.flags[m->flags_len] = '\0';
+	w->cur.flags_len = m->flags_len;
+	snprintf(w->cur.date, sizeof(w->cur.date), "%s", m->date);
+	w->cur.idate = m->idate;
+	w->cur.modseq = m->modseq;
 	msghash_begin(&w->mh);
 
 	/* A message that alone fills the batch's flag pool, or an empty one
-	 * (which some servers refuse), gets its own APPEND so a refusal does
+	 * (which some servers refuse), gets its own batch so a refusal does
 	 * not take a batch down with it. */
 	if (w->open && (w->single_mode || !msg_flags_ok(w->open, w->cur.flags_len) ||
-			size == 0))
+			m->size == 0))
 		batch_close(w);
 	if (!(b = batch_open(w))) {
-		/* Cannot happen: the source pauses at response boundaries
-		 * while every slot is busy. */
-		job_error(j, NULL, w->mb, uid, "internal: no APPEND slot");
+		/* Cannot happen: the source pauses between messages while
+		 * every slot is busy (copy_slots_full). */
+		job_error(j, NULL, w->mb, uid, "internal: no batch slot");
 		return -EIO;
 	}
 	w->sink.ops->msg_begin(&w->sink, b,
-	                       &(struct sink_msg){uid, size, w->cur.flags, w->cur.flags_len,
+	                       &(struct sink_msg){uid, m->size, w->cur.flags, w->cur.flags_len,
 	                                          w->cur.date});
-	return IMAP_LIT_STREAM;
+	return 0;
 }
 
-ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
+ssize_t copy_msg_data(struct worker *w, const uint8_t *p, size_t n)
 {
-	struct worker *w = c->ud;
 	size_t space;
 
-	if (w->phase == W_REMAP || w->phase == W_PROBE || w->phase == W_DEDUPE_SRC) {
-		msghash_update(&w->mh, p, n);
-		return (ssize_t)n;
-	}
 	if (!w->cur.active || w->cur.skip)
 		return (ssize_t)n;
 	space = w->sink.ops->space(&w->sink);
@@ -339,7 +280,7 @@ ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
 		if (!space) {
 			w->src_starved = 1;
 			w->sink.ops->want_space(&w->sink);
-			imap_client_pause(&w->src);
+			w->source.ops->pause(&w->source);
 			return 0;
 		}
 		n = space;
@@ -350,19 +291,12 @@ ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
 	return (ssize_t)n;
 }
 
-int src_lit_end(struct imap_client *c)
+int copy_msg_end(struct worker *w)
 {
-	struct worker *w = c->ud;
 	struct job *j = w->job;
 	struct batch *b = w->open;
 	struct bmsg *m;
 
-	if (w->phase == W_REMAP)
-		return remap_lit_end(w);
-	if (w->phase == W_PROBE)
-		return probe_lit_end(w);
-	if (w->phase == W_DEDUPE_SRC)
-		return dd_src_lit_end(w);
 	if (!w->cur.active || w->cur.skip) {
 		w->cur.active = 0;
 		return 0;
@@ -375,10 +309,7 @@ int src_lit_end(struct imap_client *c)
 			job_error(j, w->sink.ops->who(&w->sink), w->mb, w->cur.uid,
 				  "destination refused the message (%llu bytes): %s",
 				  (unsigned long long)w->cur.size, b->why);
-			w->mb->nfailed++;
-			j->sum->failed++;
-			if (!w->mb_failed_min_uid || w->cur.uid < w->mb_failed_min_uid)
-				w->mb_failed_min_uid = w->cur.uid;
+			copy_msg_fail(w, w->cur.uid);
 		}
 		batch_close(w);
 		return 0;
@@ -401,55 +332,6 @@ int src_lit_end(struct imap_client *c)
 	return 0;
 }
 
-int src_untagged(struct imap_client *c, const struct imap_resp *r)
-{
-	struct worker *w = c->ud;
-	const struct imap_node *a = r->first;
-
-	if (w->phase == W_DIFF)
-		return changes_untagged(w, r);
-	if (w->phase == W_COUNT && a && a->next) {
-		uint32_t n;
-
-		if (imap_node_is(a, "SEARCH"))
-			for (const struct imap_node *it = a->next; it; it = it->next)
-				w->dry_count += imap_node_u32(it, &n) == 0 && n >= w->start_uid;
-		else if (imap_node_is(a, "ESEARCH"))
-			for (const struct imap_node *it = a->next; it && it->next; it = it->next)
-				if (imap_node_is(it, "COUNT"))
-					imap_node_u64(it->next, &w->dry_count);
-		return 0;
-	}
-	if (w->phase == W_PROBE) {
-		const struct imap_node *v = imap_resp_code(r, "UIDVALIDITY");
-
-		if (v)
-			imap_node_u32(v, &w->uidvalidity);
-		return 0;
-	}
-	if (w->phase == W_EXAMINE) {
-		const struct imap_node *v;
-
-		if (w->method == M_QRESYNC && r->status == IMAP_ST_NONE)
-			return changes_untagged(w, r);
-		if ((v = imap_resp_code(r, "UIDVALIDITY")))
-			imap_node_u32(v, &w->uidvalidity);
-		else if ((v = imap_resp_code(r, "UIDNEXT")))
-			imap_node_u32(v, &w->uidnext);
-		else if ((v = imap_resp_code(r, "HIGHESTMODSEQ")))
-			imap_node_u64(v, &w->highestmodseq);
-		return 0;
-	}
-	if (w->phase == W_FETCH && a && a->next && imap_node_is(a->next, "FETCH")) {
-		/* Response boundary: pause here if no APPEND slot is free. */
-		if (!w->open && w->b_count == BATCH_SLOTS) {
-			w->src_paused = 1;
-			return IMAP_PARSE_PAUSE;
-		}
-	}
-	return 0;
-}
-
 void retry_push(struct worker *w, uint32_t uid)
 {
 	if (w->nretry == w->cretry) {
@@ -463,10 +345,7 @@ void retry_push(struct worker *w, uint32_t uid)
 			job_error(w->job, w->sink.ops->who(&w->sink), w->mb, uid,
 			          "out of memory queueing the message for a retry; it is "
 			          "tried again next run");
-			w->mb->nfailed++;
-			w->job->sum->failed++;
-			if (!w->mb_failed_min_uid || uid < w->mb_failed_min_uid)
-				w->mb_failed_min_uid = uid;
+			copy_msg_fail(w, uid);
 			return;
 		}
 		w->retry = nr;
@@ -545,10 +424,7 @@ void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 		job_error(j, who, mb, b->m[0].uid, "destination refused the message (%llu bytes): %s",
 			  (unsigned long long)b->m[0].size, v->why ? v->why : "");
 		intent_drop(w, b->m[0].uid);
-		mb->nfailed++;
-		j->sum->failed++;
-		if (!w->mb_failed_min_uid || b->m[0].uid < w->mb_failed_min_uid)
-			w->mb_failed_min_uid = b->m[0].uid;
+		copy_msg_fail(w, b->m[0].uid);
 	}
 	if (b->n && !w->single_mode && !w->list_mode) {
 		/* UIDs come in order and batches complete in order: everything
@@ -562,7 +438,7 @@ void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 		w->attempts = 0; /* progress: a later drop gets every attempt again */
 	if (w->src_paused) {
 		w->src_paused = 0;
-		imap_client_kick(&w->src);
+		w->source.ops->kick(&w->source);
 	}
 	worker_check_done(w);
 }
@@ -572,86 +448,26 @@ void sink_writable(struct worker *w)
 {
 	if (w->src_starved) {
 		w->src_starved = 0;
-		imap_client_kick(&w->src);
+		w->source.ops->kick(&w->source);
 	}
 }
 
-static void fetch_send(struct worker *w, struct imap_cmd *cmd, const char *set)
-{
-	imap_cmd_begin(&w->src, cmd, fetch_done, NULL);
-	imap_putf(&w->src, "UID FETCH %s (UID FLAGS INTERNALDATE RFC822.SIZE%s BODY.PEEK[])", set,
-		  w->src.enabled_condstore ? " MODSEQ" : "");
-	imap_cmd_end(&w->src);
-	w->fetches_inflight++;
-}
 
-/* Sends the next UID range, or the next chunk of the retry list. */
-int fetch_next(struct worker *w, struct imap_cmd *cmd)
-{
-	char set[RETRY_CHUNK * 11 + 1];
 
-	if (!w->single_mode && !w->list_mode) {
-		uint32_t a = w->next_range, b;
-
-		if (a > w->end_uid || a == 0)
-			return 0;
-		if (w->end_uid == UINT32_MAX) {
-			/* No UIDNEXT known: one open range, not four million. */
-			w->next_range = 0;
-			snprintf(set, sizeof(set), "%u:*", a);
-			fetch_send(w, cmd, set);
-			return 1;
-		}
-		b = (w->end_uid - a >= FETCH_RANGE) ? a + FETCH_RANGE - 1 : w->end_uid;
-		w->next_range = b == UINT32_MAX ? 0 : b + 1;
-		snprintf(set, sizeof(set), "%u:%u", a, b);
-	} else {
-		size_t n = 0, k = 0;
-
-		uint32_t *list = w->single_mode ? w->retry : w->todo;
-		size_t *pos = w->single_mode ? &w->retry_pos : &w->todo_pos;
-		size_t len = w->single_mode ? w->nretry : w->ntodo;
-
-		if (*pos >= len)
-			return 0;
-		while (*pos < len && k < RETRY_CHUNK) {
-			n += (size_t)snprintf(set + n, sizeof(set) - n, "%s%u", k ? "," : "",
-					      list[(*pos)++]);
-			k++;
-		}
-	}
-	fetch_send(w, cmd, set);
-	return 1;
-}
-
-static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
-{
-	struct worker *w = c->ud;
-
-	w->fetches_inflight--;
-	if (r->status != IMAP_ST_OK) {
-		job_error(w->job, imap_client_who(c), w->mb, 0, "UID FETCH failed: %.*s",
-			  (int)r->text_len, r->text);
-		w->mb->failed = 1;
-	} else {
-		fetch_next(w, cmd);
-	}
-	worker_check_done(w);
-}
 
 void worker_check_done(struct worker *w)
 {
-	if (w->phase != W_FETCH || w->fetches_inflight)
+	if (w->phase != W_FETCH || w->source.ops->reads_inflight(&w->source))
 		return;
 	if (w->open)
 		batch_close(w);
 	if (w->b_count)
 		return;
 	if (!w->mb->failed && !w->single_mode && w->nretry) {
+		/* the refused batches' messages again, one per batch */
 		w->single_mode = 1;
 		w->retry_pos = 0;
-		fetch_next(w, &w->fetch_cmd[0]);
-		fetch_next(w, &w->fetch_cmd[1]);
+		w->source.ops->read_retries(&w->source);
 		return;
 	}
 	mailbox_finish(w);

@@ -65,11 +65,28 @@ void job_maybe_finish(struct job *j)
 	loop_defer(j->loop, &j->done_task);
 }
 
+/* Nothing of the job is in the loop: no timer (a cancelled one is in
+ * flight until its completion arrives), no queued task. Its connections
+ * may still be closing; conn_close detaches them from the job's memory. */
+static int job_quiet(const struct job *j)
+{
+	if (j->tick.armed || j->stop_task.queued)
+		return 0;
+	for (unsigned i = 0; i < j->nw; i++)
+		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed)
+			return 0;
+	return 1;
+}
+
 static void job_done_task(struct loop *l, struct loop_task *t)
 {
 	struct job *j = (struct job *)((char *)t - offsetof(struct job, done_task));
 
-	(void)l;
+	if (!job_quiet(j)) {
+		/* the cancellations' completions come on the next turns */
+		loop_defer(l, &j->done_task);
+		return;
+	}
 	if (!j->done_called) {
 		j->done_called = 1;
 		j->done(j, j->done_ud);
@@ -139,7 +156,7 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 	j->src_cb.untagged = src_untagged_any;
 	j->dst_cb = (struct imap_client_cb){
 		.ready = dst_ready,
-		.error = conn_error,
+		.error = dst_error,
 		.untagged = dst_untagged_any,
 		.lit_begin = dst_lit_begin,
 		.lit_data = dst_lit_data,
@@ -206,10 +223,10 @@ int job_end(struct job *j)
 			imap_client_close(&w->src);
 		}
 		if (w->dst_open) {
-			imap_client_wire(&w->dst, &in, &out);
+			w->sink.ops->wire(&w->sink, &in, &out);
 			sum->wire_in += in;
 			sum->wire_out += out;
-			imap_client_close(&w->dst);
+			w->sink.ops->release(&w->sink);
 		}
 	}
 	rc = (j->nerrors || sum->failed || sum->mailboxes_failed || j->fatal) ? 1 : 0;

@@ -47,6 +47,7 @@ struct job_opts {
 	unsigned retries;	/* --retries: reconnects of a pair in a row without
 				 * progress before its mailbox fails; 0 = none */
 	FILE *out;		/* where JSON goes (stdout) */
+	const char *label;	/* names the job in JSON events ("job"), or NULL */
 };
 
 struct job_summary {
@@ -67,7 +68,8 @@ typedef void (*job_done_fn)(struct job *j, void *ud);
 /* Starts one account's job on loop l, which the caller runs: the job never
  * runs the loop itself, so several jobs (accounts) can share one loop and
  * one state. done(j, ud) is called from the loop, outside every callback,
- * once the job has finished; the caller then calls job_end(). sum is
+ * once the job has finished and none of its timers or tasks is left in the
+ * loop; the caller then calls job_end(), from done() or later. sum is
  * filled as the job goes. Returns 0, or a negative code with err set if
  * the job could not start (done is then never called). A dry run writes
  * nothing to the state, so it never disturbs another job's records. */

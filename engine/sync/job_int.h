@@ -21,6 +21,7 @@
 
 #include "engine/sync/job.h"
 #include "engine/sync/sink.h"
+#include "engine/sync/source.h"
 
 /* A dry run writes nothing to the state: mailboxes and a job the state
  * does not know get ids no real record has (plan_mbox_id). */
@@ -121,6 +122,7 @@ struct worker {
 	struct job *job;
 	unsigned id;
 	struct imap_client src, dst;
+	struct source source;	/* where messages come from: over src for IMAP */
 	struct sink sink;	/* where messages go: over dst for IMAP */
 	int src_open, dst_open, src_ready, dst_ready, dead;
 	enum wphase phase;
@@ -285,7 +287,7 @@ struct fetch_meta {
 };
 
 /* report.c */
-void json_str(FILE *f, const char *s, size_t n);
+void job_event(struct job *j, const char *event);
 void progress_clear(struct job *j);
 void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
 		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -342,22 +344,27 @@ void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_r
 void dst_create_all(struct job *j, struct imap_client *c);
 void dst_prepare(struct worker *w);
 
-/* copy.c */
+/* copy.c (the consumer's API is in source.h) */
 uint64_t wall_ms(void);
 void mbox_mark_intents(struct worker *w, uint32_t on);
+void retry_push(struct worker *w, uint32_t uid);
+void worker_check_done(struct worker *w);
+
+/* source_imap.c */
 int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 			 const struct imap_node *key, uint64_t size);
 ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n);
 int src_lit_end(struct imap_client *c);
 int src_untagged(struct imap_client *c, const struct imap_resp *r);
-void retry_push(struct worker *w, uint32_t uid);
 int fetch_next(struct worker *w, struct imap_cmd *cmd);
-void worker_check_done(struct worker *w);
+void fetch_start(struct worker *w);
 int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
                          const struct imap_node *key, uint64_t size);
 
 /* sink_imap.c */
 void dst_writable(struct imap_client *c);
+void dst_ready(struct imap_client *c);
+void dst_error(struct imap_client *c, const struct mf_error *err);
 
 /* remap.c */
 int remap_cmp(const void *a, const void *b);
@@ -393,10 +400,8 @@ int chg_push(struct worker *w, uint32_t uid, uint32_t dst_uid, const char *fl, s
 
 /* worker.c */
 void mailbox_finish(struct worker *w);
-void fetch_start(struct worker *w);
 void worker_next(struct worker *w);
 void src_ready(struct imap_client *c);
-void dst_ready(struct imap_client *c);
 void conn_error(struct imap_client *c, const struct mf_error *err);
 int src_untagged_any(struct imap_client *c, const struct imap_resp *r);
 int dst_untagged_any(struct imap_client *c, const struct imap_resp *r);

@@ -254,7 +254,8 @@ void plan_finish(struct job *j)
 	nx_reset(&j->mbx);
 	j->listed = 1;
 	if (j->o->json) {
-		fprintf(j->o->out, "{\"event\":\"plan\",\"mailboxes\":%zu,\"with_changes\":%zu}\n",
+		job_event(j, "plan");
+		fprintf(j->o->out, ",\"mailboxes\":%zu,\"with_changes\":%zu}\n",
 			j->nmb, nwork);
 		fflush(j->o->out);
 	}

@@ -192,14 +192,15 @@ static void rename_adopt(struct job *j, struct mbox *mb)
 	j->state_dirty = 1;
 	j->sum->mailboxes_renamed++;
 	if (j->o->json) {
-		fprintf(j->o->out, "{\"event\":\"renamed\",\"from\":");
-		json_str(j->o->out, v->rec.name, strlen(v->rec.name));
+		job_event(j, "renamed");
+		fprintf(j->o->out, ",\"from\":");
+		mf_json_str(j->o->out, v->rec.name, strlen(v->rec.name));
 		fprintf(j->o->out, ",\"to\":");
-		json_str(j->o->out, mb->display, strlen(mb->display));
+		mf_json_str(j->o->out, mb->display, strlen(mb->display));
 		fprintf(j->o->out, ",\"dst_from\":");
-		json_str(j->o->out, v->rec.dst_name, strlen(v->rec.dst_name));
+		mf_json_str(j->o->out, v->rec.dst_name, strlen(v->rec.dst_name));
 		fprintf(j->o->out, ",\"dst_to\":");
-		json_str(j->o->out, mb->dst_name, strlen(mb->dst_name));
+		mf_json_str(j->o->out, mb->dst_name, strlen(mb->dst_name));
 		fprintf(j->o->out, "}\n");
 		fflush(j->o->out);
 	}

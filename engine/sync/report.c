@@ -34,28 +34,15 @@ int test_fail(struct job *j, const char *site)
 
 /* ---- reporting ----------------------------------------------------------- */
 
-/* A JSON string (RFC 8259) of bytes a server may have chosen: controls as
- * \u00XX, a byte that is not valid UTF-8 as the text \xNN (as on stderr,
- * see mf_escape), so the line is always valid JSON and two names that
- * differ only in such bytes stay apart. */
-void json_str(FILE *f, const char *s, size_t n)
+/* Opens a JSON event line: {"event":"EVENT" and the job's label, if any
+ * (mailferry run: which account it is about). */
+void job_event(struct job *j, const char *event)
 {
-	fputc('"', f);
-	for (size_t i = 0; i < n;) {
-		unsigned char ch = (unsigned char)s[i];
-		size_t k = mf_utf8_len((const unsigned char *)s + i, n - i, NULL);
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
-			fprintf(f, "\\u%04x", ch);
-		else if (!k)
-			fprintf(f, "\\\\x%02x", ch);
-		else
-			fwrite(s + i, 1, k, f);
-		i += k ? k : 1;
+	fprintf(j->o->out, "{\"event\":\"%s\"", event);
+	if (j->o->label) {
+		fputs(",\"job\":", j->o->out);
+		mf_json_str(j->o->out, j->o->label, strlen(j->o->label));
 	}
-	fputc('"', f);
 }
 
 void progress_clear(struct job *j)
@@ -93,15 +80,16 @@ void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t u
 	progress_clear(j);
 	mf_log(MF_LOG_ERROR, "%s", line);
 	if (j->o->json && j->nerrors < MAX_ERRORS) {
-		fprintf(j->o->out, "{\"event\":\"error\",\"account\":");
-		json_str(j->o->out, who ? who : "", who ? strlen(who) : 0);
+		job_event(j, "error");
+		fprintf(j->o->out, ",\"account\":");
+		mf_json_str(j->o->out, who ? who : "", who ? strlen(who) : 0);
 		fprintf(j->o->out, ",\"mailbox\":");
 		if (mb)
-			json_str(j->o->out, mb->display, strlen(mb->display));
+			mf_json_str(j->o->out, mb->display, strlen(mb->display));
 		else
 			fputs("null", j->o->out);
 		fprintf(j->o->out, ",\"uid\":%u,\"message\":", uid);
-		json_str(j->o->out, line, strlen(line));
+		mf_json_str(j->o->out, line, strlen(line));
 		fputs("}\n", j->o->out);
 	}
 	j->nerrors++;

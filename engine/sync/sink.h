@@ -63,9 +63,21 @@ struct sink_verdict {
 	const char *why;	/* a refusal's text, already escaped for a log line */
 };
 
+struct mf_error;
+
 struct sink_ops {
 	const char *kind;
 	unsigned caps;
+	/* The session: open() connects and logs in; sink_ready(w) or
+	 * sink_failed(w, err) follows from the loop. close() logs out when
+	 * graceful, else drops the connection; nothing if it is closed
+	 * already (safe inside the sink's own callbacks). release() frees
+	 * what a closed session holds, outside every callback. wire(): the
+	 * bytes that crossed the wire, kept after close. */
+	int (*open)(struct sink *s, struct mf_error *err);
+	void (*close)(struct sink *s, int graceful);
+	void (*release)(struct sink *s);
+	void (*wire)(struct sink *s, uint64_t *in, uint64_t *out);
 	const char *(*who)(struct sink *s);	/* "destination user@host" */
 	uint64_t (*size_limit)(struct sink *s);	/* largest message, 0 = none */
 	int (*closed)(struct sink *s);		/* the connection is gone */
@@ -94,6 +106,9 @@ static inline int sink_can(const struct sink *s, unsigned cap)
 /* The IMAP APPEND sink over the worker's destination connection. */
 extern const struct sink_ops sink_imap_ops;
 
+/* Called by a sink: its session is up / failed (closed when this returns). */
+void sink_ready(struct worker *w);
+void sink_failed(struct worker *w, const struct mf_error *err);
 /* Called by a sink: batch b was answered. */
 void sink_batch_done(struct batch *b, const struct sink_verdict *v);
 /* Called by a sink: space() has grown after want_space(). */

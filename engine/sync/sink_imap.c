@@ -5,8 +5,8 @@
  * the commit point is the command's final CRLF, the answer its tagged
  * reply with APPENDUID (RFC 4315 §3).
  *
- * Not for: opening the connection (worker.c), mailboxes (prepare.c), or
- * reading the destination back (settle.c, dedupe.c, changes.c).
+ * Not for: mailboxes (prepare.c) or reading the destination back
+ * (settle.c, dedupe.c, changes.c), which use the same connection.
  */
 #include "engine/sync/job_int.h"
 
@@ -131,15 +131,56 @@ static void imap_abort(struct sink *s)
 	imap_client_abort(dst(s));
 }
 
-/* The destination client's writable callback. */
+/* The destination client's callbacks (job.c puts them in its dst_cb). */
 void dst_writable(struct imap_client *c)
 {
 	sink_writable(c->ud);
 }
 
+void dst_ready(struct imap_client *c)
+{
+	sink_ready(c->ud);
+}
+
+void dst_error(struct imap_client *c, const struct mf_error *err)
+{
+	sink_failed(c->ud, err);
+}
+
+static int imap_open(struct sink *s, struct mf_error *err)
+{
+	struct job *j = s->w->job;
+
+	return imap_client_open(dst(s), j->loop, &j->o->dst, &j->dst_cb, s->w, err);
+}
+
+static void imap_close(struct sink *s, int graceful)
+{
+	if (dst(s)->closed)
+		return;
+	if (graceful)
+		imap_client_logout(dst(s));
+	else
+		imap_client_close(dst(s));
+}
+
+static void imap_release(struct sink *s)
+{
+	imap_client_close(dst(s));
+}
+
+static void imap_wire(struct sink *s, uint64_t *in, uint64_t *out)
+{
+	imap_client_wire(dst(s), in, out);
+}
+
 const struct sink_ops sink_imap_ops = {
 	.kind = "imap",
 	.caps = SINK_FOLDERS | SINK_FLAGS | SINK_IDS | SINK_EXPUNGE | SINK_FIND | SINK_BATCH,
+	.open = imap_open,
+	.close = imap_close,
+	.release = imap_release,
+	.wire = imap_wire,
 	.who = imap_who,
 	.size_limit = imap_size_limit,
 	.closed = imap_closed,

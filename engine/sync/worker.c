@@ -3,22 +3,26 @@
  * after another: open it, settle, read changes, copy new mail, record the
  * pass. Worker 0 is also the control pair that plans and prepares.
  *
+ * The destination side is the worker's sink (sink.h): opened, closed and
+ * failed through its ops, so a failure on either side takes the same
+ * path (worker_side_failed: reconnect the pair, fail the mailbox, or end
+ * the job).
+ *
  * Not for: the data path (copy), the plan (plan).
  */
 #include "engine/sync/job_int.h"
 
 static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
-static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
-static void dry_count_start(struct worker *w);
 static int dst_busy(const struct job *j, const struct mbox *mb);
 static void examine_send(struct worker *w);
 static int worker_open_dst(struct worker *w, struct mf_error *err);
 static void workers_spawn_rest(struct job *j);
 static void mailbox_begin(struct worker *w);
 static int err_transient(const struct mf_error *err);
-static const char *err_reason(const struct imap_client *c, const struct mf_error *err);
+static const char *err_reason(const char *who, const struct mf_error *err);
 static int reconnect_wanted(const struct worker *w, int login, const struct mf_error *err);
-static void worker_reconnect(struct worker *w, struct imap_client *c, const struct mf_error *err);
+static void worker_reconnect(struct worker *w, int dst_side, const char *who,
+                             const struct mf_error *err);
 static void worker_reopen(struct loop *l, struct loop_timer *t);
 
 static const char *const method_names[] = {"new-only", "qresync", "condstore", "scan"};
@@ -80,8 +84,9 @@ void mailbox_finish(struct worker *w)
 	 * their intents). The tick commits within a second, the end at once;
 	 * an fsync per mailbox would stall the loop. */
 	if (j->o->json) {
-		fprintf(j->o->out, "{\"event\":\"mailbox\",\"name\":");
-		json_str(j->o->out, mb->display, strlen(mb->display));
+		job_event(j, "mailbox");
+		fprintf(j->o->out, ",\"name\":");
+		mf_json_str(j->o->out, mb->display, strlen(mb->display));
 		fprintf(j->o->out, ",\"copied\":%llu,\"skipped\":%llu,\"failed\":%llu,\"bytes\":%llu,"
 				   "\"method\":\"%s\",\"flag_changes\":%zu,\"expunges\":%zu,\"ok\":%s}\n",
 			(unsigned long long)mb->copied, (unsigned long long)mb->skipped,
@@ -159,78 +164,8 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 	changes_start(w);
 }
 
-/* --dry-run: how many messages would be copied (UID SEARCH, no bodies). */
-static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
-{
-	struct worker *w = c->ud;
-	struct job *j = w->job;
 
-	(void)cmd;
-	progress_clear(j);
-	if (r->status != IMAP_ST_OK)
-		job_error(j, imap_client_who(c), w->mb, 0, "UID SEARCH failed: %.*s",
-			  (int)r->text_len, r->text);
-	else
-		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
-		         "copied into \"%s\"",
-		         w->mb->display, (unsigned long long)w->dry_count, w->mb->dst_name);
-	mailbox_finish(w);
-}
 
-static void dry_count_start(struct worker *w)
-{
-	w->phase = W_COUNT;
-	w->dry_count = 0;
-	imap_cmd_begin(&w->src, &w->fetch_cmd[0], dry_count_done, NULL);
-	if (w->src.caps & IMAP_CAP_ESEARCH)
-		imap_putf(&w->src, "UID SEARCH RETURN (COUNT) UID %u:%u", w->start_uid, w->end_uid);
-	else
-		imap_putf(&w->src, "UID SEARCH UID %u:%u", w->start_uid, w->end_uid);
-	imap_cmd_end(&w->src);
-}
-
-void fetch_start(struct worker *w)
-{
-	struct imap_client *c = &w->src;
-
-	/* Courier-IMAP 5 sends no [UIDNEXT] with SELECT/EXAMINE: STATUS said
-	 * it (mail arriving in between is the next run's). Without either,
-	 * fetch_next asks "n:*" once. */
-	if (!w->uidnext && w->mb->have_status && w->mb->st_uidvalidity == w->uidvalidity)
-		w->uidnext = w->mb->st_uidnext;
-	w->end_uid = w->uidnext ? w->uidnext - 1 : UINT32_MAX;
-	w->next_range = w->start_uid;
-	w->phase = W_FETCH;
-	w->single_mode = 0;
-	w->nretry = w->retry_pos = 0;
-	w->mb_failed_min_uid = 0;
-	/* A pass resumed after a reconnect reads the mailbox again from its
-	 * record: what this run confirmed is skipped as recorded. Below
-	 * resume_uid it was counted already (src_lit_begin). Not skipped over:
-	 * a stream that lost messages before the drop must not lose them for
-	 * good. */
-	if (!w->resumed || w->resume_uidv != w->uidvalidity) {
-		w->resume_uid = 0;
-		w->ncounted = 0;
-	}
-	if (!c->exists || w->start_uid > w->end_uid || (w->list_mode && !w->ntodo)) {
-		worker_check_done(w);
-		return;
-	}
-	if (w->job->o->dry_run) {
-		dry_count_start(w);
-		return;
-	}
-	if (w->job->o->dedupe && !w->dd_done && !w->list_mode && w->end_uid != UINT32_MAX) {
-		dedupe_start(w);
-		return;
-	}
-	/* Two UID FETCH ranges in flight keep the source streaming without a
-	 * round-trip gap between them. */
-	fetch_next(w, &w->fetch_cmd[0]);
-	fetch_next(w, &w->fetch_cmd[1]);
-	worker_check_done(w);
-}
 
 /* Another worker is filling mb's destination folder. */
 static int dst_busy(const struct job *j, const struct mbox *mb)
@@ -279,7 +214,7 @@ void worker_next(struct worker *w)
 	if (j->next_mb >= j->nmb || j->fatal) {
 		w->phase = W_DONE;
 		imap_client_logout(&w->src);
-		imap_client_logout(&w->dst);
+		w->sink.ops->close(&w->sink, 1);
 		job_maybe_finish(j);
 		return;
 	}
@@ -350,10 +285,8 @@ void src_ready(struct imap_client *c)
 		worker_next(w);
 }
 
-void dst_ready(struct imap_client *c)
+void sink_ready(struct worker *w)
 {
-	struct worker *w = c->ud;
-
 	w->dst_ready = 1;
 	if (w->id == 0 && !w->reconnecting) {
 		workers_spawn_rest(w->job);
@@ -404,11 +337,11 @@ static int reconnect_wanted(const struct worker *w, int login, const struct mf_e
 }
 
 /* err->msg without its leading "source user@host: ". */
-static const char *err_reason(const struct imap_client *c, const struct mf_error *err)
+static const char *err_reason(const char *who, const struct mf_error *err)
 {
-	size_t n = strlen(imap_client_who(c));
+	size_t n = strlen(who);
 
-	if (!strncmp(err->msg, imap_client_who(c), n) && !strncmp(err->msg + n, ": ", 2))
+	if (!strncmp(err->msg, who, n) && !strncmp(err->msg + n, ": ", 2))
 		return err->msg + n + 2;
 	return err->msg;
 }
@@ -420,14 +353,15 @@ static const char *err_reason(const struct imap_client *c, const struct mf_error
  * examine_done settles against the destination before anything is copied
  * again; the pass then reads the mailbox from its record again, skipping
  * what is recorded. */
-static void worker_reconnect(struct worker *w, struct imap_client *c, const struct mf_error *err)
+static void worker_reconnect(struct worker *w, int dst_side, const char *who,
+                             const struct mf_error *err)
 {
 	struct job *j = w->job;
 	uint64_t ms = 500;
 
 	if (!w->attempts++)
-		snprintf(w->first_loss, sizeof(w->first_loss), "%s", err_reason(c, err));
-	if (err->code == -ETIMEDOUT && c == &w->dst && w->b_count) {
+		snprintf(w->first_loss, sizeof(w->first_loss), "%s", err_reason(who, err));
+	if (err->code == -ETIMEDOUT && dst_side && w->b_count) {
 		/* We gave up on a destination that went quiet with batches in
 		 * flight; it did not close the session, so something between
 		 * us (a stalled middlebox) may still hand it the bytes we sent.
@@ -456,19 +390,19 @@ static void worker_reconnect(struct worker *w, struct imap_client *c, const stru
 		mf_log(MF_LOG_INFO,
 		       "%s mailbox \"%s\": connection lost (%s); reconnecting in "
 		       "%.1f s (attempt %u of %u)",
-		       imap_client_who(c), w->mb->display, err_reason(c, err), (double)ms / 1000.0,
+		       who, w->mb->display, err_reason(who, err), (double)ms / 1000.0,
 		       w->attempts, j->o->retries);
 	else
 		mf_log(MF_LOG_INFO,
 		       "%s: connection lost (%s); reconnecting in %.1f s (attempt %u of %u)",
-		       imap_client_who(c), err_reason(c, err), (double)ms / 1000.0, w->attempts,
+		       who, err_reason(who, err), (double)ms / 1000.0, w->attempts,
 		       j->o->retries);
-	/* c is closed already (and may be inside its own parser: it is freed
-	 * only when reopened); the other one goes now. */
+	/* The failed side is closed already (and may be inside its own
+	 * parser: it is freed only when reopened); the other one goes now. */
 	if (w->src_open && !w->src.closed)
 		imap_client_close(&w->src);
-	if (w->dst_open && !w->dst.closed)
-		imap_client_close(&w->dst);
+	if (w->dst_open)
+		w->sink.ops->close(&w->sink, 0);
 	loop_timer_cancel(j->loop, &w->settle_timer);
 	w->phase = W_CONNECTING;
 	w->reconnecting = 1;
@@ -500,24 +434,26 @@ static void worker_reopen(struct loop *l, struct loop_timer *t)
 		imap_client_close(&w->src);
 	}
 	if (w->dst_open) {
-		imap_client_wire(&w->dst, &in, &out);
+		w->sink.ops->wire(&w->sink, &in, &out);
 		w->wire_in += in;
 		w->wire_out += out;
-		imap_client_close(&w->dst);
+		w->sink.ops->release(&w->sink);
 	}
 	w->src_open = w->dst_open = 0; /* counted: not again at the end */
 	if (worker_open_src(w, &e) < 0) {
 		conn_error(&w->src, &e);
 	} else if (worker_open_dst(w, &e) < 0) {
-		conn_error(&w->dst, &e);
+		sink_failed(w, &e);
 	}
 }
 
-void conn_error(struct imap_client *c, const struct mf_error *err)
+/* One side of the pair failed (its connection is closed): reconnect the
+ * pair, or fail its mailbox, or end the job (see below). */
+static void worker_side_failed(struct worker *w, int dst_side, const char *who,
+                               const struct mf_error *err)
 {
-	struct worker *w = c->ud;
 	struct job *j = w->job;
-	int login = !(c == &w->src ? w->src_ready : w->dst_ready);
+	int login = !(dst_side ? w->dst_ready : w->src_ready);
 	int relogin = w->reconnecting; /* login is of a reopened pair */
 	int gave_up = 0;
 
@@ -525,7 +461,7 @@ void conn_error(struct imap_client *c, const struct mf_error *err)
 		return;
 	if (reconnect_wanted(w, login, err)) {
 		if (w->attempts < j->o->retries) {
-			worker_reconnect(w, c, err);
+			worker_reconnect(w, dst_side, who, err);
 			return;
 		}
 		gave_up = 1;
@@ -541,11 +477,11 @@ void conn_error(struct imap_client *c, const struct mf_error *err)
 		return;
 	}
 	if (gave_up)
-		job_error(j, imap_client_who(c), w->mb, 0,
+		job_error(j, who, w->mb, 0,
 		          "connection lost (%s); giving up after %u reconnect attempts (the "
 		          "last: %s)",
-		          w->attempts ? w->first_loss : err_reason(c, err), w->attempts,
-		          err_reason(c, err));
+		          w->attempts ? w->first_loss : err_reason(who, err), w->attempts,
+		          err_reason(who, err));
 	else
 		job_error(j, NULL, w->mb, 0, "%s", err->msg);
 	if (w->mb) {
@@ -565,6 +501,16 @@ void conn_error(struct imap_client *c, const struct mf_error *err)
 	if ((login && !relogin) || (w->id == 0 && (!j->listed || !j->dst_prepared)))
 		j->fatal = 1;
 	job_maybe_finish(j);
+}
+
+void conn_error(struct imap_client *c, const struct mf_error *err)
+{
+	worker_side_failed(c->ud, 0, imap_client_who(c), err);
+}
+
+void sink_failed(struct worker *w, const struct mf_error *err)
+{
+	worker_side_failed(w, 1, w->sink.ops->who(&w->sink), err);
 }
 
 int src_untagged_any(struct imap_client *c, const struct imap_resp *r)
@@ -603,7 +549,7 @@ static int worker_open_dst(struct worker *w, struct mf_error *err)
 {
 	w->dst_open = 1;
 	w->job->sum->connections++;
-	return imap_client_open(&w->dst, w->job->loop, &w->job->o->dst, &w->job->dst_cb, w, err);
+	return w->sink.ops->open(&w->sink, err);
 }
 
 int worker_init(struct job *j, struct worker *w, unsigned id)
@@ -611,6 +557,7 @@ int worker_init(struct job *j, struct worker *w, unsigned id)
 	memset(w, 0, sizeof(*w));
 	w->job = j;
 	w->id = id;
+	w->source = (struct source){&source_imap_ops, w};
 	w->sink = (struct sink){&sink_imap_ops, w};
 	w->rng = (wall_ms() * 2654435761u) ^ ((uint64_t)(id + 1) << 32) ^ (uint64_t)(uintptr_t)w;
 	if (!w->rng)
@@ -674,10 +621,6 @@ void worker_stop(struct worker *w, int graceful)
 		else
 			imap_client_close(&w->src);
 	}
-	if (w->dst_open && !w->dst.closed) {
-		if (graceful && w->dst_ready)
-			imap_client_logout(&w->dst);
-		else
-			imap_client_close(&w->dst);
-	}
+	if (w->dst_open)
+		w->sink.ops->close(&w->sink, graceful && w->dst_ready);
 }
