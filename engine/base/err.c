@@ -153,3 +153,27 @@ void mf_log(enum mf_log_level lvl, const char *fmt, ...)
 	va_end(ap);
 	mf_print("mailferry: %s: %s", names[lvl], line);
 }
+
+/* A JSON string (RFC 8259) of bytes a server may have chosen: controls as
+ * \u00XX, a byte that is not valid UTF-8 as the text \xNN (as on stderr,
+ * see mf_escape), so the line is always valid JSON and two names that
+ * differ only in such bytes stay apart. */
+void mf_json_str(FILE *f, const char *s, size_t n)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < n;) {
+		unsigned char ch = (unsigned char)s[i];
+		size_t k = mf_utf8_len((const unsigned char *)s + i, n - i, NULL);
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			fprintf(f, "\\u%04x", ch);
+		else if (!k)
+			fprintf(f, "\\\\x%02x", ch);
+		else
+			fwrite(s + i, 1, k, f);
+		i += k ? k : 1;
+	}
+	fputc('"', f);
+}

@@ -14,6 +14,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define MF_ERR_MAX 512
 
@@ -48,5 +49,9 @@ size_t mf_escape(const char *s, size_t n, char *out, size_t cap);
  * *cp (if cp); 0 if p does not start one (RFC 3629: no overlong forms,
  * no surrogates, nothing above U+10FFFF). */
 size_t mf_utf8_len(const unsigned char *p, size_t n, unsigned long *cp);
+/* Writes s[0..n) as one JSON string (RFC 8259), quotes included: controls
+ * as \u00XX, bytes that are not valid UTF-8 as the text \xNN, so a line of
+ * JSON stays valid whatever a server sent. */
+void mf_json_str(FILE *f, const char *s, size_t n);
 
 #endif

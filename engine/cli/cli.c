@@ -6,6 +6,7 @@
  * Not for: doing the work (job), talking IMAP (imap_client).
  */
 #include "engine/cli/cli.h"
+#include "engine/cli/cli_int.h"
 
 #include <openssl/crypto.h>
 
@@ -28,7 +29,7 @@
 
 #define MF_VERSION "0.1.0"
 
-static int read_password_file(const char *path, char *out, size_t cap, char *why, size_t whycap)
+int cli_password_file(const char *path, char *out, size_t cap, char *why, size_t whycap)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -115,6 +116,13 @@ static void usage(FILE *f)
 	      "  -q, --quiet / -v, --verbose\n"
 	      "\n"
 	      "\n"
+	      "       mailferry run ACCOUNTS_FILE [--jobs N] [options]\n"
+	      "Migrates every account of ACCOUNTS_FILE, N at a time (default 4) on one event\n"
+	      "loop. A line is either imapsync's host1;user1;password1;host2;user2;password2\n"
+	      "(a password \"@PATH\" is read from that file) or SRC DST [options], the options\n"
+	      "of migrate for that account; options given to run apply to every line. Each\n"
+	      "account has its own state under --state DIR. '#' starts a comment.\n"
+	      "\n"
 	      "       mailferry state check DIR\n"
 	      "Says whether the state in DIR is sound (exit 0) or what is wrong with it (exit 2).\n"
 	      "\n"
@@ -148,6 +156,7 @@ enum {
 	OPT_MAX_MSG,
 	OPT_STATE_RESET,
 	OPT_RETRIES,
+	OPT_JOBS,
 };
 
 static const struct option long_opts[] = {
@@ -175,48 +184,33 @@ static const struct option long_opts[] = {
 	{"max-message-size", required_argument, NULL, OPT_MAX_MSG},
 	{"state-reset", no_argument, NULL, OPT_STATE_RESET},
 	{"retries", required_argument, NULL, OPT_RETRIES},
+	{"jobs", required_argument, NULL, OPT_JOBS},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
 
-struct cli {
-	struct url su, du;
-	char src_pw[1024], dst_pw[1024];
-	const char *src_pw_file, *dst_pw_file;
-	const char *state_dir;
-	char state_buf[4096];
-	const char *ca_file;
-	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_, dedupe;
-	int state_reset;
-	unsigned connections, batch, timeout_s, retries;
-	unsigned login_timeout_s, min_progress;
-	uint64_t max_msg;
-	const char *folders[65], *excludes[65];
-	unsigned nfolders, nexcludes;
-	const char *maps[65];
-	unsigned nmaps;
-	char job_key[1200];
-};
 
-static int bad(const char *fmt, const char *a, const char *b)
+/* Usage and configuration errors: one line, with where it came from (an
+ * accounts file's line) when it was not the command line. */
+static int bad(const struct cli *c, const char *fmt, const char *a, const char *b)
 {
-	fprintf(stderr, "mailferry: ");
+	fprintf(stderr, "mailferry: %s", c && c->where ? c->where : "");
 	fprintf(stderr, fmt, a, b);
 	fprintf(stderr, "\n");
 	return 2;
 }
 
-static int get_password(const char *label, const char *env, const char *file, const struct url *u,
-			char *out, size_t cap)
+static int get_password(const struct cli *c, const char *label, const char *env, const char *file,
+			const struct url *u, char *out, size_t cap)
 {
 	char why[512];
 	const char *e = getenv(env);
 
 	if (file) {
-		if (read_password_file(file, out, cap, why, sizeof(why)) < 0)
-			return bad("%s%s", why, "");
+		if (cli_password_file(file, out, cap, why, sizeof(why)) < 0)
+			return bad(c, "%s%s", why, "");
 		return 0;
 	}
 	if (e && *e) {
@@ -230,18 +224,20 @@ static int get_password(const char *label, const char *env, const char *file, co
 		snprintf(out, cap, "%s", u->password);
 		return 0;
 	}
-	fprintf(stderr, "mailferry: no password for the %s account %s@%s: set %s or use --%s-password-file\n",
-		label, u->user, u->host, env, label[0] == 's' ? "src" : "dst");
+	fprintf(stderr, "mailferry: %sno password for the %s account %s@%s: set %s or use --%s-password-file\n",
+		c->where ? c->where : "", label, u->user, u->host, env, label[0] == 's' ? "src" : "dst");
 	return 2;
 }
 
-static unsigned parse_uint(const char *s, unsigned lo, unsigned hi, const char *what, int *err)
+static unsigned parse_uint(const struct cli *c, const char *s, unsigned lo, unsigned hi,
+                           const char *what, int *err)
 {
 	char *end;
 	unsigned long v = strtoul(s, &end, 10);
 
 	if (!*s || *end || v < lo || v > hi) {
-		fprintf(stderr, "mailferry: %s must be a number from %u to %u\n", what, lo, hi);
+		fprintf(stderr, "mailferry: %s%s must be a number from %u to %u\n",
+		        c->where ? c->where : "", what, lo, hi);
 		*err = 1;
 		return lo;
 	}
@@ -287,7 +283,7 @@ static void rss_split(long *anon_kb, long *file_kb)
 	fclose(f);
 }
 
-static void summary_print(const struct cli *c, const struct job_summary *s, int rc)
+void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 {
 	struct rusage ru;
 	long rss_kb = 0, anon_kb, file_kb;
@@ -327,6 +323,165 @@ static void summary_print(const struct cli *c, const struct job_summary *s, int 
 			(double)rss_kb / 1024.0);
 }
 
+void cli_defaults(struct cli *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->connections = 4;
+	c->batch = 256;
+	c->timeout_s = 60;
+	c->retries = 5;
+	c->progress = isatty(2);
+}
+
+/* The options of argv[1..] onto c (what c holds already is the default:
+ * the command line's options under an accounts file's line); the first
+ * non-option arguments are left at argv[optind..]. Returns 0, 1 for
+ * --help (printed), or 2 (a one-line error printed). With extra (run),
+ * options only `run` knows are accepted too. */
+int cli_parse(struct cli *c, int argc, char **argv, int extra)
+{
+	int opt, e = 0;
+
+	optind = 0; /* GNU: start over (argv may be an accounts line's) */
+	opterr = c->where == NULL; /* an accounts line: our own one-line error */
+	while ((opt = getopt_long(argc, argv, "qvh", long_opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SRC_PW: c->src_pw_file = optarg; break;
+		case OPT_DST_PW: c->dst_pw_file = optarg; break;
+		case OPT_STATE: c->state_dir = optarg; break;
+		case OPT_CA: c->ca_file = optarg; break;
+		case OPT_INSECURE: c->insecure = 1; break;
+		case OPT_PLAIN: c->allow_plaintext = 1; break;
+		case OPT_FOLDER:
+			if (c->nfolders == 64)
+				return bad(c, "too many --folder options%s%s", "", "");
+			c->folders[c->nfolders++] = optarg;
+			break;
+		case OPT_EXCLUDE:
+			if (c->nexcludes == 64)
+				return bad(c, "too many --exclude options%s%s", "", "");
+			c->excludes[c->nexcludes++] = optarg;
+			break;
+		case OPT_CONN: c->connections = parse_uint(c, optarg, 1, 64, "--connections", &e); break;
+		case OPT_BATCH: c->batch = parse_uint(c, optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
+		case OPT_TIMEOUT: c->timeout_s = parse_uint(c, optarg, 1, 86400, "--timeout", &e); break;
+		case OPT_LOGIN_TIMEOUT:
+			c->login_timeout_s = parse_uint(c, optarg, 1, 86400, "--login-timeout", &e);
+			break;
+		case OPT_MIN_PROGRESS:
+			c->min_progress = parse_uint(c, optarg, 1, 1u << 30, "--min-progress", &e);
+			break;
+		case OPT_MAX_MSG:
+			c->max_msg = parse_uint(c, optarg, 1, 4294967295u, "--max-message-size", &e);
+			break;
+		case OPT_RETRIES: c->retries = parse_uint(c, optarg, 0, 100, "--retries", &e); break;
+		case OPT_DRY: c->dry_run = 1; break;
+		case OPT_JSON: c->json = 1; break;
+		case OPT_PROGRESS: c->progress = 1; break;
+		case OPT_NOPROGRESS: c->progress = 0; break;
+		case OPT_SYNC_FLAGS: c->sync_flags = 1; break;
+		case OPT_DEDUPE: c->dedupe = 1; break;
+		case OPT_DELETE: c->delete_ = 1; break;
+		case OPT_STATE_RESET: c->state_reset = 1; break;
+		case OPT_MAP:
+			if (c->nmaps == 64 || !strchr(optarg, '=') || optarg[0] == '=' ||
+			    !strchr(optarg, '=')[1])
+				return bad(c, "--map wants SRC=DST (at most 64)%s%s", "", "");
+			c->maps[c->nmaps++] = optarg;
+			break;
+		case OPT_JOBS:
+			if (!extra)
+				return bad(c, "--jobs is an option of \"run\"%s%s", "", "");
+			c->jobs = parse_uint(c, optarg, 1, 10000, "--jobs", &e);
+			break;
+		case 'q': mf_log_set_level(MF_LOG_ERROR); break;
+		case 'v': mf_log_set_level(MF_LOG_DEBUG); break;
+		case 'h': usage(stdout); return 1;
+		default:
+			if (c->where)
+				return bad(c, "unknown option or missing argument%s%s", "", "");
+			usage(stderr);
+			return 2;
+		}
+	}
+	return e ? 2 : 0;
+}
+
+/* The two account URLs, their passwords and the job key; the default state
+ * directory when none was given. 0 or 2 (printed). */
+int cli_accounts(struct cli *c, const char *src, const char *dst)
+{
+	char why[512], shown[1024];
+	int rc;
+
+	if (url_parse(src, &c->su, why, sizeof(why)) < 0) {
+		url_redact(src, shown, sizeof(shown));
+		return bad(c, "source %s: %s", shown, why);
+	}
+	if (url_parse(dst, &c->du, why, sizeof(why)) < 0) {
+		url_redact(dst, shown, sizeof(shown));
+		return bad(c, "destination %s: %s", shown, why);
+	}
+	if (!c->src_pw_set &&
+	    (rc = get_password(c, "source", "MAILFERRY_SRC_PASSWORD", c->src_pw_file, &c->su,
+			       c->src_pw, sizeof(c->src_pw))))
+		return rc;
+	if (!c->dst_pw_set &&
+	    (rc = get_password(c, "destination", "MAILFERRY_DST_PASSWORD", c->dst_pw_file, &c->du,
+			       c->dst_pw, sizeof(c->dst_pw))))
+		return rc;
+	if (!c->state_dir) {
+		const char *x = getenv("XDG_STATE_HOME"), *h = getenv("HOME");
+
+		if (x && *x)
+			snprintf(c->state_buf, sizeof(c->state_buf), "%s/mailferry", x);
+		else if (h && *h)
+			snprintf(c->state_buf, sizeof(c->state_buf), "%s/.local/state/mailferry", h);
+		else
+			return bad(c, "no state directory: use --state DIR%s%s", "", "");
+		c->state_dir = c->state_buf;
+	}
+	/* The state belongs to the two accounts, not to how they are reached:
+	 * another port, TLS or a proxy must not make it look like a new job
+	 * (that would copy everything again). */
+	snprintf(c->job_key, sizeof(c->job_key), "%s@%s -> %s@%s", c->su.user, c->su.host,
+		 c->du.user, c->du.host);
+	if (c->state_reset && c->dry_run)
+		return bad(c, "--state-reset and --dry-run do not go together%s%s", "", "");
+	return 0;
+}
+
+void cli_job_opts(const struct cli *c, struct job_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	endpoint_fill(&o->src, "source", &c->su, c->src_pw, c);
+	endpoint_fill(&o->dst, "destination", &c->du, c->dst_pw, c);
+	o->job_key = c->job_key;
+	o->connections = c->connections;
+	o->retries = c->retries;
+	o->batch_msgs = c->batch;
+	o->batch_bytes = 4u << 20;
+	o->max_message_size = c->max_msg;
+	o->folders = c->folders;
+	o->excludes = c->excludes;
+	o->maps = c->maps;
+	o->dry_run = c->dry_run;
+	o->sync_flags = c->sync_flags;
+	/* A state started over knows nothing of what earlier runs copied: the
+	 * destination's content says it (--dedupe), so nothing is copied twice. */
+	o->dedupe = c->dedupe || c->state_reset;
+	o->delete_ = c->delete_;
+	o->json = c->json;
+	o->progress = c->progress;
+	o->out = stdout;
+}
+
+void cli_forget(struct cli *c)
+{
+	OPENSSL_cleanse(c->src_pw, sizeof(c->src_pw));
+	OPENSSL_cleanse(c->dst_pw, sizeof(c->dst_pw));
+}
+
 static int cmd_migrate(int argc, char **argv)
 {
 	struct cli c;
@@ -335,131 +490,21 @@ static int cmd_migrate(int argc, char **argv)
 	struct loop loop;
 	struct state *st;
 	struct mf_error err;
-	char why[512], shown[1024];
-	int opt, e = 0, rc;
+	int rc;
 
-	memset(&c, 0, sizeof(c));
-	c.connections = 4;
-	c.batch = 256;
-	c.timeout_s = 60;
-	c.retries = 5;
-	c.progress = isatty(2);
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "qvh", long_opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_SRC_PW: c.src_pw_file = optarg; break;
-		case OPT_DST_PW: c.dst_pw_file = optarg; break;
-		case OPT_STATE: c.state_dir = optarg; break;
-		case OPT_CA: c.ca_file = optarg; break;
-		case OPT_INSECURE: c.insecure = 1; break;
-		case OPT_PLAIN: c.allow_plaintext = 1; break;
-		case OPT_FOLDER:
-			if (c.nfolders == 64)
-				return bad("too many --folder options%s%s", "", "");
-			c.folders[c.nfolders++] = optarg;
-			break;
-		case OPT_EXCLUDE:
-			if (c.nexcludes == 64)
-				return bad("too many --exclude options%s%s", "", "");
-			c.excludes[c.nexcludes++] = optarg;
-			break;
-		case OPT_CONN: c.connections = parse_uint(optarg, 1, 64, "--connections", &e); break;
-		case OPT_BATCH: c.batch = parse_uint(optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
-		case OPT_TIMEOUT: c.timeout_s = parse_uint(optarg, 1, 86400, "--timeout", &e); break;
-		case OPT_LOGIN_TIMEOUT:
-			c.login_timeout_s = parse_uint(optarg, 1, 86400, "--login-timeout", &e);
-			break;
-		case OPT_MIN_PROGRESS:
-			c.min_progress = parse_uint(optarg, 1, 1u << 30, "--min-progress", &e);
-			break;
-		case OPT_MAX_MSG:
-			c.max_msg = parse_uint(optarg, 1, 4294967295u, "--max-message-size", &e);
-			break;
-		case OPT_RETRIES: c.retries = parse_uint(optarg, 0, 100, "--retries", &e); break;
-		case OPT_DRY: c.dry_run = 1; break;
-		case OPT_JSON: c.json = 1; break;
-		case OPT_PROGRESS: c.progress = 1; break;
-		case OPT_NOPROGRESS: c.progress = 0; break;
-		case OPT_SYNC_FLAGS: c.sync_flags = 1; break;
-		case OPT_DEDUPE: c.dedupe = 1; break;
-		case OPT_DELETE: c.delete_ = 1; break;
-		case OPT_STATE_RESET: c.state_reset = 1; break;
-		case OPT_MAP:
-			if (c.nmaps == 64 || !strchr(optarg, '=') || optarg[0] == '=' ||
-			    !strchr(optarg, '=')[1])
-				return bad("--map wants SRC=DST (at most 64)%s%s", "", "");
-			c.maps[c.nmaps++] = optarg;
-			break;
-		case 'q': mf_log_set_level(MF_LOG_ERROR); break;
-		case 'v': mf_log_set_level(MF_LOG_DEBUG); break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (e)
-		return 2;
+	cli_defaults(&c);
+	if ((rc = cli_parse(&c, argc, argv, 0)))
+		return rc == 1 ? 0 : rc;
 	if (argc - optind != 2) {
 		usage(stderr);
 		return 2;
 	}
-	if (url_parse(argv[optind], &c.su, why, sizeof(why)) < 0) {
-		url_redact(argv[optind], shown, sizeof(shown));
-		return bad("source %s: %s", shown, why);
-	}
-	if (url_parse(argv[optind + 1], &c.du, why, sizeof(why)) < 0) {
-		url_redact(argv[optind + 1], shown, sizeof(shown));
-		return bad("destination %s: %s", shown, why);
-	}
-	if ((rc = get_password("source", "MAILFERRY_SRC_PASSWORD", c.src_pw_file, &c.su, c.src_pw,
-			       sizeof(c.src_pw))))
-		return rc;
-	if ((rc = get_password("destination", "MAILFERRY_DST_PASSWORD", c.dst_pw_file, &c.du,
-			       c.dst_pw, sizeof(c.dst_pw))))
+	if ((rc = cli_accounts(&c, argv[optind], argv[optind + 1])))
 		return rc;
 	if (c.insecure)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
 				    "path can read the passwords and the mail");
-	if (!c.state_dir) {
-		const char *x = getenv("XDG_STATE_HOME"), *h = getenv("HOME");
-
-		if (x && *x)
-			snprintf(c.state_buf, sizeof(c.state_buf), "%s/mailferry", x);
-		else if (h && *h)
-			snprintf(c.state_buf, sizeof(c.state_buf), "%s/.local/state/mailferry", h);
-		else
-			return bad("no state directory: use --state DIR%s%s", "", "");
-		c.state_dir = c.state_buf;
-	}
-	/* The state belongs to the two accounts, not to how they are reached:
-	 * another port, TLS or a proxy must not make it look like a new job
-	 * (that would copy everything again). */
-	snprintf(c.job_key, sizeof(c.job_key), "%s@%s -> %s@%s", c.su.user, c.su.host, c.du.user,
-		 c.du.host);
-
-	memset(&o, 0, sizeof(o));
-	endpoint_fill(&o.src, "source", &c.su, c.src_pw, &c);
-	endpoint_fill(&o.dst, "destination", &c.du, c.dst_pw, &c);
-	o.job_key = c.job_key;
-	o.connections = c.connections;
-	o.retries = c.retries;
-	o.batch_msgs = c.batch;
-	o.batch_bytes = 4u << 20;
-	o.max_message_size = c.max_msg;
-	o.folders = c.folders;
-	o.excludes = c.excludes;
-	o.maps = c.maps;
-	o.dry_run = c.dry_run;
-	o.sync_flags = c.sync_flags;
-	/* A state started over knows nothing of what earlier runs copied: the
-	 * destination's content says it (--dedupe), so nothing is copied twice. */
-	o.dedupe = c.dedupe || c.state_reset;
-	o.delete_ = c.delete_;
-	o.json = c.json;
-	o.progress = c.progress;
-	o.out = stdout;
-
-	if (c.state_reset && c.dry_run)
-		return bad("--state-reset and --dry-run do not go together%s%s", "", "");
+	cli_job_opts(&c, &o);
 	if (state_open_flags(&st, c.state_dir, c.state_reset ? STATE_OPEN_RESET : 0, &err) < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		return 2;
@@ -475,11 +520,10 @@ static int cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		rc = 1;
 	}
-	summary_print(&c, &sum, rc);
+	cli_summary(&c, &sum, rc);
 	loop_free(&loop);
 	state_close(st);
-	OPENSSL_cleanse(c.src_pw, sizeof(c.src_pw));
-	OPENSSL_cleanse(c.dst_pw, sizeof(c.dst_pw));
+	cli_forget(&c);
 	return rc;
 }
 
@@ -540,6 +584,8 @@ int cli_main(int argc, char **argv)
 		return cmd_migrate(argc - 1, argv + 1);
 	if (!strcmp(cmd, "state"))
 		return cmd_state(argc - 1, argv + 1);
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("mailferry %s\n", MF_VERSION);
 		return 0;
@@ -549,8 +595,8 @@ int cli_main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore") || !strcmp(cmd, "export") ||
-	    !strcmp(cmd, "verify") || !strcmp(cmd, "run") || !strcmp(cmd, "bench")) {
-		fprintf(stderr, "mailferry: \"%s\" is not available in this version (only migrate)\n",
+	    !strcmp(cmd, "verify") || !strcmp(cmd, "bench")) {
+		fprintf(stderr, "mailferry: \"%s\" is not available in this version (migrate, run)\n",
 			cmd);
 		return 2;
 	}

@@ -1,0 +1,53 @@
+/*
+ * cli_int — what the commands of the command line share (cli.c, run.c):
+ * the parsed options of one account, and the steps from argv to a job's
+ * options. Private to engine/cli/.
+ */
+#ifndef MF_CLI_INT_H
+#define MF_CLI_INT_H
+
+#include <stdint.h>
+
+#include "engine/cli/url.h"
+#include "engine/sync/job.h"
+
+struct cli {
+	struct url su, du;
+	char src_pw[1024], dst_pw[1024];
+	const char *src_pw_file, *dst_pw_file;
+	const char *state_dir;
+	char state_buf[4096];
+	const char *ca_file;
+	int insecure, allow_plaintext, dry_run, json, progress, sync_flags, delete_, dedupe;
+	int state_reset;
+	unsigned connections, batch, timeout_s, retries;
+	unsigned login_timeout_s, min_progress;
+	uint64_t max_msg;
+	const char *folders[65], *excludes[65];
+	unsigned nfolders, nexcludes;
+	const char *maps[65];
+	unsigned nmaps;
+	char job_key[1200];
+	const char *where;	/* "FILE:LINE: " before error lines (run), or NULL */
+	unsigned jobs;		/* run: accounts at once */
+	int src_pw_set, dst_pw_set;	/* run: the password came with the line */
+};
+
+void cli_defaults(struct cli *c);
+/* Options of argv onto c; positional arguments left at argv[optind..].
+ * 0, 1 (--help printed) or 2 (error printed, prefixed with c->where). */
+int cli_parse(struct cli *c, int argc, char **argv, int extra);
+/* URLs, passwords, the default state directory, the job key: 0 or 2. */
+int cli_accounts(struct cli *c, const char *src, const char *dst);
+void cli_job_opts(const struct cli *c, struct job_opts *o);
+/* The summary of one job (stderr, and JSON with --json). */
+void cli_summary(const struct cli *c, const struct job_summary *s, int rc);
+/* Wipes the passwords. */
+void cli_forget(struct cli *c);
+/* Reads a password file (mode and owner checked): 0, or -1 with why. */
+int cli_password_file(const char *path, char *out, size_t cap, char *why, size_t whycap);
+
+/* run.c */
+int cmd_run(int argc, char **argv);
+
+#endif
