@@ -114,7 +114,15 @@ int job_commit(struct job *j)
 
 	if (!j->state_dirty || j->o->dry_run)
 		return 0;
-	if ((rc = state_commit(j->st, &e)) < 0) {
+	if (test_fail(j, "commit")) {
+		/* as a full disk does: the transaction is gone */
+		state_abort(j->st);
+		mf_err_set(&e, -ENOSPC, "state commit: No space left on device (test)");
+		rc = -ENOSPC;
+	} else {
+		rc = state_commit(j->st, &e);
+	}
+	if (rc < 0) {
 		job_error(j, NULL, NULL, 0, "%s", e.msg);
 		j->fatal = 1;
 	}
