@@ -10,6 +10,7 @@
 #   make demo       deps, build, private Dovecot, migrate a generated account twice
 #   make bench / bench-full   see bench/README.md
 #   make soak       20,800 messages, 20 SIGKILLs + 20 dropped connections, lost/duplicated
+#   make install    PREFIX=/usr/local DESTDIR=: bin/mailferry and share/man/man1/mailferry.1
 
 B       ?= build
 CC      ?= cc
@@ -110,11 +111,18 @@ bench-full: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh full
 
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary and mailferry(1)
+PREFIX  ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(B)/release/mailferry $(DESTDIR)$(PREFIX)/bin/mailferry
+	install -m 644 doc/mailferry.1 $(DESTDIR)$(PREFIX)/share/man/man1/mailferry.1
+
 format:
 	clang-format -i $(wildcard engine/*/*.[ch] protocols/*.[ch] store/*.[ch] bench/*.[ch] tests/*/*.[ch])
 
 clean:
 	rm -rf build mailferry
 
-.PHONY: all tools asan fuzz fuzz-build deps test demo bench bench-full soak format clean
+.PHONY: all tools asan fuzz fuzz-build deps test demo bench bench-full soak format clean install
 -include $(shell find build -name '*.d' 2>/dev/null)

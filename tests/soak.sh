@@ -67,7 +67,8 @@ killed=0 dropped=0 bad=0 grace=0
 for what in "${plan[@]}"; do
 	# mailferry itself must get the SIGKILL, not a `timeout` around it: a
 	# watchdog bounds the run instead
-	"$MF_REL" "${args[@]}" -q 2>>"$T_TMP/soak.log" &
+	logsz=$(stat -c %s "$T_TMP/soak.log" 2>/dev/null || echo 0)
+	"$MF_REL" "${args[@]}" 2>>"$T_TMP/soak.log" &
 	pid=$!
 	(sleep 120; kill -9 "$pid" 2>/dev/null) &
 	dog=$!
@@ -84,11 +85,25 @@ for what in "${plan[@]}"; do
 		kill -9 "$pid" 2>/dev/null && killed=$((killed + 1))
 		wait "$pid" 2>/dev/null
 	else
+		# The run reconnects (--retries) and resumes its mailbox: the drop
+		# landed when it says so. Then it is killed a moment later, in the
+		# resumed pass, so that it does not run to the end and the
+		# interruptions still to come find work left.
 		side=src; [ $((RANDOM % 2)) = 0 ] && side=dst
 		kill -"$([ $((RANDOM % 2)) = 0 ] && echo USR1 || echo USR2)" "${PID[$side]}"
-		wait "$pid"; rc=$?
-		if [ $rc = 1 ]; then dropped=$((dropped + 1)); elif [ $rc != 0 ]; then
-			bad=$((bad + 1)); echo "# a dropped run ended with exit $rc" >&2
+		for _ in $(seq 1 100); do
+			tail -c +"$((logsz + 1))" "$T_TMP/soak.log" | grep -q 'reconnecting in' && break
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if tail -c +"$((logsz + 1))" "$T_TMP/soak.log" | grep -q 'reconnecting in'; then
+			dropped=$((dropped + 1))
+			sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.3 + 2.0 * r / 32768 }')"
+			kill -9 "$pid" 2>/dev/null
+			wait "$pid" 2>/dev/null
+		else
+			wait "$pid"; rc=$?
+			[ $rc -le 1 ] || { bad=$((bad + 1)); echo "# a dropped run ended with exit $rc" >&2; }
 		fi
 	fi
 	kill "$dog" 2>/dev/null; wait "$dog" 2>/dev/null

@@ -126,8 +126,9 @@ static void usage(FILE *f)
 	      "       mailferry state check DIR\n"
 	      "Says whether the state in DIR is sound (exit 0) or what is wrong with it (exit 2).\n"
 	      "\n"
-	      "Exit status: 0 all done, 1 some messages or mailboxes failed (listed), 2 usage\n"
-	      "or configuration error.\n",
+	      "Exit status: 0 all done; 1 some messages or mailboxes failed (listed); 2 usage\n"
+	      "or configuration error; 3 cannot connect or TLS failed; 4 a login was refused;\n"
+	      "5 the destination is over quota. run: 0 all accounts done, 1 otherwise.\n",
 	      f);
 }
 
@@ -283,6 +284,31 @@ static void rss_split(long *anon_kb, long *file_kb)
 	fclose(f);
 }
 
+/* The exit code of a finished job (DESIGN §7, README "Exit status"): a job
+ * that could not run says why (3 connect/TLS, 4 authentication); one that
+ * ran says 5 when the destination was full, else 1 for any failure. */
+int cli_exit_code(const struct job_summary *s, int rc)
+{
+	if (!rc)
+		return 0;
+	if (s->fatal || s->classes & (JOB_CLASS_AUTH | JOB_CLASS_CONNECT)) {
+		if (s->classes & JOB_CLASS_AUTH)
+			return 4;
+		if (s->classes & JOB_CLASS_CONNECT)
+			return 3;
+	}
+	if (s->classes & JOB_CLASS_QUOTA)
+		return 5;
+	return 1;
+}
+
+static const char *exit_class(int code)
+{
+	static const char *const names[] = {"ok", "failed", "usage", "connect", "auth", "quota"};
+
+	return code >= 0 && code <= 5 ? names[code] : "failed";
+}
+
 void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 {
 	struct rusage ru;
@@ -300,7 +326,7 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 		       "\"seconds\":%.3f,\"connections\":%u,\"reconnects\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
 		       "\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld,"
-		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d}\n",
+		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d,\"class\":\"%s\"}\n",
 		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
 		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->deduped,
@@ -309,7 +335,7 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb, anon_kb,
 		       file_kb,
 		       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
-		       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, rc);
+		       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, rc, exit_class(rc));
 		fflush(stdout);
 	}
 	if (mf_log_enabled(MF_LOG_INFO))
@@ -448,6 +474,8 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 		 c->du.user, c->du.host);
 	if (c->state_reset && c->dry_run)
 		return bad(c, "--state-reset and --dry-run do not go together%s%s", "", "");
+	if (c->ca_file && access(c->ca_file, R_OK) < 0)
+		return bad(c, "--ca-file %s: %s", c->ca_file, strerror(errno));
 	return 0;
 }
 
@@ -520,6 +548,7 @@ static int cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		rc = 1;
 	}
+	rc = cli_exit_code(&sum, rc);
 	cli_summary(&c, &sum, rc);
 	loop_free(&loop);
 	state_close(st);

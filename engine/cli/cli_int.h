@@ -42,6 +42,9 @@ int cli_accounts(struct cli *c, const char *src, const char *dst);
 void cli_job_opts(const struct cli *c, struct job_opts *o);
 /* The summary of one job (stderr, and JSON with --json). */
 void cli_summary(const struct cli *c, const struct job_summary *s, int rc);
+/* The exit code of a finished job: 0 done, 1 failed, 3 connect/TLS,
+ * 4 authentication, 5 destination over quota. */
+int cli_exit_code(const struct job_summary *s, int rc);
 /* Wipes the passwords. */
 void cli_forget(struct cli *c);
 /* Reads a password file (mode and owner checked): 0, or -1 with why. */

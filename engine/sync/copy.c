@@ -145,6 +145,14 @@ static void batch_close(struct worker *w)
 	w->sink.ops->commit(&w->sink, b);
 }
 
+/* A refusal that says the destination is full (RFC 5530 [OVERQUOTA],
+ * RFC 9208, or servers that only say "quota") is a class of its own. */
+static void note_refusal(struct job *j, const char *why)
+{
+	if (why && (strstr(why, "OVERQUOTA") || strcasestr(why, "quota")))
+		j->sum->classes |= JOB_CLASS_QUOTA;
+}
+
 static int msg_flags_ok(const struct batch *b, size_t n)
 {
 	return b->pool_len + n <= BATCH_POOL;
@@ -309,6 +317,7 @@ int copy_msg_end(struct worker *w)
 			job_error(j, w->sink.ops->who(&w->sink), w->mb, w->cur.uid,
 				  "destination refused the message (%llu bytes): %s",
 				  (unsigned long long)w->cur.size, b->why);
+			note_refusal(j, b->why);
 			copy_msg_fail(w, w->cur.uid);
 		}
 		batch_close(w);
@@ -423,6 +432,7 @@ void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 	} else if (b->n == 1) {
 		job_error(j, who, mb, b->m[0].uid, "destination refused the message (%llu bytes): %s",
 			  (unsigned long long)b->m[0].size, v->why ? v->why : "");
+		note_refusal(j, v->why);
 		intent_drop(w, b->m[0].uid);
 		copy_msg_fail(w, b->m[0].uid);
 	}

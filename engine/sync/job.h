@@ -60,7 +60,17 @@ struct job_summary {
 	unsigned connections;	/* connections opened */
 	unsigned reconnects;	/* worker pairs reopened after a dropped connection */
 	int fatal;		/* the job could not run at all (e.g. login failed) */
+	unsigned classes;	/* JOB_CLASS_* of the failures seen */
 };
+
+/* What kind of failure a run met, for exit codes (cli) and reports. */
+enum job_class {
+	JOB_CLASS_CONNECT = 1u << 0,	/* cannot connect, TLS failed, server gone */
+	JOB_CLASS_AUTH = 1u << 1,	/* a login was refused */
+	JOB_CLASS_QUOTA = 1u << 2,	/* the destination is over quota */
+};
+/* The class of a connection-level error (an mf_error code). */
+unsigned job_class_of(int code);
 
 struct job;
 typedef void (*job_done_fn)(struct job *j, void *ud);

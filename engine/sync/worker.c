@@ -483,7 +483,7 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 		          w->attempts ? w->first_loss : err_reason(who, err), w->attempts,
 		          err_reason(who, err));
 	else
-		job_error(j, NULL, w->mb, 0, "%s", err->msg);
+		job_error(j, who, w->mb, 0, "%s", err_reason(who, err));
 	if (w->mb) {
 		w->mb->failed = 1;
 		j->sum->mailboxes_failed++;
@@ -498,9 +498,21 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 	 * made and the destination prepared, ends the job: the other workers
 	 * would fail the same way or have nothing to do. A login refused on a
 	 * reconnect fails the mailbox only: the others keep their sessions. */
-	if ((login && !relogin) || (w->id == 0 && (!j->listed || !j->dst_prepared)))
+	if ((login && !relogin) || (w->id == 0 && (!j->listed || !j->dst_prepared))) {
 		j->fatal = 1;
+		j->sum->classes |= job_class_of(err->code);
+	} else if (gave_up) {
+		j->sum->classes |= JOB_CLASS_CONNECT;
+	}
 	job_maybe_finish(j);
+}
+
+/* A login refused is authentication; anything else that ends a
+ * connection before or at login (refused, unreachable, TLS, a policy
+ * that will not send the password, a garbled greeting) is connecting. */
+unsigned job_class_of(int code)
+{
+	return code == -EACCES ? JOB_CLASS_AUTH : JOB_CLASS_CONNECT;
 }
 
 void conn_error(struct imap_client *c, const struct mf_error *err)
@@ -579,6 +591,7 @@ void workers_spawn(struct job *j)
 	if (worker_open_dst(&j->w[0], &e) < 0) {
 		job_error(j, NULL, NULL, 0, "%s", e.msg);
 		j->fatal = 1;
+		j->sum->classes |= job_class_of(e.code);
 		return;
 	}
 }

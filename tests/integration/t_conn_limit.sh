@@ -20,7 +20,7 @@ c=$(json_field "$T_TMP/last.out" messages_copied)
 [ "$c" = 12 ] && ok "conn-limit-all-copied (12)" || not_ok conn-limit-all-copied "copied $c of 12"
 wait "$T_LAST_PID" 2>/dev/null
 echo wrong >"$T_TMP/badpw"
-expect_exit conn-limit-bad-password 1 mf migrate "imap://dst@127.0.0.1:$L_IMAP_PORT?starttls=no" \
+expect_exit conn-limit-bad-password 4 mf migrate "imap://dst@127.0.0.1:$L_IMAP_PORT?starttls=no" \
 	"imap://dst2@127.0.0.1:$L_IMAP_PORT?starttls=no" --src-password-file "$L_DIR/pw/dst" \
 	--dst-password-file "$T_TMP/badpw" --state "$T_TMP/st2" --connections 4 --no-progress
 grep -q 'dst2@127.0.0.1' "$T_TMP/last.err" && ok conn-limit-bad-password-named || not_ok conn-limit-bad-password-named "$(head -n 2 "$T_TMP/last.err" | tr '\n' '|')"

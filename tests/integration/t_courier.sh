@@ -87,7 +87,7 @@ check to-courier-rerun-exact exact
 # 3. a wrong password fails as on Dovecot: exit 1, one line naming the
 #    account, the password nowhere
 echo wrong-pw-courier >"$T_TMP/bad.pw"
-expect_exit courier-wrong-password 1 mf migrate "$SRC" "$CO" --src-password-file "$A_DIR/pw/src" \
+expect_exit courier-wrong-password 4 mf migrate "$SRC" "$CO" --src-password-file "$A_DIR/pw/src" \
 	--dst-password-file "$T_TMP/bad.pw" "${COMMON[@]}" --state "$T_TMP/st3"
 grep -q 'destination dst@127.0.0.1: login failed' "$T_TMP/last.err" && ok courier-wrong-password-message ||
 	not_ok courier-wrong-password-message "$(head -n 1 "$T_TMP/last.err")"

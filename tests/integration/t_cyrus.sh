@@ -90,7 +90,7 @@ check incremental-round-trip-exact round_trip
 # 5. a wrong password fails the same way as on Dovecot: exit 1, one line
 #    naming the account, the password nowhere
 echo wrong-pw-cyrus >"$T_TMP/bad.pw"
-expect_exit cyrus-wrong-password 1 mf migrate "$SRC" "$CY" --src-password-file "$A_DIR/pw/src" \
+expect_exit cyrus-wrong-password 4 mf migrate "$SRC" "$CY" --src-password-file "$A_DIR/pw/src" \
 	--dst-password-file "$T_TMP/bad.pw" "${COMMON[@]}" --state "$T_TMP/st3"
 grep -q 'destination dst@127.0.0.1: login failed' "$T_TMP/last.err" && ok cyrus-wrong-password-message ||
 	not_ok cyrus-wrong-password-message "$(head -n 1 "$T_TMP/last.err")"

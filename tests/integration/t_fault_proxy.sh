@@ -95,7 +95,9 @@ fp_run() {
 	[ -f "$ev" ] && fired=$(wc -l <"$ev")
 	echo "# $name: exit $rc in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s; faults fired: $fired; $(cut -c1-160 "$ev" 2>/dev/null | tr '\n' ' ')" >&2
 	grep -h '^mailferry: error' "$T_TMP/err.$name" | head -n 3 | sed 's/^/#   /' >&2
-	if [ $rc -ne 0 ] && [ $rc -ne 1 ]; then
+	# 0 done, 1 failed cleanly, 3 the connection could not be kept (a
+	# reset during login ends the job with the connect class)
+	if [ $rc -ne 0 ] && [ $rc -ne 1 ] && [ $rc -ne 3 ]; then
 		why="exit $rc (124: deadline $deadline s passed; >128: a signal or a sanitizer)"
 	elif grep -qE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$T_TMP/err.$name"; then
 		why="sanitizer report"
@@ -105,8 +107,8 @@ fp_run() {
 		why="a stderr line not from mailferry (a multi-line error?): $(grep -v '^mailferry: ' "$T_TMP/err.$name" | head -n 1 | cut -c1-100)"
 	elif grep '^mailferry: error' "$T_TMP/err.$name" | grep -vqE '(source src|destination '"$duser"')@127\.0\.0\.1'; then
 		why="an error line that names no account: $(grep '^mailferry: error' "$T_TMP/err.$name" | grep -vE '(source src|destination '"$duser"')@' | head -n 1 | cut -c1-120)"
-	elif [ $rc -eq 1 ] && ! grep -q '^mailferry: error' "$T_TMP/err.$name"; then
-		why="exit 1 without an error line"
+	elif [ $rc -ne 0 ] && ! grep -q '^mailferry: error' "$T_TMP/err.$name"; then
+		why="exit $rc without an error line"
 	fi
 	FP_RC=$rc FP_FIRED=$fired
 	FP_RUNS=$((FP_RUNS + 1))

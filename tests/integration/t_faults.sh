@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 2 "bad input": a scripted source server that misbehaves in ways a
 # real one will not on demand (tests/faults/fake_imap.py), a real Dovecot as
-# the destination. Each fault: exit 1 with a clear one-line error naming the
-# account; no half message on the destination; a later clean run copies
-# everything exactly once.
+# the destination. Each fault: a non-zero exit of its class (README "Exit
+# status") with a clear one-line error naming the account; no half message
+# on the destination; a later clean run copies everything exactly once.
 . "$(dirname "$0")/lib.sh"
 
 dv_start D --users "dst" || { not_ok faults-dovecot "start failed"; exit 1; }
@@ -13,11 +13,15 @@ dst_count() { # mailbox message count on the destination
 }
 
 i=0
-for fault in disconnect-mid-literal literal-too-long truncated garbage bad-login slow-loris no-reply; do
+# FAULT:EXIT — 3: the connection could not be kept (the fake server is gone
+# when the reconnects come), 4: the login was refused, 1: a protocol error
+# that fails the mailbox
+for fc in disconnect-mid-literal:3 literal-too-long:1 truncated:3 garbage:3 bad-login:4 slow-loris:3 no-reply:3; do
+	fault=${fc%:*} code=${fc#*:}
 	i=$((i + 1))
 	fake_imap "$fault" --max-seconds 30 || { not_ok "$fault-server" "fake server did not start"; continue; }
 	state=$T_TMP/st-$fault
-	expect_exit "$fault-exit" 1 mf migrate "imap://u@127.0.0.1:$FAKE_PORT?starttls=no" \
+	expect_exit "$fault-exit" "$code" mf migrate "imap://u@127.0.0.1:$FAKE_PORT?starttls=no" \
 		"imap://dst@127.0.0.1:$D_IMAP_PORT?starttls=no" --src-password-file "$D_DIR/pw/dst" \
 		--dst-password-file "$D_DIR/pw/dst" --state "$state" --timeout 2 --no-progress
 	line=$(grep 'error' "$T_TMP/last.err" | head -n 1)

@@ -49,7 +49,7 @@ absent() {
 # ---- defect 2: PREAUTH --------------------------------------------------
 if [ -n "$FAR" ]; then
 	fake_imap preauth --host "$FAR" --max-seconds 30 || not_ok preauth-server "did not start"
-	run preauth-refused 1 "imap://u@$FAR:$FAKE_PORT"
+	run preauth-refused 3 "imap://u@$FAR:$FAKE_PORT" # 3: refused as a TLS failure
 	line=$(grep -m1 'error' "$T_TMP/last.err")
 	if [[ $line == *"source u@$FAR"*PREAUTH* ]]; then ok "preauth-message (${line#mailferry: error: })"
 	else not_ok preauth-message "$(head -n 2 "$T_TMP/last.err" | tr '\n' '|')"; fi
@@ -94,7 +94,7 @@ for payload in '* OK injected partial' '* CAPABILITY IMAP4rev1 LOGINDISABLED\r\n
 	name=starttls-inject-$inject
 	inject=$((inject + 1))
 	fake_imap starttls-inject --inject "$payload" "${TLS[@]}" --max-seconds 30
-	run "$name" 1 "imap://u@127.0.0.1:$FAKE_PORT" --ca-file "$T_TMP/fake.crt"
+	run "$name" 3 "imap://u@127.0.0.1:$FAKE_PORT" --ca-file "$T_TMP/fake.crt"
 	line=$(grep -m1 'error' "$T_TMP/last.err")
 	if [[ $line == *"source u@127.0.0.1"*STARTTLS*unexpected* ]]; then ok "$name-message (${line#mailferry: error: })"
 	else not_ok "$name-message" "$(head -n 2 "$T_TMP/last.err" | tr '\n' '|')"; fi

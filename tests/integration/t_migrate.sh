@@ -53,37 +53,42 @@ rss=$(json_field "$T_TMP/last.out" peak_rss_kb)
 	not_ok big-message-rss "peak RSS ${rss} KiB"
 check big-message-exact "$BENCH_BIN/compare" "$(MAILDIR "$A_DIR" big)" "$(MAILDIR "$A_DIR" bigdst)"
 
-# 6. wrong password: exit 1, one line naming the account
+# 6. wrong password: exit 4 (authentication), one line naming the account
 echo wrong >"$T_TMP/bad.pw"
-expect_exit wrong-password 1 mf migrate "$SRC" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
+expect_exit wrong-password 4 mf migrate "$SRC" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
 	--src-password-file "$T_TMP/bad.pw" --dst-password-file "$PW/dst" --ca-file "$A_CA_FILE" \
 	--state "$T_TMP/st5"
 grep -q 'source src@127.0.0.1: login failed: .*AUTHENTICATIONFAILED' "$T_TMP/last.err" &&
 	ok wrong-password-message || not_ok wrong-password-message "$(head -n 1 "$T_TMP/last.err")"
 grep -q 'wrong' "$T_TMP/last.err" && not_ok password-not-logged "the password appears in the output" || ok password-not-logged
 
-# 7. nothing listening
-expect_exit unreachable 1 mf migrate "imap://src@127.0.0.1:1" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
-	--src-password-file "$PW/src" --dst-password-file "$PW/dst" --state "$T_TMP/st5"
+# 7. nothing listening: exit 3 (cannot connect); the JSON error names the account
+expect_exit unreachable 3 mf migrate "imap://src@127.0.0.1:1" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
+	--src-password-file "$PW/src" --dst-password-file "$PW/dst" --state "$T_TMP/st5" --json
+grep -q '"event":"error","account":"source src@127.0.0.1"' "$T_TMP/last.out" &&
+	[ "$(json_field "$T_TMP/last.out" class)" = connect ] && ok unreachable-json-account-class ||
+	not_ok unreachable-json-account-class "$(grep -m1 '"error"' "$T_TMP/last.out") / $(tail -n 1 "$T_TMP/last.out")"
 grep -q 'connect to 127.0.0.1:1: Connection refused' "$T_TMP/last.err" && ok unreachable-message ||
 	not_ok unreachable-message "$(head -n 1 "$T_TMP/last.err")"
 
-# 8. the test CA is not trusted without --ca-file: refused before any password
-expect_exit untrusted-cert 1 mf migrate "$SRC" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
+# 8. the test CA is not trusted without --ca-file: refused before any password (exit 3)
+expect_exit untrusted-cert 3 mf migrate "$SRC" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
 	--src-password-file "$PW/src" --dst-password-file "$PW/dst" --state "$T_TMP/st5"
 grep -q 'certificate verify failed' "$T_TMP/last.err" && ok untrusted-cert-message ||
 	not_ok untrusted-cert-message "$(head -n 1 "$T_TMP/last.err")"
 
 # 9. the destination refuses messages (quota): named by mailbox and UID, the
-#    rest copied, nothing copied twice on a re-run
-expect_exit over-quota 1 mf migrate "$SRC" "imap://q@127.0.0.1:$A_IMAP_PORT" \
+#    rest copied, nothing copied twice on a re-run; exit 5 (over quota)
+expect_exit over-quota 5 mf migrate "$SRC" "imap://q@127.0.0.1:$A_IMAP_PORT" \
 	"${COMMON[@]}" --dst-password-file "$PW/q" --state "$T_TMP/st6"
 cp "$T_TMP/last.out" "$T_TMP/quota1.json"
 grep -qE 'destination q@127.0.0.1 mailbox "[^"]+" uid [0-9]+: destination refused the message .*OVERQUOTA' \
 	"$T_TMP/last.err" && ok over-quota-message || not_ok over-quota-message "$(grep error "$T_TMP/last.err" | head -n 1)"
+[ "$(json_field "$T_TMP/quota1.json" class)" = quota ] && ok over-quota-class ||
+	not_ok over-quota-class "$(tail -n 1 "$T_TMP/quota1.json")"
 c1=$(json_field "$T_TMP/quota1.json" messages_copied)
 [ "$c1" -gt 0 ] && ok "over-quota-partial ($c1 copied)" || not_ok over-quota-partial "nothing copied"
-expect_exit over-quota-rerun 1 mf migrate "$SRC" "imap://q@127.0.0.1:$A_IMAP_PORT" \
+expect_exit over-quota-rerun 5 mf migrate "$SRC" "imap://q@127.0.0.1:$A_IMAP_PORT" \
 	"${COMMON[@]}" --dst-password-file "$PW/q" --state "$T_TMP/st6"
 c2=$(json_field "$T_TMP/last.out" messages_copied)
 [ "$c2" = 0 ] && ok over-quota-no-duplicates || not_ok over-quota-no-duplicates "re-run copied $c2"
@@ -93,3 +98,7 @@ expect_exit usage-bad-url 2 mf migrate "$SRC" "pop5://x" --src-password-file "$P
 expect_exit usage-no-password 2 env -u MAILFERRY_SRC_PASSWORD "$MF" migrate "$SRC" \
 	"imap://dst@127.0.0.1:$A_IMAP_PORT" --dst-password-file "$PW/dst"
 expect_exit usage-unknown-option 2 mf migrate --frobnicate
+expect_exit usage-missing-ca-file 2 mf migrate "$SRC" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
+	--src-password-file "$PW/src" --dst-password-file "$PW/dst" --ca-file "$T_TMP/no-such-ca.pem"
+grep -q -- "--ca-file $T_TMP/no-such-ca.pem: No such file or directory" "$T_TMP/last.err" &&
+	ok usage-missing-ca-file-message || not_ok usage-missing-ca-file-message "$(tail -n 1 "$T_TMP/last.err")"

@@ -71,7 +71,8 @@ dv_stop S
 wait "$pid"
 rc=$?
 secs=$(($(date +%s) - start))
-[ "$rc" = 1 ] && ok "reconnect-exhausted-exit-1 (${secs} s)" || not_ok reconnect-exhausted-exit-1 "exit $rc after ${secs} s: $(tail -n 1 "$T_TMP/x.err")"
+# exit 3: the server is gone for good (README "Exit status")
+[ "$rc" = 3 ] && ok "reconnect-exhausted-exit-3 (${secs} s)" || not_ok reconnect-exhausted-exit-3 "exit $rc after ${secs} s: $(tail -n 1 "$T_TMP/x.err")"
 [ "$secs" -lt 60 ] && ok reconnect-exhausted-bounded || not_ok reconnect-exhausted-bounded "took ${secs} s"
 nerr=$(grep -c '"event":"error"' "$T_TMP/x.out") nfail=$(json_field "$T_TMP/x.out" mailboxes_failed)
 [ "$nfail" -ge 1 ] && [ "$nerr" -ge "$nfail" ] && ok "reconnect-exhausted-reported ($nfail mailboxes, $nerr errors)" ||

@@ -70,7 +70,8 @@ same_flags() { # SRC DST MAILBOX
 # whole, the messages are retried one by one; growing the retry list fails
 # once (for m1).
 fill src INBOX 10 30000
-expect_exit retry-grow-run 1 hook retry_push:1 src dst st1
+# exit 5: the destination's quota refused messages (README "Exit status")
+expect_exit retry-grow-run 5 hook retry_push:1 src dst st1
 grep -q 'uid 1: out of memory' "$T_TMP/last.err" && ok "retry-grow-reported ($(grep -m1 'uid 1: out of memory' "$T_TMP/last.err" | cut -c1-120))" ||
 	not_ok retry-grow-reported "no error names uid 1: $(grep -m1 error "$T_TMP/last.err")"
 # free the quota, then a clean run must still copy m1
@@ -78,7 +79,7 @@ imap_session "$P" <<<"a LOGIN dst $(cat "$D_DIR/pw/dst")
 b SELECT INBOX
 c STORE 1:* +FLAGS.SILENT (\\Deleted)
 d EXPUNGE" >/dev/null
-expect_exit retry-grow-rerun 1 run src dst st1
+expect_exit retry-grow-rerun 5 run src dst st1
 got=$(flags_of dst INBOX)
 [[ " $got" == *" m1="* ]] && ok "retry-grow-not-skipped" ||
 	not_ok retry-grow-not-skipped "m1 never copied (destination: $got)"

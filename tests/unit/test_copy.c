@@ -337,6 +337,16 @@ static int msg_status(struct h *h, uint32_t uid, struct state_msg *sm)
 	return state_msg_get(h->st, &k, sm, &e) < 0 ? 0 : sm->status;
 }
 
+/* A new state in dir (a mkdtemp template) and the harness on it. */
+static int h_setup(struct unit_ctx *u, struct h *h, char *dir)
+{
+	if (!mkdtemp(dir) || h_open(h, dir) < 0) {
+		UNIT_CHECKF(u, 0, "no harness in %s", dir);
+		return -1;
+	}
+	return 0;
+}
+
 static void t_all_stored_with_ids(struct unit_ctx *u)
 {
 	struct h h;
@@ -344,11 +354,8 @@ static void t_all_stored_with_ids(struct unit_ctx *u)
 	struct state_mbox rec;
 	struct mf_error e;
 
-	UNIT_CHECK(u, mkdtemp(dir) != NULL);
-	if (h_open(&h, dir) < 0) {
-		UNIT_CHECK(u, 0);
+	if (h_setup(u, &h, dir) < 0)
 		return;
-	}
 	h.space = 100; /* backpressure: the sink takes 100 bytes, then waits */
 	h.space_after = 100;
 	h_pass(&h);
@@ -375,11 +382,8 @@ static void t_refused_message(struct unit_ctx *u)
 	struct state_msg sm;
 	struct mf_error e;
 
-	UNIT_CHECK(u, mkdtemp(dir) != NULL);
-	if (h_open(&h, dir) < 0) {
-		UNIT_CHECK(u, 0);
+	if (h_setup(u, &h, dir) < 0)
 		return;
-	}
 	h.refuse_uid = 21;
 	h_pass(&h);
 	/* its batch of 8 was retried one by one; only 21 failed */
@@ -401,11 +405,8 @@ static void t_refused_early(struct unit_ctx *u)
 	char dir[] = "/tmp/mf-test-copy-XXXXXX";
 	struct state_msg sm;
 
-	UNIT_CHECK(u, mkdtemp(dir) != NULL);
-	if (h_open(&h, dir) < 0) {
-		UNIT_CHECK(u, 0);
+	if (h_setup(u, &h, dir) < 0)
 		return;
-	}
 	h.refuse_uid = 13;
 	h.refuse_early = 1;
 	h_pass(&h);
@@ -430,10 +431,8 @@ static void t_fault_at_every_commit(struct unit_ctx *u)
 		unsigned commits_before;
 		uint8_t stored[NMSG + 1];
 
-		if (!mkdtemp(dir) || h_open(&h, dir) < 0) {
-			UNIT_CHECK(u, 0);
+		if (h_setup(u, &h, dir) < 0)
 			return;
-		}
 		snprintf(h.j.test_fail_site, sizeof(h.j.test_fail_site), "commit");
 		h.j.test_fail_at = k;
 		h_pass(&h);
