@@ -252,6 +252,9 @@ static void pump(struct pop3_client *c)
 		c->inflight_bytes += cmd->expect;
 		if (c->inflight > c->max_inflight)
 			c->max_inflight = c->inflight;
+		/* written while input is being read: whatever is buffered now
+		 * came before the command, so it cannot be its reply */
+		cmd->fresh = c->in_data;
 		write_cmd(c, cmd);
 		if (!c->closed)
 			conn_set_busy(&c->conn, 1);
@@ -777,9 +780,8 @@ static void on_tls_ready(struct conn *conn)
 
 /* ---- input ---------------------------------------------------------------------- */
 
-static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
+static size_t feed(struct pop3_client *c, const uint8_t *p, size_t n)
 {
-	struct pop3_client *c = conn->ud;
 	size_t i = 0;
 
 	while (i < n && !c->closed && !c->paused && c->state != ST_HANDSHAKE) {
@@ -788,6 +790,14 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 		if (pop3_reader_done(&c->rd)) {
 			if (c->state == ST_GREETING) {
 				pop3_reader_start(&c->rd, POP3_KIND_SINGLE);
+			} else if (c->head && c->head->fresh) {
+				/* POP3 replies carry no tag: a reply sent ahead of its
+				 * command (an extra +OK after login, say) would shift
+				 * every later one onto the wrong command */
+				client_fail(c, -EPROTO,
+					    "server sent %zu bytes before the command they would answer; refusing",
+					    n - i);
+				return n;
 			} else if (c->head) {
 				pop3_reader_start(&c->rd, kind_of(c->head->type));
 			} else {
@@ -820,7 +830,29 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 		}
 		complete(c);
 	}
+	if (!c->closed && c->state == ST_HANDSHAKE && i < n) {
+		/* RFC 2595 §4: nothing may follow the +OK to STLS in the clear;
+		 * what did was put there by someone on the path */
+		client_fail(c, -EPROTO, "%zu bytes after the server's +OK to STLS (RFC 2595 §4); refusing",
+			    n - i);
+		return n;
+	}
 	return c->closed ? n : i;
+}
+
+static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
+{
+	struct pop3_client *c = conn->ud;
+	size_t i = 0;
+
+	c->in_data = 1;
+	i = feed(c, p, n);
+	c->in_data = 0;
+	/* everything buffered was read: later input may answer what was sent */
+	if (!c->closed && i == n)
+		for (struct pop3_cmd *cmd = c->head; cmd; cmd = cmd->next)
+			cmd->fresh = 0;
+	return i;
 }
 
 static void on_connected(struct conn *conn)

@@ -121,6 +121,7 @@ struct pop3_cmd {
 	uint32_t msgno;
 	uint32_t lines;
 	uint64_t expect; /* expected body bytes (window accounting) */
+	int fresh;       /* written while the input before it was read */
 	struct pop3_cmd *next;
 };
 
@@ -148,7 +149,7 @@ struct pop3_client {
 	void *ud;
 	uint32_t caps; /* enum pop3_cap */
 	int state;     /* private */
-	int closed, conn_open, paused;
+	int closed, conn_open, paused, in_data;
 	uint64_t wire_in, wire_out;
 	/* sent, awaiting reply (head is the one being read) / not yet sent */
 	struct pop3_cmd *head, *tail, *wait_head, *wait_tail;
