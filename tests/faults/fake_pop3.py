@@ -2,10 +2,11 @@
 """tests/faults/fake_pop3.py - a scripted POP3 server for faults a real
 server (Dovecot) will not produce on demand. Python 3 standard library only.
 
-    fake_pop3.py [--port N] [--fault F] [--max-seconds S] [--linger S]
+    fake_pop3.py [--port N] [--host A] [--fault F] [--max-seconds S] [--linger S]
                  [--tls-cert F --tls-key F] [--sasl] [--no-pipelining]
 
-Listens on 127.0.0.1:N (N = 0 or absent: a free port) and prints
+Listens on 127.0.0.1:N (--host A: on A instead, e.g. an address of this
+machine that is not loopback; N = 0 or absent: a free port) and prints
 "PORT n" as the first line of stdout. It speaks enough POP3 (RFC 1939,
 2449) for a client to CAPA, STLS (with --tls-cert/--tls-key), USER/PASS
 or AUTH PLAIN (--sasl; any user and password), STAT, UIDL, LIST, RETR,
@@ -26,6 +27,8 @@ Faults (--fault):
   stls-inject       "+OK" to STLS and, in the same send, "+OK injected\\r\\n"
   err-escape        -ERR to PASS/AUTH with an ESC sequence and a bidi override
   err-echo          -ERR to PASS quoting the password back
+  msgno-cap         UIDL lists message 1000001 (over the client's cap)
+  out-of-order      UIDL lists message 2 before message 1
   unsolicited       after login, an extra "+OK surprise" nobody asked for,
                     in the same send as PASS's +OK
 Every fault that ends the session makes the client fail; the test checks
@@ -201,6 +204,12 @@ class Session:
                 live = [i for i in range(1, 4) if i not in self.deleted]
                 self.send("+OK %d %d\r\n" % (len(live), sum(len(MESSAGES[i - 1]) for i in live)))
             elif word == "UIDL" and not arg:
+                if self.fault == "msgno-cap":
+                    self.send("+OK\r\n1 uid-1\r\n1000001 uid-x\r\n.\r\n")
+                    continue
+                if self.fault == "out-of-order":
+                    self.send("+OK\r\n2 uid-2\r\n1 uid-1\r\n.\r\n")
+                    continue
                 if self.fault == "garbage-status":
                     self.send("HELLO this is not POP3\r\n")
                     continue
@@ -224,6 +233,10 @@ class Session:
                     self.log("S:", "<no reply, ever>")
                     self.hang()
                 body = MESSAGES[i - 1]
+                if word == "TOP":  # RFC 1939 §7: the header, the blank line, n body lines
+                    n = int(arg.split(b" ")[1])
+                    head, _, rest = body.partition(b"\r\n\r\n")
+                    body = head + b"\r\n\r\n" + b"".join(rest.splitlines(keepends=True)[:n])
                 if self.fault == "big-body" and i == 1:
                     body = b"y" * 100 + b"\r\n"
                     body = body * 2000
@@ -274,6 +287,7 @@ class Server:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--fault", default="none")
     ap.add_argument("--max-seconds", type=float, default=60)
     ap.add_argument("--linger", type=float, default=2)
@@ -285,7 +299,7 @@ def main():
     srv = Server(args)
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", args.port))
+    ls.bind((args.host, args.port))
     ls.listen(16)
     ls.settimeout(0.2)
     print("PORT %d" % ls.getsockname()[1], flush=True)

@@ -101,8 +101,10 @@ field() { sed -n "s/.*\b$2=\([0-9]*\).*/\1/p" "$1"; }
 
 # ---- STLS on the plain port ----
 mkdir -p "$T_TMP/o1" "$T_TMP/o2" "$T_TMP/o3" "$T_TMP/o4"
-if expect_exit starttls-fetch 0 "$PF" --starttls --ca "$P_CA_FILE" 127.0.0.1 "$P_POP3_PORT" src "$P_DIR/pw/src" "$T_TMP/o1"; then
+# --check: STAT, UIDL n, LIST n, NOOP, TOP, DELE + RSET against the listing
+if expect_exit starttls-fetch 0 "$PF" --check --starttls --ca "$P_CA_FILE" 127.0.0.1 "$P_POP3_PORT" src "$P_DIR/pw/src" "$T_TMP/o1"; then
 	cp "$T_TMP/last.out" "$T_TMP/o1.out"
+	grep -q 'checks=9$' "$T_TMP/o1.out" && ok starttls-commands-agree || not_ok starttls-commands-agree "$(cat "$T_TMP/o1.out")"
 	n=$(field "$T_TMP/o1.out" messages)
 	[ "$n" = "$NMSG" ] && ok "starttls-count ($n)" || not_ok starttls-count "fetched ${n:-?}, INBOX holds $NMSG"
 	check starttls-exact compare "$T_TMP/o1"
@@ -212,6 +214,8 @@ disconnect-mid-retr|||connection closed by server
 big-body|||message 1: body is larger than its LIST size 1000
 no-reply|||no reply from 127.0.0.1:[0-9]* for 2 s
 unsolicited|||before the command they would answer
+msgno-cap|||UIDL listing names message 1000001, more than 1000000 messages
+out-of-order|||UIDL listing out of order at message 1
 err-escape|||login failed: \[AUTH\] denied \\\\x1b\[31mred
 err-echo|||login failed: \[AUTH\] wrong password: \*\*\*
 stls-inject|--tls-cert $P_DIR/tls/server.pem --tls-key $P_DIR/tls/server.key|--starttls --ca $P_CA_FILE|after the server's +OK to STLS
@@ -227,7 +231,8 @@ while IFS='|' read -r name fopt pw; do
 	mkdir -p "$out"
 	# shellcheck disable=SC2086
 	fake_pop3 none $fopt || { not_ok "fake-good-$name" "fake server did not start"; continue; }
-	expect_exit "fake-good-$name" 0 "$PF" --timeout 5 127.0.0.1 "$FAKE_PORT" u "$pw" "$out" || continue
+	expect_exit "fake-good-$name" 0 "$PF" --check --timeout 5 127.0.0.1 "$FAKE_PORT" u "$pw" "$out" || continue
+	grep -q 'checks=9$' "$T_TMP/last.out" || not_ok "fake-good-$name-checks" "$(cat "$T_TMP/last.out")"
 	if [ "$name" = no-pipelining ]; then
 		grep -q 'max_inflight=1 .*pipelining=0' "$T_TMP/last.out" && ok fake-no-pipelining-serial ||
 			not_ok fake-no-pipelining-serial "$(cat "$T_TMP/last.out")"
@@ -248,3 +253,22 @@ sasl-ir|--sasl|$T_TMP/fakepw
 sasl-continuation|--sasl|$T_TMP/longpw
 no-pipelining|--no-pipelining|$T_TMP/fakepw
 EOF
+
+# ---- the password policy off loopback (this machine's own non-loopback
+# address: the peer is then not 127.0.0.0/8) ----
+hostip=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9.]+$' | grep -v '^127\.' | head -n 1)
+if [ -z "$hostip" ]; then
+	ok "plaintext-policy # skip: no non-loopback IPv4 address here"
+else
+	mkdir -p "$T_TMP/h"
+	fake_pop3 none --host "$hostip" &&
+		expect_exit offloop-starttls-required 1 "$PF" --timeout 5 --starttls "$hostip" "$FAKE_PORT" u "$T_TMP/fakepw" "$T_TMP/h" &&
+		{ grep -q 'does not offer STLS; refusing to send the password' "$T_TMP/last.err" && ok offloop-starttls-message ||
+			not_ok offloop-starttls-message "$(cat "$T_TMP/last.err")"; }
+	fake_pop3 none --host "$hostip" &&
+		expect_exit offloop-plain-refused 1 "$PF" --timeout 5 "$hostip" "$FAKE_PORT" u "$T_TMP/fakepw" "$T_TMP/h" &&
+		{ grep -q 'refusing to send the password over an unencrypted connection' "$T_TMP/last.err" &&
+			ok offloop-plain-message || not_ok offloop-plain-message "$(cat "$T_TMP/last.err")"; }
+	fake_pop3 none --host "$hostip" &&
+		expect_exit offloop-allow-plaintext 0 "$PF" --timeout 5 --allow-plaintext "$hostip" "$FAKE_PORT" u "$T_TMP/fakepw" "$T_TMP/h"
+fi

@@ -6,7 +6,7 @@
  * directory entry) is fsynced, then QUITs.
  *
  *   pop3_fetch [--tls|--starttls] [--ca FILE] [--allow-plaintext]
- *              [--window N] [--timeout S] HOST PORT USER PWFILE OUTDIR [--delete]
+ *              [--window N] [--timeout S] [--check] HOST PORT USER PWFILE OUTDIR [--delete]
  *
  * Without --tls or --starttls the connection stays plain (the password
  * then goes only to a loopback address, or with --allow-plaintext).
@@ -14,8 +14,14 @@
  * with every byte outside [A-Za-z0-9_+=,@-] (and a leading '.') written
  * as %XX, so "../x" cannot leave OUTDIR.
  *
+ * --check first runs the other commands against the listing, pipelined
+ * with everything else: STAT (count and octets as listed), UIDL n and
+ * LIST n of the last message (as listed), NOOP, TOP 1 0 (its headers, no
+ * more than the message), DELE 1 then STAT (one less), RSET then STAT (all
+ * back); any disagreement is an error.
+ *
  * Prints one line on stdout when done:
- *   messages=N bytes=B deleted=D max_inflight=K round_trips=R pipelining=0|1
+ *   messages=N bytes=B deleted=D max_inflight=K round_trips=R pipelining=0|1 checks=C
  * Errors: one line "pop3_fetch: error: ..." on stderr, exit 1 (2: usage).
  *
  * Not for: production use (mailferry's sync engine will drive the client).
@@ -40,8 +46,11 @@ struct fetch {
 	struct pop3_client c;
 	struct pop3_endpoint ep;
 	int dirfd;
-	int del;
+	int del, check;
 	struct pop3_cmd uidl_cmd, list_cmd;
+	struct pop3_cmd chk[10];
+	uint32_t listed, checks;
+	uint64_t listed_octets, top_bytes;
 	struct pop3_cmd *retr, *dele;
 	uint32_t lists_done, pending;
 	int fd; /* the message being written */
@@ -53,7 +62,7 @@ struct fetch {
 static void die_usage(void)
 {
 	fprintf(stderr, "usage: pop3_fetch [--tls|--starttls] [--ca FILE] [--allow-plaintext] "
-			"[--window N] [--timeout S] HOST PORT USER PWFILE OUTDIR [--delete]\n");
+			"[--window N] [--timeout S] [--check] HOST PORT USER PWFILE OUTDIR [--delete]\n");
 	exit(2);
 }
 
@@ -148,8 +157,9 @@ static int msg_begin(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno
 {
 	struct fetch *f = c->ud;
 
-	(void)cmd;
 	(void)size;
+	if (cmd == &f->chk[4]) /* TOP: counted, not kept */
+		return 0;
 	snprintf(f->tmp, sizeof(f->tmp), ".tmp.%u", msgno);
 	f->fd = openat(f->dirfd, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (f->fd < 0) {
@@ -163,7 +173,10 @@ static int msg_data(struct pop3_client *c, struct pop3_cmd *cmd, const char *p, 
 {
 	struct fetch *f = c->ud;
 
-	(void)cmd;
+	if (cmd == &f->chk[4]) {
+		f->top_bytes += n;
+		return 0;
+	}
 	while (n) {
 		ssize_t w = write(f->fd, p, n);
 
@@ -184,8 +197,11 @@ static int msg_end(struct pop3_client *c, struct pop3_cmd *cmd)
 	struct fetch *f = c->ud;
 	const struct pop3_msg *m = pop3_msg_get(c, cmd->msgno);
 	char name[POP3_UIDL_MAX * 3 + 1];
-	int rc = fsync(f->fd);
+	int rc;
 
+	if (cmd == &f->chk[4])
+		return 0;
+	rc = fsync(f->fd);
 	close(f->fd);
 	f->fd = -1;
 	if (rc < 0) {
@@ -198,6 +214,73 @@ static int msg_end(struct pop3_client *c, struct pop3_cmd *cmd)
 		return -EIO;
 	}
 	return 0;
+}
+
+static void check_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
+{
+	struct fetch *f = c->ud;
+	long k = cmd - f->chk;
+	const struct pop3_msg *last = pop3_msg_get(c, c->nmsgs), *first = pop3_msg_get(c, 1);
+	int good = r->ok;
+
+	switch (k) {
+	case 0: /* STAT */
+	case 8: /* STAT after RSET */
+		good = good && r->count == f->listed && r->size == f->listed_octets;
+		break;
+	case 1: /* UIDL last */
+		good = good && r->count == c->nmsgs && r->uid_len == strlen(last->uidl) &&
+		       !memcmp(r->uid, last->uidl, r->uid_len);
+		break;
+	case 2: /* LIST last */
+		good = good && r->count == c->nmsgs && r->size == last->size;
+		break;
+	case 4: /* TOP 1 0: the header, never more than the message */
+		good = good && f->top_bytes > 0 && f->top_bytes <= first->size + 2 && r->size == f->top_bytes;
+		break;
+	case 6: /* STAT after DELE 1 */
+		good = good && r->count == f->listed - 1 && r->size == f->listed_octets - first->size;
+		break;
+	default: /* NOOP, DELE, RSET */
+		break;
+	}
+	if (!good) {
+		fail(f, "check %ld failed: %s%.*s (count %u, size %llu)", k, r->ok ? "" : "-ERR ",
+		     (int)r->text_len, r->text, r->count, (unsigned long long)r->size);
+		return;
+	}
+	f->checks++;
+	f->pending--;
+	maybe_quit(f);
+}
+
+/* The other commands against the listing, pipelined ahead of the RETRs. */
+static void checks_send(struct fetch *f)
+{
+	struct pop3_client *c = &f->c;
+
+	for (uint32_t i = 1; i <= c->nmsgs; i++) {
+		const struct pop3_msg *m = pop3_msg_get(c, i);
+
+		if (m->uidl[0]) {
+			f->listed++;
+			f->listed_octets += m->size;
+		}
+	}
+	if (f->listed < 2 || !pop3_msg_get(c, 1)->uidl[0] || !pop3_msg_get(c, c->nmsgs)->uidl[0]) {
+		fail(f, "--check needs at least two messages, 1 and the last listed");
+		return;
+	}
+	f->pending += 9;
+	pop3_stat(c, &f->chk[0], check_done, f);
+	pop3_uidl_one(c, &f->chk[1], c->nmsgs, check_done, f);
+	pop3_list_one(c, &f->chk[2], c->nmsgs, check_done, f);
+	pop3_noop(c, &f->chk[3], check_done, f);
+	pop3_top(c, &f->chk[4], 1, 0, check_done, f);
+	pop3_dele(c, &f->chk[5], 1, check_done, f);
+	pop3_stat(c, &f->chk[6], check_done, f);
+	pop3_rset(c, &f->chk[7], check_done, f);
+	pop3_stat(c, &f->chk[8], check_done, f);
 }
 
 static void lists_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
@@ -217,6 +300,8 @@ static void lists_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct
 		fail(f, "out of memory");
 		return;
 	}
+	if (f->check)
+		checks_send(f);
 	for (uint32_t i = 1; i <= c->nmsgs && !f->failed; i++) {
 		const struct pop3_msg *m = pop3_msg_get(c, i);
 
@@ -284,6 +369,8 @@ int main(int argc, char **argv)
 			f.ep.ca_file = argv[++i];
 		else if (!strcmp(argv[i], "--allow-plaintext"))
 			f.ep.allow_plaintext = 1;
+		else if (!strcmp(argv[i], "--check"))
+			f.check = 1;
 		else if (!strcmp(argv[i], "--delete"))
 			f.del = 1;
 		else if (!strcmp(argv[i], "--window") && i + 1 < argc)
@@ -322,10 +409,10 @@ int main(int argc, char **argv)
 	}
 	loop_run(&f.loop);
 	if (f.finished)
-		printf("messages=%llu bytes=%llu deleted=%llu max_inflight=%u round_trips=%llu pipelining=%d\n",
+		printf("messages=%llu bytes=%llu deleted=%llu max_inflight=%u round_trips=%llu pipelining=%d checks=%u\n",
 		       (unsigned long long)f.messages, (unsigned long long)f.bytes,
 		       (unsigned long long)f.deleted, f.c.max_inflight, (unsigned long long)f.c.round_trips,
-		       !!(f.c.caps & POP3_CAP_PIPELINING));
+		       !!(f.c.caps & POP3_CAP_PIPELINING), f.checks);
 	else if (!f.failed)
 		mf_print("pop3_fetch: error: the connection ended before QUIT was answered");
 	pop3_client_close(&f.c);
