@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -219,6 +220,8 @@ static int may_send(const struct pop3_client *c, const struct pop3_cmd *cmd)
 	unsigned win = c->ep->window ? c->ep->window : POP3_WINDOW_DEFAULT;
 	uint64_t wb = c->ep->window_bytes ? c->ep->window_bytes : POP3_WINDOW_BYTES_DEFAULT;
 
+	if (c->state != ST_READY && c->state != ST_QUIT && cmd != &c->login_cmd)
+		return 0;
 	if (!c->inflight)
 		return 1;
 	/* RFC 2449 §6.6: without PIPELINING, one command at a time; the login
@@ -471,7 +474,7 @@ static int rd_status(void *ctx, const struct pop3_status *st)
 	}
 	c->cur.text_len = tl;
 	c->cur.ok = st->kind == POP3_OK;
-	c->cur.count = st->kind; /* private until complete(): the status kind */
+	c->cur_kind = st->kind;
 	if (!cmd || st->kind != POP3_OK)
 		return 0;
 	switch (cmd->type) {
@@ -565,10 +568,7 @@ static void complete(struct pop3_client *c)
 {
 	struct pop3_cmd *cmd = c->head;
 	struct pop3_reply r = c->cur;
-	int kind = (int)r.count;
-
-	r.count = 0;
-	if (kind == POP3_CONT) {
+	if (c->cur_kind == POP3_CONT) {
 		/* RFC 5034 §4: "+ " asks for the SASL response (AUTH without an
 		 * initial response); anywhere else it is not POP3 */
 		if (cmd->type == POP3_C_AUTH && !cmd->lines && !cmd->msgno) {
@@ -671,13 +671,41 @@ static void ready(struct pop3_client *c)
 	c->state = ST_READY;
 	conn_set_deadline(&c->conn, 0, NULL);
 	c->cb->ready(c);
+	if (!c->closed)
+		pump(c); /* what the caller queued before */
 }
 
+/* A login step goes ahead of anything the caller queued early: nothing
+ * but the login is sent before ready(). */
 static void send_login(struct pop3_client *c, enum pop3_cmd_type type, int state, uint32_t lines)
 {
+	struct pop3_cmd *cmd = &c->login_cmd;
+
 	c->state = state;
-	c->login_cmd.lines = lines;
-	enqueue(c, &c->login_cmd, type, 0, login_done, NULL);
+	cmd->done = login_done;
+	cmd->ud = NULL;
+	cmd->type = type;
+	cmd->msgno = 0;
+	cmd->lines = lines;
+	cmd->expect = 0;
+	cmd->next = c->wait_head;
+	c->wait_head = cmd;
+	if (!c->wait_tail)
+		c->wait_tail = cmd;
+	pump(c);
+}
+
+static int code_is(const struct pop3_reply *r, const char *name)
+{
+	size_t n = strlen(name);
+
+	return r->code && r->code_len >= n && !strncasecmp(r->code, name, n) &&
+	       (r->code_len == n || r->code[n] == '/');
+}
+
+static int code_transient(const struct pop3_reply *r)
+{
+	return code_is(r, "IN-USE") || code_is(r, "LOGIN-DELAY") || code_is(r, "SYS/TEMP");
 }
 
 static void login_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
@@ -720,8 +748,10 @@ static void login_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct
 	default:
 		return;
 	}
-	client_fail(c, -EACCES, "login failed: %s%.*s%s%.*s", r->code ? "[" : "", (int)r->code_len,
-		    r->code ? r->code : "", r->code ? "] " : "", (int)r->text_len, r->text);
+	/* RFC 2449 §8.1, RFC 3206 §4: these say "later", not "never" */
+	client_fail(c, code_transient(r) ? -EAGAIN : -EACCES, "login failed: %s%.*s%s%.*s",
+		    r->code ? "[" : "", (int)r->code_len, r->code ? r->code : "", r->code ? "] " : "",
+		    (int)r->text_len, r->text);
 }
 
 static void send_auth(struct pop3_client *c)

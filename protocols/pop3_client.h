@@ -19,7 +19,9 @@
  * ep->max_message_size, is refused; replies are timed by the conn.
  *
  * The listing (UIDL and LIST results by message number) is kept in
- * c->msgs, one array for the session, not one allocation per message.
+ * c->msgs, one array for the session (about 90 bytes per message number,
+ * so at most ~90 MB at the default cap), not one allocation per message.
+ * Commands may be queued before ready(); they go after the login.
  *
  * Not for: deciding what to fetch or delete (the caller), the sink.
  */
@@ -128,7 +130,9 @@ struct pop3_cmd {
 struct pop3_client_cb {
 	/* Logged in; c->caps are the ones after login. */
 	void (*ready)(struct pop3_client *c);
-	/* Fatal: connection lost, TLS or login failed, protocol error. The
+	/* Fatal: connection lost, TLS or login failed, protocol error
+	 * (err->code -EAGAIN for a login refused as [IN-USE], [LOGIN-DELAY]
+	 * or [SYS/TEMP]: try later; -EACCES for other refusals). The
 	 * client is closed when this returns; commands in flight are dropped
 	 * without their done callbacks. */
 	void (*error)(struct pop3_client *c, const struct mf_error *err);
@@ -163,6 +167,7 @@ struct pop3_client {
 	uint32_t uidl_hash_cap;
 	/* the reply being read */
 	struct pop3_reply cur;
+	int cur_kind; /* enum pop3_status_kind of cur */
 	char cur_text[POP3_LINE_MAX + 1];
 	char list_err[200];
 	uint32_t list_next; /* listing: the next msgno expected */
@@ -176,7 +181,8 @@ struct pop3_client {
 
 int pop3_client_open(struct pop3_client *c, struct loop *l, const struct pop3_endpoint *ep,
 		     const struct pop3_client_cb *cb, void *ud, struct mf_error *err);
-/* Closes the connection (if open) and frees the listing; idempotent. */
+/* Closes the connection (if open) and frees the listing; idempotent.
+ * Not inside the client's own callbacks (use pop3_client_abort there). */
 void pop3_client_close(struct pop3_client *c);
 /* Closes the connection now (no QUIT: nothing marked deleted is removed,
  * RFC 1939 §6). Safe in callbacks; no callback follows. */
