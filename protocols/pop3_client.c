@@ -139,7 +139,10 @@ static void trace(const struct pop3_client *c, const char *dir, const char *p, s
 		n = 200;
 	fprintf(stderr, "trace %s %s ", c->who, dir);
 	for (size_t i = 0; i < n; i++)
-		fputc(p[i] == '\r' ? '~' : (p[i] == '\n' || (unsigned char)p[i] >= 32) ? p[i] : '.', stderr);
+		fputc(p[i] == '\r'                                  ? '~'
+		      : (p[i] == '\n' || (unsigned char)p[i] >= 32) ? p[i]
+		                                                    : '.',
+		      stderr);
 	fputc('\n', stderr);
 }
 
@@ -174,20 +177,48 @@ static void write_cmd(struct pop3_client *c, struct pop3_cmd *cmd)
 	int n = 0, secret = 0;
 
 	switch (cmd->type) {
-	case POP3_C_STAT: n = snprintf(line, sizeof(line), "STAT\r\n"); break;
-	case POP3_C_UIDL_ALL: n = snprintf(line, sizeof(line), "UIDL\r\n"); break;
-	case POP3_C_UIDL_ONE: n = snprintf(line, sizeof(line), "UIDL %u\r\n", cmd->msgno); break;
-	case POP3_C_LIST_ALL: n = snprintf(line, sizeof(line), "LIST\r\n"); break;
-	case POP3_C_LIST_ONE: n = snprintf(line, sizeof(line), "LIST %u\r\n", cmd->msgno); break;
-	case POP3_C_RETR: n = snprintf(line, sizeof(line), "RETR %u\r\n", cmd->msgno); break;
-	case POP3_C_TOP: n = snprintf(line, sizeof(line), "TOP %u %u\r\n", cmd->msgno, cmd->lines); break;
-	case POP3_C_DELE: n = snprintf(line, sizeof(line), "DELE %u\r\n", cmd->msgno); break;
-	case POP3_C_RSET: n = snprintf(line, sizeof(line), "RSET\r\n"); break;
-	case POP3_C_NOOP: n = snprintf(line, sizeof(line), "NOOP\r\n"); break;
-	case POP3_C_QUIT: n = snprintf(line, sizeof(line), "QUIT\r\n"); break;
-	case POP3_C_CAPA: n = snprintf(line, sizeof(line), "CAPA\r\n"); break;
-	case POP3_C_STLS: n = snprintf(line, sizeof(line), "STLS\r\n"); break;
-	case POP3_C_USER: n = snprintf(line, sizeof(line), "USER %s\r\n", c->ep->user); break;
+	case POP3_C_STAT:
+		n = snprintf(line, sizeof(line), "STAT\r\n");
+		break;
+	case POP3_C_UIDL_ALL:
+		n = snprintf(line, sizeof(line), "UIDL\r\n");
+		break;
+	case POP3_C_UIDL_ONE:
+		n = snprintf(line, sizeof(line), "UIDL %u\r\n", cmd->msgno);
+		break;
+	case POP3_C_LIST_ALL:
+		n = snprintf(line, sizeof(line), "LIST\r\n");
+		break;
+	case POP3_C_LIST_ONE:
+		n = snprintf(line, sizeof(line), "LIST %u\r\n", cmd->msgno);
+		break;
+	case POP3_C_RETR:
+		n = snprintf(line, sizeof(line), "RETR %u\r\n", cmd->msgno);
+		break;
+	case POP3_C_TOP:
+		n = snprintf(line, sizeof(line), "TOP %u %u\r\n", cmd->msgno, cmd->lines);
+		break;
+	case POP3_C_DELE:
+		n = snprintf(line, sizeof(line), "DELE %u\r\n", cmd->msgno);
+		break;
+	case POP3_C_RSET:
+		n = snprintf(line, sizeof(line), "RSET\r\n");
+		break;
+	case POP3_C_NOOP:
+		n = snprintf(line, sizeof(line), "NOOP\r\n");
+		break;
+	case POP3_C_QUIT:
+		n = snprintf(line, sizeof(line), "QUIT\r\n");
+		break;
+	case POP3_C_CAPA:
+		n = snprintf(line, sizeof(line), "CAPA\r\n");
+		break;
+	case POP3_C_STLS:
+		n = snprintf(line, sizeof(line), "STLS\r\n");
+		break;
+	case POP3_C_USER:
+		n = snprintf(line, sizeof(line), "USER %s\r\n", c->ep->user);
+		break;
 	case POP3_C_PASS:
 		n = snprintf(line, sizeof(line), "PASS %s\r\n", c->ep->password);
 		secret = 1;
@@ -267,7 +298,7 @@ static void pump(struct pop3_client *c)
 /* cmd->lines is the caller's (TOP's line count; AUTH: with the initial
  * response) and is set before this. */
 static void enqueue(struct pop3_client *c, struct pop3_cmd *cmd, enum pop3_cmd_type type,
-		    uint32_t msgno, pop3_done_fn done, void *ud)
+                    uint32_t msgno, pop3_done_fn done, void *ud)
 {
 	cmd->done = done;
 	cmd->ud = ud;
@@ -374,7 +405,8 @@ static uint32_t uidl_insert(struct pop3_client *c, uint32_t msgno, int *nomem)
 	return 0;
 }
 
-static void list_refuse(struct pop3_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void list_refuse(struct pop3_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void list_refuse(struct pop3_client *c, const char *fmt, ...)
 {
 	va_list ap;
@@ -407,12 +439,14 @@ static int listing_line(struct pop3_client *c, const char *s, size_t n)
 	}
 	/* RFC 1939 §5, §7: listed in order, each message once */
 	if (msgno < c->list_next) {
-		client_fail(c, -EPROTO, "%s listing out of order at message %u", uidl ? "UIDL" : "LIST", msgno);
+		client_fail(c, -EPROTO, "%s listing out of order at message %u",
+		            uidl ? "UIDL" : "LIST", msgno);
 		return -EPROTO;
 	}
 	if (msgno > max) {
-		client_fail(c, -EPROTO, "%s listing names message %u, more than %u messages; refusing",
-			    uidl ? "UIDL" : "LIST", msgno, max);
+		client_fail(c, -EPROTO,
+		            "%s listing names message %u, more than %u messages; refusing",
+		            uidl ? "UIDL" : "LIST", msgno, max);
 		return -EPROTO;
 	}
 	c->list_next = msgno + 1;
@@ -426,8 +460,8 @@ static int listing_line(struct pop3_client *c, const char *s, size_t n)
 		return 0;
 	}
 	if (why) {
-		list_refuse(c, "message %u: unique-id \"%.*s\" refused: %s", msgno, (int)(ul > 80 ? 80 : ul),
-			    uid, why);
+		list_refuse(c, "message %u: unique-id \"%.*s\" refused: %s", msgno,
+		            (int)(ul > 80 ? 80 : ul), uid, why);
 		return 0;
 	}
 	memcpy(c->msgs[msgno - 1].uidl, uid, ul);
@@ -437,12 +471,14 @@ static int listing_line(struct pop3_client *c, const char *s, size_t n)
 		uint32_t other = uidl_insert(c, msgno, &nomem);
 
 		if (nomem) {
-			client_fail(c, -ENOMEM, "out of memory for the listing (%u messages)", msgno);
+			client_fail(c, -ENOMEM, "out of memory for the listing (%u messages)",
+			            msgno);
 			return -ENOMEM;
 		}
 		if (other) {
-			list_refuse(c, "messages %u and %u have the same unique-id \"%s\" (RFC 1939 §7)", other,
-				    msgno, c->msgs[msgno - 1].uidl);
+			list_refuse(
+			    c, "messages %u and %u have the same unique-id \"%s\" (RFC 1939 §7)",
+			    other, msgno, c->msgs[msgno - 1].uidl);
 			c->msgs[msgno - 1].uidl[0] = '\0';
 		}
 	}
@@ -494,7 +530,8 @@ static int rd_status(void *ctx, const struct pop3_status *st)
 	case POP3_C_RETR:
 	case POP3_C_TOP: {
 		const struct pop3_msg *m = pop3_msg_get(c, cmd->msgno);
-		uint64_t max = c->ep->max_message_size ? c->ep->max_message_size : POP3_MAX_MESSAGE_DEFAULT;
+		uint64_t max =
+		    c->ep->max_message_size ? c->ep->max_message_size : POP3_MAX_MESSAGE_DEFAULT;
 		uint64_t size = 0;
 
 		if (m && m->has_size)
@@ -525,7 +562,8 @@ static int rd_line(void *ctx, const char *s, size_t n)
 		return -EPROTO;
 	if (c->head->type == POP3_C_CAPA) {
 		if (++c->list_next > CAPA_LINES_MAX) {
-			client_fail(c, -EPROTO, "CAPA listing longer than %u lines; refusing", CAPA_LINES_MAX);
+			client_fail(c, -EPROTO, "CAPA listing longer than %u lines; refusing",
+			            CAPA_LINES_MAX);
 			return -EPROTO;
 		}
 		trace(c, "<<", s, n);
@@ -545,12 +583,15 @@ static int rd_body(void *ctx, const char *p, size_t n)
 
 		if (m && m->has_size)
 			client_fail(c, -EMSGSIZE,
-				    "message %u: body is larger than its LIST size %llu allows (over %llu bytes); "
-				    "refusing",
-				    cmd->msgno, (unsigned long long)m->size, (unsigned long long)c->body_limit);
+			            "message %u: body is larger than its LIST size %llu allows "
+			            "(over %llu bytes); "
+			            "refusing",
+			            cmd->msgno, (unsigned long long)m->size,
+			            (unsigned long long)c->body_limit);
 		else
-			client_fail(c, -EMSGSIZE, "message %u: body is larger than %llu bytes; refusing",
-				    cmd->msgno, (unsigned long long)c->body_limit);
+			client_fail(c, -EMSGSIZE,
+			            "message %u: body is larger than %llu bytes; refusing",
+			            cmd->msgno, (unsigned long long)c->body_limit);
 		return -EMSGSIZE;
 	}
 	if (c->cb->msg_data)
@@ -583,35 +624,39 @@ static void complete(struct pop3_client *c)
 			return;
 		}
 		client_fail(c, -EPROTO, "unexpected continuation \"+\" to %s",
-			    cmd->type == POP3_C_AUTH ? "AUTH" : "a command");
+		            cmd->type == POP3_C_AUTH ? "AUTH" : "a command");
 		return;
 	}
 	if (r.ok) {
 		switch (cmd->type) {
 		case POP3_C_STAT:
 			if (pop3_parse_stat(r.text, r.text_len, &r.count, &r.size) < 0) {
-				client_fail(c, -EPROTO, "malformed STAT reply: %.*s", (int)r.text_len, r.text);
+				client_fail(c, -EPROTO, "malformed STAT reply: %.*s",
+				            (int)r.text_len, r.text);
 				return;
 			}
 			break;
 		case POP3_C_LIST_ONE:
-			if (pop3_parse_scan(r.text, r.text_len, &r.count, &r.size) < 0 || r.count != cmd->msgno) {
-				client_fail(c, -EPROTO, "malformed LIST %u reply: %.*s", cmd->msgno, (int)r.text_len,
-					    r.text);
+			if (pop3_parse_scan(r.text, r.text_len, &r.count, &r.size) < 0 ||
+			    r.count != cmd->msgno) {
+				client_fail(c, -EPROTO, "malformed LIST %u reply: %.*s", cmd->msgno,
+				            (int)r.text_len, r.text);
 				return;
 			}
 			break;
 		case POP3_C_UIDL_ONE: {
 			const char *why = NULL;
 
-			if (pop3_parse_uidl(r.text, r.text_len, &r.count, &r.uid, &r.uid_len, &why) < 0) {
+			if (pop3_parse_uidl(r.text, r.text_len, &r.count, &r.uid, &r.uid_len,
+			                    &why) < 0) {
 				if (!r.uid || r.count != cmd->msgno) {
-					client_fail(c, -EPROTO, "malformed UIDL %u reply: %.*s", cmd->msgno,
-						    (int)r.text_len, r.text);
+					client_fail(c, -EPROTO, "malformed UIDL %u reply: %.*s",
+					            cmd->msgno, (int)r.text_len, r.text);
 					return;
 				}
-				snprintf(c->list_err, sizeof(c->list_err), "message %u: unique-id \"%.*s\" refused: %s",
-					 cmd->msgno, (int)(r.uid_len > 80 ? 80 : r.uid_len), r.uid, why);
+				snprintf(c->list_err, sizeof(c->list_err),
+				         "message %u: unique-id \"%.*s\" refused: %s", cmd->msgno,
+				         (int)(r.uid_len > 80 ? 80 : r.uid_len), r.uid, why);
 				r.ok = 0;
 				r.invalid = 1;
 				r.text = c->list_err;
@@ -619,7 +664,8 @@ static void complete(struct pop3_client *c)
 				r.uid = NULL;
 				r.uid_len = 0;
 			} else if (r.count != cmd->msgno) {
-				client_fail(c, -EPROTO, "UIDL %u answered for message %u", cmd->msgno, r.count);
+				client_fail(c, -EPROTO, "UIDL %u answered for message %u",
+				            cmd->msgno, r.count);
 				return;
 			}
 			break;
@@ -750,8 +796,8 @@ static void login_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct
 	}
 	/* RFC 2449 §8.1, RFC 3206 §4: these say "later", not "never" */
 	client_fail(c, code_transient(r) ? -EAGAIN : -EACCES, "login failed: %s%.*s%s%.*s",
-		    r->code ? "[" : "", (int)r->code_len, r->code ? r->code : "", r->code ? "] " : "",
-		    (int)r->text_len, r->text);
+	            r->code ? "[" : "", (int)r->code_len, r->code ? r->code : "",
+	            r->code ? "] " : "", (int)r->text_len, r->text);
 }
 
 static void send_auth(struct pop3_client *c)
@@ -762,8 +808,8 @@ static void send_auth(struct pop3_client *c)
 
 	if (!secure) {
 		client_fail(c, -EPERM,
-			    "refusing to send the password over an unencrypted connection "
-			    "(use pop3s:// or STLS, or --allow-plaintext)");
+		            "refusing to send the password over an unencrypted connection "
+		            "(use pop3s:// or STLS, or --allow-plaintext)");
 		return;
 	}
 	if (!(c->caps & POP3_CAP_SASL_PLAIN)) {
@@ -791,8 +837,8 @@ static void after_capa_pre(struct pop3_client *c)
 		}
 		if (!conn_is_loopback(&c->conn) && !c->ep->allow_plaintext) {
 			client_fail(c, -EPERM,
-				    "server does not offer STLS; refusing to send the password "
-				    "unencrypted (use pop3s://, or --allow-plaintext)");
+			            "server does not offer STLS; refusing to send the password "
+			            "unencrypted (use pop3s://, or --allow-plaintext)");
 			return;
 		}
 	}
@@ -825,13 +871,15 @@ static size_t feed(struct pop3_client *c, const uint8_t *p, size_t n)
 				 * command (an extra +OK after login, say) would shift
 				 * every later one onto the wrong command */
 				client_fail(c, -EPROTO,
-					    "server sent %zu bytes before the command they would answer; refusing",
-					    n - i);
+				            "server sent %zu bytes before the command they would "
+				            "answer; refusing",
+				            n - i);
 				return n;
 			} else if (c->head) {
 				pop3_reader_start(&c->rd, kind_of(c->head->type));
 			} else {
-				client_fail(c, -EPROTO, "server sent %zu bytes nobody asked for", n - i);
+				client_fail(c, -EPROTO, "server sent %zu bytes nobody asked for",
+				            n - i);
 				return n;
 			}
 		}
@@ -840,7 +888,7 @@ static size_t feed(struct pop3_client *c, const uint8_t *p, size_t n)
 			return n;
 		if (k == POP3_EBAD) {
 			client_fail(c, -EPROTO, "malformed reply: %s at byte %llu", c->rd.err,
-				    (unsigned long long)c->rd.err_pos);
+			            (unsigned long long)c->rd.err_pos);
 			return n;
 		}
 		if (k < 0) {
@@ -852,7 +900,8 @@ static size_t feed(struct pop3_client *c, const uint8_t *p, size_t n)
 			continue;
 		if (c->state == ST_GREETING) {
 			if (!c->cur.ok) {
-				client_fail(c, -EPROTO, "bad greeting: %.*s", (int)c->cur.text_len, c->cur.text);
+				client_fail(c, -EPROTO, "bad greeting: %.*s", (int)c->cur.text_len,
+				            c->cur.text);
 				return n;
 			}
 			send_login(c, POP3_C_CAPA, ST_CAPA_PRE, 0);
@@ -863,8 +912,9 @@ static size_t feed(struct pop3_client *c, const uint8_t *p, size_t n)
 	if (!c->closed && c->state == ST_HANDSHAKE && i < n) {
 		/* RFC 2595 §4: nothing may follow the +OK to STLS in the clear;
 		 * what did was put there by someone on the path */
-		client_fail(c, -EPROTO, "%zu bytes after the server's +OK to STLS (RFC 2595 §4); refusing",
-			    n - i);
+		client_fail(c, -EPROTO,
+		            "%zu bytes after the server's +OK to STLS (RFC 2595 §4); refusing",
+		            n - i);
 		return n;
 	}
 	return c->closed ? n : i;
@@ -919,9 +969,10 @@ static int bad_arg(const char *s)
 }
 
 int pop3_client_open(struct pop3_client *c, struct loop *l, const struct pop3_endpoint *ep,
-		     const struct pop3_client_cb *cb, void *ud, struct mf_error *err)
+                     const struct pop3_client_cb *cb, void *ud, struct mf_error *err)
 {
-	struct pop3_reader_cb rcb = {.ctx = c, .status = rd_status, .line = rd_line, .body = rd_body};
+	struct pop3_reader_cb rcb = {
+	    .ctx = c, .status = rd_status, .line = rd_line, .body = rd_body};
 	struct conn_opts o = {
 	    .host = ep->host,
 	    .port = ep->port,
@@ -938,15 +989,16 @@ int pop3_client_open(struct pop3_client *c, struct loop *l, const struct pop3_en
 	c->ud = ud;
 	c->state = ST_CONNECTING;
 	snprintf(c->who, sizeof(c->who), "%s %s@%s", ep->label ? ep->label : "pop3",
-		 ep->user ? ep->user : "", ep->host);
+	         ep->user ? ep->user : "", ep->host);
 	c->trace = getenv("MAILFERRY_TRACE") ? atoi(getenv("MAILFERRY_TRACE")) : 0;
 	pop3_reader_init(&c->rd, &rcb);
 	/* a CR or LF in a credential would end the command line early and
 	 * start another (RFC 1939 §3); a user name must fit USER's line */
 	if (bad_arg(ep->user) || bad_arg(ep->password) || strlen(ep->user) > CMD_LINE_MAX - 7 ||
 	    strlen(ep->password) > CMD_LINE_MAX - 7) {
-		mf_err_set(err, -EINVAL, "%s: user name or password empty, too long or with a line break",
-			   c->who);
+		mf_err_set(err, -EINVAL,
+		           "%s: user name or password empty, too long or with a line break",
+		           c->who);
 		c->closed = 1;
 		return -EINVAL;
 	}
@@ -959,8 +1011,10 @@ int pop3_client_open(struct pop3_client *c, struct loop *l, const struct pop3_en
 		return err->code ? err->code : -EIO;
 	}
 	c->conn_open = 1;
-	conn_set_deadline(&c->conn, ep->login_timeout_ms ? ep->login_timeout_ms : 2 * (o.timeout_ms ? o.timeout_ms : 60000),
-			  "greeting and login");
+	conn_set_deadline(&c->conn,
+	                  ep->login_timeout_ms ? ep->login_timeout_ms
+	                                       : 2 * (o.timeout_ms ? o.timeout_ms : 60000),
+	                  "greeting and login");
 	return 0;
 }
 
@@ -1030,30 +1084,32 @@ void pop3_list_all(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn don
 }
 
 void pop3_uidl_one(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
-		   void *ud)
+                   void *ud)
 {
 	enqueue(c, cmd, POP3_C_UIDL_ONE, msgno, done, ud);
 }
 
 void pop3_list_one(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
-		   void *ud)
+                   void *ud)
 {
 	enqueue(c, cmd, POP3_C_LIST_ONE, msgno, done, ud);
 }
 
-void pop3_retr(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done, void *ud)
+void pop3_retr(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
+               void *ud)
 {
 	enqueue(c, cmd, POP3_C_RETR, msgno, done, ud);
 }
 
 void pop3_top(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, uint32_t lines,
-	      pop3_done_fn done, void *ud)
+              pop3_done_fn done, void *ud)
 {
 	cmd->lines = lines;
 	enqueue(c, cmd, POP3_C_TOP, msgno, done, ud);
 }
 
-void pop3_dele(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done, void *ud)
+void pop3_dele(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
+               void *ud)
 {
 	enqueue(c, cmd, POP3_C_DELE, msgno, done, ud);
 }

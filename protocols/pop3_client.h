@@ -112,7 +112,7 @@ struct pop3_reply {
 struct pop3_client;
 struct pop3_cmd;
 typedef void (*pop3_done_fn)(struct pop3_client *c, struct pop3_cmd *cmd,
-			     const struct pop3_reply *r);
+                             const struct pop3_reply *r);
 
 /* Owned by the caller until its done callback has run (or the client
  * failed: then no done callback follows). */
@@ -140,7 +140,8 @@ struct pop3_client_cb {
 	 * else 0), data (dot-unstuffed pieces), end (complete). Each returns 0
 	 * or a negative code that fails the client. The consumer may call
 	 * pop3_client_pause() in msg_data and pop3_client_kick() later. */
-	int (*msg_begin)(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, uint64_t size);
+	int (*msg_begin)(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno,
+	                 uint64_t size);
 	int (*msg_data)(struct pop3_client *c, struct pop3_cmd *cmd, const char *p, size_t n);
 	int (*msg_end)(struct pop3_client *c, struct pop3_cmd *cmd);
 };
@@ -180,7 +181,7 @@ struct pop3_client {
 };
 
 int pop3_client_open(struct pop3_client *c, struct loop *l, const struct pop3_endpoint *ep,
-		     const struct pop3_client_cb *cb, void *ud, struct mf_error *err);
+                     const struct pop3_client_cb *cb, void *ud, struct mf_error *err);
 /* Closes the connection (if open) and frees the listing; idempotent.
  * Not inside the client's own callbacks (use pop3_client_abort there). */
 void pop3_client_close(struct pop3_client *c);
@@ -198,14 +199,16 @@ void pop3_stat(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, v
 void pop3_uidl_all(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
 void pop3_list_all(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
 void pop3_uidl_one(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
-		   void *ud);
+                   void *ud);
 void pop3_list_one(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
-		   void *ud);
-void pop3_retr(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done, void *ud);
+                   void *ud);
+void pop3_retr(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
+               void *ud);
 /* TOP msgno lines (RFC 1939 §7): headers and the first lines of the body. */
 void pop3_top(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, uint32_t lines,
-	      pop3_done_fn done, void *ud);
-void pop3_dele(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done, void *ud);
+              pop3_done_fn done, void *ud);
+void pop3_dele(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
+               void *ud);
 void pop3_rset(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
 void pop3_noop(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
 

@@ -239,7 +239,7 @@ int pop3_uidl_check(const char *u, size_t n, const char **why)
 }
 
 int pop3_parse_uidl(const char *s, size_t n, uint32_t *msgno, const char **uid, size_t *uid_len,
-		    const char **why)
+                    const char **why)
 {
 	const char *sp = first_space(s, n);
 

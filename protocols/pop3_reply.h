@@ -102,7 +102,7 @@ int pop3_parse_scan(const char *s, size_t n, uint32_t *msgno, uint64_t *size);
 /* "msgno uid" (RFC 1939 §7). 0, or -1 with a static reason in *why; the
  * UID is validated (pop3_uidl_check). */
 int pop3_parse_uidl(const char *s, size_t n, uint32_t *msgno, const char **uid, size_t *uid_len,
-		    const char **why);
+                    const char **why);
 /* 0 if u[0..n) is a valid unique-id, else -1 with a static reason. */
 int pop3_uidl_check(const char *u, size_t n, const char **why);
 /* STAT's "+OK count size" text. 0 or -1. */

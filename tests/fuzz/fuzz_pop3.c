@@ -96,9 +96,10 @@ static int on_body(void *ctx, const char *p, size_t n)
 
 /* Reads data[0..n) as replies; returns bytes consumed, events in *e. */
 static size_t run(uint8_t kinds, const uint8_t *d, size_t n, size_t split, int pieces, struct ev *e,
-		  long *last)
+                  long *last)
 {
-	struct pop3_reader_cb cb = {.ctx = e, .status = on_status, .line = on_line, .body = on_body};
+	struct pop3_reader_cb cb = {
+	    .ctx = e, .status = on_status, .line = on_line, .body = on_body};
 	struct pop3_reader r;
 	size_t pos = 0;
 	unsigned t = 0;

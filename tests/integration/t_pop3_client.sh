@@ -104,7 +104,7 @@ mkdir -p "$T_TMP/o1" "$T_TMP/o2" "$T_TMP/o3" "$T_TMP/o4"
 # --check: STAT, UIDL n, LIST n, NOOP, TOP, DELE + RSET against the listing
 if expect_exit starttls-fetch 0 "$PF" --check --starttls --ca "$P_CA_FILE" 127.0.0.1 "$P_POP3_PORT" src "$P_DIR/pw/src" "$T_TMP/o1"; then
 	cp "$T_TMP/last.out" "$T_TMP/o1.out"
-	grep -q 'checks=9$' "$T_TMP/o1.out" && ok starttls-commands-agree || not_ok starttls-commands-agree "$(cat "$T_TMP/o1.out")"
+	grep -q 'checks=9 ' "$T_TMP/o1.out" && ok starttls-commands-agree || not_ok starttls-commands-agree "$(cat "$T_TMP/o1.out")"
 	n=$(field "$T_TMP/o1.out" messages)
 	[ "$n" = "$NMSG" ] && ok "starttls-count ($n)" || not_ok starttls-count "fetched ${n:-?}, INBOX holds $NMSG"
 	check starttls-exact compare "$T_TMP/o1"
@@ -144,6 +144,14 @@ fi
 if expect_exit pop3s-fetch 0 "$PF" --tls --ca "$P_CA_FILE" 127.0.0.1 "$P_POP3S_PORT" src "$P_DIR/pw/src" "$T_TMP/o2"; then
 	check pop3s-exact compare "$T_TMP/o2"
 	check pop3s-same-as-stls diff -r "$T_TMP/o1" "$T_TMP/o2"
+fi
+
+# ---- a slow consumer: input paused every 64 KiB, resumed 1 ms later ----
+mkdir -p "$T_TMP/o6"
+if expect_exit paused-fetch 0 "$PF" --pause-every 65536 --starttls --ca "$P_CA_FILE" 127.0.0.1 "$P_POP3_PORT" src "$P_DIR/pw/src" "$T_TMP/o6"; then
+	pz=$(field "$T_TMP/last.out" pauses)
+	[ "${pz:-0}" -ge 100 ] && ok "paused-fetch-paused ($pz pauses)" || not_ok paused-fetch-paused "$(cat "$T_TMP/last.out")"
+	check paused-exact compare "$T_TMP/o6"
 fi
 
 # ---- wrong password: one clear line, exit 1, the password not in it ----
@@ -232,7 +240,7 @@ while IFS='|' read -r name fopt pw; do
 	# shellcheck disable=SC2086
 	fake_pop3 none $fopt || { not_ok "fake-good-$name" "fake server did not start"; continue; }
 	expect_exit "fake-good-$name" 0 "$PF" --check --timeout 5 127.0.0.1 "$FAKE_PORT" u "$pw" "$out" || continue
-	grep -q 'checks=9$' "$T_TMP/last.out" || not_ok "fake-good-$name-checks" "$(cat "$T_TMP/last.out")"
+	grep -q 'checks=9 ' "$T_TMP/last.out" || not_ok "fake-good-$name-checks" "$(cat "$T_TMP/last.out")"
 	if [ "$name" = no-pipelining ]; then
 		grep -q 'max_inflight=1 .*pipelining=0' "$T_TMP/last.out" && ok fake-no-pipelining-serial ||
 			not_ok fake-no-pipelining-serial "$(cat "$T_TMP/last.out")"

@@ -6,7 +6,8 @@
  * directory entry) is fsynced, then QUITs.
  *
  *   pop3_fetch [--tls|--starttls] [--ca FILE] [--allow-plaintext]
- *              [--window N] [--timeout S] [--check] HOST PORT USER PWFILE OUTDIR [--delete]
+ *              [--window N] [--timeout S] [--check] [--pause-every BYTES]
+ *              HOST PORT USER PWFILE OUTDIR [--delete]
  *
  * Without --tls or --starttls the connection stays plain (the password
  * then goes only to a loopback address, or with --allow-plaintext).
@@ -19,6 +20,10 @@
  * LIST n of the last message (as listed), NOOP, TOP 1 0 (its headers, no
  * more than the message), DELE 1 then STAT (one less), RSET then STAT (all
  * back); any disagreement is an error.
+ *
+ * --pause-every BYTES: the consumer stops the input (pop3_client_pause)
+ * each time it took that many body bytes and lets it go on (kick) 1 ms
+ * later from a timer: a slow sink, for the back-pressure path.
  *
  * Prints one line on stdout when done:
  *   messages=N bytes=B deleted=D max_inflight=K round_trips=R pipelining=0|1 checks=C
@@ -33,6 +38,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +57,8 @@ struct fetch {
 	struct pop3_cmd chk[10];
 	uint32_t listed, checks;
 	uint64_t listed_octets, top_bytes;
+	uint64_t pause_every, since_pause, pauses;
+	struct loop_timer kick;
 	struct pop3_cmd *retr, *dele;
 	uint32_t lists_done, pending;
 	int fd; /* the message being written */
@@ -61,8 +69,10 @@ struct fetch {
 
 static void die_usage(void)
 {
-	fprintf(stderr, "usage: pop3_fetch [--tls|--starttls] [--ca FILE] [--allow-plaintext] "
-			"[--window N] [--timeout S] [--check] HOST PORT USER PWFILE OUTDIR [--delete]\n");
+	fprintf(stderr,
+	        "usage: pop3_fetch [--tls|--starttls] [--ca FILE] [--allow-plaintext] "
+	        "[--window N] [--timeout S] [--check] [--pause-every BYTES] HOST PORT USER PWFILE OUTDIR "
+	        "[--delete]\n");
 	exit(2);
 }
 
@@ -90,8 +100,9 @@ static void name_of(const char *uid, char *out, size_t cap)
 	for (size_t i = 0; uid[i] && o + 4 < cap; i++) {
 		unsigned char ch = (unsigned char)uid[i];
 
-		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-		    (ch && strchr("_+=,@-", ch)) || (ch == '.' && i > 0))
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || (ch && strchr("_+=,@-", ch)) ||
+		    (ch == '.' && i > 0))
 			out[o++] = (char)ch;
 		else
 			o += (size_t)snprintf(out + o, cap - o, "%%%02X", ch);
@@ -169,6 +180,27 @@ static int msg_begin(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno
 	return 0;
 }
 
+static void on_kick(struct loop *l, struct loop_timer *t)
+{
+	struct fetch *f = (struct fetch *)((char *)t - offsetof(struct fetch, kick));
+
+	(void)l;
+	if (!f->failed)
+		pop3_client_kick(&f->c);
+}
+
+/* --pause-every: stop the input now and then, as a sink that cannot keep up */
+static int slow_sink(struct fetch *f)
+{
+	if (!f->pause_every || f->since_pause < f->pause_every)
+		return 0;
+	f->since_pause = 0;
+	f->pauses++;
+	pop3_client_pause(&f->c);
+	loop_timer_start(&f->loop, &f->kick, 1, on_kick);
+	return 0;
+}
+
 static int msg_data(struct pop3_client *c, struct pop3_cmd *cmd, const char *p, size_t n)
 {
 	struct fetch *f = c->ud;
@@ -177,6 +209,7 @@ static int msg_data(struct pop3_client *c, struct pop3_cmd *cmd, const char *p, 
 		f->top_bytes += n;
 		return 0;
 	}
+	f->since_pause += n;
 	while (n) {
 		ssize_t w = write(f->fd, p, n);
 
@@ -189,7 +222,7 @@ static int msg_data(struct pop3_client *c, struct pop3_cmd *cmd, const char *p, 
 		p += w;
 		n -= (size_t)w;
 	}
-	return 0;
+	return slow_sink(f);
 }
 
 static int msg_end(struct pop3_client *c, struct pop3_cmd *cmd)
@@ -236,10 +269,12 @@ static void check_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct
 		good = good && r->count == c->nmsgs && r->size == last->size;
 		break;
 	case 4: /* TOP 1 0: the header, never more than the message */
-		good = good && f->top_bytes > 0 && f->top_bytes <= first->size + 2 && r->size == f->top_bytes;
+		good = good && f->top_bytes > 0 && f->top_bytes <= first->size + 2 &&
+		       r->size == f->top_bytes;
 		break;
 	case 6: /* STAT after DELE 1 */
-		good = good && r->count == f->listed - 1 && r->size == f->listed_octets - first->size;
+		good =
+		    good && r->count == f->listed - 1 && r->size == f->listed_octets - first->size;
 		break;
 	default: /* NOOP, DELE, RSET */
 		break;
@@ -369,6 +404,8 @@ int main(int argc, char **argv)
 			f.ep.ca_file = argv[++i];
 		else if (!strcmp(argv[i], "--allow-plaintext"))
 			f.ep.allow_plaintext = 1;
+		else if (!strcmp(argv[i], "--pause-every") && i + 1 < argc)
+			f.pause_every = strtoull(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--check"))
 			f.check = 1;
 		else if (!strcmp(argv[i], "--delete"))
@@ -409,10 +446,12 @@ int main(int argc, char **argv)
 	}
 	loop_run(&f.loop);
 	if (f.finished)
-		printf("messages=%llu bytes=%llu deleted=%llu max_inflight=%u round_trips=%llu pipelining=%d checks=%u\n",
+		printf("messages=%llu bytes=%llu deleted=%llu max_inflight=%u round_trips=%llu "
+		       "pipelining=%d checks=%u pauses=%llu\n",
 		       (unsigned long long)f.messages, (unsigned long long)f.bytes,
-		       (unsigned long long)f.deleted, f.c.max_inflight, (unsigned long long)f.c.round_trips,
-		       !!(f.c.caps & POP3_CAP_PIPELINING), f.checks);
+		       (unsigned long long)f.deleted, f.c.max_inflight,
+		       (unsigned long long)f.c.round_trips, !!(f.c.caps & POP3_CAP_PIPELINING),
+		       f.checks, (unsigned long long)f.pauses);
 	else if (!f.failed)
 		mf_print("pop3_fetch: error: the connection ended before QUIT was answered");
 	pop3_client_close(&f.c);

@@ -91,22 +91,22 @@ static const struct {
 };
 #define NT (sizeof(transcript) / sizeof(transcript[0]))
 
-static const char *expect_log =
-    "S+:Dovecot ready.|E"
-    "S+:|L:CAPA|L:PIPELINING|L:SASL PLAIN LOGIN|E"
-    "S+:2 320|E"
-    "S+:|L:1 whqtswO00WBw418f9t5JxYwZ|L:2 ..dotted|L:.stuffed|E"
-    "S+:30 octets|B:Subject: x\r\n\r\n.dot\r\n.\r\nend\r\n|E"
-    "S-:[SYS/TEMP]no such message|E"
-    "S~:|E"
-    "S+:|B:no final\r\n|E"
-    "S+:|L:1 100|E"
-    "S+:|B:\r\r\nx\r\n|E";
+static const char *expect_log = "S+:Dovecot ready.|E"
+                                "S+:|L:CAPA|L:PIPELINING|L:SASL PLAIN LOGIN|E"
+                                "S+:2 320|E"
+                                "S+:|L:1 whqtswO00WBw418f9t5JxYwZ|L:2 ..dotted|L:.stuffed|E"
+                                "S+:30 octets|B:Subject: x\r\n\r\n.dot\r\n.\r\nend\r\n|E"
+                                "S-:[SYS/TEMP]no such message|E"
+                                "S~:|E"
+                                "S+:|B:no final\r\n|E"
+                                "S+:|L:1 100|E"
+                                "S+:|B:\r\r\nx\r\n|E";
 
 /* Feeds the whole transcript as one stream cut at the given points. */
 static int run(struct rec *rec, const char *all, size_t len, const size_t *cuts, size_t ncuts)
 {
-	struct pop3_reader_cb cb = {.ctx = rec, .status = on_status, .line = on_line, .body = on_body};
+	struct pop3_reader_cb cb = {
+	    .ctx = rec, .status = on_status, .line = on_line, .body = on_body};
 	struct pop3_reader r;
 	size_t t = 0, pos = 0, ci = 0;
 
@@ -172,7 +172,8 @@ static void t_transcript_every_split(struct unit_ctx *u)
 		size_t cuts[1] = {cut};
 		int rc = run(&rec, all, n, cuts, 1);
 
-		UNIT_CHECKF(u, rc == 0 && !strcmp(rec.log, expect_log), "cut %zu: rc %d, %s", cut, rc, rec.log);
+		UNIT_CHECKF(u, rc == 0 && !strcmp(rec.log, expect_log), "cut %zu: rc %d, %s", cut,
+		            rc, rec.log);
 	}
 	for (size_t a = 0; a <= n; a += 7)
 		for (size_t b = a; b <= n; b += 5) {
@@ -180,7 +181,8 @@ static void t_transcript_every_split(struct unit_ctx *u)
 			size_t cuts[2] = {a, b};
 			int rc = run(&rec, all, n, cuts, 2);
 
-			UNIT_CHECKF(u, rc == 0 && !strcmp(rec.log, expect_log), "cuts %zu %zu: rc %d", a, b, rc);
+			UNIT_CHECKF(u, rc == 0 && !strcmp(rec.log, expect_log),
+			            "cuts %zu %zu: rc %d", a, b, rc);
 		}
 }
 
@@ -200,7 +202,8 @@ static void t_transcript_bytewise(struct unit_ctx *u)
 static void t_stops_at_reply_end(struct unit_ctx *u)
 {
 	struct rec rec = {0};
-	struct pop3_reader_cb cb = {.ctx = &rec, .status = on_status, .line = on_line, .body = on_body};
+	struct pop3_reader_cb cb = {
+	    .ctx = &rec, .status = on_status, .line = on_line, .body = on_body};
 	struct pop3_reader r;
 	const char *two = "+OK\r\nx\r\n.\r\n+OK 1 2\r\n";
 	long k;
@@ -222,7 +225,8 @@ static void t_stops_at_reply_end(struct unit_ctx *u)
 static void t_line_caps(struct unit_ctx *u)
 {
 	struct rec rec = {0};
-	struct pop3_reader_cb cb = {.ctx = &rec, .status = on_status, .line = on_line, .body = on_body};
+	struct pop3_reader_cb cb = {
+	    .ctx = &rec, .status = on_status, .line = on_line, .body = on_body};
 	struct pop3_reader r;
 	char big[POP3_LINE_MAX + 10];
 
@@ -250,9 +254,11 @@ static void t_line_caps(struct unit_ctx *u)
 		pop3_reader_start(&r, POP3_KIND_SINGLE);
 		a = pop3_reader_feed(&r, (const uint8_t *)big, cut);
 		if (a >= 0)
-			b = pop3_reader_feed(&r, (const uint8_t *)big + cut, POP3_LINE_MAX + 1 - cut);
-		UNIT_CHECKF(u, (a == POP3_EBAD || b == POP3_EBAD) && !strcmp(r.err, "line too long"),
-			    "cut %zu: %ld %ld", cut, a, b);
+			b = pop3_reader_feed(&r, (const uint8_t *)big + cut,
+			                     POP3_LINE_MAX + 1 - cut);
+		UNIT_CHECKF(u,
+		            (a == POP3_EBAD || b == POP3_EBAD) && !strcmp(r.err, "line too long"),
+		            "cut %zu: %ld %ld", cut, a, b);
 	}
 	/* a listing line is capped the same way; a body line is not */
 	pop3_reader_init(&r, &cb);
@@ -263,14 +269,15 @@ static void t_line_caps(struct unit_ctx *u)
 	pop3_reader_start(&r, POP3_KIND_BODY);
 	UNIT_CHECK(u, pop3_reader_feed(&r, (const uint8_t *)"+OK\r\n", 5) == 5);
 	for (int i = 0; i < 100; i++)
-		UNIT_CHECK(u, pop3_reader_feed(&r, (const uint8_t *)big, sizeof(big)) == (long)sizeof(big));
+		UNIT_CHECK(u, pop3_reader_feed(&r, (const uint8_t *)big, sizeof(big)) ==
+		                  (long)sizeof(big));
 	UNIT_CHECK(u, !pop3_reader_done(&r) && r.body_bytes == 100 * sizeof(big));
 }
 
 static void t_bad_status(struct unit_ctx *u)
 {
-	static const char *bad[] = {"HELLO\r\n", "+OKAY\r\n", "-ERROR x\r\n", "OK\r\n", "\r\n", "+x\r\n",
-				    "* OK imap\r\n"};
+	static const char *bad[] = {"HELLO\r\n", "+OKAY\r\n", "-ERROR x\r\n", "OK\r\n",
+	                            "\r\n",      "+x\r\n",    "* OK imap\r\n"};
 	struct rec rec = {0};
 	struct pop3_reader_cb cb = {.ctx = &rec, .status = on_status};
 	struct pop3_reader r;
@@ -278,8 +285,9 @@ static void t_bad_status(struct unit_ctx *u)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		pop3_reader_init(&r, &cb);
 		pop3_reader_start(&r, POP3_KIND_SINGLE);
-		UNIT_CHECKF(u, pop3_reader_feed(&r, (const uint8_t *)bad[i], strlen(bad[i])) == POP3_EBAD,
-			    "%s", bad[i]);
+		UNIT_CHECKF(
+		    u, pop3_reader_feed(&r, (const uint8_t *)bad[i], strlen(bad[i])) == POP3_EBAD,
+		    "%s", bad[i]);
 		/* and it stays failed */
 		UNIT_CHECK(u, pop3_reader_feed(&r, (const uint8_t *)"+OK\r\n", 5) == POP3_EBAD);
 	}
@@ -302,12 +310,16 @@ static void t_status_values(struct unit_ctx *u)
 {
 	struct pop3_status st;
 
-	UNIT_CHECK(u, pop3_status_parse("+OK", 3, &st) == 0 && st.kind == POP3_OK && st.text_len == 0);
-	UNIT_CHECK(u, pop3_status_parse("-ERR [IN-USE] locked", 20, &st) == 0 && st.kind == POP3_ERR &&
-			  st.code_len == 6 && !memcmp(st.code, "IN-USE", 6) && st.text_len == 6 &&
-			  !memcmp(st.text, "locked", 6));
-	UNIT_CHECK(u, pop3_status_parse("-ERR [AUTH/X]", 13, &st) == 0 && st.code_len == 6 && !st.text_len);
-	UNIT_CHECK(u, pop3_status_parse("-ERR [unclosed", 14, &st) == 0 && !st.code_len && st.text_len == 9);
+	UNIT_CHECK(u,
+	           pop3_status_parse("+OK", 3, &st) == 0 && st.kind == POP3_OK && st.text_len == 0);
+	UNIT_CHECK(u, pop3_status_parse("-ERR [IN-USE] locked", 20, &st) == 0 &&
+	                  st.kind == POP3_ERR && st.code_len == 6 &&
+	                  !memcmp(st.code, "IN-USE", 6) && st.text_len == 6 &&
+	                  !memcmp(st.text, "locked", 6));
+	UNIT_CHECK(u, pop3_status_parse("-ERR [AUTH/X]", 13, &st) == 0 && st.code_len == 6 &&
+	                  !st.text_len);
+	UNIT_CHECK(u, pop3_status_parse("-ERR [unclosed", 14, &st) == 0 && !st.code_len &&
+	                  st.text_len == 9);
 	UNIT_CHECK(u, pop3_status_parse("+ ", 2, &st) == 0 && st.kind == POP3_CONT);
 	UNIT_CHECK(u, pop3_status_parse("+", 1, &st) == 0 && st.kind == POP3_CONT);
 	UNIT_CHECK(u, pop3_status_parse("+OK\x00x", 5, &st) < 0);
@@ -332,13 +344,14 @@ static void t_listing_values(struct unit_ctx *u)
 	UNIT_CHECK(u, pop3_parse_scan("1 99999999999999999999999", 25, &m, &sz) < 0);
 	UNIT_CHECK(u, pop3_parse_scan("1", 1, &m, &sz) < 0);
 
-	UNIT_CHECK(u, pop3_parse_uidl("2 QhdPYR:00WBw1Ph7x7", 20, &m, &uid, &ul, &why) == 0 && m == 2 &&
-			  ul == 18 && !memcmp(uid, "QhdPYR:00WBw1Ph7x7", 18));
+	UNIT_CHECK(u, pop3_parse_uidl("2 QhdPYR:00WBw1Ph7x7", 20, &m, &uid, &ul, &why) == 0 &&
+	                  m == 2 && ul == 18 && !memcmp(uid, "QhdPYR:00WBw1Ph7x7", 18));
 	memset(s70, 'a', sizeof(s70));
 	memcpy(s70, "3 ", 2);
 	UNIT_CHECK(u, pop3_parse_uidl(s70, 72, &m, &uid, &ul, &why) == 0 && ul == 70);
 	memcpy(s71, s70, sizeof(s71));
-	UNIT_CHECK(u, pop3_parse_uidl(s71, 73, &m, &uid, &ul, &why) < 0 && uid && strstr(why, "70"));
+	UNIT_CHECK(u,
+	           pop3_parse_uidl(s71, 73, &m, &uid, &ul, &why) < 0 && uid && strstr(why, "70"));
 	UNIT_CHECK(u, pop3_parse_uidl("3 a b", 5, &m, &uid, &ul, &why) < 0 && uid);
 	UNIT_CHECK(u, pop3_parse_uidl("3 a\x7f", 4, &m, &uid, &ul, &why) < 0);
 	UNIT_CHECK(u, pop3_parse_uidl("3 a\xc3\xa9", 5, &m, &uid, &ul, &why) < 0);
@@ -358,7 +371,8 @@ static void t_capa(struct unit_ctx *u)
 {
 	UNIT_CHECK(u, pop3_capa_line("PIPELINING", 10) == POP3_CAP_PIPELINING);
 	UNIT_CHECK(u, pop3_capa_line("stls", 4) == POP3_CAP_STLS);
-	UNIT_CHECK(u, pop3_capa_line("SASL PLAIN LOGIN", 16) == (POP3_CAP_SASL | POP3_CAP_SASL_PLAIN));
+	UNIT_CHECK(u,
+	           pop3_capa_line("SASL PLAIN LOGIN", 16) == (POP3_CAP_SASL | POP3_CAP_SASL_PLAIN));
 	UNIT_CHECK(u, pop3_capa_line("SASL LOGIN CRAM-MD5", 19) == POP3_CAP_SASL);
 	UNIT_CHECK(u, pop3_capa_line("SASL PLAINX", 11) == POP3_CAP_SASL);
 	UNIT_CHECK(u, pop3_capa_line("TOPX", 4) == 0);
