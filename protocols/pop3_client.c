@@ -286,9 +286,9 @@ static void pump(struct pop3_client *c)
 		c->inflight_bytes += cmd->expect;
 		if (c->inflight > c->max_inflight)
 			c->max_inflight = c->inflight;
-		/* written while input is being read: whatever is buffered now
-		 * came before the command, so it cannot be its reply */
-		cmd->fresh = c->in_data;
+		/* what is buffered now came before the command, so its reply
+		 * cannot start before the end of it */
+		cmd->after = c->in_data ? c->buf_end : c->rx;
 		write_cmd(c, cmd);
 		if (!c->closed)
 			conn_set_busy(&c->conn, 1);
@@ -522,6 +522,9 @@ static int rd_status(void *ctx, const struct pop3_status *st)
 		/* fall through */
 	case POP3_C_LIST_ALL:
 	case POP3_C_CAPA:
+		if (cmd->type == POP3_C_LIST_ALL)
+			for (uint32_t i = 0; i < c->nmsgs; i++)
+				c->msgs[i].has_size = 0;
 		c->list_next = 1;
 		c->list_err[0] = '\0';
 		if (cmd->type == POP3_C_CAPA)
@@ -609,6 +612,7 @@ static void complete(struct pop3_client *c)
 {
 	struct pop3_cmd *cmd = c->head;
 	struct pop3_reply r = c->cur;
+
 	if (c->cur_kind == POP3_CONT) {
 		/* RFC 5034 §4: "+ " asks for the SASL response (AUTH without an
 		 * initial response); anywhere else it is not POP3 */
@@ -866,7 +870,7 @@ static size_t feed(struct pop3_client *c, const uint8_t *p, size_t n)
 		if (pop3_reader_done(&c->rd)) {
 			if (c->state == ST_GREETING) {
 				pop3_reader_start(&c->rd, POP3_KIND_SINGLE);
-			} else if (c->head && c->head->fresh) {
+			} else if (c->head && c->rx + i < c->head->after) {
 				/* POP3 replies carry no tag: a reply sent ahead of its
 				 * command (an extra +OK after login, say) would shift
 				 * every later one onto the wrong command */
@@ -926,12 +930,10 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 	size_t i = 0;
 
 	c->in_data = 1;
+	c->buf_end = c->rx + n;
 	i = feed(c, p, n);
 	c->in_data = 0;
-	/* everything buffered was read: later input may answer what was sent */
-	if (!c->closed && i == n)
-		for (struct pop3_cmd *cmd = c->head; cmd; cmd = cmd->next)
-			cmd->fresh = 0;
+	c->rx += i;
 	return i;
 }
 

@@ -123,7 +123,7 @@ struct pop3_cmd {
 	uint32_t msgno;
 	uint32_t lines;
 	uint64_t expect; /* expected body bytes (window accounting) */
-	int fresh;       /* written while the input before it was read */
+	uint64_t after;  /* input offset its reply may start at, at the earliest */
 	struct pop3_cmd *next;
 };
 
@@ -155,6 +155,7 @@ struct pop3_client {
 	uint32_t caps; /* enum pop3_cap */
 	int state;     /* private */
 	int closed, conn_open, paused, in_data;
+	uint64_t rx, buf_end; /* input consumed; end of what on_data holds */
 	uint64_t wire_in, wire_out;
 	/* sent, awaiting reply (head is the one being read) / not yet sent */
 	struct pop3_cmd *head, *tail, *wait_head, *wait_tail;

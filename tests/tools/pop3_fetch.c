@@ -69,10 +69,10 @@ struct fetch {
 
 static void die_usage(void)
 {
-	fprintf(stderr,
-	        "usage: pop3_fetch [--tls|--starttls] [--ca FILE] [--allow-plaintext] "
-	        "[--window N] [--timeout S] [--check] [--pause-every BYTES] HOST PORT USER PWFILE OUTDIR "
-	        "[--delete]\n");
+	fprintf(stderr, "usage: pop3_fetch [--tls|--starttls] [--ca FILE] [--allow-plaintext] "
+	                "[--window N] [--timeout S] [--check] [--pause-every BYTES] HOST PORT USER "
+	                "PWFILE OUTDIR "
+	                "[--delete]\n");
 	exit(2);
 }
 
