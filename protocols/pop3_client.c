@@ -322,165 +322,28 @@ static void enqueue(struct pop3_client *c, struct pop3_cmd *cmd, enum pop3_cmd_t
 	pump(c);
 }
 
-/* ---- the listing table ----------------------------------------------------- */
+/* ---- the listing ------------------------------------------------------------ */
 
 const struct pop3_msg *pop3_msg_get(const struct pop3_client *c, uint32_t msgno)
 {
-	if (!msgno || msgno > c->nmsgs)
-		return NULL;
-	return &c->msgs[msgno - 1];
+	return pop3_list_get(&c->list, msgno);
 }
 
-/* Grows the table to hold msgno (doubling: not one allocation per message). */
-static int msgs_reserve(struct pop3_client *c, uint32_t msgno)
+uint32_t pop3_msg_count(const struct pop3_client *c)
 {
-	if (msgno > c->msgs_cap) {
-		uint64_t cap = c->msgs_cap ? c->msgs_cap : 64;
-		struct pop3_msg *m;
-
-		while (cap < msgno)
-			cap *= 2;
-		m = realloc(c->msgs, cap * sizeof(*m));
-		if (!m)
-			return -ENOMEM;
-		memset(m + c->msgs_cap, 0, (cap - c->msgs_cap) * sizeof(*m));
-		c->msgs = m;
-		c->msgs_cap = (uint32_t)cap;
-	}
-	if (msgno > c->nmsgs)
-		c->nmsgs = msgno;
-	return 0;
-}
-
-static uint32_t uid_hash(const char *s, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
-}
-
-/* Inserts msgno's unique-id; returns the msgno that already has it, or 0. */
-static uint32_t uidl_insert(struct pop3_client *c, uint32_t msgno, int *nomem)
-{
-	const char *u = c->msgs[msgno - 1].uidl;
-	size_t n = strlen(u);
-	uint32_t i;
-
-	*nomem = 0;
-	if ((uint64_t)c->nmsgs * 2 > c->uidl_hash_cap) {
-		uint32_t cap = c->uidl_hash_cap ? c->uidl_hash_cap : 256;
-		uint32_t *h;
-
-		while ((uint64_t)cap < (uint64_t)c->nmsgs * 2)
-			cap *= 2;
-		if (!(h = calloc(cap, sizeof(*h)))) {
-			*nomem = 1;
-			return 0;
-		}
-		for (uint32_t k = 0; k < c->uidl_hash_cap; k++) {
-			uint32_t m = c->uidl_hash[k];
-
-			if (!m)
-				continue;
-			i = uid_hash(c->msgs[m - 1].uidl, strlen(c->msgs[m - 1].uidl)) & (cap - 1);
-			while (h[i])
-				i = (i + 1) & (cap - 1);
-			h[i] = m;
-		}
-		free(c->uidl_hash);
-		c->uidl_hash = h;
-		c->uidl_hash_cap = cap;
-	}
-	i = uid_hash(u, n) & (c->uidl_hash_cap - 1);
-	while (c->uidl_hash[i]) {
-		uint32_t m = c->uidl_hash[i];
-
-		if (!strcmp(c->msgs[m - 1].uidl, u))
-			return m;
-		i = (i + 1) & (c->uidl_hash_cap - 1);
-	}
-	c->uidl_hash[i] = msgno;
-	return 0;
-}
-
-static void list_refuse(struct pop3_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void list_refuse(struct pop3_client *c, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->list_err[0]) /* the first one says enough */
-		return;
-	va_start(ap, fmt);
-	vsnprintf(c->list_err, sizeof(c->list_err), fmt, ap);
-	va_end(ap);
+	return c->list.n;
 }
 
 /* One line of a UIDL or LIST listing. */
 static int listing_line(struct pop3_client *c, const char *s, size_t n)
 {
-	uint32_t max = c->ep->max_messages ? c->ep->max_messages : POP3_MAX_MESSAGES;
-	int uidl = c->head->type == POP3_C_UIDL_ALL;
-	const char *uid = NULL, *why = NULL;
-	size_t ul = 0;
-	uint32_t msgno;
-	uint64_t size = 0;
+	enum pop3_list_kind k = c->head->type == POP3_C_UIDL_ALL ? POP3_LIST_UIDL : POP3_LIST_SCAN;
+	char why[300];
+	int rc = pop3_list_line(&c->list, k, s, n, why, sizeof(why));
 
-	if (uidl) {
-		if (pop3_parse_uidl(s, n, &msgno, &uid, &ul, &why) < 0 && !uid) {
-			client_fail(c, -EPROTO, "malformed UIDL line (%s): %.*s", why, (int)n, s);
-			return -EPROTO;
-		}
-	} else if (pop3_parse_scan(s, n, &msgno, &size) < 0) {
-		client_fail(c, -EPROTO, "malformed LIST line: %.*s", (int)n, s);
-		return -EPROTO;
-	}
-	/* RFC 1939 §5, §7: listed in order, each message once */
-	if (msgno < c->list_next) {
-		client_fail(c, -EPROTO, "%s listing out of order at message %u",
-		            uidl ? "UIDL" : "LIST", msgno);
-		return -EPROTO;
-	}
-	if (msgno > max) {
-		client_fail(c, -EPROTO,
-		            "%s listing names message %u, more than %u messages; refusing",
-		            uidl ? "UIDL" : "LIST", msgno, max);
-		return -EPROTO;
-	}
-	c->list_next = msgno + 1;
-	if (msgs_reserve(c, msgno) < 0) {
-		client_fail(c, -ENOMEM, "out of memory for the listing (%u messages)", msgno);
-		return -ENOMEM;
-	}
-	if (!uidl) {
-		c->msgs[msgno - 1].size = size;
-		c->msgs[msgno - 1].has_size = 1;
-		return 0;
-	}
-	if (why) {
-		list_refuse(c, "message %u: unique-id \"%.*s\" refused: %s", msgno,
-		            (int)(ul > 80 ? 80 : ul), uid, why);
-		return 0;
-	}
-	memcpy(c->msgs[msgno - 1].uidl, uid, ul);
-	c->msgs[msgno - 1].uidl[ul] = '\0';
-	{
-		int nomem;
-		uint32_t other = uidl_insert(c, msgno, &nomem);
-
-		if (nomem) {
-			client_fail(c, -ENOMEM, "out of memory for the listing (%u messages)",
-			            msgno);
-			return -ENOMEM;
-		}
-		if (other) {
-			list_refuse(
-			    c, "messages %u and %u have the same unique-id \"%s\" (RFC 1939 §7)",
-			    other, msgno, c->msgs[msgno - 1].uidl);
-			c->msgs[msgno - 1].uidl[0] = '\0';
-		}
+	if (rc < 0) {
+		client_fail(c, rc, "%s", why);
+		return rc;
 	}
 	return 0;
 }
@@ -515,20 +378,14 @@ static int rd_status(void *ctx, const struct pop3_status *st)
 		return 0;
 	switch (cmd->type) {
 	case POP3_C_UIDL_ALL:
-		for (uint32_t i = 0; i < c->nmsgs; i++)
-			c->msgs[i].uidl[0] = '\0';
-		if (c->uidl_hash)
-			memset(c->uidl_hash, 0, c->uidl_hash_cap * sizeof(*c->uidl_hash));
-		/* fall through */
+		pop3_list_begin(&c->list, POP3_LIST_UIDL);
+		return 0;
 	case POP3_C_LIST_ALL:
+		pop3_list_begin(&c->list, POP3_LIST_SCAN);
+		return 0;
 	case POP3_C_CAPA:
-		if (cmd->type == POP3_C_LIST_ALL)
-			for (uint32_t i = 0; i < c->nmsgs; i++)
-				c->msgs[i].has_size = 0;
-		c->list_next = 1;
-		c->list_err[0] = '\0';
-		if (cmd->type == POP3_C_CAPA)
-			c->caps = 0;
+		c->capa_lines = 0;
+		c->caps = 0;
 		return 0;
 	case POP3_C_RETR:
 	case POP3_C_TOP: {
@@ -564,7 +421,7 @@ static int rd_line(void *ctx, const char *s, size_t n)
 	if (!c->head)
 		return -EPROTO;
 	if (c->head->type == POP3_C_CAPA) {
-		if (++c->list_next > CAPA_LINES_MAX) {
+		if (++c->capa_lines > CAPA_LINES_MAX) {
 			client_fail(c, -EPROTO, "CAPA listing longer than %u lines; refusing",
 			            CAPA_LINES_MAX);
 			return -EPROTO;
@@ -658,13 +515,13 @@ static void complete(struct pop3_client *c)
 					            cmd->msgno, (int)r.text_len, r.text);
 					return;
 				}
-				snprintf(c->list_err, sizeof(c->list_err),
+				snprintf(c->one_err, sizeof(c->one_err),
 				         "message %u: unique-id \"%.*s\" refused: %s", cmd->msgno,
 				         (int)(r.uid_len > 80 ? 80 : r.uid_len), r.uid, why);
 				r.ok = 0;
 				r.invalid = 1;
-				r.text = c->list_err;
-				r.text_len = strlen(c->list_err);
+				r.text = c->one_err;
+				r.text_len = strlen(c->one_err);
 				r.uid = NULL;
 				r.uid_len = 0;
 			} else if (r.count != cmd->msgno) {
@@ -676,12 +533,12 @@ static void complete(struct pop3_client *c)
 		}
 		case POP3_C_UIDL_ALL:
 		case POP3_C_LIST_ALL:
-			r.count = c->nmsgs;
-			if (c->list_err[0]) {
+			r.count = c->list.n;
+			if (c->list.err[0]) {
 				r.ok = 0;
 				r.invalid = 1;
-				r.text = c->list_err;
-				r.text_len = strlen(c->list_err);
+				r.text = c->list.err;
+				r.text_len = strlen(c->list.err);
 			}
 			break;
 		case POP3_C_RETR:
@@ -994,6 +851,7 @@ int pop3_client_open(struct pop3_client *c, struct loop *l, const struct pop3_en
 	         ep->user ? ep->user : "", ep->host);
 	c->trace = getenv("MAILFERRY_TRACE") ? atoi(getenv("MAILFERRY_TRACE")) : 0;
 	pop3_reader_init(&c->rd, &rcb);
+	pop3_list_init(&c->list, ep->max_messages ? ep->max_messages : POP3_MAX_MESSAGES);
 	/* a CR or LF in a credential would end the command line early and
 	 * start another (RFC 1939 §3); a user name must fit USER's line */
 	if (bad_arg(ep->user) || bad_arg(ep->password) || strlen(ep->user) > CMD_LINE_MAX - 7 ||
@@ -1023,11 +881,7 @@ int pop3_client_open(struct pop3_client *c, struct loop *l, const struct pop3_en
 void pop3_client_close(struct pop3_client *c)
 {
 	client_shutdown(c);
-	free(c->msgs);
-	free(c->uidl_hash);
-	c->msgs = NULL;
-	c->uidl_hash = NULL;
-	c->nmsgs = c->msgs_cap = c->uidl_hash_cap = 0;
+	pop3_list_free(&c->list);
 }
 
 void pop3_client_abort(struct pop3_client *c)

@@ -18,8 +18,8 @@
  * body larger than its LIST size (plus a quarter and 64 KiB), or than
  * ep->max_message_size, is refused; replies are timed by the conn.
  *
- * The listing (UIDL and LIST results by message number) is kept in
- * c->msgs, one array for the session (about 90 bytes per message number,
+ * The listing (UIDL and LIST results by message number) is kept in a
+ * pop3_list, one array for the session (about 90 bytes per message number,
  * so at most ~90 MB at the default cap), not one allocation per message.
  * Commands may be queued before ready(); they go after the login.
  *
@@ -33,6 +33,7 @@
 
 #include "engine/base/err.h"
 #include "engine/runtime/conn.h"
+#include "protocols/pop3_list.h"
 #include "protocols/pop3_reply.h"
 
 enum pop3_tls_mode {
@@ -64,12 +65,6 @@ struct pop3_endpoint {
 #define POP3_WINDOW_DEFAULT 16u
 #define POP3_WINDOW_BYTES_DEFAULT ((uint64_t)4 << 20)
 #define POP3_MAX_MESSAGE_DEFAULT ((uint64_t)2 << 30)
-
-struct pop3_msg {
-	uint64_t size;                /* from LIST, if has_size */
-	char uidl[POP3_UIDL_MAX + 1]; /* from UIDL, if uidl[0] */
-	uint8_t has_size;
-};
 
 enum pop3_cmd_type {
 	POP3_C_STAT,
@@ -161,18 +156,14 @@ struct pop3_client {
 	struct pop3_cmd *head, *tail, *wait_head, *wait_tail;
 	unsigned inflight, max_inflight; /* max_inflight: the most ever outstanding */
 	uint64_t inflight_bytes;
-	uint64_t round_trips; /* writes that followed a reply with nothing outstanding */
-	/* the listing, indexed by msgno - 1 */
-	struct pop3_msg *msgs;
-	uint32_t nmsgs, msgs_cap;
-	uint32_t *uidl_hash; /* open addressing over msgs, for duplicates */
-	uint32_t uidl_hash_cap;
+	uint64_t round_trips;  /* writes that followed a reply with nothing outstanding */
+	struct pop3_list list; /* what UIDL and LIST said */
+	unsigned capa_lines;
 	/* the reply being read */
 	struct pop3_reply cur;
 	int cur_kind; /* enum pop3_status_kind of cur */
 	char cur_text[POP3_LINE_MAX + 1];
-	char list_err[200];
-	uint32_t list_next; /* listing: the next msgno expected */
+	char one_err[200]; /* a refused UIDL n answer */
 	uint64_t body_limit;
 	int in_body;
 	struct pop3_cmd login_cmd, quit_cmd;
@@ -196,7 +187,7 @@ void pop3_client_quit(struct pop3_client *c, pop3_done_fn done, void *ud);
 
 /* Commands; each completes through done(c, cmd, reply). */
 void pop3_stat(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
-/* UIDL / LIST without argument: fill c->msgs (msgno 1..c->nmsgs). */
+/* UIDL / LIST without argument: the listing (pop3_msg_get, pop3_msg_count). */
 void pop3_uidl_all(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
 void pop3_list_all(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
 void pop3_uidl_one(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
@@ -213,8 +204,10 @@ void pop3_dele(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3
 void pop3_rset(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
 void pop3_noop(struct pop3_client *c, struct pop3_cmd *cmd, pop3_done_fn done, void *ud);
 
-/* The listing entry of msgno, NULL if out of range. */
+/* The listing entry of msgno, NULL if out of range; the highest msgno
+ * listed (UIDL or LIST without argument). */
 const struct pop3_msg *pop3_msg_get(const struct pop3_client *c, uint32_t msgno);
+uint32_t pop3_msg_count(const struct pop3_client *c);
 
 /* Input flow control for msg_data consumers. */
 void pop3_client_pause(struct pop3_client *c);

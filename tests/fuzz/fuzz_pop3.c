@@ -11,7 +11,11 @@
  * accepted is 1-70 bytes of 0x21-0x7E, a message number is never 0.
  * The reader never consumes past its input, never hands out more body
  * bytes than it consumed, and never buffers a line over POP3_LINE_MAX.
+ * Listing lines also go into a pop3_list (as UIDL or LIST by byte 0's
+ * top bit, at most 1000 messages): what it accepts is in order, within
+ * the cap, and no two messages keep the same unique-id.
  */
+#include "protocols/pop3_list.h"
 #include "protocols/pop3_reply.h"
 
 #include <stdint.h>
@@ -24,6 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct ev {
 	uint64_t h; /* FNV-1a over the events */
 	uint64_t body;
+	struct pop3_list list;
+	enum pop3_list_kind lk;
+	int list_dead; /* the listing failed: the client would have stopped */
 };
 
 /* tag 0: no tag, so body bytes hash the same however they were cut */
@@ -43,6 +50,8 @@ static void fail(const char *what)
 	abort();
 }
 
+static void list_check(const struct pop3_list *l);
+
 static int on_status(void *ctx, const struct pop3_status *st)
 {
 	struct ev *e = ctx;
@@ -51,6 +60,10 @@ static int on_status(void *ctx, const struct pop3_status *st)
 
 	if (st->text_len > POP3_LINE_MAX || st->code_len > POP3_LINE_MAX)
 		fail("status longer than a line");
+	if (st->kind == POP3_OK && !e->list_dead) {
+		list_check(&e->list);
+		pop3_list_begin(&e->list, e->lk);
+	}
 	mix(e, st->text, st->text_len, (uint8_t)(st->kind + 1));
 	mix(e, st->code ? st->code : "", st->code_len, 9);
 	if (!pop3_parse_stat(st->text, st->text_len, &c, &s) && s > ((uint64_t)1 << 62))
@@ -82,7 +95,47 @@ static int on_line(void *ctx, const char *s, size_t n)
 		fail("uidl refused without a reason");
 	}
 	(void)pop3_capa_line(s, n);
+	if (!e->list_dead) {
+		char w[300];
+		uint32_t before = e->list.next;
+		int rc = pop3_list_line(&e->list, e->lk, s, n, w, sizeof(w));
+
+		if (rc < 0)
+			e->list_dead = 1;
+		else if (e->list.next <= before || e->list.n > e->list.max)
+			fail("listing accepted out of order or over the cap");
+	}
 	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* No two messages of the table keep the same unique-id. */
+static void list_check(const struct pop3_list *l)
+{
+	const char **ids = malloc((l->n + 1) * sizeof(*ids));
+	size_t k = 0;
+
+	if (!ids)
+		abort();
+	for (uint32_t i = 1; i <= l->n; i++) {
+		const struct pop3_msg *m = pop3_list_get(l, i);
+		const char *why;
+
+		if (!m->uidl[0])
+			continue;
+		if (pop3_uidl_check(m->uidl, strlen(m->uidl), &why) < 0)
+			fail("table holds an invalid unique-id");
+		ids[k++] = m->uidl;
+	}
+	qsort(ids, k, sizeof(*ids), cmp_str);
+	for (size_t i = 1; i < k; i++)
+		if (!strcmp(ids[i - 1], ids[i]))
+			fail("duplicate unique-id kept");
+	free(ids);
 }
 
 static int on_body(void *ctx, const char *p, size_t n)
@@ -106,6 +159,8 @@ static size_t run(uint8_t kinds, const uint8_t *d, size_t n, size_t split, int p
 
 	memset(e, 0, sizeof(*e));
 	e->h = 14695981039346656037ull;
+	pop3_list_init(&e->list, 1000);
+	e->lk = (kinds & 0x80) ? POP3_LIST_SCAN : POP3_LIST_UIDL;
 	pop3_reader_init(&r, &cb);
 	pop3_reader_start(&r, (enum pop3_kind)((kinds >> (2 * (t % 4))) % 3));
 	*last = 0;
@@ -137,6 +192,9 @@ static size_t run(uint8_t kinds, const uint8_t *d, size_t n, size_t split, int p
 	}
 	if (e->body > pos)
 		fail("more body than input");
+	if (!e->list_dead)
+		list_check(&e->list);
+	pop3_list_free(&e->list);
 	return pos;
 }
 

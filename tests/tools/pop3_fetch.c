@@ -253,7 +253,8 @@ static void check_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct
 {
 	struct fetch *f = c->ud;
 	long k = cmd - f->chk;
-	const struct pop3_msg *last = pop3_msg_get(c, c->nmsgs), *first = pop3_msg_get(c, 1);
+	const struct pop3_msg *last = pop3_msg_get(c, pop3_msg_count(c)),
+	                      *first = pop3_msg_get(c, 1);
 	int good = r->ok;
 
 	switch (k) {
@@ -262,11 +263,11 @@ static void check_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct
 		good = good && r->count == f->listed && r->size == f->listed_octets;
 		break;
 	case 1: /* UIDL last */
-		good = good && r->count == c->nmsgs && r->uid_len == strlen(last->uidl) &&
+		good = good && r->count == pop3_msg_count(c) && r->uid_len == strlen(last->uidl) &&
 		       !memcmp(r->uid, last->uidl, r->uid_len);
 		break;
 	case 2: /* LIST last */
-		good = good && r->count == c->nmsgs && r->size == last->size;
+		good = good && r->count == pop3_msg_count(c) && r->size == last->size;
 		break;
 	case 4: /* TOP 1 0: the header, never more than the message */
 		good = good && f->top_bytes > 0 && f->top_bytes <= first->size + 2 &&
@@ -294,7 +295,7 @@ static void checks_send(struct fetch *f)
 {
 	struct pop3_client *c = &f->c;
 
-	for (uint32_t i = 1; i <= c->nmsgs; i++) {
+	for (uint32_t i = 1; i <= pop3_msg_count(c); i++) {
 		const struct pop3_msg *m = pop3_msg_get(c, i);
 
 		if (m->uidl[0]) {
@@ -302,14 +303,15 @@ static void checks_send(struct fetch *f)
 			f->listed_octets += m->size;
 		}
 	}
-	if (f->listed < 2 || !pop3_msg_get(c, 1)->uidl[0] || !pop3_msg_get(c, c->nmsgs)->uidl[0]) {
+	if (f->listed < 2 || !pop3_msg_get(c, 1)->uidl[0] ||
+	    !pop3_msg_get(c, pop3_msg_count(c))->uidl[0]) {
 		fail(f, "--check needs at least two messages, 1 and the last listed");
 		return;
 	}
 	f->pending += 9;
 	pop3_stat(c, &f->chk[0], check_done, f);
-	pop3_uidl_one(c, &f->chk[1], c->nmsgs, check_done, f);
-	pop3_list_one(c, &f->chk[2], c->nmsgs, check_done, f);
+	pop3_uidl_one(c, &f->chk[1], pop3_msg_count(c), check_done, f);
+	pop3_list_one(c, &f->chk[2], pop3_msg_count(c), check_done, f);
 	pop3_noop(c, &f->chk[3], check_done, f);
 	pop3_top(c, &f->chk[4], 1, 0, check_done, f);
 	pop3_dele(c, &f->chk[5], 1, check_done, f);
@@ -329,15 +331,15 @@ static void lists_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct
 	}
 	if (++f->lists_done < 2)
 		return;
-	f->retr = calloc(c->nmsgs + 1, sizeof(*f->retr));
-	f->dele = calloc(c->nmsgs + 1, sizeof(*f->dele));
+	f->retr = calloc(pop3_msg_count(c) + 1, sizeof(*f->retr));
+	f->dele = calloc(pop3_msg_count(c) + 1, sizeof(*f->dele));
 	if (!f->retr || !f->dele) {
 		fail(f, "out of memory");
 		return;
 	}
 	if (f->check)
 		checks_send(f);
-	for (uint32_t i = 1; i <= c->nmsgs && !f->failed; i++) {
+	for (uint32_t i = 1; i <= pop3_msg_count(c) && !f->failed; i++) {
 		const struct pop3_msg *m = pop3_msg_get(c, i);
 
 		if (!m->uidl[0]) /* not listed (deleted in this session) */

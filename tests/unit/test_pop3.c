@@ -3,11 +3,14 @@
  * pop3_reply.c): a transcript of replies of every kind fed whole, split at
  * every byte and one byte at a time must give the same events; line caps;
  * a reply never consumes the next one's bytes; status, scan, unique-id,
- * STAT and CAPA values.
+ * STAT and CAPA values; the listing table (protocols/pop3_list.c): order,
+ * cap, refused and duplicate unique-ids, growth past many messages.
  */
+#include "protocols/pop3_list.h"
 #include "protocols/pop3_reply.h"
 #include "tests/unit/unit.h"
 
+#include <errno.h>
 #include <stdint.h>
 
 /* Events as text: "S+:text" status, "L:line", "B:bytes" body pieces
@@ -380,6 +383,89 @@ static void t_capa(struct unit_ctx *u)
 	UNIT_CHECK(u, pop3_capa_line("UIDL", 4) == POP3_CAP_UIDL);
 }
 
+static int lline(struct pop3_list *l, enum pop3_list_kind k, const char *s)
+{
+	char why[300];
+
+	return pop3_list_line(l, k, s, strlen(s), why, sizeof(why));
+}
+
+static void t_list_basics(struct unit_ctx *u)
+{
+	struct pop3_list l;
+	char why[300];
+
+	pop3_list_init(&l, 100);
+	pop3_list_begin(&l, POP3_LIST_UIDL);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "1 a") == 0);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "3 c") == 0); /* 2 deleted: a gap is fine */
+	UNIT_CHECK(u, l.n == 3 && !strcmp(pop3_list_get(&l, 1)->uidl, "a") &&
+	                  !pop3_list_get(&l, 2)->uidl[0] &&
+	                  !strcmp(pop3_list_get(&l, 3)->uidl, "c"));
+	UNIT_CHECK(u, !pop3_list_get(&l, 0) && !pop3_list_get(&l, 4));
+	/* out of order, repeated, over the cap, malformed: the listing fails */
+	UNIT_CHECK(u, pop3_list_line(&l, POP3_LIST_UIDL, "3 d", 3, why, sizeof(why)) == -EPROTO &&
+	                  strstr(why, "out of order at message 3"));
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "101 z") == -EPROTO);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "x y") == -EPROTO);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "5") == -EPROTO);
+	/* a bad or duplicate unique-id: that message only, the first reason kept */
+	pop3_list_begin(&l, POP3_LIST_UIDL);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "1 a") == 0);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "2 b c") == 1);
+	UNIT_CHECK(u, strstr(l.err, "message 2: unique-id \"b c\" refused"));
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "3 a") == 1);
+	UNIT_CHECK(u, strstr(l.err, "message 2:") && !pop3_list_get(&l, 3)->uidl[0]);
+	pop3_list_begin(&l, POP3_LIST_UIDL);
+	UNIT_CHECK(u, !l.err[0] && !pop3_list_get(&l, 1)->uidl[0]);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, "1 a") == 0 &&
+	                  lline(&l, POP3_LIST_UIDL, "2 a") == 1 &&
+	                  strstr(l.err, "messages 1 and 2 have the same unique-id \"a\""));
+	/* LIST sizes; a new LIST forgets the old ones */
+	pop3_list_begin(&l, POP3_LIST_SCAN);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_SCAN, "1 100") == 0 &&
+	                  lline(&l, POP3_LIST_SCAN, "2 7") == 0);
+	UNIT_CHECK(u, pop3_list_get(&l, 2)->has_size && pop3_list_get(&l, 2)->size == 7);
+	UNIT_CHECK(u, !strcmp(pop3_list_get(&l, 1)->uidl, "a")); /* UIDLs stay */
+	pop3_list_begin(&l, POP3_LIST_SCAN);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_SCAN, "2 8") == 0 && !pop3_list_get(&l, 1)->has_size);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_SCAN, "3 -1") == -EPROTO);
+	pop3_list_free(&l);
+}
+
+/* Many messages: the table and the index grow, duplicates are still found
+ * anywhere, nothing is lost on the way. */
+static void t_list_many(struct unit_ctx *u)
+{
+	struct pop3_list l;
+	char line[64];
+	uint32_t n = 50000;
+
+	pop3_list_init(&l, n);
+	pop3_list_begin(&l, POP3_LIST_UIDL);
+	for (uint32_t i = 1; i <= n; i++) {
+		snprintf(line, sizeof(line), "%u id-%u", i, i * 7919u);
+		UNIT_CHECKF(u, lline(&l, POP3_LIST_UIDL, line) == 0, "msg %u", i);
+	}
+	UNIT_CHECK(u, l.n == n && !l.err[0]);
+	for (uint32_t i = 1; i <= n; i += 997) {
+		snprintf(line, sizeof(line), "id-%u", i * 7919u);
+		UNIT_CHECK(u, !strcmp(pop3_list_get(&l, i)->uidl, line));
+	}
+	/* the same listing again, one duplicate at the very end */
+	pop3_list_begin(&l, POP3_LIST_UIDL);
+	for (uint32_t i = 1; i < n; i++) {
+		snprintf(line, sizeof(line), "%u id-%u", i, i * 7919u);
+		UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, line) == 0);
+	}
+	snprintf(line, sizeof(line), "%u id-%u", n, 1234u * 7919u);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, line) == 1 &&
+	                  strstr(l.err, "messages 1234 and 50000"));
+	snprintf(line, sizeof(line), "%u x", n + 1);
+	UNIT_CHECK(u, lline(&l, POP3_LIST_UIDL, line) == -EPROTO); /* over max */
+	pop3_list_free(&l);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -394,6 +480,8 @@ int main(void)
 	UNIT_RUN(&u, t_status_values);
 	UNIT_RUN(&u, t_listing_values);
 	UNIT_RUN(&u, t_capa);
+	UNIT_RUN(&u, t_list_basics);
+	UNIT_RUN(&u, t_list_many);
 	printf("%d passed, %d failed\n", u.passed, u.failed);
 	return unit_done(&u);
 }
