@@ -356,7 +356,16 @@ static int rd_status(void *ctx, const struct pop3_status *st)
 	struct pop3_cmd *cmd = c->head;
 	size_t tl = st->text_len;
 
-	trace(c, "<<", st->text, st->text_len);
+	if (c->trace) {
+		char t[POP3_LINE_MAX + 16];
+		int k = snprintf(t, sizeof(t), "%s ",
+		                 st->kind == POP3_OK    ? "+OK"
+		                 : st->kind == POP3_ERR ? "-ERR"
+		                                        : "+");
+
+		memcpy(t + k, st->text, st->text_len);
+		trace(c, "<<", t, (size_t)k + st->text_len);
+	}
 	memset(&c->cur, 0, sizeof(c->cur));
 	/* the text outlives the line buffer (a listing reuses it) */
 	if (st->code) {
@@ -919,6 +928,10 @@ void pop3_client_quit(struct pop3_client *c, pop3_done_fn done, void *ud)
 {
 	if (c->closed || c->state == ST_QUIT)
 		return;
+	if (c->state != ST_READY) { /* still logging in: nothing to commit */
+		client_shutdown(c);
+		return;
+	}
 	c->quit_fn = done;
 	c->state = ST_QUIT;
 	enqueue(c, &c->quit_cmd, POP3_C_QUIT, 0, quit_done, ud);

@@ -182,7 +182,8 @@ void pop3_client_close(struct pop3_client *c);
 void pop3_client_abort(struct pop3_client *c);
 /* Sends QUIT (after everything queued): the server removes the messages
  * marked deleted (RFC 1939 §6) and the connection closes; done (if any)
- * runs with the reply, after which the connection is closed. */
+ * runs with the reply, after which the connection is closed. Before
+ * ready, it closes at once (no callback). */
 void pop3_client_quit(struct pop3_client *c, pop3_done_fn done, void *ud);
 
 /* Commands; each completes through done(c, cmd, reply). */
