@@ -87,6 +87,7 @@ struct conn_priv {
 #define PRIV_OF(ptr, member) ((struct conn_priv *)(void *)((char *)(ptr) - offsetof(struct conn_priv, member)))
 
 static void pump(struct conn_priv *p);
+static void deliver(struct conn_priv *p);
 
 static const char *errstr(int e)
 {
@@ -292,7 +293,12 @@ static void tls_pull(struct conn_priv *p)
 		case SSL_ERROR_WANT_READ:
 			return;
 		case SSL_ERROR_ZERO_RETURN:
-			fail(p, -ECONNRESET, "connection closed by server %s", p->name);
+			/* What came before close_notify is the server's last word
+			 * (a POP3 QUIT's +OK, RFC 1939 §6): offer it first. */
+			if (p->rlen)
+				deliver(p);
+			if (live(p))
+				fail(p, -ECONNRESET, "connection closed by server %s", p->name);
 			return;
 		default:
 			tls_fail(p, "read failed");
