@@ -7,7 +7,6 @@
 #define MF_JOB_INT_H
 
 #include <errno.h>
-#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +309,7 @@ int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *
 size_t src_ns_skip(const struct job *j, const char *name, size_t len);
 void mbox_ns_display(struct job *j, struct mbox *mb);
 void special_guess(struct job *j);
+int folder_match(const char *pat, const char *name);
 int folder_selected(const struct job_opts *o, const char *display);
 struct mbox *mbox_find(struct job *j, const char *name, size_t len);
 struct mbox *mbox_add(struct job *j, const char *name, size_t len);

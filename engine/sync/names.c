@@ -317,15 +317,58 @@ void special_guess(struct job *j)
 	}
 }
 
+/* A --folder / --exclude pattern as IMAP LIST reads one (RFC 3501 §6.3.8):
+ * '*' any characters, '/' included; '%' any characters but '/'; every
+ * other character itself, so "[Gmail]/All Mail" means just that. A
+ * dynamic programme over the name, linear in pattern times name: no
+ * pattern makes it backtrack. 1 if name matches. */
+int folder_match(const char *pat, const char *name)
+{
+	size_t n = strlen(name);
+	unsigned char stack_rows[2][257], *row = stack_rows[0], *nrow = stack_rows[1];
+	unsigned char *heap = NULL;
+	int r;
+
+	if (n + 1 > sizeof(stack_rows[0])) {
+		if (!(heap = calloc(2, n + 1)))
+			return 0;
+		row = heap;
+		nrow = heap + n + 1;
+	}
+	memset(row, 0, n + 1);
+	row[0] = 1; /* the empty pattern matches the empty name */
+	for (const char *p = pat; *p; p++) {
+		if (*p == '*') {
+			nrow[0] = row[0];
+			for (size_t j = 1; j <= n; j++)
+				nrow[j] = row[j] || nrow[j - 1];
+		} else if (*p == '%') {
+			nrow[0] = row[0];
+			for (size_t j = 1; j <= n; j++)
+				nrow[j] = row[j] || (nrow[j - 1] && name[j - 1] != '/');
+		} else {
+			nrow[0] = 0;
+			for (size_t j = 1; j <= n; j++)
+				nrow[j] = row[j - 1] && name[j - 1] == *p;
+		}
+		unsigned char *t = row;
+		row = nrow;
+		nrow = t;
+	}
+	r = row[n];
+	free(heap);
+	return r;
+}
+
 int folder_selected(const struct job_opts *o, const char *display)
 {
 	int in = !o->folders || !o->folders[0];
 
 	for (const char *const *g = o->folders; g && *g; g++)
-		if (!fnmatch(*g, display, 0))
+		if (folder_match(*g, display))
 			in = 1;
 	for (const char *const *g = o->excludes; g && *g; g++)
-		if (!fnmatch(*g, display, 0))
+		if (folder_match(*g, display))
 			in = 0;
 	return in;
 }
