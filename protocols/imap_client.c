@@ -74,7 +74,7 @@ static void redact_one(char *msg, const char *secret)
  * carries the password or the SASL response, whatever put it there. */
 static void redact(struct imap_client *c, char *msg)
 {
-	char b64[1500];
+	char b64[2000];
 
 	if (!c->ep->password)
 		return;
@@ -420,20 +420,26 @@ static void auth_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 		send_capability(c, ST_CAPA_POST);
 }
 
+/* RFC 4616: authzid NUL authcid NUL passwd. Without an admin login the
+ * authorization identity is empty (the user acts as itself). */
 static void sasl_plain(struct imap_client *c, char *b64, size_t cap)
 {
-	size_t ul = strlen(c->ep->user), pl = strlen(c->ep->password);
-	unsigned char raw[1100];
+	const char *authz = c->ep->authuser ? c->ep->user : "";
+	const char *authc = c->ep->authuser ? c->ep->authuser : c->ep->user;
+	size_t zl = strlen(authz), ul = strlen(authc), pl = strlen(c->ep->password);
+	size_t n = zl + ul + pl + 2;
+	unsigned char raw[1400];
 
-	if (ul + pl + 2 > sizeof(raw) || (ul + pl + 2) / 3 * 4 + 5 > cap) {
+	if (n > sizeof(raw) || (n + 2) / 3 * 4 + 1 > cap) {
 		b64[0] = '\0';
 		return;
 	}
-	raw[0] = '\0';
-	memcpy(raw + 1, c->ep->user, ul);
-	raw[1 + ul] = '\0';
-	memcpy(raw + 2 + ul, c->ep->password, pl);
-	EVP_EncodeBlock((unsigned char *)b64, raw, (int)(ul + pl + 2));
+	memcpy(raw, authz, zl);
+	raw[zl] = '\0';
+	memcpy(raw + zl + 1, authc, ul);
+	raw[zl + 1 + ul] = '\0';
+	memcpy(raw + zl + 2 + ul, c->ep->password, pl);
+	EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
 	OPENSSL_cleanse(raw, sizeof(raw));
 }
 
@@ -500,10 +506,17 @@ static void send_auth(struct imap_client *c)
 		client_fail(c, -EPERM, "server refuses LOGIN (LOGINDISABLED) and offers no AUTH=PLAIN");
 		return;
 	}
+	if (c->ep->authuser && !(c->caps & IMAP_CAP_AUTH_PLAIN)) {
+		client_fail(c, -EPERM,
+		            "an admin login (--%s-authuser) needs AUTH=PLAIN, which the server does "
+		            "not offer (a Dovecot master user can log in as \"user*admin\" instead)",
+		            c->ep->label && c->ep->label[0] == 'd' ? "dst" : "src");
+		return;
+	}
 	c->state = ST_AUTH;
 	imap_cmd_begin(c, &c->login_cmd, auth_done, NULL);
 	if (c->caps & IMAP_CAP_AUTH_PLAIN) {
-		char b64[1500];
+		char b64[2000];
 
 		sasl_plain(c, b64, sizeof(b64));
 		if (!b64[0]) {
@@ -555,7 +568,7 @@ static void after_auth(struct imap_client *c)
 static int on_cont(struct imap_client *c, const struct imap_resp *r)
 {
 	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_SASL) {
-		char b64[1500];
+		char b64[2000];
 
 		c->auth_cont = AUTH_CONT_NONE;
 		sasl_plain(c, b64, sizeof(b64));

@@ -62,6 +62,9 @@ struct imap_endpoint {
 	uint16_t port;
 	const char *user;
 	const char *password;
+	/* Admin login (RFC 4616): authenticate as authuser with its password
+	 * and act as user (SASL PLAIN's authorization identity); NULL: as user. */
+	const char *authuser;
 	enum imap_tls_mode tls;
 	const char *ca_file;
 	int insecure;

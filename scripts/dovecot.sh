@@ -7,6 +7,8 @@
 #   scripts/dovecot.sh start DIR [--port-base N] [--users "a b"] [--separator . | /]
 #                                [--no-qresync] [--no-condstore] [--no-literal-plus]
 #                                [--max-conn N] [--quota-user U:BYTES] [--sent-name NAME]
+#                                [--master-user NAME]  (an admin: SASL PLAIN authzid
+#                                or "user*NAME" logs in as any user)
 #   scripts/dovecot.sh stop DIR         (idempotent; waits until the ports are free)
 #   scripts/dovecot.sh fixperms DIR     (after writing Maildirs directly)
 #   scripts/dovecot.sh maildir DIR USER (prints USER's Maildir path)
@@ -113,7 +115,7 @@ maildir)
 	;;
 esac
 
-base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent
+base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent master=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--port-base) base=${2:?}; shift 2 ;;
@@ -125,6 +127,7 @@ while [ $# -gt 0 ]; do
 	--max-conn) maxconn=${2:?}; shift 2 ;;
 	--quota-user) quota=${2:?}; shift 2 ;;
 	--sent-name) sent=${2:?}; shift 2 ;;
+	--master-user) master=${2:?}; shift 2 ;;
 	*) die "unknown option $1" ;;
 	esac
 done
@@ -213,6 +216,15 @@ for u in "${users_a[@]}"; do
 done
 chmod 644 "$dir/users.new"
 mv "$dir/users.new" "$dir/users"
+# A master (admin) user: logs in as any user, by SASL PLAIN's authorization
+# identity or as "user*MASTER"; its password is pw-MASTER-secret.
+: >"$dir/masters"
+if [ -n "$master" ]; then
+	echo "$master:{PLAIN}pw-$master-secret" >"$dir/masters"
+	printf 'pw-%s-secret' "$master" >"$dir/pw/$master"
+	chmod 600 "$dir/pw/$master"
+fi
+chmod 644 "$dir/masters"
 chown -R "$own" "$dir/mail"
 
 layout=
@@ -266,6 +278,13 @@ mail_plugins = \$mail_plugins $plugins
 # back); login processes run in high-performance mode (one process serves
 # many connections) so connection set-up does not fork per connection.
 mail_fsync = optimized
+auth_master_user_separator = *
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dir/masters
+  master = yes
+  result_success = continue
+}
 passdb {
   driver = passwd-file
   args = scheme=PLAIN $dir/users

@@ -82,6 +82,8 @@ static void usage(FILE *f)
 	      "\n"
 	      "Passwords: MAILFERRY_SRC_PASSWORD / MAILFERRY_DST_PASSWORD, or\n"
 	      "  --src-password-file F, --dst-password-file F\n"
+	      "  --src-authuser ADMIN, --dst-authuser ADMIN  log in as ADMIN (with ADMIN's\n"
+	      "                      password) acting as the URL's user (SASL PLAIN)\n"
 	      "\n"
 	      "Options:\n"
 	      "  --state DIR         state directory (default $XDG_STATE_HOME/mailferry)\n"
@@ -159,6 +161,8 @@ enum {
 	OPT_STATE_RESET,
 	OPT_RETRIES,
 	OPT_JOBS,
+	OPT_SRC_AUTHUSER,
+	OPT_DST_AUTHUSER,
 };
 
 static const struct option long_opts[] = {
@@ -187,6 +191,8 @@ static const struct option long_opts[] = {
 	{"state-reset", no_argument, NULL, OPT_STATE_RESET},
 	{"retries", required_argument, NULL, OPT_RETRIES},
 	{"jobs", required_argument, NULL, OPT_JOBS},
+	{"src-authuser", required_argument, NULL, OPT_SRC_AUTHUSER},
+	{"dst-authuser", required_argument, NULL, OPT_DST_AUTHUSER},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -416,6 +422,8 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 				return bad(c, "--map wants SRC=DST (at most 64)%s%s", "", "");
 			c->maps[c->nmaps++] = optarg;
 			break;
+		case OPT_SRC_AUTHUSER: c->src_authuser = optarg; break;
+		case OPT_DST_AUTHUSER: c->dst_authuser = optarg; break;
 		case OPT_JOBS:
 			if (!extra)
 				return bad(c, "--jobs is an option of \"run\"%s%s", "", "");
@@ -485,6 +493,8 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 	memset(o, 0, sizeof(*o));
 	endpoint_fill(&o->src, "source", &c->su, c->src_pw, c);
 	endpoint_fill(&o->dst, "destination", &c->du, c->dst_pw, c);
+	o->src.authuser = c->src_authuser;
+	o->dst.authuser = c->dst_authuser;
 	o->job_key = c->job_key;
 	o->connections = c->connections;
 	o->retries = c->retries;

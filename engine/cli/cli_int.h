@@ -15,6 +15,7 @@ struct cli {
 	struct url su, du;
 	char src_pw[1024], dst_pw[1024];
 	const char *src_pw_file, *dst_pw_file;
+	const char *src_authuser, *dst_authuser;	/* admin login (SASL PLAIN authcid) */
 	const char *state_dir;
 	char state_buf[4096];
 	const char *ca_file;
