@@ -114,6 +114,8 @@ static void usage(FILE *f)
 	      "                      holds (same content, by SHA-256; reads new mail twice)\n"
 	      "  --delete            carry expunges to the destination (UID EXPUNGE)\n"
 	      "  --dry-run           list what would be synced; change nothing\n"
+	      "  --check             log in to both accounts and list them, say for each\n"
+	      "                      whether a run could start; copy nothing\n"
 	      "  --json              JSON-lines events on stdout, the last one the summary\n"
 	      "  --progress / --no-progress   progress line (default: on a TTY)\n"
 	      "  -q, --quiet / -v, --verbose\n"
@@ -162,6 +164,7 @@ enum {
 	OPT_RETRIES,
 	OPT_JOBS,
 	OPT_SRC_AUTHUSER,
+	OPT_CHECK,
 	OPT_DST_AUTHUSER,
 };
 
@@ -191,6 +194,7 @@ static const struct option long_opts[] = {
 	{"state-reset", no_argument, NULL, OPT_STATE_RESET},
 	{"retries", required_argument, NULL, OPT_RETRIES},
 	{"jobs", required_argument, NULL, OPT_JOBS},
+	{"check", no_argument, NULL, OPT_CHECK},
 	{"src-authuser", required_argument, NULL, OPT_SRC_AUTHUSER},
 	{"dst-authuser", required_argument, NULL, OPT_DST_AUTHUSER},
 	{"quiet", no_argument, NULL, 'q'},
@@ -423,6 +427,7 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			c->maps[c->nmaps++] = optarg;
 			break;
 		case OPT_SRC_AUTHUSER: c->src_authuser = optarg; break;
+		case OPT_CHECK: c->check = 1; break;
 		case OPT_DST_AUTHUSER: c->dst_authuser = optarg; break;
 		case OPT_JOBS:
 			if (!extra)
@@ -544,6 +549,11 @@ static int cmd_migrate(int argc, char **argv)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
 				    "path can read the passwords and the mail");
 	cli_job_opts(&c, &o);
+	if (c.check) {
+		rc = cli_check(&o);
+		cli_forget(&c);
+		return rc;
+	}
 	if (state_open_flags(&st, c.state_dir, c.state_reset ? STATE_OPEN_RESET : 0, &err) < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		return 2;

@@ -31,6 +31,7 @@ struct cli {
 	char job_key[1200];
 	const char *where;	/* "FILE:LINE: " before error lines (run), or NULL */
 	unsigned jobs;		/* run: accounts at once */
+	int check;		/* --check: log in and list both sides, copy nothing */
 	int src_pw_set, dst_pw_set;	/* run: the password came with the line */
 };
 
@@ -50,6 +51,9 @@ int cli_exit_code(const struct job_summary *s, int rc);
 void cli_forget(struct cli *c);
 /* Reads a password file (mode and owner checked): 0, or -1 with why. */
 int cli_password_file(const char *path, char *out, size_t cap, char *why, size_t whycap);
+
+/* check.c: --check, both logins and LISTs; the exit code of the class. */
+int cli_check(const struct job_opts *o);
 
 /* run.c */
 int cmd_run(int argc, char **argv);

@@ -102,3 +102,19 @@ expect_exit usage-missing-ca-file 2 mf migrate "$SRC" "imap://dst@127.0.0.1:$A_I
 	--src-password-file "$PW/src" --dst-password-file "$PW/dst" --ca-file "$T_TMP/no-such-ca.pem"
 grep -q -- "--ca-file $T_TMP/no-such-ca.pem: No such file or directory" "$T_TMP/last.err" &&
 	ok usage-missing-ca-file-message || not_ok usage-missing-ca-file-message "$(tail -n 1 "$T_TMP/last.err")"
+
+# 11. --check: both logins at once; a failing side does not hide the other
+expect_exit check-ok 0 mf migrate "$SRC" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
+	--src-password-file "$PW/src" --dst-password-file "$PW/dst" --ca-file "$A_CA_FILE" --check
+[ "$(grep -c 'check: .*: ok: logged in' "$T_TMP/last.err")" = 2 ] && grep -q 'a run can start' "$T_TMP/last.err" &&
+	ok check-ok-both-sides || not_ok check-ok-both-sides "$(tr '\n' '|' <"$T_TMP/last.err")"
+expect_exit check-bad-source 4 mf migrate "$SRC" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
+	--src-password-file "$T_TMP/bad.pw" --dst-password-file "$PW/dst" --ca-file "$A_CA_FILE" --check
+grep -q 'check: source src@127.0.0.1: FAILED: .*login failed' "$T_TMP/last.err" &&
+	grep -q 'check: destination dst@127.0.0.1: ok: logged in' "$T_TMP/last.err" && ok check-names-both ||
+	not_ok check-names-both "$(tr '\n' '|' <"$T_TMP/last.err")"
+expect_exit check-unreachable-and-bad 4 mf migrate "imap://src@127.0.0.1:1" "imap://dst@127.0.0.1:$A_IMAP_PORT" \
+	--src-password-file "$PW/src" --dst-password-file "$T_TMP/bad.pw" --ca-file "$A_CA_FILE" --check
+grep -q 'source src@127.0.0.1: FAILED: .*Connection refused' "$T_TMP/last.err" &&
+	grep -q 'destination dst@127.0.0.1: FAILED: .*login failed' "$T_TMP/last.err" && ok check-both-failures ||
+	not_ok check-both-failures "$(tr '\n' '|' <"$T_TMP/last.err")"
