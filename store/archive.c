@@ -459,16 +459,15 @@ static int pack_new(struct archive *a, struct mf_error *err)
 	return 0;
 }
 
-/* Compresses the open frame and appends it to the pack. */
-int arc_frame_flush(struct archive *a, struct mf_error *err)
+/* Compresses the open frame's first n bytes and appends them to the pack
+ * as one frame (the caller moves what is left). */
+static int frame_write(struct archive *a, size_t n, struct mf_error *err)
 {
 	struct afmt_frame f;
 	struct arc_dict *d;
 	size_t c;
 	int rc;
 
-	if (!a->fn)
-		return 0;
 	if (a->wfd < 0 && (rc = pack_new(a, err)))
 		return rc;
 	ZSTD_CCtx_reset(a->cctx, ZSTD_reset_session_and_parameters);
@@ -481,14 +480,14 @@ int arc_frame_flush(struct archive *a, struct mf_error *err)
 	else
 		a->fdict = 0;
 	c = ZSTD_compress2(a->cctx, a->cbuf + AFMT_FRAME_HDR, a->ccap - AFMT_FRAME_HDR, a->fbuf,
-			   a->fn);
+			   n);
 	if (ZSTD_isError(c)) {
 		mf_err_set(err, -EIO, "archive %s: zstd: %s", a->dir, ZSTD_getErrorName(c));
 		return -EIO;
 	}
 	f.dict = a->fdict;
 	f.comp_len = (uint32_t)c;
-	f.raw_len = (uint32_t)a->fn;
+	f.raw_len = (uint32_t)n;
 	f.pack = a->wpack;
 	f.crc = afmt_crc32c(0, a->cbuf + AFMT_FRAME_HDR, c);
 	afmt_frame_hdr(a->cbuf, &f);
@@ -498,7 +497,45 @@ int arc_frame_flush(struct archive *a, struct mf_error *err)
 		return rc;
 	}
 	a->wlen += AFMT_FRAME_HDR + c;
+	return 0;
+}
+
+/* Compresses the open frame and appends it to the pack. */
+int arc_frame_flush(struct archive *a, struct mf_error *err)
+{
+	int rc;
+
+	if (!a->fn)
+		return 0;
+	if ((rc = frame_write(a, a->fn, err)))
+		return rc;
 	a->fn = 0;
+	return 0;
+}
+
+/* Where the open frame will be written. */
+static uint64_t open_off(const struct archive *a)
+{
+	return a->wfd >= 0 ? a->wlen : AFMT_PACK_HDR;
+}
+
+/*
+ * The message being written outgrows the open frame, which also holds
+ * earlier messages: those go out as a frame of their own and the message
+ * moves to the front. So a message larger than a frame starts a frame, and
+ * if it turns out to be stored already, every frame written for it is cut
+ * off the pack again (archive_msg_abort) instead of staying as dead space.
+ */
+static int frame_split(struct archive *a, struct mf_error *err)
+{
+	int rc;
+
+	if ((rc = frame_write(a, a->m_skip, err)))
+		return rc;
+	memmove(a->fbuf, a->fbuf + a->m_skip, a->fn - a->m_skip);
+	a->fn -= a->m_skip;
+	a->m_skip = 0;
+	a->m_off = a->wlen;
 	return 0;
 }
 
@@ -957,8 +994,13 @@ int archive_msg_data(struct archive *a, const void *data, size_t n, struct mf_er
 	while (n) {
 		size_t k;
 
-		if (a->fn >= a->tune.frame_raw && (rc = arc_frame_flush(a, err)))
+		if (a->fn >= a->tune.frame_raw && a->m_size && a->m_skip && a->m_frames == 1 &&
+		    a->m_pack == a->wpack && a->m_off == open_off(a)) {
+			if ((rc = frame_split(a, err)))
+				return rc;
+		} else if (a->fn >= a->tune.frame_raw && (rc = arc_frame_flush(a, err))) {
 			return rc;
+		}
 		if (!a->fn) {
 			if (a->m_size)
 				a->m_frames++; /* the message goes on in a new frame */
@@ -967,7 +1009,7 @@ int archive_msg_data(struct archive *a, const void *data, size_t n, struct mf_er
 		if (!a->m_size) {
 			/* Where its first byte lands: the open frame, written at wlen. */
 			a->m_pack = a->wpack;
-			a->m_off = a->wfd >= 0 ? a->wlen : AFMT_PACK_HDR;
+			a->m_off = open_off(a);
 			a->m_skip = (uint32_t)a->fn;
 			a->m_dict = a->fdict;
 		}
@@ -989,11 +1031,18 @@ void archive_msg_abort(struct archive *a)
 	 * forgets them if they are all there. */
 	if (!a->in_msg)
 		return;
-	if (a->m_size && a->m_frames == 1 && a->m_off == (a->wfd >= 0 ? a->wlen : AFMT_PACK_HDR) &&
-	    a->m_pack == a->wpack)
+	if (a->m_size && a->m_frames == 1 && a->m_off == open_off(a) && a->m_pack == a->wpack) {
 		a->fn = a->m_skip;
-	else if (a->m_size)
+	} else if (a->m_size) {
+		/* it starts a frame (frame_split): cut its frames off again */
+		if (!a->m_skip && a->m_pack == a->wpack && a->wfd >= 0 && a->m_off >= a->wcommitted &&
+		    a->m_off <= a->wlen && ftruncate(a->wfd, (off_t)a->m_off) == 0) {
+			a->wlen = a->m_off;
+			if (a->rc_pack == a->wpack && a->rc_off >= a->m_off)
+				a->rc_valid = 0;
+		}
 		a->fn = 0;
+	}
 	a->sampn = a->m_sampn0;
 	a->in_msg = 0;
 }
