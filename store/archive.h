@@ -11,7 +11,7 @@
  * A message is streamed in (archive_msg_begin/_data/_end) and identified by
  * its SHA-256 (store/msghash.h, exact bytes); the same content stored
  * twice is kept once. Its bytes are never altered. Messages are packed
- * into frames of up to ~128 KiB raw, each one zstd frame (checksummed),
+ * into frames of up to 256 KiB raw, each one zstd frame (checksummed),
  * compressed with the archive's current trained dictionary; a message is
  * read back by decompressing only the frames it lies in. Memory stays
  * bounded whatever a message's size.
@@ -76,7 +76,8 @@ struct archive_mbox_info {
 	size_t nlen;
 };
 
-/* Compression knobs (defaults: level 9, 128 KiB frames, dictionaries on). */
+/* Compression knobs (defaults: level 3, 256 KiB frames, dictionaries on:
+ * 0.199 of raw on the bench corpus without attachments, ~100 MB/s). */
 struct archive_tune {
 	int level;
 	unsigned frame_raw;	/* raw bytes per frame, 4 KiB .. AFMT_FRAME_RAW_MAX */

@@ -6,7 +6,9 @@
 #define MF_ARCHIVE_INT_H
 
 #include <lmdb.h>
+#define ZDICT_STATIC_LINKING_ONLY
 #include <zdict.h>
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "store/archive.h"
@@ -71,6 +73,8 @@ struct archive {
 	uint8_t *samp;
 	size_t sampn, *sampsz;
 	unsigned nsamp, samp_goal;
+	uint64_t stored;	/* messages stored through this handle */
+	uint64_t sample_from;	/* sampling starts again at this count */
 
 	/* committed runs (sorted) and the run this handle has open */
 	uint32_t *runs_ok;
