@@ -1516,6 +1516,10 @@ int archive_mbox_each(struct archive *a, uint32_t run,
 
 	if ((rc = arc_txn(a, err)))
 		return rc;
+	if (!arc_run_visible(a, run)) {
+		mf_err_set(err, -ENOENT, "archive %s: run %u is not a complete run", a->dir, run);
+		return -ENOENT;
+	}
 	if (!(r = malloc(sizeof(*r))))
 		return -ENOMEM;
 	if ((rc = mdb_cursor_open(a->txn, a->runmb, &c))) {
@@ -1760,22 +1764,24 @@ int archive_uid_each(struct archive *a, uint32_t run, uint32_t mbid,
 		uid = afmt_get32(kp + 8);
 		vr = afmt_get32(kp + 12);
 		if (uid != cur) {
-			if (have == 1)
-				stop = fn(ctx, cur, best);
+			if (have == 1 || have == 3)
+				stop = fn(ctx, cur, have == 1 ? best : NULL);
 			cur = uid;
 			have = 0;
 		}
 		if (stop || vr > run || !arc_run_visible(a, vr))
 			continue;
-		if (afmt_rec_decode(AFMT_MSG, kp, 16, v.mv_data, v.mv_size, r, &e2))
+		if (afmt_rec_decode(AFMT_MSG, kp, 16, v.mv_data, v.mv_size, r, &e2)) {
+			have = 3; /* damaged: unknown unless a later version says */
 			continue;
+		}
 		/* versions ascend by run: the last visible one wins */
 		have = r->u.msg.kind == AFMT_MSG_PRESENT ? 1 : 2;
 		if (have == 1)
 			meta_from(best, &r->u.msg);
 	}
-	if (!stop && have == 1)
-		fn(ctx, cur, best);
+	if (!stop && (have == 1 || have == 3))
+		fn(ctx, cur, have == 1 ? best : NULL);
 	mdb_cursor_close(c);
 	free(r);
 	free(best);

@@ -123,7 +123,8 @@ int archive_run_latest(struct archive *a, const char *account, uint32_t *run,
 /* The mailbox exists in this run with this UIDVALIDITY; *mbid names it. */
 int archive_mbox_begin(struct archive *a, uint32_t run, const char *name, size_t nlen,
 		       uint32_t uidvalidity, uint32_t *mbid, struct mf_error *err);
-/* Mailboxes of a run (as the run saw them), in mbid order. */
+/* Mailboxes of a run (as the run saw them), in mbid order; -ENOENT if the
+ * run is not a complete one (or this handle's open run). */
 int archive_mbox_each(struct archive *a, uint32_t run,
 		      int (*fn)(void *ctx, const struct archive_mbox_info *mb), void *ctx,
 		      struct mf_error *err);
@@ -139,7 +140,8 @@ int archive_uid_delete(struct archive *a, uint32_t run, uint32_t mbid, uint32_t 
 int archive_uid_get(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uid,
 		    struct archive_msgmeta *m, struct mf_error *err);
 /* The mailbox as of run (present messages, UID order). fn non-zero stops.
- * A damaged version record is skipped and reported by archive_verify. */
+ * m is NULL for a UID whose latest version record there is damaged (what
+ * it held is unknown; archive_verify names it too). */
 int archive_uid_each(struct archive *a, uint32_t run, uint32_t mbid,
 		     int (*fn)(void *ctx, uint32_t uid, const struct archive_msgmeta *m),
 		     void *ctx, struct mf_error *err);

@@ -170,6 +170,11 @@ static int md_msg(void *ctx, uint32_t uid, const struct archive_msgmeta *meta)
 	size_t f = 0;
 	int rc;
 
+	if (!meta) {
+		m->st->failed++;
+		report(m->problem, m->pctx, m->mb, uid, "its index record is damaged");
+		return 0;
+	}
 	if (meta->flags & ARCHIVE_F_DRAFT)
 		fl[f++] = 'D';
 	if (meta->flags & ARCHIVE_F_FLAGGED)
@@ -547,10 +552,15 @@ static int mb_msg(void *ctx, uint32_t uid, const struct archive_msgmeta *meta)
 	struct mf_error e2 = {0};
 	char line[96], date[64];
 	struct tm tm;
-	time_t t = (time_t)meta->internaldate;
+	time_t t = meta ? (time_t)meta->internaldate : 0;
 	off_t start;
 	int rc;
 
+	if (!meta) {
+		m->st->failed++;
+		report(m->problem, m->pctx, m->mb, uid, "its index record is damaged");
+		return 0;
+	}
 	if (!gmtime_r(&t, &tm))
 		memset(&tm, 0, sizeof(tm));
 	strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", &tm);

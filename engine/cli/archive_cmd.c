@@ -190,7 +190,7 @@ static int count_fn(void *ctx, uint32_t uid, const struct archive_msgmeta *m)
 
 	(void)uid;
 	l->n++;
-	l->bytes += m->size;
+	l->bytes += m ? m->size : 0;
 	return 0;
 }
 

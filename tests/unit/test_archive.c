@@ -448,7 +448,7 @@ static int list_fn(void *ctx, uint32_t uid, const struct archive_msgmeta *m)
 {
 	struct list *l = ctx;
 
-	if (l->n < 16) {
+	if (l->n < 16 && m) {
 		l->uid[l->n] = uid;
 		l->flags[l->n] = m->flags;
 		l->h0[l->n] = m->hash[0];
