@@ -6,13 +6,19 @@
  * them as one stream (like a tar) through zstd -3 and -19.
  *
  *   archive_ratio MAILDIR [--no-attachments] [--quick]
+ *   archive_ratio --stream-mb N
  *
  * --no-attachments leaves out messages with a base64 part (the generated
  * corpus fills those with random data: incompressible), the mail the 0.20
  * goal is about. Each variant fills a fresh archive under $TMPDIR and
  * prints: variant, ratio, MB/s of the fill (one core). --quick: only the
  * default variant and the references.
+ *
+ * --stream-mb N streams one N MiB message (text-like lines) into a fresh
+ * archive in 64 KiB chunks and reads it back, printing the peak RSS after
+ * each: the memory bound whatever a message's size.
  */
+#include <sys/resource.h>
 #include "store/archive.h"
 
 #include <dirent.h>
@@ -211,6 +217,67 @@ static void references(const struct corpus *c)
 	free(sizes);
 }
 
+static long maxrss_kib(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+static int null_sink(void *ctx, const uint8_t *p, size_t n)
+{
+	uint64_t *total = ctx;
+
+	(void)p;
+	*total += n;
+	return 0;
+}
+
+static int stream(unsigned mb)
+{
+	char dir[256];
+	const char *tmp = getenv("TMPDIR");
+	struct archive *a;
+	struct mf_error err = {0};
+	uint8_t *chunk = malloc(1 << 16), h[32];
+	uint64_t s = 88172645463325252ull, back = 0, size;
+	double t0 = now(), t1;
+	int dup;
+
+	snprintf(dir, sizeof(dir), "%s/archive_stream.%d", tmp ? tmp : "/tmp", (int)getpid());
+	if (!chunk || archive_open(&a, dir, ARCHIVE_OPEN_CREATE, &err) || archive_msg_begin(a, &err))
+		goto fail;
+	for (uint64_t left = (uint64_t)mb << 20; left;) {
+		size_t n = left < (1 << 16) ? (size_t)left : (1 << 16);
+
+		for (size_t i = 0; i < n; i++) {
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			chunk[i] = i % 72 == 71 ? '\n' : (uint8_t)("etaoin shrdlu cmfwyp"[s % 20]);
+		}
+		if (archive_msg_data(a, chunk, n, &err))
+			goto fail;
+		left -= n;
+	}
+	if (archive_msg_end(a, h, &size, &dup, &err) || archive_commit(a, &err))
+		goto fail;
+	t1 = now();
+	printf("stored %u MiB in %.2f s, peak RSS %ld KiB\n", mb, t1 - t0, maxrss_kib());
+	if (archive_get(a, h, null_sink, &back, &err) || back != size)
+		goto fail;
+	printf("read back and re-hashed %u MiB in %.2f s, peak RSS %ld KiB\n", mb, now() - t1,
+	       maxrss_kib());
+	archive_close(a);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(chunk);
+	return 0;
+fail:
+	fprintf(stderr, "archive_ratio: %s\n", err.msg);
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	struct corpus c = {0};
@@ -219,9 +286,12 @@ int main(int argc, char **argv)
 	int quick = 0;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: archive_ratio MAILDIR [--no-attachments] [--quick]\n");
+		fprintf(stderr, "usage: archive_ratio MAILDIR [--no-attachments] [--quick]\n"
+				"       archive_ratio --stream-mb N\n");
 		return 2;
 	}
+	if (argc == 3 && !strcmp(argv[1], "--stream-mb"))
+		return stream((unsigned)atoi(argv[2]));
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--no-attachments"))
 			c.no_attach = 1;

@@ -88,17 +88,59 @@ static void report(struct vctx *v, uint32_t run, uint32_t mbid, uint32_t uid,
 		v->fn(v->ctx, &p);
 }
 
+/* Objects are read back in batches sorted by where they lie, so the
+ * messages of one frame are checked with one decompression (the reader
+ * caches the last frame) whatever order their hashes have. */
+#define VERIFY_BATCH 65536
+
+struct vobj {
+	uint8_t hash[32];
+	struct afmt_object o;
+};
+
+static int vobj_cmp(const void *x, const void *y)
+{
+	const struct afmt_object *a = &((const struct vobj *)x)->o, *b = &((const struct vobj *)y)->o;
+
+	if (a->pack != b->pack)
+		return a->pack < b->pack ? -1 : 1;
+	if (a->frame_off != b->frame_off)
+		return a->frame_off < b->frame_off ? -1 : 1;
+	return a->skip < b->skip ? -1 : a->skip > b->skip;
+}
+
+static int check_batch(struct archive *a, struct vobj *v, size_t n, struct badlist *b)
+{
+	qsort(v, n, sizeof(*v), vobj_cmp);
+	for (size_t i = 0; i < n; i++) {
+		struct mf_error e2 = {0};
+
+		if (arc_read_object(a, v[i].hash, &v[i].o, NULL, NULL, &e2) &&
+		    bad_add(b, v[i].hash, e2.msg))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* Every stored message, read back and re-hashed. */
 static int check_objects(struct archive *a, struct vctx *v, struct badlist *b,
 			 struct mf_error *err)
 {
+	struct vobj *batch = malloc(VERIFY_BATCH * sizeof(*batch));
+	size_t nb = 0;
 	MDB_cursor *c;
 	MDB_val k, val;
 	struct afmt_rec r;
 	int rc;
 
-	if ((rc = mdb_cursor_open(a->txn, a->objects, &c)))
+	if (!batch) {
+		mf_err_set(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	if ((rc = mdb_cursor_open(a->txn, a->objects, &c))) {
+		free(batch);
 		return arc_lmdb_fail(a, rc, err, "mdb_cursor_open");
+	}
 	for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); !rc;
 	     rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
 		struct mf_error e2 = {0};
@@ -108,18 +150,31 @@ static int check_objects(struct archive *a, struct vctx *v, struct badlist *b,
 			continue;
 		}
 		if (afmt_rec_decode(AFMT_OBJECT, k.mv_data, 32, val.mv_data, val.mv_size, &r,
-				    &e2) ||
-		    arc_read_object(a, k.mv_data, &r.u.obj, NULL, NULL, &e2)) {
-			if (bad_add(b, k.mv_data, e2.msg)) {
-				mdb_cursor_close(c);
-				mf_err_set(err, -ENOMEM, "out of memory");
-				return -ENOMEM;
-			}
+				    &e2)) {
+			if (bad_add(b, k.mv_data, e2.msg))
+				break;
+			continue;
+		}
+		memcpy(batch[nb].hash, k.mv_data, 32);
+		batch[nb++].o = r.u.obj;
+		if (nb == VERIFY_BATCH) {
+			if (check_batch(a, batch, nb, b))
+				break;
+			nb = 0;
 		}
 	}
 	mdb_cursor_close(c);
-	if (rc != MDB_NOTFOUND)
-		return arc_lmdb_fail(a, rc, err, "mdb_cursor_get");
+	if (rc == MDB_NOTFOUND)
+		rc = check_batch(a, batch, nb, b);
+	else if (rc > 0)
+		rc = arc_lmdb_fail(a, rc, err, "mdb_cursor_get");
+	else
+		rc = -ENOMEM;
+	free(batch);
+	if (rc == -ENOMEM)
+		mf_err_set(err, rc, "out of memory");
+	if (rc)
+		return rc;
 	if (b->n)
 		qsort(b->v, b->n, sizeof(*b->v), bad_cmp);
 	return 0;

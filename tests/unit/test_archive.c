@@ -675,6 +675,21 @@ static void t_fmt(struct unit_ctx *u)
 	UNIT_CHECK(u, afmt_frame_hdr_decode(hdr, sizeof(hdr), 7, &g, &err) == -EIO);
 	/* CRC-32C check value */
 	UNIT_CHECK(u, afmt_crc32c(0, "123456789", 9) == 0xe3069283);
+	{
+		/* the 8-bytes-a-step path (long inputs) and the 4-bit path
+		 * (short pieces) agree */
+		uint8_t b[1000];
+		uint32_t whole, parts = 0;
+
+		for (size_t i = 0; i < sizeof(b); i++)
+			b[i] = (uint8_t)(i * 131 + 7);
+		whole = afmt_crc32c(0, b, sizeof(b));
+		for (size_t i = 0; i < sizeof(b); i += 10)
+			parts = afmt_crc32c(parts, b + i, 10);
+		UNIT_CHECK(u, whole == parts);
+		UNIT_CHECK(u, afmt_crc32c(0, "123456789123456789", 18) ==
+				      afmt_crc32c(afmt_crc32c(0, "123456789", 9), "123456789", 9));
+	}
 }
 
 int main(void)
