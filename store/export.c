@@ -275,8 +275,8 @@ static int kw_file(int folder, const struct kwmap *kw, struct mf_error *err)
 
 struct mbox_list {
 	struct archive_mbox_info *v;
-	char **names;
-	size_t n;
+	char **names;		/* owned, nnames of them (v may be filtered) */
+	size_t n, nnames;
 };
 
 static int list_fn(void *ctx, const struct archive_mbox_info *mb)
@@ -298,14 +298,14 @@ static int list_fn(void *ctx, const struct archive_mbox_info *mb)
 	nm[mb->nlen] = '\0';
 	l->v[l->n] = *mb;
 	l->v[l->n].name = nm;
-	l->names[l->n] = nm;
+	l->names[l->nnames++] = nm;
 	l->n++;
 	return 0;
 }
 
 static void list_free(struct mbox_list *l)
 {
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; i < l->nnames; i++)
 		free(l->names[i]);
 	free(l->names);
 	free(l->v);

@@ -7,6 +7,9 @@
  */
 #include "store/archive.h"
 #include "store/archive_fmt.h"
+#include "store/export.h"
+
+#include <dirent.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -415,11 +418,15 @@ static void t_index_damage(struct unit_ctx *u)
 		goto out;
 	archive_close(a);
 	snprintf(mdb, sizeof(mdb), "%s/index/data.mdb", dir);
-	/* message 17's hash appears as an objects key and in its version
-	 * record: damage the first one found, whichever it is */
+	/* message 17's hash is an objects key and a field of its version
+	 * record */
+	/* every copy: LMDB keeps stale copies of pages in free pages */
 	at = find_in(mdb, h[16], 32, 0);
 	UNIT_CHECK(u, at >= 0);
-	flip_at(mdb, at + 5);
+	while (at >= 0) {
+		flip_at(mdb, at + 5);
+		at = find_in(mdb, h[16], 32, at + 32);
+	}
 	a = open_dir(dir, ARCHIVE_OPEN_RDONLY);
 	UNIT_CHECK(u, a);
 	if (!a)
@@ -692,6 +699,185 @@ static void t_fmt(struct unit_ctx *u)
 	}
 }
 
+
+static void t_export_entry_names(struct unit_ctx *u)
+{
+	static const char *const names[] = {"..", ".", "", "a/b", "../../etc", "%2F", ".hidden",
+					    "x\001y", "Entw&APw-rfe", "a.b.c"};
+	char out[EXPORT_ENTRY_MAX + 1], lng[4000];
+	size_t n;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		n = export_entry_name(names[i], strlen(names[i]), out, sizeof(out));
+		UNIT_CHECKF(u, n > 0 && n <= EXPORT_ENTRY_MAX && !strchr(out, '/') && out[0] != '.' &&
+				   strlen(out) == n,
+			    "%s -> %s", names[i], out);
+	}
+	n = export_entry_name("x\0y", 3, out, sizeof(out));
+	UNIT_CHECK(u, n == 5 && !strcmp(out, "x%00y"));
+	memset(lng, 'a', sizeof(lng));
+	n = export_entry_name(lng, sizeof(lng), out, sizeof(out));
+	UNIT_CHECK(u, n <= EXPORT_ENTRY_MAX && strstr(out, "%~"));
+	/* two long names differing only at the end stay apart */
+	{
+		char out2[EXPORT_ENTRY_MAX + 1];
+
+		lng[3999] = 'b';
+		export_entry_name(lng, sizeof(lng), out2, sizeof(out2));
+		UNIT_CHECK(u, strcmp(out, out2) != 0);
+	}
+	n = export_entry_name("Entw&APw-rfe", 12, out, sizeof(out));
+	UNIT_CHECK(u, !strcmp(out, "Entw&APw-rfe")); /* ordinary names as they are */
+}
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void t_export_hostile_names(struct unit_ctx *u)
+{
+	static const char *const names[] = {"../evil", "/abs", "a/../../b", "..", "x\0y", "INBOX"};
+	static const size_t lens[] = {7, 4, 9, 2, 3, 5};
+	char dir[128], outer[160], inner[200], outside[200], path[400];
+	struct archive *a;
+	struct mf_error err = {0};
+	struct export_stats st;
+	uint8_t msg[800], h[32];
+	size_t n = msg_make(msg, sizeof(msg), 5, 700);
+	uint32_t run, mb;
+	struct archive_msgmeta m;
+	char lng[4000];
+	int dup;
+
+	dir_for(dir, sizeof(dir), "hostile");
+	snprintf(outer, sizeof(outer), "%s-out", dir);
+	snprintf(inner, sizeof(inner), "%s/inner", outer);
+	snprintf(outside, sizeof(outside), "%s/outside", outer);
+	mkdir(outer, 0700);
+	mkdir(outside, 0700);
+	if (!(a = open_dir(dir, ARCHIVE_OPEN_CREATE))) {
+		UNIT_CHECK(u, 0);
+		return;
+	}
+	memset(lng, '/', sizeof(lng));
+	UNIT_CHECK(u, archive_run_begin(a, "mallory", 1, &run, &err) == 0);
+	UNIT_CHECK(u, store(a, msg, n, 100, h, &dup) == 0);
+	meta_set(&m, h, n, ARCHIVE_F_SEEN, "$Hostile");
+	for (size_t i = 0; i < 7; i++) {
+		const char *nm = i < 6 ? names[i] : lng;
+		size_t nl = i < 6 ? lens[i] : sizeof(lng);
+
+		UNIT_CHECK(u, archive_mbox_begin(a, run, nm, nl, 1, &mb, &err) == 0);
+		UNIT_CHECK(u, archive_uid_put(a, run, mb, 1, &m, &err) == 0);
+	}
+	UNIT_CHECK(u, archive_run_commit(a, run, &err) == 0);
+	UNIT_CHECKF(u, export_maildir(a, run, NULL, inner, &st, NULL, NULL, &err) == 0, "%s",
+		    err.msg);
+	UNIT_CHECK(u, st.messages == 7 && st.mailboxes == 7 && st.failed == 0);
+	/* only inner/ and outside/ (empty) next to it; 7 folders inside */
+	UNIT_CHECK(u, count_entries(outer) == 2 && count_entries(outside) == 0);
+	UNIT_CHECK(u, count_entries(inner) == 6 + 4); /* 6 .folders, cur new tmp, keywords */
+	/* a link planted where a folder goes is refused, not followed */
+	{
+		char link[300];
+
+		snprintf(link, sizeof(link), "%s/.%%2E.", inner);
+		snprintf(path, sizeof(path), "%s/outside", outer);
+		nftw(link, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		UNIT_CHECK(u, symlink(path, link) == 0);
+		UNIT_CHECK(u, export_maildir(a, run, "..", inner, &st, NULL, NULL, &err) < 0);
+		UNIT_CHECK(u, count_entries(outside) == 0);
+	}
+	archive_close(a);
+	nftw(outer, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* mboxrd quoting across chunk boundaries: frames of 4 KiB cut the
+ * message (and so archive_get's chunks) in the middle of "From " lines. */
+static void t_export_mboxrd(struct unit_ctx *u)
+{
+	char dir[128], file[160];
+	struct archive *a;
+	struct mf_error err = {0};
+	struct archive_tune tune = {3, 4096, 1};
+	struct export_stats st;
+	static uint8_t msg[20000], want[24000], got[30000];
+	size_t n = 0, w = 0, g;
+	uint8_t h[32];
+	uint32_t run, mb;
+	struct archive_msgmeta m;
+	int dup, fd;
+	static const char *const lines[] = {"From x\n", ">From y\n", ">>From z\n", "Fro\n",
+					    ">Fr\n",   "From\n",  " From a\n", "xFrom b\n"};
+
+	dir_for(dir, sizeof(dir), "mboxrd");
+	snprintf(file, sizeof(file), "%s.mbox", dir);
+	/* lines of every kind, shifted so boundaries fall everywhere */
+	for (unsigned i = 0; n < 18000; i++) {
+		const char *l = lines[i % 8];
+		size_t ll = strlen(l);
+
+		if (i % 9 == 0)
+			msg[n++] = 'q';
+		if (i % 13 == 0) {
+			memcpy(msg + n, "pad\n", 4);
+			n += 4;
+		}
+		memcpy(msg + n, l, ll);
+		n += ll;
+	}
+	msg[n++] = '>'; /* ends without a newline, inside a prefix */
+	/* expected: From line, each line matching ^>*From  gets one more '>' */
+	w = (size_t)sprintf((char *)want, "From MAILER-DAEMON Thu Jan  1 00:00:42 1970\n");
+	for (size_t i = 0; i < n;) {
+		size_t e = i, k = i;
+
+		while (e < n && msg[e] != '\n')
+			e++;
+		while (k < e && msg[k] == '>')
+			k++;
+		if (e - k >= 5 && !memcmp(msg + k, "From ", 5))
+			want[w++] = '>';
+		memcpy(want + w, msg + i, e - i + (e < n));
+		w += e - i + (e < n);
+		i = e + 1;
+	}
+	want[w++] = '\n'; /* the missing final newline */
+	want[w++] = '\n'; /* the separator */
+	if (!(a = open_dir(dir, ARCHIVE_OPEN_CREATE))) {
+		UNIT_CHECK(u, 0);
+		return;
+	}
+	archive_set_tune(a, &tune);
+	UNIT_CHECK(u, archive_run_begin(a, "m", 1, &run, &err) == 0);
+	UNIT_CHECK(u, archive_mbox_begin(a, run, "INBOX", 5, 1, &mb, &err) == 0);
+	UNIT_CHECK(u, store(a, msg, n, 777, h, &dup) == 0);
+	meta_set(&m, h, n, 0, "");
+	m.internaldate = 42;
+	UNIT_CHECK(u, archive_uid_put(a, run, mb, 1, &m, &err) == 0);
+	UNIT_CHECK(u, archive_run_commit(a, run, &err) == 0);
+	UNIT_CHECK(u, export_mbox(a, run, NULL, file, &st, NULL, NULL, &err) == 0 &&
+			      st.messages == 1);
+	fd = open(file, O_RDONLY);
+	g = fd >= 0 ? (size_t)read(fd, got, sizeof(got)) : 0;
+	if (fd >= 0)
+		close(fd);
+	UNIT_CHECKF(u, g == w && !memcmp(got, want, w), "got %zu bytes, want %zu", g, w);
+	archive_close(a);
+	unlink(file);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -709,6 +895,9 @@ int main(void)
 	UNIT_RUN(&u, t_incremental_no_change);
 	UNIT_RUN(&u, t_dictionary);
 	UNIT_RUN(&u, t_kill_during_fill);
+	UNIT_RUN(&u, t_export_entry_names);
+	UNIT_RUN(&u, t_export_hostile_names);
+	UNIT_RUN(&u, t_export_mboxrd);
 	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	(void)cmd;
 	printf("%d passed, %d failed\n", u.passed, u.failed);
