@@ -126,7 +126,7 @@ static void variant(const struct corpus *c, const char *name, int level, unsigne
 	const char *tmp = getenv("TMPDIR");
 	struct archive *a;
 	struct mf_error err = {0};
-	struct archive_tune t = {level, frame_kib << 10, no_dict};
+	struct archive_tune t = {level, frame_kib << 10, no_dict, 0};
 	struct archive_stats st;
 	double t0 = now(), dt;
 	uint8_t h[32];

@@ -687,7 +687,7 @@ int archive_commit(struct archive *a, struct mf_error *err)
 	}
 	a->dirty = 0;
 	a->wcommitted = a->wlen;
-	if (a->wfd >= 0 && !a->in_msg && a->wlen >= ARCHIVE_PACK_MAX) {
+	if (a->wfd >= 0 && !a->in_msg && a->wlen >= a->tune.pack_max) {
 		close(a->wfd);
 		a->wfd = -1;
 		a->wpack++;
@@ -807,6 +807,7 @@ static int bufs_alloc(struct archive *a)
 {
 	a->tune.level = 3;
 	a->tune.frame_raw = 256u << 10;
+	a->tune.pack_max = ARCHIVE_PACK_MAX;
 	a->fbuf = malloc(AFMT_FRAME_RAW_MAX);
 	a->ccap = AFMT_FRAME_HDR + ZSTD_compressBound(AFMT_FRAME_RAW_MAX);
 	a->cbuf = malloc(a->ccap);
@@ -906,6 +907,8 @@ void archive_set_tune(struct archive *a, const struct archive_tune *t)
 	if (t->frame_raw >= 4096 && t->frame_raw <= AFMT_FRAME_RAW_MAX)
 		a->tune.frame_raw = t->frame_raw;
 	a->tune.no_dict = t->no_dict;
+	if (t->pack_max >= 4096)
+		a->tune.pack_max = t->pack_max;
 }
 
 void archive_close(struct archive *a)

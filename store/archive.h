@@ -82,6 +82,7 @@ struct archive_tune {
 	int level;
 	unsigned frame_raw;	/* raw bytes per frame, 4 KiB .. AFMT_FRAME_RAW_MAX */
 	int no_dict;
+	uint64_t pack_max;	/* a pack is closed past this (0: 256 MiB) */
 };
 
 int archive_open(struct archive **out, const char *dir, unsigned flags, struct mf_error *err);
