@@ -1425,32 +1425,44 @@ int archive_run_each(struct archive *a, int (*fn)(void *ctx, const struct archiv
 
 struct latest_ctx {
 	const char *account;
+	uint64_t before;
 	uint32_t run;
+	uint64_t time;
 };
 
 static int latest_cb(void *ctx, const struct archive_run_info *r)
 {
 	struct latest_ctx *l = ctx;
 
-	if (r->committed && (!l->account || !strcmp(l->account, r->account)))
+	if (r->committed && (!l->account || !strcmp(l->account, r->account)) &&
+	    r->time <= l->before && (!l->run || r->time >= l->time)) {
 		l->run = r->id;
+		l->time = r->time;
+	}
+	return 0;
+}
+
+int archive_run_asof(struct archive *a, const char *account, uint64_t time, uint32_t *run,
+		     struct mf_error *err)
+{
+	struct latest_ctx l = {account, time, 0, 0};
+	int rc = archive_run_each(a, latest_cb, &l, err);
+
+	if (rc)
+		return rc;
+	if (!l.run) {
+		mf_err_set(err, -ENOENT, "archive %s: no complete backup run%s", a->dir,
+			   time == UINT64_MAX ? "" : " by then");
+		return -ENOENT;
+	}
+	*run = l.run;
 	return 0;
 }
 
 int archive_run_latest(struct archive *a, const char *account, uint32_t *run,
 		       struct mf_error *err)
 {
-	struct latest_ctx l = {account, 0};
-	int rc = archive_run_each(a, latest_cb, &l, err);
-
-	if (rc)
-		return rc;
-	if (!l.run) {
-		mf_err_set(err, -ENOENT, "archive %s: no complete backup run", a->dir);
-		return -ENOENT;
-	}
-	*run = l.run;
-	return 0;
+	return archive_run_asof(a, account, UINT64_MAX, run, err);
 }
 
 /* ---- mailboxes ---- */

@@ -121,6 +121,11 @@ int archive_run_each(struct archive *a, int (*fn)(void *ctx, const struct archiv
 int archive_run_latest(struct archive *a, const char *account, uint32_t *run,
 		       struct mf_error *err);
 
+/* The latest committed run of account (NULL: any) at or before time
+ * (restore --as-of DATE): -ENOENT if none. */
+int archive_run_asof(struct archive *a, const char *account, uint64_t time, uint32_t *run,
+		     struct mf_error *err);
+
 /* The mailbox exists in this run with this UIDVALIDITY; *mbid names it. */
 int archive_mbox_begin(struct archive *a, uint32_t run, const char *name, size_t nlen,
 		       uint32_t uidvalidity, uint32_t *mbid, struct mf_error *err);

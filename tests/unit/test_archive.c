@@ -529,6 +529,10 @@ static void t_as_of_and_prune(struct unit_ctx *u)
 		uint32_t latest = 0;
 
 		UNIT_CHECK(u, archive_run_latest(a, "alice", &latest, &err) == 0 && latest == r2);
+		UNIT_CHECK(u, archive_run_asof(a, "alice", 15, &latest, &err) == 0 && latest == r1);
+		UNIT_CHECK(u, archive_run_asof(a, "alice", 25, &latest, &err) == 0 && latest == r2);
+		UNIT_CHECK(u, archive_run_asof(a, "alice", 9, &latest, &err) == -ENOENT);
+		UNIT_CHECK(u, archive_run_asof(a, "bob", 99, &latest, &err) == -ENOENT);
 		UNIT_CHECK(u, archive_uid_get(a, r3, mb, 1, &m, &err) == 0); /* not deleted */
 	}
 	UNIT_CHECK(u, archive_uid_get(a, r2, mb, 3, &m, &err) == -ENOENT);
