@@ -143,6 +143,26 @@ expect_exit archive-export-bad-run 2 mf export "$A" --maildir "$T_TMP/none" --ru
 expect_exit archive-export-usage 2 mf export "$A"
 expect_exit archive-verify-missing 2 mf verify "$T_TMP/nothing-here"
 
+# --- an incremental run: a new message, a flag change, an expunge; each
+# run exports as it was ---
+S2=$T_TMP/src2/Maildir
+mkdir -p "$T_TMP/src2" && cp -a "$SRC" "$S2"
+last=$(ls "$S2/.Sent/cur" | sort -t M -k 2 -n | tail -n 1)
+rm "$S2/.Sent/cur/$last" # the highest UID of Sent: expunged
+flagme=$(ls "$S2/cur" | grep ':2,S$' | head -n 1)
+mv "$S2/cur/$flagme" "$S2/cur/${flagme%:2,S}:2,FS"
+newf=$(ls "$S2/.Sent/cur" | head -n 1)
+cp -p "$S2/.Sent/cur/$newf" "$S2/.Sent/cur/1700000000.M999999P1.corpus,S=1:2,RS"
+expect_exit archive-fill-incremental 0 "$FILL" "$A" "$S2" --account alice --time 1700000200
+grep -q "stored 0 duplicates $total " "$T_TMP/last.out" && ok archive-incremental-stores-nothing-new ||
+	not_ok archive-incremental-stores-nothing-new "$(cat "$T_TMP/last.out")"
+expect_exit archive-export-run3 0 mf export "$A" --maildir "$T_TMP/out-r3" --run 3
+python3 "$T_TMP/exact.py" "$S2" "$T_TMP/out-r3" >"$T_TMP/exact-r3.out" 2>&1 && ok archive-as-of-run3-exact ||
+	not_ok archive-as-of-run3-exact "$(head -n 2 "$T_TMP/exact-r3.out" | tr '\n' ' ')"
+expect_exit archive-export-run1-again 0 mf export "$A" --maildir "$T_TMP/out-r1" --run 1
+python3 "$T_TMP/exact.py" "$SRC" "$T_TMP/out-r1" >"$T_TMP/exact-r1.out" 2>&1 && ok archive-as-of-run1-exact ||
+	not_ok archive-as-of-run1-exact "$(head -n 2 "$T_TMP/exact-r1.out" | tr '\n' ' ')"
+
 # --- a flipped byte in a pack: named by verify, the rest still exports ---
 cp -a "$A" "$T_TMP/a-pack"
 pack=$(ls "$T_TMP/a-pack/packs"/pack-*.mfp | head -n 1)
