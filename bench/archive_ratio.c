@@ -64,7 +64,8 @@ static void add_file(struct corpus *c, const char *path)
 	}
 	close(fd);
 	p[st.st_size] = 0;
-	if (c->no_attach && memmem(p, (size_t)st.st_size, "Content-Transfer-Encoding: base64", 33)) {
+	if (c->no_attach &&
+	    memmem(p, (size_t)st.st_size, "Content-Transfer-Encoding: base64", 33)) {
 		free(p);
 		return;
 	}
@@ -120,7 +121,7 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 }
 
 static void variant(const struct corpus *c, const char *name, int level, unsigned frame_kib,
-		    int no_dict)
+                    int no_dict)
 {
 	char dir[256];
 	const char *tmp = getenv("TMPDIR");
@@ -139,8 +140,7 @@ static void variant(const struct corpus *c, const char *name, int level, unsigne
 	}
 	archive_set_tune(a, &t);
 	for (size_t i = 0; i < c->n; i++) {
-		if (archive_msg_begin(a, &err) ||
-		    archive_msg_data(a, c->v[i].p, c->v[i].n, &err) ||
+		if (archive_msg_begin(a, &err) || archive_msg_data(a, c->v[i].p, c->v[i].n, &err) ||
 		    archive_msg_end(a, h, NULL, &dup, &err)) {
 			fprintf(stderr, "archive_ratio: %s\n", err.msg);
 			exit(2);
@@ -246,7 +246,8 @@ static int stream(unsigned mb)
 	int dup;
 
 	snprintf(dir, sizeof(dir), "%s/archive_stream.%d", tmp ? tmp : "/tmp", (int)getpid());
-	if (!chunk || archive_open(&a, dir, ARCHIVE_OPEN_CREATE, &err) || archive_msg_begin(a, &err))
+	if (!chunk || archive_open(&a, dir, ARCHIVE_OPEN_CREATE, &err) ||
+	    archive_msg_begin(a, &err))
 		goto fail;
 	for (uint64_t left = (uint64_t)mb << 20; left;) {
 		size_t n = left < (1 << 16) ? (size_t)left : (1 << 16);
@@ -287,7 +288,7 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: archive_ratio MAILDIR [--no-attachments] [--quick]\n"
-				"       archive_ratio --stream-mb N\n");
+		                "       archive_ratio --stream-mb N\n");
 		return 2;
 	}
 	if (argc == 3 && !strcmp(argv[1], "--stream-mb"))
@@ -303,7 +304,8 @@ int main(int argc, char **argv)
 		while ((d = readdir(dir))) {
 			char path[4200];
 
-			if (d->d_name[0] != '.' || !strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+			if (d->d_name[0] != '.' || !strcmp(d->d_name, ".") ||
+			    !strcmp(d->d_name, ".."))
 				continue;
 			snprintf(path, sizeof(path), "%s/%s", argv[1], d->d_name);
 			add_folder(&c, path);
@@ -314,8 +316,8 @@ int main(int argc, char **argv)
 	       c.no_attach ? " (messages with base64 parts left out)" : "");
 	if (getenv("AR_LEVEL")) {
 		variant(&c, "archive: AR_LEVEL/AR_KIB/AR_NODICT", atoi(getenv("AR_LEVEL")),
-			getenv("AR_KIB") ? (unsigned)atoi(getenv("AR_KIB")) : 128,
-			getenv("AR_NODICT") != NULL);
+		        getenv("AR_KIB") ? (unsigned)atoi(getenv("AR_KIB")) : 128,
+		        getenv("AR_NODICT") != NULL);
 		return 0;
 	}
 	variant(&c, "archive: default (3, 256 KiB, dict)", 3, 256, 0);

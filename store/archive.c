@@ -70,8 +70,8 @@ int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *w
 		mdb_txn_abort(a->txn);
 		a->txn = NULL;
 		mf_err_set(&a->lost, code,
-			   "archive %s: %s: %s; writes since the last commit were dropped", a->dir,
-			   what, mdb_strerror(rc));
+		           "archive %s: %s: %s; writes since the last commit were dropped", a->dir,
+		           what, mdb_strerror(rc));
 		mf_err_set(err, code, "%s", a->lost.msg);
 	} else {
 		mf_err_set(err, code, "archive %s: %s: %s", a->dir, what, mdb_strerror(rc));
@@ -89,8 +89,8 @@ int arc_txn(struct archive *a, struct mf_error *err)
 	}
 	if (a->txn)
 		return 0;
-	rc = mdb_txn_begin(a->env, NULL, (a->flags & ARCHIVE_OPEN_RDONLY) ? MDB_RDONLY : 0,
-			   &a->txn);
+	rc =
+	    mdb_txn_begin(a->env, NULL, (a->flags & ARCHIVE_OPEN_RDONLY) ? MDB_RDONLY : 0, &a->txn);
 	if (rc) {
 		a->txn = NULL;
 		return arc_lmdb_fail(a, rc, err, "mdb_txn_begin");
@@ -100,7 +100,7 @@ int arc_txn(struct archive *a, struct mf_error *err)
 
 /* 0 found (decoded into *r), -ENOENT, -EIO damaged (err says so). */
 int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
-	    struct afmt_rec *r, struct mf_error *err)
+            struct afmt_rec *r, struct mf_error *err)
 {
 	MDB_val key = {klen, (void *)k}, v;
 	int rc;
@@ -116,7 +116,7 @@ int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, s
 }
 
 int arc_put(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
-	    const struct afmt_rec *r, struct mf_error *err)
+            const struct afmt_rec *r, struct mf_error *err)
 {
 	uint8_t buf[AFMT_REC_MAX];
 	size_t n = afmt_rec_encode(kind, k, klen, r, buf, sizeof(buf));
@@ -233,8 +233,7 @@ static int runs_load(struct archive *a, struct mf_error *err)
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		struct mf_error e2;
 
-		if (afmt_rec_decode(AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r,
-				    &e2))
+		if (afmt_rec_decode(AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &e2))
 			continue; /* verify names it */
 		if (r.u.run.committed && runs_add(a, afmt_get32(k.mv_data))) {
 			mdb_cursor_close(c);
@@ -290,8 +289,7 @@ static int dicts_load(struct archive *a, struct mf_error *err)
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		struct mf_error e2;
 
-		if (afmt_rec_decode(AFMT_DICT, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r,
-				    &e2))
+		if (afmt_rec_decode(AFMT_DICT, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &e2))
 			continue; /* frames naming it fail; verify names them */
 		if (dict_add(a, afmt_get32(k.mv_data), r.u.dict.p, r.u.dict.n))
 			break;
@@ -349,7 +347,7 @@ static int dict_train(struct archive *a, struct mf_error *err)
 		fp.accel = 2;
 		fp.zParams.compressionLevel = a->tune.level;
 		n = ZDICT_trainFromBuffer_fastCover(buf, ARCHIVE_DICT_SIZE, a->samp, a->sampsz,
-						    a->nsamp, fp);
+		                                    a->nsamp, fp);
 	}
 	/* the next version from a sample of a much larger archive */
 	a->sample_from = a->stored * 8;
@@ -459,13 +457,13 @@ static int pack_new(struct archive *a, struct mf_error *err)
 	if (fd < 0) {
 		rc = -errno;
 		mf_err_set(err, rc, "archive %s: create pack %u: %s", a->dir, a->wpack,
-			   strerror(-rc));
+		           strerror(-rc));
 		return rc;
 	}
 	afmt_pack_hdr(hdr, a->wpack);
 	if ((rc = write_all(fd, hdr, sizeof(hdr), 0))) {
 		mf_err_set(err, rc, "archive %s: write pack %u: %s", a->dir, a->wpack,
-			   strerror(-rc));
+		           strerror(-rc));
 		close(fd);
 		return rc;
 	}
@@ -497,11 +495,9 @@ static int frame_write(struct archive *a, size_t n, struct mf_error *err)
 		 * costs more than the frame at higher levels */
 		ZSTD_CCtx_setParameter(a->cctx, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
 		ZSTD_CCtx_refCDict(a->cctx, d->cd);
-	}
-	else
+	} else
 		a->fdict = 0;
-	c = ZSTD_compress2(a->cctx, a->cbuf + AFMT_FRAME_HDR, a->ccap - AFMT_FRAME_HDR, a->fbuf,
-			   n);
+	c = ZSTD_compress2(a->cctx, a->cbuf + AFMT_FRAME_HDR, a->ccap - AFMT_FRAME_HDR, a->fbuf, n);
 	if (ZSTD_isError(c)) {
 		mf_err_set(err, -EIO, "archive %s: zstd: %s", a->dir, ZSTD_getErrorName(c));
 		return -EIO;
@@ -514,7 +510,7 @@ static int frame_write(struct archive *a, size_t n, struct mf_error *err)
 	afmt_frame_hdr(a->cbuf, &f);
 	if ((rc = write_all(a->wfd, a->cbuf, AFMT_FRAME_HDR + c, a->wlen))) {
 		mf_err_set(err, rc, "archive %s: write pack %u: %s", a->dir, a->wpack,
-			   strerror(-rc));
+		           strerror(-rc));
 		return rc;
 	}
 	a->wlen += AFMT_FRAME_HDR + c;
@@ -607,7 +603,7 @@ static int packs_open(struct archive *a, struct mf_error *err)
 			rc = -errno;
 			close(fd);
 			mf_err_set(err, rc, "archive %s: truncate pack %u: %s", a->dir, last,
-				   strerror(-rc));
+			           strerror(-rc));
 			return rc;
 		}
 	}
@@ -657,14 +653,14 @@ int archive_commit(struct archive *a, struct mf_error *err)
 		if (fdatasync(a->wfd) < 0) {
 			rc = -errno;
 			mf_err_set(err, rc, "archive %s: sync pack %u: %s", a->dir, a->wpack,
-				   strerror(-rc));
+			           strerror(-rc));
 			return rc;
 		}
 		if (a->wnew) {
 			snprintf(path, sizeof(path), "%s/packs", a->dir);
 			if ((rc = fsync_dir(path))) {
 				mf_err_set(err, rc, "archive %s: sync packs/: %s", a->dir,
-					   strerror(-rc));
+				           strerror(-rc));
 				return rc;
 			}
 			a->wnew = 0;
@@ -679,9 +675,9 @@ int archive_commit(struct archive *a, struct mf_error *err)
 		a->txn = NULL;
 		if (rc) {
 			mf_err_set(err, arc_lmdb_code(rc),
-				   "archive %s: mdb_txn_commit: %s; writes since the last commit "
-				   "were dropped",
-				   a->dir, mdb_strerror(rc));
+			           "archive %s: mdb_txn_commit: %s; writes since the last commit "
+			           "were dropped",
+			           a->dir, mdb_strerror(rc));
 			return arc_lmdb_code(rc);
 		}
 	}
@@ -720,9 +716,9 @@ static int mkdir_own(const char *path, struct mf_error *err)
 	}
 	if (st.st_uid != geteuid() || (st.st_mode & 0022)) {
 		mf_err_set(err, -EPERM,
-			   "archive: %s belongs to another user or others may write it: "
-			   "refusing it",
-			   path);
+		           "archive: %s belongs to another user or others may write it: "
+		           "refusing it",
+		           path);
 		return -EPERM;
 	}
 	return 0;
@@ -734,16 +730,16 @@ static int env_open(struct archive *a, const char *idx, struct mf_error *err)
 		const char *name;
 		size_t off;
 	} dbs[] = {
-		{"meta", offsetof(struct archive, meta)},
-		{"objects", offsetof(struct archive, objects)},
-		{"accts", offsetof(struct archive, accts)},
-		{"mbnames", offsetof(struct archive, mbnames)},
-		{"mboxes", offsetof(struct archive, mboxes)},
-		{"runs", offsetof(struct archive, runs)},
-		{"runmb", offsetof(struct archive, runmb)},
-		{"msgs", offsetof(struct archive, msgs)},
-		{"packs", offsetof(struct archive, packs_db)},
-		{"dicts", offsetof(struct archive, dicts_db)},
+	    {"meta", offsetof(struct archive, meta)},
+	    {"objects", offsetof(struct archive, objects)},
+	    {"accts", offsetof(struct archive, accts)},
+	    {"mbnames", offsetof(struct archive, mbnames)},
+	    {"mboxes", offsetof(struct archive, mboxes)},
+	    {"runs", offsetof(struct archive, runs)},
+	    {"runmb", offsetof(struct archive, runmb)},
+	    {"msgs", offsetof(struct archive, msgs)},
+	    {"packs", offsetof(struct archive, packs_db)},
+	    {"dicts", offsetof(struct archive, dicts_db)},
 	};
 	size_t size = (size_t)64 << 30;
 	int rdonly = !!(a->flags & ARCHIVE_OPEN_RDONLY);
@@ -787,7 +783,7 @@ static int format_check(struct archive *a, struct mf_error *err)
 	if (rc == -ENOENT) {
 		if (a->flags & ARCHIVE_OPEN_RDONLY) {
 			mf_err_set(err, -ENOENT, "archive %s: not an archive (no format record)",
-				   a->dir);
+			           a->dir);
 			return -ENOENT;
 		}
 		r.u.counter = ARC_FORMAT;
@@ -797,7 +793,7 @@ static int format_check(struct archive *a, struct mf_error *err)
 		return rc;
 	if (r.u.counter != ARC_FORMAT) {
 		mf_err_set(err, -EINVAL, "archive %s: format %u (this mailferry reads %u)", a->dir,
-			   r.u.counter, ARC_FORMAT);
+		           r.u.counter, ARC_FORMAT);
 		return -EINVAL;
 	}
 	return 0;
@@ -859,14 +855,14 @@ int archive_open(struct archive **out, const char *dir, unsigned flags, struct m
 	if (!(flags & ARCHIVE_OPEN_RDONLY) && (rc = mkdir_own(dir, err)))
 		goto fail;
 	snprintf(path, sizeof(path), "%s/lock", dir);
-	a->lock_fd = open(path, ((flags & ARCHIVE_OPEN_RDONLY) ? O_RDONLY : O_RDWR | O_CREAT) |
-					O_NOFOLLOW | O_CLOEXEC,
-			  0600);
+	a->lock_fd = open(path,
+	                  ((flags & ARCHIVE_OPEN_RDONLY) ? O_RDONLY : O_RDWR | O_CREAT) |
+	                      O_NOFOLLOW | O_CLOEXEC,
+	                  0600);
 	if (a->lock_fd < 0) {
 		rc = -errno;
 		mf_err_set(err, rc, "archive %s: %s: %s", dir,
-			   rc == -ENOENT ? "not an archive (no lock file)" : "lock",
-			   strerror(-rc));
+		           rc == -ENOENT ? "not an archive (no lock file)" : "lock", strerror(-rc));
 		goto fail;
 	}
 	if (flock(a->lock_fd, ((flags & ARCHIVE_OPEN_RDONLY) ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
@@ -1059,8 +1055,9 @@ void archive_msg_abort(struct archive *a)
 		a->fn = a->m_skip;
 	} else if (a->m_size) {
 		/* it starts a frame (frame_split): cut its frames off again */
-		if (!a->m_skip && a->m_pack == a->wpack && a->wfd >= 0 && a->m_off >= a->wcommitted &&
-		    a->m_off <= a->wlen && ftruncate(a->wfd, (off_t)a->m_off) == 0) {
+		if (!a->m_skip && a->m_pack == a->wpack && a->wfd >= 0 &&
+		    a->m_off >= a->wcommitted && a->m_off <= a->wlen &&
+		    ftruncate(a->wfd, (off_t)a->m_off) == 0) {
 			a->wlen = a->m_off;
 			if (a->rc_pack == a->wpack && a->rc_off >= a->m_off)
 				a->rc_valid = 0;
@@ -1072,7 +1069,7 @@ void archive_msg_abort(struct archive *a)
 }
 
 int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *dup,
-		    struct mf_error *err)
+                    struct mf_error *err)
 {
 	struct afmt_rec r;
 	int rc;
@@ -1133,9 +1130,9 @@ int archive_has(struct archive *a, const uint8_t hash[32], struct mf_error *err)
 
 /* ---- reading ---- */
 
-int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_t n,
-		     uint32_t pack, const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw,
-		     size_t cap, size_t *rawn, size_t *used, struct mf_error *err)
+int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_t n, uint32_t pack,
+                     const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw, size_t cap,
+                     size_t *rawn, size_t *used, struct mf_error *err)
 {
 	struct afmt_frame f;
 	unsigned long long cs;
@@ -1147,7 +1144,7 @@ int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_
 		return rc;
 	if (n - AFMT_FRAME_HDR < f.comp_len) {
 		mf_err_set(err, -EIO, "frame cut short (%zu of %u bytes)", n - AFMT_FRAME_HDR,
-			   f.comp_len);
+		           f.comp_len);
 		return -EIO;
 	}
 	if (afmt_crc32c(0, p + AFMT_FRAME_HDR, f.comp_len) != f.crc) {
@@ -1169,16 +1166,16 @@ int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_
 	}
 	ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
 	if (f.dict && dd)
-		d = ZSTD_decompress_usingDDict(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR,
-					       f.comp_len, dd);
+		d = ZSTD_decompress_usingDDict(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len,
+		                               dd);
 	else if (f.dict)
 		d = ZSTD_decompress_usingDict(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len,
-					      dict, dictn);
+		                              dict, dictn);
 	else
 		d = ZSTD_decompressDCtx(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len);
 	if (ZSTD_isError(d) || d != f.raw_len) {
 		mf_err_set(err, -EIO, "zstd: %s",
-			   ZSTD_isError(d) ? ZSTD_getErrorName(d) : "short output");
+		           ZSTD_isError(d) ? ZSTD_getErrorName(d) : "short output");
 		return -EIO;
 	}
 	*rawn = d;
@@ -1186,9 +1183,8 @@ int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_
 	return 0;
 }
 
-int archive_frame_decode(const uint8_t *p, size_t n, uint32_t pack, const void *dict,
-			 size_t dictn, uint8_t *raw, size_t cap, size_t *rawn, size_t *used,
-			 struct mf_error *err)
+int archive_frame_decode(const uint8_t *p, size_t n, uint32_t pack, const void *dict, size_t dictn,
+                         uint8_t *raw, size_t cap, size_t *rawn, size_t *used, struct mf_error *err)
 {
 	ZSTD_DCtx *d = ZSTD_createDCtx();
 	int rc;
@@ -1221,7 +1217,7 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 	got = pread(fd, hdr, sizeof(hdr), (off_t)off);
 	if (got != (ssize_t)sizeof(hdr)) {
 		mf_err_set(err, -EIO, "pack %u offset %llu: %s", pack, (unsigned long long)off,
-			   got < 0 ? strerror(errno) : "frame header past the end of the pack");
+		           got < 0 ? strerror(errno) : "frame header past the end of the pack");
 		return -EIO;
 	}
 	if ((rc = afmt_frame_hdr_decode(hdr, sizeof(hdr), pack, &f, err))) {
@@ -1235,16 +1231,16 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 	got = pread(fd, a->rcomp + AFMT_FRAME_HDR, f.comp_len, (off_t)(off + AFMT_FRAME_HDR));
 	if (got != (ssize_t)f.comp_len) {
 		mf_err_set(err, -EIO, "pack %u offset %llu: frame cut short", pack,
-			   (unsigned long long)off);
+		           (unsigned long long)off);
 		return -EIO;
 	}
 	if (f.dict && (!(d = arc_dict_find(a, f.dict)) || !arc_dict_ddict(d))) {
 		mf_err_set(err, -EIO, "pack %u offset %llu: dictionary %u missing or damaged", pack,
-			   (unsigned long long)off, f.dict);
+		           (unsigned long long)off, f.dict);
 		return -EIO;
 	}
 	rc = arc_frame_decode(a->dctx, a, a->rcomp, AFMT_FRAME_HDR + f.comp_len, pack, NULL, 0,
-			      d ? d->dd : NULL, a->rraw, AFMT_FRAME_RAW_MAX, &rawn, &used, err);
+	                      d ? d->dd : NULL, a->rraw, AFMT_FRAME_RAW_MAX, &rawn, &used, err);
 	if (rc) {
 		char m[MF_ERR_MAX];
 
@@ -1261,15 +1257,15 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 }
 
 int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt_object *o,
-		    archive_out_fn fn, void *ctx, struct mf_error *err)
+                    archive_out_fn fn, void *ctx, struct mf_error *err)
 {
 	uint64_t left = o->size, off = o->frame_off;
 	uint32_t skip = o->skip, frames = 0;
 	uint8_t got[32];
 	int rc;
 
-	if (o->size && o->pack == a->wpack && a->fn &&
-	    (a->wfd < 0 || o->frame_off >= a->wlen) && (rc = arc_frame_flush(a, err)))
+	if (o->size && o->pack == a->wpack && a->fn && (a->wfd < 0 || o->frame_off >= a->wlen) &&
+	    (rc = arc_frame_flush(a, err)))
 		return rc;
 	msghash_begin(&a->h);
 	while (left) {
@@ -1277,14 +1273,14 @@ int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt
 
 		if (frames++ >= o->nframes) {
 			mf_err_set(err, -EIO, "message runs past the %u frames its record names",
-				   o->nframes);
+			           o->nframes);
 			return -EIO;
 		}
 		if ((rc = arc_frame_load(a, o->pack, off, err)))
 			return rc;
 		if (skip > a->rrawn || (skip == a->rrawn && left)) {
 			mf_err_set(err, -EIO, "pack %u offset %llu: message starts past its frame",
-				   o->pack, (unsigned long long)off);
+			           o->pack, (unsigned long long)off);
 			return -EIO;
 		}
 		take = a->rrawn - skip;
@@ -1300,14 +1296,14 @@ int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt
 	msghash_end(&a->h, got, NULL);
 	if (memcmp(got, hash, 32)) {
 		mf_err_set(err, -EIO, "content does not match its hash (pack %u offset %llu)",
-			   o->pack, (unsigned long long)o->frame_off);
+		           o->pack, (unsigned long long)o->frame_off);
 		return -EIO;
 	}
 	return 0;
 }
 
 int archive_get(struct archive *a, const uint8_t hash[32], archive_out_fn fn, void *ctx,
-		struct mf_error *err)
+                struct mf_error *err)
 {
 	struct afmt_rec r;
 	int rc;
@@ -1327,7 +1323,7 @@ int archive_get(struct archive *a, const uint8_t hash[32], archive_out_fn fn, vo
 /* ---- runs ---- */
 
 int archive_run_begin(struct archive *a, const char *account, uint64_t time, uint32_t *run,
-		      struct mf_error *err)
+                      struct mf_error *err)
 {
 	size_t alen = strlen(account);
 	struct afmt_rec r;
@@ -1376,8 +1372,7 @@ int archive_run_commit(struct archive *a, uint32_t run, struct mf_error *err)
 	if ((rc = arc_get(a, a->runs, AFMT_RUN, key, 4, &r, err)))
 		return rc;
 	r.u.run.committed = 1;
-	if ((rc = arc_put(a, a->runs, AFMT_RUN, key, 4, &r, err)) ||
-	    (rc = archive_commit(a, err)))
+	if ((rc = arc_put(a, a->runs, AFMT_RUN, key, 4, &r, err)) || (rc = archive_commit(a, err)))
 		return rc;
 	if (runs_add(a, run)) {
 		mf_err_set(err, -ENOMEM, "archive %s: out of memory", a->dir);
@@ -1389,7 +1384,7 @@ int archive_run_commit(struct archive *a, uint32_t run, struct mf_error *err)
 }
 
 int archive_run_each(struct archive *a, int (*fn)(void *ctx, const struct archive_run_info *r),
-		     void *ctx, struct mf_error *err)
+                     void *ctx, struct mf_error *err)
 {
 	struct archive_run_info *ri;
 	MDB_cursor *c;
@@ -1409,8 +1404,7 @@ int archive_run_each(struct archive *a, int (*fn)(void *ctx, const struct archiv
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		struct mf_error e2;
 
-		if (afmt_rec_decode(AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r,
-				    &e2))
+		if (afmt_rec_decode(AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &e2))
 			continue;
 		ri->id = afmt_get32(k.mv_data);
 		ri->time = r.u.run.time;
@@ -1443,7 +1437,7 @@ static int latest_cb(void *ctx, const struct archive_run_info *r)
 }
 
 int archive_run_asof(struct archive *a, const char *account, uint64_t time, uint32_t *run,
-		     struct mf_error *err)
+                     struct mf_error *err)
 {
 	struct latest_ctx l = {account, time, 0, 0};
 	int rc = archive_run_each(a, latest_cb, &l, err);
@@ -1452,15 +1446,14 @@ int archive_run_asof(struct archive *a, const char *account, uint64_t time, uint
 		return rc;
 	if (!l.run) {
 		mf_err_set(err, -ENOENT, "archive %s: no complete backup run%s", a->dir,
-			   time == UINT64_MAX ? "" : " by then");
+		           time == UINT64_MAX ? "" : " by then");
 		return -ENOENT;
 	}
 	*run = l.run;
 	return 0;
 }
 
-int archive_run_latest(struct archive *a, const char *account, uint32_t *run,
-		       struct mf_error *err)
+int archive_run_latest(struct archive *a, const char *account, uint32_t *run, struct mf_error *err)
 {
 	return archive_run_asof(a, account, UINT64_MAX, run, err);
 }
@@ -1468,7 +1461,7 @@ int archive_run_latest(struct archive *a, const char *account, uint32_t *run,
 /* ---- mailboxes ---- */
 
 int archive_mbox_begin(struct archive *a, uint32_t run, const char *name, size_t nlen,
-		       uint32_t uidvalidity, uint32_t *mbid, struct mf_error *err)
+                       uint32_t uidvalidity, uint32_t *mbid, struct mf_error *err)
 {
 	struct afmt_rec r;
 	uint8_t key[4 + 32], rk[8];
@@ -1520,8 +1513,8 @@ int arc_mbox_name(struct archive *a, uint32_t mbid, struct afmt_rec *r, struct m
 }
 
 int archive_mbox_each(struct archive *a, uint32_t run,
-		      int (*fn)(void *ctx, const struct archive_mbox_info *mb), void *ctx,
-		      struct mf_error *err)
+                      int (*fn)(void *ctx, const struct archive_mbox_info *mb), void *ctx,
+                      struct mf_error *err)
 {
 	struct afmt_rec *r;
 	MDB_cursor *c;
@@ -1572,7 +1565,7 @@ int archive_mbox_each(struct archive *a, uint32_t run,
 /* ---- per-UID versions ---- */
 
 static int runmb_uidv(struct archive *a, uint32_t run, uint32_t mbid, uint32_t *uidv,
-		      struct mf_error *err)
+                      struct mf_error *err)
 {
 	struct afmt_rec r;
 	uint8_t k[8];
@@ -1589,8 +1582,8 @@ static int runmb_uidv(struct archive *a, uint32_t run, uint32_t mbid, uint32_t *
 }
 
 /* The latest visible version of uid at or before run: 0 (in *r), -ENOENT. */
-static int version_find(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uidv,
-			uint32_t uid, struct afmt_rec *r, struct mf_error *err)
+static int version_find(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uidv, uint32_t uid,
+                        struct afmt_rec *r, struct mf_error *err)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -1640,7 +1633,7 @@ static void meta_from(struct archive_msgmeta *m, const struct afmt_msg *v)
 }
 
 int archive_uid_put(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uid,
-		    const struct archive_msgmeta *m, struct mf_error *err)
+                    const struct archive_msgmeta *m, struct mf_error *err)
 {
 	struct afmt_rec *r;
 	uint8_t key[16];
@@ -1657,7 +1650,7 @@ int archive_uid_put(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uid
 	if ((rc = archive_has(a, m->hash, err)) <= 0) {
 		if (!rc)
 			mf_err_set(err, -ENOENT, "archive %s: uid %u: content not stored", a->dir,
-				   uid);
+			           uid);
 		return rc ? rc : -ENOENT;
 	}
 	if (!(r = malloc(sizeof(*r))))
@@ -1691,7 +1684,7 @@ int archive_uid_put(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uid
 }
 
 int archive_uid_delete(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uid,
-		       struct mf_error *err)
+                       struct mf_error *err)
 {
 	struct afmt_rec *r;
 	uint8_t key[16];
@@ -1718,7 +1711,7 @@ int archive_uid_delete(struct archive *a, uint32_t run, uint32_t mbid, uint32_t 
 }
 
 int archive_uid_get(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uid,
-		    struct archive_msgmeta *m, struct mf_error *err)
+                    struct archive_msgmeta *m, struct mf_error *err)
 {
 	struct afmt_rec *r;
 	uint32_t uidv;
@@ -1738,8 +1731,8 @@ int archive_uid_get(struct archive *a, uint32_t run, uint32_t mbid, uint32_t uid
 }
 
 int archive_uid_each(struct archive *a, uint32_t run, uint32_t mbid,
-		     int (*fn)(void *ctx, uint32_t uid, const struct archive_msgmeta *m),
-		     void *ctx, struct mf_error *err)
+                     int (*fn)(void *ctx, uint32_t uid, const struct archive_msgmeta *m), void *ctx,
+                     struct mf_error *err)
 {
 	struct afmt_rec *r;
 	struct archive_msgmeta *best;

@@ -13,9 +13,8 @@
 /* CRC-32C (Castagnoli), four bits at a time: a 16-entry constant table,
  * no global state to initialise. */
 static const uint32_t crc_nib[16] = {
-	0x00000000, 0x105ec76f, 0x20bd8ede, 0x30e349b1, 0x417b1dbc, 0x5125dad3,
-	0x61c69362, 0x7198540d, 0x82f63b78, 0x92a8fc17, 0xa24bb5a6, 0xb21572c9,
-	0xc38d26c4, 0xd3d3e1ab, 0xe330a81a, 0xf36e6f75,
+    0x00000000, 0x105ec76f, 0x20bd8ede, 0x30e349b1, 0x417b1dbc, 0x5125dad3, 0x61c69362, 0x7198540d,
+    0x82f63b78, 0x92a8fc17, 0xa24bb5a6, 0xb21572c9, 0xc38d26c4, 0xd3d3e1ab, 0xe330a81a, 0xf36e6f75,
 };
 
 #if defined(__x86_64__)
@@ -122,7 +121,7 @@ void afmt_frame_hdr(uint8_t out[AFMT_FRAME_HDR], const struct afmt_frame *f)
 }
 
 int afmt_frame_hdr_decode(const uint8_t *p, size_t n, uint32_t pack, struct afmt_frame *f,
-			  struct mf_error *err)
+                          struct mf_error *err)
 {
 	if (n < AFMT_FRAME_HDR) {
 		mf_err_set(err, -EIO, "frame header cut short (%zu bytes)", n);
@@ -143,13 +142,13 @@ int afmt_frame_hdr_decode(const uint8_t *p, size_t n, uint32_t pack, struct afmt
 	f->crc = afmt_get32(p + 20);
 	if (f->pack != pack || afmt_get32(p + 24) != 0) {
 		mf_err_set(err, -EIO, "frame header names pack %u, read from pack %u", f->pack,
-			   pack);
+		           pack);
 		return -EIO;
 	}
 	if (!f->raw_len || f->raw_len > AFMT_FRAME_RAW_MAX || !f->comp_len ||
 	    f->comp_len > AFMT_FRAME_COMP_MAX) {
 		mf_err_set(err, -EIO, "frame header out of bounds (raw %u, stored %u)", f->raw_len,
-			   f->comp_len);
+		           f->comp_len);
 		return -EIO;
 	}
 	return 0;
@@ -158,7 +157,7 @@ int afmt_frame_hdr_decode(const uint8_t *p, size_t n, uint32_t pack, struct afmt
 /* ---- records ---- */
 
 static uint32_t rec_crc(enum afmt_kind kind, const void *key, size_t klen, const uint8_t *v,
-			size_t n)
+                        size_t n)
 {
 	uint8_t k = (uint8_t)kind;
 
@@ -171,8 +170,8 @@ static size_t seal(enum afmt_kind kind, const void *key, size_t klen, uint8_t *o
 	return n + 4;
 }
 
-size_t afmt_rec_encode(enum afmt_kind kind, const void *key, size_t klen,
-		       const struct afmt_rec *r, uint8_t *out, size_t cap)
+size_t afmt_rec_encode(enum afmt_kind kind, const void *key, size_t klen, const struct afmt_rec *r,
+                       uint8_t *out, size_t cap)
 {
 	size_t n = 1;
 
@@ -246,24 +245,24 @@ size_t afmt_dict_encode(const void *key, size_t klen, const uint8_t *d, size_t n
 }
 
 static const size_t key_len[] = {
-	[AFMT_OBJECT] = 32, [AFMT_MSG] = 16, [AFMT_RUN] = 4,  [AFMT_RUNMB] = 8,
-	[AFMT_MBOX] = 4,    [AFMT_PACK] = 4, [AFMT_COUNTER] = 0, [AFMT_DICT] = 4,
+    [AFMT_OBJECT] = 32, [AFMT_MSG] = 16, [AFMT_RUN] = 4,     [AFMT_RUNMB] = 8,
+    [AFMT_MBOX] = 4,    [AFMT_PACK] = 4, [AFMT_COUNTER] = 0, [AFMT_DICT] = 4,
 };
 
 static int bad(struct mf_error *err, enum afmt_kind kind, const char *why)
 {
 	static const char *const names[] = {
-		[AFMT_OBJECT] = "object", [AFMT_MSG] = "message", [AFMT_RUN] = "run",
-		[AFMT_RUNMB] = "run mailbox", [AFMT_MBOX] = "mailbox", [AFMT_PACK] = "pack",
-		[AFMT_COUNTER] = "counter", [AFMT_DICT] = "dictionary",
+	    [AFMT_OBJECT] = "object",     [AFMT_MSG] = "message",     [AFMT_RUN] = "run",
+	    [AFMT_RUNMB] = "run mailbox", [AFMT_MBOX] = "mailbox",    [AFMT_PACK] = "pack",
+	    [AFMT_COUNTER] = "counter",   [AFMT_DICT] = "dictionary",
 	};
 
 	mf_err_set(err, -EIO, "index %s record: %s", names[kind], why);
 	return -EIO;
 }
 
-int afmt_rec_decode(enum afmt_kind kind, const void *key, size_t klen, const void *val,
-		    size_t vlen, struct afmt_rec *r, struct mf_error *err)
+int afmt_rec_decode(enum afmt_kind kind, const void *key, size_t klen, const void *val, size_t vlen,
+                    struct afmt_rec *r, struct mf_error *err)
 {
 	const uint8_t *v = val;
 	size_t n, want;
@@ -281,7 +280,7 @@ int afmt_rec_decode(enum afmt_kind kind, const void *key, size_t klen, const voi
 		return bad(err, kind, "checksum mismatch");
 	if (v[0] != AFMT_REC_V1) {
 		mf_err_set(err, -EINVAL, "index record version %u (this mailferry reads %u)", v[0],
-			   AFMT_REC_V1);
+		           AFMT_REC_V1);
 		return -EINVAL;
 	}
 	switch (kind) {
@@ -294,7 +293,8 @@ int afmt_rec_decode(enum afmt_kind kind, const void *key, size_t klen, const voi
 		r->u.obj.nframes = afmt_get32(v + 17);
 		r->u.obj.size = afmt_get64(v + 21);
 		r->u.obj.dict = afmt_get32(v + 29);
-		if (r->u.obj.frame_off < AFMT_PACK_HDR || r->u.obj.frame_off > ((uint64_t)1 << 48) ||
+		if (r->u.obj.frame_off < AFMT_PACK_HDR ||
+		    r->u.obj.frame_off > ((uint64_t)1 << 48) ||
 		    r->u.obj.skip >= AFMT_FRAME_RAW_MAX || !r->u.obj.nframes ||
 		    r->u.obj.size > AFMT_MSG_MAX)
 			return bad(err, kind, "fields out of bounds");

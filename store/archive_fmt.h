@@ -18,15 +18,15 @@
 #include "engine/base/err.h"
 
 #define AFMT_PACK_MAGIC "MFPACK1\n"
-#define AFMT_PACK_HDR 16		 /* magic, u32 pack id, u32 crc */
-#define AFMT_FRAME_MAGIC 0x4d465a31u	 /* "MFZ1" */
+#define AFMT_PACK_HDR 16             /* magic, u32 pack id, u32 crc */
+#define AFMT_FRAME_MAGIC 0x4d465a31u /* "MFZ1" */
 #define AFMT_FRAME_HDR 32
-#define AFMT_FRAME_RAW_MAX (1u << 20)	 /* no frame holds more raw bytes */
+#define AFMT_FRAME_RAW_MAX (1u << 20) /* no frame holds more raw bytes */
 #define AFMT_FRAME_COMP_MAX ((1u << 20) + (1u << 16))
 #define AFMT_REC_V1 1
-#define AFMT_NAME_MAX 4096		 /* mailbox name bytes */
+#define AFMT_NAME_MAX 4096 /* mailbox name bytes */
 #define AFMT_ACCOUNT_MAX 400
-#define AFMT_KW_MAX 1024		 /* keywords, space-separated */
+#define AFMT_KW_MAX 1024 /* keywords, space-separated */
 #define AFMT_DICT_MAX (256u << 10)
 #define AFMT_MSG_MAX ((uint64_t)1 << 40)
 
@@ -42,44 +42,44 @@ void afmt_pack_hdr(uint8_t out[AFMT_PACK_HDR], uint32_t pack);
 int afmt_pack_hdr_check(const uint8_t *p, size_t n, uint32_t pack, struct mf_error *err);
 
 struct afmt_frame {
-	uint32_t dict;		/* dictionary version, 0 = none */
-	uint32_t comp_len;	/* zstd bytes after the header */
-	uint32_t raw_len;	/* bytes they decompress to */
+	uint32_t dict;     /* dictionary version, 0 = none */
+	uint32_t comp_len; /* zstd bytes after the header */
+	uint32_t raw_len;  /* bytes they decompress to */
 	uint32_t pack;
-	uint32_t crc;		/* CRC-32C of the zstd bytes */
+	uint32_t crc; /* CRC-32C of the zstd bytes */
 };
 void afmt_frame_hdr(uint8_t out[AFMT_FRAME_HDR], const struct afmt_frame *f);
 /* Checks magic, header CRC, pack id and bounds; 0 or -EIO. */
 int afmt_frame_hdr_decode(const uint8_t *p, size_t n, uint32_t pack, struct afmt_frame *f,
-			  struct mf_error *err);
+                          struct mf_error *err);
 
 /* ---- index records ---- */
 
 enum afmt_kind {
 	AFMT_OBJECT = 1, /* objects: hash[32] -> where the bytes are */
-	AFMT_MSG,	 /* msgs: (mbid, uidvalidity, uid, run) -> one version */
-	AFMT_RUN,	 /* runs: run -> time, account */
-	AFMT_RUNMB,	 /* runmb: (run, mbid) -> uidvalidity */
-	AFMT_MBOX,	 /* mboxes: mbid -> account id, name */
-	AFMT_PACK,	 /* packs: pack -> committed length */
-	AFMT_COUNTER,	 /* meta: name -> u32 */
-	AFMT_DICT,	 /* dicts: version -> dictionary bytes */
+	AFMT_MSG,        /* msgs: (mbid, uidvalidity, uid, run) -> one version */
+	AFMT_RUN,        /* runs: run -> time, account */
+	AFMT_RUNMB,      /* runmb: (run, mbid) -> uidvalidity */
+	AFMT_MBOX,       /* mboxes: mbid -> account id, name */
+	AFMT_PACK,       /* packs: pack -> committed length */
+	AFMT_COUNTER,    /* meta: name -> u32 */
+	AFMT_DICT,       /* dicts: version -> dictionary bytes */
 };
 
 struct afmt_object {
 	uint32_t pack;
-	uint64_t frame_off;	/* offset of the first frame's header in the pack */
-	uint32_t skip;		/* raw bytes of that frame before the message */
-	uint32_t nframes;	/* frames the message touches */
-	uint64_t size;		/* raw bytes */
-	uint32_t dict;		/* dictionary of the first frame */
+	uint64_t frame_off; /* offset of the first frame's header in the pack */
+	uint32_t skip;      /* raw bytes of that frame before the message */
+	uint32_t nframes;   /* frames the message touches */
+	uint64_t size;      /* raw bytes */
+	uint32_t dict;      /* dictionary of the first frame */
 };
 
 enum afmt_msg_kind { AFMT_MSG_PRESENT = 1, AFMT_MSG_DELETED = 2 };
 
 struct afmt_msg {
-	uint8_t kind;		/* enum afmt_msg_kind */
-	uint32_t flags;		/* ARCHIVE_F_* */
+	uint8_t kind;   /* enum afmt_msg_kind */
+	uint32_t flags; /* ARCHIVE_F_* */
 	int64_t internaldate;
 	uint64_t size;
 	uint8_t hash[32];
@@ -120,13 +120,13 @@ struct afmt_rec {
 /* Encodes a record into out (cap bytes; AFMT_REC_MAX is always enough),
  * sealed with key; returns its length. */
 #define AFMT_REC_MAX (AFMT_NAME_MAX + 64)
-size_t afmt_rec_encode(enum afmt_kind kind, const void *key, size_t klen,
-		       const struct afmt_rec *r, uint8_t *out, size_t cap);
+size_t afmt_rec_encode(enum afmt_kind kind, const void *key, size_t klen, const struct afmt_rec *r,
+                       uint8_t *out, size_t cap);
 /* Dictionaries are too large for AFMT_REC_MAX: out must hold n + 9. */
 size_t afmt_dict_encode(const void *key, size_t klen, const uint8_t *d, size_t n, uint8_t *out);
 /* Decodes and checks one stored record (key is what LMDB returned with it);
  * 0, or -EIO (damaged: checksum, bounds) / -EINVAL (unknown version). */
-int afmt_rec_decode(enum afmt_kind kind, const void *key, size_t klen, const void *val,
-		    size_t vlen, struct afmt_rec *r, struct mf_error *err);
+int afmt_rec_decode(enum afmt_kind kind, const void *key, size_t klen, const void *val, size_t vlen,
+                    struct afmt_rec *r, struct mf_error *err);
 
 #endif

@@ -34,17 +34,17 @@ struct archive {
 	MDB_env *env;
 	MDB_dbi meta, objects, accts, mbnames, mboxes, runs, runmb, msgs, packs_db, dicts_db;
 	MDB_txn *txn;
-	uint64_t dirty;		/* index writes since the last commit */
-	struct mf_error lost;	/* set while uncommitted writes were dropped */
+	uint64_t dirty;       /* index writes since the last commit */
+	struct mf_error lost; /* set while uncommitted writes were dropped */
 	struct archive_tune tune;
 
 	/* the pack being written */
 	int wfd, wnew;
 	uint32_t wpack;
 	uint64_t wlen, wcommitted;
-	uint8_t *fbuf;		/* the open frame's raw bytes */
+	uint8_t *fbuf; /* the open frame's raw bytes */
 	size_t fn;
-	uint32_t fdict;		/* the open frame's dictionary */
+	uint32_t fdict; /* the open frame's dictionary */
 	uint8_t *cbuf;
 	size_t ccap;
 	ZSTD_CCtx *cctx;
@@ -73,8 +73,8 @@ struct archive {
 	uint8_t *samp;
 	size_t sampn, *sampsz;
 	unsigned nsamp, samp_goal;
-	uint64_t stored;	/* messages stored through this handle */
-	uint64_t sample_from;	/* sampling starts again at this count */
+	uint64_t stored;      /* messages stored through this handle */
+	uint64_t sample_from; /* sampling starts again at this count */
 
 	/* committed runs (sorted) and the run this handle has open */
 	uint32_t *runs_ok;
@@ -86,9 +86,9 @@ int arc_lmdb_code(int rc);
 int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *what);
 int arc_txn(struct archive *a, struct mf_error *err);
 int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
-	    struct afmt_rec *r, struct mf_error *err);
+            struct afmt_rec *r, struct mf_error *err);
 int arc_put(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
-	    const struct afmt_rec *r, struct mf_error *err);
+            const struct afmt_rec *r, struct mf_error *err);
 int arc_del(struct archive *a, MDB_dbi db, const void *k, size_t klen, struct mf_error *err);
 int arc_run_visible(const struct archive *a, uint32_t run);
 struct arc_dict *arc_dict_find(struct archive *a, uint32_t ver);
@@ -97,11 +97,11 @@ void arc_pack_path(const struct archive *a, uint32_t pack, char *out, size_t cap
 int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err);
 int arc_frame_flush(struct archive *a, struct mf_error *err);
 int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_error *err);
-int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_t n,
-		     uint32_t pack, const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw,
-		     size_t cap, size_t *rawn, size_t *used, struct mf_error *err);
+int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_t n, uint32_t pack,
+                     const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw, size_t cap,
+                     size_t *rawn, size_t *used, struct mf_error *err);
 int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt_object *o,
-		    archive_out_fn fn, void *ctx, struct mf_error *err);
+                    archive_out_fn fn, void *ctx, struct mf_error *err);
 int arc_mbox_name(struct archive *a, uint32_t mbid, struct afmt_rec *r, struct mf_error *err);
 
 #endif

@@ -15,7 +15,7 @@
 
 struct bad {
 	uint8_t hash[32];
-	int named;		/* a version named it */
+	int named; /* a version named it */
 	char why[MF_ERR_MAX];
 };
 
@@ -63,12 +63,12 @@ struct vctx {
 	void *ctx;
 	uint64_t problems;
 	uint32_t name_mbid;
-	struct afmt_rec *name;	/* the mailbox name of name_mbid */
+	struct afmt_rec *name; /* the mailbox name of name_mbid */
 	int name_ok;
 };
 
-static void report(struct vctx *v, uint32_t run, uint32_t mbid, uint32_t uid,
-		   const uint8_t *hash, const char *what)
+static void report(struct vctx *v, uint32_t run, uint32_t mbid, uint32_t uid, const uint8_t *hash,
+                   const char *what)
 {
 	struct archive_problem p = {run, NULL, 0, uid, hash, what};
 	struct mf_error e2;
@@ -100,7 +100,8 @@ struct vobj {
 
 static int vobj_cmp(const void *x, const void *y)
 {
-	const struct afmt_object *a = &((const struct vobj *)x)->o, *b = &((const struct vobj *)y)->o;
+	const struct afmt_object *a = &((const struct vobj *)x)->o,
+	                         *b = &((const struct vobj *)y)->o;
 
 	if (a->pack != b->pack)
 		return a->pack < b->pack ? -1 : 1;
@@ -123,8 +124,7 @@ static int check_batch(struct archive *a, struct vobj *v, size_t n, struct badli
 }
 
 /* Every stored message, read back and re-hashed. */
-static int check_objects(struct archive *a, struct vctx *v, struct badlist *b,
-			 struct mf_error *err)
+static int check_objects(struct archive *a, struct vctx *v, struct badlist *b, struct mf_error *err)
 {
 	struct vobj *batch = malloc(VERIFY_BATCH * sizeof(*batch));
 	size_t nb = 0;
@@ -150,7 +150,7 @@ static int check_objects(struct archive *a, struct vctx *v, struct badlist *b,
 			continue;
 		}
 		if (afmt_rec_decode(AFMT_OBJECT, k.mv_data, 32, val.mv_data, val.mv_size, &r,
-				    &e2)) {
+		                    &e2)) {
 			if (bad_add(b, k.mv_data, e2.msg))
 				break;
 			continue;
@@ -183,7 +183,7 @@ static int check_objects(struct archive *a, struct vctx *v, struct badlist *b,
 /* Every version of every committed run: its record, and the content it
  * names. */
 static int check_versions(struct archive *a, struct vctx *v, struct badlist *b,
-			  struct mf_error *err)
+                          struct mf_error *err)
 {
 	MDB_cursor *c;
 	MDB_val k, val, ov;
@@ -248,14 +248,14 @@ static int check_records(struct archive *a, struct vctx *v, struct mf_error *err
 		enum afmt_kind kind;
 		const char *what;
 	} dbs[] = {
-		{a->runs, AFMT_RUN, "index run record damaged"},
-		{a->runmb, AFMT_RUNMB, "index run mailbox record damaged"},
-		{a->mboxes, AFMT_MBOX, "index mailbox record damaged"},
-		{a->mbnames, AFMT_COUNTER, "index mailbox name record damaged"},
-		{a->accts, AFMT_COUNTER, "index account record damaged"},
-		{a->meta, AFMT_COUNTER, "index counter record damaged"},
-		{a->packs_db, AFMT_PACK, "index pack record damaged"},
-		{a->dicts_db, AFMT_DICT, "index dictionary record damaged"},
+	    {a->runs, AFMT_RUN, "index run record damaged"},
+	    {a->runmb, AFMT_RUNMB, "index run mailbox record damaged"},
+	    {a->mboxes, AFMT_MBOX, "index mailbox record damaged"},
+	    {a->mbnames, AFMT_COUNTER, "index mailbox name record damaged"},
+	    {a->accts, AFMT_COUNTER, "index account record damaged"},
+	    {a->meta, AFMT_COUNTER, "index counter record damaged"},
+	    {a->packs_db, AFMT_PACK, "index pack record damaged"},
+	    {a->dicts_db, AFMT_DICT, "index dictionary record damaged"},
 	};
 	struct afmt_rec *r = malloc(sizeof(*r));
 	int rc = 0;
@@ -276,7 +276,7 @@ static int check_records(struct archive *a, struct vctx *v, struct mf_error *err
 			uint32_t run = 0;
 
 			if (afmt_rec_decode(dbs[i].kind, k.mv_data, k.mv_size, val.mv_data,
-					    val.mv_size, r, &e2)) {
+			                    val.mv_size, r, &e2)) {
 				if ((dbs[i].kind == AFMT_RUN || dbs[i].kind == AFMT_RUNMB) &&
 				    k.mv_size >= 4)
 					run = afmt_get32(k.mv_data);
@@ -291,9 +291,9 @@ static int check_records(struct archive *a, struct vctx *v, struct mf_error *err
 				arc_pack_path(a, pack, path, sizeof(path));
 				if (stat(path, &st) < 0 || (uint64_t)st.st_size < r->u.pack_len) {
 					snprintf(why, sizeof(why),
-						 "pack %u is missing or shorter than committed "
-						 "(%llu bytes)",
-						 pack, (unsigned long long)r->u.pack_len);
+					         "pack %u is missing or shorter than committed "
+					         "(%llu bytes)",
+					         pack, (unsigned long long)r->u.pack_len);
 					report(v, 0, 0, 0, NULL, why);
 				}
 			}
@@ -306,7 +306,7 @@ static int check_records(struct archive *a, struct vctx *v, struct mf_error *err
 }
 
 int archive_verify(struct archive *a, int (*fn)(void *ctx, const struct archive_problem *p),
-		   void *ctx, uint64_t *problems, struct mf_error *err)
+                   void *ctx, uint64_t *problems, struct mf_error *err)
 {
 	struct badlist b = {0};
 	struct vctx v = {a, fn, ctx, 0, 0, NULL, 0};
@@ -328,7 +328,7 @@ int archive_verify(struct archive *a, int (*fn)(void *ctx, const struct archive_
 			char why[MF_ERR_MAX + 80];
 
 			snprintf(why, sizeof(why), "stored message no run names is corrupt: %s",
-				 b.v[i].why);
+			         b.v[i].why);
 			report(&v, 0, 0, 0, b.v[i].hash, why);
 		}
 	free(b.v);
@@ -364,7 +364,7 @@ int archive_stats(struct archive *a, struct archive_stats *st, struct mf_error *
 			struct mf_error e2;
 
 			if (afmt_rec_decode(i ? AFMT_PACK : AFMT_OBJECT, k.mv_data, k.mv_size,
-					    val.mv_data, val.mv_size, r, &e2))
+			                    val.mv_data, val.mv_size, r, &e2))
 				continue;
 			if (i) {
 				st->packs++;
@@ -440,7 +440,8 @@ static int prune_versions(struct archive *a, uint32_t keep_from, struct mf_error
 		return rc;
 	if ((rc = mdb_cursor_open(a->txn, a->msgs, &c)))
 		return arc_lmdb_fail(a, rc, err, "mdb_cursor_open");
-	for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST);; rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+	for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST);;
+	     rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
 		const uint8_t *kp = rc ? NULL : k.mv_data;
 		uint32_t run;
 
@@ -474,7 +475,8 @@ static int prune_versions(struct archive *a, uint32_t keep_from, struct mf_error
 		if (run == keep_from) {
 			/* a deletion at keep_from has nothing left before it */
 			at_keep = 1;
-			if (val.mv_size < 2 || ((const uint8_t *)val.mv_data)[1] != AFMT_MSG_DELETED)
+			if (val.mv_size < 2 ||
+			    ((const uint8_t *)val.mv_data)[1] != AFMT_MSG_DELETED)
 				continue;
 		}
 		if (run < keep_from && arc_run_visible(a, run) && val.mv_size <= AFMT_REC_MAX &&
@@ -492,8 +494,8 @@ static int prune_versions(struct archive *a, uint32_t keep_from, struct mf_error
 					memcpy(carry.key, kp, 16);
 					afmt_put32(carry.key + 12, keep_from);
 					/* re-sealed under the new key */
-					carry.n = afmt_rec_encode(AFMT_MSG, carry.key, 16, r, carry.val,
-								  sizeof(carry.val));
+					carry.n = afmt_rec_encode(AFMT_MSG, carry.key, 16, r,
+					                          carry.val, sizeof(carry.val));
 				}
 			}
 			free(r);
@@ -553,7 +555,7 @@ static int prune_refs(struct archive *a, struct hset *refs, struct mf_error *err
 		struct mf_error e2;
 
 		if (afmt_rec_decode(AFMT_MSG, k.mv_data, k.mv_size, val.mv_data, val.mv_size, r,
-				    &e2))
+		                    &e2))
 			continue;
 		if (r->u.msg.kind == AFMT_MSG_PRESENT && hset_add(refs, r->u.msg.hash)) {
 			rc = -ENOMEM;
@@ -597,8 +599,7 @@ static int prune_runs(struct archive *a, uint32_t keep_from, struct mf_error *er
 	return 0;
 }
 
-int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped,
-		  struct mf_error *err)
+int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped, struct mf_error *err)
 {
 	struct hset refs = {0};
 	MDB_cursor *c;
@@ -612,7 +613,7 @@ int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped,
 	}
 	if (!arc_run_visible(a, keep_from) || keep_from == a->open_run) {
 		mf_err_set(err, -EINVAL, "archive %s: run %u is not a complete run", a->dir,
-			   keep_from);
+		           keep_from);
 		return -EINVAL;
 	}
 	if ((rc = archive_commit(a, err)) || (rc = prune_versions(a, keep_from, err)) ||
@@ -625,7 +626,8 @@ int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped,
 		goto out;
 	}
 	for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); !rc;) {
-		if (k.mv_size == 32 && !(refs.n && bsearch(k.mv_data, refs.v, refs.n, 32, h32cmp))) {
+		if (k.mv_size == 32 &&
+		    !(refs.n && bsearch(k.mv_data, refs.v, refs.n, 32, h32cmp))) {
 			a->dirty++;
 			(*dropped)++;
 			if ((rc = mdb_cursor_del(c, 0)))

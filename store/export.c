@@ -80,7 +80,7 @@ struct mdctx {
 	export_problem_fn problem;
 	void *pctx;
 	const struct archive_mbox_info *mb;
-	int out;		/* the file being written */
+	int out; /* the file being written */
 	int failed_io;
 	struct mf_error *err;
 	int fatal;
@@ -125,7 +125,8 @@ static void kw_letters(struct mdctx *m, const char *kw, char *out, size_t cap)
 
 		if (len && len <= AFMT_KW_MAX) {
 			for (i = 0; i < m->kw->n; i++)
-				if (strlen(m->kw->names[i]) == len && !memcmp(m->kw->names[i], p, len))
+				if (strlen(m->kw->names[i]) == len &&
+				    !memcmp(m->kw->names[i], p, len))
 					break;
 			if (i == m->kw->n && m->kw->n < 26) {
 				memcpy(m->kw->names[i], p, len);
@@ -155,7 +156,7 @@ static void kw_letters(struct mdctx *m, const char *kw, char *out, size_t cap)
 }
 
 static void report(export_problem_fn fn, void *ctx, const struct archive_mbox_info *mb,
-		   uint32_t uid, const char *why)
+                   uint32_t uid, const char *why)
 {
 	if (fn)
 		fn(ctx, mb ? mb->name : NULL, mb ? mb->nlen : 0, uid, why);
@@ -188,10 +189,10 @@ static int md_msg(void *ctx, uint32_t uid, const struct archive_msgmeta *meta)
 	fl[f] = '\0';
 	kw_letters(m, meta->keywords, kw, sizeof(kw));
 	snprintf(name, sizeof(name), "%lld.M%u.mailferry,S=%llu:2,%s%s",
-		 (long long)meta->internaldate, uid, (unsigned long long)meta->size, fl, kw);
+	         (long long)meta->internaldate, uid, (unsigned long long)meta->size, fl, kw);
 	snprintf(tmpname, sizeof(tmpname), "%u.mailferry.tmp", uid);
-	m->out = openat(m->fd_tmp, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-			0600);
+	m->out =
+	    openat(m->fd_tmp, tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (m->out < 0) {
 		mf_err_set(m->err, -errno, "export: create tmp/%s: %s", tmpname, strerror(errno));
 		m->fatal = -EIO;
@@ -241,7 +242,7 @@ static int subdir(int parent, const char *name, struct mf_error *err)
 	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		mf_err_set(err, -errno, "export: open %s: %s (a link or not a directory?)", name,
-			   strerror(errno));
+		           strerror(errno));
 		return -EIO;
 	}
 	return fd;
@@ -255,8 +256,8 @@ static int kw_file(int folder, const struct kwmap *kw, struct mf_error *err)
 
 	if (!kw->n)
 		return 0;
-	fd = openat(folder, "dovecot-keywords", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-		    0600);
+	fd = openat(folder, "dovecot-keywords",
+	            O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		mf_err_set(err, -errno, "export: dovecot-keywords: %s", strerror(errno));
 		return -EIO;
@@ -275,7 +276,7 @@ static int kw_file(int folder, const struct kwmap *kw, struct mf_error *err)
 
 struct mbox_list {
 	struct archive_mbox_info *v;
-	char **names;		/* owned, nnames of them (v may be filtered) */
+	char **names; /* owned, nnames of them (v may be filtered) */
 	size_t n, nnames;
 };
 
@@ -313,7 +314,7 @@ static void list_free(struct mbox_list *l)
 
 /* The run's mailboxes (copied: export reads the archive while it walks). */
 static int mailboxes(struct archive *a, uint32_t *run, const char *folder, struct mbox_list *l,
-		     struct mf_error *err)
+                     struct mf_error *err)
 {
 	int rc;
 
@@ -330,7 +331,7 @@ static int mailboxes(struct archive *a, uint32_t *run, const char *folder, struc
 				l->v[j++] = l->v[i];
 		if (!j) {
 			mf_err_set(err, -ENOENT, "export: run %u has no mailbox \"%s\"", *run,
-				   folder);
+			           folder);
 			return -ENOENT;
 		}
 		l->n = j;
@@ -344,8 +345,8 @@ static int is_inbox(const struct archive_mbox_info *mb)
 }
 
 int export_maildir(struct archive *a, uint32_t run, const char *folder, const char *dir,
-		   struct export_stats *st, export_problem_fn problem, void *ctx,
-		   struct mf_error *err)
+                   struct export_stats *st, export_problem_fn problem, void *ctx,
+                   struct mf_error *err)
 {
 	struct mbox_list l;
 	struct mdctx m;
@@ -391,7 +392,7 @@ int export_maildir(struct archive *a, uint32_t run, const char *folder, const ch
 			m.fd_folder = subdir(root, ent, err);
 			if (m.fd_folder >= 0) {
 				int mf = openat(m.fd_folder, "maildirfolder",
-						O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+				                O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 
 				if (mf >= 0)
 					close(mf);
@@ -437,12 +438,12 @@ struct mbox_out {
 	int fd;
 	uint8_t *buf;
 	size_t n;
-	int io;			/* first write error */
+	int io; /* first write error */
 	/* the quoting state, carried across chunks */
-	int bol;		/* at the start of a line */
-	uint64_t gt;		/* '>' seen at this line's start, not yet written */
-	unsigned from;		/* bytes of "From " matched after them */
-	uint8_t last;		/* last message byte */
+	int bol;       /* at the start of a line */
+	uint64_t gt;   /* '>' seen at this line's start, not yet written */
+	unsigned from; /* bytes of "From " matched after them */
+	uint8_t last;  /* last message byte */
 	uint64_t bytes;
 };
 
@@ -473,7 +474,8 @@ static void out_put(struct mbox_out *o, const void *p, size_t n)
 
 static void out_gts(struct mbox_out *o, uint64_t n)
 {
-	static const char gts[64] = ">>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>";
+	static const char gts[64] =
+	    ">>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>";
 
 	while (n) {
 		size_t k = n > sizeof(gts) ? sizeof(gts) : (size_t)n;
@@ -512,7 +514,7 @@ static int mbox_write(void *ctx, const uint8_t *p, size_t n)
 				i++;
 				continue;
 			}
-			if (c == (uint8_t)"From "[o->from]) {
+			if (c == (uint8_t) "From "[o->from]) {
 				o->from++;
 				i++;
 				if (o->from == 5)
@@ -596,8 +598,7 @@ static int mb_msg(void *ctx, uint32_t uid, const struct archive_msgmeta *meta)
 }
 
 int export_mbox(struct archive *a, uint32_t run, const char *folder, const char *file,
-		struct export_stats *st, export_problem_fn problem, void *ctx,
-		struct mf_error *err)
+                struct export_stats *st, export_problem_fn problem, void *ctx, struct mf_error *err)
 {
 	struct mbox_list l;
 	struct mbox_out o;

@@ -34,20 +34,20 @@
 
 struct export_stats {
 	uint64_t mailboxes, messages, bytes;
-	uint64_t failed;		/* messages not exported (problem() named them) */
-	uint64_t keywords_dropped;	/* Maildir: past 26 in a folder */
+	uint64_t failed;           /* messages not exported (problem() named them) */
+	uint64_t keywords_dropped; /* Maildir: past 26 in a folder */
 };
 
 typedef int (*export_problem_fn)(void *ctx, const char *mailbox, size_t mlen, uint32_t uid,
-				 const char *why);
+                                 const char *why);
 
 /* folder: only this mailbox (wire name), or NULL for all. */
 int export_maildir(struct archive *a, uint32_t run, const char *folder, const char *dir,
-		   struct export_stats *st, export_problem_fn problem, void *ctx,
-		   struct mf_error *err);
+                   struct export_stats *st, export_problem_fn problem, void *ctx,
+                   struct mf_error *err);
 int export_mbox(struct archive *a, uint32_t run, const char *folder, const char *file,
-		struct export_stats *st, export_problem_fn problem, void *ctx,
-		struct mf_error *err);
+                struct export_stats *st, export_problem_fn problem, void *ctx,
+                struct mf_error *err);
 
 /* The directory entry (without the leading '.') a mailbox name becomes:
  * never empty, never containing '/' or NUL, never "." or "..", at most

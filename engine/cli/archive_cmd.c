@@ -53,7 +53,7 @@ static int open_ro(const char *dir, struct archive **a)
 }
 
 static int export_problem(void *ctx, const char *mailbox, size_t mlen, uint32_t uid,
-			  const char *why)
+                          const char *why)
 {
 	char name[1024];
 	uint32_t run = *(uint32_t *)ctx;
@@ -66,12 +66,9 @@ static int export_problem(void *ctx, const char *mailbox, size_t mlen, uint32_t 
 int archive_cmd_export(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"maildir", required_argument, NULL, 'm'},
-		{"mbox", required_argument, NULL, 'b'},
-		{"run", required_argument, NULL, 'r'},
-		{"folder", required_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"maildir", required_argument, NULL, 'm'}, {"mbox", required_argument, NULL, 'b'},
+	    {"run", required_argument, NULL, 'r'},     {"folder", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
 	};
 	const char *maildir = NULL, *mbox = NULL, *folder = NULL;
 	struct export_stats st;
@@ -83,9 +80,15 @@ int archive_cmd_export(int argc, char **argv)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'm': maildir = optarg; break;
-		case 'b': mbox = optarg; break;
-		case 'f': folder = optarg; break;
+		case 'm':
+			maildir = optarg;
+			break;
+		case 'b':
+			mbox = optarg;
+			break;
+		case 'f':
+			folder = optarg;
+			break;
 		case 'r':
 			if (parse_u32(optarg, &run) || !run) {
 				fprintf(stderr, "mailferry export: --run wants a run number\n");
@@ -106,18 +109,18 @@ int archive_cmd_export(int argc, char **argv)
 		return 2;
 	}
 	rc = maildir ? export_maildir(a, run, folder, maildir, &st, export_problem, &run, &err)
-		     : export_mbox(a, run, folder, mbox, &st, export_problem, &run, &err);
+	             : export_mbox(a, run, folder, mbox, &st, export_problem, &run, &err);
 	archive_close(a);
 	if (rc) {
 		mf_print("mailferry: export: %s", err.msg[0] ? err.msg : strerror(-rc));
 		return 2;
 	}
 	fprintf(stderr,
-		"export: run %u: %llu mailboxes, %llu messages, %llu bytes; %llu failed, %llu "
-		"keywords dropped\n",
-		run, (unsigned long long)st.mailboxes, (unsigned long long)st.messages,
-		(unsigned long long)st.bytes, (unsigned long long)st.failed,
-		(unsigned long long)st.keywords_dropped);
+	        "export: run %u: %llu mailboxes, %llu messages, %llu bytes; %llu failed, %llu "
+	        "keywords dropped\n",
+	        run, (unsigned long long)st.mailboxes, (unsigned long long)st.messages,
+	        (unsigned long long)st.bytes, (unsigned long long)st.failed,
+	        (unsigned long long)st.keywords_dropped);
 	return st.failed ? 1 : 0;
 usage:
 	fputs("usage: mailferry export ARCHIVE --maildir DIR | --mbox FILE [--run N] "
@@ -172,7 +175,7 @@ int archive_cmd_verify(int argc, char **argv)
 	}
 	fflush(stdout);
 	fprintf(stderr, "verify: %llu messages stored, %llu problems\n",
-		(unsigned long long)st.objects, (unsigned long long)problems);
+	        (unsigned long long)st.objects, (unsigned long long)problems);
 	return problems ? 1 : 0;
 }
 
@@ -255,8 +258,8 @@ int archive_cmd_archive(int argc, char **argv)
 		       "dictionaries=%u runs=%u\n",
 		       (unsigned long long)st.objects, (unsigned long long)st.raw_bytes,
 		       (unsigned long long)st.stored_bytes,
-		       st.raw_bytes ? (double)st.stored_bytes / (double)st.raw_bytes : 0.0, st.packs,
-		       st.dicts, st.runs);
+		       st.raw_bytes ? (double)st.stored_bytes / (double)st.raw_bytes : 0.0,
+		       st.packs, st.dicts, st.runs);
 		rc = archive_run_each(a, ls_run, &l, &err);
 	}
 	archive_close(a);

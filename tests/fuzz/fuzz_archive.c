@@ -78,7 +78,8 @@ static void record(const uint8_t *p, size_t n, unsigned sel)
 	if ((sel & 0x40) && vlen >= 5) {
 		/* re-seal: CRC-32C over kind, key, value */
 		uint8_t kb = (uint8_t)kind;
-		uint32_t crc = afmt_crc32c(afmt_crc32c(afmt_crc32c(0, &kb, 1), k, klen), v, vlen - 4);
+		uint32_t crc =
+		    afmt_crc32c(afmt_crc32c(afmt_crc32c(0, &kb, 1), k, klen), v, vlen - 4);
 
 		afmt_put32(v + vlen - 4, crc);
 	}
@@ -93,7 +94,8 @@ static void record(const uint8_t *p, size_t n, unsigned sel)
 			      "message kind");
 			break;
 		case AFMT_RUN:
-			check(r.u.run.alen <= AFMT_ACCOUNT_MAX && r.u.run.account[r.u.run.alen] == 0,
+			check(r.u.run.alen <= AFMT_ACCOUNT_MAX &&
+			          r.u.run.account[r.u.run.alen] == 0,
 			      "account bounds");
 			break;
 		case AFMT_MBOX:
@@ -102,7 +104,7 @@ static void record(const uint8_t *p, size_t n, unsigned sel)
 			break;
 		case AFMT_OBJECT:
 			check(r.u.obj.nframes > 0 && r.u.obj.skip < AFMT_FRAME_RAW_MAX &&
-				  r.u.obj.size <= AFMT_MSG_MAX,
+			          r.u.obj.size <= AFMT_MSG_MAX,
 			      "object bounds");
 			break;
 		case AFMT_DICT:

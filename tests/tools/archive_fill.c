@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 struct ent {
-	char *name;		/* cur/NAME or new/NAME */
+	char *name; /* cur/NAME or new/NAME */
 	unsigned long seq;
 };
 
@@ -117,15 +117,25 @@ static void info_parse(const char *name, char kw[26][128], struct archive_msgmet
 		return;
 	for (const char *p = info + 3; *p; p++) {
 		switch (*p) {
-		case 'D': m->flags |= ARCHIVE_F_DRAFT; break;
-		case 'F': m->flags |= ARCHIVE_F_FLAGGED; break;
-		case 'R': m->flags |= ARCHIVE_F_ANSWERED; break;
-		case 'S': m->flags |= ARCHIVE_F_SEEN; break;
-		case 'T': m->flags |= ARCHIVE_F_DELETED; break;
+		case 'D':
+			m->flags |= ARCHIVE_F_DRAFT;
+			break;
+		case 'F':
+			m->flags |= ARCHIVE_F_FLAGGED;
+			break;
+		case 'R':
+			m->flags |= ARCHIVE_F_ANSWERED;
+			break;
+		case 'S':
+			m->flags |= ARCHIVE_F_SEEN;
+			break;
+		case 'T':
+			m->flags |= ARCHIVE_F_DELETED;
+			break;
 		default:
 			if (*p >= 'a' && *p <= 'z' && kw[*p - 'a'][0]) {
 				int w = snprintf(m->keywords + n, sizeof(m->keywords) - n, "%s%s",
-						 n ? " " : "", kw[*p - 'a']);
+				                 n ? " " : "", kw[*p - 'a']);
 
 				if (w > 0 && (size_t)w < sizeof(m->keywords) - n)
 					n += (size_t)w;
@@ -135,7 +145,7 @@ static void info_parse(const char *name, char kw[26][128], struct archive_msgmet
 }
 
 static int store_file(struct archive *a, const char *path, uint8_t *buf, size_t cap,
-		      struct archive_msgmeta *m, int *dup, struct mf_error *err)
+                      struct archive_msgmeta *m, int *dup, struct mf_error *err)
 {
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_NOFOLLOW), rc;
@@ -192,7 +202,7 @@ static int gone_fn(void *ctx, uint32_t uid, const struct archive_msgmeta *m)
 }
 
 static int fill_folder(struct archive *a, uint32_t run, uint32_t prev, const char *folder,
-		       const char *mbname, uint32_t uidv, struct totals *t, struct mf_error *err)
+                       const char *mbname, uint32_t uidv, struct totals *t, struct mf_error *err)
 {
 	struct ent *v = NULL;
 	size_t n = 0, cap = 0;
@@ -260,7 +270,7 @@ int main(int argc, char **argv)
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: archive_fill ARCHIVE MAILDIR [--account NAME] [--time T] "
-				"[--uidvalidity N]\n");
+		                "[--uidvalidity N]\n");
 		return 2;
 	}
 	arch = argv[1];

@@ -42,10 +42,10 @@ static size_t msg_make(uint8_t *out, size_t cap, unsigned i, size_t len)
 {
 	uint64_t s = 0x9e3779b97f4a7c15ull * (i + 1);
 	size_t n = (size_t)snprintf((char *)out, cap,
-				    "Return-Path: <user%u@example.org>\r\nFrom: User %u "
-				    "<user%u@example.org>\r\nTo: list@example.org\r\nSubject: "
-				    "message number %u\r\nMessage-ID: <%u.%u@example.org>\r\n\r\n",
-				    i % 17, i % 17, i % 17, i, i, i * 31);
+	                            "Return-Path: <user%u@example.org>\r\nFrom: User %u "
+	                            "<user%u@example.org>\r\nTo: list@example.org\r\nSubject: "
+	                            "message number %u\r\nMessage-ID: <%u.%u@example.org>\r\n\r\n",
+	                            i % 17, i % 17, i % 17, i, i, i * 31);
 
 	while (n < len && n < cap) {
 		s ^= s << 13;
@@ -58,7 +58,7 @@ static size_t msg_make(uint8_t *out, size_t cap, unsigned i, size_t len)
 }
 
 static int store(struct archive *a, const uint8_t *p, size_t n, size_t chunk, uint8_t hash[32],
-		 int *dup)
+                 int *dup)
 {
 	struct mf_error err = {0};
 	uint64_t size;
@@ -113,7 +113,7 @@ static struct archive *open_dir(const char *dir, unsigned flags)
 }
 
 static void meta_set(struct archive_msgmeta *m, const uint8_t hash[32], uint64_t size,
-		     uint32_t flags, const char *kw)
+                     uint32_t flags, const char *kw)
 {
 	memset(m, 0, sizeof(*m));
 	memcpy(m->hash, hash, 32);
@@ -164,8 +164,8 @@ static void t_round_trip(struct unit_ctx *u)
 	UNIT_CHECK(u, got_eq(a, h[1], small, 0));
 	UNIT_CHECK(u, got_eq(a, h[2], big, big_n));
 	UNIT_CHECK(u, archive_uid_get(a, run, mb, 3, &m, &err) == 0 && m.size == big_n &&
-			      !memcmp(m.hash, h[2], 32) && !strcmp(m.keywords, "$Work") &&
-			      m.flags == ARCHIVE_F_SEEN);
+	                  !memcmp(m.hash, h[2], 32) && !strcmp(m.keywords, "$Work") &&
+	                  m.flags == ARCHIVE_F_SEEN);
 	{
 		uint8_t nothere[32] = {1};
 		uint64_t problems = 9;
@@ -218,8 +218,8 @@ static void t_dedupe(struct unit_ctx *u)
 }
 
 /* Many messages over several frames; returns their hashes. */
-static int fill_many(struct archive *a, unsigned count, size_t len, uint8_t (*h)[32],
-		     uint32_t *run, uint32_t *mb)
+static int fill_many(struct archive *a, unsigned count, size_t len, uint8_t (*h)[32], uint32_t *run,
+                     uint32_t *mb)
 {
 	struct mf_error err = {0};
 	uint8_t *buf = malloc(len + 512);
@@ -314,7 +314,7 @@ static void t_frames_alone_and_pack_damage(struct unit_ctx *u)
 	UNIT_CHECKF(u, bad > 0 && bad <= 70 && ok + bad == 300, "ok %u bad %u", ok, bad);
 	UNIT_CHECK(u, archive_verify(a, prob_fn, &pr, &problems, &err) == 0);
 	UNIT_CHECKF(u, problems == bad && pr.n == bad, "problems %llu bad %u",
-		    (unsigned long long)problems, bad);
+	            (unsigned long long)problems, bad);
 	UNIT_CHECK(u, pr.uids[0] == 1 && pr.runs[0] == run);
 	archive_close(a);
 out:
@@ -433,7 +433,7 @@ static void t_index_damage(struct unit_ctx *u)
 		goto out;
 	UNIT_CHECK(u, archive_verify(a, prob_fn, &pr, &problems, &err) == 0);
 	UNIT_CHECKF(u, problems >= 1 && pr.uids[0] == 17 && pr.runs[0] == run,
-		    "problems %llu uid %u", (unsigned long long)problems, pr.uids[0]);
+	            "problems %llu uid %u", (unsigned long long)problems, pr.uids[0]);
 	/* the others still read */
 	{
 		size_t n = msg_make(buf, sizeof(buf), 3, 1500);
@@ -522,9 +522,9 @@ static void t_as_of_and_prune(struct unit_ctx *u)
 	memset(&l, 0, sizeof(l));
 	UNIT_CHECK(u, archive_uid_each(a, r2, mb, list_fn, &l, &err) == 0);
 	UNIT_CHECKF(u,
-		    l.n == 3 && l.uid[0] == 1 && l.uid[1] == 2 && l.uid[2] == 4 &&
-			l.flags[1] == ARCHIVE_F_SEEN && l.h0[2] == h[3][0],
-		    "n %u", l.n);
+	            l.n == 3 && l.uid[0] == 1 && l.uid[1] == 2 && l.uid[2] == 4 &&
+	                l.flags[1] == ARCHIVE_F_SEEN && l.h0[2] == h[3][0],
+	            "n %u", l.n);
 	{
 		uint32_t latest = 0;
 
@@ -650,7 +650,7 @@ static void t_kill_during_fill(struct unit_ctx *u)
 		if (!a)
 			return;
 		UNIT_CHECKF(u, archive_verify(a, NULL, NULL, &problems, &err) == 0 && problems == 0,
-			    "problems %llu: %s", (unsigned long long)problems, err.msg);
+		            "problems %llu: %s", (unsigned long long)problems, err.msg);
 		archive_close(a);
 	}
 }
@@ -671,7 +671,7 @@ static void t_fmt(struct unit_ctx *u)
 	r.u.obj.size = 99;
 	n = afmt_rec_encode(AFMT_OBJECT, key, 32, &r, buf, sizeof(buf));
 	UNIT_CHECK(u, afmt_rec_decode(AFMT_OBJECT, key, 32, buf, n, &d, &err) == 0 &&
-			      d.u.obj.size == 99 && d.u.obj.nframes == 2);
+	                  d.u.obj.size == 99 && d.u.obj.nframes == 2);
 	key[0] ^= 1; /* the record is bound to its key */
 	UNIT_CHECK(u, afmt_rec_decode(AFMT_OBJECT, key, 32, buf, n, &d, &err) == -EIO);
 	key[0] ^= 1;
@@ -680,7 +680,7 @@ static void t_fmt(struct unit_ctx *u)
 	UNIT_CHECK(u, afmt_rec_decode(AFMT_MSG, key, 16, buf, n, &d, &err) == -EIO);
 	afmt_frame_hdr(hdr, &f);
 	UNIT_CHECK(u, afmt_frame_hdr_decode(hdr, sizeof(hdr), 7, &g, &err) == 0 &&
-			      g.raw_len == 200 && g.crc == 0x1234);
+	                  g.raw_len == 200 && g.crc == 0x1234);
 	UNIT_CHECK(u, afmt_frame_hdr_decode(hdr, sizeof(hdr), 8, &g, &err) == -EIO);
 	hdr[9] ^= 0x80;
 	UNIT_CHECK(u, afmt_frame_hdr_decode(hdr, sizeof(hdr), 7, &g, &err) == -EIO);
@@ -699,23 +699,23 @@ static void t_fmt(struct unit_ctx *u)
 			parts = afmt_crc32c(parts, b + i, 10);
 		UNIT_CHECK(u, whole == parts);
 		UNIT_CHECK(u, afmt_crc32c(0, "123456789123456789", 18) ==
-				      afmt_crc32c(afmt_crc32c(0, "123456789", 9), "123456789", 9));
+		                  afmt_crc32c(afmt_crc32c(0, "123456789", 9), "123456789", 9));
 	}
 }
 
-
 static void t_export_entry_names(struct unit_ctx *u)
 {
-	static const char *const names[] = {"..", ".", "", "a/b", "../../etc", "%2F", ".hidden",
-					    "x\001y", "Entw&APw-rfe", "a.b.c"};
+	static const char *const names[] = {"..",  ".",       "",       "a/b",          "../../etc",
+	                                    "%2F", ".hidden", "x\001y", "Entw&APw-rfe", "a.b.c"};
 	char out[EXPORT_ENTRY_MAX + 1], lng[4000];
 	size_t n;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		n = export_entry_name(names[i], strlen(names[i]), out, sizeof(out));
-		UNIT_CHECKF(u, n > 0 && n <= EXPORT_ENTRY_MAX && !strchr(out, '/') && out[0] != '.' &&
-				   strlen(out) == n,
-			    "%s -> %s", names[i], out);
+		UNIT_CHECKF(u,
+		            n > 0 && n <= EXPORT_ENTRY_MAX && !strchr(out, '/') && out[0] != '.' &&
+		                strlen(out) == n,
+		            "%s -> %s", names[i], out);
 	}
 	n = export_entry_name("x\0y", 3, out, sizeof(out));
 	UNIT_CHECK(u, n == 5 && !strcmp(out, "x%00y"));
@@ -787,7 +787,7 @@ static void t_export_hostile_names(struct unit_ctx *u)
 	}
 	UNIT_CHECK(u, archive_run_commit(a, run, &err) == 0);
 	UNIT_CHECKF(u, export_maildir(a, run, NULL, inner, &st, NULL, NULL, &err) == 0, "%s",
-		    err.msg);
+	            err.msg);
 	UNIT_CHECK(u, st.messages == 7 && st.mailboxes == 7 && st.failed == 0);
 	/* only inner/ and outside/ (empty) next to it; 7 folders inside */
 	UNIT_CHECK(u, count_entries(outer) == 2 && count_entries(outside) == 0);
@@ -823,7 +823,7 @@ static void t_export_mboxrd(struct unit_ctx *u)
 	struct archive_msgmeta m;
 	int dup, fd;
 	static const char *const lines[] = {"From x\n", ">From y\n", ">>From z\n", "Fro\n",
-					    ">Fr\n",   "From\n",  " From a\n", "xFrom b\n"};
+	                                    ">Fr\n",    "From\n",    " From a\n",  "xFrom b\n"};
 
 	dir_for(dir, sizeof(dir), "mboxrd");
 	snprintf(file, sizeof(file), "%s.mbox", dir);
@@ -871,8 +871,8 @@ static void t_export_mboxrd(struct unit_ctx *u)
 	m.internaldate = 42;
 	UNIT_CHECK(u, archive_uid_put(a, run, mb, 1, &m, &err) == 0);
 	UNIT_CHECK(u, archive_run_commit(a, run, &err) == 0);
-	UNIT_CHECK(u, export_mbox(a, run, NULL, file, &st, NULL, NULL, &err) == 0 &&
-			      st.messages == 1);
+	UNIT_CHECK(u,
+	           export_mbox(a, run, NULL, file, &st, NULL, NULL, &err) == 0 && st.messages == 1);
 	fd = open(file, O_RDONLY);
 	g = fd >= 0 ? (size_t)read(fd, got, sizeof(got)) : 0;
 	if (fd >= 0)
@@ -904,7 +904,7 @@ static void t_pack_rollover(struct unit_ctx *u)
 		goto out;
 	archive_set_tune(a, &t);
 	UNIT_CHECK(u, archive_run_begin(a, "r", 1, &run, &err) == 0 &&
-			      archive_mbox_begin(a, run, "INBOX", 5, 1, &mb, &err) == 0);
+	                  archive_mbox_begin(a, run, "INBOX", 5, 1, &mb, &err) == 0);
 	for (unsigned i = 0; i < 400; i++) {
 		size_t n = msg_make(buf, sizeof(buf), i, 2500);
 		struct archive_msgmeta m;
