@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -618,6 +619,47 @@ static int packs_open(struct archive *a, struct mf_error *err)
 	return 0;
 }
 
+/* Where LMDB mapped data.mdb (found once in /proc/self/maps; not found:
+ * nothing is released). */
+static void map_find(struct archive *a)
+{
+	char path[4200], line[4400];
+	unsigned long lo, hi, ino;
+	struct stat fs;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/index/data.mdb", a->dir);
+	if (stat(path, &fs) < 0 || !(f = fopen("/proc/self/maps", "re")))
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &ino) == 3 &&
+		    ino == (unsigned long)fs.st_ino && hi > lo) {
+			a->map_base = (void *)lo;
+			a->map_len = hi - lo;
+			break;
+		}
+	fclose(f);
+}
+
+/*
+ * The index pages a long walk (verify, export, a big backup) reads through
+ * the map are clean and stay in the page cache; letting them go from this
+ * process keeps its resident size to its buffers, not the index's size
+ * (the 32 MiB bound). Safe while a transaction is open: the map is
+ * read-only and re-faults the same bytes.
+ */
+void arc_map_release(struct archive *a)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	size_t used;
+
+	if (!a->map_base || mdb_env_info(a->env, &info) || mdb_env_stat(a->env, &st))
+		return;
+	used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+	madvise(a->map_base, used < a->map_len ? used : a->map_len, MADV_DONTNEED);
+}
+
 static int fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -683,6 +725,7 @@ int archive_commit(struct archive *a, struct mf_error *err)
 	}
 	a->dirty = 0;
 	a->wcommitted = a->wlen;
+	arc_map_release(a);
 	if (a->wfd >= 0 && !a->in_msg && a->wlen >= a->tune.pack_max) {
 		close(a->wfd);
 		a->wfd = -1;
@@ -820,6 +863,29 @@ static int bufs_alloc(struct archive *a)
 	return 0;
 }
 
+/* A process killed while LMDB created data.mdb leaves it shorter than its
+ * two meta pages: nothing was ever committed (a commit writes more), so
+ * the index starts over instead of being refused as damaged. */
+static int index_unborn(struct archive *a, const char *idx, struct mf_error *err)
+{
+	char path[4300];
+	struct stat st;
+	long pg = sysconf(_SC_PAGESIZE);
+
+	snprintf(path, sizeof(path), "%s/data.mdb", idx);
+	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size >= 2 * (pg > 0 ? pg : 4096))
+		return 0;
+	mf_log(MF_LOG_WARN, "archive %s: index never committed (%lld bytes): starting it over",
+	       a->dir, (long long)st.st_size);
+	if (unlink(path) < 0) {
+		int e = errno;
+
+		mf_err_set(err, -e, "archive %s: remove %s: %s", a->dir, path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 int archive_open(struct archive **out, const char *dir, unsigned flags, struct mf_error *err)
 {
 	struct archive *a;
@@ -876,6 +942,8 @@ int archive_open(struct archive **out, const char *dir, unsigned flags, struct m
 	snprintf(path, sizeof(path), "%s/index", dir);
 	if (!(flags & ARCHIVE_OPEN_RDONLY) && (rc = mkdir_own(path, err)))
 		goto fail;
+	if (!(flags & ARCHIVE_OPEN_RDONLY) && (rc = index_unborn(a, path, err)))
+		goto fail;
 	/* LMDB trusts its file; a damaged one is refused here, not by SIGBUS. */
 	if ((rc = state_check(path, &info, err))) {
 		char m[MF_ERR_MAX];
@@ -884,7 +952,9 @@ int archive_open(struct archive **out, const char *dir, unsigned flags, struct m
 		mf_err_set(err, rc, "archive %s: index: %s", dir, m);
 		goto fail;
 	}
-	if ((rc = env_open(a, path, err)) || (rc = format_check(a, err)) ||
+	if (!(rc = env_open(a, path, err)))
+		map_find(a);
+	if (rc || (rc = format_check(a, err)) ||
 	    (rc = runs_load(a, err)) || (rc = dicts_load(a, err)) || (rc = packs_open(a, err)))
 		goto fail;
 	if (!(flags & ARCHIVE_OPEN_RDONLY) && (rc = archive_commit(a, err)))
@@ -1264,6 +1334,8 @@ int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt
 	uint8_t got[32];
 	int rc;
 
+	if (++a->map_reads % 4096 == 0)
+		arc_map_release(a);
 	if (o->size && o->pack == a->wpack && a->fn && (a->wfd < 0 || o->frame_off >= a->wlen) &&
 	    (rc = arc_frame_flush(a, err)))
 		return rc;

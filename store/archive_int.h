@@ -76,6 +76,11 @@ struct archive {
 	uint64_t stored;      /* messages stored through this handle */
 	uint64_t sample_from; /* sampling starts again at this count */
 
+	/* data.mdb's mapping, let go of now and then (arc_map_release) */
+	void *map_base;
+	size_t map_len;
+	unsigned map_reads;
+
 	/* committed runs (sorted) and the run this handle has open */
 	uint32_t *runs_ok;
 	size_t nruns, capruns;
@@ -102,6 +107,7 @@ int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_
                      size_t *rawn, size_t *used, struct mf_error *err);
 int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt_object *o,
                     archive_out_fn fn, void *ctx, struct mf_error *err);
+void arc_map_release(struct archive *a);
 int arc_mbox_name(struct archive *a, uint32_t mbid, struct afmt_rec *r, struct mf_error *err);
 
 #endif

@@ -209,6 +209,8 @@ static int check_versions(struct archive *a, struct vctx *v, struct badlist *b,
 			report(v, 0, 0, 0, NULL, "index message record with a damaged key");
 			continue;
 		}
+		if (++a->map_reads % 16384 == 0)
+			arc_map_release(a);
 		mbid = afmt_get32(kp);
 		uid = afmt_get32(kp + 8);
 		run = afmt_get32(kp + 12);

@@ -637,7 +637,7 @@ static void t_kill_during_fill(struct unit_ctx *u)
 			fill_many(a, 4000, 800 + round * 100, h, &run, &mb);
 			_exit(0);
 		}
-		usleep(20000 + round * 37000);
+		usleep(round ? 20000 + round * 37000 : 1000); /* the first: while it opens */
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 	}
@@ -940,6 +940,34 @@ out:
 	free(h);
 }
 
+/* Killed while LMDB created data.mdb: an empty index was never committed,
+ * so a writer starts it over (a reader refuses it). */
+static void t_unborn_index(struct unit_ctx *u)
+{
+	char dir[128], path[256];
+	struct archive *a;
+	int fd;
+
+	dir_for(dir, sizeof(dir), "unborn");
+	a = open_dir(dir, ARCHIVE_OPEN_CREATE);
+	UNIT_CHECK(u, a);
+	archive_close(a);
+	snprintf(path, sizeof(path), "%s/index/data.mdb", dir);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	UNIT_CHECK(u, fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	a = NULL;
+	{
+		struct mf_error err = {0};
+
+		UNIT_CHECK(u, archive_open(&a, dir, ARCHIVE_OPEN_RDONLY, &err) < 0 && !a);
+	}
+	a = open_dir(dir, ARCHIVE_OPEN_CREATE);
+	UNIT_CHECK(u, a);
+	archive_close(a);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -957,6 +985,7 @@ int main(void)
 	UNIT_RUN(&u, t_incremental_no_change);
 	UNIT_RUN(&u, t_dictionary);
 	UNIT_RUN(&u, t_pack_rollover);
+	UNIT_RUN(&u, t_unborn_index);
 	UNIT_RUN(&u, t_kill_during_fill);
 	UNIT_RUN(&u, t_export_entry_names);
 	UNIT_RUN(&u, t_export_hostile_names);
