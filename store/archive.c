@@ -954,8 +954,8 @@ int archive_open(struct archive **out, const char *dir, unsigned flags, struct m
 	}
 	if (!(rc = env_open(a, path, err)))
 		map_find(a);
-	if (rc || (rc = format_check(a, err)) ||
-	    (rc = runs_load(a, err)) || (rc = dicts_load(a, err)) || (rc = packs_open(a, err)))
+	if (rc || (rc = format_check(a, err)) || (rc = runs_load(a, err)) ||
+	    (rc = dicts_load(a, err)) || (rc = packs_open(a, err)))
 		goto fail;
 	if (!(flags & ARCHIVE_OPEN_RDONLY) && (rc = archive_commit(a, err)))
 		goto fail;

@@ -214,6 +214,28 @@ static void t_dedupe(struct unit_ctx *u)
 	UNIT_CHECK(u, archive_stats(a, &st, &err) == 0 && st.objects == 1 && st.raw_bytes == n);
 	UNIT_CHECK(u, st.stored_bytes < 2 * n); /* one copy */
 	UNIT_CHECK(u, got_eq(a, h1, msg, n));
+	{
+		/* a duplicate larger than a frame: its frames are cut off again,
+		 * and what comes next is stored where they were */
+		size_t bn = (size_t)1 << 20;
+		uint8_t *big = malloc(bn), hb[32], hb2[32], small[900], hs[32];
+		size_t sn = msg_make(small, sizeof(small), 77, 800);
+		struct archive_stats s1, s2;
+
+		for (size_t i = 0; i < bn; i++)
+			big[i] = (uint8_t)(i * 2654435761u >> 11);
+		UNIT_CHECK(u, store(a, msg, 100, 100, hs, &dup) == 0); /* part of a frame */
+		UNIT_CHECK(u, store(a, big, bn, 70000, hb, &dup) == 0 && !dup);
+		UNIT_CHECK(u, archive_commit(a, &err) == 0 && archive_stats(a, &s1, &err) == 0);
+		UNIT_CHECK(u, store(a, small, 300, 100, hs, &dup) == 0 && !dup);
+		UNIT_CHECK(u, store(a, big, bn, 65536, hb2, &dup) == 0 && dup);
+		UNIT_CHECK(u, store(a, small, sn, 100, hs, &dup) == 0 && !dup);
+		UNIT_CHECK(u, archive_commit(a, &err) == 0 && archive_stats(a, &s2, &err) == 0);
+		UNIT_CHECKF(u, s2.stored_bytes - s1.stored_bytes < 3000, "%llu more bytes",
+		            (unsigned long long)(s2.stored_bytes - s1.stored_bytes));
+		UNIT_CHECK(u, got_eq(a, hs, small, sn) && got_eq(a, hb, big, bn));
+		free(big);
+	}
 	archive_close(a);
 }
 
