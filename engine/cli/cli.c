@@ -25,6 +25,7 @@
 #include "engine/sync/job.h"
 #include "engine/runtime/loop.h"
 #include "engine/cli/url.h"
+#include "engine/cli/archive_cmd.h"
 #include "store/state.h"
 
 #define MF_VERSION "0.1.0"
@@ -127,6 +128,10 @@ static void usage(FILE *f)
 	      "(a password \"@PATH\" is read from that file) or SRC DST [options], the options\n"
 	      "of migrate for that account; options given to run apply to every line. Each\n"
 	      "account has its own state under --state DIR. '#' starts a comment.\n"
+	      "\n"
+	      "       mailferry export ARCHIVE --maildir DIR | --mbox FILE [--run N] [--folder NAME]\n"
+	      "       mailferry verify ARCHIVE     re-read and re-hash every archived message\n"
+	      "       mailferry archive ls ARCHIVE runs, mailboxes, messages, stored vs raw bytes\n"
 	      "\n"
 	      "       mailferry state check DIR\n"
 	      "Says whether the state in DIR is sound (exit 0) or what is wrong with it (exit 2).\n"
@@ -644,6 +649,12 @@ int cli_main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(cmd, "export"))
+		return archive_cmd_export(argc - 1, argv + 1);
+	if (!strcmp(cmd, "verify") && archive_cmd_is_archive_verify(argc - 1, argv + 1))
+		return archive_cmd_verify(argc - 1, argv + 1);
+	if (!strcmp(cmd, "archive"))
+		return archive_cmd_archive(argc - 1, argv + 1);
 	if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore") || !strcmp(cmd, "export") ||
 	    !strcmp(cmd, "verify") || !strcmp(cmd, "bench")) {
 		fprintf(stderr, "mailferry: \"%s\" is not available in this version (migrate, run)\n",

@@ -1,0 +1,271 @@
+/*
+ * archive_cmd — export, verify ARCHIVE and archive ls (see archive_cmd.h).
+ * Data (problems, listings) goes to stdout, one line each, key=value with
+ * names escaped; the summary goes to stderr.
+ *
+ * Not for: the archive itself (store/archive.c, store/export.c).
+ */
+#include "engine/cli/archive_cmd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/archive.h"
+#include "store/export.h"
+
+static void hex32(const uint8_t *h, char out[65])
+{
+	static const char x[] = "0123456789abcdef";
+
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = x[h[i] >> 4];
+		out[2 * i + 1] = x[h[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+static int parse_u32(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || !*s || *end || v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int open_ro(const char *dir, struct archive **a)
+{
+	struct mf_error err = {0};
+
+	if (archive_open(a, dir, ARCHIVE_OPEN_RDONLY, &err)) {
+		mf_print("mailferry: %s", err.msg);
+		return 2;
+	}
+	return 0;
+}
+
+static int export_problem(void *ctx, const char *mailbox, size_t mlen, uint32_t uid,
+                          const char *why)
+{
+	char name[1024];
+	uint32_t run = *(uint32_t *)ctx;
+
+	mf_escape(mailbox ? mailbox : "?", mailbox ? mlen : 1, name, sizeof(name));
+	printf("not-exported run=%u mailbox=\"%s\" uid=%u why=\"%s\"\n", run, name, uid, why);
+	return 0;
+}
+
+int archive_cmd_export(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"maildir", required_argument, NULL, 'm'}, {"mbox", required_argument, NULL, 'b'},
+	    {"run", required_argument, NULL, 'r'},     {"folder", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+	};
+	const char *maildir = NULL, *mbox = NULL, *folder = NULL;
+	struct export_stats st;
+	struct mf_error err = {0};
+	struct archive *a;
+	uint32_t run = 0;
+	int opt, rc;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'm':
+			maildir = optarg;
+			break;
+		case 'b':
+			mbox = optarg;
+			break;
+		case 'f':
+			folder = optarg;
+			break;
+		case 'r':
+			if (parse_u32(optarg, &run) || !run) {
+				fprintf(stderr, "mailferry export: --run wants a run number\n");
+				return 2;
+			}
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (argc - optind != 1 || !maildir == !mbox)
+		goto usage;
+	if ((rc = open_ro(argv[optind], &a)))
+		return rc;
+	if (!run && archive_run_latest(a, NULL, &run, &err)) {
+		mf_print("mailferry: %s", err.msg);
+		archive_close(a);
+		return 2;
+	}
+	rc = maildir ? export_maildir(a, run, folder, maildir, &st, export_problem, &run, &err)
+	             : export_mbox(a, run, folder, mbox, &st, export_problem, &run, &err);
+	archive_close(a);
+	if (rc) {
+		mf_print("mailferry: export: %s", err.msg[0] ? err.msg : strerror(-rc));
+		return 2;
+	}
+	fprintf(stderr,
+	        "export: run %u: %llu mailboxes, %llu messages, %llu bytes; %llu failed, %llu "
+	        "keywords dropped\n",
+	        run, (unsigned long long)st.mailboxes, (unsigned long long)st.messages,
+	        (unsigned long long)st.bytes, (unsigned long long)st.failed,
+	        (unsigned long long)st.keywords_dropped);
+	return st.failed ? 1 : 0;
+usage:
+	fputs("usage: mailferry export ARCHIVE --maildir DIR | --mbox FILE [--run N] "
+	      "[--folder NAME]\n",
+	      stderr);
+	return 2;
+}
+
+static int verify_problem(void *ctx, const struct archive_problem *p)
+{
+	char name[1024], hash[65], what[1024];
+
+	(void)ctx;
+	mf_escape(p->mailbox ? p->mailbox : "?", p->mailbox ? p->mlen : 1, name, sizeof(name));
+	mf_escape(p->what, strlen(p->what), what, sizeof(what));
+	if (p->hash)
+		hex32(p->hash, hash);
+	else
+		strcpy(hash, "-");
+	printf("problem run=%u mailbox=\"%s\" uid=%u hash=%s what=\"%s\"\n", p->run, name, p->uid,
+	       hash, what);
+	return 0;
+}
+
+int archive_cmd_is_archive_verify(int argc, char **argv)
+{
+	(void)argv;
+	return argc == 2;
+}
+
+int archive_cmd_verify(int argc, char **argv)
+{
+	struct mf_error err = {0};
+	struct archive_stats st;
+	struct archive *a;
+	uint64_t problems = 0;
+	int rc;
+
+	if (argc != 2) {
+		fputs("usage: mailferry verify ARCHIVE\n", stderr);
+		return 2;
+	}
+	if ((rc = open_ro(argv[1], &a)))
+		return rc;
+	rc = archive_verify(a, verify_problem, NULL, &problems, &err);
+	if (!rc)
+		rc = archive_stats(a, &st, &err);
+	archive_close(a);
+	if (rc) {
+		mf_print("mailferry: verify: %s", err.msg[0] ? err.msg : strerror(-rc));
+		return 2;
+	}
+	fflush(stdout);
+	fprintf(stderr, "verify: %llu messages stored, %llu problems\n",
+	        (unsigned long long)st.objects, (unsigned long long)problems);
+	return problems ? 1 : 0;
+}
+
+/* ---- archive ls ---- */
+
+struct lsctx {
+	struct archive *a;
+	uint32_t run;
+	uint64_t n, bytes;
+};
+
+static int count_fn(void *ctx, uint32_t uid, const struct archive_msgmeta *m)
+{
+	struct lsctx *l = ctx;
+
+	(void)uid;
+	l->n++;
+	l->bytes += m ? m->size : 0;
+	return 0;
+}
+
+static int ls_mbox(void *ctx, const struct archive_mbox_info *mb)
+{
+	struct lsctx *l = ctx;
+	struct lsctx c = {l->a, l->run, 0, 0};
+	struct mf_error err = {0};
+	char name[1024];
+
+	mf_escape(mb->name, mb->nlen, name, sizeof(name));
+	/* archive_uid_each walks another database: safe inside this walk */
+	archive_uid_each(l->a, l->run, mb->mbid, count_fn, &c, &err);
+	printf("  mailbox=\"%s\" uidvalidity=%u messages=%llu bytes=%llu\n", name, mb->uidvalidity,
+	       (unsigned long long)c.n, (unsigned long long)c.bytes);
+	l->n += c.n;
+	l->bytes += c.bytes;
+	return 0;
+}
+
+static int ls_run(void *ctx, const struct archive_run_info *r)
+{
+	struct lsctx *l = ctx;
+	struct lsctx c = {l->a, r->id, 0, 0};
+	struct mf_error err = {0};
+	char when[32], acct[1024];
+	time_t t = (time_t)r->time;
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm))
+		memset(&tm, 0, sizeof(tm));
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	mf_escape(r->account, strlen(r->account), acct, sizeof(acct));
+	printf("run=%u time=%s account=\"%s\" state=%s\n", r->id, when, acct,
+	       r->committed ? "complete" : "incomplete");
+	if (r->committed) {
+		archive_mbox_each(l->a, r->id, ls_mbox, &c, &err);
+		printf("  total messages=%llu bytes=%llu\n", (unsigned long long)c.n,
+		       (unsigned long long)c.bytes);
+	}
+	return 0;
+}
+
+int archive_cmd_archive(int argc, char **argv)
+{
+	struct mf_error err = {0};
+	struct archive_stats st;
+	struct archive *a;
+	struct lsctx l = {0};
+	int rc;
+
+	if (argc != 3 || strcmp(argv[1], "ls")) {
+		fputs("usage: mailferry archive ls ARCHIVE\n", stderr);
+		return 2;
+	}
+	if ((rc = open_ro(argv[2], &a)))
+		return rc;
+	l.a = a;
+	rc = archive_stats(a, &st, &err);
+	if (!rc) {
+		printf("archive messages=%llu raw_bytes=%llu stored_bytes=%llu ratio=%.3f packs=%u "
+		       "dictionaries=%u runs=%u\n",
+		       (unsigned long long)st.objects, (unsigned long long)st.raw_bytes,
+		       (unsigned long long)st.stored_bytes,
+		       st.raw_bytes ? (double)st.stored_bytes / (double)st.raw_bytes : 0.0,
+		       st.packs, st.dicts, st.runs);
+		rc = archive_run_each(a, ls_run, &l, &err);
+	}
+	archive_close(a);
+	if (rc) {
+		mf_print("mailferry: archive ls: %s", err.msg[0] ? err.msg : strerror(-rc));
+		return 2;
+	}
+	return 0;
+}

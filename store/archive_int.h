@@ -1,0 +1,113 @@
+/*
+ * archive_int — the archive handle and the helpers archive.c shares with
+ * archive_ops.c (verify, stats, prune). Not a public API.
+ */
+#ifndef MF_ARCHIVE_INT_H
+#define MF_ARCHIVE_INT_H
+
+#include <lmdb.h>
+#define ZDICT_STATIC_LINKING_ONLY
+#include <zdict.h>
+#define ZSTD_STATIC_LINKING_ONLY
+#include <zstd.h>
+
+#include "store/archive.h"
+#include "store/msghash.h"
+#include "store/state.h"
+
+#define ARC_FORMAT 1
+#define ARC_DICTS_MAX 16
+
+struct arc_dict {
+	uint32_t ver;
+	uint8_t *bytes;
+	size_t n;
+	ZSTD_CDict *cd;
+	int cd_level;
+	ZSTD_DDict *dd;
+};
+
+struct archive {
+	char *dir;
+	unsigned flags;
+	int lock_fd;
+	MDB_env *env;
+	MDB_dbi meta, objects, accts, mbnames, mboxes, runs, runmb, msgs, packs_db, dicts_db;
+	MDB_txn *txn;
+	uint64_t dirty;       /* index writes since the last commit */
+	struct mf_error lost; /* set while uncommitted writes were dropped */
+	struct archive_tune tune;
+
+	/* the pack being written */
+	int wfd, wnew;
+	uint32_t wpack;
+	uint64_t wlen, wcommitted;
+	uint8_t *fbuf; /* the open frame's raw bytes */
+	size_t fn;
+	uint32_t fdict; /* the open frame's dictionary */
+	uint8_t *cbuf;
+	size_t ccap;
+	ZSTD_CCtx *cctx;
+
+	/* the message being written */
+	int in_msg;
+	uint32_t m_pack, m_skip, m_frames, m_dict;
+	uint64_t m_off, m_size;
+	size_t m_sampn0;
+	struct msghash h;
+
+	/* reading: one pack descriptor, one decompressed frame */
+	int rfd;
+	uint32_t rpack;
+	ZSTD_DCtx *dctx;
+	uint8_t *rraw, *rcomp;
+	size_t rrawn;
+	int rc_valid;
+	uint32_t rc_pack;
+	uint64_t rc_off, rc_next;
+
+	/* dictionaries and training samples */
+	struct arc_dict dicts[ARC_DICTS_MAX];
+	unsigned ndicts;
+	uint32_t dict_cur;
+	uint8_t *samp;
+	size_t sampn, *sampsz;
+	unsigned nsamp, samp_goal;
+	uint64_t stored;      /* messages stored through this handle */
+	uint64_t sample_from; /* sampling starts again at this count */
+
+	/* data.mdb's mapping, let go of now and then (arc_map_release) */
+	void *map_base;
+	size_t map_len;
+	unsigned map_reads;
+
+	/* committed runs (sorted) and the run this handle has open */
+	uint32_t *runs_ok;
+	size_t nruns, capruns;
+	uint32_t open_run;
+};
+
+int arc_lmdb_code(int rc);
+int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *what);
+int arc_txn(struct archive *a, struct mf_error *err);
+int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
+            struct afmt_rec *r, struct mf_error *err);
+int arc_put(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
+            const struct afmt_rec *r, struct mf_error *err);
+int arc_del(struct archive *a, MDB_dbi db, const void *k, size_t klen, struct mf_error *err);
+int arc_run_visible(const struct archive *a, uint32_t run);
+struct arc_dict *arc_dict_find(struct archive *a, uint32_t ver);
+ZSTD_DDict *arc_dict_ddict(struct arc_dict *d);
+void arc_pack_path(const struct archive *a, uint32_t pack, char *out, size_t cap);
+int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err);
+int arc_frame_flush(struct archive *a, struct mf_error *err);
+int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_error *err);
+int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_t n, uint32_t pack,
+                     const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw, size_t cap,
+                     size_t *rawn, size_t *used, struct mf_error *err);
+int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt_object *o,
+                    archive_out_fn fn, void *ctx, struct mf_error *err);
+void arc_map_release(struct archive *a);
+int arc_mbox_name(struct archive *a, uint32_t mbid, struct afmt_rec *r, struct mf_error *err);
+
+#endif
