@@ -96,6 +96,11 @@ static void usage(FILE *f)
 	      "  --folder PAT        only mailboxes matching PAT (repeatable; '*' any\n"
 	      "                      characters, '%' any but '/', the rest literal)\n"
 	      "  --exclude PAT       skip mailboxes matching PAT (repeatable)\n"
+	      "  --folder-regex RE, --exclude-regex RE  the same with POSIX extended regular\n"
+	      "                      expressions (repeatable)\n"
+	      "  --rename s/RE/REPL/[g]  rewrite destination names (UTF-8, '/' for hierarchy;\n"
+	      "                      & and \\1..\\9 in REPL; repeatable, applied in order)\n"
+	      "  --dst-prefix P      put every mailbox under P on the destination\n"
 	      "  --connections N     parallel connection pairs (default 4)\n"
 	      "  --batch N           messages per MULTIAPPEND (default 256)\n"
 	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
@@ -170,6 +175,10 @@ enum {
 	OPT_JOBS,
 	OPT_SRC_AUTHUSER,
 	OPT_CHECK,
+	OPT_FOLDER_RE,
+	OPT_EXCLUDE_RE,
+	OPT_RENAME,
+	OPT_DST_PREFIX,
 	OPT_DST_AUTHUSER,
 };
 
@@ -200,6 +209,10 @@ static const struct option long_opts[] = {
 	{"retries", required_argument, NULL, OPT_RETRIES},
 	{"jobs", required_argument, NULL, OPT_JOBS},
 	{"check", no_argument, NULL, OPT_CHECK},
+	{"folder-regex", required_argument, NULL, OPT_FOLDER_RE},
+	{"exclude-regex", required_argument, NULL, OPT_EXCLUDE_RE},
+	{"rename", required_argument, NULL, OPT_RENAME},
+	{"dst-prefix", required_argument, NULL, OPT_DST_PREFIX},
 	{"src-authuser", required_argument, NULL, OPT_SRC_AUTHUSER},
 	{"dst-authuser", required_argument, NULL, OPT_DST_AUTHUSER},
 	{"quiet", no_argument, NULL, 'q'},
@@ -433,6 +446,22 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			break;
 		case OPT_SRC_AUTHUSER: c->src_authuser = optarg; break;
 		case OPT_CHECK: c->check = 1; break;
+		case OPT_FOLDER_RE:
+			if (c->nfolder_res == 64)
+				return bad(c, "too many --folder-regex options%s%s", "", "");
+			c->folder_res[c->nfolder_res++] = optarg;
+			break;
+		case OPT_EXCLUDE_RE:
+			if (c->nexclude_res == 64)
+				return bad(c, "too many --exclude-regex options%s%s", "", "");
+			c->exclude_res[c->nexclude_res++] = optarg;
+			break;
+		case OPT_RENAME:
+			if (c->nrenames == 64)
+				return bad(c, "too many --rename options%s%s", "", "");
+			c->renames[c->nrenames++] = optarg;
+			break;
+		case OPT_DST_PREFIX: c->dst_prefix = optarg; break;
 		case OPT_DST_AUTHUSER: c->dst_authuser = optarg; break;
 		case OPT_JOBS:
 			if (!extra)
@@ -514,6 +543,10 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 	o->folders = c->folders;
 	o->excludes = c->excludes;
 	o->maps = c->maps;
+	o->folder_res = c->folder_res;
+	o->exclude_res = c->exclude_res;
+	o->renames = c->renames;
+	o->dst_prefix = c->dst_prefix;
 	o->dry_run = c->dry_run;
 	o->sync_flags = c->sync_flags;
 	/* A state started over knows nothing of what earlier runs copied: the
@@ -554,6 +587,10 @@ static int cmd_migrate(int argc, char **argv)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
 				    "path can read the passwords and the mail");
 	cli_job_opts(&c, &o);
+	if (job_opts_check(&o, &err) < 0) {
+		cli_forget(&c);
+		return bad(&c, "%s%s", err.msg, "");
+	}
 	if (c.check) {
 		rc = cli_check(&o);
 		cli_forget(&c);

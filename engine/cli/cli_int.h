@@ -28,6 +28,9 @@ struct cli {
 	unsigned nfolders, nexcludes;
 	const char *maps[65];
 	unsigned nmaps;
+	const char *folder_res[65], *exclude_res[65], *renames[65];
+	unsigned nfolder_res, nexclude_res, nrenames;
+	const char *dst_prefix;
 	char job_key[1200];
 	const char *where;	/* "FILE:LINE: " before error lines (run), or NULL */
 	unsigned jobs;		/* run: accounts at once */

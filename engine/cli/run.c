@@ -224,6 +224,10 @@ static int acct_start(struct acct *a)
 	}
 	cli_job_opts(&a->c, &a->o);
 	a->o.label = a->label;
+	if (job_opts_check(&a->o, &err) < 0) {
+		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
+		return -1;
+	}
 	mf_err_clear(&err);
 	if (state_open_flags(&a->st, a->state_dir, a->c.state_reset ? STATE_OPEN_RESET : 0, &err) <
 	    0) {

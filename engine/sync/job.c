@@ -113,6 +113,7 @@ static void job_free(struct job *j)
 		free(w->dd_uids);
 		free(w->counted);
 	}
+	rules_free(&j->rules);
 	for (size_t i = 0; i < j->nmb; i++) {
 		free(j->mb[i].name);
 		free(j->mb[i].dst_name);
@@ -187,6 +188,10 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 			mf_err_set(err, -ENOMEM, "out of memory");
 			return -ENOMEM;
 		}
+	if ((rc = rules_compile(&j->rules, o, err)) < 0) {
+		job_free(j);
+		return rc;
+	}
 	test_fail_init(j);
 	j->t0 = loop_now_ms(l);
 	j->last_commit = j->t0;

@@ -38,6 +38,10 @@ struct job_opts {
 	const char *const *folders;	/* --folder globs (UTF-8 names), NULL-terminated */
 	const char *const *excludes;	/* --exclude globs */
 	const char *const *maps;	/* --map SRC=DST (UTF-8 names, '/' for hierarchy) */
+	const char *const *folder_res;	/* --folder-regex (POSIX extended) */
+	const char *const *exclude_res;	/* --exclude-regex */
+	const char *const *renames;	/* --rename s/REGEX/REPLACEMENT/[g], in order */
+	const char *dst_prefix;		/* --dst-prefix: every mailbox under this one */
 	int dry_run;
 	int sync_flags;		/* --sync-flags: carry flag changes */
 	int delete_;		/* --delete: carry expunges */
@@ -90,6 +94,10 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
  * something failed (each failure already reported on stderr and in the
  * JSON events). */
 int job_end(struct job *j);
+
+/* Checks what job_start would compile (regular expressions, --rename
+ * rules): 0, or -EINVAL with err naming the option. */
+int job_opts_check(const struct job_opts *o, struct mf_error *err);
 
 /* One job alone on loop l: job_start, loop_run until it is done, job_end.
  * Returns 0, 1 as job_end, or a negative code with err set. */

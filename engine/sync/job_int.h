@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 #include <openssl/evp.h>
+#include <regex.h>
 
 #include "protocols/imap_syntax.h"
 #include "protocols/utf7.h"
@@ -218,6 +219,14 @@ struct worker {
 	uint64_t settle_not_before;	/* wall ms: a batch we gave up on (timeout)
 					 * may still reach the destination until then */
 };
+/* The user's mailbox rules, compiled once per job (select.c). */
+struct rename_rule;
+struct name_rules {
+	regex_t *inc, *exc;	/* --folder-regex, --exclude-regex */
+	size_t ninc, nexc;
+	struct rename_rule *rn;	/* --rename, in order */
+	size_t nrn;
+};
 struct name_index {
 	uint32_t *slot; /* index + 1, 0 = empty */
 	size_t cap, n;  /* n: entries indexed, in array order */
@@ -236,6 +245,7 @@ struct job {
 	 * that 200,000 mailboxes are listed in linear time; rebuilt when the
 	 * count no longer matches (or the arrays were reordered: *_n = 0) */
 	struct name_index mbx, dstx;
+	struct name_rules rules;
 	/* control */
 	struct imap_cmd list_cmd, dlist_cmd[2], *create_cmd;
 	char dst_sep;
@@ -297,6 +307,15 @@ void on_tick(struct loop *l, struct loop_timer *t);
 void test_fail_init(struct job *j);
 int test_fail(struct job *j, const char *site);
 
+/* select.c */
+int folder_match(const char *pat, const char *name);
+int folder_selected(const struct job *j, const char *display);
+int rules_compile(struct name_rules *r, const struct job_opts *o, struct mf_error *err);
+void rules_free(struct name_rules *r);
+/* The destination name --rename and --dst-prefix make of display (UTF-8,
+ * '/' for hierarchy; malloc'd, NULL out of memory); *changed if they did. */
+char *rules_dst_display(const struct job *j, const char *display, int *changed);
+
 /* names.c */
 unsigned special_bits(const struct imap_node *attrs);
 int parse_idate(const char *s, size_t n, int64_t *out);
@@ -309,8 +328,6 @@ int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *
 size_t src_ns_skip(const struct job *j, const char *name, size_t len);
 void mbox_ns_display(struct job *j, struct mbox *mb);
 void special_guess(struct job *j);
-int folder_match(const char *pat, const char *name);
-int folder_selected(const struct job_opts *o, const char *display);
 struct mbox *mbox_find(struct job *j, const char *name, size_t len);
 struct mbox *mbox_add(struct job *j, const char *name, size_t len);
 char *dst_name_for(struct job *j, const struct mbox *mb);

@@ -317,62 +317,6 @@ void special_guess(struct job *j)
 	}
 }
 
-/* A --folder / --exclude pattern as IMAP LIST reads one (RFC 3501 §6.3.8):
- * '*' any characters, '/' included; '%' any characters but '/'; every
- * other character itself, so "[Gmail]/All Mail" means just that. A
- * dynamic programme over the name, linear in pattern times name: no
- * pattern makes it backtrack. 1 if name matches. */
-int folder_match(const char *pat, const char *name)
-{
-	size_t n = strlen(name);
-	unsigned char stack_rows[2][257], *row = stack_rows[0], *nrow = stack_rows[1];
-	unsigned char *heap = NULL;
-	int r;
-
-	if (n + 1 > sizeof(stack_rows[0])) {
-		if (!(heap = calloc(2, n + 1)))
-			return 0;
-		row = heap;
-		nrow = heap + n + 1;
-	}
-	memset(row, 0, n + 1);
-	row[0] = 1; /* the empty pattern matches the empty name */
-	for (const char *p = pat; *p; p++) {
-		if (*p == '*') {
-			nrow[0] = row[0];
-			for (size_t j = 1; j <= n; j++)
-				nrow[j] = row[j] || nrow[j - 1];
-		} else if (*p == '%') {
-			nrow[0] = row[0];
-			for (size_t j = 1; j <= n; j++)
-				nrow[j] = row[j] || (nrow[j - 1] && name[j - 1] != '/');
-		} else {
-			nrow[0] = 0;
-			for (size_t j = 1; j <= n; j++)
-				nrow[j] = row[j - 1] && name[j - 1] == *p;
-		}
-		unsigned char *t = row;
-		row = nrow;
-		nrow = t;
-	}
-	r = row[n];
-	free(heap);
-	return r;
-}
-
-int folder_selected(const struct job_opts *o, const char *display)
-{
-	int in = !o->folders || !o->folders[0];
-
-	for (const char *const *g = o->folders; g && *g; g++)
-		if (folder_match(*g, display))
-			in = 1;
-	for (const char *const *g = o->excludes; g && *g; g++)
-		if (folder_match(*g, display))
-			in = 0;
-	return in;
-}
-
 /* ---- name indexes --------------------------------------------------------- */
 
 size_t name_hash(const char *s, size_t n)
@@ -499,38 +443,63 @@ int node_str(const struct imap_node *n, const char **s, size_t *len)
 /* Where a source mailbox goes: --map SRC=DST first (UTF-8 names), then
  * SPECIAL-USE (the source's \Sent goes to the destination's \Sent, whatever
  * either is called), else the same name with the separator translated. */
+/* A destination name the user wrote (UTF-8, '/' for hierarchy) in the
+ * destination's wire form: modified UTF-7, its separator, its personal
+ * namespace prefix unless the name has it already (or is INBOX). NULL if
+ * it cannot be encoded (ok = 0) or out of memory (ok = 1). */
+static char *dst_from_utf8(struct job *j, const char *utf8, int *ok)
+{
+	char enc[STATE_NAME_MAX], *d;
+	ssize_t n = utf7_encode(utf8, strlen(utf8), enc, sizeof(enc));
+
+	*ok = n > 0;
+	if (n <= 0)
+		return NULL;
+	for (ssize_t i = 0; i < n; i++)
+		if (enc[i] == '/' && j->dst_sep)
+			enc[i] = j->dst_sep;
+	/* "Sent" is "INBOX.Sent" on Courier */
+	if (is_inbox(enc, (size_t)n) || ns_prefixed(j->dst_ns, j->dst_ns_len, enc, (size_t)n))
+		return dupn(enc, (size_t)n);
+	if ((d = malloc(j->dst_ns_len + (size_t)n + 1))) {
+		memcpy(d, j->dst_ns, j->dst_ns_len);
+		memcpy(d + j->dst_ns_len, enc, (size_t)n);
+		d[j->dst_ns_len + (size_t)n] = '\0';
+	}
+	return d;
+}
+
+/* Where mailbox mb goes: --map wins; then --rename and --dst-prefix; then
+ * the destination's folder of the same special use; then the same name. */
 char *dst_name_for(struct job *j, const struct mbox *mb)
 {
+	char *named, *d;
+	int ok, changed;
+
 	for (const char *const *m = j->o->maps; m && *m; m++) {
 		const char *eq = strchr(*m, '=');
-		char enc[STATE_NAME_MAX];
-		ssize_t n;
 
 		if (!eq || (size_t)(eq - *m) != strlen(mb->display) ||
 		    memcmp(*m, mb->display, (size_t)(eq - *m)))
 			continue;
-		n = utf7_encode(eq + 1, strlen(eq + 1), enc, sizeof(enc));
-		if (n > 0) {
-			char *d;
-
-			/* the user writes '/' for hierarchy; the destination's own separator */
-			for (ssize_t i = 0; i < n; i++)
-				if (enc[i] == '/' && j->dst_sep)
-					enc[i] = j->dst_sep;
-			/* ... and no namespace prefix ("Sent" is "INBOX.Sent" on
-			 * Courier); a name that has it already is taken as it is */
-			if (is_inbox(enc, (size_t)n) ||
-			    ns_prefixed(j->dst_ns, j->dst_ns_len, enc, (size_t)n))
-				return dupn(enc, (size_t)n);
-			if ((d = malloc(j->dst_ns_len + (size_t)n + 1))) {
-				memcpy(d, j->dst_ns, j->dst_ns_len);
-				memcpy(d + j->dst_ns_len, enc, (size_t)n);
-				d[j->dst_ns_len + (size_t)n] = '\0';
-			}
+		d = dst_from_utf8(j, eq + 1, &ok);
+		if (ok)
 			return d;
-		}
 		mf_log(MF_LOG_WARN, "--map %s: not a valid destination name; ignored", *m);
 	}
+	if (!(named = rules_dst_display(j, mb->display, &changed)))
+		return NULL;
+	if (changed) {
+		d = dst_from_utf8(j, named, &ok);
+		if (ok) {
+			free(named);
+			return d;
+		}
+		mf_log(MF_LOG_WARN, "mailbox \"%s\": --rename/--dst-prefix made \"%s\", not a valid "
+		                    "destination name; ignored",
+		       mb->display, named);
+	}
+	free(named);
 	if (mb->special && !is_inbox(mb->name, mb->len))
 		for (size_t i = 0; i < j->ndst; i++)
 			if (j->dst_special[i] & mb->special) {

@@ -172,12 +172,12 @@ void plan(struct job *j)
 	for (size_t i = 0; i < j->nmb; i++)
 		mbox_ns_display(j, &j->mb[i]);
 	for (size_t i = 0; i < j->nmb; i++)
-		if (!j->mb[i].noselect && folder_selected(j->o, j->mb[i].display))
+		if (!j->mb[i].noselect && folder_selected(j, j->mb[i].display))
 			j->mb[i].failed = mbox_refuse(j, &j->mb[i]);
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 
-		if (mb->noselect || mb->failed || !folder_selected(j->o, mb->display)) {
+		if (mb->noselect || mb->failed || !folder_selected(j, mb->display)) {
 			free(mb->name);
 			free(mb->display);
 			continue;

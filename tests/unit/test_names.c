@@ -1,7 +1,9 @@
 /*
- * test_names — --folder / --exclude patterns (engine/sync/names.c): '*' and
- * '%' as IMAP LIST reads them, every other character literal (issue 16:
- * "[Gmail]/All Mail" matched nothing as an fnmatch class).
+ * test_names — mailbox selection and destination-name rules
+ * (engine/sync/select.c): --folder / --exclude patterns with '*' and '%' as
+ * IMAP LIST reads them, every other character literal (issue 16: "[Gmail]/
+ * All Mail" matched nothing as an fnmatch class); --folder-regex /
+ * --exclude-regex; --rename rules in order, with groups; --dst-prefix.
  */
 #include "engine/sync/job_int.h"
 #include "tests/unit/unit.h"
@@ -44,14 +46,74 @@ static void t_long_and_hostile(struct unit_ctx *u)
 static void t_selected(struct unit_ctx *u)
 {
 	const char *folders[] = {"[Gmail]/*", "INBOX", NULL}, *excludes[] = {"[Gmail]/All Mail", NULL};
+	const char *fre[] = {"^Archive/20(19|20)$", NULL}, *xre[] = {"Spam$", NULL};
 	struct job_opts o = {0};
+	struct job j = {0};
+	struct mf_error e;
 
 	o.folders = folders;
 	o.excludes = excludes;
-	UNIT_CHECK(u, folder_selected(&o, "INBOX"));
-	UNIT_CHECK(u, folder_selected(&o, "[Gmail]/Sent Mail"));
-	UNIT_CHECK(u, !folder_selected(&o, "[Gmail]/All Mail"));
-	UNIT_CHECK(u, !folder_selected(&o, "Work"));
+	o.folder_res = fre;
+	o.exclude_res = xre;
+	j.o = &o;
+	if (rules_compile(&j.rules, &o, &e) < 0) {
+		UNIT_CHECKF(u, 0, "%s", e.msg);
+		return;
+	}
+	UNIT_CHECK(u, folder_selected(&j, "INBOX"));
+	UNIT_CHECK(u, folder_selected(&j, "[Gmail]/Sent Mail"));
+	UNIT_CHECK(u, !folder_selected(&j, "[Gmail]/All Mail"));
+	UNIT_CHECK(u, !folder_selected(&j, "[Gmail]/Spam"));
+	UNIT_CHECK(u, folder_selected(&j, "Archive/2019") && !folder_selected(&j, "Archive/2018"));
+	UNIT_CHECK(u, !folder_selected(&j, "Work"));
+	rules_free(&j.rules);
+}
+
+static void t_rename(struct unit_ctx *u)
+{
+	const char *rn[] = {"s/^INBOX\\.//", "s#[.]#/#g", "s/(Sent|Gesendet)/\\1 Old/", NULL};
+	const char *bad1[] = {"s/x/y", NULL}, *bad2[] = {"s/(/y/", NULL}, *bad3[] = {"sxayax", NULL};
+	struct job_opts o = {0};
+	struct job j = {0};
+	struct mf_error e;
+	char *d;
+	int ch;
+
+	o.renames = rn;
+	o.dst_prefix = "Imported";
+	j.o = &o;
+	if (rules_compile(&j.rules, &o, &e) < 0) {
+		UNIT_CHECKF(u, 0, "%s", e.msg);
+		return;
+	}
+	d = rules_dst_display(&j, "INBOX.Lists.dev", &ch);
+	UNIT_CHECKF(u, d && ch && !strcmp(d, "Imported/Lists/dev"), "%s", d ? d : "(null)");
+	free(d);
+	d = rules_dst_display(&j, "Sent", &ch);
+	UNIT_CHECKF(u, d && !strcmp(d, "Imported/Sent Old"), "%s", d ? d : "(null)");
+	free(d);
+	rules_free(&j.rules);
+	o.dst_prefix = NULL;
+	o.renames = NULL;
+	UNIT_CHECK(u, rules_compile(&j.rules, &o, &e) == 0);
+	d = rules_dst_display(&j, "Work", &ch);
+	UNIT_CHECK(u, d && !ch && !strcmp(d, "Work"));
+	free(d);
+	rules_free(&j.rules);
+	o.renames = bad1;
+	UNIT_CHECK(u, job_opts_check(&o, &e) == -EINVAL && strstr(e.msg, "--rename"));
+	o.renames = bad2;
+	UNIT_CHECK(u, job_opts_check(&o, &e) == -EINVAL);
+	o.renames = bad3;
+	UNIT_CHECK(u, job_opts_check(&o, &e) == -EINVAL);
+	o.renames = NULL;
+	o.folder_res = bad2 + 0;
+	{
+		const char *re[] = {"a[", NULL};
+
+		o.folder_res = re;
+		UNIT_CHECK(u, job_opts_check(&o, &e) == -EINVAL && strstr(e.msg, "--folder-regex"));
+	}
 }
 
 int main(void)
@@ -62,5 +124,6 @@ int main(void)
 	UNIT_RUN(&u, t_star_and_percent);
 	UNIT_RUN(&u, t_long_and_hostile);
 	UNIT_RUN(&u, t_selected);
+	UNIT_RUN(&u, t_rename);
 	return unit_done(&u);
 }
