@@ -609,6 +609,9 @@ static void msg_pump(struct smtp_client *c, int from_input)
 			c->last_sent = 1;
 		} else if (!c->chunking && c->data_open) {
 			/* RFC 5321 §4.1.1.4 */
+			if (c->held_lf && dot_stuff_feed(&c->dot, "\r\n", 2, emit_conn, c) < 0)
+				return;
+			c->held_lf = 0;
 			if (dot_stuff_end(&c->dot, emit_conn, c) < 0)
 				return;
 			trace(c, ">>", ".", 1);
@@ -792,6 +795,16 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 			ehlo_line(c, c->parser.line, c->parser.line_len);
 		if (ev == SMTP_REPLY_LINE)
 			continue;
+		/* During set-up one command is out at a time: input already
+		 * here after its reply was sent before our next command even
+		 * existed (RFC 5321 §4.3.1), and taken as its reply it would
+		 * shift every reply after it by one. */
+		if (off < n && (c->state == ST_GREETING || c->state == ST_EHLO || c->state == ST_HELO ||
+				c->state == ST_AUTH)) {
+			client_fail(c, -EPROTO, "unsolicited reply: %zu bytes after the reply to %s", n - off,
+				    c->state == ST_GREETING ? "nothing (the greeting)" : "our last command");
+			return n;
+		}
 		if (on_reply(c))
 			return c->closed ? n : off;
 	}
@@ -1008,6 +1021,8 @@ int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud
 	c->cmd_next = 0;
 	c->ncmd = (has_rset(c) ? 1 : 0) + 1 + c->nrcpt + (c->chunking ? 0 : 1);
 	dot_stuff_init(&c->dot);
+	c->held_lf = 0;
+	c->prev = 0;
 	write_cmds(c);
 	return c->closed ? -ENOTCONN : 0;
 }
@@ -1034,6 +1049,30 @@ void smtp_want_writable(struct smtp_client *c)
 		conn_want_drain(&c->conn);
 }
 
+/* DATA: dot-stuffed, a bare LF at the end of the input held back until
+ * more follows (see smtp_client.h: the last one goes as CRLF). */
+static int data_stuffed(struct smtp_client *c, const uint8_t *p, size_t n)
+{
+	size_t body = n;
+
+	if (!n)
+		return 0;
+	if (c->held_lf) {
+		c->held_lf = 0;
+		if (dot_stuff_feed(&c->dot, "\n", 1, emit_conn, c) < 0)
+			return -ENOTCONN;
+	}
+	if (p[n - 1] == '\n' && (n >= 2 ? p[n - 2] : c->prev) != '\r') {
+		body = n - 1;
+		c->held_lf = 1;
+	}
+	if (dot_stuff_feed(&c->dot, (const char *)p, body, emit_conn, c) < 0)
+		return -ENOTCONN;
+	c->prev = p[n - 1];
+	c->fed += n;
+	return 0;
+}
+
 int smtp_msg_data(struct smtp_client *c, const void *p, size_t n)
 {
 	const uint8_t *s = p;
@@ -1047,10 +1086,7 @@ int smtp_msg_data(struct smtp_client *c, const void *p, size_t n)
 	if (!c->chunking) {
 		if (!c->data_open)
 			return -EAGAIN;
-		if (dot_stuff_feed(&c->dot, p, n, emit_conn, c) < 0)
-			return -ENOTCONN;
-		c->fed += n;
-		return 0;
+		return data_stuffed(c, p, n);
 	}
 	/* The staged bytes go as a chunk only when more follow, so the last
 	 * chunk always carries LAST with its own bytes (no "BDAT 0 LAST"). */
@@ -1074,6 +1110,11 @@ int smtp_msg_data(struct smtp_client *c, const void *p, size_t n)
 		n -= take;
 	}
 	return 0;
+}
+
+int smtp_msg_failed(const struct smtp_client *c)
+{
+	return c->in_msg && c->failed;
 }
 
 int smtp_msg_end(struct smtp_client *c)

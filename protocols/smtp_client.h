@@ -10,8 +10,11 @@
  * smtp_write_space(); cb->writable fires when more fits), smtp_msg_end().
  * With CHUNKING (RFC 3030) the bytes go out exactly as given, in
  * "BDAT n" chunks of at most SMTP_CHUNK bytes, the last as "BDAT n LAST";
- * otherwise after DATA's 354, dot-stuffed by protocols/dot (a message
- * without a final CRLF gains one, as every SMTP path does). The
+ * otherwise after DATA's 354, dot-stuffed by protocols/dot. DATA cannot
+ * carry a message that does not end in CRLF (RFC 5321 §4.1.1.4): one
+ * without a line end gains CRLF, and a final bare LF goes as CRLF (not
+ * LF + CRLF, which servers that take a bare LF as a line end would store
+ * as one more, empty line; nor LF + ".", which they disagree about). The
  * message's result comes through its done callback: per recipient, the
  * reply that decided it, 4xx (temporary) and 5xx (permanent) kept apart,
  * so the caller decides what to retry. LMTP gives one reply per accepted
@@ -181,6 +184,8 @@ struct smtp_client {
 	uint8_t *chunk;		/* BDAT staging, SMTP_CHUNK bytes */
 	size_t chunk_len;
 	struct dot_stuff dot;
+	int held_lf;		/* DATA: a bare LF held back (maybe the last byte) */
+	unsigned char prev;	/* DATA: the last byte fed */
 };
 
 int smtp_client_open(struct smtp_client *c, struct loop *l, const struct smtp_endpoint *ep,
@@ -212,6 +217,9 @@ void smtp_want_writable(struct smtp_client *c);
  * already failed (a refused MAIL or every RCPT refused): stop feeding and
  * call smtp_msg_end for the result. */
 int smtp_msg_data(struct smtp_client *c, const void *p, size_t n);
+/* The transaction has failed already (smtp_msg_data would say -ECANCELED):
+ * the caller stops reading the message and calls smtp_msg_end. */
+int smtp_msg_failed(const struct smtp_client *c);
 /* No more data: sends the end (".", BDAT LAST); done follows. */
 int smtp_msg_end(struct smtp_client *c);
 

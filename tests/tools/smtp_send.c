@@ -101,6 +101,11 @@ static void pump(struct send *s)
 		size_t space = smtp_write_space(s->c);
 		int r;
 
+		if (smtp_msg_failed(s->c)) {
+			s->pend_len = 0;
+			smtp_msg_end(s->c);
+			return;
+		}
 		if (!s->pend_len) {
 			ssize_t got;
 
@@ -345,11 +350,12 @@ int main(int argc, char **argv)
 	}
 	if (smtp_client_open(s->c, &s->loop, &s->ep, &send_cb, s, &err) < 0) {
 		fprintf(stderr, "smtp_send: error: %s\n", err.msg);
-		return 3;
+		s->fatal = 1;
+	} else {
+		loop_run(&s->loop);
+		smtp_client_close(s->c);
+		loop_run(&s->loop); /* the close's completions */
 	}
-	loop_run(&s->loop);
-	smtp_client_close(s->c);
-	loop_run(&s->loop); /* the close's completions */
 	loop_free(&s->loop);
 	for (; s->next < s->nfiles; s->next++) {
 		printf("msg %d %s: not sent\n", s->next + 1, s->files[s->next]);
