@@ -24,11 +24,11 @@
 enum {
 	ST_CONNECTING,
 	ST_GREETING,
-	ST_EHLO,	/* EHLO/LHLO sent */
-	ST_HELO,	/* HELO sent after EHLO was refused (SMTP only) */
-	ST_STARTTLS,	/* STARTTLS sent */
+	ST_EHLO,     /* EHLO/LHLO sent */
+	ST_HELO,     /* HELO sent after EHLO was refused (SMTP only) */
+	ST_STARTTLS, /* STARTTLS sent */
 	ST_HANDSHAKE,
-	ST_AUTH,	/* AUTH sent (auth_step: LOGIN's stage) */
+	ST_AUTH, /* AUTH sent (auth_step: LOGIN's stage) */
 	ST_READY,
 	ST_QUIT,
 };
@@ -37,7 +37,7 @@ enum {
 enum { EXP_RSET = 1, EXP_MAIL, EXP_RCPT, EXP_DATA, EXP_BDAT, EXP_END };
 
 static void client_fail(struct smtp_client *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -164,7 +164,10 @@ static void trace(const struct smtp_client *c, const char *dir, const void *p, s
 		n = 200;
 	fprintf(stderr, "trace %s %s ", c->who, dir);
 	for (size_t i = 0; i < n; i++)
-		fputc(s[i] == '\r' ? '~' : (s[i] == '\n' || (unsigned char)s[i] >= 32) ? s[i] : '.', stderr);
+		fputc(s[i] == '\r'                                  ? '~'
+		      : (s[i] == '\n' || (unsigned char)s[i] >= 32) ? s[i]
+		                                                    : '.',
+		      stderr);
 	fputc('\n', stderr);
 }
 
@@ -178,7 +181,7 @@ static void out(struct smtp_client *c, const void *p, size_t n)
 
 /* One command line (traced unless it carries credentials). */
 static void cmd(struct smtp_client *c, int secret, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void cmd(struct smtp_client *c, int secret, const char *fmt, ...)
 {
 	char buf[2048];
@@ -307,10 +310,12 @@ static void after_ehlo(struct smtp_client *c)
 		return;
 	}
 	if (!tls && !local && !c->ep->allow_plaintext) {
-		client_fail(c, -EPERM, "%s; refusing to send mail%s unencrypted (use smtps://, or --allow-plaintext)",
-			    c->ep->tls == SMTP_TLS_STARTTLS ? "server does not offer STARTTLS"
-							    : "TLS is off and the server is not local",
-			    c->ep->user ? " and the password" : "");
+		client_fail(
+		    c, -EPERM,
+		    "%s; refusing to send mail%s unencrypted (use smtps://, or --allow-plaintext)",
+		    c->ep->tls == SMTP_TLS_STARTTLS ? "server does not offer STARTTLS"
+		                                    : "TLS is off and the server is not local",
+		    c->ep->user ? " and the password" : "");
 		return;
 	}
 	if (c->ep->user) {
@@ -335,7 +340,9 @@ static void auth_reply(struct smtp_client *c)
 
 	if (r->code == 334 && c->auth_step < 2) {
 		/* AUTH LOGIN (draft-murchison-sasl-login): user, then password */
-		const char *v = c->auth_step == 0 ? c->ep->user : c->ep->password ? c->ep->password : "";
+		const char *v = c->auth_step == 0 ? c->ep->user
+		                : c->ep->password ? c->ep->password
+		                                  : "";
 
 		if (!b64(v, strlen(v), enc, sizeof(enc))) {
 			client_fail(c, -EINVAL, "user name or password too long");
@@ -348,12 +355,13 @@ static void auth_reply(struct smtp_client *c)
 		return;
 	}
 	if (r->code == 334) {
-		client_fail(c, -EPROTO, "unexpected AUTH challenge: %s", reply_str(c, buf, sizeof(buf)));
+		client_fail(c, -EPROTO, "unexpected AUTH challenge: %s",
+		            reply_str(c, buf, sizeof(buf)));
 		return;
 	}
 	if (smtp_reply_class(r) != 2) {
-		client_fail(c, smtp_reply_class(r) == 4 ? -EAGAIN : -EACCES, "authentication failed: %s",
-			    reply_str(c, buf, sizeof(buf)));
+		client_fail(c, smtp_reply_class(r) == 4 ? -EAGAIN : -EACCES,
+		            "authentication failed: %s", reply_str(c, buf, sizeof(buf)));
 		return;
 	}
 	if (c->auth_step != 10 && c->auth_step != 2) {
@@ -373,8 +381,9 @@ static int setup_reply(struct smtp_client *c)
 	switch (c->state) {
 	case ST_GREETING:
 		if (r->code != 220) {
-			client_fail(c, r->code / 100 == 4 ? -EAGAIN : -ECONNREFUSED, "server refused the session: %s",
-				    reply_str(c, buf, sizeof(buf)));
+			client_fail(c, r->code / 100 == 4 ? -EAGAIN : -ECONNREFUSED,
+			            "server refused the session: %s",
+			            reply_str(c, buf, sizeof(buf)));
 			return 0;
 		}
 		send_ehlo(c);
@@ -388,7 +397,7 @@ static int setup_reply(struct smtp_client *c)
 			cmd(c, 0, "HELO %s", c->ep->helo ? c->ep->helo : "localhost");
 		} else {
 			client_fail(c, -EPROTO, "%s refused: %s", c->ep->lmtp ? "LHLO" : "EHLO",
-				    reply_str(c, buf, sizeof(buf)));
+			            reply_str(c, buf, sizeof(buf)));
 		}
 		return 0;
 	case ST_HELO:
@@ -401,7 +410,8 @@ static int setup_reply(struct smtp_client *c)
 		return 0;
 	case ST_STARTTLS:
 		if (r->code != 220) {
-			client_fail(c, -EPROTO, "STARTTLS refused: %s", reply_str(c, buf, sizeof(buf)));
+			client_fail(c, -EPROTO, "STARTTLS refused: %s",
+			            reply_str(c, buf, sizeof(buf)));
 			return 0;
 		}
 		c->state = ST_HANDSHAKE;
@@ -481,7 +491,8 @@ static void status_set(struct smtp_status *s, enum smtp_step step, const struct 
 	s->ecls = r->ecls;
 	s->esub = r->esub;
 	s->edet = r->edet;
-	snprintf(s->text, sizeof(s->text), "%.*s%s", (int)r->text_len, r->text, r->truncated ? "..." : "");
+	snprintf(s->text, sizeof(s->text), "%.*s%s", (int)r->text_len, r->text,
+	         r->truncated ? "..." : "");
 }
 
 /* The transaction cannot succeed any more: every recipient not yet failed
@@ -509,7 +520,8 @@ static void write_cmd(struct smtp_client *c, size_t k)
 
 		params[0] = '\0';
 		if (c->caps & SMTP_CAP_SIZE)
-			n += snprintf(params + n, sizeof(params) - (size_t)n, " SIZE=%llu", (unsigned long long)c->size);
+			n += snprintf(params + n, sizeof(params) - (size_t)n, " SIZE=%llu",
+			              (unsigned long long)c->size);
 		if ((c->mflags & SMTP_MSG_8BIT) && (c->caps & SMTP_CAP_8BITMIME))
 			n += snprintf(params + n, sizeof(params) - (size_t)n, " BODY=8BITMIME");
 		if ((c->mflags & SMTP_MSG_UTF8) && (c->caps & SMTP_CAP_SMTPUTF8))
@@ -655,11 +667,11 @@ void smtp_status_describe(const struct smtp_status *s, const char *addr, char *o
 	if (s->ecls)
 		snprintf(ec, sizeof(ec), "%u.%u.%u ", s->ecls, s->esub, s->edet);
 	if (!s->code)
-		snprintf(out, cap, "%s%s%s%s: no reply", step_cmd(s->step), addr ? " <" : "", addr ? addr : "",
-			 addr ? ">" : "");
+		snprintf(out, cap, "%s%s%s%s: no reply", step_cmd(s->step), addr ? " <" : "",
+		         addr ? addr : "", addr ? ">" : "");
 	else
-		snprintf(out, cap, "%s%s%s%s: %d %s%s", step_cmd(s->step), addr ? " <" : "", addr ? addr : "",
-			 addr ? ">" : "", s->code, ec, s->text);
+		snprintf(out, cap, "%s%s%s%s: %d %s%s", step_cmd(s->step), addr ? " <" : "",
+		         addr ? addr : "", addr ? ">" : "", s->code, ec, s->text);
 }
 
 /* A reply inside a transaction. */
@@ -759,7 +771,8 @@ static int on_reply(struct smtp_client *c)
 	}
 	/* RFC 5321 §3.8: 421 to any command; the session is over. */
 	if (r->code == 421) {
-		client_fail(c, -ECONNRESET, "server is closing the session: %s", reply_str(c, buf, sizeof(buf)));
+		client_fail(c, -ECONNRESET, "server is closing the session: %s",
+		            reply_str(c, buf, sizeof(buf)));
 		return 1;
 	}
 	if (c->state != ST_READY)
@@ -786,7 +799,7 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 		off += used;
 		if (ev == SMTP_REPLY_EBAD) {
 			client_fail(c, -EPROTO, "malformed reply: %s at byte %llu", c->parser.err,
-				    (unsigned long long)c->parser.err_pos);
+			            (unsigned long long)c->parser.err_pos);
 			return n;
 		}
 		if (ev == SMTP_REPLY_MORE)
@@ -799,10 +812,12 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 		 * here after its reply was sent before our next command even
 		 * existed (RFC 5321 §4.3.1), and taken as its reply it would
 		 * shift every reply after it by one. */
-		if (off < n && (c->state == ST_GREETING || c->state == ST_EHLO || c->state == ST_HELO ||
-				c->state == ST_AUTH)) {
-			client_fail(c, -EPROTO, "unsolicited reply: %zu bytes after the reply to %s", n - off,
-				    c->state == ST_GREETING ? "nothing (the greeting)" : "our last command");
+		if (off < n && (c->state == ST_GREETING || c->state == ST_EHLO ||
+		                c->state == ST_HELO || c->state == ST_AUTH)) {
+			client_fail(c, -EPROTO,
+			            "unsolicited reply: %zu bytes after the reply to %s", n - off,
+			            c->state == ST_GREETING ? "nothing (the greeting)"
+			                                    : "our last command");
 			return n;
 		}
 		if (on_reply(c))
@@ -843,17 +858,17 @@ static void on_conn_error(struct conn *conn, const struct mf_error *err)
 }
 
 static const struct conn_cb client_conn_cb = {
-	.on_connected = on_connected,
-	.on_tls_ready = on_tls_ready,
-	.on_data = on_data,
-	.on_drain = on_drain,
-	.on_error = on_conn_error,
+    .on_connected = on_connected,
+    .on_tls_ready = on_tls_ready,
+    .on_data = on_data,
+    .on_drain = on_drain,
+    .on_error = on_conn_error,
 };
 
 /* ---- API ------------------------------------------------------------------ */
 
 int smtp_client_open(struct smtp_client *c, struct loop *l, const struct smtp_endpoint *ep,
-		     const struct smtp_client_cb *cb, void *ud, struct mf_error *err)
+                     const struct smtp_client_cb *cb, void *ud, struct mf_error *err)
 {
 	struct conn_opts o = {
 	    .host = ep->host,
@@ -874,11 +889,11 @@ int smtp_client_open(struct smtp_client *c, struct loop *l, const struct smtp_en
 	c->ud = ud;
 	c->state = ST_CONNECTING;
 	if (ep->unix_path)
-		snprintf(c->who, sizeof(c->who), "%s %s unix:%s", ep->label ? ep->label : "server", proto,
-			 ep->unix_path);
+		snprintf(c->who, sizeof(c->who), "%s %s unix:%s", ep->label ? ep->label : "server",
+		         proto, ep->unix_path);
 	else
-		snprintf(c->who, sizeof(c->who), "%s %s %s:%u", ep->label ? ep->label : "server", proto,
-			 ep->host ? ep->host : "", ep->port);
+		snprintf(c->who, sizeof(c->who), "%s %s %s:%u", ep->label ? ep->label : "server",
+		         proto, ep->host ? ep->host : "", ep->port);
 	c->trace = getenv("MAILFERRY_TRACE") ? atoi(getenv("MAILFERRY_TRACE")) : 0;
 	if (ep->user && strlen(ep->user) > 255) {
 		mf_err_set(err, -EINVAL, "%s: user name too long", c->who);
@@ -902,8 +917,10 @@ int smtp_client_open(struct smtp_client *c, struct loop *l, const struct smtp_en
 		return err->code ? err->code : -EIO;
 	}
 	c->conn_open = 1;
-	conn_set_deadline(&c->conn, ep->login_timeout_ms ? ep->login_timeout_ms : 2 * (ep->timeout_ms ? ep->timeout_ms : 60000),
-			  "greeting and login");
+	conn_set_deadline(&c->conn,
+	                  ep->login_timeout_ms ? ep->login_timeout_ms
+	                                       : 2 * (ep->timeout_ms ? ep->timeout_ms : 60000),
+	                  "greeting and login");
 	return 0;
 }
 
@@ -943,7 +960,8 @@ static int addr_check(struct smtp_client *c, const char *a, int *nonascii, struc
 			size_t k = mf_utf8_len((const unsigned char *)a + i, n - i, NULL);
 
 			if (!k) {
-				mf_err_set(err, -EINVAL, "%s: address %s is not valid UTF-8", c->who, a);
+				mf_err_set(err, -EINVAL, "%s: address %s is not valid UTF-8",
+				           c->who, a);
 				return -EINVAL;
 			}
 			*nonascii = 1;
@@ -951,9 +969,10 @@ static int addr_check(struct smtp_client *c, const char *a, int *nonascii, struc
 			continue;
 		}
 		if (ch <= ' ' || ch == 0x7f || ch == '<' || ch == '>') {
-			mf_err_set(err, -EINVAL,
-				   "%s: address %s holds a space, a control character or an angle bracket", c->who,
-				   a);
+			mf_err_set(
+			    err, -EINVAL,
+			    "%s: address %s holds a space, a control character or an angle bracket",
+			    c->who, a);
 			return -EINVAL;
 		}
 		i++;
@@ -961,7 +980,8 @@ static int addr_check(struct smtp_client *c, const char *a, int *nonascii, struc
 	return 0;
 }
 
-int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud, struct mf_error *err)
+int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud,
+                   struct mf_error *err)
 {
 	int nonascii = 0, r;
 
@@ -974,8 +994,8 @@ int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud
 		return -EBUSY;
 	}
 	if (!m->nrcpt || m->nrcpt > SMTP_RCPT_MAX) {
-		mf_err_set(err, -EINVAL, "%s: %zu recipients (1 to %d per message)", c->who, m->nrcpt,
-			   SMTP_RCPT_MAX);
+		mf_err_set(err, -EINVAL, "%s: %zu recipients (1 to %d per message)", c->who,
+		           m->nrcpt, SMTP_RCPT_MAX);
 		return -EINVAL;
 	}
 	if ((r = addr_check(c, m->from ? m->from : "", &nonascii, err)) < 0)
@@ -990,14 +1010,17 @@ int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud
 		}
 	if (nonascii && !(c->caps & SMTP_CAP_SMTPUTF8)) {
 		mf_err_set(err, -EPROTONOSUPPORT,
-			   "%s: a non-ASCII address needs SMTPUTF8 (RFC 6531), which the server does not offer",
-			   c->who);
+		           "%s: a non-ASCII address needs SMTPUTF8 (RFC 6531), which the server "
+		           "does not offer",
+		           c->who);
 		return -EPROTONOSUPPORT;
 	}
 	/* RFC 1870 §6.1: do not send what the server said it will refuse. */
 	if ((c->caps & SMTP_CAP_SIZE) && c->size_max && m->size > c->size_max) {
-		mf_err_set(err, -EFBIG, "%s: message of %llu bytes exceeds the server's SIZE limit of %llu bytes",
-			   c->who, (unsigned long long)m->size, (unsigned long long)c->size_max);
+		mf_err_set(
+		    err, -EFBIG,
+		    "%s: message of %llu bytes exceeds the server's SIZE limit of %llu bytes",
+		    c->who, (unsigned long long)m->size, (unsigned long long)c->size_max);
 		return -EFBIG;
 	}
 	c->in_msg = 1;

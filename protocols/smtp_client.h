@@ -54,27 +54,27 @@ enum smtp_cap {
 enum smtp_tls_mode {
 	SMTP_TLS_STARTTLS, /* smtp://  upgrade when offered (required off loopback) */
 	SMTP_TLS_IMPLICIT, /* smtps:// */
-	SMTP_TLS_NONE,	   /* never (loopback, a UNIX socket or allow_plaintext) */
+	SMTP_TLS_NONE,     /* never (loopback, a UNIX socket or allow_plaintext) */
 };
 
 struct smtp_endpoint {
-	const char *label;	/* "destination": names the account in errors */
-	const char *host;	/* TCP; with unix_path only the TLS peer name */
+	const char *label; /* "destination": names the account in errors */
+	const char *host;  /* TCP; with unix_path only the TLS peer name */
 	uint16_t port;
-	const char *unix_path;	/* lmtp:///path/sock: AF_UNIX instead of TCP */
-	int lmtp;		/* LHLO, one reply per recipient after the data */
-	const char *helo;	/* our name in EHLO/LHLO; NULL = "localhost" */
-	const char *user;	/* AUTH when set (PLAIN, else LOGIN) */
+	const char *unix_path; /* lmtp:///path/sock: AF_UNIX instead of TCP */
+	int lmtp;              /* LHLO, one reply per recipient after the data */
+	const char *helo;      /* our name in EHLO/LHLO; NULL = "localhost" */
+	const char *user;      /* AUTH when set (PLAIN, else LOGIN) */
 	const char *password;
 	enum smtp_tls_mode tls;
 	const char *ca_file;
 	int insecure;
-	int allow_plaintext;	/* mail and credentials in the clear off loopback */
-	unsigned timeout_ms;	/* per reply (the final one after a big message too) */
+	int allow_plaintext;       /* mail and credentials in the clear off loopback */
+	unsigned timeout_ms;       /* per reply (the final one after a big message too) */
 	unsigned login_timeout_ms; /* greeting through AUTH, whole (0: 2 x timeout) */
 	unsigned min_progress;
-	int no_chunking;	/* DATA even where CHUNKING is offered */
-	int no_pipelining;	/* one command per round trip even if offered */
+	int no_chunking;   /* DATA even where CHUNKING is offered */
+	int no_pipelining; /* one command per round trip even if offered */
 };
 
 /* Recipients of one message (RFC 5321 §4.5.3.1.8: servers take >= 100). */
@@ -94,27 +94,27 @@ enum {
 };
 
 struct smtp_msg {
-	uint64_t size;		/* bytes the caller will feed (SIZE=, RFC 1870) */
-	const char *from;	/* "" = the null reverse-path <> */
+	uint64_t size;    /* bytes the caller will feed (SIZE=, RFC 1870) */
+	const char *from; /* "" = the null reverse-path <> */
 	const char *const *rcpt;
-	size_t nrcpt;		/* 1..SMTP_RCPT_MAX */
+	size_t nrcpt; /* 1..SMTP_RCPT_MAX */
 	unsigned flags;
 };
 
 /* Which command a reply answered. */
 enum smtp_step {
-	SMTP_STEP_NONE,	/* no reply (not sent) */
+	SMTP_STEP_NONE, /* no reply (not sent) */
 	SMTP_STEP_MAIL,
 	SMTP_STEP_RCPT,
-	SMTP_STEP_DATA,	/* DATA's own reply (354 expected) */
-	SMTP_STEP_BDAT,	/* a chunk before the last */
-	SMTP_STEP_END,	/* after the data: "." or BDAT LAST (LMTP: per recipient) */
+	SMTP_STEP_DATA, /* DATA's own reply (354 expected) */
+	SMTP_STEP_BDAT, /* a chunk before the last */
+	SMTP_STEP_END,  /* after the data: "." or BDAT LAST (LMTP: per recipient) */
 };
 
 struct smtp_status {
 	enum smtp_step step;
-	int code;		/* 250, 451, 550...; 0 = none */
-	unsigned ecls, esub, edet; /* enhanced code, ecls == 0 if none */
+	int code;                    /* 250, 451, 550...; 0 = none */
+	unsigned ecls, esub, edet;   /* enhanced code, ecls == 0 if none */
 	char text[SMTP_STATUS_TEXT]; /* raw server text (escape on output) */
 };
 
@@ -157,7 +157,7 @@ struct smtp_client {
 	const struct smtp_client_cb *cb;
 	void *ud;
 	uint32_t caps;
-	uint64_t size_max;	/* SIZE n from EHLO, 0 = none announced */
+	uint64_t size_max; /* SIZE n from EHLO, 0 = none announced */
 	/* everything below is private */
 	int state, closed, conn_open, auth_step, want_writable;
 	int trace;
@@ -167,7 +167,7 @@ struct smtp_client {
 	int in_msg, chunking, pipelining, ended, failed, data_open, last_sent;
 	int msg_done_pending;
 	unsigned sent_msgs;
-	size_t cmd_next;	/* next of RSET, MAIL, RCPT... DATA to write */
+	size_t cmd_next; /* next of RSET, MAIL, RCPT... DATA to write */
 	size_t ncmd;
 	unsigned char exp[SMTP_EXP_MAX]; /* ring of expected reply kinds */
 	size_t exp_head, exp_len;
@@ -181,15 +181,15 @@ struct smtp_client {
 	size_t nrcpt;
 	uint64_t size, fed;
 	unsigned mflags;
-	uint8_t *chunk;		/* BDAT staging, SMTP_CHUNK bytes */
+	uint8_t *chunk; /* BDAT staging, SMTP_CHUNK bytes */
 	size_t chunk_len;
 	struct dot_stuff dot;
-	int held_lf;		/* DATA: a bare LF held back (maybe the last byte) */
-	unsigned char prev;	/* DATA: the last byte fed */
+	int held_lf;        /* DATA: a bare LF held back (maybe the last byte) */
+	unsigned char prev; /* DATA: the last byte fed */
 };
 
 int smtp_client_open(struct smtp_client *c, struct loop *l, const struct smtp_endpoint *ep,
-		     const struct smtp_client_cb *cb, void *ud, struct mf_error *err);
+                     const struct smtp_client_cb *cb, void *ud, struct mf_error *err);
 /* Sends QUIT; the connection closes when the server answers (no callback). */
 void smtp_client_quit(struct smtp_client *c);
 /* Closes at once and frees; idempotent, safe inside the client's callbacks. */
@@ -206,7 +206,7 @@ const char *smtp_client_who(const struct smtp_client *c);
  * -EPROTONOSUPPORT (a non-ASCII address without SMTPUTF8), -EBUSY (a
  * message in flight), -ENOTCONN. m and its strings are copied. */
 int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud,
-		   struct mf_error *err);
+                   struct mf_error *err);
 /* Bytes smtp_msg_data may take now without growing buffers (0 while DATA
  * waits for its 354, or the last chunk's reply without PIPELINING). */
 size_t smtp_write_space(struct smtp_client *c);

@@ -172,8 +172,8 @@ void smtp_reply_format(const struct smtp_reply *r, char *out, size_t cap)
 		return;
 	if (r->ecls)
 		snprintf(out, cap, "%d %u.%u.%u %.*s%s", r->code, r->ecls, r->esub, r->edet,
-			 (int)r->text_len, r->text, r->truncated ? "..." : "");
+		         (int)r->text_len, r->text, r->truncated ? "..." : "");
 	else
 		snprintf(out, cap, "%d %.*s%s", r->code, (int)r->text_len, r->text,
-			 r->truncated ? "..." : "");
+		         r->truncated ? "..." : "");
 }

@@ -41,10 +41,10 @@ enum smtp_reply_ev {
 };
 
 struct smtp_reply {
-	int code;		  /* 200..559 */
+	int code;                  /* 200..559 */
 	unsigned ecls, esub, edet; /* enhanced code x.y.z, ecls == 0 if none */
 	unsigned lines;
-	int truncated;		  /* text was cut at SMTP_REPLY_TEXT_MAX */
+	int truncated; /* text was cut at SMTP_REPLY_TEXT_MAX */
 	size_t text_len;
 	char text[SMTP_REPLY_TEXT_MAX + 1]; /* NUL-terminated; may hold any byte */
 };
@@ -56,8 +56,8 @@ struct smtp_reply_parser {
 	size_t line_len;
 	/* After SMTP_REPLY_DONE: the whole reply, valid until the next feed. */
 	struct smtp_reply reply;
-	const char *err;	  /* after SMTP_REPLY_EBAD */
-	uint64_t err_pos;	  /* byte offset in the stream */
+	const char *err;  /* after SMTP_REPLY_EBAD */
+	uint64_t err_pos; /* byte offset in the stream */
 	/* private */
 	uint64_t pos;
 	size_t len;

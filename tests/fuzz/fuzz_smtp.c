@@ -17,7 +17,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct log {
-	uint32_t h;	/* hash of every event */
+	uint32_t h; /* hash of every event */
 	size_t events;
 	int failed;
 	uint64_t err_pos;
@@ -52,7 +52,8 @@ static void check(const struct smtp_reply_parser *p, int ev, struct log *g)
 		if (r->code < 200 || r->code > 559 || r->text_len > SMTP_REPLY_TEXT_MAX ||
 		    r->text[r->text_len] != '\0' || !r->lines || r->lines > SMTP_REPLY_LINES_MAX)
 			fail("reply bounds");
-		if (r->ecls && (r->ecls != (unsigned)r->code / 100 || r->esub > 999 || r->edet > 999))
+		if (r->ecls &&
+		    (r->ecls != (unsigned)r->code / 100 || r->esub > 999 || r->edet > 999))
 			fail("enhanced code");
 		mix(g, &r->code, sizeof(r->code));
 		mix(g, r->text, r->text_len);
@@ -60,7 +61,8 @@ static void check(const struct smtp_reply_parser *p, int ev, struct log *g)
 	}
 }
 
-static void feed(struct smtp_reply_parser *p, const uint8_t *in, size_t n, size_t step, struct log *g)
+static void feed(struct smtp_reply_parser *p, const uint8_t *in, size_t n, size_t step,
+                 struct log *g)
 {
 	size_t at = 0;
 

@@ -56,7 +56,7 @@ struct send {
 static void usage(void)
 {
 	fprintf(stderr, "usage: smtp_send [--lmtp] [--tls|--starttls] [--ca FILE] [--no-chunking] "
-			"HOST PORT|--unix PATH --from ADDR --rcpt ADDR FILE...\n");
+	                "HOST PORT|--unix PATH --from ADDR --rcpt ADDR FILE...\n");
 	exit(2);
 }
 
@@ -115,7 +115,8 @@ static void pump(struct send *s)
 			}
 			got = read(s->fd, s->buf, space < s->readsz ? space : s->readsz);
 			if (got < 0) {
-				fprintf(stderr, "smtp_send: read %s: %s\n", s->files[s->next - 1], strerror(errno));
+				fprintf(stderr, "smtp_send: read %s: %s\n", s->files[s->next - 1],
+				        strerror(errno));
 				exit(3);
 			}
 			if (got == 0) {
@@ -146,7 +147,7 @@ static void on_ready(struct smtp_client *c)
 	struct send *s = c->ud;
 
 	fprintf(stderr, "smtp_send: ready, capabilities 0x%x, SIZE %llu\n", c->caps,
-		(unsigned long long)c->size_max);
+	        (unsigned long long)c->size_max);
 	start_next(s);
 }
 
@@ -177,7 +178,9 @@ static void on_done(struct smtp_client *c, const struct smtp_result *r, void *ud
 	if (r->nrcpt > 1)
 		for (size_t i = 0; i < r->nrcpt; i++) {
 			const struct smtp_status *st = &r->rcpt[i];
-			int o = st->step == SMTP_STEP_END && st->code / 100 == 2 ? 2 : st->code / 100 == 5 ? 5 : 4;
+			int o = st->step == SMTP_STEP_END && st->code / 100 == 2 ? 2
+			        : st->code / 100 == 5                            ? 5
+			                                                         : 4;
 
 			smtp_status_describe(st, NULL, line, sizeof(line));
 			printf("  rcpt <%s>: %s: %s\n", s->rcpt[i], outcome_name(o), line);
@@ -203,10 +206,10 @@ static void on_writable(struct smtp_client *c)
 }
 
 static const struct smtp_client_cb send_cb = {
-	.ready = on_ready,
-	.error = on_error,
-	.done = on_done,
-	.writable = on_writable,
+    .ready = on_ready,
+    .error = on_error,
+    .done = on_done,
+    .writable = on_writable,
 };
 
 static void start_next(struct send *s)
@@ -361,12 +364,14 @@ int main(int argc, char **argv)
 		printf("msg %d %s: not sent\n", s->next + 1, s->files[s->next]);
 		s->notsent++;
 	}
-	printf("summary: delivered %u tempfail %u permfail %u refused %u notsent %u\n", s->delivered,
-	       s->tempfail, s->permfail, s->refused, s->notsent);
+	printf("summary: delivered %u tempfail %u permfail %u refused %u notsent %u\n",
+	       s->delivered, s->tempfail, s->permfail, s->refused, s->notsent);
 	free(s->buf);
 	free(s->c);
 	{
-		int rc = s->fatal ? 3 : (s->tempfail || s->permfail || s->refused || s->notsent) ? 1 : 0;
+		int rc = s->fatal                                                   ? 3
+		         : (s->tempfail || s->permfail || s->refused || s->notsent) ? 1
+		                                                                    : 0;
 
 		free(s);
 		return rc;

@@ -26,20 +26,23 @@ static void run(const char *in, size_t n, const size_t *cuts, size_t ncuts, char
 		ev = smtp_reply_feed(&p, (const uint8_t *)in + at, end - at, &used);
 		at += used;
 		if (ev == SMTP_REPLY_EBAD) {
-			len += (size_t)snprintf(log + len, cap - len, "E%s@%llu|", p.err, (unsigned long long)p.err_pos);
+			len += (size_t)snprintf(log + len, cap - len, "E%s@%llu|", p.err,
+			                        (unsigned long long)p.err_pos);
 			return;
 		}
 		if (ev == SMTP_REPLY_LINE)
-			len += (size_t)snprintf(log + len, cap - len, "L%.*s|", (int)p.line_len, p.line);
+			len += (size_t)snprintf(log + len, cap - len, "L%.*s|", (int)p.line_len,
+			                        p.line);
 		if (ev == SMTP_REPLY_DONE) {
 			const struct smtp_reply *r = &p.reply;
 
 			if (r->ecls)
-				len += (size_t)snprintf(log + len, cap - len, "D%d %u.%u.%u:%s%s|", r->code, r->ecls, r->esub,
-						        r->edet, r->text, r->truncated ? "+" : "");
+				len += (size_t)snprintf(log + len, cap - len, "D%d %u.%u.%u:%s%s|",
+				                        r->code, r->ecls, r->esub, r->edet, r->text,
+				                        r->truncated ? "+" : "");
 			else
-				len += (size_t)snprintf(log + len, cap - len, "D%d:%s%s|", r->code, r->text,
-						        r->truncated ? "+" : "");
+				len += (size_t)snprintf(log + len, cap - len, "D%d:%s%s|", r->code,
+				                        r->text, r->truncated ? "+" : "");
 		}
 		if (ev == SMTP_REPLY_MORE) {
 			if (k >= ncuts && at >= n)
@@ -75,7 +78,8 @@ static void t_known(struct unit_ctx *u)
 	    {"250 2.0.0000 long detail\r\n", "D250:2.0.0000 long detail|"},
 	    {"250 2.0.0\r\n", "D250 2.0.0:|"},
 	    {"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 CHUNKING\r\n",
-	     "Lmx.example.org|LPIPELINING|LSIZE 10240000|D250:mx.example.org PIPELINING SIZE 10240000 CHUNKING|"},
+	     "Lmx.example.org|LPIPELINING|LSIZE 10240000|D250:mx.example.org PIPELINING SIZE "
+	     "10240000 CHUNKING|"},
 	    {"550-5.7.1 first line\r\n550-5.7.1 second\r\n550 5.7.1 third\r\n",
 	     "L5.7.1 first line|L5.7.1 second|D550 5.7.1:first line second third|"},
 	    {"250 one\r\n452 4.2.2 two\r\n", "D250:one|D452 4.2.2:two|"},
@@ -122,9 +126,11 @@ static void t_failed_stays_failed(struct unit_ctx *u)
 
 	smtp_reply_init(&p);
 	UNIT_CHECK(u, smtp_reply_feed(&p, (const uint8_t *)"xyz\r\n", 5, &used) == SMTP_REPLY_EBAD);
-	UNIT_CHECK(u, smtp_reply_feed(&p, (const uint8_t *)"250 ok\r\n", 8, &used) == SMTP_REPLY_EBAD);
+	UNIT_CHECK(u,
+	           smtp_reply_feed(&p, (const uint8_t *)"250 ok\r\n", 8, &used) == SMTP_REPLY_EBAD);
 	smtp_reply_init(&p);
-	UNIT_CHECK(u, smtp_reply_feed(&p, (const uint8_t *)"250 ok\r\n", 8, &used) == SMTP_REPLY_DONE);
+	UNIT_CHECK(u,
+	           smtp_reply_feed(&p, (const uint8_t *)"250 ok\r\n", 8, &used) == SMTP_REPLY_DONE);
 	UNIT_CHECK(u, used == 8 && p.reply.code == 250);
 }
 
@@ -139,7 +145,8 @@ static void t_line_bound(struct unit_ctx *u)
 	memset(in + 4, 'x', SMTP_REPLY_LINE_MAX - 4);
 	memcpy(in + SMTP_REPLY_LINE_MAX, "\r\n", 3);
 	whole(in, log, sizeof(log));
-	UNIT_CHECKF(u, !strncmp(log, "D250:xxx", 8) && strstr(log, "+|"), "at the bound: %.40s", log);
+	UNIT_CHECKF(u, !strncmp(log, "D250:xxx", 8) && strstr(log, "+|"), "at the bound: %.40s",
+	            log);
 	/* one more: refused, whether the CRLF comes or not */
 	memset(in + 4, 'x', SMTP_REPLY_LINE_MAX - 3);
 	memcpy(in + SMTP_REPLY_LINE_MAX + 1, "\r\n", 3);
@@ -158,10 +165,11 @@ static void t_line_bound(struct unit_ctx *u)
 		memset(big, 'y', sizeof(big));
 		memcpy(big, "250 ", 4);
 		smtp_reply_init(&p);
-		while (fed < sizeof(big) && (ev = smtp_reply_feed(&p, (const uint8_t *)big + fed, 100, &used)) ==
-						    SMTP_REPLY_MORE)
+		while (fed < sizeof(big) && (ev = smtp_reply_feed(&p, (const uint8_t *)big + fed,
+		                                                  100, &used)) == SMTP_REPLY_MORE)
 			fed += used;
-		UNIT_CHECKF(u, ev == SMTP_REPLY_EBAD && fed <= SMTP_REPLY_LINE_MAX + 100, "ev %d after %zu", ev, fed);
+		UNIT_CHECKF(u, ev == SMTP_REPLY_EBAD && fed <= SMTP_REPLY_LINE_MAX + 100,
+		            "ev %d after %zu", ev, fed);
 	}
 }
 
@@ -201,10 +209,12 @@ static void t_text_truncated(struct unit_ctx *u)
 	whole(in, log, sizeof(log));
 	UNIT_CHECKF(u, strstr(log, "+|") != NULL, "not flagged: %.60s", log);
 	smtp_reply_init(&p);
-	while ((ev = smtp_reply_feed(&p, (const uint8_t *)in + at, n - at, &used)) == SMTP_REPLY_LINE)
+	while ((ev = smtp_reply_feed(&p, (const uint8_t *)in + at, n - at, &used)) ==
+	       SMTP_REPLY_LINE)
 		at += used;
 	UNIT_CHECK(u, ev == SMTP_REPLY_DONE);
-	UNIT_CHECK(u, p.reply.text_len == SMTP_REPLY_TEXT_MAX && p.reply.truncated && p.reply.lines == 7);
+	UNIT_CHECK(u, p.reply.text_len == SMTP_REPLY_TEXT_MAX && p.reply.truncated &&
+	                  p.reply.lines == 7);
 	UNIT_CHECK(u, p.reply.text[SMTP_REPLY_TEXT_MAX] == '\0');
 }
 
@@ -273,12 +283,14 @@ static void t_format(struct unit_ctx *u)
 	const char *in = "550 5.1.1 <a@b>: User unknown\r\n";
 
 	smtp_reply_init(&p);
-	UNIT_CHECK(u, smtp_reply_feed(&p, (const uint8_t *)in, strlen(in), &used) == SMTP_REPLY_DONE);
+	UNIT_CHECK(u,
+	           smtp_reply_feed(&p, (const uint8_t *)in, strlen(in), &used) == SMTP_REPLY_DONE);
 	smtp_reply_format(&p.reply, out, sizeof(out));
 	UNIT_CHECKF(u, !strcmp(out, "550 5.1.1 <a@b>: User unknown"), "%s", out);
 	UNIT_CHECK(u, smtp_reply_class(&p.reply) == 5);
 	in = "451 try later\r\n";
-	UNIT_CHECK(u, smtp_reply_feed(&p, (const uint8_t *)in, strlen(in), &used) == SMTP_REPLY_DONE);
+	UNIT_CHECK(u,
+	           smtp_reply_feed(&p, (const uint8_t *)in, strlen(in), &used) == SMTP_REPLY_DONE);
 	smtp_reply_format(&p.reply, out, sizeof(out));
 	UNIT_CHECKF(u, !strcmp(out, "451 try later"), "%s", out);
 	UNIT_CHECK(u, smtp_reply_class(&p.reply) == 4 && p.reply.ecls == 0);
