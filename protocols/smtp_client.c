@@ -160,6 +160,8 @@ static void trace(const struct smtp_client *c, const char *dir, const void *p, s
 
 	if (!c->trace || !n)
 		return;
+	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+		n--;
 	if (n > 200 && c->trace < 2)
 		n = 200;
 	fprintf(stderr, "trace %s %s ", c->who, dir);
@@ -754,6 +756,10 @@ static void msg_reply(struct smtp_client *c)
 		client_fail(c, -EPROTO, "reply to no command: %s", reply_str(c, buf, sizeof(buf)));
 		return;
 	}
+	/* a reply may open the way for data (the last RCPT's without
+	 * PIPELINING, a chunk's, 354) */
+	if (c->want_writable && (phase_open(c) || c->failed))
+		writable_later(c);
 	msg_pump(c, 1);
 }
 
@@ -1059,10 +1065,19 @@ size_t smtp_write_space(struct smtp_client *c)
 {
 	if (c->closed || !c->in_msg || c->ended || c->failed)
 		return 0;
-	if (phase_open(c))
-		return conn_write_space(&c->conn);
-	/* BDAT before the commands' replies (no PIPELINING): the staging room */
-	return c->chunking ? SMTP_CHUNK - c->chunk_len : 0;
+	if (!c->chunking)
+		return c->data_open ? conn_write_space(&c->conn) : 0;
+	/* BDAT: the staging room, plus one more chunk when one may go now
+	 * (without PIPELINING, one chunk per reply: RFC 3030 §4.2) */
+	if (!can_chunk(c, 1))
+		return SMTP_CHUNK - c->chunk_len;
+	if (!c->pipelining)
+		return 2 * SMTP_CHUNK - c->chunk_len;
+	{
+		size_t w = conn_write_space(&c->conn);
+
+		return w > SMTP_CHUNK - c->chunk_len ? w : SMTP_CHUNK - c->chunk_len;
+	}
 }
 
 void smtp_want_writable(struct smtp_client *c)
@@ -1113,8 +1128,13 @@ int smtp_msg_data(struct smtp_client *c, const void *p, size_t n)
 	}
 	/* The staged bytes go as a chunk only when more follow, so the last
 	 * chunk always carries LAST with its own bytes (no "BDAT 0 LAST"). */
-	if (c->chunk_len + n > SMTP_CHUNK && !can_chunk(c, (c->chunk_len + n) / SMTP_CHUNK + 1))
-		return -EAGAIN;
+	{
+		size_t total = c->chunk_len + n;
+		size_t flushes = total > SMTP_CHUNK ? (total - 1) / SMTP_CHUNK : 0;
+
+		if (flushes && (!can_chunk(c, flushes) || (!c->pipelining && flushes > 1)))
+			return -EAGAIN;
+	}
 	while (n) {
 		size_t take;
 

@@ -29,6 +29,7 @@ default 0: every transaction):
   temp-end          the data taken, then 452 4.2.2 as the final reply
   perm-end          the data taken, then 554 5.6.0 as the final reply
   garbage           binary garbage instead of the reply to MAIL FROM
+  421               421 4.3.2 to MAIL FROM, then close
   disconnect-data   close halfway through the message's bytes
   unsolicited       an extra "250 surprise" with the greeting, one send
   flood             "250-x" lines without end as the reply to EHLO
@@ -272,6 +273,9 @@ class Session:
                 self.counter[0] += 1
                 self.reset()
                 self.txn = self.counter[0]
+                if self.faulty("421"):
+                    self.say("421 4.3.2 Service shutting down, closing transmission channel")
+                    return
                 if self.faulty("garbage"):
                     log(self.tag, "fault: garbage")
                     self.c.send(b"\x00\xff\x1b[2J garbage \x80\x81\r\n")

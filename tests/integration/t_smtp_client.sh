@@ -323,6 +323,7 @@ fatal() {
 	fi
 	grep -q 'AddressSanitizer\|runtime error' "$T_TMP/$name.err" && not_ok "$name-sanitizers" "see $name.err"
 }
+fatal server-closing-421 421 "server is closing the session: 421 4\.3\.2"
 fatal garbage-reply garbage "malformed reply: reply line does not start with a 3-digit code"
 fatal disconnect-mid-data disconnect-data "connection closed by server" --no-chunking
 fatal disconnect-mid-bdat disconnect-data "connection closed by server"
@@ -374,6 +375,17 @@ if grep -q 'summary: delivered 2 ' "$T_TMP/nopipe.out" && ! pipelined "$T_TMP/no
 	ok "no-pipelining-one-command-per-reply"
 else
 	not_ok "no-pipelining-one-command-per-reply" "$(tail -n 1 "$T_TMP/nopipe.out")"
+fi
+
+fake none --capabilities "CHUNKING ENHANCEDSTATUSCODES" --save "$T_TMP/saved-nopipe" || true
+fsend nopipe-bdat -- "$T_TMP/400k" "$M/03-nocrlf"
+if grep -q 'summary: delivered 2 ' "$T_TMP/nopipe-bdat.out" && ! pipelined "$T_TMP/nopipe-bdat.err" &&
+	[ "$(grep -c ' >> BDAT' "$T_TMP/nopipe-bdat.err")" = 5 ] &&
+	awk '/ >> BDAT/ { if (w) bad = 1; w = 1 } / << / { w = 0 } END { exit bad }' "$T_TMP/nopipe-bdat.err" &&
+	cmp -s "$T_TMP/400k" "$T_TMP/saved-nopipe/msg-1"; then
+	ok "no-pipelining-one-bdat-per-reply"
+else
+	not_ok "no-pipelining-one-bdat-per-reply" "$(tail -n 1 "$T_TMP/nopipe-bdat.out"), $(grep -c ' >> BDAT' "$T_TMP/nopipe-bdat.err") BDATs"
 fi
 
 # ---- plaintext policy off loopback (network namespace) ----------------------------
