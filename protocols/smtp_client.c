@@ -128,18 +128,22 @@ static void redact(const struct smtp_client *c, char *msg)
 static void client_fail(struct smtp_client *c, int code, const char *fmt, ...)
 {
 	struct mf_error e;
+	char raw[MF_ERR_MAX];
 	va_list ap;
 	int n;
 
 	if (c->closed)
 		return;
-	n = snprintf(e.msg, sizeof(e.msg), "%s: ", c->who);
-	if (n < 0 || (size_t)n >= sizeof(e.msg))
+	n = snprintf(raw, sizeof(raw), "%s: ", c->who);
+	if (n < 0 || (size_t)n >= sizeof(raw))
 		n = 0;
 	va_start(ap, fmt);
-	vsnprintf(e.msg + n, sizeof(e.msg) - (size_t)n, fmt, ap);
+	vsnprintf(raw + n, sizeof(raw) - (size_t)n, fmt, ap);
 	va_end(ap);
-	redact(c, e.msg);
+	redact(c, raw);
+	/* server text inside: escaped like every mf_error (err.h) */
+	mf_escape(raw, strlen(raw), e.msg, sizeof(e.msg));
+	OPENSSL_cleanse(raw, sizeof(raw));
 	e.code = code;
 	client_shutdown(c);
 	c->cb->error(c, &e);
@@ -664,16 +668,17 @@ static const char *step_cmd(enum smtp_step s)
 
 void smtp_status_describe(const struct smtp_status *s, const char *addr, char *out, size_t cap)
 {
-	char ec[32] = "";
+	char ec[32] = "", raw[2 * SMTP_STATUS_TEXT + SMTP_ADDR_MAX];
 
 	if (s->ecls)
 		snprintf(ec, sizeof(ec), "%u.%u.%u ", s->ecls, s->esub, s->edet);
 	if (!s->code)
-		snprintf(out, cap, "%s%s%s%s: no reply", step_cmd(s->step), addr ? " <" : "",
+		snprintf(raw, sizeof(raw), "%s%s%s%s: no reply", step_cmd(s->step), addr ? " <" : "",
 		         addr ? addr : "", addr ? ">" : "");
 	else
-		snprintf(out, cap, "%s%s%s%s: %d %s%s", step_cmd(s->step), addr ? " <" : "",
+		snprintf(raw, sizeof(raw), "%s%s%s%s: %d %s%s", step_cmd(s->step), addr ? " <" : "",
 		         addr ? addr : "", addr ? ">" : "", s->code, ec, s->text);
+	mf_escape(raw, strlen(raw), out, cap);
 }
 
 /* A reply inside a transaction. */

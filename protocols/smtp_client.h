@@ -223,7 +223,8 @@ int smtp_msg_failed(const struct smtp_client *c);
 /* No more data: sends the end (".", BDAT LAST); done follows. */
 int smtp_msg_end(struct smtp_client *c);
 
-/* "RCPT TO <bob@example.org>: 550 5.1.1 User unknown" into out. */
+/* "RCPT TO <bob@example.org>: 550 5.1.1 User unknown" into out, escaped
+ * for one line of human output (mf_escape). */
 void smtp_status_describe(const struct smtp_status *s, const char *addr, char *out, size_t cap);
 
 #endif

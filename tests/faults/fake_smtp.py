@@ -5,6 +5,7 @@ server will not produce on demand. Python 3 standard library only.
     fake_smtp.py [--port N] [--host A] [--lmtp] [--fault F] [--fault-on K]
                  [--capabilities "PIPELINING CHUNKING ..."] [--save DIR]
                  [--tls-cert F --tls-key F] [--user U --password P]
+                 [--auth-mechs "PLAIN LOGIN"]
                  [--max-seconds S] [--linger S]
 
 Listens on 127.0.0.1:N (N = 0 or absent: a free port; --host A: on A, e.g.
@@ -15,7 +16,7 @@ client: EHLO/LHLO/HELO, STARTTLS (with --tls-cert/--tls-key), AUTH PLAIN
 and LOGIN (any credentials, or exactly --user/--password), MAIL, RCPT (an
 address starting with "unknown" gets 550 5.1.1), DATA (unstuffed) and
 BDAT (exact bytes), RSET, NOOP, QUIT. --capabilities replaces the EHLO
-keywords, "_" standing for a space ("SIZE_1000"; default "PIPELINING CHUNKING 8BITMIME SMTPUTF8 ENHANCEDSTATUSCODES
+keywords (AUTH offers --auth-mechs), "_" standing for a space ("SIZE_1000"; default "PIPELINING CHUNKING 8BITMIME SMTPUTF8 ENHANCEDSTATUSCODES
 SIZE 67108864", plus STARTTLS and AUTH PLAIN LOGIN when configured).
 With --save DIR every message taken is written to DIR/msg-N (N from 1, in
 order), exactly the bytes the client meant (DATA unstuffed, its final
@@ -28,6 +29,8 @@ default 0: every transaction):
                     chunk (its bytes read first, RFC 3030 §2)
   temp-end          the data taken, then 452 4.2.2 as the final reply
   perm-end          the data taken, then 554 5.6.0 as the final reply
+  evil-text         the data taken, then a 550 whose text holds terminal
+                    escapes, a C1 CSI and bidi overrides
   garbage           binary garbage instead of the reply to MAIL FROM
   421               421 4.3.2 to MAIL FROM, then close
   disconnect-data   close halfway through the message's bytes
@@ -116,7 +119,7 @@ class Session:
             caps = [c.replace("_", " ") for c in caps]
         if self.a.tls_cert and not isinstance(self.c.s, ssl.SSLSocket):
             caps.append("STARTTLS")
-        caps.append("AUTH PLAIN LOGIN")
+        caps.append("AUTH " + self.a.auth_mechs)
         return caps
 
     def save(self, data):
@@ -136,6 +139,8 @@ class Session:
             replies = ["452 4.2.2 Mailbox full, try again later"]
         elif self.faulty("perm-end"):
             replies = ["554 5.6.0 Message content rejected"]
+        elif self.faulty("evil-text"):
+            replies = ["550 5.7.1 \x1b[2J\x1b[31mred\x1b]0;title\x07 \u202eevil\u202c \x9b6n done"]
         else:
             self.save(data)
             replies = ["250 2.0.0 Ok: %d bytes queued as FAKE%d" % (len(data), self.txn)]
@@ -322,6 +327,7 @@ def main():
     p.add_argument("--save", default=None)
     p.add_argument("--tls-cert", default=None)
     p.add_argument("--tls-key", default=None)
+    p.add_argument("--auth-mechs", default="PLAIN LOGIN")
     p.add_argument("--user", default=None)
     p.add_argument("--password", default=None)
     p.add_argument("--max-seconds", type=float, default=60)

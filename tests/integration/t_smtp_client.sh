@@ -248,26 +248,6 @@ else
 fi
 clear_new
 
-# ---- AUTH: a wrong password ------------------------------------------------------
-"$SEND" --starttls --ca "$D_CA_FILE" --user sender --password-file "$T_TMP/pw.bad" 127.0.0.1 "$P_SMTP_PORT" \
-	--from s@example.org --rcpt u1@example.org "$M/02-dots" >"$T_TMP/auth.out" 2>"$T_TMP/auth.err"
-rc=$?
-if [ $rc = 3 ] && grep -q 'error: .*authentication failed: 535 5\.7\.8' "$T_TMP/auth.err" &&
-	grep -q '^msg 1 .*: not sent' "$T_TMP/auth.out" && ! grep -q ' >> MAIL' "$T_TMP/auth.err"; then
-	ok "auth-wrong-password"
-else
-	not_ok "auth-wrong-password" "exit $rc: $(grep -m1 error "$T_TMP/auth.err")"
-fi
-# AUTH LOGIN sends the password base64-encoded: look for that too
-b64bad=$(printf 'wrong-%s' "$PW" | base64)
-b64good=$(printf '%s' "$PW" | base64)
-if grep -qF -e "$PW" -e "$b64bad" -e "$b64good" "$T_TMP"/*.out "$T_TMP"/*.err; then
-	not_ok "password-never-shown" "in $(grep -lF -e "$PW" -e "$b64bad" -e "$b64good" "$T_TMP"/*.out "$T_TMP"/*.err | tr '\n' ' ')"
-else
-	ok "password-never-shown"
-fi
-
-# ---- scripted faults (tests/faults/fake_smtp.py) ---------------------------------
 fake() { # FAULT [options]: FAKE_PORT
 	local fault=$1; shift
 	t_helper fake_smtp python3 "$FAULTS/fake_smtp.py" --fault "$fault" --max-seconds 40 "$@" &&
@@ -281,6 +261,39 @@ fsend() { # NAME [smtp_send options] -- FILES: to the fake server
 	"$SEND" "${opts[@]}" 127.0.0.1 "$FAKE_PORT" --from s@example.org --rcpt u1@example.org "$@" \
 		>"$T_TMP/$name.out" 2>"$T_TMP/$name.err"
 }
+# ---- AUTH: a wrong password ------------------------------------------------------
+"$SEND" --starttls --ca "$D_CA_FILE" --user sender --password-file "$T_TMP/pw.bad" 127.0.0.1 "$P_SMTP_PORT" \
+	--from s@example.org --rcpt u1@example.org "$M/02-dots" >"$T_TMP/auth.out" 2>"$T_TMP/auth.err"
+rc=$?
+if [ $rc = 3 ] && grep -q 'error: .*authentication failed: 535 5\.7\.8' "$T_TMP/auth.err" &&
+	grep -q '^msg 1 .*: not sent' "$T_TMP/auth.out" && ! grep -q ' >> MAIL' "$T_TMP/auth.err"; then
+	ok "auth-wrong-password"
+else
+	not_ok "auth-wrong-password" "exit $rc: $(grep -m1 error "$T_TMP/auth.err")"
+fi
+# AUTH LOGIN where PLAIN is not offered (the fake server checks both)
+for pw in good bad; do
+	fake none --auth-mechs "LOGIN CRAM-MD5" --user sender --password "$PW" || true
+	fsend "login-$pw" --user sender --password-file "$T_TMP/pw.$pw" -- "$M/02-dots"
+	echo $? >"$T_TMP/login-$pw.rc"
+done
+if [ "$(cat "$T_TMP/login-good.rc")" = 0 ] && grep -q ' >> AUTH LOGIN$' "$T_TMP/login-good.err" &&
+	[ "$(grep -c ' >> \*\*\*$' "$T_TMP/login-good.err")" = 2 ] &&
+	[ "$(cat "$T_TMP/login-bad.rc")" = 3 ] && grep -q 'authentication failed: 535 5\.7\.8' "$T_TMP/login-bad.err"; then
+	ok "auth-login"
+else
+	not_ok "auth-login" "rc $(cat "$T_TMP/login-good.rc")/$(cat "$T_TMP/login-bad.rc"): $(grep -h -m1 error "$T_TMP"/login-*.err | head -n 1)"
+fi
+# AUTH LOGIN sends the password base64-encoded: look for that too
+b64bad=$(printf 'wrong-%s' "$PW" | base64)
+b64good=$(printf '%s' "$PW" | base64)
+if grep -qF -e "$PW" -e "$b64bad" -e "$b64good" "$T_TMP"/*.out "$T_TMP"/*.err; then
+	not_ok "password-never-shown" "in $(grep -lF -e "$PW" -e "$b64bad" -e "$b64good" "$T_TMP"/*.out "$T_TMP"/*.err | tr '\n' ' ')"
+else
+	ok "password-never-shown"
+fi
+
+# ---- scripted faults (tests/faults/fake_smtp.py) ---------------------------------
 # the second has 4 BDAT chunks (SMTP_CHUNK is 128 KiB)
 head -c 400000 "$M/06-big" >"$T_TMP/400k"
 THREE=("$M/01-utf8" "$T_TMP/400k" "$M/03-nocrlf")
@@ -308,6 +321,15 @@ fake perm-end || true
 fsend perm-end --no-chunking -- "$M/02-dots"
 grep -q '^msg 1 .*: permfail: end of data: 554 5\.6\.0' "$T_TMP/perm-end.out" &&
 	ok "5xx-after-data-permfail" || not_ok "5xx-after-data-permfail" "$(tr '\n' '|' <"$T_TMP/perm-end.out")"
+
+fake evil-text || true
+fsend evil-text -- "$M/02-dots"
+if grep -q '^msg 1 .*: permfail: end of data: 550 5\.7\.1 .*done$' "$T_TMP/evil-text.out" &&
+	! LC_ALL=C grep -q $'[\x1b\x07]' "$T_TMP/evil-text.out" && ! grep -q $'\u202e\|\u009b' "$T_TMP/evil-text.out"; then
+	ok "server-text-escaped"
+else
+	not_ok "server-text-escaped" "$(head -n 1 "$T_TMP/evil-text.out" | od -c | head -n 3 | tr '\n' ' ')"
+fi
 
 # fatal faults: NAME FAULT ERROR-PATTERN [smtp_send options]
 fatal() {
