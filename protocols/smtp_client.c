@@ -547,6 +547,11 @@ static void write_cmd(struct smtp_client *c, size_t k)
  * §3.1), else one per reply. */
 static void write_cmds(struct smtp_client *c)
 {
+	/* without PIPELINING, nothing more once the transaction is lost */
+	if (c->failed) {
+		c->cmd_next = c->ncmd;
+		return;
+	}
 	while (!c->closed && c->cmd_next < c->ncmd && (c->pipelining || c->exp_len == 0))
 		write_cmd(c, c->cmd_next++);
 }

@@ -5,13 +5,14 @@ server will not produce on demand. Python 3 standard library only.
     fake_smtp.py [--port N] [--host A] [--lmtp] [--fault F] [--fault-on K]
                  [--capabilities "PIPELINING CHUNKING ..."] [--save DIR]
                  [--tls-cert F --tls-key F] [--user U --password P]
-                 [--auth-mechs "PLAIN LOGIN"]
+                 [--auth-mechs "PLAIN LOGIN"] [--implicit-tls]
                  [--max-seconds S] [--linger S]
 
 Listens on 127.0.0.1:N (N = 0 or absent: a free port; --host A: on A, e.g.
 an address of a private network namespace, not loopback) and prints
 "PORT n" as the first line of stdout. It speaks enough SMTP (or LMTP with
---lmtp: LHLO, one reply per accepted recipient after the data) for a
+--lmtp: LHLO, one reply per accepted recipient after the data; TLS from
+the first byte with --implicit-tls and --tls-cert/--tls-key) for a
 client: EHLO/LHLO/HELO, STARTTLS (with --tls-cert/--tls-key), AUTH PLAIN
 and LOGIN (any credentials, or exactly --user/--password), MAIL, RCPT (an
 address starting with "unknown" gets 550 5.1.1), DATA (unstuffed) and
@@ -233,6 +234,10 @@ class Session:
         self.say("235 2.7.0 Authentication successful")
 
     def run(self):
+        if self.a.implicit_tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.a.tls_cert, self.a.tls_key)
+            self.c.s = ctx.wrap_socket(self.c.s, server_side=True)
         if self.a.fault == "unsolicited":
             # in the greeting's send, so it is there before any EHLO
             log(self.tag, "S: 220 + 250 surprise")
@@ -328,6 +333,7 @@ def main():
     p.add_argument("--tls-cert", default=None)
     p.add_argument("--tls-key", default=None)
     p.add_argument("--auth-mechs", default="PLAIN LOGIN")
+    p.add_argument("--implicit-tls", action="store_true")
     p.add_argument("--user", default=None)
     p.add_argument("--password", default=None)
     p.add_argument("--max-seconds", type=float, default=60)

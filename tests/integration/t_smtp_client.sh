@@ -410,6 +410,23 @@ else
 	not_ok "no-pipelining-one-bdat-per-reply" "$(tail -n 1 "$T_TMP/nopipe-bdat.out"), $(grep -c ' >> BDAT' "$T_TMP/nopipe-bdat.err") BDATs"
 fi
 
+# implicit TLS (smtps://): verified against the CA, refused without it
+fake none --implicit-tls --tls-cert "$D_DIR/tls/server.pem" --tls-key "$D_DIR/tls/server.key" || true
+fsend smtps --tls --ca "$D_CA_FILE" -- "$M/02-dots"
+rc=$?
+fsend smtps-unknown-ca --tls --ca "$T_TMP/msgs/02-dots" -- "$M/02-dots"
+rc2=$?
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T_TMP/other.key" -out "$T_TMP/other-ca.pem" \
+	-subj "/CN=other" -days 1 >/dev/null 2>&1
+fsend smtps-other-ca --tls --ca "$T_TMP/other-ca.pem" -- "$M/02-dots"
+rc3=$?
+if [ $rc = 0 ] && grep -q 'summary: delivered 1 ' "$T_TMP/smtps.out" && [ $rc2 = 3 ] && [ $rc3 = 3 ] &&
+	grep -q 'certificate verify failed' "$T_TMP/smtps-other-ca.err" && ! grep -q ' >> MAIL' "$T_TMP/smtps-other-ca.err"; then
+	ok "implicit-tls-verified"
+else
+	not_ok "implicit-tls-verified" "rc $rc/$rc2/$rc3: $(grep -h -m1 error "$T_TMP"/smtps*.err | head -n 2 | tr '\n' '|')"
+fi
+
 # ---- plaintext policy off loopback (network namespace) ----------------------------
 if [ -n "$FAR" ]; then
 	t_helper fake_smtp python3 "$FAULTS/fake_smtp.py" --host "$FAR" --max-seconds 40 &&
