@@ -678,8 +678,8 @@ void smtp_status_describe(const struct smtp_status *s, const char *addr, char *o
 	if (s->ecls)
 		snprintf(ec, sizeof(ec), "%u.%u.%u ", s->ecls, s->esub, s->edet);
 	if (!s->code)
-		snprintf(raw, sizeof(raw), "%s%s%s%s: no reply", step_cmd(s->step), addr ? " <" : "",
-		         addr ? addr : "", addr ? ">" : "");
+		snprintf(raw, sizeof(raw), "%s%s%s%s: no reply", step_cmd(s->step),
+		         addr ? " <" : "", addr ? addr : "", addr ? ">" : "");
 	else
 		snprintf(raw, sizeof(raw), "%s%s%s%s: %d %s%s", step_cmd(s->step), addr ? " <" : "",
 		         addr ? addr : "", addr ? ">" : "", s->code, ec, s->text);
@@ -810,7 +810,10 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 		size_t used;
 		int ev = smtp_reply_feed(&c->parser, p + off, n - off, &used);
 
-		if (used)
+		/* a server may echo credentials: AUTH replies show only their code */
+		if (used && c->state == ST_AUTH)
+			trace(c, "<<", p + off, used < 3 ? used : 3);
+		else if (used)
 			trace(c, "<<", p + off, used);
 		off += used;
 		if (ev == SMTP_REPLY_EBAD) {
