@@ -87,7 +87,10 @@ struct smtp_endpoint {
 /* Server text kept per recipient result. */
 #define SMTP_STATUS_TEXT 300
 
-/* smtp_msg.flags */
+/* smtp_msg.flags. SMTPUTF8 binds every later hop: Postfix 3.7 bounces a
+ * message that came with it when a header is UTF-8 and its next hop (e.g.
+ * Dovecot 2.3's LMTP) does not offer SMTPUTF8 ("SMTPUTF8 is required, but
+ * was not offered"). A non-ASCII envelope address sets it regardless. */
 enum {
 	SMTP_MSG_8BIT = 1u << 0, /* bytes >= 0x80 in the body: BODY=8BITMIME (RFC 6152) */
 	SMTP_MSG_UTF8 = 1u << 1, /* UTF-8 in headers: SMTPUTF8 (RFC 6531) when offered */
