@@ -29,6 +29,14 @@
 # courier-authlib-userdb and courier-authdaemon are downloaded and unpacked
 # under $TESTBED/courier-imap-VERSION, which courier.sh lays over /usr in a
 # private mount namespace. Nothing when one is unpacked there already.
+#
+# Postfix, the SMTP server the SMTP client is tested against
+# (scripts/postfix.sh runs private instances): debconf is preseeded with
+# "No configuration" first, so the package writes no /etc/postfix/main.cf
+# and starts nothing; its system service is disabled afterwards like
+# Dovecot's. It replaces an installed exim4 (both are the
+# mail-transport-agent). libsasl2-modules brings the PLAIN and LOGIN
+# mechanisms its AUTH tests use (only a Recommends of libsasl2-2).
 set -euo pipefail
 
 # libclang-rt-14-dev holds libclang_rt.fuzzer and the sanitizer runtimes
@@ -37,7 +45,8 @@ PKGS=(build-essential pkg-config clang libclang-rt-14-dev
 	liburing-dev libssl-dev libzstd-dev liblmdb-dev lmdb-utils openssl
 	dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 procps man-db
 	cyrus-common sasl2-bin
-	libltdl7 libcourier-unicode4 libgamin0 gamin)
+	libltdl7 libcourier-unicode4 libgamin0 gamin
+	postfix libsasl2-modules)
 COURIER_DEBS=(courier-imap courier-base courier-authlib courier-authlib-userdb courier-authdaemon)
 TESTBED=${MAILFERRY_TESTBED_DIR:-/var/cache/mailferry-testbed}
 
@@ -188,6 +197,11 @@ apt() { # apt-get ARGS..., quiet unless it fails
 		exit 1
 	fi
 }
+postfix_new=0
+for p in "${missing[@]}"; do [ "$p" = postfix ] && postfix_new=1; done
+if [ $postfix_new = 1 ]; then
+	echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+fi
 say "apt-get update"
 apt update
 say "apt-get install ${missing[*]}"
@@ -206,6 +220,11 @@ if [ $dovecot_new = 1 ]; then
 		as_root kill "$(cat /run/dovecot/master.pid)" || true
 		say "stopped the system's dovecot (it had started despite policy-rc.d)"
 	fi
+fi
+# Private Postfix instances only (scripts/postfix.sh).
+if [ $postfix_new = 1 ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+	as_root systemctl disable --now postfix.service >/dev/null 2>&1 || true
+	say "stopped and disabled the system's postfix service"
 fi
 # cyrus-common enables a cyrus-imapd service (which could not even run
 # without imapd): the test bed starts its own instances only.

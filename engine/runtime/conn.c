@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -61,6 +62,8 @@ struct conn_priv {
 	unsigned timeout_ms;
 	char host[256], name[300], *ca_file;
 	struct addrinfo *ai, *ai_next;
+	struct addrinfo unix_ai;	/* conn_opts.unix_path: the one address */
+	struct sockaddr_un unix_sa;
 	int last_err;
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
@@ -639,7 +642,8 @@ static void on_connect(struct loop *l, struct loop_op *op, int res, unsigned fla
 			fail(p, e.code, "%s", e.msg);
 	} else {
 		p->c->fd = p->fd;
-		freeaddrinfo(p->ai);
+		if (p->ai)
+			freeaddrinfo(p->ai);
 		p->ai = p->ai_next = NULL;
 		if (p->ssl) {
 			p->st = CS_HANDSHAKE;
@@ -665,7 +669,8 @@ static int connect_next(struct conn_priv *p, struct mf_error *err)
 		int one = 1, fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 		p->ai_next = a->ai_next;
-		if (fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+		if (fd < 0 || (a->ai_family != AF_UNIX &&
+			       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)) {
 			p->last_err = errno;
 			if (fd >= 0)
 				close(fd);
@@ -708,8 +713,13 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o, const s
 	c->cb = cb;
 	c->ud = ud;
 	c->fd = -1;
-	if (!o->host || !*o->host || strlen(o->host) >= sizeof(p->host) || !o->port) {
-		mf_err_set(err, -EINVAL, "invalid host or port: '%s' %u", o->host ? o->host : "", o->port);
+	if (o->unix_path ? !*o->unix_path || strlen(o->unix_path) >= sizeof(p->unix_sa.sun_path) ||
+			       (o->host && strlen(o->host) >= sizeof(p->host))
+			 : !o->host || !*o->host || strlen(o->host) >= sizeof(p->host) || !o->port) {
+		if (o->unix_path)
+			mf_err_set(err, -EINVAL, "invalid UNIX socket path: '%s'", o->unix_path);
+		else
+			mf_err_set(err, -EINVAL, "invalid host or port: '%s' %u", o->host ? o->host : "", o->port);
 		return -EINVAL;
 	}
 	if (!(p = calloc(1, sizeof(*p))))
@@ -729,13 +739,36 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o, const s
 	p->min_progress = o->min_progress ? o->min_progress : CONN_MIN_PROGRESS_DEFAULT;
 	p->rcap = o->rbuf_size ? o->rbuf_size : CONN_BUF_DEFAULT;
 	p->wcap = p->wcfg = o->wbuf_size ? o->wbuf_size : CONN_BUF_DEFAULT;
-	strcpy(p->host, o->host);
-	snprintf(p->name, sizeof(p->name), strchr(o->host, ':') ? "[%s]:%u" : "%s:%u", o->host, o->port);
+	if (o->unix_path) {
+		/* TLS over a UNIX socket checks the certificate against host,
+		 * "localhost" unless given. */
+		strcpy(p->host, o->host ? o->host : "localhost");
+		snprintf(p->name, sizeof(p->name), "unix:%s", o->unix_path);
+	} else {
+		strcpy(p->host, o->host);
+		snprintf(p->name, sizeof(p->name), strchr(o->host, ':') ? "[%s]:%u" : "%s:%u", o->host,
+			 o->port);
+	}
 	if (!(p->rbuf = malloc(p->rcap)) || !(p->wbuf = malloc(p->wcap)) || !(p->nout = malloc(CONN_NET_BUF)) ||
 	    (o->ca_file && !(p->ca_file = strdup(o->ca_file))))
 		goto oom;
 	if (o->tls && (r = tls_setup(p, err)) < 0)
 		goto fail;
+	if (o->unix_path) {
+		/* One address, no resolution; p->ai stays NULL (nothing to free). */
+		p->unix_sa.sun_family = AF_UNIX;
+		memcpy(p->unix_sa.sun_path, o->unix_path, strlen(o->unix_path) + 1);
+		p->unix_ai.ai_family = AF_UNIX;
+		p->unix_ai.ai_socktype = SOCK_STREAM;
+		p->unix_ai.ai_addr = (struct sockaddr *)&p->unix_sa;
+		p->unix_ai.ai_addrlen = (socklen_t)sizeof(p->unix_sa);
+		p->ai_next = &p->unix_ai;
+		p->last_err = ENOENT;
+		if ((r = connect_next(p, err)) < 0)
+			goto fail;
+		c->priv = p;
+		return 0;
+	}
 	/* Blocking resolution: fine while hosts are few and resolvers fast; move
 	 * to getaddrinfo_a or a resolver thread if it ever shows in profiles. */
 	memset(&hints, 0, sizeof(hints));
@@ -801,6 +834,8 @@ int conn_is_loopback(const struct conn *c)
 
 	if (!p || p->st == CS_CONNECTING)
 		return 0;
+	if (p->peer.ss_family == AF_UNIX) /* never leaves the machine */
+		return 1;
 	if (p->peer.ss_family == AF_INET) {
 		const struct sockaddr_in *s = (const struct sockaddr_in *)(const void *)&p->peer;
 

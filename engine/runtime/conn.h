@@ -45,6 +45,9 @@ struct conn_cb {
 struct conn_opts {
 	const char *host;	/* name or IP literal; resolved at conn_open */
 	uint16_t port;
+	const char *unix_path;	/* instead of host/port: an AF_UNIX stream socket
+				 * (LMTP, lmtp:///path); host then only names
+				 * the peer for TLS checks and may be NULL */
 	int tls;		/* 1 = TLS from the first byte (imaps://) */
 	const char *ca_file;	/* NULL = system trust store */
 	int insecure;		/* 1 = no certificate / host name check */
@@ -77,7 +80,8 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o,
  * injection): call only when the input buffer is empty. */
 int conn_starttls(struct conn *c, struct mf_error *err);
 int conn_is_tls(const struct conn *c);
-/* Peer address is loopback (127.0.0.0/8, ::1): plaintext login allowed. */
+/* Peer address is loopback (127.0.0.0/8, ::1) or a UNIX socket: plaintext
+ * login allowed. */
 int conn_is_loopback(const struct conn *c);
 
 /* Copies n bytes into the output buffer (grows past capacity if it must;

@@ -33,6 +33,15 @@
 #         its courierimapkeywords/; after writing files there, run
 #         scripts/courier.sh fixperms $NAME_DIR.
 #   co_stop NAME                  stop it now (the EXIT trap does it anyway)
+#   pf_start NAME --lmtp-port P [postfix.sh start options]   a private
+#         Postfix 3.7 (scripts/postfix.sh; needs root) on a free port of
+#         127.0.0.1, delivering example.org over LMTP to port P (a Dovecot's
+#         NAME_LMTP_PORT), headers left alone: NAME_SMTP_PORT NAME_DIR
+#         NAME_POSTFIX_CONF NAME_SIZE_LIMIT NAME_LOG (its log). Options:
+#         --users "u1 u2" (others refused at RCPT), --size-limit BYTES,
+#         --tls-cert F --tls-key F (STARTTLS), --auth USER:PASSWORD.
+#         Example: dv_start D; pf_start P --lmtp-port "$D_LMTP_PORT" --users u1
+#   pf_stop NAME                  stop it now (the EXIT trap does it anyway)
 #   corpus NAME USER PROFILE [SEED]   generated mail into USER's Maildir
 #
 # Results:
@@ -68,7 +77,7 @@ BENCH_BIN=$ROOT/build/release/bench
 FAULTS=$ROOT/tests/faults
 T_TMP=$(mktemp -d /tmp/mf-test.XXXXXX)
 chmod 711 "$T_TMP" # the mail user (mfmail, when root) must reach the mail
-T_DV=() T_CY=() T_CO=() T_PIDS=()
+T_DV=() T_CY=() T_CO=() T_PF=() T_PIDS=()
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
@@ -86,6 +95,10 @@ t_cleanup() {
 	done
 	for d in "${T_CO[@]}"; do
 		"$ROOT/scripts/courier.sh" stop "$d" >/dev/null 2>&1 &
+		w+=($!)
+	done
+	for d in "${T_PF[@]}"; do
+		"$ROOT/scripts/postfix.sh" stop "$d" >/dev/null 2>&1 &
 		w+=($!)
 	done
 	for p in "${T_PIDS[@]}" "${w[@]}"; do wait "$p" 2>/dev/null; done
@@ -181,6 +194,24 @@ co_start() { # NAME [options]
 
 co_stop() { # NAME
 	"$ROOT/scripts/courier.sh" stop "$T_TMP/$1" >/dev/null
+}
+
+pf_start() { # NAME --lmtp-port P [options]
+	local name=$1 dir=$T_TMP/$1 base lock rc; shift
+	[[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { echo "pf_start: bad NAME '$name'" >&2; return 2; }
+	exec {lock}>>"/tmp/mailferry-ports.$(id -u).lock"
+	flock -w 120 "$lock" || echo "pf_start: port lock busy for 120 s, going on" >&2
+	base=$(t_free_base) && "$ROOT/scripts/postfix.sh" start "$dir" --port "$base" "$@" >/dev/null {lock}>&-
+	rc=$?
+	exec {lock}>&-
+	T_PF+=("$dir")
+	[ $rc = 0 ] || { echo "pf_start $name: failed" >&2; return 1; }
+	eval "$(sed -n "s/^\([A-Z_0-9]*\)=/${name}_\1=/p" "$dir/env")"
+	eval "${name}_DIR=\$dir"
+}
+
+pf_stop() { # NAME
+	"$ROOT/scripts/postfix.sh" stop "$T_TMP/$1" >/dev/null
 }
 
 corpus() { # NAME USER PROFILE [SEED]
