@@ -13,6 +13,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=: bin/mailferry and share/man/man1/mailferry.1
 
 B       ?= build
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CC      ?= cc
 CLANG   ?= clang
 PKGS     = liburing openssl libzstd lmdb
@@ -78,10 +79,20 @@ $(B)/asan/tools/%: tests/tools/%.c $(B)/asan/libmf.a
 
 asan: $(B)/asan/mailferry $(UNIT_BIN) $(TTOOL_BIN)
 
-FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
-$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+# The library is compiled once for every fuzz target (instrumented, not
+# linked with libFuzzer's main), each target then links against it.
+FUZZ_LIB_CFLAGS = $(subst -fsanitize=fuzzer$(comma),-fsanitize=fuzzer-no-link$(comma),$(FUZZ_CFLAGS))
+comma := ,
+FUZZ_OBJ = $(LIB_SRC:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
+	$(CLANG) $(FUZZ_LIB_CFLAGS) -MMD -MP -c $< -o $@
+$(B)/fuzz/libmf.a: $(FUZZ_OBJ)
+	@rm -f $@; ar rcs $@ $^
+FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+$(B)/fuzz/%: tests/fuzz/%.c $(B)/fuzz/libmf.a
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(B)/fuzz/libmf.a $(LIBS)
 fuzz-build: $(FUZZ_BIN)
 fuzz: fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_BIN)
@@ -90,7 +101,7 @@ deps:
 	@scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all asan fuzz-build
+	@$(MAKE) --no-print-directory -j$(JOBS) all asan fuzz-build
 	@tests/run.sh $(T)
 
 demo: deps

@@ -26,7 +26,8 @@
 # Results: bench/results/DATE-MODE/ (report.md, report.json, ratios.png,
 # results.jsonl, corpus.json, peers/ with each peer's configuration).
 #
-# Environment: BENCH_RUNS, BENCH_PORT_BASE (default 18300), BENCH_TIMEOUT
+# Environment: BENCH_TOOLS (a subset of the tools, the ceiling always runs),
+# BENCH_RUNS, BENCH_PORT_BASE (default 18300), BENCH_TIMEOUT
 # (seconds per tool run, default 1800), BENCH_BIN (default build/release),
 # BENCH_KEEP=1 keeps the Dovecot directory; BENCH_PROFILE and
 # BENCH_FULL_PROFILE (corpus profiles, default quick and full: a smaller one
@@ -70,8 +71,15 @@ SYNCERS=(mailferry interimap mbsync offlineimap)
 # MF_PREV=/path/to/an/older/mailferry: that build too, as "mailferry_prev",
 # in the same run (a change measured against the code before it).
 [ -n "${MF_PREV:-}" ] && SYNCERS=(mailferry mailferry_prev interimap mbsync offlineimap)
-INITIAL=(ceiling "${SYNCERS[@]}")
 TLS_TOOLS=(ceiling_tls mailferry_tls interimap_tls mbsync_tls)
+# BENCH_TOOLS="mailferry mailferry_prev": only these (with the ceiling),
+# e.g. to measure a change against the code before it without the peers.
+if [ -n "${BENCH_TOOLS:-}" ]; then
+	read -r -a SYNCERS <<<"$BENCH_TOOLS"
+	TLS_TOOLS=(ceiling_tls)
+	for t in "${SYNCERS[@]}"; do [ "$t" = mailferry ] && TLS_TOOLS+=(mailferry_tls); done
+fi
+INITIAL=(ceiling "${SYNCERS[@]}")
 # OfflineIMAP copies ~100 messages/s here: 100,000 would take ~17 minutes a run.
 K_SYNCERS=(mailferry interimap mbsync)
 K_INITIAL=(ceiling "${K_SYNCERS[@]}")

@@ -21,6 +21,7 @@
  * loop thread (getaddrinfo blocks; see conn_open).
  */
 #include "engine/runtime/conn.h"
+#include "engine/runtime/addr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -756,12 +757,7 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o, const s
 		goto fail;
 	if (o->unix_path) {
 		/* One address, no resolution; p->ai stays NULL (nothing to free). */
-		p->unix_sa.sun_family = AF_UNIX;
-		memcpy(p->unix_sa.sun_path, o->unix_path, strlen(o->unix_path) + 1);
-		p->unix_ai.ai_family = AF_UNIX;
-		p->unix_ai.ai_socktype = SOCK_STREAM;
-		p->unix_ai.ai_addr = (struct sockaddr *)&p->unix_sa;
-		p->unix_ai.ai_addrlen = (socklen_t)sizeof(p->unix_sa);
+		addr_unix(&p->unix_ai, &p->unix_sa, o->unix_path);
 		p->ai_next = &p->unix_ai;
 		p->last_err = ENOENT;
 		if ((r = connect_next(p, err)) < 0)
@@ -832,21 +828,7 @@ int conn_is_loopback(const struct conn *c)
 {
 	const struct conn_priv *p = c->priv;
 
-	if (!p || p->st == CS_CONNECTING)
-		return 0;
-	if (p->peer.ss_family == AF_UNIX) /* never leaves the machine */
-		return 1;
-	if (p->peer.ss_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)(const void *)&p->peer;
-
-		return (ntohl(s->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (p->peer.ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)&p->peer)->sin6_addr;
-
-		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return 0;
+	return p && p->st != CS_CONNECTING && addr_is_loopback(&p->peer);
 }
 
 int conn_write(struct conn *c, const void *buf, size_t n)

@@ -23,7 +23,7 @@ for fc in disconnect-mid-literal:3 literal-too-long:1 truncated:3 garbage:3 bad-
 	state=$T_TMP/st-$fault
 	expect_exit "$fault-exit" "$code" mf migrate "imap://u@127.0.0.1:$FAKE_PORT?starttls=no" \
 		"imap://dst@127.0.0.1:$D_IMAP_PORT?starttls=no" --src-password-file "$D_DIR/pw/dst" \
-		--dst-password-file "$D_DIR/pw/dst" --state "$state" --timeout 2 --no-progress
+		--dst-password-file "$D_DIR/pw/dst" --state "$state" --timeout 2 --retries 2 --no-progress
 	line=$(grep 'error' "$T_TMP/last.err" | head -n 1)
 	if [ "$(grep -c 'error' "$T_TMP/last.err")" -ge 1 ] && [[ $line == *"source u@127.0.0.1"* ]]; then
 		ok "$fault-message (${line#mailferry: error: })"
