@@ -31,7 +31,10 @@ struct cli {
 	const char *folder_res[65], *exclude_res[65], *renames[65];
 	unsigned nfolder_res, nexclude_res, nrenames;
 	const char *dst_prefix;
-	char job_key[1200];
+	const char *mail_from;	/* --mail-from: SMTP/LMTP envelope sender */
+	int uncertain_skip;	/* --uncertain skip */
+	int no_chunking;	/* --no-chunking */
+	char job_key[2048];
 	const char *where;	/* "FILE:LINE: " before error lines (run), or NULL */
 	unsigned jobs;		/* run: accounts at once */
 	int check;		/* --check: log in and list both sides, copy nothing */
