@@ -6,6 +6,7 @@
 #
 #   scripts/dovecot.sh start DIR [--port-base N] [--users "a b"] [--separator . | /]
 #                                [--no-qresync] [--no-condstore] [--no-literal-plus]
+#                                [--no-sasl-ir]  (AUTHENTICATE waits for "+")
 #                                [--max-conn N] [--quota-user U:BYTES] [--sent-name NAME]
 #                                [--master-user NAME]  (an admin: SASL PLAIN authzid
 #                                or "user*NAME" logs in as any user)
@@ -120,7 +121,7 @@ maildir)
 esac
 
 base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent master=
-oauth2= oauth2_mechs="xoauth2 oauthbearer"
+oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--port-base) base=${2:?}; shift 2 ;;
@@ -129,6 +130,7 @@ while [ $# -gt 0 ]; do
 	--no-qresync) noq=1; shift ;;
 	--no-condstore) noc=1; noq=1; shift ;;
 	--no-literal-plus) nolp=1; shift ;;
+	--no-sasl-ir) nosaslir=1; shift ;;
 	--max-conn) maxconn=${2:?}; shift 2 ;;
 	--quota-user) quota=${2:?}; shift 2 ;;
 	--sent-name) sent=${2:?}; shift 2 ;;
@@ -461,6 +463,7 @@ hide=
 [ $noq = 1 ] && hide="$hide QRESYNC"
 [ $noc = 1 ] && hide="$hide CONDSTORE"
 [ $nolp = 1 ] && hide="$hide LITERAL+"
+[ $nosaslir = 1 ] && hide="$hide SASL-IR"
 if [ -n "$hide" ]; then
 	full=$(capabilities) || fail "could not read the capabilities"
 	keep=

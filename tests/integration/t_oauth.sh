@@ -11,6 +11,8 @@
 #     the refusal) a valid one: the login is retried once and succeeds;
 #  4. a server offering only XOAUTH2: a valid token migrates, a refused one
 #     is exit 4 (the challenge answered with an empty response);
+#     Without SASL-IR (the message after the server's "+"), OAUTHBEARER
+#     valid and refused (the challenge answered with %x01);
 #  5. the token is in neither stderr, --json, MAILFERRY_TRACE=1 output nor
 #     any process's argv (ps) while the run goes on;
 #  6. reconnects: a token file rewritten mid-run is used after doveadm kick
@@ -118,6 +120,25 @@ expect_exit oauth-xoauth2-refused 4 "$MF" migrate "imap://src@127.0.0.1:$X_IMAP_
 grep -q 'destination x2@127.0.0.1: login failed: the OAuth2 token was refused (status=401' "$T_TMP/last.err" &&
 	ok oauth-xoauth2-refused-said || not_ok oauth-xoauth2-refused-said "$(tail -n 1 "$T_TMP/last.err")"
 no_secret oauth-xoauth2-refused-no-token "$bad" "$T_TMP/last.err" "$T_TMP/last.out"
+
+# 4b. no SASL-IR: the message goes after "+"; OAUTHBEARER only
+dv_start N --users "src n1 n2" --oauth2 "http://127.0.0.1:$IPORT/introspect" --oauth2-mechanisms oauthbearer \
+	--no-sasl-ir || { not_ok oauth-dovecot-n "start failed"; exit 1; }
+imap_session "$N_IMAP_PORT" <<<"a CAPABILITY" | grep -q 'SASL-IR' && not_ok oauth-no-sasl-ir "SASL-IR still offered" ||
+	ok oauth-no-sasl-ir
+echo "tok-n1-valid.$RANDOM n1" >>"$TOK"
+corpus N src tiny 5 || not_ok oauth-corpus-n failed
+expect_exit oauth-cont-valid 0 "$MF" migrate "imap://src@127.0.0.1:$N_IMAP_PORT" \
+	"imap://n1@127.0.0.1:$N_IMAP_PORT" --ca-file "$N_CA_FILE" --src-password-file "$N_DIR/pw/src" \
+	--dst-oauth-token-file "$(tokfile n1.tok "$(tok n1)")" --state "$T_TMP/stn" --no-progress
+check oauth-cont-exact "$BENCH_BIN/compare" "$N_MAIL_ROOT/src/Maildir" "$N_MAIL_ROOT/n1/Maildir"
+grep -q "Login: user=<n1>, method=OAUTHBEARER" "$N_DIR/dovecot.log" && ok oauth-cont-oauthbearer ||
+	not_ok oauth-cont-oauthbearer "no OAUTHBEARER login of n1 in the Dovecot log"
+expect_exit oauth-cont-refused 4 "$MF" migrate "imap://src@127.0.0.1:$N_IMAP_PORT" \
+	"imap://n2@127.0.0.1:$N_IMAP_PORT" --ca-file "$N_CA_FILE" --src-password-file "$N_DIR/pw/src" \
+	--dst-oauth-token-file "$fb" --state "$T_TMP/stn2" --no-progress
+grep -q 'destination n2@127.0.0.1: login failed: the OAuth2 token was refused (status=' "$T_TMP/last.err" &&
+	ok oauth-cont-refused-said || not_ok oauth-cont-refused-said "$(tail -n 1 "$T_TMP/last.err")"
 
 # 5. trace and argv: a slow token command keeps the run alive while ps looks
 cat >"$T_TMP/slowcmd.sh" <<EOF
