@@ -18,7 +18,10 @@
 #  6. reconnects: a token file rewritten mid-run is used after doveadm kick
 #     (the old token no longer accepted); a token command runs again before
 #     the reconnect;
-#  7. an accounts file line (mailferry run) takes the same options.
+#  7. an accounts file line (mailferry run) takes the same options; --check
+#     logs in with tokens too;
+#  8. off loopback without TLS the token is not sent (a fake server on this
+#     machine's own non-loopback address), unless --allow-plaintext.
 . "$(dirname "$0")/lib.sh"
 
 TOK=$T_TMP/tokens
@@ -219,3 +222,25 @@ printf '%s %s --src-oauth-token-file %s --dst-oauth-token-file %s\n' "$(url src)
 chmod 600 "$T_TMP/accounts"
 expect_exit oauth-run-accounts 0 mfd run "$T_TMP/accounts" --state "$T_TMP/st9" --no-progress
 check oauth-run-exact "$BENCH_BIN/compare" "$SRC" "$D_MAIL_ROOT/d9/Maildir"
+expect_exit oauth-check 0 mfd migrate "$(url src)" "$(url d9)" --src-oauth-token-file "$fs" \
+	--dst-oauth-token-file "$T_TMP/d9.tok" --check
+
+# 8. the TLS rule, as for passwords
+hostip=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9.]+$' | grep -v '^127\.' | head -n 1)
+if [ -z "$hostip" ]; then
+	ok "oauth-plaintext-policy # skip: no non-loopback IPv4 address here"
+else
+	fake_imap none --host "$hostip" --capabilities "IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER" ||
+		not_ok oauth-offloop-fake "did not start"
+	expect_exit oauth-offloop-refused 3 "$MF" migrate "imap://src@$hostip:$FAKE_PORT?starttls=no" "$(url d9)" \
+		--src-oauth-token-file "$fs" --dst-oauth-token-file "$T_TMP/d9.tok" --state "$T_TMP/st10" \
+		--no-progress --timeout 5
+	grep -q 'refusing to send the OAuth2 token over an unencrypted connection' "$T_TMP/last.err" &&
+		ok oauth-offloop-message || not_ok oauth-offloop-message "$(tail -n 1 "$T_TMP/last.err")"
+	fake_imap none --host "$hostip" --capabilities "IMAP4rev1 SASL-IR ID" || not_ok oauth-offloop-fake2 "did not start"
+	expect_exit oauth-offloop-allowed-no-mech 4 "$MF" migrate "imap://src@$hostip:$FAKE_PORT?starttls=no" "$(url d9)" \
+		--src-oauth-token-file "$fs" --dst-oauth-token-file "$T_TMP/d9.tok" --state "$T_TMP/st10" \
+		--no-progress --timeout 5 --allow-plaintext
+	grep -q 'needs AUTH=OAUTHBEARER or AUTH=XOAUTH2, and the server offers neither' "$T_TMP/last.err" &&
+		ok oauth-offloop-no-mech-message || not_ok oauth-offloop-no-mech-message "$(tail -n 1 "$T_TMP/last.err")"
+fi
