@@ -20,8 +20,9 @@ int sasl_oauth_token_ok(const char *tok, size_t n)
 	for (; i < n; i++) {
 		char ch = tok[i];
 
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+		      ch == '~' || ch == '+' || ch == '/'))
 			break;
 	}
 	if (!i)
@@ -105,7 +106,7 @@ ssize_t sasl_xoauth2_encode(char *out, size_t cap, const char *user, const char 
 }
 
 ssize_t sasl_oauthbearer_encode(char *out, size_t cap, const char *user, const char *host,
-				unsigned port, const char *token)
+                                unsigned port, const char *token)
 {
 	struct raw r = {.n = 0};
 	char num[16];
@@ -272,8 +273,9 @@ static int js_value(struct js *j, char *out, size_t cap, int depth)
 		size_t n = 0;
 		const unsigned char *s = j->p;
 
-		while (j->p < j->end && ((*j->p >= 'a' && *j->p <= 'z') || (*j->p >= '0' && *j->p <= '9') ||
-		                         *j->p == '-' || *j->p == '+' || *j->p == '.' || *j->p == 'E'))
+		while (j->p < j->end &&
+		       ((*j->p >= 'a' && *j->p <= 'z') || (*j->p >= '0' && *j->p <= '9') ||
+		        *j->p == '-' || *j->p == '+' || *j->p == '.' || *j->p == 'E'))
 			j->p++;
 		n = (size_t)(j->p - s);
 		if (!n)

@@ -29,7 +29,8 @@
 /* Longest user name in a message. */
 #define SASL_OAUTH_USER_MAX 512
 /* Base64 of the longest message, with its NUL. */
-#define SASL_OAUTH_B64_MAX (((SASL_OAUTH_TOKEN_MAX + 3 * SASL_OAUTH_USER_MAX + 400) / 3 + 1) * 4 + 1)
+#define SASL_OAUTH_B64_MAX                                                                         \
+	(((SASL_OAUTH_TOKEN_MAX + 3 * SASL_OAUTH_USER_MAX + 400) / 3 + 1) * 4 + 1)
 /* Longest error challenge looked at (base64 characters). */
 #define SASL_OAUTH_CHALLENGE_MAX 4096
 
@@ -44,7 +45,7 @@ int sasl_oauth_token_ok(const char *tok, size_t n);
  * small or a field too long. The plain message is wiped before return. */
 ssize_t sasl_xoauth2_encode(char *out, size_t cap, const char *user, const char *token);
 ssize_t sasl_oauthbearer_encode(char *out, size_t cap, const char *user, const char *host,
-				unsigned port, const char *token);
+                                unsigned port, const char *token);
 
 /* The base64 of the one-byte %x01 that aborts a failed OAUTHBEARER
  * exchange (RFC 7628 §3.2.3). XOAUTH2 is answered with an empty line. */
@@ -53,7 +54,7 @@ ssize_t sasl_oauthbearer_encode(char *out, size_t cap, const char *user, const c
 /* What a server said when it refused a token. Each field is printable
  * ASCII without quotes or backslashes, or empty when absent or unsafe. */
 struct sasl_oauth_err {
-	char status[48];	/* "invalid_token", "401", ... */
+	char status[48]; /* "invalid_token", "401", ... */
 	char scope[96];
 	char schemes[48];
 };

@@ -23,7 +23,7 @@
 extern char **environ;
 
 static int tok_get(void *ctx, int refresh, unsigned *gen, char *out, size_t cap,
-		   struct mf_error *err)
+                   struct mf_error *err)
 {
 	return oauth_token_get(ctx, refresh, gen, out, cap, err);
 }
@@ -36,8 +36,8 @@ static void tok_lost(void *ctx)
 		t->stale = 1;
 }
 
-void oauth_token_init(struct oauth_token *t, const char *label, const char *user,
-		      const char *file, const char *cmd)
+void oauth_token_init(struct oauth_token *t, const char *label, const char *user, const char *file,
+                      const char *cmd)
 {
 	memset(t, 0, sizeof(*t));
 	t->src.get = tok_get;
@@ -103,8 +103,8 @@ static int file_read(struct oauth_token *t, struct mf_error *err)
 	int fd = open(t->file, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		mf_err_set(err, -EACCES, "cannot read the OAuth2 token file %s: %s",
-		           t->file, strerror(errno));
+		mf_err_set(err, -EACCES, "cannot read the OAuth2 token file %s: %s", t->file,
+		           strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -EACCES;
@@ -115,13 +115,14 @@ static int file_read(struct oauth_token *t, struct mf_error *err)
 		return 0;
 	}
 	if (st.st_mode & 0044)
-		mf_log(MF_LOG_WARN, "%s OAuth2 token file %s can be read by others (mode %04o): chmod 600 %s",
+		mf_log(MF_LOG_WARN,
+		       "%s OAuth2 token file %s can be read by others (mode %04o): chmod 600 %s",
 		       t->label, t->file, (unsigned)(st.st_mode & 07777), t->file);
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0) {
-		mf_err_set(err, -EACCES, "cannot read the OAuth2 token file %s: %s",
-		           t->file, strerror(errno));
+		mf_err_set(err, -EACCES, "cannot read the OAuth2 token file %s: %s", t->file,
+		           strerror(errno));
 		return -EACCES;
 	}
 	if (n == (ssize_t)sizeof(buf) - 1) {
@@ -245,8 +246,7 @@ static int cmd_run(struct oauth_token *t, struct mf_error *err)
 	close(pfd[1]);
 	if (rc) {
 		close(pfd[0]);
-		mf_err_set(err, -EACCES, "cannot run the OAuth2 token command: %s",
-		           strerror(rc));
+		mf_err_set(err, -EACCES, "cannot run the OAuth2 token command: %s", strerror(rc));
 		return -EACCES;
 	}
 	t->runs++;
@@ -288,7 +288,7 @@ static int cmd_run(struct oauth_token *t, struct mf_error *err)
 }
 
 int oauth_token_get(struct oauth_token *t, int refresh, unsigned *gen, char *out, size_t cap,
-		    struct mf_error *err)
+                    struct mf_error *err)
 {
 	int rc = 0;
 

@@ -31,28 +31,28 @@
 #define OAUTH_CMD_TIMEOUT_S 30
 
 struct oauth_token {
-	struct imap_token_src src;	/* what imap_endpoint.token points at */
-	const char *label;		/* "source" / "destination" (warnings) */
-	const char *user;		/* the account's user (MAILFERRY_OAUTH_USER) */
-	const char *file, *cmd;		/* exactly one is set */
+	struct imap_token_src src; /* what imap_endpoint.token points at */
+	const char *label;         /* "source" / "destination" (warnings) */
+	const char *user;          /* the account's user (MAILFERRY_OAUTH_USER) */
+	const char *file, *cmd;    /* exactly one is set */
 	unsigned timeout_s;
 	char tok[SASL_OAUTH_TOKEN_MAX + 1];
-	size_t len;			/* 0: none yet */
-	unsigned gen;			/* bumped each time tok changes */
-	int stale;			/* command: run again at the next get */
-	dev_t dev;			/* file: what was read */
+	size_t len;   /* 0: none yet */
+	unsigned gen; /* bumped each time tok changes */
+	int stale;    /* command: run again at the next get */
+	dev_t dev;    /* file: what was read */
 	ino_t ino;
 	off_t size;
 	int64_t mtime_ns;
-	unsigned runs;			/* command runs so far */
+	unsigned runs; /* command runs so far */
 };
 
 /* Sets t up for one side; file or cmd (the other NULL). */
-void oauth_token_init(struct oauth_token *t, const char *label, const char *user,
-		      const char *file, const char *cmd);
+void oauth_token_init(struct oauth_token *t, const char *label, const char *user, const char *file,
+                      const char *cmd);
 /* The current token (see struct imap_token_src's get). */
 int oauth_token_get(struct oauth_token *t, int refresh, unsigned *gen, char *out, size_t cap,
-		    struct mf_error *err);
+                    struct mf_error *err);
 /* Wipes the token. */
 void oauth_token_forget(struct oauth_token *t);
 

@@ -73,7 +73,8 @@ static void encoders(const uint8_t *data, size_t size)
 	n = sasl_xoauth2_encode(out, sizeof(out), user, tok);
 	if (n >= 0) {
 		check(sasl_oauth_token_ok(tok, tl), "accepted a token that is not a bearer token");
-		wl = (size_t)snprintf(want, sizeof(want), "user=%s\001auth=Bearer %s\001\001", user, tok);
+		wl = (size_t)snprintf(want, sizeof(want), "user=%s\001auth=Bearer %s\001\001", user,
+		                      tok);
 		d = sasl_b64_decode(out, (size_t)n, dec, sizeof(dec));
 		check(d == (ssize_t)wl && !memcmp(dec, want, wl), "XOAUTH2 message differs");
 	} else {
@@ -84,7 +85,9 @@ static void encoders(const uint8_t *data, size_t size)
 		wl = (size_t)snprintf(want, sizeof(want), "n,a=");
 		for (const char *p = user; *p; p++)
 			wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "%s",
-			                       *p == ',' ? "=2C" : *p == '=' ? "=3D" : (char[2]){*p, 0});
+			                       *p == ','   ? "=2C"
+			                       : *p == '=' ? "=3D"
+			                                   : (char[2]){*p, 0});
 		wl += (size_t)snprintf(want + wl, sizeof(want) - wl,
 		                       ",\001host=h\001port=993\001auth=Bearer %s\001\001", tok);
 		d = sasl_b64_decode(out, (size_t)n, dec, sizeof(dec));

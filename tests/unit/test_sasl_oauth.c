@@ -30,14 +30,18 @@ static int decodes_to(const char *b64, const char *want, size_t wn)
 static void t_xoauth2(struct unit_ctx *u)
 {
 	char out[SASL_OAUTH_B64_MAX];
-	const char want[] = "user=someuser@example.com\001auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\001\001";
+	const char want[] = "user=someuser@example.com\001auth=Bearer "
+	                    "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\001\001";
 	ssize_t n = sasl_xoauth2_encode(out, sizeof(out), "someuser@example.com",
 	                                "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg");
 
 	UNIT_CHECKF(u, n > 0 && (size_t)n == strlen(out), "n=%zd", n);
 	/* Google's documented example, base64 of the message above */
-	UNIT_CHECK(u, !strcmp(out, "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52"
-	                           "YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="));
+	UNIT_CHECK(
+	    u,
+	    !strcmp(out,
+	            "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52"
+	            "YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="));
 	UNIT_CHECK(u, decodes_to(out, want, sizeof(want) - 1));
 }
 
@@ -49,8 +53,9 @@ static void t_oauthbearer(struct unit_ctx *u)
 	                    "auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\001\001";
 	const char want2[] = "n,a=a=3Db=2Cc,\001host=h\001port=993\001auth=Bearer t\001\001";
 
-	UNIT_CHECK(u, sasl_oauthbearer_encode(out, sizeof(out), "user@example.com", "server.example.com",
-	                                      143, "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==") > 0);
+	UNIT_CHECK(u, sasl_oauthbearer_encode(out, sizeof(out), "user@example.com",
+	                                      "server.example.com", 143,
+	                                      "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==") > 0);
 	UNIT_CHECK(u, decodes_to(out, want, sizeof(want) - 1));
 	UNIT_CHECK(u, sasl_oauthbearer_encode(out, sizeof(out), "a=b,c", "h", 993, "t") > 0);
 	UNIT_CHECK(u, decodes_to(out, want2, sizeof(want2) - 1));
@@ -117,21 +122,35 @@ static void t_error_challenge(struct unit_ctx *u)
 	UNIT_CHECK(u, sasl_oauth_error_parse(dv, strlen(dv), &e) == 0);
 	UNIT_CHECK(u, !strcmp(e.status, "401") && !strcmp(e.scope, "mail") &&
 	                  !strcmp(e.schemes, "bearer"));
-	UNIT_CHECK(u, parse(" {\"status\" : \"invalid_token\",\n \"scope\":\"https://mail.google.com/\","
-	                    "\"openid-configuration\":\"https://x/.well-known\", \"n\":[1,{\"a\":null}]} ",
-	                    &e) == 0);
-	UNIT_CHECK(u, !strcmp(e.status, "invalid_token") && !strcmp(e.scope, "https://mail.google.com/"));
+	UNIT_CHECK(
+	    u, parse(" {\"status\" : \"invalid_token\",\n \"scope\":\"https://mail.google.com/\","
+	             "\"openid-configuration\":\"https://x/.well-known\", \"n\":[1,{\"a\":null}]} ",
+	             &e) == 0);
+	UNIT_CHECK(u, !strcmp(e.status, "invalid_token") &&
+	                  !strcmp(e.scope, "https://mail.google.com/"));
 	UNIT_CHECK(u, parse("{\"status\":401}", &e) == 0 && !strcmp(e.status, "401"));
 	/* unsafe or oversized values are left out, not cut or passed on */
 	UNIT_CHECK(u, parse("{\"status\":\"a\\u001b[2Jb\",\"scope\":\"\xc3\xa9\"}", &e) == 0 &&
 	                  !e.status[0] && !e.scope[0]);
-	UNIT_CHECK(u, parse("{\"status\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}", &e) == 0 &&
-	                  !e.status[0]);
+	UNIT_CHECK(u,
+	           parse("{\"status\":"
+	                 "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+	                 &e) == 0 &&
+	               !e.status[0]);
 	/* the first of repeated keys counts */
-	UNIT_CHECK(u, parse("{\"status\":\"one\",\"status\":\"two\"}", &e) == 0 && !strcmp(e.status, "one"));
+	UNIT_CHECK(u, parse("{\"status\":\"one\",\"status\":\"two\"}", &e) == 0 &&
+	                  !strcmp(e.status, "one"));
 	UNIT_CHECK(u, parse("{}", &e) == 0 && !e.status[0]);
-	const char *bad[] = {"", "[]", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{\"a\":1} x",
-	                     "{\"a\":\"\n\"}", "{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}", "null"};
+	const char *bad[] = {"",
+	                     "[]",
+	                     "{",
+	                     "{\"a\"}",
+	                     "{\"a\":}",
+	                     "{\"a\":1,}",
+	                     "{\"a\":1} x",
+	                     "{\"a\":\"\n\"}",
+	                     "{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}",
+	                     "null"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		UNIT_CHECKF(u, parse(bad[i], &e) == -EBADMSG, "bad %zu", i);
 		UNIT_CHECK(u, !e.status[0] && !e.scope[0]);
@@ -162,7 +181,8 @@ static void t_token_file(struct unit_ctx *u)
 	snprintf(path, sizeof(path), "%s/tok", dir);
 	write_file(path, "tok.one\r\n");
 	oauth_token_init(&t, "source", "u", path, NULL);
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 && !strcmp(out, "tok.one"));
+	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 &&
+	                  !strcmp(out, "tok.one"));
 	g1 = gen;
 	/* unchanged: a refresh finds nothing newer */
 	UNIT_CHECK(u, oauth_token_get(&t, 1, &gen, out, sizeof(out), &e) == 0 && gen == g1);
@@ -194,18 +214,22 @@ static void t_token_cmd(struct unit_ctx *u)
 	         "echo \"run-$n.$MAILFERRY_OAUTH_USER\"",
 	         dir, dir);
 	oauth_token_init(&t, "source", "alice", NULL, cmd);
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 && !strcmp(out, "run-1.alice"));
+	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 &&
+	                  !strcmp(out, "run-1.alice"));
 	g1 = gen;
 	/* other logins reuse it */
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 && gen == g1 && t.runs == 1);
+	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 && gen == g1 &&
+	                  t.runs == 1);
 	/* refused: run again */
-	UNIT_CHECK(u, oauth_token_get(&t, 1, &gen, out, sizeof(out), &e) == 0 && !strcmp(out, "run-2.alice"));
+	UNIT_CHECK(u, oauth_token_get(&t, 1, &gen, out, sizeof(out), &e) == 0 &&
+	                  !strcmp(out, "run-2.alice"));
 	/* a refusal of the older token: the newer one is already there */
 	g1 = 1;
 	UNIT_CHECK(u, oauth_token_get(&t, 1, &g1, out, sizeof(out), &e) == 0 && t.runs == 2);
 	/* a lost connection: the next login runs it again */
 	t.src.lost(t.src.ctx);
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 && !strcmp(out, "run-3.alice"));
+	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 &&
+	                  !strcmp(out, "run-3.alice"));
 	oauth_token_forget(&t);
 
 	oauth_token_init(&t, "source", "u", NULL, "echo secret-ish.tok; exit 7");
@@ -216,7 +240,8 @@ static void t_token_cmd(struct unit_ctx *u)
 	                  strstr(e.msg, "printed too much"));
 	oauth_token_init(&t, "source", "u", NULL, "echo '{\"access_token\":\"x\"}'");
 	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES &&
-	                  strstr(e.msg, "not one bearer token") && !strstr(e.msg, "access_token\""));
+	                  strstr(e.msg, "not one bearer token") &&
+	                  !strstr(e.msg, "access_token\""));
 	oauth_token_init(&t, "source", "u", NULL, "sleep 5; echo late");
 	t.timeout_s = 1;
 	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES &&
