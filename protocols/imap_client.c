@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,8 @@ static void oauth_wipe(struct imap_client *c)
 static void client_shutdown(struct imap_client *c)
 {
 	oauth_wipe(c);
+	if (c->oauth_wait.queued && c->ep && c->ep->token && c->ep->token->cancel)
+		c->ep->token->cancel(c->ep->token->ctx, &c->oauth_wait);
 	if (c->closed)
 		return;
 	c->closed = 1;
@@ -438,6 +441,7 @@ static void on_tls_ready(struct conn *conn)
 
 static void oauth_send(struct imap_client *c);
 static int oauth_fetch(struct imap_client *c, int refresh);
+static void oauth_refreshed(struct imap_client *c);
 
 static void auth_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
@@ -453,23 +457,21 @@ static void auth_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 		return;
 	}
 	if (r->status != IMAP_ST_OK && c->oauth_mech) {
-		unsigned old = c->oauth_gen;
-
+		snprintf(c->oauth_no, sizeof(c->oauth_no),
+		         "the OAuth2 token was refused%s%s%s: %s%.*s%s%.*s",
+		         c->oauth_why[0] ? " (" : "", c->oauth_why, c->oauth_why[0] ? ")" : "",
+		         r->code ? "[" : "", r->code ? (int)r->code->len : 0, r->code ? r->code->s : "",
+		         r->code ? "] " : "", (int)r->text_len, r->text);
 		/* Refused: maybe expired. A new token (the command run again, the
 		 * file re-read) gets one more try on this connection. */
 		if (!c->oauth_retried) {
 			c->oauth_retried = 1;
-			if (oauth_fetch(c, 1) < 0)
-				return;
-			if (c->oauth_gen != old) {
-				oauth_send(c);
-				return;
-			}
+			c->oauth_old_gen = c->oauth_gen;
+			if (oauth_fetch(c, 1) == 0)
+				oauth_refreshed(c);
+			return; /* or failed, or oauth_ready follows */
 		}
-		client_fail(c, -EACCES, "login failed: the OAuth2 token was refused%s%s%s: %s%.*s%s%.*s",
-		            c->oauth_why[0] ? " (" : "", c->oauth_why, c->oauth_why[0] ? ")" : "",
-		            r->code ? "[" : "", r->code ? (int)r->code->len : 0,
-		            r->code ? r->code->s : "", r->code ? "] " : "", (int)r->text_len, r->text);
+		client_fail(c, -EACCES, "login failed: %s", c->oauth_no);
 		return;
 	}
 	if (r->status != IMAP_ST_OK) {
@@ -554,23 +556,62 @@ static void login_next(struct imap_client *c)
 	imap_cmd_end(c);
 }
 
-/* The token into c->oauth_b64's second half: 0, or -1 (client failed). */
+static void oauth_ready(struct imap_token_wait *w, int rc, const struct mf_error *err);
+
+/* The token into c->oauth_b64's second half: 0, -1 (client failed), or 1:
+ * a token command runs, oauth_ready follows. */
 static int oauth_fetch(struct imap_client *c, int refresh)
 {
 	const struct imap_token_src *t = c->ep->token;
 	struct mf_error e;
+	int rc;
 
 	if (!c->oauth_b64 && !(c->oauth_b64 = malloc(OAUTH_BUF))) {
 		client_fail(c, -ENOMEM, "out of memory");
 		return -1;
 	}
 	mf_err_clear(&e);
-	if (t->get(t->ctx, refresh, &c->oauth_gen, c->oauth_b64 + SASL_OAUTH_B64_MAX,
-	           SASL_OAUTH_TOKEN_MAX + 1, &e) < 0) {
+	c->oauth_wait.ready = oauth_ready;
+	rc = t->get(t->ctx, c->conn.loop, refresh, &c->oauth_gen, c->oauth_b64 + SASL_OAUTH_B64_MAX,
+	            SASL_OAUTH_TOKEN_MAX + 1, &c->oauth_wait, &e);
+	if (rc == -EINPROGRESS) {
+		c->oauth_refreshing = refresh;
+		return 1;
+	}
+	if (rc < 0) {
 		client_fail(c, e.code ? e.code : -EACCES, "%s", e.msg[0] ? e.msg : "no OAuth2 token");
 		return -1;
 	}
 	return 0;
+}
+
+/* After a refusal: a newer token is tried once, else the login failed. */
+static void oauth_refreshed(struct imap_client *c)
+{
+	if (c->oauth_gen != c->oauth_old_gen)
+		oauth_send(c);
+	else
+		client_fail(c, -EACCES, "login failed: %s", c->oauth_no);
+}
+
+/* The token command ended (from the loop, outside every callback). */
+static void oauth_ready(struct imap_token_wait *w, int rc, const struct mf_error *err)
+{
+	struct imap_client *c =
+	    (struct imap_client *)((char *)w - offsetof(struct imap_client, oauth_wait));
+
+	if (c->closed)
+		return;
+	if (rc < 0) {
+		client_fail(c, rc, "%s", err && err->msg[0] ? err->msg : "no OAuth2 token");
+		return;
+	}
+	if (oauth_fetch(c, 0) != 0)
+		return;
+	if (c->oauth_refreshing)
+		oauth_refreshed(c);
+	else
+		oauth_send(c);
 }
 
 /* AUTHENTICATE OAUTHBEARER / XOAUTH2 with the token fetched; the message

@@ -10,9 +10,11 @@
  *     at the first login, again when the server refused its token, and
  *     again before the login that follows a lost connection. Logins in
  *     between (the worker connections) reuse its token.
- * The command runs synchronously, so the event loop (every account of a
- * `run`) waits for it: at most OAUTH_CMD_TIMEOUT_S seconds, after which
- * its process group is killed. Its output is bounded and must be one
+ * The command runs on the event loop, not blocking it: its stdout is read
+ * through io_uring, its exit seen through a pidfd (Linux 5.3), and a
+ * timeout of OAUTH_CMD_TIMEOUT_S seconds kills its process group. Logins
+ * that need its token wait (struct imap_token_wait) while every other
+ * connection and account goes on. Its output is bounded and must be one
  * bearer token (RFC 6750 §2.1). No error line ever holds the token.
  *
  * Not for: the SASL messages (protocols/sasl_oauth), the IMAP exchange
@@ -44,16 +46,20 @@ struct oauth_token {
 	ino_t ino;
 	off_t size;
 	int64_t mtime_ns;
-	unsigned runs; /* command runs so far */
+	unsigned runs;                   /* command runs so far */
+	struct oauth_run *run;           /* the command running, or NULL */
+	unsigned run_id;                 /* bumped at each run */
+	struct imap_token_wait *waiters; /* logins waiting for a run */
 };
 
 /* Sets t up for one side; file or cmd (the other NULL). */
 void oauth_token_init(struct oauth_token *t, const char *label, const char *user, const char *file,
                       const char *cmd);
 /* The current token (see struct imap_token_src's get). */
-int oauth_token_get(struct oauth_token *t, int refresh, unsigned *gen, char *out, size_t cap,
-                    struct mf_error *err);
-/* Wipes the token. */
+int oauth_token_get(struct oauth_token *t, struct loop *l, int refresh, unsigned *gen, char *out,
+                    size_t cap, struct imap_token_wait *w, struct mf_error *err);
+/* Wipes the token; a command still running is killed (its run frees
+ * itself on the loop). */
 void oauth_token_forget(struct oauth_token *t);
 
 /* Checks and trims a token as read (trailing CR/LF/spaces dropped): its

@@ -18,8 +18,9 @@
 #  6. reconnects: a token file rewritten mid-run is used after doveadm kick
 #     (the old token no longer accepted); a token command runs again before
 #     the reconnect;
-#  7. an accounts file line (mailferry run) takes the same options; --check
-#     logs in with tokens too;
+#  7. an accounts file line (mailferry run) takes the same options; a slow
+#     token command of one account does not hold up another (the command
+#     runs on the event loop); --check logs in with tokens too;
 #  8. off loopback without TLS the token is not sent (a fake server on this
 #     machine's own non-loopback address), unless --allow-plaintext.
 . "$(dirname "$0")/lib.sh"
@@ -222,6 +223,22 @@ printf '%s %s --src-oauth-token-file %s --dst-oauth-token-file %s\n' "$(url src)
 chmod 600 "$T_TMP/accounts"
 expect_exit oauth-run-accounts 0 mfd run "$T_TMP/accounts" --state "$T_TMP/st9" --no-progress
 check oauth-run-exact "$BENCH_BIN/compare" "$SRC" "$D_MAIL_ROOT/d9/Maildir"
+# two accounts at once: the first one's command takes 4 s, the second
+# account (a token file) must be done long before it
+printf '#!/bin/sh\nsleep 4\ncat %s\n' "$fs" >"$T_TMP/slow4.sh"
+chmod 700 "$T_TMP/slow4.sh"
+{
+	printf '%s %s --src-oauth-token-cmd %s --dst-oauth-token-file %s\n' "$(url src)" "$(url d4)" \
+		"$T_TMP/slow4.sh" "$(tokfile d4.tok "$(tok d4)")"
+	printf '%s %s --src-oauth-token-file %s --dst-oauth-token-file %s\n' "$(url src)" "$(url d2)" "$fs" "$T_TMP/d2.tok"
+} >"$T_TMP/accounts2"
+chmod 600 "$T_TMP/accounts2"
+expect_exit oauth-run-two 0 mfd run "$T_TMP/accounts2" --jobs 2 --state "$T_TMP/st11" --no-progress
+order=$(grep -o 'accounts2:[12]: done' "$T_TMP/last.err" | cut -d: -f2 | tr '\n' ' ')
+secs=$(sed -n 's/.*accounts2:2: done: .* in \([0-9]*\)\.[0-9]* s$/\1/p' "$T_TMP/last.err")
+[ "$order" = "2 1 " ] && [ -n "$secs" ] && [ "$secs" -lt 3 ] && ok "oauth-cmd-not-blocking (${secs}s)" ||
+	not_ok oauth-cmd-not-blocking "order '$order', the second account took ${secs:-?} s: the slow command held it up"
+check oauth-run-two-exact "$BENCH_BIN/compare" "$SRC" "$D_MAIL_ROOT/d4/Maildir"
 expect_exit oauth-check 0 mfd migrate "$(url src)" "$(url d9)" --src-oauth-token-file "$fs" \
 	--dst-oauth-token-file "$T_TMP/d9.tok" --check
 

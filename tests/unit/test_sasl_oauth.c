@@ -159,6 +159,40 @@ static void t_error_challenge(struct unit_ctx *u)
 }
 
 static char dir[64];
+static struct loop L;
+
+struct waited {
+	struct imap_token_wait w; /* first */
+	int called, rc;
+	char msg[MF_ERR_MAX];
+};
+
+static void on_ready(struct imap_token_wait *w, int rc, const struct mf_error *err)
+{
+	struct waited *x = (struct waited *)w;
+
+	x->called++;
+	x->rc = rc;
+	snprintf(x->msg, sizeof(x->msg), "%s", err ? err->msg : "");
+}
+
+/* oauth_token_get, waiting on the loop while a command runs (as a login
+ * does): 0 or the error, the token in out. */
+static int get(struct oauth_token *t, int refresh, unsigned *gen, char *out, struct mf_error *e)
+{
+	struct waited x = {.w.ready = on_ready};
+	int rc = oauth_token_get(t, &L, refresh, gen, out, SASL_OAUTH_TOKEN_MAX + 1, &x.w, e);
+
+	if (rc != -EINPROGRESS)
+		return rc;
+	if (loop_run(&L) < 0 || x.called != 1)
+		return -9999;
+	if (x.rc < 0) {
+		mf_err_set(e, x.rc, "%s", x.msg);
+		return x.rc;
+	}
+	return oauth_token_get(t, &L, 0, gen, out, SASL_OAUTH_TOKEN_MAX + 1, &x.w, e);
+}
 
 static void write_file(const char *path, const char *s)
 {
@@ -181,23 +215,20 @@ static void t_token_file(struct unit_ctx *u)
 	snprintf(path, sizeof(path), "%s/tok", dir);
 	write_file(path, "tok.one\r\n");
 	oauth_token_init(&t, "source", "u", path, NULL);
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 &&
-	                  !strcmp(out, "tok.one"));
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == 0 && !strcmp(out, "tok.one"));
 	g1 = gen;
 	/* unchanged: a refresh finds nothing newer */
-	UNIT_CHECK(u, oauth_token_get(&t, 1, &gen, out, sizeof(out), &e) == 0 && gen == g1);
+	UNIT_CHECK(u, get(&t, 1, &gen, out, &e) == 0 && gen == g1);
 	write_file(path, "tok.two-longer\n");
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 &&
-	                  !strcmp(out, "tok.two-longer") && gen != g1);
+	UNIT_CHECK(u,
+	           get(&t, 0, &gen, out, &e) == 0 && !strcmp(out, "tok.two-longer") && gen != g1);
 	write_file(path, "two tokens\n");
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES);
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == -EACCES);
 	UNIT_CHECK(u, strstr(e.msg, "not one bearer token") && !strstr(e.msg, "two tokens"));
 	write_file(path, "\n");
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES &&
-	                  strstr(e.msg, "is empty"));
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == -EACCES && strstr(e.msg, "is empty"));
 	unlink(path);
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES &&
-	                  strstr(e.msg, "cannot read"));
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == -EACCES && strstr(e.msg, "cannot read"));
 	oauth_token_forget(&t);
 }
 
@@ -214,48 +245,98 @@ static void t_token_cmd(struct unit_ctx *u)
 	         "echo \"run-$n.$MAILFERRY_OAUTH_USER\"",
 	         dir, dir);
 	oauth_token_init(&t, "source", "alice", NULL, cmd);
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 &&
-	                  !strcmp(out, "run-1.alice"));
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == 0 && !strcmp(out, "run-1.alice"));
 	g1 = gen;
 	/* other logins reuse it */
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 && gen == g1 &&
-	                  t.runs == 1);
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == 0 && gen == g1 && t.runs == 1);
 	/* refused: run again */
-	UNIT_CHECK(u, oauth_token_get(&t, 1, &gen, out, sizeof(out), &e) == 0 &&
-	                  !strcmp(out, "run-2.alice"));
+	UNIT_CHECK(u, get(&t, 1, &gen, out, &e) == 0 && !strcmp(out, "run-2.alice"));
 	/* a refusal of the older token: the newer one is already there */
 	g1 = 1;
-	UNIT_CHECK(u, oauth_token_get(&t, 1, &g1, out, sizeof(out), &e) == 0 && t.runs == 2);
+	UNIT_CHECK(u, get(&t, 1, &g1, out, &e) == 0 && t.runs == 2);
 	/* a lost connection: the next login runs it again */
 	t.src.lost(t.src.ctx);
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == 0 &&
-	                  !strcmp(out, "run-3.alice"));
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == 0 && !strcmp(out, "run-3.alice"));
 	oauth_token_forget(&t);
 
 	oauth_token_init(&t, "source", "u", NULL, "echo secret-ish.tok; exit 7");
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES);
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == -EACCES);
 	UNIT_CHECK(u, strstr(e.msg, "exit status 7") && !strstr(e.msg, "secret-ish"));
 	oauth_token_init(&t, "source", "u", NULL, "head -c 20000 /dev/zero | tr '\\0' a");
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES &&
-	                  strstr(e.msg, "printed too much"));
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == -EACCES && strstr(e.msg, "printed too much"));
 	oauth_token_init(&t, "source", "u", NULL, "echo '{\"access_token\":\"x\"}'");
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES &&
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == -EACCES &&
 	                  strstr(e.msg, "not one bearer token") &&
 	                  !strstr(e.msg, "access_token\""));
 	oauth_token_init(&t, "source", "u", NULL, "sleep 5; echo late");
 	t.timeout_s = 1;
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES &&
-	                  strstr(e.msg, "did not finish in time"));
+	UNIT_CHECK(u,
+	           get(&t, 0, &gen, out, &e) == -EACCES && strstr(e.msg, "did not finish in time"));
 	oauth_token_init(&t, "source", "u", NULL, "kill -9 $$");
-	UNIT_CHECK(u, oauth_token_get(&t, 0, &gen, out, sizeof(out), &e) == -EACCES &&
-	                  strstr(e.msg, "signal 9"));
+	UNIT_CHECK(u, get(&t, 0, &gen, out, &e) == -EACCES && strstr(e.msg, "signal 9"));
 	oauth_token_forget(&t);
+}
+
+static int ticked;
+static const struct waited *tick_watch;
+
+/* Fires while the command sleeps: ticked = 1 only if its login still waits. */
+static void on_tick(struct loop *l, struct loop_timer *tm)
+{
+	(void)l;
+	(void)tm;
+	ticked = tick_watch && !tick_watch->called;
+}
+
+/* The command runs on the loop: two logins share one run, a timer fires
+ * while it sleeps, a cancelled login is not called, and a command still
+ * running when the token goes away is killed and cleaned up. */
+static void t_token_cmd_async(struct unit_ctx *u)
+{
+	struct oauth_token t;
+	struct mf_error e;
+	struct waited a = {.w.ready = on_ready}, b = {.w.ready = on_ready},
+	              c = {.w.ready = on_ready};
+	struct loop_timer tick;
+	char out[SASL_OAUTH_TOKEN_MAX + 1];
+	unsigned gen = 0;
+	uint64_t t0;
+
+	memset(&tick, 0, sizeof(tick));
+	oauth_token_init(&t, "source", "u", NULL, "sleep 1; echo slow.tok");
+	UNIT_CHECK(u, oauth_token_get(&t, &L, 0, &gen, out, sizeof(out), &a.w, &e) == -EINPROGRESS);
+	UNIT_CHECK(u, oauth_token_get(&t, &L, 0, &gen, out, sizeof(out), &b.w, &e) == -EINPROGRESS);
+	UNIT_CHECK(u, oauth_token_get(&t, &L, 0, &gen, out, sizeof(out), &c.w, &e) == -EINPROGRESS);
+	t.src.cancel(t.src.ctx, &c.w);
+	tick_watch = &a;
+	loop_timer_start(&L, &tick, 100, on_tick);
+	UNIT_CHECK(u, loop_run(&L) == 0);
+	UNIT_CHECK(u, ticked == 1);
+	UNIT_CHECK(u, a.called == 1 && a.rc == 0 && b.called == 1 && b.rc == 0 && c.called == 0);
+	UNIT_CHECK(u, t.runs == 1);
+	UNIT_CHECK(u, oauth_token_get(&t, &L, 0, &gen, out, sizeof(out), &a.w, &e) == 0 &&
+	                  !strcmp(out, "slow.tok"));
+	oauth_token_forget(&t);
+
+	oauth_token_init(&t, "source", "u", NULL, "sleep 20; echo never");
+	a.called = 0;
+	UNIT_CHECK(u, oauth_token_get(&t, &L, 0, &gen, out, sizeof(out), &a.w, &e) == -EINPROGRESS);
+	t.src.cancel(t.src.ctx, &a.w);
+	oauth_token_forget(&t); /* kills it; the run frees itself */
+	t0 = loop_now_ms(&L);
+	UNIT_CHECK(u, loop_run(&L) == 0);
+	UNIT_CHECKF(u, loop_now_ms(&L) - t0 < 5000, "waited %llu ms",
+	            (unsigned long long)(loop_now_ms(&L) - t0));
+	UNIT_CHECK(u, a.called == 0);
 }
 
 int main(void)
 {
 	struct unit_ctx u = {0};
 	char cmd[128];
+
+	if (loop_init(&L, 64) < 0)
+		return 2;
 
 	snprintf(dir, sizeof(dir), "/tmp/mf-unit-oauth.XXXXXX");
 	if (!mkdtemp(dir))
@@ -268,6 +349,8 @@ int main(void)
 	UNIT_RUN(&u, t_error_challenge);
 	UNIT_RUN(&u, t_token_file);
 	UNIT_RUN(&u, t_token_cmd);
+	UNIT_RUN(&u, t_token_cmd_async);
+	loop_free(&L);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", dir);
