@@ -23,6 +23,8 @@
 #     runs on the event loop); --check logs in with tokens too;
 #  8. off loopback without TLS the token is not sent (a fake server on this
 #     machine's own non-loopback address), unless --allow-plaintext.
+#  9. hostile servers (a scripted fake): a 20 KB or garbled error challenge,
+#     escapes in the refusal, OK after the abort, "+" after the abort.
 . "$(dirname "$0")/lib.sh"
 
 TOK=$T_TMP/tokens
@@ -261,3 +263,60 @@ else
 	grep -q 'needs AUTH=OAUTHBEARER or AUTH=XOAUTH2, and the server offers neither' "$T_TMP/last.err" &&
 		ok oauth-offloop-no-mech-message || not_ok oauth-offloop-no-mech-message "$(tail -n 1 "$T_TMP/last.err")"
 fi
+
+# 9. hostile servers (a scripted fake: no real server does this): a huge
+# or garbled error challenge, a refusal text with terminal escapes, an OK
+# after the client aborted, a second "+" after the abort. Each must end in
+# one clean line, without the token, and never in a login.
+cat >"$T_TMP/hostile_oauth.py" <<'PY'
+import socket, sys, threading
+mode = sys.argv[1]
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(8)
+print("PORT %d" % srv.getsockname()[1], flush=True)
+srv.settimeout(30)
+def serve(c):
+    f = c.makefile("rb")
+    c.sendall(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] hostile\r\n")
+    for line in f:
+        parts = line.split(b" ")
+        tag = parts[0]
+        if len(parts) > 1 and parts[1].upper().startswith(b"AUTHENTICATE"):
+            if mode == "huge":
+                c.sendall(b"+ " + b"QUFB" * 5000 + b"\r\n")
+            elif mode == "garbled":
+                c.sendall(b"+ eyJzdGF0dXMiOiJcdTAwMWJbMko=\r\n")
+            else:
+                c.sendall(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n")
+            f.readline()
+            if mode == "ok-after-abort":
+                c.sendall(tag + b" OK welcome anyway\r\n")
+            elif mode == "plus-again":
+                c.sendall(b"+ again\r\n")
+            else:
+                c.sendall(tag + b" NO [AUTHENTICATIONFAILED] bad \x1b[31mred\x1b[0m token\r\n")
+        elif len(parts) > 1 and parts[1].upper().startswith(b"LOGOUT"):
+            c.sendall(b"* BYE\r\n" + tag + b" OK\r\n"); break
+        else:
+            c.sendall(tag + b" BAD what\r\n")
+    c.close()
+while True:
+    try:
+        c, _ = srv.accept()
+    except socket.timeout:
+        break
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+for m in huge garbled ok-after-abort plus-again escapes; do
+	t_helper "hostile_$m" python3 "$T_TMP/hostile_oauth.py" "$m" || { not_ok "oauth-hostile-$m" "fake did not start"; continue; }
+	"$MF" migrate "imap://src@127.0.0.1:$T_HELPER_PORT?starttls=no" "$(url d9)" --ca-file "$D_CA_FILE" \
+		--src-oauth-token-file "$fs" --dst-oauth-token-file "$T_TMP/d9.tok" --state "$T_TMP/st-h$m" \
+		--no-progress --timeout 5 --retries 0 >"$T_TMP/h$m.out" 2>"$T_TMP/h$m.err"
+	rc=$?
+	n=$(grep -c 'error: source src@127.0.0.1: ' "$T_TMP/h$m.err")
+	if [ "$rc" -ge 3 ] && [ "$rc" -le 4 ] && [ "$n" = 1 ] && ! grep -qF "$(tok src)" "$T_TMP/h$m.err" &&
+		! grep -q $'\x1b' "$T_TMP/h$m.err"; then
+		ok "oauth-hostile-$m (exit $rc: $(grep 'error: source' "$T_TMP/h$m.err" | cut -c1-160))"
+	else
+		not_ok "oauth-hostile-$m" "exit $rc, $n error lines: $(head -c 300 "$T_TMP/h$m.err" | tr '\n' '|')"
+	fi
+done
