@@ -90,6 +90,13 @@ static void usage(FILE *f)
 	      "  --src-password-file F, --dst-password-file F\n"
 	      "  --src-authuser ADMIN, --dst-authuser ADMIN  log in as ADMIN (with ADMIN's\n"
 	      "                      password) acting as the URL's user (SASL PLAIN)\n"
+	      "OAuth2 (AUTHENTICATE OAUTHBEARER, or XOAUTH2; instead of a password):\n"
+	      "  --src-oauth-token-file F, --dst-oauth-token-file F  the access token, read\n"
+	      "                      again at each login when the file changed\n"
+	      "  --src-oauth-token-cmd CMD, --dst-oauth-token-cmd CMD  /bin/sh -c CMD prints\n"
+	      "                      the token; run at the first login, when the server\n"
+	      "                      refuses it (the login is retried once) and before a\n"
+	      "                      reconnect (MAILFERRY_OAUTH_USER = the URL's user)\n"
 	      "\n"
 	      "Options:\n"
 	      "  --state DIR         state directory (default $XDG_STATE_HOME/mailferry)\n"
@@ -193,6 +200,10 @@ enum {
 	OPT_MAIL_FROM,
 	OPT_UNCERTAIN,
 	OPT_NO_CHUNKING,
+	OPT_SRC_TOK_FILE,
+	OPT_DST_TOK_FILE,
+	OPT_SRC_TOK_CMD,
+	OPT_DST_TOK_CMD,
 };
 
 static const struct option long_opts[] = {
@@ -231,6 +242,10 @@ static const struct option long_opts[] = {
 	{"mail-from", required_argument, NULL, OPT_MAIL_FROM},
 	{"uncertain", required_argument, NULL, OPT_UNCERTAIN},
 	{"no-chunking", no_argument, NULL, OPT_NO_CHUNKING},
+	{"src-oauth-token-file", required_argument, NULL, OPT_SRC_TOK_FILE},
+	{"dst-oauth-token-file", required_argument, NULL, OPT_DST_TOK_FILE},
+	{"src-oauth-token-cmd", required_argument, NULL, OPT_SRC_TOK_CMD},
+	{"dst-oauth-token-cmd", required_argument, NULL, OPT_DST_TOK_CMD},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -486,6 +501,10 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			c->uncertain_skip = !strcmp(optarg, "skip");
 			break;
 		case OPT_NO_CHUNKING: c->no_chunking = 1; break;
+		case OPT_SRC_TOK_FILE: c->src_tok_file = optarg; break;
+		case OPT_DST_TOK_FILE: c->dst_tok_file = optarg; break;
+		case OPT_SRC_TOK_CMD: c->src_tok_cmd = optarg; break;
+		case OPT_DST_TOK_CMD: c->dst_tok_cmd = optarg; break;
 		case OPT_JOBS:
 			if (!extra)
 				return bad(c, "--jobs is an option of \"run\"%s%s", "", "");
@@ -527,14 +546,33 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 	if (c->du.kind == URL_POP3)
 		return bad(c, "destination: %s:// cannot store mail (a destination is imap://, "
 		              "smtp:// or lmtp://)%s", c->du.scheme, "");
+	if (c->du.kind != URL_IMAP && (c->dst_tok_file || c->dst_tok_cmd))
+		return bad(c, "--dst-oauth-token-* is for imap:// destinations%s%s", "", "");
 	if (c->du.kind == URL_IMAP && (c->mail_from || c->uncertain_skip || c->no_chunking))
 		return bad(c, "--mail-from, --uncertain and --no-chunking are for smtp:// and "
 		              "lmtp:// destinations%s%s", "", "");
-	if (!c->src_pw_set &&
+	for (int s = 0; s < 2; s++) {
+		const char *side = s ? "dst" : "src", *file = s ? c->dst_tok_file : c->src_tok_file;
+		const char *cmd = s ? c->dst_tok_cmd : c->src_tok_cmd;
+
+		if (file && cmd)
+			return bad(c, "--%s-oauth-token-file and --%s-oauth-token-cmd: one or the other",
+			           side, side);
+		if ((file || cmd) && (s ? c->dst_authuser : c->src_authuser))
+			return bad(c, "--%s-authuser is a password login; it does not go with --%s-oauth-token-*",
+			           side, side);
+		if (file && access(file, R_OK) < 0)
+			return bad(c, "cannot read the OAuth2 token file %s: %s", file, strerror(errno));
+		if (cmd && !cmd[0])
+			return bad(c, "--%s-oauth-token-cmd is empty%s", side, "");
+		oauth_token_init(s ? &c->dst_tok : &c->src_tok, s ? "destination" : "source",
+		                 s ? c->du.user : c->su.user, file, cmd);
+	}
+	if (!c->src_pw_set && !c->src_tok_file && !c->src_tok_cmd &&
 	    (rc = get_password(c, "source", "MAILFERRY_SRC_PASSWORD", c->src_pw_file, &c->su,
 			       c->src_pw, sizeof(c->src_pw))))
 		return rc;
-	if (!c->dst_pw_set && c->du.user[0] &&
+	if (!c->dst_pw_set && !c->dst_tok_file && !c->dst_tok_cmd && c->du.user[0] &&
 	    (rc = get_password(c, "destination", "MAILFERRY_DST_PASSWORD", c->dst_pw_file, &c->du,
 			       c->dst_pw, sizeof(c->dst_pw))))
 		return rc;
@@ -598,6 +636,10 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 		o->mail_from = c->mail_from;
 		o->uncertain_skip = c->uncertain_skip;
 	}
+	if (c->src_tok_file || c->src_tok_cmd)
+		o->src.token = &c->src_tok.src;
+	if (c->dst_tok_file || c->dst_tok_cmd)
+		o->dst.token = &c->dst_tok.src;
 	o->job_key = c->job_key;
 	o->connections = c->connections;
 	o->retries = c->retries;
@@ -626,6 +668,8 @@ void cli_forget(struct cli *c)
 {
 	OPENSSL_cleanse(c->src_pw, sizeof(c->src_pw));
 	OPENSSL_cleanse(c->dst_pw, sizeof(c->dst_pw));
+	oauth_token_forget(&c->src_tok);
+	oauth_token_forget(&c->dst_tok);
 }
 
 static int cmd_migrate(int argc, char **argv)
