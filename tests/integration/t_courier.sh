@@ -6,7 +6,8 @@
 # Courier advertises what the tests are written for and checks passwords;
 # INBOX Dovecot -> Courier exact (line ends folded as Courier rewrites
 # them, keywords read from courierimapkeywords/:
-# tests/integration/fold_maildir.py), re-run copies nothing; Courier as the
+# tests/integration/fold_maildir.py), without a stall per APPEND (issue 22
+# item 3), re-run copies nothing; Courier as the
 # source (its SELECT has no UIDNEXT); every folder Dovecot -> Courier under
 # "INBOX." and back without it, exact, re-runs copy nothing (NAMESPACE,
 # issue 22 item 2); --folder and --map with prefix-less names; Courier's
@@ -78,6 +79,15 @@ n_src=$(find "$SRC_MD/cur" "$SRC_MD/new" -type f | grep -c .)
 expect_exit to-courier 0 mf migrate "$SRC" "$CO" "${TO_CO[@]}"
 c=$(copied)
 [ "$c" = "$n_src" ] && ok "to-courier-count ($c messages)" || not_ok to-courier-count "copied ${c:-?} of $n_src"
+# No stall per APPEND (issue 22 item 3): Courier answers each synchronizing
+# literal's "+" in a second write after the previous APPEND's OK, and holds
+# it (Nagle) until that OK is ACKed; a client that delays its ACK waits
+# ~40 ms a message. One mailbox, one connection: under 20 ms a message
+# (about 3 here, ASan build included).
+s=$(json_field "$T_TMP/last.out" seconds 2>/dev/null)
+python3 -c 'import sys; s, n = float(sys.argv[1]), int(sys.argv[2]); sys.exit(not (n > 0 and s / n < 0.020))' \
+	"${s:-99}" "${c:-0}" && ok "to-courier-no-stall ($s s for $c messages)" ||
+	not_ok to-courier-no-stall "$s s for $c messages: more than 20 ms each (a delayed-ACK stall per APPEND?)"
 check to-courier-exact exact
 expect_exit to-courier-rerun 0 mf migrate "$SRC" "$CO" "${TO_CO[@]}"
 c=$(copied)
