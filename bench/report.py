@@ -178,6 +178,7 @@ def diff_text(c, diffs):
 # ---------------------------------------------------------------- the report
 
 ORDER = ["initial", "initial-tls", "rerun", "flags-1pct", "big-30mb", "initial-courier", "rerun-courier",
+         "initial-from-courier", "rerun-from-courier",
          "initial-100k", "rerun-100k", "initial-100k-50ms", "rerun-100k-50ms", "rerun-50ms"]
 TOOLS = ["ceiling", "ceiling_tls", "mailferry", "mailferry_tls", "mailferry_prev", "interimap", "interimap_tls",
          "mbsync", "mbsync_tls", "offlineimap"]
@@ -193,6 +194,10 @@ NOTES = {
                        "no interimap (it needs QRESYNC on both ends)",
     "rerun-courier": "its no-change re-run; wire: the bytes to and from Courier only, as a proxy without "
                      "delay counts them",
+    "initial-from-courier": "Courier → Dovecot, a ~10,000-message Courier account (two crash corpora under "
+                            "INBOX.Part1, INBOX.Part2); one run: it makes the destination the re-runs use",
+    "rerun-from-courier": "its no-change re-run (no CONDSTORE: a UID FLAGS scan per mailbox); wire: Courier's "
+                          "side as the proxy without delay counts it (its own latency adds a little)",
     "initial-100k": "100,000 messages in 20 folders, TLS off",
     "rerun-100k": "no-change re-run of the 100,000-message account, loopback",
     "initial-100k-50ms": "first migration of it behind a 25 ms each way delay proxy (50 ms round "
@@ -270,6 +275,7 @@ def main(outdir, mode):
 
     def size_of(sc):
         c = corpus.get("src100k" if "100k" in sc else "big" if sc == "big-30mb"
+                       else "none" if "from-courier" in sc
                        else "csrc" if sc.endswith("-courier") else "src") or {}
         if c:
             return c.get("messages"), c.get("bytes")

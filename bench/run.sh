@@ -18,6 +18,10 @@
 #                  (BENCH_COURIER_PROFILE, default demo: ~2,500 messages)
 #     rerun-courier    its no-change re-run, with the bytes on the wire
 #                  (a counting proxy, no delay, in front of Courier)
+#     rerun-from-courier  a ~10,000-message Courier account (no CONDSTORE: a
+#                  re-run is a UID FLAGS scan) copied to Dovecot once
+#                  (initial-from-courier), then re-run unchanged; bytes and
+#                  round trips on the Courier side as the proxy counts them
 # full (make bench-full): quick, then 100,000 messages in 20 folders:
 #     initial-100k, rerun-100k (loopback), and rerun-100k-50ms: the same
 #     no-change re-run behind a delay proxy (25 ms each way), with bytes on
@@ -92,6 +96,9 @@ INITIAL=(ceiling "${SYNCERS[@]}")
 # ends; Courier has no CONDSTORE/QRESYNC, and interimap refuses to start).
 CO_SYNCERS=()
 for t in "${SYNCERS[@]}"; do [ "$t" = interimap ] || CO_SYNCERS+=("$t"); done
+# From Courier (10,000 messages): no OfflineIMAP either (~100 messages/s here).
+FROMCO=()
+for t in "${CO_SYNCERS[@]}"; do [ "$t" = offlineimap ] || FROMCO+=("$t"); done
 COURIER=${BENCH_COURIER:-1}
 [ "$COURIER" = 1 ] && [ "$(id -u)" -ne 0 ] && {
 	say "Courier runs in a private mount namespace and needs root: initial-courier left out" >&2
@@ -106,7 +113,7 @@ K_INITIAL=(ceiling "${K_SYNCERS[@]}")
 acct() { local t=${1//_/-}; echo "$t$2"; }
 
 users="src big warm"
-[ "$COURIER" = 1 ] && users="$users csrc"
+[ "$COURIER" = 1 ] && users="$users csrc" && for t in "${FROMCO[@]}"; do users="$users $(acct "$t" fromco)"; done
 for r in $(seq 1 "$RUNS"); do
 	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(acct "$t" "$r")"; done
 	for t in ceiling "${SYNCERS[@]}"; do users="$users $(acct "$t" "big$r")"; done
@@ -151,12 +158,42 @@ scripts/dovecot.sh fixperms "$DV"
 # ---- Courier-IMAP beside it (destination accounts only; the source is csrc on Dovecot) ----
 CO=$DV/courier
 if [ "$COURIER" = 1 ]; then
-	co_users=
+	co_users=cosrc
 	for r in $(seq 1 "$RUNS"); do for t in "${CO_SYNCERS[@]}"; do co_users="$co_users $(acct "$t" "c$r")"; done; done
 	if scripts/courier.sh start "$CO" --port-base $((${BENCH_PORT_BASE:-18300} + 20)) --users "${co_users# }" \
 		--max-conn 200 >"$DV/courier-start.log" 2>&1; then
 		CO_PORT=$(sed -n 's/^IMAP_PORT=//p' "$CO/env")
 		say "private Courier-IMAP on 127.0.0.1:$CO_PORT"
+		# The source account for rerun-from-courier, written straight into
+		# Courier's Maildir: the corpus profile (default crash, ~5,200 small
+		# messages) for seeds 1 and 2, each tree under "INBOX.PartN";
+		# keyword letters dropped from the file names (Courier keeps
+		# keywords elsewhere), Dovecot's files left out.
+		for sd in 1 2; do
+			"$BIN/bench/corpus" --out "$DV/cogen/$sd" --profile "${BENCH_COURIER_SRC_PROFILE:-crash}" --seed "$sd" >/dev/null
+		done
+		python3 - "$DV/cogen" "$CO/mail/cosrc/Maildir" <<'PY'
+import os, re, sys
+gen, md = sys.argv[1:3]
+n = 0
+for sd in sorted(os.listdir(gen)):
+    root = os.path.join(gen, sd)
+    for d in [""] + sorted(x for x in os.listdir(root) if x.startswith(".")):
+        src = os.path.join(root, d)
+        if not os.path.isdir(os.path.join(src, "cur")):
+            continue
+        dst = os.path.join(md, ".Part" + sd + d)
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(dst, sub), exist_ok=True)
+        open(os.path.join(dst, "maildirfolder"), "w").close()
+        for sub in ("cur", "new"):
+            for fn in os.listdir(os.path.join(src, sub)) if os.path.isdir(os.path.join(src, sub)) else []:
+                os.rename(os.path.join(src, sub, fn), os.path.join(dst, sub, re.sub(r"(:2,[A-Z]*)[a-z]+$", r"\1", fn)))
+                n += 1
+print("bench: cosrc on Courier: %d messages" % n)
+PY
+		rm -rf "$DV/cogen"
+		scripts/courier.sh fixperms "$CO"
 	else
 		say "Courier did not start, initial-courier left out: $(tail -n 3 "$DV/courier-start.log" | tr '\n' ' ')" >&2
 		COURIER=0
@@ -164,14 +201,15 @@ if [ "$COURIER" = 1 ]; then
 fi
 
 # ---- the peers' configurations (copied into the report, passwords hidden) ----
-mbsync_conf() { # DST SRC PORT TLS [DST_PORT DST_PW_DIR]
-	local ssl="SSLType None" host=127.0.0.1 dport=${5:-$3} dpw=${6:-$DV/pw} auth=
+mbsync_conf() { # DST SRC PORT TLS [DST_PORT DST_PW_DIR SRC_PORT SRC_PW_DIR]
+	local ssl="SSLType None" host=127.0.0.1 dport=${5:-$3} dpw=${6:-$DV/pw} auth= sport=${7:-$3} spw=${8:-$DV/pw} sauth=
 	# mbsync checks DNS names only, not IP addresses: the certificate has localhost too
 	[ "$4" = 1 ] && ssl="SSLType IMAPS
 CertificateFile $CA_FILE" && host=localhost
 	# Courier offers AUTH=PLAIN only under TLS; mbsync sends LOGIN in the
 	# clear only when told to (loopback)
 	[ "$dport" != "$3" ] && auth="AuthMechs LOGIN"
+	[ "$sport" != "$3" ] && sauth="AuthMechs LOGIN"
 	cat <<EOF
 # mbsync (isync $(mbsync --version 2>/dev/null | awk '{print $2}')), documented fast settings: one
 # Channel for all mailboxes, unlimited pipelining (PipelineDepth default),
@@ -180,10 +218,11 @@ FSync no
 
 IMAPAccount src
 Host $host
-Port $3
+Port $sport
 User $2
-PassCmd "cat $DV/pw/$2"
+PassCmd "cat $spw/$2"
 $ssl
+$sauth
 
 IMAPStore src
 Account src
@@ -285,10 +324,11 @@ EOF
 }
 
 # cmd_for TOOL DST SRC PORT → CMD (array); 1 if the tool is not there
-# DPORT / DPW (globals): the destination's port and password directory when
-# it is not the source's server (Courier).
+# DPORT / DPW, SPORT / SPW (globals): the destination's or the source's
+# port and password directory when it is Courier, not Dovecot.
 cmd_for() {
 	local tool=$1 dst=$2 src=$3 port=$4 tls=0 sd=$DV/state-$2 dport=${DPORT:-$4} dpw=${DPW:-$DV/pw}
+	local sport=${SPORT:-$4} spw=${SPW:-$DV/pw}
 	mkdir -p "$sd"
 	case $tool in *_tls) tls=1 ;; esac
 	case $tool in
@@ -298,13 +338,13 @@ cmd_for() {
 		[ $tls = 1 ] && CMD+=(--tls --ca-file "$CA_FILE") ;;
 	mailferry)
 		[ -x "$BIN/mailferry" ] || return 1
-		CMD=("$BIN/mailferry" migrate "imap://$src@127.0.0.1:$port?starttls=no"
-			"imap://$dst@127.0.0.1:$dport?starttls=no" --src-password-file "$DV/pw/$src"
+		CMD=("$BIN/mailferry" migrate "imap://$src@127.0.0.1:$sport?starttls=no"
+			"imap://$dst@127.0.0.1:$dport?starttls=no" --src-password-file "$spw/$src"
 			--dst-password-file "$dpw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
 	mailferry_prev)
 		[ -x "${MF_PREV:-}" ] || return 1
-		CMD=("$MF_PREV" migrate "imap://$src@127.0.0.1:$port?starttls=no"
-			"imap://$dst@127.0.0.1:$dport?starttls=no" --src-password-file "$DV/pw/$src"
+		CMD=("$MF_PREV" migrate "imap://$src@127.0.0.1:$sport?starttls=no"
+			"imap://$dst@127.0.0.1:$dport?starttls=no" --src-password-file "$spw/$src"
 			--dst-password-file "$dpw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
 	mailferry_tls)
 		[ -x "$BIN/mailferry" ] || return 1
@@ -313,7 +353,7 @@ cmd_for() {
 			--state "$sd" --json -q ${MF_OPTS:-}) ;;
 	mbsync | mbsync_tls)
 		command -v mbsync >/dev/null || return 1
-		mbsync_conf "$dst" "$src" "$port" $tls "$dport" "$dpw" >"$sd/mbsyncrc"
+		mbsync_conf "$dst" "$src" "$port" $tls "$dport" "$dpw" "$sport" "$spw" >"$sd/mbsyncrc"
 		CMD=(mbsync -c "$sd/mbsyncrc" -a -q) ;;
 	interimap | interimap_tls)
 		command -v interimap >/dev/null || return 1
@@ -327,7 +367,7 @@ cmd_for() {
 	*) return 1 ;;
 	esac
 	# the configuration, once per tool (and destination server), into the report
-	local f tag=$tool${DPORT:+-courier}
+	local f tag=$tool${DPORT:+-courier}${SPORT:+-from-courier}
 	for f in "$sd/mbsyncrc" "$sd/interimap.conf" "$sd/offlineimaprc"; do
 		[ -f "$f" ] && [ ! -f "$OUT/peers/$tag-$(basename "$f")" ] &&
 			sed 's/^password = .*/password = (hidden)/' "$f" >"$OUT/peers/$tag-$(basename "$f")"
@@ -402,10 +442,20 @@ measure() {
 	mkdir -p "$W"
 	port=$P
 	case $tool in *_tls) port=$PS ;; esac
-	DPORT= DPW=
-	case $via in courier*) co=1 DPORT=$CO_PORT DPW=$CO/pw dmd=$CO/mail/$dst/Maildir ;; esac
+	DPORT= DPW= SPORT= SPW=
+	case $via in
+	courier*) co=1 DPORT=$CO_PORT DPW=$CO/pw dmd=$CO/mail/$dst/Maildir ;;
+	from-courier*) co=2 SPORT=$CO_PORT SPW=$CO/pw ;;
+	esac
 	rc=
-	if [ "$via" = courier-proxy ]; then
+	if [ "$via" = from-courier-proxy ]; then
+		if proxy_start "$W/proxy.json" "$CO_PORT" 0; then
+			SPORT=$PROXY_PORT
+		else
+			echo "the counting proxy did not start" >"$W/err"
+			rc=125
+		fi
+	elif [ "$via" = courier-proxy ]; then
 		if proxy_start "$W/proxy.json" "$CO_PORT" 0; then
 			DPORT=$PROXY_PORT
 		else
@@ -437,6 +487,10 @@ measure() {
 		if [ $co = 1 ]; then
 			a=$DV/fold-$src b=$W/fold
 			co_fold "$src" "$dst" "$W" 2>"$W/cmp.err"
+		elif [ $co = 2 ]; then # Courier is the source: both sides folded
+			a=$DV/fold-co-$src b=$W/fold
+			{ [ -d "$a" ] || python3 tests/integration/fold_maildir.py "$CO/mail/$src/Maildir" "$a" --courier; } 2>"$W/cmp.err"
+			python3 tests/integration/fold_maildir.py "$dmd" "$b" 2>>"$W/cmp.err"
 		fi
 		"$BIN/bench/compare" --json "$a" "$b" >"$W/cmp.json" 2>>"$W/cmp.err"
 		# mbsync adds an X-TUID header to what it stores: say so, and
@@ -456,7 +510,7 @@ measure() {
 			fi
 		fi
 	fi
-	DPORT= DPW=
+	DPORT= DPW= SPORT= SPW=
 	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" "$check"
 }
 
@@ -515,6 +569,21 @@ if [ "$COURIER" = 1 ]; then
 		for t in "${CO_SYNCERS[@]}"; do
 			MF_OPTS="--sync-flags --delete" measure rerun-courier "$t" "$r" "$(acct "$t" c1)" csrc \
 				"$([ "$r" = "$RUNS" ] && echo 1 || echo 0)" courier-proxy
+		done
+	done
+fi
+
+if [ "$COURIER" = 1 ]; then
+	# Courier as the source: one initial copy per tool (it makes the
+	# destination and state), then the no-change re-runs through the
+	# counting proxy in front of Courier.
+	for t in "${FROMCO[@]}"; do
+		measure initial-from-courier "$t" 1 "$(acct "$t" fromco)" cosrc 1 from-courier
+	done
+	for r in $(seq 1 "$RUNS"); do
+		for t in "${FROMCO[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure rerun-from-courier "$t" "$r" "$(acct "$t" fromco)" cosrc \
+				"$([ "$r" = "$RUNS" ] && echo 1 || echo 0)" from-courier-proxy
 		done
 	done
 fi
