@@ -270,8 +270,11 @@ void imap_put_literal_header(struct imap_client *c, uint64_t n, int sp)
 	int plus = literal_nonsync(c, n);
 
 	imap_putf(c, "%s{%llu%s}\r\n", sp ? " " : "", (unsigned long long)n, plus ? "+" : "");
-	if (!plus)
+	if (!plus) {
 		c->awaiting_cont++;
+		/* The "+" is a reply: timed, and ACKed at once (conn_set_busy). */
+		conn_set_busy(&c->conn, 1);
+	}
 }
 
 /* How an astring must travel (RFC 3501 §9): atom, quoted or literal. */
