@@ -42,6 +42,8 @@ struct h {
 	unsigned phead, pn;
 	struct pend cur; /* the batch being written */
 	uint32_t refuse_uid;	/* a message the sink refuses (0 none) */
+	uint32_t temp_uid;	/* a message refused for now (SMTP 4xx)... */
+	unsigned temp_times;	/* ...this many times */
 	int refuse_early;	/* ...on its header, before the batch ends */
 	int early_pending;	/* that answer is due */
 	uint8_t stored[NMSG + 1]; /* times each uid was stored */
@@ -241,6 +243,11 @@ static int h_answer(struct h *h)
 	}
 	for (unsigned i = 0; i < p.n; i++)
 		refused |= p.uid[i] == h->refuse_uid;
+	for (unsigned i = 0; i < p.n; i++)
+		if (p.uid[i] == h->temp_uid && h->temp_times) {
+			h->temp_times--;
+			refused = v.temporary = 1;
+		}
 	if (refused) {
 		v.why = "[TEST] refused";
 	} else {
@@ -417,6 +424,75 @@ static void t_refused_early(struct unit_ctx *u)
 	h_close(&h, 0);
 }
 
+/* A pass, then the passes for messages refused for now: the backoff's
+ * timer is the loop's (1 s, then 2 s). */
+static void h_pass_all(struct h *h)
+{
+	h_pass(h);
+	while (!h->j.fatal && h->w.phase == W_FETCH && h->w.retry_timer.armed &&
+	       !h->w.retry_timer.cancelled) {
+		unsigned asked = h->retries_asked;
+
+		loop_run(&h->loop);
+		if (h->retries_asked == asked)
+			break;
+		for (size_t i = 0; i < h->w.nretry; i++)
+			if (h_stream(h, h->w.retry[i]) < 0)
+				break;
+		h->w.retry_pos = h->w.nretry;
+		h->inflight = 0;
+		worker_check_done(&h->w);
+		while (h_answer(h))
+			worker_check_done(&h->w);
+	}
+	job_commit(&h->j);
+}
+
+/* SMTP's 4xx: one message per batch refused for now is read again after a
+ * backoff and stored once; refused every time, it fails after --retries
+ * passes and stays below the recorded position. */
+static void t_temporary(struct unit_ctx *u)
+{
+	struct h h;
+	char dir[] = "/tmp/mf-test-copy-XXXXXX";
+	char dir2[] = "/tmp/mf-test-copy-XXXXXX";
+	struct state_mbox rec;
+	struct state_msg sm;
+	struct mf_error e;
+
+	if (h_setup(u, &h, dir) < 0)
+		return;
+	h.multi = 0;
+	h.o.retries = 3;
+	h.temp_uid = 30;
+	h.temp_times = 1;
+	h_pass_all(&h);
+	UNIT_CHECKF(u, h.sum.copied == NMSG && h.sum.failed == 0 && h.stored[30] == 1,
+	            "copied %llu failed %llu stored %u", (unsigned long long)h.sum.copied,
+	            (unsigned long long)h.sum.failed, h.stored[30]);
+	UNIT_CHECK(u, h.w.tmp_passes == 1 && msg_status(&h, 30, &sm) == STATE_MSG_DONE);
+	UNIT_CHECK(u, state_mbox_get(h.st, h.j.jobid, h.mb.mbid, &rec, &e) == 0 &&
+	                  rec.last_uid == NMSG);
+	free(h.w.tmp);
+	h_close(&h, 0);
+
+	if (h_setup(u, &h, dir2) < 0)
+		return;
+	h.multi = 0;
+	h.o.retries = 2;
+	h.temp_uid = 30;
+	h.temp_times = 100;
+	h_pass_all(&h);
+	UNIT_CHECKF(u, h.sum.copied == NMSG - 1 && h.sum.failed == 1 && h.stored[30] == 0,
+	            "copied %llu failed %llu", (unsigned long long)h.sum.copied,
+	            (unsigned long long)h.sum.failed);
+	UNIT_CHECK(u, h.w.tmp_passes == 2 && msg_status(&h, 30, &sm) == 0);
+	UNIT_CHECK(u, state_mbox_get(h.st, h.j.jobid, h.mb.mbid, &rec, &e) == 0 &&
+	                  rec.last_uid == 29);
+	free(h.w.tmp);
+	h_close(&h, 0);
+}
+
 /* A failing state commit at the k-th commit point, for every k: the batch
  * whose intents could not be made durable never reaches its commit point,
  * the job stops, and after a crash the state accounts for every stored
@@ -479,6 +555,7 @@ int main(void)
 	UNIT_RUN(&u, t_all_stored_with_ids);
 	UNIT_RUN(&u, t_refused_message);
 	UNIT_RUN(&u, t_refused_early);
+	UNIT_RUN(&u, t_temporary);
 	UNIT_RUN(&u, t_fault_at_every_commit);
 	return unit_done(&u);
 }
