@@ -58,9 +58,13 @@ $(B)/release/mailferry: $(B)/release/engine/cli/main.o $(B)/release/libmf.a
 $(B)/asan/mailferry: $(B)/asan/engine/cli/main.o $(B)/asan/libmf.a
 	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(LIBS)
 
-# bench/ tools (corpus generator, ceiling client, comparer): release build.
-TOOLS = $(BENCH_SRC:bench/%.c=$(B)/release/bench/%)
+# bench/ tools (corpus generator, ceiling client, comparer): release build;
+# smtp_send too, for the LMTP ceiling (bench/lmtp_ceiling.sh).
+TOOLS = $(BENCH_SRC:bench/%.c=$(B)/release/bench/%) $(B)/release/tools/smtp_send
 tools: $(TOOLS)
+$(B)/release/tools/%: tests/tools/%.c $(B)/release/libmf.a
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -o $@ $< $(B)/release/libmf.a $(LIBS)
 $(B)/release/bench/%: bench/%.c $(B)/release/libmf.a
 	@mkdir -p $(dir $@)
 	$(CC) $(REL_CFLAGS) -o $@ $< $(B)/release/libmf.a $(LIBS) -lm

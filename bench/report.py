@@ -198,6 +198,10 @@ NOTES = {
                             "INBOX.Part1, INBOX.Part2); one run: it makes the destination the re-runs use",
     "rerun-from-courier": "its no-change re-run (no CONDSTORE: a UID FLAGS scan per mailbox); wire: Courier's "
                           "side as the proxy without delay counts it (its own latency adds a little)",
+    "initial-lmtp": "IMAP → LMTP into Dovecot (every message to one recipient, 4 connections); "
+                    "ceiling: bench/lmtp_ceiling.sh, the same files from disk over 4 bare pipelined "
+                    "LMTP/BDAT connections (no IMAP at all); exact: trace_compare.py (bytes after "
+                    "Dovecot's trace fields)",
     "initial-100k": "100,000 messages in 20 folders, TLS off",
     "rerun-100k": "no-change re-run of the 100,000-message account, loopback",
     "initial-100k-50ms": "first migration of it behind a 25 ms each way delay proxy (50 ms round "

@@ -18,6 +18,8 @@
 #                  (BENCH_COURIER_PROFILE, default demo: ~2,500 messages)
 #     rerun-courier    its no-change re-run, with the bytes on the wire
 #                  (a counting proxy, no delay, in front of Courier)
+#     initial-lmtp  IMAP -> LMTP into Dovecot, next to bench/lmtp_ceiling.sh
+#                  (the same files over 4 bare LMTP/BDAT connections)
 #     rerun-from-courier  a ~10,000-message Courier account (no CONDSTORE: a
 #                  re-run is a UID FLAGS scan) copied to Dovecot once
 #                  (initial-from-courier), then re-run unchanged; bytes and
@@ -91,6 +93,10 @@ if [ -n "${BENCH_TOOLS:-}" ]; then
 	for t in "${SYNCERS[@]}"; do [ "$t" = mailferry ] && TLS_TOOLS+=(mailferry_tls); done
 fi
 INITIAL=(ceiling "${SYNCERS[@]}")
+# IMAP -> LMTP: mailferry and a bare LMTP client as its ceiling (no peer
+# migrates into LMTP).
+LMTP_TOOLS=()
+for t in "${SYNCERS[@]}"; do [ "$t" = mailferry ] && LMTP_TOOLS=(ceiling mailferry); done
 # Against Courier: no ceiling (bench/ceiling appends with MULTIAPPEND and
 # LITERAL+, which Courier lacks) and no interimap (it needs QRESYNC on both
 # ends; Courier has no CONDSTORE/QRESYNC, and interimap refuses to start).
@@ -117,6 +123,7 @@ users="src big warm"
 for r in $(seq 1 "$RUNS"); do
 	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(acct "$t" "$r")"; done
 	for t in ceiling "${SYNCERS[@]}"; do users="$users $(acct "$t" "big$r")"; done
+	for t in "${LMTP_TOOLS[@]}"; do users="$users $(acct "$t" "l$r")"; done
 done
 if [ "$MODE" = full ]; then
 	users="$users src100k"
@@ -331,6 +338,19 @@ cmd_for() {
 	local sport=${SPORT:-$4} spw=${SPW:-$DV/pw}
 	mkdir -p "$sd"
 	case $tool in *_tls) tls=1 ;; esac
+	if [ -n "${LMTP:-}" ]; then
+		case $tool in
+		ceiling)
+			[ -x "$BIN/tools/smtp_send" ] || return 1
+			CMD=(bench/lmtp_ceiling.sh "$BIN/tools/smtp_send" "$LMTP_PORT" "$dst" "$MAIL_ROOT/$src/Maildir" 4) ;;
+		mailferry)
+			CMD=("$BIN/mailferry" migrate "imap://$src@127.0.0.1:$sport?starttls=no"
+				"lmtp://127.0.0.1:$LMTP_PORT?rcpt=$dst&starttls=no" --src-password-file "$spw/$src"
+				--connections 4 --state "$sd" --json -q) ;;
+		*) return 1 ;;
+		esac
+		return 0
+	fi
 	case $tool in
 	ceiling | ceiling_tls)
 		CMD=("$BIN/bench/ceiling" --port "$port" --src "$src" --src-pass-file "$DV/pw/$src"
@@ -442,8 +462,9 @@ measure() {
 	mkdir -p "$W"
 	port=$P
 	case $tool in *_tls) port=$PS ;; esac
-	DPORT= DPW= SPORT= SPW=
+	DPORT= DPW= SPORT= SPW= LMTP=
 	case $via in
+	lmtp) LMTP=1 ;;
 	courier*) co=1 DPORT=$CO_PORT DPW=$CO/pw dmd=$CO/mail/$dst/Maildir ;;
 	from-courier*) co=2 SPORT=$CO_PORT SPW=$CO/pw ;;
 	esac
@@ -482,7 +503,12 @@ measure() {
 		rc=127
 	fi
 	proxy_stop
-	if [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ]; then
+	if [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ] && [ -n "$LMTP" ]; then
+		# delivered: every source message once in new/, after Dovecot's
+		# trace fields (it stores LF line ends here)
+		python3 tests/integration/trace_compare.py --lf --json "$W/cmp.json" "$dmd/new" 0 \
+			"$MAIL_ROOT/$src/Maildir" >/dev/null 2>"$W/cmp.err"
+	elif [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ]; then
 		a=$MAIL_ROOT/$src/Maildir b=$dmd
 		if [ $co = 1 ]; then
 			a=$DV/fold-$src b=$W/fold
@@ -510,7 +536,7 @@ measure() {
 			fi
 		fi
 	fi
-	DPORT= DPW= SPORT= SPW=
+	DPORT= DPW= SPORT= SPW= LMTP=
 	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" "$check"
 }
 
@@ -552,6 +578,13 @@ done
 for r in $(seq 1 "$RUNS"); do
 	for t in ceiling "${SYNCERS[@]}"; do
 		measure big-30mb "$t" "$r" "$(acct "$t" "big$r")" big 1
+	done
+done
+
+# ---- IMAP -> LMTP (issue 18): mailferry against a bare LMTP client ----
+for r in $(seq 1 "$RUNS"); do
+	for t in "${LMTP_TOOLS[@]}"; do
+		measure initial-lmtp "$t" "$r" "$(acct "$t" "l$r")" src 1 lmtp
 	done
 done
 

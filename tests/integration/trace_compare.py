@@ -12,7 +12,10 @@ Delivered-To). The original's own trace fields stay. Prints what differs
 exit 1 if anything does. A MAILDIR stands for every message file under it
 (cur/ and new/ of every folder). With --dups N, up to N deliveries more
 than one of a FILE are allowed (a delivery a crash left unconfirmed and
-sent again), and their number is printed. With --fold-cr, bare CRs are
+sent again), and their number is printed. --lf: the server stores LF
+line ends and folds CRs its own way (Dovecot without mail_save_crlf):
+both sides are compared without any CR. --json FILE: the result as
+bench/compare writes it (for bench/report.py). With --fold-cr, bare CRs are
 expected as Postfix stores them: CRs before a line end dropped, any other
 one a space.
 """
@@ -20,9 +23,15 @@ import os, re, sys
 args = sys.argv[1:]
 allow = None
 fold_cr = False
-while args and args[0] in ("--dups", "--fold-cr"):
+lf = False
+json_out = None
+while args and args[0] in ("--dups", "--fold-cr", "--lf", "--json"):
     if args[0] == "--dups":
         allow = int(args[1]); args = args[2:]
+    elif args[0] == "--json":
+        json_out = args[1]; args = args[2:]
+    elif args[0] == "--lf":
+        lf = True; args = args[1:]
     else:
         fold_cr = True; args = args[1:]
 new, addcrlf, files = args[0], args[1] == "1", []
@@ -49,11 +58,16 @@ def expect(b):
         b = re.sub(rb"\r+\n", b"\n", b).replace(b"\r", b" ")
     b = re.sub(rb"(?<!\r)\n", b"\r\n", b)
     if addcrlf and not b.endswith(b"\r\n"): b += b"\r\n"
+    if lf:
+        b = b.replace(b"\r", b"")
     return b
 extra = 0
+missing = 0
 got = {}
 for f in os.listdir(new):
     got[f] = open(os.path.join(new, f), "rb").read()
+    if lf:
+        got[f] = got[f].replace(b"\r", b"")
 bad = 0
 wants = set()
 def matches(v, want):
@@ -68,6 +82,7 @@ for f in files:
     hits = [k for k, v in got.items() if matches(v, want)]
     if not hits:
         bad += 1
+        missing += 1
         # the nearest delivered file, for the message
         best = None
         for k, v in got.items():
@@ -88,6 +103,12 @@ for k, v in got.items():
         continue
     bad += 1
     sys.stderr.write("unexpected delivery %s%s\n" % (k, " (a duplicate)" if any(matches(v, w) for w in wants) else ""))
+if json_out:
+    import json
+    json.dump({"exact": bad == 0, "messages": len(files), "dst_messages": len(os.listdir(new)),
+               "missing": missing, "extra": len(got), "duplicate": extra, "flags": 0,
+               "internaldate": 0, "folder_missing": 0, "folder_extra": 0, "diffs": []},
+              open(json_out, "w"))
 if allow is not None:
     print("duplicates %d" % extra)
     if extra > allow:
