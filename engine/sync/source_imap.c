@@ -261,6 +261,10 @@ static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const st
 	if (r->status != IMAP_ST_OK)
 		job_error(j, imap_client_who(c), w->mb, 0, "UID SEARCH failed: %.*s",
 			  (int)r->text_len, r->text);
+	else if (j->o->dst_mail)
+		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
+		         "delivered to <%s>",
+		         w->mb->display, (unsigned long long)w->dry_count, j->o->rcpt);
 	else
 		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
 		         "copied into \"%s\"",

@@ -85,6 +85,12 @@ f=$(grep -l 'messy5@example.org' "$(new_of u1)"/*)
 [ "$(head -n 1 "$f" | tr -d '\r')" = "Return-Path: <>" ] &&
 	ok lmtp-unusable-return-path-null-sender || not_ok lmtp-unusable-return-path-null-sender "$(head -n 1 "$f")"
 
+# a dry run delivers nothing and says where it would
+mig dry "lmtp://127.0.0.1:$D_LMTP_PORT?rcpt=u6" --state "$T_TMP/st0" --dry-run
+[ $? = 0 ] && grep -q 'dry-run: mailbox "INBOX": [0-9]* new messages would be delivered to <u6>' "$T_TMP/dry.err" &&
+	[ "$(n_new u6)" = 0 ] && ok dry-run-delivers-nothing ||
+	not_ok dry-run-delivers-nothing "$(n_new u6) delivered: $(grep -m1 dry-run "$T_TMP/dry.err")"
+
 # 2. a re-run delivers nothing; one new message, then exactly that one
 mig lmtp2 "lmtp://127.0.0.1:$D_LMTP_PORT?rcpt=u1" --state "$T_TMP/st1"
 [ $? = 0 ] && [ "$(json_field "$T_TMP/lmtp2.out" messages_copied)" = 0 ] && [ "$(n_new u1)" = "$total" ] &&
