@@ -61,9 +61,11 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 		u->scheme[i] =
 		    (char)((u->scheme[i] >= 'A' && u->scheme[i] <= 'Z') ? u->scheme[i] + 32
 		                                                        : u->scheme[i]);
-	if (strcmp(u->scheme, "imap") && strcmp(u->scheme, "imaps")) {
+	if (strcmp(u->scheme, "imap") && strcmp(u->scheme, "imaps") &&
+	    strcmp(u->scheme, "pop3") && strcmp(u->scheme, "pop3s")) {
 		snprintf(why, whycap,
-		         "unsupported scheme \"%s\" (this command takes imap:// or imaps://)",
+		         "unsupported scheme \"%s\" (this command takes imap://, imaps://, "
+		         "pop3:// or pop3s://)",
 		         u->scheme);
 		return -1;
 	}
@@ -120,6 +122,8 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 		hs = end;
 	}
 	u->port = strcmp(u->scheme, "imaps") ? 143 : 993;
+	if (!strncmp(u->scheme, "pop3", 4))
+		u->port = u->scheme[4] ? 995 : 110;
 	if (hs < he && *hs == ':') {
 		char *end;
 		long port = strtol(hs + 1, &end, 10);
@@ -134,11 +138,13 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 		return -1;
 	}
 	if (q) {
-		if (!strcmp(q + 1, "starttls=no") && !strcmp(u->scheme, "imap"))
+		if (!strcmp(q + 1, "starttls=no") &&
+		    (!strcmp(u->scheme, "imap") || !strcmp(u->scheme, "pop3")))
 			u->starttls_no = 1;
 		else {
 			snprintf(why, whycap,
-			         "unknown URL parameter \"%s\" (known: starttls=no for imap://)",
+			         "unknown URL parameter \"%s\" (known: starttls=no for imap:// and "
+			         "pop3://)",
 			         q + 1);
 			return -1;
 		}

@@ -1,6 +1,7 @@
 /*
  * url — endpoint URLs as the command line takes them:
- * imap[s]://user[:password]@host[:port][/][?starttls=no].
+ * imap[s]://user[:password]@host[:port][/][?starttls=no], and the same
+ * with pop3[s]:// (ports 110 and 995).
  *
  * Pure: no I/O, no allocation; fuzzed by tests/fuzz/fuzz_url.c.
  * Not for: deciding TLS policy or reading passwords (cli).
@@ -12,7 +13,7 @@
 #include <stdint.h>
 
 struct url {
-	char scheme[8];     /* "imap" or "imaps", lower case */
+	char scheme[8];     /* "imap", "imaps", "pop3" or "pop3s", lower case */
 	char user[256];     /* percent-decoded */
 	char host[256];     /* without the brackets of an IPv6 literal */
 	uint16_t port;      /* never 0: the scheme's default if none given */

@@ -18,13 +18,20 @@ static void test_good(struct unit_ctx *u)
 	                  a.has_password && !strcmp(a.password, "p:w") && !strcmp(a.host, "::1") &&
 	                  a.port == 993 && !a.starttls_no);
 	UNIT_CHECK(u, url_parse("imap://u@h", &a, why, sizeof(why)) == 0 && a.port == 143);
+	UNIT_CHECK(u, url_parse("pop3://u@h", &a, why, sizeof(why)) == 0 && a.port == 110 &&
+	                  !strcmp(a.scheme, "pop3") && !a.starttls_no);
+	UNIT_CHECK(u, url_parse("POP3S://u@h", &a, why, sizeof(why)) == 0 && a.port == 995 &&
+	                  !strcmp(a.scheme, "pop3s"));
+	UNIT_CHECK(u, url_parse("pop3://u@127.0.0.1:11000?starttls=no", &a, why, sizeof(why)) ==
+	                      0 &&
+	                  a.port == 11000 && a.starttls_no);
 }
 
 static void test_bad(struct unit_ctx *u)
 {
 	static const char *const bad[] = {
 	    "imap://u@[]:143", /* fuzz_url: an empty IPv6 literal was taken as host "" */
-	    "imap://u@[]",     "imap://u@",        "imap://@h",    "pop3://u@h",
+	    "imap://u@[]",     "imap://u@",        "imap://@h",    "pop3s://u@h?starttls=no",
 	    "imap://u@h:0",    "imap://u@h:65536", "imap://u@h:x", "imaps://u@h?starttls=no",
 	    "imap://u%zz@h",   "imap://u%00@h",    "imap://u@h?x", "imap//u@h",
 	};
