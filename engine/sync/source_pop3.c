@@ -735,7 +735,10 @@ static int msg_data_cb(struct pop3_client *c, struct pop3_cmd *cmd, const char *
 		}
 		memcpy(p->q + p->qlen, b, n);
 		p->qlen += n;
-		if (!p->cur.begun && p->qlen - p->qoff >= POP3SRC_HOLD)
+		/* Not begun: the hold is full. Begun: the copy path took part of
+		 * it; asked again, it takes more or asks the sink for room (and
+		 * kicks us when there is), so this never waits for nobody. */
+		if (p->cur.begun || p->qlen - p->qoff >= POP3SRC_HOLD)
 			drain(p);
 	}
 	settle_flow(p);
