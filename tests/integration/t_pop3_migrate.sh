@@ -12,11 +12,14 @@
 # CA; a wrong password exits 4 naming the source; SIGKILL at random moments
 # then resume: nothing lost, nothing twice; --pop3-delete empties the box
 # only of what the destination confirmed (a refused message stays);
-# usage errors exit 2.
+# usage errors exit 2. Then tests/faults/fake_pop3.py for what Dovecot will
+# not do: a server that drops the connection mid-RETR (the pair is
+# reopened, then the mailbox fails: exit 3), and one that LISTs a message
+# without its final CRLF (copied without it).
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$BENCH_BIN/corpus" ] || { not_ok pop3m-corpus "$BENCH_BIN/corpus missing (make)"; exit 1; }
-dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5" || { not_ok pop3m-dovecot "start failed"; exit 1; }
+dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2" || { not_ok pop3m-dovecot "start failed"; exit 1; }
 MD=$P_MAIL_ROOT/src/Maildir
 corpus P src tiny 3 || { not_ok pop3m-corpus "corpus failed"; exit 1; }
 python3 - "$MD/cur" <<'PY' || { not_ok pop3m-fixture "writing messages failed"; exit 1; }
@@ -283,4 +286,26 @@ if expect_exit delete-all 0 mf migrate "pop3://src5@127.0.0.1:$P_POP3_PORT" "$(i
 		not_ok delete-logged "$(grep -i delet "$T_TMP/last.err" | head -n 2)"
 	check delete-exact exact "$(dst_dir dst5)" 1 "$(date +%s)"
 	expect_exit delete-empty-rerun 0 mf migrate "pop3://src5@127.0.0.1:$P_POP3_PORT" "$(imap_to dst5)" "${d5[@]}"
+fi
+
+# ---- scripted servers (tests/faults/fake_pop3.py) ----
+printf 'pw-fake-Secret9' >"$T_TMP/fakepw" && chmod 600 "$T_TMP/fakepw"
+fake() { t_helper fake_pop3 python3 "$FAULTS/fake_pop3.py" --fault "$1" --max-seconds 60 && FAKE_PORT=$T_HELPER_PORT; }
+if fake none && expect_exit fake-good 0 mf migrate "pop3://u@127.0.0.1:$FAKE_PORT" "$(imap_to fk1)" \
+	--src-password-file "$T_TMP/fakepw" --dst-password-file "$P_DIR/pw/fk1" --state "$T_TMP/stf" --no-progress; then
+	python3 - "$(dst_dir fk1)" <<'PY' && ok fake-good-exact || not_ok fake-good-exact "see above"
+import os, sys
+d = sys.argv[1]
+got = sorted(open(os.path.join(d, s, f), "rb").read() for s in ("cur", "new") for f in os.listdir(os.path.join(d, s)))
+assert len(got) == 3, len(got)
+assert any(m.endswith(b"\n\nno final line end") for m in got), [m[-30:] for m in got]
+assert any(m.endswith(b"\n\n.starts with a dot\n..two dots\n.\nend\n") for m in got), [m[-60:] for m in got]
+PY
+fi
+if fake disconnect-mid-retr && expect_exit fake-drop 3 mf migrate "pop3://u@127.0.0.1:$FAKE_PORT" "$(imap_to fk2)" \
+	--src-password-file "$T_TMP/fakepw" --dst-password-file "$P_DIR/pw/fk2" --state "$T_TMP/stf2" --no-progress \
+	--retries 2 --timeout 5; then
+	[ "$(grep -c 'reconnecting in' "$T_TMP/last.err")" = 2 ] && grep -q 'giving up after 2 reconnect attempts' "$T_TMP/last.err" &&
+		ok fake-drop-reconnects || not_ok fake-drop-reconnects "$(head -c 400 "$T_TMP/last.err")"
+	[ "$(inbox_count fk2)" = 0 ] && ok fake-drop-nothing-partial || not_ok fake-drop-nothing-partial "$(inbox_count fk2) stored"
 fi
