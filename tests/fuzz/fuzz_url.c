@@ -2,7 +2,7 @@
  * fuzz_url — libFuzzer target for engine/url.c.
  *
  * The input (up to its first NUL) is parsed as an endpoint URL. What is
- * accepted must be whole (scheme imap/imaps, a user, a host, a port) and
+ * accepted must be whole (scheme imap/imaps/pop3/pop3s, a user, a host, a port) and
  * must survive a round trip: written back as a URL with every byte of user
  * and password percent-encoded, it parses to the same fields. A refusal
  * must say why and never repeat the password.
@@ -19,11 +19,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define REASON_WORDS                                                                               \
 	"not a URL (expected imap://user@host or imaps://user@host) unsupported scheme \"\" "      \
 	"(this "                                                                                   \
-	"command takes imap:// or imaps://) no user name (expected imap://user@host) bad user "    \
+	"command takes imap://, imaps://, pop3:// or pop3s://) no user name (expected "            \
+	"imap://user@host) bad user "                                                              \
 	"name "                                                                                    \
 	"bad password in URL bad IPv6 host no host bad port unexpected \"\" after the host "       \
 	"unknown "                                                                                 \
-	"URL parameter \"\" (known: starttls=no for imap://)"
+	"URL parameter \"\" (known: starttls=no for imap:// and pop3://)"
 
 static void check(int cond, const char *what)
 {
@@ -100,11 +101,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size] = '\0';
 	why[0] = '\0';
 	if (url_parse(s, &u, why, sizeof(why)) == 0) {
-		check(!strcmp(u.scheme, "imap") || !strcmp(u.scheme, "imaps"), "scheme");
+		check(!strcmp(u.scheme, "imap") || !strcmp(u.scheme, "imaps") ||
+		          !strcmp(u.scheme, "pop3") || !strcmp(u.scheme, "pop3s"),
+		      "scheme");
 		check(u.user[0] != '\0', "empty user");
 		check(u.host[0] != '\0', "empty host");
 		check(u.port != 0, "port 0");
-		check(!u.starttls_no || !strcmp(u.scheme, "imap"), "starttls=no on imaps");
+		check(!u.starttls_no || !strcmp(u.scheme, "imap") || !strcmp(u.scheme, "pop3"),
+		      "starttls=no on imaps or pop3s");
 		check(memchr(u.user, 0, sizeof(u.user)) && memchr(u.host, 0, sizeof(u.host)) &&
 		          memchr(u.password, 0, sizeof(u.password)),
 		      "field not NUL-terminated");
