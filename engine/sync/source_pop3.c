@@ -433,7 +433,7 @@ void pop3src_fetch_start(struct worker *w)
 {
 	struct pop3src *p = w->p3;
 	struct job *j = w->job;
-	uint64_t limit = pop3src_limit(w), dry = 0;
+	uint64_t limit = pop3src_limit(w), dry = 0, done = 0;
 	struct mf_error e;
 
 	w->phase = W_FETCH;
@@ -462,6 +462,7 @@ void pop3src_fetch_start(struct worker *w)
 			continue;
 		}
 		if (k.uid && state_msg_get(j->st, &k, &m, &e) == 0 && m.status == STATE_MSG_DONE) {
+			done++;
 			if (!counted_already(w, k.uid)) {
 				w->mb->skipped++;
 				j->sum->skipped++;
@@ -489,9 +490,12 @@ void pop3src_fetch_start(struct worker *w)
 	if (j->o->dry_run) {
 		progress_clear(j);
 		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be copied into "
-		         "\"%s\"%s",
-		         w->mb->display, (unsigned long long)dry, w->mb->dst_name,
-		         j->o->pop3_delete ? "; nothing would be deleted from the source" : "");
+		         "\"%s\"",
+		         w->mb->display, (unsigned long long)dry, w->mb->dst_name);
+		if (j->o->pop3_delete)
+			mf_print("mailferry: dry-run: source: --pop3-delete would then delete the %llu "
+			         "messages recorded as copied and those the run copies",
+			         (unsigned long long)done);
 		mailbox_finish(w);
 		return;
 	}
@@ -930,7 +934,7 @@ int pop3src_before_finish(struct worker *w)
 	struct job *j = w->job;
 
 	if (!p || !j->o->pop3_delete || j->o->dry_run || p->dele_started || j->fatal ||
-	    !p->listed || p->c.closed || !w->mb || p->inflight || p->cur.active)
+	    !p->listed || p->c.closed || !w->mb || p->inflight || p->cur.active || w->b_count)
 		return 0; /* (RETRs in flight: a failed pass; the next run deletes) */
 	p->dele_started = 1;
 	/* the DONE records must be durable before the server forgets anything */
