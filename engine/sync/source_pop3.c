@@ -27,8 +27,11 @@
  * terminating "." starts a line (Dovecot 2.3 does, without counting it in
  * LIST): a body exactly two bytes longer than LIST's size that ends in
  * CRLF loses that CRLF and is copied as the server stored it. Any other
- * difference for a message larger than the hold cannot be undone once its
- * APPEND has begun: the run stops with an error naming the unique-id.
+ * difference for a message larger than the hold cannot be mended once its
+ * APPEND has begun: the message fails with an error naming its unique-id,
+ * the destination connection (with the APPEND half sent, so nothing of
+ * that batch is stored) is dropped and the pair reopened as after any
+ * drop (--retries), and the pass goes on without that message.
  *
  * Back-pressure. pop3_client hands body pieces out whole; what the copy
  * path cannot take yet stays in one bounded staging buffer (the hold plus
@@ -82,6 +85,9 @@ struct pop3src {
 	char *q; /* staging: q[qoff..qlen) not yet taken by the copy path */
 	size_t qlen, qoff;
 	int paused, draining, redrain;
+	/* ids whose RETR disagreed with LIST this run: not RETRieved again */
+	uint32_t *bad;
+	size_t nbad, cbad;
 	/* --pop3-delete */
 	int dele_started, dele_done;
 	uint32_t dele_pos;
@@ -248,6 +254,7 @@ void pop3src_free(struct worker *w)
 		pop3_client_close(&p->c);
 	free(p->ids);
 	free(p->todo);
+	free(p->bad);
 	free(p->q);
 	free(p);
 	w->p3 = NULL;
@@ -422,6 +429,14 @@ static int counted_already(const struct worker *w, uint32_t id)
 	       bsearch(&id, w->counted, w->ncounted, sizeof(*w->counted), id_cmp) != NULL;
 }
 
+static int is_bad(const struct pop3src *p, uint32_t id)
+{
+	for (size_t i = 0; i < p->nbad; i++)
+		if (p->bad[i] == id)
+			return 1;
+	return 0;
+}
+
 static int todo_push(struct pop3src *p, uint32_t msgno)
 {
 	if (grow((void **)&p->todo, &p->ctodo, p->ntodo + 1, sizeof(*p->todo)) < 0)
@@ -470,6 +485,8 @@ void pop3src_fetch_start(struct worker *w)
 			}
 			continue;
 		}
+		if (is_bad(p, k.uid))
+			continue; /* failed (and counted) earlier in this run */
 		if (pm->has_size && pm->size > limit) {
 			job_error(j, p3who(p), w->mb, k.uid,
 			          "UIDL \"%s\": message of %llu bytes exceeds %s %llu; not copied",
@@ -512,17 +529,34 @@ static int blocked(const struct pop3src *p)
 	       (p->cur.ended || (p->cur.begun ? p->qlen > p->qoff : p->qlen >= POP3SRC_HOLD));
 }
 
+/* The body is not the size its APPEND announced (see the top). */
 static void size_mismatch(struct pop3src *p)
 {
 	struct worker *w = p->w;
+	struct mf_error e;
+	char u[POP3_UIDL_MAX + 1];
 
+	snprintf(u, sizeof(u), "%s", uidl_of(p, p->cur.msgno));
 	job_error(w->job, p3who(p), w->mb, p->cur.id,
-	          "UIDL \"%s\": RETR gave %llu%s bytes, LIST said %llu; the APPEND was sized by "
-	          "LIST and cannot be completed: stopping (the server's sizes are not exact)",
-	          uidl_of(p, p->cur.msgno), (unsigned long long)p->cur.got,
-	          p->cur.ended ? "" : " or more", (unsigned long long)p->cur.list_size);
+	          "UIDL \"%s\": RETR gave %llu%s bytes, LIST said %llu (the server's sizes are "
+	          "not exact); not copied",
+	          u, (unsigned long long)p->cur.got, p->cur.ended ? "" : " or more",
+	          (unsigned long long)p->cur.list_size);
 	copy_msg_fail(w, p->cur.id);
-	pop3src_fatal(p);
+	if (grow((void **)&p->bad, &p->cbad, p->nbad + 1, sizeof(*p->bad)) < 0) {
+		pop3src_fatal(p);
+		return;
+	}
+	p->bad[p->nbad++] = p->cur.id;
+	p->cur.active = 0;
+	p->qlen = p->qoff = 0;
+	/* The APPEND is half sent: dropping the connection is the only way
+	 * to withdraw it (RFC 3502 §3: all of a MULTIAPPEND or nothing). */
+	w->sink.ops->abort(&w->sink);
+	mf_err_set(&e, -ECONNABORTED, "%s: APPEND withdrawn (message UIDL \"%s\" of the source is "
+	                              "not the size its LIST said)",
+	           w->sink.ops->who(&w->sink), u);
+	sink_failed(w, &e);
 }
 
 /* The message may begin: its date from the held header block, its size

@@ -12,14 +12,15 @@
 # CA; a wrong password exits 4 naming the source; SIGKILL at random moments
 # then resume: nothing lost, nothing twice; --pop3-delete empties the box
 # only of what the destination confirmed (a refused message stays);
-# usage errors exit 2. Then tests/faults/fake_pop3.py for what Dovecot will
+# usage errors exit 2; a LIST size Dovecot gets wrong (a Maildir file
+# whose name says W=... smaller than it is) fails that message only. Then tests/faults/fake_pop3.py for what Dovecot will
 # not do: a server that drops the connection mid-RETR (the pair is
 # reopened, then the mailbox fails: exit 3), and one that LISTs a message
 # without its final CRLF (copied without it).
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$BENCH_BIN/corpus" ] || { not_ok pop3m-corpus "$BENCH_BIN/corpus missing (make)"; exit 1; }
-dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2" || { not_ok pop3m-dovecot "start failed"; exit 1; }
+dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2 src6 dst6" || { not_ok pop3m-dovecot "start failed"; exit 1; }
 MD=$P_MAIL_ROOT/src/Maildir
 corpus P src tiny 3 || { not_ok pop3m-corpus "corpus failed"; exit 1; }
 python3 - "$MD/cur" <<'PY' || { not_ok pop3m-fixture "writing messages failed"; exit 1; }
@@ -309,3 +310,26 @@ if fake disconnect-mid-retr && expect_exit fake-drop 3 mf migrate "pop3://u@127.
 		ok fake-drop-reconnects || not_ok fake-drop-reconnects "$(head -c 400 "$T_TMP/last.err")"
 	[ "$(inbox_count fk2)" = 0 ] && ok fake-drop-nothing-partial || not_ok fake-drop-nothing-partial "$(inbox_count fk2) stored"
 fi
+
+# ---- a LIST size that is wrong: that message fails, the rest is copied ----
+# Dovecot takes a Maildir file's size from its name (W=, the size with
+# CRLF line ends): 500 bytes less than the truth makes LIST lie, and the
+# APPEND sized by it cannot be completed.
+M6=$P_MAIL_ROOT/src6/Maildir
+mkdir -p "$M6/cur" "$M6/new" "$M6/tmp"
+python3 - "$M6/cur" <<'PY'
+import os, sys
+body = b"Subject: sized wrong\r\nDate: 1 Feb 2024 00:00:00 +0000\r\n\r\n" + b"y" * 98 * 1000 + b"\r\n"
+open(os.path.join(sys.argv[1], "1700000000.M1P1.h,S=%d,W=%d:2,S" % (len(body), len(body) - 500)), "wb").write(body)
+open(os.path.join(sys.argv[1], "1700000001.M2P1.h:2,S"), "wb").write(b"Subject: fine\r\nDate: 2 Feb 2024 00:00:00 +0000\r\n\r\nok\r\n")
+PY
+"$ROOT/scripts/dovecot.sh" fixperms "$P_DIR"
+for run in 1 2; do
+	expect_exit "list-size-wrong-$run" 1 mf migrate "pop3://src6@127.0.0.1:$P_POP3_PORT" "$(imap_to dst6)" \
+		--src-password-file "$P_DIR/pw/src6" --dst-password-file "$P_DIR/pw/dst6" --ca-file "$P_CA_FILE" \
+		--state "$T_TMP/st6" --no-progress --pop3-delete || continue
+	grep -q 'UIDL "[0-9a-f]*": RETR gave [0-9]* or more bytes, LIST said [0-9]* (the server.s sizes are not exact); not copied' "$T_TMP/last.err" &&
+		ok "list-size-wrong-$run-named" || not_ok "list-size-wrong-$run-named" "$(head -c 400 "$T_TMP/last.err")"
+	[ "$(inbox_count dst6)" = 1 ] && [ "$(inbox_count src6)" = 1 ] && ok "list-size-wrong-$run-rest-copied" ||
+		not_ok "list-size-wrong-$run-rest-copied" "destination $(inbox_count dst6), source $(inbox_count src6)"
+done
