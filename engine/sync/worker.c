@@ -455,7 +455,10 @@ static void worker_reopen(struct loop *l, struct loop_timer *t)
 	}
 	w->src_open = w->dst_open = 0; /* counted: not again at the end */
 	if (worker_open_src(w, &e) < 0) {
-		conn_error(&w->src, &e);
+		if (w->p3)
+			worker_src_failed(w, &e);
+		else
+			conn_error(&w->src, &e);
 	} else if (worker_open_dst(w, &e) < 0) {
 		sink_failed(w, &e);
 	}
