@@ -116,9 +116,8 @@ static void alpha_zone(const char *w, size_t n, struct imap_date *d)
 	static const struct {
 		const char *name;
 		int hours;
-	} z[] = {{"UT", 0},   {"UTC", 0},  {"GMT", 0},  {"Z", 0},    {"EST", -5},
-	         {"EDT", -4}, {"CST", -6}, {"CDT", -5}, {"MST", -7}, {"MDT", -6},
-	         {"PST", -8}, {"PDT", -7}};
+	} z[] = {{"UT", 0},   {"UTC", 0},  {"GMT", 0},  {"Z", 0},    {"EST", -5}, {"EDT", -4},
+	         {"CST", -6}, {"CDT", -5}, {"MST", -7}, {"MDT", -6}, {"PST", -8}, {"PDT", -7}};
 
 	d->tz_sign = '-';
 	d->tz_hour = d->tz_min = 0;
@@ -266,7 +265,7 @@ enum hdrdate_from hdrdate_pick(const char *p, size_t n, struct imap_date *d)
 
 		if (p[i] == '\n' || (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n'))
 			break; /* the empty line: the header block ends */
-		for (;;) { /* to the end of the field: lines that go on start with WSP */
+		for (;;) {     /* to the end of the field: lines that go on start with WSP */
 			const char *lf = memchr(p + e, '\n', n - e);
 
 			if (!lf)

@@ -60,8 +60,8 @@
 struct pop3src {
 	struct worker *w;
 	struct pop3_client c;
-	int opened;    /* c needs pop3_client_close */
-	int listed;    /* UIDL and LIST of this session are in */
+	int opened; /* c needs pop3_client_close */
+	int listed; /* UIDL and LIST of this session are in */
 	unsigned listing_pending;
 	struct pop3_cmd uidl_cmd, list_cmd;
 	uint64_t wire_in, wire_out; /* of sessions released */
@@ -162,9 +162,8 @@ static void listing_done(struct pop3_client *c, struct pop3_cmd *cmd, const stru
 		 * copied exactly once. */
 		struct mf_error e;
 
-		mf_err_set(&e, -EPROTO, "%s: %s refused (%.*s); a POP3 source needs UIDL",
-		           p3who(p), cmd == &p->uidl_cmd ? "UIDL" : "LIST", (int)r->text_len,
-		           r->text);
+		mf_err_set(&e, -EPROTO, "%s: %s refused (%.*s); a POP3 source needs UIDL", p3who(p),
+		           cmd == &p->uidl_cmd ? "UIDL" : "LIST", (int)r->text_len, r->text);
 		pop3_client_abort(c);
 		on_error(c, &e);
 		return;
@@ -273,8 +272,8 @@ static int pop3src_unchanged(struct pop3src *p, struct state_mbox *rec)
 
 	if (j->o->pop3_delete || j->jobid == JOB_DRY_JOBID ||
 	    state_mbox_find(j->st, j->jobid, "INBOX", 5, &mbid, &e) < 0 ||
-	    state_mbox_get(j->st, j->jobid, mbid, rec, &e) < 0 || !rec->synced_at ||
-	    rec->intents || rec->uidvalidity != POP3SRC_UIDV)
+	    state_mbox_get(j->st, j->jobid, mbid, rec, &e) < 0 || !rec->synced_at || rec->intents ||
+	    rec->uidvalidity != POP3SRC_UIDV)
 		return 0;
 	for (uint32_t i = 1; i <= p->n; i++) {
 		const char *u = uidl_of(p, i);
@@ -377,9 +376,10 @@ void pop3src_mailbox_begin(struct worker *w)
 	if (w->rec.intents && w->rec.uidvalidity == POP3SRC_UIDV) {
 		if (j->o->dry_run) {
 			progress_clear(j);
-			mf_print("mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
-			         "would be looked for on the destination first",
-			         mb->display);
+			mf_print(
+			    "mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
+			    "would be looked for on the destination first",
+			    mb->display);
 		} else {
 			settle_start(w); /* then changes_start, fetch_start: here */
 			return;
@@ -390,8 +390,7 @@ void pop3src_mailbox_begin(struct worker *w)
 
 static uint64_t pop3src_limit(struct worker *w)
 {
-	uint64_t max = w->job->o->max_message_size ? w->job->o->max_message_size
-	                                             : JOB_MESSAGE_MAX;
+	uint64_t max = w->job->o->max_message_size ? w->job->o->max_message_size : JOB_MESSAGE_MAX;
 	uint64_t sl = w->sink.ops->size_limit(&w->sink);
 
 	return sl && sl < max ? sl : max;
@@ -507,13 +506,15 @@ void pop3src_fetch_start(struct worker *w)
 	}
 	if (j->o->dry_run) {
 		progress_clear(j);
-		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be copied into "
-		         "\"%s\"",
-		         w->mb->display, (unsigned long long)dry, w->mb->dst_name);
+		mf_print(
+		    "mailferry: dry-run: mailbox \"%s\": %llu new messages would be copied into "
+		    "\"%s\"",
+		    w->mb->display, (unsigned long long)dry, w->mb->dst_name);
 		if (j->o->pop3_delete)
-			mf_print("mailferry: dry-run: source: --pop3-delete would then delete the %llu "
-			         "messages recorded as copied and those the run copies",
-			         (unsigned long long)done);
+			mf_print(
+			    "mailferry: dry-run: source: --pop3-delete would then delete the %llu "
+			    "messages recorded as copied and those the run copies",
+			    (unsigned long long)done);
 		mailbox_finish(w);
 		return;
 	}
@@ -553,8 +554,9 @@ static void size_mismatch(struct pop3src *p)
 	/* The APPEND is half sent: dropping the connection is the only way
 	 * to withdraw it (RFC 3502 §3: all of a MULTIAPPEND or nothing). */
 	w->sink.ops->abort(&w->sink);
-	mf_err_set(&e, -ECONNABORTED, "%s: APPEND withdrawn (message UIDL \"%s\" of the source is "
-	                              "not the size its LIST said)",
+	mf_err_set(&e, -ECONNABORTED,
+	           "%s: APPEND withdrawn (message UIDL \"%s\" of the source is "
+	           "not the size its LIST said)",
 	           w->sink.ops->who(&w->sink), u);
 	sink_failed(w, &e);
 }
@@ -576,10 +578,14 @@ static int msg_start(struct pop3src *p)
 		struct tm tm;
 
 		gmtime_r(&now, &tm);
-		d = (struct imap_date){(uint16_t)(tm.tm_year + 1900), (uint8_t)(tm.tm_mon + 1),
-		                       (uint8_t)tm.tm_mday,          (uint8_t)tm.tm_hour,
-		                       (uint8_t)tm.tm_min,           (uint8_t)(tm.tm_sec > 59 ? 59 : tm.tm_sec),
-		                       '+',                          0,
+		d = (struct imap_date){(uint16_t)(tm.tm_year + 1900),
+		                       (uint8_t)(tm.tm_mon + 1),
+		                       (uint8_t)tm.tm_mday,
+		                       (uint8_t)tm.tm_hour,
+		                       (uint8_t)tm.tm_min,
+		                       (uint8_t)(tm.tm_sec > 59 ? 59 : tm.tm_sec),
+		                       '+',
+		                       0,
 		                       0};
 	}
 	imap_date_format(&d, date);
@@ -718,16 +724,15 @@ static void settle_flow(struct pop3src *p)
 	}
 }
 
-static int msg_begin_cb(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno,
-                        uint64_t size)
+static int msg_begin_cb(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, uint64_t size)
 {
 	struct pop3src *p = c->ud;
 	struct worker *w = p->w;
 
 	(void)cmd;
 	if (p->cur.active || p->qlen) {
-		job_error(w->job, p3who(p), w->mb, 0, "internal: message %u began before the last ended",
-		          msgno);
+		job_error(w->job, p3who(p), w->mb, 0,
+		          "internal: message %u began before the last ended", msgno);
 		return -EIO;
 	}
 	memset(&p->cur, 0, sizeof(p->cur));
@@ -878,21 +883,21 @@ static void pop3_src_read_retries(struct source *s)
 }
 
 const struct source_ops source_pop3_ops = {
-	.kind = "pop3",
-	.caps = 0, /* one mailbox, no flags or dates, no changes */
-	.who = pop3_src_who,
-	.pause = pop3_src_pause,
-	.kick = pop3_src_kick,
-	.reads_inflight = pop3_src_reads_inflight,
-	.read_retries = pop3_src_read_retries,
+    .kind = "pop3",
+    .caps = 0, /* one mailbox, no flags or dates, no changes */
+    .who = pop3_src_who,
+    .pause = pop3_src_pause,
+    .kick = pop3_src_kick,
+    .reads_inflight = pop3_src_reads_inflight,
+    .read_retries = pop3_src_read_retries,
 };
 
 static const struct pop3_client_cb pop3src_cb = {
-	.ready = on_ready,
-	.error = on_error,
-	.msg_begin = msg_begin_cb,
-	.msg_data = msg_data_cb,
-	.msg_end = msg_end_cb,
+    .ready = on_ready,
+    .error = on_error,
+    .msg_begin = msg_begin_cb,
+    .msg_data = msg_data_cb,
+    .msg_end = msg_end_cb,
 };
 
 /* ---- --pop3-delete ------------------------------------------------------------- */
@@ -908,8 +913,9 @@ static void quit_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct 
 	p->dele_done = 1;
 	progress_clear(w->job);
 	if (r->ok)
-		mf_log(MF_LOG_INFO, "%s: %llu copied messages deleted from the source (--pop3-delete)",
-		       p3who(p), (unsigned long long)p->deleted);
+		mf_log(MF_LOG_INFO,
+		       "%s: %llu copied messages deleted from the source (--pop3-delete)", p3who(p),
+		       (unsigned long long)p->deleted);
 	else
 		job_error(w->job, p3who(p), w->mb, 0,
 		          "QUIT refused (%.*s): the server may have kept the %llu messages marked "

@@ -43,7 +43,8 @@ static void test_parse_obsolete(struct unit_ctx *u)
 	UNIT_CHECK(u, date_is("(c) Sun, 2 (x (nested)) Mar 2008 10:00:00 +0000",
 	                      "02-Mar-2008 10:00:00 +0000"));
 	UNIT_CHECK(u, date_is("5-Mar-2008 10:00:00 +0000", "05-Mar-2008 10:00:00 +0000"));
-	UNIT_CHECK(u, date_is("5 mar 2008 10:00:00 +0000 trailing junk", "05-Mar-2008 10:00:00 +0000"));
+	UNIT_CHECK(
+	    u, date_is("5 mar 2008 10:00:00 +0000 trailing junk", "05-Mar-2008 10:00:00 +0000"));
 }
 
 static void test_parse_refused(struct unit_ctx *u)
@@ -113,12 +114,15 @@ static void test_pick(struct unit_ctx *u)
 	                  !strcmp(out, "05-Jan-2024 00:00:00 +0000"));
 	UNIT_CHECK(u, pick("Subject: no date\r\n\r\nDate: 5 Jan 2024 00:00:00 +0000\r\n", out) ==
 	                  HDRDATE_NONE);
-	UNIT_CHECK(u, pick("X-Date: 5 Jan 2024 00:00:00 +0000\r\nDated: 1 Jan 2024 00:00:00 +0000\r\n\r\n",
-	                   out) == HDRDATE_NONE);
+	UNIT_CHECK(
+	    u, pick("X-Date: 5 Jan 2024 00:00:00 +0000\r\nDated: 1 Jan 2024 00:00:00 +0000\r\n\r\n",
+	            out) == HDRDATE_NONE);
 	/* cut short: only complete fields count (the Received may go on) */
-	UNIT_CHECK(u, pick("Date: 5 Jan 2024 00:00:00 +0000\r\nReceived: by a; 6 Jan 2024 00:00:00 +0000\r\n",
-	                   out) == HDRDATE_DATE &&
-	                  !strcmp(out, "05-Jan-2024 00:00:00 +0000"));
+	UNIT_CHECK(
+	    u,
+	    pick("Date: 5 Jan 2024 00:00:00 +0000\r\nReceived: by a; 6 Jan 2024 00:00:00 +0000\r\n",
+	         out) == HDRDATE_DATE &&
+	        !strcmp(out, "05-Jan-2024 00:00:00 +0000"));
 	UNIT_CHECK(u, pick("Date: 5 Jan 2024 00:00:00 +0000", out) == HDRDATE_NONE);
 	UNIT_CHECK(u, pick("", out) == HDRDATE_NONE);
 }

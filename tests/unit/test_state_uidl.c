@@ -94,10 +94,10 @@ static void test_refused(struct unit_ctx *u)
 	UNIT_CHECK(u, state_open(&s, dir, &e) == 0);
 	memset(long_id, 'x', sizeof(long_id) - 1);
 	long_id[sizeof(long_id) - 1] = '\0';
-	UNIT_CHECK(u, state_uidl_id(s, 3, 1, long_id, STATE_UIDL_MAX + 1, &id, NULL, &e) ==
-	                  -EINVAL);
-	UNIT_CHECK(u, state_uidl_id(s, 3, 1, long_id, STATE_UIDL_MAX, &id, NULL, &e) == 0 &&
-	                  id == 1);
+	UNIT_CHECK(u,
+	           state_uidl_id(s, 3, 1, long_id, STATE_UIDL_MAX + 1, &id, NULL, &e) == -EINVAL);
+	UNIT_CHECK(u,
+	           state_uidl_id(s, 3, 1, long_id, STATE_UIDL_MAX, &id, NULL, &e) == 0 && id == 1);
 	UNIT_CHECK(u, state_uidl_id(s, 3, 1, "", 0, &id, NULL, &e) == -EINVAL);
 	UNIT_CHECK(u, state_uidl_id(s, 3, 1, "a b", 3, &id, NULL, &e) == -EINVAL);
 	UNIT_CHECK(u, state_uidl_id(s, 3, 1, "a\0b", 3, &id, NULL, &e) == -EINVAL);
