@@ -11,7 +11,9 @@
 # new message exactly 1; --map INBOX=Imported; pop3s:// with the private
 # CA; a wrong password exits 4 naming the source; SIGKILL at random moments
 # then resume: nothing lost, nothing twice; --pop3-delete empties the box
-# only of what the destination confirmed (a refused message stays);
+# only of what the destination confirmed (a message we refuse stays, and
+# so do those a destination over quota refuses: each message ends up in
+# exactly one place);
 # usage errors exit 2; a LIST size Dovecot gets wrong (a Maildir file
 # whose name says W=... smaller than it is) fails that message only. Then tests/faults/fake_pop3.py for what Dovecot will
 # not do: a server that drops the connection mid-RETR (the pair is
@@ -20,7 +22,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$BENCH_BIN/corpus" ] || { not_ok pop3m-corpus "$BENCH_BIN/corpus missing (make)"; exit 1; }
-dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2 src6 dst6" || { not_ok pop3m-dovecot "start failed"; exit 1; }
+dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2 src6 dst6 src7" || { not_ok pop3m-dovecot "start failed"; exit 1; }
 MD=$P_MAIL_ROOT/src/Maildir
 corpus P src tiny 3 || { not_ok pop3m-corpus "corpus failed"; exit 1; }
 python3 - "$MD/cur" <<'PY' || { not_ok pop3m-fixture "writing messages failed"; exit 1; }
@@ -56,8 +58,8 @@ for k, (name, body) in enumerate(sorted(msgs.items())):
     with open(os.path.join(cur, "%d.M%dP99.pop3m-%s:2,S" % (t + k, k, name)), "wb") as f:
         f.write(body)
 PY
-# the same drop for the --pop3-delete user
-mkdir -p "$P_MAIL_ROOT/src5" && cp -a "$MD" "$P_MAIL_ROOT/src5/"
+# the same drop for the --pop3-delete users
+mkdir -p "$P_MAIL_ROOT/src5" "$P_MAIL_ROOT/src7" && cp -a "$MD" "$P_MAIL_ROOT/src5/" && cp -a "$MD" "$P_MAIL_ROOT/src7/"
 "$ROOT/scripts/dovecot.sh" fixperms "$P_DIR"
 dva() { doveadm -c "$P_DOVECOT_CONF" "$@"; }
 inbox_count() { dva mailbox status -u "$1" messages "${2:-INBOX}" | sed 's/.*=//'; }
@@ -333,3 +335,32 @@ for run in 1 2; do
 	[ "$(inbox_count dst6)" = 1 ] && [ "$(inbox_count src6)" = 1 ] && ok "list-size-wrong-$run-rest-copied" ||
 		not_ok "list-size-wrong-$run-rest-copied" "destination $(inbox_count dst6), source $(inbox_count src6)"
 done
+
+# ---- --pop3-delete into a destination that refuses (over quota) ----
+# Each message must end up in exactly one place: still on the source
+# (refused) or on the destination (confirmed, then deleted).
+if dv_start Q --users "dq" --quota-user dq:700000; then
+	cp -a "$P_MAIL_ROOT/src7/Maildir" "$T_TMP/src7-before"
+	expect_exit quota-delete 5 mf migrate "pop3://src7@127.0.0.1:$P_POP3_PORT" \
+		"imap://dq@127.0.0.1:$Q_IMAP_PORT?starttls=no" --src-password-file "$P_DIR/pw/src7" \
+		--dst-password-file "$Q_DIR/pw/dq" --ca-file "$P_CA_FILE" --state "$T_TMP/st7" --no-progress --pop3-delete
+	python3 - "$T_TMP/src7-before" "$P_MAIL_ROOT/src7/Maildir" "$Q_MAIL_ROOT/dq/Maildir" <<'PY' &&
+import collections, os, re, sys
+def msgs(d):
+    c = collections.Counter()
+    for sub in ("cur", "new"):
+        p = os.path.join(d, sub)
+        for f in os.listdir(p) if os.path.isdir(p) else []:
+            c[re.sub(rb"\r*\n", b"\n", open(os.path.join(p, f), "rb").read())] += 1
+    return c
+before, left, there = msgs(sys.argv[1]), msgs(sys.argv[2]), msgs(sys.argv[3])
+assert left + there == before, "%d before, %d left + %d copied" % (sum(before.values()), sum(left.values()), sum(there.values()))
+assert not (left & there), "%d messages both left and copied" % sum((left & there).values())
+assert left and there, "%d left, %d copied: the quota did not split them" % (sum(left.values()), sum(there.values()))
+print("%d left, %d copied" % (sum(left.values()), sum(there.values())))
+PY
+		ok "quota-delete-only-confirmed ($(inbox_count src7) left on the source)" ||
+		not_ok quota-delete-only-confirmed "see above"
+else
+	not_ok quota-dovecot "start failed"
+fi
