@@ -2,7 +2,7 @@
  * source_pop3 — a POP3 maildrop (RFC 1939) as the source of a migration,
  * behind source.h: the session (pop3_client), the plan of its one mailbox
  * (INBOX), the copy pass (RETR, pipelined by the client when the server
- * offers PIPELINING) and, with --pop3-delete, DELE then QUIT.
+ * offers PIPELINING); --pop3-delete is pop3_delete.c's.
  *
  * Identity. A message is its unique-id (UIDL, RFC 1939 §7). The state's
  * uidls table gives each unique-id a synthetic id, assigned once and
@@ -41,75 +41,14 @@
  * Not for: the POP3 protocol (pop3_client), the copy path (copy.c), the
  * destination (sink_imap.c).
  */
-#include "engine/sync/job_int.h"
+#include "engine/sync/source_pop3_int.h"
 
 #include "protocols/hdrdate.h"
 
-/* The UIDVALIDITY of a POP3 source's records: POP3 has none; unique-ids
- * are meant to be stable for ever (RFC 1939 §7). */
-#define POP3SRC_UIDV 1u
-/* Bytes of a body held back to read its header block before it begins. */
-#define POP3SRC_HOLD ((size_t)64 << 10)
-/* The staging buffer: the hold, plus what one input buffer of the
- * connection (256 KiB) may still hand out after a pause. */
-#define POP3SRC_STAGE (POP3SRC_HOLD + ((size_t)320 << 10))
-/* RETR (or DELE) commands queued at the client at once; the client's
- * window (PIPELINING) decides how many are on the wire. */
-#define POP3SRC_RING 32
-
-struct pop3src {
-	struct worker *w;
-	struct pop3_client c;
-	int opened; /* c needs pop3_client_close */
-	int listed; /* UIDL and LIST of this session are in */
-	unsigned listing_pending;
-	struct pop3_cmd uidl_cmd, list_cmd;
-	uint64_t wire_in, wire_out; /* of sessions released */
-	/* the listing: ids[msgno - 1], 0 = none (no usable unique-id) */
-	uint32_t *ids;
-	size_t cids;
-	uint32_t n;
-	/* the pass: message numbers to RETR */
-	uint32_t *todo;
-	size_t ntodo, ctodo, todo_pos;
-	struct pop3_cmd ring[POP3SRC_RING];
-	unsigned ring_next, inflight;
-	/* the message being read */
-	struct {
-		int active, begun, ended, skip;
-		uint32_t msgno, id;
-		uint64_t list_size, got, declared, passed;
-		char tail[2];
-		unsigned ntail;
-	} cur;
-	char *q; /* staging: q[qoff..qlen) not yet taken by the copy path */
-	size_t qlen, qoff;
-	int paused, draining, redrain;
-	/* ids whose RETR disagreed with LIST this run: not RETRieved again */
-	uint32_t *bad;
-	size_t nbad, cbad;
-	/* --pop3-delete */
-	int dele_started, dele_done;
-	uint32_t dele_pos;
-	uint64_t deleted, dele_refused;
-};
-
 static const struct pop3_client_cb pop3src_cb;
 
-static const char *p3who(const struct pop3src *p)
-{
-	return pop3_client_who(&p->c);
-}
-
-static const char *uidl_of(const struct pop3src *p, uint32_t msgno)
-{
-	const struct pop3_msg *m = pop3_msg_get(&p->c, msgno);
-
-	return m && m->uidl[0] ? m->uidl : "";
-}
-
-/* The source failed in a way that must stop the job (the state, an
- * APPEND already begun with the wrong size): the copy path stops at once. */
+/* The source failed in a way that must stop the job (out of memory, the
+ * copy path refusing a message's start): everything stops at once. */
 static void pop3src_fatal(struct pop3src *p)
 {
 	struct worker *w = p->w;
@@ -899,94 +838,3 @@ static const struct pop3_client_cb pop3src_cb = {
     .msg_data = msg_data_cb,
     .msg_end = msg_end_cb,
 };
-
-/* ---- --pop3-delete ------------------------------------------------------------- */
-
-static void dele_pump(struct pop3src *p);
-
-static void quit_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
-{
-	struct pop3src *p = c->ud;
-	struct worker *w = p->w;
-
-	(void)cmd;
-	p->dele_done = 1;
-	progress_clear(w->job);
-	if (r->ok)
-		mf_log(MF_LOG_INFO,
-		       "%s: %llu copied messages deleted from the source (--pop3-delete)", p3who(p),
-		       (unsigned long long)p->deleted);
-	else
-		job_error(w->job, p3who(p), w->mb, 0,
-		          "QUIT refused (%.*s): the server may have kept the %llu messages marked "
-		          "deleted",
-		          (int)(r->text_len > 200 ? 200 : r->text_len), r->text,
-		          (unsigned long long)p->deleted);
-	if (w->mb)
-		mailbox_finish(w);
-}
-
-static void dele_done_cb(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
-{
-	struct pop3src *p = c->ud;
-	struct worker *w = p->w;
-
-	p->inflight--;
-	if (r->ok) {
-		p->deleted++;
-	} else {
-		p->dele_refused++;
-		job_error(w->job, p3who(p), w->mb, 0, "UIDL \"%s\": DELE refused: %.*s",
-		          uidl_of(p, cmd->msgno), (int)(r->text_len > 200 ? 200 : r->text_len),
-		          r->text);
-	}
-	dele_pump(p);
-}
-
-/* DELE every listed message whose record is DONE (copied and confirmed by
- * the destination, and committed), then QUIT: POP3 removes them only then
- * (RFC 1939 §6), so a run killed before deletes nothing. */
-static void dele_pump(struct pop3src *p)
-{
-	struct worker *w = p->w;
-	struct job *j = w->job;
-	struct mf_error e;
-
-	while (!p->c.closed && p->inflight < POP3SRC_RING && p->dele_pos < p->n) {
-		uint32_t i = ++p->dele_pos;
-		struct state_msg_key k = {j->jobid, w->mb->mbid, POP3SRC_UIDV, p->ids[i - 1]};
-		struct state_msg m;
-
-		if (!k.uid || state_msg_get(j->st, &k, &m, &e) < 0 || m.status != STATE_MSG_DONE)
-			continue;
-		p->inflight++;
-		pop3_dele(&p->c, &p->ring[p->ring_next], i, dele_done_cb, p);
-		p->ring_next = (p->ring_next + 1) % POP3SRC_RING;
-	}
-	if (!p->c.closed && !p->inflight && p->dele_pos >= p->n)
-		pop3_client_quit(&p->c, quit_done, p);
-}
-
-/* Called first by mailbox_finish: with --pop3-delete, the pass's end waits
- * for the DELEs and the QUIT (1: not yet; mailbox_finish is called again). */
-int pop3src_before_finish(struct worker *w)
-{
-	struct pop3src *p = w->p3;
-	struct job *j = w->job;
-
-	if (!p || !j->o->pop3_delete || j->o->dry_run || p->dele_started || j->fatal ||
-	    !p->listed || p->c.closed || !w->mb || p->inflight || p->cur.active || w->b_count)
-		return 0; /* (RETRs in flight: a failed pass; the next run deletes) */
-	p->dele_started = 1;
-	/* the DONE records must be durable before the server forgets anything */
-	if (job_commit(j) < 0) {
-		job_error(j, p3who(p), w->mb, 0,
-		          "the state could not be committed; nothing deleted from the source");
-		return 0;
-	}
-	w->phase = W_APPLY;
-	p->dele_pos = 0;
-	p->inflight = 0;
-	dele_pump(p);
-	return !p->dele_done;
-}
