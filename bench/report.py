@@ -177,7 +177,8 @@ def diff_text(c, diffs):
 
 # ---------------------------------------------------------------- the report
 
-ORDER = ["initial", "initial-tls", "rerun", "flags-1pct", "big-30mb",
+ORDER = ["initial", "initial-tls", "rerun", "flags-1pct", "big-30mb", "initial-courier", "rerun-courier",
+         "initial-from-courier", "rerun-from-courier",
          "initial-100k", "rerun-100k", "initial-100k-50ms", "rerun-100k-50ms", "rerun-50ms"]
 TOOLS = ["ceiling", "ceiling_tls", "mailferry", "mailferry_tls", "mailferry_prev", "interimap", "interimap_tls",
          "mbsync", "mbsync_tls", "offlineimap"]
@@ -187,6 +188,16 @@ NOTES = {
     "rerun": "nothing changed since the first migration",
     "flags-1pct": "1 % of the source's messages changed flags or keywords",
     "big-30mb": "an account holding one 30 MB message: memory",
+    "initial-courier": "Dovecot → Courier-IMAP 5.0 (no LITERAL+, MULTIAPPEND, CONDSTORE; folders under "
+                       "\"INBOX.\"), its own corpus; exact after fold_maildir.py (Courier's line ends, "
+                       "keywords, UTF-8 folder names); no ceiling (it needs MULTIAPPEND and LITERAL+), "
+                       "no interimap (it needs QRESYNC on both ends)",
+    "rerun-courier": "its no-change re-run; wire: the bytes to and from Courier only, as a proxy without "
+                     "delay counts them",
+    "initial-from-courier": "Courier → Dovecot, a ~10,000-message Courier account (two crash corpora under "
+                            "INBOX.Part1, INBOX.Part2); one run: it makes the destination the re-runs use",
+    "rerun-from-courier": "its no-change re-run (no CONDSTORE: a UID FLAGS scan per mailbox); wire: Courier's "
+                          "side as the proxy without delay counts it (its own latency adds a little)",
     "initial-100k": "100,000 messages in 20 folders, TLS off",
     "rerun-100k": "no-change re-run of the 100,000-message account, loopback",
     "initial-100k-50ms": "first migration of it behind a 25 ms each way delay proxy (50 ms round "
@@ -263,7 +274,9 @@ def main(outdir, mode):
         pass
 
     def size_of(sc):
-        c = corpus.get("src100k" if "100k" in sc else "big" if sc == "big-30mb" else "src") or {}
+        c = corpus.get("src100k" if "100k" in sc else "big" if sc == "big-30mb"
+                       else "none" if "from-courier" in sc
+                       else "csrc" if sc.endswith("-courier") else "src") or {}
         if c:
             return c.get("messages"), c.get("bytes")
         b = by.get((sc, "ceiling")) or by.get((sc, "mailferry")) or {}
@@ -283,7 +296,8 @@ def main(outdir, mode):
              "127.0.0.1, every tool against the same instance, one run at a time." % (
                  platform.node(), cpu, os.cpu_count() or 0, mem, platform.release(),
                  corpus.get("dovecot", "2.3")))
-    for k, what in (("src", "quick corpus"), ("src100k", "full corpus"), ("big", "memory corpus")):
+    for k, what in (("src", "quick corpus"), ("src100k", "full corpus"), ("big", "memory corpus"),
+                    ("csrc", "Courier corpus")):
         c = corpus.get(k)
         if c:
             L.append("- %s: %s message%s, %.1f MB, %s folder%s (`bench/corpus %s`)" % (
@@ -377,6 +391,8 @@ def main(outdir, mode):
     m, b = by.get(("initial", "mailferry")), by.get(("initial", "mbsync"))
     target("client CPU, initial: mailferry ÷ mbsync",
            ratio(m and m["runs"] and m["cpu_median"], b and b["runs"] and b["cpu_median"]), 0.5, "×")
+    target("Dovecot → Courier (issue 22): mailferry ÷ mbsync", ratio(wall("initial-courier", "mailferry"),
+                                                                 wall("initial-courier", "mbsync")), 0.5, "×")
     if mode == "full":
         target("no-change re-run, 100k in 20 folders, loopback", wall("rerun-100k", "mailferry"), 0.1, " s", "%.3f")
         target("the same behind the 50 ms proxy", wall("rerun-100k-50ms", "mailferry"), 0.3, " s", "%.3f")

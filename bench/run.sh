@@ -12,6 +12,16 @@
 #     rerun        no-change re-run
 #     flags-1pct   re-run after 1 % of the messages changed flags (IMAP STORE)
 #     big-30mb     an account holding one 30 MB message (memory)
+#     initial-courier  Dovecot -> Courier-IMAP 5.0 (scripts/courier.sh; root):
+#                  the server with no fast path (no LITERAL+, MULTIAPPEND,
+#                  CONDSTORE), every folder under "INBOX."; its own corpus
+#                  (BENCH_COURIER_PROFILE, default demo: ~2,500 messages)
+#     rerun-courier    its no-change re-run, with the bytes on the wire
+#                  (a counting proxy, no delay, in front of Courier)
+#     rerun-from-courier  a ~10,000-message Courier account (no CONDSTORE: a
+#                  re-run is a UID FLAGS scan) copied to Dovecot once
+#                  (initial-from-courier), then re-run unchanged; bytes and
+#                  round trips on the Courier side as the proxy counts them
 # full (make bench-full): quick, then 100,000 messages in 20 folders:
 #     initial-100k, rerun-100k (loopback), and rerun-100k-50ms: the same
 #     no-change re-run behind a delay proxy (25 ms each way), with bytes on
@@ -29,7 +39,8 @@
 # Environment: BENCH_TOOLS (a subset of the tools, the ceiling always runs),
 # BENCH_RUNS, BENCH_PORT_BASE (default 18300), BENCH_TIMEOUT
 # (seconds per tool run, default 1800), BENCH_BIN (default build/release),
-# BENCH_KEEP=1 keeps the Dovecot directory; BENCH_PROFILE and
+# BENCH_KEEP=1 keeps the Dovecot directory; BENCH_COURIER=0 leaves Courier
+# out, BENCH_COURIER_PROFILE its corpus; BENCH_PROFILE and
 # BENCH_FULL_PROFILE (corpus profiles, default quick and full: a smaller one
 # such as demo makes a fast smoke test of the bench itself).
 set -uo pipefail
@@ -80,6 +91,19 @@ if [ -n "${BENCH_TOOLS:-}" ]; then
 	for t in "${SYNCERS[@]}"; do [ "$t" = mailferry ] && TLS_TOOLS+=(mailferry_tls); done
 fi
 INITIAL=(ceiling "${SYNCERS[@]}")
+# Against Courier: no ceiling (bench/ceiling appends with MULTIAPPEND and
+# LITERAL+, which Courier lacks) and no interimap (it needs QRESYNC on both
+# ends; Courier has no CONDSTORE/QRESYNC, and interimap refuses to start).
+CO_SYNCERS=()
+for t in "${SYNCERS[@]}"; do [ "$t" = interimap ] || CO_SYNCERS+=("$t"); done
+# From Courier (10,000 messages): no OfflineIMAP either (~100 messages/s here).
+FROMCO=()
+for t in "${CO_SYNCERS[@]}"; do [ "$t" = offlineimap ] || FROMCO+=("$t"); done
+COURIER=${BENCH_COURIER:-1}
+[ "$COURIER" = 1 ] && [ "$(id -u)" -ne 0 ] && {
+	say "Courier runs in a private mount namespace and needs root: initial-courier left out" >&2
+	COURIER=0
+}
 # OfflineIMAP copies ~100 messages/s here: 100,000 would take ~17 minutes a run.
 K_SYNCERS=(mailferry interimap mbsync)
 K_INITIAL=(ceiling "${K_SYNCERS[@]}")
@@ -89,6 +113,7 @@ K_INITIAL=(ceiling "${K_SYNCERS[@]}")
 acct() { local t=${1//_/-}; echo "$t$2"; }
 
 users="src big warm"
+[ "$COURIER" = 1 ] && users="$users csrc" && for t in "${FROMCO[@]}"; do users="$users $(acct "$t" fromco)"; done
 for r in $(seq 1 "$RUNS"); do
 	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(acct "$t" "$r")"; done
 	for t in ceiling "${SYNCERS[@]}"; do users="$users $(acct "$t" "big$r")"; done
@@ -102,6 +127,7 @@ DV=$(mktemp -d /tmp/mf-bench.XXXXXX)
 PROXY_PID=
 cleanup() {
 	[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
+	[ -d "$DV/courier" ] && scripts/courier.sh stop "$DV/courier" >/dev/null 2>&1
 	scripts/dovecot.sh stop "$DV" >/dev/null 2>&1
 	[ "${BENCH_KEEP:-0}" = 1 ] && say "kept $DV" || rm -rf "$DV"
 }
@@ -124,16 +150,66 @@ gen() { # USER corpus-args...
 }
 gen src --profile "${BENCH_PROFILE:-quick}" --seed 1
 gen big --big-mb 30 --seed 1
+[ "$COURIER" = 1 ] && gen csrc --profile "${BENCH_COURIER_PROFILE:-demo}" --seed 1
 [ "$MODE" = full ] && gen src100k --profile "${BENCH_FULL_PROFILE:-full}" --seed 1
 echo "{${corpus_json}\"dovecot\":\"$(dovecot --version | awk '{print $1}')\"}" >"$OUT/corpus.json"
 scripts/dovecot.sh fixperms "$DV"
 
+# ---- Courier-IMAP beside it (destination accounts only; the source is csrc on Dovecot) ----
+CO=$DV/courier
+if [ "$COURIER" = 1 ]; then
+	co_users=cosrc
+	for r in $(seq 1 "$RUNS"); do for t in "${CO_SYNCERS[@]}"; do co_users="$co_users $(acct "$t" "c$r")"; done; done
+	if scripts/courier.sh start "$CO" --port-base $((${BENCH_PORT_BASE:-18300} + 20)) --users "${co_users# }" \
+		--max-conn 200 >"$DV/courier-start.log" 2>&1; then
+		CO_PORT=$(sed -n 's/^IMAP_PORT=//p' "$CO/env")
+		say "private Courier-IMAP on 127.0.0.1:$CO_PORT"
+		# The source account for rerun-from-courier, written straight into
+		# Courier's Maildir: the corpus profile (default crash, ~5,200 small
+		# messages) for seeds 1 and 2, each tree under "INBOX.PartN";
+		# keyword letters dropped from the file names (Courier keeps
+		# keywords elsewhere), Dovecot's files left out.
+		for sd in 1 2; do
+			"$BIN/bench/corpus" --out "$DV/cogen/$sd" --profile "${BENCH_COURIER_SRC_PROFILE:-crash}" --seed "$sd" >/dev/null
+		done
+		python3 - "$DV/cogen" "$CO/mail/cosrc/Maildir" <<'PY'
+import os, re, sys
+gen, md = sys.argv[1:3]
+n = 0
+for sd in sorted(os.listdir(gen)):
+    root = os.path.join(gen, sd)
+    for d in [""] + sorted(x for x in os.listdir(root) if x.startswith(".")):
+        src = os.path.join(root, d)
+        if not os.path.isdir(os.path.join(src, "cur")):
+            continue
+        dst = os.path.join(md, ".Part" + sd + d)
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(dst, sub), exist_ok=True)
+        open(os.path.join(dst, "maildirfolder"), "w").close()
+        for sub in ("cur", "new"):
+            for fn in os.listdir(os.path.join(src, sub)) if os.path.isdir(os.path.join(src, sub)) else []:
+                os.rename(os.path.join(src, sub, fn), os.path.join(dst, sub, re.sub(r"(:2,[A-Z]*)[a-z]+$", r"\1", fn)))
+                n += 1
+print("bench: cosrc on Courier: %d messages" % n)
+PY
+		rm -rf "$DV/cogen"
+		scripts/courier.sh fixperms "$CO"
+	else
+		say "Courier did not start, initial-courier left out: $(tail -n 3 "$DV/courier-start.log" | tr '\n' ' ')" >&2
+		COURIER=0
+	fi
+fi
+
 # ---- the peers' configurations (copied into the report, passwords hidden) ----
-mbsync_conf() { # DST SRC PORT TLS
-	local ssl="SSLType None" host=127.0.0.1
+mbsync_conf() { # DST SRC PORT TLS [DST_PORT DST_PW_DIR SRC_PORT SRC_PW_DIR]
+	local ssl="SSLType None" host=127.0.0.1 dport=${5:-$3} dpw=${6:-$DV/pw} auth= sport=${7:-$3} spw=${8:-$DV/pw} sauth=
 	# mbsync checks DNS names only, not IP addresses: the certificate has localhost too
 	[ "$4" = 1 ] && ssl="SSLType IMAPS
 CertificateFile $CA_FILE" && host=localhost
+	# Courier offers AUTH=PLAIN only under TLS; mbsync sends LOGIN in the
+	# clear only when told to (loopback)
+	[ "$dport" != "$3" ] && auth="AuthMechs LOGIN"
+	[ "$sport" != "$3" ] && sauth="AuthMechs LOGIN"
 	cat <<EOF
 # mbsync (isync $(mbsync --version 2>/dev/null | awk '{print $2}')), documented fast settings: one
 # Channel for all mailboxes, unlimited pipelining (PipelineDepth default),
@@ -142,20 +218,22 @@ FSync no
 
 IMAPAccount src
 Host $host
-Port $3
+Port $sport
 User $2
-PassCmd "cat $DV/pw/$2"
+PassCmd "cat $spw/$2"
 $ssl
+$sauth
 
 IMAPStore src
 Account src
 
 IMAPAccount dst
 Host $host
-Port $3
+Port $dport
 User $1
-PassCmd "cat $DV/pw/$1"
+PassCmd "cat $dpw/$1"
 $ssl
+$auth
 
 IMAPStore dst
 Account dst
@@ -200,7 +278,12 @@ compress = NO
 $tls
 EOF
 }
-offlineimap_conf() { # DST SRC PORT
+offlineimap_conf() { # DST SRC PORT [DST_PORT DST_PW_DIR]
+	local dport=${4:-$3} dpw=${5:-$DV/pw} snt= dnt=
+	# Courier keeps every folder under "INBOX.": names translated both ways
+	# (OfflineIMAP's nametrans must be each other's inverse)
+	[ "$dport" != "$3" ] && snt="nametrans = lambda f: f if f == 'INBOX' else 'INBOX.' + f" &&
+		dnt="nametrans = lambda f: re.sub(r'^INBOX\\.', '', f)"
 	cat <<EOF
 # offlineimap3 $(offlineimap --version 2>/dev/null): IMAP to IMAP, 4 connections per side (the
 # documented sensible maximum is 5), no fsync, quiet UI; the source read-only.
@@ -224,23 +307,28 @@ ssl = no
 starttls = no
 readonly = True
 maxconnections = 4
+$snt
 
 [Repository dst]
 type = IMAP
 remotehost = 127.0.0.1
-remoteport = $3
+remoteport = $dport
 remoteuser = $1
-remotepassfile = $DV/pw/$1
+remotepassfile = $dpw/$1
 ssl = no
 starttls = no
 createfolders = True
 maxconnections = 4
+$dnt
 EOF
 }
 
 # cmd_for TOOL DST SRC PORT → CMD (array); 1 if the tool is not there
+# DPORT / DPW, SPORT / SPW (globals): the destination's or the source's
+# port and password directory when it is Courier, not Dovecot.
 cmd_for() {
-	local tool=$1 dst=$2 src=$3 port=$4 tls=0 sd=$DV/state-$2
+	local tool=$1 dst=$2 src=$3 port=$4 tls=0 sd=$DV/state-$2 dport=${DPORT:-$4} dpw=${DPW:-$DV/pw}
+	local sport=${SPORT:-$4} spw=${SPW:-$DV/pw}
 	mkdir -p "$sd"
 	case $tool in *_tls) tls=1 ;; esac
 	case $tool in
@@ -250,14 +338,14 @@ cmd_for() {
 		[ $tls = 1 ] && CMD+=(--tls --ca-file "$CA_FILE") ;;
 	mailferry)
 		[ -x "$BIN/mailferry" ] || return 1
-		CMD=("$BIN/mailferry" migrate "imap://$src@127.0.0.1:$port?starttls=no"
-			"imap://$dst@127.0.0.1:$port?starttls=no" --src-password-file "$DV/pw/$src"
-			--dst-password-file "$DV/pw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
+		CMD=("$BIN/mailferry" migrate "imap://$src@127.0.0.1:$sport?starttls=no"
+			"imap://$dst@127.0.0.1:$dport?starttls=no" --src-password-file "$spw/$src"
+			--dst-password-file "$dpw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
 	mailferry_prev)
 		[ -x "${MF_PREV:-}" ] || return 1
-		CMD=("$MF_PREV" migrate "imap://$src@127.0.0.1:$port?starttls=no"
-			"imap://$dst@127.0.0.1:$port?starttls=no" --src-password-file "$DV/pw/$src"
-			--dst-password-file "$DV/pw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
+		CMD=("$MF_PREV" migrate "imap://$src@127.0.0.1:$sport?starttls=no"
+			"imap://$dst@127.0.0.1:$dport?starttls=no" --src-password-file "$spw/$src"
+			--dst-password-file "$dpw/$dst" --state "$sd" --json -q ${MF_OPTS:-}) ;;
 	mailferry_tls)
 		[ -x "$BIN/mailferry" ] || return 1
 		CMD=("$BIN/mailferry" migrate "imaps://$src@127.0.0.1:$port" "imaps://$dst@127.0.0.1:$port"
@@ -265,7 +353,7 @@ cmd_for() {
 			--state "$sd" --json -q ${MF_OPTS:-}) ;;
 	mbsync | mbsync_tls)
 		command -v mbsync >/dev/null || return 1
-		mbsync_conf "$dst" "$src" "$port" $tls >"$sd/mbsyncrc"
+		mbsync_conf "$dst" "$src" "$port" $tls "$dport" "$dpw" "$sport" "$spw" >"$sd/mbsyncrc"
 		CMD=(mbsync -c "$sd/mbsyncrc" -a -q) ;;
 	interimap | interimap_tls)
 		command -v interimap >/dev/null || return 1
@@ -274,26 +362,26 @@ cmd_for() {
 		CMD=(interimap --config "$sd/interimap.conf" --quiet) ;;
 	offlineimap)
 		command -v offlineimap >/dev/null || return 1
-		offlineimap_conf "$dst" "$src" "$port" >"$sd/offlineimaprc"
+		offlineimap_conf "$dst" "$src" "$port" "$dport" "$dpw" >"$sd/offlineimaprc"
 		CMD=(offlineimap -c "$sd/offlineimaprc" -o -u quiet) ;;
 	*) return 1 ;;
 	esac
-	# the configuration, once per tool, into the report
-	local f
+	# the configuration, once per tool (and destination server), into the report
+	local f tag=$tool${DPORT:+-courier}${SPORT:+-from-courier}
 	for f in "$sd/mbsyncrc" "$sd/interimap.conf" "$sd/offlineimaprc"; do
-		[ -f "$f" ] && [ ! -f "$OUT/peers/$tool-$(basename "$f")" ] &&
-			sed 's/^password = .*/password = (hidden)/' "$f" >"$OUT/peers/$tool-$(basename "$f")"
+		[ -f "$f" ] && [ ! -f "$OUT/peers/$tag-$(basename "$f")" ] &&
+			sed 's/^password = .*/password = (hidden)/' "$f" >"$OUT/peers/$tag-$(basename "$f")"
 	done
 	return 0
 }
 
-# The delay proxy (25 ms each way) in front of Dovecot's IMAP port; its
-# port in PROXY_PORT, its counters in FILE.
+# The delay proxy (25 ms each way) in front of Dovecot's IMAP port (or
+# TARGET, with DELAY ms); its port in PROXY_PORT, its counters in FILE.
 PROXY_PORT=$((P + 10))
-proxy_start() { # STATS_FILE
+proxy_start() { # STATS_FILE [TARGET DELAY]
 	local i
 	rm -f "$DV/proxy.out"
-	python3 tests/faults/delay_proxy.py --target "$P" --listen "$PROXY_PORT" --delay 25 --stats "$1" \
+	python3 tests/faults/delay_proxy.py --target "${2:-$P}" --listen "$PROXY_PORT" --delay "${3:-25}" --stats "$1" \
 		--max-seconds "$TMO" >"$DV/proxy.out" 2>"$DV/proxy.err" &
 	PROXY_PID=$!
 	for i in $(seq 1 100); do
@@ -312,15 +400,69 @@ proxy_stop() {
 	PROXY_PID=
 }
 
-# measure SCENARIO TOOL RUN DST SRC CHECK(0|1) [proxy]
+# Courier's Maildir as bench/compare can judge it against the source's
+# (tests/integration/fold_maildir.py: Courier's line ends, keywords and
+# UTF-8 folder names); the source's fold is made once.
+co_fold() { # SRC DST WORKDIR → DV/fold-SRC, WORKDIR/fold
+	[ -d "$DV/fold-$1" ] || python3 tests/integration/fold_maildir.py "$MAIL_ROOT/$1/Maildir" "$DV/fold-$1" ||
+		return 1
+	python3 tests/integration/fold_maildir.py "$CO/mail/$2/Maildir" "$3/fold" --courier
+}
+# OfflineIMAP creates every parent of a new folder and accepts only
+# [ALREADYEXISTS] for one that exists; Courier answers CREATE INBOX with a
+# plain NO, so "INBOX.Sent" can never be created by it. The bench creates
+# the destination's folders for it before the run (not timed).
+co_precreate() { # SRC DST
+	python3 - "$P" "$1" "$DV/pw/$1" "$CO_PORT" "$2" "$CO/pw/$2" <<'PY'
+import imaplib, re, sys
+sport, suser, spw, dport, duser, dpw = sys.argv[1:7]
+s = imaplib.IMAP4("127.0.0.1", int(sport))
+s.login(suser, open(spw).read())
+names = []
+for line in s.list()[1]:
+    m = re.match(rb'\((.*?)\) (?:NIL|"[^"]*") "?(.*?)"?$', line)
+    if m and m.group(2) != b"INBOX" and b"\\Noselect" not in m.group(1):
+        names.append(m.group(2).decode())
+s.logout()
+d = imaplib.IMAP4("127.0.0.1", int(dport))
+d.login(duser, open(dpw).read())
+for n in names:
+    d.create('"INBOX.%s"' % n)
+d.logout()
+PY
+}
+
+# measure SCENARIO TOOL RUN DST SRC CHECK(0|1) [proxy|courier|courier-proxy]
+# courier: the destination account is on Courier; courier-proxy: that
+# through the proxy without delay (it counts the bytes).
 measure() {
-	local sc=$1 tool=$2 run=$3 dst=$4 src=$5 check=$6 via=${7:-} W=$DV/w port rc n
+	local sc=$1 tool=$2 run=$3 dst=$4 src=$5 check=$6 via=${7:-} W=$DV/w port rc n co=0
+	local a b dmd=$MAIL_ROOT/$4/Maildir
 	rm -rf "$W"
 	mkdir -p "$W"
 	port=$P
 	case $tool in *_tls) port=$PS ;; esac
+	DPORT= DPW= SPORT= SPW=
+	case $via in
+	courier*) co=1 DPORT=$CO_PORT DPW=$CO/pw dmd=$CO/mail/$dst/Maildir ;;
+	from-courier*) co=2 SPORT=$CO_PORT SPW=$CO/pw ;;
+	esac
 	rc=
-	if [ "$via" = proxy ]; then
+	if [ "$via" = from-courier-proxy ]; then
+		if proxy_start "$W/proxy.json" "$CO_PORT" 0; then
+			SPORT=$PROXY_PORT
+		else
+			echo "the counting proxy did not start" >"$W/err"
+			rc=125
+		fi
+	elif [ "$via" = courier-proxy ]; then
+		if proxy_start "$W/proxy.json" "$CO_PORT" 0; then
+			DPORT=$PROXY_PORT
+		else
+			echo "the counting proxy did not start" >"$W/err"
+			rc=125
+		fi
+	elif [ "$via" = proxy ]; then
 		if proxy_start "$W/proxy.json"; then
 			port=$PROXY_PORT
 		else
@@ -341,18 +483,26 @@ measure() {
 	fi
 	proxy_stop
 	if [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ]; then
-		"$BIN/bench/compare" --json "$MAIL_ROOT/$src/Maildir" "$MAIL_ROOT/$dst/Maildir" >"$W/cmp.json" 2>"$W/cmp.err"
+		a=$MAIL_ROOT/$src/Maildir b=$dmd
+		if [ $co = 1 ]; then
+			a=$DV/fold-$src b=$W/fold
+			co_fold "$src" "$dst" "$W" 2>"$W/cmp.err"
+		elif [ $co = 2 ]; then # Courier is the source: both sides folded
+			a=$DV/fold-co-$src b=$W/fold
+			{ [ -d "$a" ] || python3 tests/integration/fold_maildir.py "$CO/mail/$src/Maildir" "$a" --courier; } 2>"$W/cmp.err"
+			python3 tests/integration/fold_maildir.py "$dmd" "$b" 2>>"$W/cmp.err"
+		fi
+		"$BIN/bench/compare" --json "$a" "$b" >"$W/cmp.json" 2>>"$W/cmp.err"
 		# mbsync adds an X-TUID header to what it stores: say so, and
 		# whether the copy is right apart from it
 		# (once per scenario and tool: it reads every message whole)
-		if ! grep -q '"exact":true' "$W/cmp.json" && [ -d "$MAIL_ROOT/$dst/Maildir" ]; then
+		if ! grep -q '"exact":true' "$W/cmp.json" && [ -d "$dmd" ]; then
 			if [ -f "$DV/note-$sc-$tool" ]; then
 				cp "$DV/note-$sc-$tool" "$W/note"
 			else
-				n=$(grep -rl -m1 '^X-TUID: ' "$MAIL_ROOT/$dst/Maildir" 2>/dev/null | wc -l)
+				n=$(grep -rl -m1 '^X-TUID: ' "$dmd" 2>/dev/null | wc -l)
 				if [ "$n" -gt 0 ]; then
-					"$BIN/bench/compare" "$MAIL_ROOT/$src/Maildir" "$MAIL_ROOT/$dst/Maildir" \
-						--ignore-header X-TUID >"$W/cmp2" 2>&1
+					"$BIN/bench/compare" "$a" "$b" --ignore-header X-TUID >"$W/cmp2" 2>&1
 					echo "adds an X-TUID header to $n messages; apart from it: $(tail -n 1 "$W/cmp2" | sed 's/^compare: [^:]*: //')" >"$W/note"
 				fi
 				: >>"$W/note"
@@ -360,6 +510,7 @@ measure() {
 			fi
 		fi
 	fi
+	DPORT= DPW= SPORT= SPW=
 	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" "$check"
 }
 
@@ -403,6 +554,39 @@ for r in $(seq 1 "$RUNS"); do
 		measure big-30mb "$t" "$r" "$(acct "$t" "big$r")" big 1
 	done
 done
+
+# ---- Dovecot -> Courier: no LITERAL+, no MULTIAPPEND, folders under "INBOX." ----
+if [ "$COURIER" = 1 ]; then
+	warm csrc
+	for r in $(seq 1 "$RUNS"); do
+		for t in "${CO_SYNCERS[@]}"; do
+			[ "$t" = offlineimap ] && co_precreate csrc "$(acct "$t" "c$r")"
+			measure initial-courier "$t" "$r" "$(acct "$t" "c$r")" csrc 1 courier
+		done
+	done
+	# re-runs over the first run's accounts, through the counting proxy
+	for r in $(seq 1 "$RUNS"); do
+		for t in "${CO_SYNCERS[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure rerun-courier "$t" "$r" "$(acct "$t" c1)" csrc \
+				"$([ "$r" = "$RUNS" ] && echo 1 || echo 0)" courier-proxy
+		done
+	done
+fi
+
+if [ "$COURIER" = 1 ]; then
+	# Courier as the source: one initial copy per tool (it makes the
+	# destination and state), then the no-change re-runs through the
+	# counting proxy in front of Courier.
+	for t in "${FROMCO[@]}"; do
+		measure initial-from-courier "$t" 1 "$(acct "$t" fromco)" cosrc 1 from-courier
+	done
+	for r in $(seq 1 "$RUNS"); do
+		for t in "${FROMCO[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure rerun-from-courier "$t" "$r" "$(acct "$t" fromco)" cosrc \
+				"$([ "$r" = "$RUNS" ] && echo 1 || echo 0)" from-courier-proxy
+		done
+	done
+fi
 
 # ---- full: 100,000 messages in 20 folders ----
 if [ "$MODE" = full ]; then

@@ -6,12 +6,16 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+
+#include "protocols/sasl_oauth.h"
 
 enum {
 	ST_CONNECTING,
@@ -30,15 +34,37 @@ enum {
 	AUTH_CONT_NONE,
 	AUTH_CONT_SASL,    /* AUTHENTICATE PLAIN without SASL-IR: the response */
 	AUTH_CONT_LITERAL, /* LOGIN: the bytes of a synchronizing literal */
+	AUTH_CONT_OAUTH,   /* OAuth2 without SASL-IR: the initial response */
+	AUTH_CONT_OAUTH_ERR,  /* OAuth2 response sent: a "+" is the error challenge */
+	AUTH_CONT_OAUTH_DONE, /* error challenge answered: only NO may follow */
 };
+
+/* The OAuth2 mechanisms. OAUTHBEARER is preferred when both are offered:
+ * it is the standard (RFC 7628) and names host and port; XOAUTH2 is what
+ * Microsoft 365 offers. */
+enum { OAUTH_NONE, OAUTH_BEARER, OAUTH_XOAUTH2 };
+/* c->oauth_b64: the base64 message, then the token. */
+#define OAUTH_BUF (SASL_OAUTH_B64_MAX + SASL_OAUTH_TOKEN_MAX + 1)
 
 static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void sasl_plain(struct imap_client *c, char *b64, size_t cap);
 
+static void oauth_wipe(struct imap_client *c)
+{
+	if (c->oauth_b64) {
+		OPENSSL_cleanse(c->oauth_b64, OAUTH_BUF);
+		free(c->oauth_b64);
+		c->oauth_b64 = NULL;
+	}
+}
+
 /* Closes the connection once, keeping its byte counters for reports. */
 static void client_shutdown(struct imap_client *c)
 {
+	oauth_wipe(c);
+	if (c->oauth_wait.queued && c->ep && c->ep->token && c->ep->token->cancel)
+		c->ep->token->cancel(c->ep->token->ctx, &c->oauth_wait);
 	if (c->closed)
 		return;
 	c->closed = 1;
@@ -76,6 +102,10 @@ static void redact(struct imap_client *c, char *msg)
 {
 	char b64[2000];
 
+	if (c->oauth_b64) { /* the OAuth2 message and the token in it */
+		redact_one(msg, c->oauth_b64);
+		redact_one(msg, c->oauth_b64 + SASL_OAUTH_B64_MAX);
+	}
 	if (!c->ep->password)
 		return;
 	redact_one(msg, c->ep->password);
@@ -99,6 +129,10 @@ static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
 	va_end(ap);
 	redact(c, e.msg);
 	e.code = code;
+	/* A logged-in connection lost: the token may have expired, so the
+	 * reconnect fetches a new one (--*-oauth-token-cmd). */
+	if (c->state == ST_READY && c->ep->token && c->ep->token->lost)
+		c->ep->token->lost(c->ep->token->ctx);
 	client_shutdown(c);
 	c->cb->error(c, &e);
 }
@@ -124,7 +158,8 @@ static const struct {
 	{"LIST-STATUS", IMAP_CAP_LIST_STATUS}, {"LIST-EXTENDED", IMAP_CAP_LIST_EXTENDED},
 	{"ESEARCH", IMAP_CAP_ESEARCH},	 {"NAMESPACE", IMAP_CAP_NAMESPACE},
 	{"UTF8=ACCEPT", IMAP_CAP_UTF8_ACCEPT}, {"MOVE", IMAP_CAP_MOVE},
-	{"BINARY", IMAP_CAP_BINARY},
+	{"BINARY", IMAP_CAP_BINARY},		 {"AUTH=XOAUTH2", IMAP_CAP_AUTH_XOAUTH2},
+	{"AUTH=OAUTHBEARER", IMAP_CAP_AUTH_OAUTHBEARER},
 };
 
 static void caps_parse(struct imap_client *c, const struct imap_node *n)
@@ -186,8 +221,14 @@ static void out(struct imap_client *c, const void *p, size_t n)
 {
 	if (c->closed)
 		return;
-	if (c->state != ST_AUTH)
+	if (c->state != ST_AUTH) {
 		trace(c, ">>", p, n);
+	} else if (c->trace) { /* credentials: only that something went */
+		char m[64];
+		int k = snprintf(m, sizeof(m), "[%zu bytes of login hidden]", n);
+
+		trace(c, ">>", m, (size_t)k);
+	}
 	if (conn_write(&c->conn, p, n) < 0)
 		client_fail(c, -ENOMEM, "out of memory for output");
 }
@@ -229,8 +270,11 @@ void imap_put_literal_header(struct imap_client *c, uint64_t n, int sp)
 	int plus = literal_nonsync(c, n);
 
 	imap_putf(c, "%s{%llu%s}\r\n", sp ? " " : "", (unsigned long long)n, plus ? "+" : "");
-	if (!plus)
+	if (!plus) {
 		c->awaiting_cont++;
+		/* The "+" is a reply: timed, and ACKed at once (conn_set_busy). */
+		conn_set_busy(&c->conn, 1);
+	}
 }
 
 /* How an astring must travel (RFC 3501 §9): atom, quoted or literal. */
@@ -398,14 +442,39 @@ static void on_tls_ready(struct conn *conn)
 	send_capability(c, ST_CAPA_PRE);
 }
 
+static void oauth_send(struct imap_client *c);
+static int oauth_fetch(struct imap_client *c, int refresh);
+static void oauth_refreshed(struct imap_client *c);
+
 static void auth_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
-	int incomplete = c->auth_cont != AUTH_CONT_NONE;
+	int incomplete = c->auth_cont == AUTH_CONT_SASL || c->auth_cont == AUTH_CONT_LITERAL ||
+	                 c->auth_cont == AUTH_CONT_OAUTH;
+	int aborted = c->auth_cont == AUTH_CONT_OAUTH_DONE;
 
 	(void)cmd;
 	c->auth_cont = AUTH_CONT_NONE;
-	if (r->status == IMAP_ST_OK && incomplete) {
-		client_fail(c, -EPROTO, "server accepted the login before it was complete");
+	if (r->status == IMAP_ST_OK && (incomplete || aborted)) {
+		client_fail(c, -EPROTO, "server accepted the login %s",
+		            aborted ? "after refusing the OAuth2 token" : "before it was complete");
+		return;
+	}
+	if (r->status != IMAP_ST_OK && c->oauth_mech) {
+		snprintf(c->oauth_no, sizeof(c->oauth_no),
+		         "the OAuth2 token was refused%s%s%s: %s%.*s%s%.*s",
+		         c->oauth_why[0] ? " (" : "", c->oauth_why, c->oauth_why[0] ? ")" : "",
+		         r->code ? "[" : "", r->code ? (int)r->code->len : 0, r->code ? r->code->s : "",
+		         r->code ? "] " : "", (int)r->text_len, r->text);
+		/* Refused: maybe expired. A new token (the command run again, the
+		 * file re-read) gets one more try on this connection. */
+		if (!c->oauth_retried) {
+			c->oauth_retried = 1;
+			c->oauth_old_gen = c->oauth_gen;
+			if (oauth_fetch(c, 1) == 0)
+				oauth_refreshed(c);
+			return; /* or failed, or oauth_ready follows */
+		}
+		client_fail(c, -EACCES, "login failed: %s", c->oauth_no);
 		return;
 	}
 	if (r->status != IMAP_ST_OK) {
@@ -490,12 +559,140 @@ static void login_next(struct imap_client *c)
 	imap_cmd_end(c);
 }
 
+static void oauth_ready(struct imap_token_wait *w, int rc, const struct mf_error *err);
+
+/* The token into c->oauth_b64's second half: 0, -1 (client failed), or 1:
+ * a token command runs, oauth_ready follows. */
+static int oauth_fetch(struct imap_client *c, int refresh)
+{
+	const struct imap_token_src *t = c->ep->token;
+	struct mf_error e;
+	int rc;
+
+	if (!c->oauth_b64 && !(c->oauth_b64 = malloc(OAUTH_BUF))) {
+		client_fail(c, -ENOMEM, "out of memory");
+		return -1;
+	}
+	mf_err_clear(&e);
+	c->oauth_wait.ready = oauth_ready;
+	rc = t->get(t->ctx, c->conn.loop, refresh, &c->oauth_gen, c->oauth_b64 + SASL_OAUTH_B64_MAX,
+	            SASL_OAUTH_TOKEN_MAX + 1, &c->oauth_wait, &e);
+	if (rc == -EINPROGRESS) {
+		c->oauth_refreshing = refresh;
+		return 1;
+	}
+	if (rc < 0) {
+		client_fail(c, e.code ? e.code : -EACCES, "%s", e.msg[0] ? e.msg : "no OAuth2 token");
+		return -1;
+	}
+	return 0;
+}
+
+/* After a refusal: a newer token is tried once, else the login failed. */
+static void oauth_refreshed(struct imap_client *c)
+{
+	if (c->oauth_gen != c->oauth_old_gen)
+		oauth_send(c);
+	else
+		client_fail(c, -EACCES, "login failed: %s", c->oauth_no);
+}
+
+/* The token command ended (from the loop, outside every callback). */
+static void oauth_ready(struct imap_token_wait *w, int rc, const struct mf_error *err)
+{
+	struct imap_client *c =
+	    (struct imap_client *)((char *)w - offsetof(struct imap_client, oauth_wait));
+
+	if (c->closed)
+		return;
+	if (rc < 0) {
+		client_fail(c, rc, "%s", err && err->msg[0] ? err->msg : "no OAuth2 token");
+		return;
+	}
+	if (oauth_fetch(c, 0) != 0)
+		return;
+	if (c->oauth_refreshing)
+		oauth_refreshed(c);
+	else
+		oauth_send(c);
+}
+
+/* AUTHENTICATE OAUTHBEARER / XOAUTH2 with the token fetched; the message
+ * goes inline with SASL-IR (RFC 4959), else after the server's "+". */
+static void oauth_send(struct imap_client *c)
+{
+	char *b64 = c->oauth_b64, *tok = b64 + SASL_OAUTH_B64_MAX;
+	ssize_t n;
+
+	n = c->oauth_mech == OAUTH_BEARER
+	        ? sasl_oauthbearer_encode(b64, SASL_OAUTH_B64_MAX, c->ep->user, c->ep->host,
+	                                  c->ep->port, tok)
+	        : sasl_xoauth2_encode(b64, SASL_OAUTH_B64_MAX, c->ep->user, tok);
+	if (n < 0) {
+		client_fail(c, -EACCES,
+		            "cannot send the OAuth2 login: %s",
+		            n == -EINVAL ? "the token is not a bearer token (RFC 6750 §2.1) or the "
+		                           "user name has control characters"
+		                         : "the user name or the token is too long");
+		return;
+	}
+	c->state = ST_AUTH;
+	c->oauth_why[0] = '\0';
+	imap_cmd_begin(c, &c->login_cmd, auth_done, NULL);
+	imap_put(c, c->oauth_mech == OAUTH_BEARER ? "AUTHENTICATE OAUTHBEARER"
+	                                          : "AUTHENTICATE XOAUTH2");
+	if (c->caps & IMAP_CAP_SASL_IR) {
+		imap_put(c, " ");
+		imap_put(c, b64);
+		c->auth_cont = AUTH_CONT_OAUTH_ERR;
+	} else {
+		c->auth_cont = AUTH_CONT_OAUTH;
+	}
+	imap_cmd_end(c);
+}
+
+/* The server refused the token with a challenge (RFC 7628 §3.2.2): note
+ * what it said, checked and bounded, and end the exchange as each
+ * mechanism wants (OAUTHBEARER %x01, XOAUTH2 an empty response). */
+static void oauth_challenge(struct imap_client *c, const struct imap_resp *r)
+{
+	struct sasl_oauth_err e;
+
+	if (sasl_oauth_error_parse(r->text, r->text_len, &e) < 0)
+		snprintf(c->oauth_why, sizeof(c->oauth_why), "an unreadable error challenge");
+	else
+		snprintf(c->oauth_why, sizeof(c->oauth_why), "status=%s%s%s%s%s",
+		         e.status[0] ? e.status : "?", e.scope[0] ? " scope=" : "", e.scope,
+		         e.schemes[0] ? " schemes=" : "", e.schemes);
+	c->auth_cont = AUTH_CONT_OAUTH_DONE;
+	imap_put(c, c->oauth_mech == OAUTH_BEARER ? SASL_OAUTHBEARER_ABORT "\r\n" : "\r\n");
+}
+
 static void send_auth(struct imap_client *c)
 {
 	int secure = conn_is_tls(&c->conn) || conn_is_loopback(&c->conn) || c->ep->allow_plaintext;
 
 	if (c->state == ST_READY)
 		return;
+	if (!secure && c->ep->token) {
+		client_fail(c, -EPERM,
+			    "refusing to send the OAuth2 token over an unencrypted connection "
+			    "(use imaps:// or STARTTLS, or --allow-plaintext)");
+		return;
+	}
+	if (c->ep->token) {
+		c->oauth_mech = (c->caps & IMAP_CAP_AUTH_OAUTHBEARER) ? OAUTH_BEARER
+		                : (c->caps & IMAP_CAP_AUTH_XOAUTH2) ? OAUTH_XOAUTH2
+		                                                    : OAUTH_NONE;
+		if (!c->oauth_mech) {
+			client_fail(c, -EACCES, "an OAuth2 login needs AUTH=OAUTHBEARER or "
+			                        "AUTH=XOAUTH2, and the server offers neither");
+			return;
+		}
+		if (oauth_fetch(c, 0) == 0)
+			oauth_send(c);
+		return;
+	}
 	if (!secure) {
 		client_fail(c, -EPERM,
 			    "refusing to send the password over an unencrypted connection "
@@ -547,6 +744,7 @@ static void enable_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 
 static void after_auth(struct imap_client *c)
 {
+	oauth_wipe(c);
 	c->state = ST_READY;
 	conn_set_deadline(&c->conn, 0, NULL);
 	if (c->ep->want_enable && (c->caps & IMAP_CAP_ENABLE) &&
@@ -579,6 +777,16 @@ static int on_cont(struct imap_client *c, const struct imap_resp *r)
 	}
 	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_LITERAL) {
 		login_next(c);
+		return 0;
+	}
+	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_OAUTH && c->oauth_b64) {
+		c->auth_cont = AUTH_CONT_OAUTH_ERR;
+		imap_put(c, c->oauth_b64);
+		imap_put(c, "\r\n");
+		return 0;
+	}
+	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_OAUTH_ERR) {
+		oauth_challenge(c, r);
 		return 0;
 	}
 	if (c->state == ST_AUTH) {

@@ -48,12 +48,42 @@ enum imap_cap {
 	IMAP_CAP_APPENDLIMIT = 1u << 19,
 	IMAP_CAP_MOVE = 1u << 20,
 	IMAP_CAP_BINARY = 1u << 21,
+	IMAP_CAP_AUTH_XOAUTH2 = 1u << 22,
+	IMAP_CAP_AUTH_OAUTHBEARER = 1u << 23,
 };
 
 enum imap_tls_mode {
 	IMAP_TLS_STARTTLS,	/* imap://  upgrade when offered (required off loopback) */
 	IMAP_TLS_IMPLICIT,	/* imaps:// */
 	IMAP_TLS_NONE,		/* imap://...?starttls=no (loopback or --allow-plaintext) */
+};
+
+/* A login waiting for a token being fetched (a command running). */
+struct imap_token_wait {
+	/* Called from the loop when the fetch it waited for ended: rc 0 (get()
+	 * now answers at once) or a negative code with err. */
+	void (*ready)(struct imap_token_wait *w, int rc, const struct mf_error *err);
+	struct imap_token_wait *next;	/* private to the source */
+	unsigned run;			/* private: the fetch waited for */
+	int queued;			/* private */
+};
+
+/* Where an OAuth2 access token comes from (engine/cli/oauth_token). get()
+ * writes the current token (NUL-terminated) to out and its generation to
+ * *gen and returns 0; with refresh, the token of generation *gen was
+ * refused, so a new one is wanted: the same generation back means there is
+ * no newer one. When the token must be fetched first (a command runs on
+ * loop l), get() queues w and returns -EINPROGRESS: w->ready follows, and
+ * then get() (refresh 0) answers. Other negative codes: failed, err set
+ * (one line, never the token). cancel() takes a queued w back (its login
+ * went away). lost() says a logged-in connection dropped: the next get()
+ * fetches afresh (a reconnect after a token expired). */
+struct imap_token_src {
+	int (*get)(void *ctx, struct loop *l, int refresh, unsigned *gen, char *out, size_t cap,
+		   struct imap_token_wait *w, struct mf_error *err);
+	void (*cancel)(void *ctx, struct imap_token_wait *w);
+	void (*lost)(void *ctx);
+	void *ctx;
 };
 
 struct imap_endpoint {
@@ -65,6 +95,11 @@ struct imap_endpoint {
 	/* Admin login (RFC 4616): authenticate as authuser with its password
 	 * and act as user (SASL PLAIN's authorization identity); NULL: as user. */
 	const char *authuser;
+	/* OAuth2: when set, the login is AUTHENTICATE OAUTHBEARER (RFC 7628),
+	 * or XOAUTH2 when only that is offered, with this token; password is
+	 * then unused. A refused token is fetched again once and the login
+	 * retried on the same connection. */
+	const struct imap_token_src *token;
 	enum imap_tls_mode tls;
 	const char *ca_file;
 	int insecure;
@@ -138,6 +173,15 @@ struct imap_client {
 	unsigned awaiting_cont;		/* sync literals sent, "+" not yet seen */
 	int auth_cont;			/* private: what a "+" during login is for */
 	int auth_step;			/* private: LOGIN arguments written so far */
+	int oauth_mech;			/* private: 0 none, else the OAuth2 mechanism */
+	int oauth_retried;		/* private: a refused token was fetched again */
+	unsigned oauth_gen;		/* private: generation of the token sent */
+	char *oauth_b64;		/* private: the message sent (wiped, freed after login) */
+	int oauth_refreshing;		/* private: the fetch waited for is a refresh */
+	struct imap_token_wait oauth_wait;	/* private */
+	char oauth_why[256];		/* private: what the server's challenge said */
+	unsigned oauth_old_gen;		/* private: generation of the token refused */
+	char oauth_no[512];		/* private: the refusal, while a new token is fetched */
 	int enabled_qresync, enabled_condstore;
 	uint32_t exists;		/* last EXISTS of the selected mailbox */
 	/* Untagged responses since the last tagged reply, against what the

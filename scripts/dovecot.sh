@@ -6,9 +6,14 @@
 #
 #   scripts/dovecot.sh start DIR [--port-base N] [--users "a b"] [--separator . | /]
 #                                [--no-qresync] [--no-condstore] [--no-literal-plus]
+#                                [--no-sasl-ir]  (AUTHENTICATE waits for "+")
 #                                [--max-conn N] [--quota-user U:BYTES] [--sent-name NAME]
 #                                [--master-user NAME]  (an admin: SASL PLAIN authzid
 #                                or "user*NAME" logs in as any user)
+#                                [--oauth2 URL [--oauth2-mechanisms "xoauth2 oauthbearer"]]
+#                                (OAuth2 logins: a passdb oauth2 asks the RFC 7662
+#                                introspection endpoint URL, mode post, for
+#                                {"active": true, "username": USER})
 #   scripts/dovecot.sh stop DIR         (idempotent; waits until the ports are free)
 #   scripts/dovecot.sh fixperms DIR     (after writing Maildirs directly)
 #   scripts/dovecot.sh maildir DIR USER (prints USER's Maildir path)
@@ -116,6 +121,7 @@ maildir)
 esac
 
 base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent master=
+oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--port-base) base=${2:?}; shift 2 ;;
@@ -124,10 +130,13 @@ while [ $# -gt 0 ]; do
 	--no-qresync) noq=1; shift ;;
 	--no-condstore) noc=1; noq=1; shift ;;
 	--no-literal-plus) nolp=1; shift ;;
+	--no-sasl-ir) nosaslir=1; shift ;;
 	--max-conn) maxconn=${2:?}; shift 2 ;;
 	--quota-user) quota=${2:?}; shift 2 ;;
 	--sent-name) sent=${2:?}; shift 2 ;;
 	--master-user) master=${2:?}; shift 2 ;;
+	--oauth2) oauth2=${2:?}; shift 2 ;;
+	--oauth2-mechanisms) oauth2_mechs=${2:?}; shift 2 ;;
 	*) die "unknown option $1" ;;
 	esac
 done
@@ -136,6 +145,8 @@ done
 	die "--port-base must be a number from 1024 to 65530"
 [[ $maxconn =~ ^[0-9]+$ ]] && [ "$maxconn" -ge 1 ] || die "--max-conn must be a positive number"
 [ -z "$quota" ] || [[ $quota =~ ^[^:]+:[0-9]+$ ]] || die "--quota-user wants USER:BYTES"
+[ -z "$oauth2" ] || [[ $oauth2 =~ ^https?://[A-Za-z0-9.:/_-]+$ ]] || die "--oauth2 wants an http(s) URL"
+[[ $oauth2_mechs =~ ^[a-z0-9\ ]+$ ]] || die "bad --oauth2-mechanisms"
 set -f; users_a=($users); set +f
 [ ${#users_a[@]} -gt 0 ] || die "--users is empty"
 for u in "${users_a[@]}"; do
@@ -226,6 +237,28 @@ if [ -n "$master" ]; then
 fi
 chmod 644 "$dir/masters"
 chown -R "$own" "$dir/mail"
+# OAuth2: a passdb oauth2 before the others (only for its mechanisms),
+# asking the introspection endpoint about every token: no cache, so a
+# token the endpoint stops accepting fails at the next login.
+oauth2_mechs_conf= oauth2_passdb=
+if [ -n "$oauth2" ]; then
+	cat >"$dir/oauth2.conf.ext" <<EOF
+introspection_mode = post
+introspection_url = $oauth2
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 10000
+EOF
+	chmod 644 "$dir/oauth2.conf.ext"
+	oauth2_mechs_conf=" $oauth2_mechs"
+	oauth2_passdb="passdb {
+  driver = oauth2
+  mechanisms = $oauth2_mechs
+  args = $dir/oauth2.conf.ext
+}"
+fi
 
 layout=
 [ "$sep" = / ] && layout=":LAYOUT=fs"
@@ -258,7 +291,7 @@ ssl_key = <$dir/tls/server.key
 ssl_min_protocol = TLSv1.2
 # The client, not the server, enforces the password policy in these tests.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login$oauth2_mechs_conf
 # LMTP RCPT TO:<user@example.org> delivers to "user".
 auth_username_format = %Ln
 # A wrong password fails in ~0.5 s, not 2 s (tests try several).
@@ -285,6 +318,7 @@ passdb {
   master = yes
   result_success = continue
 }
+$oauth2_passdb
 passdb {
   driver = passwd-file
   args = scheme=PLAIN $dir/users
@@ -429,6 +463,7 @@ hide=
 [ $noq = 1 ] && hide="$hide QRESYNC"
 [ $noc = 1 ] && hide="$hide CONDSTORE"
 [ $nolp = 1 ] && hide="$hide LITERAL+"
+[ $nosaslir = 1 ] && hide="$hide SASL-IR"
 if [ -n "$hide" ]; then
 	full=$(capabilities) || fail "could not read the capabilities"
 	keep=

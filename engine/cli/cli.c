@@ -83,11 +83,23 @@ static void usage(FILE *f)
 	      "             pop3s://user@host[:port]: its messages go to the destination's\n"
 	      "             INBOX (or --map INBOX=FOLDER), dated by their newest Received:\n"
 	      "             a user name with '@' is written %40\n"
+	      "  DST also   smtp://[user@]host[:port]?rcpt=ADDR  (STARTTLS; AUTH with a user)\n"
+	      "             smtps://[user@]host[:port]?rcpt=ADDR (TLS from the first byte)\n"
+	      "             lmtp://host[:port]?rcpt=ADDR, lmtp:///path/to/socket?rcpt=ADDR\n"
+	      "             every message is delivered to ADDR, unchanged; folders and\n"
+	      "             flags are not carried (one notice)\n"
 	      "\n"
 	      "Passwords: MAILFERRY_SRC_PASSWORD / MAILFERRY_DST_PASSWORD, or\n"
 	      "  --src-password-file F, --dst-password-file F\n"
 	      "  --src-authuser ADMIN, --dst-authuser ADMIN  log in as ADMIN (with ADMIN's\n"
 	      "                      password) acting as the URL's user (SASL PLAIN)\n"
+	      "OAuth2 (AUTHENTICATE OAUTHBEARER, or XOAUTH2; instead of a password):\n"
+	      "  --src-oauth-token-file F, --dst-oauth-token-file F  the access token, read\n"
+	      "                      again at each login when the file changed\n"
+	      "  --src-oauth-token-cmd CMD, --dst-oauth-token-cmd CMD  /bin/sh -c CMD prints\n"
+	      "                      the token; run at the first login, when the server\n"
+	      "                      refuses it (the login is retried once) and before a\n"
+	      "                      reconnect (MAILFERRY_OAUTH_USER = the URL's user)\n"
 	      "\n"
 	      "Options:\n"
 	      "  --state DIR         state directory (default $XDG_STATE_HOME/mailferry)\n"
@@ -124,6 +136,11 @@ static void usage(FILE *f)
 	      "  --delete            carry expunges to the destination (UID EXPUNGE)\n"
 	      "  --pop3-delete       POP3 source: DELE the messages the destination confirmed\n"
 	      "                      (and the state recorded), then QUIT\n"
+	      "  --mail-from ADDR    SMTP/LMTP envelope sender (default: the message's\n"
+	      "                      Return-Path, else the null sender <>)\n"
+	      "  --uncertain resend|skip  SMTP/LMTP: a message whose delivery a crash left\n"
+	      "                      unconfirmed is sent again (default) or skipped; counted\n"
+	      "  --no-chunking       SMTP/LMTP: DATA even where CHUNKING (BDAT) is offered\n"
 	      "  --dry-run           list what would be synced; change nothing\n"
 	      "  --check             log in to both accounts and list them, say for each\n"
 	      "                      whether a run could start; copy nothing\n"
@@ -186,6 +203,13 @@ enum {
 	OPT_DST_PREFIX,
 	OPT_DST_AUTHUSER,
 	OPT_POP3_DELETE,
+	OPT_MAIL_FROM,
+	OPT_UNCERTAIN,
+	OPT_NO_CHUNKING,
+	OPT_SRC_TOK_FILE,
+	OPT_DST_TOK_FILE,
+	OPT_SRC_TOK_CMD,
+	OPT_DST_TOK_CMD,
 };
 
 static const struct option long_opts[] = {
@@ -222,6 +246,13 @@ static const struct option long_opts[] = {
 	{"src-authuser", required_argument, NULL, OPT_SRC_AUTHUSER},
 	{"dst-authuser", required_argument, NULL, OPT_DST_AUTHUSER},
 	{"pop3-delete", no_argument, NULL, OPT_POP3_DELETE},
+	{"mail-from", required_argument, NULL, OPT_MAIL_FROM},
+	{"uncertain", required_argument, NULL, OPT_UNCERTAIN},
+	{"no-chunking", no_argument, NULL, OPT_NO_CHUNKING},
+	{"src-oauth-token-file", required_argument, NULL, OPT_SRC_TOK_FILE},
+	{"dst-oauth-token-file", required_argument, NULL, OPT_DST_TOK_FILE},
+	{"src-oauth-token-cmd", required_argument, NULL, OPT_SRC_TOK_CMD},
+	{"dst-oauth-token-cmd", required_argument, NULL, OPT_DST_TOK_CMD},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -357,7 +388,7 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 		printf("{\"event\":\"summary\",\"messages_copied\":%llu,\"messages_skipped\":%llu,"
 		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
 		       "\"mailboxes_failed\":%u,\"mailboxes_renamed\":%u,\"messages_deduped\":%llu,"
-		       "\"flags_synced\":%llu,"
+		       "\"messages_uncertain\":%llu,\"flags_synced\":%llu,"
 		       "\"expunged\":%llu,"
 		       "\"seconds\":%.3f,\"connections\":%u,\"reconnects\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
@@ -366,7 +397,7 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
 		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->deduped,
-		       (unsigned long long)s->flags_synced,
+		       (unsigned long long)s->uncertain, (unsigned long long)s->flags_synced,
 		       (unsigned long long)s->expunged, s->seconds, s->connections, s->reconnects,
 		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb, anon_kb,
 		       file_kb,
@@ -474,6 +505,17 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			break;
 		case OPT_DST_PREFIX: c->dst_prefix = optarg; break;
 		case OPT_DST_AUTHUSER: c->dst_authuser = optarg; break;
+		case OPT_MAIL_FROM: c->mail_from = optarg; break;
+		case OPT_UNCERTAIN:
+			if (strcmp(optarg, "resend") && strcmp(optarg, "skip"))
+				return bad(c, "--uncertain wants resend or skip%s%s", "", "");
+			c->uncertain_skip = !strcmp(optarg, "skip");
+			break;
+		case OPT_NO_CHUNKING: c->no_chunking = 1; break;
+		case OPT_SRC_TOK_FILE: c->src_tok_file = optarg; break;
+		case OPT_DST_TOK_FILE: c->dst_tok_file = optarg; break;
+		case OPT_SRC_TOK_CMD: c->src_tok_cmd = optarg; break;
+		case OPT_DST_TOK_CMD: c->dst_tok_cmd = optarg; break;
 		case OPT_JOBS:
 			if (!extra)
 				return bad(c, "--jobs is an option of \"run\"%s%s", "", "");
@@ -513,8 +555,9 @@ static int cli_pop3_check(const struct cli *c)
 		           : c->dedupe   ? "--dedupe"
 		                         : "--state-reset",
 		           c->delete_ ? "; --pop3-delete deletes on the source" : "");
-	if (c->src_authuser)
-		return bad(c, "--src-authuser does not apply to a POP3 source%s%s", "", "");
+	if (c->src_authuser || c->src_tok_file || c->src_tok_cmd)
+		return bad(c, "%s does not apply to a POP3 source%s",
+		           c->src_authuser ? "--src-authuser" : "--src-oauth-token-*", "");
 	if (c->check)
 		return bad(c, "--check is not available for a POP3 source%s%s", "", "");
 	return 0;
@@ -535,13 +578,41 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 		url_redact(dst, shown, sizeof(shown));
 		return bad(c, "destination %s: %s", shown, why);
 	}
+	if (c->su.kind == URL_SMTP || c->su.kind == URL_LMTP)
+		return bad(c, "source: %s:// delivers mail, it cannot be read from (a source is "
+		              "imap://, imaps://, pop3:// or pop3s://)%s", c->su.scheme, "");
+	if (c->du.kind == URL_POP3)
+		return bad(c, "destination: %s:// cannot store mail (a destination is imap://, "
+		              "smtp:// or lmtp://)%s", c->du.scheme, "");
+	if (c->du.kind != URL_IMAP && (c->dst_tok_file || c->dst_tok_cmd))
+		return bad(c, "--dst-oauth-token-* is for imap:// destinations%s%s", "", "");
+	if (c->du.kind == URL_IMAP && (c->mail_from || c->uncertain_skip || c->no_chunking))
+		return bad(c, "--mail-from, --uncertain and --no-chunking are for smtp:// and "
+		              "lmtp:// destinations%s%s", "", "");
+	for (int s = 0; s < 2; s++) {
+		const char *side = s ? "dst" : "src", *file = s ? c->dst_tok_file : c->src_tok_file;
+		const char *cmd = s ? c->dst_tok_cmd : c->src_tok_cmd;
+
+		if (file && cmd)
+			return bad(c, "--%s-oauth-token-file and --%s-oauth-token-cmd: one or the other",
+			           side, side);
+		if ((file || cmd) && (s ? c->dst_authuser : c->src_authuser))
+			return bad(c, "--%s-authuser is a password login; it does not go with --%s-oauth-token-*",
+			           side, side);
+		if (file && access(file, R_OK) < 0)
+			return bad(c, "cannot read the OAuth2 token file %s: %s", file, strerror(errno));
+		if (cmd && !cmd[0])
+			return bad(c, "--%s-oauth-token-cmd is empty%s", side, "");
+		oauth_token_init(s ? &c->dst_tok : &c->src_tok, s ? "destination" : "source",
+		                 s ? c->du.user : c->su.user, file, cmd);
+	}
 	if ((rc = cli_pop3_check(c)))
 		return rc;
-	if (!c->src_pw_set &&
+	if (!c->src_pw_set && !c->src_tok_file && !c->src_tok_cmd &&
 	    (rc = get_password(c, "source", "MAILFERRY_SRC_PASSWORD", c->src_pw_file, &c->su,
 			       c->src_pw, sizeof(c->src_pw))))
 		return rc;
-	if (!c->dst_pw_set &&
+	if (!c->dst_pw_set && !c->dst_tok_file && !c->dst_tok_cmd && c->du.user[0] &&
 	    (rc = get_password(c, "destination", "MAILFERRY_DST_PASSWORD", c->dst_pw_file, &c->du,
 			       c->dst_pw, sizeof(c->dst_pw))))
 		return rc;
@@ -559,9 +630,15 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 	/* The state belongs to the two accounts, not to how they are reached:
 	 * another port, TLS or a proxy must not make it look like a new job
 	 * (that would copy everything again). */
-	snprintf(c->job_key, sizeof(c->job_key), "%s%s@%s -> %s@%s",
-	         strncmp(c->su.scheme, "pop3", 4) ? "" : "pop3:", c->su.user, c->su.host,
-	         c->du.user, c->du.host);
+	if (c->du.kind == URL_SMTP || c->du.kind == URL_LMTP)
+		snprintf(c->job_key, sizeof(c->job_key), "%s%s@%s -> %s:%s@%s",
+		         c->su.kind == URL_POP3 ? "pop3:" : "", c->su.user, c->su.host,
+		         c->du.kind == URL_SMTP ? "smtp" : "lmtp", c->du.rcpt,
+		         c->du.path[0] ? c->du.path : c->du.host);
+	else
+		snprintf(c->job_key, sizeof(c->job_key), "%s%s@%s -> %s@%s",
+		         c->su.kind == URL_POP3 ? "pop3:" : "", c->su.user, c->su.host, c->du.user,
+		         c->du.host);
 	if (c->state_reset && c->dry_run)
 		return bad(c, "--state-reset and --dry-run do not go together%s%s", "", "");
 	if (c->ca_file && access(c->ca_file, R_OK) < 0)
@@ -576,6 +653,35 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 	endpoint_fill(&o->dst, "destination", &c->du, c->dst_pw, c);
 	o->src.authuser = c->src_authuser;
 	o->dst.authuser = c->dst_authuser;
+	if (c->du.kind == URL_SMTP || c->du.kind == URL_LMTP) {
+		struct smtp_endpoint *m = &o->dst_smtp;
+
+		o->dst_mail = 1;
+		m->label = "destination";
+		m->host = c->du.host;
+		m->port = c->du.port;
+		m->unix_path = c->du.path[0] ? c->du.path : NULL;
+		m->lmtp = c->du.kind == URL_LMTP;
+		m->user = c->du.user[0] ? c->du.user : NULL;
+		m->password = c->du.user[0] ? c->dst_pw : NULL;
+		m->tls = c->du.tls ? SMTP_TLS_IMPLICIT
+		         : c->du.starttls_no || m->unix_path ? SMTP_TLS_NONE
+		                                              : SMTP_TLS_STARTTLS;
+		m->ca_file = c->ca_file;
+		m->insecure = c->insecure;
+		m->allow_plaintext = c->allow_plaintext;
+		m->timeout_ms = c->timeout_s * 1000;
+		m->login_timeout_ms = c->login_timeout_s * 1000;
+		m->min_progress = c->min_progress;
+		m->no_chunking = c->no_chunking;
+		o->rcpt = c->du.rcpt;
+		o->mail_from = c->mail_from;
+		o->uncertain_skip = c->uncertain_skip;
+	}
+	if (c->src_tok_file || c->src_tok_cmd)
+		o->src.token = &c->src_tok.src;
+	if (c->dst_tok_file || c->dst_tok_cmd)
+		o->dst.token = &c->dst_tok.src;
 	o->job_key = c->job_key;
 	o->connections = c->connections;
 	o->retries = c->retries;
@@ -629,6 +735,8 @@ void cli_forget(struct cli *c)
 {
 	OPENSSL_cleanse(c->src_pw, sizeof(c->src_pw));
 	OPENSSL_cleanse(c->dst_pw, sizeof(c->dst_pw));
+	oauth_token_forget(&c->src_tok);
+	oauth_token_forget(&c->dst_tok);
 }
 
 static int cmd_migrate(int argc, char **argv)
@@ -657,6 +765,10 @@ static int cmd_migrate(int argc, char **argv)
 	if (job_opts_check(&o, &err) < 0) {
 		cli_forget(&c);
 		return bad(&c, "%s%s", err.msg, "");
+	}
+	if (c.check && o.dst_mail) {
+		cli_forget(&c);
+		return bad(&c, "--check is for imap:// destinations%s%s", "", "");
 	}
 	if (c.check) {
 		rc = cli_check(&o);

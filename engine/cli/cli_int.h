@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "engine/cli/oauth_token.h"
 #include "engine/cli/url.h"
 #include "engine/sync/job.h"
 
@@ -16,6 +17,9 @@ struct cli {
 	char src_pw[1024], dst_pw[1024];
 	const char *src_pw_file, *dst_pw_file;
 	const char *src_authuser, *dst_authuser;	/* admin login (SASL PLAIN authcid) */
+	/* OAuth2 (--src-oauth-token-file/-cmd, dst-): set up by cli_accounts */
+	const char *src_tok_file, *src_tok_cmd, *dst_tok_file, *dst_tok_cmd;
+	struct oauth_token src_tok, dst_tok;
 	const char *state_dir;
 	char state_buf[4096];
 	const char *ca_file;
@@ -31,7 +35,10 @@ struct cli {
 	const char *folder_res[65], *exclude_res[65], *renames[65];
 	unsigned nfolder_res, nexclude_res, nrenames;
 	const char *dst_prefix;
-	char job_key[1200];
+	const char *mail_from;	/* --mail-from: SMTP/LMTP envelope sender */
+	int uncertain_skip;	/* --uncertain skip */
+	int no_chunking;	/* --no-chunking */
+	char job_key[2048];
 	const char *where;	/* "FILE:LINE: " before error lines (run), or NULL */
 	unsigned jobs;		/* run: accounts at once */
 	int check;		/* --check: log in and list both sides, copy nothing */
@@ -52,7 +59,7 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc);
 /* The exit code of a finished job: 0 done, 1 failed, 3 connect/TLS,
  * 4 authentication, 5 destination over quota. */
 int cli_exit_code(const struct job_summary *s, int rc);
-/* Wipes the passwords. */
+/* Wipes the passwords and tokens. */
 void cli_forget(struct cli *c);
 /* Reads a password file (mode and owner checked): 0, or -1 with why. */
 int cli_password_file(const char *path, char *out, size_t cap, char *why, size_t whycap);

@@ -43,11 +43,47 @@ static int pct_decode(const char *s, size_t n, char *out, size_t cap)
 	return 0;
 }
 
-/* imap[s]://user[:password]@host[:port][/][?starttls=no] */
+static const struct {
+	const char *name;
+	enum url_kind kind;
+	int tls;
+	uint16_t port;
+} schemes[] = {
+	{"imap", URL_IMAP, 0, 143},  {"imaps", URL_IMAP, 1, 993}, {"pop3", URL_POP3, 0, 110},
+	{"pop3s", URL_POP3, 1, 995}, {"smtp", URL_SMTP, 0, 25},   {"smtps", URL_SMTP, 1, 465},
+	{"lmtp", URL_LMTP, 0, 24},
+};
+
+/* One "key=value" of the query [p, e). */
+static int url_param(struct url *u, const char *p, const char *e, char *why, size_t whycap)
+{
+	size_t n = (size_t)(e - p);
+	int mail = u->kind == URL_SMTP || u->kind == URL_LMTP;
+
+	if (n == 11 && !memcmp(p, "starttls=no", 11) && !u->tls && !u->path[0]) {
+		u->starttls_no = 1;
+		return 0;
+	}
+	if (mail && n > 5 && !memcmp(p, "rcpt=", 5)) {
+		if (u->rcpt[0] || pct_decode(p + 5, n - 5, u->rcpt, sizeof(u->rcpt)) < 0 ||
+		    !u->rcpt[0]) {
+			snprintf(why, whycap, "bad rcpt= (one recipient address, percent-encoded)");
+			return -1;
+		}
+		return 0;
+	}
+	snprintf(why, whycap, "unknown URL parameter \"%.*s\" (known: %s)", (int)(n > 60 ? 60 : n), p,
+	         mail ? "rcpt=ADDR, and starttls=no for smtp:// and lmtp://"
+	              : "starttls=no for imap:// and pop3://");
+	return -1;
+}
+
+/* scheme://[user[:password]@]host[:port][/][?k=v[&k=v]...], and
+ * lmtp:///path/to/socket?rcpt=ADDR */
 int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 {
 	const char *p, *at, *hs, *he, *q;
-	size_t sl;
+	size_t sl, k;
 
 	memset(u, 0, sizeof(*u));
 	p = strstr(s, "://");
@@ -61,28 +97,44 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 		u->scheme[i] =
 		    (char)((u->scheme[i] >= 'A' && u->scheme[i] <= 'Z') ? u->scheme[i] + 32
 		                                                        : u->scheme[i]);
-	if (strcmp(u->scheme, "imap") && strcmp(u->scheme, "imaps") &&
-	    strcmp(u->scheme, "pop3") && strcmp(u->scheme, "pop3s")) {
+	for (k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++)
+		if (!strcmp(u->scheme, schemes[k].name))
+			break;
+	if (k == sizeof(schemes) / sizeof(schemes[0])) {
 		snprintf(why, whycap,
-		         "unsupported scheme \"%s\" (this command takes imap://, imaps://, "
-		         "pop3:// or pop3s://)",
+		         "unsupported scheme \"%s\" (known: imap, imaps, pop3, pop3s, smtp, smtps, "
+		         "lmtp)",
 		         u->scheme);
 		return -1;
 	}
+	u->kind = schemes[k].kind;
+	u->tls = schemes[k].tls;
+	u->port = schemes[k].port;
 	p += 3;
 	q = strchr(p, '?');
 	he = q ? q : p + strlen(p);
+	if (u->kind == URL_LMTP && *p == '/') {
+		/* a UNIX socket: the path up to the query */
+		if (he == p + 1 || pct_decode(p, (size_t)(he - p), u->path, sizeof(u->path)) < 0) {
+			snprintf(why, whycap, "bad socket path (lmtp:///path/to/socket, at most %zu bytes)",
+			         sizeof(u->path) - 1);
+			return -1;
+		}
+		snprintf(u->host, sizeof(u->host), "localhost");
+		u->port = 0;
+		goto query;
+	}
 	if (he > p && he[-1] == '/')
 		he--;
 	at = NULL;
 	for (const char *c = p; c < he; c++)
 		if (*c == '@')
 			at = c; /* the last '@': a user name's own '@' should be %40 */
-	if (!at) {
-		snprintf(why, whycap, "no user name (expected imap://user@host)");
+	if (!at && (u->kind == URL_IMAP || u->kind == URL_POP3)) {
+		snprintf(why, whycap, "no user name (expected %s://user@host)", u->scheme);
 		return -1;
 	}
-	{
+	if (at) {
 		const char *colon = memchr(p, ':', (size_t)(at - p));
 
 		if (pct_decode(p, (size_t)((colon ? colon : at) - p), u->user, sizeof(u->user)) <
@@ -100,7 +152,7 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 			u->has_password = 1;
 		}
 	}
-	hs = at + 1;
+	hs = at ? at + 1 : p;
 	if (*hs == '[') {
 		const char *rb = memchr(hs, ']', (size_t)(he - hs));
 
@@ -121,9 +173,6 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 		memcpy(u->host, hs, (size_t)(end - hs));
 		hs = end;
 	}
-	u->port = strcmp(u->scheme, "imaps") ? 143 : 993;
-	if (!strncmp(u->scheme, "pop3", 4))
-		u->port = u->scheme[4] ? 995 : 110;
 	if (hs < he && *hs == ':') {
 		char *end;
 		long port = strtol(hs + 1, &end, 10);
@@ -137,17 +186,18 @@ int url_parse(const char *s, struct url *u, char *why, size_t whycap)
 		snprintf(why, whycap, "unexpected \"%.*s\" after the host", (int)(he - hs), hs);
 		return -1;
 	}
-	if (q) {
-		if (!strcmp(q + 1, "starttls=no") &&
-		    (!strcmp(u->scheme, "imap") || !strcmp(u->scheme, "pop3")))
-			u->starttls_no = 1;
-		else {
-			snprintf(why, whycap,
-			         "unknown URL parameter \"%s\" (known: starttls=no for imap:// and "
-			         "pop3://)",
-			         q + 1);
+query:
+	for (const char *a = q ? q + 1 : NULL; a;) {
+		const char *e = strchr(a, '&');
+
+		if (url_param(u, a, e ? e : a + strlen(a), why, whycap) < 0)
 			return -1;
-		}
+		a = e ? e + 1 : NULL;
+	}
+	if ((u->kind == URL_SMTP || u->kind == URL_LMTP) && !u->rcpt[0]) {
+		snprintf(why, whycap, "no recipient (add ?rcpt=ADDR: %s://host?rcpt=user@example.org)",
+		         u->scheme);
+		return -1;
 	}
 	return 0;
 }

@@ -579,6 +579,8 @@ static void on_recv(struct loop *l, struct loop_op *op, int res, unsigned flags)
 		p->bytes_in += (uint64_t)res;
 		p->win_bytes += (uint64_t)res;
 		p->last_act = loop_now_ms(l);
+		if (p->busy && p->peer.ss_family != AF_UNIX) /* ACK now: a server with Nagle waits (conn.h) */
+			(void)setsockopt(p->fd, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
 		if (!p->ssl || p->want_starttls) {
 			/* Plaintext, landed at recv_at == roff + rlen; while STARTTLS
 			 * waits to start, anything here is the injection it checks. */

@@ -200,7 +200,8 @@ void copy_msg_drop(struct worker *w, uint32_t uid, uint64_t size, int failed)
 
 int copy_slots_full(const struct worker *w)
 {
-	return !w->open && w->b_count == BATCH_SLOTS;
+	return (!w->open && w->b_count == BATCH_SLOTS) ||
+	       (w->sink.ops->busy && w->sink.ops->busy((struct sink *)&w->sink));
 }
 
 int copy_msg_begin(struct worker *w, const struct source_msg *m)
@@ -429,6 +430,13 @@ void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 			intent_drop(w, b->m[i].uid);
 			retry_push(w, b->m[i].uid);
 		}
+	} else if (b->n == 1 && v->temporary && w->tmp_passes < j->o->retries &&
+	           !grow((void **)&w->tmp, &w->ctmp, w->ntmp + 1, sizeof(*w->tmp))) {
+		/* refused for now: again after a backoff (worker_check_done) */
+		mf_log(MF_LOG_INFO, "%s mailbox \"%s\" UID %u: refused for now (%s); tried again later",
+		       who, mb->display, b->m[0].uid, v->why ? v->why : "");
+		intent_drop(w, b->m[0].uid);
+		w->tmp[w->ntmp++] = b->m[0].uid;
 	} else if (b->n == 1) {
 		job_error(j, who, mb, b->m[0].uid, "destination refused the message (%llu bytes): %s",
 			  (unsigned long long)b->m[0].size, v->why ? v->why : "");
@@ -446,7 +454,7 @@ void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 	}
 	if (v->ok && b->n)
 		w->attempts = 0; /* progress: a later drop gets every attempt again */
-	if (w->src_paused) {
+	if (w->src_paused && !copy_slots_full(w)) { /* else sink_writable kicks it */
 		w->src_paused = 0;
 		w->source.ops->kick(&w->source);
 	}
@@ -459,15 +467,68 @@ void sink_writable(struct worker *w)
 	if (w->src_starved) {
 		w->src_starved = 0;
 		w->source.ops->kick(&w->source);
+	} else if (w->src_paused && !copy_slots_full(w)) {
+		w->src_paused = 0;
+		w->source.ops->kick(&w->source);
 	}
 }
 
 
 
 
+/* The backoff after a pass with temporary refusals is over: read them. */
+static void tmp_retry_fire(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, retry_timer));
+
+	(void)l;
+	if (w->dead || !w->mb || w->phase != W_FETCH)
+		return;
+	w->source.ops->read_retries(&w->source);
+	worker_check_done(w);
+}
+
+/* The messages refused for now become the retry list of one more pass,
+ * read after 1 s, doubling up to 30 s: a server that said "try again
+ * later" (a greylist, a full queue, a throttle) gets its time. */
+static void tmp_pass_start(struct worker *w)
+{
+	struct job *j = w->job;
+	uint64_t ms = 1000;
+
+	if (grow((void **)&w->retry, &w->cretry, w->ntmp, sizeof(*w->retry)) < 0) {
+		for (size_t i = 0; i < w->ntmp; i++) {
+			job_error(j, w->sink.ops->who(&w->sink), w->mb, w->tmp[i],
+			          "out of memory queueing the message for a retry; it is tried "
+			          "again next run");
+			copy_msg_fail(w, w->tmp[i]);
+		}
+		w->ntmp = 0;
+		mailbox_finish(w);
+		return;
+	}
+	memcpy(w->retry, w->tmp, w->ntmp * sizeof(*w->retry));
+	w->nretry = w->ntmp;
+	w->retry_pos = 0;
+	w->ntmp = 0;
+	w->single_mode = 1;
+	for (unsigned i = 0; i < w->tmp_passes && ms < 30000; i++)
+		ms *= 2;
+	if (ms > 30000)
+		ms = 30000;
+	w->tmp_passes++;
+	progress_clear(j);
+	mf_log(MF_LOG_INFO, "%s mailbox \"%s\": %zu messages refused for now; trying again in "
+	                    "%.0f s (pass %u of %u)",
+	       w->sink.ops->who(&w->sink), w->mb->display, w->nretry, (double)ms / 1000.0,
+	       w->tmp_passes, j->o->retries);
+	loop_timer_start(j->loop, &w->retry_timer, ms, tmp_retry_fire);
+}
+
 void worker_check_done(struct worker *w)
 {
-	if (w->phase != W_FETCH || w->source.ops->reads_inflight(&w->source))
+	if (w->phase != W_FETCH || w->source.ops->reads_inflight(&w->source) ||
+	    (w->retry_timer.armed && !w->retry_timer.cancelled)) /* a backoff runs */
 		return;
 	if (w->open)
 		batch_close(w);
@@ -478,6 +539,10 @@ void worker_check_done(struct worker *w)
 		w->single_mode = 1;
 		w->retry_pos = 0;
 		w->source.ops->read_retries(&w->source);
+		return;
+	}
+	if (!w->mb->failed && w->ntmp) {
+		tmp_pass_start(w);
 		return;
 	}
 	mailbox_finish(w);

@@ -73,7 +73,8 @@ static int job_quiet(const struct job *j)
 	if (j->tick.armed || j->stop_task.queued)
 		return 0;
 	for (unsigned i = 0; i < j->nw; i++)
-		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed)
+		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed ||
+		    j->w[i].retry_timer.armed || j->w[i].sink.task.queued)
 			return 0;
 	return 1;
 }
@@ -98,6 +99,8 @@ static void job_free(struct job *j)
 	for (unsigned i = 0; i < j->nw; i++) {
 		struct worker *w = &j->w[i];
 
+		if (w->sink.ops->destroy)
+			w->sink.ops->destroy(&w->sink);
 		for (unsigned k = 0; k < BATCH_SLOTS; k++)
 			free(w->slot[k]);
 		msghash_free(&w->mh);
@@ -110,6 +113,7 @@ static void job_free(struct job *j)
 		free(w->rm);
 		free(w->todo);
 		free(w->retry);
+		free(w->tmp);
 		free(w->dd_uids);
 		free(w->counted);
 		pop3src_free(w);

@@ -24,6 +24,7 @@
 #include "engine/runtime/loop.h"
 #include "protocols/imap_client.h"
 #include "protocols/pop3_client.h"
+#include "protocols/smtp_client.h"
 #include "store/state.h"
 
 /* Messages in one MULTIAPPEND at most (--batch). */
@@ -31,6 +32,14 @@
 
 struct job_opts {
 	struct imap_endpoint src, dst;
+	/* An SMTP or LMTP destination instead of dst (sink_smtp.c): every
+	 * message goes to rcpt, from mail_from (NULL: the message's
+	 * Return-Path, else <>). A delivery a crash left unconfirmed is sent
+	 * again, or with uncertain_skip recorded as done; counted either way. */
+	int dst_mail;
+	struct smtp_endpoint dst_smtp;
+	const char *rcpt, *mail_from;
+	int uncertain_skip;
 	const char *job_key;	/* identifies src+dst in the state */
 	unsigned connections;	/* worker pairs, default 4 */
 	unsigned batch_msgs;	/* messages per MULTIAPPEND, default 32 */
@@ -64,6 +73,7 @@ struct job_summary {
 	uint64_t copied, skipped, failed, bytes;
 	uint64_t flags_synced, expunged;
 	uint64_t deduped;	/* found already in the destination folder (--dedupe) */
+	uint64_t uncertain;	/* SMTP/LMTP: deliveries a crash left unconfirmed */
 	unsigned mailboxes, mailboxes_failed, mailboxes_renamed;
 	double seconds;
 	uint64_t wire_in, wire_out;	/* bytes on the wire, both accounts */

@@ -136,6 +136,12 @@ struct worker {
 	int single_mode;	/* one APPEND per message (retry pass) */
 	uint32_t *retry;
 	size_t nretry, cretry, retry_pos;
+	/* refused for now (SMTP 4xx): read again after a backoff, up to
+	 * --retries passes, then failed */
+	uint32_t *tmp;
+	size_t ntmp, ctmp;
+	unsigned tmp_passes;
+	struct loop_timer retry_timer;
 	int src_paused;		/* paused at a response boundary (slots full) */
 	int intents_marked;	/* this mailbox's record says intents may exist */
 	struct settle *stl;	/* unconfirmed APPENDs found at the start */
@@ -350,6 +356,7 @@ void plan_finish(struct job *j);
 void src_list(struct worker *w);
 
 /* rename.c */
+void rename_adopt(struct job *j, struct mbox *mb);
 int probe_lit_end(struct worker *w);
 void probe_start(struct job *j);
 void rename_next(struct job *j, struct imap_client *c);

@@ -301,10 +301,48 @@ void dst_create_all(struct job *j, struct imap_client *c)
 	creates_release(j);
 }
 
+/* A destination without folders (SMTP, LMTP): every mailbox is delivered
+ * to the one recipient; a renamed source mailbox keeps its record (no
+ * RENAME to send), so nothing is delivered twice. One notice says what is
+ * not carried. */
+static void prepare_folderless(struct job *j)
+{
+	size_t nwork = 0;
+
+	for (size_t i = 0; i < j->nmb && !j->fatal; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!(mb->dst_name = strdup(mb->display))) {
+			job_error(j, NULL, mb, 0, "out of memory");
+			j->fatal = 1;
+			break;
+		}
+		mb->dst_exists = 1;
+		if (mb->renamed_from)
+			rename_adopt(j, mb);
+		nwork += mb->work > 0;
+	}
+	if (nwork && !j->o->dry_run) {
+		progress_clear(j);
+		mf_log(MF_LOG_INFO, "%s: %zu mailbox%s delivered to <%s>; folders, flags and "
+		                    "dates are not carried by %s",
+		       j->w[0].sink.ops->who(&j->w[0].sink), nwork, nwork == 1 ? "" : "es",
+		       j->o->rcpt, j->o->dst_smtp.lmtp ? "LMTP" : "SMTP");
+	}
+	j->dst_prepared = 1;
+	dispatch(j);
+	job_maybe_finish(j);
+}
+
 void dst_prepare(struct worker *w)
 {
 	struct job *j = w->job;
 
+	if (!sink_can(&w->sink, SINK_FOLDERS)) {
+		if (w->dst_ready && j->listed && !j->dst_prepared)
+			prepare_folderless(j);
+		return;
+	}
 	if (!w->dst_ready || !j->listed || j->dlist_cmd[0].done)
 		return;
 	/* The personal namespace prefix (RFC 2342): names are made with it

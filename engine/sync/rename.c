@@ -13,7 +13,6 @@ static void probe_examine_done(struct imap_client *c, struct imap_cmd *cmd,
 			       const struct imap_resp *r);
 static void probe_fetch_done(struct imap_client *c, struct imap_cmd *cmd,
 			     const struct imap_resp *r);
-static void rename_adopt(struct job *j, struct mbox *mb);
 static void dst_names_moved(struct job *j, const char *old, const char *to);
 static void rename_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 
@@ -173,7 +172,7 @@ void probe_start(struct job *j)
 }
 
 /* A vanished mailbox lives on under mb's name: its state moves over. */
-static void rename_adopt(struct job *j, struct mbox *mb)
+void rename_adopt(struct job *j, struct mbox *mb)
 {
 	struct vanished *v = &j->van[mb->renamed_from - 1];
 	struct state_mbox rec = v->rec;

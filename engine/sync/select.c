@@ -176,7 +176,27 @@ int rules_compile(struct name_rules *r, const struct job_opts *o, struct mf_erro
 int job_opts_check(const struct job_opts *o, struct mf_error *err)
 {
 	struct name_rules r;
-	int rc = rules_compile(&r, o, err);
+	int rc;
+
+	/* SMTP and LMTP deliver: no folders, no flags to change later, no
+	 * way to look a message up (sink_smtp's capabilities). */
+	if (o->dst_mail && (o->sync_flags || o->delete_ || o->dedupe)) {
+		mf_err_set(err, -EINVAL, "%s needs a destination that keeps folders (imap://); "
+		                         "an %s destination only delivers",
+		           o->sync_flags ? "--sync-flags"
+		           : o->delete_  ? "--delete"
+		                         : "--dedupe (or --state-reset)",
+		           o->dst_smtp.lmtp ? "LMTP" : "SMTP");
+		return -EINVAL;
+	}
+	if (o->dst_mail && ((o->maps && o->maps[0]) || (o->renames && o->renames[0]) ||
+	                    o->dst_prefix)) {
+		mf_err_set(err, -EINVAL, "--map, --rename and --dst-prefix name destination folders; "
+		                         "an %s destination has none",
+		           o->dst_smtp.lmtp ? "LMTP" : "SMTP");
+		return -EINVAL;
+	}
+	rc = rules_compile(&r, o, err);
 
 	if (!rc)
 		rules_free(&r);

@@ -59,6 +59,7 @@ static void settle_finish(struct worker *w)
 	struct job *j = w->job;
 	size_t found = 0;
 	struct mf_error e;
+	int uncertain = !sink_can(&w->sink, SINK_FIND);
 
 	for (size_t i = 0; i < w->nstl; i++) {
 		struct settle *st = &w->stl[i];
@@ -73,7 +74,7 @@ static void settle_finish(struct worker *w)
 			m.dst_uid = st->dst_uid;
 			rc = state_msg_put(j->st, &k, &m, &e);
 			found++;
-			if (w->resumed)
+			if (w->resumed && !uncertain)
 				resumed_found(w, st->uid, m.size, i == found - 1);
 		}
 		if (rc < 0) {
@@ -81,10 +82,22 @@ static void settle_finish(struct worker *w)
 			j->fatal = 1;
 		}
 	}
-	mf_log(MF_LOG_INFO,
-	       "mailbox \"%s\": %zu interrupted APPENDs settled: %zu already on the "
-	       "destination, %zu to copy again (destination UIDs from %u, %u looked at)",
-	       w->mb->display, w->nstl, found, w->nstl - found, w->stl_floor, w->stl_seen);
+	if (uncertain) {
+		j->sum->uncertain += w->nstl;
+		progress_clear(j);
+		mf_log(MF_LOG_WARN,
+		       "%s mailbox \"%s\": %zu deliveries an interrupted run left unconfirmed "
+		       "(SMTP cannot be asked): %s",
+		       w->sink.ops->who(&w->sink), w->mb->display, w->nstl,
+		       j->o->uncertain_skip ? "recorded as delivered, not sent again (--uncertain skip)"
+		                            : "sent again, the same bytes and Message-ID "
+		                              "(--uncertain resend)");
+	} else {
+		mf_log(MF_LOG_INFO,
+		       "mailbox \"%s\": %zu interrupted APPENDs settled: %zu already on the "
+		       "destination, %zu to copy again (destination UIDs from %u, %u looked at)",
+		       w->mb->display, w->nstl, found, w->nstl - found, w->stl_floor, w->stl_seen);
+	}
 	w->nstl = 0;
 	mbox_mark_intents(w, 0);
 	job_commit(j);
@@ -138,7 +151,7 @@ void settle_start(struct worker *w)
 	 * than one whose connection closed (worker_reconnect). */
 	if (w->rec.intent_at_ms && w->settle_not_before > until)
 		until = w->settle_not_before;
-	if (until && now < until && w->phase != W_SETTLE) {
+	if (until && now < until && w->phase != W_SETTLE && sink_can(&w->sink, SINK_FIND)) {
 		w->phase = W_SETTLE;
 		mf_log(MF_LOG_INFO, "mailbox \"%s\": waiting %.1f s for the destination to finish "
 				    "the interrupted APPENDs",
@@ -158,6 +171,13 @@ void settle_start(struct worker *w)
 	if (!w->nstl) {
 		mbox_mark_intents(w, 0);
 		changes_start(w);
+		return;
+	}
+	if (!sink_can(&w->sink, SINK_FIND)) {
+		/* Nothing to look in: the policy decides (--uncertain). */
+		for (size_t i = 0; i < w->nstl; i++)
+			w->stl[i].found = j->o->uncertain_skip;
+		settle_finish(w);
 		return;
 	}
 	w->phase = W_SETTLE;

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/runtime/loop.h"
+
 struct batch;
 struct worker;
 struct sink;
@@ -56,6 +58,7 @@ struct sink_msg {
 /* A sink's answer to one batch. */
 struct sink_verdict {
 	int ok;			/* stored, every message */
+	int temporary;		/* refused for now (SMTP 4xx): worth another try later */
 	int early;		/* answered before the batch was committed */
 	uint32_t dst_uidv;	/* SINK_IDS: the id space (UIDVALIDITY), 0 unknown */
 	const uint32_t *ids;	/* SINK_IDS: one id per message, or NULL */
@@ -91,11 +94,17 @@ struct sink_ops {
 	void (*commit)(struct sink *s, struct batch *b);
 	void (*discard)(struct sink *s, struct batch *b);	/* after an early answer */
 	void (*abort)(struct sink *s);	/* drop the connection: nothing committed */
+	void (*destroy)(struct sink *s);	/* the job ends: free priv (or NULL) */
+	/* The sink takes no new message now (or NULL: it always does): the
+	 * source pauses between messages until sink_writable(). */
+	int (*busy)(struct sink *s);
 };
 
 struct sink {
 	const struct sink_ops *ops;
 	struct worker *w;
+	void *priv;		/* the sink's own state, if it keeps one */
+	struct loop_task task;	/* the sink's deferred work (job_quiet waits for it) */
 };
 
 static inline int sink_can(const struct sink *s, unsigned cap)
@@ -105,13 +114,16 @@ static inline int sink_can(const struct sink *s, unsigned cap)
 
 /* The IMAP APPEND sink over the worker's destination connection. */
 extern const struct sink_ops sink_imap_ops;
+/* The SMTP/LMTP sink: every message delivered to job_opts.rcpt. */
+extern const struct sink_ops sink_smtp_ops;
 
 /* Called by a sink: its session is up / failed (closed when this returns). */
 void sink_ready(struct worker *w);
 void sink_failed(struct worker *w, const struct mf_error *err);
 /* Called by a sink: batch b was answered. */
 void sink_batch_done(struct batch *b, const struct sink_verdict *v);
-/* Called by a sink: space() has grown after want_space(). */
+/* Called by a sink: space() has grown after want_space(), or it is no
+ * longer busy. */
 void sink_writable(struct worker *w);
 
 #endif

@@ -293,6 +293,7 @@ void pop3src_mailbox_begin(struct worker *w)
 	struct mf_error e;
 
 	w->intents_marked = 0;
+	w->ntmp = w->tmp_passes = 0;
 	w->phase = W_EXAMINE;
 	w->list_mode = 1; /* not a UID range: no resume position by order */
 	w->uidvalidity = POP3SRC_UIDV;

@@ -246,6 +246,7 @@ static void mailbox_begin(struct worker *w)
 		return;
 	}
 	w->intents_marked = 0;
+	w->ntmp = w->tmp_passes = 0;
 	w->phase = W_EXAMINE;
 	w->list_mode = 0;
 	w->uidvalidity = w->uidnext = 0;
@@ -415,6 +416,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 	if (w->dst_open)
 		w->sink.ops->close(&w->sink, 0);
 	loop_timer_cancel(j->loop, &w->settle_timer);
+	loop_timer_cancel(j->loop, &w->retry_timer);
 	w->phase = W_CONNECTING;
 	w->reconnecting = 1;
 	w->src_ready = w->dst_ready = 0;
@@ -595,7 +597,7 @@ int worker_init(struct job *j, struct worker *w, unsigned id)
 	w->job = j;
 	w->id = id;
 	w->source = (struct source){&source_imap_ops, w};
-	w->sink = (struct sink){&sink_imap_ops, w};
+	w->sink = (struct sink){j->o->dst_mail ? &sink_smtp_ops : &sink_imap_ops, w, NULL, {0}};
 	if (j->o->src_pop3)
 		w->source.ops = &source_pop3_ops;
 	w->rng = (wall_ms() * 2654435761u) ^ ((uint64_t)(id + 1) << 32) ^ (uint64_t)(uintptr_t)w;
@@ -655,6 +657,7 @@ void worker_stop(struct worker *w, int graceful)
 	w->phase = W_DONE;
 	w->reconnecting = 0;
 	loop_timer_cancel(w->job->loop, &w->reconnect_timer);
+	loop_timer_cancel(w->job->loop, &w->retry_timer);
 	if (w->src_open && !w->src.closed) {
 		if (graceful && w->src_ready)
 			imap_client_logout(&w->src);

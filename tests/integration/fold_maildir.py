@@ -20,11 +20,14 @@ become keyword letters and a dovecot-keywords file in DST, as bench/compare
 reads them. Courier keeps them in courierimapkeywords/:list (the names, a
 blank line, then "BASENAME:INDEX INDEX...") and in newer per-message files
 ".N.BASENAME" (one name a line; the highest N wins), BASENAME being the
-file name before ":2,".
+file name before ":2,". Courier 5 names folder directories in UTF-8
+(".Reçus"), Dovecot in modified UTF-7 (".Re&AOc-us", RFC 3501 §5.1.3):
+DST uses the latter.
 
 --inbox-only: only INBOX (the root's cur/ and new/), for the runs that
-copy INBOX alone (mailferry does not handle Courier's INBOX. namespace yet).
+copy INBOX alone.
 """
+import base64
 import os
 import re
 import sys
@@ -35,6 +38,26 @@ def fold(data):
     if data and not data.endswith(b"\n"):
         data += b"\n"
     return data
+
+
+def mutf7(name):
+    """A folder name in modified UTF-7 (RFC 3501 §5.1.3), as Dovecot names
+    its directories; ASCII names are unchanged."""
+    out, run = [], []
+
+    def flush():
+        if run:
+            b = "".join(run).encode("utf-16-be")
+            out.append("&" + base64.b64encode(b).decode().rstrip("=").replace("/", ",") + "-")
+            run.clear()
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7e:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            run.append(ch)
+    flush()
+    return "".join(out)
 
 
 def courier_keywords(src):
@@ -112,7 +135,8 @@ def main():
         for fn in os.listdir(src):
             p = os.path.join(src, fn)
             if fn.startswith(".") and fn not in (".", "..") and os.path.isdir(os.path.join(p, "cur")):
-                copy_folder(p, os.path.join(dst, fn), courier)
+                name = mutf7(os.fsdecode(fn)) if courier else fn
+                copy_folder(p, os.path.join(dst, name), courier)
 
 
 if __name__ == "__main__":

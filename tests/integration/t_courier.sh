@@ -6,7 +6,8 @@
 # Courier advertises what the tests are written for and checks passwords;
 # INBOX Dovecot -> Courier exact (line ends folded as Courier rewrites
 # them, keywords read from courierimapkeywords/:
-# tests/integration/fold_maildir.py), re-run copies nothing; Courier as the
+# tests/integration/fold_maildir.py), without a stall per APPEND (issue 22
+# item 3), re-run copies nothing; Courier as the
 # source (its SELECT has no UIDNEXT); every folder Dovecot -> Courier under
 # "INBOX." and back without it, exact, re-runs copy nothing (NAMESPACE,
 # issue 22 item 2); --folder and --map with prefix-less names; Courier's
@@ -16,7 +17,7 @@
 
 dv_start A --users "src back fsrc fback gback gback2" || { not_ok dovecot "start failed"; exit 1; }
 t0=$SECONDS
-co_start C --users "dst fdst gsrc" || { not_ok courier-start "start failed"; exit 1; }
+co_start C --users "dst fdst gsrc ndst" || { not_ok courier-start "start failed"; exit 1; }
 ok "courier-start ($((SECONDS - t0)) s)"
 corpus A src tiny 21 || { not_ok corpus "generation failed"; exit 1; }
 corpus A fsrc tiny 22 || { not_ok corpus "generation failed"; exit 1; }
@@ -78,6 +79,19 @@ n_src=$(find "$SRC_MD/cur" "$SRC_MD/new" -type f | grep -c .)
 expect_exit to-courier 0 mf migrate "$SRC" "$CO" "${TO_CO[@]}"
 c=$(copied)
 [ "$c" = "$n_src" ] && ok "to-courier-count ($c messages)" || not_ok to-courier-count "copied ${c:-?} of $n_src"
+# No stall per APPEND (issue 22 item 3): Courier answers each synchronizing
+# literal's "+" in a second write after the previous APPEND's OK, and holds
+# it (Nagle: no TCP_NODELAY there) until that OK is ACKed; a client that
+# delays its ACK waits ~40 ms a message. Without TLS (couriertls merges the
+# two writes now and then), one mailbox on one connection: under 20 ms a
+# message (about 5 here with the ASan build; 45 with the stall).
+expect_exit to-courier-plain 0 mf migrate "$SRC" "imap://ndst@127.0.0.1:$C_IMAP_PORT?starttls=no" \
+	--src-password-file "$A_DIR/pw/src" --dst-password-file "$C_DIR/pw/ndst" "${COMMON[@]}" \
+	--state "$T_TMP/st0" --connections 1
+c=$(copied) s=$(json_field "$T_TMP/last.out" seconds 2>/dev/null)
+python3 -c 'import sys; s, n = float(sys.argv[1]), int(sys.argv[2]); sys.exit(not (n > 0 and s / n < 0.020))' \
+	"${s:-99}" "${c:-0}" && ok "to-courier-no-stall ($s s for $c messages)" ||
+	not_ok to-courier-no-stall "$s s for ${c:-?} messages: more than 20 ms each (a delayed-ACK stall per APPEND?)"
 check to-courier-exact exact
 expect_exit to-courier-rerun 0 mf migrate "$SRC" "$CO" "${TO_CO[@]}"
 c=$(copied)

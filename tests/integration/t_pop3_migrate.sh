@@ -14,7 +14,8 @@
 # only of what the destination confirmed (a message we refuse stays, and
 # so do those a destination over quota refuses: each message ends up in
 # exactly one place);
-# usage errors exit 2; a LIST size Dovecot gets wrong (a Maildir file
+# usage errors exit 2; POP3 -> LMTP (Dovecot's), every message delivered
+# once and byte-exact after the trace fields, a re-run delivers 0; a LIST size Dovecot gets wrong (a Maildir file
 # whose name says W=... smaller than it is) fails that message only. Then tests/faults/fake_pop3.py for what Dovecot will
 # not do: a server that drops the connection mid-RETR (the pair is
 # reopened, then the mailbox fails: exit 3), and one that LISTs a message
@@ -22,7 +23,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$BENCH_BIN/corpus" ] || { not_ok pop3m-corpus "$BENCH_BIN/corpus missing (make)"; exit 1; }
-dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2 src6 dst6 src7" || { not_ok pop3m-dovecot "start failed"; exit 1; }
+dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2 src6 dst6 src7 lm1" || { not_ok pop3m-dovecot "start failed"; exit 1; }
 MD=$P_MAIL_ROOT/src/Maildir
 corpus P src tiny 3 || { not_ok pop3m-corpus "corpus failed"; exit 1; }
 python3 - "$MD/cur" <<'PY' || { not_ok pop3m-fixture "writing messages failed"; exit 1; }
@@ -236,6 +237,50 @@ for o in --sync-flags --delete --dedupe; do
 done
 expect_exit pop3-delete-needs-pop3 2 mf migrate "$(imap_to src)" "$(imap_to dst)" --pop3-delete \
 	--src-password-file "$P_DIR/pw/src" --dst-password-file "$P_DIR/pw/dst" --state "$T_TMP/stx"
+
+# ---- POP3 -> LMTP: delivered once each, exact after the trace fields ----
+# lmtp_expect.py: every INBOX message delivered exactly once, its bytes at
+# the end of the delivered file with nothing before them but the trace
+# fields Dovecot's LMTP puts on top (Return-Path, Delivered-To, Received);
+# both sides with CR runs before LF dropped (Dovecot stores LF). Dovecot's
+# LMTP offers CHUNKING, so BDAT carries the exact bytes: a message without
+# a final line end arrives without one (the POP3 server's CRLF is dropped
+# on RETR).
+cat >"$T_TMP/lmtp_expect.py" <<'PY'
+import collections, os, re, sys
+src, dst = sys.argv[1], sys.argv[2]
+norm = lambda b: re.sub(rb"\r*\n", b"\n", b)
+TRACE = re.compile(rb"((Return-Path|Delivered-To|Received):[^\n]*\n([ \t][^\n]*\n)*)*\Z", re.I)
+def files(d):
+    for sub in ("cur", "new"):
+        p = os.path.join(d, sub)
+        for f in os.listdir(p) if os.path.isdir(p) else []:
+            yield os.path.join(p, f)
+want = collections.Counter()
+for p in files(src):
+    b = norm(open(p, "rb").read())
+    want[b] += 1
+bad = []
+for p in files(dst):
+    d = norm(open(p, "rb").read())
+    hit = [w for w in want if want[w] and d.endswith(w) and TRACE.match(d[: len(d) - len(w)])]
+    if not hit:
+        bad.append(os.path.basename(p))
+        continue
+    want[max(hit, key=len)] -= 1
+left = sum(want.values())
+if bad or left:
+    sys.exit("%d deliveries match no message (%s), %d messages not delivered" % (len(bad), " ".join(bad[:3]), left))
+PY
+LMTP_DST="lmtp://127.0.0.1:$P_LMTP_PORT?rcpt=lm1"
+if expect_exit lmtp 0 mf migrate "$SRC" "$LMTP_DST" "${common[@]}" --state "$T_TMP/stl"; then
+	c=$(json_field "$T_TMP/last.out" messages_copied)
+	[ "$c" = "$NMSG" ] && ok "lmtp-count ($c)" || not_ok lmtp-count "delivered $c of $NMSG"
+	check lmtp-exact python3 "$T_TMP/lmtp_expect.py" "$MD" "$(dst_dir lm1)"
+	expect_exit lmtp-rerun 0 mf migrate "$SRC" "$LMTP_DST" "${common[@]}" --state "$T_TMP/stl" &&
+		{ [ "$(json_field "$T_TMP/last.out" messages_copied)" = 0 ] && [ "$(inbox_count lm1)" = "$NMSG" ] &&
+			ok lmtp-rerun-delivers-0 || not_ok lmtp-rerun-delivers-0 "copied $(json_field "$T_TMP/last.out" messages_copied), INBOX $(inbox_count lm1)"; }
+fi
 
 # ---- SIGKILL at random moments, then resume: 0 lost, 0 twice ----
 # src3 holds the crash corpus's INBOX (~1,700 messages), copied through a

@@ -92,56 +92,10 @@ w("06-big", b"".join(parts))
 PY
 MSGS=("$M"/0*)
 
-# compare.py MAILDIR_NEW ADD_FINAL_CRLF FILE...: every FILE is in MAILDIR_NEW
-# exactly once (bare LF -> CRLF) after nothing but server trace fields, and
-# nothing else is; prints what differs.
-_CMP_PY='
-import os, re, sys
-new, addcrlf, files = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
-TRACE = re.compile(rb"(Received|Return-Path|Delivered-To):", re.I)
-def strip(b):
-    while True:
-        m = TRACE.match(b)
-        if not m: return b
-        end = b.find(b"\n") + 1
-        while end < len(b) and b[end:end + 1] in (b" ", b"\t"):
-            end = b.find(b"\n", end) + 1
-        b = b[end:]
-def expect(b):
-    b = re.sub(rb"(?<!\r)\n", b"\r\n", b)
-    if addcrlf and not b.endswith(b"\r\n"): b += b"\r\n"
-    return b
-got = {}
-for f in os.listdir(new):
-    got[f] = open(os.path.join(new, f), "rb").read()
-bad = 0
-for f in files:
-    want = expect(open(f, "rb").read())
-    # the original at the end, only server trace fields before it (the
-    # original may carry its own Received/Return-Path: they stay)
-    hits = [k for k, v in got.items() if v.endswith(want) and strip(v[:len(v) - len(want)]) == b""]
-    if len(hits) != 1:
-        bad += 1
-        # the nearest delivered file, for the message
-        best = None
-        for k, v in got.items():
-            s = strip(v); n = 0
-            while n < min(len(s), len(want)) and s[n] == want[n]: n += 1
-            if best is None or n > best[0]: best = (n, k, s)
-        if best:
-            n, k, s = best
-            sys.stderr.write("%s: %d matches; nearest %s differs at byte %d: got %r want %r\n" % (
-                os.path.basename(f), len(hits), k, n, s[max(0, n - 20):n + 20], want[max(0, n - 20):n + 20]))
-        else:
-            sys.stderr.write("%s: nothing delivered\n" % os.path.basename(f))
-    else:
-        del got[hits[0]]
-for k in got:
-    bad += 1
-    sys.stderr.write("unexpected delivery %s\n" % k)
-sys.exit(1 if bad else 0)
-'
-compare() { python3 -c "$_CMP_PY" "$@"; }
+# trace_compare.py MAILDIR_NEW ADD_FINAL_CRLF FILE...: every FILE is in
+# MAILDIR_NEW exactly once (bare LF -> CRLF) after nothing but server trace
+# fields, and nothing else is; prints what differs.
+compare() { python3 "$ROOT/tests/integration/trace_compare.py" "$@"; }
 # wait_new N: until N messages are in u1's new/ (Postfix delivers async)
 wait_new() {
 	local end=$((SECONDS + 60))

@@ -18,22 +18,35 @@ static void test_good(struct unit_ctx *u)
 	                  a.has_password && !strcmp(a.password, "p:w") && !strcmp(a.host, "::1") &&
 	                  a.port == 993 && !a.starttls_no);
 	UNIT_CHECK(u, url_parse("imap://u@h", &a, why, sizeof(why)) == 0 && a.port == 143);
-	UNIT_CHECK(u, url_parse("pop3://u@h", &a, why, sizeof(why)) == 0 && a.port == 110 &&
-	                  !strcmp(a.scheme, "pop3") && !a.starttls_no);
-	UNIT_CHECK(u, url_parse("POP3S://u@h", &a, why, sizeof(why)) == 0 && a.port == 995 &&
-	                  !strcmp(a.scheme, "pop3s"));
-	UNIT_CHECK(u, url_parse("pop3://u@127.0.0.1:11000?starttls=no", &a, why, sizeof(why)) ==
-	                      0 &&
-	                  a.port == 11000 && a.starttls_no);
+	UNIT_CHECK(u, url_parse("pop3s://u@h", &a, why, sizeof(why)) == 0 && a.port == 995 &&
+	                  a.kind == URL_POP3 && a.tls);
+	UNIT_CHECK(u, url_parse("smtp://mx.example.org?rcpt=bob%40example.org", &a, why,
+	                        sizeof(why)) == 0 &&
+	                  a.kind == URL_SMTP && a.port == 25 && !a.user[0] &&
+	                  !strcmp(a.rcpt, "bob@example.org"));
+	UNIT_CHECK(u, url_parse("smtps://relay%40x:pw@h:2465/?rcpt=a@b", &a, why, sizeof(why)) == 0 &&
+	                  a.tls && a.port == 2465 && !strcmp(a.user, "relay@x") &&
+	                  a.has_password && !strcmp(a.rcpt, "a@b"));
+	UNIT_CHECK(u, url_parse("lmtp://127.0.0.1:2424?starttls=no&rcpt=dst", &a, why,
+	                        sizeof(why)) == 0 &&
+	                  a.kind == URL_LMTP && a.port == 2424 && a.starttls_no &&
+	                  !strcmp(a.rcpt, "dst") && !a.path[0]);
+	UNIT_CHECK(u, url_parse("lmtp:///run/dovecot/lmtp?rcpt=dst", &a, why, sizeof(why)) == 0 &&
+	                  !strcmp(a.path, "/run/dovecot/lmtp") && a.port == 0 &&
+	                  !strcmp(a.host, "localhost") && !strcmp(a.rcpt, "dst"));
 }
 
 static void test_bad(struct unit_ctx *u)
 {
 	static const char *const bad[] = {
 	    "imap://u@[]:143", /* fuzz_url: an empty IPv6 literal was taken as host "" */
-	    "imap://u@[]",     "imap://u@",        "imap://@h",    "pop3s://u@h?starttls=no",
+	    "imap://u@[]",     "imap://u@",        "imap://@h",    "pop3://h",
 	    "imap://u@h:0",    "imap://u@h:65536", "imap://u@h:x", "imaps://u@h?starttls=no",
 	    "imap://u%zz@h",   "imap://u%00@h",    "imap://u@h?x", "imap//u@h",
+	    "smtp://h",        "smtp://h?rcpt=",   "lmtp:///?rcpt=a@b", "lmtp:///s",
+	    "smtps://h?rcpt=a@b&starttls=no",      "imap://u@h?rcpt=a@b",
+	    "smtp://h?rcpt=a@b&rcpt=c@d",          "lmtp:///s?rcpt=a@b&starttls=no",
+	    "ftp://u@h",
 	};
 	struct url a;
 	char why[256];
