@@ -76,6 +76,7 @@
 struct state {
 	MDB_env *env;
 	MDB_dbi jobs, mbnames, mboxes, msgs;
+	MDB_dbi uidls; /* (u32 job, u32 mbid, unique-id) -> u32 id (POP3 sources) */
 	MDB_txn *txn;          /* the open write transaction, or NULL */
 	unsigned long gen;     /* bumped by every write: cursors must re-seek */
 	unsigned long txn_gen; /* bumped when a transaction ends: cursors are gone */
@@ -521,8 +522,8 @@ static int env_open(struct state *s, const char *path, unsigned flags, struct mf
 
 static int open_dbs(struct state *s, struct mf_error *err)
 {
-	static const char *const names[] = {"jobs", "mbnames", "mailboxes", "messages"};
-	MDB_dbi *dbis[] = {&s->jobs, &s->mbnames, &s->mboxes, &s->msgs};
+	static const char *const names[] = {"jobs", "mbnames", "mailboxes", "messages", "uidls"};
+	MDB_dbi *dbis[] = {&s->jobs, &s->mbnames, &s->mboxes, &s->msgs, &s->uidls};
 	uint8_t fmt[4];
 	MDB_val v;
 	size_t i;
@@ -893,6 +894,70 @@ int state_mbox_find(struct state *s, uint32_t job, const char *name, size_t len,
                     struct mf_error *err)
 {
 	return mbox_id(s, job, name, len, mbid, NULL, 0, err);
+}
+
+/* ---- POP3 unique-ids ---- */
+
+static int uidl_id(struct state *s, uint32_t job, uint32_t mbid, const char *uidl, size_t len,
+                   uint32_t *id, int *created, int create, struct mf_error *err)
+{
+	uint8_t k[8 + STATE_UIDL_MAX], ck[10] = {0, 'u'}, idb[4];
+	MDB_val v;
+	uint32_t n;
+	int rc;
+
+	if (created)
+		*created = 0;
+	if (!len || len > STATE_UIDL_MAX) {
+		mf_err_set(err, -EINVAL, "state %s: unique-id of %zu bytes (1 to %d)", s->dir, len,
+		           STATE_UIDL_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)uidl[i] < 0x21 || (unsigned char)uidl[i] > 0x7e) {
+			mf_err_set(err, -EINVAL,
+			           "state %s: unique-id with byte 0x%02x (RFC 1939 section 7)", s->dir,
+			           (unsigned char)uidl[i]);
+			return -EINVAL;
+		}
+	key_mbox(k, job, mbid);
+	memcpy(k + 8, uidl, len);
+	rc = txn_need(s, err);
+	if (rc)
+		return rc;
+	rc = db_get(s, s->uidls, k, 8 + len, &v, err, "mdb_get uidls");
+	if (rc == 0) {
+		if (v.mv_size != 4)
+			return corrupt(s, err, "uidls", &v);
+		*id = get32(v.mv_data);
+		return 0;
+	}
+	if (rc != -ENOENT || !create)
+		return rc;
+	key_mbox(ck + 2, job, mbid);
+	rc = next_id(s, ck, sizeof(ck), &n, err, "unique-id");
+	if (rc)
+		return rc;
+	put32(idb, n);
+	rc = db_put(s, s->uidls, k, 8 + len, idb, 4, err, "mdb_put uidls");
+	if (rc)
+		return rc;
+	*id = n;
+	if (created)
+		*created = 1;
+	return 0;
+}
+
+int state_uidl_id(struct state *s, uint32_t job, uint32_t mbid, const char *uidl, size_t len,
+                  uint32_t *id, int *created, struct mf_error *err)
+{
+	return uidl_id(s, job, mbid, uidl, len, id, created, 1, err);
+}
+
+int state_uidl_find(struct state *s, uint32_t job, uint32_t mbid, const char *uidl, size_t len,
+                    uint32_t *id, struct mf_error *err)
+{
+	return uidl_id(s, job, mbid, uidl, len, id, NULL, 0, err);
 }
 
 int state_mbox_rename(struct state *s, uint32_t job, uint32_t mbid, const char *old,

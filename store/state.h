@@ -11,6 +11,7 @@
  *   mbnames   (u32 job, mailbox name bytes)       -> u32 mailbox id
  *   mailboxes (u32 job, u32 mbid)                 -> struct state_mbox
  *   messages  (u32 job, u32 mbid, u32 uidvalidity, u32 uid) -> struct state_msg
+ *   uidls     (u32 job, u32 mbid, POP3 unique-id bytes) -> u32 id
  *
  * One write transaction is opened lazily by the first call that needs it and
  * kept open; state_commit() makes everything so far durable. Callers commit
@@ -128,6 +129,20 @@ int state_mbox_put(struct state *s, uint32_t job, uint32_t mbid, const struct st
 int state_mbox_each(struct state *s, uint32_t job,
 		    int (*fn)(void *ctx, uint32_t mbid, const struct state_mbox *rec), void *ctx,
 		    struct mf_error *err);
+
+/* POP3 unique-ids (RFC 1939 §7: 1 to 70 bytes 0x21..0x7E) of a job's
+ * mailbox: each gets a synthetic id, 1, 2, ... in the order first seen,
+ * never handed out twice (even for a unique-id the server no longer
+ * lists), so the message records key POP3 messages by it as by a UID.
+ * The id is written in the open transaction: commit before an intent
+ * refers to it (an intent is committed with it anyway). -EINVAL for a
+ * unique-id that breaks §7, -EOVERFLOW when the ids are used up. */
+#define STATE_UIDL_MAX 70
+int state_uidl_id(struct state *s, uint32_t job, uint32_t mbid, const char *uidl, size_t len,
+                  uint32_t *id, int *created, struct mf_error *err);
+/* The same without assigning: -ENOENT if the unique-id has no id. */
+int state_uidl_find(struct state *s, uint32_t job, uint32_t mbid, const char *uidl, size_t len,
+                    uint32_t *id, struct mf_error *err);
 
 /* 0 found, -ENOENT none. */
 int state_msg_get(struct state *s, const struct state_msg_key *k, struct state_msg *m,

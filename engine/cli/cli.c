@@ -79,6 +79,9 @@ static void usage(FILE *f)
 	      "\n"
 	      "  SRC, DST   imap://user@host[:port]  (STARTTLS; ?starttls=no to skip it)\n"
 	      "             imaps://user@host[:port] (TLS from the first byte)\n"
+	      "  SRC also   pop3://user@host[:port]  (STLS; ?starttls=no to skip it),\n"
+	      "             pop3s://user@host[:port]: its messages go to the destination's\n"
+	      "             INBOX (or --map INBOX=FOLDER), dated by their newest Received:\n"
 	      "             a user name with '@' is written %40\n"
 	      "  DST also   smtp://[user@]host[:port]?rcpt=ADDR  (STARTTLS; AUTH with a user)\n"
 	      "             smtps://[user@]host[:port]?rcpt=ADDR (TLS from the first byte)\n"
@@ -131,6 +134,8 @@ static void usage(FILE *f)
 	      "  --dedupe            do not append a message the destination folder already\n"
 	      "                      holds (same content, by SHA-256; reads new mail twice)\n"
 	      "  --delete            carry expunges to the destination (UID EXPUNGE)\n"
+	      "  --pop3-delete       POP3 source: DELE the messages the destination confirmed\n"
+	      "                      (and the state recorded), then QUIT\n"
 	      "  --mail-from ADDR    SMTP/LMTP envelope sender (default: the message's\n"
 	      "                      Return-Path, else the null sender <>)\n"
 	      "  --uncertain resend|skip  SMTP/LMTP: a message whose delivery a crash left\n"
@@ -197,6 +202,7 @@ enum {
 	OPT_RENAME,
 	OPT_DST_PREFIX,
 	OPT_DST_AUTHUSER,
+	OPT_POP3_DELETE,
 	OPT_MAIL_FROM,
 	OPT_UNCERTAIN,
 	OPT_NO_CHUNKING,
@@ -239,6 +245,7 @@ static const struct option long_opts[] = {
 	{"dst-prefix", required_argument, NULL, OPT_DST_PREFIX},
 	{"src-authuser", required_argument, NULL, OPT_SRC_AUTHUSER},
 	{"dst-authuser", required_argument, NULL, OPT_DST_AUTHUSER},
+	{"pop3-delete", no_argument, NULL, OPT_POP3_DELETE},
 	{"mail-from", required_argument, NULL, OPT_MAIL_FROM},
 	{"uncertain", required_argument, NULL, OPT_UNCERTAIN},
 	{"no-chunking", no_argument, NULL, OPT_NO_CHUNKING},
@@ -448,7 +455,11 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 				return bad(c, "too many --exclude options%s%s", "", "");
 			c->excludes[c->nexcludes++] = optarg;
 			break;
-		case OPT_CONN: c->connections = parse_uint(c, optarg, 1, 64, "--connections", &e); break;
+		case OPT_CONN:
+			c->connections = parse_uint(c, optarg, 1, 64, "--connections", &e);
+			c->connections_given = 1;
+			break;
+		case OPT_POP3_DELETE: c->pop3_delete = 1; break;
 		case OPT_BATCH: c->batch = parse_uint(c, optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
 		case OPT_TIMEOUT: c->timeout_s = parse_uint(c, optarg, 1, 86400, "--timeout", &e); break;
 		case OPT_LOGIN_TIMEOUT:
@@ -523,6 +534,35 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 	return e ? 2 : 0;
 }
 
+/* What a POP3 account allows (README "POP3 as a source"): only as the
+ * source, one mailbox without flags, dates or expunges to compare. 0 or 2. */
+static int cli_pop3_check(const struct cli *c)
+{
+	int src = !strncmp(c->su.scheme, "pop3", 4);
+
+	if (!strncmp(c->du.scheme, "pop3", 4))
+		return bad(c, "destination %s://...: a POP3 account can only be a source%s",
+		           c->du.scheme, "");
+	if (!src && c->pop3_delete)
+		return bad(c, "--pop3-delete needs a pop3:// or pop3s:// source%s%s", "", "");
+	if (!src)
+		return 0;
+	if (c->sync_flags || c->delete_ || c->dedupe || c->state_reset)
+		return bad(c, "%s does not apply to a POP3 source (no flags, expunges or content "
+		              "to compare%s)",
+		           c->sync_flags ? "--sync-flags"
+		           : c->delete_  ? "--delete"
+		           : c->dedupe   ? "--dedupe"
+		                         : "--state-reset",
+		           c->delete_ ? "; --pop3-delete deletes on the source" : "");
+	if (c->src_authuser || c->src_tok_file || c->src_tok_cmd)
+		return bad(c, "%s does not apply to a POP3 source%s",
+		           c->src_authuser ? "--src-authuser" : "--src-oauth-token-*", "");
+	if (c->check)
+		return bad(c, "--check is not available for a POP3 source%s%s", "", "");
+	return 0;
+}
+
 /* The two account URLs, their passwords and the job key; the default state
  * directory when none was given. 0 or 2 (printed). */
 int cli_accounts(struct cli *c, const char *src, const char *dst)
@@ -540,9 +580,7 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 	}
 	if (c->su.kind == URL_SMTP || c->su.kind == URL_LMTP)
 		return bad(c, "source: %s:// delivers mail, it cannot be read from (a source is "
-		              "imap:// or imaps://)%s", c->su.scheme, "");
-	if (c->su.kind == URL_POP3)
-		return bad(c, "source: %s:// is not supported by this build%s", c->su.scheme, "");
+		              "imap://, imaps://, pop3:// or pop3s://)%s", c->su.scheme, "");
 	if (c->du.kind == URL_POP3)
 		return bad(c, "destination: %s:// cannot store mail (a destination is imap://, "
 		              "smtp:// or lmtp://)%s", c->du.scheme, "");
@@ -568,6 +606,8 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 		oauth_token_init(s ? &c->dst_tok : &c->src_tok, s ? "destination" : "source",
 		                 s ? c->du.user : c->su.user, file, cmd);
 	}
+	if ((rc = cli_pop3_check(c)))
+		return rc;
 	if (!c->src_pw_set && !c->src_tok_file && !c->src_tok_cmd &&
 	    (rc = get_password(c, "source", "MAILFERRY_SRC_PASSWORD", c->src_pw_file, &c->su,
 			       c->src_pw, sizeof(c->src_pw))))
@@ -591,12 +631,14 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 	 * another port, TLS or a proxy must not make it look like a new job
 	 * (that would copy everything again). */
 	if (c->du.kind == URL_SMTP || c->du.kind == URL_LMTP)
-		snprintf(c->job_key, sizeof(c->job_key), "%s@%s -> %s:%s@%s", c->su.user, c->su.host,
+		snprintf(c->job_key, sizeof(c->job_key), "%s%s@%s -> %s:%s@%s",
+		         c->su.kind == URL_POP3 ? "pop3:" : "", c->su.user, c->su.host,
 		         c->du.kind == URL_SMTP ? "smtp" : "lmtp", c->du.rcpt,
 		         c->du.path[0] ? c->du.path : c->du.host);
 	else
-		snprintf(c->job_key, sizeof(c->job_key), "%s@%s -> %s@%s", c->su.user, c->su.host,
-		         c->du.user, c->du.host);
+		snprintf(c->job_key, sizeof(c->job_key), "%s%s@%s -> %s@%s",
+		         c->su.kind == URL_POP3 ? "pop3:" : "", c->su.user, c->su.host, c->du.user,
+		         c->du.host);
 	if (c->state_reset && c->dry_run)
 		return bad(c, "--state-reset and --dry-run do not go together%s%s", "", "");
 	if (c->ca_file && access(c->ca_file, R_OK) < 0)
@@ -662,6 +704,31 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 	o->json = c->json;
 	o->progress = c->progress;
 	o->out = stdout;
+	if (!strncmp(c->su.scheme, "pop3", 4)) {
+		struct pop3_endpoint *ep = &o->src_pop3_ep;
+
+		o->src_pop3 = 1;
+		o->pop3_delete = c->pop3_delete;
+		ep->label = "source";
+		ep->host = c->su.host;
+		ep->port = c->su.port;
+		ep->user = c->su.user;
+		ep->password = c->src_pw;
+		ep->tls = !strcmp(c->su.scheme, "pop3s") ? POP3_TLS_IMPLICIT
+		          : c->su.starttls_no            ? POP3_TLS_NONE
+		                                         : POP3_TLS_STARTTLS;
+		ep->ca_file = c->ca_file;
+		ep->insecure = c->insecure;
+		ep->allow_plaintext = c->allow_plaintext;
+		ep->timeout_ms = c->timeout_s * 1000;
+		ep->login_timeout_ms = c->login_timeout_s * 1000;
+		ep->min_progress = c->min_progress;
+		o->connections = 1;
+		if (c->connections_given && c->connections > 1)
+			mf_log(MF_LOG_WARN, "a POP3 server locks the maildrop to one session: one "
+			                    "connection pair, not %u",
+			       c->connections);
+	}
 }
 
 void cli_forget(struct cli *c)

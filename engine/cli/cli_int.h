@@ -43,6 +43,8 @@ struct cli {
 	unsigned jobs;		/* run: accounts at once */
 	int check;		/* --check: log in and list both sides, copy nothing */
 	int src_pw_set, dst_pw_set;	/* run: the password came with the line */
+	int pop3_delete;	/* --pop3-delete */
+	int connections_given;	/* --connections was on the command line */
 };
 
 void cli_defaults(struct cli *c);

@@ -116,6 +116,7 @@ static void job_free(struct job *j)
 		free(w->tmp);
 		free(w->dd_uids);
 		free(w->counted);
+		pop3src_free(w);
 	}
 	rules_free(&j->rules);
 	for (size_t i = 0; i < j->nmb; i++) {
@@ -180,6 +181,8 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 		return err->code ? err->code : -EIO;
 	}
 	j->nw = o->connections ? o->connections : 4;
+	if (o->src_pop3)
+		j->nw = 1; /* a POP3 server locks the maildrop to one session */
 	j->w = calloc(j->nw, sizeof(*j->w));
 	if (!j->w) {
 		free(j);
@@ -231,6 +234,9 @@ int job_end(struct job *j)
 			sum->wire_out += out;
 			imap_client_close(&w->src);
 		}
+		pop3src_release(w, &in, &out);
+		sum->wire_in += in;
+		sum->wire_out += out;
 		if (w->dst_open) {
 			w->sink.ops->wire(&w->sink, &in, &out);
 			sum->wire_in += in;

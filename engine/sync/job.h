@@ -23,6 +23,7 @@
 
 #include "engine/runtime/loop.h"
 #include "protocols/imap_client.h"
+#include "protocols/pop3_client.h"
 #include "protocols/smtp_client.h"
 #include "store/state.h"
 
@@ -61,6 +62,11 @@ struct job_opts {
 				 * progress before its mailbox fails; 0 = none */
 	FILE *out;		/* where JSON goes (stdout) */
 	const char *label;	/* names the job in JSON events ("job"), or NULL */
+	/* A POP3 source (source_pop3.c) instead of src: one mailbox, INBOX,
+	 * one connection pair whatever connections says. */
+	int src_pop3;
+	struct pop3_endpoint src_pop3_ep;
+	int pop3_delete;	/* --pop3-delete: DELE what the state records as copied */
 };
 
 struct job_summary {

@@ -123,6 +123,7 @@ struct worker {
 	unsigned id;
 	struct imap_client src, dst;
 	struct source source;	/* where messages come from: over src for IMAP */
+	struct pop3src *p3;	/* the POP3 source instead of src (source_pop3.c) */
 	struct sink sink;	/* where messages go: over dst for IMAP */
 	int src_open, dst_open, src_ready, dst_ready, dead;
 	enum wphase phase;
@@ -434,6 +435,20 @@ int worker_init(struct job *j, struct worker *w, unsigned id);
 void workers_spawn(struct job *j);
 int worker_active(const struct worker *w);
 void worker_stop(struct worker *w, int graceful);
+
+void worker_src_failed(struct worker *w, const struct mf_error *err);
+
+/* source_pop3.c: the POP3 source; the worker's hooks call these when
+ * w->p3 (job_opts.src_pop3) instead of their IMAP steps. */
+struct pop3src;
+extern const struct source_ops source_pop3_ops;
+int pop3src_open(struct worker *w, struct mf_error *err);
+void pop3src_mailbox_begin(struct worker *w);
+void pop3src_fetch_start(struct worker *w);
+int pop3src_before_finish(struct worker *w);
+void pop3src_stop(struct worker *w, int graceful);
+void pop3src_release(struct worker *w, uint64_t *in, uint64_t *out);
+void pop3src_free(struct worker *w);
 
 /* job.c */
 void job_maybe_finish(struct job *j);

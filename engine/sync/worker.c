@@ -35,6 +35,9 @@ void mailbox_finish(struct worker *w)
 	struct mf_error e;
 	int lost = j->o->sync_flags && w->chg_lost;
 
+	if (w->p3 && pop3src_before_finish(w))
+		return; /* --pop3-delete: DELE and QUIT first, then here again */
+
 	if (lost && w->chg_unread && !mb->failed && !j->o->dry_run) {
 		job_error(j, imap_client_who(&w->src), mb, 0,
 		          "%zu flag changes could not be noted (out of memory or "
@@ -213,7 +216,10 @@ void worker_next(struct worker *w)
 	}
 	if (j->next_mb >= j->nmb || j->fatal) {
 		w->phase = W_DONE;
-		imap_client_logout(&w->src);
+		if (w->p3)
+			pop3src_stop(w, 1);
+		else
+			imap_client_logout(&w->src);
 		w->sink.ops->close(&w->sink, 1);
 		job_maybe_finish(j);
 		return;
@@ -235,6 +241,10 @@ static void mailbox_begin(struct worker *w)
 	struct mbox *mb = w->mb;
 	struct mf_error e;
 
+	if (w->p3) {
+		pop3src_mailbox_begin(w);
+		return;
+	}
 	w->intents_marked = 0;
 	w->ntmp = w->tmp_passes = 0;
 	w->phase = W_EXAMINE;
@@ -402,6 +412,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 	 * parser: it is freed only when reopened); the other one goes now. */
 	if (w->src_open && !w->src.closed)
 		imap_client_close(&w->src);
+	pop3src_stop(w, 0);
 	if (w->dst_open)
 		w->sink.ops->close(&w->sink, 0);
 	loop_timer_cancel(j->loop, &w->settle_timer);
@@ -435,6 +446,9 @@ static void worker_reopen(struct loop *l, struct loop_timer *t)
 		w->wire_out += out;
 		imap_client_close(&w->src);
 	}
+	pop3src_release(w, &in, &out);
+	w->wire_in += in;
+	w->wire_out += out;
 	if (w->dst_open) {
 		w->sink.ops->wire(&w->sink, &in, &out);
 		w->wire_in += in;
@@ -443,7 +457,10 @@ static void worker_reopen(struct loop *l, struct loop_timer *t)
 	}
 	w->src_open = w->dst_open = 0; /* counted: not again at the end */
 	if (worker_open_src(w, &e) < 0) {
-		conn_error(&w->src, &e);
+		if (w->p3)
+			worker_src_failed(w, &e);
+		else
+			conn_error(&w->src, &e);
 	} else if (worker_open_dst(w, &e) < 0) {
 		sink_failed(w, &e);
 	}
@@ -522,6 +539,12 @@ void conn_error(struct imap_client *c, const struct mf_error *err)
 	worker_side_failed(c->ud, 0, imap_client_who(c), err);
 }
 
+/* The POP3 source's session failed (source_pop3.c). */
+void worker_src_failed(struct worker *w, const struct mf_error *err)
+{
+	worker_side_failed(w, 0, w->source.ops->who(&w->source), err);
+}
+
 void sink_failed(struct worker *w, const struct mf_error *err)
 {
 	worker_side_failed(w, 1, w->sink.ops->who(&w->sink), err);
@@ -554,6 +577,8 @@ int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
 
 int worker_open_src(struct worker *w, struct mf_error *err)
 {
+	if (w->job->o->src_pop3)
+		return pop3src_open(w, err);
 	w->src_open = 1;
 	w->job->sum->connections++;
 	return imap_client_open(&w->src, w->job->loop, &w->job->o->src, &w->job->src_cb, w, err);
@@ -573,6 +598,8 @@ int worker_init(struct job *j, struct worker *w, unsigned id)
 	w->id = id;
 	w->source = (struct source){&source_imap_ops, w};
 	w->sink = (struct sink){j->o->dst_mail ? &sink_smtp_ops : &sink_imap_ops, w, NULL, {0}};
+	if (j->o->src_pop3)
+		w->source.ops = &source_pop3_ops;
 	w->rng = (wall_ms() * 2654435761u) ^ ((uint64_t)(id + 1) << 32) ^ (uint64_t)(uintptr_t)w;
 	if (!w->rng)
 		w->rng = 1;
@@ -637,6 +664,7 @@ void worker_stop(struct worker *w, int graceful)
 		else
 			imap_client_close(&w->src);
 	}
+	pop3src_stop(w, graceful && w->src_ready);
 	if (w->dst_open)
 		w->sink.ops->close(&w->sink, graceful && w->dst_ready);
 }
