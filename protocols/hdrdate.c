@@ -219,25 +219,6 @@ int hdrdate_parse(const char *s, size_t n, struct imap_date *d)
 	return 0;
 }
 
-size_t hdrdate_header_end(const char *p, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		const char *lf;
-
-		if (p[i] == '\n')
-			return i + 1;
-		if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')
-			return i + 2;
-		lf = memchr(p + i, '\n', n - i);
-		if (!lf)
-			return 0;
-		i = (size_t)(lf - p) + 1;
-	}
-	return 0;
-}
-
 /* Is field p[0..n) named name (case-insensitive, white space allowed
  * before the colon: RFC 5322 §4.5)? Then *v is where its value starts. */
 static int field_is(const char *p, size_t n, const char *name, size_t *v)

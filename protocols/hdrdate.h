@@ -34,9 +34,6 @@ enum hdrdate_from {
  * Text after the zone is ignored. 0, or -1 if it is not a date. */
 int hdrdate_parse(const char *s, size_t n, struct imap_date *d);
 
-/* The offset just past the empty line that ends the header block of
- * p[0..n) (LF or CRLF line ends), or 0 if the block does not end in it. */
-size_t hdrdate_header_end(const char *p, size_t n);
 
 /* Picks the delivery date from the header block at the start of p[0..n)
  * (it may be cut short: only complete fields are read). Returns where it

@@ -9,6 +9,7 @@
  * right after a line feed.
  */
 #include "protocols/hdrdate.h"
+#include "protocols/mailhdr.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -44,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		round_trip(&d);
 	if (hdrdate_parse(p, size, &d) == 0)
 		round_trip(&d);
-	e = hdrdate_header_end(p, size);
+	e = mailhdr_end((const uint8_t *)p, size);
 	if (e > size || (e && p[e - 1] != '\n'))
 		abort();
 	return 0;

@@ -4,6 +4,7 @@
  * header block (newest Received:, else Date:, else none).
  */
 #include "protocols/hdrdate.h"
+#include "protocols/mailhdr.h"
 #include "tests/unit/unit.h"
 
 static int date_is(const char *s, const char *want)
@@ -129,11 +130,11 @@ static void test_pick(struct unit_ctx *u)
 
 static void test_header_end(struct unit_ctx *u)
 {
-	UNIT_CHECK(u, hdrdate_header_end("A: b\r\n\r\nbody", 13) == 8);
-	UNIT_CHECK(u, hdrdate_header_end("A: b\n\nbody", 10) == 6);
-	UNIT_CHECK(u, hdrdate_header_end("\r\nbody", 6) == 2);
-	UNIT_CHECK(u, hdrdate_header_end("A: b\r\nC: d\r\n", 12) == 0);
-	UNIT_CHECK(u, hdrdate_header_end("A: b\r\n\r", 7) == 0);
+	UNIT_CHECK(u, mailhdr_end((const uint8_t *)"A: b\r\n\r\nbody", 13) == 8);
+	UNIT_CHECK(u, mailhdr_end((const uint8_t *)"A: b\n\nbody", 10) == 6);
+	UNIT_CHECK(u, mailhdr_end((const uint8_t *)"\r\nbody", 6) == 2);
+	UNIT_CHECK(u, mailhdr_end((const uint8_t *)"A: b\r\nC: d\r\n", 12) == 0);
+	UNIT_CHECK(u, mailhdr_end((const uint8_t *)"A: b\r\n\r", 7) == 0);
 }
 
 int main(void)
