@@ -64,6 +64,8 @@ struct mbox {
 	uint32_t probe_uidv;
 	size_t renamed_from;	/* 1 + index into job.van: it was that one */
 	uint64_t copied, skipped, nfailed, bytes;
+	uint32_t amb, amb_uidv;	/* the archive's mailbox id in this run (backup) */
+	int amb_set;
 };
 /* A mailbox the state knows that the source no longer lists. */
 struct vanished {
@@ -437,5 +439,14 @@ void worker_stop(struct worker *w, int graceful);
 
 /* job.c */
 void job_maybe_finish(struct job *j);
+
+/* sink_archive.c: the archive sink (`backup`) */
+extern const struct sink_ops sink_archive_ops;
+/* The archive's mailbox for mb in the job's run (mb->amb): 0 or negative. */
+int sink_archive_mbox(struct job *j, struct mbox *mb, uint32_t uidvalidity, struct mf_error *err);
+/* Records in the run a message the state says is stored: 1, 0 (its
+ * content is not in the archive), or negative. */
+int sink_archive_record(struct job *j, struct mbox *mb, uint32_t uid, const struct state_msg *sm,
+                        struct mf_error *err);
 
 #endif
