@@ -268,6 +268,7 @@ struct job {
 	unsigned creates_pending;
 	int relisted;		/* refused CREATEs were looked up again */
 	int listed, dst_prepared, finished, fatal;
+	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
 	size_t nvan, cvan;
@@ -369,6 +370,9 @@ void dispatch(struct job *j);
 void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 void dst_create_all(struct job *j, struct imap_client *c);
 void dst_prepare(struct worker *w);
+/* backup: names every listed mailbox in the archive's run, and after a
+ * run that never committed records again what the state says is stored. */
+void archive_prepare(struct job *j);
 
 /* copy.c (the consumer's API is in source.h) */
 uint64_t wall_ms(void);

@@ -325,24 +325,29 @@ static int reconcile_one(void *ctx, uint32_t uid, const struct state_msg *m)
 	return 0;
 }
 
-/* An archive (backup): every mailbox of the listing is named in the run,
+/* An archive (backup): every mailbox of the listing is named in the run
+ * (here when the sink opens, else at the job's end: a run with nothing
+ * to copy opens no sink),
  * so the run lists it even when nothing in it changed (its messages are
  * carried forward by the archive: a UID's latest version counts until a
  * later one or a deletion). After a run that never committed (a crash),
  * what the state says is stored is recorded again in this run: the
  * crashed run's records are invisible, and the state will not copy those
  * messages again. A local pass over the state, after a crash only. */
-static void prepare_archive(struct job *j)
+void archive_prepare(struct job *j)
 {
 	uint64_t n = 0, missing = 0;
 
+	j->archive_named = 1;
 	for (size_t i = 0; i < j->nmb && !j->fatal; i++) {
 		struct mbox *mb = &j->mb[i];
 		struct state_mbox rec;
 		struct mf_error e;
 		int known = state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 &&
 		            rec.uidvalidity;
-		uint32_t uidv = mb->have_status ? mb->st_uidvalidity : known ? rec.uidvalidity : 0;
+		uint32_t uidv = mb->have_status && mb->st_uidvalidity ? mb->st_uidvalidity
+		                : known                               ? rec.uidvalidity
+		                                                      : 0;
 
 		if (mb->failed)
 			continue;
@@ -396,8 +401,8 @@ static void prepare_folderless(struct job *j)
 			rename_adopt(j, mb);
 		nwork += mb->work > 0;
 	}
-	if (j->o->archive && !j->fatal)
-		prepare_archive(j);
+	if (j->o->archive && !j->fatal && !j->archive_named)
+		archive_prepare(j);
 	if (nwork && !j->o->dry_run && !j->o->archive) {
 		progress_clear(j);
 		mf_log(MF_LOG_INFO, "%s: %zu mailbox%s delivered to <%s>; folders, flags and "
