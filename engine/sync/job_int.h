@@ -452,5 +452,8 @@ int sink_archive_mbox(struct job *j, struct mbox *mb, uint32_t uidvalidity, stru
  * content is not in the archive), or negative. */
 int sink_archive_record(struct job *j, struct mbox *mb, uint32_t uid, const struct state_msg *sm,
                         struct mf_error *err);
+/* IMAP flags "\\Seen $Label" → the archive's flag bits and keywords. */
+struct archive_msgmeta;
+void sink_archive_flags(const char *f, size_t n, struct archive_msgmeta *m);
 
 #endif

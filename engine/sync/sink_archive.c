@@ -59,8 +59,10 @@ static struct arc_sink *as_of(struct sink *s)
 	return s->priv;
 }
 
-/* "\Seen $Label" → flag bits and keywords (the rest of the string). */
-static void flags_split(const char *f, size_t n, struct archive_msgmeta *m)
+/* "\Seen $Label" → flag bits and keywords (the rest of the string):
+ * \Recent and unknown system flags are not kept; keywords past
+ * AFMT_KW_MAX bytes are dropped whole. */
+void sink_archive_flags(const char *f, size_t n, struct archive_msgmeta *m)
 {
 	size_t kl = 0, i = 0;
 
@@ -148,7 +150,7 @@ int sink_archive_record(struct job *j, struct mbox *mb, uint32_t uid, const stru
 	memcpy(m.hash, sm->hash, 32);
 	m.size = sm->size;
 	m.internaldate = (int64_t)sm->internaldate;
-	flags_split(sm->flags, strnlen(sm->flags, STATE_FLAGS_MAX), &m);
+	sink_archive_flags(sm->flags, strnlen(sm->flags, STATE_FLAGS_MAX), &m);
 	rc = archive_uid_put(j->o->archive, j->o->archive_run, mb->amb, uid, &m, err);
 	return rc < 0 ? rc : 1;
 }
@@ -228,7 +230,7 @@ static void arc_msg_begin(struct sink *s, struct batch *b, const struct sink_msg
 	memset(&am->m, 0, sizeof(am->m));
 	am->uid = m->uid;
 	am->m.internaldate = s->w->cur.idate;
-	flags_split(m->flags, m->flags_len, &am->m);
+	sink_archive_flags(m->flags, m->flags_len, &am->m);
 	if (archive_msg_begin(s->w->job->o->archive, &e) < 0) {
 		fail(as, &e);
 		return;
