@@ -69,9 +69,9 @@ int cmd_backup(int argc, char **argv)
 		fprintf(stderr, "usage: mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n");
 		return 2;
 	}
-	if (c.sync_flags || c.delete_ || c.dedupe || c.state_reset)
-		return refuse("--sync-flags, --delete, --dedupe and --state-reset are not supported "
-		              "by backup yet (new messages only)");
+	if (c.dedupe || c.state_reset)
+		return refuse("--dedupe and --state-reset are not supported by backup (the archive "
+		              "dedupes by content itself)");
 	if (c.dry_run || c.check)
 		return refuse("--dry-run and --check are not supported by backup");
 	if (c.nmaps || c.nrenames || c.dst_prefix || c.mail_from || c.uncertain_skip ||

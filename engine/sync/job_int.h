@@ -455,5 +455,8 @@ int sink_archive_record(struct job *j, struct mbox *mb, uint32_t uid, const stru
 /* IMAP flags "\\Seen $Label" → the archive's flag bits and keywords. */
 struct archive_msgmeta;
 void sink_archive_flags(const char *f, size_t n, struct archive_msgmeta *m);
+/* --sync-flags/--delete for an archive: nflag changes and ngone expunges
+ * of the worker's lists recorded in the run; then the fetch goes on. */
+void sink_archive_apply(struct worker *w, size_t nflag, size_t ngone);
 
 #endif

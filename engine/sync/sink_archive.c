@@ -155,6 +155,66 @@ int sink_archive_record(struct job *j, struct mbox *mb, uint32_t uid, const stru
 	return rc < 0 ? rc : 1;
 }
 
+/* --sync-flags / --delete into the archive: a flag change is a new
+ * version of the UID in this run, an expunge a deleted-as-of-this-run
+ * mark (archive_uid_delete); the state follows as after a STORE or
+ * EXPUNGE on IMAP. No round trip: done when this returns. */
+void sink_archive_apply(struct worker *w, size_t nflag, size_t ngone)
+{
+	struct job *j = w->job;
+	struct archive *a = j->o->archive;
+	uint32_t run = j->o->archive_run;
+	struct mf_error e;
+
+	if (sink_archive_mbox(j, w->mb, w->uidvalidity, &e) < 0) {
+		mailbox_fail(w, "archive", 0, "%s", e.msg);
+		return;
+	}
+	for (size_t i = 0; i < nflag; i++) {
+		const struct chg *c = &w->chg[i];
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, c->uid};
+		struct archive_msgmeta m, nm;
+		struct state_msg sm;
+		int rc = archive_uid_get(a, run, w->mb->amb, c->uid, &m, &e);
+
+		if (rc == -ENOENT)
+			continue; /* never stored here: nothing to change */
+		nm = m;
+		sink_archive_flags(w->cpool + c->off, c->len, &nm);
+		if (rc < 0 || archive_uid_put(a, run, w->mb->amb, c->uid, &nm, &e) < 0 ||
+		    state_msg_get(j->st, &k, &sm, &e) < 0) {
+			job_error(j, "archive", w->mb, c->uid, "%s", e.msg);
+			w->chg_lost++;
+			continue;
+		}
+		memcpy(sm.flags, w->cpool + c->off, c->len);
+		sm.flags[c->len] = '\0';
+		if (state_msg_put(j->st, &k, &sm, &e) < 0) {
+			job_error(j, NULL, w->mb, c->uid, "%s", e.msg);
+			w->chg_lost++;
+			continue;
+		}
+		j->sum->flags_synced++;
+	}
+	for (size_t i = 0; i < ngone; i++) {
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
+
+		if (archive_uid_delete(a, run, w->mb->amb, w->gone[i], &e) < 0 ||
+		    state_msg_del(j->st, &k, &e) < 0) {
+			job_error(j, "archive", w->mb, w->gone[i], "%s", e.msg);
+			continue;
+		}
+		j->sum->expunged++;
+	}
+	j->state_dirty = 1;
+	/* the archive's records first: the state must never say more */
+	if (archive_commit(a, &e) < 0) {
+		mailbox_fail(w, "archive", 0, "%s", e.msg);
+		return;
+	}
+	fetch_start(w);
+}
+
 static const char *arc_who(struct sink *s)
 {
 	(void)s;

@@ -74,8 +74,24 @@ c=$(json_field "$T_TMP/dup.json" messages_copied); d=$(json_field "$T_TMP/dup.js
 	not_ok backup-same-content-stored-once "copied $c, deduped $d, objects $(objects "$T_TMP/dup.json")"
 export_cmp dup "$SRC_MD"
 
-# 4. options backup does not carry are refused, nothing written
-for opt in --sync-flags --delete --dry-run "--map a=b"; do
+# 4. a flag change and an expunge, with --sync-flags --delete: the new
+#    run exports as the source is now, the run before as it was
+cp -a "$SRC_MD" "$T_TMP/before"
+prev=$(run_of "$T_TMP/dup.json")
+doveadm -c "$A_DOVECOT_CONF" flags add -u src '\Flagged $Backup' mailbox INBOX uid 1 ||
+	not_ok flag-change "doveadm flags failed"
+doveadm -c "$A_DOVECOT_CONF" expunge -u src mailbox "$folder" uid 2 || not_ok expunge "doveadm expunge failed"
+expect_exit backup-changes 0 mf backup "$SRC" "$AR" "${COMMON[@]}" --sync-flags --delete
+cp "$T_TMP/last.out" "$T_TMP/chg.json"
+f=$(json_field "$T_TMP/chg.json" flags_synced); x=$(json_field "$T_TMP/chg.json" expunged)
+[ "$f" = 1 ] && [ "$x" = 1 ] && ok "backup-changes-counted (1 flag change, 1 expunge)" ||
+	not_ok backup-changes-counted "flags_synced $f, expunged $x"
+export_cmp changes "$SRC_MD"
+export_cmp asof-before "$T_TMP/before" --run "$prev"
+expect_exit changes-verify 0 mf verify "$AR"
+
+# 5. options backup does not carry are refused, nothing written
+for opt in --dedupe --dry-run "--map a=b"; do
 	# shellcheck disable=SC2086
 	mf backup "$SRC" "$T_TMP/refused" "${COMMON[@]}" $opt >/dev/null 2>"$T_TMP/refused.err"
 	rc=$?
@@ -83,7 +99,7 @@ for opt in --sync-flags --delete --dry-run "--map a=b"; do
 		not_ok "backup-refuses-${opt%% *}" "exit $rc: $(head -n 1 "$T_TMP/refused.err")"
 done
 
-# 5. SIGKILL mid-backup (a delay proxy in front of the source makes it
+# 6. SIGKILL mid-backup (a delay proxy in front of the source makes it
 #    slow), then a re-run: verify clean, every message there exactly once
 KMD=$A_DIR/mail/k/Maildir
 ktotal=$(find "$KMD" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
