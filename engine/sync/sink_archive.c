@@ -18,9 +18,10 @@
  * time, so `backup` runs one worker (--connections 1).
  *
  * Caps: find (settle looks interrupted intents up in the archive by
- * hash: sink_archive_settle); no IMAP folders (prepare.c names the
- * archive's mailboxes itself, sink_archive_mbox); no flag changes or
- * expunges yet.
+ * content: sink_archive_record); no IMAP folders (prepare.c names the
+ * archive's mailboxes itself, sink_archive_mbox). Flag changes and
+ * expunges (--sync-flags, --delete) are written by sink_archive_apply,
+ * called by changes.c instead of its UID STORE / UID EXPUNGE.
  *
  * Not for: the archive's format (store/archive*), the command (backup_cmd).
  */
