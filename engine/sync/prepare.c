@@ -333,7 +333,9 @@ static int reconcile_one(void *ctx, uint32_t uid, const struct state_msg *m)
  * later one or a deletion). After a run that never committed (a crash),
  * what the state says is stored is recorded again in this run: the
  * crashed run's records are invisible, and the state will not copy those
- * messages again. A local pass over the state, after a crash only. */
+ * messages again; the same for a mailbox renamed on the source (its
+ * records move to the new name, the archive's versions do not). A local
+ * pass over the state, after a crash or a rename only. */
 void archive_prepare(struct job *j)
 {
 	uint64_t n = 0, missing = 0;
@@ -356,7 +358,7 @@ void archive_prepare(struct job *j)
 			j->fatal = 1;
 			break;
 		}
-		if (j->o->archive_reconcile && known) {
+		if ((j->o->archive_reconcile || mb->renamed_from) && known) {
 			struct reconcile r = {j, mb, 0, 0};
 
 			if (rec.uidvalidity != uidv && sink_archive_mbox(j, mb, rec.uidvalidity, &e) < 0) {

@@ -90,7 +90,18 @@ export_cmp changes "$SRC_MD"
 export_cmp asof-before "$T_TMP/before" --run "$prev"
 expect_exit changes-verify 0 mf verify "$AR"
 
-# 5. options backup does not carry are refused, nothing written
+# 5. a folder renamed on the source: nothing stored again, and the new
+#    name lists every message it holds
+doveadm -c "$A_DOVECOT_CONF" mailbox rename -u src "$folder" "${folder}Renamed" ||
+	not_ok rename "doveadm mailbox rename failed"
+expect_exit backup-renamed 0 mf backup "$SRC" "$AR" "${COMMON[@]}"
+cp "$T_TMP/last.out" "$T_TMP/ren.json"
+c=$(json_field "$T_TMP/ren.json" messages_copied); rn=$(json_field "$T_TMP/ren.json" mailboxes_renamed)
+[ "$c" = 0 ] && [ "$rn" = 1 ] && ok "backup-rename-stores-nothing" ||
+	not_ok backup-rename-stores-nothing "copied $c, renamed $rn"
+export_cmp renamed "$SRC_MD"
+
+# 6. options backup does not carry are refused, nothing written
 for opt in --dedupe --dry-run "--map a=b"; do
 	# shellcheck disable=SC2086
 	mf backup "$SRC" "$T_TMP/refused" "${COMMON[@]}" $opt >/dev/null 2>"$T_TMP/refused.err"
@@ -99,7 +110,7 @@ for opt in --dedupe --dry-run "--map a=b"; do
 		not_ok "backup-refuses-${opt%% *}" "exit $rc: $(head -n 1 "$T_TMP/refused.err")"
 done
 
-# 6. SIGKILL mid-backup (a delay proxy in front of the source makes it
+# 7. SIGKILL mid-backup (a delay proxy in front of the source makes it
 #    slow), then a re-run: verify clean, every message there exactly once
 KMD=$A_DIR/mail/k/Maildir
 ktotal=$(find "$KMD" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
