@@ -156,6 +156,12 @@ static void usage(FILE *f)
 	      "of migrate for that account; options given to run apply to every line. Each\n"
 	      "account has its own state under --state DIR. '#' starts a comment.\n"
 	      "\n"
+	      "       mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n"
+	      "Backs the account up into an archive directory (created if missing): one\n"
+	      "backup run per call, only new messages read (--state), each content stored\n"
+	      "once. Takes migrate's source options (--folder, --exclude, --state, --json,\n"
+	      "...); one connection.\n"
+	      "\n"
 	      "       mailferry export ARCHIVE --maildir DIR | --mbox FILE [--run N] [--folder NAME]\n"
 	      "       mailferry verify ARCHIVE     re-read and re-hash every archived message\n"
 	      "       mailferry archive ls ARCHIVE runs, mailboxes, messages, stored vs raw bytes\n"
@@ -574,7 +580,9 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 		url_redact(src, shown, sizeof(shown));
 		return bad(c, "source %s: %s", shown, why);
 	}
-	if (url_parse(dst, &c->du, why, sizeof(why)) < 0) {
+	if (!dst)
+		memset(&c->du, 0, sizeof(c->du)); /* backup: an archive, not an account */
+	else if (url_parse(dst, &c->du, why, sizeof(why)) < 0) {
 		url_redact(dst, shown, sizeof(shown));
 		return bad(c, "destination %s: %s", shown, why);
 	}
@@ -857,6 +865,8 @@ int cli_main(int argc, char **argv)
 		return cmd_state(argc - 1, argv + 1);
 	if (!strcmp(cmd, "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "backup"))
+		return cmd_backup(argc - 1, argv + 1);
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("mailferry %s\n", MF_VERSION);
 		return 0;

@@ -70,4 +70,7 @@ int cli_check(const struct job_opts *o);
 /* run.c */
 int cmd_run(int argc, char **argv);
 
+/* backup_cmd.c: mailferry backup SRC ARCHIVE_DIR */
+int cmd_backup(int argc, char **argv);
+
 #endif

@@ -530,6 +530,10 @@ void changes_apply(struct worker *w)
 		fetch_start(w);
 		return;
 	}
+	if (j->o->archive) {
+		sink_archive_apply(w, nflag, ngone); /* no destination to write to */
+		return;
+	}
 	if (grow((void **)&w->apply_cmd, &w->apply_cap, ncmd, sizeof(*w->apply_cmd)) < 0) {
 		mailbox_fail(w, NULL, 0, "out of memory");
 		return;

@@ -219,6 +219,8 @@ int job_end(struct job *j)
 
 	progress_clear(j);
 	loop_timer_cancel(j->loop, &j->tick);
+	if (j->o->archive && j->listed && !j->fatal && !j->archive_named)
+		archive_prepare(j); /* nothing was copied: the sink never opened */
 	job_commit(j);
 	sum->seconds = (double)(loop_now_ms(j->loop) - j->t0) / 1000.0;
 	sum->fatal = j->fatal && !j->listed;

@@ -30,6 +30,8 @@
 /* Messages in one MULTIAPPEND at most (--batch). */
 #define JOB_BATCH_MAX 256
 
+struct archive;
+
 struct job_opts {
 	struct imap_endpoint src, dst;
 	/* An SMTP or LMTP destination instead of dst (sink_smtp.c): every
@@ -40,6 +42,13 @@ struct job_opts {
 	struct smtp_endpoint dst_smtp;
 	const char *rcpt, *mail_from;
 	int uncertain_skip;
+	/* An archive instead of dst (sink_archive.c, `backup`): every message
+	 * stored and recorded for run archive_run, which the caller began
+	 * (and commits). archive_reconcile: the account's previous run never
+	 * committed, so what the state says is stored is recorded again. */
+	struct archive *archive;
+	uint32_t archive_run;
+	int archive_reconcile;
 	const char *job_key;	/* identifies src+dst in the state */
 	unsigned connections;	/* worker pairs, default 4 */
 	unsigned batch_msgs;	/* messages per MULTIAPPEND, default 32 */

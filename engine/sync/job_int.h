@@ -64,6 +64,8 @@ struct mbox {
 	uint32_t probe_uidv;
 	size_t renamed_from;	/* 1 + index into job.van: it was that one */
 	uint64_t copied, skipped, nfailed, bytes;
+	uint32_t amb, amb_uidv;	/* the archive's mailbox id in this run (backup) */
+	int amb_set;
 };
 /* A mailbox the state knows that the source no longer lists. */
 struct vanished {
@@ -267,6 +269,7 @@ struct job {
 	unsigned creates_pending;
 	int relisted;		/* refused CREATEs were looked up again */
 	int listed, dst_prepared, finished, fatal;
+	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
 	size_t nvan, cvan;
@@ -368,6 +371,9 @@ void dispatch(struct job *j);
 void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 void dst_create_all(struct job *j, struct imap_client *c);
 void dst_prepare(struct worker *w);
+/* backup: names every listed mailbox in the archive's run, and after a
+ * run that never committed records again what the state says is stored. */
+void archive_prepare(struct job *j);
 
 /* copy.c (the consumer's API is in source.h) */
 uint64_t wall_ms(void);
@@ -452,5 +458,20 @@ void pop3src_free(struct worker *w);
 
 /* job.c */
 void job_maybe_finish(struct job *j);
+
+/* sink_archive.c: the archive sink (`backup`) */
+extern const struct sink_ops sink_archive_ops;
+/* The archive's mailbox for mb in the job's run (mb->amb): 0 or negative. */
+int sink_archive_mbox(struct job *j, struct mbox *mb, uint32_t uidvalidity, struct mf_error *err);
+/* Records in the run a message the state says is stored: 1, 0 (its
+ * content is not in the archive), or negative. */
+int sink_archive_record(struct job *j, struct mbox *mb, uint32_t uid, const struct state_msg *sm,
+                        struct mf_error *err);
+/* IMAP flags "\\Seen $Label" → the archive's flag bits and keywords. */
+struct archive_msgmeta;
+void sink_archive_flags(const char *f, size_t n, struct archive_msgmeta *m);
+/* --sync-flags/--delete for an archive: nflag changes and ngone expunges
+ * of the worker's lists recorded in the run; then the fetch goes on. */
+void sink_archive_apply(struct worker *w, size_t nflag, size_t ngone);
 
 #endif

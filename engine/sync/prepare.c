@@ -301,6 +301,87 @@ void dst_create_all(struct job *j, struct imap_client *c)
 	creates_release(j);
 }
 
+struct reconcile {
+	struct job *j;
+	struct mbox *mb;
+	uint64_t n, missing;
+};
+
+static int reconcile_one(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	struct reconcile *r = ctx;
+	struct mf_error e;
+	int rc;
+
+	if (m->status != STATE_MSG_DONE)
+		return 0; /* intents: settle looks them up */
+	rc = sink_archive_record(r->j, r->mb, uid, m, &e);
+	if (rc < 0) {
+		job_error(r->j, "archive", r->mb, uid, "%s", e.msg);
+		return rc;
+	}
+	r->n += rc == 1;
+	r->missing += rc == 0;
+	return 0;
+}
+
+/* An archive (backup): every mailbox of the listing is named in the run
+ * (here when the sink opens, else at the job's end: a run with nothing
+ * to copy opens no sink),
+ * so the run lists it even when nothing in it changed (its messages are
+ * carried forward by the archive: a UID's latest version counts until a
+ * later one or a deletion). After a run that never committed (a crash),
+ * what the state says is stored is recorded again in this run: the
+ * crashed run's records are invisible, and the state will not copy those
+ * messages again; the same for a mailbox renamed on the source (its
+ * records move to the new name, the archive's versions do not). A local
+ * pass over the state, after a crash or a rename only. */
+void archive_prepare(struct job *j)
+{
+	uint64_t n = 0, missing = 0;
+
+	j->archive_named = 1;
+	for (size_t i = 0; i < j->nmb && !j->fatal; i++) {
+		struct mbox *mb = &j->mb[i];
+		struct state_mbox rec;
+		struct mf_error e;
+		int known = state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 &&
+		            rec.uidvalidity;
+		uint32_t uidv = mb->have_status && mb->st_uidvalidity ? mb->st_uidvalidity
+		                : known                               ? rec.uidvalidity
+		                                                      : 0;
+
+		if (mb->failed)
+			continue;
+		if (sink_archive_mbox(j, mb, uidv, &e) < 0) {
+			job_error(j, "archive", mb, 0, "%s", e.msg);
+			j->fatal = 1;
+			break;
+		}
+		if ((j->o->archive_reconcile || mb->renamed_from) && known) {
+			struct reconcile r = {j, mb, 0, 0};
+
+			if (rec.uidvalidity != uidv && sink_archive_mbox(j, mb, rec.uidvalidity, &e) < 0) {
+				job_error(j, "archive", mb, 0, "%s", e.msg);
+				j->fatal = 1;
+				break;
+			}
+			if (state_msg_each(j->st, j->jobid, mb->mbid, rec.uidvalidity, 1, reconcile_one,
+			                   &r, &e) < 0) {
+				j->fatal = 1;
+				break;
+			}
+			n += r.n;
+			missing += r.missing;
+		}
+	}
+	if (j->o->archive_reconcile && !j->fatal)
+		mf_log(missing ? MF_LOG_WARN : MF_LOG_INFO,
+		       "archive: the previous run did not finish; %llu stored messages recorded "
+		       "again in this run, %llu the state names are not in the archive",
+		       (unsigned long long)n, (unsigned long long)missing);
+}
+
 /* A destination without folders (SMTP, LMTP): every mailbox is delivered
  * to the one recipient; a renamed source mailbox keeps its record (no
  * RENAME to send), so nothing is delivered twice. One notice says what is
@@ -322,7 +403,9 @@ static void prepare_folderless(struct job *j)
 			rename_adopt(j, mb);
 		nwork += mb->work > 0;
 	}
-	if (nwork && !j->o->dry_run) {
+	if (j->o->archive && !j->fatal && !j->archive_named)
+		archive_prepare(j);
+	if (nwork && !j->o->dry_run && !j->o->archive) {
 		progress_clear(j);
 		mf_log(MF_LOG_INFO, "%s: %zu mailbox%s delivered to <%s>; folders, flags and "
 		                    "dates are not carried by %s",

@@ -12,6 +12,7 @@ static void settle_finish(struct worker *w);
 static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void settle_wait_done(struct loop *l, struct loop_timer *t);
 static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int prefix);
+static void settle_archive(struct worker *w);
 
 /* ---- worker: settling unconfirmed APPENDs after a crash -------------------------- */
 
@@ -132,6 +133,35 @@ static void settle_wait_done(struct loop *l, struct loop_timer *t)
 		settle_start(w);
 }
 
+/* An archive is looked in directly: an intent whose content the archive
+ * holds was stored (its archive transaction committed), and is recorded
+ * in this run; the others are copied again. */
+static void settle_archive(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mf_error e;
+
+	if (sink_archive_mbox(j, w->mb, w->uidvalidity, &e) < 0) {
+		mailbox_fail(w, "archive", 0, "%s", e.msg);
+		return;
+	}
+	for (size_t i = 0; i < w->nstl; i++) {
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->stl[i].uid};
+		struct state_msg m;
+		int rc = state_msg_get(j->st, &k, &m, &e);
+
+		if (rc == 0)
+			rc = sink_archive_record(j, w->mb, w->stl[i].uid, &m, &e);
+		if (rc < 0) {
+			mailbox_fail(w, "archive", w->stl[i].uid, "%s", e.msg);
+			return;
+		}
+		w->stl[i].found = rc == 1;
+		w->stl[i].dst_uid = w->stl[i].uid;
+	}
+	settle_finish(w);
+}
+
 /* After a crash the destination may still be storing the APPENDs whose
  * bytes had left our socket: it finishes a command whose final CRLF it
  * received even though we are gone. Looking before that is done would
@@ -151,7 +181,8 @@ void settle_start(struct worker *w)
 	 * than one whose connection closed (worker_reconnect). */
 	if (w->rec.intent_at_ms && w->settle_not_before > until)
 		until = w->settle_not_before;
-	if (until && now < until && w->phase != W_SETTLE && sink_can(&w->sink, SINK_FIND)) {
+	if (until && now < until && w->phase != W_SETTLE && sink_can(&w->sink, SINK_FIND) &&
+	    !j->o->archive) {
 		w->phase = W_SETTLE;
 		mf_log(MF_LOG_INFO, "mailbox \"%s\": waiting %.1f s for the destination to finish "
 				    "the interrupted APPENDs",
@@ -178,6 +209,10 @@ void settle_start(struct worker *w)
 		for (size_t i = 0; i < w->nstl; i++)
 			w->stl[i].found = j->o->uncertain_skip;
 		settle_finish(w);
+		return;
+	}
+	if (j->o->archive) {
+		settle_archive(w);
 		return;
 	}
 	w->phase = W_SETTLE;

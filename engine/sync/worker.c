@@ -597,7 +597,10 @@ int worker_init(struct job *j, struct worker *w, unsigned id)
 	w->job = j;
 	w->id = id;
 	w->source = (struct source){&source_imap_ops, w};
-	w->sink = (struct sink){j->o->dst_mail ? &sink_smtp_ops : &sink_imap_ops, w, NULL, {0}};
+	w->sink = (struct sink){j->o->archive    ? &sink_archive_ops
+	                       : j->o->dst_mail ? &sink_smtp_ops
+	                                        : &sink_imap_ops,
+	                       w, NULL, {0}};
 	if (j->o->src_pop3)
 		w->source.ops = &source_pop3_ops;
 	w->rng = (wall_ms() * 2654435761u) ^ ((uint64_t)(id + 1) << 32) ^ (uint64_t)(uintptr_t)w;

@@ -1,0 +1,185 @@
+/*
+ * backup_cmd — `mailferry backup imap[s]://user@host ARCHIVE_DIR [options]`:
+ * one account copied into an archive (store/archive.h) through the one
+ * pipeline, the archive as the sink (engine/sync/sink_archive.c).
+ *
+ * A backup run is begun in the archive before the job starts and
+ * committed after it ends (also when some messages failed: what was
+ * stored is sound, and the failed ones are tried again next run, as with
+ * migrate). Incremental through the job's state (--state), keyed by the
+ * account and the archive's real path. Runs are per account "user@host".
+ *
+ * Not for: the pipeline (engine/sync), the archive format (store/).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/cli/cli_int.h"
+#include "store/archive.h"
+
+struct last_run {
+	const char *account;
+	uint32_t id;
+	int committed, seen;
+};
+
+static int last_run_fn(void *ctx, const struct archive_run_info *r)
+{
+	struct last_run *l = ctx;
+
+	if (!strcmp(r->account, l->account)) {
+		l->id = r->id;
+		l->committed = r->committed;
+		l->seen = 1;
+	}
+	return 0;
+}
+
+static int refuse(const char *what)
+{
+	fprintf(stderr, "mailferry: backup: %s\n", what);
+	return 2;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+	struct cli c;
+	struct job_opts o;
+	struct job_summary sum;
+	struct loop loop;
+	struct state *st;
+	struct archive *a;
+	struct archive_stats as;
+	struct mf_error err;
+	struct last_run lr;
+	char account[AFMT_ACCOUNT_MAX + 1], real[PATH_MAX];
+	const char *dir;
+	uint32_t run;
+	int rc, n;
+
+	cli_defaults(&c);
+	if ((rc = cli_parse(&c, argc, argv, 0)))
+		return rc == 1 ? 0 : rc;
+	if (argc - optind != 2) {
+		fprintf(stderr, "usage: mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n");
+		return 2;
+	}
+	if (c.dedupe || c.state_reset)
+		return refuse("--dedupe and --state-reset are not supported by backup (the archive "
+		              "dedupes by content itself)");
+	if (c.dry_run || c.check)
+		return refuse("--dry-run and --check are not supported by backup");
+	if (c.nmaps || c.nrenames || c.dst_prefix || c.mail_from || c.uncertain_skip ||
+	    c.no_chunking || c.dst_pw_file || c.dst_authuser || c.dst_tok_file || c.dst_tok_cmd)
+		return refuse("destination options (--map, --rename, --dst-*, --mail-from, "
+		              "--uncertain, --no-chunking) do not apply to an archive");
+	if ((rc = cli_accounts(&c, argv[optind], NULL)))
+		return rc;
+	if (c.su.kind != URL_IMAP) {
+		cli_forget(&c);
+		return refuse("the source must be imap:// or imaps://");
+	}
+	if (c.insecure)
+		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
+				    "path can read the passwords and the mail");
+	dir = argv[optind + 1];
+	n = snprintf(account, sizeof(account), "%s@%s", c.su.user, c.su.host);
+	if (n < 0 || (size_t)n >= sizeof(account)) {
+		cli_forget(&c);
+		return refuse("the account name is too long");
+	}
+	mf_err_clear(&err);
+	if (archive_open(&a, dir, ARCHIVE_OPEN_CREATE, &err) < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		cli_forget(&c);
+		return 2;
+	}
+	if (!realpath(dir, real)) {
+		fprintf(stderr, "mailferry: %s: %s\n", dir, strerror(errno));
+		archive_close(a);
+		cli_forget(&c);
+		return 2;
+	}
+	/* The state belongs to the account and this archive. */
+	n = snprintf(c.job_key, sizeof(c.job_key), "%.400s -> archive:%.1600s", account, real);
+	if (n < 0 || (size_t)n >= sizeof(c.job_key)) {
+		archive_close(a);
+		cli_forget(&c);
+		return refuse("the archive's path is too long");
+	}
+	lr = (struct last_run){account, 0, 1, 0};
+	if (archive_run_each(a, last_run_fn, &lr, &err) < 0 ||
+	    archive_run_begin(a, account, (uint64_t)time(NULL), &run, &err) < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		archive_close(a);
+		cli_forget(&c);
+		return 2;
+	}
+	cli_job_opts(&c, &o);
+	o.archive = a;
+	o.archive_run = run;
+	o.archive_reconcile = lr.seen && !lr.committed;
+	o.connections = 1; /* one open message per archive handle */
+	if (job_opts_check(&o, &err) < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		archive_close(a);
+		cli_forget(&c);
+		return 2;
+	}
+	if (state_open_flags(&st, c.state_dir, 0, &err) < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		archive_close(a);
+		cli_forget(&c);
+		return 2;
+	}
+	if ((rc = loop_init(&loop, 256)) < 0) {
+		fprintf(stderr, "mailferry: io_uring setup failed: %s\n", strerror(-rc));
+		state_close(st);
+		archive_close(a);
+		cli_forget(&c);
+		return 1;
+	}
+	mf_err_clear(&err);
+	rc = job_migrate(&loop, st, &o, &sum, &err);
+	if (rc < 0) {
+		fprintf(stderr, "mailferry: %s\n", err.msg);
+		rc = 1;
+	}
+	if (rc >= 0 && !sum.fatal) {
+		/* The state's writes are committed by now (job_end): the run
+		 * commits after them, so a crash between the two leaves a run
+		 * the next one reconciles (o.archive_reconcile). */
+		if (archive_run_commit(a, run, &err) < 0) {
+			fprintf(stderr, "mailferry: %s\n", err.msg);
+			rc = 1;
+			sum.fatal = 1;
+		}
+	}
+	if (archive_stats(a, &as, &err) < 0)
+		memset(&as, 0, sizeof(as));
+	if (c.json) {
+		printf("{\"event\":\"archive\",\"run\":%u,\"committed\":%s,\"objects\":%llu,"
+		       "\"raw_bytes\":%llu,\"stored_bytes\":%llu}\n",
+		       run, sum.fatal ? "false" : "true", (unsigned long long)as.objects,
+		       (unsigned long long)as.raw_bytes, (unsigned long long)as.stored_bytes);
+		fflush(stdout);
+	}
+	if (mf_log_enabled(MF_LOG_INFO))
+		fprintf(stderr, "mailferry: archive %s: run %u %s; %llu messages stored (%llu "
+		        "already there), archive holds %llu distinct messages\n",
+		        real, run, sum.fatal ? "not committed" : "committed",
+		        (unsigned long long)sum.copied, (unsigned long long)sum.deduped,
+		        (unsigned long long)as.objects);
+	rc = cli_exit_code(&sum, rc);
+	cli_summary(&c, &sum, rc);
+	loop_free(&loop);
+	state_close(st);
+	archive_close(a);
+	cli_forget(&c);
+	return rc;
+}

@@ -1,0 +1,475 @@
+/*
+ * sink_archive — the archive sink (sink.h) for `mailferry backup`: a batch
+ * is a group of messages streamed into the archive (store/archive.h,
+ * archive_msg_begin/_data/_end) and committed as one archive transaction
+ * (archive_commit: pack bytes fdatasync'ed before the index commits). Each
+ * message is also recorded for the job's backup run (archive_uid_put:
+ * mailbox, UID, flags, keywords, INTERNALDATE, hash). The same content
+ * already in the archive, in any mailbox or account, is stored once (the
+ * archive dedupes by hash).
+ *
+ * The verdict says stored, with the source UIDs as ids (the archive keys a
+ * message by mailbox and UID). It is queued and handed to the copy path
+ * from a loop task, never from inside the copy path's own calls.
+ *
+ * The archive's writes are blocking file I/O on the loop's thread: a
+ * deliberate simplification for now (the loop waits for the disk during
+ * a write or an fdatasync). The archive handle holds one open message at a
+ * time, so `backup` runs one worker (--connections 1).
+ *
+ * Caps: find (settle looks interrupted intents up in the archive by
+ * content: sink_archive_record); no IMAP folders (prepare.c names the
+ * archive's mailboxes itself, sink_archive_mbox). Flag changes and
+ * expunges (--sync-flags, --delete) are written by sink_archive_apply,
+ * called by changes.c instead of its UID STORE / UID EXPUNGE.
+ *
+ * Not for: the archive's format (store/archive*), the command (backup_cmd).
+ */
+#include "engine/sync/job_int.h"
+#include "store/archive.h"
+
+struct arc_verdict {
+	struct batch *b;
+	int ok;
+	char why[600];
+};
+
+struct arc_meta {
+	uint32_t uid;
+	struct archive_msgmeta m;
+};
+
+struct arc_sink {
+	struct sink *s;
+	int ready_pending;	/* open() came: sink_ready from the task */
+	int closed;
+	int in_msg;		/* archive_msg_begin without its end */
+	int failed;		/* the batch being written cannot be stored */
+	char why[600];
+	struct mbox *mb;	/* the mailbox the archive's mbid below is for */
+	uint32_t mbid, uidv;
+	unsigned n;		/* messages of the open batch */
+	struct arc_meta *meta;	/* BATCH_MAX of them */
+	uint32_t ids[BATCH_MAX];
+	struct arc_verdict q[BATCH_SLOTS];
+	unsigned qhead, qlen;
+};
+
+static struct arc_sink *as_of(struct sink *s)
+{
+	return s->priv;
+}
+
+/* "\Seen $Label" → flag bits and keywords (the rest of the string):
+ * \Recent and unknown system flags are not kept; keywords past
+ * AFMT_KW_MAX bytes are dropped whole. */
+void sink_archive_flags(const char *f, size_t n, struct archive_msgmeta *m)
+{
+	size_t kl = 0, i = 0;
+
+	m->flags = 0;
+	m->keywords[0] = '\0';
+	while (i < n) {
+		size_t s, l;
+
+		while (i < n && f[i] == ' ')
+			i++;
+		s = i;
+		while (i < n && f[i] != ' ')
+			i++;
+		l = i - s;
+		if (!l)
+			continue;
+		if (f[s] == '\\') {
+			if (l == 5 && !strncasecmp(f + s, "\\Seen", 5))
+				m->flags |= ARCHIVE_F_SEEN;
+			else if (l == 9 && !strncasecmp(f + s, "\\Answered", 9))
+				m->flags |= ARCHIVE_F_ANSWERED;
+			else if (l == 8 && !strncasecmp(f + s, "\\Flagged", 8))
+				m->flags |= ARCHIVE_F_FLAGGED;
+			else if (l == 8 && !strncasecmp(f + s, "\\Deleted", 8))
+				m->flags |= ARCHIVE_F_DELETED;
+			else if (l == 6 && !strncasecmp(f + s, "\\Draft", 6))
+				m->flags |= ARCHIVE_F_DRAFT;
+			continue; /* \Recent and unknown system flags are not kept */
+		}
+		if (kl + (kl ? 1 : 0) + l > AFMT_KW_MAX)
+			continue; /* too many keywords: the rest are dropped */
+		if (kl)
+			m->keywords[kl++] = ' ';
+		memcpy(m->keywords + kl, f + s, l);
+		kl += l;
+		m->keywords[kl] = '\0';
+	}
+}
+
+/* The archive's mailbox for the worker's mailbox in this run. */
+static int mbox_for(struct arc_sink *as, struct worker *w, struct mf_error *err)
+{
+	int rc;
+
+	if (as->mb == w->mb && as->uidv == w->uidvalidity)
+		return 0;
+	rc = sink_archive_mbox(w->job, w->mb, w->uidvalidity, err);
+	if (rc < 0)
+		return rc;
+	as->mb = w->mb;
+	as->uidv = w->uidvalidity;
+	as->mbid = w->mb->amb;
+	return 0;
+}
+
+int sink_archive_mbox(struct job *j, struct mbox *mb, uint32_t uidvalidity, struct mf_error *err)
+{
+	uint32_t mbid;
+	int rc;
+
+	if (mb->amb_set && mb->amb_uidv == uidvalidity)
+		return 0;
+	rc = archive_mbox_begin(j->o->archive, j->o->archive_run, mb->name, mb->len, uidvalidity,
+	                        &mbid, err);
+	if (rc < 0)
+		return rc;
+	mb->amb = mbid;
+	mb->amb_uidv = uidvalidity;
+	mb->amb_set = 1;
+	return 0;
+}
+
+/* Records one message the state says is stored in this run (settle,
+ * reconcile): its content must be in the archive. 1 recorded, 0 the
+ * content is not there, negative on error. */
+int sink_archive_record(struct job *j, struct mbox *mb, uint32_t uid, const struct state_msg *sm,
+                        struct mf_error *err)
+{
+	struct archive_msgmeta m;
+	int rc = archive_has(j->o->archive, sm->hash, err);
+
+	if (rc <= 0)
+		return rc;
+	memset(&m, 0, sizeof(m));
+	memcpy(m.hash, sm->hash, 32);
+	m.size = sm->size;
+	m.internaldate = (int64_t)sm->internaldate;
+	sink_archive_flags(sm->flags, strnlen(sm->flags, STATE_FLAGS_MAX), &m);
+	rc = archive_uid_put(j->o->archive, j->o->archive_run, mb->amb, uid, &m, err);
+	return rc < 0 ? rc : 1;
+}
+
+/* --sync-flags / --delete into the archive: a flag change is a new
+ * version of the UID in this run, an expunge a deleted-as-of-this-run
+ * mark (archive_uid_delete); the state follows as after a STORE or
+ * EXPUNGE on IMAP. No round trip: done when this returns. */
+void sink_archive_apply(struct worker *w, size_t nflag, size_t ngone)
+{
+	struct job *j = w->job;
+	struct archive *a = j->o->archive;
+	uint32_t run = j->o->archive_run;
+	struct mf_error e;
+
+	if (sink_archive_mbox(j, w->mb, w->uidvalidity, &e) < 0) {
+		mailbox_fail(w, "archive", 0, "%s", e.msg);
+		return;
+	}
+	for (size_t i = 0; i < nflag; i++) {
+		const struct chg *c = &w->chg[i];
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, c->uid};
+		struct archive_msgmeta m, nm;
+		struct state_msg sm;
+		int rc = archive_uid_get(a, run, w->mb->amb, c->uid, &m, &e);
+
+		if (rc == -ENOENT)
+			continue; /* never stored here: nothing to change */
+		nm = m;
+		sink_archive_flags(w->cpool + c->off, c->len, &nm);
+		if (rc < 0 || archive_uid_put(a, run, w->mb->amb, c->uid, &nm, &e) < 0 ||
+		    state_msg_get(j->st, &k, &sm, &e) < 0) {
+			job_error(j, "archive", w->mb, c->uid, "%s", e.msg);
+			w->chg_lost++;
+			continue;
+		}
+		memcpy(sm.flags, w->cpool + c->off, c->len);
+		sm.flags[c->len] = '\0';
+		if (state_msg_put(j->st, &k, &sm, &e) < 0) {
+			job_error(j, NULL, w->mb, c->uid, "%s", e.msg);
+			w->chg_lost++;
+			continue;
+		}
+		j->sum->flags_synced++;
+	}
+	for (size_t i = 0; i < ngone; i++) {
+		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
+
+		if (archive_uid_delete(a, run, w->mb->amb, w->gone[i], &e) < 0 ||
+		    state_msg_del(j->st, &k, &e) < 0) {
+			job_error(j, "archive", w->mb, w->gone[i], "%s", e.msg);
+			continue;
+		}
+		j->sum->expunged++;
+	}
+	j->state_dirty = 1;
+	/* the archive's records first: the state must never say more */
+	if (archive_commit(a, &e) < 0) {
+		mailbox_fail(w, "archive", 0, "%s", e.msg);
+		return;
+	}
+	fetch_start(w);
+}
+
+static const char *arc_who(struct sink *s)
+{
+	(void)s;
+	return "archive";
+}
+
+static uint64_t arc_size_limit(struct sink *s)
+{
+	(void)s;
+	return 0;
+}
+
+static int arc_closed(struct sink *s)
+{
+	struct arc_sink *as = as_of(s);
+
+	return !as || as->closed;
+}
+
+static int arc_batch_more(struct sink *s)
+{
+	(void)s;
+	return 1;
+}
+
+/* Queues the answer to batch b; the loop hands it over (arc_task). */
+static void verdict(struct arc_sink *as, struct batch *b, int ok, const char *why)
+{
+	struct arc_verdict *v;
+
+	if (as->qlen == BATCH_SLOTS)
+		return; /* cannot happen: one per batch, BATCH_SLOTS batches */
+	v = &as->q[(as->qhead + as->qlen++) % BATCH_SLOTS];
+	v->b = b;
+	v->ok = ok;
+	snprintf(v->why, sizeof(v->why), "%s", why ? why : "");
+	loop_defer(as->s->w->job->loop, &as->s->task);
+}
+
+static void fail(struct arc_sink *as, const struct mf_error *e)
+{
+	if (as->in_msg)
+		archive_msg_abort(as->s->w->job->o->archive);
+	as->in_msg = 0;
+	if (!as->failed)
+		snprintf(as->why, sizeof(as->why), "%s", e->msg);
+	as->failed = 1;
+}
+
+static void arc_batch_begin(struct sink *s, struct batch *b)
+{
+	struct arc_sink *as = as_of(s);
+	struct mf_error e;
+
+	(void)b;
+	as->n = 0;
+	as->failed = 0;
+	as->why[0] = '\0';
+	if (mbox_for(as, s->w, &e) < 0)
+		fail(as, &e);
+}
+
+static void arc_msg_begin(struct sink *s, struct batch *b, const struct sink_msg *m)
+{
+	struct arc_sink *as = as_of(s);
+	struct arc_meta *am;
+	struct mf_error e;
+
+	(void)b;
+	if (as->failed || as->n >= BATCH_MAX)
+		return;
+	am = &as->meta[as->n];
+	memset(&am->m, 0, sizeof(am->m));
+	am->uid = m->uid;
+	am->m.internaldate = s->w->cur.idate;
+	sink_archive_flags(m->flags, m->flags_len, &am->m);
+	if (archive_msg_begin(s->w->job->o->archive, &e) < 0) {
+		fail(as, &e);
+		return;
+	}
+	as->in_msg = 1;
+}
+
+static size_t arc_space(struct sink *s)
+{
+	(void)s;
+	return SIZE_MAX / 2; /* written at once (blocking file I/O) */
+}
+
+static void arc_want_space(struct sink *s)
+{
+	(void)s; /* never: space() is never 0 */
+}
+
+static void arc_data(struct sink *s, const uint8_t *p, size_t n)
+{
+	struct arc_sink *as = as_of(s);
+	struct mf_error e;
+
+	if (as->failed || !as->in_msg)
+		return;
+	if (archive_msg_data(s->w->job->o->archive, p, n, &e) < 0)
+		fail(as, &e);
+}
+
+static void arc_msg_end(struct sink *s, struct batch *b)
+{
+	struct arc_sink *as = as_of(s);
+	struct archive *a = s->w->job->o->archive;
+	struct arc_meta *am;
+	struct mf_error e;
+	int dup = 0;
+
+	(void)b;
+	if (as->failed || !as->in_msg)
+		return;
+	am = &as->meta[as->n];
+	as->in_msg = 0;
+	if (archive_msg_end(a, am->m.hash, &am->m.size, &dup, &e) < 0 ||
+	    archive_uid_put(a, s->w->job->o->archive_run, as->mbid, am->uid, &am->m, &e) < 0) {
+		fail(as, &e);
+		return;
+	}
+	if (dup)
+		s->w->job->sum->deduped++;
+	as->ids[as->n++] = am->uid;
+}
+
+static void arc_commit(struct sink *s, struct batch *b)
+{
+	struct arc_sink *as = as_of(s);
+	struct mf_error e;
+
+	if (!as->failed && archive_commit(s->w->job->o->archive, &e) < 0)
+		fail(as, &e);
+	verdict(as, b, !as->failed, as->why);
+}
+
+static void arc_discard(struct sink *s, struct batch *b)
+{
+	(void)s, (void)b; /* never answered early */
+}
+
+static void arc_abort(struct sink *s)
+{
+	struct arc_sink *as = as_of(s);
+
+	if (!as)
+		return;
+	if (as->in_msg)
+		archive_msg_abort(s->w->job->o->archive);
+	as->in_msg = 0;
+	as->closed = 1;
+}
+
+static void arc_task(struct loop *l, struct loop_task *t)
+{
+	struct sink *s = (struct sink *)((char *)t - offsetof(struct sink, task));
+	struct arc_sink *as = as_of(s);
+
+	(void)l;
+	if (!as)
+		return;
+	if (as->ready_pending) {
+		as->ready_pending = 0;
+		sink_ready(s->w);
+	}
+	while (as->qlen) {
+		struct arc_verdict *v = &as->q[as->qhead];
+		/* the ids of the batch: the source UIDs, in order */
+		struct sink_verdict sv = {.ok = v->ok, .why = v->why};
+
+		as->qhead = (as->qhead + 1) % BATCH_SLOTS;
+		as->qlen--;
+		sink_batch_done(v->b, &sv);
+	}
+}
+
+static int arc_open(struct sink *s, struct mf_error *err)
+{
+	struct arc_sink *as = as_of(s);
+
+	if (!s->w->job->o->archive) {
+		mf_err_set(err, -EINVAL, "internal: no archive");
+		return -EINVAL;
+	}
+	if (!as) {
+		if (!(as = calloc(1, sizeof(*as))) ||
+		    !(as->meta = calloc(BATCH_MAX, sizeof(*as->meta)))) {
+			free(as);
+			mf_err_set(err, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+		as->s = s;
+		s->priv = as;
+		s->task.fn = arc_task;
+	}
+	as->closed = 0;
+	as->qhead = as->qlen = 0;
+	as->mb = NULL;
+	as->ready_pending = 1;
+	loop_defer(s->w->job->loop, &s->task);
+	return 0;
+}
+
+static void arc_close(struct sink *s, int graceful)
+{
+	(void)graceful;
+	arc_abort(s);
+}
+
+static void arc_release(struct sink *s)
+{
+	(void)s;
+}
+
+static void arc_destroy(struct sink *s)
+{
+	struct arc_sink *as = as_of(s);
+
+	if (!as)
+		return;
+	arc_abort(s);
+	free(as->meta);
+	free(as);
+	s->priv = NULL;
+}
+
+static void arc_wire(struct sink *s, uint64_t *in, uint64_t *out)
+{
+	(void)s;
+	*in = *out = 0;
+}
+
+const struct sink_ops sink_archive_ops = {
+	.kind = "archive",
+	.caps = SINK_FIND | SINK_BATCH,
+	.open = arc_open,
+	.close = arc_close,
+	.release = arc_release,
+	.wire = arc_wire,
+	.who = arc_who,
+	.size_limit = arc_size_limit,
+	.closed = arc_closed,
+	.batch_more = arc_batch_more,
+	.batch_begin = arc_batch_begin,
+	.msg_begin = arc_msg_begin,
+	.space = arc_space,
+	.want_space = arc_want_space,
+	.data = arc_data,
+	.msg_end = arc_msg_end,
+	.commit = arc_commit,
+	.discard = arc_discard,
+	.abort = arc_abort,
+	.destroy = arc_destroy,
+	.busy = NULL,
+};
