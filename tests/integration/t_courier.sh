@@ -18,7 +18,7 @@
 # copied to Dovecot, then no-change re-runs that read no message bodies.
 . "$(dirname "$0")/lib.sh"
 
-dv_start A --users "src back fsrc fback gback gback2 rback" || { not_ok dovecot "start failed"; exit 1; }
+dv_start A --users "src back fsrc fback gback gback2 rback kback" || { not_ok dovecot "start failed"; exit 1; }
 t0=$SECONDS
 co_start C --users "dst fdst gsrc ndst rsrc" || { not_ok courier-start "start failed"; exit 1; }
 ok "courier-start ($((SECONDS - t0)) s)"
@@ -236,3 +236,32 @@ for i in 1 2 3; do
 	[ "$b" = 0 ] && [ "$c" = 0 ] && [ "${w:-999999}" -lt 20000 ] && ok "raw-from-courier-rerun-$i-no-bodies ($w bytes in)" ||
 		not_ok "raw-from-courier-rerun-$i-no-bodies" "BODY[] in $b trace lines, ${c:-?} copied, ${w:-?} bytes in"
 done
+
+# 9. A mailbox name that must travel as a literal (8-bit, as a server with
+#    UTF8=ACCEPT or a broken one lists it) to a server without LITERAL+: the
+#    name's bytes wait for the server's "+" (RFC 3501 §7.5). Courier takes
+#    early bytes silently, so a scripted server that refuses them: STATUS
+#    and EXAMINE carry the name as synchronizing literals, the mailbox is
+#    read (--dry-run: its count; then copied into Dovecot's "Buecher": Dovecot
+#    wants modified UTF-7).
+fake_log() { cat "$T_TMP"/fake_imap.*.out.err 2>/dev/null; }
+fake_reset() { kill "$T_LAST_PID" 2>/dev/null; wait "$T_LAST_PID" 2>/dev/null; rm -f "$T_TMP"/fake_imap.*; }
+fake_imap none --capabilities "IMAP4rev1 ID ENABLE NAMESPACE UIDPLUS" --strict-literals \
+	--mailbox-8bit 'Bücher' --max-seconds 40
+FK=(--src-password-file "$C_DIR/pw/rsrc" --dst-password-file "$A_DIR/pw/kback" "${ALL[@]}" --folder 'Bücher' --timeout 10)
+expect_exit name-literal-dry-run 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" "imap://kback@127.0.0.1:$A_IMAP_PORT" \
+	"${FK[@]}" --state "$T_TMP/st11" --dry-run
+sleep 0.3
+grep -q 'dry-run: mailbox "Bücher": 3 new messages' "$T_TMP/last.out" "$T_TMP/last.err" &&
+	ok name-literal-dry-run-count || not_ok name-literal-dry-run-count "$(grep -m1 'Bücher' "$T_TMP/last.out" "$T_TMP/last.err")"
+fake_log | grep -q 'C: .*\(STATUS\|EXAMINE\) {literal}' && ok name-literal-sent-as-literal ||
+	not_ok name-literal-sent-as-literal "no STATUS/EXAMINE with a literal name in the server's log"
+fake_log | grep -q 'literal sent before continuation' &&
+	not_ok name-literal-waits-for-continuation "$(fake_log | grep -m1 -B1 'literal sent before')" ||
+	ok name-literal-waits-for-continuation
+expect_exit name-literal-copy 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" "imap://kback@127.0.0.1:$A_IMAP_PORT" \
+	"${FK[@]}" --state "$T_TMP/st12" --map 'Bücher=Buecher'
+[ "$(copied)" = 3 ] && ok name-literal-copy-count || not_ok name-literal-copy-count "copied $(copied) of 3"
+fake_log | grep -q 'literal sent before continuation' &&
+	not_ok name-literal-copy-waits "$(fake_log | grep -m1 -B1 'literal sent before')" || ok name-literal-copy-waits
+fake_reset
