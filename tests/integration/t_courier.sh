@@ -20,7 +20,7 @@
 
 dv_start A --users "src back fsrc fback gback gback2 rback kback" || { not_ok dovecot "start failed"; exit 1; }
 t0=$SECONDS
-co_start C --users "dst fdst gsrc ndst rsrc" || { not_ok courier-start "start failed"; exit 1; }
+co_start C --users "dst fdst gsrc ndst rsrc kdst" || { not_ok courier-start "start failed"; exit 1; }
 ok "courier-start ($((SECONDS - t0)) s)"
 corpus A src tiny 21 || { not_ok corpus "generation failed"; exit 1; }
 corpus A fsrc tiny 22 || { not_ok corpus "generation failed"; exit 1; }
@@ -264,4 +264,15 @@ expect_exit name-literal-copy 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" "im
 [ "$(copied)" = 3 ] && ok name-literal-copy-count || not_ok name-literal-copy-count "copied $(copied) of 3"
 fake_log | grep -q 'literal sent before continuation' &&
 	not_ok name-literal-copy-waits "$(fake_log | grep -m1 -B1 'literal sent before')" || ok name-literal-copy-waits
+# The same name into Courier (no LITERAL+): CREATE and each APPEND carry it
+# as a synchronizing literal, the APPEND's message literal after it (two
+# "+" per command). Courier takes the raw 8-bit name without UTF8=ACCEPT
+# enabled and stores it mangled (each byte sign-extended: "B&,8P,vA-cher"),
+# so only the messages are checked, not the name.
+expect_exit name-literal-to-courier 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" \
+	"imaps://kdst@127.0.0.1:$C_IMAPS_PORT" --src-password-file "$C_DIR/pw/kdst" \
+	--dst-password-file "$C_DIR/pw/kdst" "${ALL[@]}" --folder 'Bücher' --state "$T_TMP/st13"
+n=$(count "$C_MAIL_ROOT/kdst/Maildir"/.B*)
+[ "$(copied)" = 3 ] && [ "$n" = 3 ] && ok name-literal-to-courier-count ||
+	not_ok name-literal-to-courier-count "copied $(copied), $n in Courier's folder"
 fake_reset
