@@ -63,6 +63,12 @@ static void oauth_wipe(struct imap_client *c)
 static void client_shutdown(struct imap_client *c)
 {
 	oauth_wipe(c);
+	free(c->hold);
+	free(c->cuts);
+	c->hold = NULL;
+	c->cuts = NULL;
+	c->hold_len = c->hold_cap = c->ncuts = c->ccuts = 0;
+	c->hold_on = 0;
 	if (c->oauth_wait.queued && c->ep && c->ep->token && c->ep->token->cancel)
 		c->ep->token->cancel(c->ep->token->ctx, &c->oauth_wait);
 	if (c->closed)
@@ -217,6 +223,24 @@ static void trace(const struct imap_client *c, const char *dir, const void *p, s
 	fputc('\n', stderr);
 }
 
+/* Room for need elements of elem bytes in *p (doubling; bounded by what
+ * we write ourselves: names and command lines). */
+static int hold_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t n = *cap ? *cap : 256 / elem + 1;
+	void *q;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	if (!(q = realloc(*p, n * elem)))
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
 static void out(struct imap_client *c, const void *p, size_t n)
 {
 	if (c->closed)
@@ -229,8 +253,68 @@ static void out(struct imap_client *c, const void *p, size_t n)
 
 		trace(c, ">>", m, (size_t)k);
 	}
+	if (c->hold_on) {
+		if (hold_grow((void **)&c->hold, &c->hold_cap, c->hold_len + n, 1) < 0) {
+			client_fail(c, -ENOMEM, "out of memory for output");
+			return;
+		}
+		memcpy(c->hold + c->hold_len, p, n);
+		c->hold_len += n;
+		return;
+	}
 	if (conn_write(&c->conn, p, n) < 0)
 		client_fail(c, -ENOMEM, "out of memory for output");
+}
+
+/* A synchronizing literal header was just written for the command being
+ * written (the tail): one more "+" to wait for. */
+static void literal_wait(struct imap_client *c, int astring)
+{
+	c->awaiting_cont++;
+	if (c->tail)
+		c->tail->lit_wait++;
+	if (c->hold_on) {
+		if (hold_grow((void **)&c->cuts, &c->ccuts, c->ncuts + 1, sizeof(*c->cuts)) < 0) {
+			client_fail(c, -ENOMEM, "out of memory for output");
+			return;
+		}
+		c->cuts[c->ncuts].off = c->hold_len;
+		c->cuts[c->ncuts++].astring = astring;
+	}
+	/* The "+" is a reply: timed, and ACKed at once (conn_set_busy). */
+	conn_set_busy(&c->conn, 1);
+}
+
+/* A "+" came: what was held behind that literal goes, up to the end of the
+ * next synchronizing literal header among it. */
+static void hold_release(struct imap_client *c)
+{
+	size_t n = c->ncuts ? c->cuts[0].off : c->hold_len;
+	int more = c->ncuts && c->cuts[0].astring;
+
+	if (!c->hold_on)
+		return;
+	c->hold_on = 0;
+	if (n && conn_write(&c->conn, c->hold, n) < 0) {
+		client_fail(c, -ENOMEM, "out of memory for output");
+		return;
+	}
+	if (more) {
+		/* The next name's bytes, and all after them, wait for its "+". */
+		memmove(c->hold, c->hold + n, c->hold_len - n);
+		c->hold_len -= n;
+		memmove(c->cuts, c->cuts + 1, (c->ncuts - 1) * sizeof(*c->cuts));
+		c->ncuts--;
+		for (size_t i = 0; i < c->ncuts; i++)
+			c->cuts[i].off -= n;
+		c->hold_on = 1;
+		return;
+	}
+	/* No more held names: a message literal's header (its bytes come
+	 * from the caller once the "+" is in) or nothing; the rest goes. */
+	if (c->hold_len > n && conn_write(&c->conn, c->hold + n, c->hold_len - n) < 0)
+		client_fail(c, -ENOMEM, "out of memory for output");
+	c->hold_len = c->ncuts = 0;
 }
 
 void imap_put(struct imap_client *c, const char *s)
@@ -270,11 +354,8 @@ void imap_put_literal_header(struct imap_client *c, uint64_t n, int sp)
 	int plus = literal_nonsync(c, n);
 
 	imap_putf(c, "%s{%llu%s}\r\n", sp ? " " : "", (unsigned long long)n, plus ? "+" : "");
-	if (!plus) {
-		c->awaiting_cont++;
-		/* The "+" is a reply: timed, and ACKed at once (conn_set_busy). */
-		conn_set_busy(&c->conn, 1);
-	}
+	if (!plus)
+		literal_wait(c, 0);
 }
 
 /* How an astring must travel (RFC 3501 §9): atom, quoted or literal. */
@@ -319,7 +400,16 @@ void imap_put_astring(struct imap_client *c, const char *s, size_t n)
 		put_quoted(c, s, n);
 		break;
 	default:
-		imap_put_literal_header(c, n, 0);
+		if (literal_nonsync(c, n)) {
+			imap_put_literal_header(c, n, 0);
+			out(c, s, n);
+			break;
+		}
+		/* RFC 3501 §7.5: the name's bytes, and whatever is written after
+		 * them, wait for the server's "+" (hold_release). */
+		imap_putf(c, "{%zu}\r\n", n);
+		literal_wait(c, 1);
+		c->hold_on = 1;
 		out(c, s, n);
 	}
 }
@@ -330,6 +420,7 @@ void imap_cmd_begin(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn do
 	cmd->ud = ud;
 	cmd->tag = ++c->next_tag;
 	cmd->next = NULL;
+	cmd->lit_wait = 0;
 	if (c->tail)
 		c->tail->next = cmd;
 	else
@@ -798,6 +889,12 @@ static int on_cont(struct imap_client *c, const struct imap_resp *r)
 		return -EPROTO;
 	}
 	c->awaiting_cont--;
+	for (struct imap_cmd *w = c->head; w; w = w->next)
+		if (w->lit_wait) {
+			w->lit_wait--;
+			break;
+		}
+	hold_release(c);
 	if (!c->awaiting_cont)
 		writable_notify(c);
 	return 0;
@@ -846,8 +943,18 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 	c->untagged_allow -= cmd->untagged_max;
 	c->untagged_seen = 0;
 	/* A refused literal: the server answered instead of sending "+". */
-	if (c->awaiting_cont && r->status != IMAP_ST_OK)
-		c->awaiting_cont--;
+	if (cmd->lit_wait) {
+		if (c->hold_on) {
+			/* The rest of the command is held behind its name: there
+			 * is no way to finish it that the server would not read
+			 * as a command of its own. */
+			client_fail(c, -EPROTO,
+			            "server answered a command without the \"+\" for its "
+			            "mailbox name literal");
+			return -EPROTO;
+		}
+		c->awaiting_cont -= cmd->lit_wait < c->awaiting_cont ? cmd->lit_wait : c->awaiting_cont;
+	}
 	/* Capabilities before TLS are never trusted (RFC 3501 §6.2.1), a
 	 * [CAPABILITY] on the STARTTLS OK included: they are read again after
 	 * the handshake. */

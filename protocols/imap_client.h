@@ -10,7 +10,9 @@
  *
  * Literals we send use LITERAL+ ({n+}) when offered. Otherwise the client
  * waits for the server's "+" before the bytes: imap_write_space() is 0 until
- * then, and cb->writable fires when bulk output can go on.
+ * then, and cb->writable fires when bulk output can go on. An astring that
+ * must travel as a literal (imap_put_astring) is held back with everything
+ * written after it, and sent when its "+" comes.
  *
  * Not for: deciding what to copy (see engine/job), parsing (imap_parse).
  */
@@ -133,6 +135,7 @@ struct imap_cmd {
 	void *ud;
 	uint32_t tag;		/* set by imap_cmd_begin */
 	uint64_t untagged_max;  /* private: untagged responses it may bring */
+	unsigned lit_wait;	/* private: its synchronizing literals without "+" yet */
 	struct imap_cmd *next;	/* private: in-flight queue */
 };
 
@@ -171,6 +174,18 @@ struct imap_client {
 	struct imap_cmd *head, *tail;	/* sent, awaiting tagged reply */
 	unsigned inflight;
 	unsigned awaiting_cont;		/* sync literals sent, "+" not yet seen */
+	/* private: output held back behind a synchronizing literal of an
+	 * astring (a mailbox name) until its "+" (RFC 3501 §7.5): the bytes,
+	 * and where each later synchronizing literal header in them ends
+	 * (sent with the bytes before it; what follows waits for its "+"). */
+	int hold_on;
+	char *hold;
+	size_t hold_len, hold_cap;
+	struct imap_hold_cut {
+		size_t off;	/* end of the literal header in hold */
+		int astring;	/* its bytes are held too (else the caller writes them) */
+	} *cuts;
+	size_t ncuts, ccuts;
 	int auth_cont;			/* private: what a "+" during login is for */
 	int auth_step;			/* private: LOGIN arguments written so far */
 	int oauth_mech;			/* private: 0 none, else the OAuth2 mechanism */

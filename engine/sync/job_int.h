@@ -134,6 +134,14 @@ struct worker {
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
 	uint32_t start_uid, next_range, end_uid;
+	/* Highest UID this pass read, for a server that told no UIDNEXT
+	 * (Courier's EXAMINE, STATUS of another UIDVALIDITY): "n:*" ran. */
+	uint32_t fetch_max_uid;
+	/* The source's mailbox is opened with SELECT, not EXAMINE: the server
+	 * sent no [UIDNEXT] (Courier-IMAP), and a Courier folder that has never
+	 * been opened read-write keeps no UID list: each EXAMINE makes up a
+	 * new UIDVALIDITY, and every run would read the mailbox again. */
+	int open_rw;
 	unsigned fetches_inflight;
 	int single_mode;	/* one APPEND per message (retry pass) */
 	uint32_t *retry;

@@ -81,6 +81,8 @@ int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	if (w->phase == W_DEDUPE_SRC)
 		return dd_src_lit_begin(w, r, key, size);
 	fetch_meta(r, key, &fm);
+	if (fm.uid > w->fetch_max_uid)
+		w->fetch_max_uid = fm.uid;
 	if (!fm.uid || !fm.flags || !fm.date) {
 		/* The server sent the body before the items we asked first; we
 		 * would need to spool it. Dovecot, Cyrus, Gmail and Exchange
@@ -245,6 +247,14 @@ static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 			  (int)r->text_len, r->text);
 		w->mb->failed = 1;
 	} else {
+		if (w->end_uid == UINT32_MAX && !w->uidnext && !w->single_mode && !w->list_mode) {
+			/* "n:*" is read: the next run starts above the highest UID
+			 * seen (and never below where this one started), not from 1
+			 * again as an unknown UIDNEXT would record. */
+			uint32_t top = w->fetch_max_uid < UINT32_MAX ? w->fetch_max_uid + 1 : UINT32_MAX;
+
+			w->uidnext = top > w->start_uid ? top : w->start_uid;
+		}
 		fetch_next(w, cmd);
 	}
 	worker_check_done(w);
@@ -298,6 +308,7 @@ void fetch_start(struct worker *w)
 	if (!w->uidnext && w->mb->have_status && w->mb->st_uidvalidity == w->uidvalidity)
 		w->uidnext = w->mb->st_uidnext;
 	w->end_uid = w->uidnext ? w->uidnext - 1 : UINT32_MAX;
+	w->fetch_max_uid = 0;
 	w->next_range = w->start_uid;
 	w->phase = W_FETCH;
 	w->single_mode = 0;

@@ -113,7 +113,6 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 	struct state_mbox rec;
 	struct mf_error e;
 
-	(void)cmd;
 	if (r->status != IMAP_ST_OK && w->method == M_QRESYNC && !w->retried_plain && !c->closed) {
 		/* Claims QRESYNC but refuses the SELECT parameter: open the
 		 * mailbox plainly and read the changes by the next method. */
@@ -136,6 +135,21 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 	}
 	if (!w->uidvalidity) {
 		mailbox_fail(w, imap_client_who(c), 0, "server gave no UIDVALIDITY");
+		return;
+	}
+	if (!w->uidnext && cmd->ud != &w->open_rw && !j->o->dry_run) {
+		/* No [UIDNEXT]: Courier-IMAP. Its EXAMINE of a folder never
+		 * opened read-write (mail delivered straight into the Maildir)
+		 * numbers the messages afresh, under a new UIDVALIDITY, each
+		 * session: the next run would find every message again by
+		 * content. SELECT makes it keep its UID list (BODY.PEEK[]
+		 * leaves \Seen alone); this worker's next mailboxes are opened
+		 * so at once. */
+		w->open_rw = 1;
+		changes_reset(w);
+		w->uidvalidity = w->uidnext = 0;
+		w->highestmodseq = 0;
+		examine_send(w);
 		return;
 	}
 	w->start_uid = 1;
@@ -274,8 +288,11 @@ static void mailbox_begin(struct worker *w)
 
 static void examine_send(struct worker *w)
 {
-	imap_cmd_begin(&w->src, &w->examine_cmd, examine_done, NULL);
-	imap_put(&w->src, "EXAMINE ");
+	int rw = w->open_rw && !w->job->o->dry_run;
+
+	/* The command's ud tells examine_done which one went. */
+	imap_cmd_begin(&w->src, &w->examine_cmd, examine_done, rw ? &w->open_rw : NULL);
+	imap_put(&w->src, rw ? "SELECT " : "EXAMINE ");
 	imap_put_astring(&w->src, w->mb->name, w->mb->len);
 	if (w->method == M_QRESYNC)
 		imap_putf(&w->src, " (QRESYNC (%u %llu 1:%u))", w->rec.uidvalidity,

@@ -55,6 +55,10 @@ Connection security and login (issue 15):
                           our "+" is answered "TAG BAD" and logged as
                           "literal sent before continuation"
   Every LOGIN is logged as "LOGIN via atom|quoted|literal+|literal ...".
+--mailbox-8bit NAME: one more mailbox, NAME in raw UTF-8 (as a server with
+UTF8=ACCEPT or a broken one lists it): LIST sends it as a literal, and
+STATUS/SELECT/EXAMINE accept it as a literal (with --strict-literals, its
+bytes before our "+" are refused as above).
 
 --max-sessions N: a login while N sessions are logged in gets what Dovecot
 sends over mail_max_userip_connections: "* BYE Maximum number of
@@ -367,7 +371,24 @@ class Session:
 
     # ---- protocol ----
     def names(self):
-        return ["INBOX"] + ["Box%d" % i for i in range(1, self.args.mailboxes)]
+        return (["INBOX"] + ["Box%d" % i for i in range(1, self.args.mailboxes)]
+                + ([self.args.mailbox_8bit] if self.args.mailbox_8bit else []))
+
+    @staticmethod
+    def list_name(name):
+        """A name as LIST/STATUS send it: atom, or a literal if 8-bit."""
+        b = name.encode()
+        return name if b.isascii() else "{%d}\r\n%s" % (len(b), name)
+
+    @staticmethod
+    def box_arg(rest, lits):
+        """The mailbox argument at the start of rest (atom, quoted or a
+        literal placeholder) as text."""
+        first = rest.split(b" ", 1)[0]
+        m = re.match(rb"^\x00(\d+)\x00", first)
+        if m:
+            return lits[int(m.group(1))].decode("utf-8", "replace")
+        return first.strip(b'"').decode("latin-1")
 
     def caps(self, authed):
         c = self.args.capabilities
@@ -469,10 +490,10 @@ class Session:
                     st = self.args.list_status and b"STATUS" in rest.upper()
                     out = []
                     for name in self.names():
-                        out.append('* %s (\\HasNoChildren) "." %s\r\n' % (cmd, name))
+                        out.append('* %s (\\HasNoChildren) "." %s\r\n' % (cmd, self.list_name(name)))
                         if st:
                             out.append("* STATUS %s (UIDVALIDITY %d UIDNEXT 4 MESSAGES %d)\r\n"
-                                       % (name, UIDVALIDITY, len(MESSAGES)))
+                                       % (self.list_name(name), UIDVALIDITY, len(MESSAGES)))
                     self.srv.log(self.cid, "S:", "<%d LIST replies>" % len(self.names()))
                     self.sock.settimeout(60)  # sendall's timeout is for all of it
                     self.sock.sendall("".join(out).encode())
@@ -487,10 +508,10 @@ class Session:
                     vals["HIGHESTMODSEQ"] = self.args.highestmodseq
                 asked = re.findall(rb"[A-Z]+", rest.split(b"(", 1)[-1].upper())
                 items = " ".join("%s %d" % (a.decode(), vals[a.decode()]) for a in asked if a.decode() in vals)
-                box = rest.split(b" ", 1)[0].strip(b'"').decode("latin-1")
-                self.send("* STATUS %s (%s)\r\n%s OK done\r\n" % (box, items, tag))
+                box = self.box_arg(rest, lits)
+                self.send("* STATUS %s (%s)\r\n%s OK done\r\n" % (self.list_name(box), items, tag))
             elif cmd in ("SELECT", "EXAMINE"):
-                box = rest.split(b" ", 1)[0].strip(b'"').decode("latin-1")
+                box = self.box_arg(rest, lits)
                 if box.upper() != "INBOX" and box not in self.names():
                     self.send("%s NO [NONEXISTENT] Mailbox doesn't exist\r\n" % tag)
                     continue
@@ -636,6 +657,7 @@ def main():
     ap.add_argument("--password", default=None)
     ap.add_argument("--no-auth-plain", action="store_true")
     ap.add_argument("--strict-literals", action="store_true")
+    ap.add_argument("--mailbox-8bit", default=None)
     ap.add_argument("--list-status", action="store_true")
     args = ap.parse_args()
     if args.flags3 is not None:

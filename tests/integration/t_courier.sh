@@ -12,12 +12,15 @@
 # "INBOX." and back without it, exact, re-runs copy nothing (NAMESPACE,
 # issue 22 item 2); --folder and --map with prefix-less names; Courier's
 # INBOX.Gesendet into Dovecot's \Sent folder by name (issue 22 item 5),
-# --map overriding that; a wrong password fails cleanly.
+# --map overriding that; a wrong password fails cleanly; folders written
+# straight into Courier's Maildir (never opened read-write: Courier keeps
+# no UID list for them and makes up a new UIDVALIDITY at each EXAMINE)
+# copied to Dovecot, then no-change re-runs that read no message bodies.
 . "$(dirname "$0")/lib.sh"
 
-dv_start A --users "src back fsrc fback gback gback2" || { not_ok dovecot "start failed"; exit 1; }
+dv_start A --users "src back fsrc fback gback gback2 rback kback" || { not_ok dovecot "start failed"; exit 1; }
 t0=$SECONDS
-co_start C --users "dst fdst gsrc ndst" || { not_ok courier-start "start failed"; exit 1; }
+co_start C --users "dst fdst gsrc ndst rsrc kdst" || { not_ok courier-start "start failed"; exit 1; }
 ok "courier-start ($((SECONDS - t0)) s)"
 corpus A src tiny 21 || { not_ok corpus "generation failed"; exit 1; }
 corpus A fsrc tiny 22 || { not_ok corpus "generation failed"; exit 1; }
@@ -194,3 +197,82 @@ expect_exit special-by-name-map 0 mf migrate "$GSRC" "imap://gback2@127.0.0.1:$A
 	--state "$T_TMP/st9" --map Gesendet=Gesendet --folder Gesendet
 [ "$(count "$(MAILDIR gback2)/.Gesendet")" = 1 ] && [ "$(count "$(MAILDIR gback2)/.Sent")" = 0 ] &&
 	ok special-by-name-map-gesendet || not_ok special-by-name-map-gesendet "$(ls -a "$(MAILDIR gback2)" | tr '\n' ' ')"
+
+# 8. Courier as the source, its folders delivered straight into the Maildir
+#    and never opened read-write (as mail delivered by maildrop is): Courier
+#    then keeps no UID list (courierimapuiddb) and gives every EXAMINE a new
+#    UIDVALIDITY, so each re-run used to find every message again by content
+#    (all bodies read, each skipped as recorded). Copied once, then three
+#    no-change re-runs: no BODY[] read from Courier, nothing copied.
+"$BENCH_BIN/corpus" --out "$T_TMP/rgen" --profile tiny --seed 24 >/dev/null &&
+	python3 - "$T_TMP/rgen" "$C_MAIL_ROOT/rsrc/Maildir" <<'PY' && "$ROOT/scripts/courier.sh" fixperms "$C_DIR" >/dev/null ||
+import os, re, sys, shutil
+src, md = sys.argv[1:3]
+for d in [""] + sorted(x for x in os.listdir(src) if x.startswith(".")):
+    s = os.path.join(src, d)
+    if not os.path.isdir(os.path.join(s, "cur")):
+        continue
+    dst = os.path.join(md, ".Raw" + d)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(dst, sub), exist_ok=True)
+    open(os.path.join(dst, "maildirfolder"), "w").close()
+    for sub in ("cur", "new"):
+        for fn in os.listdir(os.path.join(s, sub)) if os.path.isdir(os.path.join(s, sub)) else []:
+            shutil.copy2(os.path.join(s, sub, fn), os.path.join(dst, sub, re.sub(r"(:2,[A-Z]*)[a-z]+$", r"\1", fn)))
+PY
+	not_ok raw-courier-setup "could not write the Maildir"
+n_raw=$(count "$C_MAIL_ROOT/rsrc/Maildir"/.Raw*)
+RAW=($(PW "$C_DIR/pw/rsrc" "$A_DIR/pw/rback") "${ALL[@]}" --state "$T_TMP/st10")
+RSRC="imaps://rsrc@127.0.0.1:$C_IMAPS_PORT" RBACK="imap://rback@127.0.0.1:$A_IMAP_PORT"
+expect_exit raw-from-courier 0 mf migrate "$RSRC" "$RBACK" "${RAW[@]}"
+c=$(copied)
+[ "$n_raw" -gt 0 ] && [ "$c" = "$n_raw" ] && ok "raw-from-courier-count ($c)" || not_ok raw-from-courier-count "copied ${c:-?} of $n_raw"
+for i in 1 2 3; do
+	MAILFERRY_TRACE=1 expect_exit "raw-from-courier-rerun-$i" 0 mf migrate "$RSRC" "$RBACK" "${RAW[@]}"
+	b=$(grep -c '^trace source .*<< \* [0-9]* FETCH .*BODY\[\]' "$T_TMP/last.err")
+	c=$(copied) w=$(json_field "$T_TMP/last.out" wire_bytes_in 2>/dev/null)
+	# (the trace shows the start of each read: BODY[] there at all means
+	# bodies were read; the bytes say how many: ~2.5 KB without, 1.8 MB with)
+	[ "$b" = 0 ] && [ "$c" = 0 ] && [ "${w:-999999}" -lt 20000 ] && ok "raw-from-courier-rerun-$i-no-bodies ($w bytes in)" ||
+		not_ok "raw-from-courier-rerun-$i-no-bodies" "BODY[] in $b trace lines, ${c:-?} copied, ${w:-?} bytes in"
+done
+
+# 9. A mailbox name that must travel as a literal (8-bit, as a server with
+#    UTF8=ACCEPT or a broken one lists it) to a server without LITERAL+: the
+#    name's bytes wait for the server's "+" (RFC 3501 §7.5). Courier takes
+#    early bytes silently, so a scripted server that refuses them: STATUS
+#    and EXAMINE carry the name as synchronizing literals, the mailbox is
+#    read (--dry-run: its count; then copied into Dovecot's "Buecher": Dovecot
+#    wants modified UTF-7).
+fake_log() { cat "$T_TMP"/fake_imap.*.out.err 2>/dev/null; }
+fake_reset() { kill "$T_LAST_PID" 2>/dev/null; wait "$T_LAST_PID" 2>/dev/null; rm -f "$T_TMP"/fake_imap.*; }
+fake_imap none --capabilities "IMAP4rev1 ID ENABLE NAMESPACE UIDPLUS" --strict-literals \
+	--mailbox-8bit 'Bücher' --max-seconds 40
+FK=(--src-password-file "$C_DIR/pw/rsrc" --dst-password-file "$A_DIR/pw/kback" "${ALL[@]}" --folder 'Bücher' --timeout 10)
+expect_exit name-literal-dry-run 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" "imap://kback@127.0.0.1:$A_IMAP_PORT" \
+	"${FK[@]}" --state "$T_TMP/st11" --dry-run
+sleep 0.3
+grep -q 'dry-run: mailbox "Bücher": 3 new messages' "$T_TMP/last.out" "$T_TMP/last.err" &&
+	ok name-literal-dry-run-count || not_ok name-literal-dry-run-count "$(grep -m1 'Bücher' "$T_TMP/last.out" "$T_TMP/last.err")"
+fake_log | grep -q 'C: .*\(STATUS\|EXAMINE\) {literal}' && ok name-literal-sent-as-literal ||
+	not_ok name-literal-sent-as-literal "no STATUS/EXAMINE with a literal name in the server's log"
+fake_log | grep -q 'literal sent before continuation' &&
+	not_ok name-literal-waits-for-continuation "$(fake_log | grep -m1 -B1 'literal sent before')" ||
+	ok name-literal-waits-for-continuation
+expect_exit name-literal-copy 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" "imap://kback@127.0.0.1:$A_IMAP_PORT" \
+	"${FK[@]}" --state "$T_TMP/st12" --map 'Bücher=Buecher'
+[ "$(copied)" = 3 ] && ok name-literal-copy-count || not_ok name-literal-copy-count "copied $(copied) of 3"
+fake_log | grep -q 'literal sent before continuation' &&
+	not_ok name-literal-copy-waits "$(fake_log | grep -m1 -B1 'literal sent before')" || ok name-literal-copy-waits
+# The same name into Courier (no LITERAL+): CREATE and each APPEND carry it
+# as a synchronizing literal, the APPEND's message literal after it (two
+# "+" per command). Courier takes the raw 8-bit name without UTF8=ACCEPT
+# enabled and stores it mangled (each byte sign-extended: "B&,8P,vA-cher"),
+# so only the messages are checked, not the name.
+expect_exit name-literal-to-courier 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" \
+	"imaps://kdst@127.0.0.1:$C_IMAPS_PORT" --src-password-file "$C_DIR/pw/kdst" \
+	--dst-password-file "$C_DIR/pw/kdst" "${ALL[@]}" --folder 'Bücher' --state "$T_TMP/st13"
+n=$(count "$C_MAIL_ROOT/kdst/Maildir"/.B*)
+[ "$(copied)" = 3 ] && [ "$n" = 3 ] && ok name-literal-to-courier-count ||
+	not_ok name-literal-to-courier-count "copied $(copied), $n in Courier's folder"
+fake_reset
