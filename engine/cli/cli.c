@@ -318,6 +318,19 @@ static unsigned parse_uint(const struct cli *c, const char *s, unsigned lo, unsi
 	return (unsigned)v;
 }
 
+/* What every endpoint (IMAP, POP3, SMTP/LMTP) takes from the options the
+ * same way: trust, plaintext policy, timeouts. One place for all three
+ * (the endpoint structs are the protocols' own types). */
+#define ENDPOINT_POLICY(ep, c)                                                                     \
+	do {                                                                                       \
+		(ep)->ca_file = (c)->ca_file;                                                      \
+		(ep)->insecure = (c)->insecure;                                                    \
+		(ep)->allow_plaintext = (c)->allow_plaintext;                                      \
+		(ep)->timeout_ms = (c)->timeout_s * 1000;                                          \
+		(ep)->login_timeout_ms = (c)->login_timeout_s * 1000;                              \
+		(ep)->min_progress = (c)->min_progress;                                            \
+	} while (0)
+
 static void endpoint_fill(struct imap_endpoint *ep, const char *label, const struct url *u,
 			  const char *pw, const struct cli *c)
 {
@@ -329,12 +342,7 @@ static void endpoint_fill(struct imap_endpoint *ep, const char *label, const str
 	ep->tls = !strcmp(u->scheme, "imaps") ? IMAP_TLS_IMPLICIT
 		  : u->starttls_no	      ? IMAP_TLS_NONE
 					      : IMAP_TLS_STARTTLS;
-	ep->ca_file = c->ca_file;
-	ep->insecure = c->insecure;
-	ep->allow_plaintext = c->allow_plaintext;
-	ep->timeout_ms = c->timeout_s * 1000;
-	ep->login_timeout_ms = c->login_timeout_s * 1000;
-	ep->min_progress = c->min_progress;
+	ENDPOINT_POLICY(ep, c);
 	ep->want_enable = 1;
 }
 
@@ -675,12 +683,7 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 		m->tls = c->du.tls ? SMTP_TLS_IMPLICIT
 		         : c->du.starttls_no || m->unix_path ? SMTP_TLS_NONE
 		                                              : SMTP_TLS_STARTTLS;
-		m->ca_file = c->ca_file;
-		m->insecure = c->insecure;
-		m->allow_plaintext = c->allow_plaintext;
-		m->timeout_ms = c->timeout_s * 1000;
-		m->login_timeout_ms = c->login_timeout_s * 1000;
-		m->min_progress = c->min_progress;
+		ENDPOINT_POLICY(m, c);
 		m->no_chunking = c->no_chunking;
 		o->rcpt = c->du.rcpt;
 		o->mail_from = c->mail_from;
@@ -725,12 +728,7 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 		ep->tls = !strcmp(c->su.scheme, "pop3s") ? POP3_TLS_IMPLICIT
 		          : c->su.starttls_no            ? POP3_TLS_NONE
 		                                         : POP3_TLS_STARTTLS;
-		ep->ca_file = c->ca_file;
-		ep->insecure = c->insecure;
-		ep->allow_plaintext = c->allow_plaintext;
-		ep->timeout_ms = c->timeout_s * 1000;
-		ep->login_timeout_ms = c->login_timeout_s * 1000;
-		ep->min_progress = c->min_progress;
+		ENDPOINT_POLICY(ep, c);
 		o->connections = 1;
 		if (c->connections_given && c->connections > 1)
 			mf_log(MF_LOG_WARN, "a POP3 server locks the maildrop to one session: one "
