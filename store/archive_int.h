@@ -1,6 +1,6 @@
 /*
- * archive_int — the archive handle and the helpers archive.c shares with
- * archive_ops.c (verify, stats, prune). Not a public API.
+ * archive_int — the archive handle and the helpers the archive*.c files
+ * share (see archive.c for which owns what). Not a public API.
  */
 #ifndef MF_ARCHIVE_INT_H
 #define MF_ARCHIVE_INT_H
@@ -17,6 +17,14 @@
 
 #define ARC_FORMAT 1
 #define ARC_DICTS_MAX 16
+#define ARCHIVE_PACK_MAX ((uint64_t)256 << 20)
+#define ARCHIVE_COMMIT_BYTES ((uint64_t)32 << 20)
+#define ARCHIVE_COMMIT_OPS 2000
+#define ARCHIVE_SAMPLE_CAP ((size_t)1 << 20)
+#define ARCHIVE_SAMPLE_MSG 8192
+#define ARCHIVE_SAMPLE_N 4096
+#define ARCHIVE_SAMPLE_GOAL 400
+#define ARCHIVE_DICT_SIZE (64u << 10)
 
 struct arc_dict {
 	uint32_t ver;
@@ -108,6 +116,12 @@ int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_
 int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt_object *o,
                     archive_out_fn fn, void *ctx, struct mf_error *err);
 void arc_map_release(struct archive *a);
+int arc_counter_next(struct archive *a, const char *name, uint32_t *out, struct mf_error *err);
+int arc_runs_add(struct archive *a, uint32_t run);
+int arc_runs_load(struct archive *a, struct mf_error *err);
+int arc_dicts_load(struct archive *a, struct mf_error *err);
+int arc_packs_open(struct archive *a, struct mf_error *err);
+int arc_maybe_commit(struct archive *a, struct mf_error *err);
 int arc_mbox_name(struct archive *a, uint32_t mbid, struct afmt_rec *r, struct mf_error *err);
 
 #endif

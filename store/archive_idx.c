@@ -1,0 +1,223 @@
+/*
+ * archive_idx — the archive index's plumbing (see archive.h, archive_int.h): LMDB error
+ * mapping, the one write transaction, sealed record get/put/delete,
+ * counters, and the sorted list of committed runs readers may see.
+ *
+ * Not for: what the records mean (archive_runs.c, archive_pack.c), their
+ * encodings (archive_fmt.c).
+ */
+#include "store/archive_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- errors and transactions ---- */
+
+int arc_lmdb_code(int rc)
+{
+	if (rc > 0)
+		return -rc;
+	switch (rc) {
+	case MDB_NOTFOUND:
+		return -ENOENT;
+	case MDB_MAP_FULL:
+	case MDB_TXN_FULL:
+		return -ENOSPC;
+	case MDB_INVALID:
+	case MDB_VERSION_MISMATCH:
+	case MDB_INCOMPATIBLE:
+	case MDB_BAD_VALSIZE:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *what)
+{
+	int code = arc_lmdb_code(rc);
+
+	if (a->txn && !(a->flags & ARCHIVE_OPEN_RDONLY)) {
+		mdb_txn_abort(a->txn);
+		a->txn = NULL;
+		mf_err_set(&a->lost, code,
+		           "archive %s: %s: %s; writes since the last commit were dropped", a->dir,
+		           what, mdb_strerror(rc));
+		mf_err_set(err, code, "%s", a->lost.msg);
+	} else {
+		mf_err_set(err, code, "archive %s: %s: %s", a->dir, what, mdb_strerror(rc));
+	}
+	return code;
+}
+
+int arc_txn(struct archive *a, struct mf_error *err)
+{
+	int rc;
+
+	if (a->lost.code) {
+		mf_err_set(err, a->lost.code, "%s", a->lost.msg);
+		return a->lost.code;
+	}
+	if (a->txn)
+		return 0;
+	rc =
+	    mdb_txn_begin(a->env, NULL, (a->flags & ARCHIVE_OPEN_RDONLY) ? MDB_RDONLY : 0, &a->txn);
+	if (rc) {
+		a->txn = NULL;
+		return arc_lmdb_fail(a, rc, err, "mdb_txn_begin");
+	}
+	return 0;
+}
+
+/* 0 found (decoded into *r), -ENOENT, -EIO damaged (err says so). */
+int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
+            struct afmt_rec *r, struct mf_error *err)
+{
+	MDB_val key = {klen, (void *)k}, v;
+	int rc;
+
+	if ((rc = arc_txn(a, err)))
+		return rc;
+	rc = mdb_get(a->txn, db, &key, &v);
+	if (rc == MDB_NOTFOUND)
+		return -ENOENT;
+	if (rc)
+		return arc_lmdb_fail(a, rc, err, "mdb_get");
+	return afmt_rec_decode(kind, k, klen, v.mv_data, v.mv_size, r, err);
+}
+
+int arc_put(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
+            const struct afmt_rec *r, struct mf_error *err)
+{
+	uint8_t buf[AFMT_REC_MAX];
+	size_t n = afmt_rec_encode(kind, k, klen, r, buf, sizeof(buf));
+	MDB_val key = {klen, (void *)k}, v = {n, buf};
+	int rc;
+
+	if (a->flags & ARCHIVE_OPEN_RDONLY) {
+		mf_err_set(err, -EROFS, "archive %s: opened read-only", a->dir);
+		return -EROFS;
+	}
+	if (!n) {
+		mf_err_set(err, -EINVAL, "archive %s: record too long", a->dir);
+		return -EINVAL;
+	}
+	if ((rc = arc_txn(a, err)))
+		return rc;
+	a->dirty++;
+	rc = mdb_put(a->txn, db, &key, &v, 0);
+	if (rc)
+		return arc_lmdb_fail(a, rc, err, "mdb_put");
+	return 0;
+}
+
+int arc_del(struct archive *a, MDB_dbi db, const void *k, size_t klen, struct mf_error *err)
+{
+	MDB_val key = {klen, (void *)k};
+	int rc;
+
+	if ((rc = arc_txn(a, err)))
+		return rc;
+	a->dirty++;
+	rc = mdb_del(a->txn, db, &key, NULL);
+	if (rc == MDB_NOTFOUND)
+		return -ENOENT;
+	if (rc)
+		return arc_lmdb_fail(a, rc, err, "mdb_del");
+	return 0;
+}
+
+/* Next value of counter name (1, 2, ...). */
+int arc_counter_next(struct archive *a, const char *name, uint32_t *out, struct mf_error *err)
+{
+	struct afmt_rec r;
+	int rc = arc_get(a, a->meta, AFMT_COUNTER, name, strlen(name), &r, err);
+
+	if (rc == -ENOENT)
+		r.u.counter = 0;
+	else if (rc)
+		return rc;
+	if (r.u.counter == UINT32_MAX) {
+		mf_err_set(err, -EOVERFLOW, "archive %s: %s ids exhausted", a->dir, name);
+		return -EOVERFLOW;
+	}
+	r.u.counter++;
+	*out = r.u.counter;
+	return arc_put(a, a->meta, AFMT_COUNTER, name, strlen(name), &r, err);
+}
+
+/* ---- runs visible to readers ---- */
+
+int arc_run_visible(const struct archive *a, uint32_t run)
+{
+	size_t lo = 0, hi = a->nruns;
+
+	if (run && run == a->open_run)
+		return 1;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (a->runs_ok[mid] == run)
+			return 1;
+		if (a->runs_ok[mid] < run)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+int arc_runs_add(struct archive *a, uint32_t run)
+{
+	size_t i;
+
+	if (arc_run_visible(a, run) && run != a->open_run)
+		return 0;
+	if (a->nruns == a->capruns) {
+		size_t cap = a->capruns ? a->capruns * 2 : 64;
+		uint32_t *p = realloc(a->runs_ok, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		a->runs_ok = p;
+		a->capruns = cap;
+	}
+	for (i = a->nruns; i > 0 && a->runs_ok[i - 1] > run; i--)
+		a->runs_ok[i] = a->runs_ok[i - 1];
+	a->runs_ok[i] = run;
+	a->nruns++;
+	return 0;
+}
+
+int arc_runs_load(struct archive *a, struct mf_error *err)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	struct afmt_rec r;
+	int rc;
+
+	if ((rc = arc_txn(a, err)))
+		return rc;
+	if ((rc = mdb_cursor_open(a->txn, a->runs, &c)))
+		return arc_lmdb_fail(a, rc, err, "mdb_cursor_open");
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); !rc;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		struct mf_error e2;
+
+		if (afmt_rec_decode(AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &e2))
+			continue; /* verify names it */
+		if (r.u.run.committed && arc_runs_add(a, afmt_get32(k.mv_data))) {
+			mdb_cursor_close(c);
+			mf_err_set(err, -ENOMEM, "archive %s: out of memory", a->dir);
+			return -ENOMEM;
+		}
+	}
+	mdb_cursor_close(c);
+	return 0;
+}

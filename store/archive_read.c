@@ -1,0 +1,212 @@
+/*
+ * archive_read — the archive's reader (see archive.h): frames decoded and
+ * checked (header, CRC, zstd), one decompressed frame cached, messages
+ * streamed out and re-hashed (archive_get).
+ *
+ * Not for: writing (archive_pack.c), the index walk of verify
+ * (archive_ops.c).
+ */
+#include "store/archive_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- reading ---- */
+
+int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_t n, uint32_t pack,
+                     const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw, size_t cap,
+                     size_t *rawn, size_t *used, struct mf_error *err)
+{
+	struct afmt_frame f;
+	unsigned long long cs;
+	size_t d;
+	int rc;
+
+	(void)a;
+	if ((rc = afmt_frame_hdr_decode(p, n, pack, &f, err)))
+		return rc;
+	if (n - AFMT_FRAME_HDR < f.comp_len) {
+		mf_err_set(err, -EIO, "frame cut short (%zu of %u bytes)", n - AFMT_FRAME_HDR,
+		           f.comp_len);
+		return -EIO;
+	}
+	if (afmt_crc32c(0, p + AFMT_FRAME_HDR, f.comp_len) != f.crc) {
+		mf_err_set(err, -EIO, "frame checksum mismatch");
+		return -EIO;
+	}
+	if (f.raw_len > cap) {
+		mf_err_set(err, -EIO, "frame larger than its buffer");
+		return -EIO;
+	}
+	cs = ZSTD_getFrameContentSize(p + AFMT_FRAME_HDR, f.comp_len);
+	if (cs != f.raw_len) {
+		mf_err_set(err, -EIO, "zstd frame size does not match its header");
+		return -EIO;
+	}
+	if (f.dict && !dd && !dict) {
+		mf_err_set(err, -EIO, "frame names dictionary %u, which the archive lacks", f.dict);
+		return -EIO;
+	}
+	ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
+	if (f.dict && dd)
+		d = ZSTD_decompress_usingDDict(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len,
+		                               dd);
+	else if (f.dict)
+		d = ZSTD_decompress_usingDict(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len,
+		                              dict, dictn);
+	else
+		d = ZSTD_decompressDCtx(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len);
+	if (ZSTD_isError(d) || d != f.raw_len) {
+		mf_err_set(err, -EIO, "zstd: %s",
+		           ZSTD_isError(d) ? ZSTD_getErrorName(d) : "short output");
+		return -EIO;
+	}
+	*rawn = d;
+	*used = AFMT_FRAME_HDR + f.comp_len;
+	return 0;
+}
+
+int archive_frame_decode(const uint8_t *p, size_t n, uint32_t pack, const void *dict, size_t dictn,
+                         uint8_t *raw, size_t cap, size_t *rawn, size_t *used, struct mf_error *err)
+{
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	int rc;
+
+	if (!d) {
+		mf_err_set(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 21);
+	rc = arc_frame_decode(d, NULL, p, n, pack, dict, dictn, NULL, raw, cap, rawn, used, err);
+	ZSTD_freeDCtx(d);
+	return rc;
+}
+
+/* Loads the frame at (pack, off) into the read cache. */
+int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_error *err)
+{
+	uint8_t hdr[AFMT_FRAME_HDR];
+	struct afmt_frame f;
+	struct arc_dict *d = NULL;
+	size_t rawn, used;
+	ssize_t got;
+	int fd, rc;
+
+	if (a->rc_valid && a->rc_pack == pack && a->rc_off == off)
+		return 0;
+	a->rc_valid = 0;
+	if ((fd = arc_pack_fd(a, pack, err)) < 0)
+		return fd;
+	got = pread(fd, hdr, sizeof(hdr), (off_t)off);
+	if (got != (ssize_t)sizeof(hdr)) {
+		mf_err_set(err, -EIO, "pack %u offset %llu: %s", pack, (unsigned long long)off,
+		           got < 0 ? strerror(errno) : "frame header past the end of the pack");
+		return -EIO;
+	}
+	if ((rc = afmt_frame_hdr_decode(hdr, sizeof(hdr), pack, &f, err))) {
+		char m[MF_ERR_MAX];
+
+		snprintf(m, sizeof(m), "%s", err->msg);
+		mf_err_set(err, rc, "pack %u offset %llu: %s", pack, (unsigned long long)off, m);
+		return rc;
+	}
+	memcpy(a->rcomp, hdr, sizeof(hdr));
+	got = pread(fd, a->rcomp + AFMT_FRAME_HDR, f.comp_len, (off_t)(off + AFMT_FRAME_HDR));
+	if (got != (ssize_t)f.comp_len) {
+		mf_err_set(err, -EIO, "pack %u offset %llu: frame cut short", pack,
+		           (unsigned long long)off);
+		return -EIO;
+	}
+	if (f.dict && (!(d = arc_dict_find(a, f.dict)) || !arc_dict_ddict(d))) {
+		mf_err_set(err, -EIO, "pack %u offset %llu: dictionary %u missing or damaged", pack,
+		           (unsigned long long)off, f.dict);
+		return -EIO;
+	}
+	rc = arc_frame_decode(a->dctx, a, a->rcomp, AFMT_FRAME_HDR + f.comp_len, pack, NULL, 0,
+	                      d ? d->dd : NULL, a->rraw, AFMT_FRAME_RAW_MAX, &rawn, &used, err);
+	if (rc) {
+		char m[MF_ERR_MAX];
+
+		snprintf(m, sizeof(m), "%s", err->msg);
+		mf_err_set(err, rc, "pack %u offset %llu: %s", pack, (unsigned long long)off, m);
+		return rc;
+	}
+	a->rc_valid = 1;
+	a->rc_pack = pack;
+	a->rc_off = off;
+	a->rc_next = off + used;
+	a->rrawn = rawn;
+	return 0;
+}
+
+int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt_object *o,
+                    archive_out_fn fn, void *ctx, struct mf_error *err)
+{
+	uint64_t left = o->size, off = o->frame_off;
+	uint32_t skip = o->skip, frames = 0;
+	uint8_t got[32];
+	int rc;
+
+	if (++a->map_reads % 4096 == 0)
+		arc_map_release(a);
+	if (o->size && o->pack == a->wpack && a->fn && (a->wfd < 0 || o->frame_off >= a->wlen) &&
+	    (rc = arc_frame_flush(a, err)))
+		return rc;
+	msghash_begin(&a->h);
+	while (left) {
+		size_t take;
+
+		if (frames++ >= o->nframes) {
+			mf_err_set(err, -EIO, "message runs past the %u frames its record names",
+			           o->nframes);
+			return -EIO;
+		}
+		if ((rc = arc_frame_load(a, o->pack, off, err)))
+			return rc;
+		if (skip > a->rrawn || (skip == a->rrawn && left)) {
+			mf_err_set(err, -EIO, "pack %u offset %llu: message starts past its frame",
+			           o->pack, (unsigned long long)off);
+			return -EIO;
+		}
+		take = a->rrawn - skip;
+		if (take > left)
+			take = (size_t)left;
+		msghash_update(&a->h, a->rraw + skip, take);
+		if (fn && (rc = fn(ctx, a->rraw + skip, take)))
+			return rc;
+		left -= take;
+		skip = 0;
+		off = a->rc_next;
+	}
+	msghash_end(&a->h, got, NULL);
+	if (memcmp(got, hash, 32)) {
+		mf_err_set(err, -EIO, "content does not match its hash (pack %u offset %llu)",
+		           o->pack, (unsigned long long)o->frame_off);
+		return -EIO;
+	}
+	return 0;
+}
+
+int archive_get(struct archive *a, const uint8_t hash[32], archive_out_fn fn, void *ctx,
+                struct mf_error *err)
+{
+	struct afmt_rec r;
+	int rc;
+
+	if (a->in_msg) {
+		mf_err_set(err, -EBUSY, "archive %s: a message is being written", a->dir);
+		return -EBUSY;
+	}
+	rc = arc_get(a, a->objects, AFMT_OBJECT, hash, 32, &r, err);
+	if (rc == -ENOENT)
+		mf_err_set(err, rc, "message not in the archive");
+	if (rc)
+		return rc;
+	return arc_read_object(a, hash, &r.u.obj, fn, ctx, err);
+}
