@@ -248,6 +248,7 @@ static int format_check(struct archive *a, struct mf_error *err)
 			return -ENOENT;
 		}
 		r.u.counter = ARC_FORMAT;
+		a->fresh = 1;
 		return arc_put(a, a->meta, AFMT_COUNTER, "format", 6, &r, err);
 	}
 	if (rc)
@@ -266,10 +267,11 @@ static int bufs_alloc(struct archive *a)
 	a->tune.frame_raw = 256u << 10;
 	a->tune.pack_max = ARCHIVE_PACK_MAX;
 	a->fbuf = malloc(AFMT_FRAME_RAW_MAX);
-	a->ccap = AFMT_FRAME_HDR + ZSTD_compressBound(AFMT_FRAME_RAW_MAX);
+	a->ccap = AFMT_FRAME_HDR + ZSTD_compressBound(AFMT_FRAME_RAW_MAX) + ACRYPT_OVERHEAD;
 	a->cbuf = malloc(a->ccap);
 	a->rraw = malloc(AFMT_FRAME_RAW_MAX);
-	a->rcomp = malloc(AFMT_FRAME_COMP_MAX);
+	/* a frame header names up to AFMT_FRAME_COMP_MAX bytes after it */
+	a->rcomp = malloc(AFMT_FRAME_HDR + AFMT_FRAME_COMP_MAX);
 	a->cctx = ZSTD_createCCtx();
 	a->dctx = ZSTD_createDCtx();
 	a->samp_goal = ARCHIVE_SAMPLE_GOAL;
@@ -304,7 +306,87 @@ static int index_unborn(struct archive *a, const char *idx, struct mf_error *err
 	return 0;
 }
 
+/* The archive's encryption, set up or checked once its format is known
+ * (a->fresh: this open created it). */
+static int crypt_setup(struct archive *a, const struct archive_secret *s, struct mf_error *err)
+{
+	uint8_t buf[ACRYPT_PARAMS_LEN];
+	struct acrypt_params p;
+	MDB_val k = {5, (void *)"crypt"}, v;
+	int rc, lr;
+
+	if ((rc = arc_txn(a, err)))
+		return rc;
+	lr = mdb_get(a->txn, a->meta, &k, &v);
+	if (lr && lr != MDB_NOTFOUND)
+		return arc_lmdb_fail(a, lr, err, "mdb_get");
+	if (lr == MDB_NOTFOUND) {
+		if (s && s->encrypt && !a->fresh) {
+			mf_err_set(err, -EINVAL,
+			           "archive %s exists and is not encrypted (--encrypt applies "
+			           "to a new archive only)",
+			           a->dir);
+			return -EINVAL;
+		}
+		if (!s || !s->encrypt) {
+			if (s && s->pass)
+				mf_log(MF_LOG_WARN,
+				       "archive %s is not encrypted: the passphrase is not used",
+				       a->dir);
+			return 0;
+		}
+		if (!s->pass) {
+			mf_err_set(err, -EINVAL, "archive %s: encryption needs a passphrase",
+			           a->dir);
+			return -EINVAL;
+		}
+		if ((rc = acrypt_params_new(&p, s->scrypt_log2n, err)) ||
+		    (rc = acrypt_derive(&a->crypt, &p, s->pass, s->passlen, 1, err)))
+			goto named;
+		acrypt_params_encode(&p, buf);
+		v.mv_size = sizeof(buf);
+		v.mv_data = buf;
+		a->dirty++;
+		if ((lr = mdb_put(a->txn, a->meta, &k, &v, 0)))
+			return arc_lmdb_fail(a, lr, err, "mdb_put");
+	} else {
+		if (!s || !s->pass) {
+			mf_err_set(err, -EACCES,
+			           "archive %s is encrypted: give its passphrase "
+			           "(--passphrase-file FILE or MAILFERRY_ARCHIVE_PASSPHRASE_FILE)",
+			           a->dir);
+			return -EACCES;
+		}
+		if ((rc = acrypt_params_decode(v.mv_data, v.mv_size, &p, err)) ||
+		    (rc = acrypt_derive(&a->crypt, &p, s->pass, s->passlen, 0, err)))
+			goto named;
+	}
+	if (!(a->recbuf = malloc(ARC_RECBUF))) {
+		mf_err_set(err, -ENOMEM, "archive %s: out of memory", a->dir);
+		return -ENOMEM;
+	}
+	return 0;
+named : {
+	char m[MF_ERR_MAX];
+
+	snprintf(m, sizeof(m), "%s", err->msg);
+	mf_err_set(err, rc, "archive %s: %s", a->dir, m);
+	return rc;
+}
+}
+
+int archive_encrypted(const struct archive *a)
+{
+	return a->crypt != NULL;
+}
+
 int archive_open(struct archive **out, const char *dir, unsigned flags, struct mf_error *err)
+{
+	return archive_open_secret(out, dir, flags, NULL, err);
+}
+
+int archive_open_secret(struct archive **out, const char *dir, unsigned flags,
+                        const struct archive_secret *s, struct mf_error *err)
 {
 	struct archive *a;
 	struct state_check_info info;
@@ -372,8 +454,9 @@ int archive_open(struct archive **out, const char *dir, unsigned flags, struct m
 	}
 	if (!(rc = env_open(a, path, err)))
 		map_find(a);
-	if (rc || (rc = format_check(a, err)) || (rc = arc_runs_load(a, err)) ||
-	    (rc = arc_dicts_load(a, err)) || (rc = arc_packs_open(a, err)))
+	if (rc || (rc = format_check(a, err)) || (rc = crypt_setup(a, s, err)) ||
+	    (rc = arc_runs_load(a, err)) || (rc = arc_dicts_load(a, err)) ||
+	    (rc = arc_packs_open(a, err)))
 		goto fail;
 	if (!(flags & ARCHIVE_OPEN_RDONLY) && (rc = archive_commit(a, err)))
 		goto fail;
@@ -415,6 +498,8 @@ void archive_close(struct archive *a)
 		ZSTD_freeDDict(a->dicts[i].dd);
 	}
 	msghash_free(&a->h);
+	acrypt_free(a->crypt);
+	free(a->recbuf);
 	ZSTD_freeCCtx(a->cctx);
 	ZSTD_freeDCtx(a->dctx);
 	free(a->fbuf);

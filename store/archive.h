@@ -8,6 +8,10 @@
  *   ARCHIVE/index/data.mdb     LMDB: content hash -> where, runs, mailboxes,
  *                              per-UID versions, dictionaries
  *
+ * Optionally encrypted (archive_open_secret): frames, index values and
+ * dictionaries sealed with AES-256-GCM, index keys keyed MACs instead of
+ * content hashes and names (see archive_crypt.h and README).
+ *
  * A message is streamed in (archive_msg_begin/_data/_end) and identified by
  * its SHA-256 (store/msghash.h, exact bytes); the same content stored
  * twice is kept once. Its bytes are never altered. Messages are packed
@@ -86,6 +90,25 @@ struct archive_tune {
 };
 
 int archive_open(struct archive **out, const char *dir, unsigned flags, struct mf_error *err);
+
+/*
+ * Encryption at rest (store/archive_crypt.h). An archive is created
+ * encrypted (encrypt set, with a passphrase) or not, and stays so. An
+ * encrypted archive opens only with its passphrase: without one -EACCES
+ * ("is encrypted"), with a wrong one -EACCES ("wrong passphrase"). A
+ * passphrase for a plain archive is not used (a warning is logged);
+ * encrypt for an existing plain archive is refused (-EINVAL).
+ */
+struct archive_secret {
+	const uint8_t *pass; /* passphrase bytes (not NUL-terminated), or NULL */
+	size_t passlen;
+	int encrypt;           /* create a new archive encrypted */
+	unsigned scrypt_log2n; /* for a new archive: 0 = 15 (tests use less) */
+};
+int archive_open_secret(struct archive **out, const char *dir, unsigned flags,
+                        const struct archive_secret *s, struct mf_error *err);
+/* 1 if the archive is encrypted. */
+int archive_encrypted(const struct archive *a);
 /* Drops what is not committed (a run in progress stays uncommitted). */
 void archive_close(struct archive *a);
 void archive_set_tune(struct archive *a, const struct archive_tune *t);
@@ -186,5 +209,12 @@ int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped, stru
 int archive_frame_decode(const uint8_t *p, size_t n, uint32_t pack, const void *dict, size_t dictn,
                          uint8_t *raw, size_t cap, size_t *rawn, size_t *used,
                          struct mf_error *err);
+
+struct acrypt;
+/* The same for a frame of an encrypted archive, found at off in pack
+ * (bound as associated data): p is opened in place. c NULL: plain. */
+int archive_frame_open(struct acrypt *c, uint8_t *p, size_t n, uint32_t pack, uint64_t off,
+                       const void *dict, size_t dictn, uint8_t *raw, size_t cap, size_t *rawn,
+                       size_t *used, struct mf_error *err);
 
 #endif

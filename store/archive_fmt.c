@@ -116,7 +116,7 @@ void afmt_frame_hdr(uint8_t out[AFMT_FRAME_HDR], const struct afmt_frame *f)
 	afmt_put32(out + 12, f->raw_len);
 	afmt_put32(out + 16, f->pack);
 	afmt_put32(out + 20, f->crc);
-	afmt_put32(out + 24, 0);
+	afmt_put32(out + 24, f->flags);
 	afmt_put32(out + 28, afmt_crc32c(0, out, 28));
 }
 
@@ -140,7 +140,12 @@ int afmt_frame_hdr_decode(const uint8_t *p, size_t n, uint32_t pack, struct afmt
 	f->raw_len = afmt_get32(p + 12);
 	f->pack = afmt_get32(p + 16);
 	f->crc = afmt_get32(p + 20);
-	if (f->pack != pack || afmt_get32(p + 24) != 0) {
+	f->flags = afmt_get32(p + 24);
+	if (f->flags & ~AFMT_FRAME_SEALED) {
+		mf_err_set(err, -EIO, "frame header has unknown flags %#x", f->flags);
+		return -EIO;
+	}
+	if (f->pack != pack) {
 		mf_err_set(err, -EIO, "frame header names pack %u, read from pack %u", f->pack,
 		           pack);
 		return -EIO;

@@ -21,6 +21,7 @@
 #define AFMT_PACK_HDR 16             /* magic, u32 pack id, u32 crc */
 #define AFMT_FRAME_MAGIC 0x4d465a31u /* "MFZ1" */
 #define AFMT_FRAME_HDR 32
+#define AFMT_FRAME_SEALED 1u          /* frame flag: encrypted (store/archive_crypt.h) */
 #define AFMT_FRAME_RAW_MAX (1u << 20) /* no frame holds more raw bytes */
 #define AFMT_FRAME_COMP_MAX ((1u << 20) + (1u << 16))
 #define AFMT_REC_V1 1
@@ -46,7 +47,8 @@ struct afmt_frame {
 	uint32_t comp_len; /* zstd bytes after the header */
 	uint32_t raw_len;  /* bytes they decompress to */
 	uint32_t pack;
-	uint32_t crc; /* CRC-32C of the zstd bytes */
+	uint32_t crc;   /* CRC-32C of the zstd bytes (0 when sealed: the tag checks) */
+	uint32_t flags; /* AFMT_FRAME_SEALED: nonce || AES-256-GCM(zstd) || tag */
 };
 void afmt_frame_hdr(uint8_t out[AFMT_FRAME_HDR], const struct afmt_frame *f);
 /* Checks magic, header CRC, pack id and bounds; 0 or -EIO. */

@@ -89,14 +89,85 @@ int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, s
 		return -ENOENT;
 	if (rc)
 		return arc_lmdb_fail(a, rc, err, "mdb_get");
-	return afmt_rec_decode(kind, k, klen, v.mv_data, v.mv_size, r, err);
+	return arc_rec_open(a, db, kind, k, klen, v.mv_data, v.mv_size, r, err);
+}
+
+/* kind || key: what a sealed value is bound to, so it cannot be moved to
+ * another key or database kind. */
+static size_t rec_aad(enum afmt_kind kind, const void *k, size_t klen, uint8_t aad[65])
+{
+	if (klen > 64)
+		return 0;
+	aad[0] = (uint8_t)kind;
+	memcpy(aad + 1, k, klen);
+	return 1 + klen;
+}
+
+int arc_rec_open(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
+                 const void *v, size_t vlen, struct afmt_rec *r, struct mf_error *err)
+{
+	uint8_t aad[65];
+	size_t an, n;
+	int rc;
+
+	if (!a->crypt || db == a->meta)
+		return afmt_rec_decode(kind, k, klen, v, vlen, r, err);
+	an = rec_aad(kind, k, klen, aad);
+	if (!an || vlen < ACRYPT_OVERHEAD + 5 || vlen > ARC_RECBUF) {
+		mf_err_set(err, -EIO, "index record: damaged (key or value length)");
+		return -EIO;
+	}
+	memcpy(a->recbuf, v, vlen);
+	if ((rc = acrypt_open(a->crypt, aad, an, a->recbuf, vlen, &n))) {
+		mf_err_set(err, -EIO,
+		           "index record fails authentication (tampered with or damaged)");
+		return -EIO;
+	}
+	return afmt_rec_decode(kind, k, klen, a->recbuf + ACRYPT_NONCE, n, r, err);
+}
+
+int arc_val_seal(struct archive *a, enum afmt_kind kind, const void *k, size_t klen, uint8_t *buf,
+                 size_t n)
+{
+	uint8_t aad[65];
+	size_t an = rec_aad(kind, k, klen, aad);
+
+	return an ? acrypt_seal(a->crypt, aad, an, buf, n) : -EINVAL;
+}
+
+size_t arc_rec_seal(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
+                    const struct afmt_rec *r, uint8_t *out, size_t cap)
+{
+	size_t n;
+
+	if (!a->crypt || db == a->meta)
+		return afmt_rec_encode(kind, k, klen, r, out, cap);
+	if (cap < ARC_REC_MAX)
+		return 0;
+	n = afmt_rec_encode(kind, k, klen, r, out + ACRYPT_NONCE, cap - ACRYPT_OVERHEAD);
+	if (!n || arc_val_seal(a, kind, k, klen, out, n))
+		return 0;
+	return n + ACRYPT_OVERHEAD;
+}
+
+int arc_objkey(struct archive *a, const uint8_t hash[32], uint8_t key[32], struct mf_error *err)
+{
+	if (!a->crypt) {
+		memcpy(key, hash, 32);
+		return 0;
+	}
+	if (acrypt_mac(a->crypt, 'o', hash, 32, key)) {
+		mf_err_set(err, -EIO, "archive %s: HMAC failed", a->dir);
+		return -EIO;
+	}
+	return 0;
 }
 
 int arc_put(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
             const struct afmt_rec *r, struct mf_error *err)
 {
-	uint8_t buf[AFMT_REC_MAX];
-	size_t n = afmt_rec_encode(kind, k, klen, r, buf, sizeof(buf));
+	uint8_t buf[ARC_REC_MAX];
+	size_t n = arc_rec_seal(a, db, kind, k, klen, r, buf, sizeof(buf));
 	MDB_val key = {klen, (void *)k}, v = {n, buf};
 	int rc;
 
@@ -210,7 +281,8 @@ int arc_runs_load(struct archive *a, struct mf_error *err)
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		struct mf_error e2;
 
-		if (afmt_rec_decode(AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &e2))
+		if (arc_rec_open(a, a->runs, AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size,
+		                 &r, &e2))
 			continue; /* verify names it */
 		if (r.u.run.committed && arc_runs_add(a, afmt_get32(k.mv_data))) {
 			mdb_cursor_close(c);

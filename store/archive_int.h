@@ -12,6 +12,7 @@
 #include <zstd.h>
 
 #include "store/archive.h"
+#include "store/archive_crypt.h"
 #include "store/msghash.h"
 #include "store/state.h"
 
@@ -93,7 +94,29 @@ struct archive {
 	uint32_t *runs_ok;
 	size_t nruns, capruns;
 	uint32_t open_run;
+
+	/* encryption at rest: NULL for a plain archive */
+	struct acrypt *crypt;
+	uint8_t *recbuf; /* one index value opened (ARC_RECBUF bytes) */
+	int fresh;       /* this open created the archive */
 };
+
+#define ARC_REC_MAX (AFMT_REC_MAX + ACRYPT_OVERHEAD)
+#define ARC_RECBUF (AFMT_DICT_MAX + 64 + ACRYPT_OVERHEAD)
+
+/* Index values: sealed with the data key unless the archive is plain or
+ * db is meta (format, encryption parameters, id counters stay readable).
+ * The associated data is the record's kind and key. */
+int arc_rec_open(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
+                 const void *v, size_t vlen, struct afmt_rec *r, struct mf_error *err);
+/* Encodes (and seals) r into out (cap >= ARC_REC_MAX); 0 on failure. */
+size_t arc_rec_seal(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
+                    const struct afmt_rec *r, uint8_t *out, size_t cap);
+/* Seals an encoded value in place (buf + ACRYPT_NONCE holds n bytes). */
+int arc_val_seal(struct archive *a, enum afmt_kind kind, const void *k, size_t klen, uint8_t *buf,
+                 size_t n);
+/* The objects key of a content hash: the hash, or HMAC(mac key, hash). */
+int arc_objkey(struct archive *a, const uint8_t hash[32], uint8_t key[32], struct mf_error *err);
 
 int arc_lmdb_code(int rc);
 int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *what);
@@ -110,10 +133,11 @@ void arc_pack_path(const struct archive *a, uint32_t pack, char *out, size_t cap
 int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err);
 int arc_frame_flush(struct archive *a, struct mf_error *err);
 int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_error *err);
-int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_t n, uint32_t pack,
-                     const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw, size_t cap,
-                     size_t *rawn, size_t *used, struct mf_error *err);
-int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt_object *o,
+int arc_frame_decode(ZSTD_DCtx *dctx, struct acrypt *c, uint8_t *p, size_t n, uint32_t pack,
+                     uint64_t off, const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw,
+                     size_t cap, size_t *rawn, size_t *used, struct mf_error *err);
+/* key: the objects key (arc_objkey) the content must hash to. */
+int arc_read_object(struct archive *a, const uint8_t key[32], const struct afmt_object *o,
                     archive_out_fn fn, void *ctx, struct mf_error *err);
 void arc_map_release(struct archive *a);
 int arc_counter_next(struct archive *a, const char *name, uint32_t *out, struct mf_error *err);

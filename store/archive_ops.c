@@ -149,8 +149,8 @@ static int check_objects(struct archive *a, struct vctx *v, struct badlist *b, s
 			report(v, 0, 0, 0, NULL, "index object record with a damaged key");
 			continue;
 		}
-		if (afmt_rec_decode(AFMT_OBJECT, k.mv_data, 32, val.mv_data, val.mv_size, &r,
-		                    &e2)) {
+		if (arc_rec_open(a, a->objects, AFMT_OBJECT, k.mv_data, 32, val.mv_data,
+		                 val.mv_size, &r, &e2)) {
 			if (bad_add(b, k.mv_data, e2.msg))
 				break;
 			continue;
@@ -202,6 +202,7 @@ static int check_versions(struct archive *a, struct vctx *v, struct badlist *b,
 		struct mf_error e2 = {0};
 		uint32_t mbid, uid, run;
 		struct bad *bd;
+		uint8_t okey[32];
 		MDB_val ok;
 		char why[MF_ERR_MAX + 80];
 
@@ -216,21 +217,25 @@ static int check_versions(struct archive *a, struct vctx *v, struct badlist *b,
 		run = afmt_get32(kp + 12);
 		if (!arc_run_visible(a, run))
 			continue; /* a run that never completed: not part of the archive */
-		if (afmt_rec_decode(AFMT_MSG, kp, 16, val.mv_data, val.mv_size, r, &e2)) {
+		if (arc_rec_open(a, a->msgs, AFMT_MSG, kp, 16, val.mv_data, val.mv_size, r, &e2)) {
 			snprintf(why, sizeof(why), "damaged: %s", e2.msg);
 			report(v, run, mbid, uid, NULL, why);
 			continue;
 		}
 		if (r->u.msg.kind != AFMT_MSG_PRESENT)
 			continue;
-		if ((bd = bad_find(b, r->u.msg.hash))) {
+		if (arc_objkey(a, r->u.msg.hash, okey, &e2)) {
+			report(v, run, mbid, uid, r->u.msg.hash, e2.msg);
+			continue;
+		}
+		if ((bd = bad_find(b, okey))) {
 			bd->named = 1;
 			snprintf(why, sizeof(why), "corrupt: %s", bd->why);
 			report(v, run, mbid, uid, r->u.msg.hash, why);
 			continue;
 		}
 		ok.mv_size = 32;
-		ok.mv_data = r->u.msg.hash;
+		ok.mv_data = okey;
 		if (mdb_get(a->txn, a->objects, &ok, &ov) == MDB_NOTFOUND)
 			report(v, run, mbid, uid, r->u.msg.hash,
 			       "missing: its content is not in the archive");
@@ -277,8 +282,11 @@ static int check_records(struct archive *a, struct vctx *v, struct mf_error *err
 			struct mf_error e2 = {0};
 			uint32_t run = 0;
 
-			if (afmt_rec_decode(dbs[i].kind, k.mv_data, k.mv_size, val.mv_data,
-			                    val.mv_size, r, &e2)) {
+			if (dbs[i].db == a->meta && k.mv_size == 5 &&
+			    !memcmp(k.mv_data, "crypt", 5))
+				continue; /* the encryption parameters (checked on open) */
+			if (arc_rec_open(a, dbs[i].db, dbs[i].kind, k.mv_data, k.mv_size,
+			                 val.mv_data, val.mv_size, r, &e2)) {
 				if ((dbs[i].kind == AFMT_RUN || dbs[i].kind == AFMT_RUNMB) &&
 				    k.mv_size >= 4)
 					run = afmt_get32(k.mv_data);
@@ -331,7 +339,8 @@ int archive_verify(struct archive *a, int (*fn)(void *ctx, const struct archive_
 
 			snprintf(why, sizeof(why), "stored message no run names is corrupt: %s",
 			         b.v[i].why);
-			report(&v, 0, 0, 0, b.v[i].hash, why);
+			/* encrypted: the key is a MAC, not the message's hash */
+			report(&v, 0, 0, 0, a->crypt ? NULL : b.v[i].hash, why);
 		}
 	free(b.v);
 	free(v.name);
@@ -365,8 +374,8 @@ int archive_stats(struct archive *a, struct archive_stats *st, struct mf_error *
 		     rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
 			struct mf_error e2;
 
-			if (afmt_rec_decode(i ? AFMT_PACK : AFMT_OBJECT, k.mv_data, k.mv_size,
-			                    val.mv_data, val.mv_size, r, &e2))
+			if (arc_rec_open(a, dbs[i], i ? AFMT_PACK : AFMT_OBJECT, k.mv_data,
+			                 k.mv_size, val.mv_data, val.mv_size, r, &e2))
 				continue;
 			if (i) {
 				st->packs++;
@@ -424,9 +433,26 @@ static int h32cmp(const void *x, const void *y)
  */
 struct prune_put {
 	uint8_t key[16];
-	uint8_t val[AFMT_REC_MAX];
+	uint8_t val[ARC_REC_MAX];
 	size_t n;
 };
+
+/* Is this version record a deletion? (a damaged one is not) */
+static int version_deleted(struct archive *a, const uint8_t *kp, const MDB_val *val)
+{
+	struct afmt_rec *r;
+	struct mf_error e2;
+	int del;
+
+	if (!a->crypt)
+		return val->mv_size >= 2 && ((const uint8_t *)val->mv_data)[1] == AFMT_MSG_DELETED;
+	if (!(r = malloc(sizeof(*r))))
+		return 0;
+	del = !arc_rec_open(a, a->msgs, AFMT_MSG, kp, 16, val->mv_data, val->mv_size, r, &e2) &&
+	      r->u.msg.kind == AFMT_MSG_DELETED;
+	free(r);
+	return del;
+}
 
 static int prune_versions(struct archive *a, uint32_t keep_from, struct mf_error *err)
 {
@@ -477,11 +503,10 @@ static int prune_versions(struct archive *a, uint32_t keep_from, struct mf_error
 		if (run == keep_from) {
 			/* a deletion at keep_from has nothing left before it */
 			at_keep = 1;
-			if (val.mv_size < 2 ||
-			    ((const uint8_t *)val.mv_data)[1] != AFMT_MSG_DELETED)
+			if (!version_deleted(a, kp, &val))
 				continue;
 		}
-		if (run < keep_from && arc_run_visible(a, run) && val.mv_size <= AFMT_REC_MAX &&
+		if (run < keep_from && arc_run_visible(a, run) && val.mv_size <= ARC_REC_MAX &&
 		    val.mv_size > 1) {
 			struct afmt_rec *r = malloc(sizeof(*r));
 			struct mf_error e2;
@@ -490,14 +515,15 @@ static int prune_versions(struct archive *a, uint32_t keep_from, struct mf_error
 				rc = -ENOMEM;
 				break;
 			}
-			if (!afmt_rec_decode(AFMT_MSG, kp, 16, val.mv_data, val.mv_size, r, &e2)) {
+			if (!arc_rec_open(a, a->msgs, AFMT_MSG, kp, 16, val.mv_data, val.mv_size, r,
+			                  &e2)) {
 				carry.n = 0;
 				if (r->u.msg.kind == AFMT_MSG_PRESENT) {
 					memcpy(carry.key, kp, 16);
 					afmt_put32(carry.key + 12, keep_from);
 					/* re-sealed under the new key */
-					carry.n = afmt_rec_encode(AFMT_MSG, carry.key, 16, r,
-					                          carry.val, sizeof(carry.val));
+					carry.n = arc_rec_seal(a, a->msgs, AFMT_MSG, carry.key, 16,
+					                       r, carry.val, sizeof(carry.val));
 				}
 			}
 			free(r);
@@ -555,11 +581,13 @@ static int prune_refs(struct archive *a, struct hset *refs, struct mf_error *err
 	for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); !rc;
 	     rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
 		struct mf_error e2;
+		uint8_t okey[32];
 
-		if (afmt_rec_decode(AFMT_MSG, k.mv_data, k.mv_size, val.mv_data, val.mv_size, r,
-		                    &e2))
+		if (arc_rec_open(a, a->msgs, AFMT_MSG, k.mv_data, k.mv_size, val.mv_data,
+		                 val.mv_size, r, &e2))
 			continue;
-		if (r->u.msg.kind == AFMT_MSG_PRESENT && hset_add(refs, r->u.msg.hash)) {
+		if (r->u.msg.kind == AFMT_MSG_PRESENT &&
+		    (arc_objkey(a, r->u.msg.hash, okey, &e2) || hset_add(refs, okey))) {
 			rc = -ENOMEM;
 			break;
 		}

@@ -62,7 +62,8 @@ int arc_dicts_load(struct archive *a, struct mf_error *err)
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		struct mf_error e2;
 
-		if (afmt_rec_decode(AFMT_DICT, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &e2))
+		if (arc_rec_open(a, a->dicts_db, AFMT_DICT, k.mv_data, k.mv_size, v.mv_data,
+		                 v.mv_size, &r, &e2))
 			continue; /* frames naming it fail; verify names them */
 		if (dict_add(a, afmt_get32(k.mv_data), r.u.dict.p, r.u.dict.n))
 			break;
@@ -134,17 +135,27 @@ static int dict_train(struct archive *a, struct mf_error *err)
 	}
 	ver = a->dict_cur + 1;
 	afmt_put32(key, ver);
-	cap = n + 16;
+	cap = n + 16 + ACRYPT_OVERHEAD;
 	{
 		uint8_t *rec = malloc(cap);
+		size_t pre = a->crypt ? ACRYPT_NONCE : 0;
 		MDB_val k = {4, key}, v;
 
 		if (!rec) {
 			free(buf);
 			return 0;
 		}
-		v.mv_size = afmt_dict_encode(key, 4, buf, n, rec);
+		/* dictionaries are trained from mail: content, sealed like it */
+		v.mv_size = afmt_dict_encode(key, 4, buf, n, rec + pre);
 		v.mv_data = rec;
+		if (a->crypt) {
+			if (arc_val_seal(a, AFMT_DICT, key, 4, rec, v.mv_size)) {
+				free(rec);
+				free(buf);
+				return 0; /* only costs compression */
+			}
+			v.mv_size += ACRYPT_OVERHEAD;
+		}
 		if (!(rc = arc_txn(a, err))) {
 			int lr = mdb_put(a->txn, a->dicts_db, &k, &v, 0);
 
@@ -253,7 +264,7 @@ static int frame_write(struct archive *a, size_t n, struct mf_error *err)
 {
 	struct afmt_frame f;
 	struct arc_dict *d;
-	size_t c;
+	size_t c, pre = a->crypt ? ACRYPT_NONCE : 0;
 	int rc;
 
 	if (a->wfd < 0 && (rc = pack_new(a, err)))
@@ -270,17 +281,37 @@ static int frame_write(struct archive *a, size_t n, struct mf_error *err)
 		ZSTD_CCtx_refCDict(a->cctx, d->cd);
 	} else
 		a->fdict = 0;
-	c = ZSTD_compress2(a->cctx, a->cbuf + AFMT_FRAME_HDR, a->ccap - AFMT_FRAME_HDR, a->fbuf, n);
+	c = ZSTD_compress2(a->cctx, a->cbuf + AFMT_FRAME_HDR + pre,
+	                   a->ccap - AFMT_FRAME_HDR - ACRYPT_OVERHEAD, a->fbuf, n);
 	if (ZSTD_isError(c)) {
 		mf_err_set(err, -EIO, "archive %s: zstd: %s", a->dir, ZSTD_getErrorName(c));
 		return -EIO;
 	}
 	f.dict = a->fdict;
-	f.comp_len = (uint32_t)c;
 	f.raw_len = (uint32_t)n;
 	f.pack = a->wpack;
-	f.crc = afmt_crc32c(0, a->cbuf + AFMT_FRAME_HDR, c);
-	afmt_frame_hdr(a->cbuf, &f);
+	if (a->crypt) {
+		uint8_t aad[AFMT_FRAME_HDR - 4 + 8];
+
+		/* the header (pack, length, dictionary) and the frame's offset
+		 * are bound to it: a frame moved, swapped or resized fails */
+		f.comp_len = (uint32_t)(c + ACRYPT_OVERHEAD);
+		f.crc = 0;
+		f.flags = AFMT_FRAME_SEALED;
+		afmt_frame_hdr(a->cbuf, &f);
+		memcpy(aad, a->cbuf, AFMT_FRAME_HDR - 4);
+		afmt_put64(aad + AFMT_FRAME_HDR - 4, a->wlen);
+		if (acrypt_seal(a->crypt, aad, sizeof(aad), a->cbuf + AFMT_FRAME_HDR, c)) {
+			mf_err_set(err, -EIO, "archive %s: encrypting a frame failed", a->dir);
+			return -EIO;
+		}
+		c += ACRYPT_OVERHEAD;
+	} else {
+		f.comp_len = (uint32_t)c;
+		f.crc = afmt_crc32c(0, a->cbuf + AFMT_FRAME_HDR, c);
+		f.flags = 0;
+		afmt_frame_hdr(a->cbuf, &f);
+	}
 	if ((rc = write_all(a->wfd, a->cbuf, AFMT_FRAME_HDR + c, a->wlen))) {
 		mf_err_set(err, rc, "archive %s: write pack %u: %s", a->dir, a->wpack,
 		           strerror(-rc));
@@ -353,7 +384,8 @@ int arc_packs_open(struct archive *a, struct mf_error *err)
 		struct mf_error e2;
 
 		last = afmt_get32(k.mv_data);
-		if (afmt_rec_decode(AFMT_PACK, k.mv_data, 4, v.mv_data, v.mv_size, &r, &e2) == 0)
+		if (arc_rec_open(a, a->packs_db, AFMT_PACK, k.mv_data, 4, v.mv_data, v.mv_size, &r,
+		                 &e2) == 0)
 			len = r.u.pack_len;
 	}
 	mdb_cursor_close(c);
@@ -523,6 +555,7 @@ int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *du
                     struct mf_error *err)
 {
 	struct afmt_rec r;
+	uint8_t key[32];
 	int rc;
 
 	if (!a->in_msg) {
@@ -532,7 +565,11 @@ int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *du
 	msghash_end(&a->h, hash, NULL);
 	if (size)
 		*size = a->m_size;
-	rc = arc_get(a, a->objects, AFMT_OBJECT, hash, 32, &r, err);
+	if ((rc = arc_objkey(a, hash, key, err))) {
+		archive_msg_abort(a);
+		return rc;
+	}
+	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &r, err);
 	if (rc == 0) {
 		/* Stored already: forget these bytes (dead space if a frame with
 		 * them was written already). */
@@ -560,7 +597,7 @@ int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *du
 		a->sampsz[a->nsamp++] = a->sampn - a->m_sampn0;
 	else
 		a->sampn = a->m_sampn0;
-	if ((rc = arc_put(a, a->objects, AFMT_OBJECT, hash, 32, &r, err)))
+	if ((rc = arc_put(a, a->objects, AFMT_OBJECT, key, 32, &r, err)))
 		return rc;
 	if (!a->tune.no_dict && a->nsamp &&
 	    (a->nsamp >= a->samp_goal || a->sampn + ARCHIVE_SAMPLE_MSG > ARCHIVE_SAMPLE_CAP) &&
@@ -572,8 +609,11 @@ int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *du
 int archive_has(struct archive *a, const uint8_t hash[32], struct mf_error *err)
 {
 	struct afmt_rec r;
-	int rc = arc_get(a, a->objects, AFMT_OBJECT, hash, 32, &r, err);
+	uint8_t key[32];
+	int rc = arc_objkey(a, hash, key, err);
 
+	if (!rc)
+		rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &r, err);
 	if (rc == -ENOENT)
 		return 0;
 	return rc ? rc : 1;

@@ -19,16 +19,42 @@
 
 /* ---- reading ---- */
 
-int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_t n, uint32_t pack,
-                     const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw, size_t cap,
-                     size_t *rawn, size_t *used, struct mf_error *err)
+/* An encrypted archive's frame: opened in place, bound to its header and
+ * offset. *z, *zn: the zstd bytes. */
+static int frame_unseal(struct acrypt *c, uint8_t *p, const struct afmt_frame *f, uint64_t off,
+                        const uint8_t **z, size_t *zn, struct mf_error *err)
+{
+	uint8_t aad[AFMT_FRAME_HDR - 4 + 8];
+
+	if (!(f->flags & AFMT_FRAME_SEALED)) {
+		mf_err_set(err, -EIO,
+		           "frame is not encrypted in an encrypted archive (tampered with)");
+		return -EIO;
+	}
+	if (f->crc || f->comp_len <= ACRYPT_OVERHEAD) {
+		mf_err_set(err, -EIO, "encrypted frame header out of bounds (tampered with)");
+		return -EIO;
+	}
+	memcpy(aad, p, AFMT_FRAME_HDR - 4);
+	afmt_put64(aad + AFMT_FRAME_HDR - 4, off);
+	if (acrypt_open(c, aad, sizeof(aad), p + AFMT_FRAME_HDR, f->comp_len, zn)) {
+		mf_err_set(err, -EIO, "frame fails authentication (tampered with or damaged)");
+		return -EIO;
+	}
+	*z = p + AFMT_FRAME_HDR + ACRYPT_NONCE;
+	return 0;
+}
+
+int arc_frame_decode(ZSTD_DCtx *dctx, struct acrypt *c, uint8_t *p, size_t n, uint32_t pack,
+                     uint64_t off, const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw,
+                     size_t cap, size_t *rawn, size_t *used, struct mf_error *err)
 {
 	struct afmt_frame f;
 	unsigned long long cs;
-	size_t d;
+	const uint8_t *z;
+	size_t d, zn;
 	int rc;
 
-	(void)a;
 	if ((rc = afmt_frame_hdr_decode(p, n, pack, &f, err)))
 		return rc;
 	if (n - AFMT_FRAME_HDR < f.comp_len) {
@@ -36,15 +62,24 @@ int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_
 		           f.comp_len);
 		return -EIO;
 	}
-	if (afmt_crc32c(0, p + AFMT_FRAME_HDR, f.comp_len) != f.crc) {
+	if (c) {
+		if ((rc = frame_unseal(c, p, &f, off, &z, &zn, err)))
+			return rc;
+	} else if (f.flags & AFMT_FRAME_SEALED) {
+		mf_err_set(err, -EIO, "frame is encrypted in an archive that is not");
+		return -EIO;
+	} else if (afmt_crc32c(0, p + AFMT_FRAME_HDR, f.comp_len) != f.crc) {
 		mf_err_set(err, -EIO, "frame checksum mismatch");
 		return -EIO;
+	} else {
+		z = p + AFMT_FRAME_HDR;
+		zn = f.comp_len;
 	}
 	if (f.raw_len > cap) {
 		mf_err_set(err, -EIO, "frame larger than its buffer");
 		return -EIO;
 	}
-	cs = ZSTD_getFrameContentSize(p + AFMT_FRAME_HDR, f.comp_len);
+	cs = ZSTD_getFrameContentSize(z, zn);
 	if (cs != f.raw_len) {
 		mf_err_set(err, -EIO, "zstd frame size does not match its header");
 		return -EIO;
@@ -55,13 +90,11 @@ int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_
 	}
 	ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
 	if (f.dict && dd)
-		d = ZSTD_decompress_usingDDict(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len,
-		                               dd);
+		d = ZSTD_decompress_usingDDict(dctx, raw, f.raw_len, z, zn, dd);
 	else if (f.dict)
-		d = ZSTD_decompress_usingDict(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len,
-		                              dict, dictn);
+		d = ZSTD_decompress_usingDict(dctx, raw, f.raw_len, z, zn, dict, dictn);
 	else
-		d = ZSTD_decompressDCtx(dctx, raw, f.raw_len, p + AFMT_FRAME_HDR, f.comp_len);
+		d = ZSTD_decompressDCtx(dctx, raw, f.raw_len, z, zn);
 	if (ZSTD_isError(d) || d != f.raw_len) {
 		mf_err_set(err, -EIO, "zstd: %s",
 		           ZSTD_isError(d) ? ZSTD_getErrorName(d) : "short output");
@@ -72,8 +105,9 @@ int arc_frame_decode(ZSTD_DCtx *dctx, struct archive *a, const uint8_t *p, size_
 	return 0;
 }
 
-int archive_frame_decode(const uint8_t *p, size_t n, uint32_t pack, const void *dict, size_t dictn,
-                         uint8_t *raw, size_t cap, size_t *rawn, size_t *used, struct mf_error *err)
+int archive_frame_open(struct acrypt *c, uint8_t *p, size_t n, uint32_t pack, uint64_t off,
+                       const void *dict, size_t dictn, uint8_t *raw, size_t cap, size_t *rawn,
+                       size_t *used, struct mf_error *err)
 {
 	ZSTD_DCtx *d = ZSTD_createDCtx();
 	int rc;
@@ -83,9 +117,17 @@ int archive_frame_decode(const uint8_t *p, size_t n, uint32_t pack, const void *
 		return -ENOMEM;
 	}
 	ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 21);
-	rc = arc_frame_decode(d, NULL, p, n, pack, dict, dictn, NULL, raw, cap, rawn, used, err);
+	rc = arc_frame_decode(d, c, p, n, pack, off, dict, dictn, NULL, raw, cap, rawn, used, err);
 	ZSTD_freeDCtx(d);
 	return rc;
+}
+
+int archive_frame_decode(const uint8_t *p, size_t n, uint32_t pack, const void *dict, size_t dictn,
+                         uint8_t *raw, size_t cap, size_t *rawn, size_t *used, struct mf_error *err)
+{
+	/* without a key nothing is opened in place: p is only read */
+	return archive_frame_open(NULL, (uint8_t *)p, n, pack, 0, dict, dictn, raw, cap, rawn, used,
+	                          err);
 }
 
 /* Loads the frame at (pack, off) into the read cache. */
@@ -128,8 +170,9 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 		           (unsigned long long)off, f.dict);
 		return -EIO;
 	}
-	rc = arc_frame_decode(a->dctx, a, a->rcomp, AFMT_FRAME_HDR + f.comp_len, pack, NULL, 0,
-	                      d ? d->dd : NULL, a->rraw, AFMT_FRAME_RAW_MAX, &rawn, &used, err);
+	rc = arc_frame_decode(a->dctx, a->crypt, a->rcomp, AFMT_FRAME_HDR + f.comp_len, pack, off,
+	                      NULL, 0, d ? d->dd : NULL, a->rraw, AFMT_FRAME_RAW_MAX, &rawn, &used,
+	                      err);
 	if (rc) {
 		char m[MF_ERR_MAX];
 
@@ -145,12 +188,12 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 	return 0;
 }
 
-int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt_object *o,
+int arc_read_object(struct archive *a, const uint8_t key[32], const struct afmt_object *o,
                     archive_out_fn fn, void *ctx, struct mf_error *err)
 {
 	uint64_t left = o->size, off = o->frame_off;
 	uint32_t skip = o->skip, frames = 0;
-	uint8_t got[32];
+	uint8_t got[32], gk[32];
 	int rc;
 
 	if (++a->map_reads % 4096 == 0)
@@ -185,7 +228,9 @@ int arc_read_object(struct archive *a, const uint8_t hash[32], const struct afmt
 		off = a->rc_next;
 	}
 	msghash_end(&a->h, got, NULL);
-	if (memcmp(got, hash, 32)) {
+	if ((rc = arc_objkey(a, got, gk, err)))
+		return rc;
+	if (memcmp(gk, key, 32)) {
 		mf_err_set(err, -EIO, "content does not match its hash (pack %u offset %llu)",
 		           o->pack, (unsigned long long)o->frame_off);
 		return -EIO;
@@ -197,16 +242,19 @@ int archive_get(struct archive *a, const uint8_t hash[32], archive_out_fn fn, vo
                 struct mf_error *err)
 {
 	struct afmt_rec r;
+	uint8_t key[32];
 	int rc;
 
 	if (a->in_msg) {
 		mf_err_set(err, -EBUSY, "archive %s: a message is being written", a->dir);
 		return -EBUSY;
 	}
-	rc = arc_get(a, a->objects, AFMT_OBJECT, hash, 32, &r, err);
+	if ((rc = arc_objkey(a, hash, key, err)))
+		return rc;
+	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &r, err);
 	if (rc == -ENOENT)
 		mf_err_set(err, rc, "message not in the archive");
 	if (rc)
 		return rc;
-	return arc_read_object(a, hash, &r.u.obj, fn, ctx, err);
+	return arc_read_object(a, key, &r.u.obj, fn, ctx, err);
 }

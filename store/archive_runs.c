@@ -21,9 +21,10 @@
 int archive_run_begin(struct archive *a, const char *account, uint64_t time, uint32_t *run,
                       struct mf_error *err)
 {
-	size_t alen = strlen(account);
+	size_t alen = strlen(account), aklen = alen;
+	const void *akey = account;
 	struct afmt_rec r;
-	uint8_t key[4];
+	uint8_t key[4], mac[32];
 	uint32_t acct;
 	int rc;
 
@@ -31,13 +32,22 @@ int archive_run_begin(struct archive *a, const char *account, uint64_t time, uin
 		mf_err_set(err, -EINVAL, "archive %s: account name empty or too long", a->dir);
 		return -EINVAL;
 	}
-	rc = arc_get(a, a->accts, AFMT_COUNTER, account, alen, &r, err);
+	if (a->crypt) {
+		/* an encrypted archive names no account in its keys */
+		if (acrypt_mac(a->crypt, 'a', account, alen, mac)) {
+			mf_err_set(err, -EIO, "archive %s: HMAC failed", a->dir);
+			return -EIO;
+		}
+		akey = mac;
+		aklen = sizeof(mac);
+	}
+	rc = arc_get(a, a->accts, AFMT_COUNTER, akey, aklen, &r, err);
 	if (rc == -ENOENT || rc == -EIO) {
 		/* new (or its record is damaged: give it a new id) */
 		if ((rc = arc_counter_next(a, "acct", &acct, err)))
 			return rc;
 		r.u.counter = acct;
-		if ((rc = arc_put(a, a->accts, AFMT_COUNTER, account, alen, &r, err)))
+		if ((rc = arc_put(a, a->accts, AFMT_COUNTER, akey, aklen, &r, err)))
 			return rc;
 	} else if (rc) {
 		return rc;
@@ -100,7 +110,8 @@ int archive_run_each(struct archive *a, int (*fn)(void *ctx, const struct archiv
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		struct mf_error e2;
 
-		if (afmt_rec_decode(AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &r, &e2))
+		if (arc_rec_open(a, a->runs, AFMT_RUN, k.mv_data, k.mv_size, v.mv_data, v.mv_size,
+		                 &r, &e2))
 			continue;
 		ri->id = afmt_get32(k.mv_data);
 		ri->time = r.u.run.time;
@@ -174,7 +185,12 @@ int archive_mbox_begin(struct archive *a, uint32_t run, const char *name, size_t
 		return rc == -ENOENT ? (mf_err_set(err, rc, "run %u unknown", run), rc) : rc;
 	acct = r.u.run.acct;
 	afmt_put32(key, acct);
-	EVP_Digest(name, nlen, key + 4, &hl, EVP_sha256(), NULL);
+	/* encrypted: a keyed MAC, so a guessed name cannot be confirmed */
+	if (a->crypt ? acrypt_mac(a->crypt, 'm', name, nlen, key + 4)
+	             : !EVP_Digest(name, nlen, key + 4, &hl, EVP_sha256(), NULL)) {
+		mf_err_set(err, -EIO, "archive %s: hashing a mailbox name failed", a->dir);
+		return -EIO;
+	}
 	rc = arc_get(a, a->mbnames, AFMT_COUNTER, key, sizeof(key), &r, err);
 	if (rc == 0) {
 		*mbid = r.u.counter;
@@ -243,7 +259,8 @@ int archive_mbox_each(struct archive *a, uint32_t run,
 		if (k.mv_size != 8 || afmt_get32(k.mv_data) != run)
 			break;
 		mi.mbid = afmt_get32((const uint8_t *)k.mv_data + 4);
-		if (afmt_rec_decode(AFMT_RUNMB, k.mv_data, 8, v.mv_data, v.mv_size, r, &e2))
+		if (arc_rec_open(a, a->runmb, AFMT_RUNMB, k.mv_data, 8, v.mv_data, v.mv_size, r,
+		                 &e2))
 			continue; /* verify names it */
 		uidv = r->u.uidvalidity;
 		if (arc_mbox_name(a, mi.mbid, r, &e2))
@@ -310,7 +327,7 @@ static int version_find(struct archive *a, uint32_t run, uint32_t mbid, uint32_t
 		vr = afmt_get32((const uint8_t *)k.mv_data + 12);
 		if (vr > run || !arc_run_visible(a, vr))
 			continue;
-		if (afmt_rec_decode(AFMT_MSG, k.mv_data, 16, v.mv_data, v.mv_size, r, &e2))
+		if (arc_rec_open(a, a->msgs, AFMT_MSG, k.mv_data, 16, v.mv_data, v.mv_size, r, &e2))
 			continue; /* damaged: verify names it */
 		found = 0;
 		break;
@@ -475,7 +492,7 @@ int archive_uid_each(struct archive *a, uint32_t run, uint32_t mbid,
 		}
 		if (stop || vr > run || !arc_run_visible(a, vr))
 			continue;
-		if (afmt_rec_decode(AFMT_MSG, kp, 16, v.mv_data, v.mv_size, r, &e2)) {
+		if (arc_rec_open(a, a->msgs, AFMT_MSG, kp, 16, v.mv_data, v.mv_size, r, &e2)) {
 			have = 3; /* damaged: unknown unless a later version says */
 			continue;
 		}

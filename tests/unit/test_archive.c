@@ -682,7 +682,7 @@ static void t_fmt(struct unit_ctx *u)
 	struct afmt_rec r, d;
 	struct mf_error err = {0};
 	uint8_t key[32] = {1, 2, 3}, buf[AFMT_REC_MAX], hdr[AFMT_FRAME_HDR];
-	struct afmt_frame f = {0, 100, 200, 7, 0x1234}, g;
+	struct afmt_frame f = {0, 100, 200, 7, 0x1234, 0}, g;
 	size_t n;
 
 	memset(&r, 0, sizeof(r));
