@@ -8,13 +8,18 @@
 #include "engine/cli/archive_cmd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store/archive.h"
+#include "store/archive_crypt.h"
 #include "store/export.h"
 
 static void hex32(const uint8_t *h, char out[65])
@@ -41,11 +46,142 @@ static int parse_u32(const char *s, uint32_t *out)
 	return 0;
 }
 
-static int open_ro(const char *dir, struct archive **a)
+/* ---- opening an archive from the command line (every command) ---- */
+
+int cli_archive_take_opts(int *argc, char **argv, struct cli_archive_opts *o, int allow_encrypt,
+                          const char *cmd)
+{
+	int i = 1, j = 1;
+
+	memset(o, 0, sizeof(*o));
+	while (i < *argc) {
+		const char *s = argv[i];
+
+		if (!strcmp(s, "--")) {
+			while (i < *argc)
+				argv[j++] = argv[i++];
+			break;
+		}
+		if (!strcmp(s, "--encrypt")) {
+			if (!allow_encrypt) {
+				fprintf(
+				    stderr,
+				    "mailferry %s: --encrypt applies when an archive is created "
+				    "(backup)\n",
+				    cmd);
+				return 2;
+			}
+			o->encrypt = 1;
+			i++;
+		} else if (!strcmp(s, "--passphrase-file")) {
+			if (i + 1 >= *argc) {
+				fprintf(stderr, "mailferry %s: --passphrase-file wants a file\n",
+				        cmd);
+				return 2;
+			}
+			o->pass_file = argv[i + 1];
+			i += 2;
+		} else if (!strncmp(s, "--passphrase-file=", 18)) {
+			o->pass_file = s + 18;
+			i++;
+		} else {
+			argv[j++] = argv[i++];
+		}
+	}
+	*argc = j;
+	argv[j] = NULL;
+	if (o->pass_file && !*o->pass_file) {
+		fprintf(stderr, "mailferry %s: --passphrase-file wants a file\n", cmd);
+		return 2;
+	}
+	return 0;
+}
+
+/* The passphrase: the file's bytes up to one final newline (or CRLF).
+ * Never logged. 0 or -errno / -EINVAL with err set. */
+static int pass_read(const char *path, uint8_t *buf, size_t cap, size_t *n, struct mf_error *err)
+{
+	struct stat st;
+	ssize_t got;
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		mf_err_set(err, rc, "passphrase file %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		mf_err_set(err, -EINVAL, "passphrase file %s: not a regular file", path);
+		return -EINVAL;
+	}
+	if (st.st_mode & 0077)
+		mf_log(MF_LOG_WARN, "passphrase file %s: others may read it (chmod 600)", path);
+	while (len < cap && (got = read(fd, buf + len, cap - len)) != 0) {
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			close(fd);
+			mf_err_set(err, rc, "passphrase file %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		len += (size_t)got;
+	}
+	close(fd);
+	if (len && buf[len - 1] == '\n')
+		len--;
+	if (len && buf[len - 1] == '\r')
+		len--;
+	if (!len || len > ACRYPT_PASS_MAX) {
+		mf_err_set(err, -EINVAL, "passphrase file %s: %s", path,
+		           len ? "longer than 4096 bytes" : "empty");
+		return -EINVAL;
+	}
+	*n = len;
+	return 0;
+}
+
+int cli_archive_open(struct archive **a, const char *dir, unsigned flags,
+                     const struct cli_archive_opts *o)
 {
 	struct mf_error err = {0};
+	struct archive_secret s = {0};
+	uint8_t *pass = NULL;
+	const char *file = o ? o->pass_file : NULL;
+	int rc;
 
-	if (archive_open(a, dir, ARCHIVE_OPEN_RDONLY, &err)) {
+	*a = NULL;
+	if (!file && (file = getenv("MAILFERRY_ARCHIVE_PASSPHRASE_FILE")) && !*file)
+		file = NULL;
+	if (o && o->encrypt && !file) {
+		fputs("mailferry: --encrypt needs --passphrase-file FILE (or "
+		      "MAILFERRY_ARCHIVE_PASSPHRASE_FILE)\n",
+		      stderr);
+		return 2;
+	}
+	if (file) {
+		if (!(pass = malloc(ACRYPT_PASS_MAX + 2))) {
+			fputs("mailferry: out of memory\n", stderr);
+			return 2;
+		}
+		if (pass_read(file, pass, ACRYPT_PASS_MAX + 2, &s.passlen, &err)) {
+			mf_print("mailferry: %s", err.msg);
+			free(pass);
+			return 2;
+		}
+		s.pass = pass;
+	}
+	s.encrypt = o ? o->encrypt : 0;
+	rc = archive_open_secret(a, dir, flags, &s, &err);
+	if (pass) {
+		OPENSSL_cleanse(pass, ACRYPT_PASS_MAX + 2);
+		free(pass);
+	}
+	if (rc) {
 		mf_print("mailferry: %s", err.msg);
 		return 2;
 	}
@@ -72,11 +208,14 @@ int archive_cmd_export(int argc, char **argv)
 	};
 	const char *maildir = NULL, *mbox = NULL, *folder = NULL;
 	struct export_stats st;
+	struct cli_archive_opts ao;
 	struct mf_error err = {0};
 	struct archive *a;
 	uint32_t run = 0;
 	int opt, rc;
 
+	if ((rc = cli_archive_take_opts(&argc, argv, &ao, 0, "export")))
+		return rc;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
@@ -101,7 +240,7 @@ int archive_cmd_export(int argc, char **argv)
 	}
 	if (argc - optind != 1 || !maildir == !mbox)
 		goto usage;
-	if ((rc = open_ro(argv[optind], &a)))
+	if ((rc = cli_archive_open(&a, argv[optind], ARCHIVE_OPEN_RDONLY, &ao)))
 		return rc;
 	if (!run && archive_run_latest(a, NULL, &run, &err)) {
 		mf_print("mailferry: %s", err.msg);
@@ -124,7 +263,7 @@ int archive_cmd_export(int argc, char **argv)
 	return st.failed ? 1 : 0;
 usage:
 	fputs("usage: mailferry export ARCHIVE --maildir DIR | --mbox FILE [--run N] "
-	      "[--folder NAME]\n",
+	      "[--folder NAME] [--passphrase-file FILE]\n",
 	      stderr);
 	return 2;
 }
@@ -147,23 +286,34 @@ static int verify_problem(void *ctx, const struct archive_problem *p)
 
 int archive_cmd_is_archive_verify(int argc, char **argv)
 {
-	(void)argv;
-	return argc == 2;
+	int n = 0;
+
+	/* one operand besides the passphrase option */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--passphrase-file"))
+			i++;
+		else if (strncmp(argv[i], "--passphrase-file=", 18))
+			n++;
+	}
+	return n == 1;
 }
 
 int archive_cmd_verify(int argc, char **argv)
 {
+	struct cli_archive_opts ao;
 	struct mf_error err = {0};
 	struct archive_stats st;
 	struct archive *a;
 	uint64_t problems = 0;
 	int rc;
 
+	if ((rc = cli_archive_take_opts(&argc, argv, &ao, 0, "verify")))
+		return rc;
 	if (argc != 2) {
-		fputs("usage: mailferry verify ARCHIVE\n", stderr);
+		fputs("usage: mailferry verify ARCHIVE [--passphrase-file FILE]\n", stderr);
 		return 2;
 	}
-	if ((rc = open_ro(argv[1], &a)))
+	if ((rc = cli_archive_open(&a, argv[1], ARCHIVE_OPEN_RDONLY, &ao)))
 		return rc;
 	rc = archive_verify(a, verify_problem, NULL, &problems, &err);
 	if (!rc)
@@ -239,17 +389,20 @@ static int ls_run(void *ctx, const struct archive_run_info *r)
 
 int archive_cmd_archive(int argc, char **argv)
 {
+	struct cli_archive_opts ao;
 	struct mf_error err = {0};
 	struct archive_stats st;
 	struct archive *a;
 	struct lsctx l = {0};
 	int rc;
 
+	if ((rc = cli_archive_take_opts(&argc, argv, &ao, 0, "archive")))
+		return rc;
 	if (argc != 3 || strcmp(argv[1], "ls")) {
-		fputs("usage: mailferry archive ls ARCHIVE\n", stderr);
+		fputs("usage: mailferry archive ls ARCHIVE [--passphrase-file FILE]\n", stderr);
 		return 2;
 	}
-	if ((rc = open_ro(argv[2], &a)))
+	if ((rc = cli_archive_open(&a, argv[2], ARCHIVE_OPEN_RDONLY, &ao)))
 		return rc;
 	l.a = a;
 	rc = archive_stats(a, &st, &err);

@@ -9,6 +9,9 @@
  * migrate). Incremental through the job's state (--state), keyed by the
  * account and the archive's real path. Runs are per account "user@host".
  *
+ * --encrypt --passphrase-file F creates a new archive encrypted; an
+ * encrypted archive needs its passphrase on every run (cli_archive_open).
+ *
  * Not for: the pipeline (engine/sync), the archive format (store/).
  */
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/cli/archive_cmd.h"
 #include "engine/cli/cli_int.h"
 #include "store/archive.h"
 
@@ -57,16 +61,20 @@ int cmd_backup(int argc, char **argv)
 	struct archive_stats as;
 	struct mf_error err;
 	struct last_run lr;
+	struct cli_archive_opts ao;
 	char account[AFMT_ACCOUNT_MAX + 1], real[PATH_MAX];
 	const char *dir;
 	uint32_t run;
 	int rc, n;
 
+	if ((rc = cli_archive_take_opts(&argc, argv, &ao, 1, "backup")))
+		return rc;
 	cli_defaults(&c);
 	if ((rc = cli_parse(&c, argc, argv, 0)))
 		return rc == 1 ? 0 : rc;
 	if (argc - optind != 2) {
-		fprintf(stderr, "usage: mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n");
+		fprintf(stderr,
+		        "usage: mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n");
 		return 2;
 	}
 	if (c.dedupe || c.state_reset)
@@ -86,7 +94,7 @@ int cmd_backup(int argc, char **argv)
 	}
 	if (c.insecure)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
-				    "path can read the passwords and the mail");
+		                    "path can read the passwords and the mail");
 	dir = argv[optind + 1];
 	n = snprintf(account, sizeof(account), "%s@%s", c.su.user, c.su.host);
 	if (n < 0 || (size_t)n >= sizeof(account)) {
@@ -94,10 +102,9 @@ int cmd_backup(int argc, char **argv)
 		return refuse("the account name is too long");
 	}
 	mf_err_clear(&err);
-	if (archive_open(&a, dir, ARCHIVE_OPEN_CREATE, &err) < 0) {
-		fprintf(stderr, "mailferry: %s\n", err.msg);
+	if ((rc = cli_archive_open(&a, dir, ARCHIVE_OPEN_CREATE, &ao))) {
 		cli_forget(&c);
-		return 2;
+		return rc;
 	}
 	if (!realpath(dir, real)) {
 		fprintf(stderr, "mailferry: %s: %s\n", dir, strerror(errno));
@@ -163,14 +170,16 @@ int cmd_backup(int argc, char **argv)
 	if (archive_stats(a, &as, &err) < 0)
 		memset(&as, 0, sizeof(as));
 	if (c.json) {
-		printf("{\"event\":\"archive\",\"run\":%u,\"committed\":%s,\"objects\":%llu,"
-		       "\"raw_bytes\":%llu,\"stored_bytes\":%llu}\n",
-		       run, sum.fatal ? "false" : "true", (unsigned long long)as.objects,
-		       (unsigned long long)as.raw_bytes, (unsigned long long)as.stored_bytes);
+		printf("{\"event\":\"archive\",\"run\":%u,\"committed\":%s,\"encrypted\":%s,"
+		       "\"objects\":%llu,\"raw_bytes\":%llu,\"stored_bytes\":%llu}\n",
+		       run, sum.fatal ? "false" : "true", archive_encrypted(a) ? "true" : "false",
+		       (unsigned long long)as.objects, (unsigned long long)as.raw_bytes,
+		       (unsigned long long)as.stored_bytes);
 		fflush(stdout);
 	}
 	if (mf_log_enabled(MF_LOG_INFO))
-		fprintf(stderr, "mailferry: archive %s: run %u %s; %llu messages stored (%llu "
+		fprintf(stderr,
+		        "mailferry: archive %s: run %u %s; %llu messages stored (%llu "
 		        "already there), archive holds %llu distinct messages\n",
 		        real, run, sum.fatal ? "not committed" : "committed",
 		        (unsigned long long)sum.copied, (unsigned long long)sum.deduped,
