@@ -306,6 +306,18 @@ static int index_unborn(struct archive *a, const char *idx, struct mf_error *err
 	return 0;
 }
 
+/* Nothing stored, no run, no mailbox, no dictionary: still a new archive. */
+static int archive_empty(struct archive *a)
+{
+	const MDB_dbi dbs[] = {a->objects, a->runs, a->mboxes, a->dicts_db, a->packs_db, a->accts};
+	MDB_stat st;
+
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++)
+		if (mdb_stat(a->txn, dbs[i], &st) || st.ms_entries)
+			return 0;
+	return 1;
+}
+
 /* The archive's encryption, set up or checked once its format is known
  * (a->fresh: this open created it). */
 static int crypt_setup(struct archive *a, const struct archive_secret *s, struct mf_error *err)
@@ -321,6 +333,9 @@ static int crypt_setup(struct archive *a, const struct archive_secret *s, struct
 	if (lr && lr != MDB_NOTFOUND)
 		return arc_lmdb_fail(a, lr, err, "mdb_get");
 	if (lr == MDB_NOTFOUND) {
+		if (s && s->encrypt && !a->fresh && !(a->flags & ARCHIVE_OPEN_RDONLY) &&
+		    archive_empty(a))
+			a->fresh = 1; /* created by a run that stored nothing */
 		if (s && s->encrypt && !a->fresh) {
 			mf_err_set(err, -EINVAL,
 			           "archive %s exists and is not encrypted (--encrypt applies "

@@ -398,10 +398,27 @@ static void t_archive_round_trip(struct unit_ctx *u)
 	UNIT_CHECK(u, !dir_has(dir, "$SecretKeyword", 14));
 	UNIT_CHECK(u, !dir_has(dir, h[0], 32) && !dir_has(dir, h[NMSG - 1], 32));
 
-	/* --encrypt for an archive that exists and is not encrypted: refused */
+	/* --encrypt for an archive that exists empty (a first run that failed
+	 * before storing anything): it becomes encrypted */
+	snprintf(dir, sizeof(dir), "%s/empty", base);
+	a = NULL;
+	UNIT_CHECK(u, archive_open(&a, dir, ARCHIVE_OPEN_CREATE, &err) == 0);
+	archive_close(a);
+	a = open_enc(dir, ARCHIVE_OPEN_CREATE, PASS, 1, &rc, &err);
+	UNIT_CHECKF(u, a && rc == 0 && archive_encrypted(a), "%d %s", rc, err.msg);
+	archive_close(a);
+	a = NULL;
+	UNIT_CHECK(u, archive_open(&a, dir, ARCHIVE_OPEN_RDONLY, &err) == -EACCES && !a);
+	/* --encrypt for an archive that holds something and is not encrypted:
+	 * refused */
 	snprintf(dir, sizeof(dir), "%s/plain", base);
 	a = NULL;
 	UNIT_CHECK(u, archive_open(&a, dir, ARCHIVE_OPEN_CREATE, &err) == 0);
+	if (a) {
+		size_t n = msg_make(buf, 700 << 10, 1, 500);
+
+		UNIT_CHECK(u, store(a, buf, n, hd, &dup) == 0 && archive_commit(a, &err) == 0);
+	}
 	archive_close(a);
 	a = open_enc(dir, ARCHIVE_OPEN_CREATE, PASS, 1, &rc, &err);
 	UNIT_CHECKF(u, !a && rc == -EINVAL, "%d %s", rc, err.msg);
