@@ -728,6 +728,86 @@ out:
 	free(h);
 }
 
+struct ulist {
+	unsigned n;
+	uint32_t uid[8], flags[8];
+};
+
+static int ulist_fn(void *ctx, uint32_t uid, const struct archive_msgmeta *m)
+{
+	struct ulist *l = ctx;
+
+	if (l->n < 8 && m) {
+		l->uid[l->n] = uid;
+		l->flags[l->n] = m->flags;
+	}
+	l->n++;
+	return 0;
+}
+
+/* Runs, expunges and prune over sealed version records: prune reads
+ * deletions through the seal and re-seals what it carries forward. */
+static void t_prune_sealed(struct unit_ctx *u)
+{
+	char dir[128];
+	uint8_t buf[3000], h[4][32];
+	struct mf_error err = {0};
+	struct archive_msgmeta m;
+	struct archive *a;
+	struct ulist l;
+	uint64_t dropped = 0, problems = 1;
+	uint32_t r1, r2, mb, mb2;
+	int rc, dup;
+
+	snprintf(dir, sizeof(dir), "%s/prune", base);
+	a = open_enc(dir, ARCHIVE_OPEN_CREATE, PASS, 1, &rc, &err);
+	UNIT_CHECK(u, a);
+	if (!a)
+		return;
+	UNIT_CHECK(u, archive_run_begin(a, "alice", 10, &r1, &err) == 0);
+	UNIT_CHECK(u, archive_mbox_begin(a, r1, "INBOX", 5, 5, &mb, &err) == 0);
+	memset(&m, 0, sizeof(m));
+	for (unsigned i = 0; i < 4; i++) {
+		size_t n = msg_make(buf, sizeof(buf), 500 + i, 1000);
+
+		UNIT_CHECK(u, store(a, buf, n, h[i], &dup) == 0);
+		memcpy(m.hash, h[i], 32);
+		m.size = n;
+		if (i < 3)
+			UNIT_CHECK(u, archive_uid_put(a, r1, mb, i + 1, &m, &err) == 0);
+	}
+	UNIT_CHECK(u, archive_run_commit(a, r1, &err) == 0);
+	/* run 2: uid 2 flagged, uid 3 expunged, uid 4 new */
+	UNIT_CHECK(u, archive_run_begin(a, "alice", 20, &r2, &err) == 0);
+	UNIT_CHECK(u, archive_mbox_begin(a, r2, "INBOX", 5, 5, &mb2, &err) == 0 && mb2 == mb);
+	memcpy(m.hash, h[1], 32);
+	m.size = msg_make(buf, sizeof(buf), 501, 1000);
+	m.flags = ARCHIVE_F_FLAGGED;
+	UNIT_CHECK(u, archive_uid_put(a, r2, mb, 2, &m, &err) == 0);
+	UNIT_CHECK(u, archive_uid_delete(a, r2, mb, 3, &err) == 0);
+	memcpy(m.hash, h[3], 32);
+	m.size = msg_make(buf, sizeof(buf), 503, 1000);
+	m.flags = 0;
+	UNIT_CHECK(u, archive_uid_put(a, r2, mb, 4, &m, &err) == 0);
+	UNIT_CHECK(u, archive_run_commit(a, r2, &err) == 0);
+	UNIT_CHECKF(u, archive_prune(a, r2, &dropped, &err) == 0, "%s", err.msg);
+	UNIT_CHECKF(u, dropped == 1, "dropped %llu", (unsigned long long)dropped);
+	archive_close(a);
+	a = open_enc(dir, ARCHIVE_OPEN_RDONLY, PASS, 0, &rc, &err);
+	UNIT_CHECK(u, a);
+	if (!a)
+		return;
+	memset(&l, 0, sizeof(l));
+	UNIT_CHECK(u, archive_uid_each(a, r2, mb, ulist_fn, &l, &err) == 0);
+	UNIT_CHECKF(u,
+	            l.n == 3 && l.uid[0] == 1 && l.uid[1] == 2 && l.uid[2] == 4 &&
+	                l.flags[1] == ARCHIVE_F_FLAGGED,
+	            "n %u", l.n);
+	UNIT_CHECK(u, archive_has(a, h[2], &err) == 0 && archive_has(a, h[0], &err) == 1);
+	UNIT_CHECK(u, archive_verify(a, NULL, NULL, &problems, &err) == 0 && problems == 0);
+	archive_close(a);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -743,6 +823,7 @@ int main(void)
 	UNIT_RUN(&u, t_tamper_index);
 	UNIT_RUN(&u, t_record_moved);
 	UNIT_RUN(&u, t_dictionary_sealed);
+	UNIT_RUN(&u, t_prune_sealed);
 	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	printf("%d passed, %d failed\n", u.passed, u.failed);
 	return unit_done(&u);
