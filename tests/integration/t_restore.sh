@@ -39,3 +39,68 @@ c=$(json_field "$T_TMP/last.out" messages_copied); s=$(json_field "$T_TMP/last.o
 [ "$c" = 0 ] && [ "$s" = "$total" ] && ok "restore-rerun-copies-0 (skipped $s)" ||
 	not_ok restore-rerun-copies-0 "copied $c, skipped $s"
 check restore-rerun-exact "$BENCH_BIN/compare" "$MD/src/Maildir" "$MD/r1/Maildir"
+
+# 3. a dry run lists, copies nothing
+# shellcheck disable=SC2046
+expect_exit restore-dry-run 0 mf restore "$AR" "$(dst r2)" $(rs r2) --dry-run
+[ "$(json_field "$T_TMP/last.out" messages_copied)" = 0 ] &&
+	[ -z "$(find "$MD/r2/Maildir" -path '*/cur/*' -type f 2>/dev/null)" ] &&
+	grep -q "would be restored" "$T_TMP/last.err" && ok restore-dry-run-copies-nothing ||
+	not_ok restore-dry-run-copies-nothing "$(tail -n 1 "$T_TMP/last.err")"
+
+# 4. changes on the source (a new message, a flag, an expunge), backed up
+#    as run 2: run 1 (by number, by date) restores the old state, the
+#    latest run the new one
+sleep 1.1
+t_between=$(date +%s)
+sleep 1.1
+msg=$T_TMP/new.eml
+printf 'From: a@example.org\r\nTo: b@example.org\r\nSubject: restore %s\r\nMessage-ID: <rs-%s@example.org>\r\n\r\nnew body\r\n' \
+	"$RANDOM" "$$" >"$msg"
+doveadm -c "$A_DOVECOT_CONF" save -u src -m INBOX <"$msg" || not_ok save-new "doveadm save failed"
+doveadm -c "$A_DOVECOT_CONF" flags add -u src '\Flagged $Restore' mailbox INBOX uid 1 ||
+	not_ok flag-change "doveadm flags failed"
+doveadm -c "$A_DOVECOT_CONF" expunge -u src mailbox Sent uid 2 || not_ok expunge "doveadm expunge failed"
+expect_exit backup-2 0 mf backup "$SRC" "$AR" "${BK[@]}" --sync-flags --delete
+# shellcheck disable=SC2046
+expect_exit restore-run-1 0 mf restore "$AR" "$(dst r2)" $(rs r2) --run 1
+check restore-run-1-is-old-state "$BENCH_BIN/compare" "$T_TMP/run1" "$MD/r2/Maildir"
+# shellcheck disable=SC2046
+expect_exit restore-as-of-date 0 mf restore "$AR" "$(dst r3)" $(rs r3) --as-of "@$t_between"
+grep -q '"event":"restore","run":1' "$T_TMP/last.out" && ok restore-as-of-date-picks-run-1 ||
+	not_ok restore-as-of-date-picks-run-1 "$(head -n 1 "$T_TMP/last.out")"
+check restore-as-of-date-is-old-state "$BENCH_BIN/compare" "$T_TMP/run1" "$MD/r3/Maildir"
+# shellcheck disable=SC2046
+expect_exit restore-latest 0 mf restore "$AR" "$(dst r4)" $(rs r4)
+check restore-latest-is-new-state "$BENCH_BIN/compare" "$MD/src/Maildir" "$MD/r4/Maildir"
+# shellcheck disable=SC2046
+expect_exit restore-as-of-before-any 2 mf restore "$AR" "$(dst r5)" $(rs r5) --as-of 2001-01-01
+
+# 5. --folder: that folder only; --since/--before: by INTERNALDATE (mtime)
+# shellcheck disable=SC2046
+expect_exit restore-folder 0 mf restore "$AR" "$(dst r5)" $(rs r5) --folder 'Lists/*'
+want=$(find "$MD/src/Maildir/.Lists.dev" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
+got=$(find "$MD/r5/Maildir" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
+gotl=$(find "$MD/r5/Maildir/.Lists.dev" -path '*/cur/*' -o -path '*/new/*' 2>/dev/null | grep -c .)
+[ "$want" -gt 0 ] && [ "$got" = "$want" ] && [ "$gotl" = "$want" ] &&
+	ok "restore-folder-only-that-one ($got messages)" ||
+	not_ok restore-folder-only-that-one "$got restored, $gotl in Lists.dev, $want wanted"
+# the median mtime of the source's files splits them
+mapfile -t mt < <(find "$MD/src/Maildir" \( -path '*/cur/*' -o -path '*/new/*' \) -type f -printf '%T@\n' |
+	cut -d. -f1 | sort -n)
+lo=${mt[$((${#mt[@]} / 4))]} hi=${mt[$((${#mt[@]} * 3 / 4))]}
+[ "$lo" -lt "$hi" ] || not_ok restore-dates "no spread of dates in the corpus ($lo $hi)"
+n_in=0
+for t in "${mt[@]}"; do [ "$t" -ge "$lo" ] && [ "$t" -lt "$hi" ] && n_in=$((n_in + 1)); done
+# shellcheck disable=SC2046
+expect_exit restore-since-before 0 mf restore "$AR" "$(dst r6)" $(rs r6) --since "@$lo" --before "@$hi"
+got=$(find "$MD/r6/Maildir" \( -path '*/cur/*' -o -path '*/new/*' \) -type f -printf '%T@\n' | cut -d. -f1)
+bad=$(for t in $got; do [ "$t" -ge "$lo" ] && [ "$t" -lt "$hi" ] || echo "$t"; done | grep -c .)
+cnt=$(printf '%s\n' "$got" | grep -c .)
+[ "$n_in" -gt 0 ] && [ "$cnt" = "$n_in" ] && [ "$bad" = 0 ] &&
+	ok "restore-since-before ($cnt messages in [$lo, $hi))" ||
+	not_ok restore-since-before "$cnt restored ($bad outside), $n_in wanted"
+for o in --sync-flags --delete --dedupe "--since 2020-13-01" "--run 0"; do
+	# shellcheck disable=SC2046,SC2086
+	expect_exit "restore-refuses-${o// /=}" 2 mf restore "$AR" "$(dst r6)" $(rs r6) $o
+done
