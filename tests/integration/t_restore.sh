@@ -8,7 +8,7 @@
 # damaged message named (mailbox and UID), the others restored, exit 1.
 . "$(dirname "$0")/lib.sh"
 
-dv_start A --users "src r1 r2 r3 r4 r5 r6" || { not_ok dovecot "start failed"; exit 1; }
+dv_start A --users "src r1 r2 r3 r4 r5 r6 r7 k rk" || { not_ok dovecot "start failed"; exit 1; }
 corpus A src tiny 5 || { not_ok corpus "generation failed"; exit 1; }
 PW=$A_DIR/pw
 SRC="imap://src@127.0.0.1:$A_IMAP_PORT"
@@ -104,3 +104,55 @@ for o in --sync-flags --delete --dedupe "--since 2020-13-01" "--run 0"; do
 	# shellcheck disable=SC2046,SC2086
 	expect_exit "restore-refuses-${o// /=}" 2 mf restore "$AR" "$(dst r6)" $(rs r6) $o
 done
+
+# 6. a corrupt pack byte: each damaged message named (mailbox and UID, one
+#    line each, the same ones verify names), the others restored, exit 1
+CA=$T_TMP/carchive
+cp -a "$AR" "$CA"
+pack=$(ls "$CA"/packs/pack-*.mfp | head -n 1)
+size=$(stat -c %s "$pack")
+off=$((size / 2))
+b=$(dd if="$pack" bs=1 skip="$off" count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+printf "$(printf '\\%03o' $(((b + 1) % 256)))" | dd of="$pack" bs=1 seek="$off" conv=notrunc 2>/dev/null
+# run 1: verify names a message by the run of its version record
+mf verify "$CA" 2>/dev/null | sed -n 's/^problem run=1 .* uid=\([0-9]*\) .*/\1/p' | sort -n >"$T_TMP/vbad"
+# shellcheck disable=SC2046
+expect_exit restore-corrupt 1 mf restore "$CA" "$(dst r7)" $(rs r7) --state "$T_TMP/cst" --run 1
+sed -n 's/.* uid \([0-9]*\): archived message damaged.*/\1/p' "$T_TMP/last.err" | sort -n >"$T_TMP/rbad"
+nbad=$(grep -c . "$T_TMP/rbad"); nv=$(grep -c . "$T_TMP/vbad")
+failed=$(json_field "$T_TMP/last.out" messages_failed); copied=$(json_field "$T_TMP/last.out" messages_copied)
+total2=$(find "$T_TMP/run1" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
+[ "$nbad" -gt 0 ] && [ "$nbad" = "$nv" ] && cmp -s "$T_TMP/rbad" "$T_TMP/vbad" && [ "$failed" = "$nbad" ] &&
+	grep -q 'mailbox ".*" uid [0-9]*: archived message damaged' "$T_TMP/last.err" &&
+	ok "restore-corrupt-names-the-damaged ($nbad, as verify)" ||
+	not_ok restore-corrupt-names-the-damaged "restore named $nbad (failed $failed), verify $nv"
+got=$(find "$MD/r7/Maildir" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
+[ "$copied" = $((total2 - nbad)) ] && [ "$got" = "$copied" ] &&
+	ok "restore-corrupt-others-restored ($copied of $total2)" ||
+	not_ok restore-corrupt-others-restored "copied $copied, $got on the server, $total2 - $nbad wanted"
+
+# 7. SIGKILL mid-restore (a delay proxy in front of the destination makes
+#    it slow), then a re-run: exact, nothing twice
+corpus A k demo 3 || { not_ok corpus-k "generation failed"; exit 1; }
+KAR=$T_TMP/karchive
+ktotal=$(find "$MD/k/Maildir" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
+expect_exit kill-backup 0 mf backup "imap://k@127.0.0.1:$A_IMAP_PORT" "$KAR" \
+	--src-password-file "$PW/k" --ca-file "$A_CA_FILE" --json --no-progress --state "$T_TMP/kbst"
+delay_proxy "$A_IMAP_PORT" --delay 20 || { not_ok kill-proxy "did not start"; exit 1; }
+KR=(--dst-password-file "$PW/rk" --ca-file "$A_CA_FILE" --json --no-progress --state "$T_TMP/krst")
+"$MF" restore "$KAR" "imap://rk@127.0.0.1:$PROXY_PORT?starttls=no" "${KR[@]}" --batch 4 \
+	>"$T_TMP/kill-a.out" 2>"$T_TMP/kill-a.err" &
+pid=$!
+for _ in $(seq 1 1500); do
+	n=$(find "$MD/rk/Maildir" -path '*/cur/*' -o -path '*/new/*' 2>/dev/null | grep -c .)
+	[ "$n" -gt 300 ] && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.02
+done
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+expect_exit kill-rerun 0 mf restore "$KAR" "imap://rk@127.0.0.1:$A_IMAP_PORT" "${KR[@]}"
+kb=$(json_field "$T_TMP/last.out" messages_copied)
+[ "$kb" -gt 0 ] && [ "$kb" -lt "$ktotal" ] && ok "kill-resumed (the re-run copied $kb of $ktotal)" ||
+	not_ok kill-resumed "$kb of $ktotal copied by the re-run (the kill came too early or too late)"
+check kill-exact-nothing-twice "$BENCH_BIN/compare" "$MD/k/Maildir" "$MD/rk/Maildir"
