@@ -39,6 +39,18 @@ static int refuse(const char *what, const char *arg)
 	return 2;
 }
 
+/* n decimal digits at s (nothing else): 1 and *v, or 0. */
+static int digits(const char *s, int n, unsigned *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+		*v = *v * 10 + (unsigned)(s[i] - '0');
+	}
+	return 1;
+}
+
 /* "YYYY-MM-DD", optionally " HH:MM[:SS]" or "THH:MM[:SS]" and "Z"; UTC.
  * "@SECONDS" too. 0, or -1 if s is none of these. */
 int restore_parse_date(const char *s, int64_t *out)
@@ -46,7 +58,6 @@ int restore_parse_date(const char *s, int64_t *out)
 	unsigned y, mo, d, h = 0, mi = 0, sec = 0;
 	struct tm tm;
 	time_t t;
-	int n = 0;
 
 	if (s[0] == '@') {
 		char *end;
@@ -59,17 +70,16 @@ int restore_parse_date(const char *s, int64_t *out)
 		*out = v;
 		return 0;
 	}
-	if (sscanf(s, "%4u-%2u-%2u%n", &y, &mo, &d, &n) != 3 || n != 10)
+	if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+	    !digits(s + 8, 2, &d))
 		return -1;
-	s += n;
+	s += 10;
 	if (*s == ' ' || *s == 'T') {
-		int m = 0;
-
-		if (sscanf(s + 1, "%2u:%2u%n", &h, &mi, &m) != 2 || m != 5)
+		if (!digits(s + 1, 2, &h) || s[3] != ':' || !digits(s + 4, 2, &mi))
 			return -1;
-		s += 1 + m;
+		s += 6;
 		if (*s == ':') {
-			if (sscanf(s + 1, "%2u%n", &sec, &m) != 1 || m != 2)
+			if (!digits(s + 1, 2, &sec))
 				return -1;
 			s += 3;
 		}
