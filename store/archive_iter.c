@@ -62,7 +62,8 @@ static int reader_load(struct archive_reader *r, struct mf_error *err)
 	int rc;
 
 	if (r->frames++ >= r->nframes) {
-		mf_err_set(err, -EIO, "message runs past the %u frames its record names", r->nframes);
+		mf_err_set(err, -EIO, "message runs past the %u frames its record names",
+		           r->nframes);
 		return -EIO;
 	}
 	if ((rc = arc_frame_load(a, r->pack, r->off, err)))

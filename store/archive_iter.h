@@ -33,7 +33,7 @@ struct archive_reader {
 	uint64_t off, left, size;
 	const uint8_t *p; /* the current piece, n bytes not taken yet */
 	size_t n;
-	int loaded;       /* p/n are the frame at off */
+	int loaded; /* p/n are the frame at off */
 	struct msghash h;
 	int h_init;
 };

@@ -215,9 +215,10 @@ static int restore_pick_run(struct archive *a, const struct restore_opts *r, uin
 	}
 	if (r->as_of) {
 		if (restore_parse_date(r->as_of, &t) < 0 || t < 0)
-			return refuse("--as-of wants a run number or a date (YYYY-MM-DD[ HH:MM[:SS]], "
-			              "UTC): ",
-			              r->as_of);
+			return refuse(
+			    "--as-of wants a run number or a date (YYYY-MM-DD[ HH:MM[:SS]], "
+			    "UTC): ",
+			    r->as_of);
 		rc = archive_run_asof(a, acct, (uint64_t)t, run, &err);
 	} else {
 		rc = archive_run_latest(a, acct, run, &err);
@@ -300,8 +301,9 @@ int cmd_restore(int argc, char **argv)
 	if ((rc = cli_parse(&c, nargs, args, 0)))
 		return rc == 1 ? 0 : rc;
 	if (nargs - optind != 2) {
-		fprintf(stderr, "usage: mailferry restore ARCHIVE_DIR imap[s]://user@host [--run N | "
-		                "--as-of DATE|RUN] [options]\n");
+		fprintf(stderr,
+		        "usage: mailferry restore ARCHIVE_DIR imap[s]://user@host [--run N | "
+		        "--as-of DATE|RUN] [options]\n");
 		return 2;
 	}
 	if ((rc = restore_check_opts(&c)))
@@ -343,8 +345,8 @@ int cmd_restore(int argc, char **argv)
 
 		memcpy(dst, arrow ? arrow + 4 : c.job_key, sizeof(dst));
 		dst[sizeof(dst) - 1] = '\0';
-		n = snprintf(c.job_key, sizeof(c.job_key), "archive:%.1200s run %u -> %s", real, run,
-		             dst);
+		n = snprintf(c.job_key, sizeof(c.job_key), "archive:%.1200s run %u -> %s", real,
+		             run, dst);
 		if (n < 0 || (size_t)n >= sizeof(c.job_key)) {
 			archive_close(a);
 			cli_forget(&c);

@@ -43,16 +43,16 @@
 
 struct arcsrc {
 	struct worker *w;
-	struct loop_task task;	/* open (announce ready) or pump */
+	struct loop_task task; /* open (announce ready) or pump */
 	int open_pending;
 	int paused;
-	uint32_t *todo;		/* UIDs of the pass */
+	uint32_t *todo; /* UIDs of the pass */
 	size_t ntodo, ctodo, pos;
-	int cur;		/* a message is being streamed from rd */
+	int cur; /* a message is being streamed from rd */
 	uint32_t cur_uid;
 	struct archive_reader rd;
 	struct archive_msgmeta meta;
-	uint64_t dry;		/* --dry-run: messages that would be copied */
+	uint64_t dry; /* --dry-run: messages that would be copied */
 	uint32_t max_uid;
 };
 
@@ -209,9 +209,10 @@ void arcsrc_mailbox_begin(struct worker *w)
 	if (w->rec.intents && w->rec.uidvalidity == w->uidvalidity) {
 		if (j->o->dry_run) {
 			progress_clear(j);
-			mf_print("mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
-			         "would be looked for on the destination first",
-			         mb->display);
+			mf_print(
+			    "mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
+			    "would be looked for on the destination first",
+			    mb->display);
 		} else {
 			settle_start(w); /* then changes_start, fetch_start: here */
 			return;
@@ -414,8 +415,10 @@ static int msg_start(struct arcsrc *s, uint32_t uid)
 	if (rc == -ENOENT)
 		return 0; /* not in the run (a retry list names only what was) */
 	if (rc < 0) {
-		job_error(j, arcwho(w), w->mb, uid, "cannot read the archive's record: %s; not "
-		          "restored", e.msg);
+		job_error(j, arcwho(w), w->mb, uid,
+		          "cannot read the archive's record: %s; not "
+		          "restored",
+		          e.msg);
 		copy_msg_fail(w, uid);
 		return 0;
 	}
@@ -431,14 +434,16 @@ static int msg_start(struct arcsrc *s, uint32_t uid)
 	/* read and re-hashed whole before a byte goes out: a damaged message
 	 * fails here, alone */
 	if (!sm.refused && (rc = archive_get(a, m->hash, NULL, NULL, &e)) < 0) {
-		job_error(j, arcwho(w), w->mb, uid, "archived message damaged or missing (%s); not "
-		          "restored", e.msg);
+		job_error(j, arcwho(w), w->mb, uid,
+		          "archived message damaged or missing (%s); not "
+		          "restored",
+		          e.msg);
 		copy_msg_fail(w, uid);
 		return 0;
 	}
 	if (!sm.refused && (rc = archive_reader_open(a, m->hash, &s->rd, &size, &e)) < 0) {
-		job_error(j, arcwho(w), w->mb, uid, "archived message unreadable (%s); not restored",
-		          e.msg);
+		job_error(j, arcwho(w), w->mb, uid,
+		          "archived message unreadable (%s); not restored", e.msg);
 		copy_msg_fail(w, uid);
 		return 0;
 	}
@@ -464,8 +469,10 @@ static void msg_broken(struct arcsrc *s, const struct mf_error *e)
 	struct worker *w = s->w;
 	struct mf_error ab;
 
-	job_error(w->job, arcwho(w), w->mb, s->cur_uid, "archived message unreadable (%s); not "
-	          "restored", e->msg);
+	job_error(w->job, arcwho(w), w->mb, s->cur_uid,
+	          "archived message unreadable (%s); not "
+	          "restored",
+	          e->msg);
 	copy_msg_fail(w, s->cur_uid);
 	s->cur = 0;
 	w->cur.active = 0;
