@@ -164,6 +164,20 @@ static void usage(FILE *f)
 	      "encrypted (AES-256-GCM, scrypt); an encrypted archive needs --passphrase-file F\n"
 	      "(or MAILFERRY_ARCHIVE_PASSPHRASE_FILE) for backup, export, verify and ls.\n"
 	      "\n"
+	      "       mailferry restore ARCHIVE_DIR DST [options]\n"
+	      "Writes an archived backup run back to DST (imap[s]://, smtp[s]://, lmtp://)\n"
+	      "through the same pipeline: folders recreated, flags, keywords and INTERNALDATE\n"
+	      "as recorded; a re-run copies only what is missing (--state). Takes migrate's\n"
+	      "destination options (--folder, --exclude, --map, --dst-prefix, --json, ...).\n"
+	      "  --run N             restore backup run N (default: the latest complete one)\n"
+	      "  --as-of DATE|RUN    the account as it was at that run; a DATE (YYYY-MM-DD\n"
+	      "                      [HH:MM[:SS]], UTC) picks the last run at or before it\n"
+	      "  --account USER@HOST the archived account (needed when the archive holds more\n"
+	      "                      than one)\n"
+	      "  --since DATE, --before DATE  only messages whose INTERNALDATE is at or after\n"
+	      "                      / before DATE (UTC)\n"
+	      "  --separator C       the hierarchy separator of the archived names (default .)\n"
+	      "\n"
 	      "       mailferry export ARCHIVE --maildir DIR | --mbox FILE [--run N] [--folder NAME]\n"
 	      "       mailferry verify ARCHIVE     re-read and re-hash every archived message\n"
 	      "       mailferry archive ls ARCHIVE runs, mailboxes, messages, stored vs raw bytes\n"
@@ -586,7 +600,9 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 	char why[512], shown[1024];
 	int rc;
 
-	if (url_parse(src, &c->su, why, sizeof(why)) < 0) {
+	if (!src)
+		memset(&c->su, 0, sizeof(c->su)); /* restore: an archive, not an account */
+	else if (url_parse(src, &c->su, why, sizeof(why)) < 0) {
 		url_redact(src, shown, sizeof(shown));
 		return bad(c, "source %s: %s", shown, why);
 	}
@@ -596,7 +612,7 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 		url_redact(dst, shown, sizeof(shown));
 		return bad(c, "destination %s: %s", shown, why);
 	}
-	if (c->su.kind == URL_SMTP || c->su.kind == URL_LMTP)
+	if (src && (c->su.kind == URL_SMTP || c->su.kind == URL_LMTP))
 		return bad(c, "source: %s:// delivers mail, it cannot be read from (a source is "
 		              "imap://, imaps://, pop3:// or pop3s://)%s", c->su.scheme, "");
 	if (c->du.kind == URL_POP3)
@@ -626,7 +642,7 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 	}
 	if ((rc = cli_pop3_check(c)))
 		return rc;
-	if (!c->src_pw_set && !c->src_tok_file && !c->src_tok_cmd &&
+	if (!c->src_pw_set && !c->src_tok_file && !c->src_tok_cmd && src &&
 	    (rc = get_password(c, "source", "MAILFERRY_SRC_PASSWORD", c->src_pw_file, &c->su,
 			       c->src_pw, sizeof(c->src_pw))))
 		return rc;
@@ -867,6 +883,8 @@ int cli_main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(cmd, "backup"))
 		return cmd_backup(argc - 1, argv + 1);
+	if (!strcmp(cmd, "restore"))
+		return cmd_restore(argc - 1, argv + 1);
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("mailferry %s\n", MF_VERSION);
 		return 0;

@@ -73,4 +73,9 @@ int cmd_run(int argc, char **argv);
 /* backup_cmd.c: mailferry backup SRC ARCHIVE_DIR */
 int cmd_backup(int argc, char **argv);
 
+/* restore_cmd.c: mailferry restore ARCHIVE_DIR DST */
+int cmd_restore(int argc, char **argv);
+/* "YYYY-MM-DD[( |T)HH:MM[:SS]][Z]" (UTC) or "@SECONDS": 0, or -1. */
+int restore_parse_date(const char *s, int64_t *out);
+
 #endif

@@ -74,7 +74,7 @@ static int job_quiet(const struct job *j)
 		return 0;
 	for (unsigned i = 0; i < j->nw; i++)
 		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed ||
-		    j->w[i].retry_timer.armed || j->w[i].sink.task.queued)
+		    j->w[i].retry_timer.armed || j->w[i].sink.task.queued || arcsrc_queued(&j->w[i]))
 			return 0;
 	return 1;
 }
@@ -117,6 +117,7 @@ static void job_free(struct job *j)
 		free(w->dd_uids);
 		free(w->counted);
 		pop3src_free(w);
+		arcsrc_free(w);
 	}
 	rules_free(&j->rules);
 	for (size_t i = 0; i < j->nmb; i++) {
@@ -183,6 +184,8 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 	j->nw = o->connections ? o->connections : 4;
 	if (o->src_pop3)
 		j->nw = 1; /* a POP3 server locks the maildrop to one session */
+	if (o->src_archive)
+		j->nw = 1; /* one reader per archive handle (archive_iter.h) */
 	j->w = calloc(j->nw, sizeof(*j->w));
 	if (!j->w) {
 		free(j);

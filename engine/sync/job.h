@@ -76,6 +76,19 @@ struct job_opts {
 	int src_pop3;
 	struct pop3_endpoint src_pop3_ep;
 	int pop3_delete;	/* --pop3-delete: DELE what the state records as copied */
+	/* An archive's backup run as the source instead of src
+	 * (source_archive.c, `restore`): the run's mailboxes, each message
+	 * with its recorded flags, keywords and INTERNALDATE; one worker (one
+	 * reader per archive handle). arc_sep: the hierarchy separator the
+	 * archived names use (the archive does not record it). Messages whose
+	 * INTERNALDATE is before arc_since or not before arc_before (when
+	 * set) are left out. */
+	struct archive *src_archive;
+	uint32_t src_archive_run;
+	const char *src_archive_who;	/* "archive PATH" in error lines */
+	char arc_sep;
+	int arc_since_set, arc_before_set;
+	int64_t arc_since, arc_before;
 };
 
 struct job_summary {

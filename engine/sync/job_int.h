@@ -126,6 +126,7 @@ struct worker {
 	struct imap_client src, dst;
 	struct source source;	/* where messages come from: over src for IMAP */
 	struct pop3src *p3;	/* the POP3 source instead of src (source_pop3.c) */
+	struct arcsrc *arc;	/* the archive source instead of src (source_archive.c) */
 	struct sink sink;	/* where messages go: over dst for IMAP */
 	int src_open, dst_open, src_ready, dst_ready, dead;
 	enum wphase phase;
@@ -463,6 +464,16 @@ int pop3src_before_finish(struct worker *w);
 void pop3src_stop(struct worker *w, int graceful);
 void pop3src_release(struct worker *w, uint64_t *in, uint64_t *out);
 void pop3src_free(struct worker *w);
+
+/* source_archive.c: an archive run as the source (`restore`); the
+ * worker's hooks call these when w->arc (job_opts.src_archive). */
+struct arcsrc;
+extern const struct source_ops source_archive_ops;
+int arcsrc_open(struct worker *w, struct mf_error *err);
+void arcsrc_mailbox_begin(struct worker *w);
+void arcsrc_fetch_start(struct worker *w);
+int arcsrc_queued(const struct worker *w);	/* a task of it is in the loop */
+void arcsrc_free(struct worker *w);
 
 /* job.c */
 void job_maybe_finish(struct job *j);

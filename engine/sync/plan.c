@@ -209,7 +209,8 @@ void plan(struct job *j)
 		known = !created && state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 &&
 			rec.uidvalidity;
 		/* New here while known ones vanished: one of them, renamed? */
-		mb->probe = !known && j->nvan && (!mb->have_status || mb->st_messages);
+		mb->probe = !known && j->nvan && (!mb->have_status || mb->st_messages) &&
+		            !j->o->src_archive; /* an archive run's names are fixed */
 		nprobe += (size_t)mb->probe;
 		if (known && mb->have_status &&
 		    rec.uidvalidity == mb->st_uidvalidity && rec.uidnext == mb->st_uidnext &&

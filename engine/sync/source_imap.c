@@ -302,6 +302,10 @@ void fetch_start(struct worker *w)
 		pop3src_fetch_start(w);
 		return;
 	}
+	if (w->arc) {
+		arcsrc_fetch_start(w);
+		return;
+	}
 	/* Courier-IMAP 5 sends no [UIDNEXT] with SELECT/EXAMINE: STATUS said
 	 * it (mail arriving in between is the next run's). Without either,
 	 * fetch_next asks "n:*" once. */

@@ -232,7 +232,7 @@ void worker_next(struct worker *w)
 		w->phase = W_DONE;
 		if (w->p3)
 			pop3src_stop(w, 1);
-		else
+		else if (!w->arc)
 			imap_client_logout(&w->src);
 		w->sink.ops->close(&w->sink, 1);
 		job_maybe_finish(j);
@@ -257,6 +257,10 @@ static void mailbox_begin(struct worker *w)
 
 	if (w->p3) {
 		pop3src_mailbox_begin(w);
+		return;
+	}
+	if (w->arc) {
+		arcsrc_mailbox_begin(w);
 		return;
 	}
 	w->intents_marked = 0;
@@ -474,7 +478,7 @@ static void worker_reopen(struct loop *l, struct loop_timer *t)
 	}
 	w->src_open = w->dst_open = 0; /* counted: not again at the end */
 	if (worker_open_src(w, &e) < 0) {
-		if (w->p3)
+		if (w->p3 || w->arc)
 			worker_src_failed(w, &e);
 		else
 			conn_error(&w->src, &e);
@@ -596,6 +600,8 @@ int worker_open_src(struct worker *w, struct mf_error *err)
 {
 	if (w->job->o->src_pop3)
 		return pop3src_open(w, err);
+	if (w->job->o->src_archive)
+		return arcsrc_open(w, err);
 	w->src_open = 1;
 	w->job->sum->connections++;
 	return imap_client_open(&w->src, w->job->loop, &w->job->o->src, &w->job->src_cb, w, err);
@@ -620,6 +626,8 @@ int worker_init(struct job *j, struct worker *w, unsigned id)
 	                       w, NULL, {0}};
 	if (j->o->src_pop3)
 		w->source.ops = &source_pop3_ops;
+	if (j->o->src_archive)
+		w->source.ops = &source_archive_ops;
 	w->rng = (wall_ms() * 2654435761u) ^ ((uint64_t)(id + 1) << 32) ^ (uint64_t)(uintptr_t)w;
 	if (!w->rng)
 		w->rng = 1;

@@ -1,0 +1,142 @@
+/*
+ * archive_iter — a pull reader over one archived message (see
+ * archive_iter.h): the frames it lies in, decompressed one at a time into
+ * the handle's frame buffer (arc_frame_load), handed out as pieces.
+ *
+ * Not for: the archive's format or writing (archive.c), export.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "store/archive_int.h"
+#include "store/archive_iter.h"
+
+int archive_reader_open(struct archive *a, const uint8_t hash[32], struct archive_reader *r,
+                        uint64_t *size, struct mf_error *err)
+{
+	struct afmt_rec rec;
+	int rc;
+
+	if (a->in_msg) {
+		mf_err_set(err, -EBUSY, "archive %s: a message is being written", a->dir);
+		return -EBUSY;
+	}
+	if (!r->h_init) {
+		if (msghash_init(&r->h) < 0) {
+			mf_err_set(err, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+		r->h_init = 1;
+	}
+	rc = arc_get(a, a->objects, AFMT_OBJECT, hash, 32, &rec, err);
+	if (rc == -ENOENT)
+		mf_err_set(err, rc, "message not in the archive");
+	if (rc)
+		return rc;
+	/* a frame still open for writing is flushed first (archive_get does
+	 * the same); a read-only handle has none */
+	if (rec.u.obj.size && rec.u.obj.pack == a->wpack && a->fn &&
+	    (a->wfd < 0 || rec.u.obj.frame_off >= a->wlen) && (rc = arc_frame_flush(a, err)))
+		return rc;
+	r->a = a;
+	memcpy(r->hash, hash, 32);
+	r->pack = rec.u.obj.pack;
+	r->off = rec.u.obj.frame_off;
+	r->skip = rec.u.obj.skip;
+	r->nframes = rec.u.obj.nframes;
+	r->frames = 0;
+	r->size = r->left = rec.u.obj.size;
+	r->p = NULL;
+	r->n = 0;
+	r->loaded = 0;
+	msghash_begin(&r->h);
+	*size = r->size;
+	return 0;
+}
+
+/* The frame at r->off, from r->skip on, up to what is left. */
+static int reader_load(struct archive_reader *r, struct mf_error *err)
+{
+	struct archive *a = r->a;
+	size_t take;
+	int rc;
+
+	if (r->frames++ >= r->nframes) {
+		mf_err_set(err, -EIO, "message runs past the %u frames its record names",
+		           r->nframes);
+		return -EIO;
+	}
+	if ((rc = arc_frame_load(a, r->pack, r->off, err)))
+		return rc;
+	if (r->skip > a->rrawn || (r->skip == a->rrawn && r->left)) {
+		mf_err_set(err, -EIO, "pack %u offset %llu: message starts past its frame", r->pack,
+		           (unsigned long long)r->off);
+		return -EIO;
+	}
+	take = a->rrawn - r->skip;
+	if (take > r->left)
+		take = (size_t)r->left;
+	r->p = a->rraw + r->skip;
+	r->n = take;
+	r->skip = 0;
+	r->loaded = 1;
+	return 0;
+}
+
+int archive_reader_peek(struct archive_reader *r, const uint8_t **p, size_t *n,
+                        struct mf_error *err)
+{
+	int rc;
+
+	if (!r->left) {
+		*p = NULL;
+		*n = 0;
+		return 0;
+	}
+	if (!r->loaded) {
+		if ((rc = reader_load(r, err)))
+			return rc;
+	} else if (!(r->a->rc_valid && r->a->rc_pack == r->pack && r->a->rc_off == r->off)) {
+		/* another read came in between: the piece is gone (one reader
+		 * at a time per handle, archive_iter.h) */
+		mf_err_set(err, -EBUSY, "internal: archive read interleaved with another");
+		return -EBUSY;
+	}
+	*p = r->p;
+	*n = r->n;
+	return 0;
+}
+
+int archive_reader_take(struct archive_reader *r, size_t k, struct mf_error *err)
+{
+	uint8_t got[32];
+
+	if (k > r->n) {
+		mf_err_set(err, -EINVAL, "internal: took more than was offered");
+		return -EINVAL;
+	}
+	msghash_update(&r->h, r->p, k);
+	r->p += k;
+	r->n -= k;
+	r->left -= k;
+	if (!r->n && r->left) {
+		/* the next frame follows this one */
+		r->off = r->a->rc_next;
+		r->loaded = 0;
+	}
+	if (r->left)
+		return 0;
+	msghash_end(&r->h, got, NULL);
+	if (memcmp(got, r->hash, 32)) {
+		mf_err_set(err, -EIO, "content does not match its hash (pack %u)", r->pack);
+		return -EIO;
+	}
+	return 0;
+}
+
+void archive_reader_close(struct archive_reader *r)
+{
+	if (r->h_init)
+		msghash_free(&r->h);
+	r->h_init = 0;
+}
