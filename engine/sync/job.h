@@ -76,6 +76,17 @@ struct job_opts {
 	int src_pop3;
 	struct pop3_endpoint src_pop3_ep;
 	int pop3_delete;	/* --pop3-delete: DELE what the state records as copied */
+	/* A selective copy (--since, --before, --larger, --smaller, --search;
+	 * IMAP sources): filter is the canonical IMAP search keys
+	 * (engine/sync/filter.h), NULL or "" for every message, filter_id its
+	 * identity in the state (0 for none). Only matching messages are
+	 * copied; a mailbox last copied under another filter is searched
+	 * below its recorded position too (README "Selective copies"). */
+	const char *filter;
+	uint64_t filter_id;
+	/* --include-shared: also the mailboxes of the source's shared and
+	 * other users' namespaces (RFC 2342), skipped otherwise */
+	int include_shared;
 };
 
 struct job_summary {
@@ -83,6 +94,8 @@ struct job_summary {
 	uint64_t flags_synced, expunged;
 	uint64_t deduped;	/* found already in the destination folder (--dedupe) */
 	uint64_t uncertain;	/* SMTP/LMTP: deliveries a crash left unconfirmed */
+	uint64_t filtered;	/* of skipped: outside the selective copy's filter */
+	unsigned mailboxes_shared;	/* in shared namespaces, skipped (no --include-shared) */
 	unsigned mailboxes, mailboxes_failed, mailboxes_renamed;
 	double seconds;
 	uint64_t wire_in, wire_out;	/* bytes on the wire, both accounts */
