@@ -215,6 +215,7 @@ struct worker {
 	unsigned f_pending;	/* its commands not answered yet */
 	int f_count_done, f_bad;
 	char f_why[200];	/* why the search failed */
+	char f_set[24];		/* the chunk's UID range, "lo:hi" */
 	int src_starved;	/* lit_data returned short */
 	/* the message being streamed */
 	struct {

@@ -415,11 +415,11 @@ int selective_done(struct worker *w, struct mf_error *err)
 	return state_mbox_filter_put(j->st, j->jobid, w->mb->mbid, j->o->filter_id, err);
 }
 
-static void sel_push(struct worker *w, uint32_t uid)
+static void sel_push(struct worker *w, uint32_t uid, int count)
 {
 	if (uid < w->f_lo || uid > w->f_hi || w->f_bad)
 		return;
-	if (!w->f_count_done && w->job->o->filter_id) {
+	if (count) {
 		w->f_total++;
 		return;
 	}
@@ -473,7 +473,7 @@ static void sel_set(struct worker *w, const char *s, size_t n)
 		if (b > w->f_hi)
 			b = w->f_hi;
 		for (uint64_t u = a; u <= b && !w->f_bad; u++)
-			sel_push(w, (uint32_t)u);
+			sel_push(w, (uint32_t)u, 0);
 	}
 	return;
 bad:
@@ -489,9 +489,14 @@ static int selective_untagged(struct worker *w, const struct imap_resp *r)
 	if (!a)
 		return 0;
 	if (imap_node_is(a, "SEARCH")) {
+		/* Without ESEARCH the count goes first and the matches are asked
+		 * once it is answered (sel_done): plain SEARCH answers carry no
+		 * tag, and Dovecot runs pipelined searches in parallel. */
+		int count = !w->f_count_done && w->job->o->filter_id;
+
 		for (it = a->next; it; it = it->next)
 			if (imap_node_u32(it, &n) == 0)
-				sel_push(w, n);
+				sel_push(w, n, count);
 		return 0;
 	}
 	if (!imap_node_is(a, "ESEARCH"))
@@ -520,6 +525,7 @@ static int u32_cmp(const void *a, const void *b)
 }
 
 static void sel_send(struct worker *w);
+static void sel_send_match(struct worker *w);
 
 /* Every chunk is answered: the pass's list is what matched and was not
  * copied before (or, after a remap, the remap's list that matched). */
@@ -601,8 +607,14 @@ static void sel_done(struct imap_client *c, struct imap_cmd *cmd, const struct i
 		snprintf(w->f_why, sizeof(w->f_why), "UID SEARCH refused: %.*s",
 		         (int)(r->text_len > 150 ? 150 : r->text_len), r->text);
 	}
-	if (cmd == &w->fetch_cmd[0])
-		w->f_count_done = 1; /* the count came first: the matches follow */
+	if (cmd == &w->fetch_cmd[0]) {
+		w->f_count_done = 1;
+		if (!(c->caps & IMAP_CAP_ESEARCH) && !w->f_bad && !c->closed) {
+			w->f_pending--;
+			sel_send_match(w);
+			return;
+		}
+	}
 	if (--w->f_pending)
 		return;
 	if (w->f_next && !w->f_bad && !c->closed) {
@@ -618,14 +630,14 @@ static void sel_send(struct worker *w)
 	struct job *j = w->job;
 	int es = (c->caps & IMAP_CAP_ESEARCH) != 0;
 	uint32_t a = w->f_next, b;
-	char set[32];
+	char *set = w->f_set;
 
 	b = (es || w->f_hi == UINT32_MAX || w->f_hi - a < SEL_CHUNK) ? w->f_hi : a + SEL_CHUNK - 1;
 	w->f_next = b >= w->f_hi ? 0 : b + 1;
 	if (b == UINT32_MAX)
-		snprintf(set, sizeof(set), "%u:*", a);
+		snprintf(set, sizeof(w->f_set), "%u:*", a);
 	else
-		snprintf(set, sizeof(set), "%u:%u", a, b);
+		snprintf(set, sizeof(w->f_set), "%u:%u", a, b);
 	w->f_count_done = !j->o->filter_id;
 	if (j->o->filter_id) {
 		imap_cmd_begin(c, &w->fetch_cmd[0], sel_done, NULL);
@@ -633,10 +645,20 @@ static void sel_send(struct worker *w)
 		imap_cmd_end(c);
 		w->f_pending++;
 	}
+	if (es || !j->o->filter_id)
+		sel_send_match(w);
+}
+
+static void sel_send_match(struct worker *w)
+{
+	struct imap_client *c = &w->src;
+	struct job *j = w->job;
+	int es = (c->caps & IMAP_CAP_ESEARCH) != 0;
+
 	/* j->o->filter is filter_build's canonical form: ASCII keys, quoted
 	 * strings, numbers and dates we wrote ourselves; nothing as typed. */
 	imap_cmd_begin(c, &w->fetch_cmd[1], sel_done, NULL);
-	imap_putf(c, "UID SEARCH %sUID %s%s%s", es ? "RETURN (ALL) " : "", set,
+	imap_putf(c, "UID SEARCH %sUID %s%s%s", es ? "RETURN (ALL) " : "", w->f_set,
 	          j->o->filter_id ? " " : "", j->o->filter_id ? j->o->filter : "");
 	imap_cmd_end(c);
 	w->f_pending++;
