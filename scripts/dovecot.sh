@@ -14,6 +14,7 @@
 #                                (OAuth2 logins: a passdb oauth2 asks the RFC 7662
 #                                introspection endpoint URL, mode post, for
 #                                {"active": true, "username": USER})
+#                                [--no-esearch]  (plain SEARCH answers only)
 #                                [--inbox-prefix]  (personal namespace "INBOX." with
 #                                '.', as Courier: the same Maildir, other names)
 #                                [--public-ns PREFIX]  (a shared namespace, RFC 2342
@@ -126,7 +127,7 @@ maildir)
 esac
 
 base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent master=
-oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0 inboxpfx=0 publicns=
+oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0 inboxpfx=0 publicns= noes=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--port-base) base=${2:?}; shift 2 ;;
@@ -143,6 +144,7 @@ while [ $# -gt 0 ]; do
 	--oauth2) oauth2=${2:?}; shift 2 ;;
 	--oauth2-mechanisms) oauth2_mechs=${2:?}; shift 2 ;;
 	--inbox-prefix) inboxpfx=1; shift ;;
+	--no-esearch) noes=1; shift ;;
 	--public-ns) publicns=${2:?}; shift 2 ;;
 	*) die "unknown option $1" ;;
 	esac
@@ -488,6 +490,7 @@ PY
 hide=
 [ $noq = 1 ] && hide="$hide QRESYNC"
 [ $noc = 1 ] && hide="$hide CONDSTORE"
+[ $noes = 1 ] && hide="$hide ESEARCH"
 [ $nolp = 1 ] && hide="$hide LITERAL+"
 [ $nosaslir = 1 ] && hide="$hide SASL-IR"
 if [ -n "$hide" ]; then

@@ -15,15 +15,17 @@
 . "$(dirname "$0")/lib.sh"
 
 dv_start A --users "src" --public-ns "Public." || { not_ok selective-dovecot-a "start failed"; exit 1; }
-dv_start B --users "d1 d2 d3 d4 d5" || { not_ok selective-dovecot-b "start failed"; exit 1; }
+dv_start B --users "d1 d2 d3 d4 d5 d6" || { not_ok selective-dovecot-b "start failed"; exit 1; }
 dv_start C --users "p" --inbox-prefix || { not_ok selective-dovecot-c "start failed"; exit 1; }
+dv_start E --users "src" --no-esearch || { not_ok selective-dovecot-e "start failed"; exit 1; }
 
 # The corpus: INBOX 40 messages and Work 10, dated every 20 days from
 # 2023-01-01 (noon UTC), sizes spread from ~1 KB to ~40 KB, three senders;
 # Public.proj (shared) 5. The manifest says each one's date, size and sender.
-python3 - "$("$ROOT/scripts/dovecot.sh" maildir "$A_DIR" src)" "$A_DIR/public" "$T_TMP/manifest.json" <<'EOF'
-import json, os, sys, time, calendar
-mdir, pub, manifest = sys.argv[1:4]
+python3 - "$("$ROOT/scripts/dovecot.sh" maildir "$A_DIR" src)" "$A_DIR/public" "$T_TMP/manifest.json" \
+	"$("$ROOT/scripts/dovecot.sh" maildir "$E_DIR" src)" <<'EOF'
+import json, os, shutil, sys, time, calendar
+mdir, pub, manifest, emdir = sys.argv[1:5]
 t0 = calendar.timegm((2023, 1, 1, 12, 0, 0))
 senders = ["alice@example.org", "bob@example.org", "carol@example.net"]
 out = []
@@ -51,8 +53,12 @@ for i in range(50, 55):
 for d in ("cur", "new", "tmp"):
     os.makedirs(os.path.join(pub, d), exist_ok=True)
 json.dump(out, open(manifest, "w"))
+# the same personal mail for the server without ESEARCH
+shutil.rmtree(emdir, ignore_errors=True)
+shutil.copytree(mdir, emdir)
 EOF
 "$ROOT/scripts/dovecot.sh" fixperms "$A_DIR"
+"$ROOT/scripts/dovecot.sh" fixperms "$E_DIR"
 chown -R "$A_MAIL_OWNER" "$A_DIR/public" 2>/dev/null || true
 
 # expect FILTER...: the Message-IDs of the personal mailboxes the filter
@@ -168,6 +174,28 @@ python3 -c 'import sys; a=set(open(sys.argv[1]).read().split()); b=set(open(sys.
 	<(expect from alice) <(expect from bob) >"$T_TMP/e6"
 ids "$B_IMAP_PORT" d3 >"$T_TMP/a6"
 same search-widened-exact "$T_TMP/e6" "$T_TMP/a6"
+
+# 5b. a server without ESEARCH (plain SEARCH, the count asked first): the
+# same sets, and the same re-run rule
+eruns() { # NAME [options]
+	local name=$1
+	shift
+	expect_exit "$name" 0 mf migrate "imap://src@127.0.0.1:$E_IMAP_PORT?starttls=no" \
+		"imap://d6@127.0.0.1:$B_IMAP_PORT?starttls=no" --src-password-file "$E_DIR/pw/src" \
+		--dst-password-file "$B_DIR/pw/d6" --state "$T_TMP/s7" --json --no-progress "$@"
+}
+imap_session "$E_IMAP_PORT" <<<$'a LOGIN src pw-src-secret\nb CAPABILITY' | grep -q ESEARCH &&
+	not_ok no-esearch-server "ESEARCH still offered" || ok no-esearch-server
+eruns plain-search-since --since 2024-01-01
+ids "$B_IMAP_PORT" d6 >"$T_TMP/a10"
+same plain-search-since-exact "$T_TMP/e1" "$T_TMP/a10"
+[ "$(json_field "$T_TMP/last.out" messages_filtered)" = $((total - n1)) ] && ok plain-search-filtered-count ||
+	not_ok plain-search-filtered-count "$(tail -n 1 "$T_TMP/last.out")"
+eruns plain-search-wider --since 2023-06-01 --larger 5000
+expect since 2023-06-01 larger 5000 >"$T_TMP/e11"
+sort -u "$T_TMP/e1" "$T_TMP/e11" >"$T_TMP/e12"
+ids "$B_IMAP_PORT" d6 >"$T_TMP/a12"
+same plain-search-changed-filter-exact "$T_TMP/e12" "$T_TMP/a12"
 
 # 6. hostile --search: exit 2, a clear message, nothing copied
 before=$(ids "$B_IMAP_PORT" d3 | wc -l)
