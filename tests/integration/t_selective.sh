@@ -133,6 +133,11 @@ grep -Eq "[1-9][0-9]* mailboxes in shared or other users' namespaces skipped" "$
 	! grep -q 'Public' "$T_TMP/a1" && ok shared-skipped-by-default ||
 	not_ok shared-skipped-by-default "$(grep -i shared "$T_TMP/last.err" | head -n 2)"
 
+# 1b. a dry run counts what the filter would copy, from the search alone
+run since-dry-run 0 d5 s8 --dry-run --since 2024-01-01
+dn=$(grep -o 'dry-run: mailbox "[^"]*": [0-9]* new messages' "$T_TMP/last.err" | awk '{ s += $(NF-2) } END { print s + 0 }')
+[ "$dn" = "$n1" ] && ok "since-dry-run-count ($dn)" || not_ok since-dry-run-count "dry run says $dn, want $n1"
+
 # 2. the same filter again: nothing
 run since-rerun 0 d1 s1 --since 2024-01-01
 [ "$(copied)" = 0 ] && ok since-rerun-copies-0 || not_ok since-rerun-copies-0 "copied $(copied)"
