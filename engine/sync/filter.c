@@ -108,7 +108,7 @@ struct tok {
 	enum tok_type type;
 	const char *s; /* T_QUOTED: between the quotes, escapes still in */
 	size_t len;
-	size_t at;     /* offset in the input, for error lines */
+	size_t at; /* offset in the input, for error lines */
 };
 
 struct sp {
@@ -177,8 +177,9 @@ static int sp_next(struct sp *p)
 				return sp_fail(p, k, "only ASCII is accepted (no CHARSET)");
 			if (c == '\\') {
 				if (k + 1 >= p->n || (s[k + 1] != '"' && s[k + 1] != '\\'))
-					return sp_fail(p, k, "a backslash in a quoted string must "
-					                     "escape \" or \\");
+					return sp_fail(p, k,
+					               "a backslash in a quoted string must "
+					               "escape \" or \\");
 				k++;
 			}
 			k++;
@@ -207,8 +208,9 @@ static int sp_next(struct sp *p)
 			if (c >= 0x80)
 				return sp_fail(p, k, "only ASCII is accepted (no CHARSET)");
 			if (c == '{')
-				return sp_fail(p, k, "literals ({N}) are not accepted; quote the "
-				                     "string instead");
+				return sp_fail(p, k,
+				               "literals ({N}) are not accepted; quote the "
+				               "string instead");
 			if (!atom_char(c) && c != '\\' && c != '%' && c != ']')
 				return sp_fail(p, k, "unexpected character");
 			k++;
@@ -346,7 +348,8 @@ static int sp_uidset(struct sp *p)
 				while (k < n && s[k] >= '0' && s[k] <= '9' && k - i < 11)
 					v = v * 10 + (uint64_t)(s[k++] - '0');
 				if (k == i || v == 0 || v > UINT32_MAX || s[i] == '0')
-					return sp_fail(p, p->t.at + i, "UID wants a UID set (1:5,9,20:*)");
+					return sp_fail(p, p->t.at + i,
+					               "UID wants a UID set (1:5,9,20:*)");
 				i = k;
 			}
 			if (half == 0 && i < n && s[i] == ':')
@@ -364,11 +367,11 @@ static int sp_uidset(struct sp *p)
 }
 
 static const char *const keys_plain[] = {
-    "ALL",    "ANSWERED",   "DELETED",   "DRAFT",     "FLAGGED", "NEW", "OLD", "RECENT",
-    "SEEN",   "UNANSWERED", "UNDELETED", "UNDRAFT",   "UNFLAGGED", "UNSEEN"};
+    "ALL",    "ANSWERED", "DELETED",    "DRAFT",     "FLAGGED", "NEW",       "OLD",
+    "RECENT", "SEEN",     "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN"};
 static const char *const keys_string[] = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"};
-static const char *const keys_date[] = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON",
-                                        "SENTSINCE"};
+static const char *const keys_date[] = {"BEFORE",     "ON",     "SINCE",
+                                        "SENTBEFORE", "SENTON", "SENTSINCE"};
 
 static int is_key(const struct tok *t, const char *k)
 {
@@ -395,7 +398,8 @@ static int sp_key_tok(struct sp *p, unsigned depth)
 			return sp_fail(p, p->t.at, "empty parentheses");
 		while (p->t.type != T_RP) {
 			if (p->t.type == T_END)
-				return sp_fail(p, t.at, "unbalanced parentheses: '(' is not closed");
+				return sp_fail(p, t.at,
+				               "unbalanced parentheses: '(' is not closed");
 			if (sp_key_tok(p, depth + 1) < 0 || sp_next(p) < 0)
 				return p->rc;
 		}
@@ -408,8 +412,9 @@ static int sp_key_tok(struct sp *p, unsigned depth)
 	if (t.type == T_END)
 		return sp_fail(p, t.at, "a search key is missing");
 	if (t.len && ((t.s[0] >= '0' && t.s[0] <= '9') || t.s[0] == '*'))
-		return sp_fail(p, t.at, "message sequence numbers change between runs; use UID "
-		                        "with a UID set");
+		return sp_fail(p, t.at,
+		               "message sequence numbers change between runs; use UID "
+		               "with a UID set");
 	for (size_t i = 0; i < sizeof(keys_plain) / sizeof(*keys_plain); i++)
 		if (is_key(&t, keys_plain[i])) {
 			sp_space(p);
@@ -458,7 +463,7 @@ static int sp_key_tok(struct sp *p, unsigned depth)
 
 		sp_space(p);
 		sp_put(p, or ? "OR" : "NOT", or ? 2 : 3);
-		for (int i = 0; i < 1 + or; i++) {
+		for (int i = 0; i < 1 + or ; i++) {
 			if (sp_next(p) < 0)
 				return p->rc;
 			if (p->t.type == T_END || p->t.type == T_RP)
@@ -469,8 +474,8 @@ static int sp_key_tok(struct sp *p, unsigned depth)
 		}
 		return p->rc;
 	}
-	snprintf(shown, sizeof(shown), "unknown search key \"%.*s\"", (int)(t.len > 20 ? 20 : t.len),
-	         t.s);
+	snprintf(shown, sizeof(shown), "unknown search key \"%.*s\"",
+	         (int)(t.len > 20 ? 20 : t.len), t.s);
 	return sp_fail(p, t.at, shown);
 }
 
@@ -539,8 +544,10 @@ int filter_build(const struct filter_spec *sp, char *out, size_t cap, struct mf_
 			return -EINVAL;
 		}
 		if (sp->since && since_ymd >= before_ymd) {
-			mf_err_set(err, -EINVAL, "--since %s is not before --before %s: nothing would "
-			                         "be copied", sp->since, sp->before);
+			mf_err_set(err, -EINVAL,
+			           "--since %s is not before --before %s: nothing would "
+			           "be copied",
+			           sp->since, sp->before);
 			return -EINVAL;
 		}
 		len += (size_t)snprintf(out + len, cap - len, "%sBEFORE %s", len ? " " : "", d);
@@ -550,7 +557,8 @@ int filter_build(const struct filter_spec *sp, char *out, size_t cap, struct mf_
 			mf_err_set(err, -EINVAL, "--larger: %s", e.msg);
 			return -EINVAL;
 		}
-		len += (size_t)snprintf(out + len, cap - len, "%sLARGER %u", len ? " " : "", larger);
+		len +=
+		    (size_t)snprintf(out + len, cap - len, "%sLARGER %u", len ? " " : "", larger);
 	}
 	if (sp->smaller) {
 		if (filter_size(sp->smaller, &smaller, &e) < 0) {
@@ -558,11 +566,14 @@ int filter_build(const struct filter_spec *sp, char *out, size_t cap, struct mf_
 			return -EINVAL;
 		}
 		if (sp->larger && (uint64_t)larger + 1 >= smaller) {
-			mf_err_set(err, -EINVAL, "--larger %s and --smaller %s leave no size: nothing "
-			                         "would be copied", sp->larger, sp->smaller);
+			mf_err_set(err, -EINVAL,
+			           "--larger %s and --smaller %s leave no size: nothing "
+			           "would be copied",
+			           sp->larger, sp->smaller);
 			return -EINVAL;
 		}
-		len += (size_t)snprintf(out + len, cap - len, "%sSMALLER %u", len ? " " : "", smaller);
+		len +=
+		    (size_t)snprintf(out + len, cap - len, "%sSMALLER %u", len ? " " : "", smaller);
 	}
 	if (sp->search) {
 		if (len)

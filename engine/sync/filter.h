@@ -22,11 +22,11 @@
 
 #include "engine/base/err.h"
 
-#define FILTER_SEARCH_MAX 1024	/* bytes of --search as given */
-#define FILTER_MAX 2048		/* the canonical keys of all options together */
-#define FILTER_DEPTH_MAX 16	/* nested parentheses, NOT and OR */
-#define FILTER_KEYS_MAX 64	/* search keys in --search */
-#define FILTER_DATE_LEN 11	/* "31-Dec-2024" */
+#define FILTER_SEARCH_MAX 1024 /* bytes of --search as given */
+#define FILTER_MAX 2048        /* the canonical keys of all options together */
+#define FILTER_DEPTH_MAX 16    /* nested parentheses, NOT and OR */
+#define FILTER_KEYS_MAX 64     /* search keys in --search */
+#define FILTER_DATE_LEN 11     /* "31-Dec-2024" */
 
 /* "2024-01-31" or "31-Jan-2024" (RFC 3501 date, day of 1 or 2 digits,
  * month case-insensitive) → "31-Jan-2024" in out (FILTER_DATE_LEN + 1),
@@ -45,9 +45,9 @@ int filter_search(const char *in, size_t n, char *out, size_t cap, struct mf_err
 
 /* The options of a selective copy; NULL = not given. */
 struct filter_spec {
-	const char *since, *before;	/* dates as filter_date takes them */
-	const char *larger, *smaller;	/* sizes as filter_size takes them */
-	const char *search;		/* search keys as filter_search takes them */
+	const char *since, *before;   /* dates as filter_date takes them */
+	const char *larger, *smaller; /* sizes as filter_size takes them */
+	const char *search;           /* search keys as filter_search takes them */
 };
 
 /* All of them as one canonical string of search keys, ANDed: "SINCE

@@ -21,10 +21,22 @@ static void t_dates(struct unit_ctx *u)
 	char d[FILTER_DATE_LEN + 1];
 	uint32_t ymd;
 	struct mf_error e;
-	static const char *const bad[] = {"2024-13-01", "2024-02-30", "2023-02-29", "2024-1-01",
-	                                  "1-Foo-2024", "32-Jan-2024", "0-Jan-2024", "2024/01/01",
-	                                  "", "-", "--", "1-Jan-24", "01-Jan-2024x", "999-01-01",
-	                                  "2024-01-01 ", "1-Jan-2024\r\n"};
+	static const char *const bad[] = {"2024-13-01",
+	                                  "2024-02-30",
+	                                  "2023-02-29",
+	                                  "2024-1-01",
+	                                  "1-Foo-2024",
+	                                  "32-Jan-2024",
+	                                  "0-Jan-2024",
+	                                  "2024/01/01",
+	                                  "",
+	                                  "-",
+	                                  "--",
+	                                  "1-Jan-24",
+	                                  "01-Jan-2024x",
+	                                  "999-01-01",
+	                                  "2024-01-01 ",
+	                                  "1-Jan-2024\r\n"};
 
 	UNIT_CHECK(u, filter_date("2024-01-31", 10, d, &ymd, &e) == 0);
 	UNIT_CHECK(u, !strcmp(d, "31-Jan-2024") && ymd == 20240131);
@@ -41,7 +53,7 @@ static void t_sizes(struct unit_ctx *u)
 {
 	uint32_t v;
 	struct mf_error e;
-	static const char *const bad[] = {"", "k", "-1", "1.5k", "12kb", "4G", "99999999999",
+	static const char *const bad[] = {"",   "k",  "-1",   "1.5k", "12kb", "4G", "99999999999",
 	                                  " 1", "1 ", "0x10", "1T"};
 
 	UNIT_CHECK(u, filter_size("1500", &v, &e) == 0 && v == 1500);
@@ -94,13 +106,46 @@ static void t_search_canonical(struct unit_ctx *u)
 static void t_search_hostile(struct unit_ctx *u)
 {
 	static const char *const bad[] = {
-	    "FROM x\r\nA1 DELETE INBOX", "FROM x\nfoo", "SUBJECT \"a\r\nb\"", "FROM {5}",
-	    "FROM {5+}", "(FROM x", "FROM x)", "()", ")", "((SEEN)", "", "   ", "BOGUS",
-	    "FROM", "OR SEEN", "NOT", "LARGER -1", "LARGER 4294967296", "LARGER x",
-	    "SINCE yesterday", "1:5", "*", "UID", "UID 0", "UID 1:", "UID 1,,2", "UID a",
-	    "UID 1,", "KEYWORD \\Seen", "KEYWORD \"x\"", "FROM \"unterminated", "FROM \"a\\b\"",
-	    "FROM caf\xc3\xa9", "FROM a\tb", "FROM \"\x01\"", "CHARSET UTF-8 FROM x",
-	    "FROM a\\b", "FROM %", "\"SEEN\"", "HEADER x",
+	    "FROM x\r\nA1 DELETE INBOX",
+	    "FROM x\nfoo",
+	    "SUBJECT \"a\r\nb\"",
+	    "FROM {5}",
+	    "FROM {5+}",
+	    "(FROM x",
+	    "FROM x)",
+	    "()",
+	    ")",
+	    "((SEEN)",
+	    "",
+	    "   ",
+	    "BOGUS",
+	    "FROM",
+	    "OR SEEN",
+	    "NOT",
+	    "LARGER -1",
+	    "LARGER 4294967296",
+	    "LARGER x",
+	    "SINCE yesterday",
+	    "1:5",
+	    "*",
+	    "UID",
+	    "UID 0",
+	    "UID 1:",
+	    "UID 1,,2",
+	    "UID a",
+	    "UID 1,",
+	    "KEYWORD \\Seen",
+	    "KEYWORD \"x\"",
+	    "FROM \"unterminated",
+	    "FROM \"a\\b\"",
+	    "FROM caf\xc3\xa9",
+	    "FROM a\tb",
+	    "FROM \"\x01\"",
+	    "CHARSET UTF-8 FROM x",
+	    "FROM a\\b",
+	    "FROM %",
+	    "\"SEEN\"",
+	    "HEADER x",
 	};
 	char out[FILTER_MAX];
 	struct mf_error e;
@@ -157,8 +202,9 @@ static void t_build(struct unit_ctx *u)
 
 	UNIT_CHECK(u, filter_build(&none, out, sizeof(out), &e) == 0 && !out[0]);
 	n = filter_build(&all, out, sizeof(out), &e);
-	UNIT_CHECKF(u, n > 0 && !strcmp(out, "SINCE 1-Jan-2024 BEFORE 1-Feb-2025 LARGER 1024 "
-	                                     "SMALLER 2097152 UNSEEN"),
+	UNIT_CHECKF(u,
+	            n > 0 && !strcmp(out, "SINCE 1-Jan-2024 BEFORE 1-Feb-2025 LARGER 1024 "
+	                                  "SMALLER 2097152 UNSEEN"),
 	            "%s", out);
 	UNIT_CHECK(u, filter_build(&swapped, out, sizeof(out), &e) == -EINVAL &&
 	                  strstr(e.msg, "--since"));
