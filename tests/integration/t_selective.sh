@@ -19,7 +19,7 @@ dv_start B --users "d1 d2 d3 d4 d5 d6" || { not_ok selective-dovecot-b "start fa
 dv_start C --users "p" --inbox-prefix || { not_ok selective-dovecot-c "start failed"; exit 1; }
 dv_start E --users "src" --no-esearch || { not_ok selective-dovecot-e "start failed"; exit 1; }
 
-# The corpus: INBOX 40 messages and Work 10, dated every 20 days from
+# The corpus: INBOX 40 messages, Work 10 and Sent 3, dated every 20 days from
 # 2023-01-01 (noon UTC), sizes spread from ~1 KB to ~40 KB, three senders;
 # Public.proj (shared) 5. The manifest says each one's date, size and sender.
 python3 - "$("$ROOT/scripts/dovecot.sh" maildir "$A_DIR" src)" "$A_DIR/public" "$T_TMP/manifest.json" \
@@ -50,6 +50,8 @@ for i in range(40, 50):
     put(os.path.join(mdir, ".Work"), i, "Work")
 for i in range(50, 55):
     put(os.path.join(pub, ".proj"), i, "Public.proj")
+for i in range(55, 58):
+    put(os.path.join(mdir, ".Sent"), i, "Sent")
 for d in ("cur", "new", "tmp"):
     os.makedirs(os.path.join(pub, d), exist_ok=True)
 json.dump(out, open(manifest, "w"))
@@ -233,13 +235,15 @@ grep -q 'MESSAGES 5)' "$T_TMP/st7" && [ "$(cat "$T_TMP/n7")" = $((total + 5)) ] 
 # 8. personal namespace "INBOX." on one side: Work -> INBOX.Work -> Work
 expect_exit to-prefix 0 mf migrate "imap://src@127.0.0.1:$A_IMAP_PORT?starttls=no" \
 	"imap://p@127.0.0.1:$C_IMAP_PORT?starttls=no" --src-password-file "$A_DIR/pw/src" \
-	--dst-password-file "$C_DIR/pw/p" --state "$T_TMP/s5" --json --no-progress --folder Work
-imap_session "$C_IMAP_PORT" <<<$'a LOGIN p pw-p-secret\nb STATUS "INBOX.Work" (MESSAGES)\nc LIST "" "*"' >"$T_TMP/st8"
-grep -q 'MESSAGES 10)' "$T_TMP/st8" && ! grep -q 'INBOX.INBOX' "$T_TMP/st8" && ok prefix-work-lands-as-INBOX.Work ||
-	not_ok prefix-work-lands-as-INBOX.Work "$(grep -E 'STATUS|LIST' "$T_TMP/st8" | tr '\n' ' ')"
+	--dst-password-file "$C_DIR/pw/p" --state "$T_TMP/s5" --json --no-progress --folder Work --folder Sent
+imap_session "$C_IMAP_PORT" <<<$'a LOGIN p pw-p-secret\nb STATUS "INBOX.Work" (MESSAGES)\nc STATUS "INBOX.Sent" (MESSAGES)\nd LIST "" "*"' >"$T_TMP/st8"
+grep -Eq 'Work"? \(MESSAGES 10\)' "$T_TMP/st8" && grep -Eq 'Sent"? \(MESSAGES 3\)' "$T_TMP/st8" &&
+	! grep -q 'INBOX.INBOX' "$T_TMP/st8" && ok prefix-Work-Sent-land-as-INBOX.Work-INBOX.Sent ||
+	not_ok prefix-Work-Sent-land-as-INBOX.Work-INBOX.Sent "$(grep -E 'STATUS|LIST' "$T_TMP/st8" | tr '\n' ' ')"
 expect_exit from-prefix 0 mf migrate "imap://p@127.0.0.1:$C_IMAP_PORT?starttls=no" \
 	"imap://d5@127.0.0.1:$B_IMAP_PORT?starttls=no" --src-password-file "$C_DIR/pw/p" \
 	--dst-password-file "$B_DIR/pw/d5" --state "$T_TMP/s6" --json --no-progress
-imap_session "$B_IMAP_PORT" <<<$'a LOGIN d5 pw-d5-secret\nb STATUS "Work" (MESSAGES)\nc LIST "" "*"' >"$T_TMP/st9"
-grep -q 'MESSAGES 10)' "$T_TMP/st9" && ! grep -q '"INBOX\.' "$T_TMP/st9" && ok prefix-INBOX.Work-lands-as-Work ||
-	not_ok prefix-INBOX.Work-lands-as-Work "$(grep -E 'STATUS|LIST' "$T_TMP/st9" | tr '\n' ' ')"
+imap_session "$B_IMAP_PORT" <<<$'a LOGIN d5 pw-d5-secret\nb STATUS "Work" (MESSAGES)\nc STATUS "Sent" (MESSAGES)\nd LIST "" "*"' >"$T_TMP/st9"
+grep -Eq 'Work"? \(MESSAGES 10\)' "$T_TMP/st9" && grep -Eq 'Sent"? \(MESSAGES 3\)' "$T_TMP/st9" &&
+	! grep -q '"INBOX\.' "$T_TMP/st9" && ok prefix-INBOX.Work-INBOX.Sent-land-as-Work-Sent ||
+	not_ok prefix-INBOX.Work-INBOX.Sent-land-as-Work-Sent "$(grep -E 'STATUS|LIST' "$T_TMP/st9" | tr '\n' ' ')"
