@@ -14,6 +14,12 @@
 #                                (OAuth2 logins: a passdb oauth2 asks the RFC 7662
 #                                introspection endpoint URL, mode post, for
 #                                {"active": true, "username": USER})
+#                                [--no-esearch]  (plain SEARCH answers only)
+#                                [--inbox-prefix]  (personal namespace "INBOX." with
+#                                '.', as Courier: the same Maildir, other names)
+#                                [--public-ns PREFIX]  (a shared namespace, RFC 2342
+#                                type public, e.g. "Public.": mail in DIR/public,
+#                                Maildir++, every user sees it)
 #   scripts/dovecot.sh stop DIR         (idempotent; waits until the ports are free)
 #   scripts/dovecot.sh fixperms DIR     (after writing Maildirs directly)
 #   scripts/dovecot.sh maildir DIR USER (prints USER's Maildir path)
@@ -121,7 +127,7 @@ maildir)
 esac
 
 base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent master=
-oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0
+oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0 inboxpfx=0 publicns= noes=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--port-base) base=${2:?}; shift 2 ;;
@@ -137,6 +143,9 @@ while [ $# -gt 0 ]; do
 	--master-user) master=${2:?}; shift 2 ;;
 	--oauth2) oauth2=${2:?}; shift 2 ;;
 	--oauth2-mechanisms) oauth2_mechs=${2:?}; shift 2 ;;
+	--inbox-prefix) inboxpfx=1; shift ;;
+	--no-esearch) noes=1; shift ;;
+	--public-ns) publicns=${2:?}; shift 2 ;;
 	*) die "unknown option $1" ;;
 	esac
 done
@@ -147,6 +156,8 @@ done
 [ -z "$quota" ] || [[ $quota =~ ^[^:]+:[0-9]+$ ]] || die "--quota-user wants USER:BYTES"
 [ -z "$oauth2" ] || [[ $oauth2 =~ ^https?://[A-Za-z0-9.:/_-]+$ ]] || die "--oauth2 wants an http(s) URL"
 [[ $oauth2_mechs =~ ^[a-z0-9\ ]+$ ]] || die "bad --oauth2-mechanisms"
+[ -z "$publicns" ] || [[ $publicns =~ ^[A-Za-z0-9]+[./]$ ]] || die "--public-ns wants a prefix like Public."
+[ "$inboxpfx" = 0 ] || [ "$sep" = . ] || die "--inbox-prefix needs --separator ."
 set -f; users_a=($users); set +f
 [ ${#users_a[@]} -gt 0 ] || die "--users is empty"
 for u in "${users_a[@]}"; do
@@ -275,6 +286,21 @@ fi
 procs=$((maxconn * ${#users_a[@]} + 24))
 [ $procs -lt 1024 ] && procs=1024
 
+inbox_prefix_conf=
+[ "$inboxpfx" = 1 ] && inbox_prefix_conf="  prefix = INBOX."
+public_conf=
+if [ -n "$publicns" ]; then
+	mkdir -p "$dir/public"
+	chown "$own" "$dir/public" 2>/dev/null || true
+	public_conf="namespace public {
+  type = public
+  separator = $sep
+  prefix = $publicns
+  location = maildir:$dir/public$layout
+  subscriptions = no
+  list = yes
+}"
+fi
 cat >"$dir/dovecot.conf" <<EOF
 # Private test instance written by scripts/dovecot.sh; not the system's.
 instance_name = mailferry-$base
@@ -331,6 +357,7 @@ userdb {
 namespace inbox {
   inbox = yes
   separator = $sep
+$inbox_prefix_conf
   mailbox Drafts {
     auto = no
     special_use = \\Drafts
@@ -352,6 +379,7 @@ namespace inbox {
     special_use = \\Archive
   }
 }
+$public_conf
 plugin {
   quota = maildir:User quota
 }
@@ -462,6 +490,7 @@ PY
 hide=
 [ $noq = 1 ] && hide="$hide QRESYNC"
 [ $noc = 1 ] && hide="$hide CONDSTORE"
+[ $noes = 1 ] && hide="$hide ESEARCH"
 [ $nolp = 1 ] && hide="$hide LITERAL+"
 [ $nosaslir = 1 ] && hide="$hide SASL-IR"
 if [ -n "$hide" ]; then

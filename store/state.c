@@ -77,6 +77,7 @@ struct state {
 	MDB_env *env;
 	MDB_dbi jobs, mbnames, mboxes, msgs;
 	MDB_dbi uidls; /* (u32 job, u32 mbid, unique-id) -> u32 id (POP3 sources) */
+	MDB_dbi filters; /* (u32 job, u32 mbid) -> v1, u64 filter id (selective copies) */
 	MDB_txn *txn;          /* the open write transaction, or NULL */
 	unsigned long gen;     /* bumped by every write: cursors must re-seek */
 	unsigned long txn_gen; /* bumped when a transaction ends: cursors are gone */
@@ -522,8 +523,9 @@ static int env_open(struct state *s, const char *path, unsigned flags, struct mf
 
 static int open_dbs(struct state *s, struct mf_error *err)
 {
-	static const char *const names[] = {"jobs", "mbnames", "mailboxes", "messages", "uidls"};
-	MDB_dbi *dbis[] = {&s->jobs, &s->mbnames, &s->mboxes, &s->msgs, &s->uidls};
+	static const char *const names[] = {"jobs", "mbnames", "mailboxes", "messages", "uidls",
+	                                    "filters"};
+	MDB_dbi *dbis[] = {&s->jobs, &s->mbnames, &s->mboxes, &s->msgs, &s->uidls, &s->filters};
 	uint8_t fmt[4];
 	MDB_val v;
 	size_t i;
@@ -987,6 +989,53 @@ int state_mbox_rename(struct state *s, uint32_t job, uint32_t mbid, const char *
 	if (!rc)
 		rc = db_put(s, s->mbnames, k, klen, idb, 4, err, "mdb_put mbnames");
 	return rc;
+}
+
+/* ---- selective copies: the filter of a mailbox's last complete pass ----
+ * A table of its own, not a field of the mailbox record: a mailferry that
+ * predates it opens this state unchanged (it never looks at the table), and
+ * this one reads a state without it as "no filter anywhere". */
+
+int state_mbox_filter_get(struct state *s, uint32_t job, uint32_t mbid, uint64_t *id,
+                          struct mf_error *err)
+{
+	uint8_t k[8];
+	MDB_val v;
+	int rc;
+
+	*id = 0;
+	rc = txn_need(s, err);
+	if (rc)
+		return rc;
+	key_mbox(k, job, mbid);
+	rc = db_get(s, s->filters, k, sizeof(k), &v, err, "mdb_get filters");
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	if (v.mv_size != 9 || ((const uint8_t *)v.mv_data)[0] != STATE_REC_V1)
+		return corrupt(s, err, "filters", &v);
+	*id = get64((const uint8_t *)v.mv_data + 1);
+	return 0;
+}
+
+int state_mbox_filter_put(struct state *s, uint32_t job, uint32_t mbid, uint64_t id,
+                          struct mf_error *err)
+{
+	uint8_t k[8], v[9];
+	int rc;
+
+	rc = txn_need(s, err);
+	if (rc)
+		return rc;
+	key_mbox(k, job, mbid);
+	if (!id) {
+		rc = db_del(s, s->filters, k, sizeof(k), err, "mdb_del filters");
+		return rc == -ENOENT ? 0 : rc;
+	}
+	v[0] = STATE_REC_V1;
+	put64(v + 1, id);
+	return db_put(s, s->filters, k, sizeof(k), v, sizeof(v), err, "mdb_put filters");
 }
 
 /* ---- mailbox records ---- */

@@ -12,6 +12,7 @@
  *   mailboxes (u32 job, u32 mbid)                 -> struct state_mbox
  *   messages  (u32 job, u32 mbid, u32 uidvalidity, u32 uid) -> struct state_msg
  *   uidls     (u32 job, u32 mbid, POP3 unique-id bytes) -> u32 id
+ *   filters   (u32 job, u32 mbid)                 -> u64 filter id (selective copies)
  *
  * One write transaction is opened lazily by the first call that needs it and
  * kept open; state_commit() makes everything so far durable. Callers commit
@@ -129,6 +130,14 @@ int state_mbox_put(struct state *s, uint32_t job, uint32_t mbid, const struct st
 int state_mbox_each(struct state *s, uint32_t job,
 		    int (*fn)(void *ctx, uint32_t mbid, const struct state_mbox *rec), void *ctx,
 		    struct mf_error *err);
+
+/* The filter (engine/sync/filter.h's id) a mailbox's last complete pass
+ * selected by: 0 = none (every message up to its last_uid was handled),
+ * also when nothing was recorded. Putting 0 removes the entry. */
+int state_mbox_filter_get(struct state *s, uint32_t job, uint32_t mbid, uint64_t *id,
+                          struct mf_error *err);
+int state_mbox_filter_put(struct state *s, uint32_t job, uint32_t mbid, uint64_t id,
+                          struct mf_error *err);
 
 /* POP3 unique-ids (RFC 1939 §7: 1 to 70 bytes 0x21..0x7E) of a job's
  * mailbox: each gets a synthetic id, 1, 2, ... in the order first seen,

@@ -126,6 +126,16 @@ static void usage(FILE *f)
 	      "                      dripping bytes is dropped like a silent one\n"
 	      "  --max-message-size BYTES  larger messages fail (default: the destination's\n"
 	      "                      APPENDLIMIT, else 2 GiB)\n"
+	      "Selective copies (IMAP sources; combined with AND; the rest is counted as\n"
+	      "skipped; a later run with a wider or no filter copies what it now selects):\n"
+	      "  --since DATE        INTERNALDATE on or after DATE (YYYY-MM-DD or dd-Mon-yyyy)\n"
+	      "  --before DATE       INTERNALDATE before DATE\n"
+	      "  --larger N          larger than N bytes (k, M, G suffixes: 1024-based)\n"
+	      "  --smaller N         smaller than N bytes\n"
+	      "  --search 'KEYS'     IMAP search keys (RFC 3501: UNSEEN FROM x ...), checked\n"
+	      "                      and sent with UID SEARCH; no literals, ASCII only\n"
+	      "  --include-shared    also copy the mailboxes of the source's shared and other\n"
+	      "                      users' namespaces (skipped by default, one notice)\n"
 	      "  --retries N         reconnect a dropped connection pair up to N times in a\n"
 	      "                      row, resuming its mailbox (default 5; 0 = never)\n"
 	      "  --map SRC=DST       put source mailbox SRC into DST (repeatable; otherwise\n"
@@ -232,6 +242,12 @@ enum {
 	OPT_DST_TOK_FILE,
 	OPT_SRC_TOK_CMD,
 	OPT_DST_TOK_CMD,
+	OPT_SINCE,
+	OPT_BEFORE,
+	OPT_LARGER,
+	OPT_SMALLER,
+	OPT_SEARCH,
+	OPT_INCLUDE_SHARED,
 };
 
 static const struct option long_opts[] = {
@@ -275,6 +291,12 @@ static const struct option long_opts[] = {
 	{"dst-oauth-token-file", required_argument, NULL, OPT_DST_TOK_FILE},
 	{"src-oauth-token-cmd", required_argument, NULL, OPT_SRC_TOK_CMD},
 	{"dst-oauth-token-cmd", required_argument, NULL, OPT_DST_TOK_CMD},
+	{"since", required_argument, NULL, OPT_SINCE},
+	{"before", required_argument, NULL, OPT_BEFORE},
+	{"larger", required_argument, NULL, OPT_LARGER},
+	{"smaller", required_argument, NULL, OPT_SMALLER},
+	{"search", required_argument, NULL, OPT_SEARCH},
+	{"include-shared", no_argument, NULL, OPT_INCLUDE_SHARED},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -418,7 +440,7 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 		printf("{\"event\":\"summary\",\"messages_copied\":%llu,\"messages_skipped\":%llu,"
 		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
 		       "\"mailboxes_failed\":%u,\"mailboxes_renamed\":%u,\"messages_deduped\":%llu,"
-		       "\"messages_uncertain\":%llu,\"flags_synced\":%llu,"
+		       "\"messages_uncertain\":%llu,\"messages_filtered\":%llu,\"flags_synced\":%llu,"
 		       "\"expunged\":%llu,"
 		       "\"seconds\":%.3f,\"connections\":%u,\"reconnects\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
@@ -427,7 +449,8 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
 		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->deduped,
-		       (unsigned long long)s->uncertain, (unsigned long long)s->flags_synced,
+		       (unsigned long long)s->uncertain, (unsigned long long)s->filtered,
+		       (unsigned long long)s->flags_synced,
 		       (unsigned long long)s->expunged, s->seconds, s->connections, s->reconnects,
 		       (unsigned long long)s->wire_in, (unsigned long long)s->wire_out, rss_kb, anon_kb,
 		       file_kb,
@@ -546,6 +569,12 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_DST_TOK_FILE: c->dst_tok_file = optarg; break;
 		case OPT_SRC_TOK_CMD: c->src_tok_cmd = optarg; break;
 		case OPT_DST_TOK_CMD: c->dst_tok_cmd = optarg; break;
+		case OPT_SINCE: c->since = optarg; break;
+		case OPT_BEFORE: c->before = optarg; break;
+		case OPT_LARGER: c->larger = optarg; break;
+		case OPT_SMALLER: c->smaller = optarg; break;
+		case OPT_SEARCH: c->search = optarg; break;
+		case OPT_INCLUDE_SHARED: c->include_shared = 1; break;
 		case OPT_JOBS:
 			if (!extra)
 				return bad(c, "--jobs is an option of \"run\"%s%s", "", "");
@@ -560,6 +589,14 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (!e) {
+		/* the selective copy's keys, checked and written again once */
+		struct filter_spec sp = {c->since, c->before, c->larger, c->smaller, c->search};
+		struct mf_error fe;
+
+		if (filter_build(&sp, c->filter, sizeof(c->filter), &fe) < 0)
+			return bad(c, "%s%s", fe.msg, "");
 	}
 	return e ? 2 : 0;
 }
@@ -585,6 +622,16 @@ static int cli_pop3_check(const struct cli *c)
 		           : c->dedupe   ? "--dedupe"
 		                         : "--state-reset",
 		           c->delete_ ? "; --pop3-delete deletes on the source" : "");
+	if (c->filter[0] || c->include_shared)
+		return bad(c, "%s does not apply to a POP3 source (it has no search, dates or "
+		              "namespaces)%s",
+		           c->since     ? "--since"
+		           : c->before  ? "--before"
+		           : c->larger  ? "--larger"
+		           : c->smaller ? "--smaller"
+		           : c->search  ? "--search"
+		                        : "--include-shared",
+		           "");
 	if (c->src_authuser || c->src_tok_file || c->src_tok_cmd)
 		return bad(c, "%s does not apply to a POP3 source%s",
 		           c->src_authuser ? "--src-authuser" : "--src-oauth-token-*", "");
@@ -717,6 +764,9 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 	o->batch_msgs = c->batch;
 	o->batch_bytes = 4u << 20;
 	o->max_message_size = c->max_msg;
+	o->filter = c->filter[0] ? c->filter : NULL;
+	o->filter_id = c->filter[0] ? filter_id(c->filter, strlen(c->filter)) : 0;
+	o->include_shared = c->include_shared;
 	o->folders = c->folders;
 	o->excludes = c->excludes;
 	o->maps = c->maps;

@@ -10,6 +10,7 @@
 
 #include "engine/cli/oauth_token.h"
 #include "engine/cli/url.h"
+#include "engine/sync/filter.h"
 #include "engine/sync/job.h"
 
 struct cli {
@@ -45,6 +46,11 @@ struct cli {
 	int src_pw_set, dst_pw_set;	/* run: the password came with the line */
 	int pop3_delete;	/* --pop3-delete */
 	int connections_given;	/* --connections was on the command line */
+	/* selective copy: --since, --before, --larger, --smaller, --search as
+	 * given, and their canonical search keys (filter_build) */
+	const char *since, *before, *larger, *smaller, *search;
+	char filter[FILTER_MAX];
+	int include_shared;	/* --include-shared */
 };
 
 void cli_defaults(struct cli *c);

@@ -112,6 +112,7 @@ static void job_free(struct job *j)
 		free(w->apply_cmd);
 		free(w->rm);
 		free(w->todo);
+		free(w->fmatch);
 		free(w->retry);
 		free(w->tmp);
 		free(w->dd_uids);

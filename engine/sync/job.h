@@ -89,6 +89,17 @@ struct job_opts {
 	char arc_sep;
 	int arc_since_set, arc_before_set;
 	int64_t arc_since, arc_before;
+	/* A selective copy (--since, --before, --larger, --smaller, --search;
+	 * IMAP sources): filter is the canonical IMAP search keys
+	 * (engine/sync/filter.h), NULL or "" for every message, filter_id its
+	 * identity in the state (0 for none). Only matching messages are
+	 * copied; a mailbox last copied under another filter is searched
+	 * below its recorded position too (README "Selective copies"). */
+	const char *filter;
+	uint64_t filter_id;
+	/* --include-shared: also the mailboxes of the source's shared and
+	 * other users' namespaces (RFC 2342), skipped otherwise */
+	int include_shared;
 };
 
 struct job_summary {
@@ -96,6 +107,8 @@ struct job_summary {
 	uint64_t flags_synced, expunged;
 	uint64_t deduped;	/* found already in the destination folder (--dedupe) */
 	uint64_t uncertain;	/* SMTP/LMTP: deliveries a crash left unconfirmed */
+	uint64_t filtered;	/* of skipped: outside the selective copy's filter */
+	unsigned mailboxes_shared;	/* in shared namespaces, skipped (no --include-shared) */
 	unsigned mailboxes, mailboxes_failed, mailboxes_renamed;
 	double seconds;
 	uint64_t wire_in, wire_out;	/* bytes on the wire, both accounts */

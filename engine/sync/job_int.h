@@ -41,6 +41,7 @@
 #define RETRY_CHUNK 200
 #define MAX_ERRORS 1000
 #define JOB_NS_MAX 128		/* bytes of a personal namespace prefix we use */
+#define JOB_SHARED_NS 8		/* shared and other users' namespaces we note */
 
 struct mbox {
 	char *name;		/* source name, wire form */
@@ -94,7 +95,8 @@ struct batch {
 };
 enum wphase {
 	W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_COUNT,
-	W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE
+	W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE,
+	W_FILTER	/* selective copy: UID SEARCH for the pass's list (source_imap.c) */
 };
 struct remap {
 	uint8_t hash[32];
@@ -205,6 +207,16 @@ struct worker {
 	uint32_t *todo;
 	size_t ntodo, ctodo, todo_pos;
 	struct imap_cmd remap_cmd;
+	/* selective copy (source_imap.c): the filter's UID SEARCH */
+	int filtered;		/* this pass's todo is the filter's list (reset per mailbox) */
+	uint32_t *fmatch;	/* the matching UIDs */
+	size_t nfmatch, cfmatch;
+	uint64_t f_total;	/* messages in the searched range */
+	uint32_t f_lo, f_hi, f_next;	/* the searched range; the next chunk's start, 0 none */
+	unsigned f_pending;	/* its commands not answered yet */
+	int f_count_done, f_bad;
+	char f_why[200];	/* why the search failed */
+	char f_set[24];		/* the chunk's UID range, "lo:hi" */
 	int src_starved;	/* lit_data returned short */
 	/* the message being streamed */
 	struct {
@@ -272,6 +284,10 @@ struct job {
 	struct imap_cmd ns_cmd[2];
 	char src_ns[JOB_NS_MAX], dst_ns[JOB_NS_MAX];
 	size_t src_ns_len, dst_ns_len;
+	/* the source's other users' and shared namespaces' prefixes (RFC 2342
+	 * §5), wire form: their mailboxes are skipped without --include-shared */
+	char shared_ns[JOB_SHARED_NS][JOB_NS_MAX];
+	size_t shared_ns_len[JOB_SHARED_NS], nshared_ns;
 	unsigned *dst_special;	/* SPECIAL-USE bits of each destination mailbox */
 	char **dst_names;
 	size_t ndst, cdst;
@@ -344,6 +360,11 @@ int uidset_each(const char *s, size_t n, void (*fn)(void *ctx, uint32_t uid), vo
 char *dupn(const char *s, size_t n);
 int is_inbox(const char *s, size_t n);
 int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *a, int dst);
+/* The source's NAMESPACE answer: the other users' and shared prefixes. */
+void ns_take_shared(struct job *j, const struct imap_client *c, const struct imap_node *a);
+/* The source mailbox lies in a shared or other users' namespace (the
+ * longest matching prefix of all namespaces is not the personal one). */
+int mbox_in_shared(const struct job *j, const struct mbox *mb);
 size_t src_ns_skip(const struct job *j, const char *name, size_t len);
 void mbox_ns_display(struct job *j, struct mbox *mb);
 void special_guess(struct job *j);
@@ -400,6 +421,11 @@ int fetch_next(struct worker *w, struct imap_cmd *cmd);
 void fetch_start(struct worker *w);
 int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
                          const struct imap_node *key, uint64_t size);
+/* Selective copy: the mailbox was last copied under another filter, so its
+ * pass searches below the recorded position too (plan keeps it as work). */
+int selective_rescan(struct job *j, uint32_t mbid);
+/* Records the filter of a complete pass (mailbox_finish). */
+int selective_done(struct worker *w, struct mf_error *err);
 
 /* sink_imap.c */
 void dst_writable(struct imap_client *c);

@@ -214,6 +214,66 @@ int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *
 	return 1;
 }
 
+/* The other users' and shared namespaces of the source's NAMESPACE answer
+ * (RFC 2342 §5: "* NAMESPACE personal other shared", each NIL or a list of
+ * (prefix separator) lists). Up to JOB_SHARED_NS prefixes are noted; a
+ * prefix we would not put on a command line is left out (its mailboxes
+ * are then taken as personal ones, which --exclude can still skip). */
+void ns_take_shared(struct job *j, const struct imap_client *c, const struct imap_node *a)
+{
+	const struct imap_node *cls = a->next ? a->next->next : NULL;
+
+	(void)c;
+	for (int k = 0; k < 2 && cls; k++, cls = cls->next) {
+		if (cls->type != IMAP_NODE_LIST)
+			continue;
+		for (const struct imap_node *ns = cls->child; ns && j->nshared_ns < JOB_SHARED_NS;
+		     ns = ns->next) {
+			const char *s;
+			size_t n;
+
+			if (ns->type != IMAP_NODE_LIST || node_str(ns->child, &s, &n) < 0 ||
+			    n >= JOB_NS_MAX || (n && imap_mailbox_name_bad(s, n)))
+				continue;
+			memcpy(j->shared_ns[j->nshared_ns], s, n);
+			j->shared_ns[j->nshared_ns][n] = '\0';
+			j->shared_ns_len[j->nshared_ns++] = n;
+		}
+	}
+}
+
+/* A name in a namespace: it starts with the prefix, or is the prefix
+ * without its trailing separator (the namespace's root, "Public"). */
+static size_t ns_match(const char *pre, size_t plen, const char *name, size_t len, char sep)
+{
+	if (!plen)
+		return 0;
+	if (ns_prefixed(pre, plen, name, len))
+		return plen;
+	if (sep && pre[plen - 1] == sep && len == plen - 1 && !memcmp(pre, name, len))
+		return plen;
+	return 0;
+}
+
+int mbox_in_shared(const struct job *j, const struct mbox *mb)
+{
+	size_t best = 0, mine;
+
+	for (size_t i = 0; i < j->nshared_ns; i++) {
+		size_t m = ns_match(j->shared_ns[i], j->shared_ns_len[i], mb->name, mb->len, mb->sep);
+
+		if (m > best)
+			best = m;
+	}
+	if (!best)
+		return 0;
+	/* INBOX is the account's own, whatever a prefix says (RFC 3501 §5.1) */
+	if (is_inbox(mb->name, mb->len))
+		return 0;
+	mine = ns_match(j->src_ns, j->src_ns_len, mb->name, mb->len, mb->sep);
+	return best > mine;
+}
+
 /* How much of a source name is the source's personal namespace prefix:
  * none for INBOX, for the prefix alone, or for "INBOX.INBOX" (without the
  * prefix it would be INBOX). */

@@ -74,6 +74,7 @@ int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
 		status_apply(mb, a->next->next);
 	} else if (imap_node_is(a, "NAMESPACE")) {
 		ns_take(j, c, a, 0);
+		ns_take_shared(j, c, a);
 	}
 	return 0;
 }
@@ -176,8 +177,10 @@ void plan(struct job *j)
 			j->mb[i].failed = mbox_refuse(j, &j->mb[i]);
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
+		int shared = !j->o->include_shared && mbox_in_shared(j, mb);
 
-		if (mb->noselect || mb->failed || !folder_selected(j, mb->display)) {
+		j->sum->mailboxes_shared += (unsigned)(shared && !mb->noselect);
+		if (mb->noselect || mb->failed || shared || !folder_selected(j, mb->display)) {
 			free(mb->name);
 			free(mb->display);
 			continue;
@@ -185,6 +188,13 @@ void plan(struct job *j)
 		j->mb[kept++] = *mb;
 	}
 	j->nmb = kept;
+	if (j->sum->mailboxes_shared) {
+		/* RFC 2342: not the account's own mail; one line, not one each */
+		progress_clear(j);
+		mf_log(MF_LOG_INFO, "%s: %u mailboxes in shared or other users' namespaces "
+		                    "skipped (--include-shared copies them)",
+		       imap_client_who(&j->w[0].src), j->sum->mailboxes_shared);
+	}
 	nx_reset(&j->mbx);
 	special_guess(j);
 	for (size_t i = 0; i < j->nmb; i++) {
@@ -223,6 +233,10 @@ void plan(struct job *j)
 			else if (mb->st_highestmodseq && rec.highestmodseq == mb->st_highestmodseq)
 				mb->work = 0;
 		}
+		/* Copied last under another filter (--since ... --search): what
+		 * the new one selects below the position is looked for. */
+		if (!mb->work && selective_rescan(j, mb->mbid))
+			mb->work = 1;
 		j->state_dirty |= created;
 	}
 	if (nprobe) {

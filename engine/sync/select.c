@@ -196,6 +196,18 @@ int job_opts_check(const struct job_opts *o, struct mf_error *err)
 		           o->dst_smtp.lmtp ? "LMTP" : "SMTP");
 		return -EINVAL;
 	}
+	/* The filter's search goes to an IMAP source; --dedupe reads the new
+	 * messages by range and would undo the filter's list. */
+	if (o->filter && o->filter[0] && o->src_pop3) {
+		mf_err_set(err, -EINVAL, "--since, --before, --larger, --smaller and --search "
+		                         "need an IMAP source");
+		return -EINVAL;
+	}
+	if (o->filter && o->filter[0] && o->dedupe) {
+		mf_err_set(err, -EINVAL, "--dedupe (or --state-reset) cannot be combined with "
+		                         "--since, --before, --larger, --smaller or --search");
+		return -EINVAL;
+	}
 	rc = rules_compile(&r, o, err);
 
 	if (!rc)

@@ -12,6 +12,8 @@
 
 static void fetch_send(struct worker *w, struct imap_cmd *cmd, const char *set);
 static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static int selective_untagged(struct worker *w, const struct imap_resp *r);
+static void selective_start(struct worker *w);
 
 /* A literal the source announces is checked before a byte of it is read: a
  * hostile server could announce {99999999999} and stream forever. Skipping
@@ -147,6 +149,8 @@ int src_untagged(struct imap_client *c, const struct imap_resp *r)
 
 	if (w->phase == W_DIFF)
 		return changes_untagged(w, r);
+	if (w->phase == W_FILTER)
+		return selective_untagged(w, r);
 	if (w->phase == W_COUNT && a && a->next) {
 		uint32_t n;
 
@@ -260,18 +264,12 @@ static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 	worker_check_done(w);
 }
 
-/* --dry-run: how many messages would be copied (UID SEARCH, no bodies). */
-static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+static void dry_count_print(struct worker *w)
 {
-	struct worker *w = c->ud;
 	struct job *j = w->job;
 
-	(void)cmd;
 	progress_clear(j);
-	if (r->status != IMAP_ST_OK)
-		job_error(j, imap_client_who(c), w->mb, 0, "UID SEARCH failed: %.*s",
-			  (int)r->text_len, r->text);
-	else if (j->o->dst_mail)
+	if (j->o->dst_mail)
 		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
 		         "delivered to <%s>",
 		         w->mb->display, (unsigned long long)w->dry_count, j->o->rcpt);
@@ -279,11 +277,34 @@ static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const st
 		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
 		         "copied into \"%s\"",
 		         w->mb->display, (unsigned long long)w->dry_count, w->mb->dst_name);
+}
+
+/* --dry-run: how many messages would be copied (UID SEARCH, no bodies). */
+static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		progress_clear(j);
+		job_error(j, imap_client_who(c), w->mb, 0, "UID SEARCH failed: %.*s",
+			  (int)r->text_len, r->text);
+	} else {
+		dry_count_print(w);
+	}
 	mailbox_finish(w);
 }
 
 static void dry_count_start(struct worker *w)
 {
+	if (w->filtered) {
+		/* the selective copy's search has the list already */
+		w->dry_count = w->ntodo;
+		dry_count_print(w);
+		mailbox_finish(w);
+		return;
+	}
 	w->phase = W_COUNT;
 	w->dry_count = 0;
 	imap_cmd_begin(&w->src, &w->fetch_cmd[0], dry_count_done, NULL);
@@ -327,6 +348,17 @@ void fetch_start(struct worker *w)
 		w->resume_uid = 0;
 		w->ncounted = 0;
 	}
+	if (!w->filtered && c->exists && (w->job->o->filter_id || selective_rescan(w->job, w->mb->mbid))) {
+		/* A mailbox last copied under another filter (or none after
+		 * one) is searched from its first UID: what the old filter left
+		 * out and the new one takes was never copied. */
+		if (selective_rescan(w->job, w->mb->mbid))
+			w->start_uid = 1;
+		if (w->start_uid <= w->end_uid && !(w->list_mode && !w->ntodo)) {
+			selective_start(w);
+			return;
+		}
+	}
 	if (!c->exists || w->start_uid > w->end_uid || (w->list_mode && !w->ntodo)) {
 		worker_check_done(w);
 		return;
@@ -344,6 +376,309 @@ void fetch_start(struct worker *w)
 	fetch_next(w, &w->fetch_cmd[0]);
 	fetch_next(w, &w->fetch_cmd[1]);
 	worker_check_done(w);
+}
+
+/* ---- selective copies ------------------------------------------------------ */
+
+/*
+ * With a filter, a pass does not read a UID range: it asks the source
+ *   UID SEARCH [RETURN (ALL)] UID lo:hi FILTER
+ * for the messages of the range that match, pipelined with a count of the
+ * range (UID SEARCH RETURN (COUNT) UID lo:hi) for the summary's skipped
+ * messages; no round trip is added. The matches not recorded as copied
+ * become the pass's UID list (list mode, as after a remap). Without
+ * ESEARCH a plain SEARCH lists every UID on one line, so the range goes in
+ * chunks of SEL_CHUNK UIDs, each line well under the parser's 1 MiB.
+ *
+ * The rule for re-runs (README "Selective copies"): the state keeps, per
+ * mailbox, the filter of its last complete pass. The recorded position
+ * (last_uid) means "every message up to here that this filter selects was
+ * copied". Same filter: only above the position is searched. Another
+ * filter, or none after one: the whole mailbox is searched, and what the
+ * state does not record as copied is read: nothing twice. No filter ever:
+ * nothing changes, no search is sent.
+ */
+#define SEL_CHUNK 50000
+
+int selective_rescan(struct job *j, uint32_t mbid)
+{
+	uint64_t rec = 0;
+	struct mf_error e;
+
+	if (state_mbox_filter_get(j->st, j->jobid, mbid, &rec, &e) < 0)
+		return 1; /* unreadable: search it all (nothing copied twice) */
+	return rec && rec != j->o->filter_id;
+}
+
+int selective_done(struct worker *w, struct mf_error *err)
+{
+	struct job *j = w->job;
+
+	if (j->o->dry_run || w->p3)
+		return 0;
+	return state_mbox_filter_put(j->st, j->jobid, w->mb->mbid, j->o->filter_id, err);
+}
+
+static void sel_push(struct worker *w, uint32_t uid, int count)
+{
+	if (uid < w->f_lo || uid > w->f_hi || w->f_bad)
+		return;
+	if (count) {
+		w->f_total++;
+		return;
+	}
+	/* A mailbox of EXISTS messages has no more matches than that: a server
+	 * naming more is not believed (and cannot make us allocate without
+	 * end). */
+	if (w->nfmatch >= (size_t)w->src.exists + 1 ||
+	    grow((void **)&w->fmatch, &w->cfmatch, w->nfmatch + 1, sizeof(*w->fmatch)) < 0) {
+		w->f_bad = 1;
+		snprintf(w->f_why, sizeof(w->f_why), "%s",
+		         w->nfmatch >= (size_t)w->src.exists + 1
+		             ? "the search named more messages than the mailbox holds"
+		             : "out of memory");
+		return;
+	}
+	w->fmatch[w->nfmatch++] = uid;
+}
+
+/* An ESEARCH ALL set ("2:4,9"), clamped to the searched range before a
+ * UID of it is taken: a hostile "1:4294967295" costs nothing. */
+static void sel_set(struct worker *w, const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && !w->f_bad) {
+		uint64_t a = 0, b;
+		size_t st = i;
+
+		while (i < n && s[i] >= '0' && s[i] <= '9' && i - st < 11)
+			a = a * 10 + (uint64_t)(s[i++] - '0');
+		b = a;
+		if (i < n && s[i] == ':') {
+			size_t st2 = ++i;
+
+			b = 0;
+			while (i < n && s[i] >= '0' && s[i] <= '9' && i - st2 < 11)
+				b = b * 10 + (uint64_t)(s[i++] - '0');
+			if (i == st2)
+				goto bad;
+		}
+		if (i == st || a > UINT32_MAX || b > UINT32_MAX || (i < n && s[i++] != ','))
+			goto bad;
+		if (b < a) {
+			uint64_t t = a;
+
+			a = b;
+			b = t;
+		}
+		if (a < w->f_lo)
+			a = w->f_lo;
+		if (b > w->f_hi)
+			b = w->f_hi;
+		for (uint64_t u = a; u <= b && !w->f_bad; u++)
+			sel_push(w, (uint32_t)u, 0);
+	}
+	return;
+bad:
+	w->f_bad = 1;
+	snprintf(w->f_why, sizeof(w->f_why), "ESEARCH answer did not parse");
+}
+
+static int selective_untagged(struct worker *w, const struct imap_resp *r)
+{
+	const struct imap_node *a = r->first, *it;
+	uint32_t n;
+
+	if (!a)
+		return 0;
+	if (imap_node_is(a, "SEARCH")) {
+		/* Without ESEARCH the count goes first and the matches are asked
+		 * once it is answered (sel_done): plain SEARCH answers carry no
+		 * tag, and Dovecot runs pipelined searches in parallel. */
+		int count = !w->f_count_done && w->job->o->filter_id;
+
+		for (it = a->next; it; it = it->next)
+			if (imap_node_u32(it, &n) == 0)
+				sel_push(w, n, count);
+		return 0;
+	}
+	if (!imap_node_is(a, "ESEARCH"))
+		return 0;
+	for (it = a->next; it; it = it->next) {
+		if (imap_node_is(it, "COUNT") && it->next) {
+			uint64_t c = 0;
+
+			if (imap_node_u64(it->next, &c) == 0 && c <= (uint64_t)w->src.exists + 1)
+				w->f_total += c;
+			it = it->next;
+		} else if (imap_node_is(it, "ALL") && it->next) {
+			if (it->next->type == IMAP_NODE_ATOM)
+				sel_set(w, it->next->s, it->next->len);
+			it = it->next;
+		}
+	}
+	return 0;
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void sel_send(struct worker *w);
+static void sel_send_match(struct worker *w);
+
+/* Every chunk is answered: the pass's list is what matched and was not
+ * copied before (or, after a remap, the remap's list that matched). */
+static void selective_finish(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mbox *mb = w->mb;
+	size_t k = 0, done = 0;
+	uint64_t filtered = 0;
+
+	if (w->f_bad) {
+		mailbox_fail(w, imap_client_who(&w->src), 0, "selective copy: %s", w->f_why);
+		return;
+	}
+	if (w->nfmatch)
+		qsort(w->fmatch, w->nfmatch, sizeof(*w->fmatch), u32_cmp);
+	for (size_t i = 0; i < w->nfmatch; i++)
+		if (!k || w->fmatch[k - 1] != w->fmatch[i])
+			w->fmatch[k++] = w->fmatch[i];
+	w->nfmatch = k;
+	if (j->o->filter_id && w->f_total > w->nfmatch)
+		filtered = w->f_total - w->nfmatch;
+	if (w->list_mode) {
+		/* after a remap: its list, less what the filter leaves out */
+		size_t m = 0, x = 0;
+
+		if (w->ntodo)
+			qsort(w->todo, w->ntodo, sizeof(*w->todo), u32_cmp);
+		for (size_t i = 0; i < w->ntodo; i++) {
+			while (x < w->nfmatch && w->fmatch[x] < w->todo[i])
+				x++;
+			if (x < w->nfmatch && w->fmatch[x] == w->todo[i])
+				w->todo[m++] = w->todo[i];
+		}
+		w->ntodo = m;
+	} else {
+		w->ntodo = 0;
+		for (size_t i = 0; i < w->nfmatch; i++) {
+			struct state_msg_key key = {j->jobid, mb->mbid, w->uidvalidity, w->fmatch[i]};
+			struct state_msg sm;
+			struct mf_error e;
+			int rc = state_msg_get(j->st, &key, &sm, &e);
+
+			if (rc < 0 && rc != -ENOENT) {
+				mailbox_fail(w, NULL, w->fmatch[i], "%s", e.msg);
+				return;
+			}
+			if (rc == 0 && sm.status == STATE_MSG_DONE) {
+				done++;
+				continue;
+			}
+			if (grow((void **)&w->todo, &w->ctodo, w->ntodo + 1, sizeof(*w->todo)) < 0) {
+				mailbox_fail(w, NULL, 0, "out of memory");
+				return;
+			}
+			w->todo[w->ntodo++] = w->fmatch[i];
+		}
+	}
+	mb->skipped += filtered + done;
+	j->sum->skipped += filtered + done;
+	j->sum->filtered += filtered;
+	if (j->o->filter_id)
+		mf_log(MF_LOG_DEBUG, "%s mailbox \"%s\": UIDs %u:%u: %zu match the filter, %llu "
+		                     "left out, %zu copied before, %zu to copy",
+		       imap_client_who(&w->src), mb->display, w->f_lo, w->f_hi, w->nfmatch,
+		       (unsigned long long)filtered, done, w->ntodo);
+	w->filtered = 1;
+	w->list_mode = 1;
+	w->todo_pos = 0;
+	fetch_start(w);
+}
+
+static void sel_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	if (r->status != IMAP_ST_OK && !w->f_bad) {
+		w->f_bad = 1;
+		snprintf(w->f_why, sizeof(w->f_why), "UID SEARCH refused: %.*s",
+		         (int)(r->text_len > 150 ? 150 : r->text_len), r->text);
+	}
+	if (cmd == &w->fetch_cmd[0]) {
+		w->f_count_done = 1;
+		if (!(c->caps & IMAP_CAP_ESEARCH) && !w->f_bad && !c->closed) {
+			w->f_pending--;
+			sel_send_match(w);
+			return;
+		}
+	}
+	if (--w->f_pending)
+		return;
+	if (w->f_next && !w->f_bad && !c->closed) {
+		sel_send(w);
+		return;
+	}
+	selective_finish(w);
+}
+
+static void sel_send(struct worker *w)
+{
+	struct imap_client *c = &w->src;
+	struct job *j = w->job;
+	int es = (c->caps & IMAP_CAP_ESEARCH) != 0;
+	uint32_t a = w->f_next, b;
+	char *set = w->f_set;
+
+	b = (es || w->f_hi == UINT32_MAX || w->f_hi - a < SEL_CHUNK) ? w->f_hi : a + SEL_CHUNK - 1;
+	w->f_next = b >= w->f_hi ? 0 : b + 1;
+	if (b == UINT32_MAX)
+		snprintf(set, sizeof(w->f_set), "%u:*", a);
+	else
+		snprintf(set, sizeof(w->f_set), "%u:%u", a, b);
+	w->f_count_done = !j->o->filter_id;
+	if (j->o->filter_id) {
+		imap_cmd_begin(c, &w->fetch_cmd[0], sel_done, NULL);
+		imap_putf(c, "UID SEARCH %sUID %s", es ? "RETURN (COUNT) " : "", set);
+		imap_cmd_end(c);
+		w->f_pending++;
+	}
+	if (es || !j->o->filter_id)
+		sel_send_match(w);
+}
+
+static void sel_send_match(struct worker *w)
+{
+	struct imap_client *c = &w->src;
+	struct job *j = w->job;
+	int es = (c->caps & IMAP_CAP_ESEARCH) != 0;
+
+	/* j->o->filter is filter_build's canonical form: ASCII keys, quoted
+	 * strings, numbers and dates we wrote ourselves; nothing as typed. */
+	imap_cmd_begin(c, &w->fetch_cmd[1], sel_done, NULL);
+	imap_putf(c, "UID SEARCH %sUID %s%s%s", es ? "RETURN (ALL) " : "", w->f_set,
+	          j->o->filter_id ? " " : "", j->o->filter_id ? j->o->filter : "");
+	imap_cmd_end(c);
+	w->f_pending++;
+}
+
+static void selective_start(struct worker *w)
+{
+	w->phase = W_FILTER;
+	w->nfmatch = 0;
+	w->f_total = 0;
+	w->f_bad = 0;
+	w->f_pending = 0;
+	w->f_lo = w->start_uid;
+	w->f_hi = w->end_uid;
+	w->f_next = w->f_lo;
+	sel_send(w);
 }
 
 static const char *imap_src_who(struct source *s)

@@ -74,7 +74,8 @@ void mailbox_finish(struct worker *w)
 		    w->mb_failed_min_uid || mb->nfailed || lost ? 0 : (uint64_t)time(NULL);
 		rec.messages = w->src.exists;
 		rec.intents = 0; /* every APPEND of this pass was answered */
-		if (state_mbox_put(j->st, j->jobid, mb->mbid, &rec, &e) < 0) {
+		if (state_mbox_put(j->st, j->jobid, mb->mbid, &rec, &e) < 0 ||
+		    selective_done(w, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
 			j->fatal = 1;
 		}
@@ -267,6 +268,7 @@ static void mailbox_begin(struct worker *w)
 	w->ntmp = w->tmp_passes = 0;
 	w->phase = W_EXAMINE;
 	w->list_mode = 0;
+	w->filtered = 0;
 	w->uidvalidity = w->uidnext = 0;
 	w->highestmodseq = 0;
 	changes_reset(w);
