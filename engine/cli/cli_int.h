@@ -45,6 +45,7 @@ struct cli {
 	int src_pw_set, dst_pw_set;	/* run: the password came with the line */
 	int pop3_delete;	/* --pop3-delete */
 	int connections_given;	/* --connections was on the command line */
+	unsigned max_per_host;	/* --max-per-host: 0 = no cap (hostlimit.h) */
 };
 
 void cli_defaults(struct cli *c);

@@ -31,6 +31,7 @@
 #define JOB_BATCH_MAX 256
 
 struct archive;
+struct hostlimit;
 
 struct job_opts {
 	struct imap_endpoint src, dst;
@@ -76,6 +77,9 @@ struct job_opts {
 	int src_pop3;
 	struct pop3_endpoint src_pop3_ep;
 	int pop3_delete;	/* --pop3-delete: DELE what the state records as copied */
+	/* --max-per-host: connections per server host, shared by every job
+	 * on the loop (hostlimit.h; the caller owns it), or NULL: no cap */
+	struct hostlimit *hostlimit;
 };
 
 struct job_summary {
