@@ -223,10 +223,13 @@ static void pump(struct hostlimit *hl)
 			append_req(&hl->ghead, &hl->gtail, r);
 			continue;
 		}
+		/* It blocks the hosts that hold it back (full, paused, or
+		 * promised to an earlier waiter), not the one it had room at:
+		 * a pause slows only that host. */
 		for (int i = 0; i < 2; i++) {
 			struct hostlimit_host *h = r->host[i];
 
-			if (!h)
+			if (!h || !(h->blocked || h->paused_until > now || h->open + need(r, h) > hl->max))
 				continue;
 			if (h->paused_until > now && (!h->timer.armed || h->timer.cancelled))
 				loop_timer_start(hl->loop, &h->timer, h->paused_until - now, pause_end);
@@ -266,18 +269,25 @@ int hostlimit_acquire(struct hostlimit *hl, struct hostlimit_req *r, const char 
 	}
 	now = loop_now_ms(hl->loop);
 	for (size_t i = 0; i < hl->nh; i++)
-		hl->h[i]->blocked = hl->h[i]->waiting > 0; /* nobody passes a waiter */
-	if (fits(hl, r, now)) {
+		hl->h[i]->blocked = 0;
+	if ((!r->host[0] || !r->host[0]->waiting) && (!r->host[1] || !r->host[1]->waiting) &&
+	    fits(hl, r, now)) {
 		take(hl, r);
 		r->state = REQ_HELD;
 		return 1;
 	}
+	/* Behind the waiters for its hosts: pump() says whether it may pass. */
 	r->state = REQ_QUEUED;
 	append_req(&hl->qhead, &hl->qtail, r);
 	for (int i = 0; i < 2; i++)
 		if (r->host[i])
 			r->host[i]->waiting++;
 	pump(hl);
+	if (r->state == REQ_GRANTED) {
+		unlink_req(&hl->ghead, &hl->gtail, r);
+		r->state = REQ_HELD;
+		return 1;
+	}
 	return 0;
 }
 
