@@ -241,7 +241,6 @@ struct worker {
 	struct hostlimit_req lim;
 	unsigned lim_open;	/* WORKER_OPEN_*: sides reserved, not opened yet */
 	unsigned lim_what;	/* WORKER_OPEN_*: what to open once granted */
-	uint64_t throttle_ms;	/* the reconnect a throttling server asked for */
 };
 #define WORKER_OPEN_SRC 1u
 #define WORKER_OPEN_DST 2u

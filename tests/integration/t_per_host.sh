@@ -19,7 +19,8 @@
 N=200
 NT=3 # accounts of the throttling case
 users=
-for i in $(seq 1 $((N + NT))); do users="$users s$i d$i"; done
+M=$((N + NT + 1)) # the account of the migrate case
+for i in $(seq 1 $M); do users="$users s$i d$i"; done
 dv_start A --users "${users# }" || { not_ok dovecot "start failed"; exit 1; }
 P=$A_IMAP_PORT
 H=127.0.0.1
@@ -30,7 +31,7 @@ MAILDIR() { echo "$A_MAIL_ROOT/$1/Maildir"; }
 # Small mailboxes written straight into the Maildirs (doveadm save would
 # take a process per message): INBOX 3, Sent 2, Archive 1, Lists.dev 1;
 # each message names its account, so mail put into the wrong account shows.
-python3 - "$A_MAIL_ROOT" $((N + NT)) <<'PY' || { not_ok corpus "generation failed"; exit 1; }
+python3 - "$A_MAIL_ROOT" $M <<'PY' || { not_ok corpus "generation failed"; exit 1; }
 import os, sys
 root, n = sys.argv[1], int(sys.argv[2])
 folders = [("", 3), (".Sent", 2), (".Archive", 1), (".Lists.dev", 1)]
@@ -54,7 +55,7 @@ for i in range(1, n + 1):
             os.utime(name, (t0 + 3600 * k, t0 + 3600 * k))
 PY
 "$ROOT/scripts/dovecot.sh" fixperms "$A_DIR" >/dev/null
-for i in $(seq 1 $((N + NT))); do mkdir -p "$(MAILDIR "d$i")"; done
+for i in $(seq 1 $M); do mkdir -p "$(MAILDIR "d$i")"; done
 "$ROOT/scripts/dovecot.sh" fixperms "$A_DIR" >/dev/null
 
 ACC=$T_TMP/accounts.txt
@@ -152,6 +153,21 @@ expect_exit per-host-on-line 1 mf run <(echo "imap://a@$H:$P imap://b@$H:$P --ma
 grep -q -- "--max-per-host is an option of the whole run" "$T_TMP/last.err" && ok per-host-line-refused ||
 	not_ok per-host-line-refused "$(tail -n 1 "$T_TMP/last.err")"
 expect_exit per-host-zero 2 mf run "$ACC" --max-per-host 0 --state "$T_TMP/state-x"
+
+# migrate takes it too: 4 pairs wanted, 2 connections allowed, one pair at
+# a time; a cap of 1 cannot hold a pair on one host and says so.
+MIG=(mf migrate "imap://s$M@$H:$P?starttls=no" "imap://d$M@$H:$P?starttls=no"
+	--src-password-file "$PW/s$M" --dst-password-file "$PW/d$M" --connections 4)
+expect_exit migrate-cap-1-refused 1 "${MIG[@]}" --state "$T_TMP/state-m1" --max-per-host 1
+grep -q -- "--max-per-host 1 cannot hold a source and a destination" "$T_TMP/last.err" &&
+	ok migrate-cap-1-named || not_ok migrate-cap-1-named "$(tail -n 1 "$T_TMP/last.err")"
+off=$(stat -c %s "$LOG")
+expect_exit migrate-cap-2-exit-0 0 "${MIG[@]}" --state "$T_TMP/state-m" --max-per-host 2
+sleep 1
+read -r mp ml mo <<<"$(log_peak "$off")"
+check migrate-cap-2-exact "$BENCH_BIN/compare" "$(MAILDIR "s$M")" "$(MAILDIR "d$M")"
+[ "$mp" -le 2 ] && [ "$ml" -ge 2 ] && ok "migrate-cap-2-kept (peak $mp, $ml logins)" ||
+	not_ok migrate-cap-2-kept "peak $mp sessions over $ml logins (cap 2)"
 
 # 3. Throttling, through the proxy.
 t_helper throttle_proxy python3 "$FAULTS/throttle_proxy.py" --target "$P" --throttle 3 \
