@@ -100,6 +100,30 @@ static int job_quiet(const struct job *j)
 	return 1;
 }
 
+/* An IMAP session of the job still waits for its LOGOUT's answer. The
+ * job is done only once the server has ended them all: cut off by
+ * job_end, a session could outlive its --max-per-host slot on the
+ * server's side while the next account already logs in. A server that
+ * never answers is dropped by the reply timeout. */
+static int job_closing(const struct job *j)
+{
+	for (unsigned i = 0; i < j->nw; i++) {
+		const struct worker *w = &j->w[i];
+
+		if (w->src_open && !w->src.closed)
+			return 1;
+		if (w->dst_open && w->sink.ops == &sink_imap_ops && !w->dst.closed)
+			return 1;
+	}
+	return 0;
+}
+
+void job_session_closed(struct job *j)
+{
+	if (j->finished && !j->done_called && !j->ending && !j->done_task.queued)
+		loop_defer(j->loop, &j->done_task);
+}
+
 static void job_done_task(struct loop *l, struct loop_task *t)
 {
 	struct job *j = (struct job *)((char *)t - offsetof(struct job, done_task));
@@ -109,6 +133,8 @@ static void job_done_task(struct loop *l, struct loop_task *t)
 		loop_defer(l, &j->done_task);
 		return;
 	}
+	if (job_closing(j))
+		return; /* job_session_closed defers this again */
 	if (!j->done_called) {
 		j->done_called = 1;
 		j->done(j, j->done_ud);
@@ -243,6 +269,7 @@ int job_end(struct job *j)
 	struct job_summary *sum = j->sum;
 	int rc;
 
+	j->ending = 1;
 	progress_clear(j);
 	loop_timer_cancel(j->loop, &j->tick);
 	if (j->o->archive && j->listed && !j->fatal && !j->archive_named)

@@ -300,6 +300,7 @@ struct job {
 	void *done_ud;
 	struct loop_task done_task;
 	int done_called;
+	int ending;		/* job_end runs: nothing may defer done_task */
 	uint64_t t0, last_commit;
 	int state_dirty;
 	int progress_shown;
@@ -487,6 +488,8 @@ void pop3src_free(struct worker *w);
 
 /* job.c */
 void job_maybe_finish(struct job *j);
+/* An IMAP session of the job closed: a finished job may be done now. */
+void job_session_closed(struct job *j);
 
 /* sink_archive.c: the archive sink (`backup`) */
 extern const struct sink_ops sink_archive_ops;

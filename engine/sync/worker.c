@@ -747,12 +747,18 @@ void worker_lim_sync(struct worker *w, int all)
  * ended, its slot goes to whoever waits for that host. */
 void worker_src_closed(struct imap_client *c)
 {
-	worker_lim_sync(c->ud, 0);
+	struct worker *w = c->ud;
+
+	worker_lim_sync(w, 0);
+	job_session_closed(w->job);
 }
 
 void worker_dst_closed(struct imap_client *c)
 {
-	worker_lim_sync(c->ud, 0);
+	struct worker *w = c->ud;
+
+	worker_lim_sync(w, 0);
+	job_session_closed(w->job);
 }
 
 /* A deferred open failed: as if the connection had failed at login. */

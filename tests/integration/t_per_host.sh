@@ -67,18 +67,35 @@ chmod 600 "$ACC"
 LOG=$A_DIR/dovecot.log
 
 # The most sessions open at once in LOG from byte OFF on: +1 per login,
-# -1 per session that ended (imap(USER)<pid><session>: Disconnected ...).
+# -1 per session that ended (imap(USER)<pid><session>: Disconnected ...),
+# paired by session id. Prints "PEAK LOGINS NO_END": NO_END sessions have
+# no end line (yet); they are left out of the peak, and the caller asks
+# doveadm who whether they are really still open (seen here: one session in
+# ~2,000 whose imap process logged nothing at all, while doveadm who
+# counted no session left).
 log_peak() { # OFF
 	tail -c +"$(($1 + 1))" "$LOG" | python3 -c '
 import re, sys
-cur = peak = logins = 0
-for line in sys.stdin:
-    if re.search(r"imap-login: (Info: )?Login: user=<", line):
-        cur += 1; logins += 1
-    elif re.search(r" imap\([^)]*\)<[^>]*><[^>]*>: (Info: )?Disconnected", line):
+lines = sys.stdin.read().splitlines()
+END = re.compile(r" imap\([^)]*\)<[^>]*><([^>]+)>: (Info: )?Disconnected")
+LOGIN = re.compile(r"imap-login: (Info: )?Login: user=<[^>]*>.*session=<([^>]+)>")
+ended = {m.group(1) for m in map(END.search, lines) if m}
+cur = peak = logins = no_end = 0
+for line in lines:
+    m = LOGIN.search(line)
+    if m:
+        logins += 1
+        if m.group(2) in ended:
+            cur += 1
+        else:
+            no_end += 1
+    elif END.search(line):
         cur -= 1
     peak = max(peak, cur)
-print(peak, logins, cur)'
+print(peak, logins, no_end)'
+}
+who_now() {
+	doveadm -c "$A_DOVECOT_CONF" who 2>/dev/null | awk 'NR > 1 { s += $2 } END { print s + 0 }'
 }
 # Samples `doveadm who` (connections per user, summed) until killed; the
 # highest sum seen goes to FILE.
@@ -116,13 +133,19 @@ measured_run() { # NAME ARGS...
 	echo $? >"$T_TMP/$name.rc"
 	kill "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
-	sleep 1 # the last sessions' log lines
-	echo "$(log_peak "$off") $(cat "$T_TMP/$name.who")" >"$T_TMP/$name.peak"
+	local i
+	for i in $(seq 1 20); do # the last sessions' log lines (a loaded machine)
+		read -r _ _ left <<<"$(log_peak "$off")"
+		[ "$left" = 0 ] && break
+		sleep 0.5
+	done
+	echo "$(log_peak "$off") $(cat "$T_TMP/$name.who") $(who_now)" >"$T_TMP/$name.peak"
+	cp "$LOG" "$T_TMP/$name.dovecot.log" # for a failure's post-mortem (KEEP=1)
 }
 
 # 1. Without the cap: the measures see it exceeded (they can fail).
 measured_run nocap
-read -r np nl no nw <"$T_TMP/nocap.peak"
+read -r np nl no nw _ <"$T_TMP/nocap.peak"
 [ "$(cat "$T_TMP/nocap.rc")" = 0 ] && [ "$np" -gt 10 ] && [ "$nl" -ge $((2 * N)) ] &&
 	ok "per-host-uncapped-exceeds (log peak $np, doveadm who peak $nw, $nl logins)" ||
 	not_ok per-host-uncapped-exceeds "exit $(cat "$T_TMP/nocap.rc"), log peak $np, who peak $nw, $nl logins: $(tail -n 2 "$T_TMP/nocap.err")"
@@ -132,17 +155,18 @@ good=$(count_exact)
 # 2. --max-per-host 10: the same accounts again, into empty destinations.
 wipe_dst
 measured_run cap --max-per-host 10
-read -r cp cl co cw <"$T_TMP/cap.peak"
+read -r cp cl co cw ca <"$T_TMP/cap.peak"
 rc=$(cat "$T_TMP/cap.rc")
 [ "$rc" = 0 ] && ok per-host-exit-0 || not_ok per-host-exit-0 "exit $rc: $(tail -n 3 "$T_TMP/cap.err")"
 good=$(count_exact)
 [ "$good" = $N ] && ok "per-host-every-account-exact ($good)" || not_ok per-host-every-account-exact "$good of $N"
 [ "$cl" -ge $((2 * N)) ] && [ "$cp" -le 10 ] && [ "$cp" -ge 2 ] &&
-	ok "per-host-cap-kept-dovecot-log (peak $cp sessions, $cl logins)" ||
+	ok "per-host-cap-kept-dovecot-log (peak $cp sessions, $cl logins, $co without a logged end)" ||
 	not_ok per-host-cap-kept-dovecot-log "peak $cp sessions over $cl logins (cap 10)"
 [ "$cw" -le 10 ] && ok "per-host-cap-kept-doveadm-who (peak $cw)" ||
 	not_ok per-host-cap-kept-doveadm-who "doveadm who saw $cw connections (cap 10)"
-[ "$co" = 0 ] && ok per-host-sessions-all-ended || not_ok per-host-sessions-all-ended "$co sessions left open"
+[ "$ca" = 0 ] && [ "$co" -le 2 ] && ok "per-host-sessions-all-ended (doveadm who: $ca open)" ||
+	not_ok per-host-sessions-all-ended "doveadm who: $ca open after the run; $co sessions without a logged end"
 mp=$(sed -n 's/.*at most \([0-9]*\) connections were open to one host.*/\1/p' "$T_TMP/cap.err")
 [ -n "$mp" ] && [ "$mp" -le 10 ] && ! grep -q "never released" "$T_TMP/cap.err" &&
 	ok "per-host-slots-balanced (client peak $mp)" ||
@@ -164,7 +188,7 @@ grep -q -- "--max-per-host 1 cannot hold a source and a destination" "$T_TMP/las
 off=$(stat -c %s "$LOG")
 expect_exit migrate-cap-2-exit-0 0 "${MIG[@]}" --state "$T_TMP/state-m" --max-per-host 2
 sleep 1
-read -r mp ml mo <<<"$(log_peak "$off")"
+read -r mp ml _ <<<"$(log_peak "$off")"
 check migrate-cap-2-exact "$BENCH_BIN/compare" "$(MAILDIR "s$M")" "$(MAILDIR "d$M")"
 [ "$mp" -le 2 ] && [ "$ml" -ge 2 ] && ok "migrate-cap-2-kept (peak $mp, $ml logins)" ||
 	not_ok migrate-cap-2-kept "peak $mp sessions over $ml logins (cap 2)"
