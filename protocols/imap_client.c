@@ -3,6 +3,7 @@
  * authentication, ENABLE and pipelined commands (see imap_client.h).
  */
 #include "protocols/imap_client.h"
+#include "protocols/throttle.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -80,6 +81,8 @@ static void client_shutdown(struct imap_client *c)
 		c->conn_open = 0;
 		conn_close(&c->conn);
 	}
+	if (c->cb && c->cb->closed)
+		c->cb->closed(c);
 }
 
 void imap_client_wire(const struct imap_client *c, uint64_t *in, uint64_t *out)
@@ -918,6 +921,24 @@ static uint32_t tag_number(const struct imap_resp *r)
 /* Tagged replies may come in any order: servers run commands that cannot
  * interfere in parallel (RFC 3501 §5.5; Dovecot answers a UID SEARCH
  * before an earlier UID FETCH). */
+/* RFC 5530 [THROTTLED] or [UNAVAILABLE], or Microsoft 365's "Request is
+ * throttled. Suggested Backoff Time: N milliseconds": the session ends
+ * with THROTTLE_ERR and the code and text in the message, so its owner
+ * reopens it after the hint (worker_reconnect) instead of each command's
+ * owner failing a mailbox or a message over it. Returns 1 if so. */
+static int throttled(struct imap_client *c, const struct imap_resp *r, const char *what)
+{
+	struct throttle_hint h;
+	const char *code = r->code ? r->code->s : NULL;
+	size_t code_len = r->code ? r->code->len : 0;
+
+	if (!throttle_parse(code, code_len, r->text, r->text_len, &h))
+		return 0;
+	client_fail(c, THROTTLE_ERR, "server throttles: %s %s%.*s%s%.*s", what, code ? "[" : "",
+	            (int)code_len, code ? code : "", code ? "] " : "", (int)r->text_len, r->text);
+	return 1;
+}
+
 static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 {
 	uint32_t tag = tag_number(r);
@@ -962,6 +983,9 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 		caps_from_code(c, r);
 	if (c->state != ST_LOGOUT)
 		conn_set_busy(&c->conn, c->inflight > 0);
+	if (c->state == ST_READY && (r->status == IMAP_ST_NO || r->status == IMAP_ST_BAD) &&
+	    throttled(c, r, r->status == IMAP_ST_NO ? "NO" : "BAD"))
+		return THROTTLE_ERR;
 	cmd->done(c, cmd, r);
 	return 0;
 }
@@ -1050,7 +1074,9 @@ static int on_response(void *ctx, const struct imap_resp *r)
 	} else if (r->status == IMAP_ST_BYE) {
 		if (c->state == ST_LOGOUT)
 			return 0;
-		client_fail(c, -ECONNRESET, "server said BYE: %.*s", (int)r->text_len, r->text);
+		if (!throttled(c, r, "BYE"))
+			client_fail(c, -ECONNRESET, "server said BYE: %.*s", (int)r->text_len,
+			            r->text);
 	} else {
 		if (untagged_flood(c, r))
 			return -ECANCELED;

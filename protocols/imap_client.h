@@ -155,6 +155,10 @@ struct imap_client_cb {
 	int (*lit_end)(struct imap_client *c);
 	/* Bulk output may go on (buffer drained, or "+" arrived). */
 	void (*writable)(struct imap_client *c);
+	/* Optional: the connection is gone (LOGOUT answered, failed, or
+	 * closed by imap_client_close/abort, inside which it then runs);
+	 * called once per open, before error when it failed. */
+	void (*closed)(struct imap_client *c);
 };
 
 struct imap_client {

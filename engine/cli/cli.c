@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/sync/hostlimit.h"
 #include "engine/sync/job.h"
 #include "engine/runtime/loop.h"
 #include "engine/cli/url.h"
@@ -117,6 +118,9 @@ static void usage(FILE *f)
 	      "                      & and \\1..\\9 in REPL; repeatable, applied in order)\n"
 	      "  --dst-prefix P      put every mailbox under P on the destination\n"
 	      "  --connections N     parallel connection pairs (default 4)\n"
+	      "  --max-per-host N    at most N connections open to each server host\n"
+	      "                      (host:port as given, both sides; with run: shared by\n"
+	      "                      every account); more wait their turn\n"
 	      "  --batch N           messages per MULTIAPPEND (default 256)\n"
 	      "  --timeout SECONDS   connect/reply timeout (default 60)\n"
 	      "  --login-timeout SECONDS  greeting, TLS and login must be done within this\n"
@@ -248,6 +252,7 @@ enum {
 	OPT_SMALLER,
 	OPT_SEARCH,
 	OPT_INCLUDE_SHARED,
+	OPT_MAX_PER_HOST,
 };
 
 static const struct option long_opts[] = {
@@ -260,6 +265,7 @@ static const struct option long_opts[] = {
 	{"folder", required_argument, NULL, OPT_FOLDER},
 	{"exclude", required_argument, NULL, OPT_EXCLUDE},
 	{"connections", required_argument, NULL, OPT_CONN},
+	{"max-per-host", required_argument, NULL, OPT_MAX_PER_HOST},
 	{"batch", required_argument, NULL, OPT_BATCH},
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{"dry-run", no_argument, NULL, OPT_DRY},
@@ -511,6 +517,11 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_CONN:
 			c->connections = parse_uint(c, optarg, 1, 64, "--connections", &e);
 			c->connections_given = 1;
+			break;
+		case OPT_MAX_PER_HOST:
+			if (c->where)
+				return bad(c, "--max-per-host is an option of the whole run%s%s", "", "");
+			c->max_per_host = parse_uint(c, optarg, 1, HOSTLIMIT_MAX, "--max-per-host", &e);
 			break;
 		case OPT_POP3_DELETE: c->pop3_delete = 1; break;
 		case OPT_BATCH: c->batch = parse_uint(c, optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
@@ -858,12 +869,25 @@ static int cmd_migrate(int argc, char **argv)
 		state_close(st);
 		return 1;
 	}
+	if (hostlimit_new(&o.hostlimit, &loop, c.max_per_host) < 0) {
+		fprintf(stderr, "mailferry: out of memory\n");
+		loop_free(&loop);
+		state_close(st);
+		return 1;
+	}
 	mf_err_clear(&err);
 	rc = job_migrate(&loop, st, &o, &sum, &err);
 	if (rc < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		rc = 1;
 	}
+	if (hostlimit_count(o.hostlimit)) {
+		/* hostlimit.h's invariant: every slot granted was released */
+		mf_log(MF_LOG_ERROR, "internal: %u connection slots never released",
+		       hostlimit_count(o.hostlimit));
+		rc = rc ? rc : 1;
+	}
+	hostlimit_free(o.hostlimit);
 	rc = cli_exit_code(&sum, rc);
 	cli_summary(&c, &sum, rc);
 	loop_free(&loop);

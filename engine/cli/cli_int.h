@@ -51,6 +51,7 @@ struct cli {
 	const char *since, *before, *larger, *smaller, *search;
 	char filter[FILTER_MAX];
 	int include_shared;	/* --include-shared */
+	unsigned max_per_host;	/* --max-per-host: 0 = no cap (hostlimit.h) */
 };
 
 void cli_defaults(struct cli *c);

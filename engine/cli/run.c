@@ -23,6 +23,7 @@
 
 #include "engine/base/err.h"
 #include "engine/runtime/loop.h"
+#include "engine/sync/hostlimit.h"
 #include "store/state.h"
 
 struct run;
@@ -52,6 +53,7 @@ struct run {
 	unsigned accounts, ok, failed, bad_lines;
 	int eof, warned_mode, file_shared;
 	struct job_summary total;
+	struct hostlimit *hl;	/* --max-per-host, shared by every account */
 };
 
 static void run_fill(struct run *r);
@@ -224,6 +226,7 @@ static int acct_start(struct acct *a)
 	}
 	cli_job_opts(&a->c, &a->o);
 	a->o.label = a->label;
+	a->o.hostlimit = r->hl;
 	if (job_opts_check(&a->o, &err) < 0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
 		return -1;
@@ -351,6 +354,12 @@ int cmd_run(int argc, char **argv)
 		fclose(r.f);
 		return 1;
 	}
+	if (hostlimit_new(&r.hl, &r.loop, base.max_per_host) < 0) {
+		fprintf(stderr, "mailferry: out of memory\n");
+		loop_free(&r.loop);
+		fclose(r.f);
+		return 1;
+	}
 	run_fill(&r);
 	if (r.running && (rc = loop_run(&r.loop)) < 0)
 		mf_log(MF_LOG_ERROR, "event loop failed: %s", strerror(-rc));
@@ -358,6 +367,17 @@ int cmd_run(int argc, char **argv)
 		mf_log(MF_LOG_ERROR, "internal: the loop ended with %u accounts running", r.running);
 		r.failed += r.running;
 	}
+	if (hostlimit_count(r.hl)) {
+		/* hostlimit.h's invariant: every slot granted was released */
+		mf_log(MF_LOG_ERROR, "internal: %u connection slots never released",
+		       hostlimit_count(r.hl));
+		r.failed++;
+	}
+	if (base.max_per_host)
+		mf_log(MF_LOG_INFO, "run: --max-per-host %u: at most %u connections were open to one "
+		                    "host",
+		       base.max_per_host, hostlimit_peak(r.hl));
+	hostlimit_free(r.hl);
 	loop_free(&r.loop);
 	fclose(r.f);
 	if (base.json) {

@@ -24,7 +24,28 @@ static const struct imap_client_cb src_cb = {
 	.lit_begin = src_lit_begin,
 	.lit_data = src_lit_data,
 	.lit_end = src_lit_end,
+	.closed = worker_src_closed,
 };
+
+/* The hosts --max-per-host counts the two sides' connections by, as the
+ * URLs gave them ("host:port", "unix:PATH"); none for an archive. */
+static void job_hosts(struct job *j, const struct job_opts *o)
+{
+	if (o->src_pop3)
+		snprintf(j->src_host, sizeof(j->src_host), "%s:%u", o->src_pop3_ep.host,
+		         (unsigned)o->src_pop3_ep.port);
+	else
+		snprintf(j->src_host, sizeof(j->src_host), "%s:%u", o->src.host, (unsigned)o->src.port);
+	if (o->archive)
+		j->dst_host[0] = '\0';
+	else if (o->dst_mail && o->dst_smtp.unix_path)
+		snprintf(j->dst_host, sizeof(j->dst_host), "unix:%s", o->dst_smtp.unix_path);
+	else if (o->dst_mail)
+		snprintf(j->dst_host, sizeof(j->dst_host), "%s:%u", o->dst_smtp.host,
+		         (unsigned)o->dst_smtp.port);
+	else
+		snprintf(j->dst_host, sizeof(j->dst_host), "%s:%u", o->dst.host, (unsigned)o->dst.port);
+}
 
 void job_maybe_finish(struct job *j)
 {
@@ -79,6 +100,30 @@ static int job_quiet(const struct job *j)
 	return 1;
 }
 
+/* An IMAP session of the job still waits for its LOGOUT's answer. The
+ * job is done only once the server has ended them all: cut off by
+ * job_end, a session could outlive its --max-per-host slot on the
+ * server's side while the next account already logs in. A server that
+ * never answers is dropped by the reply timeout. */
+static int job_closing(const struct job *j)
+{
+	for (unsigned i = 0; i < j->nw; i++) {
+		const struct worker *w = &j->w[i];
+
+		if (w->src_open && !w->src.closed)
+			return 1;
+		if (w->dst_open && w->sink.ops == &sink_imap_ops && !w->dst.closed)
+			return 1;
+	}
+	return 0;
+}
+
+void job_session_closed(struct job *j)
+{
+	if (j->finished && !j->done_called && !j->ending && !j->done_task.queued)
+		loop_defer(j->loop, &j->done_task);
+}
+
 static void job_done_task(struct loop *l, struct loop_task *t)
 {
 	struct job *j = (struct job *)((char *)t - offsetof(struct job, done_task));
@@ -88,6 +133,8 @@ static void job_done_task(struct loop *l, struct loop_task *t)
 		loop_defer(l, &j->done_task);
 		return;
 	}
+	if (job_closing(j))
+		return; /* job_session_closed defers this again */
 	if (!j->done_called) {
 		j->done_called = 1;
 		j->done(j, j->done_ud);
@@ -170,7 +217,9 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 		.lit_data = dst_lit_data,
 		.lit_end = dst_lit_end,
 		.writable = dst_writable,
+		.closed = worker_dst_closed,
 	};
+	job_hosts(j, o);
 	/* A dry run looks its job up and creates nothing (plan_mbox_id). */
 	rc = o->dry_run ? state_job_find(st, o->job_key, &j->jobid, err)
 			: state_job(st, o->job_key, &j->jobid, err);
@@ -206,8 +255,11 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 	test_fail_init(j);
 	j->t0 = loop_now_ms(l);
 	j->last_commit = j->t0;
-	if (worker_open_src(&j->w[0], err) < 0) {
+	/* Worker 0's slots are both taken now (its destination opens once the
+	 * plan is made): it never waits for one while holding the other. */
+	if (worker_start(&j->w[0], WORKER_OPEN_SRC, &rc, err) < 0) {
 		sum->fatal = 1;
+		worker_lim_sync(&j->w[0], 1);
 		job_free(j);
 		return err->code ? err->code : -EIO;
 	}
@@ -221,6 +273,7 @@ int job_end(struct job *j)
 	struct job_summary *sum = j->sum;
 	int rc;
 
+	j->ending = 1;
 	progress_clear(j);
 	loop_timer_cancel(j->loop, &j->tick);
 	if (j->o->archive && j->listed && !j->fatal && !j->archive_named)
@@ -249,6 +302,10 @@ int job_end(struct job *j)
 			sum->wire_out += out;
 			w->sink.ops->release(&w->sink);
 		}
+		/* every slot of the job goes back (and a request still queued
+		 * leaves the queue): the owner checks hostlimit_count() == 0 */
+		w->dead = 1;
+		worker_lim_sync(w, 1);
 	}
 	rc = (j->nerrors || sum->failed || sum->mailboxes_failed || j->fatal) ? 1 : 0;
 	job_free(j);

@@ -31,6 +31,7 @@
 #define JOB_BATCH_MAX 256
 
 struct archive;
+struct hostlimit;
 
 struct job_opts {
 	struct imap_endpoint src, dst;
@@ -100,6 +101,9 @@ struct job_opts {
 	/* --include-shared: also the mailboxes of the source's shared and
 	 * other users' namespaces (RFC 2342), skipped otherwise */
 	int include_shared;
+	/* --max-per-host: connections per server host, shared by every job
+	 * on the loop (hostlimit.h; the caller owns it), or NULL: no cap */
+	struct hostlimit *hostlimit;
 };
 
 struct job_summary {

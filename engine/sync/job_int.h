@@ -19,6 +19,7 @@
 #include "protocols/utf7.h"
 #include "store/msghash.h"
 
+#include "engine/sync/hostlimit.h"
 #include "engine/sync/job.h"
 #include "engine/sync/sink.h"
 #include "engine/sync/source.h"
@@ -248,7 +249,14 @@ struct worker {
 	uint64_t wire_in, wire_out;	/* of the connections closed for a reconnect */
 	uint64_t settle_not_before;	/* wall ms: a batch we gave up on (timeout)
 					 * may still reach the destination until then */
+	/* --max-per-host: the pair's slots, leg 0 the source's host, leg 1
+	 * the destination's (hostlimit.h); what to open once granted */
+	struct hostlimit_req lim;
+	unsigned lim_open;	/* WORKER_OPEN_*: sides reserved, not opened yet */
+	unsigned lim_what;	/* WORKER_OPEN_*: what to open once granted */
 };
+#define WORKER_OPEN_SRC 1u
+#define WORKER_OPEN_DST 2u
 /* The user's mailbox rules, compiled once per job (select.c). */
 struct rename_rule;
 struct name_rules {
@@ -309,10 +317,14 @@ struct job {
 	void *done_ud;
 	struct loop_task done_task;
 	int done_called;
+	int ending;		/* job_end runs: nothing may defer done_task */
 	uint64_t t0, last_commit;
 	int state_dirty;
 	int progress_shown;
 	struct imap_client_cb src_cb, dst_cb;
+	/* the hosts of the two sides for --max-per-host ("host:port"), or ""
+	 * for a side with none (an archive) */
+	char src_host[HOSTLIMIT_KEY_MAX], dst_host[HOSTLIMIT_KEY_MAX];
 	/* test only: MAILFERRY_TEST_FAIL=SITE:N, see test_fail() */
 	char test_fail_site[32];
 	unsigned long test_fail_at, test_fail_calls;
@@ -472,6 +484,16 @@ void conn_error(struct imap_client *c, const struct mf_error *err);
 int src_untagged_any(struct imap_client *c, const struct imap_resp *r);
 int dst_untagged_any(struct imap_client *c, const struct imap_resp *r);
 int worker_open_src(struct worker *w, struct mf_error *err);
+/* Takes the pair's slots at the host limiter and opens what (WORKER_OPEN_*)
+ * now, or once they are granted (then failures go the usual way: conn_error,
+ * sink_failed): 0, or negative with err and *dst_failed when the slots
+ * cannot be had or an open failed at once. */
+int worker_start(struct worker *w, unsigned what, int *dst_failed, struct mf_error *err);
+/* Releases the pair's slots whose connections are gone (all: every one,
+ * and a queued request is withdrawn). */
+void worker_lim_sync(struct worker *w, int all);
+void worker_src_closed(struct imap_client *c);
+void worker_dst_closed(struct imap_client *c);
 int worker_init(struct job *j, struct worker *w, unsigned id);
 void workers_spawn(struct job *j);
 int worker_active(const struct worker *w);
@@ -503,6 +525,8 @@ void arcsrc_free(struct worker *w);
 
 /* job.c */
 void job_maybe_finish(struct job *j);
+/* An IMAP session of the job closed: a finished job may be done now. */
+void job_session_closed(struct job *j);
 
 /* sink_archive.c: the archive sink (`backup`) */
 extern const struct sink_ops sink_archive_ops;

@@ -11,6 +11,8 @@
  * Not for: the data path (copy), the plan (plan).
  */
 #include "engine/sync/job_int.h"
+#include "engine/sync/source_pop3_int.h"
+#include "protocols/throttle.h"
 
 static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static int dst_busy(const struct job *j, const struct mbox *mb);
@@ -24,6 +26,7 @@ static int reconnect_wanted(const struct worker *w, int login, const struct mf_e
 static void worker_reconnect(struct worker *w, int dst_side, const char *who,
                              const struct mf_error *err);
 static void worker_reopen(struct loop *l, struct loop_timer *t);
+static void worker_open_failed(struct worker *w, int dst_failed, const struct mf_error *e);
 
 static const char *const method_names[] = {"new-only", "qresync", "condstore", "scan"};
 
@@ -346,6 +349,7 @@ static int err_transient(const struct mf_error *err)
 	case ENETUNREACH:
 	case EHOSTDOWN:
 	case EHOSTUNREACH:
+	case EAGAIN: /* THROTTLE_ERR: the server throttles; again after its hint */
 		return 1;
 	case EACCES: /* login refused: only [UNAVAILABLE] is temporary (RFC 5530 §3) */
 		return strstr(err->msg, "[UNAVAILABLE]") != NULL;
@@ -391,6 +395,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
                              const struct mf_error *err)
 {
 	struct job *j = w->job;
+	struct throttle_hint th;
 	uint64_t ms = 500;
 
 	if (!w->attempts++)
@@ -419,6 +424,15 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 	w->rng ^= w->rng >> 7;
 	w->rng ^= w->rng << 17;
 	ms = ms * 3 / 4 + w->rng % (ms / 2 + 1); /* 0.75 .. 1.25 of it */
+	if (throttle_parse_line(err->msg, strlen(err->msg), &th)) {
+		/* The server throttles: this pair waits what it suggests (or the
+		 * backoff above), and so does every new connection to that host
+		 * (hostlimit): only that host slows down. */
+		if (th.ms > ms)
+			ms = th.ms + w->rng % (th.ms / 10 + 1); /* up to 1.1 of the hint */
+		hostlimit_throttle(j->o->hostlimit, dst_side ? j->dst_host : j->src_host, ms,
+		                   err_reason(who, err));
+	}
 	progress_clear(j);
 	if (w->mb)
 		mf_log(MF_LOG_INFO,
@@ -450,6 +464,8 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 	w->src_paused = w->src_starved = 0;
 	w->apply_pending = 0;
 	w->nstl = 0;
+	w->lim_open = 0;
+	worker_lim_sync(w, 1); /* both sides closed: the slots are free until the reopen */
 	loop_timer_start(j->loop, &w->reconnect_timer, ms, worker_reopen);
 }
 
@@ -458,6 +474,7 @@ static void worker_reopen(struct loop *l, struct loop_timer *t)
 	struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, reconnect_timer));
 	struct mf_error e;
 	uint64_t in, out;
+	int dst_failed = 0;
 
 	(void)l;
 	if (w->dead || !w->reconnecting || w->phase != W_CONNECTING)
@@ -479,14 +496,8 @@ static void worker_reopen(struct loop *l, struct loop_timer *t)
 		w->sink.ops->release(&w->sink);
 	}
 	w->src_open = w->dst_open = 0; /* counted: not again at the end */
-	if (worker_open_src(w, &e) < 0) {
-		if (w->p3 || w->arc)
-			worker_src_failed(w, &e);
-		else
-			conn_error(&w->src, &e);
-	} else if (worker_open_dst(w, &e) < 0) {
-		sink_failed(w, &e);
-	}
+	if (worker_start(w, WORKER_OPEN_SRC | WORKER_OPEN_DST, &dst_failed, &e) < 0)
+		worker_open_failed(w, dst_failed, &e);
 }
 
 /* One side of the pair failed (its connection is closed): reconnect the
@@ -499,6 +510,7 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 	int relogin = w->reconnecting; /* login is of a reopened pair */
 	int gave_up = 0;
 
+	worker_lim_sync(w, 0); /* the failed side's slot (an open that failed has no hook) */
 	if (w->dead)
 		return;
 	if (reconnect_wanted(w, login, err)) {
@@ -600,6 +612,7 @@ int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
 
 int worker_open_src(struct worker *w, struct mf_error *err)
 {
+	w->lim_open &= ~WORKER_OPEN_SRC;
 	if (w->job->o->src_pop3)
 		return pop3src_open(w, err);
 	if (w->job->o->src_archive)
@@ -611,6 +624,7 @@ int worker_open_src(struct worker *w, struct mf_error *err)
 
 static int worker_open_dst(struct worker *w, struct mf_error *err)
 {
+	w->lim_open &= ~WORKER_OPEN_DST;
 	w->dst_open = 1;
 	w->job->sum->connections++;
 	return w->sink.ops->open(&w->sink, err);
@@ -667,9 +681,10 @@ static void workers_spawn_rest(struct job *j)
 		nwork += j->mb[i].work > 0;
 	for (unsigned i = 1; i < j->nw && i < nwork; i++) {
 		struct worker *w = &j->w[i];
+		int dst_failed;
 
 		w->phase = W_CONNECTING;
-		if (worker_open_src(w, &e) < 0 || worker_open_dst(w, &e) < 0) {
+		if (worker_start(w, WORKER_OPEN_SRC | WORKER_OPEN_DST, &dst_failed, &e) < 0) {
 			job_error(j, NULL, NULL, 0, "%s", e.msg);
 			worker_stop(w, 0);
 			w->dead = 1;
@@ -685,6 +700,7 @@ int worker_active(const struct worker *w)
 void worker_stop(struct worker *w, int graceful)
 {
 	w->phase = W_DONE;
+	w->lim_open = 0;
 	w->reconnecting = 0;
 	loop_timer_cancel(w->job->loop, &w->reconnect_timer);
 	loop_timer_cancel(w->job->loop, &w->retry_timer);
@@ -697,4 +713,122 @@ void worker_stop(struct worker *w, int graceful)
 	pop3src_stop(w, graceful && w->src_ready);
 	if (w->dst_open)
 		w->sink.ops->close(&w->sink, graceful && w->dst_ready);
+	/* A LOGOUT still in flight keeps its slot until the server answers
+	 * (the closed hook), so the server never sees more than the cap. */
+	worker_lim_sync(w, 0);
+}
+
+/* ---- worker: connection slots (--max-per-host) ------------------------------ */
+
+static int src_alive(struct worker *w)
+{
+	if (w->lim_open & WORKER_OPEN_SRC)
+		return 1; /* reserved, to be opened */
+	if (w->p3)
+		return w->p3->opened && !w->p3->c.closed;
+	return w->src_open && !w->src.closed;
+}
+
+static int dst_alive(struct worker *w)
+{
+	if (w->lim_open & WORKER_OPEN_DST)
+		return 1;
+	return w->dst_open && !w->sink.ops->closed(&w->sink);
+}
+
+void worker_lim_sync(struct worker *w, int all)
+{
+	struct hostlimit *hl = w->job->o->hostlimit;
+
+	if (!hl)
+		return;
+	if (all || (hostlimit_waiting(&w->lim) && (w->dead || w->phase == W_DONE))) {
+		w->lim_open = 0;
+		hostlimit_cancel(hl, &w->lim);
+		return;
+	}
+	if (!src_alive(w))
+		hostlimit_release(hl, &w->lim, 0);
+	if (!dst_alive(w))
+		hostlimit_release(hl, &w->lim, 1);
+}
+
+/* The IMAP clients' closed hooks (job.c's src_cb and dst_cb): a session
+ * ended, its slot goes to whoever waits for that host. */
+void worker_src_closed(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+
+	worker_lim_sync(w, 0);
+	job_session_closed(w->job);
+}
+
+void worker_dst_closed(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+
+	worker_lim_sync(w, 0);
+	job_session_closed(w->job);
+}
+
+/* A deferred open failed: as if the connection had failed at login. */
+static void worker_open_failed(struct worker *w, int dst_failed, const struct mf_error *e)
+{
+	if (dst_failed)
+		sink_failed(w, e);
+	else if (w->p3 || w->arc)
+		worker_src_failed(w, e);
+	else
+		conn_error(&w->src, e);
+}
+
+static int open_sides(struct worker *w, unsigned what, int *dst_failed, struct mf_error *err)
+{
+	int rc;
+
+	*dst_failed = 0;
+	if ((what & WORKER_OPEN_SRC) && (rc = worker_open_src(w, err)) < 0)
+		return rc;
+	*dst_failed = 1;
+	if ((what & WORKER_OPEN_DST) && (rc = worker_open_dst(w, err)) < 0)
+		return rc;
+	*dst_failed = 0;
+	return 0;
+}
+
+static void worker_granted(struct hostlimit_req *r)
+{
+	struct worker *w = (struct worker *)((char *)r - offsetof(struct worker, lim));
+	struct mf_error e;
+	int dst_failed;
+
+	if (w->dead || w->phase == W_DONE || w->job->finished) {
+		worker_lim_sync(w, 1);
+		return;
+	}
+	mf_err_clear(&e);
+	if (open_sides(w, w->lim_what, &dst_failed, &e) < 0)
+		worker_open_failed(w, dst_failed, &e);
+}
+
+int worker_start(struct worker *w, unsigned what, int *dst_failed, struct mf_error *err)
+{
+	struct job *j = w->job;
+	int rc;
+
+	*dst_failed = 0;
+	w->lim.granted = worker_granted;
+	w->lim_what = what;
+	w->lim_open = WORKER_OPEN_SRC | WORKER_OPEN_DST; /* worker 0 opens its destination later */
+	rc = hostlimit_acquire(j->o->hostlimit, &w->lim, j->src_host[0] ? j->src_host : NULL,
+	                       j->dst_host[0] ? j->dst_host : NULL, err);
+	if (rc < 0) {
+		w->lim_open = 0;
+		return rc;
+	}
+	if (rc == 0) {
+		w->phase = W_CONNECTING;
+		return 0; /* worker_granted opens them */
+	}
+	return open_sides(w, what, dst_failed, err);
 }
