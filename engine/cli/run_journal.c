@@ -105,7 +105,9 @@ static int field(const char **p, const char *end, uint64_t *v, uint64_t max)
 	if (q >= end || *q < '0' || *q > '9')
 		return -1;
 	while (q < end && *q >= '0' && *q <= '9') {
-		if (*v > (max - (uint64_t)(*q - '0')) / 10)
+		uint64_t d = (uint64_t)(*q - '0');
+
+		if (d > max || *v > (max - d) / 10)
 			return -1;
 		*v = *v * 10 + (uint64_t)(*q++ - '0');
 	}
@@ -220,8 +222,8 @@ static int journal_load(struct run_journal *j, struct mf_error *err)
 	}
 	free(buf);
 	/* of equal keys the last one written wins: sort by key, then order */
-	qsort(j->rec, j->nrec, sizeof(*j->rec), rec_seq_cmp);
 	if (j->nrec > 1) {
+		qsort(j->rec, j->nrec, sizeof(*j->rec), rec_seq_cmp);
 		size_t w = 0;
 
 		for (size_t i = 0; i < j->nrec; i++) {
