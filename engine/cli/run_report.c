@@ -216,6 +216,7 @@ static int hex4(const char *p, unsigned *v)
 static int jp_string(struct jp *j, char *out, size_t cap)
 {
 	size_t o = 0;
+	int full = 0;
 
 	jp_ws(j);
 	if (j->i >= j->n || j->p[j->i] != '"')
@@ -282,13 +283,27 @@ static int jp_string(struct jp *j, char *out, size_t cap)
 			default: return jp_fail(j, "bad escape");
 			}
 		}
-		if (out && o + bl < cap) {
+		if (out && !full && o + bl < cap) {
 			memcpy(out + o, buf, bl);
 			o += bl;
+		} else {
+			full = 1;
 		}
 	}
-	if (out && cap)
+	if (out && cap) {
+		/* cut: not in the middle of a UTF-8 sequence */
+		if (full)
+			while (o && ((unsigned char)out[o - 1] & 0x80)) {
+				size_t k = o - 1;
+
+				while (k && ((unsigned char)out[k] & 0xc0) == 0x80)
+					k--;
+				if (mf_utf8_len((const unsigned char *)out + k, o - k, NULL) == o - k)
+					break;
+				o = k;
+			}
 		out[o] = '\0';
+	}
 	return 0;
 }
 

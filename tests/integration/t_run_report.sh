@@ -193,3 +193,35 @@ acc = {e["line"]: e for e in map(json.loads, open(sys.argv[1])) if e["event"] ==
 assert acc[1]["status"] == "done" and acc[1]["messages_copied"] == 0, acc[1]
 assert all(acc[l]["status"] == "done_earlier" for l in range(2, 7)), acc
 PY
+
+# ---- 4. the Kubernetes manifest parses and holds what README promises -------------
+python3 - "$ROOT/contrib/k8s/mailferry-indexed-job.yaml" <<'PY' && ok k8s-manifest || not_ok k8s-manifest "see the python error above"
+import sys
+try:
+    import yaml
+except ImportError:
+    print("# no python3-yaml: structure checked by text only", file=sys.stderr)
+    t = open(sys.argv[1]).read()
+    for w in ("completionMode: Indexed", "completions:", "JOB_COMPLETION_INDEX", "--shard",
+              "subPathExpr", "secretName", "--resume", "--report"):
+        assert w in t, w
+    sys.exit(0)
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+job = [d for d in docs if d["kind"] == "Job"][0]
+spec = job["spec"]
+assert spec["completionMode"] == "Indexed"
+n = spec["completions"]
+c = spec["template"]["spec"]["containers"][0]
+a = c["args"]
+assert a[0] == "run" and a[a.index("--shard") + 1] == "auto", a
+assert int(a[a.index("--shards") + 1]) == n, (a, n)
+assert "--resume" in a and "--state" in a and "--report" in a, a
+env = {e["name"]: e for e in c.get("env", [])}
+assert "job-completion-index" in env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+state = a[a.index("--state") + 1]
+m = {v["mountPath"]: v for v in c["volumeMounts"]}
+assert "$(JOB_COMPLETION_INDEX)" in m[state]["subPathExpr"], m
+vols = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+assert "persistentVolumeClaim" in vols[m[state]["name"]]
+assert "secret" in [k for v in vols.values() for k in v if k != "name"]
+PY
