@@ -848,6 +848,7 @@ static int run_shard_setup(struct run *r, const struct cli *c)
 static void run_finish_report(struct run *r, double secs)
 {
 	FILE *t = r->base->json ? stderr : stdout;
+	int had_report = r->report != NULL;
 
 	if (r->report) {
 		run_report_tail(r->report, &r->totals, secs);
@@ -865,7 +866,7 @@ static void run_finish_report(struct run *r, double secs)
 			run_table_row(t, &r->table[i]);
 	if (r->ntable + r->table_omitted > RUN_TABLE_ROWS)
 		fprintf(t, "(%u accounts: only those with a problem are listed%s)\n",
-		        r->ntable + r->table_omitted, r->report ? "" : "; --report FILE has all");
+		        r->ntable + r->table_omitted, had_report ? "" : "; --report FILE has all");
 	run_table_tail(t, &r->totals);
 	fflush(t);
 }
