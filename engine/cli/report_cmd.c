@@ -144,7 +144,8 @@ int cmd_report(int argc, char **argv)
 			char esc[RUN_JOB_MAX * 4];
 
 			mf_escape(r->job, strlen(r->job), esc, sizeof(esc));
-			fprintf(stderr, "mailferry: %s is in more than one report (shards overlap?)\n",
+			fprintf(stderr,
+			        "mailferry: %s is in more than one report (shards overlap?)\n",
 			        esc);
 			dups++;
 			continue;

@@ -25,7 +25,7 @@
 
 #include "engine/base/err.h"
 
-#define RUN_ID_LEN 16	/* bytes of SHA-256 kept as a line's identity */
+#define RUN_ID_LEN 16 /* bytes of SHA-256 kept as a line's identity */
 #define RUN_JOURNAL_NAME "run-journal"
 
 struct run_id {
@@ -51,7 +51,7 @@ struct run_journal_rec {
 	int exit;
 	uint64_t copied, skipped, failed, bytes;
 	uint64_t ms;
-	size_t seq;	/* reader: its place in the file */
+	size_t seq; /* reader: its place in the file */
 };
 
 /* Formats rec as one journal line (with its newline): its length, or -1. */
@@ -63,7 +63,7 @@ int run_journal_parse_line(const char *p, size_t n, struct run_journal_rec *out)
 /* The journal of one state directory. */
 struct run_journal {
 	int fd;
-	struct run_journal_rec *rec;	/* what an earlier run recorded, sorted */
+	struct run_journal_rec *rec; /* what an earlier run recorded, sorted */
 	size_t nrec;
 };
 

@@ -41,10 +41,14 @@ const char *run_class_name(int exit_code)
 const char *run_status_name(enum run_status s)
 {
 	switch (s) {
-	case RUN_DONE: return "done";
-	case RUN_FAILED: return "failed";
-	case RUN_BAD_LINE: return "bad_line";
-	case RUN_DONE_EARLIER: return "done_earlier";
+	case RUN_DONE:
+		return "done";
+	case RUN_FAILED:
+		return "failed";
+	case RUN_BAD_LINE:
+		return "bad_line";
+	case RUN_DONE_EARLIER:
+		return "done_earlier";
 	}
 	return "failed";
 }
@@ -53,10 +57,18 @@ void run_totals_add(struct run_totals *t, const struct run_row *r)
 {
 	t->accounts++;
 	switch (r->status) {
-	case RUN_DONE: t->done++; break;
-	case RUN_FAILED: t->failed++; break;
-	case RUN_BAD_LINE: t->bad_lines++; break;
-	case RUN_DONE_EARLIER: t->done_earlier++; break;
+	case RUN_DONE:
+		t->done++;
+		break;
+	case RUN_FAILED:
+		t->failed++;
+		break;
+	case RUN_BAD_LINE:
+		t->bad_lines++;
+		break;
+	case RUN_DONE_EARLIER:
+		t->done_earlier++;
+		break;
 	}
 	t->copied += r->copied;
 	t->skipped += r->skipped;
@@ -243,19 +255,35 @@ static int jp_string(struct jp *j, char *out, size_t cap)
 				return jp_fail(j, "unterminated escape");
 			c = (unsigned char)j->p[j->i++];
 			switch (c) {
-			case '"': case '\\': case '/': buf[bl++] = (char)c; break;
-			case 'b': buf[bl++] = '\b'; break;
-			case 'f': buf[bl++] = '\f'; break;
-			case 'n': buf[bl++] = '\n'; break;
-			case 'r': buf[bl++] = '\r'; break;
-			case 't': buf[bl++] = '\t'; break;
+			case '"':
+			case '\\':
+			case '/':
+				buf[bl++] = (char)c;
+				break;
+			case 'b':
+				buf[bl++] = '\b';
+				break;
+			case 'f':
+				buf[bl++] = '\f';
+				break;
+			case 'n':
+				buf[bl++] = '\n';
+				break;
+			case 'r':
+				buf[bl++] = '\r';
+				break;
+			case 't':
+				buf[bl++] = '\t';
+				break;
 			case 'u':
 				if (j->n - j->i < 4 || hex4(j->p + j->i, &cp) < 0)
 					return jp_fail(j, "bad \\u escape");
 				j->i += 4;
 				if (cp >= 0xd800 && cp < 0xdc00) {
-					if (j->n - j->i < 6 || j->p[j->i] != '\\' || j->p[j->i + 1] != 'u' ||
-					    hex4(j->p + j->i + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff)
+					if (j->n - j->i < 6 || j->p[j->i] != '\\' ||
+					    j->p[j->i + 1] != 'u' ||
+					    hex4(j->p + j->i + 2, &lo) < 0 || lo < 0xdc00 ||
+					    lo > 0xdfff)
 						return jp_fail(j, "lone surrogate");
 					j->i += 6;
 					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -280,7 +308,8 @@ static int jp_string(struct jp *j, char *out, size_t cap)
 					buf[bl++] = (char)(0x80 | (cp & 0x3f));
 				}
 				break;
-			default: return jp_fail(j, "bad escape");
+			default:
+				return jp_fail(j, "bad escape");
 			}
 		}
 		if (out && !full && o + bl < cap) {
@@ -298,7 +327,8 @@ static int jp_string(struct jp *j, char *out, size_t cap)
 
 				while (k && ((unsigned char)out[k] & 0xc0) == 0x80)
 					k--;
-				if (mf_utf8_len((const unsigned char *)out + k, o - k, NULL) == o - k)
+				if (mf_utf8_len((const unsigned char *)out + k, o - k, NULL) ==
+				    o - k)
 					break;
 				o = k;
 			}
@@ -345,7 +375,8 @@ static int jp_skip(struct jp *j)
 	if (j->i >= j->n)
 		return jp_fail(j, "value expected");
 	switch (j->p[j->i]) {
-	case '"': return jp_string(j, NULL, 0);
+	case '"':
+		return jp_string(j, NULL, 0);
 	case '{':
 	case '[': {
 		char close = j->p[j->i] == '{' ? '}' : ']';
@@ -530,7 +561,8 @@ int run_report_parse(const char *buf, size_t n, struct run_report *out, struct m
 					return jp_fail(&j, "unknown report version");
 				have_magic = 1;
 			} else if (!strcmp(key, "accounts_file")) {
-				if (jp_string(&j, out->accounts_file, sizeof(out->accounts_file)) < 0)
+				if (jp_string(&j, out->accounts_file, sizeof(out->accounts_file)) <
+				    0)
 					return -EINVAL;
 			} else if (!strcmp(key, "shard")) {
 				if (jp_opt_string(&j, out->shard, sizeof(out->shard)) < 0)

@@ -31,33 +31,33 @@
 
 #define RUN_REPORT_MAX (256u << 20)
 #define RUN_REPORT_ROWS_MAX 10000000u
-#define RUN_ACCT_MAX 272   /* "user@host" shown (escaped on output) */
-#define RUN_ERR_MAX 240    /* the first error message of an account */
-#define RUN_JOB_MAX 300    /* "FILE:LINE" */
+#define RUN_ACCT_MAX 272 /* "user@host" shown (escaped on output) */
+#define RUN_ERR_MAX 240  /* the first error message of an account */
+#define RUN_JOB_MAX 300  /* "FILE:LINE" */
 
 /* Status of one account in a run. */
 enum run_status {
-	RUN_DONE,	  /* ran, everything copied */
-	RUN_FAILED,	  /* ran (or tried), something failed: see class */
-	RUN_BAD_LINE,	  /* the line could not be used: class 2 */
+	RUN_DONE,         /* ran, everything copied */
+	RUN_FAILED,       /* ran (or tried), something failed: see class */
+	RUN_BAD_LINE,     /* the line could not be used: class 2 */
 	RUN_DONE_EARLIER, /* --resume: finished by an earlier run, not contacted */
 };
 
 struct run_row {
 	unsigned line;
 	enum run_status status;
-	int exit;	/* 0 ok, 1 failed, 2 config, 3 connect, 4 auth, 5 quota */
+	int exit; /* 0 ok, 1 failed, 2 config, 3 connect, 4 auth, 5 quota */
 	uint64_t copied, skipped, failed, bytes;
 	double seconds;
-	char job[RUN_JOB_MAX];		/* "FILE:LINE" */
+	char job[RUN_JOB_MAX]; /* "FILE:LINE" */
 	char src[RUN_ACCT_MAX], dst[RUN_ACCT_MAX];
-	char error[RUN_ERR_MAX];	/* "" if none */
+	char error[RUN_ERR_MAX]; /* "" if none */
 };
 
 struct run_totals {
 	unsigned accounts, done, failed, bad_lines, done_earlier;
 	uint64_t copied, skipped, failed_msgs, bytes;
-	int exit;	/* the worst class */
+	int exit; /* the worst class */
 };
 
 /* Exit classes: rank (0 best .. 5 worst) and "is a worse than b". */

@@ -42,7 +42,8 @@ static void rows_ok(const struct run_report *r)
 		const struct run_row *w = &r->rows[i];
 
 		check(memchr(w->job, 0, sizeof(w->job)) && memchr(w->src, 0, sizeof(w->src)) &&
-		          memchr(w->dst, 0, sizeof(w->dst)) && memchr(w->error, 0, sizeof(w->error)),
+		          memchr(w->dst, 0, sizeof(w->dst)) &&
+		          memchr(w->error, 0, sizeof(w->error)),
 		      "string not terminated");
 		check(w->exit >= 0 && w->exit <= 5, "exit");
 		check((w->status == RUN_DONE || w->status == RUN_DONE_EARLIER) == (w->exit == 0),
@@ -71,7 +72,8 @@ static void journal_lines(const char *p, size_t n)
 				check(run_journal_parse_line(line, (size_t)len - 1, &again) == 0 &&
 				          again.line == rec.line && again.exit == rec.exit &&
 				          again.copied == rec.copied && again.bytes == rec.bytes &&
-				          again.ms == rec.ms && !memcmp(&again.id, &rec.id, sizeof(rec.id)),
+				          again.ms == rec.ms &&
+				          !memcmp(&again.id, &rec.id, sizeof(rec.id)),
 				      "journal round trip");
 			}
 		}
@@ -123,7 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(run_report_parse(buf, len, &back, &err) == 0, "own output refused");
 	check(back.nrows == rep.nrows, "row count");
 	for (size_t i = 0; i < rep.nrows; i++)
-		check(back.rows[i].line == rep.rows[i].line && back.rows[i].exit == rep.rows[i].exit &&
+		check(back.rows[i].line == rep.rows[i].line &&
+		          back.rows[i].exit == rep.rows[i].exit &&
 		          back.rows[i].copied == rep.rows[i].copied &&
 		          (!clean(rep.rows[i].job) || !strcmp(back.rows[i].job, rep.rows[i].job)),
 		      "round trip");

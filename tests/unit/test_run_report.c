@@ -180,7 +180,8 @@ static void test_journal_file(struct unit_ctx *u)
 
 		memset(&id, 0, sizeof(id));
 		id.b[0] = (unsigned char)i;
-		UNIT_CHECKF(u, (run_journal_done(&j, i, &id) != NULL) == (i == 1 || i == 2 || i == 5),
+		UNIT_CHECKF(u,
+		            (run_journal_done(&j, i, &id) != NULL) == (i == 1 || i == 2 || i == 5),
 		            "line %u", i);
 		/* another identity on the same line (the line changed): not done */
 		id.b[1] = 1;
@@ -244,10 +245,11 @@ static void test_report_roundtrip(struct unit_ctx *u)
 	for (size_t i = 0; i < rep.nrows && i < 3; i++) {
 		const struct run_row *a = &rows[i], *b = &rep.rows[i];
 
-		UNIT_CHECKF(u, a->line == b->line && a->status == b->status && a->exit == b->exit &&
-		                   a->copied == b->copied && a->bytes == b->bytes &&
-		                   !strcmp(a->job, b->job) && !strcmp(a->dst, b->dst) &&
-		                   !strcmp(a->error, b->error),
+		UNIT_CHECKF(u,
+		            a->line == b->line && a->status == b->status && a->exit == b->exit &&
+		                a->copied == b->copied && a->bytes == b->bytes &&
+		                !strcmp(a->job, b->job) && !strcmp(a->dst, b->dst) &&
+		                !strcmp(a->error, b->error),
 		            "row %zu differs", i);
 		/* a control character comes back as the text \u001b escaped it to?
 		 * no: JSON carries it exactly; the table escapes it */
@@ -287,13 +289,17 @@ static void test_report_refused(struct unit_ctx *u)
 	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":1,\"job\":\"a:1\"}]}",
 	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":1,\"job\":\"a:1\",\"status\":\"done\","
 	    "\"exit\":3}]}",
-	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":-1,\"job\":\"a:1\",\"status\":\"done\"}]}",
+	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":-1,\"job\":\"a:1\",\"status\":"
+	    "\"done\"}]}",
 	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":1,\"job\":\"a:1\",\"status\":\"x\"}]}",
-	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":1,\"job\":\"a\\ud800:1\",\"status\":\"done\"}]}",
-	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":1,\"job\":\"a\\u0000\",\"status\":\"done\"}]}",
+	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":1,\"job\":\"a\\ud800:1\",\"status\":"
+	    "\"done\"}]}",
+	    "{\"mailferry_report\":1,\"accounts\":[{\"line\":1,\"job\":\"a\\u0000\",\"status\":"
+	    "\"done\"}]}",
 	    "{\"mailferry_report\":1,\"accounts\":[]} x",
 	    "{\"mailferry_report\":1,\"accounts\":[],\"accounts\":[]}",
-	    "{\"mailferry_report\":1,\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],"
+	    "{\"mailferry_report\":1,\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]"
+	    "]]]]]]]]]]]]]]]]]]]]]]]],"
 	    "\"accounts\":[]}",
 	};
 	struct run_report rep;
@@ -301,15 +307,17 @@ static void test_report_refused(struct unit_ctx *u)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&rep, 0, sizeof(rep));
-		UNIT_CHECKF(u, run_report_parse(bad[i], strlen(bad[i]), &rep, &err) < 0 && err.msg[0],
+		UNIT_CHECKF(u,
+		            run_report_parse(bad[i], strlen(bad[i]), &rep, &err) < 0 && err.msg[0],
 		            "accepted #%zu", i);
 		run_report_free(&rep);
 	}
 	/* unknown members are skipped; a minimal row is accepted */
 	{
-		const char *ok = "{\"extra\":{\"a\":[1,true,null,\"s\"]},\"mailferry_report\":1,"
-		                 "\"accounts\":[{\"x\":1.5e3,\"line\":7,\"job\":\"f:7\","
-		                 "\"status\":\"bad_line\",\"exit\":2,\"error\":\"\\u00e9\\ud83d\\ude00\"}]}";
+		const char *ok =
+		    "{\"extra\":{\"a\":[1,true,null,\"s\"]},\"mailferry_report\":1,"
+		    "\"accounts\":[{\"x\":1.5e3,\"line\":7,\"job\":\"f:7\","
+		    "\"status\":\"bad_line\",\"exit\":2,\"error\":\"\\u00e9\\ud83d\\ude00\"}]}";
 
 		memset(&rep, 0, sizeof(rep));
 		UNIT_CHECKF(u, run_report_parse(ok, strlen(ok), &rep, &err) == 0, "%s", err.msg);
