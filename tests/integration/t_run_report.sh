@@ -15,6 +15,7 @@
 
 USERS=""
 for i in 1 2 3 4 5 6; do USERS="$USERS s$i d$i x$i k$i"; done
+USERS="$USERS t1"
 dv_start A --users "$USERS" || { not_ok dovecot "start failed"; exit 1; }
 for i in 1 2 3 4 5 6; do
 	corpus A "s$i" tiny "$((60 + i))" || { not_ok corpus "generation failed"; exit 1; }
@@ -194,7 +195,27 @@ assert acc[1]["status"] == "done" and acc[1]["messages_copied"] == 0, acc[1]
 assert all(acc[l]["status"] == "done_earlier" for l in range(2, 7)), acc
 PY
 
-# ---- 4. the Kubernetes manifest parses and holds what README promises -------------
+# ---- 4. the live display on a TTY (script(1) gives the run a terminal) ------------
+if command -v script >/dev/null 2>&1; then
+	line s1 t1 >"$T_TMP/tty.txt"
+	chmod 600 "$T_TMP/tty.txt"
+	script -qec "$MF run $T_TMP/tty.txt --state $T_TMP/sttty --ca-file $A_CA_FILE --connections 1 --batch 4" \
+		"$T_TMP/tty.log" >/dev/null 2>&1
+	python3 - "$T_TMP/tty.log" <<'PY' && ok progress-live-tty || not_ok progress-live-tty "$(tr -d '\033' <"$T_TMP/tty.log" | head -c 400)"
+import re, sys
+s = open(sys.argv[1], "rb").read().decode("utf-8", "replace")
+frames = re.findall(r"\x1b\[J\r?\naccounts (\d+)/1 done \(0 failed\), (\d+) running \| (\d+) msgs", s)
+assert len(frames) >= 2, frames           # redrawn from the loop timer
+assert re.search(r"line 1 +\[[#-]{20}\] +\d+% \d+/\d+ msgs", s), "no bar"
+assert re.search(r"\x1b\[\d+A", s), "the cursor is not taken back up"
+assert "1 accounts: 1 done" in s, "no table at the end"
+PY
+	check progress-live-tty-exact "$BENCH_BIN/compare" "$(MAILDIR s1)" "$(MAILDIR t1)"
+else
+	ok "progress-live-tty # skipped: no script(1)"
+fi
+
+# ---- 5. the Kubernetes manifest parses and holds what README promises -------------
 python3 - "$ROOT/contrib/k8s/mailferry-indexed-job.yaml" <<'PY' && ok k8s-manifest || not_ok k8s-manifest "see the python error above"
 import sys
 try:
