@@ -169,6 +169,20 @@ static void usage(FILE *f)
 	      "(a password \"@PATH\" is read from that file) or SRC DST [options], the options\n"
 	      "of migrate for that account; options given to run apply to every line. Each\n"
 	      "account has its own state under --state DIR. '#' starts a comment.\n"
+	      "  --report FILE       write the final report as JSON (per account: line,\n"
+	      "                      accounts, status, class, counts, bytes, seconds, first\n"
+	      "                      error); a table is printed at the end either way (stdout,\n"
+	      "                      or stderr with --json)\n"
+	      "  --resume            skip the accounts an earlier run under the same --state\n"
+	      "                      finished (its journal STATE/run-journal); a line changed\n"
+	      "                      since (URLs or options) runs again\n"
+	      "  --shard K/N         run only shard K (0..N-1) of the accounts: by a hash of\n"
+	      "                      the account pair, so adding lines moves no other account\n"
+	      "  --shard auto --shards N   K from $JOB_COMPLETION_INDEX (Kubernetes)\n"
+	      "  --progress-interval SECONDS  without a TTY, one progress line this often\n"
+	      "                      (default 30; 0 = none). On a TTY: a live display\n"
+	      "       mailferry report merge REPORT... [--report FILE] [--json]\n"
+	      "Merges the reports of a run's shards: one table (or JSON), sums, worst class.\n"
 	      "\n"
 	      "       mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n"
 	      "Backs the account up into an archive directory (created if missing): one\n"
@@ -201,7 +215,8 @@ static void usage(FILE *f)
 	      "\n"
 	      "Exit status: 0 all done; 1 some messages or mailboxes failed (listed); 2 usage\n"
 	      "or configuration error; 3 cannot connect or TLS failed; 4 a login was refused;\n"
-	      "5 the destination is over quota. run: 0 all accounts done, 1 otherwise.\n",
+	      "5 the destination is over quota. run and report merge: the class of the worst\n"
+	      "account, worst first: 2 (a bad line) > 3 > 4 > 5 > 1 > 0 (all done).\n",
 	      f);
 }
 
@@ -253,6 +268,11 @@ enum {
 	OPT_SEARCH,
 	OPT_INCLUDE_SHARED,
 	OPT_MAX_PER_HOST,
+	OPT_REPORT,
+	OPT_RESUME,
+	OPT_SHARD,
+	OPT_SHARDS,
+	OPT_PROGRESS_INTERVAL,
 };
 
 static const struct option long_opts[] = {
@@ -303,6 +323,11 @@ static const struct option long_opts[] = {
 	{"smaller", required_argument, NULL, OPT_SMALLER},
 	{"search", required_argument, NULL, OPT_SEARCH},
 	{"include-shared", no_argument, NULL, OPT_INCLUDE_SHARED},
+	{"report", required_argument, NULL, OPT_REPORT},
+	{"resume", no_argument, NULL, OPT_RESUME},
+	{"shard", required_argument, NULL, OPT_SHARD},
+	{"shards", required_argument, NULL, OPT_SHARDS},
+	{"progress-interval", required_argument, NULL, OPT_PROGRESS_INTERVAL},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -317,6 +342,8 @@ static int bad(const struct cli *c, const char *fmt, const char *a, const char *
 	fprintf(stderr, "mailferry: %s", c && c->where ? c->where : "");
 	fprintf(stderr, fmt, a, b);
 	fprintf(stderr, "\n");
+	if (c && c->why && !c->why[0])
+		snprintf(c->why, c->whycap, fmt, a, b);
 	return 2;
 }
 
@@ -344,6 +371,8 @@ static int get_password(const struct cli *c, const char *label, const char *env,
 	}
 	fprintf(stderr, "mailferry: %sno password for the %s account %s@%s: set %s or use --%s-password-file\n",
 		c->where ? c->where : "", label, u->user, u->host, env, label[0] == 's' ? "src" : "dst");
+	if (c->why && !c->why[0])
+		snprintf(c->why, c->whycap, "no password for the %s account", label);
 	return 2;
 }
 
@@ -356,6 +385,8 @@ static unsigned parse_uint(const struct cli *c, const char *s, unsigned lo, unsi
 	if (!*s || *end || v < lo || v > hi) {
 		fprintf(stderr, "mailferry: %s%s must be a number from %u to %u\n",
 		        c->where ? c->where : "", what, lo, hi);
+		if (c->why && !c->why[0])
+			snprintf(c->why, c->whycap, "%s must be a number from %u to %u", what, lo, hi);
 		*err = 1;
 		return lo;
 	}
@@ -538,8 +569,8 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_RETRIES: c->retries = parse_uint(c, optarg, 0, 100, "--retries", &e); break;
 		case OPT_DRY: c->dry_run = 1; break;
 		case OPT_JSON: c->json = 1; break;
-		case OPT_PROGRESS: c->progress = 1; break;
-		case OPT_NOPROGRESS: c->progress = 0; break;
+		case OPT_PROGRESS: c->progress = 1; c->progress_given = 1; break;
+		case OPT_NOPROGRESS: c->progress = 0; c->progress_given = 1; break;
 		case OPT_SYNC_FLAGS: c->sync_flags = 1; break;
 		case OPT_DEDUPE: c->dedupe = 1; break;
 		case OPT_DELETE: c->delete_ = 1; break;
@@ -590,6 +621,31 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			if (!extra)
 				return bad(c, "--jobs is an option of \"run\"%s%s", "", "");
 			c->jobs = parse_uint(c, optarg, 1, 10000, "--jobs", &e);
+			break;
+		case OPT_REPORT:
+		case OPT_RESUME:
+		case OPT_SHARD:
+		case OPT_SHARDS:
+		case OPT_PROGRESS_INTERVAL:
+			if (!extra)
+				return bad(c, "--%s is an option of \"run\"",
+				           opt == OPT_REPORT   ? "report"
+				           : opt == OPT_RESUME ? "resume"
+				           : opt == OPT_SHARD  ? "shard"
+				           : opt == OPT_SHARDS ? "shards"
+				                               : "progress-interval",
+				           "");
+			if (opt == OPT_REPORT)
+				c->report_path = optarg;
+			else if (opt == OPT_RESUME)
+				c->resume = 1;
+			else if (opt == OPT_SHARD)
+				c->shard = optarg;
+			else if (opt == OPT_SHARDS)
+				c->shards = parse_uint(c, optarg, 1, 100000, "--shards", &e);
+			else
+				c->progress_interval =
+				    parse_uint(c, optarg, 0, 86400, "--progress-interval", &e);
 			break;
 		case 'q': mf_log_set_level(MF_LOG_ERROR); break;
 		case 'v': mf_log_set_level(MF_LOG_DEBUG); break;
@@ -722,20 +778,26 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 	/* The state belongs to the two accounts, not to how they are reached:
 	 * another port, TLS or a proxy must not make it look like a new job
 	 * (that would copy everything again). */
-	if (c->du.kind == URL_SMTP || c->du.kind == URL_LMTP)
-		snprintf(c->job_key, sizeof(c->job_key), "%s%s@%s -> %s:%s@%s",
-		         c->su.kind == URL_POP3 ? "pop3:" : "", c->su.user, c->su.host,
-		         c->du.kind == URL_SMTP ? "smtp" : "lmtp", c->du.rcpt,
-		         c->du.path[0] ? c->du.path : c->du.host);
-	else
-		snprintf(c->job_key, sizeof(c->job_key), "%s%s@%s -> %s@%s",
-		         c->su.kind == URL_POP3 ? "pop3:" : "", c->su.user, c->su.host, c->du.user,
-		         c->du.host);
+	cli_job_key(&c->su, &c->du, c->job_key, sizeof(c->job_key));
 	if (c->state_reset && c->dry_run)
 		return bad(c, "--state-reset and --dry-run do not go together%s%s", "", "");
 	if (c->ca_file && access(c->ca_file, R_OK) < 0)
 		return bad(c, "--ca-file %s: %s", c->ca_file, strerror(errno));
 	return 0;
+}
+
+int cli_job_key(const struct url *su, const struct url *du, char *out, size_t cap)
+{
+	int n;
+
+	if (du->kind == URL_SMTP || du->kind == URL_LMTP)
+		n = snprintf(out, cap, "%s%s@%s -> %s:%s@%s", su->kind == URL_POP3 ? "pop3:" : "",
+		             su->user, su->host, du->kind == URL_SMTP ? "smtp" : "lmtp", du->rcpt,
+		             du->path[0] ? du->path : du->host);
+	else
+		n = snprintf(out, cap, "%s%s@%s -> %s@%s", su->kind == URL_POP3 ? "pop3:" : "",
+		             su->user, su->host, du->user, du->host);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 void cli_job_opts(const struct cli *c, struct job_opts *o)
@@ -959,6 +1021,8 @@ int cli_main(int argc, char **argv)
 		return cmd_backup(argc - 1, argv + 1);
 	if (!strcmp(cmd, "restore"))
 		return cmd_restore(argc - 1, argv + 1);
+	if (!strcmp(cmd, "report"))
+		return cmd_report(argc - 1, argv + 1);
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("mailferry %s\n", MF_VERSION);
 		return 0;

@@ -52,6 +52,17 @@ struct cli {
 	char filter[FILTER_MAX];
 	int include_shared;	/* --include-shared */
 	unsigned max_per_host;	/* --max-per-host: 0 = no cap (hostlimit.h) */
+	/* run only (refused on an accounts line) */
+	const char *report_path;	/* --report FILE */
+	int resume;			/* --resume */
+	const char *shard;		/* --shard K/N or "auto" */
+	unsigned shards;		/* --shards N (with JOB_COMPLETION_INDEX) */
+	unsigned progress_interval;	/* --progress-interval SECONDS (no TTY) */
+	int progress_given;		/* --progress / --no-progress was given */
+	/* run: where the first configuration error of a line is copied (as
+	 * printed, without the "FILE:LINE: "), or NULL */
+	char *why;
+	size_t whycap;
 };
 
 void cli_defaults(struct cli *c);
@@ -61,6 +72,9 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra);
 /* URLs, passwords, the default state directory, the job key: 0 or 2. */
 int cli_accounts(struct cli *c, const char *src, const char *dst);
 void cli_job_opts(const struct cli *c, struct job_opts *o);
+/* The job key of two parsed accounts (what their state is named by: the
+ * accounts, not how they are reached). 0, or -1 if it does not fit. */
+int cli_job_key(const struct url *su, const struct url *du, char *out, size_t cap);
 /* The summary of one job (stderr, and JSON with --json). */
 void cli_summary(const struct cli *c, const struct job_summary *s, int rc);
 /* The exit code of a finished job: 0 done, 1 failed, 3 connect/TLS,
@@ -76,6 +90,8 @@ int cli_check(const struct job_opts *o);
 
 /* run.c */
 int cmd_run(int argc, char **argv);
+/* report_cmd.c: mailferry report merge REPORT... */
+int cmd_report(int argc, char **argv);
 
 /* backup_cmd.c: mailferry backup SRC ARCHIVE_DIR */
 int cmd_backup(int argc, char **argv);

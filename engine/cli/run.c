@@ -6,8 +6,14 @@
  * --state, so a failing account never disturbs another's records. A bad
  * line is reported with its number and the others still run.
  *
+ * Around the jobs: which lines this run takes (--shard, --resume through
+ * the run journal), the progress display (a loop timer: a live display on
+ * a TTY, a plain line every --progress-interval seconds otherwise), the
+ * final report (--report JSON, a table) and the exit code: the class of
+ * the worst account (run_report.h orders them).
+ *
  * Not for: parsing a line (accounts.c), an account's options (cli.c), the
- * work of one account (engine/sync).
+ * work of one account (engine/sync), the report format (run_report.c).
  */
 #include "engine/cli/accounts.h"
 #include "engine/cli/cli_int.h"
@@ -22,11 +28,30 @@
 #include <sys/stat.h>
 
 #include "engine/base/err.h"
+#include "engine/cli/run_journal.h"
+#include "engine/cli/run_report.h"
 #include "engine/runtime/loop.h"
 #include "engine/sync/hostlimit.h"
 #include "store/state.h"
 
+#include <unistd.h>
+
+/* Rows kept for the table at the end (the report file has them all). */
+#define RUN_TABLE_ROWS 100
+/* Running accounts shown with a bar on a TTY. */
+#define RUN_BUSIEST 5
+
 struct run;
+
+/* What the selection of a line found (line_select). */
+struct line_sel {
+	int kind;	/* ACCOUNT_NONE (blank/comment), else an account or a bad line */
+	int bad;	/* accounts_parse_line refused it */
+	int member;	/* in this run's shard */
+	struct run_id id;
+	char src[RUN_ACCT_MAX], dst[RUN_ACCT_MAX];	/* redacted URLs */
+	char why[RUN_ERR_MAX];
+};
 
 /* One account while its job runs. */
 struct acct {
@@ -41,6 +66,10 @@ struct acct {
 	char where[300];
 	char label[300];
 	char state_dir[4200];
+	struct line_sel sel;
+	char why[RUN_ERR_MAX];	/* the first configuration error of the line */
+	uint64_t t0;
+	struct acct *prev, *next;	/* running accounts */
 };
 
 struct run {
@@ -54,9 +83,428 @@ struct run {
 	int eof, warned_mode, file_shared;
 	struct job_summary total;
 	struct hostlimit *hl;	/* --max-per-host, shared by every account */
+	/* selection */
+	unsigned shard_k, shard_n;	/* shard_n 0: every line */
+	struct run_journal journal;
+	int journal_ok;
+	char scratch[ACCOUNTS_LINE_MAX + 1];
+	/* report */
+	FILE *report;
+	int report_rows;
+	struct run_totals totals;
+	struct run_row table[RUN_TABLE_ROWS];
+	unsigned ntable, table_omitted;
+	/* progress */
+	struct acct *active;	/* running accounts */
+	unsigned members;	/* accounts (and bad lines) this run takes */
+	int tty, live, shown;
+	unsigned interval_ms;
+	struct loop_timer tick;
+	uint64_t t0;
 };
 
 static void run_fill(struct run *r);
+
+/* s into out[cap], cut at a UTF-8 boundary if it does not fit. */
+static void str_copy(char *out, size_t cap, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n >= cap) {
+		n = cap - 1;
+		while (n && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(out, s, n);
+	out[n] = '\0';
+}
+
+/* ---- which lines this run takes ------------------------------------------- */
+
+/* Looks at one line (a copy in r->scratch, wiped after): blank or not, bad
+ * or not, its identity, its accounts (redacted) and whether it is in this
+ * run's shard. Pure but for the digest; prints nothing. */
+static void line_select(struct run *r, const char *line, size_t len, unsigned lineno,
+                        struct line_sel *out)
+{
+	struct account_line al;
+	char src[1200], dst[1200];
+	const char *words[ACCOUNTS_ARGS_MAX + 2];
+	size_t nw = 0;
+	static const struct url zero_url;
+	struct url *su = NULL, *du = NULL;
+	char why[300], key[1100];
+	int keyed = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->member = 1;
+	memcpy(r->scratch, line, len);
+	r->scratch[len] = '\0';
+	if (accounts_parse_line(r->scratch, len, &al, out->why, sizeof(out->why)) < 0) {
+		out->bad = 1;
+		out->kind = ACCOUNT_URLS;
+		goto place;
+	}
+	out->kind = al.kind;
+	if (al.kind == ACCOUNT_NONE)
+		goto done;
+	if (al.kind == ACCOUNT_URLS) {
+		url_redact(al.argv[0], src, sizeof(src));
+		url_redact(al.argv[1], dst, sizeof(dst));
+		words[nw++] = src;
+		words[nw++] = dst;
+		for (int k = 2; k < al.argc && nw < ACCOUNTS_ARGS_MAX + 2; k++)
+			words[nw++] = al.argv[k];
+	} else {
+		if (accounts_url(al.host[0], al.user[0], src, sizeof(src)) < 0 ||
+		    accounts_url(al.host[1], al.user[1], dst, sizeof(dst)) < 0)
+			src[0] = dst[0] = '\0';
+		words[nw++] = src;
+		words[nw++] = dst;
+		/* a file's name is part of the account, a password is not */
+		words[nw++] = al.password[0][0] == '@' ? al.password[0] : "";
+		words[nw++] = al.password[1][0] == '@' ? al.password[1] : "";
+	}
+	if (run_id_of(words, nw, &out->id) < 0)
+		memset(&out->id, 0, sizeof(out->id));
+	str_copy(out->src, sizeof(out->src), src);
+	str_copy(out->dst, sizeof(out->dst), dst);
+	/* the shard key is the job key: what the account's state is named by */
+	su = malloc(sizeof(*su));
+	du = malloc(sizeof(*du));
+	if (su && du) {
+		*su = zero_url;
+		*du = zero_url;
+		if (src[0] && dst[0] && url_parse(src, su, why, sizeof(why)) == 0 &&
+		    url_parse(dst, du, why, sizeof(why)) == 0 &&
+		    cli_job_key(su, du, key, sizeof(key)) == 0)
+			keyed = 1;
+	}
+	free(su);
+	free(du);
+place:
+	if (r->shard_n)
+		out->member = keyed ? run_shard_of_key(key, strlen(key), r->shard_n) == r->shard_k
+		                    : run_shard_of_line(lineno, r->shard_n) == r->shard_k;
+done:
+	OPENSSL_cleanse(r->scratch, len + 1);
+}
+
+/* Reads the next line into buf: its length, or -1 at the end; *too_long
+ * when it did not fit (the rest of it skipped). */
+static long read_line(struct run *r, char *buf, size_t cap, int *too_long)
+{
+	size_t len;
+	int c;
+
+	*too_long = 0;
+	if (!fgets(buf, (int)cap, r->f))
+		return -1;
+	len = strlen(buf);
+	if (len && buf[len - 1] == '\n') {
+		buf[--len] = '\0';
+		if (len && buf[len - 1] == '\r')
+			buf[--len] = '\0';
+	} else if (!feof(r->f)) {
+		while ((c = fgetc(r->f)) != EOF && c != '\n')
+			;
+		*too_long = 1;
+	}
+	return (long)len;
+}
+
+/* How many lines this run takes (for "done/total"): one pass over the
+ * file, which is read again from its start afterwards. */
+static unsigned count_members(struct run *r)
+{
+	char *buf = malloc(ACCOUNTS_LINE_MAX + 1);
+	struct line_sel *sel = malloc(sizeof(*sel));
+	unsigned lineno = 0, n = 0;
+	long len;
+	int too_long;
+
+	if (buf && sel)
+		while ((len = read_line(r, buf, ACCOUNTS_LINE_MAX + 1, &too_long)) >= 0) {
+			lineno++;
+			if (too_long) {
+				n += !r->shard_n || run_shard_of_line(lineno, r->shard_n) == r->shard_k;
+				continue;
+			}
+			line_select(r, buf, (size_t)len, lineno, sel);
+			n += sel->kind != ACCOUNT_NONE && sel->member;
+		}
+	if (buf)
+		OPENSSL_cleanse(buf, ACCOUNTS_LINE_MAX + 1);
+	free(buf);
+	free(sel);
+	rewind(r->f);
+	return n;
+}
+
+/* ---- the report ------------------------------------------------------------ */
+
+/* One finished (or refused, or skipped) account: totals, the report file,
+ * the table, the journal. */
+static void run_record(struct run *r, const struct run_row *row, const struct run_id *id)
+{
+	struct mf_error err;
+
+	run_totals_add(&r->totals, row);
+	if (r->report) {
+		run_report_row(r->report, row, !r->report_rows++);
+		fflush(r->report);
+	}
+	if (r->ntable < RUN_TABLE_ROWS) {
+		r->table[r->ntable++] = *row;
+	} else {
+		unsigned k = RUN_TABLE_ROWS;
+
+		/* full: an account with a problem replaces one that was done */
+		if (row->exit)
+			for (k = 0; k < RUN_TABLE_ROWS && r->table[k].exit; k++)
+				;
+		if (k < RUN_TABLE_ROWS)
+			r->table[k] = *row;
+		r->table_omitted++;
+	}
+	if (id && r->journal_ok && row->status != RUN_BAD_LINE && row->status != RUN_DONE_EARLIER) {
+		struct run_journal_rec rec = {
+			.line = row->line,
+			.id = *id,
+			.exit = row->exit,
+			.copied = row->copied,
+			.skipped = row->skipped,
+			.failed = row->failed,
+			.bytes = row->bytes,
+			.ms = (uint64_t)(row->seconds * 1000.0),
+		};
+
+		if (run_journal_append(&r->journal, &rec, &err) < 0) {
+			mf_log(MF_LOG_ERROR, "%s (--resume will run the account again)", err.msg);
+			r->journal_ok = 0;
+		}
+	}
+}
+
+static void row_init(struct run_row *row, const struct acct *a)
+{
+	memset(row, 0, sizeof(*row));
+	row->line = a->line;
+	snprintf(row->job, sizeof(row->job), "%s", a->label);
+	snprintf(row->src, sizeof(row->src), "%s", a->sel.src);
+	snprintf(row->dst, sizeof(row->dst), "%s", a->sel.dst);
+}
+
+/* A line that cannot run: reported with its line, class 2 (or 1). */
+static void acct_refused(struct acct *a, int code, const char *why)
+{
+	struct run_row row;
+
+	row_init(&row, a);
+	row.status = code == 2 ? RUN_BAD_LINE : RUN_FAILED;
+	row.exit = code;
+	mf_escape(why && *why ? why : "bad line", strlen(why && *why ? why : "bad line"),
+	          row.error, sizeof(row.error));
+	if (a->c.json) {
+		printf("{\"event\":\"account\",\"job\":");
+		mf_json_str(stdout, a->label, strlen(a->label));
+		printf(",\"line\":%u,\"status\":\"%s\",\"exit\":%d,\"class\":\"%s\",\"error\":",
+		       a->line, run_status_name(row.status), code, run_class_name(code));
+		mf_json_str(stdout, row.error, strlen(row.error));
+		printf("}\n");
+		fflush(stdout);
+	}
+	run_record(a->r, &row, code == 2 ? NULL : &a->sel.id);
+}
+
+/* --resume: an account an earlier run finished; not contacted. */
+static void acct_done_earlier(struct acct *a, const struct run_journal_rec *rec)
+{
+	struct run_row row;
+
+	row_init(&row, a);
+	row.status = RUN_DONE_EARLIER;
+	row.copied = rec->copied;
+	row.skipped = rec->skipped;
+	row.failed = rec->failed;
+	row.bytes = rec->bytes;
+	row.seconds = (double)rec->ms / 1000.0;
+	if (a->r->base->json) {
+		printf("{\"event\":\"account\",\"job\":");
+		mf_json_str(stdout, a->label, strlen(a->label));
+		printf(",\"line\":%u,\"status\":\"done_earlier\",\"exit\":0,\"class\":\"ok\"}\n",
+		       a->line);
+		fflush(stdout);
+	}
+	if (mf_log_enabled(MF_LOG_INFO))
+		mf_print("mailferry: %sdone by an earlier run (--resume): skipped", a->where);
+	run_record(a->r, &row, NULL);
+}
+
+/* ---- progress ------------------------------------------------------------- */
+
+static void fmt_eta(char *out, size_t cap, double secs)
+{
+	if (!(secs >= 0) || secs > 360000)
+		snprintf(out, cap, "?");
+	else
+		snprintf(out, cap, "%u:%02u:%02u", (unsigned)secs / 3600, (unsigned)secs / 60 % 60,
+		         (unsigned)secs % 60);
+}
+
+/* Totals now: messages and bytes of finished and running accounts, and an
+ * ETA from the rate so far and what is left to do (the messages the running
+ * accounts' mailboxes hold, and the accounts not started, at the average
+ * of those finished). */
+static void progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, double *rate,
+                             char *eta, size_t etacap)
+{
+	double secs = (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0;
+	uint64_t left = 0, done_this = 0, fin_msgs = 0;
+	unsigned fin = r->totals.done + r->totals.failed;
+	unsigned started = r->totals.accounts + r->running;
+
+	*msgs = r->total.copied;
+	*bytes = r->total.bytes;
+	fin_msgs = r->total.copied + r->total.skipped + r->total.failed;
+	done_this = fin_msgs;
+	for (struct acct *a = r->active; a; a = a->next) {
+		struct job_progress p;
+		uint64_t seen = a->sum.copied + a->sum.skipped + a->sum.failed;
+
+		*msgs += a->sum.copied;
+		*bytes += a->sum.bytes;
+		done_this += seen;
+		job_progress_get(a->j, &p);
+		left += p.msgs_total > seen ? p.msgs_total - seen : 0;
+	}
+	if (!r->members) {
+		fmt_eta(eta, etacap, -1);
+		*rate = secs > 0 ? (double)*bytes / secs : 0;
+		return;
+	}
+	if (r->members > started && fin)
+		left += (uint64_t)((double)fin_msgs / fin * (r->members - started));
+	*rate = secs > 0 ? (double)*bytes / secs : 0;
+	if (r->members > started && !fin)
+		fmt_eta(eta, etacap, -1);
+	else
+		fmt_eta(eta, etacap, secs > 1 && done_this ? (double)left * secs / (double)done_this
+		                                           : (left ? -1 : 0));
+}
+
+/* The accounts this run takes, or "?" (read from a pipe). */
+static const char *members_str(const struct run *r, char *out, size_t cap)
+{
+	if (r->members)
+		snprintf(out, cap, "%u", r->members);
+	else
+		snprintf(out, cap, "?");
+	return out;
+}
+
+/* One cell of the display: s escaped and cut to w bytes. */
+static void cut(char *out, size_t cap, const char *s, size_t w)
+{
+	char esc[600];
+	size_t n = mf_escape(s, strlen(s), esc, sizeof(esc)), k = n > w ? w : n;
+
+	while (k < n && k && ((unsigned char)esc[k] & 0xc0) == 0x80)
+		k--;
+	snprintf(out, cap, "%.*s%s", (int)k, esc, k < n ? "~" : "");
+}
+
+/* The live display on a TTY: a blank line the cursor waits on (a log line
+ * printed meanwhile lands there, and the next redraw clears from below
+ * it), then the totals and the busiest running accounts with a bar. */
+static void progress_draw(struct run *r)
+{
+	struct acct *top[RUN_BUSIEST];
+	unsigned ntop = 0, lines = 1;
+	uint64_t msgs, bytes;
+	double rate;
+	char eta[32], tot[16];
+
+	progress_numbers(r, &msgs, &bytes, &rate, eta, sizeof(eta));
+	for (struct acct *a = r->active; a; a = a->next) {
+		unsigned k = ntop < RUN_BUSIEST ? ntop++ : RUN_BUSIEST;
+
+		if (k == RUN_BUSIEST && a->sum.bytes <= top[RUN_BUSIEST - 1]->sum.bytes)
+			continue;
+		if (k == RUN_BUSIEST)
+			k--;
+		while (k && top[k - 1]->sum.bytes < a->sum.bytes) {
+			top[k] = top[k - 1];
+			k--;
+		}
+		top[k] = a;
+	}
+	fprintf(stderr, "\r\033[J\naccounts %u/%s done (%u failed), %u running | %llu msgs | "
+	                "%.1f MB | %.1f MB/s | ETA %s",
+	        r->totals.accounts, members_str(r, tot, sizeof(tot)), r->totals.failed + r->totals.bad_lines, r->running,
+	        (unsigned long long)msgs, (double)bytes / 1e6, rate / 1e6, eta);
+	for (unsigned i = 0; i < ntop; i++) {
+		struct acct *a = top[i];
+		struct job_progress p;
+		uint64_t seen = a->sum.copied + a->sum.skipped + a->sum.failed;
+		char bar[24], name[64];
+		unsigned pct = 0, fill;
+
+		job_progress_get(a->j, &p);
+		if (p.msgs_total)
+			pct = seen >= p.msgs_total ? 100 : (unsigned)(seen * 100 / p.msgs_total);
+		fill = pct / 5;
+		for (unsigned k = 0; k < 20; k++)
+			bar[k] = k < fill ? '#' : '-';
+		bar[20] = '\0';
+		cut(name, sizeof(name), a->sel.src, 40);
+		fprintf(stderr, "\n  line %-5u [%s] %3u%% %llu/%llu msgs %.1f MB  %s", a->line, bar,
+		        pct, (unsigned long long)seen, (unsigned long long)p.msgs_total,
+		        (double)a->sum.bytes / 1e6, name);
+		lines++;
+	}
+	fprintf(stderr, "\033[%uA\r", lines);
+	fflush(stderr);
+	r->shown = 1;
+}
+
+static void progress_clear_all(struct run *r)
+{
+	if (r->shown) {
+		fputs("\r\033[J", stderr);
+		fflush(stderr);
+		r->shown = 0;
+	}
+}
+
+/* Without a TTY: one plain line. */
+static void progress_line(struct run *r)
+{
+	uint64_t msgs, bytes;
+	double rate;
+	char eta[32], tot[16];
+
+	progress_numbers(r, &msgs, &bytes, &rate, eta, sizeof(eta));
+	mf_print("mailferry: progress: %u/%s accounts done (%u failed), %u running, %llu copied, "
+	         "%.1f MB, %.1f MB/s, ETA %s",
+	         r->totals.accounts, members_str(r, tot, sizeof(tot)), r->totals.failed + r->totals.bad_lines, r->running,
+	         (unsigned long long)msgs, (double)bytes / 1e6, rate / 1e6, eta);
+}
+
+static void on_progress(struct loop *l, struct loop_timer *t)
+{
+	struct run *r = (struct run *)((char *)t - offsetof(struct run, tick));
+
+	if (!r->running)
+		return;
+	if (r->live)
+		progress_draw(r);
+	else
+		progress_line(r);
+	loop_timer_start(l, &r->tick, r->interval_ms, on_progress);
+}
+
+/* ---- accounts -------------------------------------------------------------- */
 
 /* A password "@PATH" is read from PATH; any other is the value itself. */
 static int line_password(struct acct *a, const char *field, char *out, size_t cap)
@@ -66,12 +514,14 @@ static int line_password(struct acct *a, const char *field, char *out, size_t ca
 	if (field[0] == '@') {
 		if (cli_password_file(field + 1, out, cap, why, sizeof(why)) < 0) {
 			fprintf(stderr, "mailferry: %s%s\n", a->where, why);
+			str_copy(a->why, sizeof(a->why), why);
 			return -1;
 		}
 		return 0;
 	}
 	if (strlen(field) >= cap) {
 		fprintf(stderr, "mailferry: %spassword too long\n", a->where);
+		snprintf(a->why, sizeof(a->why), "password too long");
 		return -1;
 	}
 	if (a->r->file_shared && !a->r->warned_mode) {
@@ -83,7 +533,6 @@ static int line_password(struct acct *a, const char *field, char *out, size_t ca
 	snprintf(out, cap, "%s", field);
 	return 0;
 }
-
 /* The account's own state directory: DIR/acct-HASH of its job key, so that
  * each account commits (or fails) alone. */
 static int acct_state_dir(struct acct *a)
@@ -112,8 +561,11 @@ static int acct_setup(struct acct *a, size_t len)
 
 	a->c = *a->r->base;
 	a->c.where = a->where;
+	a->c.why = a->why;
+	a->c.whycap = sizeof(a->why);
 	if (accounts_parse_line(a->buf, len, &al, why, sizeof(why)) < 0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, why);
+		str_copy(a->why, sizeof(a->why), why);
 		return 2;
 	}
 	if (al.kind == ACCOUNT_NONE)
@@ -129,6 +581,7 @@ static int acct_setup(struct acct *a, size_t len)
 		if (optind != al.argc - 1) {
 			fprintf(stderr, "mailferry: %sunexpected word \"%.60s\" after the options\n",
 			        a->where, argv[optind]);
+			snprintf(a->why, sizeof(a->why), "unexpected word after the options");
 			return 2;
 		}
 		return cli_accounts(&a->c, al.argv[0], dst_url);
@@ -137,6 +590,7 @@ static int acct_setup(struct acct *a, size_t len)
 		if (accounts_url(al.host[s], al.user[s], s ? dst : src, sizeof(src)) < 0) {
 			fprintf(stderr, "mailferry: %shost%d or user%d too long\n", a->where, s + 1,
 			        s + 1);
+			snprintf(a->why, sizeof(a->why), "host or user too long");
 			return 2;
 		}
 	if (line_password(a, al.password[0], a->c.src_pw, sizeof(a->c.src_pw)) < 0 ||
@@ -175,16 +629,36 @@ static void acct_report(struct acct *a, int rc)
 {
 	struct run *r = a->r;
 	const struct job_summary *s = &a->sum;
+	int code = cli_exit_code(s, rc);
+	struct run_row row;
 
+	row_init(&row, a);
+	row.status = code ? RUN_FAILED : RUN_DONE;
+	row.exit = code;
+	row.copied = s->copied;
+	row.skipped = s->skipped;
+	row.failed = s->failed;
+	row.bytes = s->bytes;
+	row.seconds = s->seconds;
+	snprintf(row.error, sizeof(row.error), "%s", s->first_error);
+	if (code && !row.error[0])
+		snprintf(row.error, sizeof(row.error), "finished with errors");
 	if (a->c.json) {
 		printf("{\"event\":\"account\",\"job\":");
 		mf_json_str(stdout, a->label, strlen(a->label));
-		printf(",\"exit\":%d,\"messages_copied\":%llu,\"messages_skipped\":%llu,"
+		printf(",\"line\":%u,\"status\":\"%s\",\"exit\":%d,\"class\":\"%s\","
+		       "\"messages_copied\":%llu,\"messages_skipped\":%llu,"
 		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
-		       "\"mailboxes_failed\":%u,\"seconds\":%.3f,\"reconnects\":%u}\n",
-		       rc, (unsigned long long)s->copied, (unsigned long long)s->skipped,
+		       "\"mailboxes_failed\":%u,\"seconds\":%.3f,\"reconnects\":%u,\"error\":",
+		       a->line, run_status_name(row.status), code, run_class_name(code),
+		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
 		       s->mailboxes_failed, s->seconds, s->reconnects);
+		if (row.error[0] && code)
+			mf_json_str(stdout, row.error, strlen(row.error));
+		else
+			fputs("null", stdout);
+		printf("}\n");
 		fflush(stdout);
 	}
 	if (mf_log_enabled(MF_LOG_INFO))
@@ -199,6 +673,18 @@ static void acct_report(struct acct *a, int rc)
 		r->failed++;
 	else
 		r->ok++;
+	run_record(r, &row, &a->sel.id);
+}
+
+static void active_remove(struct acct *a)
+{
+	if (a->prev)
+		a->prev->next = a->next;
+	else
+		a->r->active = a->next;
+	if (a->next)
+		a->next->prev = a->prev;
+	a->prev = a->next = NULL;
 }
 
 static void acct_done(struct job *j, void *ud)
@@ -207,14 +693,20 @@ static void acct_done(struct job *j, void *ud)
 	struct run *r = a->r;
 	int rc = job_end(j);
 
+	active_remove(a);
+	a->j = NULL;
 	acct_report(a, rc);
 	state_close(a->st);
 	acct_free(a);
 	r->running--;
 	run_fill(r);
+	if (!r->running) {
+		loop_timer_cancel(&r->loop, &r->tick);
+		progress_clear_all(r);
+	}
 }
 
-/* Starts one account: 0 started, -1 not (reported and counted). */
+/* Starts one account: 0 started, else the exit class (reported). */
 static int acct_start(struct acct *a)
 {
 	struct run *r = a->r;
@@ -222,27 +714,36 @@ static int acct_start(struct acct *a)
 
 	if (acct_state_dir(a) < 0) {
 		fprintf(stderr, "mailferry: %sstate directory name too long\n", a->where);
-		return -1;
+		acct_refused(a, 2, "state directory name too long");
+		return 2;
 	}
 	cli_job_opts(&a->c, &a->o);
 	a->o.label = a->label;
 	a->o.hostlimit = r->hl;
 	if (job_opts_check(&a->o, &err) < 0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
-		return -1;
+		acct_refused(a, 2, err.msg);
+		return 2;
 	}
 	mf_err_clear(&err);
 	if (state_open_flags(&a->st, a->state_dir, a->c.state_reset ? STATE_OPEN_RESET : 0, &err) <
 	    0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
-		return -1;
+		acct_refused(a, 1, err.msg);
+		return 1;
 	}
 	if (job_start(&a->j, &r->loop, a->st, &a->o, &a->sum, acct_done, a, &err) < 0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
 		state_close(a->st);
-		return -1;
+		acct_refused(a, 1, err.msg);
+		return 1;
 	}
-	r->running++;
+	a->next = r->active;
+	if (r->active)
+		r->active->prev = a;
+	r->active = a;
+	if (!r->running++ && (r->live || r->interval_ms) && !r->tick.armed)
+		loop_timer_start(&r->loop, &r->tick, r->interval_ms, on_progress);
 	return 0;
 }
 
@@ -251,20 +752,23 @@ static void run_fill(struct run *r)
 {
 	while (!r->eof && r->running < r->base->jobs) {
 		struct acct *a = calloc(1, sizeof(*a));
-		size_t len;
-		int rc, c = 0;
+		const struct run_journal_rec *rec;
+		long len;
+		int rc, too_long;
 
 		if (!a) {
 			mf_log(MF_LOG_ERROR, "out of memory; no more accounts started");
 			r->eof = 1;
 			r->failed++;
+			r->totals.exit = run_class_max(r->totals.exit, 1);
 			return;
 		}
 		a->r = r;
-		if (!fgets(a->buf, sizeof(a->buf), r->f)) {
+		if ((len = read_line(r, a->buf, sizeof(a->buf), &too_long)) < 0) {
 			if (ferror(r->f)) {
 				mf_log(MF_LOG_ERROR, "reading %s: %s", r->path, strerror(errno));
 				r->failed++;
+				r->totals.exit = run_class_max(r->totals.exit, 1);
 			}
 			r->eof = 1;
 			free(a);
@@ -273,65 +777,148 @@ static void run_fill(struct run *r)
 		a->line = ++r->lineno;
 		snprintf(a->where, sizeof(a->where), "%s:%u: ", r->path, a->line);
 		snprintf(a->label, sizeof(a->label), "%s:%u", r->path, a->line);
-		len = strlen(a->buf);
-		if (len && a->buf[len - 1] == '\n') {
-			a->buf[--len] = '\0';
-			if (len && a->buf[len - 1] == '\r')
-				a->buf[--len] = '\0';
-		} else if (!feof(r->f)) {
-			/* longer than a line may be: skip to its end */
-			while ((c = fgetc(r->f)) != EOF && c != '\n')
-				;
+		a->c.json = r->base->json;
+		if (too_long) {
+			if (r->shard_n && run_shard_of_line(a->line, r->shard_n) != r->shard_k) {
+				acct_free(a);
+				continue;
+			}
 			fprintf(stderr, "mailferry: %sline longer than %d bytes\n", a->where,
 			        ACCOUNTS_LINE_MAX - 1);
+			r->accounts++;
 			r->bad_lines++;
+			acct_refused(a, 2, "line too long");
 			acct_free(a);
 			continue;
 		}
-		rc = acct_setup(a, len);
-		if (rc == 1) {
-			acct_free(a); /* blank or comment */
+		line_select(r, a->buf, (size_t)len, a->line, &a->sel);
+		if (a->sel.kind == ACCOUNT_NONE || !a->sel.member) {
+			acct_free(a); /* blank, comment, or another shard's */
 			continue;
 		}
 		r->accounts++;
-		if (rc) {
-			r->bad_lines++;
+		if (!a->sel.bad && r->journal_ok &&
+		    (rec = run_journal_done(&r->journal, a->line, &a->sel.id))) {
+			acct_done_earlier(a, rec);
 			acct_free(a);
 			continue;
 		}
-		if (acct_start(a) < 0) {
+		rc = acct_setup(a, (size_t)len);
+		if (rc) {
+			r->bad_lines++;
+			acct_refused(a, 2, a->why);
+			acct_free(a);
+			continue;
+		}
+		if (acct_start(a)) {
 			r->failed++;
 			acct_free(a);
 		}
 	}
 }
 
+/* --shard K/N, or auto with --shards N and $JOB_COMPLETION_INDEX: 0 or 2. */
+static int run_shard_setup(struct run *r, const struct cli *c)
+{
+	char buf[64];
+	const char *idx;
+
+	if (!c->shard && !c->shards)
+		return 0;
+	if (!c->shard || !strcmp(c->shard, "auto")) {
+		idx = getenv("JOB_COMPLETION_INDEX");
+		if (!c->shards || !idx || !*idx) {
+			fprintf(stderr, "mailferry: --shard auto needs --shards N and "
+			                "$JOB_COMPLETION_INDEX\n");
+			return 2;
+		}
+		snprintf(buf, sizeof(buf), "%.20s/%u", idx, c->shards);
+	} else {
+		if (c->shards) {
+			fprintf(stderr, "mailferry: --shards goes with --shard auto\n");
+			return 2;
+		}
+		snprintf(buf, sizeof(buf), "%.60s", c->shard);
+	}
+	if (run_shard_parse(buf, &r->shard_k, &r->shard_n) < 0) {
+		fprintf(stderr, "mailferry: --shard wants K/N with 0 <= K < N (got \"%s\")\n", buf);
+		return 2;
+	}
+	return 0;
+}
+
+/* The table (stdout, or stderr with --json) and the report's end. */
+static void run_finish_report(struct run *r, double secs)
+{
+	FILE *t = r->base->json ? stderr : stdout;
+	int had_report = r->report != NULL;
+
+	if (r->report) {
+		run_report_tail(r->report, &r->totals, secs);
+		if (fflush(r->report) || fsync(fileno(r->report)) < 0 || ferror(r->report))
+			mf_log(MF_LOG_ERROR, "writing %s: %s", r->base->report_path, strerror(errno));
+		fclose(r->report);
+		r->report = NULL;
+	}
+	if (!mf_log_enabled(MF_LOG_INFO) && t == stderr)
+		return;
+	run_rows_sort(r->table, r->ntable);
+	run_table_head(t);
+	for (unsigned i = 0; i < r->ntable; i++)
+		if (r->ntable + r->table_omitted <= RUN_TABLE_ROWS || r->table[i].exit)
+			run_table_row(t, &r->table[i]);
+	if (r->ntable + r->table_omitted > RUN_TABLE_ROWS)
+		fprintf(t, "(%u accounts: only those with a problem are listed%s)\n",
+		        r->ntable + r->table_omitted, had_report ? "" : "; --report FILE has all");
+	run_table_tail(t, &r->totals);
+	fflush(t);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct cli base;
-	struct run r;
+	struct run *r;
 	struct stat st;
+	struct mf_error err;
 	int rc;
 
 	cli_defaults(&base);
 	base.jobs = 4;
-	base.progress = 0; /* one line per account instead */
+	base.progress = 0; /* not per job: the run's own display */
+	base.progress_interval = 30;
 	if ((rc = cli_parse(&base, argc, argv, 1)))
 		return rc == 1 ? 0 : rc;
 	if (argc - optind != 1) {
 		fprintf(stderr, "usage: mailferry run ACCOUNTS_FILE [--jobs N] [options]\n");
 		return 2;
 	}
-	memset(&r, 0, sizeof(r));
-	r.base = &base;
-	r.path = argv[optind];
-	if (!(r.f = fopen(r.path, "re"))) {
-		fprintf(stderr, "mailferry: cannot read accounts file %s: %s\n", r.path,
+	if (!(r = calloc(1, sizeof(*r)))) {
+		fprintf(stderr, "mailferry: out of memory\n");
+		return 1;
+	}
+	r->base = &base;
+	r->path = argv[optind];
+	if ((rc = run_shard_setup(r, &base))) {
+		free(r);
+		return rc;
+	}
+	/* progress: live on a TTY (or with --progress), else a line */
+	r->tty = isatty(2);
+	r->live = base.progress_given ? base.progress : r->tty;
+	r->interval_ms = r->live ? 250 : base.progress_interval * 1000u;
+	if (base.progress_given && !base.progress)
+		r->interval_ms = 0;
+	base.progress = 0;
+	if (!(r->f = fopen(r->path, "re"))) {
+		fprintf(stderr, "mailferry: cannot read accounts file %s: %s\n", r->path,
 		        strerror(errno));
+		free(r);
 		return 2;
 	}
-	if (fstat(fileno(r.f), &st) == 0 && (st.st_mode & 0044))
-		r.file_shared = 1;
+	if (fstat(fileno(r->f), &st) < 0)
+		memset(&st, 0, sizeof(st));
+	if (st.st_mode & 0044)
+		r->file_shared = 1;
 	if (!base.state_dir) {
 		const char *x = getenv("XDG_STATE_HOME"), *h = getenv("HOME");
 
@@ -341,58 +928,98 @@ int cmd_run(int argc, char **argv)
 			snprintf(base.state_buf, sizeof(base.state_buf), "%s/.local/state/mailferry", h);
 		else {
 			fprintf(stderr, "mailferry: no state directory: use --state DIR\n");
-			fclose(r.f);
+			fclose(r->f);
+			free(r);
 			return 2;
 		}
 		base.state_dir = base.state_buf;
 	}
+	mf_err_clear(&err);
+	if (!base.dry_run) {
+		if (run_journal_open(&r->journal, base.state_dir, base.resume, &err) < 0) {
+			fprintf(stderr, "mailferry: %s\n", err.msg);
+			fclose(r->f);
+			free(r);
+			return 2;
+		}
+		r->journal_ok = 1;
+	} else if (base.resume) {
+		fprintf(stderr, "mailferry: --resume and --dry-run do not go together\n");
+		fclose(r->f);
+		free(r);
+		return 2;
+	}
+	if (base.report_path && !(r->report = fopen(base.report_path, "we"))) {
+		fprintf(stderr, "mailferry: cannot write report %s: %s\n", base.report_path,
+		        strerror(errno));
+		rc = 2;
+		goto out_journal;
+	}
+	if (r->report) {
+		char shard[32];
+
+		snprintf(shard, sizeof(shard), "%u/%u", r->shard_k, r->shard_n);
+		run_report_head(r->report, r->path, r->shard_n ? shard : NULL);
+	}
 	if (base.insecure)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
 				    "path can read the passwords and the mail");
-	if ((rc = loop_init(&r.loop, 1024)) < 0) {
+	if ((rc = loop_init(&r->loop, 1024)) < 0) {
 		fprintf(stderr, "mailferry: io_uring setup failed: %s\n", strerror(-rc));
-		fclose(r.f);
-		return 1;
+		rc = 1;
+		goto out_report;
 	}
-	if (hostlimit_new(&r.hl, &r.loop, base.max_per_host) < 0) {
+	if (hostlimit_new(&r->hl, &r->loop, base.max_per_host) < 0) {
 		fprintf(stderr, "mailferry: out of memory\n");
-		loop_free(&r.loop);
-		fclose(r.f);
-		return 1;
+		loop_free(&r->loop);
+		rc = 1;
+		goto out_report;
 	}
-	run_fill(&r);
-	if (r.running && (rc = loop_run(&r.loop)) < 0)
+	/* a pipe cannot be read twice: then the total is not known ("?") */
+	if (S_ISREG(st.st_mode))
+		r->members = count_members(r);
+	r->t0 = loop_now_ms(&r->loop);
+	run_fill(r);
+	if (r->running && (rc = loop_run(&r->loop)) < 0)
 		mf_log(MF_LOG_ERROR, "event loop failed: %s", strerror(-rc));
-	if (r.running) {
-		mf_log(MF_LOG_ERROR, "internal: the loop ended with %u accounts running", r.running);
-		r.failed += r.running;
+	if (r->running) {
+		mf_log(MF_LOG_ERROR, "internal: the loop ended with %u accounts running", r->running);
+		r->failed += r->running;
+		r->totals.exit = run_class_max(r->totals.exit, 1);
 	}
-	if (hostlimit_count(r.hl)) {
+	progress_clear_all(r);
+	if (hostlimit_count(r->hl)) {
 		/* hostlimit.h's invariant: every slot granted was released */
 		mf_log(MF_LOG_ERROR, "internal: %u connection slots never released",
-		       hostlimit_count(r.hl));
-		r.failed++;
+		       hostlimit_count(r->hl));
+		r->failed++;
+		r->totals.exit = run_class_max(r->totals.exit, 1);
 	}
 	if (base.max_per_host)
 		mf_log(MF_LOG_INFO, "run: --max-per-host %u: at most %u connections were open to one "
 		                    "host",
-		       base.max_per_host, hostlimit_peak(r.hl));
-	hostlimit_free(r.hl);
-	loop_free(&r.loop);
-	fclose(r.f);
+		       base.max_per_host, hostlimit_peak(r->hl));
+	hostlimit_free(r->hl);
+	loop_free(&r->loop);
 	if (base.json) {
 		printf("{\"event\":\"run_summary\",\"accounts\":%u,\"ok\":%u,\"failed\":%u,"
-		       "\"bad_lines\":%u,\"messages_copied\":%llu,\"messages_failed\":%llu,"
-		       "\"bytes\":%llu}\n",
-		       r.accounts, r.ok, r.failed, r.bad_lines, (unsigned long long)r.total.copied,
-		       (unsigned long long)r.total.failed, (unsigned long long)r.total.bytes);
+		       "\"bad_lines\":%u,\"done_earlier\":%u,\"messages_copied\":%llu,"
+		       "\"messages_failed\":%llu,\"bytes\":%llu,\"exit\":%d,\"class\":\"%s\"}\n",
+		       r->accounts, r->ok, r->failed, r->bad_lines, r->totals.done_earlier,
+		       (unsigned long long)r->total.copied, (unsigned long long)r->total.failed,
+		       (unsigned long long)r->total.bytes, r->totals.exit,
+		       run_class_name(r->totals.exit));
 		fflush(stdout);
 	}
-	if (mf_log_enabled(MF_LOG_INFO))
-		mf_print("mailferry: run: %u accounts: %u done, %u with errors, %u bad lines; "
-		         "%llu copied, %llu failed, %.1f MB",
-		         r.accounts, r.ok, r.failed, r.bad_lines,
-		         (unsigned long long)r.total.copied, (unsigned long long)r.total.failed,
-		         (double)r.total.bytes / 1e6);
-	return (r.failed || r.bad_lines) ? 1 : 0;
+	run_finish_report(r, (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0);
+	rc = r->totals.exit;
+out_report:
+	if (r->report)
+		fclose(r->report);
+out_journal:
+	if (r->journal_ok)
+		run_journal_close(&r->journal);
+	fclose(r->f);
+	free(r);
+	return rc;
 }

@@ -120,6 +120,8 @@ struct job_summary {
 	unsigned reconnects;	/* worker pairs reopened after a dropped connection */
 	int fatal;		/* the job could not run at all (e.g. login failed) */
 	unsigned classes;	/* JOB_CLASS_* of the failures seen */
+	char first_error[240];	/* the first error line reported ("" if none),
+				 * escaped as on stderr (mailferry run's report) */
 };
 
 /* What kind of failure a run met, for exit codes (cli) and reports. */
@@ -149,6 +151,15 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
  * something failed (each failure already reported on stderr and in the
  * JSON events). */
 int job_end(struct job *j);
+
+/* How far a running job is, for a progress display: the messages its
+ * source mailboxes hold (STATUS MESSAGES; 0 until listed) and mailboxes
+ * handed to a worker so far, of how many. */
+struct job_progress {
+	uint64_t msgs_total;
+	size_t mb_started, mb_total;
+};
+void job_progress_get(const struct job *j, struct job_progress *p);
 
 /* Checks what job_start would compile (regular expressions, --rename
  * rules): 0, or -EINVAL with err naming the option. */

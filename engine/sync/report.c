@@ -79,6 +79,8 @@ void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t u
 		snprintf(line + n, sizeof(line) - (size_t)n, "%s%s", n ? ": " : "", msg);
 	progress_clear(j);
 	mf_log(MF_LOG_ERROR, "%s", line);
+	if (!j->sum->first_error[0])
+		mf_escape(line, strlen(line), j->sum->first_error, sizeof(j->sum->first_error));
 	if (j->o->json && j->nerrors < MAX_ERRORS) {
 		job_event(j, "error");
 		fprintf(j->o->out, ",\"account\":");
@@ -129,6 +131,16 @@ int job_commit(struct job *j)
 	j->state_dirty = 0;
 	j->last_commit = loop_now_ms(j->loop);
 	return rc;
+}
+
+void job_progress_get(const struct job *j, struct job_progress *p)
+{
+	p->msgs_total = 0;
+	for (size_t i = 0; i < j->nmb; i++)
+		if (j->mb[i].work && j->mb[i].have_status)
+			p->msgs_total += j->mb[i].st_messages;
+	p->mb_started = j->next_mb;
+	p->mb_total = j->nmb;
 }
 
 void on_tick(struct loop *l, struct loop_timer *t)

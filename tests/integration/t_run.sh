@@ -30,7 +30,7 @@ EOF2
 chmod 644 "$ACC"
 RUN=(mf run "$ACC" --jobs 2 --state "$T_TMP/state" --ca-file "$A_CA_FILE" --json)
 
-expect_exit run-exit-1 1 "${RUN[@]}"
+expect_exit run-exit-2-bad-line-worst 2 "${RUN[@]}"
 cp "$T_TMP/last.out" "$T_TMP/run1.out"; cp "$T_TMP/last.err" "$T_TMP/run1.err"
 for i in 1 2 5; do
 	check "run-exact-s$i" "$BENCH_BIN/compare" "$(MAILDIR "s$i")" "$(MAILDIR "d$i")"
@@ -57,16 +57,16 @@ d = json.loads(sys.argv[1])
 assert d["event"] == "run_summary", d
 assert (d["accounts"], d["ok"], d["failed"], d["bad_lines"]) == (6, 4, 1, 1), d
 PY
-na=$(grep -c '"event":"account"' "$T_TMP/run1.out")
+na=$(grep -c '"event":"account"' "$T_TMP/run1.out")  # 5 accounts that ran or were refused, and the bad line
 nj=$(grep '"event":"mailbox"' "$T_TMP/run1.out" | grep -c '"job":"[^"]*accounts.txt:[0-9]*"')
-[ "$na" = 5 ] && [ "$nj" -gt 0 ] && ok "run-json-per-account ($na accounts, $nj mailbox events with their job)" ||
+[ "$na" = 6 ] && [ "$nj" -gt 0 ] && ok "run-json-per-account ($na accounts, $nj mailbox events with their job)" ||
 	not_ok run-json-per-account "$na account events, $nj labelled mailbox events"
 ns=$(find "$T_TMP/state" -maxdepth 1 -name 'acct-*' -type d | wc -l)
 [ "$ns" -ge 4 ] && ok "run-state-per-account ($ns)" || not_ok run-state-per-account "$ns state directories"
 
 # the re-run: nothing copied again, the file now private (no warning)
 chmod 600 "$ACC"
-expect_exit rerun-exit-1 1 "${RUN[@]}"
+expect_exit rerun-exit-2 2 "${RUN[@]}"
 c=$(tail -n 1 "$T_TMP/last.out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages_copied"])')
 [ "$c" = 0 ] && ok run-rerun-copies-0 || not_ok run-rerun-copies-0 "copied $c"
 grep -q "can be read by others" "$T_TMP/last.err" && not_ok run-no-warning-600 "warned for mode 600" ||
@@ -74,6 +74,6 @@ grep -q "can be read by others" "$T_TMP/last.err" && not_ok run-no-warning-600 "
 
 # usage errors: exit 2
 expect_exit run-missing-file 2 mf run "$T_TMP/nope.txt" --state "$T_TMP/state"
-expect_exit run-jobs-on-line 1 mf run <(echo "imap://a@$H:$P imap://b@$H:$P --jobs 3") --state "$T_TMP/state"
+expect_exit run-jobs-on-line 2 mf run <(echo "imap://a@$H:$P imap://b@$H:$P --jobs 3") --state "$T_TMP/state"
 grep -q -- "--jobs is an option of" "$T_TMP/last.err" && ok run-jobs-per-line-refused ||
 	not_ok run-jobs-per-line-refused "$(tail -n 1 "$T_TMP/last.err")"
