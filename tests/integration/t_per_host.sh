@@ -173,7 +173,7 @@ mp=$(sed -n 's/.*at most \([0-9]*\) connections were open to one host.*/\1/p' "$
 	not_ok per-host-slots-balanced "client peak '${mp}'; $(grep -m1 'never released' "$T_TMP/cap.err")"
 
 # usage: a cap is for the whole run, not for one account's line
-expect_exit per-host-on-line 1 mf run <(echo "imap://a@$H:$P imap://b@$H:$P --max-per-host 3") --state "$T_TMP/state-x"
+expect_exit per-host-on-line 2 mf run <(echo "imap://a@$H:$P imap://b@$H:$P --max-per-host 3") --state "$T_TMP/state-x"
 grep -q -- "--max-per-host is an option of the whole run" "$T_TMP/last.err" && ok per-host-line-refused ||
 	not_ok per-host-line-refused "$(tail -n 1 "$T_TMP/last.err")"
 expect_exit per-host-zero 2 mf run "$ACC" --max-per-host 0 --state "$T_TMP/state-x"
