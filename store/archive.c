@@ -134,11 +134,11 @@ int archive_commit(struct archive *a, struct mf_error *err)
 		rc = mdb_txn_commit(a->txn);
 		a->txn = NULL;
 		if (rc) {
-			mf_err_set(err, arc_lmdb_code(rc),
+			mf_err_set(err, mf_lmdb_code(rc),
 			           "archive %s: mdb_txn_commit: %s; writes since the last commit "
 			           "were dropped",
 			           a->dir, mdb_strerror(rc));
-			return arc_lmdb_code(rc);
+			return mf_lmdb_code(rc);
 		}
 	}
 	a->dirty = 0;

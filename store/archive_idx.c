@@ -19,29 +19,9 @@
 
 /* ---- errors and transactions ---- */
 
-int arc_lmdb_code(int rc)
-{
-	if (rc > 0)
-		return -rc;
-	switch (rc) {
-	case MDB_NOTFOUND:
-		return -ENOENT;
-	case MDB_MAP_FULL:
-	case MDB_TXN_FULL:
-		return -ENOSPC;
-	case MDB_INVALID:
-	case MDB_VERSION_MISMATCH:
-	case MDB_INCOMPATIBLE:
-	case MDB_BAD_VALSIZE:
-		return -EINVAL;
-	default:
-		return -EIO;
-	}
-}
-
 int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *what)
 {
-	int code = arc_lmdb_code(rc);
+	int code = mf_lmdb_code(rc);
 
 	if (a->txn && !(a->flags & ARCHIVE_OPEN_RDONLY)) {
 		mdb_txn_abort(a->txn);

@@ -12,6 +12,7 @@
 #include <zstd.h>
 
 #include "store/archive.h"
+#include "store/lmdb_code.h"
 #include "store/archive_crypt.h"
 #include "store/msghash.h"
 #include "store/state.h"
@@ -118,7 +119,6 @@ int arc_val_seal(struct archive *a, enum afmt_kind kind, const void *k, size_t k
 /* The objects key of a content hash: the hash, or HMAC(mac key, hash). */
 int arc_objkey(struct archive *a, const uint8_t hash[32], uint8_t key[32], struct mf_error *err);
 
-int arc_lmdb_code(int rc);
 int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *what);
 int arc_txn(struct archive *a, struct mf_error *err);
 int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,

@@ -48,6 +48,7 @@
  * was committed.
  */
 #include "store/state.h"
+#include "store/lmdb_code.h"
 #include "store/state_check.h"
 
 #include <errno.h>
@@ -146,29 +147,6 @@ static void key_mbox(uint8_t k[8], uint32_t job, uint32_t mbid)
 
 /* ---- errors ---- */
 
-static int lmdb_code(int rc)
-{
-	if (rc > 0)
-		return -rc; /* LMDB passes system errors through as errno values */
-	switch (rc) {
-	case MDB_NOTFOUND:
-		return -ENOENT;
-	case MDB_MAP_FULL:
-	case MDB_TXN_FULL:
-		return -ENOSPC;
-	case MDB_INVALID:
-	case MDB_VERSION_MISMATCH:
-	case MDB_INCOMPATIBLE:
-	case MDB_BAD_VALSIZE:
-		return -EINVAL;
-	case MDB_READERS_FULL:
-	case MDB_MAP_RESIZED:
-		return -EAGAIN;
-	default:
-		return -EIO;
-	}
-}
-
 static void txn_end(struct state *s)
 {
 	s->txn = NULL;
@@ -184,7 +162,7 @@ static void txn_end(struct state *s)
 static int lmdb_fail(struct state *s, int rc, struct mf_error *err, const char *what)
 {
 	char hint[96] = "";
-	int code = lmdb_code(rc);
+	int code = mf_lmdb_code(rc);
 
 	if (rc == MDB_MAP_FULL)
 		snprintf(hint, sizeof(hint), " (map size %zu MiB)", s->map_size / STATE_MIB);
@@ -305,11 +283,11 @@ int state_commit(struct state *s, struct mf_error *err)
 	if (!rc)
 		map_release(s);
 	if (rc) {
-		mf_err_set(err, lmdb_code(rc),
+		mf_err_set(err, mf_lmdb_code(rc),
 		           "state %s: mdb_txn_commit: %s; uncommitted writes since the last "
 		           "commit were dropped",
 		           s->dir, mdb_strerror(rc));
-		return lmdb_code(rc);
+		return mf_lmdb_code(rc);
 	}
 	return 0;
 }

@@ -461,6 +461,7 @@ int dd_src_lit_end(struct worker *w);
 
 /* settle.c */
 void settle_start(struct worker *w);
+int settle_if_interrupted(struct worker *w, uint32_t uidv);
 int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
 			 const struct imap_node *key, uint64_t size);
 ssize_t dst_lit_data(struct imap_client *c, const uint8_t *p, size_t n);

@@ -276,3 +276,22 @@ int dst_lit_end(struct imap_client *c)
 		}
 	return 0;
 }
+
+/* A source mailbox opened without an EXAMINE (POP3, an archive): when its
+ * record under uidv says APPENDs may be unconfirmed, settle them first (1:
+ * settle_start took over and goes on to changes_start, fetch_start), or
+ * in a dry run say that it would (0). */
+int settle_if_interrupted(struct worker *w, uint32_t uidv)
+{
+	if (!w->rec.intents || w->rec.uidvalidity != uidv)
+		return 0;
+	if (w->job->o->dry_run) {
+		progress_clear(w->job);
+		mf_print("mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
+		         "would be looked for on the destination first",
+		         w->mb->display);
+		return 0;
+	}
+	settle_start(w);
+	return 1;
+}

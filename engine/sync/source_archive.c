@@ -206,18 +206,8 @@ void arcsrc_mailbox_begin(struct worker *w)
 	w->have_rec = state_mbox_get(j->st, j->jobid, mb->mbid, &w->rec, &e) == 0;
 	if (!w->have_rec)
 		memset(&w->rec, 0, sizeof(w->rec));
-	if (w->rec.intents && w->rec.uidvalidity == w->uidvalidity) {
-		if (j->o->dry_run) {
-			progress_clear(j);
-			mf_print(
-			    "mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
-			    "would be looked for on the destination first",
-			    mb->display);
-		} else {
-			settle_start(w); /* then changes_start, fetch_start: here */
-			return;
-		}
-	}
+	if (settle_if_interrupted(w, w->uidvalidity))
+		return; /* then changes_start, fetch_start: here */
 	arcsrc_fetch_start(w);
 }
 

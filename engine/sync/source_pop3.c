@@ -313,18 +313,8 @@ void pop3src_mailbox_begin(struct worker *w)
 			w->uidnext = w->p3->ids[i] + 1;
 	if (w->rec.uidnext > w->uidnext)
 		w->uidnext = w->rec.uidnext;
-	if (w->rec.intents && w->rec.uidvalidity == POP3SRC_UIDV) {
-		if (j->o->dry_run) {
-			progress_clear(j);
-			mf_print(
-			    "mailferry: dry-run: mailbox \"%s\": APPENDs of an interrupted run "
-			    "would be looked for on the destination first",
-			    mb->display);
-		} else {
-			settle_start(w); /* then changes_start, fetch_start: here */
-			return;
-		}
-	}
+	if (settle_if_interrupted(w, POP3SRC_UIDV))
+		return; /* then changes_start, fetch_start: here */
 	pop3src_fetch_start(w);
 }
 
