@@ -66,33 +66,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STATE_FORMAT 1
-#define STATE_REC_V1 1
-#define STATE_KEY_MAX 511     /* LMDB's default maximum key size */
-#define STATE_KEY_RAW_MAX 479 /* longer names are stored prefix + SHA-256 */
-#define STATE_MSG_FIXED 100   /* message record without the flags bytes */
-#define STATE_MBOX_FIXED 49   /* mailbox record without the two names */
-#define STATE_MIB ((size_t)1 << 20)
+#include "store/state_int.h"
 
-struct state {
-	MDB_env *env;
-	MDB_dbi jobs, mbnames, mboxes, msgs;
-	MDB_dbi uidls; /* (u32 job, u32 mbid, unique-id) -> u32 id (POP3 sources) */
-	MDB_dbi filters; /* (u32 job, u32 mbid) -> v1, u64 filter id (selective copies) */
-	MDB_txn *txn;          /* the open write transaction, or NULL */
-	unsigned long gen;     /* bumped by every write: cursors must re-seek */
-	unsigned long txn_gen; /* bumped when a transaction ends: cursors are gone */
-	int lock_fd;
-	size_t map_size;
-	void *map_base;       /* data.mdb's mapping (map_find), or NULL */
-	size_t map_len;
-	uint64_t released_ms; /* when the map's pages were last let go */
-	struct mf_error lost; /* set while uncommitted writes were dropped */
-	char *dir;
-};
-
-static const uint8_t KEY_FORMAT[] = {0, 'f'};
-static const uint8_t KEY_NEXT_JOB[] = {0, 'j'};
 
 /* ---- packing ---- */
 
@@ -100,14 +75,6 @@ static void put16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);
 	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
 }
 
 static void put64(uint8_t *p, uint64_t v)
@@ -119,11 +86,6 @@ static void put64(uint8_t *p, uint64_t v)
 static uint16_t get16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static uint64_t get64(const uint8_t *p)
@@ -147,7 +109,7 @@ static void key_mbox(uint8_t k[8], uint32_t job, uint32_t mbid)
 
 /* ---- errors ---- */
 
-static void txn_end(struct state *s)
+void st_txn_end(struct state *s)
 {
 	s->txn = NULL;
 	s->txn_gen++;
@@ -159,7 +121,7 @@ static void txn_end(struct state *s)
  * a write transaction was open, abort it and remember that its writes were
  * dropped.
  */
-static int lmdb_fail(struct state *s, int rc, struct mf_error *err, const char *what)
+int st_lmdb_fail(struct state *s, int rc, struct mf_error *err, const char *what)
 {
 	char hint[96] = "";
 	int code = mf_lmdb_code(rc);
@@ -170,7 +132,7 @@ static int lmdb_fail(struct state *s, int rc, struct mf_error *err, const char *
 		snprintf(hint, sizeof(hint), " (commit more often)");
 	if (s->txn) {
 		mdb_txn_abort(s->txn);
-		txn_end(s);
+		st_txn_end(s);
 		mf_err_set(&s->lost, code,
 		           "state %s: %s: %s%s; uncommitted writes since the last commit were "
 		           "dropped",
@@ -198,7 +160,7 @@ static int corrupt(struct state *s, struct mf_error *err, const char *what, cons
 
 /* ---- transactions ---- */
 
-static int txn_need(struct state *s, struct mf_error *err)
+int st_txn_need(struct state *s, struct mf_error *err)
 {
 	int rc;
 
@@ -211,7 +173,7 @@ static int txn_need(struct state *s, struct mf_error *err)
 	rc = mdb_txn_begin(s->env, NULL, 0, &s->txn);
 	if (rc) {
 		s->txn = NULL;
-		return lmdb_fail(s, rc, err, "mdb_txn_begin");
+		return st_lmdb_fail(s, rc, err, "mdb_txn_begin");
 	}
 	return 0;
 }
@@ -219,7 +181,7 @@ static int txn_need(struct state *s, struct mf_error *err)
 /* Where LMDB mapped data.mdb (it does not say; /proc/self/maps does).
  * The map is made once, at its full size, when the environment opens;
  * found once here. Not found: pages are simply not released. */
-static void map_find(struct state *s)
+void st_map_find(struct state *s)
 {
 	char path[4200], line[4352];
 	unsigned long lo, hi, ino;
@@ -279,7 +241,7 @@ int state_commit(struct state *s, struct mf_error *err)
 	if (!s->txn)
 		return 0;
 	rc = mdb_txn_commit(s->txn); /* frees the transaction even when it fails */
-	txn_end(s);
+	st_txn_end(s);
 	if (!rc)
 		map_release(s);
 	if (rc) {
@@ -298,13 +260,13 @@ void state_abort(struct state *s)
 		return;
 	if (s->txn) {
 		mdb_txn_abort(s->txn);
-		txn_end(s);
+		st_txn_end(s);
 	}
 	mf_err_clear(&s->lost);
 }
 
 /* Thin wrappers: every write bumps gen so open iterations re-seek. */
-static int db_get(struct state *s, MDB_dbi dbi, const void *k, size_t klen, MDB_val *v,
+int st_db_get(struct state *s, MDB_dbi dbi, const void *k, size_t klen, MDB_val *v,
                   struct mf_error *err, const char *what)
 {
 	MDB_val key = {klen, (void *)k};
@@ -313,11 +275,11 @@ static int db_get(struct state *s, MDB_dbi dbi, const void *k, size_t klen, MDB_
 	if (rc == MDB_NOTFOUND)
 		return -ENOENT;
 	if (rc)
-		return lmdb_fail(s, rc, err, what);
+		return st_lmdb_fail(s, rc, err, what);
 	return 0;
 }
 
-static int db_put(struct state *s, MDB_dbi dbi, const void *k, size_t klen, const void *v,
+int st_db_put(struct state *s, MDB_dbi dbi, const void *k, size_t klen, const void *v,
                   size_t vlen, struct mf_error *err, const char *what)
 {
 	MDB_val key = {klen, (void *)k}, val = {vlen, (void *)v};
@@ -326,7 +288,7 @@ static int db_put(struct state *s, MDB_dbi dbi, const void *k, size_t klen, cons
 	s->gen++;
 	rc = mdb_put(s->txn, dbi, &key, &val, 0);
 	if (rc)
-		return lmdb_fail(s, rc, err, what);
+		return st_lmdb_fail(s, rc, err, what);
 	return 0;
 }
 
@@ -341,375 +303,8 @@ static int db_del(struct state *s, MDB_dbi dbi, const void *k, size_t klen, stru
 	if (rc == MDB_NOTFOUND)
 		return -ENOENT;
 	if (rc)
-		return lmdb_fail(s, rc, err, what);
+		return st_lmdb_fail(s, rc, err, what);
 	return 0;
-}
-
-/* ---- open / close ---- */
-
-static int mkdir_p(const char *dir, struct mf_error *err)
-{
-	size_t n = strlen(dir);
-	char *p = malloc(n + 1);
-	struct stat st;
-	size_t i;
-
-	if (!p) {
-		mf_err_set(err, -ENOMEM, "state %s: out of memory", dir);
-		return -ENOMEM;
-	}
-	memcpy(p, dir, n + 1);
-	for (i = 1; i <= n; i++) {
-		if (p[i] != '/' && p[i] != '\0')
-			continue;
-		if (p[i - 1] == '/')
-			continue;
-		p[i] = '\0';
-		/* 0700: the state names accounts and mailboxes. */
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			int e = errno;
-
-			mf_err_set(err, -e, "state %s: mkdir %s: %s", dir, p, strerror(e));
-			free(p);
-			return -e;
-		}
-		if (i < n)
-			p[i] = '/';
-	}
-	free(p);
-	if (stat(dir, &st) < 0) {
-		int e = errno;
-
-		mf_err_set(err, -e, "state %s: stat: %s", dir, strerror(e));
-		return -e;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		mf_err_set(err, -ENOTDIR, "state %s: not a directory", dir);
-		return -ENOTDIR;
-	}
-	return 0;
-}
-
-
-static int lock_dir(struct state *s, struct mf_error *err)
-{
-	size_t n = strlen(s->dir) + sizeof("/lock");
-	char *path = malloc(n);
-	struct stat st;
-	int fd;
-
-	if (!path) {
-		mf_err_set(err, -ENOMEM, "state %s: out of memory", s->dir);
-		return -ENOMEM;
-	}
-	snprintf(path, n, "%s/lock", s->dir);
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		int e = errno;
-
-		if (e == ELOOP) {
-			mf_err_set(err, -EPERM, "state %s: lock is a symbolic link: refusing it",
-			           s->dir);
-			e = EPERM;
-		} else {
-			mf_err_set(err, -e, "state %s: open %s: %s", s->dir, path, strerror(e));
-		}
-		free(path);
-		return -e;
-	}
-	free(path);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-		close(fd);
-		mf_err_set(err, -EPERM,
-		           "state %s: lock is not a regular file of this user: refusing it",
-		           s->dir);
-		return -EPERM;
-	}
-	/*
-	 * LMDB itself would let two processes share the environment, but two
-	 * migrations writing the same state would each trust ids and intents
-	 * the other is changing. flock is per open file, so a second open in
-	 * this process is refused too, which also keeps LMDB's own rule (one
-	 * environment per file per process).
-	 */
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		int e = errno;
-
-		close(fd);
-		if (e == EWOULDBLOCK) {
-			mf_err_set(err, -EBUSY, "state %s is in use by another mailferry process",
-			           s->dir);
-			return -EBUSY;
-		}
-		mf_err_set(err, -e, "state %s: flock lock: %s", s->dir, strerror(e));
-		return -e;
-	}
-	s->lock_fd = fd;
-	return 0;
-}
-
-static size_t map_size_wanted(void)
-{
-	/* Operators (and the MAP_FULL test) may cap the map; it is sparse. */
-	const char *env = getenv("MAILFERRY_STATE_MAP_MIB");
-
-	if (env && *env) {
-		char *end;
-		unsigned long long mib = strtoull(env, &end, 10);
-
-		if (*end == '\0' && mib > 0 && mib <= SIZE_MAX / STATE_MIB)
-			return (size_t)mib * STATE_MIB;
-	}
-	return sizeof(size_t) >= 8 ? (size_t)64 << 30 : (size_t)1 << 30;
-}
-
-static int env_open(struct state *s, const char *path, unsigned flags, struct mf_error *err)
-{
-	size_t size = map_size_wanted();
-	int rc;
-
-	for (;;) {
-		rc = mdb_env_create(&s->env);
-		if (rc) {
-			s->env = NULL;
-			return lmdb_fail(s, rc, err, "mdb_env_create");
-		}
-		rc = mdb_env_set_maxdbs(s->env, 8);
-		if (!rc)
-			rc = mdb_env_set_mapsize(s->env, size);
-		if (rc) {
-			mdb_env_close(s->env);
-			s->env = NULL;
-			return lmdb_fail(s, rc, err, "mdb_env_set_mapsize");
-		}
-		/* No read-only transactions are used, so no reader slots are tied to threads. */
-		rc = mdb_env_open(s->env, path, MDB_NOTLS | flags, 0600);
-		if (!rc)
-			break;
-		mdb_env_close(s->env);
-		s->env = NULL;
-		/* An address-space limit (ulimit -v) refuses the big mapping: shrink. */
-		if (rc == ENOMEM && size > ((size_t)1 << 30)) {
-			size /= 2;
-			continue;
-		}
-		return lmdb_fail(s, rc, err, "mdb_env_open");
-	}
-	s->map_size = size;
-	return 0;
-}
-
-static int open_dbs(struct state *s, struct mf_error *err)
-{
-	static const char *const names[] = {"jobs", "mbnames", "mailboxes", "messages", "uidls",
-	                                    "filters"};
-	MDB_dbi *dbis[] = {&s->jobs, &s->mbnames, &s->mboxes, &s->msgs, &s->uidls, &s->filters};
-	uint8_t fmt[4];
-	MDB_val v;
-	size_t i;
-	int rc;
-
-	rc = txn_need(s, err);
-	if (rc)
-		return rc;
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		rc = mdb_dbi_open(s->txn, names[i], MDB_CREATE, dbis[i]);
-		if (rc) {
-			char what[64];
-
-			snprintf(what, sizeof(what), "mdb_dbi_open %s", names[i]);
-			return lmdb_fail(s, rc, err, what);
-		}
-	}
-	rc = db_get(s, s->jobs, KEY_FORMAT, sizeof(KEY_FORMAT), &v, err, "mdb_get format");
-	if (rc == -ENOENT) {
-		put32(fmt, STATE_FORMAT);
-		rc = db_put(s, s->jobs, KEY_FORMAT, sizeof(KEY_FORMAT), fmt, 4, err,
-		            "mdb_put format");
-	} else if (rc == 0) {
-		uint32_t f = v.mv_size == 4 ? get32(v.mv_data) : 0;
-
-		if (f != STATE_FORMAT) {
-			mf_err_set(err, -EINVAL,
-			           "state %s: format %u is not supported (this mailferry reads %u)",
-			           s->dir, f, STATE_FORMAT);
-			return -EINVAL;
-		}
-	}
-	if (rc)
-		return rc;
-	return state_commit(s, err);
-}
-
-/* A new data.mdb must survive a crash too: its directory entry is not LMDB's job. */
-static int sync_dir(struct state *s, struct mf_error *err)
-{
-	int fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0 || fsync(fd) < 0) {
-		int e = errno;
-
-		if (fd >= 0)
-			close(fd);
-		mf_err_set(err, -e, "state %s: fsync directory: %s", s->dir, strerror(e));
-		return -e;
-	}
-	close(fd);
-	return 0;
-}
-
-/*
- * A new state is made under another name and renamed into place once its
- * first commit is durable: a run killed while creating it leaves no empty
- * or half-written data.mdb, so one that exists and is empty is damage
- * (issue 15), never "new".
- */
-static int env_create(struct state *s, struct mf_error *err)
-{
-	char tmp[4200], lock[4300], final[4200];
-	int rc;
-
-	snprintf(tmp, sizeof(tmp), "%s/data.mdb.new", s->dir);
-	snprintf(lock, sizeof(lock), "%s-lock", tmp);
-	snprintf(final, sizeof(final), "%s/data.mdb", s->dir);
-	if ((unlink(tmp) < 0 && errno != ENOENT) || (unlink(lock) < 0 && errno != ENOENT)) {
-		int e = errno;
-
-		mf_err_set(err, -e, "state %s: remove data.mdb.new: %s", s->dir, strerror(e));
-		return -e;
-	}
-	rc = env_open(s, tmp, MDB_NOSUBDIR, err);
-	if (!rc)
-		rc = open_dbs(s, err);
-	if (s->txn) {
-		mdb_txn_abort(s->txn);
-		txn_end(s);
-	}
-	if (s->env)
-		mdb_env_close(s->env);
-	s->env = NULL;
-	if (rc)
-		return rc;
-	if (rename(tmp, final) < 0) {
-		int e = errno;
-
-		mf_err_set(err, -e, "state %s: rename data.mdb.new: %s", s->dir, strerror(e));
-		return -e;
-	}
-	unlink(lock);
-	return sync_dir(s, err);
-}
-
-/* --state-reset: the old data.mdb is kept beside, under a name that says
- * when; LMDB's lock.mdb holds nothing worth keeping. */
-static int reset_aside(struct state *s, struct mf_error *err)
-{
-	char from[4200], to[4300], when[32];
-	time_t now = time(NULL);
-	struct tm tm;
-
-	snprintf(from, sizeof(from), "%s/data.mdb", s->dir);
-	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", localtime_r(&now, &tm));
-	snprintf(to, sizeof(to), "%s/data.mdb.damaged-%s", s->dir, when);
-	if (!access(to, F_OK))
-		snprintf(to, sizeof(to), "%s/data.mdb.damaged-%s-%ld", s->dir, when,
-		         (long)getpid());
-	if (rename(from, to) < 0) {
-		int e = errno;
-
-		if (e != ENOENT) {
-			mf_err_set(err, -e, "state %s: --state-reset: rename data.mdb: %s", s->dir,
-			           strerror(e));
-			return -e;
-		}
-		mf_log(MF_LOG_WARN, "state %s: --state-reset: no data.mdb; starting a new state",
-		       s->dir);
-	} else {
-		mf_log(MF_LOG_WARN,
-		       "state %s: --state-reset: data.mdb moved aside to %s; starting a "
-		       "new state",
-		       s->dir, to + strlen(s->dir) + 1);
-	}
-	snprintf(from, sizeof(from), "%s/lock.mdb", s->dir);
-	if (unlink(from) < 0 && errno != ENOENT) {
-		int e = errno;
-
-		mf_err_set(err, -e, "state %s: --state-reset: remove lock.mdb: %s", s->dir,
-		           strerror(e));
-		return -e;
-	}
-	return 0;
-}
-
-int state_open(struct state **out, const char *dir, struct mf_error *err)
-{
-	return state_open_flags(out, dir, 0, err);
-}
-
-int state_open_flags(struct state **out, const char *dir, unsigned flags, struct mf_error *err)
-{
-	struct state_check_info info;
-	struct state *s;
-	int rc;
-
-	*out = NULL;
-	if (!dir || !*dir) {
-		mf_err_set(err, -EINVAL, "state: empty directory name");
-		return -EINVAL;
-	}
-	s = calloc(1, sizeof(*s));
-	if (!s || !(s->dir = strdup(dir))) {
-		free(s);
-		mf_err_set(err, -ENOMEM, "state %s: out of memory", dir);
-		return -ENOMEM;
-	}
-	s->lock_fd = -1;
-	rc = mkdir_p(dir, err);
-	if (!rc)
-		rc = state_dir_check(dir, err);
-	if (!rc)
-		rc = lock_dir(s, err);
-	if (!rc && (flags & STATE_OPEN_RESET))
-		rc = reset_aside(s, err);
-	if (!rc)
-		rc = state_check(dir, &info, err);
-	if (!rc && !info.exists)
-		rc = env_create(s, err);
-	if (!rc)
-		rc = env_open(s, s->dir, 0, err);
-	if (!rc)
-		rc = open_dbs(s, err);
-	if (!rc)
-		rc = sync_dir(s, err);
-	if (!rc)
-		map_find(s);
-	if (rc) {
-		if (s->txn)
-			mdb_txn_abort(s->txn);
-		if (s->env)
-			mdb_env_close(s->env);
-		if (s->lock_fd >= 0)
-			close(s->lock_fd);
-		free(s->dir);
-		free(s);
-		return rc;
-	}
-	*out = s;
-	return 0;
-}
-
-void state_close(struct state *s)
-{
-	struct mf_error e = {0, ""};
-
-	if (!s)
-		return;
-	if (state_commit(s, &e) < 0)
-		mf_log(MF_LOG_ERROR, "%s", e.msg);
-	mdb_env_close(s->env);
-	close(s->lock_fd); /* releases the flock */
-	free(s->dir);
-	free(s);
 }
 
 /* ---- names and ids ---- */
@@ -750,7 +345,7 @@ static int next_id(struct state *s, const uint8_t *ck, size_t cklen, uint32_t *i
 	uint32_t n = 1;
 	int rc;
 
-	rc = db_get(s, s->jobs, ck, cklen, &v, err, "mdb_get id counter");
+	rc = st_db_get(s, s->jobs, ck, cklen, &v, err, "mdb_get id counter");
 	if (rc == 0) {
 		if (v.mv_size != 4)
 			return corrupt(s, err, "id counter", &v);
@@ -763,7 +358,7 @@ static int next_id(struct state *s, const uint8_t *ck, size_t cklen, uint32_t *i
 		return -EOVERFLOW;
 	}
 	put32(buf, n + 1);
-	rc = db_put(s, s->jobs, ck, cklen, buf, 4, err, "mdb_put id counter");
+	rc = st_db_put(s, s->jobs, ck, cklen, buf, 4, err, "mdb_put id counter");
 	if (rc)
 		return rc;
 	*id = n;
@@ -783,12 +378,12 @@ static int job_id(struct state *s, const char *key, uint32_t *job, int create,
 		mf_err_set(err, -EINVAL, "state %s: empty job key", s->dir);
 		return -EINVAL;
 	}
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (!rc)
 		rc = name_key(s, k, &klen, NULL, 0, key, len, err);
 	if (rc)
 		return rc;
-	rc = db_get(s, s->jobs, k, klen, &v, err, "mdb_get jobs");
+	rc = st_db_get(s, s->jobs, k, klen, &v, err, "mdb_get jobs");
 	if (rc == 0) {
 		if (v.mv_size != 4)
 			return corrupt(s, err, "jobs", &v);
@@ -801,7 +396,7 @@ static int job_id(struct state *s, const char *key, uint32_t *job, int create,
 	if (rc)
 		return rc;
 	put32(idb, id);
-	rc = db_put(s, s->jobs, k, klen, idb, 4, err, "mdb_put jobs");
+	rc = st_db_put(s, s->jobs, k, klen, idb, 4, err, "mdb_put jobs");
 	if (rc)
 		return rc;
 	*job = id;
@@ -826,12 +421,12 @@ static int mbox_id(struct state *s, uint32_t job, const char *name, size_t len, 
 		return -ENAMETOOLONG;
 	}
 	put32(pfx, job);
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (!rc)
 		rc = name_key(s, k, &klen, pfx, 4, name, len, err);
 	if (rc)
 		return rc;
-	rc = db_get(s, s->mbnames, k, klen, &v, err, "mdb_get mbnames");
+	rc = st_db_get(s, s->mbnames, k, klen, &v, err, "mdb_get mbnames");
 	if (rc == 0) {
 		if (v.mv_size != 4)
 			return corrupt(s, err, "mbnames", &v);
@@ -845,7 +440,7 @@ static int mbox_id(struct state *s, uint32_t job, const char *name, size_t len, 
 	if (rc)
 		return rc;
 	put32(idb, id);
-	rc = db_put(s, s->mbnames, k, klen, idb, 4, err, "mdb_put mbnames");
+	rc = st_db_put(s, s->mbnames, k, klen, idb, 4, err, "mdb_put mbnames");
 	if (rc)
 		return rc;
 	*mbid = id;
@@ -902,10 +497,10 @@ static int uidl_id(struct state *s, uint32_t job, uint32_t mbid, const char *uid
 		}
 	key_mbox(k, job, mbid);
 	memcpy(k + 8, uidl, len);
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (rc)
 		return rc;
-	rc = db_get(s, s->uidls, k, 8 + len, &v, err, "mdb_get uidls");
+	rc = st_db_get(s, s->uidls, k, 8 + len, &v, err, "mdb_get uidls");
 	if (rc == 0) {
 		if (v.mv_size != 4)
 			return corrupt(s, err, "uidls", &v);
@@ -919,7 +514,7 @@ static int uidl_id(struct state *s, uint32_t job, uint32_t mbid, const char *uid
 	if (rc)
 		return rc;
 	put32(idb, n);
-	rc = db_put(s, s->uidls, k, 8 + len, idb, 4, err, "mdb_put uidls");
+	rc = st_db_put(s, s->uidls, k, 8 + len, idb, 4, err, "mdb_put uidls");
 	if (rc)
 		return rc;
 	*id = n;
@@ -954,7 +549,7 @@ int state_mbox_rename(struct state *s, uint32_t job, uint32_t mbid, const char *
 	}
 	put32(pfx, job);
 	put32(idb, mbid);
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (!rc)
 		rc = name_key(s, k, &klen, pfx, 4, old, oldlen, err);
 	if (!rc) {
@@ -965,7 +560,7 @@ int state_mbox_rename(struct state *s, uint32_t job, uint32_t mbid, const char *
 	if (!rc)
 		rc = name_key(s, k, &klen, pfx, 4, name, len, err);
 	if (!rc)
-		rc = db_put(s, s->mbnames, k, klen, idb, 4, err, "mdb_put mbnames");
+		rc = st_db_put(s, s->mbnames, k, klen, idb, 4, err, "mdb_put mbnames");
 	return rc;
 }
 
@@ -982,11 +577,11 @@ int state_mbox_filter_get(struct state *s, uint32_t job, uint32_t mbid, uint64_t
 	int rc;
 
 	*id = 0;
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (rc)
 		return rc;
 	key_mbox(k, job, mbid);
-	rc = db_get(s, s->filters, k, sizeof(k), &v, err, "mdb_get filters");
+	rc = st_db_get(s, s->filters, k, sizeof(k), &v, err, "mdb_get filters");
 	if (rc == -ENOENT)
 		return 0;
 	if (rc)
@@ -1003,7 +598,7 @@ int state_mbox_filter_put(struct state *s, uint32_t job, uint32_t mbid, uint64_t
 	uint8_t k[8], v[9];
 	int rc;
 
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (rc)
 		return rc;
 	key_mbox(k, job, mbid);
@@ -1013,7 +608,7 @@ int state_mbox_filter_put(struct state *s, uint32_t job, uint32_t mbid, uint64_t
 	}
 	v[0] = STATE_REC_V1;
 	put64(v + 1, id);
-	return db_put(s, s->filters, k, sizeof(k), v, sizeof(v), err, "mdb_put filters");
+	return st_db_put(s, s->filters, k, sizeof(k), v, sizeof(v), err, "mdb_put filters");
 }
 
 /* ---- mailbox records ---- */
@@ -1058,11 +653,11 @@ int state_mbox_get(struct state *s, uint32_t job, uint32_t mbid, struct state_mb
 	int rc;
 
 	memset(rec, 0, sizeof(*rec));
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (rc)
 		return rc;
 	key_mbox(k, job, mbid);
-	rc = db_get(s, s->mboxes, k, sizeof(k), &v, err, "mdb_get mailboxes");
+	rc = st_db_get(s, s->mboxes, k, sizeof(k), &v, err, "mdb_get mailboxes");
 	if (rc)
 		return rc;
 	rc = mbox_decode(s, &v, rec, err, job, mbid);
@@ -1084,7 +679,7 @@ int state_mbox_put(struct state *s, uint32_t job, uint32_t mbid, const struct st
 		           s->dir, job, mbid);
 		return -EINVAL;
 	}
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (rc)
 		return rc;
 	v[0] = STATE_REC_V1;
@@ -1105,7 +700,7 @@ int state_mbox_put(struct state *s, uint32_t job, uint32_t mbid, const struct st
 	memcpy(p + 2, rec->dst_name, dl);
 	p += 2 + dl;
 	key_mbox(k, job, mbid);
-	return db_put(s, s->mboxes, k, sizeof(k), v, (size_t)(p - v), err, "mdb_put mailboxes");
+	return st_db_put(s, s->mboxes, k, sizeof(k), v, (size_t)(p - v), err, "mdb_put mailboxes");
 }
 
 /* ---- ordered scans ---- */
@@ -1134,13 +729,13 @@ static int scan(struct state *s, MDB_dbi dbi, const uint8_t *start, size_t slen,
 		MDB_val k = {poslen, pos}, v;
 
 		if (!c) {
-			rc = txn_need(s, err);
+			rc = st_txn_need(s, err);
 			if (rc)
 				break;
 			rc = mdb_cursor_open(s->txn, dbi, &c);
 			if (rc) {
 				c = NULL;
-				rc = lmdb_fail(s, rc, err, "mdb_cursor_open");
+				rc = st_lmdb_fail(s, rc, err, "mdb_cursor_open");
 				break;
 			}
 			tgen = s->txn_gen;
@@ -1153,7 +748,7 @@ static int scan(struct state *s, MDB_dbi dbi, const uint8_t *start, size_t slen,
 			break;
 		}
 		if (rc) {
-			rc = lmdb_fail(s, rc, err, what);
+			rc = st_lmdb_fail(s, rc, err, what);
 			break;
 		}
 		if (k.mv_size < plen || k.mv_size > STATE_KEY_MAX || memcmp(k.mv_data, start, plen))
@@ -1254,11 +849,11 @@ int state_msg_get(struct state *s, const struct state_msg_key *k, struct state_m
 	MDB_val v;
 	int rc;
 
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (rc)
 		return rc;
 	key_msg(kb, k);
-	rc = db_get(s, s->msgs, kb, sizeof(kb), &v, err, "mdb_get messages");
+	rc = st_db_get(s, s->msgs, kb, sizeof(kb), &v, err, "mdb_get messages");
 	if (rc)
 		return rc;
 	return msg_decode(s, &v, m, k, err);
@@ -1279,7 +874,7 @@ int state_msg_put(struct state *s, const struct state_msg_key *k, const struct s
 		           s->dir, k->job, k->mbid, k->uidvalidity, k->uid);
 		return -EINVAL;
 	}
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (rc)
 		return rc;
 	v[0] = STATE_REC_V1;
@@ -1296,7 +891,7 @@ int state_msg_put(struct state *s, const struct state_msg_key *k, const struct s
 	key_msg(kb, k);
 	snprintf(what, sizeof(what), "mdb_put messages (job %u mbox %u uidvalidity %u uid %u)",
 	         k->job, k->mbid, k->uidvalidity, k->uid);
-	return db_put(s, s->msgs, kb, sizeof(kb), v, STATE_MSG_FIXED + fl, err, what);
+	return st_db_put(s, s->msgs, kb, sizeof(kb), v, STATE_MSG_FIXED + fl, err, what);
 }
 
 /* Deleting a message that is not recorded is not an error (expunge is idempotent). */
@@ -1305,7 +900,7 @@ int state_msg_del(struct state *s, const struct state_msg_key *k, struct mf_erro
 	uint8_t kb[16];
 	int rc;
 
-	rc = txn_need(s, err);
+	rc = st_txn_need(s, err);
 	if (rc)
 		return rc;
 	key_msg(kb, k);

@@ -7,6 +7,7 @@
 #define MF_CLI_INT_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine/cli/oauth_token.h"
 #include "engine/cli/url.h"
@@ -83,6 +84,8 @@ int cli_exit_code(const struct job_summary *s, int rc);
 /* Wipes the passwords and tokens. */
 void cli_forget(struct cli *c);
 /* Reads a password file (mode and owner checked): 0, or -1 with why. */
+/* The help text (usage.c). */
+void cli_usage(FILE *f);
 int cli_password_file(const char *path, char *out, size_t cap, char *why, size_t whycap);
 
 /* check.c: --check, both logins and LISTs; the exit code of the class. */

@@ -17,6 +17,7 @@
  */
 #include "engine/cli/accounts.h"
 #include "engine/cli/cli_int.h"
+#include "engine/cli/run_int.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -35,73 +36,6 @@
 #include "store/state.h"
 
 #include <unistd.h>
-
-/* Rows kept for the table at the end (the report file has them all). */
-#define RUN_TABLE_ROWS 100
-/* Running accounts shown with a bar on a TTY. */
-#define RUN_BUSIEST 5
-
-struct run;
-
-/* What the selection of a line found (line_select). */
-struct line_sel {
-	int kind;	/* ACCOUNT_NONE (blank/comment), else an account or a bad line */
-	int bad;	/* accounts_parse_line refused it */
-	int member;	/* in this run's shard */
-	struct run_id id;
-	char src[RUN_ACCT_MAX], dst[RUN_ACCT_MAX];	/* redacted URLs */
-	char why[RUN_ERR_MAX];
-};
-
-/* One account while its job runs. */
-struct acct {
-	struct run *r;
-	unsigned line;
-	char buf[ACCOUNTS_LINE_MAX + 1];	/* the line; options point into it */
-	struct cli c;
-	struct job_opts o;
-	struct job_summary sum;
-	struct state *st;
-	struct job *j;
-	char where[300];
-	char label[300];
-	char state_dir[4200];
-	struct line_sel sel;
-	char why[RUN_ERR_MAX];	/* the first configuration error of the line */
-	uint64_t t0;
-	struct acct *prev, *next;	/* running accounts */
-};
-
-struct run {
-	struct loop loop;
-	const struct cli *base;
-	const char *path;
-	FILE *f;
-	unsigned lineno;
-	unsigned running;
-	unsigned accounts, ok, failed, bad_lines;
-	int eof, warned_mode, file_shared;
-	struct job_summary total;
-	struct hostlimit *hl;	/* --max-per-host, shared by every account */
-	/* selection */
-	unsigned shard_k, shard_n;	/* shard_n 0: every line */
-	struct run_journal journal;
-	int journal_ok;
-	char scratch[ACCOUNTS_LINE_MAX + 1];
-	/* report */
-	FILE *report;
-	int report_rows;
-	struct run_totals totals;
-	struct run_row table[RUN_TABLE_ROWS];
-	unsigned ntable, table_omitted;
-	/* progress */
-	struct acct *active;	/* running accounts */
-	unsigned members;	/* accounts (and bad lines) this run takes */
-	int tty, live, shown;
-	unsigned interval_ms;
-	struct loop_timer tick;
-	uint64_t t0;
-};
 
 static void run_fill(struct run *r);
 
@@ -341,169 +275,6 @@ static void acct_done_earlier(struct acct *a, const struct run_journal_rec *rec)
 	run_record(a->r, &row, NULL);
 }
 
-/* ---- progress ------------------------------------------------------------- */
-
-static void fmt_eta(char *out, size_t cap, double secs)
-{
-	if (!(secs >= 0) || secs > 360000)
-		snprintf(out, cap, "?");
-	else
-		snprintf(out, cap, "%u:%02u:%02u", (unsigned)secs / 3600, (unsigned)secs / 60 % 60,
-		         (unsigned)secs % 60);
-}
-
-/* Totals now: messages and bytes of finished and running accounts, and an
- * ETA from the rate so far and what is left to do (the messages the running
- * accounts' mailboxes hold, and the accounts not started, at the average
- * of those finished). */
-static void progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, double *rate,
-                             char *eta, size_t etacap)
-{
-	double secs = (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0;
-	uint64_t left = 0, done_this = 0, fin_msgs = 0;
-	unsigned fin = r->totals.done + r->totals.failed;
-	unsigned started = r->totals.accounts + r->running;
-
-	*msgs = r->total.copied;
-	*bytes = r->total.bytes;
-	fin_msgs = r->total.copied + r->total.skipped + r->total.failed;
-	done_this = fin_msgs;
-	for (struct acct *a = r->active; a; a = a->next) {
-		struct job_progress p;
-		uint64_t seen = a->sum.copied + a->sum.skipped + a->sum.failed;
-
-		*msgs += a->sum.copied;
-		*bytes += a->sum.bytes;
-		done_this += seen;
-		job_progress_get(a->j, &p);
-		left += p.msgs_total > seen ? p.msgs_total - seen : 0;
-	}
-	if (!r->members) {
-		fmt_eta(eta, etacap, -1);
-		*rate = secs > 0 ? (double)*bytes / secs : 0;
-		return;
-	}
-	if (r->members > started && fin)
-		left += (uint64_t)((double)fin_msgs / fin * (r->members - started));
-	*rate = secs > 0 ? (double)*bytes / secs : 0;
-	if (r->members > started && !fin)
-		fmt_eta(eta, etacap, -1);
-	else
-		fmt_eta(eta, etacap, secs > 1 && done_this ? (double)left * secs / (double)done_this
-		                                           : (left ? -1 : 0));
-}
-
-/* The accounts this run takes, or "?" (read from a pipe). */
-static const char *members_str(const struct run *r, char *out, size_t cap)
-{
-	if (r->members)
-		snprintf(out, cap, "%u", r->members);
-	else
-		snprintf(out, cap, "?");
-	return out;
-}
-
-/* One cell of the display: s escaped and cut to w bytes. */
-static void cut(char *out, size_t cap, const char *s, size_t w)
-{
-	char esc[600];
-	size_t n = mf_escape(s, strlen(s), esc, sizeof(esc)), k = n > w ? w : n;
-
-	while (k < n && k && ((unsigned char)esc[k] & 0xc0) == 0x80)
-		k--;
-	snprintf(out, cap, "%.*s%s", (int)k, esc, k < n ? "~" : "");
-}
-
-/* The live display on a TTY: a blank line the cursor waits on (a log line
- * printed meanwhile lands there, and the next redraw clears from below
- * it), then the totals and the busiest running accounts with a bar. */
-static void progress_draw(struct run *r)
-{
-	struct acct *top[RUN_BUSIEST];
-	unsigned ntop = 0, lines = 1;
-	uint64_t msgs, bytes;
-	double rate;
-	char eta[32], tot[16];
-
-	progress_numbers(r, &msgs, &bytes, &rate, eta, sizeof(eta));
-	for (struct acct *a = r->active; a; a = a->next) {
-		unsigned k = ntop < RUN_BUSIEST ? ntop++ : RUN_BUSIEST;
-
-		if (k == RUN_BUSIEST && a->sum.bytes <= top[RUN_BUSIEST - 1]->sum.bytes)
-			continue;
-		if (k == RUN_BUSIEST)
-			k--;
-		while (k && top[k - 1]->sum.bytes < a->sum.bytes) {
-			top[k] = top[k - 1];
-			k--;
-		}
-		top[k] = a;
-	}
-	fprintf(stderr, "\r\033[J\naccounts %u/%s done (%u failed), %u running | %llu msgs | "
-	                "%.1f MB | %.1f MB/s | ETA %s",
-	        r->totals.accounts, members_str(r, tot, sizeof(tot)), r->totals.failed + r->totals.bad_lines, r->running,
-	        (unsigned long long)msgs, (double)bytes / 1e6, rate / 1e6, eta);
-	for (unsigned i = 0; i < ntop; i++) {
-		struct acct *a = top[i];
-		struct job_progress p;
-		uint64_t seen = a->sum.copied + a->sum.skipped + a->sum.failed;
-		char bar[24], name[64];
-		unsigned pct = 0, fill;
-
-		job_progress_get(a->j, &p);
-		if (p.msgs_total)
-			pct = seen >= p.msgs_total ? 100 : (unsigned)(seen * 100 / p.msgs_total);
-		fill = pct / 5;
-		for (unsigned k = 0; k < 20; k++)
-			bar[k] = k < fill ? '#' : '-';
-		bar[20] = '\0';
-		cut(name, sizeof(name), a->sel.src, 40);
-		fprintf(stderr, "\n  line %-5u [%s] %3u%% %llu/%llu msgs %.1f MB  %s", a->line, bar,
-		        pct, (unsigned long long)seen, (unsigned long long)p.msgs_total,
-		        (double)a->sum.bytes / 1e6, name);
-		lines++;
-	}
-	fprintf(stderr, "\033[%uA\r", lines);
-	fflush(stderr);
-	r->shown = 1;
-}
-
-static void progress_clear_all(struct run *r)
-{
-	if (r->shown) {
-		fputs("\r\033[J", stderr);
-		fflush(stderr);
-		r->shown = 0;
-	}
-}
-
-/* Without a TTY: one plain line. */
-static void progress_line(struct run *r)
-{
-	uint64_t msgs, bytes;
-	double rate;
-	char eta[32], tot[16];
-
-	progress_numbers(r, &msgs, &bytes, &rate, eta, sizeof(eta));
-	mf_print("mailferry: progress: %u/%s accounts done (%u failed), %u running, %llu copied, "
-	         "%.1f MB, %.1f MB/s, ETA %s",
-	         r->totals.accounts, members_str(r, tot, sizeof(tot)), r->totals.failed + r->totals.bad_lines, r->running,
-	         (unsigned long long)msgs, (double)bytes / 1e6, rate / 1e6, eta);
-}
-
-static void on_progress(struct loop *l, struct loop_timer *t)
-{
-	struct run *r = (struct run *)((char *)t - offsetof(struct run, tick));
-
-	if (!r->running)
-		return;
-	if (r->live)
-		progress_draw(r);
-	else
-		progress_line(r);
-	loop_timer_start(l, &r->tick, r->interval_ms, on_progress);
-}
-
 /* ---- accounts -------------------------------------------------------------- */
 
 /* A password "@PATH" is read from PATH; any other is the value itself. */
@@ -702,7 +473,7 @@ static void acct_done(struct job *j, void *ud)
 	run_fill(r);
 	if (!r->running) {
 		loop_timer_cancel(&r->loop, &r->tick);
-		progress_clear_all(r);
+		run_progress_clear(r);
 	}
 }
 
@@ -743,7 +514,7 @@ static int acct_start(struct acct *a)
 		r->active->prev = a;
 	r->active = a;
 	if (!r->running++ && (r->live || r->interval_ms) && !r->tick.armed)
-		loop_timer_start(&r->loop, &r->tick, r->interval_ms, on_progress);
+		loop_timer_start(&r->loop, &r->tick, r->interval_ms, run_on_progress);
 	return 0;
 }
 
@@ -987,7 +758,7 @@ int cmd_run(int argc, char **argv)
 		r->failed += r->running;
 		r->totals.exit = run_class_max(r->totals.exit, 1);
 	}
-	progress_clear_all(r);
+	run_progress_clear(r);
 	if (hostlimit_count(r->hl)) {
 		/* hostlimit.h's invariant: every slot granted was released */
 		mf_log(MF_LOG_ERROR, "internal: %u connection slots never released",

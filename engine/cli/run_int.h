@@ -1,0 +1,91 @@
+/*
+ * run_int — what `mailferry run` shares between its files (run.c: the
+ * accounts and their jobs; run_progress.c: the display): one account
+ * while its job runs, and the run. Private to engine/cli/.
+ */
+#ifndef MF_RUN_INT_H
+#define MF_RUN_INT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "engine/cli/accounts.h"
+#include "engine/cli/cli_int.h"
+#include "engine/cli/run_journal.h"
+#include "engine/cli/run_report.h"
+#include "engine/runtime/loop.h"
+
+/* Rows kept for the table at the end (the report file has them all). */
+#define RUN_TABLE_ROWS 100
+/* Running accounts shown with a bar on a TTY. */
+#define RUN_BUSIEST 5
+
+struct run;
+
+/* What the selection of a line found (line_select). */
+struct line_sel {
+	int kind;	/* ACCOUNT_NONE (blank/comment), else an account or a bad line */
+	int bad;	/* accounts_parse_line refused it */
+	int member;	/* in this run's shard */
+	struct run_id id;
+	char src[RUN_ACCT_MAX], dst[RUN_ACCT_MAX];	/* redacted URLs */
+	char why[RUN_ERR_MAX];
+};
+
+/* One account while its job runs. */
+struct acct {
+	struct run *r;
+	unsigned line;
+	char buf[ACCOUNTS_LINE_MAX + 1];	/* the line; options point into it */
+	struct cli c;
+	struct job_opts o;
+	struct job_summary sum;
+	struct state *st;
+	struct job *j;
+	char where[300];
+	char label[300];
+	char state_dir[4200];
+	struct line_sel sel;
+	char why[RUN_ERR_MAX];	/* the first configuration error of the line */
+	uint64_t t0;
+	struct acct *prev, *next;	/* running accounts */
+};
+
+struct run {
+	struct loop loop;
+	const struct cli *base;
+	const char *path;
+	FILE *f;
+	unsigned lineno;
+	unsigned running;
+	unsigned accounts, ok, failed, bad_lines;
+	int eof, warned_mode, file_shared;
+	struct job_summary total;
+	struct hostlimit *hl;	/* --max-per-host, shared by every account */
+	/* selection */
+	unsigned shard_k, shard_n;	/* shard_n 0: every line */
+	struct run_journal journal;
+	int journal_ok;
+	char scratch[ACCOUNTS_LINE_MAX + 1];
+	/* report */
+	FILE *report;
+	int report_rows;
+	struct run_totals totals;
+	struct run_row table[RUN_TABLE_ROWS];
+	unsigned ntable, table_omitted;
+	/* progress */
+	struct acct *active;	/* running accounts */
+	unsigned members;	/* accounts (and bad lines) this run takes */
+	int tty, live, shown;
+	unsigned interval_ms;
+	struct loop_timer tick;
+	uint64_t t0;
+};
+
+/* The progress timer (loop_timer_start with r->interval_ms): a live
+ * display on a TTY (r->live), a plain line otherwise. */
+void run_on_progress(struct loop *l, struct loop_timer *t);
+/* Clears the live display before a line is printed for good. */
+void run_progress_clear(struct run *r);
+
+#endif
