@@ -43,7 +43,7 @@ set -euo pipefail
 # for Debian 12's clang 14 (only a Recommends of clang-14, hence listed).
 PKGS=(build-essential pkg-config clang libclang-rt-14-dev
 	liburing-dev libssl-dev libzstd-dev liblmdb-dev lmdb-utils openssl
-	dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 procps man-db
+	dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 procps man-db strace
 	cyrus-common sasl2-bin
 	libltdl7 libcourier-unicode4 libgamin0 gamin
 	postfix libsasl2-modules)

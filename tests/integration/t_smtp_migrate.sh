@@ -173,13 +173,16 @@ done
 kill_run() { # NAME USER POLICY
 	local name=$1 user=$2 policy=$3 pid unc
 	# one pair, one message a round trip of 10 ms (a delay proxy in front
-	# of LMTP): still delivering 1 s in, on any machine
+	# of LMTP): killed once the first messages are in, still delivering
 	delay_proxy "$D_LMTP_PORT" --delay 5 || { not_ok "$name-proxy" "did not start"; return; }
 	"$MF" migrate "$SRC" "lmtp://127.0.0.1:$PROXY_PORT?rcpt=$user" --ca-file "$D_CA_FILE" \
 		--no-progress --json --state "$T_TMP/st-$name" --connections 1 --uncertain "$policy" \
 		>"$T_TMP/$name-a.out" 2>"$T_TMP/$name-a.err" &
 	pid=$!
-	sleep 1
+	local end=$((SECONDS + 60))
+	while [ "$(n_new "$user")" -lt 5 ] && [ $SECONDS -lt $end ] && kill -0 "$pid" 2>/dev/null; do
+		sleep 0.1
+	done
 	kill -9 "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
 	mig "$name-b" "lmtp://127.0.0.1:$PROXY_PORT?rcpt=$user" --state "$T_TMP/st-$name" --uncertain "$policy"
