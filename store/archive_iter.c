@@ -15,6 +15,7 @@ int archive_reader_open(struct archive *a, const uint8_t hash[32], struct archiv
                         uint64_t *size, struct mf_error *err)
 {
 	struct afmt_rec rec;
+	uint8_t key[32];
 	int rc;
 
 	if (a->in_msg) {
@@ -28,7 +29,11 @@ int archive_reader_open(struct archive *a, const uint8_t hash[32], struct archiv
 		}
 		r->h_init = 1;
 	}
-	rc = arc_get(a, a->objects, AFMT_OBJECT, hash, 32, &rec, err);
+	/* an encrypted archive keys objects by a MAC of the hash (arc_objkey),
+	 * and the record is sealed under that key (arc_get opens it) */
+	if ((rc = arc_objkey(a, hash, key, err)))
+		return rc;
+	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &rec, err);
 	if (rc == -ENOENT)
 		mf_err_set(err, rc, "message not in the archive");
 	if (rc)

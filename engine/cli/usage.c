@@ -175,7 +175,7 @@ void cli_usage(FILE *f)
 	      "once. Takes migrate's source options (--folder, --exclude, --state, --json,\n"
 	      "...); one connection. --encrypt --passphrase-file F creates the archive\n"
 	      "encrypted (AES-256-GCM, scrypt); an encrypted archive needs --passphrase-file F\n"
-	      "(or MAILFERRY_ARCHIVE_PASSPHRASE_FILE) for backup, export, verify and ls.\n"
+	      "(or MAILFERRY_ARCHIVE_PASSPHRASE_FILE) for backup, restore, export, verify, ls.\n"
 	      "\n"
 	      "       mailferry restore ARCHIVE_DIR DST [options]\n"
 	      "Writes an archived backup run back to DST (imap[s]://, smtp[s]://, lmtp://)\n"
