@@ -7,7 +7,9 @@
  * committed after it ends (also when some messages failed: what was
  * stored is sound, and the failed ones are tried again next run, as with
  * migrate). Incremental through the job's state (--state), keyed by the
- * account and the archive's real path. Runs are per account "user@host".
+ * account and the archive's real path. Runs are per account "user@host"
+ * ("pop3:user@host" for a POP3 source: one mailbox, INBOX, each message
+ * under the id the state's uidls table gives its UIDL, source_pop3.c).
  *
  * --encrypt --passphrase-file F creates a new archive encrypted; an
  * encrypted archive needs its passphrase on every run (cli_archive_open).
@@ -74,7 +76,7 @@ int cmd_backup(int argc, char **argv)
 		return rc == 1 ? 0 : rc;
 	if (argc - optind != 2) {
 		fprintf(stderr,
-		        "usage: mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n");
+		        "usage: mailferry backup imap[s]|pop3[s]://user@host ARCHIVE_DIR [options]\n");
 		return 2;
 	}
 	if (c.dedupe || c.state_reset)
@@ -88,15 +90,23 @@ int cmd_backup(int argc, char **argv)
 		              "--uncertain, --no-chunking) do not apply to an archive");
 	if ((rc = cli_accounts(&c, argv[optind], NULL)))
 		return rc;
-	if (c.su.kind != URL_IMAP) {
+	if (c.su.kind != URL_IMAP && c.su.kind != URL_POP3) {
 		cli_forget(&c);
-		return refuse("the source must be imap:// or imaps://");
+		return refuse("the source must be imap[s]:// or pop3[s]://");
+	}
+	if (c.pop3_delete) {
+		cli_forget(&c);
+		return refuse("--pop3-delete does not apply to backup (the archive is not a "
+		              "mailbox to move the mail into)");
 	}
 	if (c.insecure)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
 		                    "path can read the passwords and the mail");
 	dir = argv[optind + 1];
-	n = snprintf(account, sizeof(account), "%s@%s", c.su.user, c.su.host);
+	/* a POP3 maildrop is another account than the IMAP one of the same
+	 * user: its own runs (one mailbox, INBOX, UIDs from its UIDLs) */
+	n = snprintf(account, sizeof(account), "%s%s@%s", c.su.kind == URL_POP3 ? "pop3:" : "",
+	             c.su.user, c.su.host);
 	if (n < 0 || (size_t)n >= sizeof(account)) {
 		cli_forget(&c);
 		return refuse("the account name is too long");

@@ -169,7 +169,7 @@ void cli_usage(FILE *f)
 	      "       mailferry report merge REPORT... [--report FILE] [--json]\n"
 	      "Merges the reports of a run's shards: one table (or JSON), sums, worst class.\n"
 	      "\n"
-	      "       mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n"
+	      "       mailferry backup imap[s]|pop3[s]://user@host ARCHIVE_DIR [options]\n"
 	      "Backs the account up into an archive directory (created if missing): one\n"
 	      "backup run per call, only new messages read (--state), each content stored\n"
 	      "once. Takes migrate's source options (--folder, --exclude, --state, --json,\n"
