@@ -176,6 +176,8 @@ void cli_usage(FILE *f)
 	      "...); one connection. --encrypt --passphrase-file F creates the archive\n"
 	      "encrypted (AES-256-GCM, scrypt); an encrypted archive needs --passphrase-file F\n"
 	      "(or MAILFERRY_ARCHIVE_PASSPHRASE_FILE) for backup, restore, export, verify, ls.\n"
+	      "  --prune             expunges recorded, then what the source deleted is forgotten\n"
+	      "                      in every run and packs mostly dead are rewritten\n"
 	      "\n"
 	      "       mailferry restore ARCHIVE_DIR DST [options]\n"
 	      "Writes an archived backup run back to DST (imap[s]://, smtp[s]://, lmtp://)\n"
