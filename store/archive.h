@@ -203,6 +203,28 @@ int archive_stats(struct archive *a, struct archive_stats *st, struct mf_error *
  * is not reclaimed (packs are append-only). *dropped: objects forgotten. */
 int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped, struct mf_error *err);
 
+/* backup --prune (archive_prune.c): every UID whose latest version is a
+ * deletion loses all its versions, in every run (no run lists it any
+ * more), and objects no version names leave the index. *uids: UIDs
+ * forgotten, *objects: objects dropped. Commits. */
+int archive_prune_deleted(struct archive *a, uint64_t *uids, uint64_t *objects,
+                          struct mf_error *err);
+
+/* Rewrites every pack (but the one being written) whose live raw bytes
+ * are below min_live (0..1) of the raw bytes its frames hold: live
+ * messages are copied to a new pack, synced, the index switched, then the
+ * old pack's record dropped and its file unlinked. A message that cannot
+ * be read back keeps its pack (counted in failed). */
+struct archive_compact_stats {
+	uint32_t packs;              /* packs rewritten and removed */
+	uint64_t moved, moved_bytes; /* messages copied, their raw bytes */
+	uint64_t bytes_before;       /* the rewritten packs' lengths */
+	uint64_t bytes_after;        /* the pack they were copied into */
+	uint64_t failed;
+};
+int archive_compact(struct archive *a, double min_live, struct archive_compact_stats *cs,
+                    struct mf_error *err);
+
 /* Decodes and checks one frame (header + zstd bytes) read from pack;
  * dict/dictn is the dictionary its header names (NULL if none). Writes the
  * raw bytes to raw (cap >= AFMT_FRAME_RAW_MAX). For verify and the fuzzer. */

@@ -146,6 +146,14 @@ int arc_runs_load(struct archive *a, struct mf_error *err);
 int arc_dicts_load(struct archive *a, struct mf_error *err);
 int arc_packs_open(struct archive *a, struct mf_error *err);
 int arc_maybe_commit(struct archive *a, struct mf_error *err);
+struct archive_reader;
+/* archive_reader_open for an object already looked up (archive_prune.c):
+ * the reader keeps its own hash context, so the handle may write a copy
+ * of the bytes (archive_msg_data) while they are read. */
+int arc_reader_open_obj(struct archive *a, const uint8_t key[32], const struct afmt_object *o,
+                        struct archive_reader *r, struct mf_error *err);
+/* Drops objects no present version names (archive_ops.c). */
+int arc_sweep_objects(struct archive *a, uint64_t *dropped, struct mf_error *err);
 int arc_mbox_name(struct archive *a, uint32_t mbid, struct afmt_rec *r, struct mf_error *err);
 
 #endif

@@ -11,16 +11,12 @@
 #include "store/archive_int.h"
 #include "store/archive_iter.h"
 
-int archive_reader_open(struct archive *a, const uint8_t hash[32], struct archive_reader *r,
-                        uint64_t *size, struct mf_error *err)
+/* r set up for the object named by key (the objects key, arc_objkey). */
+static int reader_start(struct archive *a, const uint8_t key[32], const struct afmt_object *o,
+                        struct archive_reader *r, struct mf_error *err)
 {
-	struct afmt_rec rec;
 	int rc;
 
-	if (a->in_msg) {
-		mf_err_set(err, -EBUSY, "archive %s: a message is being written", a->dir);
-		return -EBUSY;
-	}
 	if (!r->h_init) {
 		if (msghash_init(&r->h) < 0) {
 			mf_err_set(err, -ENOMEM, "out of memory");
@@ -28,30 +24,54 @@ int archive_reader_open(struct archive *a, const uint8_t hash[32], struct archiv
 		}
 		r->h_init = 1;
 	}
-	rc = arc_get(a, a->objects, AFMT_OBJECT, hash, 32, &rec, err);
-	if (rc == -ENOENT)
-		mf_err_set(err, rc, "message not in the archive");
-	if (rc)
-		return rc;
 	/* a frame still open for writing is flushed first (archive_get does
 	 * the same); a read-only handle has none */
-	if (rec.u.obj.size && rec.u.obj.pack == a->wpack && a->fn &&
-	    (a->wfd < 0 || rec.u.obj.frame_off >= a->wlen) && (rc = arc_frame_flush(a, err)))
+	if (o->size && o->pack == a->wpack && a->fn && (a->wfd < 0 || o->frame_off >= a->wlen) &&
+	    (rc = arc_frame_flush(a, err)))
 		return rc;
 	r->a = a;
-	memcpy(r->hash, hash, 32);
-	r->pack = rec.u.obj.pack;
-	r->off = rec.u.obj.frame_off;
-	r->skip = rec.u.obj.skip;
-	r->nframes = rec.u.obj.nframes;
+	memcpy(r->hash, key, 32);
+	r->pack = o->pack;
+	r->off = o->frame_off;
+	r->skip = o->skip;
+	r->nframes = o->nframes;
 	r->frames = 0;
-	r->size = r->left = rec.u.obj.size;
+	r->size = r->left = o->size;
 	r->p = NULL;
 	r->n = 0;
 	r->loaded = 0;
 	msghash_begin(&r->h);
+	return 0;
+}
+
+int archive_reader_open(struct archive *a, const uint8_t hash[32], struct archive_reader *r,
+                        uint64_t *size, struct mf_error *err)
+{
+	struct afmt_rec rec;
+	uint8_t key[32];
+	int rc;
+
+	if (a->in_msg) {
+		mf_err_set(err, -EBUSY, "archive %s: a message is being written", a->dir);
+		return -EBUSY;
+	}
+	/* an encrypted archive keys objects by a MAC of the hash (arc_objkey),
+	 * and the record is sealed under that key (arc_get opens it) */
+	if ((rc = arc_objkey(a, hash, key, err)))
+		return rc;
+	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &rec, err);
+	if (rc == -ENOENT)
+		mf_err_set(err, rc, "message not in the archive");
+	if (rc || (rc = reader_start(a, key, &rec.u.obj, r, err)))
+		return rc;
 	*size = r->size;
 	return 0;
+}
+
+int arc_reader_open_obj(struct archive *a, const uint8_t key[32], const struct afmt_object *o,
+                        struct archive_reader *r, struct mf_error *err)
+{
+	return reader_start(a, key, o, r, err);
 }
 
 /* The frame at r->off, from r->skip on, up to what is left. */
@@ -109,7 +129,8 @@ int archive_reader_peek(struct archive_reader *r, const uint8_t **p, size_t *n,
 
 int archive_reader_take(struct archive_reader *r, size_t k, struct mf_error *err)
 {
-	uint8_t got[32];
+	uint8_t got[32], gk[32];
+	int rc;
 
 	if (k > r->n) {
 		mf_err_set(err, -EINVAL, "internal: took more than was offered");
@@ -127,7 +148,9 @@ int archive_reader_take(struct archive_reader *r, size_t k, struct mf_error *err
 	if (r->left)
 		return 0;
 	msghash_end(&r->h, got, NULL);
-	if (memcmp(got, r->hash, 32)) {
+	if ((rc = arc_objkey(r->a, got, gk, err)))
+		return rc;
+	if (memcmp(gk, r->hash, 32)) {
 		mf_err_set(err, -EIO, "content does not match its hash (pack %u)", r->pack);
 		return -EIO;
 	}

@@ -28,7 +28,7 @@ struct archive;
 
 struct archive_reader {
 	struct archive *a;
-	uint8_t hash[32];
+	uint8_t hash[32]; /* the objects key: the hash, or its MAC (arc_objkey) */
 	uint32_t pack, skip, frames, nframes;
 	uint64_t off, left, size;
 	const uint8_t *p; /* the current piece, n bytes not taken yet */

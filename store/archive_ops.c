@@ -629,25 +629,16 @@ static int prune_runs(struct archive *a, uint32_t keep_from, struct mf_error *er
 	return 0;
 }
 
-int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped, struct mf_error *err)
+/* Drops every object no present version names (after versions were
+ * removed); *dropped counts them. In the open transaction. */
+int arc_sweep_objects(struct archive *a, uint64_t *dropped, struct mf_error *err)
 {
 	struct hset refs = {0};
 	MDB_cursor *c;
 	MDB_val k, val;
 	int rc;
 
-	*dropped = 0;
-	if (a->flags & ARCHIVE_OPEN_RDONLY) {
-		mf_err_set(err, -EROFS, "archive %s: opened read-only", a->dir);
-		return -EROFS;
-	}
-	if (!arc_run_visible(a, keep_from) || keep_from == a->open_run) {
-		mf_err_set(err, -EINVAL, "archive %s: run %u is not a complete run", a->dir,
-		           keep_from);
-		return -EINVAL;
-	}
-	if ((rc = archive_commit(a, err)) || (rc = prune_versions(a, keep_from, err)) ||
-	    (rc = prune_runs(a, keep_from, err)) || (rc = prune_refs(a, &refs, err)))
+	if ((rc = prune_refs(a, &refs, err)))
 		goto out;
 	if (refs.n)
 		qsort(refs.v, refs.n, 32, h32cmp);
@@ -670,10 +661,32 @@ int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped, stru
 		rc = mdb_cursor_get(c, &k, &val, MDB_NEXT);
 	}
 	mdb_cursor_close(c);
-	if (rc && rc != MDB_NOTFOUND) {
+	if (rc && rc != MDB_NOTFOUND)
 		rc = arc_lmdb_fail(a, rc, err, "prune objects");
-		goto out;
+	else
+		rc = 0;
+out:
+	free(refs.v);
+	return rc;
+}
+
+int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped, struct mf_error *err)
+{
+	int rc;
+
+	*dropped = 0;
+	if (a->flags & ARCHIVE_OPEN_RDONLY) {
+		mf_err_set(err, -EROFS, "archive %s: opened read-only", a->dir);
+		return -EROFS;
 	}
+	if (!arc_run_visible(a, keep_from) || keep_from == a->open_run) {
+		mf_err_set(err, -EINVAL, "archive %s: run %u is not a complete run", a->dir,
+		           keep_from);
+		return -EINVAL;
+	}
+	if ((rc = archive_commit(a, err)) || (rc = prune_versions(a, keep_from, err)) ||
+	    (rc = prune_runs(a, keep_from, err)) || (rc = arc_sweep_objects(a, dropped, err)))
+		return rc;
 	{
 		/* forget the pruned runs */
 		size_t j = 0;
@@ -683,8 +696,5 @@ int archive_prune(struct archive *a, uint32_t keep_from, uint64_t *dropped, stru
 				a->runs_ok[j++] = a->runs_ok[i];
 		a->nruns = j;
 	}
-	rc = archive_commit(a, err);
-out:
-	free(refs.v);
-	return rc;
+	return archive_commit(a, err);
 }

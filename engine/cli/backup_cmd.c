@@ -7,7 +7,13 @@
  * committed after it ends (also when some messages failed: what was
  * stored is sound, and the failed ones are tried again next run, as with
  * migrate). Incremental through the job's state (--state), keyed by the
- * account and the archive's real path. Runs are per account "user@host".
+ * account and the archive's real path. Runs are per account "user@host"
+ * ("pop3:user@host" for a POP3 source: one mailbox, INBOX, each message
+ * under the id the state's uidls table gives its UIDL, source_pop3.c).
+ *
+ * --prune: expunges are recorded (as --delete), and once the run is
+ * committed every UID the source deleted is forgotten in every run, and
+ * packs mostly dead are rewritten (store/archive_prune.c).
  *
  * --encrypt --passphrase-file F creates a new archive encrypted; an
  * encrypted archive needs its passphrase on every run (cli_archive_open).
@@ -26,6 +32,10 @@
 #include "engine/cli/cli_int.h"
 #include "store/archive.h"
 
+/* --prune rewrites a pack once less than this share of its raw bytes
+ * is still named by the index. */
+#define BACKUP_PRUNE_MIN_LIVE 0.9
+
 struct last_run {
 	const char *account;
 	uint32_t id;
@@ -42,6 +52,62 @@ static int last_run_fn(void *ctx, const struct archive_run_info *r)
 		l->seen = 1;
 	}
 	return 0;
+}
+
+/* Takes --prune out of argv (stops at "--"); 1 if it was there. */
+static int take_prune(int *argc, char **argv)
+{
+	int i, j, found = 0;
+
+	for (i = j = 1; i < *argc; i++) {
+		if (!strcmp(argv[i], "--")) {
+			while (i < *argc)
+				argv[j++] = argv[i++];
+			break;
+		}
+		if (!strcmp(argv[i], "--prune"))
+			found = 1;
+		else
+			argv[j++] = argv[i];
+	}
+	*argc = j;
+	argv[j] = NULL;
+	return found;
+}
+
+/* --prune after a committed run: what the source deleted leaves every run
+ * and the index, then packs mostly dead are rewritten (archive_prune.c).
+ * 0, or -1 after one line on stderr. */
+static int backup_prune(struct archive *a, const char *real, int json)
+{
+	struct archive_compact_stats cs;
+	struct mf_error err = {0};
+	uint64_t uids, objs;
+
+	if (archive_prune_deleted(a, &uids, &objs, &err) < 0 ||
+	    archive_compact(a, BACKUP_PRUNE_MIN_LIVE, &cs, &err) < 0) {
+		mf_print("mailferry: archive %s: prune: %s", real, err.msg);
+		return -1;
+	}
+	if (json) {
+		printf("{\"event\":\"prune\",\"uids\":%llu,\"objects\":%llu,\"packs_rewritten\":%u,"
+		       "\"messages_moved\":%llu,\"bytes_before\":%llu,\"bytes_after\":%llu,"
+		       "\"failed\":%llu}\n",
+		       (unsigned long long)uids, (unsigned long long)objs, cs.packs,
+		       (unsigned long long)cs.moved, (unsigned long long)cs.bytes_before,
+		       (unsigned long long)cs.bytes_after, (unsigned long long)cs.failed);
+		fflush(stdout);
+	}
+	if (mf_log_enabled(MF_LOG_INFO))
+		fprintf(
+		    stderr,
+		    "mailferry: archive %s: prune: %llu deleted messages forgotten in every run, "
+		    "%llu stored messages dropped; %u packs rewritten (%llu messages moved, "
+		    "%llu bytes now %llu)\n",
+		    real, (unsigned long long)uids, (unsigned long long)objs, cs.packs,
+		    (unsigned long long)cs.moved, (unsigned long long)cs.bytes_before,
+		    (unsigned long long)cs.bytes_after);
+	return cs.failed ? -1 : 0;
 }
 
 static int refuse(const char *what)
@@ -65,16 +131,18 @@ int cmd_backup(int argc, char **argv)
 	char account[AFMT_ACCOUNT_MAX + 1], real[PATH_MAX];
 	const char *dir;
 	uint32_t run;
-	int rc, n;
+	int rc, n, prune;
 
 	if ((rc = cli_archive_take_opts(&argc, argv, &ao, 1, "backup")))
 		return rc;
+	prune = take_prune(&argc, argv);
 	cli_defaults(&c);
 	if ((rc = cli_parse(&c, argc, argv, 0)))
 		return rc == 1 ? 0 : rc;
 	if (argc - optind != 2) {
-		fprintf(stderr,
-		        "usage: mailferry backup imap[s]://user@host ARCHIVE_DIR [options]\n");
+		fprintf(
+		    stderr,
+		    "usage: mailferry backup imap[s]|pop3[s]://user@host ARCHIVE_DIR [options]\n");
 		return 2;
 	}
 	if (c.dedupe || c.state_reset)
@@ -88,15 +156,23 @@ int cmd_backup(int argc, char **argv)
 		              "--uncertain, --no-chunking) do not apply to an archive");
 	if ((rc = cli_accounts(&c, argv[optind], NULL)))
 		return rc;
-	if (c.su.kind != URL_IMAP) {
+	if (c.su.kind != URL_IMAP && c.su.kind != URL_POP3) {
 		cli_forget(&c);
-		return refuse("the source must be imap:// or imaps://");
+		return refuse("the source must be imap[s]:// or pop3[s]://");
+	}
+	if (c.pop3_delete) {
+		cli_forget(&c);
+		return refuse("--pop3-delete does not apply to backup (the archive is not a "
+		              "mailbox to move the mail into)");
 	}
 	if (c.insecure)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
 		                    "path can read the passwords and the mail");
 	dir = argv[optind + 1];
-	n = snprintf(account, sizeof(account), "%s@%s", c.su.user, c.su.host);
+	/* a POP3 maildrop is another account than the IMAP one of the same
+	 * user: its own runs (one mailbox, INBOX, UIDs from its UIDLs) */
+	n = snprintf(account, sizeof(account), "%s%s@%s", c.su.kind == URL_POP3 ? "pop3:" : "",
+	             c.su.user, c.su.host);
 	if (n < 0 || (size_t)n >= sizeof(account)) {
 		cli_forget(&c);
 		return refuse("the account name is too long");
@@ -128,6 +204,8 @@ int cmd_backup(int argc, char **argv)
 		return 2;
 	}
 	cli_job_opts(&c, &o);
+	if (prune)
+		o.delete_ = 1; /* expunges are recorded, then pruned */
 	o.archive = a;
 	o.archive_run = run;
 	o.archive_reconcile = lr.seen && !lr.committed;
@@ -166,6 +244,9 @@ int cmd_backup(int argc, char **argv)
 			rc = 1;
 			sum.fatal = 1;
 		}
+	}
+	if (prune && rc >= 0 && !sum.fatal && backup_prune(a, real, c.json) < 0) {
+		rc = 1;
 	}
 	if (archive_stats(a, &as, &err) < 0)
 		memset(&as, 0, sizeof(as));

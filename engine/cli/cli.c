@@ -846,6 +846,8 @@ int cli_main(int argc, char **argv)
 		return archive_cmd_export(argc - 1, argv + 1);
 	if (!strcmp(cmd, "verify") && archive_cmd_is_archive_verify(argc - 1, argv + 1))
 		return archive_cmd_verify(argc - 1, argv + 1);
+	if (!strcmp(cmd, "verify"))
+		return cmd_verify_src(argc - 1, argv + 1);
 	if (!strcmp(cmd, "archive"))
 		return archive_cmd_archive(argc - 1, argv + 1);
 	if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore") || !strcmp(cmd, "export") ||

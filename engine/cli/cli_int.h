@@ -101,6 +101,8 @@ int cmd_backup(int argc, char **argv);
 
 /* restore_cmd.c: mailferry restore ARCHIVE_DIR DST */
 int cmd_restore(int argc, char **argv);
+/* `mailferry verify SRC ARCHIVE` (verify_cmd.c). */
+int cmd_verify_src(int argc, char **argv);
 /* "YYYY-MM-DD[( |T)HH:MM[:SS]][Z]" (UTC) or "@SECONDS": 0, or -1. */
 int restore_parse_date(const char *s, int64_t *out);
 

@@ -4,6 +4,10 @@
  * delivered over SMTP/LMTP) through the one pipeline, the archive run as
  * the source (engine/sync/source_archive.c).
  *
+ * An encrypted archive opens with --passphrase-file FILE (or
+ * MAILFERRY_ARCHIVE_PASSPHRASE_FILE), as for every archive command
+ * (cli_archive_open).
+ *
  * Which run: --run N, or --as-of RUN|DATE (the last complete run at or
  * before DATE), else the latest complete run; of the one account the
  * archive holds, or of --account USER@HOST. Incremental and resumable
@@ -24,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/cli/archive_cmd.h"
 #include "engine/cli/cli_int.h"
 #include "store/archive.h"
 
@@ -288,7 +293,7 @@ int cmd_restore(int argc, char **argv)
 	struct cli c;
 	struct job_opts o;
 	struct archive *a;
-	struct mf_error err;
+	struct cli_archive_opts ao;
 	char real[PATH_MAX], who[PATH_MAX + 16];
 	const char *dir;
 	uint32_t run;
@@ -297,13 +302,15 @@ int cmd_restore(int argc, char **argv)
 
 	if ((rc = restore_split(argc, argv, args, &nargs, &ro)))
 		return rc;
+	if ((rc = cli_archive_take_opts(&nargs, args, &ao, 0, "restore")))
+		return rc;
 	cli_defaults(&c);
 	if ((rc = cli_parse(&c, nargs, args, 0)))
 		return rc == 1 ? 0 : rc;
 	if (nargs - optind != 2) {
 		fprintf(stderr,
 		        "usage: mailferry restore ARCHIVE_DIR imap[s]://user@host [--run N | "
-		        "--as-of DATE|RUN] [options]\n");
+		        "--as-of DATE|RUN] [--passphrase-file FILE] [options]\n");
 		return 2;
 	}
 	if ((rc = restore_check_opts(&c)))
@@ -320,11 +327,11 @@ int cmd_restore(int argc, char **argv)
 	if (c.insecure)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
 		                    "path can read the passwords and the mail");
-	mf_err_clear(&err);
-	if (archive_open(&a, dir, ARCHIVE_OPEN_RDONLY, &err) < 0) {
-		fprintf(stderr, "mailferry: %s\n", err.msg);
+	/* an encrypted archive: its passphrase from --passphrase-file or
+	 * MAILFERRY_ARCHIVE_PASSPHRASE_FILE; missing or wrong is exit 2 */
+	if ((rc = cli_archive_open(&a, dir, ARCHIVE_OPEN_RDONLY, &ao))) {
 		cli_forget(&c);
-		return 2;
+		return rc;
 	}
 	if (!realpath(dir, real)) {
 		fprintf(stderr, "mailferry: %s: %s\n", dir, strerror(errno));

@@ -3,7 +3,8 @@
  * temporary directory: round trips (empty, small, multi-frame), dedupe
  * across folders and accounts, frames read alone, a torn pack tail and an
  * uncommitted batch, pack and index corruption named by verify, as-of
- * lookups over runs, a crashed run, prune, dictionaries, record decoders.
+ * lookups over runs, a crashed run, prune (runs; deleted UIDs and pack
+ * rewriting), dictionaries, record decoders.
  */
 #include "store/archive.h"
 #include "store/archive_fmt.h"
@@ -571,6 +572,71 @@ static void t_as_of_and_prune(struct unit_ctx *u)
 	archive_close(a);
 }
 
+/* backup --prune: 40 messages, 30 deleted in run 2; prune_deleted forgets
+ * them in both runs, compact rewrites the pack; the 10 left read back
+ * exact, fewer stored bytes, verify clean, a second compact does nothing. */
+static void t_prune_deleted_compact(struct unit_ctx *u)
+{
+	char dir[128];
+	struct archive *a;
+	struct mf_error err = {0};
+	static uint8_t msg[40][3000];
+	uint8_t h[40][32];
+	size_t n[40];
+	uint32_t r1, r2, mb;
+	struct archive_msgmeta m;
+	struct archive_stats s1, s2;
+	struct archive_compact_stats cs;
+	struct list l;
+	uint64_t uids = 0, objs = 0, problems = 1;
+	int dup, ok = 1;
+
+	dir_for(dir, sizeof(dir), "prunedel");
+	if (!(a = open_dir(dir, ARCHIVE_OPEN_CREATE))) {
+		UNIT_CHECK(u, 0);
+		return;
+	}
+	UNIT_CHECK(u, archive_run_begin(a, "alice", 10, &r1, &err) == 0);
+	UNIT_CHECK(u, archive_mbox_begin(a, r1, "INBOX", 5, 7, &mb, &err) == 0);
+	for (unsigned i = 0; i < 40; i++) {
+		n[i] = msg_make(msg[i], sizeof(msg[i]), 500 + i, 2500);
+		ok &= store(a, msg[i], n[i], 700, h[i], &dup) == 0;
+		meta_set(&m, h[i], n[i], 0, "");
+		ok &= archive_uid_put(a, r1, mb, i + 1, &m, &err) == 0;
+	}
+	UNIT_CHECK(u, ok);
+	UNIT_CHECK(u, archive_run_commit(a, r1, &err) == 0);
+	UNIT_CHECK(u, archive_run_begin(a, "alice", 20, &r2, &err) == 0);
+	UNIT_CHECK(u, archive_mbox_begin(a, r2, "INBOX", 5, 7, &mb, &err) == 0);
+	for (unsigned i = 0; i < 30; i++)
+		ok &= archive_uid_delete(a, r2, mb, i + 1, &err) == 0;
+	UNIT_CHECK(u, ok && archive_run_commit(a, r2, &err) == 0);
+	UNIT_CHECK(u, archive_stats(a, &s1, &err) == 0);
+	UNIT_CHECKF(u, archive_prune_deleted(a, &uids, &objs, &err) == 0, "%s", err.msg);
+	UNIT_CHECKF(u, uids == 30 && objs == 30, "uids %llu objs %llu", (unsigned long long)uids,
+	            (unsigned long long)objs);
+	memset(&l, 0, sizeof(l));
+	UNIT_CHECK(u, archive_uid_each(a, r1, mb, list_fn, &l, &err) == 0);
+	UNIT_CHECKF(u, l.n == 10 && l.uid[0] == 31, "run 1 lists %u", l.n);
+	UNIT_CHECKF(u, archive_compact(a, 0.9, &cs, &err) == 0, "%s", err.msg);
+	UNIT_CHECKF(u, cs.packs == 1 && cs.moved == 10 && !cs.failed, "packs %u moved %llu",
+	            cs.packs, (unsigned long long)cs.moved);
+	UNIT_CHECK(u, archive_stats(a, &s2, &err) == 0);
+	UNIT_CHECKF(u, s2.stored_bytes < s1.stored_bytes / 2 && s2.objects == 10, "%llu -> %llu",
+	            (unsigned long long)s1.stored_bytes, (unsigned long long)s2.stored_bytes);
+	archive_close(a);
+	if (!(a = open_dir(dir, ARCHIVE_OPEN_CREATE))) {
+		UNIT_CHECK(u, 0);
+		return;
+	}
+	for (unsigned i = 30; i < 40; i++)
+		ok &= got_eq(a, h[i], msg[i], n[i]);
+	UNIT_CHECK(u, ok && archive_has(a, h[0], &err) == 0);
+	UNIT_CHECK(u, archive_verify(a, NULL, NULL, &problems, &err) == 0 && problems == 0);
+	UNIT_CHECK(u, archive_compact(a, 0.9, &cs, &err) == 0 && cs.packs == 0);
+	archive_close(a);
+}
+
 /* A no-change run writes no version records. */
 static void t_incremental_no_change(struct unit_ctx *u)
 {
@@ -1004,6 +1070,7 @@ int main(void)
 	UNIT_RUN(&u, t_torn_tail);
 	UNIT_RUN(&u, t_index_damage);
 	UNIT_RUN(&u, t_as_of_and_prune);
+	UNIT_RUN(&u, t_prune_deleted_compact);
 	UNIT_RUN(&u, t_incremental_no_change);
 	UNIT_RUN(&u, t_dictionary);
 	UNIT_RUN(&u, t_pack_rollover);

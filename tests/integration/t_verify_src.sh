@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# mailferry verify SRC ARCHIVE (issue 19 item 5) against a private Dovecot:
+# a backup, then verify is clean (exit 0, cheap and --full); a new
+# message, an expunge and a flag change on the source: verify names each
+# by mailbox and UID (exit 1), --full the same; a backup with --sync-flags
+# --delete makes it clean again; an encrypted archive the same way; a
+# wrong password: exit 4.
+. "$(dirname "$0")/lib.sh"
+
+dv_start A --users "src" || { not_ok dovecot "start failed"; exit 1; }
+corpus A src tiny 3 || { not_ok corpus "generation failed"; exit 1; }
+PW=$A_DIR/pw
+SRC="imap://src@127.0.0.1:$A_IMAP_PORT"
+AR=$T_TMP/archive
+SO=(--src-password-file "$PW/src" --ca-file "$A_CA_FILE" --no-progress)
+BK=("${SO[@]}" --json --state "$T_TMP/bst")
+
+expect_exit vsrc-backup 0 mf backup "$SRC" "$AR" "${BK[@]}"
+expect_exit vsrc-clean 0 mf verify "$SRC" "$AR" "${SO[@]}"
+[ ! -s "$T_TMP/last.out" ] && grep -q ' 0 differences' "$T_TMP/last.err" && ok vsrc-clean-says-nothing ||
+	not_ok vsrc-clean-says-nothing "$(head -n 2 "$T_TMP/last.out" | tr '\n' '|') $(tail -n 1 "$T_TMP/last.err")"
+expect_exit vsrc-clean-full 0 mf verify "$SRC" "$AR" "${SO[@]}" --full
+n=$(find "$A_DIR/mail/src/Maildir" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
+grep -q " $n messages compared by UID, size and flags and content hash; 0 differences" "$T_TMP/last.err" &&
+	ok "vsrc-full-compares-all ($n)" || not_ok vsrc-full-compares-all "$(tail -n 1 "$T_TMP/last.err")"
+
+# three changes on the source
+msg=$T_TMP/new.eml
+printf 'From: a@example.org\r\nTo: b@example.org\r\nSubject: verify %s\r\nMessage-ID: <vs-%s@example.org>\r\n\r\nnew\r\n' \
+	"$RANDOM" "$$" >"$msg"
+doveadm -c "$A_DOVECOT_CONF" save -u src -m INBOX <"$msg" || not_ok save-new "doveadm save failed"
+newuid=$(doveadm -c "$A_DOVECOT_CONF" -f tab fetch -u src uid mailbox INBOX all | tail -n 1)
+doveadm -c "$A_DOVECOT_CONF" flags add -u src '\Flagged $Verify' mailbox INBOX uid 1 ||
+	not_ok flag-change "doveadm flags failed"
+doveadm -c "$A_DOVECOT_CONF" expunge -u src mailbox Sent uid 2 || not_ok expunge "doveadm expunge failed"
+
+for mode in cheap full; do
+	extra=()
+	[ $mode = full ] && extra=(--full)
+	expect_exit "vsrc-changed-$mode" 1 mf verify "$SRC" "$AR" "${SO[@]}" "${extra[@]}"
+	o=$T_TMP/last.out
+	grep -q "^differs account=\"src@127.0.0.1\" mailbox=\"INBOX\" uid=$newuid what=\"in the source, not in the archive\"" "$o" &&
+		ok "vsrc-$mode-names-new (INBOX $newuid)" || not_ok "vsrc-$mode-names-new" "$(tr '\n' '|' <"$o")"
+	grep -q '^differs .* mailbox="INBOX" uid=1 what="flags differ: source .*\\Flagged .*\$verify' "$o" &&
+		ok "vsrc-$mode-names-flags (INBOX 1)" || not_ok "vsrc-$mode-names-flags" "$(tr '\n' '|' <"$o")"
+	grep -q '^differs .* mailbox="Sent" uid=2 what="in the archive.s run, no longer in the source"' "$o" &&
+		ok "vsrc-$mode-names-expunge (Sent 2)" || not_ok "vsrc-$mode-names-expunge" "$(tr '\n' '|' <"$o")"
+	[ "$(grep -c '^differs ' "$o")" = 3 ] && ok "vsrc-$mode-three-lines" ||
+		not_ok "vsrc-$mode-three-lines" "$(grep -c '^differs ' "$o") lines: $(tr '\n' '|' <"$o")"
+done
+
+# a backup carrying flags and expunges: clean again
+expect_exit vsrc-backup-2 0 mf backup "$SRC" "$AR" "${BK[@]}" --sync-flags --delete
+expect_exit vsrc-clean-again 0 mf verify "$SRC" "$AR" "${SO[@]}" --full
+# the older run still differs
+expect_exit vsrc-run-1-differs 1 mf verify "$SRC" "$AR" "${SO[@]}" --run 1
+
+# encrypted: needs the passphrase, then the same
+PF=$T_TMP/pass
+printf 'verify pass\n' >"$PF"
+chmod 600 "$PF"
+EA=$T_TMP/earchive
+expect_exit vsrc-enc-backup 0 mf backup "$SRC" "$EA" "${SO[@]}" --state "$T_TMP/est" --encrypt --passphrase-file "$PF"
+expect_exit vsrc-enc-no-passphrase 2 mf verify "$SRC" "$EA" "${SO[@]}"
+expect_exit vsrc-enc-clean 0 mf verify "$SRC" "$EA" "${SO[@]}" --full --passphrase-file "$PF"
+doveadm -c "$A_DOVECOT_CONF" flags remove -u src '\Flagged' mailbox INBOX uid 1 || not_ok flag-change-2 "doveadm failed"
+expect_exit vsrc-enc-flag 1 mf verify "$SRC" "$EA" "${SO[@]}" --passphrase-file "$PF"
+grep -q '^differs .* mailbox="INBOX" uid=1 what="flags differ' "$T_TMP/last.out" && ok vsrc-enc-names-flags ||
+	not_ok vsrc-enc-names-flags "$(tr '\n' '|' <"$T_TMP/last.out")"
+
+# a wrong password: exit 4; an archive without this account: exit 2
+printf 'wrong\n' >"$T_TMP/badpw"
+expect_exit vsrc-bad-login 4 mf verify "$SRC" "$AR" --src-password-file "$T_TMP/badpw" --ca-file "$A_CA_FILE"
+mkdir -p "$T_TMP/empty"
+expect_exit vsrc-no-run 2 mf verify "$SRC" "$T_TMP/nothere" "${SO[@]}"
