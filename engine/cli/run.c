@@ -746,6 +746,7 @@ int cmd_run(int argc, char **argv)
 		rc = 1;
 		goto out_report;
 	}
+	hostlimit_set_rate(r->hl, base.max_bps);
 	/* a pipe cannot be read twice: then the total is not known ("?") */
 	if (S_ISREG(st.st_mode))
 		r->members = count_members(r);
@@ -770,19 +771,22 @@ int cmd_run(int argc, char **argv)
 		mf_log(MF_LOG_INFO, "run: --max-per-host %u: at most %u connections were open to one "
 		                    "host",
 		       base.max_per_host, hostlimit_peak(r->hl));
-	hostlimit_free(r->hl);
-	loop_free(&r->loop);
+	cli_hosts_log(r->hl);
 	if (base.json) {
 		printf("{\"event\":\"run_summary\",\"accounts\":%u,\"ok\":%u,\"failed\":%u,"
 		       "\"bad_lines\":%u,\"done_earlier\":%u,\"messages_copied\":%llu,"
-		       "\"messages_failed\":%llu,\"bytes\":%llu,\"exit\":%d,\"class\":\"%s\"}\n",
+		       "\"messages_failed\":%llu,\"bytes\":%llu,\"exit\":%d,\"class\":\"%s\"",
 		       r->accounts, r->ok, r->failed, r->bad_lines, r->totals.done_earlier,
 		       (unsigned long long)r->total.copied, (unsigned long long)r->total.failed,
 		       (unsigned long long)r->total.bytes, r->totals.exit,
 		       run_class_name(r->totals.exit));
+		cli_hosts_json(stdout, r->hl);
+		printf(",\"seconds\":%.3f}\n", (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0);
 		fflush(stdout);
 	}
+	hostlimit_free(r->hl);
 	run_finish_report(r, (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0);
+	loop_free(&r->loop);
 	rc = r->totals.exit;
 out_report:
 	if (r->report)

@@ -30,11 +30,17 @@ struct hostlimit_host {
 	int blocked;		/* pump(): an earlier request waits for it */
 	uint64_t paused_until;	/* loop ms */
 	struct loop_timer timer;	/* the pause's end, while requests wait */
+	/* --max-bytes-per-second: the bucket, in byte-milliseconds (a byte
+	 * is 1000), refilled at rate per ms of the loop's clock */
+	int started;
+	uint64_t tok, refill_ms, first_ms, last_ms;
+	uint64_t bytes, paused_ms;
 };
 
 struct hostlimit {
 	struct loop *loop;
 	unsigned max;
+	uint64_t rate;		/* bytes per second per host, 0: none */
 	struct hostlimit_host **h;
 	size_t nh, ch;
 	unsigned count, peak;
@@ -335,4 +341,122 @@ void hostlimit_throttle(struct hostlimit *hl, const char *key, uint64_t ms, cons
 		       why, (double)ms / 1000.0);
 	if (now + ms > h->paused_until)
 		h->paused_until = now + ms;
+}
+
+/* ---- bytes per second ------------------------------------------------------ */
+
+void hostlimit_set_rate(struct hostlimit *hl, uint64_t bytes_per_second)
+{
+	if (hl)
+		hl->rate = bytes_per_second;
+}
+
+uint64_t hostlimit_rate(const struct hostlimit *hl)
+{
+	return hl ? hl->rate : 0;
+}
+
+/* The bucket's capacity in byte-milliseconds: a quarter second of rate. */
+static uint64_t burst(const struct hostlimit *hl)
+{
+	uint64_t b = hl->rate / 4;
+
+	return (b < HOSTLIMIT_BURST_MIN ? HOSTLIMIT_BURST_MIN : b) * 1000u;
+}
+
+static void refill(const struct hostlimit *hl, struct hostlimit_host *h, uint64_t now)
+{
+	if (!h->started) {
+		/* empty at the first byte: bytes <= rate * elapsed from here */
+		h->started = 1;
+		h->tok = 0;
+		h->refill_ms = h->first_ms = h->last_ms = now;
+		return;
+	}
+	if (now > h->refill_ms) {
+		uint64_t add = (now - h->refill_ms) * hl->rate, cap = burst(hl);
+
+		h->tok = add > cap || h->tok + add > cap ? cap : h->tok + add;
+		h->refill_ms = now;
+	}
+}
+
+size_t hostlimit_take(struct hostlimit *hl, struct hostlimit_req *r, size_t n, uint64_t *wait_ms)
+{
+	struct hostlimit_host *hs[2];
+	uint64_t now, allow = n, want = n;
+	size_t nh = 0;
+
+	*wait_ms = 0;
+	if (!hl || !hl->rate || !n)
+		return n;
+	for (int i = 0; i < 2; i++)
+		if (r->host[i] && (i == 0 || r->host[1] != r->host[0]))
+			hs[nh++] = r->host[i];
+	if (!nh)
+		return n;
+	now = loop_now_ms(hl->loop);
+	/* a small grant is not worth a write: wait for a useful amount */
+	if (want > 4096)
+		want = 4096;
+	for (size_t i = 0; i < nh; i++) {
+		uint64_t mult = need(r, hs[i]), avail;
+
+		refill(hl, hs[i], now);
+		avail = hs[i]->tok / 1000u / mult;
+		if (avail < allow)
+			allow = avail;
+	}
+	if (allow < want) {
+		uint64_t w = 1;
+
+		for (size_t i = 0; i < nh; i++) {
+			uint64_t mult = need(r, hs[i]), goal = want * mult * 1000u, cap = burst(hl);
+
+			if (goal > cap)
+				goal = cap;
+			if (hs[i]->tok < goal) {
+				uint64_t ms = (goal - hs[i]->tok + hl->rate - 1) / hl->rate;
+
+				if (ms > w)
+					w = ms;
+			}
+		}
+		*wait_ms = w;
+		return 0;
+	}
+	for (size_t i = 0; i < nh; i++) {
+		uint64_t mult = need(r, hs[i]);
+
+		hs[i]->tok -= allow * mult * 1000u;
+		hs[i]->bytes += allow * mult;
+		hs[i]->last_ms = now;
+	}
+	return (size_t)allow;
+}
+
+void hostlimit_paused(struct hostlimit *hl, struct hostlimit_req *r, uint64_t ms)
+{
+	if (!hl)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (r->host[i] && (i == 0 || r->host[1] != r->host[0]))
+			r->host[i]->paused_ms += ms;
+}
+
+size_t hostlimit_nhosts(const struct hostlimit *hl)
+{
+	return hl ? hl->nh : 0;
+}
+
+void hostlimit_stat(const struct hostlimit *hl, size_t i, struct hostlimit_stat *out)
+{
+	const struct hostlimit_host *h = hl->h[i];
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->key, sizeof(out->key), "%s", h->key);
+	out->bytes = h->bytes;
+	out->ms = h->started ? h->last_ms - h->first_ms : 0;
+	out->paused_ms = h->paused_ms;
+	out->peak = h->peak;
 }

@@ -19,12 +19,25 @@
  * job has ended. Releasing twice is harmless: a leg knows whether it holds
  * its slot.
  *
+ * --max-bytes-per-second: a token bucket per host, refilled from the
+ * loop's clock, that every connection pair moving message bytes to or from
+ * that host draws on (hostlimit_take). It counts message bytes only (the
+ * literal a FETCH or RETR brings, the literal an APPEND or DATA sends),
+ * once per host they cross: a host that is both source and destination is
+ * charged twice for each message. The bucket starts empty when the host
+ * moves its first byte and holds at most a quarter second of rate (at
+ * least HOSTLIMIT_BURST_MIN), so over any stretch from a host's first
+ * byte the bytes moved never exceed the rate times the time elapsed
+ * (hostlimit_stat's numbers show it).
+ *
  * Not for: what a connection does (worker), reading throttling signals
- * (protocols/throttle), bytes per second.
+ * (protocols/throttle), pausing a connection (copy.c does, on a timer of
+ * its own loop).
  */
 #ifndef MF_HOSTLIMIT_H
 #define MF_HOSTLIMIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/base/err.h"
@@ -33,6 +46,9 @@
 /* Bytes of a host key ("host:port"), NUL included. */
 #define HOSTLIMIT_KEY_MAX 300
 #define HOSTLIMIT_MAX 100000u
+/* --max-bytes-per-second: the smallest rate and the smallest bucket. */
+#define HOSTLIMIT_RATE_MIN 1024u
+#define HOSTLIMIT_BURST_MIN 16384u
 
 struct hostlimit;
 struct hostlimit_host;
@@ -82,5 +98,28 @@ int hostlimit_waiting(const struct hostlimit_req *r);
  * first call of a pause logs one line naming the host, the delay and why
  * (already escaped by mf_log). */
 void hostlimit_throttle(struct hostlimit *hl, const char *key, uint64_t ms, const char *why);
+
+/* --max-bytes-per-second: message bytes per second per host (0: none). */
+void hostlimit_set_rate(struct hostlimit *hl, uint64_t bytes_per_second);
+uint64_t hostlimit_rate(const struct hostlimit *hl);
+/* Of n message bytes the pair r (holding its slots) is about to move, how
+ * many its hosts' buckets allow now: n, less, or 0 (then *wait_ms says
+ * when to ask again). What it returns is taken from the buckets. With hl
+ * NULL or no rate: n. */
+size_t hostlimit_take(struct hostlimit *hl, struct hostlimit_req *r, size_t n,
+                      uint64_t *wait_ms);
+/* r's connection waited ms for its hosts' buckets (counted per host). */
+void hostlimit_paused(struct hostlimit *hl, struct hostlimit_req *r, uint64_t ms);
+
+/* One host, for reports: its key, message bytes charged to its bucket,
+ * milliseconds from its first to its last byte, and the time connections
+ * waited for its bucket (summed over connections). */
+struct hostlimit_stat {
+	char key[HOSTLIMIT_KEY_MAX];
+	uint64_t bytes, ms, paused_ms;
+	unsigned peak;
+};
+size_t hostlimit_nhosts(const struct hostlimit *hl);
+void hostlimit_stat(const struct hostlimit *hl, size_t i, struct hostlimit_stat *out);
 
 #endif

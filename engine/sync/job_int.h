@@ -219,6 +219,10 @@ struct worker {
 	char f_why[200];	/* why the search failed */
 	char f_set[24];		/* the chunk's UID range, "lo:hi" */
 	int src_starved;	/* lit_data returned short */
+	/* --max-bytes-per-second: the source waits for its hosts' buckets
+	 * (hostlimit_take) until rate_timer fires; since when */
+	struct loop_timer rate_timer;
+	uint64_t rate_since;
 	/* the message being streamed */
 	struct {
 		int active, skip;

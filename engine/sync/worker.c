@@ -454,6 +454,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 		w->sink.ops->close(&w->sink, 0);
 	loop_timer_cancel(j->loop, &w->settle_timer);
 	loop_timer_cancel(j->loop, &w->retry_timer);
+	loop_timer_cancel(j->loop, &w->rate_timer);
 	w->phase = W_CONNECTING;
 	w->reconnecting = 1;
 	w->src_ready = w->dst_ready = 0;
@@ -704,6 +705,7 @@ void worker_stop(struct worker *w, int graceful)
 	w->reconnecting = 0;
 	loop_timer_cancel(w->job->loop, &w->reconnect_timer);
 	loop_timer_cancel(w->job->loop, &w->retry_timer);
+	loop_timer_cancel(w->job->loop, &w->rate_timer);
 	if (w->src_open && !w->src.closed) {
 		if (graceful && w->src_ready)
 			imap_client_logout(&w->src);
