@@ -21,7 +21,7 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 BASE     = -std=c11 -D_GNU_SOURCE -I. $(WARN) -MMD -MP
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LIBS     = $(PKG_LIBS)
+LIBS     = $(PKG_LIBS) -pthread
 
 REL_CFLAGS  = $(BASE) $(PKG_CFLAGS) -O2 -g
 ASAN_CFLAGS = $(BASE) $(PKG_CFLAGS) -O1 -g -fno-omit-frame-pointer \

@@ -30,6 +30,13 @@
  * byte the bytes moved never exceed the rate times the time elapsed
  * (hostlimit_stat's numbers show it).
  *
+ * Shared by several loops (run --threads, hostlimit_share): every call
+ * takes the limiter's mutex; a request queued on one loop and granted by a
+ * release on another has its granted() posted to its own loop (loop_post),
+ * and the pauses' timers run on the owner's loop (the one given to
+ * hostlimit_new). Without hostlimit_share nothing is posted: one loop, as
+ * before.
+ *
  * Not for: what a connection does (worker), reading throttling signals
  * (protocols/throttle), pausing a connection (copy.c does, on a timer of
  * its own loop).
@@ -54,21 +61,28 @@ struct hostlimit;
 struct hostlimit_host;
 
 /* One connection pair's request, embedded in its owner (a worker). Zero it
- * before first use; only granted is the owner's to set. */
+ * before first use; only granted and loop are the owner's to set. */
 struct hostlimit_req {
 	/* Its queued request was granted (called from the loop, outside
 	 * every other callback): the legs are held now. */
 	void (*granted)(struct hostlimit_req *r);
+	struct loop *loop;	/* the owner's loop (granted runs there) */
 	/* private */
+	struct hostlimit *hl;
 	struct hostlimit_host *host[2];
 	int held[2];
 	int state;
+	int posted;		/* shared: post is on its way to loop */
+	struct loop_task post;
 	struct hostlimit_req *prev, *next;
 };
 
 /* A limiter of max connections per host on loop l (0: no cap, only the
  * throttling pauses): 0, or -ENOMEM. */
 int hostlimit_new(struct hostlimit **out, struct loop *l, unsigned max);
+/* From now on several loops (threads) use hl; their loops have inboxes
+ * (loop_inbox_open), the owner's too. 0, or a negative errno. */
+int hostlimit_share(struct hostlimit *hl);
 /* Frees it; the loop has run out (no timer of it armed, no task queued),
  * every request was released or cancelled. */
 void hostlimit_free(struct hostlimit *hl);
@@ -92,6 +106,9 @@ void hostlimit_cancel(struct hostlimit *hl, struct hostlimit_req *r);
 int hostlimit_held(const struct hostlimit_req *r, int leg);
 /* 1 if r waits: queued, or granted with its call still to come. */
 int hostlimit_waiting(const struct hostlimit_req *r);
+/* 1 while a grant's call is on its way to r's loop (shared): r must not
+ * be freed before it arrived. */
+int hostlimit_posted(const struct hostlimit_req *r);
 
 /* The host behind key throttles: new slots there are granted no earlier
  * than ms from now (a later call may extend it, never shorten it). The

@@ -348,6 +348,8 @@ struct fetch_meta {
 
 /* report.c */
 void job_event(struct job *j, const char *event);
+/* Ends the line job_event opened: flushed, and the stream unlocked. */
+void job_event_end(struct job *j);
 void progress_clear(struct job *j);
 void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
 		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));

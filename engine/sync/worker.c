@@ -100,7 +100,7 @@ void mailbox_finish(struct worker *w)
 			(unsigned long long)mb->nfailed, (unsigned long long)mb->bytes,
 			method_names[w->method], j->o->sync_flags ? w->nchg : 0,
 			j->o->delete_ ? w->ngone : 0, mb->failed || mb->nfailed ? "false" : "true");
-		fflush(j->o->out);
+		job_event_end(j);
 	}
 	w->mb = NULL;
 	w->phase = W_IDLE;
@@ -820,6 +820,7 @@ int worker_start(struct worker *w, unsigned what, int *dst_failed, struct mf_err
 
 	*dst_failed = 0;
 	w->lim.granted = worker_granted;
+	w->lim.loop = j->loop;
 	w->lim_what = what;
 	w->lim_open = WORKER_OPEN_SRC | WORKER_OPEN_DST; /* worker 0 opens its destination later */
 	rc = hostlimit_acquire(j->o->hostlimit, &w->lim, j->src_host[0] ? j->src_host : NULL,
