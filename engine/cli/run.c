@@ -538,6 +538,7 @@ static int acct_start(struct acct *a)
 		acct_refused(a, 1, err.msg);
 		return 1;
 	}
+	r->started++;
 	a->next = r->active;
 	if (r->active)
 		r->active->prev = a;
@@ -786,7 +787,7 @@ int cmd_run(int argc, char **argv)
 	if (base.threads > 1 && (rc = run_threads_start(r, base.threads)) < 0) {
 		fprintf(stderr, "mailferry: cannot start %u threads: %s\n", base.threads,
 		        strerror(-rc));
-		run_threads_stop(r);
+		run_threads_free(r);
 		hostlimit_free(r->hl);
 		loop_free(&r->loop);
 		rc = 1;
@@ -827,6 +828,7 @@ int cmd_run(int argc, char **argv)
 		       (unsigned long long)r->total.bytes, r->totals.exit,
 		       run_class_name(r->totals.exit));
 		cli_hosts_json(stdout, r->hl);
+		run_threads_json(r, stdout);
 		printf(",\"seconds\":%.3f}\n", (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0);
 		fflush(stdout);
 	}
@@ -841,6 +843,7 @@ out_journal:
 	if (r->journal_ok)
 		run_journal_close(&r->journal);
 	fclose(r->f);
+	run_threads_free(r);
 	free(r);
 	return rc;
 }

@@ -97,6 +97,8 @@ struct run {
 	/* --threads N > 1 (run_threads.c); th NULL: one loop */
 	struct run_thread *th;
 	unsigned nth;
+	int th_stopped;
+	unsigned started;	/* accounts whose job started (or was handed over) */
 	pthread_mutex_t mu;	/* hand-over queues, doneq, snapshots */
 	int mu_init;
 	struct acct *doneq, *donetail;
@@ -112,8 +114,13 @@ int run_threads_start(struct run *r, unsigned n);
 void run_threads_hand(struct run *r, struct acct *a);
 /* Fills vsum and vprog of the running accounts for the display. */
 void run_threads_view(struct run *r);
+/* ,"threads":N,"accounts_per_thread":[...] for the run summary (before
+ * run_threads_stop). */
+void run_threads_json(const struct run *r, FILE *f);
 /* Stops and joins the workers (every account back), frees their loops. */
 void run_threads_stop(struct run *r);
+/* Frees what run_threads_start allocated (stopping the workers first). */
+void run_threads_free(struct run *r);
 /* run.c: an account handed to a worker is back (finished, or refused by
  * job_start with start_failed). */
 void run_acct_back(struct acct *a);

@@ -42,6 +42,7 @@ struct run_thread {
 	struct acct *inq;	/* handed over, not started yet (under r->mu) */
 	struct acct *mine;	/* started on this loop (this thread only) */
 	unsigned load;		/* accounts handed and not finished (main thread) */
+	unsigned handed;	/* accounts handed in all (main thread) */
 	struct loop_task start_task, stop_task;
 	struct loop_timer snap;
 };
@@ -222,6 +223,7 @@ void run_threads_hand(struct run *r, struct acct *a)
 		if (r->th[i].running && r->th[i].load < t->load)
 			t = &r->th[i];
 	t->load++;
+	t->handed++;
 	a->th = t;
 	pthread_mutex_lock(&r->mu);
 	a->qnext = t->inq;
@@ -247,20 +249,37 @@ void run_threads_view(struct run *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
+void run_threads_json(const struct run *r, FILE *f)
+{
+	fprintf(f, ",\"threads\":%u,\"accounts_per_thread\":[", r->th ? r->nth : 1);
+	if (!r->th)
+		fprintf(f, "%u", r->started);
+	for (unsigned i = 0; r->th && i < r->nth; i++)
+		fprintf(f, "%s%u", i ? "," : "", r->th[i].handed);
+	fputc(']', f);
+}
+
 void run_threads_stop(struct run *r)
 {
-	if (!r->th)
+	if (!r->th || r->th_stopped)
 		return;
+	r->th_stopped = 1;
 	for (unsigned i = 0; i < r->nth; i++)
 		if (r->th[i].running) {
 			loop_post(&r->th[i].loop, &r->th[i].stop_task);
 			pthread_join(r->th[i].tid, NULL);
+			r->th[i].running = 0;
 		}
 	for (unsigned i = 0; i < r->nth; i++)
 		loop_free(&r->th[i].loop);
-	free(r->th);
-	r->th = NULL;
 	if (r->mu_init)
 		pthread_mutex_destroy(&r->mu);
 	r->mu_init = 0;
+}
+
+void run_threads_free(struct run *r)
+{
+	run_threads_stop(r);
+	free(r->th);
+	r->th = NULL;
 }
