@@ -9,7 +9,8 @@
 #      --threads 2 copy nothing: the states written on worker threads hold.
 #   3. The same under ThreadSanitizer (build/tsan/mailferry, `make tsan`,
 #      built here if missing): 20 other accounts, --threads 2, a byte rate
-#      and a cap so that hostlimit's cross-thread paths run; no report.
+#      and a cap so that hostlimit's cross-thread paths run; no report
+#      (tests/integration/tsan.supp: LMDB's per-state writer mutexes only).
 . "$(dirname "$0")/lib.sh"
 
 N=60
@@ -133,7 +134,7 @@ fi
 if [ -x "$TSAN_BIN" ]; then
 	ACC2=$T_TMP/accounts-tsan.txt
 	accounts $((N + 1)) $M "$ACC2"
-	TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1" \
+	TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 suppressions=$ROOT/tests/integration/tsan.supp" \
 		"$TSAN_BIN" run "$ACC2" --threads 2 --jobs 6 --connections 2 --max-per-host 6 \
 		--max-bytes-per-second 2M --state "$T_TMP/state-tsan" --json \
 		>"$T_TMP/tsan.out" 2>"$T_TMP/tsan.err"
