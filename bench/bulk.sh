@@ -129,20 +129,26 @@ wipe_dst() {
 	mkdir -p "$DV/state" "$DV/mbsync-state"
 	scripts/dovecot.sh fixperms "$DV"
 }
-exact() {
-	local i good=0
+exact() { # TOOL: mbsync adds an X-TUID header to every message it copies
+	local i good=0 ign=()
+	[ "$1" = mbsync ] && ign=(--ignore-header X-TUID)
 	for i in $(seq 1 "$N"); do
-		"$BIN/bench/compare" "$MAIL_ROOT/s$i/Maildir" "$MAIL_ROOT/d$i/Maildir" >/dev/null 2>&1 && good=$((good + 1))
+		"$BIN/bench/compare" "$MAIL_ROOT/s$i/Maildir" "$MAIL_ROOT/d$i/Maildir" "${ign[@]}" >/dev/null 2>&1 && good=$((good + 1))
 	done
 	echo "$good"
 }
 who_sum() { doveadm -c "$DV/dovecot.conf" who 2>/dev/null | awk 'NR > 1 { s += $2 } END { print s + 0 }'; }
-# Samples until killed: "MAX_WHO MAX_RSS_KB" of the processes named in $2 (comma list).
-sampler() { # FILE NAMES
+# Samples until killed: "MAX_WHO MAX_RSS_KB", the RSS summed over the
+# process ROOT and its descendants (not other users' processes of the same
+# name: the machine may be shared), GNU time itself left out.
+sampler() { # FILE ROOT
 	local mw=0 mr=0 w r
 	while :; do
 		w=$(who_sum)
-		r=$(ps -C "$2" -o rss= 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+		r=$(ps -e -o pid=,ppid=,rss= 2>/dev/null | awk -v root="$2" '
+			{ par[$1] = $2; rss[$1] = $3 }
+			END { for (p in par) { q = p; while (q != "" && q != root && q != 1 && q != 0) q = par[q];
+			      if (q == root && p != root) s += rss[p] } print s + 0 }')
 		[ "${w:-0}" -gt "$mw" ] && mw=$w
 		[ "${r:-0}" -gt "$mr" ] && mr=$r
 		echo "$mw $mr" >"$1"
@@ -174,50 +180,71 @@ MBC=$DV/mbsyncrc
 } >"$MBC"
 sed "s#$DV#DIR#g" "$MBC" | head -n 30 >"$W/mbsyncrc.head"
 
-# One measured run: NAME RUN PROCS CMD...
+# One measured run: NAME RUN CMD...
 measure() {
-	local name=$1 run=$2 procs=$3 off t0 t1 good rc
-	shift 3
+	local name=$1 run=$2 off t0 t1 good rc tp
+	shift 2
 	wipe_dst
 	off=$(stat -c %s "$LOG")
-	sampler "$W/$name-$run.sample" "$procs" &
-	SAMPLER=$!
 	t0=$(date +%s.%N)
-	/usr/bin/time -f '%e %U %S %M' -o "$W/$name-$run.time" "$@" >"$W/$name-$run.out" 2>"$W/$name-$run.err"
+	# stdin passed on explicitly: an asynchronous command would get /dev/null
+	/usr/bin/time -f '%e %U %S %M' -o "$W/$name-$run.time" "$@" <&0 >"$W/$name-$run.out" 2>"$W/$name-$run.err" &
+	tp=$!
+	sampler "$W/$name-$run.sample" "$tp" &
+	SAMPLER=$!
+	wait "$tp"
 	rc=$?
 	t1=$(date +%s.%N)
 	sleep 0.3
 	kill "$SAMPLER" 2>/dev/null
 	wait "$SAMPLER" 2>/dev/null
 	SAMPLER=
-	good=$(exact)
+	good=$(exact "$name")
 	read -r _ cu cs mrss <"$W/$name-$run.time"
 	read -r mwho srss <"$W/$name-$run.sample"
-	logins=$(tail -c +"$((off + 1))" "$LOG" | grep -c "imap-login: \(Info: \)\?Login: ")
-	python3 - "$name" "$run" "$t0" "$t1" "$cu" "$cs" "$mrss" "$srss" "$mwho" "$logins" "$good" "$N" "$TOTAL_BYTES" "$rc" >>"$RES" <<'PY'
+	# logins, and the most sessions open at once replayed from Dovecot's log
+	# (+1 per login, -1 per session's "Disconnected"): exact where sampling
+	# doveadm who can miss a short peak
+	read -r logins lpeak <<<"$(tail -c +"$((off + 1))" "$LOG" | python3 -c '
+import re, sys
+cur = peak = n = 0
+for line in sys.stdin:
+    if re.search(r"imap-login: (Info: )?Login: user=", line):
+        cur += 1; n += 1
+    elif re.search(r" imap\([^)]*\)<[^>]*><[^>]+>: (Info: )?Disconnected", line):
+        cur -= 1
+    peak = max(peak, cur)
+print(n, peak)')"
+	python3 - "$name" "$run" "$t0" "$t1" "$cu" "$cs" "$mrss" "$srss" "$mwho" "$logins" "$good" "$lpeak" "$N" "$TOTAL_BYTES" "$rc" >>"$RES" <<'PY'
 import json, sys
 a = sys.argv
 wall = float(a[4]) - float(a[3])
 print(json.dumps({"tool": a[1], "run": int(a[2]), "wall": round(wall, 3),
                   "cpu": round(float(a[5]) + float(a[6]), 3), "max_rss_kb": int(a[7]),
                   "sum_rss_kb": int(a[8]), "server_max_conn": int(a[9]), "logins": int(a[10]),
-                  "exact": int(a[11]), "accounts": int(a[12]), "bytes": int(a[13]), "exit": int(a[14])}))
+                  "exact": int(a[11]), "accounts": int(a[13]), "bytes": int(a[14]), "exit": int(a[15]),
+                  "server_peak_log": int(a[12])}))
 PY
 	say "$name run $run: $(tail -n 1 "$RES")"
 }
 
+# Warm-up: Dovecot builds a Maildir's indexes on its first read; every
+# source is read once before any tool is timed.
+xargs -P 8 -L 1 sh -c "exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 --fetch-only >/dev/null" <"$PAIRS"
+say "sources indexed"
+
 for r in $(seq 1 "$RUNS"); do
 	for t in "${TOOLS[@]}"; do
 		case $t in
-		mf-run) measure "$t" "$r" mailferry "$MF" run "$ACC" --jobs 32 --connections 4 --state "$DV/state" --json ;;
-		mf-run-t1) measure "$t" "$r" mailferry "$MF" run "$ACC" --threads 1 --jobs 32 --connections 4 --state "$DV/state" --json ;;
+		mf-run) measure "$t" "$r" "$MF" run "$ACC" --jobs 32 --connections 4 --state "$DV/state" --json ;;
+		mf-run-t1) measure "$t" "$r" "$MF" run "$ACC" --threads 1 --jobs 32 --connections 4 --state "$DV/state" --json ;;
 		mf-xargs8)
-			measure "$t" "$r" mailferry xargs -P 8 -L 1 sh -c \
+			measure "$t" "$r" xargs -P 8 -L 1 sh -c \
 				"exec $MF migrate imap://\$0@$H:$P?starttls=no imap://\$1@$H:$P?starttls=no --src-password-file $DV/pw/\$0 --dst-password-file $DV/pw/\$1 --state $DV/state/\$0 -q" \
 				<"$PAIRS" ;;
-		mbsync) command -v mbsync >/dev/null && measure "$t" "$r" mbsync mbsync -c "$MBC" -a -q ;;
+		mbsync) command -v mbsync >/dev/null && measure "$t" "$r" mbsync -c "$MBC" -a -q ;;
 		ceiling-x8)
-			measure "$t" "$r" ceiling xargs -P 8 -L 1 sh -c \
+			measure "$t" "$r" xargs -P 8 -L 1 sh -c \
 				"exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 >/dev/null" \
 				<"$PAIRS" ;;
 		esac
@@ -228,7 +255,7 @@ done
 if [ "$N" -ge 50 ]; then
 	K=$((N < 200 ? N : 200))
 	head -n "$K" "$ACC" >"$W/accounts-200.txt"
-	measure mf-200conn 1 mailferry "$MF" run "$W/accounts-200.txt" --jobs 50 --connections 2 --state "$DV/state" --json
+	measure mf-200conn 1 "$MF" run "$W/accounts-200.txt" --jobs 50 --connections 2 --state "$DV/state" --json
 fi
 
 python3 - "$RES" "$W" <<'PY'
@@ -241,7 +268,7 @@ for r in rows:
 med = {}
 for t in tools:
     rs = [r for r in rows if r["tool"] == t]
-    m = {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "max_rss_kb", "sum_rss_kb", "server_max_conn", "logins")}
+    m = {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "max_rss_kb", "sum_rss_kb", "server_max_conn", "server_peak_log", "logins")}
     m["exact"] = min(r["exact"] for r in rs)
     m["accounts"] = rs[0]["accounts"]
     m["bytes"] = rs[0]["bytes"]
@@ -252,22 +279,24 @@ base = med.get("mf-run")
 ceil = med.get("ceiling-x8")
 lines = ["# Bulk migrations: %d accounts × 100 messages (%.1f MB), medians of %d run(s)\n" %
          (base["accounts"] if base else 0, (base or next(iter(med.values())))["bytes"] / 1e6, max(m["runs"] for m in med.values())),
-         "| tool | wall s | × mf-run | MB/s | × ceiling time | CPU s/GB | peak RSS MiB (largest / sum) | server max conn | logins | exact | exit |",
+         "| tool | wall s | × mf-run | MB/s | × ceiling time | CPU s/GB | peak RSS MiB (largest / sum) | server conns at once (log / doveadm who) | logins | exact | exit |",
          "|---|---|---|---|---|---|---|---|---|---|---|"]
 for t, m in med.items():
     gb = m["bytes"] / 1e9
-    lines.append("| %s | %.1f | %s | %.1f | %s | %.1f | %.1f / %.1f | %d | %d | %d/%d | %d |" % (
+    lines.append("| %s | %.1f | %s | %.1f | %s | %.1f | %.1f / %.1f | %d / %d | %d | %d/%d | %d |" % (
         t, m["wall"], "%.2f" % (m["wall"] / base["wall"]) if base else "-", m["bytes"] / 1e6 / m["wall"],
         "%.2f" % (m["wall"] / ceil["wall"]) if ceil else "-", m["cpu"] / gb if gb else 0,
-        m["max_rss_kb"] / 1024, m["sum_rss_kb"] / 1024, m["server_max_conn"], m["logins"],
+        m["max_rss_kb"] / 1024, m["sum_rss_kb"] / 1024, m["server_peak_log"], m["server_max_conn"], m["logins"],
         m["exact"], m["accounts"], m["exit"]))
+if "mbsync" in med:
+    lines.append("\nmbsync: judged with the X-TUID header it adds to every message left out.")
 if base and "mbsync" in med:
     lines.append("\nmbsync -a / mailferry run: %.1f× (goal >= 5×)" % (med["mbsync"]["wall"] / base["wall"]))
 if base and ceil:
     lines.append("mailferry run / ceiling: %.2f× the ceiling's time (goal <= 1.2×)" % (base["wall"] / ceil["wall"]))
 if "mf-200conn" in med:
     lines.append("mailferry run with %d connections open at most (server side): peak RSS %.1f MiB (goal <= 64 MiB)" %
-                 (med["mf-200conn"]["server_max_conn"], med["mf-200conn"]["max_rss_kb"] / 1024))
+                 (med["mf-200conn"]["server_peak_log"], med["mf-200conn"]["max_rss_kb"] / 1024))
 text = "\n".join(lines) + "\n"
 open(sys.argv[2] + "/report.md", "w").write(text)
 json.dump(med, open(sys.argv[2] + "/report.json", "w"), indent=1)
