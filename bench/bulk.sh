@@ -132,7 +132,7 @@ wipe_dst() {
 exact() { # TOOL: mbsync adds an X-TUID header to every message it copies
 	local i good=0 ign=()
 	[ "$1" = mbsync ] && ign=(--ignore-header X-TUID)
-	for i in $(seq 1 "$N"); do
+	for i in $(seq 1 "${NA:-$N}"); do
 		"$BIN/bench/compare" "$MAIL_ROOT/s$i/Maildir" "$MAIL_ROOT/d$i/Maildir" "${ign[@]}" >/dev/null 2>&1 && good=$((good + 1))
 	done
 	echo "$good"
@@ -215,7 +215,7 @@ for line in sys.stdin:
         cur -= 1
     peak = max(peak, cur)
 print(n, peak)')"
-	python3 - "$name" "$run" "$t0" "$t1" "$cu" "$cs" "$mrss" "$srss" "$mwho" "$logins" "$good" "$lpeak" "$N" "$TOTAL_BYTES" "$rc" >>"$RES" <<'PY'
+	python3 - "$name" "$run" "$t0" "$t1" "$cu" "$cs" "$mrss" "$srss" "$mwho" "$logins" "$good" "$lpeak" "${NA:-$N}" "$((PER_ACCT * ${NA:-$N}))" "$rc" >>"$RES" <<'PY'
 import json, sys
 a = sys.argv
 wall = float(a[4]) - float(a[3])
@@ -255,7 +255,7 @@ done
 if [ "$N" -ge 50 ]; then
 	K=$((N < 200 ? N : 200))
 	head -n "$K" "$ACC" >"$W/accounts-200.txt"
-	measure mf-200conn 1 "$MF" run "$W/accounts-200.txt" --jobs 50 --connections 2 --state "$DV/state" --json
+	NA=$K measure mf-200conn 1 "$MF" run "$W/accounts-200.txt" --jobs 50 --connections 2 --state "$DV/state" --json
 fi
 
 python3 - "$RES" "$W" <<'PY'
