@@ -2,6 +2,7 @@
 #
 #   make            release build: build/release/mailferry (and ./mailferry link)
 #   make asan       ASan+UBSan build: build/asan/mailferry and unit tests
+#   make tsan       ThreadSanitizer build: build/tsan/mailferry (run --threads)
 #   make fuzz-build libFuzzer targets (clang): build/fuzz/fuzz_*
 #   make fuzz       builds them, runs each for FUZZ_SECONDS (300) or FUZZ_RUNS
 #                   executions; prints executions, exec/s and coverage per target
@@ -21,11 +22,12 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 BASE     = -std=c11 -D_GNU_SOURCE -I. $(WARN) -MMD -MP
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LIBS     = $(PKG_LIBS)
+LIBS     = $(PKG_LIBS) -pthread
 
 REL_CFLAGS  = $(BASE) $(PKG_CFLAGS) -O2 -g
 ASAN_CFLAGS = $(BASE) $(PKG_CFLAGS) -O1 -g -fno-omit-frame-pointer \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined
+TSAN_CFLAGS = $(BASE) $(PKG_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -I. -Wall -Wextra -Werror $(PKG_CFLAGS) -O1 -g \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
@@ -37,6 +39,7 @@ BENCH_SRC = $(wildcard bench/*.c)
 
 REL_OBJ  = $(LIB_SRC:%.c=$(B)/release/%.o)
 ASAN_OBJ = $(LIB_SRC:%.c=$(B)/asan/%.o)
+TSAN_OBJ = $(LIB_SRC:%.c=$(B)/tsan/%.o)
 
 all: $(B)/release/mailferry tools
 	@ln -sf $(B)/release/mailferry mailferry
@@ -47,6 +50,16 @@ $(B)/release/%.o: %.c
 $(B)/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(B)/tsan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(TSAN_CFLAGS) -c $< -o $@
+$(B)/tsan/libmf.a: $(TSAN_OBJ)
+	@rm -f $@; ar rcs $@ $^
+# ThreadSanitizer build of the binary (run --threads; t_threads builds it)
+$(B)/tsan/mailferry: $(B)/tsan/engine/cli/main.o $(B)/tsan/libmf.a
+	$(CLANG) $(TSAN_CFLAGS) -o $@ $^ $(LIBS)
+tsan: $(B)/tsan/mailferry
 
 $(B)/release/libmf.a: $(REL_OBJ)
 	@rm -f $@; ar rcs $@ $^
@@ -139,5 +152,5 @@ format:
 clean:
 	rm -rf build mailferry
 
-.PHONY: all tools asan fuzz fuzz-build deps test demo bench bench-full soak format clean install
+.PHONY: all tools asan tsan fuzz fuzz-build deps test demo bench bench-full soak format clean install
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -644,5 +644,6 @@ if [ "$MODE" = full ]; then
 	done
 fi
 
+bench/bulk.sh "$OUT" || say "bench/bulk.sh failed (see $OUT/bulk)" >&2
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"

@@ -79,6 +79,8 @@ enum {
 	OPT_SEARCH,
 	OPT_INCLUDE_SHARED,
 	OPT_MAX_PER_HOST,
+	OPT_MAX_BPS,
+	OPT_THREADS,
 	OPT_REPORT,
 	OPT_RESUME,
 	OPT_SHARD,
@@ -97,6 +99,8 @@ static const struct option long_opts[] = {
 	{"exclude", required_argument, NULL, OPT_EXCLUDE},
 	{"connections", required_argument, NULL, OPT_CONN},
 	{"max-per-host", required_argument, NULL, OPT_MAX_PER_HOST},
+	{"max-bytes-per-second", required_argument, NULL, OPT_MAX_BPS},
+	{"threads", required_argument, NULL, OPT_THREADS},
 	{"batch", required_argument, NULL, OPT_BATCH},
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{"dry-run", no_argument, NULL, OPT_DRY},
@@ -204,6 +208,36 @@ static unsigned parse_uint(const struct cli *c, const char *s, unsigned lo, unsi
 	return (unsigned)v;
 }
 
+/* --max-bytes-per-second: a number with an optional k, M or G (1024,
+ * 1024^2, 1024^3, as --larger), HOSTLIMIT_RATE_MIN to 2^40. */
+static uint64_t parse_rate(const struct cli *c, const char *s, int *err)
+{
+	uint64_t v = 0, mul = 1;
+	size_t n = strlen(s);
+
+	if (n && strchr("kKmMgG", s[n - 1])) {
+		mul = (s[n - 1] == 'k' || s[n - 1] == 'K')   ? 1024u
+		      : (s[n - 1] == 'm' || s[n - 1] == 'M') ? 1024u * 1024u
+		                                             : 1024u * 1024u * 1024u;
+		n--;
+	}
+	for (size_t i = 0; i < n && n <= 12; i++) {
+		if (s[i] < '0' || s[i] > '9') {
+			n = 0;
+			break;
+		}
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (!n || n > 12 || v * mul < HOSTLIMIT_RATE_MIN || v * mul > ((uint64_t)1 << 40)) {
+		fprintf(stderr, "mailferry: %s--max-bytes-per-second wants bytes per second from %u "
+		                "to 1T, with k, M or G for 1024, 1024^2, 1024^3\n",
+		        c->where ? c->where : "", HOSTLIMIT_RATE_MIN);
+		*err = 1;
+		return 0;
+	}
+	return v * mul;
+}
+
 /* What every endpoint (IMAP, POP3, SMTP/LMTP) takes from the options the
  * same way: trust, plaintext policy, timeouts. One place for all three
  * (the endpoint structs are the protocols' own types). */
@@ -276,6 +310,44 @@ static const char *exit_class(int code)
 	return code >= 0 && code <= 5 ? names[code] : "failed";
 }
 
+void cli_hosts_json(FILE *f, const struct hostlimit *hl)
+{
+	struct hostlimit_stat hs;
+	size_t n = hostlimit_nhosts(hl);
+
+	if (!hl)
+		return;
+	fprintf(f, ",\"max_bytes_per_second\":%llu,\"hosts\":[",
+	        (unsigned long long)hostlimit_rate(hl));
+	for (size_t i = 0; i < n; i++) {
+		hostlimit_stat(hl, i, &hs);
+		fprintf(f, "%s{\"host\":", i ? "," : "");
+		mf_json_str(f, hs.key, strlen(hs.key));
+		fprintf(f, ",\"bytes\":%llu,\"seconds\":%.3f,\"paused_seconds\":%.3f,"
+		           "\"peak_connections\":%u}",
+		        (unsigned long long)hs.bytes, (double)hs.ms / 1000.0,
+		        (double)hs.paused_ms / 1000.0, hs.peak);
+	}
+	fputc(']', f);
+}
+
+void cli_hosts_log(const struct hostlimit *hl)
+{
+	struct hostlimit_stat hs;
+
+	if (!hostlimit_rate(hl) || !mf_log_enabled(MF_LOG_INFO))
+		return;
+	for (size_t i = 0; i < hostlimit_nhosts(hl); i++) {
+		hostlimit_stat(hl, i, &hs);
+		mf_log(MF_LOG_INFO,
+		       "host %s: %.1f MB of messages in %.1f s (%.2f MB/s, limit %.2f MB/s), "
+		       "connections waited %.1f s for it",
+		       hs.key, (double)hs.bytes / 1e6, (double)hs.ms / 1000.0,
+		       hs.ms ? (double)hs.bytes / ((double)hs.ms / 1000.0) / 1e6 : 0.0,
+		       (double)hostlimit_rate(hl) / 1e6, (double)hs.paused_ms / 1000.0);
+	}
+}
+
 void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 {
 	struct rusage ru;
@@ -293,7 +365,7 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 		       "\"seconds\":%.3f,\"connections\":%u,\"reconnects\":%u,"
 		       "\"wire_bytes_in\":%llu,\"wire_bytes_out\":%llu,\"peak_rss_kb\":%ld,"
 		       "\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld,"
-		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d,\"class\":\"%s\"}\n",
+		       "\"cpu_user\":%.3f,\"cpu_sys\":%.3f,\"exit\":%d,\"class\":\"%s\"",
 		       (unsigned long long)s->copied, (unsigned long long)s->skipped,
 		       (unsigned long long)s->failed, (unsigned long long)s->bytes, s->mailboxes,
 		       s->mailboxes_failed, s->mailboxes_renamed, (unsigned long long)s->deduped,
@@ -304,8 +376,11 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
 		       file_kb,
 		       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
 		       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, rc, exit_class(rc));
+		cli_hosts_json(stdout, c->hl_report);
+		printf("}\n");
 		fflush(stdout);
 	}
+	cli_hosts_log(c->hl_report);
 	if (mf_log_enabled(MF_LOG_INFO))
 		fprintf(stderr,
 			"mailferry: %s: %llu copied, %llu skipped, %llu failed, %.1f MB, %u mailboxes "
@@ -364,6 +439,17 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			if (c->where)
 				return bad(c, "--max-per-host is an option of the whole run%s%s", "", "");
 			c->max_per_host = parse_uint(c, optarg, 1, HOSTLIMIT_MAX, "--max-per-host", &e);
+			break;
+		case OPT_MAX_BPS:
+			if (c->where)
+				return bad(c, "--max-bytes-per-second is an option of the whole run%s%s",
+				           "", "");
+			c->max_bps = parse_rate(c, optarg, &e);
+			break;
+		case OPT_THREADS:
+			if (c->where || !extra)
+				return bad(c, "--threads is an option of mailferry run%s%s", "", "");
+			c->threads = parse_uint(c, optarg, 1, 1024, "--threads", &e);
 			break;
 		case OPT_POP3_DELETE: c->pop3_delete = 1; break;
 		case OPT_BATCH: c->batch = parse_uint(c, optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
@@ -748,6 +834,7 @@ static int cmd_migrate(int argc, char **argv)
 		state_close(st);
 		return 1;
 	}
+	hostlimit_set_rate(o.hostlimit, c.max_bps);
 	mf_err_clear(&err);
 	rc = job_migrate(&loop, st, &o, &sum, &err);
 	if (rc < 0) {
@@ -760,9 +847,10 @@ static int cmd_migrate(int argc, char **argv)
 		       hostlimit_count(o.hostlimit));
 		rc = rc ? rc : 1;
 	}
-	hostlimit_free(o.hostlimit);
 	rc = cli_exit_code(&sum, rc);
+	c.hl_report = o.hostlimit;
 	cli_summary(&c, &sum, rc);
+	hostlimit_free(o.hostlimit);
 	loop_free(&loop);
 	state_close(st);
 	cli_forget(&c);

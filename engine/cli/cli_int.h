@@ -53,6 +53,10 @@ struct cli {
 	char filter[FILTER_MAX];
 	int include_shared;	/* --include-shared */
 	unsigned max_per_host;	/* --max-per-host: 0 = no cap (hostlimit.h) */
+	uint64_t max_bps;	/* --max-bytes-per-second per host: 0 = none */
+	unsigned threads;	/* run --threads: event loops (0 = online CPUs) */
+	/* the limiter whose hosts the summary lists (hostlimit_stat), or NULL */
+	const struct hostlimit *hl_report;
 	/* run only (refused on an accounts line) */
 	const char *report_path;	/* --report FILE */
 	int resume;			/* --resume */
@@ -76,6 +80,10 @@ void cli_job_opts(const struct cli *c, struct job_opts *o);
 /* The job key of two parsed accounts (what their state is named by: the
  * accounts, not how they are reached). 0, or -1 if it does not fit. */
 int cli_job_key(const struct url *su, const struct url *du, char *out, size_t cap);
+/* The hosts of hl as a JSON member (",\"hosts\":[...]") on f, and one
+ * stderr line per host when a byte rate was set. */
+void cli_hosts_json(FILE *f, const struct hostlimit *hl);
+void cli_hosts_log(const struct hostlimit *hl);
 /* The summary of one job (stderr, and JSON with --json). */
 void cli_summary(const struct cli *c, const struct job_summary *s, int rc);
 /* The exit code of a finished job: 0 done, 1 failed, 3 connect/TLS,

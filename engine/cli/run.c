@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -240,6 +241,7 @@ static void acct_refused(struct acct *a, int code, const char *why)
 	mf_escape(why && *why ? why : "bad line", strlen(why && *why ? why : "bad line"),
 	          row.error, sizeof(row.error));
 	if (a->c.json) {
+		flockfile(stdout); /* whole lines: worker loops write events too */
 		printf("{\"event\":\"account\",\"job\":");
 		mf_json_str(stdout, a->label, strlen(a->label));
 		printf(",\"line\":%u,\"status\":\"%s\",\"exit\":%d,\"class\":\"%s\",\"error\":",
@@ -247,6 +249,7 @@ static void acct_refused(struct acct *a, int code, const char *why)
 		mf_json_str(stdout, row.error, strlen(row.error));
 		printf("}\n");
 		fflush(stdout);
+		funlockfile(stdout);
 	}
 	run_record(a->r, &row, code == 2 ? NULL : &a->sel.id);
 }
@@ -264,11 +267,13 @@ static void acct_done_earlier(struct acct *a, const struct run_journal_rec *rec)
 	row.bytes = rec->bytes;
 	row.seconds = (double)rec->ms / 1000.0;
 	if (a->r->base->json) {
+		flockfile(stdout); /* whole lines: worker loops write events too */
 		printf("{\"event\":\"account\",\"job\":");
 		mf_json_str(stdout, a->label, strlen(a->label));
 		printf(",\"line\":%u,\"status\":\"done_earlier\",\"exit\":0,\"class\":\"ok\"}\n",
 		       a->line);
 		fflush(stdout);
+		funlockfile(stdout);
 	}
 	if (mf_log_enabled(MF_LOG_INFO))
 		mf_print("mailferry: %sdone by an earlier run (--resume): skipped", a->where);
@@ -415,6 +420,7 @@ static void acct_report(struct acct *a, int rc)
 	if (code && !row.error[0])
 		snprintf(row.error, sizeof(row.error), "finished with errors");
 	if (a->c.json) {
+		flockfile(stdout); /* whole lines: worker loops write events too */
 		printf("{\"event\":\"account\",\"job\":");
 		mf_json_str(stdout, a->label, strlen(a->label));
 		printf(",\"line\":%u,\"status\":\"%s\",\"exit\":%d,\"class\":\"%s\","
@@ -431,6 +437,7 @@ static void acct_report(struct acct *a, int rc)
 			fputs("null", stdout);
 		printf("}\n");
 		fflush(stdout);
+		funlockfile(stdout);
 	}
 	if (mf_log_enabled(MF_LOG_INFO))
 		mf_print("mailferry: %s%s: %llu copied, %llu skipped, %llu failed, %.1f MB, "
@@ -458,23 +465,43 @@ static void active_remove(struct acct *a)
 	a->prev = a->next = NULL;
 }
 
-static void acct_done(struct job *j, void *ud)
+/* An account's job is over (rc: job_end's), or never started (refused). */
+static void acct_finished(struct acct *a, int rc, int refused)
 {
-	struct acct *a = ud;
 	struct run *r = a->r;
-	int rc = job_end(j);
 
 	active_remove(a);
 	a->j = NULL;
-	acct_report(a, rc);
-	state_close(a->st);
+	if (refused) {
+		fprintf(stderr, "mailferry: %s%s\n", a->where, a->why);
+		state_close(a->st);
+		acct_refused(a, 1, a->why);
+		r->failed++;
+	} else {
+		acct_report(a, rc);
+		state_close(a->st);
+	}
 	acct_free(a);
 	r->running--;
 	run_fill(r);
 	if (!r->running) {
 		loop_timer_cancel(&r->loop, &r->tick);
 		run_progress_clear(r);
+		if (r->th)
+			loop_stop(&r->loop); /* its inbox would keep it running */
 	}
+}
+
+static void acct_done(struct job *j, void *ud)
+{
+	struct acct *a = ud;
+
+	acct_finished(a, job_end(j), 0);
+}
+
+void run_acct_back(struct acct *a)
+{
+	acct_finished(a, a->rc, a->start_failed);
 }
 
 /* Starts one account: 0 started, else the exit class (reported). */
@@ -503,12 +530,16 @@ static int acct_start(struct acct *a)
 		acct_refused(a, 1, err.msg);
 		return 1;
 	}
-	if (job_start(&a->j, &r->loop, a->st, &a->o, &a->sum, acct_done, a, &err) < 0) {
+	if (r->th) {
+		/* another loop starts it; run_acct_back when it is over */
+		run_threads_hand(r, a);
+	} else if (job_start(&a->j, &r->loop, a->st, &a->o, &a->sum, acct_done, a, &err) < 0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
 		state_close(a->st);
 		acct_refused(a, 1, err.msg);
 		return 1;
 	}
+	r->started++;
 	a->next = r->active;
 	if (r->active)
 		r->active->prev = a;
@@ -653,6 +684,13 @@ int cmd_run(int argc, char **argv)
 	struct mf_error err;
 	int rc;
 
+	/* A run allocates and frees every account's connection buffers (256
+	 * KiB each) again and again: with glibc's dynamic mmap threshold,
+	 * raised by the first such free, they would come from the heaps after
+	 * that and stay there, fragmented, so the peak RSS grew with the
+	 * accounts run instead of the accounts running. A fixed threshold keeps
+	 * them mmapped: each goes back to the system when freed. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	cli_defaults(&base);
 	base.jobs = 4;
 	base.progress = 0; /* not per job: the run's own display */
@@ -746,6 +784,23 @@ int cmd_run(int argc, char **argv)
 		rc = 1;
 		goto out_report;
 	}
+	hostlimit_set_rate(r->hl, base.max_bps);
+	if (!base.threads) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		base.threads = n > 0 && n < 1024 ? (unsigned)n : 1;
+	}
+	if (base.threads > base.jobs)
+		base.threads = base.jobs; /* a loop with no account to run is no use */
+	if (base.threads > 1 && (rc = run_threads_start(r, base.threads)) < 0) {
+		fprintf(stderr, "mailferry: cannot start %u threads: %s\n", base.threads,
+		        strerror(-rc));
+		run_threads_free(r);
+		hostlimit_free(r->hl);
+		loop_free(&r->loop);
+		rc = 1;
+		goto out_report;
+	}
 	/* a pipe cannot be read twice: then the total is not known ("?") */
 	if (S_ISREG(st.st_mode))
 		r->members = count_members(r);
@@ -753,6 +808,7 @@ int cmd_run(int argc, char **argv)
 	run_fill(r);
 	if (r->running && (rc = loop_run(&r->loop)) < 0)
 		mf_log(MF_LOG_ERROR, "event loop failed: %s", strerror(-rc));
+	run_threads_stop(r);
 	if (r->running) {
 		mf_log(MF_LOG_ERROR, "internal: the loop ended with %u accounts running", r->running);
 		r->failed += r->running;
@@ -770,19 +826,23 @@ int cmd_run(int argc, char **argv)
 		mf_log(MF_LOG_INFO, "run: --max-per-host %u: at most %u connections were open to one "
 		                    "host",
 		       base.max_per_host, hostlimit_peak(r->hl));
-	hostlimit_free(r->hl);
-	loop_free(&r->loop);
+	cli_hosts_log(r->hl);
 	if (base.json) {
 		printf("{\"event\":\"run_summary\",\"accounts\":%u,\"ok\":%u,\"failed\":%u,"
 		       "\"bad_lines\":%u,\"done_earlier\":%u,\"messages_copied\":%llu,"
-		       "\"messages_failed\":%llu,\"bytes\":%llu,\"exit\":%d,\"class\":\"%s\"}\n",
+		       "\"messages_failed\":%llu,\"bytes\":%llu,\"exit\":%d,\"class\":\"%s\"",
 		       r->accounts, r->ok, r->failed, r->bad_lines, r->totals.done_earlier,
 		       (unsigned long long)r->total.copied, (unsigned long long)r->total.failed,
 		       (unsigned long long)r->total.bytes, r->totals.exit,
 		       run_class_name(r->totals.exit));
+		cli_hosts_json(stdout, r->hl);
+		run_threads_json(r, stdout);
+		printf(",\"seconds\":%.3f}\n", (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0);
 		fflush(stdout);
 	}
+	hostlimit_free(r->hl);
 	run_finish_report(r, (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0);
+	loop_free(&r->loop);
 	rc = r->totals.exit;
 out_report:
 	if (r->report)
@@ -791,6 +851,7 @@ out_journal:
 	if (r->journal_ok)
 		run_journal_close(&r->journal);
 	fclose(r->f);
+	run_threads_free(r);
 	free(r);
 	return rc;
 }

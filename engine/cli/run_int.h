@@ -6,6 +6,7 @@
 #ifndef MF_RUN_INT_H
 #define MF_RUN_INT_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -49,7 +50,20 @@ struct acct {
 	char why[RUN_ERR_MAX];	/* the first configuration error of the line */
 	uint64_t t0;
 	struct acct *prev, *next;	/* running accounts */
+	/* --threads (run_threads.c) */
+	struct run_thread *th;	/* the worker it was handed to */
+	struct acct *qnext;	/* in a hand-over queue (under run.mu) */
+	struct acct *tnext;	/* running on th (th's thread only) */
+	int rc;			/* job_end's */
+	int start_failed;	/* job_start refused it (why says why) */
+	struct job_summary snap;	/* sum as of the last snapshot (run.mu) */
+	struct job_progress psnap;
+	/* what the progress display shows (run_threads_view) */
+	struct job_summary vsum;
+	struct job_progress vprog;
 };
+
+struct run_thread;
 
 struct run {
 	struct loop loop;
@@ -80,7 +94,36 @@ struct run {
 	unsigned interval_ms;
 	struct loop_timer tick;
 	uint64_t t0;
+	/* --threads N > 1 (run_threads.c); th NULL: one loop */
+	struct run_thread *th;
+	unsigned nth;
+	int th_stopped;
+	unsigned started;	/* accounts whose job started (or was handed over) */
+	pthread_mutex_t mu;	/* hand-over queues, doneq, snapshots */
+	int mu_init;
+	struct acct *doneq, *donetail;
+	struct loop_task done_task;
 };
+
+/* run_threads.c: N worker loops on threads of their own, sharing r->hl;
+ * r->loop gets an inbox (it then runs until loop_stop). 0 or -errno (what
+ * was started is stopped by run_threads_stop). */
+int run_threads_start(struct run *r, unsigned n);
+/* Hands a (set up, state open) to the least busy worker, which starts its
+ * job; run_acct_back(a) follows on the main loop. */
+void run_threads_hand(struct run *r, struct acct *a);
+/* Fills vsum and vprog of the running accounts for the display. */
+void run_threads_view(struct run *r);
+/* ,"threads":N,"accounts_per_thread":[...] for the run summary (before
+ * run_threads_stop). */
+void run_threads_json(const struct run *r, FILE *f);
+/* Stops and joins the workers (every account back), frees their loops. */
+void run_threads_stop(struct run *r);
+/* Frees what run_threads_start allocated (stopping the workers first). */
+void run_threads_free(struct run *r);
+/* run.c: an account handed to a worker is back (finished, or refused by
+ * job_start with start_failed). */
+void run_acct_back(struct acct *a);
 
 /* The progress timer (loop_timer_start with r->interval_ms): a live
  * display on a TTY (r->live), a plain line otherwise. */

@@ -41,12 +41,12 @@ static void progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, dou
 	done_this = fin_msgs;
 	for (struct acct *a = r->active; a; a = a->next) {
 		struct job_progress p;
-		uint64_t seen = a->sum.copied + a->sum.skipped + a->sum.failed;
+		uint64_t seen = a->vsum.copied + a->vsum.skipped + a->vsum.failed;
 
-		*msgs += a->sum.copied;
-		*bytes += a->sum.bytes;
+		*msgs += a->vsum.copied;
+		*bytes += a->vsum.bytes;
 		done_this += seen;
-		job_progress_get(a->j, &p);
+		p = a->vprog;
 		left += p.msgs_total > seen ? p.msgs_total - seen : 0;
 	}
 	if (!r->members) {
@@ -100,11 +100,11 @@ static void progress_draw(struct run *r)
 	for (struct acct *a = r->active; a; a = a->next) {
 		unsigned k = ntop < RUN_BUSIEST ? ntop++ : RUN_BUSIEST;
 
-		if (k == RUN_BUSIEST && a->sum.bytes <= top[RUN_BUSIEST - 1]->sum.bytes)
+		if (k == RUN_BUSIEST && a->vsum.bytes <= top[RUN_BUSIEST - 1]->vsum.bytes)
 			continue;
 		if (k == RUN_BUSIEST)
 			k--;
-		while (k && top[k - 1]->sum.bytes < a->sum.bytes) {
+		while (k && top[k - 1]->vsum.bytes < a->vsum.bytes) {
 			top[k] = top[k - 1];
 			k--;
 		}
@@ -117,11 +117,11 @@ static void progress_draw(struct run *r)
 	for (unsigned i = 0; i < ntop; i++) {
 		struct acct *a = top[i];
 		struct job_progress p;
-		uint64_t seen = a->sum.copied + a->sum.skipped + a->sum.failed;
+		uint64_t seen = a->vsum.copied + a->vsum.skipped + a->vsum.failed;
 		char bar[24], name[64];
 		unsigned pct = 0, fill;
 
-		job_progress_get(a->j, &p);
+		p = a->vprog;
 		if (p.msgs_total)
 			pct = seen >= p.msgs_total ? 100 : (unsigned)(seen * 100 / p.msgs_total);
 		fill = pct / 5;
@@ -131,7 +131,7 @@ static void progress_draw(struct run *r)
 		cut(name, sizeof(name), a->sel.src, 40);
 		fprintf(stderr, "\n  line %-5u [%s] %3u%% %llu/%llu msgs %.1f MB  %s", a->line, bar,
 		        pct, (unsigned long long)seen, (unsigned long long)p.msgs_total,
-		        (double)a->sum.bytes / 1e6, name);
+		        (double)a->vsum.bytes / 1e6, name);
 		lines++;
 	}
 	fprintf(stderr, "\033[%uA\r", lines);
@@ -168,6 +168,7 @@ void run_on_progress(struct loop *l, struct loop_timer *t)
 
 	if (!r->running)
 		return;
+	run_threads_view(r);
 	if (r->live)
 		progress_draw(r);
 	else

@@ -10,7 +10,10 @@
 #include "engine/runtime/loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,9 +85,99 @@ int loop_init(struct loop *l, unsigned entries)
 	return 0;
 }
 
+struct loop_inbox {
+	struct loop_op op;
+	int fd;
+	uint64_t val;		/* the eventfd's counter, read by the ring */
+	pthread_mutex_t mu;
+	struct loop_task *head, *tail;	/* posted, in order */
+};
+
 void loop_free(struct loop *l)
 {
 	io_uring_queue_exit(&l->ring);
+	if (l->inbox) {
+		close(l->inbox->fd);
+		pthread_mutex_destroy(&l->inbox->mu);
+		free(l->inbox);
+		l->inbox = NULL;
+	}
+}
+
+static void inbox_arm(struct loop *l)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l);
+
+	io_uring_prep_read(sqe, l->inbox->fd, &l->inbox->val, sizeof(l->inbox->val), 0);
+	loop_bind(l, sqe, &l->inbox->op);
+}
+
+/* The eventfd was written: run what was posted, one task at a time (a task
+ * may be posted again while another runs), then read again. */
+static void inbox_read(struct loop *l, struct loop_op *op, int res, unsigned flags)
+{
+	struct loop_inbox *ib = (struct loop_inbox *)op;
+	struct loop_task *t;
+
+	(void)res;
+	(void)flags;
+	for (;;) {
+		pthread_mutex_lock(&ib->mu);
+		if ((t = ib->head)) {
+			ib->head = t->next;
+			if (!ib->head)
+				ib->tail = NULL;
+			t->next = NULL;
+			t->queued = 0;
+		}
+		pthread_mutex_unlock(&ib->mu);
+		if (!t)
+			break;
+		t->fn(l, t);
+	}
+	inbox_arm(l);
+}
+
+int loop_inbox_open(struct loop *l)
+{
+	struct loop_inbox *ib = calloc(1, sizeof(*ib));
+
+	if (!ib)
+		return -ENOMEM;
+	if ((ib->fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+		int e = errno;
+
+		free(ib);
+		return -e;
+	}
+	pthread_mutex_init(&ib->mu, NULL);
+	ib->op.cb = inbox_read;
+	l->inbox = ib;
+	inbox_arm(l);
+	return 0;
+}
+
+void loop_post(struct loop *l, struct loop_task *t)
+{
+	struct loop_inbox *ib = l->inbox;
+	uint64_t one = 1;
+	int fresh = 0;
+
+	pthread_mutex_lock(&ib->mu);
+	if (!t->queued) {
+		t->queued = 1;
+		t->next = NULL;
+		if (ib->tail)
+			ib->tail->next = t;
+		else
+			ib->head = t;
+		ib->tail = t;
+		fresh = 1;
+	}
+	pthread_mutex_unlock(&ib->mu);
+	/* a full counter (2^64 - 2 posts unread) cannot happen: each read empties it */
+	if (fresh && write(ib->fd, &one, sizeof(one)) < 0)
+		mf_log(MF_LOG_ERROR, "eventfd write: %s", strerror(errno));
 }
 
 /* Submits prepared SQEs. Transient failures (-EINTR; -EAGAIN, kernel short of

@@ -38,8 +38,11 @@ struct loop_timer {
 	uint64_t gen;
 };
 
+struct loop_inbox;
+
 struct loop {
 	struct io_uring ring;
+	struct loop_inbox *inbox;	/* loop_inbox_open: other threads post here */
 	unsigned inflight;	 /* SQEs submitted or prepared, CQE not yet seen */
 	int stop;
 	struct loop_task *tasks, *tasks_tail;
@@ -71,6 +74,15 @@ int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 
 void loop_defer(struct loop *l, struct loop_task *t);
+
+/* Cross-thread wake-ups (run --threads): an eventfd the ring reads, and a
+ * locked list of tasks other threads post. Once open, loop_run runs until
+ * loop_stop() (called on the loop's own thread, e.g. from a posted task),
+ * even with nothing else in flight. 0, or a negative errno. */
+int loop_inbox_open(struct loop *l);
+/* From any thread: t->fn runs on l's thread, soon. t must stay valid until
+ * then; posting it again before it ran is a no-op. l has an inbox. */
+void loop_post(struct loop *l, struct loop_task *t);
 uint64_t loop_now_ms(struct loop *l);
 
 void loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t ms,

@@ -278,8 +278,19 @@ int copy_msg_begin(struct worker *w, const struct source_msg *m)
 	return 0;
 }
 
+/* --max-bytes-per-second: the buckets had time to refill; the source reads on. */
+static void rate_refilled(struct loop *l, struct loop_timer *t)
+{
+	struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, rate_timer));
+
+	hostlimit_paused(w->job->o->hostlimit, &w->lim, loop_now_ms(l) - w->rate_since);
+	if (w->cur.active && !w->dead && w->phase != W_DONE && !w->src_starved)
+		w->source.ops->kick(&w->source);
+}
+
 ssize_t copy_msg_data(struct worker *w, const uint8_t *p, size_t n)
 {
+	struct job *j = w->job;
 	size_t space;
 
 	if (!w->cur.active || w->cur.skip)
@@ -293,6 +304,21 @@ ssize_t copy_msg_data(struct worker *w, const uint8_t *p, size_t n)
 			return 0;
 		}
 		n = space;
+	}
+	if (hostlimit_rate(j->o->hostlimit)) {
+		uint64_t wait_ms;
+		size_t ok = hostlimit_take(j->o->hostlimit, &w->lim, n, &wait_ms);
+
+		if (!ok) {
+			/* the hosts' buckets are empty: stop reading until they refill */
+			w->source.ops->pause(&w->source);
+			if (!w->rate_timer.armed || w->rate_timer.cancelled) {
+				w->rate_since = loop_now_ms(j->loop);
+				loop_timer_start(j->loop, &w->rate_timer, wait_ms, rate_refilled);
+			}
+			return 0;
+		}
+		n = ok;
 	}
 	msghash_update(&w->mh, p, n);
 	w->sink.ops->data(&w->sink, p, n);

@@ -19,12 +19,32 @@
  * job has ended. Releasing twice is harmless: a leg knows whether it holds
  * its slot.
  *
+ * --max-bytes-per-second: a token bucket per host, refilled from the
+ * loop's clock, that every connection pair moving message bytes to or from
+ * that host draws on (hostlimit_take). It counts message bytes only (the
+ * literal a FETCH or RETR brings, the literal an APPEND or DATA sends),
+ * once per host they cross: a host that is both source and destination is
+ * charged twice for each message. The bucket starts empty when the host
+ * moves its first byte and holds at most a quarter second of rate (at
+ * least HOSTLIMIT_BURST_MIN), so over any stretch from a host's first
+ * byte the bytes moved never exceed the rate times the time elapsed
+ * (hostlimit_stat's numbers show it).
+ *
+ * Shared by several loops (run --threads, hostlimit_share): every call
+ * takes the limiter's mutex; a request queued on one loop and granted by a
+ * release on another has its granted() posted to its own loop (loop_post),
+ * and the pauses' timers run on the owner's loop (the one given to
+ * hostlimit_new). Without hostlimit_share nothing is posted: one loop, as
+ * before.
+ *
  * Not for: what a connection does (worker), reading throttling signals
- * (protocols/throttle), bytes per second.
+ * (protocols/throttle), pausing a connection (copy.c does, on a timer of
+ * its own loop).
  */
 #ifndef MF_HOSTLIMIT_H
 #define MF_HOSTLIMIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/base/err.h"
@@ -33,26 +53,36 @@
 /* Bytes of a host key ("host:port"), NUL included. */
 #define HOSTLIMIT_KEY_MAX 300
 #define HOSTLIMIT_MAX 100000u
+/* --max-bytes-per-second: the smallest rate and the smallest bucket. */
+#define HOSTLIMIT_RATE_MIN 1024u
+#define HOSTLIMIT_BURST_MIN 16384u
 
 struct hostlimit;
 struct hostlimit_host;
 
 /* One connection pair's request, embedded in its owner (a worker). Zero it
- * before first use; only granted is the owner's to set. */
+ * before first use; only granted and loop are the owner's to set. */
 struct hostlimit_req {
 	/* Its queued request was granted (called from the loop, outside
 	 * every other callback): the legs are held now. */
 	void (*granted)(struct hostlimit_req *r);
+	struct loop *loop;	/* the owner's loop (granted runs there) */
 	/* private */
+	struct hostlimit *hl;
 	struct hostlimit_host *host[2];
 	int held[2];
 	int state;
+	int posted;		/* shared: post is on its way to loop */
+	struct loop_task post;
 	struct hostlimit_req *prev, *next;
 };
 
 /* A limiter of max connections per host on loop l (0: no cap, only the
  * throttling pauses): 0, or -ENOMEM. */
 int hostlimit_new(struct hostlimit **out, struct loop *l, unsigned max);
+/* From now on several loops (threads) use hl; their loops have inboxes
+ * (loop_inbox_open), the owner's too. 0, or a negative errno. */
+int hostlimit_share(struct hostlimit *hl);
 /* Frees it; the loop has run out (no timer of it armed, no task queued),
  * every request was released or cancelled. */
 void hostlimit_free(struct hostlimit *hl);
@@ -76,11 +106,37 @@ void hostlimit_cancel(struct hostlimit *hl, struct hostlimit_req *r);
 int hostlimit_held(const struct hostlimit_req *r, int leg);
 /* 1 if r waits: queued, or granted with its call still to come. */
 int hostlimit_waiting(const struct hostlimit_req *r);
+/* 1 while a grant's call is on its way to r's loop (shared): r must not
+ * be freed before it arrived. */
+int hostlimit_posted(const struct hostlimit_req *r);
 
 /* The host behind key throttles: new slots there are granted no earlier
  * than ms from now (a later call may extend it, never shorten it). The
  * first call of a pause logs one line naming the host, the delay and why
  * (already escaped by mf_log). */
 void hostlimit_throttle(struct hostlimit *hl, const char *key, uint64_t ms, const char *why);
+
+/* --max-bytes-per-second: message bytes per second per host (0: none). */
+void hostlimit_set_rate(struct hostlimit *hl, uint64_t bytes_per_second);
+uint64_t hostlimit_rate(const struct hostlimit *hl);
+/* Of n message bytes the pair r (holding its slots) is about to move, how
+ * many its hosts' buckets allow now: n, less, or 0 (then *wait_ms says
+ * when to ask again). What it returns is taken from the buckets. With hl
+ * NULL or no rate: n. */
+size_t hostlimit_take(struct hostlimit *hl, struct hostlimit_req *r, size_t n,
+                      uint64_t *wait_ms);
+/* r's connection waited ms for its hosts' buckets (counted per host). */
+void hostlimit_paused(struct hostlimit *hl, struct hostlimit_req *r, uint64_t ms);
+
+/* One host, for reports: its key, message bytes charged to its bucket,
+ * milliseconds from its first to its last byte, and the time connections
+ * waited for its bucket (summed over connections). */
+struct hostlimit_stat {
+	char key[HOSTLIMIT_KEY_MAX];
+	uint64_t bytes, ms, paused_ms;
+	unsigned peak;
+};
+size_t hostlimit_nhosts(const struct hostlimit *hl);
+void hostlimit_stat(const struct hostlimit *hl, size_t i, struct hostlimit_stat *out);
 
 #endif

@@ -95,7 +95,9 @@ static int job_quiet(const struct job *j)
 		return 0;
 	for (unsigned i = 0; i < j->nw; i++)
 		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed ||
-		    j->w[i].retry_timer.armed || j->w[i].sink.task.queued || arcsrc_queued(&j->w[i]))
+		    j->w[i].retry_timer.armed || j->w[i].rate_timer.armed ||
+		    hostlimit_posted(&j->w[i].lim) ||
+		    j->w[i].sink.task.queued || arcsrc_queued(&j->w[i]))
 			return 0;
 	return 1;
 }

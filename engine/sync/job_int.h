@@ -219,6 +219,10 @@ struct worker {
 	char f_why[200];	/* why the search failed */
 	char f_set[24];		/* the chunk's UID range, "lo:hi" */
 	int src_starved;	/* lit_data returned short */
+	/* --max-bytes-per-second: the source waits for its hosts' buckets
+	 * (hostlimit_take) until rate_timer fires; since when */
+	struct loop_timer rate_timer;
+	uint64_t rate_since;
 	/* the message being streamed */
 	struct {
 		int active, skip;
@@ -344,6 +348,8 @@ struct fetch_meta {
 
 /* report.c */
 void job_event(struct job *j, const char *event);
+/* Ends the line job_event opened: flushed, and the stream unlocked. */
+void job_event_end(struct job *j);
 void progress_clear(struct job *j);
 void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
 		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -272,7 +272,7 @@ void plan_finish(struct job *j)
 		job_event(j, "plan");
 		fprintf(j->o->out, ",\"mailboxes\":%zu,\"with_changes\":%zu}\n",
 			j->nmb, nwork);
-		fflush(j->o->out);
+		job_event_end(j);
 	}
 	j->sum->mailboxes = (unsigned)j->nmb;
 	j->sum->skipped = 0;

@@ -201,7 +201,7 @@ void rename_adopt(struct job *j, struct mbox *mb)
 		fprintf(j->o->out, ",\"dst_to\":");
 		mf_json_str(j->o->out, mb->dst_name, strlen(mb->dst_name));
 		fprintf(j->o->out, "}\n");
-		fflush(j->o->out);
+		job_event_end(j);
 	}
 	/* The state must say so before anything is copied under the new name. */
 	job_commit(j);

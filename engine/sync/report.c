@@ -38,11 +38,19 @@ int test_fail(struct job *j, const char *site)
  * (mailferry run: which account it is about). */
 void job_event(struct job *j, const char *event)
 {
+	/* whole lines: with run --threads, other loops write events too */
+	flockfile(j->o->out);
 	fprintf(j->o->out, "{\"event\":\"%s\"", event);
 	if (j->o->label) {
 		fputs(",\"job\":", j->o->out);
 		mf_json_str(j->o->out, j->o->label, strlen(j->o->label));
 	}
+}
+
+void job_event_end(struct job *j)
+{
+	fflush(j->o->out);
+	funlockfile(j->o->out);
 }
 
 void progress_clear(struct job *j)
@@ -93,6 +101,7 @@ void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t u
 		fprintf(j->o->out, ",\"uid\":%u,\"message\":", uid);
 		mf_json_str(j->o->out, line, strlen(line));
 		fputs("}\n", j->o->out);
+		job_event_end(j);
 	}
 	j->nerrors++;
 }

@@ -100,7 +100,7 @@ void mailbox_finish(struct worker *w)
 			(unsigned long long)mb->nfailed, (unsigned long long)mb->bytes,
 			method_names[w->method], j->o->sync_flags ? w->nchg : 0,
 			j->o->delete_ ? w->ngone : 0, mb->failed || mb->nfailed ? "false" : "true");
-		fflush(j->o->out);
+		job_event_end(j);
 	}
 	w->mb = NULL;
 	w->phase = W_IDLE;
@@ -454,6 +454,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 		w->sink.ops->close(&w->sink, 0);
 	loop_timer_cancel(j->loop, &w->settle_timer);
 	loop_timer_cancel(j->loop, &w->retry_timer);
+	loop_timer_cancel(j->loop, &w->rate_timer);
 	w->phase = W_CONNECTING;
 	w->reconnecting = 1;
 	w->src_ready = w->dst_ready = 0;
@@ -704,6 +705,7 @@ void worker_stop(struct worker *w, int graceful)
 	w->reconnecting = 0;
 	loop_timer_cancel(w->job->loop, &w->reconnect_timer);
 	loop_timer_cancel(w->job->loop, &w->retry_timer);
+	loop_timer_cancel(w->job->loop, &w->rate_timer);
 	if (w->src_open && !w->src.closed) {
 		if (graceful && w->src_ready)
 			imap_client_logout(&w->src);
@@ -818,6 +820,7 @@ int worker_start(struct worker *w, unsigned what, int *dst_failed, struct mf_err
 
 	*dst_failed = 0;
 	w->lim.granted = worker_granted;
+	w->lim.loop = j->loop;
 	w->lim_what = what;
 	w->lim_open = WORKER_OPEN_SRC | WORKER_OPEN_DST; /* worker 0 opens its destination later */
 	rc = hostlimit_acquire(j->o->hostlimit, &w->lim, j->src_host[0] ? j->src_host : NULL,

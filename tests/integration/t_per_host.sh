@@ -4,7 +4,8 @@
 # one private Dovecot, migrated by one `run --jobs 20 --connections 4
 # --max-per-host 10`. Every account must be exact, and the cap is counted
 # on the server side: Dovecot's log replayed (+1 per "Login:", -1 per
-# session "Disconnected") and `doveadm who` sampled during the run. The same
+# session "Disconnected") and `doveadm who` sampled during the run; the
+# capped run and the throttled one on two event loops (--threads 2). The same
 # accounts without the cap first: the same measures must see more than 10,
 # or they could not catch a broken cap.
 #
@@ -154,7 +155,7 @@ good=$(count_exact)
 
 # 2. --max-per-host 10: the same accounts again, into empty destinations.
 wipe_dst
-measured_run cap --max-per-host 10
+measured_run cap --max-per-host 10 --threads 2
 read -r cp cl co cw ca <"$T_TMP/cap.peak"
 rc=$(cat "$T_TMP/cap.rc")
 [ "$rc" = 0 ] && ok per-host-exit-0 || not_ok per-host-exit-0 "exit $rc: $(tail -n 3 "$T_TMP/cap.err")"
@@ -205,7 +206,7 @@ for i in $(seq $((N + 1)) $((N + NT))); do
 done
 chmod 600 "$ACC2"
 t0=$(date +%s.%N)
-expect_exit throttle-exit-0 0 mf run "$ACC2" --jobs $NT --connections 2 --max-per-host 10 --state "$T_TMP/state-t"
+expect_exit throttle-exit-0 0 mf run "$ACC2" --jobs $NT --threads 2 --connections 2 --max-per-host 10 --state "$T_TMP/state-t"
 t1=$(date +%s.%N)
 cp "$T_TMP/last.err" "$T_TMP/throttle.err"
 bad=

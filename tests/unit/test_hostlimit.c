@@ -4,7 +4,9 @@
 #include "engine/sync/hostlimit.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/unit/unit.h"
 
@@ -162,6 +164,118 @@ static void test_no_limiter(struct unit_ctx *u)
 	UNIT_CHECK(u, hostlimit_count(NULL) == 0);
 }
 
+/* --max-bytes-per-second: the bucket starts empty, never grants more than
+ * rate × elapsed from the host's first byte, says how long to wait, and
+ * charges a host that is both sides twice. */
+static void test_byte_bucket(struct unit_ctx *u)
+{
+	struct loop l;
+	struct hostlimit *hl;
+	struct hostlimit_stat st;
+	struct mf_error e;
+	struct who a, b;
+	char log[16] = "";
+	uint64_t wait = 0, got = 0, rate = 200000, t0;
+	size_t n;
+
+	UNIT_CHECK(u, loop_init(&l, 64) == 0);
+	UNIT_CHECK(u, hostlimit_new(&hl, &l, 0) == 0);
+	who_init(&a, 'a', log, &l);
+	who_init(&b, 'b', log, &l);
+	UNIT_CHECK(u, hostlimit_take(hl, &a.r, 1000, &wait) == 1000); /* no rate: all */
+	hostlimit_set_rate(hl, rate);
+	UNIT_CHECK(u, hostlimit_acquire(hl, &a.r, "h:1", "g:2", &e) == 1);
+	UNIT_CHECK(u, hostlimit_acquire(hl, &b.r, "h:1", "h:1", &e) == 1);
+	UNIT_CHECK(u, hostlimit_take(hl, &a.r, 65536, &wait) == 0 && wait >= 1); /* empty at first */
+	t0 = (uint64_t)time(NULL);
+	while ((uint64_t)time(NULL) < t0 + 2) {
+		n = hostlimit_take(hl, &a.r, 65536, &wait);
+		UNIT_CHECK(u, n <= 65536);
+		UNIT_CHECK(u, n || (wait >= 1 && wait <= 1000));
+		got += n;
+		if (!n)
+			usleep((useconds_t)wait * 1000);
+	}
+	hostlimit_stat(hl, 0, &st);
+	UNIT_CHECK(u, !strcmp(st.key, "h:1") && st.bytes == got && got > 0);
+	UNIT_CHECK(u, st.bytes * 1000 <= rate * st.ms); /* never above the rate */
+	/* b: both sides on h:1, each byte counted twice there */
+	hostlimit_stat(hl, 0, &st);
+	got = st.bytes;
+	usleep(100000);
+	n = hostlimit_take(hl, &b.r, 1000, &wait);
+	hostlimit_stat(hl, 0, &st);
+	UNIT_CHECK(u, n == 1000 && st.bytes == got + 2000);
+	hostlimit_paused(hl, &b.r, 7);
+	hostlimit_stat(hl, 0, &st);
+	UNIT_CHECK(u, st.paused_ms >= 7);
+	hostlimit_cancel(hl, &a.r);
+	hostlimit_cancel(hl, &b.r);
+	UNIT_CHECK(u, hostlimit_count(hl) == 0);
+	hostlimit_free(hl);
+	loop_free(&l);
+}
+
+/* Shared (run --threads): a pair waiting on one loop is granted by a
+ * release on another thread, and its granted() runs on its own loop,
+ * posted through that loop's inbox. */
+struct xt {
+	struct loop l;
+	struct hostlimit *hl;
+	struct who w;
+	pthread_t self;
+	int ran_on_self;
+	char log[8];
+};
+
+static void xt_granted(struct hostlimit_req *r)
+{
+	struct xt *x = (struct xt *)((char *)r - offsetof(struct xt, w));
+
+	x->ran_on_self = pthread_equal(pthread_self(), x->self);
+	x->log[0] = 'w';
+	hostlimit_release(x->hl, r, 0);
+	loop_stop(&x->l);
+}
+
+static void *xt_main(void *arg)
+{
+	struct xt *x = arg;
+
+	x->self = pthread_self();
+	loop_run(&x->l);
+	return NULL;
+}
+
+static void test_shared_cross_thread(struct unit_ctx *u)
+{
+	struct loop main_l;
+	struct xt x;
+	struct who a;
+	struct mf_error e;
+	char log[8] = "";
+	pthread_t t;
+
+	memset(&x, 0, sizeof(x));
+	UNIT_CHECK(u, loop_init(&main_l, 64) == 0 && loop_inbox_open(&main_l) == 0);
+	UNIT_CHECK(u, loop_init(&x.l, 64) == 0 && loop_inbox_open(&x.l) == 0);
+	UNIT_CHECK(u, hostlimit_new(&x.hl, &main_l, 1) == 0 && hostlimit_share(x.hl) == 0);
+	who_init(&a, 'a', log, &main_l);
+	a.r.loop = &main_l;
+	UNIT_CHECK(u, hostlimit_acquire(x.hl, &a.r, "h:1", NULL, &e) == 1);
+	x.w.r.granted = xt_granted;
+	x.w.r.loop = &x.l;
+	UNIT_CHECK(u, hostlimit_acquire(x.hl, &x.w.r, "h:1", NULL, &e) == 0);
+	UNIT_CHECK(u, pthread_create(&t, NULL, xt_main, &x) == 0);
+	hostlimit_release(x.hl, &a.r, 0); /* from this thread: posted to x.l */
+	pthread_join(t, NULL);
+	UNIT_CHECK(u, x.log[0] == 'w' && x.ran_on_self);
+	UNIT_CHECK(u, !hostlimit_posted(&x.w.r) && hostlimit_count(x.hl) == 0);
+	hostlimit_free(x.hl);
+	loop_free(&x.l);
+	loop_free(&main_l);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -171,5 +285,7 @@ int main(void)
 	UNIT_RUN(&u, test_fifo_per_host);
 	UNIT_RUN(&u, test_throttle_pause);
 	UNIT_RUN(&u, test_no_limiter);
+	UNIT_RUN(&u, test_byte_bucket);
+	UNIT_RUN(&u, test_shared_cross_thread);
 	return unit_done(&u);
 }
