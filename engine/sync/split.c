@@ -240,8 +240,14 @@ int split_finish(struct worker *w)
 		w->part_lo = 1;
 		w->part_hi = UINT32_MAX;
 		w->attempts = 0;
-		w->resumed = w->resume_range = 0;
+		/* as after a reconnect: what its settle finds on the
+		 * destination was copied in this run (a split mailbox has no
+		 * intents of an earlier one), so it counts as copied */
+		w->resumed = 1;
+		w->resume_range = 0;
 		w->resume_uid = 0;
+		w->resume_uidv = mb->st_uidvalidity;
+		w->ncounted = 0;
 		mailbox_begin(w);
 		return 1;
 	}

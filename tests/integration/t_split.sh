@@ -9,12 +9,15 @@
 #     into a fresh destination, then a re-run: exact, nothing twice. The
 #     re-run settles the parts' unconfirmed APPENDs from the pass before the
 #     split (the record's intents say parts wrote side by side).
-#  3. --connections 1: no split, exact (unchanged behaviour).
-#  4. IMAP -> LMTP over 4 connections: split too, every message delivered
+#  3. The destination's sessions kicked during a split run: the parts that
+#     lose their connection are given up, the last part reads the mailbox
+#     again; the same run ends exact, every message counted once.
+#  4. --connections 1: no split, exact (unchanged behaviour).
+#  5. IMAP -> LMTP over 4 connections: split too, every message delivered
 #     exactly once.
 . "$(dirname "$0")/lib.sh"
 
-dv_start S --users "src d1 d2 d3 d4 d5 d6 d7 u1" || { not_ok split-dovecot "start failed"; exit 1; }
+dv_start S --users "src d1 d2 d3 d4 d5 d6 d7 d8 u1" || { not_ok split-dovecot "start failed"; exit 1; }
 corpus S src crash 7 || { not_ok split-corpus failed; exit 1; }
 # One big INBOX: every folder's messages moved into it.
 SRC_MD=$S_MAIL_ROOT/src/Maildir
@@ -89,7 +92,27 @@ done
 [ "$killed" -ge 3 ] && ok "split-crash-kills-landed ($killed of $k; $settled re-runs settled APPENDs)" ||
 	not_ok split-crash-kills-landed "only $killed of $k runs were still copying when killed"
 
-# 3. --connections 1: no split
+# 3. kicks during a split run
+MAILFERRY_DST_PASSWORD=$(cat "$S_DIR/pw/d8") timeout 300 "$MF_REL" migrate "$SRC" \
+	"imap://d8@127.0.0.1:$S_IMAP_PORT?starttls=no" --state "$T_TMP/st-d8" \
+	--no-progress --json --connections 4 --batch 8 >"$T_TMP/kick.out" 2>"$T_TMP/kick.err" &
+pid=$!
+kicks=0
+for at in 1.0 1.0; do
+	sleep "$at"
+	kill -0 "$pid" 2>/dev/null || break
+	doveadm -c "$S_DOVECOT_CONF" kick d8 >/dev/null 2>&1 && kicks=$((kicks + 1))
+done
+wait "$pid"
+rc=$?
+n=$(grep -c 'part [0-9]* of [0-9]* (UIDs [0-9]*:[0-9]*) given up (its connection was lost)' "$T_TMP/kick.err")
+[ $rc = 0 ] && [ "$kicks" -ge 1 ] && [ "$n" -ge 1 ] && ok "split-kick ($kicks kicks, $n parts given up)" ||
+	not_ok split-kick "exit $rc, $kicks kicks, $n parts given up: $(tail -n 1 "$T_TMP/kick.err")"
+[ "$(copied kick)" = "$total" ] && ok "split-kick-counted-once ($total)" ||
+	not_ok split-kick-counted-once "copied $(copied kick) of $total"
+exact split-kick-exact d8
+
+# 4. --connections 1: no split
 mig single d6 --connections 1 -v
 [ $? = 0 ] && [ "$(copied single)" = "$total" ] && ! grep -q 'split into' "$T_TMP/single.err" &&
 	ok "split-none-on-one-connection" ||
@@ -98,7 +121,7 @@ exact split-single-exact d6
 
 # 4. IMAP -> LMTP
 export MAILFERRY_DST_PASSWORD=unused
-timeout 300 "$MF_REL" migrate "$SRC" "lmtp://127.0.0.1:$S_LMTP_PORT?rcpt=u1" --state "$T_TMP/st-lmtp" \
+timeout 300 "$MF_REL" migrate "$SRC" "lmtp://127.0.0.1:$S_LMTP_PORT?rcpt=u1&starttls=no" --state "$T_TMP/st-lmtp" \
 	--no-progress --json --connections 4 -v >"$T_TMP/lmtp.out" 2>"$T_TMP/lmtp.err"
 rc=$?
 [ $rc = 0 ] && [ "$(copied lmtp)" = "$total" ] && grep -q 'mailbox "INBOX": .* split into' "$T_TMP/lmtp.err" &&
