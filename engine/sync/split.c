@@ -217,7 +217,6 @@ static void split_merge(struct worker *w)
 
 int split_finish(struct worker *w)
 {
-	struct job *j = w->job;
 	struct mbox *mb = w->mb;
 
 	if (!w->part)
@@ -256,7 +255,6 @@ int split_finish(struct worker *w)
 	w->highestmodseq = mb->sp_hms;
 	w->mb_failed_min_uid = mb->sp_failed_min;
 	w->src.exists = mb->sp_exists; /* the top part's count, for the record */
-	(void)j;
 	return 0;
 }
 
