@@ -90,6 +90,9 @@ void mbox_mark_intents(struct worker *w, uint32_t on)
 	}
 	if (rec.uidvalidity != w->uidvalidity)
 		return; /* UIDVALIDITY changed: settled on the next full pass */
+	/* a part's mark (split.c) is not lowered by another's until settled */
+	if (on && (on = split_intents_mark(w)) < rec.intents)
+		on = rec.intents;
 	rec.intents = on;
 	rec.intent_at_ms = on ? wall_ms() : 0;
 	if (state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e) < 0) {
@@ -221,8 +224,9 @@ int copy_msg_begin(struct worker *w, const struct source_msg *m)
 	k = (struct state_msg_key){j->jobid, w->mb->mbid, w->uidvalidity, uid};
 	rc = state_msg_get(j->st, &k, &sm, &e);
 	if (rc == 0 && sm.status == STATE_MSG_DONE) {
-		if (uid >= w->resume_uid && !resumed_counted(w, uid)) {
-			/* below resume_uid, or settled: counted before a reconnect */
+		if (uid >= w->resume_uid && !resumed_counted(w, uid) && !w->mb->sp_redo) {
+			/* below resume_uid, or settled: counted before a reconnect;
+			 * a split mailbox read again: copied by its parts */
 			w->mb->skipped++;
 			j->sum->skipped++;
 		}

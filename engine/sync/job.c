@@ -154,6 +154,7 @@ static void job_free(struct job *j)
 			free(w->slot[k]);
 		msghash_free(&w->mh);
 		free(w->stl);
+		free(w->stl_done);
 		free(w->chg);
 		free(w->cpool);
 		free(w->gone);

@@ -68,6 +68,16 @@ struct mbox {
 	uint64_t copied, skipped, nfailed, bytes;
 	uint32_t amb, amb_uidv;	/* the archive's mailbox id in this run (backup) */
 	int amb_set;
+	/* split across connections (split.c): nparts > 1 parts of the UID
+	 * range sp_lo..sp_hi, handed out one by one; the record is written
+	 * by the last part to finish, from what all of them saw */
+	unsigned nparts, parts_given, parts_left;
+	uint32_t sp_lo, sp_hi;
+	uint64_t sp_est;	/* messages the plan expects to copy */
+	int sp_redo;		/* a part was cut short: the last one reads it all again */
+	int sp_seen;		/* a part has finished: the sp_ values below are set */
+	uint32_t sp_uidv, sp_uidnext, sp_failed_min, sp_exists;
+	uint64_t sp_hms;
 };
 /* A mailbox the state knows that the source no longer lists. */
 struct vanished {
@@ -134,6 +144,8 @@ struct worker {
 	int src_open, dst_open, src_ready, dst_ready, dead;
 	enum wphase phase;
 	struct mbox *mb;
+	unsigned part;		/* 1 + the part of mb it copies (split.c); 0: all of mb */
+	uint32_t part_lo, part_hi;
 	struct imap_cmd examine_cmd, fetch_cmd[2];
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
@@ -161,6 +173,12 @@ struct worker {
 	struct settle *stl;	/* unconfirmed APPENDs found at the start */
 	size_t nstl, cstl;
 	uint32_t stl_floor, stl_uid, stl_seen;
+	/* intents of parallel parts (split.c): the floor is the pass before
+	 * the split's, and destination UIDs recorded as copied are not
+	 * matched again (sorted) */
+	int stl_parts;
+	uint32_t *stl_done;
+	size_t nstl_done, cstl_done;
 	struct loop_timer settle_timer;
 	struct imap_cmd settle_cmd[2];
 	/* incremental: what changed on the source since the last pass */
@@ -483,8 +501,33 @@ struct imap_cmd *apply_cmd(struct worker *w);
 void changes_apply(struct worker *w);
 int chg_push(struct worker *w, uint32_t uid, uint32_t dst_uid, const char *fl, size_t n);
 
+/* split.c */
+/* Divides big mailboxes into parts by UID range (plan_finish). */
+void split_plan(struct job *j);
+/* The work items left to hand out (a split mailbox counts its parts). */
+size_t split_items(const struct job *j);
+/* Gives w the next part of mb (or all of it): sets w->part, part_lo/hi. */
+void split_take(struct worker *w, struct mbox *mb);
+/* examine_done for a part: 1 if it took over (the part goes on or was
+ * given up), 0 if the mailbox is read as a whole. */
+int split_examined(struct worker *w, const struct state_mbox *rec);
+/* mailbox_finish of a part: 1 if the part is done and others remain (or
+ * the last one reads the mailbox again): nothing to record yet; 0: write
+ * the record, with w's fields as all parts saw them. */
+int split_finish(struct worker *w);
+/* The part's pair dropped and was reopened: the part is given up. */
+void split_dropped(struct worker *w);
+/* The part's worker is gone for good: 1 if it was the last part. */
+int split_gone(struct worker *w);
+/* The intents flag a batch of w writes in the record (mbox_mark_intents). */
+uint32_t split_intents_mark(const struct worker *w);
+/* settle: the first destination UID to look at when intents is
+ * STATE_INTENTS_PARTS (parallel parts): from the pass before. */
+#define STATE_INTENTS_PARTS 2u
+
 /* worker.c */
 void mailbox_finish(struct worker *w);
+void mailbox_begin(struct worker *w);
 void worker_next(struct worker *w);
 void src_ready(struct imap_client *c);
 void conn_error(struct imap_client *c, const struct mf_error *err);

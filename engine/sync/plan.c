@@ -82,12 +82,15 @@ int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r)
 static int mbox_cmp_size(const void *a, const void *b)
 {
 	const struct mbox *x = a, *y = b;
+	/* a split mailbox by the size of one part (split.c) */
+	uint64_t xs = x->nparts > 1 ? x->sp_est / x->nparts : x->st_messages;
+	uint64_t ys = y->nparts > 1 ? y->sp_est / y->nparts : y->st_messages;
 
 	/* work first, largest first, INBOX first among equals */
 	if (x->work != y->work)
 		return y->work - x->work;
-	if (x->st_messages != y->st_messages)
-		return x->st_messages < y->st_messages ? 1 : -1;
+	if (xs != ys)
+		return xs < ys ? 1 : -1;
 	return strcmp(x->name, y->name);
 }
 
@@ -264,6 +267,7 @@ void plan_finish(struct job *j)
 		}
 		nwork += (size_t)mb->work;
 	}
+	split_plan(j);
 	if (j->nmb)
 		qsort(j->mb, j->nmb, sizeof(*j->mb), mbox_cmp_size);
 	nx_reset(&j->mbx);

@@ -16,12 +16,31 @@ static void settle_archive(struct worker *w);
 
 /* ---- worker: settling unconfirmed APPENDs after a crash -------------------------- */
 
+static int settle_u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 {
 	struct worker *w = ctx;
 
-	if (m->status == STATE_MSG_DONE && m->dst_uid >= w->stl_floor)
+	if (w->stl_parts && m->status == STATE_MSG_DONE && m->dst_uid) {
+		/* Parts appended side by side: one's unconfirmed APPENDs may
+		 * sit below another's confirmed ones. Only what the passes
+		 * before the split copied (at or below the record's last UID)
+		 * is surely older than all of them. */
+		if (uid <= w->rec.last_uid && m->dst_uid >= w->stl_floor)
+			w->stl_floor = m->dst_uid + 1;
+		if (grow((void **)&w->stl_done, &w->cstl_done, w->nstl_done + 1,
+		         sizeof(*w->stl_done)) < 0)
+			return -ENOMEM;
+		w->stl_done[w->nstl_done++] = m->dst_uid;
+	} else if (m->status == STATE_MSG_DONE && m->dst_uid >= w->stl_floor) {
 		w->stl_floor = m->dst_uid + 1;
+	}
 	if (m->status != STATE_MSG_INTENT)
 		return 0;
 	if (w->nstl == w->cstl) {
@@ -194,7 +213,11 @@ void settle_start(struct worker *w)
 	w->nstl = 0;
 	w->stl_floor = 1;
 	w->stl_seen = 0;
+	w->stl_parts = w->rec.intents == STATE_INTENTS_PARTS;
+	w->nstl_done = 0;
 	rc = state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, settle_collect, w, &e);
+	if (w->nstl_done)
+		qsort(w->stl_done, w->nstl_done, sizeof(*w->stl_done), settle_u32_cmp);
 	if (rc < 0) {
 		mailbox_fail(w, NULL, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
 		return;
@@ -268,6 +291,9 @@ int dst_lit_end(struct imap_client *c)
 	w->stl_seen++;
 	if (w->stl_uid < w->stl_floor)
 		return 0; /* "n:*" answers with the last message even below n */
+	if (w->stl_parts && w->nstl_done &&
+	    bsearch(&w->stl_uid, w->stl_done, w->nstl_done, sizeof(*w->stl_done), settle_u32_cmp))
+		return 0; /* another message's confirmed copy, perhaps of the same bytes */
 	for (size_t i = 0; i < w->nstl; i++)
 		if (!w->stl[i].found && !memcmp(w->stl[i].nhash, nh, 32)) {
 			w->stl[i].found = 1;

@@ -333,6 +333,8 @@ void fetch_start(struct worker *w)
 	if (!w->uidnext && w->mb->have_status && w->mb->st_uidvalidity == w->uidvalidity)
 		w->uidnext = w->mb->st_uidnext;
 	w->end_uid = w->uidnext ? w->uidnext - 1 : UINT32_MAX;
+	if (w->part && w->part_hi < w->end_uid)
+		w->end_uid = w->part_hi; /* a part of a split mailbox (split.c) */
 	w->fetch_max_uid = 0;
 	w->next_range = w->start_uid;
 	w->phase = W_FETCH;

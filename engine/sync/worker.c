@@ -19,7 +19,6 @@ static int dst_busy(const struct job *j, const struct mbox *mb);
 static void examine_send(struct worker *w);
 static int worker_open_dst(struct worker *w, struct mf_error *err);
 static void workers_spawn_rest(struct job *j);
-static void mailbox_begin(struct worker *w);
 static int err_transient(const struct mf_error *err);
 static const char *err_reason(const char *who, const struct mf_error *err);
 static int reconnect_wanted(const struct worker *w, int login, const struct mf_error *err);
@@ -40,6 +39,8 @@ void mailbox_finish(struct worker *w)
 
 	if (w->p3 && pop3src_before_finish(w))
 		return; /* --pop3-delete: DELE and QUIT first, then here again */
+	if (w->part && split_finish(w))
+		return; /* other parts of mb still run, or this one reads it again */
 
 	if (lost && w->chg_unread && !mb->failed && !j->o->dry_run) {
 		job_error(j, imap_client_who(&w->src), mb, 0,
@@ -157,7 +158,11 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 		return;
 	}
 	w->start_uid = 1;
-	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 && rec.uidvalidity) {
+	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) < 0)
+		memset(&rec, 0, sizeof(rec));
+	if (w->part && split_examined(w, &rec))
+		return;
+	if (rec.uidvalidity) {
 		if (rec.uidvalidity != w->uidvalidity && j->o->dry_run) {
 			progress_clear(j);
 			mf_print("mailferry: dry-run: mailbox \"%s\": UIDVALIDITY changed from "
@@ -206,6 +211,10 @@ void worker_next(struct worker *w)
 		return;
 	if (w->reconnecting) {
 		w->reconnecting = 0;
+		if (w->mb && w->part) {
+			split_dropped(w); /* read again by the last part (split.c) */
+			return;
+		}
 		if (w->mb) {
 			mailbox_begin(w); /* the mailbox the drop interrupted */
 			return;
@@ -242,8 +251,10 @@ void worker_next(struct worker *w)
 		job_maybe_finish(j);
 		return;
 	}
-	mb = &j->mb[j->next_mb++];
-	w->mb = mb;
+	mb = &j->mb[j->next_mb];
+	split_take(w, mb);
+	if (mb->nparts < 2 || mb->parts_given == mb->nparts)
+		j->next_mb++;
 	w->attempts = 0;
 	w->resumed = w->resume_range = 0;
 	w->resume_uid = 0;
@@ -253,7 +264,7 @@ void worker_next(struct worker *w)
 /* Opens w->mb from the start: a new mailbox, or the same one again after
  * a reconnect (the record is read again: intents sent before the drop are
  * settled by examine_done). */
-static void mailbox_begin(struct worker *w)
+void mailbox_begin(struct worker *w)
 {
 	struct job *j = w->job;
 	struct mbox *mb = w->mb;
@@ -541,7 +552,8 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 		job_error(j, who, w->mb, 0, "%s", err_reason(who, err));
 	if (w->mb) {
 		w->mb->failed = 1;
-		j->sum->mailboxes_failed++;
+		if (split_gone(w)) /* the other parts' last one counts it */
+			j->sum->mailboxes_failed++;
 		w->mb = NULL;
 	}
 	/* Everything confirmed so far stays recorded. */
@@ -676,10 +688,8 @@ void workers_spawn(struct job *j)
 static void workers_spawn_rest(struct job *j)
 {
 	struct mf_error e;
-	size_t nwork = 0;
+	size_t nwork = split_items(j); /* a split mailbox counts its parts */
 
-	for (size_t i = 0; i < j->nmb; i++)
-		nwork += j->mb[i].work > 0;
 	for (unsigned i = 1; i < j->nw && i < nwork; i++) {
 		struct worker *w = &j->w[i];
 		int dst_failed;
