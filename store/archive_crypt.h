@@ -49,7 +49,7 @@
  * archives keep the parameters they were created with. */
 #define ACRYPT_LOG2N_DEFAULT 14
 #define ACRYPT_P_DEFAULT 2
-#define ACRYPT_LOG2N_MIN 10     /* tests only; decoding refuses less */
+#define ACRYPT_LOG2N_MIN 10 /* tests only; decoding refuses less */
 
 struct acrypt_params {
 	uint8_t kdf;   /* ACRYPT_KDF_SCRYPT */
