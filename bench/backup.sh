@@ -36,8 +36,9 @@
 # Environment: BENCH_RUNS (3), BENCH_PROFILE (quick; demo for a smoke run),
 # BENCH_BIN (build/release), BENCH_TIMEOUT (1800 s per tool run),
 # BENCH_PORT_BASE (18300; this script's Dovecot takes base + 60),
-# BENCH_BACKUP_TOOLS (default "mailferry mailferry_enc mbsync offlineimap";
-# the ceiling always runs), BENCH_KEEP=1 keeps the Dovecot directory.
+# BENCH_BACKUP_TOOLS (default "mailferry mailferry_enc mbsync offlineimap",
+# or what BENCH_TOOLS names of them; the ceiling always runs), BENCH_KEEP=1
+# keeps the Dovecot directory.
 # Not for: migrations (bench/run.sh), correctness (tests/integration).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -50,6 +51,17 @@ PROFILE=${BENCH_PROFILE:-quick}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)-backup}
 RES=$OUT/backup.jsonl
 read -r -a TOOLS <<<"${BENCH_BACKUP_TOOLS:-mailferry mailferry_enc mbsync offlineimap}"
+# BENCH_TOOLS (bench/run.sh's subset), when BENCH_BACKUP_TOOLS is not set:
+# the same subset here (mailferry brings mailferry_enc)
+if [ -z "${BENCH_BACKUP_TOOLS:-}" ] && [ -n "${BENCH_TOOLS:-}" ]; then
+	TOOLS=()
+	for t in $BENCH_TOOLS; do
+		case $t in
+		mailferry) TOOLS+=(mailferry mailferry_enc) ;;
+		mbsync | offlineimap) TOOLS+=("$t") ;;
+		esac
+	done
+fi
 say() { echo "bench: backup: $*"; }
 
 for t in corpus compare ceiling archive_ratio; do

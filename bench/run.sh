@@ -646,3 +646,4 @@ fi
 
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"
+BENCH_OUT=$OUT bench/backup.sh "$MODE" # issue 19: backup, restore, export (its own Dovecot; appends to report.md)
