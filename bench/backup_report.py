@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import fmt_s, med, read, summarize  # noqa: E402
 
-ORDER = ["backup", "backup-rerun", "migrate-rerun", "restore", "export-maildir", "export-mbox",
+ORDER = ["backup", "backup-rerun", "migrate", "migrate-rerun", "restore", "export-maildir", "export-mbox",
          "backup-30mb"]
 TOOLS = ["ceiling", "mailferry", "mailferry_enc", "migrate", "mbsync", "offlineimap"]
 NOTES = {
@@ -30,8 +30,10 @@ NOTES = {
               "(the export-maildir row) compared with the source by bench/compare",
     "backup-rerun": "nothing changed: mailferry backup `--sync-flags --delete` over the first "
                     "run's archive and state; mbsync over its Maildir",
-    "migrate-rerun": "nothing changed: `mailferry migrate --sync-flags --delete` over a copy made "
-                     "before (untimed), into an account of the same Dovecot",
+    "migrate": "one `mailferry migrate` of the account into an empty account of the same Dovecot "
+               "(its defaults: 4 connections): what APPENDing this mail costs, next to restore",
+    "migrate-rerun": "nothing changed: `mailferry migrate --sync-flags --delete` over the migrate "
+                     "row's copy",
     "restore": "the plain archive into an empty account of the same Dovecot, compared with the "
                "source",
     "export-maildir": "the plain archive to a Maildir (compared with the source)",
