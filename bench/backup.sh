@@ -43,7 +43,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
-MODE=${1:-quick}
+MODE=${1:-quick} # quick and full alike: the goals are on the quick corpus
+case $MODE in quick | full) ;; *) echo "usage: bench/backup.sh [quick|full]" >&2; exit 2 ;; esac
 RUNS=${BENCH_RUNS:-3}
 BIN=${BENCH_BIN:-$ROOT/build/release}
 TMO=${BENCH_TIMEOUT:-1800}
