@@ -647,3 +647,4 @@ fi
 bench/bulk.sh "$OUT" || say "bench/bulk.sh failed (see $OUT/bulk)" >&2
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"
+BENCH_OUT=$OUT bench/backup.sh "$MODE" # issue 19: backup, restore, export (its own Dovecot; appends to report.md)

@@ -36,7 +36,7 @@ int acrypt_params_new(struct acrypt_params *p, unsigned log2n, struct mf_error *
 	p->aead = ACRYPT_AEAD_AES256GCM;
 	p->log2n = (uint8_t)(log2n ? log2n : ACRYPT_LOG2N_DEFAULT);
 	p->r = 8;
-	p->p = 1;
+	p->p = ACRYPT_P_DEFAULT;
 	if (p->log2n < ACRYPT_LOG2N_MIN || p->log2n > 20) {
 		mf_err_set(err, -EINVAL, "scrypt N=2^%u out of range", p->log2n);
 		return -EINVAL;

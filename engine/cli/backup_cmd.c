@@ -209,7 +209,6 @@ int cmd_backup(int argc, char **argv)
 	o.archive = a;
 	o.archive_run = run;
 	o.archive_reconcile = lr.seen && !lr.committed;
-	o.connections = 1; /* one open message per archive handle */
 	if (job_opts_check(&o, &err) < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		archive_close(a);

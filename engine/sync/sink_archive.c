@@ -15,7 +15,12 @@
  * The archive's writes are blocking file I/O on the loop's thread: a
  * deliberate simplification for now (the loop waits for the disk during
  * a write or an fdatasync). The archive handle holds one open message at a
- * time, so `backup` runs one worker (--connections 1).
+ * time while several workers (--connections, one source connection each)
+ * receive messages at once: each sink gathers its message (in memory up
+ * to ARC_STAGE bytes, past that in an unlinked spill file in $TMPDIR) and
+ * writes it into the archive whole at its end, begin to end in one call,
+ * so no two messages ever interleave and memory stays bounded whatever a
+ * message's size.
  *
  * Caps: find (settle looks interrupted intents up in the archive by
  * content: sink_archive_record); no IMAP folders (prepare.c names the
@@ -27,6 +32,14 @@
  */
 #include "engine/sync/job_int.h"
 #include "store/archive.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* A message is gathered in memory up to this, in a spill file past it. */
+#define ARC_STAGE ((size_t)1 << 20)
 
 struct arc_verdict {
 	struct batch *b;
@@ -43,7 +56,11 @@ struct arc_sink {
 	struct sink *s;
 	int ready_pending;	/* open() came: sink_ready from the task */
 	int closed;
-	int in_msg;		/* archive_msg_begin without its end */
+	int in_msg;		/* a message is being received (msg_begin without end) */
+	uint8_t *stage;		/* ARC_STAGE bytes: the message's last bytes */
+	size_t staged;
+	int spill;		/* the spill file (-1: none yet) */
+	uint64_t spilled;	/* the message's first bytes, in the spill file */
 	int failed;		/* the batch being written cannot be stored */
 	char why[600];
 	struct mbox *mb;	/* the mailbox the archive's mbid below is for */
@@ -257,8 +274,6 @@ static void verdict(struct arc_sink *as, struct batch *b, int ok, const char *wh
 
 static void fail(struct arc_sink *as, const struct mf_error *e)
 {
-	if (as->in_msg)
-		archive_msg_abort(as->s->w->job->o->archive);
 	as->in_msg = 0;
 	if (!as->failed)
 		snprintf(as->why, sizeof(as->why), "%s", e->msg);
@@ -282,7 +297,6 @@ static void arc_msg_begin(struct sink *s, struct batch *b, const struct sink_msg
 {
 	struct arc_sink *as = as_of(s);
 	struct arc_meta *am;
-	struct mf_error e;
 
 	(void)b;
 	if (as->failed || as->n >= BATCH_MAX)
@@ -292,11 +306,91 @@ static void arc_msg_begin(struct sink *s, struct batch *b, const struct sink_msg
 	am->uid = m->uid;
 	am->m.internaldate = s->w->cur.idate;
 	sink_archive_flags(m->flags, m->flags_len, &am->m);
-	if (archive_msg_begin(s->w->job->o->archive, &e) < 0) {
-		fail(as, &e);
-		return;
-	}
+	as->staged = 0;
+	as->spilled = 0;
 	as->in_msg = 1;
+}
+
+static int spill_write(struct arc_sink *as, const uint8_t *p, size_t n, struct mf_error *e)
+{
+	if (as->spill < 0) {
+		const char *dir = getenv("TMPDIR");
+
+		if (!dir || !*dir)
+			dir = "/tmp";
+		as->spill = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (as->spill < 0) {
+			char path[4096];
+			int n2 = snprintf(path, sizeof(path), "%s/mailferry-spill.XXXXXX", dir);
+
+			if (n2 > 0 && (size_t)n2 < sizeof(path) && (as->spill = mkostemp(path, O_CLOEXEC)) >= 0)
+				unlink(path);
+		}
+		if (as->spill < 0) {
+			mf_err_set(e, -errno, "spill file in %s for a message over %zu bytes: %s", dir,
+			           ARC_STAGE, strerror(errno));
+			return -EIO;
+		}
+	}
+	while (n) {
+		ssize_t w = pwrite(as->spill, p, n, (off_t)as->spilled);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			mf_err_set(e, w < 0 ? -errno : -EIO, "writing the spill file: %s",
+			           w < 0 ? strerror(errno) : "short write");
+			return -EIO;
+		}
+		p += w;
+		n -= (size_t)w;
+		as->spilled += (uint64_t)w;
+	}
+	return 0;
+}
+
+/* The gathered message into the archive, begin to end (the spill file's
+ * bytes read back through stage). */
+static int arc_store(struct arc_sink *as, struct archive *a, struct arc_meta *am, int *dup,
+                     struct mf_error *e)
+{
+	uint64_t off = 0;
+
+	if (as->spilled) {
+		if (spill_write(as, as->stage, as->staged, e) < 0)
+			return -EIO;
+		as->staged = 0;
+	}
+	if (archive_msg_begin(a, e) < 0)
+		return -EIO;
+	while (off < as->spilled) {
+		size_t k = as->spilled - off < ARC_STAGE ? (size_t)(as->spilled - off) : ARC_STAGE;
+		ssize_t r = pread(as->spill, as->stage, k, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			mf_err_set(e, r < 0 ? -errno : -EIO, "reading the spill file back: %s",
+			           r < 0 ? strerror(errno) : "cut short");
+			archive_msg_abort(a);
+			return -EIO;
+		}
+		if (archive_msg_data(a, as->stage, (size_t)r, e) < 0) {
+			archive_msg_abort(a);
+			return -EIO;
+		}
+		off += (uint64_t)r;
+	}
+	if ((as->staged && archive_msg_data(a, as->stage, as->staged, e) < 0)) {
+		archive_msg_abort(a);
+		return -EIO;
+	}
+	if (archive_msg_end(a, am->m.hash, &am->m.size, dup, e) < 0)
+		return -EIO;
+	if (as->spilled && ftruncate(as->spill, 0) < 0)
+		mf_log(MF_LOG_DEBUG, "spill file: ftruncate: %s", strerror(errno));
+	as->spilled = 0;
+	return 0;
 }
 
 static size_t arc_space(struct sink *s)
@@ -317,8 +411,22 @@ static void arc_data(struct sink *s, const uint8_t *p, size_t n)
 
 	if (as->failed || !as->in_msg)
 		return;
-	if (archive_msg_data(s->w->job->o->archive, p, n, &e) < 0)
-		fail(as, &e);
+	if (as->staged + n > ARC_STAGE) {
+		/* past the stage: what it holds goes to the spill file, and
+		 * so does this chunk unless it fits the emptied stage */
+		if (spill_write(as, as->stage, as->staged, &e) < 0) {
+			fail(as, &e);
+			return;
+		}
+		as->staged = 0;
+		if (n > ARC_STAGE) {
+			if (spill_write(as, p, n, &e) < 0)
+				fail(as, &e);
+			return;
+		}
+	}
+	memcpy(as->stage + as->staged, p, n);
+	as->staged += n;
 }
 
 static void arc_msg_end(struct sink *s, struct batch *b)
@@ -334,7 +442,7 @@ static void arc_msg_end(struct sink *s, struct batch *b)
 		return;
 	am = &as->meta[as->n];
 	as->in_msg = 0;
-	if (archive_msg_end(a, am->m.hash, &am->m.size, &dup, &e) < 0 ||
+	if (arc_store(as, a, am, &dup, &e) < 0 ||
 	    archive_uid_put(a, s->w->job->o->archive_run, as->mbid, am->uid, &am->m, &e) < 0) {
 		fail(as, &e);
 		return;
@@ -365,8 +473,6 @@ static void arc_abort(struct sink *s)
 
 	if (!as)
 		return;
-	if (as->in_msg)
-		archive_msg_abort(s->w->job->o->archive);
 	as->in_msg = 0;
 	as->closed = 1;
 }
@@ -404,12 +510,16 @@ static int arc_open(struct sink *s, struct mf_error *err)
 	}
 	if (!as) {
 		if (!(as = calloc(1, sizeof(*as))) ||
-		    !(as->meta = calloc(BATCH_MAX, sizeof(*as->meta)))) {
+		    !(as->meta = calloc(BATCH_MAX, sizeof(*as->meta))) ||
+		    !(as->stage = malloc(ARC_STAGE))) {
+			if (as)
+				free(as->meta);
 			free(as);
 			mf_err_set(err, -ENOMEM, "out of memory");
 			return -ENOMEM;
 		}
 		as->s = s;
+		as->spill = -1;
 		s->priv = as;
 		s->task.fn = arc_task;
 	}
@@ -439,6 +549,9 @@ static void arc_destroy(struct sink *s)
 	if (!as)
 		return;
 	arc_abort(s);
+	if (as->spill >= 0)
+		close(as->spill);
+	free(as->stage);
 	free(as->meta);
 	free(as);
 	s->priv = NULL;

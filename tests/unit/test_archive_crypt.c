@@ -160,8 +160,8 @@ static void t_params(struct unit_ctx *u)
 	c = NULL;
 	acrypt_params_encode(&p, enc);
 	UNIT_CHECK(u, acrypt_params_decode(enc, sizeof(enc), &q, &err) == 0);
-	UNIT_CHECK(u, q.log2n == 10 && q.r == 8 && q.p == 1 && !memcmp(q.salt, p.salt, 32) &&
-	                  !memcmp(q.check, p.check, 32));
+	UNIT_CHECK(u, q.log2n == 10 && q.r == 8 && q.p == ACRYPT_P_DEFAULT &&
+	                  !memcmp(q.salt, p.salt, 32) && !memcmp(q.check, p.check, 32));
 	UNIT_CHECK(u, acrypt_derive(&c, &q, PASS, sizeof(PASS) - 1, 0, &err) == 0 && c);
 	acrypt_free(c);
 	c = NULL;
