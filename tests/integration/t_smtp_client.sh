@@ -204,7 +204,7 @@ clear_new
 
 fake() { # FAULT [options]: FAKE_PORT
 	local fault=$1; shift
-	t_helper fake_smtp python3 "$FAULTS/fake_smtp.py" --fault "$fault" --max-seconds 40 "$@" &&
+	t_helper fake_smtp python3 "$FAULTS/fake_smtp.py" --fault "$fault" --max-seconds 120 "$@" &&
 		FAKE_PORT=$T_HELPER_PORT
 }
 fsend() { # NAME [smtp_send options] -- FILES: to the fake server
@@ -400,7 +400,7 @@ fi
 
 # ---- plaintext policy off loopback (network namespace) ----------------------------
 if [ -n "$FAR" ]; then
-	t_helper fake_smtp python3 "$FAULTS/fake_smtp.py" --host "$FAR" --max-seconds 40 &&
+	t_helper fake_smtp python3 "$FAULTS/fake_smtp.py" --host "$FAR" --max-seconds 120 &&
 		FAKE_PORT=$T_HELPER_PORT
 	for m in plain starttls allow; do
 		o=()
