@@ -184,6 +184,7 @@ static void run_record(struct run *r, const struct run_row *row, const struct ru
 	struct mf_error err;
 
 	run_totals_add(&r->totals, row);
+	run_status_record(r, row);
 	if (r->report) {
 		run_report_row(r->report, row, !r->report_rows++);
 		fflush(r->report);
@@ -474,6 +475,7 @@ static void acct_done(struct job *j, void *ud)
 	if (!r->running) {
 		loop_timer_cancel(&r->loop, &r->tick);
 		run_progress_clear(r);
+		status_finish(r->status);
 	}
 }
 
@@ -491,6 +493,8 @@ static int acct_start(struct acct *a)
 	cli_job_opts(&a->c, &a->o);
 	a->o.label = a->label;
 	a->o.hostlimit = r->hl;
+	a->o.stats = &r->stats;
+	a->t0 = loop_now_ms(&r->loop);
 	if (job_opts_check(&a->o, &err) < 0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
 		acct_refused(a, 2, err.msg);
@@ -750,8 +754,15 @@ int cmd_run(int argc, char **argv)
 	if (S_ISREG(st.st_mode))
 		r->members = count_members(r);
 	r->t0 = loop_now_ms(&r->loop);
+	if ((rc = run_status_start(r))) {
+		hostlimit_free(r->hl);
+		loop_free(&r->loop);
+		goto out_report;
+	}
 	run_fill(r);
-	if (r->running && (rc = loop_run(&r->loop)) < 0)
+	if (!r->running)
+		status_finish(r->status);
+	if ((r->running || r->status) && (rc = loop_run(&r->loop)) < 0)
 		mf_log(MF_LOG_ERROR, "event loop failed: %s", strerror(-rc));
 	if (r->running) {
 		mf_log(MF_LOG_ERROR, "internal: the loop ended with %u accounts running", r->running);
@@ -770,6 +781,7 @@ int cmd_run(int argc, char **argv)
 		mf_log(MF_LOG_INFO, "run: --max-per-host %u: at most %u connections were open to one "
 		                    "host",
 		       base.max_per_host, hostlimit_peak(r->hl));
+	run_status_free(r);
 	hostlimit_free(r->hl);
 	loop_free(&r->loop);
 	if (base.json) {

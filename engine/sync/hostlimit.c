@@ -29,6 +29,7 @@ struct hostlimit_host {
 	unsigned waiting;	/* legs of queued requests */
 	int blocked;		/* pump(): an earlier request waits for it */
 	uint64_t paused_until;	/* loop ms */
+	uint64_t throttles;	/* throttling signals seen (status metrics) */
 	struct loop_timer timer;	/* the pause's end, while requests wait */
 };
 
@@ -330,9 +331,28 @@ void hostlimit_throttle(struct hostlimit *hl, const char *key, uint64_t ms, cons
 	if (!hl || !key || !(h = host_get(hl, key)))
 		return;
 	now = loop_now_ms(hl->loop);
+	h->throttles++;
 	if (h->paused_until <= now)
 		mf_log(MF_LOG_INFO, "host %s throttles (%s): new connections to it wait %.1f s", h->key,
 		       why, (double)ms / 1000.0);
 	if (now + ms > h->paused_until)
 		h->paused_until = now + ms;
+}
+
+size_t hostlimit_hosts(const struct hostlimit *hl)
+{
+	return hl ? hl->nh : 0;
+}
+
+void hostlimit_host_info(const struct hostlimit *hl, size_t i, struct hostlimit_info *out)
+{
+	const struct hostlimit_host *h = hl->h[i];
+	uint64_t now = loop_now_ms(hl->loop);
+
+	out->key = h->key;
+	out->open = h->open;
+	out->peak = h->peak;
+	out->waiting = h->waiting;
+	out->throttles = h->throttles;
+	out->backoff_ms = h->paused_until > now ? h->paused_until - now : 0;
 }

@@ -25,6 +25,7 @@
 #ifndef MF_HOSTLIMIT_H
 #define MF_HOSTLIMIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "engine/base/err.h"
@@ -82,5 +83,16 @@ int hostlimit_waiting(const struct hostlimit_req *r);
  * first call of a pause logs one line naming the host, the delay and why
  * (already escaped by mf_log). */
 void hostlimit_throttle(struct hostlimit *hl, const char *key, uint64_t ms, const char *why);
+
+/* What the status server shows per host (engine/cli/status*): the hosts
+ * seen so far, i < hostlimit_hosts(); key stays valid while hl lives. */
+struct hostlimit_info {
+	const char *key;
+	unsigned open, peak, waiting;
+	uint64_t throttles;	/* throttling signals seen */
+	uint64_t backoff_ms;	/* what is left of the current pause */
+};
+size_t hostlimit_hosts(const struct hostlimit *hl);
+void hostlimit_host_info(const struct hostlimit *hl, size_t i, struct hostlimit_info *out);
 
 #endif
