@@ -42,6 +42,7 @@ struct status {
 	struct client *clients;
 	int finished, stopping;
 	uint64_t t0, stop_at;
+	double fin_elapsed;	/* the run's length, frozen when it finished */
 	struct loop_timer tick;
 	struct status_point hist[STATUS_HISTORY];
 	size_t nhist;
@@ -173,7 +174,10 @@ static void route(struct client *cl)
 		memset(&snap, 0, sizeof(snap));
 		snap.eta_s = -1;
 		s->v.snap(s->v.ud, &snap);
-		snap.finished = snap.finished || s->finished;
+		if (s->finished) {
+			snap.finished = 1;
+			snap.elapsed_s = s->fin_elapsed;
+		}
 		if (q->path[1] == 'm') {
 			status_fmt_metrics(&b, &snap, &s->v);
 			if (!b.oom)
@@ -253,11 +257,11 @@ static void on_accept(struct listener *ls, int fd)
 }
 
 /* Once a second: the history, slow clients, the end of the linger time. */
-static void sample(struct status *s)
+static void sample(struct status *s, int force)
 {
 	struct status_snap snap;
 
-	if (s->skip && --s->skip)
+	if (!force && s->skip && --s->skip)
 		return;
 	s->skip = s->every;
 	memset(&snap, 0, sizeof(snap));
@@ -291,7 +295,7 @@ static void on_tick(struct loop *l, struct loop_timer *t)
 	uint64_t now = loop_now_ms(l);
 
 	if (!s->finished)
-		sample(s);
+		sample(s, 0);
 	for (struct client *cl = s->clients; cl; cl = cl->next)
 		if (now >= cl->deadline)
 			client_close(cl);
@@ -405,7 +409,8 @@ void status_finish(struct status *s)
 {
 	if (!s || s->finished)
 		return;
-	sample(s);
+	sample(s, 1);
+	s->fin_elapsed = s->nhist ? s->hist[s->nhist - 1].t : 0;
 	s->finished = 1;
 	s->stop_at = loop_now_ms(s->l) + (uint64_t)s->linger_s * 1000u;
 	if (!s->linger_s)
