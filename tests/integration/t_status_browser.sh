@@ -7,6 +7,8 @@
 # every account, the copied count rises between the two, and the refused
 # account shows its error. A screenshot of the page (and one at a phone's
 # width) is saved under build/test-logs/ for a person to look at.
+# `report show REPORT --html` writes the same page, static, from a re-run's
+# report: Chromium shows every account from the file, with no server.
 . "$(dirname "$0")/lib.sh"
 
 CHROME=$(command -v chromium || command -v chromium-browser || true)
@@ -95,3 +97,16 @@ timeout 90 "$CHROME" --headless=new --no-sandbox --disable-gpu --no-first-run --
 [ -s "$OUT/status-page.png" ] && [ -s "$OUT/status-page-phone.png" ] &&
 	ok "page-screenshot (build/test-logs/status-page.png, status-page-phone.png)" || not_ok page-screenshot "no screenshot"
 kill "$RUN_PID" 2>/dev/null
+
+# the same page from a report, static
+"$MF_REL" run "$ACC" --jobs 4 --state "$T_TMP/state" --ca-file "$A_CA_FILE" --no-progress \
+	--report "$T_TMP/report.json" >/dev/null 2>&1
+expect_exit report-show-html-exit-4 4 "$MF" report show "$T_TMP/report.json" --html "$OUT/status-report.html"
+timeout 90 "$CHROME" --headless=new --no-sandbox --disable-gpu --no-first-run --user-data-dir="$T_TMP/chrome" \
+	--virtual-time-budget=2000 --dump-dom "file://$OUT/status-report.html" >"$T_TMP/dom3.html" 2>/dev/null
+r3=$(rows "$T_TMP/dom3.html")
+[ "$r3" = $((N + 1)) ] && grep -q 'nobody@127.0.0.1' "$T_TMP/dom3.html" && grep -q '>report<' "$T_TMP/dom3.html" &&
+	ok "report-show-html-page ($r3 rows, build/test-logs/status-report.html)" ||
+	not_ok report-show-html-page "$r3 rows"
+grep -q 'api/status' "$T_TMP/dom3.html" && grep -q 'id="mf-data"' "$T_TMP/dom3.html" && ok report-html-data-built-in ||
+	not_ok report-html-data-built-in "no built-in data"
