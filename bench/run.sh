@@ -644,5 +644,6 @@ if [ "$MODE" = full ]; then
 	done
 fi
 
+bench/status.sh # the status server's cost (--status): throughput, /metrics with 10,000 accounts
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"
