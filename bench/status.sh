@@ -76,7 +76,7 @@ one() { # MODE RUN: prints "seconds bytes"
 	[ "$mode" = status ] && extra=(--status 127.0.0.1:0)
 	sync
 	t0=$(date +%s.%N)
-	"$BIN/mailferry" run "$ACC" --jobs "$NA" --state "$W/state" --json --no-progress "${extra[@]}" \
+	"$BIN/mailferry" run "$ACC" --jobs "$NA" --state "$W/state" --ca-file "$CA_FILE" --json --no-progress "${extra[@]}" \
 		>"$W/run.out" 2>"$W/run.err" &
 	local pid=$!
 	if [ "$mode" = status ]; then
