@@ -49,7 +49,7 @@ status_port() { # ERRFILE PID
 }
 
 t_spawn "$MF" run "$ACC" --jobs 3 --state "$T_TMP/state" --ca-file "$A_CA_FILE" --json \
-	--no-progress --status 127.0.0.1:0 --status-linger 15 >"$T_TMP/run.out" 2>"$T_TMP/run.err"
+	--no-progress --status 127.0.0.1:0 --status-linger 45 >"$T_TMP/run.out" 2>"$T_TMP/run.err"
 RUN_PID=$T_LAST_PID
 status_port "$T_TMP/run.err" "$RUN_PID" || { not_ok status-listens "$(tail -n 2 "$T_TMP/run.err")"; exit 1; }
 ok "status-listens (port $SP)"
