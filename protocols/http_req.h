@@ -26,9 +26,9 @@
 #define HTTP_REQ_TARGET_MAX 2048
 
 enum http_req_status {
-	HTTP_REQ_MORE = 0,	/* the head is not complete yet */
-	HTTP_REQ_DONE = 1,	/* a complete, valid head */
-	HTTP_REQ_ERROR = -1,	/* refused: error_code and why say how */
+	HTTP_REQ_MORE = 0,   /* the head is not complete yet */
+	HTTP_REQ_DONE = 1,   /* a complete, valid head */
+	HTTP_REQ_ERROR = -1, /* refused: error_code and why say how */
 };
 
 enum http_method { HTTP_OTHER = 0, HTTP_GET, HTTP_HEAD };
@@ -36,11 +36,11 @@ enum http_method { HTTP_OTHER = 0, HTTP_GET, HTTP_HEAD };
 struct http_req {
 	/* results, valid after HTTP_REQ_DONE (strings NUL-terminated, in buf) */
 	enum http_method method;
-	const char *path;	/* "/metrics": the target up to '?' */
-	const char *query;	/* after '?', or "" */
-	const char *auth;	/* the Authorization field's value, or NULL */
-	int minor;		/* HTTP/1.minor */
-	int keep_alive;		/* 1.1 without "Connection: close" */
+	const char *path;  /* "/metrics": the target up to '?' */
+	const char *query; /* after '?', or "" */
+	const char *auth;  /* the Authorization field's value, or NULL */
+	int minor;         /* HTTP/1.minor */
+	int keep_alive;    /* 1.1 without "Connection: close" */
 	/* on HTTP_REQ_ERROR: the status to answer (400, 405, 414, 431, 501,
 	 * 505) and a short reason (ASCII, no CR/LF) */
 	int error_code;
@@ -53,7 +53,6 @@ struct http_req {
 void http_req_init(struct http_req *q);
 /* Feeds n bytes. *used tells how many were taken: on HTTP_REQ_DONE the
  * bytes after the head (a pipelined request) are not taken. */
-enum http_req_status http_req_feed(struct http_req *q, const uint8_t *p, size_t n,
-				   size_t *used);
+enum http_req_status http_req_feed(struct http_req *q, const uint8_t *p, size_t n, size_t *used);
 
 #endif

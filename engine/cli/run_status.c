@@ -157,17 +157,18 @@ int run_status_start(struct run *r)
 {
 	const struct cli *c = r->base;
 	struct status_opts o = {
-		.listen = c->status_listen,
-		.token_file = c->status_token_file,
-		.linger_s = c->status_linger,
+	    .listen = c->status_listen,
+	    .token_file = c->status_token_file,
+	    .linger_s = c->status_linger,
 	};
 	struct status_view v = {.ud = r, .snap = view_snap, .accounts = view_accounts};
 	struct mf_error err;
 
 	if (!c->status_listen) {
 		if (c->status_token_file || c->status_linger) {
-			fprintf(stderr, "mailferry: --status-token-file and --status-linger go with "
-			                "--status\n");
+			fprintf(stderr,
+			        "mailferry: --status-token-file and --status-linger go with "
+			        "--status\n");
 			return 2;
 		}
 		return 0;

@@ -29,7 +29,7 @@ struct client {
 	uint8_t in[2048];
 	struct sbuf out;
 	size_t sent;
-	uint64_t deadline;	/* loop ms: the request, then the answer, must be done */
+	uint64_t deadline; /* loop ms: the request, then the answer, must be done */
 	struct client *prev, *next;
 };
 
@@ -37,16 +37,16 @@ struct status {
 	struct loop *l;
 	struct listener ls;
 	struct status_view v;
-	char token[TOKEN_MAX];	/* "" = none */
+	char token[TOKEN_MAX]; /* "" = none */
 	unsigned nclients, linger_s;
 	struct client *clients;
 	int finished, stopping;
 	uint64_t t0, stop_at;
-	double fin_elapsed;	/* the run's length, frozen when it finished */
+	double fin_elapsed; /* the run's length, frozen when it finished */
 	struct loop_timer tick;
 	struct status_point hist[STATUS_HISTORY];
 	size_t nhist;
-	unsigned every, skip;	/* the history keeps one sample in `every` seconds */
+	unsigned every, skip; /* the history keeps one sample in `every` seconds */
 };
 
 static void client_free(struct sconn *c)
@@ -88,16 +88,26 @@ static void on_sent(struct sconn *c, int res)
 static const char *reason(int code)
 {
 	switch (code) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	case 503: return "Service Unavailable";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Error";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 503:
+		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Error";
 	}
 }
 
@@ -114,13 +124,13 @@ static void respond(struct client *cl, int code, const char *type, struct sbuf *
 		type = "text/plain; charset=utf-8";
 	}
 	sbuf_printf(&h,
-		    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-		    "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-		    "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
-		    "style-src 'unsafe-inline'; connect-src 'self'; img-src data:\r\n"
-		    "Connection: close\r\n%s\r\n",
-		    code, reason(code), type, blen,
-		    code == 401 ? "WWW-Authenticate: Bearer realm=\"mailferry\"\r\n" : "");
+	            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+	            "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+	            "style-src 'unsafe-inline'; connect-src 'self'; img-src data:\r\n"
+	            "Connection: close\r\n%s\r\n",
+	            code, reason(code), type, blen,
+	            code == 401 ? "WWW-Authenticate: Bearer realm=\"mailferry\"\r\n" : "");
 	if (!head_only)
 		sbuf_add(&h, body ? body->p : msg, blen);
 	if (h.oom) {
@@ -181,7 +191,8 @@ static void route(struct client *cl)
 		if (q->path[1] == 'm') {
 			status_fmt_metrics(&b, &snap, &s->v);
 			if (!b.oom)
-				respond(cl, 200, "text/plain; version=0.0.4; charset=utf-8", &b, head);
+				respond(cl, 200, "text/plain; version=0.0.4; charset=utf-8", &b,
+				        head);
 		} else {
 			const struct status_point *p;
 			size_t n;
@@ -231,8 +242,9 @@ static void on_accept(struct listener *ls, int fd)
 	if (fd < 0)
 		return; /* EMFILE and the like: the next one may work */
 	if (s->nclients >= STATUS_CLIENTS_MAX || s->stopping || !(cl = calloc(1, sizeof(*cl)))) {
-		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-					   "Connection: close\r\nRetry-After: 1\r\n\r\n";
+		static const char busy[] =
+		    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+		    "Connection: close\r\nRetry-After: 1\r\n\r\n";
 
 		/* never waits: a full socket buffer just loses the courtesy */
 		if (send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
@@ -345,7 +357,7 @@ static int is_loopback(const char *h)
 }
 
 int status_start(struct status **out, struct loop *l, const struct status_opts *o,
-		 const struct status_view *v, struct mf_error *err)
+                 const struct status_view *v, struct mf_error *err)
 {
 	struct status *s;
 	char host[128], why[600];
@@ -353,13 +365,15 @@ int status_start(struct status **out, struct loop *l, const struct status_opts *
 
 	*out = NULL;
 	if (parse_listen(o->listen, host, sizeof(host), &port) < 0) {
-		mf_err_set(err, -EINVAL, "--status wants PORT or ADDR:PORT (got \"%.100s\")", o->listen);
+		mf_err_set(err, -EINVAL, "--status wants PORT or ADDR:PORT (got \"%.100s\")",
+		           o->listen);
 		return -1;
 	}
 	if (!is_loopback(host) && !o->token_file) {
-		mf_err_set(err, -EINVAL,
-			   "--status %.100s is not a loopback address: it needs --status-token-file F",
-			   o->listen);
+		mf_err_set(
+		    err, -EINVAL,
+		    "--status %.100s is not a loopback address: it needs --status-token-file F",
+		    o->listen);
 		return -1;
 	}
 	if (!(s = calloc(1, sizeof(*s)))) {
@@ -375,8 +389,10 @@ int status_start(struct status **out, struct loop *l, const struct status_opts *
 		}
 		for (const char *c = s->token; *c; c++)
 			if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f) {
-				mf_err_set(err, -EINVAL, "--status-token-file %s: the token must be "
-							 "printable ASCII without spaces", o->token_file);
+				mf_err_set(err, -EINVAL,
+				           "--status-token-file %s: the token must be "
+				           "printable ASCII without spaces",
+				           o->token_file);
 				OPENSSL_cleanse(s->token, sizeof(s->token));
 				free(s);
 				return -1;

@@ -49,20 +49,20 @@ struct status_counts {
 #define STATUS_CLASSES 6
 
 struct status_snap {
-	const char *mode;	/* "run" or "migrate" */
-	const char *title;	/* accounts file or account (shown escaped) */
-	int finished;		/* the run is over (--status-linger) */
+	const char *mode;  /* "run" or "migrate" */
+	const char *title; /* accounts file or account (shown escaped) */
+	int finished;      /* the run is over (--status-linger) */
 	double elapsed_s;
-	unsigned members;	/* accounts this run takes, 0 if unknown */
+	unsigned members; /* accounts this run takes, 0 if unknown */
 	unsigned queued, running, done, failed;
-	struct status_counts total;	/* finished and running accounts */
-	struct status_counts cls[STATUS_CLASSES];	/* finished, by exit class */
+	struct status_counts total;               /* finished and running accounts */
+	struct status_counts cls[STATUS_CLASSES]; /* finished, by exit class */
 	unsigned cls_accounts[STATUS_CLASSES];
-	uint64_t retries;	/* reconnects of worker pairs */
-	uint64_t msgs_known;	/* messages the running accounts' mailboxes hold */
-	double eta_s;		/* < 0: unknown */
-	const struct hostlimit *hl;	/* per-host numbers, or NULL */
-	const struct job_stats *stats;	/* commit latencies, or NULL */
+	uint64_t retries;              /* reconnects of worker pairs */
+	uint64_t msgs_known;           /* messages the running accounts' mailboxes hold */
+	double eta_s;                  /* < 0: unknown */
+	const struct hostlimit *hl;    /* per-host numbers, or NULL */
+	const struct job_stats *stats; /* commit latencies, or NULL */
 };
 
 enum status_state { STATUS_QUEUED, STATUS_RUNNING, STATUS_DONE, STATUS_FAILED };
@@ -71,12 +71,12 @@ enum status_state { STATUS_QUEUED, STATUS_RUNNING, STATUS_DONE, STATUS_FAILED };
 struct status_acct {
 	unsigned line;
 	enum status_state state;
-	int exit;	/* finished: its exit class */
+	int exit; /* finished: its exit class */
 	struct status_counts n;
-	uint64_t msgs_total;	/* running: what its mailboxes hold (0 unknown) */
+	uint64_t msgs_total; /* running: what its mailboxes hold (0 unknown) */
 	double seconds;
-	const char *name;	/* "user@host -> user@host", redacted */
-	const char *error;	/* first error, or "" */
+	const char *name;  /* "user@host -> user@host", redacted */
+	const char *error; /* first error, or "" */
 };
 
 typedef void (*status_acct_fn)(void *arg, const struct status_acct *a);
@@ -90,9 +90,9 @@ struct status_view {
 };
 
 struct status_opts {
-	const char *listen;	/* "PORT", "ADDR:PORT" or "[V6]:PORT" */
-	const char *token_file;	/* NULL: no token (loopback only) */
-	unsigned linger_s;	/* keep serving this long after the run */
+	const char *listen;     /* "PORT", "ADDR:PORT" or "[V6]:PORT" */
+	const char *token_file; /* NULL: no token (loopback only) */
+	unsigned linger_s;      /* keep serving this long after the run */
 };
 
 struct status;
@@ -101,7 +101,7 @@ struct status;
  * or -1 with a one-line reason in err (a non-loopback address without a
  * token file is refused). */
 int status_start(struct status **out, struct loop *l, const struct status_opts *o,
-		 const struct status_view *v, struct mf_error *err);
+                 const struct status_view *v, struct mf_error *err);
 /* The run is over: the page says so; the server closes after the linger
  * time (or now), so that the loop can run out. */
 void status_finish(struct status *s);
@@ -126,14 +126,14 @@ void sbuf_free(struct sbuf *b);
 
 /* One point of the throughput history. */
 struct status_point {
-	double t;	/* seconds since the start */
+	double t; /* seconds since the start */
 	uint64_t bytes, msgs;
 };
 
 void status_fmt_metrics(struct sbuf *b, const struct status_snap *s, const struct status_view *v);
 /* history: n points, oldest first; rss: bytes now and peak (0: unknown) */
 void status_fmt_json(struct sbuf *b, const struct status_snap *s, const struct status_view *v,
-		     const struct status_point *hist, size_t n);
+                     const struct status_point *hist, size_t n);
 /* Current and peak resident set of this process (bytes; 0 if unknown). */
 void status_rss(uint64_t *now, uint64_t *peak);
 

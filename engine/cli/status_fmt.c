@@ -168,22 +168,24 @@ static void label(struct sbuf *b, const char *v)
 }
 
 static void counts_family(struct sbuf *b, const struct status_snap *s, const char *what,
-			  const char *human, size_t off)
+                          const char *human, size_t off)
 {
 	char name[96], help[200];
 
 	snprintf(name, sizeof(name), "mailferry_%s_total", what);
 	snprintf(help, sizeof(help), "%s, over every account of the run (finished and running).",
-		 human);
+	         human);
 	family(b, name, "counter", help);
 	sbuf_printf(b, "%s %llu\n", name,
-		    (unsigned long long)*(const uint64_t *)((const char *)&s->total + off));
+	            (unsigned long long)*(const uint64_t *)((const char *)&s->total + off));
 	snprintf(name, sizeof(name), "mailferry_finished_%s_total", what);
-	snprintf(help, sizeof(help), "The same, of the accounts that finished, by their exit class.");
+	snprintf(help, sizeof(help),
+	         "The same, of the accounts that finished, by their exit class.");
 	family(b, name, "counter", help);
 	for (int c = 0; c < STATUS_CLASSES; c++)
-		sbuf_printf(b, "%s{class=\"%s\"} %llu\n", name, run_class_name(c),
-			    (unsigned long long)*(const uint64_t *)((const char *)&s->cls[c] + off));
+		sbuf_printf(
+		    b, "%s{class=\"%s\"} %llu\n", name, run_class_name(c),
+		    (unsigned long long)*(const uint64_t *)((const char *)&s->cls[c] + off));
 }
 
 void status_fmt_metrics(struct sbuf *b, const struct status_snap *s, const struct status_view *v)
@@ -192,24 +194,25 @@ void status_fmt_metrics(struct sbuf *b, const struct status_snap *s, const struc
 
 	(void)v;
 	counts_family(b, s, "messages_copied", "Messages copied",
-		      offsetof(struct status_counts, copied));
+	              offsetof(struct status_counts, copied));
 	counts_family(b, s, "messages_skipped", "Messages skipped (already there, or filtered out)",
-		      offsetof(struct status_counts, skipped));
+	              offsetof(struct status_counts, skipped));
 	counts_family(b, s, "messages_failed", "Messages that failed",
-		      offsetof(struct status_counts, failed));
+	              offsetof(struct status_counts, failed));
 	counts_family(b, s, "copied_bytes", "Bytes of the messages copied",
-		      offsetof(struct status_counts, bytes));
+	              offsetof(struct status_counts, bytes));
 	family(b, "mailferry_accounts", "gauge", "Accounts of the run by state.");
-	sbuf_printf(b,
-		    "mailferry_accounts{state=\"queued\"} %u\nmailferry_accounts{state=\"running\"} "
-		    "%u\nmailferry_accounts{state=\"done\"} %u\nmailferry_accounts{state=\"failed\"} "
-		    "%u\n",
-		    s->queued, s->running, s->done, s->failed);
+	sbuf_printf(
+	    b,
+	    "mailferry_accounts{state=\"queued\"} %u\nmailferry_accounts{state=\"running\"} "
+	    "%u\nmailferry_accounts{state=\"done\"} %u\nmailferry_accounts{state=\"failed\"} "
+	    "%u\n",
+	    s->queued, s->running, s->done, s->failed);
 	family(b, "mailferry_finished_accounts_total", "counter",
 	       "Accounts that finished, by exit class.");
 	for (int c = 0; c < STATUS_CLASSES; c++)
 		sbuf_printf(b, "mailferry_finished_accounts_total{class=\"%s\"} %u\n",
-			    run_class_name(c), s->cls_accounts[c]);
+		            run_class_name(c), s->cls_accounts[c]);
 	family(b, "mailferry_connections_open", "gauge",
 	       "Connections open now to each server host.");
 	for (size_t i = 0; i < hostlimit_hosts(s->hl); i++) {
@@ -250,18 +253,20 @@ void status_fmt_metrics(struct sbuf *b, const struct status_snap *s, const struc
 
 		for (int k = 0; k < JOB_COMMIT_BUCKETS; k++) {
 			cum += s->stats ? s->stats->commit_le[k] : 0;
-			sbuf_printf(b, "mailferry_state_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
-				    job_commit_bounds[k], (unsigned long long)cum);
+			sbuf_printf(
+			    b, "mailferry_state_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			    job_commit_bounds[k], (unsigned long long)cum);
 		}
 		sbuf_printf(b,
-			    "mailferry_state_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-			    "mailferry_state_commit_duration_seconds_sum %.6f\n"
-			    "mailferry_state_commit_duration_seconds_count %llu\n",
-			    (unsigned long long)n, s->stats ? s->stats->commit_seconds : 0.0,
-			    (unsigned long long)n);
+		            "mailferry_state_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+		            "mailferry_state_commit_duration_seconds_sum %.6f\n"
+		            "mailferry_state_commit_duration_seconds_count %llu\n",
+		            (unsigned long long)n, s->stats ? s->stats->commit_seconds : 0.0,
+		            (unsigned long long)n);
 	}
 	status_rss(&rss, &peak);
-	family(b, "mailferry_resident_memory_bytes", "gauge", "Resident memory of the process now.");
+	family(b, "mailferry_resident_memory_bytes", "gauge",
+	       "Resident memory of the process now.");
 	sbuf_printf(b, "mailferry_resident_memory_bytes %llu\n", (unsigned long long)rss);
 	family(b, "mailferry_resident_memory_peak_bytes", "gauge",
 	       "The most resident memory the process has held.");
@@ -294,12 +299,13 @@ static void one_acct(void *arg, const struct status_acct *a)
 		sbuf_printf(b, "\"%s\"", run_class_name(a->exit));
 	else
 		sbuf_add(b, "null", 4);
-	sbuf_printf(b,
-		    ",\"copied\":%llu,\"skipped\":%llu,\"failed\":%llu,\"bytes\":%llu,\"total\":%llu,"
-		    "\"seconds\":%.1f,\"name\":",
-		    (unsigned long long)a->n.copied, (unsigned long long)a->n.skipped,
-		    (unsigned long long)a->n.failed, (unsigned long long)a->n.bytes,
-		    (unsigned long long)a->msgs_total, a->seconds);
+	sbuf_printf(
+	    b,
+	    ",\"copied\":%llu,\"skipped\":%llu,\"failed\":%llu,\"bytes\":%llu,\"total\":%llu,"
+	    "\"seconds\":%.1f,\"name\":",
+	    (unsigned long long)a->n.copied, (unsigned long long)a->n.skipped,
+	    (unsigned long long)a->n.failed, (unsigned long long)a->n.bytes,
+	    (unsigned long long)a->msgs_total, a->seconds);
 	sbuf_json_str(b, a->name);
 	sbuf_add(b, ",\"error\":", 9);
 	sbuf_json_str(b, a->error);
@@ -307,7 +313,7 @@ static void one_acct(void *arg, const struct status_acct *a)
 }
 
 void status_fmt_json(struct sbuf *b, const struct status_snap *s, const struct status_view *v,
-		     const struct status_point *hist, size_t n)
+                     const struct status_point *hist, size_t n)
 {
 	uint64_t rss, peak;
 
@@ -315,34 +321,36 @@ void status_fmt_json(struct sbuf *b, const struct status_snap *s, const struct s
 	sbuf_printf(b, "{\"mode\":\"%s\",\"title\":", s->mode);
 	sbuf_json_str(b, s->title);
 	sbuf_printf(b,
-		    ",\"finished\":%s,\"elapsed\":%.1f,\"members\":%u,\"accounts\":{\"queued\":%u,"
-		    "\"running\":%u,\"done\":%u,\"failed\":%u},\"copied\":%llu,\"skipped\":%llu,"
-		    "\"failed\":%llu,\"bytes\":%llu,\"retries\":%llu,\"msgs_known\":%llu,\"eta\":",
-		    s->finished ? "true" : "false", s->elapsed_s, s->members, s->queued, s->running,
-		    s->done, s->failed, (unsigned long long)s->total.copied,
-		    (unsigned long long)s->total.skipped, (unsigned long long)s->total.failed,
-		    (unsigned long long)s->total.bytes, (unsigned long long)s->retries,
-		    (unsigned long long)s->msgs_known);
+	            ",\"finished\":%s,\"elapsed\":%.1f,\"members\":%u,\"accounts\":{\"queued\":%u,"
+	            "\"running\":%u,\"done\":%u,\"failed\":%u},\"copied\":%llu,\"skipped\":%llu,"
+	            "\"failed\":%llu,\"bytes\":%llu,\"retries\":%llu,\"msgs_known\":%llu,\"eta\":",
+	            s->finished ? "true" : "false", s->elapsed_s, s->members, s->queued, s->running,
+	            s->done, s->failed, (unsigned long long)s->total.copied,
+	            (unsigned long long)s->total.skipped, (unsigned long long)s->total.failed,
+	            (unsigned long long)s->total.bytes, (unsigned long long)s->retries,
+	            (unsigned long long)s->msgs_known);
 	if (s->eta_s >= 0)
 		sbuf_printf(b, "%.0f", s->eta_s);
 	else
 		sbuf_add(b, "null", 4);
 	sbuf_printf(b, ",\"rss\":%llu,\"rss_peak\":%llu,\"hosts\":[", (unsigned long long)rss,
-		    (unsigned long long)peak);
+	            (unsigned long long)peak);
 	for (size_t i = 0; i < hostlimit_hosts(s->hl); i++) {
 		struct hostlimit_info hi;
 
 		hostlimit_host_info(s->hl, i, &hi);
 		sbuf_add(b, i ? ",{\"host\":" : "{\"host\":", i ? 9 : 8);
 		sbuf_json_str(b, hi.key);
-		sbuf_printf(b, ",\"open\":%u,\"peak\":%u,\"waiting\":%u,\"throttles\":%llu,\"backoff\":%.1f}",
-			    hi.open, hi.peak, hi.waiting, (unsigned long long)hi.throttles,
-			    (double)hi.backoff_ms / 1000.0);
+		sbuf_printf(
+		    b,
+		    ",\"open\":%u,\"peak\":%u,\"waiting\":%u,\"throttles\":%llu,\"backoff\":%.1f}",
+		    hi.open, hi.peak, hi.waiting, (unsigned long long)hi.throttles,
+		    (double)hi.backoff_ms / 1000.0);
 	}
 	sbuf_add(b, "],\"history\":[", 13);
 	for (size_t i = 0; i < n; i++)
 		sbuf_printf(b, "%s[%.1f,%llu,%llu]", i ? "," : "", hist[i].t,
-			    (unsigned long long)hist[i].bytes, (unsigned long long)hist[i].msgs);
+		            (unsigned long long)hist[i].bytes, (unsigned long long)hist[i].msgs);
 	sbuf_add(b, "],\"rows\":[", 10);
 	if (v && v->accounts)
 		v->accounts(v->ud, one_acct, b);

@@ -52,8 +52,8 @@ static void mig_snap(void *ud, struct status_snap *s)
 	s->msgs_known = p.msgs_total;
 	s->eta_s = -1;
 	if (p.msgs_total && seen && secs > 1)
-		s->eta_s = p.msgs_total > seen ? (double)(p.msgs_total - seen) * secs / (double)seen
-		                                : 0;
+		s->eta_s =
+		    p.msgs_total > seen ? (double)(p.msgs_total - seen) * secs / (double)seen : 0;
 	s->hl = m->hl;
 	s->stats = &m->stats;
 }
@@ -92,9 +92,9 @@ int status_migrate(const struct cli *c, const char *title, struct loop *l, struc
 {
 	struct mig m = {.l = l, .sum = sum, .title = title};
 	struct status_opts so = {
-		.listen = c->status_listen,
-		.token_file = c->status_token_file,
-		.linger_s = c->status_linger,
+	    .listen = c->status_listen,
+	    .token_file = c->status_token_file,
+	    .linger_s = c->status_linger,
 	};
 	struct status_view v = {.ud = &m, .snap = mig_snap, .accounts = mig_accounts};
 	int rc;

@@ -14,12 +14,12 @@
 
 /* The Makefile makes the objects of this file depend on the .html. */
 __asm__(".section .rodata\n"
-	".global mf_status_page\n"
-	".type mf_status_page, @object\n"
-	"mf_status_page:\n"
-	".incbin \"engine/cli/status_page.html\"\n"
-	".byte 0\n"
-	".previous\n");
+        ".global mf_status_page\n"
+        ".type mf_status_page, @object\n"
+        "mf_status_page:\n"
+        ".incbin \"engine/cli/status_page.html\"\n"
+        ".byte 0\n"
+        ".previous\n");
 extern const char mf_status_page[];
 
 #define DATA_MARK "<!--MF-DATA-->"

@@ -43,7 +43,7 @@ static void accept_arm(struct listener *ls)
 }
 
 int listen_open(struct listener *ls, struct loop *l, const char *host, uint16_t port,
-		void (*on_accept)(struct listener *ls, int fd), void *ud, struct mf_error *err)
+                void (*on_accept)(struct listener *ls, int fd), void *ud, struct mf_error *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t slen;
@@ -176,7 +176,6 @@ void sconn_send(struct sconn *s, const void *buf, size_t n)
 	loop_bind(s->l, sqe, &s->w.op);
 	s->w.busy = 1;
 }
-
 
 static void cancel_op(struct sconn *s, struct sconn_op *o)
 {

@@ -26,7 +26,7 @@ struct listener {
 	struct loop_op op;
 	struct loop *l;
 	int fd;
-	int armed;	/* an accept is in flight */
+	int armed; /* an accept is in flight */
 	int closed;
 	/* A new connection (fd is the caller's), or res < 0: accept failed
 	 * (the listener goes on; -EMFILE and the like are transient). */
@@ -37,7 +37,7 @@ struct listener {
 /* Binds host (an IPv4 or IPv6 literal; NULL: 127.0.0.1) at port and
  * starts accepting: 0, or a negative errno with err naming the address. */
 int listen_open(struct listener *ls, struct loop *l, const char *host, uint16_t port,
-		void (*on_accept)(struct listener *ls, int fd), void *ud, struct mf_error *err);
+                void (*on_accept)(struct listener *ls, int fd), void *ud, struct mf_error *err);
 /* The port bound (useful with port 0). */
 uint16_t listen_port(const struct listener *ls);
 /* Stops accepting and closes the socket. The struct may go once

@@ -16,7 +16,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static enum http_req_status feed_all(struct http_req *q, const uint8_t *p, size_t n, size_t step,
-				     size_t *taken)
+                                     size_t *taken)
 {
 	enum http_req_status st = HTTP_REQ_MORE;
 	size_t off = 0, used;

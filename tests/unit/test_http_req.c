@@ -27,8 +27,9 @@ static enum http_req_status feed(const char *s, size_t step, size_t *taken)
 
 static void test_get(struct unit_ctx *u)
 {
-	const char *r = "GET /metrics?x=1 HTTP/1.1\r\nHost: h\r\nAuthorization:  Bearer t0k \r\n\r\n"
-			"GET / HTTP/1.1\r\n";
+	const char *r =
+	    "GET /metrics?x=1 HTTP/1.1\r\nHost: h\r\nAuthorization:  Bearer t0k \r\n\r\n"
+	    "GET / HTTP/1.1\r\n";
 	size_t taken;
 
 	for (size_t step = 0; step < 4; step++) {
@@ -45,9 +46,10 @@ static void test_variants(struct unit_ctx *u)
 	UNIT_CHECK(u, feed("\r\nHEAD / HTTP/1.0\n\n", 0, NULL) == HTTP_REQ_DONE);
 	UNIT_CHECK(u, q.method == HTTP_HEAD && q.keep_alive == 0 && !q.auth);
 	UNIT_CHECK(u, feed("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\n\r\n", 1,
-			   NULL) == HTTP_REQ_DONE && q.keep_alive == 0);
+	                   NULL) == HTTP_REQ_DONE &&
+	                  q.keep_alive == 0);
 	UNIT_CHECK(u, feed("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", 0, NULL) ==
-			  HTTP_REQ_DONE);
+	                  HTTP_REQ_DONE);
 	UNIT_CHECK(u, feed("GET / HTTP/1.1\r\nHost: h\r\n", 0, NULL) == HTTP_REQ_MORE);
 }
 
@@ -55,7 +57,7 @@ static void refused(struct unit_ctx *u, const char *r, int code)
 {
 	for (size_t step = 0; step < 3; step++) {
 		UNIT_CHECKF(u, feed(r, step, NULL) == HTTP_REQ_ERROR && q.error_code == code,
-			    "%s: step %zu: code %d, wanted %d", r, step, q.error_code, code);
+		            "%s: step %zu: code %d, wanted %d", r, step, q.error_code, code);
 		UNIT_CHECK(u, q.why && !strpbrk(q.why, "\r\n"));
 	}
 }
@@ -65,7 +67,7 @@ static void test_refused(struct unit_ctx *u)
 	refused(u, "POST / HTTP/1.1\r\nHost: h\r\n\r\n", 405);
 	refused(u, "DELETE /metrics HTTP/1.1\r\nHost: h\r\n\r\n", 405);
 	refused(u, "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505);
-	refused(u, "GET / HTTP/1.1\r\n\r\n", 400);			/* no Host */
+	refused(u, "GET / HTTP/1.1\r\n\r\n", 400); /* no Host */
 	refused(u, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
 	refused(u, "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", 400);
 	refused(u, "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
@@ -77,7 +79,7 @@ static void test_refused(struct unit_ctx *u)
 	refused(u, "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", 400);
 	refused(u, "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 400);
 	refused(u, "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n",
-		400);
+	        400);
 }
 
 static void test_nul_and_sizes(struct unit_ctx *u)
@@ -88,7 +90,7 @@ static void test_nul_and_sizes(struct unit_ctx *u)
 
 	http_req_init(&q);
 	UNIT_CHECK(u, http_req_feed(&q, nul, sizeof(nul) - 1, &used) == HTTP_REQ_ERROR &&
-			  q.error_code == 400);
+	                  q.error_code == 400);
 	/* a head that never ends: refused at the limit, however it arrives */
 	memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
 	memset(big + 19, 'a', sizeof(big) - 20);
@@ -106,9 +108,10 @@ static void test_dotdot_is_just_a_path(struct unit_ctx *u)
 {
 	/* not decoded, not normalised: the server compares with its list */
 	UNIT_CHECK(u, feed("GET /../etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n", 0, NULL) ==
-			  HTTP_REQ_DONE && !strcmp(q.path, "/../etc/passwd"));
+	                      HTTP_REQ_DONE &&
+	                  !strcmp(q.path, "/../etc/passwd"));
 	UNIT_CHECK(u, feed("GET /%2e%2e/ HTTP/1.1\r\nHost: h\r\n\r\n", 0, NULL) == HTTP_REQ_DONE &&
-			  !strcmp(q.path, "/%2e%2e/"));
+	                  !strcmp(q.path, "/%2e%2e/"));
 }
 
 int main(void)
