@@ -154,3 +154,6 @@ clean:
 
 .PHONY: all tools asan tsan fuzz fuzz-build deps test demo bench bench-full soak format clean install
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# the status page is built into status_page.o (.incbin)
+$(B)/release/engine/cli/status_page.o $(B)/asan/engine/cli/status_page.o $(B)/fuzz/obj/engine/cli/status_page.o: engine/cli/status_page.html

@@ -648,6 +648,7 @@ fi
 # tools take ~15 minutes together at 1,000); BULK_ACCOUNTS overrides
 BULK_ACCOUNTS=${BULK_ACCOUNTS:-$([ "$MODE" = full ] && echo 1000 || echo 200)} \
 	bench/bulk.sh "$OUT" || say "bench/bulk.sh failed (see $OUT/bulk)" >&2
+bench/status.sh # the status server's cost (--status): throughput, /metrics with 10,000 accounts
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"
 BENCH_OUT=$OUT bench/backup.sh "$MODE" # issue 19: backup, restore, export (its own Dovecot; appends to report.md)

@@ -37,6 +37,11 @@
 # Dovecot's. It replaces an installed exim4 (both are the
 # mail-transport-agent). libsasl2-modules brings the PLAIN and LOGIN
 # mechanisms its AUTH tests use (only a Recommends of libsasl2-2).
+#
+# prometheus (with promtool) and chromium: the status server's tests
+# (t_status*) check /metrics with promtool, scrape a run with a private
+# Prometheus and drive the page with headless Chromium. The system's
+# prometheus service (and its node exporter) is disabled like Dovecot's.
 set -euo pipefail
 
 # libclang-rt-14-dev holds libclang_rt.fuzzer and the sanitizer runtimes
@@ -46,7 +51,8 @@ PKGS=(build-essential pkg-config clang libclang-rt-14-dev
 	dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 procps man-db strace
 	cyrus-common sasl2-bin
 	libltdl7 libcourier-unicode4 libgamin0 gamin
-	postfix libsasl2-modules)
+	postfix libsasl2-modules
+	prometheus chromium)
 COURIER_DEBS=(courier-imap courier-base courier-authlib courier-authlib-userdb courier-authdaemon)
 TESTBED=${MAILFERRY_TESTBED_DIR:-/var/cache/mailferry-testbed}
 
@@ -225,6 +231,10 @@ fi
 if [ $postfix_new = 1 ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
 	as_root systemctl disable --now postfix.service >/dev/null 2>&1 || true
 	say "stopped and disabled the system's postfix service"
+fi
+# Private Prometheus instances only (t_status_prometheus).
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+	as_root systemctl disable --now prometheus.service prometheus-node-exporter.service >/dev/null 2>&1 || true
 fi
 # cyrus-common enables a cyrus-imapd service (which could not even run
 # without imapd): the test bed starts its own instances only.

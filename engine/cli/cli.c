@@ -86,6 +86,9 @@ enum {
 	OPT_SHARD,
 	OPT_SHARDS,
 	OPT_PROGRESS_INTERVAL,
+	OPT_STATUS,
+	OPT_STATUS_TOKEN,
+	OPT_STATUS_LINGER,
 };
 
 static const struct option long_opts[] = {
@@ -142,6 +145,9 @@ static const struct option long_opts[] = {
 	{"resume", no_argument, NULL, OPT_RESUME},
 	{"shard", required_argument, NULL, OPT_SHARD},
 	{"shards", required_argument, NULL, OPT_SHARDS},
+	{"status", required_argument, NULL, OPT_STATUS},
+	{"status-token-file", required_argument, NULL, OPT_STATUS_TOKEN},
+	{"status-linger", required_argument, NULL, OPT_STATUS_LINGER},
 	{"progress-interval", required_argument, NULL, OPT_PROGRESS_INTERVAL},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
@@ -450,6 +456,19 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			if (c->where || !extra)
 				return bad(c, "--threads is an option of mailferry run%s%s", "", "");
 			c->threads = parse_uint(c, optarg, 1, 1024, "--threads", &e);
+			break;
+		case OPT_STATUS:
+		case OPT_STATUS_TOKEN:
+		case OPT_STATUS_LINGER:
+			if (c->where)
+				return bad(c, "--status options are options of the whole run%s%s", "",
+				           "");
+			if (opt == OPT_STATUS)
+				c->status_listen = optarg;
+			else if (opt == OPT_STATUS_TOKEN)
+				c->status_token_file = optarg;
+			else
+				c->status_linger = parse_uint(c, optarg, 0, 86400, "--status-linger", &e);
 			break;
 		case OPT_POP3_DELETE: c->pop3_delete = 1; break;
 		case OPT_BATCH: c->batch = parse_uint(c, optarg, 1, JOB_BATCH_MAX, "--batch", &e); break;
@@ -802,6 +821,10 @@ static int cmd_migrate(int argc, char **argv)
 	}
 	if ((rc = cli_accounts(&c, argv[optind], argv[optind + 1])))
 		return rc;
+	if (!c.status_listen && (c.status_token_file || c.status_linger)) {
+		cli_forget(&c);
+		return bad(&c, "--status-token-file and --status-linger go with --status%s%s", "", "");
+	}
 	if (c.insecure)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "
 				    "path can read the passwords and the mail");
@@ -836,7 +859,16 @@ static int cmd_migrate(int argc, char **argv)
 	}
 	hostlimit_set_rate(o.hostlimit, c.max_bps);
 	mf_err_clear(&err);
-	rc = job_migrate(&loop, st, &o, &sum, &err);
+	if (c.status_listen) {
+		char title[600], a[280], b[280];
+
+		url_redact(argv[optind], a, sizeof(a));
+		url_redact(argv[optind + 1], b, sizeof(b));
+		snprintf(title, sizeof(title), "%s -> %s", a, b);
+		rc = status_migrate(&c, title, &loop, st, &o, &sum, &err);
+	} else {
+		rc = job_migrate(&loop, st, &o, &sum, &err);
+	}
 	if (rc < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		rc = 1;

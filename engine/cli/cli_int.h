@@ -64,6 +64,10 @@ struct cli {
 	unsigned shards;		/* --shards N (with JOB_COMPLETION_INDEX) */
 	unsigned progress_interval;	/* --progress-interval SECONDS (no TTY) */
 	int progress_given;		/* --progress / --no-progress was given */
+	/* run and migrate, not on an accounts line: the status server */
+	const char *status_listen;	/* --status ADDR:PORT */
+	const char *status_token_file;	/* --status-token-file F */
+	unsigned status_linger;		/* --status-linger SECONDS */
 	/* run: where the first configuration error of a line is copied (as
 	 * printed, without the "FILE:LINE: "), or NULL */
 	char *why;
@@ -98,6 +102,11 @@ int cli_password_file(const char *path, char *out, size_t cap, char *why, size_t
 
 /* check.c: --check, both logins and LISTs; the exit code of the class. */
 int cli_check(const struct job_opts *o);
+
+/* status_migrate.c: migrate --status: job_migrate with the status server
+ * beside the job (title: what the page calls the account, redacted). */
+int status_migrate(const struct cli *c, const char *title, struct loop *l, struct state *st,
+                   struct job_opts *o, struct job_summary *sum, struct mf_error *err);
 
 /* run.c */
 int cmd_run(int argc, char **argv);

@@ -6,10 +6,15 @@
  * (shards that overlap, or one report given twice) is named and counted
  * once, and the merge exits 2: the shards were not what they claimed.
  *
+ * `mailferry report show REPORT [--html OUT.html]`: one report as the
+ * table, or as the status page (status_page.c) with the report's data
+ * built in: static, no server, something an admin can mail to a customer.
+ *
  * Not for: the format (run_report.c), running anything.
  */
 #include "engine/cli/cli_int.h"
 #include "engine/cli/run_report.h"
+#include "engine/cli/status.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -86,6 +91,129 @@ static int usage_merge(void)
 	return 2;
 }
 
+/* ---- report show ------------------------------------------------------------ */
+
+struct show {
+	const struct run_report *rep;
+	struct run_totals t;
+	double seconds; /* the longest account: the run lasted at least that */
+};
+
+static void show_snap(void *ud, struct status_snap *s)
+{
+	struct show *sh = ud;
+
+	s->mode = "report";
+	s->title = sh->rep->accounts_file;
+	s->finished = 1;
+	s->elapsed_s = sh->seconds;
+	s->members = sh->t.accounts;
+	s->done = sh->t.done + sh->t.done_earlier;
+	s->failed = sh->t.failed + sh->t.bad_lines;
+	s->total.copied = sh->t.copied;
+	s->total.skipped = sh->t.skipped;
+	s->total.failed = sh->t.failed_msgs;
+	s->total.bytes = sh->t.bytes;
+	s->eta_s = 0;
+}
+
+static void show_accounts(void *ud, status_acct_fn fn, void *arg)
+{
+	struct show *sh = ud;
+	char a[RUN_ACCT_MAX * 4], b[RUN_ACCT_MAX * 4], name[RUN_ACCT_MAX * 8 + 8];
+	char err[RUN_ERR_MAX * 4];
+
+	for (size_t i = 0; i < sh->rep->nrows; i++) {
+		const struct run_row *r = &sh->rep->rows[i];
+		struct status_acct x;
+
+		memset(&x, 0, sizeof(x));
+		x.line = r->line;
+		x.exit = r->exit;
+		x.state = r->exit ? STATUS_FAILED : STATUS_DONE;
+		x.n.copied = r->copied;
+		x.n.skipped = r->skipped;
+		x.n.failed = r->failed;
+		x.n.bytes = r->bytes;
+		x.seconds = r->seconds;
+		/* a report file is input: escaped again */
+		mf_escape(r->src, strlen(r->src), a, sizeof(a));
+		mf_escape(r->dst, strlen(r->dst), b, sizeof(b));
+		snprintf(name, sizeof(name), "%s -> %s", a, b);
+		mf_escape(r->error, strlen(r->error), err, sizeof(err));
+		x.name = name;
+		x.error = err;
+		fn(arg, &x);
+	}
+}
+
+static int cmd_show(int argc, char **argv)
+{
+	struct run_report rep;
+	struct show sh;
+	struct status_view v = {.ud = &sh, .snap = show_snap, .accounts = show_accounts};
+	struct status_snap snap;
+	struct sbuf b = {0};
+	const char *html = NULL, *path = NULL;
+	FILE *f;
+	int rc;
+
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--html") && i + 1 < argc)
+			html = argv[++i];
+		else if (argv[i][0] != '-' && !path)
+			path = argv[i];
+		else
+			path = NULL, i = argc;
+	}
+	if (!path) {
+		fprintf(stderr, "usage: mailferry report show REPORT [--html OUT.html]\n");
+		return 2;
+	}
+	memset(&rep, 0, sizeof(rep));
+	memset(&sh, 0, sizeof(sh));
+	if (merge_one(path, &rep) < 0) {
+		run_report_free(&rep);
+		return 2;
+	}
+	run_rows_sort(rep.rows, rep.nrows);
+	sh.rep = &rep;
+	for (size_t i = 0; i < rep.nrows; i++) {
+		run_totals_add(&sh.t, &rep.rows[i]);
+		if (rep.rows[i].seconds > sh.seconds)
+			sh.seconds = rep.rows[i].seconds;
+	}
+	if (!html) {
+		run_table_head(stdout);
+		for (size_t i = 0; i < rep.nrows; i++)
+			run_table_row(stdout, &rep.rows[i]);
+		run_table_tail(stdout, &sh.t);
+		run_report_free(&rep);
+		return sh.t.exit;
+	}
+	memset(&snap, 0, sizeof(snap));
+	show_snap(&sh, &snap);
+	status_fmt_json(&b, &snap, &v, NULL, 0);
+	if (b.oom || !(f = fopen(html, "we"))) {
+		fprintf(stderr, "mailferry: cannot write %s: %s\n", html,
+		        b.oom ? "out of memory" : strerror(errno));
+		sbuf_free(&b);
+		run_report_free(&rep);
+		return 2;
+	}
+	rc = status_page_write(f, b.p, b.n);
+	if (fclose(f) || rc < 0) {
+		fprintf(stderr, "mailferry: writing %s failed\n", html);
+		rc = -1;
+	}
+	sbuf_free(&b);
+	run_report_free(&rep);
+	if (rc < 0)
+		return 2;
+	printf("wrote %s: %u accounts\n", html, sh.t.accounts);
+	return sh.t.exit;
+}
+
 int cmd_report(int argc, char **argv)
 {
 	struct run_report all;
@@ -95,6 +223,8 @@ int cmd_report(int argc, char **argv)
 	unsigned dups = 0;
 	FILE *out = NULL;
 
+	if (argc >= 2 && !strcmp(argv[1], "show"))
+		return cmd_show(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "merge"))
 		return usage_merge();
 	memset(&all, 0, sizeof(all));

@@ -185,6 +185,7 @@ static void run_record(struct run *r, const struct run_row *row, const struct ru
 	struct mf_error err;
 
 	run_totals_add(&r->totals, row);
+	run_status_record(r, row);
 	if (r->report) {
 		run_report_row(r->report, row, !r->report_rows++);
 		fflush(r->report);
@@ -489,6 +490,7 @@ static void acct_finished(struct acct *a, int rc, int refused)
 		run_progress_clear(r);
 		if (r->th)
 			loop_stop(&r->loop); /* its inbox would keep it running */
+		status_finish(r->status);
 	}
 }
 
@@ -518,6 +520,8 @@ static int acct_start(struct acct *a)
 	cli_job_opts(&a->c, &a->o);
 	a->o.label = a->label;
 	a->o.hostlimit = r->hl;
+	a->o.stats = &r->stats;
+	a->t0 = loop_now_ms(&r->loop);
 	if (job_opts_check(&a->o, &err) < 0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
 		acct_refused(a, 2, err.msg);
@@ -792,6 +796,12 @@ int cmd_run(int argc, char **argv)
 	}
 	if (base.threads > base.jobs)
 		base.threads = base.jobs; /* a loop with no account to run is no use */
+	if (base.status_listen && base.threads > 1) {
+		/* the status server reads the running accounts live, on the
+		 * main loop: one loop for now */
+		mf_log(MF_LOG_INFO, "run: --status runs the accounts on one loop (--threads 1)");
+		base.threads = 1;
+	}
 	if (base.threads > 1 && (rc = run_threads_start(r, base.threads)) < 0) {
 		fprintf(stderr, "mailferry: cannot start %u threads: %s\n", base.threads,
 		        strerror(-rc));
@@ -805,8 +815,15 @@ int cmd_run(int argc, char **argv)
 	if (S_ISREG(st.st_mode))
 		r->members = count_members(r);
 	r->t0 = loop_now_ms(&r->loop);
+	if ((rc = run_status_start(r))) {
+		hostlimit_free(r->hl);
+		loop_free(&r->loop);
+		goto out_report;
+	}
 	run_fill(r);
-	if (r->running && (rc = loop_run(&r->loop)) < 0)
+	if (!r->running)
+		status_finish(r->status);
+	if ((r->running || r->status) && (rc = loop_run(&r->loop)) < 0)
 		mf_log(MF_LOG_ERROR, "event loop failed: %s", strerror(-rc));
 	run_threads_stop(r);
 	if (r->running) {
@@ -827,6 +844,7 @@ int cmd_run(int argc, char **argv)
 		                    "host",
 		       base.max_per_host, hostlimit_peak(r->hl));
 	cli_hosts_log(r->hl);
+	run_status_free(r);
 	if (base.json) {
 		printf("{\"event\":\"run_summary\",\"accounts\":%u,\"ok\":%u,\"failed\":%u,"
 		       "\"bad_lines\":%u,\"done_earlier\":%u,\"messages_copied\":%llu,"

@@ -14,6 +14,7 @@
 #include "engine/cli/cli_int.h"
 #include "engine/cli/run_journal.h"
 #include "engine/cli/run_report.h"
+#include "engine/cli/status.h"
 #include "engine/runtime/loop.h"
 
 /* Rows kept for the table at the end (the report file has them all). */
@@ -103,6 +104,14 @@ struct run {
 	int mu_init;
 	struct acct *doneq, *donetail;
 	struct loop_task done_task;
+	/* --status (run_status.c): the server, and what it shows of the
+	 * accounts that finished (the running ones are read live) */
+	struct status *status;
+	struct job_stats stats;
+	struct run_status_row *srows;
+	size_t nsrows, csrows;
+	struct status_counts scls[STATUS_CLASSES];
+	unsigned scls_acc[STATUS_CLASSES];
 };
 
 /* run_threads.c: N worker loops on threads of their own, sharing r->hl;
@@ -130,5 +139,16 @@ void run_acct_back(struct acct *a);
 void run_on_progress(struct loop *l, struct loop_timer *t);
 /* Clears the live display before a line is printed for good. */
 void run_progress_clear(struct run *r);
+/* Messages copied and bytes (finished and running accounts), bytes per
+ * second, the messages the running accounts' mailboxes hold; returns the
+ * ETA in seconds, or -1 if it cannot be told. */
+double run_progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, double *rate,
+                            uint64_t *known);
+
+/* run_status.c: --status for `run`. Starts the server (0, or 2 with the
+ * reason printed); records a finished account for it; frees it all. */
+int run_status_start(struct run *r);
+void run_status_record(struct run *r, const struct run_row *row);
+void run_status_free(struct run *r);
 
 #endif

@@ -26,9 +26,9 @@ static void fmt_eta(char *out, size_t cap, double secs)
 /* Totals now: messages and bytes of finished and running accounts, and an
  * ETA from the rate so far and what is left to do (the messages the running
  * accounts' mailboxes hold, and the accounts not started, at the average
- * of those finished). */
-static void progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, double *rate,
-                             char *eta, size_t etacap)
+ * of those finished): seconds, or -1 if unknown. */
+double run_progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, double *rate,
+                            uint64_t *known)
 {
 	double secs = (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0;
 	uint64_t left = 0, done_this = 0, fin_msgs = 0;
@@ -37,6 +37,7 @@ static void progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, dou
 
 	*msgs = r->total.copied;
 	*bytes = r->total.bytes;
+	*known = 0;
 	fin_msgs = r->total.copied + r->total.skipped + r->total.failed;
 	done_this = fin_msgs;
 	for (struct acct *a = r->active; a; a = a->next) {
@@ -47,21 +48,25 @@ static void progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, dou
 		*bytes += a->vsum.bytes;
 		done_this += seen;
 		p = a->vprog;
+		*known += p.msgs_total;
 		left += p.msgs_total > seen ? p.msgs_total - seen : 0;
 	}
-	if (!r->members) {
-		fmt_eta(eta, etacap, -1);
-		*rate = secs > 0 ? (double)*bytes / secs : 0;
-		return;
-	}
+	*rate = secs > 0 ? (double)*bytes / secs : 0;
+	if (!r->members)
+		return -1;
 	if (r->members > started && fin)
 		left += (uint64_t)((double)fin_msgs / fin * (r->members - started));
-	*rate = secs > 0 ? (double)*bytes / secs : 0;
 	if (r->members > started && !fin)
-		fmt_eta(eta, etacap, -1);
-	else
-		fmt_eta(eta, etacap, secs > 1 && done_this ? (double)left * secs / (double)done_this
-		                                           : (left ? -1 : 0));
+		return -1;
+	return secs > 1 && done_this ? (double)left * secs / (double)done_this : (left ? -1 : 0);
+}
+
+static void progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, double *rate,
+                             char *eta, size_t etacap)
+{
+	uint64_t known;
+
+	fmt_eta(eta, etacap, run_progress_numbers(r, msgs, bytes, rate, &known));
 }
 
 /* The accounts this run takes, or "?" (read from a pipe). */

@@ -36,6 +36,7 @@ struct hostlimit_host {
 	unsigned waiting;	/* legs of queued requests */
 	int blocked;		/* pump(): an earlier request waits for it */
 	uint64_t paused_until;	/* loop ms */
+	uint64_t throttles;	/* throttling signals seen (status metrics) */
 	struct loop_timer timer;	/* the pause's end, while requests wait */
 	/* --max-bytes-per-second: the bucket, in byte-milliseconds (a byte
 	 * is 1000), refilled at rate per ms of the loop's clock */
@@ -493,6 +494,7 @@ void hostlimit_throttle(struct hostlimit *hl, const char *key, uint64_t ms, cons
 	pthread_mutex_lock(&hl->mu);
 	if ((h = host_get(hl, key))) {
 		now = now_ms();
+		h->throttles++;
 		if (h->paused_until <= now)
 			mf_log(MF_LOG_INFO, "host %s throttles (%s): new connections to it wait %.1f s",
 			       h->key, why, (double)ms / 1000.0);
@@ -629,5 +631,26 @@ void hostlimit_stat(const struct hostlimit *hl, size_t i, struct hostlimit_stat 
 	out->ms = h->started ? h->last_ms - h->first_ms : 0;
 	out->paused_ms = h->paused_ms;
 	out->peak = h->peak;
+	pthread_mutex_unlock((pthread_mutex_t *)&hl->mu);
+}
+
+size_t hostlimit_hosts(const struct hostlimit *hl)
+{
+	return hostlimit_nhosts(hl);
+}
+
+void hostlimit_host_info(const struct hostlimit *hl, size_t i, struct hostlimit_info *out)
+{
+	const struct hostlimit_host *h;
+	uint64_t now = now_ms();
+
+	pthread_mutex_lock((pthread_mutex_t *)&hl->mu);
+	h = hl->h[i];
+	out->key = h->key;
+	out->open = h->open;
+	out->peak = h->peak;
+	out->waiting = h->waiting;
+	out->throttles = h->throttles;
+	out->backoff_ms = h->paused_until > now ? h->paused_until - now : 0;
 	pthread_mutex_unlock((pthread_mutex_t *)&hl->mu);
 }

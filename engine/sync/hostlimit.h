@@ -139,4 +139,15 @@ struct hostlimit_stat {
 size_t hostlimit_nhosts(const struct hostlimit *hl);
 void hostlimit_stat(const struct hostlimit *hl, size_t i, struct hostlimit_stat *out);
 
+/* What the status server shows per host (engine/cli/status*): the hosts
+ * seen so far, i < hostlimit_hosts(); key stays valid while hl lives. */
+struct hostlimit_info {
+	const char *key;
+	unsigned open, peak, waiting;
+	uint64_t throttles;	/* throttling signals seen */
+	uint64_t backoff_ms;	/* what is left of the current pause */
+};
+size_t hostlimit_hosts(const struct hostlimit *hl);
+void hostlimit_host_info(const struct hostlimit *hl, size_t i, struct hostlimit_info *out);
+
 #endif

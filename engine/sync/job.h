@@ -104,6 +104,19 @@ struct job_opts {
 	/* --max-per-host: connections per server host, shared by every job
 	 * on the loop (hostlimit.h; the caller owns it), or NULL: no cap */
 	struct hostlimit *hostlimit;
+	/* State commit latencies of every job on the loop, for the status
+	 * server's histogram (the caller owns it), or NULL */
+	struct job_stats *stats;
+};
+
+/* Upper bounds (seconds) of the state commit latency buckets; the last
+ * bucket is +Inf. */
+#define JOB_COMMIT_BUCKETS 12
+extern const double job_commit_bounds[JOB_COMMIT_BUCKETS];
+struct job_stats {
+	uint64_t commit_le[JOB_COMMIT_BUCKETS + 1];	/* not cumulative; [N] = +Inf */
+	uint64_t commits;
+	double commit_seconds;	/* sum */
 };
 
 struct job_summary {

@@ -7,6 +7,8 @@
  */
 #include "engine/sync/job_int.h"
 
+#include <time.h>
+
 /* ---- test hook ------------------------------------------------------------ */
 
 /* TEST ONLY. MAILFERRY_TEST_FAIL=SITE:N (read once at job start) makes the
@@ -118,6 +120,10 @@ void mailbox_fail(struct worker *w, const char *who, uint32_t uid, const char *f
 	mailbox_finish(w);
 }
 
+const double job_commit_bounds[JOB_COMMIT_BUCKETS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+};
+
 int job_commit(struct job *j)
 {
 	struct mf_error e;
@@ -130,6 +136,21 @@ int job_commit(struct job *j)
 		state_abort(j->st);
 		mf_err_set(&e, -ENOSPC, "state commit: No space left on device (test)");
 		rc = -ENOSPC;
+	} else if (j->o->stats) {
+		struct timespec t0, t1;
+		struct job_stats *js = j->o->stats;
+		double d;
+		size_t k = 0;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		rc = state_commit(j->st, &e);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		d = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		while (k < JOB_COMMIT_BUCKETS && d > job_commit_bounds[k])
+			k++;
+		js->commit_le[k]++;
+		js->commits++;
+		js->commit_seconds += d;
 	} else {
 		rc = state_commit(j->st, &e);
 	}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# bench/status.sh — what the status server (--status) costs a run.
+#   1. throughput: a bulk `mailferry run` of BENCH_STATUS_ACCOUNTS accounts
+#      (default 4, corpus profile BENCH_STATUS_PROFILE, default demo:
+#      ~2,500 messages each) from a private Dovecot into fresh accounts,
+#      without --status, then with --status and a client polling
+#      /api/status ten times a second; BENCH_RUNS (default 3) of each,
+#      interleaved. Medians of the wall time and MB/s, and the difference
+#      (the goal: within 2 %).
+#   2. /metrics and /api/status with 10,000 accounts in the run (lines
+#      whose server refuses the connection: they finish at once and are
+#      all listed): the median time to serve each of 20 requests (the goal
+#      for /metrics: under 50 ms).
+# Prints the rows and writes them as JSON lines to bench/results/status-DATE.jsonl.
+# Called from bench/run.sh; runs alone too: bench/status.sh.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+BIN=${BENCH_BIN:-$ROOT/build/release}
+RUNS=${BENCH_RUNS:-3}
+NA=${BENCH_STATUS_ACCOUNTS:-4}
+PROFILE=${BENCH_STATUS_PROFILE:-demo}
+mkdir -p bench/results
+RES=$ROOT/bench/results/status-$(date +%Y%m%d-%H%M%S).jsonl
+say() { echo "bench-status: $*"; }
+[ -x "$BIN/mailferry" ] && [ -x "$BIN/bench/corpus" ] || { say "build first (make)"; exit 1; }
+
+W=$(mktemp -d /tmp/mf-bench-status.XXXXXX)
+chmod 711 "$W"
+DV=$W/dv
+POLL=
+cleanup() {
+	[ -n "$POLL" ] && kill "$POLL" 2>/dev/null
+	scripts/dovecot.sh stop "$DV" >/dev/null 2>&1
+	rm -rf "$W"
+}
+trap cleanup EXIT
+users=""
+for i in $(seq 1 "$NA"); do users="$users s$i d$i"; done
+scripts/dovecot.sh start "$DV" --port-base "${BENCH_STATUS_PORT_BASE:-18500}" --users "$users" \
+	--max-conn 200 >"$W/dv.log" 2>&1 || { say "dovecot did not start: $(tail -n 3 "$W/dv.log")"; exit 1; }
+# shellcheck disable=SC1091
+. "$DV/env"
+for i in $(seq 1 "$NA"); do
+	"$BIN/bench/corpus" --out "$MAIL_ROOT/s$i/Maildir" --profile "$PROFILE" --seed "$((100 + i))" >/dev/null
+done
+scripts/dovecot.sh fixperms "$DV"
+ACC=$W/accounts.txt
+for i in $(seq 1 "$NA"); do
+	echo "imap://s$i@127.0.0.1:$IMAP_PORT imap://d$i@127.0.0.1:$IMAP_PORT --src-password-file $DV/pw/s$i --dst-password-file $DV/pw/d$i"
+done >"$ACC"
+chmod 600 "$ACC"
+
+poller() { # PORT: GET /api/status every 100 ms until killed
+	exec python3 - "$1" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+while True:
+    t = time.time()
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        while s.recv(65536):
+            pass
+        s.close()
+    except OSError:
+        pass
+    time.sleep(max(0, 0.1 - (time.time() - t)))
+PY
+}
+
+one() { # MODE RUN: prints "seconds bytes"
+	local mode=$1 r=$2 t0 t1 port extra=() i
+	for i in $(seq 1 "$NA"); do rm -rf "$MAIL_ROOT/d$i/Maildir"; done
+	rm -rf "$W/state"
+	[ "$mode" = status ] && extra=(--status 127.0.0.1:0)
+	sync
+	t0=$(date +%s.%N)
+	"$BIN/mailferry" run "$ACC" --jobs "$NA" --state "$W/state" --ca-file "$CA_FILE" --json --no-progress "${extra[@]}" \
+		>"$W/run.out" 2>"$W/run.err" &
+	local pid=$!
+	if [ "$mode" = status ]; then
+		for i in $(seq 1 200); do
+			port=$(sed -n 's|.*status: http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$W/run.err" | head -n 1)
+			[ -n "$port" ] && break
+			sleep 0.01
+		done
+		poller "$port" &
+		POLL=$!
+	fi
+	wait "$pid"
+	t1=$(date +%s.%N)
+	[ -n "$POLL" ] && { kill "$POLL" 2>/dev/null; wait "$POLL" 2>/dev/null; POLL=; }
+	local b
+	b=$(grep '"event":"run_summary"' "$W/run.out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])' 2>/dev/null)
+	echo "$(python3 -c "print($t1 - $t0)") ${b:-0}"
+}
+
+declare -a T_OFF T_ON
+for r in $(seq 1 "$RUNS"); do
+	for mode in plain status; do
+		read -r s b < <(one "$mode" "$r")
+		say "run $r $mode: $s s, $b bytes"
+		echo "{\"scenario\":\"status-throughput\",\"mode\":\"$mode\",\"run\":$r,\"seconds\":$s,\"bytes\":$b}" >>"$RES"
+		if [ "$mode" = plain ]; then T_OFF+=("$s"); else T_ON+=("$s"); fi
+		BYTES=$b
+	done
+done
+python3 - "$BYTES" "${T_OFF[*]}" "${T_ON[*]}" <<'PY'
+import statistics, sys
+b = float(sys.argv[1]); off = [float(x) for x in sys.argv[2].split()]; on = [float(x) for x in sys.argv[3].split()]
+mo, mn = statistics.median(off), statistics.median(on)
+print("bench-status: throughput without --status: median %.2f s, %.1f MB/s" % (mo, b / mo / 1e6))
+print("bench-status: with --status + 10 Hz /api/status poller: median %.2f s, %.1f MB/s (%+.1f %% time)" % (mn, b / mn / 1e6, 100 * (mn - mo) / mo))
+PY
+
+# ---- /metrics and /api/status with 10,000 accounts ----
+for i in $(seq 1 10000); do
+	echo "imap://u$i@127.0.0.1:1?starttls=no imap://v$i@127.0.0.1:1?starttls=no"
+done >"$W/many.txt"
+chmod 600 "$W/many.txt"
+MAILFERRY_SRC_PASSWORD=x MAILFERRY_DST_PASSWORD=y "$BIN/mailferry" run "$W/many.txt" --jobs 100 \
+	--state "$W/state-many" --no-progress -q --status 127.0.0.1:0 --status-linger 120 \
+	>/dev/null 2>"$W/many.err" &
+MPID=$!
+for i in $(seq 1 200); do
+	port=$(sed -n 's|.*status: http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$W/many.err" | head -n 1)
+	[ -n "$port" ] && break
+	sleep 0.05
+done
+# -q hides the info line: ask the kernel which port the process listens on
+[ -z "$port" ] && port=$(ss -ltnpH 2>/dev/null | grep "pid=$MPID," | sed -n 's/.*127.0.0.1:\([0-9]*\) .*/\1/p' | head -n 1)
+for i in $(seq 1 600); do
+	curl -s "http://127.0.0.1:$port/metrics" | grep -q '^mailferry_finished 1' && break
+	sleep 0.2
+done
+for path in /metrics /api/status; do
+	ts=()
+	for k in $(seq 1 20); do
+		ts+=("$(curl -s -o "$W/body" -w '%{time_total}' "http://127.0.0.1:$port$path")")
+	done
+	sz=$(wc -c <"$W/body")
+	python3 - "$path" "$sz" "${ts[*]}" "$RES" <<'PY'
+import json, statistics, sys
+path, sz, ts, res = sys.argv[1], int(sys.argv[2]), [float(x) * 1000 for x in sys.argv[3].split()], sys.argv[4]
+m = statistics.median(ts)
+print("bench-status: %s with 10,000 accounts: median %.1f ms (max %.1f), %d bytes" % (path, m, max(ts), sz))
+open(res, "a").write(json.dumps({"scenario": "status-10k", "path": path, "median_ms": m, "max_ms": max(ts), "bytes": sz}) + "\n")
+PY
+done
+kill "$MPID" 2>/dev/null
+wait "$MPID" 2>/dev/null
+say "results: $RES"

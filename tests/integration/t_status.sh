@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# mailferry run --status: the status server on the run's own loop, against
+# a private Dovecot (behind a delay proxy, so the run lasts). While eight
+# accounts copy, the server is probed with what a hostile or careless
+# client sends: a path with "..", a 100 KiB header, POST, a client that
+# sends half a request and waits, 1,000 connections at once. Each gets
+# its refusal (404, 431, 405, closed, 503), the server still answers
+# afterwards, and the copy is exact. /metrics passes `promtool check
+# metrics` and its final mailferry_messages_copied_total equals the run's
+# summary; /api/status names the failing account's error and no password.
+# migrate --status with --status-token-file: 401 without the bearer token
+# or with a wrong one, 200 with it; a non-loopback address without a token
+# file, and --status on an accounts line, are refused (exit 2).
+. "$(dirname "$0")/lib.sh"
+
+PROBE="python3 $ROOT/tests/integration/http_probe.py"
+N=8
+users=""
+for i in $(seq 1 $N); do users="$users s$i d$i"; done
+dv_start A --users "$users" || { not_ok dovecot "start failed"; exit 1; }
+for i in $(seq 1 $N); do
+	corpus A "s$i" tiny "$((60 + i))" || { not_ok corpus "generation failed"; exit 1; }
+done
+delay_proxy "$A_IMAP_PORT" --delay 10 || { not_ok proxy "start failed"; exit 1; }
+PW=$A_DIR/pw
+H=127.0.0.1
+P=$PROXY_PORT
+MAILDIR() { echo "$A_DIR/mail/$1/Maildir"; }
+ACC=$T_TMP/accounts.txt
+{
+	for i in $(seq 1 $N); do
+		echo "imap://s$i@$H:$P imap://d$i@$H:$P --src-password-file $PW/s$i --dst-password-file $PW/d$i"
+	done
+	# the failing account: a destination user the server does not know
+	echo "imap://s2@$H:$P imap://nobody@$H:$P --src-password-file $PW/s2 --dst-password-file $PW/d1"
+} >"$ACC"
+chmod 600 "$ACC"
+
+# the port: from the "status: http://127.0.0.1:PORT/" line
+status_port() { # ERRFILE PID
+	local i
+	for i in $(seq 1 200); do
+		SP=$(sed -n 's|.*status: http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$1" | head -n 1)
+		[ -n "$SP" ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+t_spawn "$MF" run "$ACC" --jobs 3 --state "$T_TMP/state" --ca-file "$A_CA_FILE" --json \
+	--no-progress --status 127.0.0.1:0 --status-linger 45 >"$T_TMP/run.out" 2>"$T_TMP/run.err"
+RUN_PID=$T_LAST_PID
+status_port "$T_TMP/run.err" "$RUN_PID" || { not_ok status-listens "$(tail -n 2 "$T_TMP/run.err")"; exit 1; }
+ok "status-listens (port $SP)"
+# half a request, then nothing: closed by the server's timer (10 s); in
+# the background, while the rest goes on
+$PROBE slow "$SP" >"$T_TMP/slow.out" 2>&1 &
+SLOW_PID=$!
+
+$PROBE get "$SP" /metrics >"$T_TMP/m1" 2>&1
+if head -n 1 "$T_TMP/m1" | grep -qx 200 && tail -n +2 "$T_TMP/m1" | promtool check metrics >"$T_TMP/promtool.out" 2>&1; then
+	ok metrics-promtool-check
+else
+	not_ok metrics-promtool-check "$(head -n 1 "$T_TMP/m1") $(tail -n 3 "$T_TMP/promtool.out" | tr '\n' ' ')"
+fi
+for m in mailferry_messages_copied_total mailferry_copied_bytes_total 'mailferry_accounts{state="running"}' \
+	'mailferry_connections_open{host=' mailferry_throttle_events_total mailferry_retries_total \
+	mailferry_state_commit_duration_seconds_bucket mailferry_resident_memory_peak_bytes; do
+	grep -qF "$m" "$T_TMP/m1" || { not_ok "metrics-has-$m" "missing"; continue; }
+done
+ok metrics-families
+
+probe_code() { # NAME WANT CODE
+	[ "$3" = "$2" ] && ok "$1" || not_ok "$1" "got $3, wanted $2"
+}
+probe_code http-dotdot-404 404 "$(printf 'GET /../../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n' | $PROBE raw "$SP")"
+probe_code http-dotdot-escaped-404 404 "$(printf 'GET /%%2e%%2e/%%2e%%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n' | $PROBE raw "$SP")"
+probe_code http-metrics-dotdot-404 404 "$(printf 'GET /api/../metrics HTTP/1.1\r\nHost: x\r\n\r\n' | $PROBE raw "$SP")"
+probe_code http-post-405 405 "$(printf 'POST /api/status HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi' | $PROBE raw "$SP")"
+probe_code http-garbage-400 400 "$(printf 'hello\r\n\r\n' | $PROBE raw "$SP")"
+probe_code http-head-200 200 "$(printf 'HEAD / HTTP/1.1\r\nHost: x\r\n\r\n' | $PROBE raw "$SP")"
+r=$($PROBE bighead "$SP")
+[ "$r" = 431 ] || [ "$r" = closed ] && ok "http-huge-header-refused ($r)" || not_ok http-huge-header-refused "got $r"
+
+# 1,000 connections at once while the accounts copy: at most 64 held, the
+# rest answered 503; then the server answers as before
+f=$($PROBE flood "$SP" 1000)
+held=${f##*open=}
+[ "$held" -le 64 ] && ok "http-flood-1000 ($f)" || not_ok http-flood-1000 "$f"
+probe_code http-after-flood-200 200 "$($PROBE get "$SP" /api/status | head -n 1)"
+wait "$SLOW_PID"
+r=$(cat "$T_TMP/slow.out")
+[ "${r#* }" = closed ] && ok "http-slow-client-closed (after ${r% *} s)" || not_ok http-slow-client-closed "$r"
+
+# the run ends; the server lingers with the final numbers
+fin=""
+for i in $(seq 1 600); do
+	$PROBE get "$SP" /api/status >"$T_TMP/s.json" 2>/dev/null
+	fin=$(tail -n +2 "$T_TMP/s.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["finished"])' 2>/dev/null)
+	[ "$fin" = True ] && break
+	kill -0 "$RUN_PID" 2>/dev/null || break
+	sleep 0.2
+done
+[ "$fin" = True ] && ok status-finished || not_ok status-finished "no finished status (run $(kill -0 "$RUN_PID" 2>/dev/null && echo alive || echo gone))"
+$PROBE get "$SP" /metrics >"$T_TMP/m2" 2>&1
+tail -n +2 "$T_TMP/s.json" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+rows = d["rows"]
+assert len(rows) == 9, len(rows)
+bad = [r for r in rows if r["state"] == "failed"]
+assert len(bad) == 1 and bad[0]["line"] == 9 and "nobody@" in bad[0]["error"], bad
+assert d["accounts"]["done"] == 8 and d["accounts"]["failed"] == 1, d["accounts"]
+assert d["hosts"] and d["hosts"][0]["host"].endswith(":'"$P"'"), d["hosts"]
+' 2>"$T_TMP/json.err" && ok api-status-rows-and-error || not_ok api-status-rows-and-error "$(tail -n 1 "$T_TMP/json.err")"
+grep -q 'pw-\|secret' "$T_TMP/s.json" "$T_TMP/m2" && not_ok status-no-secrets "a password was served" || ok status-no-secrets
+
+wait "$RUN_PID"
+rc=$?
+[ "$rc" = 4 ] && ok "run-exit-4 (the refused login)" || not_ok run-exit-4 "exit $rc: $(tail -n 2 "$T_TMP/run.err")"
+for i in $(seq 1 $N); do
+	"$BENCH_BIN/compare" "$(MAILDIR "s$i")" "$(MAILDIR "d$i")" >/dev/null 2>&1 || { not_ok "exact-under-load-s$i" "differs"; continue; }
+done
+ok exact-under-load
+want=$(grep '"event":"run_summary"' "$T_TMP/run.out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages_copied"])')
+got=$(sed -n 's/^mailferry_messages_copied_total //p' "$T_TMP/m2")
+[ -n "$want" ] && [ "$want" = "$got" ] && [ "$want" -gt 0 ] && ok "metrics-match-summary ($got)" ||
+	not_ok metrics-match-summary "metrics $got, summary $want"
+
+# bearer token: migrate --status with a token file (a re-run: nothing to copy)
+TOK=$T_TMP/token
+echo "t0ken-$RANDOM$RANDOM" >"$TOK"
+chmod 600 "$TOK"
+t_spawn "$MF" migrate "imap://s1@$H:$A_IMAP_PORT" "imap://d1@$H:$A_IMAP_PORT" --src-password-file "$PW/s1" \
+	--dst-password-file "$PW/d1" --state "$T_TMP/mstate" --status 127.0.0.1:0 --status-token-file "$TOK" \
+	--status-linger 10 >"$T_TMP/mig.out" 2>"$T_TMP/mig.err"
+MIG_PID=$T_LAST_PID
+if status_port "$T_TMP/mig.err" "$MIG_PID"; then
+	probe_code token-missing-401 401 "$($PROBE get "$SP" /metrics | head -n 1)"
+	probe_code token-wrong-401 401 "$($PROBE get "$SP" /metrics wrong-token | head -n 1)"
+	probe_code token-page-401 401 "$($PROBE get "$SP" / | head -n 1)"
+	probe_code token-right-200 200 "$($PROBE get "$SP" /metrics "$(cat "$TOK")" | head -n 1)"
+	$PROBE get "$SP" /api/status "$(cat "$TOK")" | tail -n +2 | grep -q '"mode":"migrate"' &&
+		ok migrate-status-json || not_ok migrate-status-json "no migrate status"
+	grep -qF "$(cat "$TOK")" "$T_TMP/mig.err" && not_ok token-not-logged "the token was printed" || ok token-not-logged
+else
+	not_ok migrate-status-listens "$(tail -n 2 "$T_TMP/mig.err")"
+fi
+kill "$MIG_PID" 2>/dev/null
+
+expect_exit status-non-loopback-needs-token 2 "$MF" run "$ACC" --state "$T_TMP/state" --status 0.0.0.0:0
+grep -q "needs --status-token-file" "$T_TMP/last.err" && ok status-non-loopback-says-why ||
+	not_ok status-non-loopback-says-why "$(tail -n 1 "$T_TMP/last.err")"
+echo "imap://s1@$H:$P imap://d1@$H:$P --status 127.0.0.1:0" >"$T_TMP/line.txt"
+expect_exit status-on-a-line-refused 2 "$MF" run "$T_TMP/line.txt" --state "$T_TMP/state"
