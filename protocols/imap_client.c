@@ -1235,11 +1235,15 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 	return 0;
 }
 
+/* LOGOUT answered: the session ends when the server closes the connection
+ * (RFC 3501 §6.1.3: it closes after the OK), not at the OK, so that a slot
+ * of --max-per-host is free only once the server's side is gone; a server
+ * that keeps it open is left after 2 s (on_conn_error in ST_LOGOUT). */
 static void logout_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	(void)cmd;
 	(void)r;
-	client_shutdown(c);
+	conn_set_deadline(&c->conn, 2000, "closing after LOGOUT");
 }
 
 void imap_client_logout(struct imap_client *c)

@@ -520,7 +520,9 @@ static int acct_start(struct acct *a)
 	cli_job_opts(&a->c, &a->o);
 	a->o.label = a->label;
 	a->o.hostlimit = r->hl;
-	a->o.stats = &r->stats;
+	/* the commit histogram (--status only: it then runs on one loop, so
+	 * the accounts never write it from two threads) */
+	a->o.stats = r->status ? &r->stats : NULL;
 	a->t0 = loop_now_ms(&r->loop);
 	if (job_opts_check(&a->o, &err) < 0) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);

@@ -89,7 +89,7 @@ c=$(copied)
 # while it waits (TCP_QUICKACK): seen here in the system calls, not timed
 # (the time per message is the bench's initial-courier row). Without TLS,
 # one mailbox on one connection.
-expect_exit to-courier-plain 0 strace -f -qq -e trace=setsockopt -o "$T_TMP/strace.txt" \
+expect_exit to-courier-plain 0 env ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 strace -f -qq -e trace=setsockopt -o "$T_TMP/strace.txt" \
 	"$MF" migrate "$SRC" "imap://ndst@127.0.0.1:$C_IMAP_PORT?starttls=no" \
 	--src-password-file "$A_DIR/pw/src" --dst-password-file "$C_DIR/pw/ndst" "${COMMON[@]}" \
 	--state "$T_TMP/st0" --connections 1
@@ -248,7 +248,7 @@ done
 fake_log() { cat "$T_TMP"/fake_imap.*.out.err 2>/dev/null; }
 fake_reset() { kill "$T_LAST_PID" 2>/dev/null; wait "$T_LAST_PID" 2>/dev/null; rm -f "$T_TMP"/fake_imap.*; }
 fake_imap none --capabilities "IMAP4rev1 ID ENABLE NAMESPACE UIDPLUS" --strict-literals \
-	--mailbox-8bit 'Bücher' --max-seconds 300
+	--mailbox-8bit 'Bücher' --max-seconds 300 --linger 120
 FK=(--src-password-file "$C_DIR/pw/rsrc" --dst-password-file "$A_DIR/pw/kback" "${ALL[@]}" --folder 'Bücher' --timeout 10)
 expect_exit name-literal-dry-run 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" "imap://kback@127.0.0.1:$A_IMAP_PORT" \
 	"${FK[@]}" --state "$T_TMP/st11" --dry-run
