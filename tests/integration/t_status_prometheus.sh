@@ -17,7 +17,7 @@ dv_start A --users "$users" || { not_ok dovecot "start failed"; exit 1; }
 for i in $(seq 1 $N); do
 	corpus A "s$i" tiny "$((20 + i))" || { not_ok corpus "generation failed"; exit 1; }
 done
-delay_proxy "$A_IMAP_PORT" --delay 25 || { not_ok proxy "start failed"; exit 1; }
+delay_proxy "$A_IMAP_PORT" --delay 40 || { not_ok proxy "start failed"; exit 1; }
 PW=$A_DIR/pw
 H=127.0.0.1
 P=$PROXY_PORT
@@ -26,19 +26,11 @@ for i in $(seq 1 $N); do
 	echo "imap://s$i@$H:$P imap://d$i@$H:$P --src-password-file $PW/s$i --dst-password-file $PW/d$i"
 done >"$ACC"
 
-# mailferry first (its port is only known then), Prometheus right after
-t_spawn "$MF_REL" run "$ACC" --jobs 2 --state "$T_TMP/state" --ca-file "$A_CA_FILE" --json \
-	--no-progress --status 127.0.0.1:0 --status-linger 6 >"$T_TMP/run.out" 2>"$T_TMP/run.err"
-RUN_PID=$T_LAST_PID
-SP=""
-for i in $(seq 1 200); do
-	SP=$(sed -n 's|.*status: http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$T_TMP/run.err" | head -n 1)
-	[ -n "$SP" ] && break
-	sleep 0.05
-done
-[ -n "$SP" ] && ok "status-listens ($SP)" || { not_ok status-listens "$(tail -n 2 "$T_TMP/run.err")"; exit 1; }
-
-PP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# Prometheus first, ready and scraping the status port before the run
+# starts, so that its first scrapes fall inside the run however fast it is
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SP=$(free_port)
+PP=$(free_port)
 mkdir -p "$T_TMP/prom"
 cat >"$T_TMP/prom/prometheus.yml" <<EOF2
 global:
@@ -52,6 +44,26 @@ EOF2
 t_spawn prometheus --config.file="$T_TMP/prom/prometheus.yml" --storage.tsdb.path="$T_TMP/prom/data" \
 	--web.listen-address="127.0.0.1:$PP" --log.level=warn >"$T_TMP/prom.log" 2>&1
 PROM_PID=$T_LAST_PID
+for i in $(seq 1 300); do
+	curl -sf "http://127.0.0.1:$PP/-/ready" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+# its first (failed) scrape of the target has happened: the next one is 1 s on
+for i in $(seq 1 50); do
+	curl -s -G "http://127.0.0.1:$PP/api/v1/query" --data-urlencode 'query=up' | grep -q '"result":\[{' && break
+	sleep 0.1
+done
+
+t_spawn "$MF_REL" run "$ACC" --jobs 2 --state "$T_TMP/state" --ca-file "$A_CA_FILE" --json \
+	--no-progress --status "127.0.0.1:$SP" --status-linger 6 >"$T_TMP/run.out" 2>"$T_TMP/run.err"
+RUN_PID=$T_LAST_PID
+L=""
+for i in $(seq 1 200); do
+	L=$(sed -n 's|.*status: http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$T_TMP/run.err" | head -n 1)
+	[ -n "$L" ] && break
+	sleep 0.05
+done
+[ "$L" = "$SP" ] && ok "status-listens ($SP)" || { not_ok status-listens "$(tail -n 2 "$T_TMP/run.err")"; exit 1; }
 
 wait "$RUN_PID"
 rc=$?
