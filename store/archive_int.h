@@ -123,6 +123,11 @@ int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *w
 int arc_txn(struct archive *a, struct mf_error *err);
 int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
             struct afmt_rec *r, struct mf_error *err);
+/* The object record of the message with this content hash, and its
+ * objects key (arc_objkey); refused while a message is being written,
+ * -ENOENT "message not in the archive". */
+int arc_obj_find(struct archive *a, const uint8_t hash[32], uint8_t key[32],
+                 struct afmt_rec *rec, struct mf_error *err);
 int arc_put(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
             const struct afmt_rec *r, struct mf_error *err);
 int arc_del(struct archive *a, MDB_dbi db, const void *k, size_t klen, struct mf_error *err);

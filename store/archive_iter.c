@@ -51,18 +51,8 @@ int archive_reader_open(struct archive *a, const uint8_t hash[32], struct archiv
 	uint8_t key[32];
 	int rc;
 
-	if (a->in_msg) {
-		mf_err_set(err, -EBUSY, "archive %s: a message is being written", a->dir);
-		return -EBUSY;
-	}
-	/* an encrypted archive keys objects by a MAC of the hash (arc_objkey),
-	 * and the record is sealed under that key (arc_get opens it) */
-	if ((rc = arc_objkey(a, hash, key, err)))
-		return rc;
-	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &rec, err);
-	if (rc == -ENOENT)
-		mf_err_set(err, rc, "message not in the archive");
-	if (rc || (rc = reader_start(a, key, &rec.u.obj, r, err)))
+	if ((rc = arc_obj_find(a, hash, key, &rec, err)) ||
+	    (rc = reader_start(a, key, &rec.u.obj, r, err)))
 		return rc;
 	*size = r->size;
 	return 0;

@@ -238,6 +238,25 @@ int arc_read_object(struct archive *a, const uint8_t key[32], const struct afmt_
 	return 0;
 }
 
+int arc_obj_find(struct archive *a, const uint8_t hash[32], uint8_t key[32],
+                 struct afmt_rec *rec, struct mf_error *err)
+{
+	int rc;
+
+	if (a->in_msg) {
+		mf_err_set(err, -EBUSY, "archive %s: a message is being written", a->dir);
+		return -EBUSY;
+	}
+	/* an encrypted archive keys objects by a MAC of the hash (arc_objkey),
+	 * and the record is sealed under that key (arc_get opens it) */
+	if ((rc = arc_objkey(a, hash, key, err)))
+		return rc;
+	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, rec, err);
+	if (rc == -ENOENT)
+		mf_err_set(err, rc, "message not in the archive");
+	return rc;
+}
+
 int archive_get(struct archive *a, const uint8_t hash[32], archive_out_fn fn, void *ctx,
                 struct mf_error *err)
 {
@@ -245,16 +264,7 @@ int archive_get(struct archive *a, const uint8_t hash[32], archive_out_fn fn, vo
 	uint8_t key[32];
 	int rc;
 
-	if (a->in_msg) {
-		mf_err_set(err, -EBUSY, "archive %s: a message is being written", a->dir);
-		return -EBUSY;
-	}
-	if ((rc = arc_objkey(a, hash, key, err)))
-		return rc;
-	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &r, err);
-	if (rc == -ENOENT)
-		mf_err_set(err, rc, "message not in the archive");
-	if (rc)
+	if ((rc = arc_obj_find(a, hash, key, &r, err)))
 		return rc;
 	return arc_read_object(a, key, &r.u.obj, fn, ctx, err);
 }
