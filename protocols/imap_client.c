@@ -3,6 +3,7 @@
  * authentication, ENABLE and pipelined commands (see imap_client.h).
  */
 #include "protocols/imap_client.h"
+#include "protocols/imap_client_int.h"
 #include "protocols/throttle.h"
 
 #include <errno.h>
@@ -18,40 +19,9 @@
 
 #include "protocols/sasl_oauth.h"
 
-enum {
-	ST_CONNECTING,
-	ST_GREETING,
-	ST_CAPA_PRE,	/* CAPABILITY before STARTTLS/auth */
-	ST_STARTTLS,	/* STARTTLS sent */
-	ST_HANDSHAKE,	/* TLS handshake on the upgraded socket */
-	ST_AUTH,	/* LOGIN / AUTHENTICATE sent */
-	ST_CAPA_POST,	/* CAPABILITY after login */
-	ST_READY,
-	ST_LOGOUT,
-};
 
-/* What a continuation request during login asks for. */
-enum {
-	AUTH_CONT_NONE,
-	AUTH_CONT_SASL,    /* AUTHENTICATE PLAIN without SASL-IR: the response */
-	AUTH_CONT_LITERAL, /* LOGIN: the bytes of a synchronizing literal */
-	AUTH_CONT_OAUTH,   /* OAuth2 without SASL-IR: the initial response */
-	AUTH_CONT_OAUTH_ERR,  /* OAuth2 response sent: a "+" is the error challenge */
-	AUTH_CONT_OAUTH_DONE, /* error challenge answered: only NO may follow */
-};
 
-/* The OAuth2 mechanisms. OAUTHBEARER is preferred when both are offered:
- * it is the standard (RFC 7628) and names host and port; XOAUTH2 is what
- * Microsoft 365 offers. */
-enum { OAUTH_NONE, OAUTH_BEARER, OAUTH_XOAUTH2 };
-/* c->oauth_b64: the base64 message, then the token. */
-#define OAUTH_BUF (SASL_OAUTH_B64_MAX + SASL_OAUTH_TOKEN_MAX + 1)
-
-static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void sasl_plain(struct imap_client *c, char *b64, size_t cap);
-
-static void oauth_wipe(struct imap_client *c)
+void imc_oauth_wipe(struct imap_client *c)
 {
 	if (c->oauth_b64) {
 		OPENSSL_cleanse(c->oauth_b64, OAUTH_BUF);
@@ -63,7 +33,7 @@ static void oauth_wipe(struct imap_client *c)
 /* Closes the connection once, keeping its byte counters for reports. */
 static void client_shutdown(struct imap_client *c)
 {
-	oauth_wipe(c);
+	imc_oauth_wipe(c);
 	free(c->hold);
 	free(c->cuts);
 	c->hold = NULL;
@@ -118,13 +88,13 @@ static void redact(struct imap_client *c, char *msg)
 	if (!c->ep->password)
 		return;
 	redact_one(msg, c->ep->password);
-	sasl_plain(c, b64, sizeof(b64));
+	imc_sasl_plain(c, b64, sizeof(b64));
 	if (b64[0])
 		redact_one(msg, b64);
 	OPENSSL_cleanse(b64, sizeof(b64));
 }
 
-static void client_fail(struct imap_client *c, int code, const char *fmt, ...)
+void imc_client_fail(struct imap_client *c, int code, const char *fmt, ...)
 {
 	struct mf_error e;
 	va_list ap;
@@ -192,7 +162,7 @@ static void caps_parse(struct imap_client *c, const struct imap_node *n)
 }
 
 /* True if r carries [CAPABILITY ...]; caps updated. */
-static int caps_from_code(struct imap_client *c, const struct imap_resp *r)
+int imc_caps_from_code(struct imap_client *c, const struct imap_resp *r)
 {
 	if (r->code && imap_node_is(r->code, "CAPABILITY")) {
 		caps_parse(c, r->code->next);
@@ -244,7 +214,7 @@ static int hold_grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static void out(struct imap_client *c, const void *p, size_t n)
+void imc_out(struct imap_client *c, const void *p, size_t n)
 {
 	if (c->closed)
 		return;
@@ -258,7 +228,7 @@ static void out(struct imap_client *c, const void *p, size_t n)
 	}
 	if (c->hold_on) {
 		if (hold_grow((void **)&c->hold, &c->hold_cap, c->hold_len + n, 1) < 0) {
-			client_fail(c, -ENOMEM, "out of memory for output");
+			imc_client_fail(c, -ENOMEM, "out of memory for output");
 			return;
 		}
 		memcpy(c->hold + c->hold_len, p, n);
@@ -266,7 +236,7 @@ static void out(struct imap_client *c, const void *p, size_t n)
 		return;
 	}
 	if (conn_write(&c->conn, p, n) < 0)
-		client_fail(c, -ENOMEM, "out of memory for output");
+		imc_client_fail(c, -ENOMEM, "out of memory for output");
 }
 
 /* A synchronizing literal header was just written for the command being
@@ -278,7 +248,7 @@ static void literal_wait(struct imap_client *c, int astring)
 		c->tail->lit_wait++;
 	if (c->hold_on) {
 		if (hold_grow((void **)&c->cuts, &c->ccuts, c->ncuts + 1, sizeof(*c->cuts)) < 0) {
-			client_fail(c, -ENOMEM, "out of memory for output");
+			imc_client_fail(c, -ENOMEM, "out of memory for output");
 			return;
 		}
 		c->cuts[c->ncuts].off = c->hold_len;
@@ -299,7 +269,7 @@ static void hold_release(struct imap_client *c)
 		return;
 	c->hold_on = 0;
 	if (n && conn_write(&c->conn, c->hold, n) < 0) {
-		client_fail(c, -ENOMEM, "out of memory for output");
+		imc_client_fail(c, -ENOMEM, "out of memory for output");
 		return;
 	}
 	if (more) {
@@ -316,13 +286,13 @@ static void hold_release(struct imap_client *c)
 	/* No more held names: a message literal's header (its bytes come
 	 * from the caller once the "+" is in) or nothing; the rest goes. */
 	if (c->hold_len > n && conn_write(&c->conn, c->hold + n, c->hold_len - n) < 0)
-		client_fail(c, -ENOMEM, "out of memory for output");
+		imc_client_fail(c, -ENOMEM, "out of memory for output");
 	c->hold_len = c->ncuts = 0;
 }
 
 void imap_put(struct imap_client *c, const char *s)
 {
-	out(c, s, strlen(s));
+	imc_out(c, s, strlen(s));
 }
 
 void imap_putf(struct imap_client *c, const char *fmt, ...)
@@ -335,26 +305,26 @@ void imap_putf(struct imap_client *c, const char *fmt, ...)
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(buf)) {
-		client_fail(c, -EINVAL, "internal: command too long");
+		imc_client_fail(c, -EINVAL, "internal: command too long");
 		return;
 	}
-	out(c, buf, (size_t)n);
+	imc_out(c, buf, (size_t)n);
 }
 
 void imap_put_raw(struct imap_client *c, const void *p, size_t n)
 {
-	out(c, p, n);
+	imc_out(c, p, n);
 }
 
 /* A literal of n bytes may go without waiting for "+" (RFC 7888). */
-static int literal_nonsync(const struct imap_client *c, uint64_t n)
+int imc_literal_nonsync(const struct imap_client *c, uint64_t n)
 {
 	return (c->caps & IMAP_CAP_LITERALPLUS) || ((c->caps & IMAP_CAP_LITERALMINUS) && n <= 4096);
 }
 
 void imap_put_literal_header(struct imap_client *c, uint64_t n, int sp)
 {
-	int plus = literal_nonsync(c, n);
+	int plus = imc_literal_nonsync(c, n);
 
 	imap_putf(c, "%s{%llu%s}\r\n", sp ? " " : "", (unsigned long long)n, plus ? "+" : "");
 	if (!plus)
@@ -362,9 +332,7 @@ void imap_put_literal_header(struct imap_client *c, uint64_t n, int sp)
 }
 
 /* How an astring must travel (RFC 3501 §9): atom, quoted or literal. */
-enum { ASTR_ATOM, ASTR_QUOTED, ASTR_LITERAL };
-
-static int astring_form(const char *s, size_t n)
+int imc_astring_form(const char *s, size_t n)
 {
 	int atom = n > 0;
 
@@ -381,31 +349,31 @@ static int astring_form(const char *s, size_t n)
 
 static void put_quoted(struct imap_client *c, const char *s, size_t n)
 {
-	out(c, "\"", 1);
+	imc_out(c, "\"", 1);
 	for (size_t i = 0, j = 0; i <= n; i++) {
 		if (i == n || s[i] == '"' || s[i] == '\\') {
-			out(c, s + j, i - j);
+			imc_out(c, s + j, i - j);
 			if (i < n)
-				out(c, "\\", 1);
+				imc_out(c, "\\", 1);
 			j = i;
 		}
 	}
-	out(c, "\"", 1);
+	imc_out(c, "\"", 1);
 }
 
 void imap_put_astring(struct imap_client *c, const char *s, size_t n)
 {
-	switch (astring_form(s, n)) {
+	switch (imc_astring_form(s, n)) {
 	case ASTR_ATOM:
-		out(c, s, n);
+		imc_out(c, s, n);
 		break;
 	case ASTR_QUOTED:
 		put_quoted(c, s, n);
 		break;
 	default:
-		if (literal_nonsync(c, n)) {
+		if (imc_literal_nonsync(c, n)) {
 			imap_put_literal_header(c, n, 0);
-			out(c, s, n);
+			imc_out(c, s, n);
 			break;
 		}
 		/* RFC 3501 §7.5: the name's bytes, and whatever is written after
@@ -413,7 +381,7 @@ void imap_put_astring(struct imap_client *c, const char *s, size_t n)
 		imap_putf(c, "{%zu}\r\n", n);
 		literal_wait(c, 1);
 		c->hold_on = 1;
-		out(c, s, n);
+		imc_out(c, s, n);
 	}
 }
 
@@ -437,7 +405,7 @@ void imap_cmd_begin(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn do
 
 void imap_cmd_end(struct imap_client *c)
 {
-	out(c, "\r\n", 2);
+	imc_out(c, "\r\n", 2);
 	if (!c->closed)
 		conn_set_busy(&c->conn, 1);
 }
@@ -465,396 +433,6 @@ static void writable_notify(struct imap_client *c)
 	}
 }
 
-/* ---- login sequence ------------------------------------------------------ */
-
-static void send_auth(struct imap_client *c);
-static void after_auth(struct imap_client *c);
-
-static void capa_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
-{
-	(void)cmd;
-	if (r->status != IMAP_ST_OK) {
-		client_fail(c, -EPROTO, "CAPABILITY failed: %.*s", (int)r->text_len, r->text);
-		return;
-	}
-	if (c->state == ST_CAPA_PRE)
-		send_auth(c);
-	else
-		after_auth(c);
-}
-
-static void send_capability(struct imap_client *c, int state)
-{
-	c->state = state;
-	imap_cmd_begin(c, &c->aux_cmd, capa_done, NULL);
-	imap_put(c, "CAPABILITY");
-	imap_cmd_end(c);
-}
-
-static void starttls_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
-{
-	struct mf_error e;
-
-	(void)cmd;
-	if (r->status != IMAP_ST_OK) {
-		client_fail(c, -EPROTO, "STARTTLS refused: %.*s", (int)r->text_len, r->text);
-		return;
-	}
-	c->state = ST_HANDSHAKE;
-	/* RFC 3501 §6.2.1: anything the server sent after its OK and before the
-	 * handshake is an injection attempt; conn_starttls refuses it. */
-	if (conn_starttls(&c->conn, &e) < 0)
-		client_fail(c, e.code, "%s", e.msg);
-}
-
-static void after_capabilities_pre(struct imap_client *c)
-{
-	if (c->ep->tls == IMAP_TLS_STARTTLS && !conn_is_tls(&c->conn)) {
-		if (c->caps & IMAP_CAP_STARTTLS) {
-			c->state = ST_STARTTLS;
-			imap_cmd_begin(c, &c->aux_cmd, starttls_done, NULL);
-			imap_put(c, "STARTTLS");
-			imap_cmd_end(c);
-			return;
-		}
-		if (!conn_is_loopback(&c->conn) && !c->ep->allow_plaintext) {
-			client_fail(c, -EPERM,
-				    "server does not offer STARTTLS; refusing to send the password "
-				    "unencrypted (use imaps://, or --allow-plaintext)");
-			return;
-		}
-	}
-	send_auth(c);
-}
-
-static void on_tls_ready(struct conn *conn)
-{
-	struct imap_client *c = conn->ud;
-
-	/* RFC 3501 §6.2.1: capabilities must be fetched again after STARTTLS. */
-	c->caps = 0;
-	send_capability(c, ST_CAPA_PRE);
-}
-
-static void oauth_send(struct imap_client *c);
-static int oauth_fetch(struct imap_client *c, int refresh);
-static void oauth_refreshed(struct imap_client *c);
-
-static void auth_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
-{
-	int incomplete = c->auth_cont == AUTH_CONT_SASL || c->auth_cont == AUTH_CONT_LITERAL ||
-	                 c->auth_cont == AUTH_CONT_OAUTH;
-	int aborted = c->auth_cont == AUTH_CONT_OAUTH_DONE;
-
-	(void)cmd;
-	c->auth_cont = AUTH_CONT_NONE;
-	if (r->status == IMAP_ST_OK && (incomplete || aborted)) {
-		client_fail(c, -EPROTO, "server accepted the login %s",
-		            aborted ? "after refusing the OAuth2 token" : "before it was complete");
-		return;
-	}
-	if (r->status != IMAP_ST_OK && c->oauth_mech) {
-		snprintf(c->oauth_no, sizeof(c->oauth_no),
-		         "the OAuth2 token was refused%s%s%s: %s%.*s%s%.*s",
-		         c->oauth_why[0] ? " (" : "", c->oauth_why, c->oauth_why[0] ? ")" : "",
-		         r->code ? "[" : "", r->code ? (int)r->code->len : 0, r->code ? r->code->s : "",
-		         r->code ? "] " : "", (int)r->text_len, r->text);
-		/* Refused: maybe expired. A new token (the command run again, the
-		 * file re-read) gets one more try on this connection. */
-		if (!c->oauth_retried) {
-			c->oauth_retried = 1;
-			c->oauth_old_gen = c->oauth_gen;
-			if (oauth_fetch(c, 1) == 0)
-				oauth_refreshed(c);
-			return; /* or failed, or oauth_ready follows */
-		}
-		client_fail(c, -EACCES, "login failed: %s", c->oauth_no);
-		return;
-	}
-	if (r->status != IMAP_ST_OK) {
-		client_fail(c, -EACCES, "login failed: %s%.*s%s%.*s",
-			    r->code ? "[" : "", r->code ? (int)r->code->len : 0,
-			    r->code ? r->code->s : "", r->code ? "] " : "", (int)r->text_len, r->text);
-		return;
-	}
-	if (caps_from_code(c, r))
-		after_auth(c);
-	else
-		send_capability(c, ST_CAPA_POST);
-}
-
-/* RFC 4616: authzid NUL authcid NUL passwd. Without an admin login the
- * authorization identity is empty (the user acts as itself). */
-static void sasl_plain(struct imap_client *c, char *b64, size_t cap)
-{
-	const char *authz = c->ep->authuser ? c->ep->user : "";
-	const char *authc = c->ep->authuser ? c->ep->authuser : c->ep->user;
-	size_t zl = strlen(authz), ul = strlen(authc), pl = strlen(c->ep->password);
-	size_t n = zl + ul + pl + 2;
-	unsigned char raw[1400];
-
-	if (n > sizeof(raw) || (n + 2) / 3 * 4 + 1 > cap) {
-		b64[0] = '\0';
-		return;
-	}
-	memcpy(raw, authz, zl);
-	raw[zl] = '\0';
-	memcpy(raw + zl + 1, authc, ul);
-	raw[zl + 1 + ul] = '\0';
-	memcpy(raw + zl + 2 + ul, c->ep->password, pl);
-	EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
-	OPENSSL_cleanse(raw, sizeof(raw));
-}
-
-/* Starts one LOGIN argument; 1 if it is a synchronizing literal whose bytes
- * must wait for the server's "+" (RFC 3501 §4.3, §7.5). */
-static int login_arg_begin(struct imap_client *c, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (astring_form(s, n) != ASTR_LITERAL) {
-		imap_put_astring(c, s, n);
-		return 0;
-	}
-	if (literal_nonsync(c, n)) {
-		imap_putf(c, "{%zu+}\r\n", n);
-		out(c, s, n);
-		return 0;
-	}
-	imap_putf(c, "{%zu}\r\n", n);
-	return 1;
-}
-
-/* LOGIN user password, written up to the next synchronizing literal; called
- * again for each "+". Steps: 0 user, 1 its literal bytes, 2 password, 3 its
- * literal bytes. Nothing is sent ahead of a "+", so no credential byte can
- * be read by the server as a command line. */
-static void login_next(struct imap_client *c)
-{
-	const char *arg[2] = {c->ep->user, c->ep->password};
-
-	c->auth_cont = AUTH_CONT_NONE;
-	while (c->auth_step < 4 && !c->closed) {
-		int step = c->auth_step++;
-		const char *a = arg[step / 2];
-
-		if (step % 2) { /* after the "+" */
-			out(c, a, strlen(a));
-			continue;
-		}
-		imap_put(c, step ? " " : "LOGIN ");
-		if (login_arg_begin(c, a)) {
-			c->auth_cont = AUTH_CONT_LITERAL;
-			conn_set_busy(&c->conn, 1); /* the "+" is a reply: time it */
-			return;
-		}
-		c->auth_step++;
-	}
-	imap_cmd_end(c);
-}
-
-static void oauth_ready(struct imap_token_wait *w, int rc, const struct mf_error *err);
-
-/* The token into c->oauth_b64's second half: 0, -1 (client failed), or 1:
- * a token command runs, oauth_ready follows. */
-static int oauth_fetch(struct imap_client *c, int refresh)
-{
-	const struct imap_token_src *t = c->ep->token;
-	struct mf_error e;
-	int rc;
-
-	if (!c->oauth_b64 && !(c->oauth_b64 = malloc(OAUTH_BUF))) {
-		client_fail(c, -ENOMEM, "out of memory");
-		return -1;
-	}
-	mf_err_clear(&e);
-	c->oauth_wait.ready = oauth_ready;
-	rc = t->get(t->ctx, c->conn.loop, refresh, &c->oauth_gen, c->oauth_b64 + SASL_OAUTH_B64_MAX,
-	            SASL_OAUTH_TOKEN_MAX + 1, &c->oauth_wait, &e);
-	if (rc == -EINPROGRESS) {
-		c->oauth_refreshing = refresh;
-		return 1;
-	}
-	if (rc < 0) {
-		client_fail(c, e.code ? e.code : -EACCES, "%s", e.msg[0] ? e.msg : "no OAuth2 token");
-		return -1;
-	}
-	return 0;
-}
-
-/* After a refusal: a newer token is tried once, else the login failed. */
-static void oauth_refreshed(struct imap_client *c)
-{
-	if (c->oauth_gen != c->oauth_old_gen)
-		oauth_send(c);
-	else
-		client_fail(c, -EACCES, "login failed: %s", c->oauth_no);
-}
-
-/* The token command ended (from the loop, outside every callback). */
-static void oauth_ready(struct imap_token_wait *w, int rc, const struct mf_error *err)
-{
-	struct imap_client *c =
-	    (struct imap_client *)((char *)w - offsetof(struct imap_client, oauth_wait));
-
-	if (c->closed)
-		return;
-	if (rc < 0) {
-		client_fail(c, rc, "%s", err && err->msg[0] ? err->msg : "no OAuth2 token");
-		return;
-	}
-	if (oauth_fetch(c, 0) != 0)
-		return;
-	if (c->oauth_refreshing)
-		oauth_refreshed(c);
-	else
-		oauth_send(c);
-}
-
-/* AUTHENTICATE OAUTHBEARER / XOAUTH2 with the token fetched; the message
- * goes inline with SASL-IR (RFC 4959), else after the server's "+". */
-static void oauth_send(struct imap_client *c)
-{
-	char *b64 = c->oauth_b64, *tok = b64 + SASL_OAUTH_B64_MAX;
-	ssize_t n;
-
-	n = c->oauth_mech == OAUTH_BEARER
-	        ? sasl_oauthbearer_encode(b64, SASL_OAUTH_B64_MAX, c->ep->user, c->ep->host,
-	                                  c->ep->port, tok)
-	        : sasl_xoauth2_encode(b64, SASL_OAUTH_B64_MAX, c->ep->user, tok);
-	if (n < 0) {
-		client_fail(c, -EACCES,
-		            "cannot send the OAuth2 login: %s",
-		            n == -EINVAL ? "the token is not a bearer token (RFC 6750 §2.1) or the "
-		                           "user name has control characters"
-		                         : "the user name or the token is too long");
-		return;
-	}
-	c->state = ST_AUTH;
-	c->oauth_why[0] = '\0';
-	imap_cmd_begin(c, &c->login_cmd, auth_done, NULL);
-	imap_put(c, c->oauth_mech == OAUTH_BEARER ? "AUTHENTICATE OAUTHBEARER"
-	                                          : "AUTHENTICATE XOAUTH2");
-	if (c->caps & IMAP_CAP_SASL_IR) {
-		imap_put(c, " ");
-		imap_put(c, b64);
-		c->auth_cont = AUTH_CONT_OAUTH_ERR;
-	} else {
-		c->auth_cont = AUTH_CONT_OAUTH;
-	}
-	imap_cmd_end(c);
-}
-
-/* The server refused the token with a challenge (RFC 7628 §3.2.2): note
- * what it said, checked and bounded, and end the exchange as each
- * mechanism wants (OAUTHBEARER %x01, XOAUTH2 an empty response). */
-static void oauth_challenge(struct imap_client *c, const struct imap_resp *r)
-{
-	struct sasl_oauth_err e;
-
-	if (sasl_oauth_error_parse(r->text, r->text_len, &e) < 0)
-		snprintf(c->oauth_why, sizeof(c->oauth_why), "an unreadable error challenge");
-	else
-		snprintf(c->oauth_why, sizeof(c->oauth_why), "status=%s%s%s%s%s",
-		         e.status[0] ? e.status : "?", e.scope[0] ? " scope=" : "", e.scope,
-		         e.schemes[0] ? " schemes=" : "", e.schemes);
-	c->auth_cont = AUTH_CONT_OAUTH_DONE;
-	imap_put(c, c->oauth_mech == OAUTH_BEARER ? SASL_OAUTHBEARER_ABORT "\r\n" : "\r\n");
-}
-
-static void send_auth(struct imap_client *c)
-{
-	int secure = conn_is_tls(&c->conn) || conn_is_loopback(&c->conn) || c->ep->allow_plaintext;
-
-	if (c->state == ST_READY)
-		return;
-	if (!secure && c->ep->token) {
-		client_fail(c, -EPERM,
-			    "refusing to send the OAuth2 token over an unencrypted connection "
-			    "(use imaps:// or STARTTLS, or --allow-plaintext)");
-		return;
-	}
-	if (c->ep->token) {
-		c->oauth_mech = (c->caps & IMAP_CAP_AUTH_OAUTHBEARER) ? OAUTH_BEARER
-		                : (c->caps & IMAP_CAP_AUTH_XOAUTH2) ? OAUTH_XOAUTH2
-		                                                    : OAUTH_NONE;
-		if (!c->oauth_mech) {
-			client_fail(c, -EACCES, "an OAuth2 login needs AUTH=OAUTHBEARER or "
-			                        "AUTH=XOAUTH2, and the server offers neither");
-			return;
-		}
-		if (oauth_fetch(c, 0) == 0)
-			oauth_send(c);
-		return;
-	}
-	if (!secure) {
-		client_fail(c, -EPERM,
-			    "refusing to send the password over an unencrypted connection "
-			    "(use imaps:// or STARTTLS, or --allow-plaintext)");
-		return;
-	}
-	if ((c->caps & IMAP_CAP_LOGINDISABLED) && !(c->caps & IMAP_CAP_AUTH_PLAIN)) {
-		client_fail(c, -EPERM, "server refuses LOGIN (LOGINDISABLED) and offers no AUTH=PLAIN");
-		return;
-	}
-	if (c->ep->authuser && !(c->caps & IMAP_CAP_AUTH_PLAIN)) {
-		client_fail(c, -EPERM,
-		            "an admin login (--%s-authuser) needs AUTH=PLAIN, which the server does "
-		            "not offer (a Dovecot master user can log in as \"user*admin\" instead)",
-		            c->ep->label && c->ep->label[0] == 'd' ? "dst" : "src");
-		return;
-	}
-	c->state = ST_AUTH;
-	imap_cmd_begin(c, &c->login_cmd, auth_done, NULL);
-	if (c->caps & IMAP_CAP_AUTH_PLAIN) {
-		char b64[2000];
-
-		sasl_plain(c, b64, sizeof(b64));
-		if (!b64[0]) {
-			client_fail(c, -EINVAL, "user name or password too long");
-			return;
-		}
-		imap_put(c, "AUTHENTICATE PLAIN");
-		if (c->caps & IMAP_CAP_SASL_IR) {
-			imap_put(c, " ");
-			imap_put(c, b64);
-		} else {
-			c->auth_cont = AUTH_CONT_SASL; /* the response goes after "+" */
-		}
-		OPENSSL_cleanse(b64, sizeof(b64));
-		imap_cmd_end(c);
-	} else {
-		c->auth_step = 0;
-		login_next(c);
-	}
-}
-
-static void enable_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
-{
-	(void)cmd;
-	if (r->status != IMAP_ST_OK)
-		c->enabled_qresync = c->enabled_condstore = 0;
-}
-
-static void after_auth(struct imap_client *c)
-{
-	oauth_wipe(c);
-	c->state = ST_READY;
-	conn_set_deadline(&c->conn, 0, NULL);
-	if (c->ep->want_enable && (c->caps & IMAP_CAP_ENABLE) &&
-	    (c->caps & (IMAP_CAP_QRESYNC | IMAP_CAP_CONDSTORE))) {
-		imap_cmd_begin(c, &c->enable_cmd, enable_done, NULL);
-		imap_put(c, (c->caps & IMAP_CAP_QRESYNC) ? "ENABLE QRESYNC" : "ENABLE CONDSTORE");
-		imap_cmd_end(c);
-		/* Commands sent from here on are processed after ENABLE, so they
-		 * may rely on it; a NO clears these again (enable_done). */
-		c->enabled_condstore = 1;
-		c->enabled_qresync = !!(c->caps & IMAP_CAP_QRESYNC);
-	}
-	conn_set_busy(&c->conn, c->inflight > 0);
-	c->cb->ready(c);
-}
-
 /* ---- input ------------------------------------------------------------- */
 
 static int on_cont(struct imap_client *c, const struct imap_resp *r)
@@ -863,14 +441,14 @@ static int on_cont(struct imap_client *c, const struct imap_resp *r)
 		char b64[2000];
 
 		c->auth_cont = AUTH_CONT_NONE;
-		sasl_plain(c, b64, sizeof(b64));
+		imc_sasl_plain(c, b64, sizeof(b64));
 		imap_put(c, b64);
 		imap_put(c, "\r\n");
 		OPENSSL_cleanse(b64, sizeof(b64));
 		return 0;
 	}
 	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_LITERAL) {
-		login_next(c);
+		imc_login_next(c);
 		return 0;
 	}
 	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_OAUTH && c->oauth_b64) {
@@ -880,15 +458,15 @@ static int on_cont(struct imap_client *c, const struct imap_resp *r)
 		return 0;
 	}
 	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_OAUTH_ERR) {
-		oauth_challenge(c, r);
+		imc_oauth_challenge(c, r);
 		return 0;
 	}
 	if (c->state == ST_AUTH) {
-		client_fail(c, -EPROTO, "unexpected continuation during login");
+		imc_client_fail(c, -EPROTO, "unexpected continuation during login");
 		return -EPROTO;
 	}
 	if (!c->awaiting_cont) {
-		client_fail(c, -EPROTO, "unexpected continuation: %.*s", (int)r->text_len, r->text);
+		imc_client_fail(c, -EPROTO, "unexpected continuation: %.*s", (int)r->text_len, r->text);
 		return -EPROTO;
 	}
 	c->awaiting_cont--;
@@ -934,7 +512,7 @@ static int throttled(struct imap_client *c, const struct imap_resp *r, const cha
 
 	if (!throttle_parse(code, code_len, r->text, r->text_len, &h))
 		return 0;
-	client_fail(c, THROTTLE_ERR, "server throttles: %s %s%.*s%s%.*s", what, code ? "[" : "",
+	imc_client_fail(c, THROTTLE_ERR, "server throttles: %s %s%.*s%s%.*s", what, code ? "[" : "",
 	            (int)code_len, code ? code : "", code ? "] " : "", (int)r->text_len, r->text);
 	return 1;
 }
@@ -949,7 +527,7 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 	if (!cmd || !tag) {
 		/* Not quoted: servers echo a line they could not parse with its
 		 * first word as the tag, and that line was ours. */
-		client_fail(c, -EPROTO,
+		imc_client_fail(c, -EPROTO,
 		            "tagged reply to a command that was never sent (%zu-byte tag)",
 		            r->tag_len);
 		return -EPROTO;
@@ -969,7 +547,7 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 			/* The rest of the command is held behind its name: there
 			 * is no way to finish it that the server would not read
 			 * as a command of its own. */
-			client_fail(c, -EPROTO,
+			imc_client_fail(c, -EPROTO,
 			            "server answered a command without the \"+\" for its "
 			            "mailbox name literal");
 			return -EPROTO;
@@ -980,7 +558,7 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 	 * [CAPABILITY] on the STARTTLS OK included: they are read again after
 	 * the handshake. */
 	if (c->state != ST_STARTTLS)
-		caps_from_code(c, r);
+		imc_caps_from_code(c, r);
 	if (c->state != ST_LOGOUT)
 		conn_set_busy(&c->conn, c->inflight > 0);
 	if (c->state == ST_READY && (r->status == IMAP_ST_NO || r->status == IMAP_ST_BAD) &&
@@ -994,7 +572,7 @@ static void on_greeting(struct imap_client *c, const struct imap_resp *r)
 {
 	if (r->kind != IMAP_RESP_UNTAGGED ||
 	    (r->status != IMAP_ST_OK && r->status != IMAP_ST_PREAUTH)) {
-		client_fail(c, -EPROTO, "bad greeting: %.*s", (int)r->text_len, r->text);
+		imc_client_fail(c, -EPROTO, "bad greeting: %.*s", (int)r->text_len, r->text);
 		return;
 	}
 	if (r->status == IMAP_ST_PREAUTH) {
@@ -1003,25 +581,25 @@ static void on_greeting(struct imap_client *c, const struct imap_resp *r)
 		 * be, no mailbox is touched. */
 		if (c->ep->tls == IMAP_TLS_STARTTLS && !conn_is_tls(&c->conn) &&
 		    !conn_is_loopback(&c->conn) && !c->ep->allow_plaintext) {
-			client_fail(
+			imc_client_fail(
 			    c, -EPERM,
 			    "server greeted with PREAUTH on an unencrypted connection, so "
 			    "STARTTLS is impossible; refusing to exchange mail in the clear "
 			    "(use imaps://, or --allow-plaintext)");
 			return;
 		}
-		if (!caps_from_code(c, r)) {
-			send_capability(c, ST_CAPA_POST);
+		if (!imc_caps_from_code(c, r)) {
+			imc_send_capability(c, ST_CAPA_POST);
 			return;
 		}
-		after_auth(c);
+		imc_after_auth(c);
 		return;
 	}
-	if (!caps_from_code(c, r)) {
-		send_capability(c, ST_CAPA_PRE);
+	if (!imc_caps_from_code(c, r)) {
+		imc_send_capability(c, ST_CAPA_PRE);
 		return;
 	}
-	after_capabilities_pre(c);
+	imc_after_capabilities_pre(c);
 }
 
 /* Bounds what a server may send between two tagged replies. */
@@ -1032,7 +610,7 @@ static int untagged_flood(struct imap_client *c, const struct imap_resp *r)
 	uint32_t n;
 
 	if (++c->untagged_seen > allow) {
-		client_fail(c, -EPROTO,
+		imc_client_fail(c, -EPROTO,
 		            "more than %llu untagged responses without a tagged reply; "
 		            "giving up on this server",
 		            (unsigned long long)allow);
@@ -1041,7 +619,7 @@ static int untagged_flood(struct imap_client *c, const struct imap_resp *r)
 	if (r->status == IMAP_ST_NONE && a && imap_node_is(a->next, "EXISTS") &&
 	    !imap_node_u32(a, &n) && n == c->exists) {
 		if (++c->exists_same > IMAP_EXISTS_REPEAT_MAX) {
-			client_fail(c, -EPROTO,
+			imc_client_fail(c, -EPROTO,
 			            "server repeats \"* %u EXISTS\" endlessly (%u times)", n,
 			            c->exists_same);
 			return 1;
@@ -1075,12 +653,12 @@ static int on_response(void *ctx, const struct imap_resp *r)
 		if (c->state == ST_LOGOUT)
 			return 0;
 		if (!throttled(c, r, "BYE"))
-			client_fail(c, -ECONNRESET, "server said BYE: %.*s", (int)r->text_len,
+			imc_client_fail(c, -ECONNRESET, "server said BYE: %.*s", (int)r->text_len,
 			            r->text);
 	} else {
 		if (untagged_flood(c, r))
 			return -ECANCELED;
-		caps_from_code(c, r);
+		imc_caps_from_code(c, r);
 		if (r->status == IMAP_ST_NONE && r->first) {
 			const struct imap_node *a = r->first, *b = a->next;
 
@@ -1142,12 +720,12 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 	if (c->closed)
 		return n;
 	if (r == IMAP_PARSE_EBAD) {
-		client_fail(c, -EPROTO, "malformed reply: %s at byte %llu", c->parser.err,
+		imc_client_fail(c, -EPROTO, "malformed reply: %s at byte %llu", c->parser.err,
 			    (unsigned long long)c->parser.err_pos);
 		return n;
 	}
 	if (r < 0) {
-		client_fail(c, (int)r, "reply processing failed (%s)", strerror((int)-r));
+		imc_client_fail(c, (int)r, "reply processing failed (%s)", strerror((int)-r));
 		return n;
 	}
 	return (size_t)r;
@@ -1174,12 +752,12 @@ static void on_conn_error(struct conn *conn, const struct mf_error *err)
 		client_shutdown(c);
 		return;
 	}
-	client_fail(c, err->code, "%s", err->msg);
+	imc_client_fail(c, err->code, "%s", err->msg);
 }
 
 static const struct conn_cb client_conn_cb = {
 	.on_connected = on_connected,
-	.on_tls_ready = on_tls_ready,
+	.on_tls_ready = imc_on_tls_ready,
 	.on_data = on_data,
 	.on_drain = on_drain,
 	.on_error = on_conn_error,
