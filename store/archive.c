@@ -37,6 +37,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+const char *const archive_flag_names[ARCHIVE_F_COUNT] = {"\\Seen", "\\Answered", "\\Flagged",
+                                                       "\\Deleted", "\\Draft"};
+
 /* Where LMDB mapped data.mdb (found once in /proc/self/maps; not found:
  * nothing is released). */
 static void map_find(struct archive *a)

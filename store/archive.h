@@ -57,6 +57,9 @@ struct archive;
 #define ARCHIVE_F_FLAGGED 4u
 #define ARCHIVE_F_DELETED 8u
 #define ARCHIVE_F_DRAFT 16u
+/* Their names: archive_flag_names[i] is the flag of bit 1u << i. */
+#define ARCHIVE_F_COUNT 5
+extern const char *const archive_flag_names[ARCHIVE_F_COUNT];
 
 struct archive_msgmeta {
 	uint8_t hash[32];               /* archive_msg_end's hash of the content */

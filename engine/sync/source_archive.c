@@ -316,21 +316,14 @@ void arcsrc_fetch_start(struct worker *w)
 static size_t flags_build(struct worker *w, uint32_t uid, const struct archive_msgmeta *m,
                           char *out, size_t cap)
 {
-	static const struct {
-		uint32_t bit;
-		const char *name;
-	} sys[] = {{ARCHIVE_F_SEEN, "\\Seen"},
-	           {ARCHIVE_F_ANSWERED, "\\Answered"},
-	           {ARCHIVE_F_FLAGGED, "\\Flagged"},
-	           {ARCHIVE_F_DELETED, "\\Deleted"},
-	           {ARCHIVE_F_DRAFT, "\\Draft"}};
 	const char *kw = m->keywords;
 	size_t n = 0, dropped = 0;
 
 	out[0] = '\0';
-	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
-		if (m->flags & sys[i].bit)
-			n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? " " : "", sys[i].name);
+	for (size_t i = 0; i < ARCHIVE_F_COUNT; i++)
+		if (m->flags & 1u << i)
+			n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? " " : "",
+			                      archive_flag_names[i]);
 	for (size_t i = 0, len = strnlen(kw, AFMT_KW_MAX); i < len;) {
 		size_t b, l;
 

@@ -99,20 +99,13 @@ static void kw_norm(const char *s, char *out, size_t cap)
 
 static void flags_render(uint32_t f, const char *kw, char *out, size_t cap)
 {
-	static const struct {
-		uint32_t bit;
-		const char *name;
-	} sys[] = {{ARCHIVE_F_SEEN, "\\Seen"},
-	           {ARCHIVE_F_ANSWERED, "\\Answered"},
-	           {ARCHIVE_F_FLAGGED, "\\Flagged"},
-	           {ARCHIVE_F_DELETED, "\\Deleted"},
-	           {ARCHIVE_F_DRAFT, "\\Draft"}};
 	size_t o = 0;
 
 	out[0] = '\0';
-	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
-		if ((f & sys[i].bit) && o + 12 < cap)
-			o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? " " : "", sys[i].name);
+	for (size_t i = 0; i < ARCHIVE_F_COUNT; i++)
+		if ((f & 1u << i) && o + 12 < cap)
+			o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? " " : "",
+			                      archive_flag_names[i]);
 	if (*kw && o < cap)
 		snprintf(out + o, cap - o, "%s%.200s", o ? " " : "", kw);
 	if (!out[0])
