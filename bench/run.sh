@@ -652,3 +652,4 @@ bench/status.sh # the status server's cost (--status): throughput, /metrics with
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"
 BENCH_OUT=$OUT bench/backup.sh "$MODE" # issue 19: backup, restore, export (its own Dovecot; appends to report.md)
+BENCH_OUT=$OUT bench/pop3.sh # issue 18: POP3 against mpop, fetchmail, getmail6 (its own Dovecot; appends to report.md)

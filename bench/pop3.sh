@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# bench/pop3.sh — POP3 as a source (issue 18, performance): mailferry reading
+# a POP3 maildrop next to the POP3 collectors from Debian doing the same job
+# (mpop, fetchmail, getmail6), on its own private Dovecot, every copy checked
+# before its time counts. The maildrop is the quick corpus's INBOX (~2,400
+# messy messages; BENCH_PROFILE), served by Dovecot's POP3 on loopback.
+#
+#   pop3          mailferry migrate pop3:// → imap:// (an empty account of the
+#                 same Dovecot) and → lmtp:// (Dovecot's LMTP), mailferry
+#                 backup pop3:// → a fresh archive; mpop → Maildir (its own
+#                 delivery), getmail6 → Maildir, fetchmail → an MDA that
+#                 writes each message into a Maildir (fetchmail has no
+#                 Maildir delivery of its own). Every peer keeps the mail on
+#                 the server, adds no Received header where it can be told
+#                 not to, and starts from an empty UIDL store.
+#   pop3-30mb     a maildrop holding one 30 MB message: peak RSS of
+#                 mailferry into IMAP and into LMTP (goal: at most 16 MiB).
+#
+# Exactness: tests/integration/trace_compare.py: every source message
+# delivered exactly once, its bytes at the end of the delivered file with
+# nothing before them but trace fields (Received, Return-Path,
+# Delivered-To), line ends compared without CRs (Dovecot and fetchmail's
+# MDA store LF). A tool that adds a final line end to messages that had none
+# (the POP3 terminator hides its absence unless the client checks the
+# listed size) is exact apart from that, said so in its row. The archive is
+# exported to a Maildir and compared the same way.
+#
+# Results: BENCH_OUT (bench/run.sh passes its own directory) or
+# bench/results/DATE-pop3/: pop3.jsonl, pop3.md (appended to report.md when
+# one is there), pop3.json.
+# Environment: BENCH_RUNS (3), BENCH_PROFILE (quick; demo for a smoke run),
+# BENCH_BIN (build/release), BENCH_TIMEOUT (1800 s per tool run),
+# BENCH_PORT_BASE (18300; this script's Dovecot takes base + 80),
+# BENCH_POP3_TOOLS (default "mailferry mailferry_lmtp mailferry_archive mpop
+# fetchmail getmail"), BENCH_KEEP=1 keeps the Dovecot directory.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+RUNS=${BENCH_RUNS:-3}
+BIN=${BENCH_BIN:-$ROOT/build/release}
+TMO=${BENCH_TIMEOUT:-1800}
+PROFILE=${BENCH_PROFILE:-quick}
+OUT=${BENCH_OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)-pop3}
+RES=$OUT/pop3.jsonl
+read -r -a TOOLS <<<"${BENCH_POP3_TOOLS:-mailferry mailferry_lmtp mailferry_archive mpop fetchmail getmail}"
+say() { echo "bench: pop3: $*"; }
+
+[ -x "$BIN/bench/corpus" ] || { say "$BIN/bench/corpus is not built (make tools)" >&2; exit 1; }
+[ -x "$BIN/mailferry" ] || { say "$BIN/mailferry is not built (make all)" >&2; exit 1; }
+
+# the peers and GNU time from Debian, if missing
+need=()
+for p in mpop fetchmail getmail6 time; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	say "installing ${need[*]} from Debian"
+	SUDO=()
+	[ "$(id -u)" -ne 0 ] && SUDO=(sudo -n)
+	{ "${SUDO[@]}" apt-get update -qq >/dev/null &&
+		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			"${need[@]}" >/dev/null; } || say "could not install ${need[*]}: reported as missing" >&2
+fi
+mkdir -p "$OUT/peers"
+: >"$RES"
+
+users="src big"
+for r in $(seq 1 "$RUNS"); do users="$users di$r dl$r bi$r bl$r"; done
+DV=$(mktemp -d /tmp/mf-pop3-bench.XXXXXX)
+chmod 711 "$DV"
+cleanup() {
+	scripts/dovecot.sh stop "$DV" >/dev/null 2>&1
+	[ "${BENCH_KEEP:-0}" = 1 ] && say "kept $DV" || rm -rf "$DV"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+scripts/dovecot.sh start "$DV" --port-base $((${BENCH_PORT_BASE:-18300} + 80)) --users "$users" \
+	--max-conn 200 >"$DV/start.log" 2>&1 || { cat "$DV/start.log" >&2; say "Dovecot did not start" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$DV/env"
+P=$POP3_PORT
+SMD=$MAIL_ROOT/src/Maildir
+say "private Dovecot, POP3 on 127.0.0.1:$P, $RUNS runs per tool, results in $OUT"
+
+# the maildrop: the corpus's INBOX (POP3 sees nothing else)
+"$BIN/bench/corpus" --out "$SMD" --profile "$PROFILE" --seed 1 >/dev/null || { say "corpus failed" >&2; exit 1; }
+find "$SMD" -mindepth 1 -maxdepth 1 -name '.*' -type d -exec rm -rf {} +
+n=$(find "$SMD/cur" "$SMD/new" -type f | wc -l)
+b=$(find "$SMD/cur" "$SMD/new" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+say "maildrop: $n messages, $b bytes"
+"$BIN/bench/corpus" --out "$MAIL_ROOT/big/Maildir" --big-mb 30 --seed 1 >/dev/null || { say "corpus failed" >&2; exit 1; }
+bn=$(find "$MAIL_ROOT/big/Maildir" -type f -path '*/cur/*' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+echo "{\"src\":{\"messages\":$n,\"bytes\":$b,\"profile\":\"$PROFILE\"},\"big\":{\"messages\":1,\"bytes\":$bn}}" >"$OUT/pop3-corpus.json"
+scripts/dovecot.sh fixperms "$DV"
+# Dovecot builds its POP3 UIDL cache at the first session: nobody pays for it
+for u in src big; do
+	python3 - "$P" "$u" "$DV/pw/$u" <<'PY' >/dev/null 2>&1
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+f = s.makefile("rb")
+f.readline()
+pw = open(sys.argv[3]).read()
+for c in ("USER " + sys.argv[2], "PASS " + pw, "UIDL"):
+    s.sendall((c + "\r\n").encode())
+    l = f.readline()
+while f.readline() not in (b".\r\n", b""):
+    pass
+s.sendall(b"QUIT\r\n")
+PY
+done
+
+POP3URL() { echo "pop3://$1@127.0.0.1:$P"; }
+# cmd_for SCENARIO TOOL USER RUN DIR → CMD and DELIV (where the messages land,
+# a Maildir); 1 if the tool is missing
+cmd_for() {
+	local sc=$1 tool=$2 u=$3 r=$4 d=$5 dst
+	DELIV=$d/md
+	mkdir -p "$d"
+	case $tool in
+	mailferry)
+		dst=$([ "$sc" = pop3-30mb ] && echo "bi$r" || echo "di$r")
+		DELIV=$MAIL_ROOT/$dst/Maildir
+		CMD=("$BIN/mailferry" migrate "$(POP3URL "$u")" "imap://$dst@127.0.0.1:$IMAP_PORT?starttls=no"
+			--src-password-file "$DV/pw/$u" --dst-password-file "$DV/pw/$dst" --ca-file "$CA_FILE" --state "$d/state" --json -q) ;;
+	mailferry_lmtp)
+		dst=$([ "$sc" = pop3-30mb ] && echo "bl$r" || echo "dl$r")
+		DELIV=$MAIL_ROOT/$dst/Maildir
+		CMD=("$BIN/mailferry" migrate "$(POP3URL "$u")" "lmtp://127.0.0.1:$LMTP_PORT?rcpt=$dst"
+			--src-password-file "$DV/pw/$u" --ca-file "$CA_FILE" --state "$d/state" --json -q) ;;
+	mailferry_archive)
+		CMD=("$BIN/mailferry" backup "$(POP3URL "$u")" "$d/archive" --src-password-file "$DV/pw/$u"
+			--ca-file "$CA_FILE" --state "$d/state" --json -q) ;;
+	mpop)
+		command -v mpop >/dev/null || return 1
+		mkdir -p "$DELIV/cur" "$DELIV/new" "$DELIV/tmp"
+		cat >"$d/mpoprc" <<EOF
+# mpop $(mpop --version 2>/dev/null | head -n 1 | awk '{print $3}') -> Maildir (its own delivery): pipelining
+# auto (the default; Dovecot offers PIPELINING), the mail kept on the server,
+# no Received header, an empty UIDL file per run.
+defaults
+tls off
+auth user
+pipelining auto
+account src
+host 127.0.0.1
+port $P
+user $u
+passwordeval cat $DV/pw/$u
+delivery maildir $DELIV
+keep on
+only_new on
+received_header off
+uidls_file $d/uidls
+account default : src
+EOF
+		chmod 600 "$d/mpoprc"
+		[ -f "$OUT/peers/pop3-mpoprc" ] || cp "$d/mpoprc" "$OUT/peers/pop3-mpoprc"
+		CMD=(mpop -C "$d/mpoprc" -q src) ;;
+	getmail)
+		command -v getmail >/dev/null || return 1
+		mkdir -p "$DELIV/cur" "$DELIV/new" "$DELIV/tmp" "$d/gm"
+		# getmail refuses to deliver as root: as root, it delivers as the
+		# mail owner, into a Maildir that user owns
+		local gmuser=
+		if [ "$(id -u)" -eq 0 ]; then
+			gmuser="user = ${MAIL_OWNER%%:*}"
+			chown -R "$MAIL_OWNER" "$DELIV"
+			chmod 711 "$d"
+		fi
+		cat >"$d/getmailrc" <<EOF
+# getmail6 $(getmail --version 2>/dev/null | awk '{print $2}') -> Maildir: the mail kept on the server
+# (delete false), every message read, no Delivered-To/Received headers
+# added, no log.
+[retriever]
+type = SimplePOP3Retriever
+server = 127.0.0.1
+port = $P
+username = $u
+password_command = ("/bin/cat", "$DV/pw/$u")
+
+[destination]
+type = Maildir
+path = $DELIV/
+$gmuser
+
+[options]
+verbose = 0
+read_all = true
+delete = false
+delivered_to = false
+received = false
+message_log_syslog = false
+EOF
+		[ -f "$OUT/peers/pop3-getmailrc" ] || cp "$d/getmailrc" "$OUT/peers/pop3-getmailrc"
+		CMD=(getmail --rcfile "$d/getmailrc" --getmaildir "$d/gm" -q) ;;
+	fetchmail)
+		command -v fetchmail >/dev/null || return 1
+		mkdir -p "$DELIV/cur" "$DELIV/new" "$DELIV/tmp"
+		# the MDA: one file per message into DELIV/new (fetchmail forks it
+		# once per message, as it would procmail or maildrop)
+		printf '#!/bin/sh\nexec cat >"%s/new/$$.fetchmail"\n' "$DELIV" >"$d/mda"
+		chmod 755 "$d/mda"
+		{
+			echo "# fetchmail $(fetchmail --version 2>/dev/null | head -n 1 | awk '{print $3}') -> an MDA writing each message into a Maildir;"
+			echo "# the mail kept on the server, no Received header (invisible), an empty id file per run."
+			echo "set no syslog"
+			echo "set no bouncemail"
+			echo "set invisible"
+			echo "poll 127.0.0.1 service $P protocol pop3 auth password uidl"
+			echo "  user \"$u\" there password \"$(cat "$DV/pw/$u")\" is \"$(id -un)\" here"
+			echo "  keep fetchall sslproto '' mda \"$d/mda\""
+		} >"$d/fetchmailrc"
+		chmod 600 "$d/fetchmailrc"
+		[ -f "$OUT/peers/pop3-fetchmailrc" ] ||
+			sed 's/password "[^"]*"/password "(hidden)"/' "$d/fetchmailrc" >"$OUT/peers/pop3-fetchmailrc"
+		CMD=(fetchmail -f "$d/fetchmailrc" --idfile "$d/fetchids" --nosoftbounce -s) ;;
+	*) return 1 ;;
+	esac
+	return 0
+}
+
+timed() { # WORKDIR CMD...
+	local w=$1
+	shift
+	rm -rf "$w"
+	mkdir -p "$w"
+	sync
+	python3 bench/report.py exec "$w" "$TMO" "$@"
+}
+
+# every message file of a Maildir (cur and new, every folder) in one
+# directory, for trace_compare.py
+flat() { # MAILDIR DIR
+	mkdir -p "$2"
+	find "$1" -type f \( -path '*/cur/*' -o -path '*/new/*' \) -exec ln -s -t "$2" {} + 2>/dev/null
+}
+
+# measure SCENARIO TOOL RUN USER
+measure() {
+	local sc=$1 tool=$2 run=$3 u=$4 d=$DV/t/$1-$2-$3 W=$DV/w rc
+	rm -rf "$d"
+	if cmd_for "$sc" "$tool" "$u" "$run" "$d"; then
+		timed "$W" "${CMD[@]}"
+		rc=$?
+	else
+		rm -rf "$W" && mkdir -p "$W"
+		echo "missing: $tool is not installed or not built" >"$W/err"
+		rc=127
+	fi
+	if [ "$rc" != 127 ]; then
+		if [ "$tool" = mailferry_archive ]; then
+			"$BIN/mailferry" export "$d/archive" --maildir "$DELIV" >"$W/export.log" 2>&1
+		fi
+		flat "$DELIV" "$DV/flat"
+		# exact: the source's bytes; else, is a final line end added to
+		# messages that had none the only difference? (said so in the row)
+		if ! python3 tests/integration/trace_compare.py --lf --json "$W/cmp.json" "$DV/flat" 0 \
+			"$MAIL_ROOT/$u/Maildir" >/dev/null 2>"$W/cmp.err"; then
+			local miss
+			miss=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["missing"])' "$W/cmp.json")
+			if python3 tests/integration/trace_compare.py --lf --json "$W/cmp2.json" "$DV/flat" 1 \
+				"$MAIL_ROOT/$u/Maildir" >/dev/null 2>&1; then
+				mv "$W/cmp2.json" "$W/cmp.json"
+				echo "exact apart from a final line end added to $miss messages that had none" >"$W/note"
+			fi
+		fi
+		rm -rf "$DV/flat"
+	fi
+	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" 1
+	# the delivered mail goes: the next run starts empty
+	rm -rf "$d" "$MAIL_ROOT"/{di,dl,bi,bl}"$run"/Maildir
+}
+
+for r in $(seq 1 "$RUNS"); do
+	for t in "${TOOLS[@]}"; do
+		measure pop3 "$t" "$r" src
+	done
+	for t in mailferry mailferry_lmtp; do
+		measure pop3-30mb "$t" "$r" big
+	done
+done
+
+python3 bench/pop3_report.py "$OUT"

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""bench/pop3_report.py OUTDIR — the POP3 section of the benchmark
+(bench/pop3.sh): OUTDIR/pop3.jsonl (runs recorded by report.py record) and
+pop3-corpus.json become pop3.md and pop3.json; pop3.md is appended to
+OUTDIR/report.md when bench/run.sh wrote one. Prints the Markdown.
+
+Per scenario and tool: median wall time (min–max), messages/s and MB/s,
+CPU, peak RSS, exactness, and the fastest peer's time over mailferry's; then
+issue 18's POP3 goals (met or missed, by how much). A failed or inexact run
+says so in its row, never hidden.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import fmt_s, read, summarize  # noqa: E402
+
+ORDER = ["pop3", "pop3-30mb"]
+TOOLS = ["mailferry", "mailferry_lmtp", "mailferry_archive", "mpop", "fetchmail", "getmail"]
+PEERS = ["mpop", "fetchmail", "getmail"]
+NOTES = {
+    "pop3": "the maildrop read once from an empty UIDL store, the mail kept on the server. "
+            "mailferry: `migrate pop3:// imap://` into an empty account of the same Dovecot, "
+            "`_lmtp`: `migrate pop3:// lmtp://` into Dovecot's LMTP, `_archive`: `backup pop3://` "
+            "into a fresh archive (checked through `export --maildir`). mpop and getmail6 deliver "
+            "into a Maildir themselves, fetchmail through an MDA writing one file per message",
+    "pop3-30mb": "a maildrop holding one 30 MB message: peak RSS",
+}
+
+
+def main(outdir):
+    rows = [json.loads(l) for l in read(os.path.join(outdir, "pop3.jsonl")).splitlines() if l.strip()]
+    corpus = json.loads(read(os.path.join(outdir, "pop3-corpus.json"), "{}") or "{}")
+    summary = summarize(rows)
+    summary.sort(key=lambda s: (ORDER.index(s["scenario"]) if s["scenario"] in ORDER else 99,
+                                TOOLS.index(s["tool"]) if s["tool"] in TOOLS else 99))
+    by = {(s["scenario"], s["tool"]): s for s in summary}
+
+    def wall(sc, tool):
+        s = by.get((sc, tool))
+        return s["wall_median"] if s and not s["missing"] and s["runs"] and not s["failures"] else None
+
+    def exact(sc, tool):
+        s = by.get((sc, tool))
+        return bool(s and s["checked"] and not s["inexact"] and not s["failures"])
+
+    # the fastest peer that copied exactly, else the fastest at all (said so)
+    peers = [(wall("pop3", t), t) for t in PEERS if wall("pop3", t)]
+    exact_peers = [p for p in peers if exact("pop3", p[1])]
+    fastest = min(exact_peers or peers) if peers else None
+
+    src, big = corpus.get("src", {}), corpus.get("big", {})
+    L = ["", "## POP3 as a source (issue 18): `bench/pop3.sh`", ""]
+    if src:
+        L.append("Its own private Dovecot; the maildrop is corpus `%s`'s INBOX (seed 1): %s messages, "
+                 "%.1f MB, served by Dovecot's POP3 on loopback; `pop3-30mb`: one message of %.1f MB."
+                 % (src.get("profile"), format(src["messages"], ","), src["bytes"] / 1e6,
+                    big.get("bytes", 0) / 1e6))
+    L.append("")
+    L.append("| scenario | tool | runs | wall s (min–max) | msg/s | MB/s | CPU s | peak RSS MiB | exact | "
+             "fastest peer ÷ tool |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    last = None
+    for s in summary:
+        sc, tool = s["scenario"], s["tool"]
+        if s["missing"]:
+            L.append("| %s | %s | 0 | missing (not installed or not built) | | | | | | |" % (sc, tool))
+            continue
+        c = big if sc == "pop3-30mb" else src
+        w = s["wall_median"]
+        mps = "%.0f" % (c["messages"] / w) if c and w and c["messages"] > 1 else ""
+        mbs = "%.1f" % (c["bytes"] / 1e6 / w) if c and w else ""
+        if s["checked"] == 0:
+            ex = "not checked"
+        elif s["inexact"] == 0:
+            ex = "yes" if s["checked"] == s["runs"] else "yes (%d of %d checked)" % (s["checked"], s["runs"])
+        else:
+            ex = "**no** (%d of %d): %s" % (s["inexact"], s["checked"], s["diff"])
+        if s["failures"]:
+            ex = "**%d of %d runs failed**: %s; %s" % (s["failures"], s["runs"], s["failure_text"], ex)
+        note = next((r.get("diff") for r in rows if r["scenario"] == sc and r["tool"] == tool
+                     and r.get("exact") and r.get("diff")), "")
+        if note:
+            ex += " (%s)" % note
+        ratio = "%.2f" % (fastest[0] / w) if sc == "pop3" and fastest and w and not s["failures"] else ""
+        L.append("| %s | %s | %d | %s (%s–%s) | %s | %s | %.2f | %.1f | %s | %s |" % (
+            sc if sc != last else "", tool, s["runs"], fmt_s(w), fmt_s(s["wall_min"]), fmt_s(s["wall_max"]),
+            mps, mbs, s["cpu_median"], s["rss_kb_max"] / 1024, ex.replace("|", "/"), ratio))
+        last = sc
+    L.append("")
+    for sc in ORDER:
+        if any(s["scenario"] == sc for s in summary):
+            L.append("- `%s`: %s" % (sc, NOTES[sc]))
+    if fastest:
+        L.append("- fastest peer: %s (%s s)%s; its time over the tool's: above 1, the tool is faster."
+                 % (fastest[1], fmt_s(fastest[0]), "" if exact_peers else ", NOT exact"))
+    L.append("- exact: tests/integration/trace_compare.py (every message once, its bytes after the "
+             "trace fields a delivery adds, compared without CRs); a row says when a final line end "
+             "was added to messages that had none (POP3's terminator hides its absence unless the "
+             "client checks the listed size).")
+    L.append("")
+
+    T = []
+
+    def target(name, value, limit, unit, fmt="%.2f", lower=True):
+        if value is None:
+            T.append((name, "not measured", fmt % limit + unit, "—"))
+            return
+        ok = value <= limit if lower else value >= limit
+        how = " by %.0f %%" % (100 * abs(value / limit - 1)) if limit > 0 else ""
+        T.append((name, fmt % value + unit, ("≤ " if lower else "≥ ") + fmt % limit + unit,
+                  "met" if ok else "**missed**" + how))
+
+    for tool, what in (("mailferry", "POP3 → IMAP"), ("mailferry_lmtp", "POP3 → LMTP")):
+        w = wall("pop3", tool)
+        name = "%s: fastest peer (%s) ÷ mailferry%s" % (what, fastest[1] if fastest else "?",
+                                                       "" if exact("pop3", tool) else " (mailferry NOT exact)")
+        target(name, fastest[0] / w if fastest and w else None, 3.0, "×", lower=False)
+    rss = [s["rss_kb_max"] / 1024 for s in summary if s["tool"].startswith("mailferry") and s["runs"]]
+    target("peak RSS of mailferry, every POP3 path incl. the 30 MB message", max(rss) if rss else None, 16,
+           " MiB", "%.1f")
+    L.append("Goals of issue 18 (POP3):")
+    L.append("")
+    L.append("| goal | measured | target | |")
+    L.append("|---|---|---|---|")
+    for t in T:
+        L.append("| %s | %s | %s | %s |" % t)
+    L.append("")
+    md = "\n".join(L) + "\n"
+    with open(os.path.join(outdir, "pop3.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(outdir, "pop3.json"), "w") as f:
+        json.dump(dict(corpus=corpus, summary=summary, goals=[dict(goal=t[0], measured=t[1], target=t[2],
+                                                                   verdict=t[3]) for t in T]), f, indent=1)
+    rep = os.path.join(outdir, "report.md")
+    if os.path.exists(rep):
+        with open(rep, "a") as f:
+            f.write(md)
+    sys.stdout.write(md)
+    return 0 if wall("pop3", "mailferry") is not None else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: pop3_report.py OUTDIR\n")
+        sys.exit(2)
+    sys.exit(main(sys.argv[1]))
