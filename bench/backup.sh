@@ -75,16 +75,9 @@ mkdir -p "$OUT"
 
 users="src big warm mig"
 for r in $(seq 1 "$RUNS"); do users="$users rs$r"; done
-DV=$(mktemp -d /tmp/mf-backup-bench.XXXXXX)
-cleanup() {
-	scripts/dovecot.sh stop "$DV" >/dev/null 2>&1
-	[ "${BENCH_KEEP:-0}" = 1 ] && say "kept $DV" || rm -rf "$DV"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-scripts/dovecot.sh start "$DV" --port-base $((${BENCH_PORT_BASE:-18300} + 60)) --users "$users" \
-	--max-conn 200 >"$DV/start.log" 2>&1 || { cat "$DV/start.log" >&2; say "Dovecot did not start" >&2; exit 1; }
-. "$DV/env"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_dovecot backup-bench $((${BENCH_PORT_BASE:-18300} + 60)) "$users"
 P=$IMAP_PORT
 SMD=$MAIL_ROOT/src/Maildir
 say "private Dovecot on 127.0.0.1:$P, $RUNS runs per scenario, results in $OUT"

@@ -17,7 +17,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import fmt_s, med, read, summarize  # noqa: E402
+from report import Goals, exact_cell, fmt_s, read, summarize  # noqa: E402
 
 ORDER = ["backup", "backup-rerun", "migrate", "migrate-rerun", "restore", "export-maildir", "export-mbox",
          "backup-30mb"]
@@ -76,14 +76,7 @@ def main(outdir):
         w = s["wall_median"]
         mps = "%.0f" % (c["messages"] / w) if copies and c and w and c["messages"] > 1 else ""
         mbs = "%.1f" % (c["bytes"] / 1e6 / w) if copies and c and w else ""
-        if s["checked"] == 0:
-            exact = "not checked"
-        elif s["inexact"] == 0:
-            exact = "yes" if s["checked"] == s["runs"] else "yes (%d of %d checked)" % (s["checked"], s["runs"])
-        else:
-            exact = "**no** (%d of %d): %s" % (s["inexact"], s["checked"], s["diff"])
-        if s["failures"]:
-            exact = "**%d of %d runs failed**: %s; %s" % (s["failures"], s["runs"], s["failure_text"], exact)
+        exact = exact_cell(s)
         note = next((r.get("diff") for r in rows if r["scenario"] == sc and r["tool"] == tool
                      and r.get("exact") and r.get("diff")), "")
         if note:
@@ -152,16 +145,8 @@ def main(outdir):
         S.append("")
 
     # ---- the issue's goals ----
-    T = []
-
-    def target(name, value, limit, unit, fmt="%.2f", lower=True):
-        if value is None:
-            T.append((name, "not measured", fmt % limit + unit, "—"))
-            return
-        ok = value <= limit if lower else value >= limit
-        how = " by %.0f %%" % (100 * abs(value / limit - 1)) if limit > 0 else ""
-        T.append((name, fmt % value + unit, ("≤ " if lower else "≥ ") + fmt % limit + unit,
-                  "met" if ok else "**missed**" + how))
+    G = Goals()
+    target = G.add
 
     def ratio(a, b):
         return a / b if a is not None and b else None
@@ -182,10 +167,7 @@ def main(outdir):
                " MiB", "%.1f")
     L.append("Goals of issue 19:")
     L.append("")
-    L.append("| goal | measured | target | |")
-    L.append("|---|---|---|---|")
-    for t in T:
-        L.append("| %s | %s | %s | %s |" % t)
+    L.extend(G.markdown("goal"))
     L.append("")
     b = wall("backup", "mailferry")
     speeds = []
@@ -202,8 +184,7 @@ def main(outdir):
     with open(os.path.join(outdir, "backup.md"), "w") as f:
         f.write(md)
     with open(os.path.join(outdir, "backup.json"), "w") as f:
-        json.dump(dict(corpus=corpus, summary=summary, goals=[dict(goal=t[0], measured=t[1], target=t[2],
-                                                                   verdict=t[3]) for t in T],
+        json.dump(dict(corpus=corpus, summary=summary, goals=G.json(),
                        archives=ar, size=size.splitlines()), f, indent=1)
     rep = os.path.join(outdir, "report.md")
     if os.path.exists(rep):

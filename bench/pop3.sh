@@ -49,35 +49,15 @@ say() { echo "bench: pop3: $*"; }
 [ -x "$BIN/mailferry" ] || { say "$BIN/mailferry is not built (make all)" >&2; exit 1; }
 
 # the peers and GNU time from Debian, if missing
-need=()
-for p in mpop fetchmail getmail6 time; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	say "installing ${need[*]} from Debian"
-	SUDO=()
-	[ "$(id -u)" -ne 0 ] && SUDO=(sudo -n)
-	{ "${SUDO[@]}" apt-get update -qq >/dev/null &&
-		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			"${need[@]}" >/dev/null; } || say "could not install ${need[*]}: reported as missing" >&2
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_install mpop fetchmail getmail6 time
 mkdir -p "$OUT/peers"
 : >"$RES"
 
 users="src big"
 for r in $(seq 1 "$RUNS"); do users="$users di$r dl$r bi$r bl$r"; done
-DV=$(mktemp -d /tmp/mf-pop3-bench.XXXXXX)
-chmod 711 "$DV"
-cleanup() {
-	scripts/dovecot.sh stop "$DV" >/dev/null 2>&1
-	[ "${BENCH_KEEP:-0}" = 1 ] && say "kept $DV" || rm -rf "$DV"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-scripts/dovecot.sh start "$DV" --port-base $((${BENCH_PORT_BASE:-18300} + 80)) --users "$users" \
-	--max-conn 200 >"$DV/start.log" 2>&1 || { cat "$DV/start.log" >&2; say "Dovecot did not start" >&2; exit 1; }
-# shellcheck disable=SC1091
-. "$DV/env"
+bench_dovecot pop3-bench $((${BENCH_PORT_BASE:-18300} + 80)) "$users"
 P=$POP3_PORT
 SMD=$MAIL_ROOT/src/Maildir
 say "private Dovecot, POP3 on 127.0.0.1:$P, $RUNS runs per tool, results in $OUT"

@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import fmt_s, read, summarize  # noqa: E402
+from report import Goals, exact_cell, fmt_s, read, summarize  # noqa: E402
 
 ORDER = ["pop3", "pop3-30mb"]
 TOOLS = ["mailferry", "mailferry_lmtp", "mailferry_archive", "mpop", "fetchmail", "getmail"]
@@ -71,14 +71,7 @@ def main(outdir):
         w = s["wall_median"]
         mps = "%.0f" % (c["messages"] / w) if c and w and c["messages"] > 1 else ""
         mbs = "%.1f" % (c["bytes"] / 1e6 / w) if c and w else ""
-        if s["checked"] == 0:
-            ex = "not checked"
-        elif s["inexact"] == 0:
-            ex = "yes" if s["checked"] == s["runs"] else "yes (%d of %d checked)" % (s["checked"], s["runs"])
-        else:
-            ex = "**no** (%d of %d): %s" % (s["inexact"], s["checked"], s["diff"])
-        if s["failures"]:
-            ex = "**%d of %d runs failed**: %s; %s" % (s["failures"], s["runs"], s["failure_text"], ex)
+        ex = exact_cell(s)
         note = next((r.get("diff") for r in rows if r["scenario"] == sc and r["tool"] == tool
                      and r.get("exact") and r.get("diff")), "")
         if note:
@@ -101,16 +94,8 @@ def main(outdir):
              "client checks the listed size).")
     L.append("")
 
-    T = []
-
-    def target(name, value, limit, unit, fmt="%.2f", lower=True):
-        if value is None:
-            T.append((name, "not measured", fmt % limit + unit, "—"))
-            return
-        ok = value <= limit if lower else value >= limit
-        how = " by %.0f %%" % (100 * abs(value / limit - 1)) if limit > 0 else ""
-        T.append((name, fmt % value + unit, ("≤ " if lower else "≥ ") + fmt % limit + unit,
-                  "met" if ok else "**missed**" + how))
+    G = Goals()
+    target = G.add
 
     for tool, what in (("mailferry", "POP3 → IMAP"), ("mailferry_lmtp", "POP3 → LMTP")):
         w = wall("pop3", tool)
@@ -122,17 +107,13 @@ def main(outdir):
            " MiB", "%.1f")
     L.append("Goals of issue 18 (POP3):")
     L.append("")
-    L.append("| goal | measured | target | |")
-    L.append("|---|---|---|---|")
-    for t in T:
-        L.append("| %s | %s | %s | %s |" % t)
+    L.extend(G.markdown("goal"))
     L.append("")
     md = "\n".join(L) + "\n"
     with open(os.path.join(outdir, "pop3.md"), "w") as f:
         f.write(md)
     with open(os.path.join(outdir, "pop3.json"), "w") as f:
-        json.dump(dict(corpus=corpus, summary=summary, goals=[dict(goal=t[0], measured=t[1], target=t[2],
-                                                                   verdict=t[3]) for t in T]), f, indent=1)
+        json.dump(dict(corpus=corpus, summary=summary, goals=G.json()), f, indent=1)
     rep = os.path.join(outdir, "report.md")
     if os.path.exists(rep):
         with open(rep, "a") as f:

@@ -263,6 +263,44 @@ def summarize(rows):
     return out
 
 
+class Goals:
+    """An issue's goals as table rows: each measured value against its limit
+    (at most, or with lower=False at least), met or missed and by how much;
+    "not measured" when the value is None."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, name, value, limit, unit, fmt="%.2f", lower=True):
+        bound = ("≤ " if lower else "≥ ") + fmt % limit + unit
+        if value is None:
+            self.rows.append((name, "not measured", bound, "—"))
+            return
+        ok = value <= limit if lower else value >= limit
+        how = " by %.0f %%" % (100 * abs(value / limit - 1)) if limit > 0 else ""
+        self.rows.append((name, fmt % value + unit, bound, "met" if ok else "**missed**" + how))
+
+    def markdown(self, head="target"):
+        return ["| %s | measured | limit | |" % head, "|---|---|---|---|"] + \
+            ["| %s | %s | %s | %s |" % t for t in self.rows]
+
+    def json(self):
+        return [dict(goal=t[0], measured=t[1], target=t[2], verdict=t[3]) for t in self.rows]
+
+
+def exact_cell(s):
+    """The exact column of a summarized row: checked runs, what differed, failures."""
+    if s["checked"] == 0:
+        e = "not checked"
+    elif s["inexact"] == 0:
+        e = "yes" if s["checked"] == s["runs"] else "yes (%d of %d checked)" % (s["checked"], s["runs"])
+    else:
+        e = "**no** (%d of %d): %s" % (s["inexact"], s["checked"], s["diff"])
+    if s["failures"]:
+        e = "**%d of %d runs failed**: %s; %s" % (s["failures"], s["runs"], s["failure_text"], e)
+    return e
+
+
 def fmt_s(v):
     return "%.3f" % v if v < 10 else "%.2f" % v if v < 100 else "%.1f" % v
 
@@ -336,14 +374,7 @@ def main(outdir, mode):
         copies = sc.startswith("initial") or sc == "big-30mb"
         mps = "%.0f" % (n / s["wall_median"]) if copies and n and n > 1 and s["wall_median"] else ""
         mbs = "%.1f" % (b / 1e6 / s["wall_median"]) if copies and b and s["wall_median"] else ""
-        if s["checked"] == 0:
-            exact = "not checked"
-        elif s["inexact"] == 0:
-            exact = "yes" if s["checked"] == s["runs"] else "yes (%d of %d checked)" % (s["checked"], s["runs"])
-        else:
-            exact = "**no** (%d of %d): %s" % (s["inexact"], s["checked"], s["diff"])
-        if s["failures"]:
-            exact = "**%d of %d runs failed**: %s; %s" % (s["failures"], s["runs"], s["failure_text"], exact)
+        exact = exact_cell(s)
         wire = ""
         if s.get("wire_bytes") is not None:
             wb = s["wire_bytes"]
@@ -366,15 +397,8 @@ def main(outdir, mode):
     L.append("")
 
     # the issue's targets
-    T = []
-
-    def target(name, value, limit, unit, fmt="%.2f", lower=True):
-        if value is None:
-            T.append((name, "not measured", fmt % limit + unit, "—"))
-            return
-        ok = value <= limit if lower else value >= limit
-        by_how_much = " by %.0f %%" % (100 * (value / limit - 1)) if limit > 0 else ""
-        T.append((name, fmt % value + unit, fmt % limit + unit, "met" if ok else "**missed**" + by_how_much))
+    G = Goals()
+    target = G.add
 
     def wall(sc, tool):
         s = by.get((sc, tool))
@@ -405,10 +429,7 @@ def main(outdir, mode):
                " KB", "%.1f")
     L.append("## Targets (issue 10)")
     L.append("")
-    L.append("| target | measured | limit | |")
-    L.append("|---|---|---|---|")
-    for t in T:
-        L.append("| %s | %s | ≤ %s | %s |" % t)
+    L.extend(G.markdown())
     L.append("")
     if mode == "full":
         s = {t: by.get(("rerun-100k-50ms", t)) for t in ("mailferry", "interimap", "mbsync")}
@@ -436,7 +457,7 @@ def main(outdir, mode):
         json.dump(dict(mode=mode, date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), machine=dict(
             host=platform.node(), cpu=cpu, cores=os.cpu_count(), mem_gib=mem, kernel=platform.release()),
             corpus=corpus, summary=summary,
-            targets=[dict(target=t[0], measured=t[1], limit=t[2], verdict=t[3]) for t in T],
+            targets=[dict(target=t[0], measured=t[1], limit=t[2], verdict=t[3]) for t in G.rows],
             runs=rows), f, indent=1)
     print(md)
     chart(outdir, ratios)

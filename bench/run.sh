@@ -62,20 +62,9 @@ for t in corpus compare ceiling; do
 done
 
 # ---- the peers, GNU time (CPU, peak RSS) and gnuplot (the chart) from Debian, if missing ----
-need=()
-for p in isync interimap offlineimap3 gnuplot-nox time; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	say "installing ${need[*]} from Debian"
-	SUDO=()
-	[ "$(id -u)" -ne 0 ] && SUDO=(sudo -n)
-	if ! { "${SUDO[@]}" apt-get update -qq >/dev/null &&
-		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			"${need[@]}" >/dev/null; }; then
-		say "could not install ${need[*]}: what is missing is reported as missing" >&2
-	fi
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_install isync interimap offlineimap3 gnuplot-nox time
 
 mkdir -p "$OUT/peers"
 : >"$RES"
