@@ -26,7 +26,12 @@
  * by frame; a piece the sink does not take (copy_msg_data short) stays in
  * the reader, the source pauses until the copy path kicks it. Both reads
  * decompress; a message within one frame is decompressed once (the
- * handle keeps its last frame).
+ * reader keeps its last frame).
+ *
+ * Several connections: every worker is a source of its own with its own
+ * reader (its own frame buffer, archive_iter.h) on the one archive handle,
+ * all on the job's thread, so mailboxes are restored side by side, as a
+ * migration's are.
  *
  * Reads are blocking file I/O on the loop's thread, in turns of at most
  * ARCSRC_TURN bytes (then the loop runs again): a simplification for a
@@ -416,17 +421,12 @@ static int msg_start(struct arcsrc *s, uint32_t uid)
 	sm.idate = m->internaldate;
 	/* read and re-hashed whole before a byte goes out: a damaged message
 	 * fails here, alone */
-	if (!sm.refused && (rc = archive_get(a, m->hash, NULL, NULL, &e)) < 0) {
+	if (!sm.refused && ((rc = archive_reader_open(a, m->hash, &s->rd, &size, &e)) < 0 ||
+	                    (rc = archive_reader_check(&s->rd, &e)) < 0)) {
 		job_error(j, arcwho(w), w->mb, uid,
 		          "archived message damaged or missing (%s); not "
 		          "restored",
 		          e.msg);
-		copy_msg_fail(w, uid);
-		return 0;
-	}
-	if (!sm.refused && (rc = archive_reader_open(a, m->hash, &s->rd, &size, &e)) < 0) {
-		job_error(j, arcwho(w), w->mb, uid,
-		          "archived message unreadable (%s); not restored", e.msg);
 		copy_msg_fail(w, uid);
 		return 0;
 	}
