@@ -132,7 +132,8 @@ static void t_read_back(struct unit_ctx *u)
 				else if (!bad && got1 + n <= sizeof(back)) {
 					memcpy(back + got1, p, n > 1000 ? 1000 : n);
 					got1 += n > 1000 ? 1000 : n;
-					bad |= archive_reader_take(&r, n > 1000 ? 1000 : n, &err) != 0;
+					bad |=
+					    archive_reader_take(&r, n > 1000 ? 1000 : n, &err) != 0;
 				}
 			}
 			if (!end2 && !bad) {
