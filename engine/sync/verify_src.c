@@ -677,6 +677,7 @@ static void p3_listing_done(struct pop3_client *c, struct pop3_cmd *cmd, const s
 	for (size_t i = 0; i < v->nmsg; i++)
 		pop3_retr(c, &v->retr[i], v->msg[i].msgno, p3_retr_done, v);
 }
+
 static void p3_ready(struct pop3_client *c)
 {
 	struct vs *v = c->ud;
