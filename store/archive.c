@@ -272,17 +272,10 @@ static int bufs_alloc(struct archive *a)
 	a->fbuf = malloc(AFMT_FRAME_RAW_MAX);
 	a->ccap = AFMT_FRAME_HDR + ZSTD_compressBound(AFMT_FRAME_RAW_MAX) + ACRYPT_OVERHEAD;
 	a->cbuf = malloc(a->ccap);
-	a->rraw = malloc(AFMT_FRAME_RAW_MAX);
-	/* a frame header names up to AFMT_FRAME_COMP_MAX bytes after it */
-	a->rcomp = malloc(AFMT_FRAME_HDR + AFMT_FRAME_COMP_MAX);
 	a->cctx = ZSTD_createCCtx();
-	a->dctx = ZSTD_createDCtx();
 	a->samp_goal = ARCHIVE_SAMPLE_GOAL;
-	if (!a->fbuf || !a->cbuf || !a->rraw || !a->rcomp || !a->cctx || !a->dctx ||
-	    msghash_init(&a->h))
+	if (!a->fbuf || !a->cbuf || !a->cctx || msghash_init(&a->h))
 		return -ENOMEM;
-	/* Frames hold at most 1 MiB: a larger window is a hostile frame. */
-	ZSTD_DCtx_setParameter(a->dctx, ZSTD_d_windowLogMax, 21);
 	return 0;
 }
 
@@ -430,7 +423,8 @@ int archive_open_secret(struct archive **out, const char *dir, unsigned flags,
 		return -ENOMEM;
 	}
 	a->flags = flags;
-	a->lock_fd = a->wfd = a->rfd = -1;
+	a->lock_fd = a->wfd = -1;
+	arc_fcache_init(&a->rc);
 	if (bufs_alloc(a)) {
 		archive_close(a);
 		mf_err_set(err, -ENOMEM, "archive %s: out of memory", dir);
@@ -506,8 +500,6 @@ void archive_close(struct archive *a)
 		mdb_env_close(a->env);
 	if (a->wfd >= 0)
 		close(a->wfd);
-	if (a->rfd >= 0)
-		close(a->rfd);
 	if (a->lock_fd >= 0)
 		close(a->lock_fd);
 	for (unsigned i = 0; i < a->ndicts; i++) {
@@ -519,11 +511,9 @@ void archive_close(struct archive *a)
 	acrypt_free(a->crypt);
 	free(a->recbuf);
 	ZSTD_freeCCtx(a->cctx);
-	ZSTD_freeDCtx(a->dctx);
+	arc_fcache_free(&a->rc);
 	free(a->fbuf);
 	free(a->cbuf);
-	free(a->rraw);
-	free(a->rcomp);
 	free(a->samp);
 	free(a->sampsz);
 	free(a->runs_ok);

@@ -37,6 +37,20 @@ struct arc_dict {
 	ZSTD_DDict *dd;
 };
 
+/* One decompressed frame and the pack descriptor it came from. The handle
+ * has one and every archive_reader its own, so readers streaming side by
+ * side from one handle (restore over several connections, one thread) do
+ * not take each other's frame away. Buffers grow to the frames read. */
+struct arc_fcache {
+	ZSTD_DCtx *dctx;
+	uint8_t *raw, *comp;
+	size_t rawcap, compcap, rawn;
+	int valid, fd;
+	uint32_t pack, fdpack;
+	uint64_t off, next; /* the frame's offset; the next frame's */
+	unsigned gen;       /* archive.rgen when loaded */
+};
+
 struct archive {
 	char *dir;
 	unsigned flags;
@@ -66,15 +80,12 @@ struct archive {
 	size_t m_sampn0;
 	struct msghash h;
 
-	/* reading: one pack descriptor, one decompressed frame */
-	int rfd;
-	uint32_t rpack;
-	ZSTD_DCtx *dctx;
-	uint8_t *rraw, *rcomp;
-	size_t rrawn;
-	int rc_valid;
-	uint32_t rc_pack;
-	uint64_t rc_off, rc_next;
+	/* reading: the handle's own frame cache (archive_get, verify, prune);
+	 * each archive_reader has another. rgen moves when frames already
+	 * read may have changed on disk (a cut-off tail, a pack removed):
+	 * every cache loaded before is stale then. */
+	struct arc_fcache rc;
+	unsigned rgen;
 
 	/* dictionaries and training samples */
 	struct arc_dict dicts[ARC_DICTS_MAX];
@@ -135,9 +146,16 @@ int arc_run_visible(const struct archive *a, uint32_t run);
 struct arc_dict *arc_dict_find(struct archive *a, uint32_t ver);
 ZSTD_DDict *arc_dict_ddict(struct arc_dict *d);
 void arc_pack_path(const struct archive *a, uint32_t pack, char *out, size_t cap);
+/* A descriptor of pack to read from (the write pack's own, else the
+ * cache's, which it keeps until another pack is wanted). */
+int arc_fcache_fd(struct archive *a, struct arc_fcache *c, uint32_t pack, struct mf_error *err);
 int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err);
+void arc_fcache_init(struct arc_fcache *c);
+void arc_fcache_free(struct arc_fcache *c);
 int arc_frame_flush(struct archive *a, struct mf_error *err);
-int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_error *err);
+/* Loads the frame at (pack, off) into c (nothing read if c holds it). */
+int arc_frame_load(struct archive *a, struct arc_fcache *c, uint32_t pack, uint64_t off,
+                   struct mf_error *err);
 int arc_frame_decode(ZSTD_DCtx *dctx, struct acrypt *c, uint8_t *p, size_t n, uint32_t pack,
                      uint64_t off, const void *dict, size_t dictn, ZSTD_DDict *dd, uint8_t *raw,
                      size_t cap, size_t *rawn, size_t *used, struct mf_error *err);

@@ -1,15 +1,30 @@
 /*
  * archive_iter — a pull reader over one archived message (see
  * archive_iter.h): the frames it lies in, decompressed one at a time into
- * the handle's frame buffer (arc_frame_load), handed out as pieces.
+ * the reader's own frame buffer (arc_frame_load), handed out as pieces.
  *
  * Not for: the archive's format or writing (archive.c), export.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/archive_int.h"
 #include "store/archive_iter.h"
+
+/* Back to the message's first byte. */
+static void reader_rewind(struct archive_reader *r)
+{
+	r->pack = r->pack0;
+	r->off = r->off0;
+	r->skip = r->skip0;
+	r->frames = 0;
+	r->left = r->size;
+	r->p = NULL;
+	r->n = 0;
+	r->loaded = 0;
+	msghash_begin(&r->h);
+}
 
 /* r set up for the object named by key (the objects key, arc_objkey). */
 static int reader_start(struct archive *a, const uint8_t key[32], const struct afmt_object *o,
@@ -24,6 +39,13 @@ static int reader_start(struct archive *a, const uint8_t key[32], const struct a
 		}
 		r->h_init = 1;
 	}
+	if (!r->fc) {
+		if (!(r->fc = malloc(sizeof(*r->fc)))) {
+			mf_err_set(err, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+		arc_fcache_init(r->fc);
+	}
 	/* a frame still open for writing is flushed first (archive_get does
 	 * the same); a read-only handle has none */
 	if (o->size && o->pack == a->wpack && a->fn && (a->wfd < 0 || o->frame_off >= a->wlen) &&
@@ -31,16 +53,12 @@ static int reader_start(struct archive *a, const uint8_t key[32], const struct a
 		return rc;
 	r->a = a;
 	memcpy(r->hash, key, 32);
-	r->pack = o->pack;
-	r->off = o->frame_off;
-	r->skip = o->skip;
+	r->pack0 = r->pack = o->pack;
+	r->off0 = r->off = o->frame_off;
+	r->skip0 = r->skip = o->skip;
 	r->nframes = o->nframes;
-	r->frames = 0;
-	r->size = r->left = o->size;
-	r->p = NULL;
-	r->n = 0;
-	r->loaded = 0;
-	msghash_begin(&r->h);
+	r->size = o->size;
+	reader_rewind(r);
 	return 0;
 }
 
@@ -76,17 +94,17 @@ static int reader_load(struct archive_reader *r, struct mf_error *err)
 		           r->nframes);
 		return -EIO;
 	}
-	if ((rc = arc_frame_load(a, r->pack, r->off, err)))
+	if ((rc = arc_frame_load(a, r->fc, r->pack, r->off, err)))
 		return rc;
-	if (r->skip > a->rrawn || (r->skip == a->rrawn && r->left)) {
+	if (r->skip > r->fc->rawn || (r->skip == r->fc->rawn && r->left)) {
 		mf_err_set(err, -EIO, "pack %u offset %llu: message starts past its frame", r->pack,
 		           (unsigned long long)r->off);
 		return -EIO;
 	}
-	take = a->rrawn - r->skip;
+	take = r->fc->rawn - r->skip;
 	if (take > r->left)
 		take = (size_t)r->left;
-	r->p = a->rraw + r->skip;
+	r->p = r->fc->raw + r->skip;
 	r->n = take;
 	r->skip = 0;
 	r->loaded = 1;
@@ -106,10 +124,9 @@ int archive_reader_peek(struct archive_reader *r, const uint8_t **p, size_t *n,
 	if (!r->loaded) {
 		if ((rc = reader_load(r, err)))
 			return rc;
-	} else if (!(r->a->rc_valid && r->a->rc_pack == r->pack && r->a->rc_off == r->off)) {
-		/* another read came in between: the piece is gone (one reader
-		 * at a time per handle, archive_iter.h) */
-		mf_err_set(err, -EBUSY, "internal: archive read interleaved with another");
+	} else if (!(r->fc->valid && r->fc->pack == r->pack && r->fc->off == r->off)) {
+		/* the reader's own frame is gone: cannot happen (archive_iter.h) */
+		mf_err_set(err, -EBUSY, "internal: archive reader lost its frame");
 		return -EBUSY;
 	}
 	*p = r->p;
@@ -132,7 +149,7 @@ int archive_reader_take(struct archive_reader *r, size_t k, struct mf_error *err
 	r->left -= k;
 	if (!r->n && r->left) {
 		/* the next frame follows this one */
-		r->off = r->a->rc_next;
+		r->off = r->fc->next;
 		r->loaded = 0;
 	}
 	if (r->left)
@@ -147,9 +164,32 @@ int archive_reader_take(struct archive_reader *r, size_t k, struct mf_error *err
 	return 0;
 }
 
+int archive_reader_check(struct archive_reader *r, struct mf_error *err)
+{
+	const uint8_t *p;
+	size_t n;
+	int rc;
+
+	for (;;) {
+		if ((rc = archive_reader_peek(r, &p, &n, err)))
+			return rc;
+		if (!n)
+			break;
+		if ((rc = archive_reader_take(r, n, err)))
+			return rc;
+	}
+	reader_rewind(r);
+	return 0;
+}
+
 void archive_reader_close(struct archive_reader *r)
 {
 	if (r->h_init)
 		msghash_free(&r->h);
 	r->h_init = 0;
+	if (r->fc) {
+		arc_fcache_free(r->fc);
+		free(r->fc);
+		r->fc = NULL;
+	}
 }

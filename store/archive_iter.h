@@ -7,11 +7,15 @@
  *
  *   archive_reader_open(a, hash, &r) → archive_reader_peek / _take … → 0 at the end
  *
- * A piece points into the handle's one decompressed frame: it stays valid
- * until the next archive call on the same handle, so one reader at a time
- * per handle, and nothing else read in between. The bytes are re-hashed
- * as they are taken: the last take returns -EIO if they are not the
- * message's (every frame is checked on load as well).
+ * Each reader decompresses into a frame buffer (and reads through a pack
+ * descriptor) of its own, so several readers on one handle may stream
+ * side by side, interleaved with other reads of the handle (restore over
+ * several connections: one reader per connection, all on the loop's one
+ * thread; the handle is not thread-safe). A piece points into the
+ * reader's frame: it stays valid until the reader's next peek after a
+ * take. The bytes are re-hashed as they are taken: the last take returns
+ * -EIO if they are not the message's (every frame is checked on load as
+ * well).
  *
  * Not for: writing, listing runs or mailboxes (archive.h).
  */
@@ -25,6 +29,7 @@
 #include "store/msghash.h"
 
 struct archive;
+struct arc_fcache;
 
 struct archive_reader {
 	struct archive *a;
@@ -36,6 +41,10 @@ struct archive_reader {
 	int loaded; /* p/n are the frame at off */
 	struct msghash h;
 	int h_init;
+	struct arc_fcache *fc; /* the reader's own frame (archive_int.h) */
+	/* where the message starts (archive_reader_check rewinds to it) */
+	uint32_t pack0, skip0;
+	uint64_t off0;
 };
 
 /* Finds the message; *size is its length. -ENOENT if not stored. r is
@@ -49,6 +58,11 @@ int archive_reader_peek(struct archive_reader *r, const uint8_t **p, size_t *n,
 /* k bytes of the last peek are used. At the end the hash is checked:
  * -EIO if the content is not the message's. */
 int archive_reader_take(struct archive_reader *r, size_t k, struct mf_error *err);
+/* Reads the whole message through and checks its hash (-EIO, named in
+ * err, if the bytes are not the message's), then rewinds r to its first
+ * byte: a damaged message fails before a byte of it is handed out. A
+ * message within one frame is decompressed once for both passes. */
+int archive_reader_check(struct archive_reader *r, struct mf_error *err);
 /* Frees what r keeps between messages. */
 void archive_reader_close(struct archive_reader *r);
 

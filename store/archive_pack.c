@@ -179,7 +179,7 @@ void arc_pack_path(const struct archive *a, uint32_t pack, char *out, size_t cap
 }
 
 /* The descriptor to read pack from (the writer's own for the open pack). */
-int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err)
+int arc_fcache_fd(struct archive *a, struct arc_fcache *c, uint32_t pack, struct mf_error *err)
 {
 	char path[4200];
 	uint8_t hdr[AFMT_PACK_HDR];
@@ -187,11 +187,11 @@ int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err)
 
 	if (a->wfd >= 0 && pack == a->wpack)
 		return a->wfd;
-	if (a->rfd >= 0 && a->rpack == pack)
-		return a->rfd;
-	if (a->rfd >= 0)
-		close(a->rfd);
-	a->rfd = -1;
+	if (c->fd >= 0 && c->fdpack == pack)
+		return c->fd;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
 	arc_pack_path(a, pack, path, sizeof(path));
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
@@ -206,9 +206,14 @@ int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err)
 			mf_err_set(err, -EIO, "pack %u: header cut short", pack);
 		return -EIO;
 	}
-	a->rfd = fd;
-	a->rpack = pack;
+	c->fd = fd;
+	c->fdpack = pack;
 	return fd;
+}
+
+int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err)
+{
+	return arc_fcache_fd(a, &a->rc, pack, err);
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
@@ -542,8 +547,7 @@ void archive_msg_abort(struct archive *a)
 		    a->m_off >= a->wcommitted && a->m_off <= a->wlen &&
 		    ftruncate(a->wfd, (off_t)a->m_off) == 0) {
 			a->wlen = a->m_off;
-			if (a->rc_pack == a->wpack && a->rc_off >= a->m_off)
-				a->rc_valid = 0;
+			a->rgen++; /* a frame read from there is gone */
 		}
 		a->fn = 0;
 	}

@@ -319,12 +319,11 @@ static int pack_drop(struct archive *a, uint32_t id, struct mf_error *err)
 	afmt_put32(key, id);
 	if ((rc = arc_del(a, a->packs_db, key, 4, err)) || (rc = archive_commit(a, err)))
 		return rc;
-	if (a->rfd >= 0 && a->rpack == id) {
-		close(a->rfd);
-		a->rfd = -1;
+	if (a->rc.fd >= 0 && a->rc.fdpack == id) {
+		close(a->rc.fd);
+		a->rc.fd = -1;
 	}
-	if (a->rc_pack == id)
-		a->rc_valid = 0;
+	a->rgen++; /* no cache holds a frame of the pack any more */
 	arc_pack_path(a, id, path, sizeof(path));
 	if (unlink(path) < 0 && errno != ENOENT) {
 		rc = -errno;

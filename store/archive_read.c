@@ -130,8 +130,57 @@ int archive_frame_decode(const uint8_t *p, size_t n, uint32_t pack, const void *
 	                          err);
 }
 
-/* Loads the frame at (pack, off) into the read cache. */
-int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_error *err)
+void arc_fcache_init(struct arc_fcache *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
+
+void arc_fcache_free(struct arc_fcache *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	ZSTD_freeDCtx(c->dctx);
+	free(c->raw);
+	free(c->comp);
+	arc_fcache_init(c);
+}
+
+/* c's buffers hold a frame of f's size (grown, never shrunk). */
+static int fcache_fit(struct arc_fcache *c, const struct afmt_frame *f, struct mf_error *err)
+{
+	size_t comp = AFMT_FRAME_HDR + (size_t)f->comp_len;
+
+	if (!c->dctx) {
+		if (!(c->dctx = ZSTD_createDCtx()))
+			goto oom;
+		/* Frames hold at most 1 MiB: a larger window is a hostile frame. */
+		ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax, 21);
+	}
+	if (c->compcap < comp) {
+		uint8_t *p = realloc(c->comp, comp);
+
+		if (!p)
+			goto oom;
+		c->comp = p;
+		c->compcap = comp;
+	}
+	if (c->rawcap < f->raw_len) {
+		uint8_t *p = realloc(c->raw, f->raw_len);
+
+		if (!p)
+			goto oom;
+		c->raw = p;
+		c->rawcap = f->raw_len;
+	}
+	return 0;
+oom:
+	mf_err_set(err, -ENOMEM, "out of memory");
+	return -ENOMEM;
+}
+
+int arc_frame_load(struct archive *a, struct arc_fcache *c, uint32_t pack, uint64_t off,
+                   struct mf_error *err)
 {
 	uint8_t hdr[AFMT_FRAME_HDR];
 	struct afmt_frame f;
@@ -140,10 +189,10 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 	ssize_t got;
 	int fd, rc;
 
-	if (a->rc_valid && a->rc_pack == pack && a->rc_off == off)
+	if (c->valid && c->gen == a->rgen && c->pack == pack && c->off == off)
 		return 0;
-	a->rc_valid = 0;
-	if ((fd = arc_pack_fd(a, pack, err)) < 0)
+	c->valid = 0;
+	if ((fd = arc_fcache_fd(a, c, pack, err)) < 0)
 		return fd;
 	got = pread(fd, hdr, sizeof(hdr), (off_t)off);
 	if (got != (ssize_t)sizeof(hdr)) {
@@ -158,8 +207,10 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 		mf_err_set(err, rc, "pack %u offset %llu: %s", pack, (unsigned long long)off, m);
 		return rc;
 	}
-	memcpy(a->rcomp, hdr, sizeof(hdr));
-	got = pread(fd, a->rcomp + AFMT_FRAME_HDR, f.comp_len, (off_t)(off + AFMT_FRAME_HDR));
+	if ((rc = fcache_fit(c, &f, err)))
+		return rc;
+	memcpy(c->comp, hdr, sizeof(hdr));
+	got = pread(fd, c->comp + AFMT_FRAME_HDR, f.comp_len, (off_t)(off + AFMT_FRAME_HDR));
 	if (got != (ssize_t)f.comp_len) {
 		mf_err_set(err, -EIO, "pack %u offset %llu: frame cut short", pack,
 		           (unsigned long long)off);
@@ -170,9 +221,8 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 		           (unsigned long long)off, f.dict);
 		return -EIO;
 	}
-	rc = arc_frame_decode(a->dctx, a->crypt, a->rcomp, AFMT_FRAME_HDR + f.comp_len, pack, off,
-	                      NULL, 0, d ? d->dd : NULL, a->rraw, AFMT_FRAME_RAW_MAX, &rawn, &used,
-	                      err);
+	rc = arc_frame_decode(c->dctx, a->crypt, c->comp, AFMT_FRAME_HDR + f.comp_len, pack, off,
+	                      NULL, 0, d ? d->dd : NULL, c->raw, c->rawcap, &rawn, &used, err);
 	if (rc) {
 		char m[MF_ERR_MAX];
 
@@ -180,11 +230,12 @@ int arc_frame_load(struct archive *a, uint32_t pack, uint64_t off, struct mf_err
 		mf_err_set(err, rc, "pack %u offset %llu: %s", pack, (unsigned long long)off, m);
 		return rc;
 	}
-	a->rc_valid = 1;
-	a->rc_pack = pack;
-	a->rc_off = off;
-	a->rc_next = off + used;
-	a->rrawn = rawn;
+	c->valid = 1;
+	c->gen = a->rgen;
+	c->pack = pack;
+	c->off = off;
+	c->next = off + used;
+	c->rawn = rawn;
 	return 0;
 }
 
@@ -210,22 +261,22 @@ int arc_read_object(struct archive *a, const uint8_t key[32], const struct afmt_
 			           o->nframes);
 			return -EIO;
 		}
-		if ((rc = arc_frame_load(a, o->pack, off, err)))
+		if ((rc = arc_frame_load(a, &a->rc, o->pack, off, err)))
 			return rc;
-		if (skip > a->rrawn || (skip == a->rrawn && left)) {
+		if (skip > a->rc.rawn || (skip == a->rc.rawn && left)) {
 			mf_err_set(err, -EIO, "pack %u offset %llu: message starts past its frame",
 			           o->pack, (unsigned long long)off);
 			return -EIO;
 		}
-		take = a->rrawn - skip;
+		take = a->rc.rawn - skip;
 		if (take > left)
 			take = (size_t)left;
-		msghash_update(&a->h, a->rraw + skip, take);
-		if (fn && (rc = fn(ctx, a->rraw + skip, take)))
+		msghash_update(&a->h, a->rc.raw + skip, take);
+		if (fn && (rc = fn(ctx, a->rc.raw + skip, take)))
 			return rc;
 		left -= take;
 		skip = 0;
-		off = a->rc_next;
+		off = a->rc.next;
 	}
 	msghash_end(&a->h, got, NULL);
 	if ((rc = arc_objkey(a, got, gk, err)))

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/cli/url.h"
 #include "store/archive.h"
 #include "store/archive_crypt.h"
 #include "store/export.h"
@@ -143,6 +144,21 @@ static int pass_read(const char *path, uint8_t *buf, size_t cap, size_t *n, stru
 	}
 	*n = len;
 	return 0;
+}
+
+int cli_archive_account(const struct url *su, char *out, size_t cap)
+{
+	int n =
+	    snprintf(out, cap, "%s%s@%s", su->kind == URL_POP3 ? "pop3:" : "", su->user, su->host);
+
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+int cli_archive_job_key(const char *account, const char *real, char *out, size_t cap)
+{
+	int n = snprintf(out, cap, "%.400s -> archive:%.1600s", account, real);
+
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 int cli_archive_open(struct archive **a, const char *dir, unsigned flags,

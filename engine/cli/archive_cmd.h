@@ -17,6 +17,8 @@
 #ifndef MF_ARCHIVE_CMD_H
 #define MF_ARCHIVE_CMD_H
 
+#include <stddef.h>
+
 struct archive;
 
 struct cli_archive_opts {
@@ -34,6 +36,15 @@ int cli_archive_take_opts(int *argc, char **argv, struct cli_archive_opts *o, in
  * "... wrong passphrase ..."). */
 int cli_archive_open(struct archive **a, const char *dir, unsigned flags,
                      const struct cli_archive_opts *o);
+
+struct url;
+/* The archive's name for the source's account: "user@host", or
+ * "pop3:user@host" for a POP3 maildrop (its own runs: one mailbox, INBOX,
+ * UIDs from its UIDLs). 0, or -1 if it does not fit cap. */
+int cli_archive_account(const struct url *su, char *out, size_t cap);
+/* backup's job key in the state: the account and the archive's real path
+ * (verify of a POP3 source looks the UIDL ids up under it). 0 or -1. */
+int cli_archive_job_key(const char *account, const char *real, char *out, size_t cap);
 
 /* argv[0] is the command name ("export", "verify", "archive"). */
 int archive_cmd_export(int argc, char **argv);

@@ -131,7 +131,7 @@ int cmd_backup(int argc, char **argv)
 	char account[AFMT_ACCOUNT_MAX + 1], real[PATH_MAX];
 	const char *dir;
 	uint32_t run;
-	int rc, n, prune;
+	int rc, prune;
 
 	if ((rc = cli_archive_take_opts(&argc, argv, &ao, 1, "backup")))
 		return rc;
@@ -171,9 +171,7 @@ int cmd_backup(int argc, char **argv)
 	dir = argv[optind + 1];
 	/* a POP3 maildrop is another account than the IMAP one of the same
 	 * user: its own runs (one mailbox, INBOX, UIDs from its UIDLs) */
-	n = snprintf(account, sizeof(account), "%s%s@%s", c.su.kind == URL_POP3 ? "pop3:" : "",
-	             c.su.user, c.su.host);
-	if (n < 0 || (size_t)n >= sizeof(account)) {
+	if (cli_archive_account(&c.su, account, sizeof(account)) < 0) {
 		cli_forget(&c);
 		return refuse("the account name is too long");
 	}
@@ -189,8 +187,7 @@ int cmd_backup(int argc, char **argv)
 		return 2;
 	}
 	/* The state belongs to the account and this archive. */
-	n = snprintf(c.job_key, sizeof(c.job_key), "%.400s -> archive:%.1600s", account, real);
-	if (n < 0 || (size_t)n >= sizeof(c.job_key)) {
+	if (cli_archive_job_key(account, real, c.job_key, sizeof(c.job_key)) < 0) {
 		archive_close(a);
 		cli_forget(&c);
 		return refuse("the archive's path is too long");

@@ -370,7 +370,6 @@ int cmd_restore(int argc, char **argv)
 	o.arc_since = since;
 	o.arc_before_set = ro.before != NULL;
 	o.arc_before = before;
-	o.connections = 1; /* one reader per archive handle */
 	if (mf_log_enabled(MF_LOG_INFO))
 		fprintf(stderr, "mailferry: restoring run %u of archive %s\n", run, real);
 	if (c.json) {

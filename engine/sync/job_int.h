@@ -381,6 +381,9 @@ int test_fail(struct job *j, const char *site);
 /* select.c */
 int folder_match(const char *pat, const char *name);
 int folder_selected(const struct job *j, const char *display);
+/* The same outside a job (verify SRC ARCHIVE): o's globs, r compiled from
+ * o (rules_compile). */
+int folder_selected_by(const struct job_opts *o, const struct name_rules *r, const char *display);
 int rules_compile(struct name_rules *r, const struct job_opts *o, struct mf_error *err);
 void rules_free(struct name_rules *r);
 /* The destination name --rename and --dst-prefix make of display (UTF-8,

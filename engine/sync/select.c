@@ -217,8 +217,11 @@ int job_opts_check(const struct job_opts *o, struct mf_error *err)
 
 int folder_selected(const struct job *j, const char *display)
 {
-	const struct job_opts *o = j->o;
-	const struct name_rules *r = &j->rules;
+	return folder_selected_by(j->o, &j->rules, display);
+}
+
+int folder_selected_by(const struct job_opts *o, const struct name_rules *r, const char *display)
+{
 	int in = (!o->folders || !o->folders[0]) && !r->ninc;
 
 	for (const char *const *g = o->folders; g && *g; g++)

@@ -26,7 +26,14 @@
  * by frame; a piece the sink does not take (copy_msg_data short) stays in
  * the reader, the source pauses until the copy path kicks it. Both reads
  * decompress; a message within one frame is decompressed once (the
- * handle keeps its last frame).
+ * reader keeps its last frame).
+ *
+ * Several connections: every worker is a source of its own with its own
+ * reader (its own frame buffer, archive_iter.h) on the one archive handle,
+ * all on the job's thread, so mailboxes are restored side by side, as a
+ * migration's are, and a big one is split by UID range (split.c; the
+ * plan counts each mailbox's UIDs in the run in place of STATUS, and a
+ * part lists only its range).
  *
  * Reads are blocking file I/O on the loop's thread, in turns of at most
  * ARCSRC_TURN bytes (then the loop runs again): a simplification for a
@@ -146,6 +153,47 @@ static int plan_mbox(void *ctx, const struct archive_mbox_info *mi)
 	return 0;
 }
 
+struct mbox_count {
+	uint32_t n, max;
+};
+
+static int count_uid(void *ctx, uint32_t uid, const struct archive_msgmeta *m)
+{
+	struct mbox_count *c = ctx;
+
+	(void)m;
+	c->n++;
+	if (uid > c->max)
+		c->max = uid;
+	return 0;
+}
+
+/* What STATUS tells of an IMAP mailbox, for the split of a big mailbox
+ * over several connections (split.c) and the largest-first order:
+ * MESSAGES and UIDNEXT of the run's mailbox. have_status stays 0: the
+ * plan's "nothing new since the last run" shortcut is not taken, every
+ * pass lists the run's UIDs against the state (so a re-run with other
+ * --since/--before finds what the first left out). */
+static int plan_counts(struct job *j, struct mf_error *e)
+{
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+		struct mbox_count c = {0, 0};
+		int rc;
+
+		if (!mb->amb_set)
+			continue;
+		rc = archive_uid_each(j->o->src_archive, j->o->src_archive_run, mb->amb, count_uid,
+		                      &c, e);
+		if (rc < 0)
+			return rc;
+		mb->st_uidvalidity = mb->amb_uidv;
+		mb->st_messages = c.n;
+		mb->st_uidnext = c.max < UINT32_MAX ? c.max + 1 : UINT32_MAX;
+	}
+	return 0;
+}
+
 static void arcsrc_plan(struct worker *w)
 {
 	struct job *j = w->job;
@@ -154,6 +202,8 @@ static void arcsrc_plan(struct worker *w)
 
 	mf_err_clear(&e);
 	rc = archive_mbox_each(j->o->src_archive, j->o->src_archive_run, plan_mbox, j, &e);
+	if (rc >= 0)
+		rc = plan_counts(j, &e);
 	if (rc < 0) {
 		if (rc == -ENOMEM && !e.msg[0])
 			mf_err_set(&e, rc, "out of memory");
@@ -206,6 +256,11 @@ void arcsrc_mailbox_begin(struct worker *w)
 	w->have_rec = state_mbox_get(j->st, j->jobid, mb->mbid, &w->rec, &e) == 0;
 	if (!w->have_rec)
 		memset(&w->rec, 0, sizeof(w->rec));
+	w->start_uid = 1;
+	/* a part of a split mailbox: its UID range, never a settle (the
+	 * record's intents are the other parts' batches in flight, split.c) */
+	if (w->part && split_examined(w, &w->rec))
+		return; /* then changes_start, fetch_start: here */
 	if (settle_if_interrupted(w, w->uidvalidity))
 		return; /* then changes_start, fetch_start: here */
 	arcsrc_fetch_start(w);
@@ -239,6 +294,8 @@ static int collect(void *ctx, uint32_t uid, const struct archive_msgmeta *m)
 
 	if (uid > s->max_uid)
 		s->max_uid = uid;
+	if (uid < w->start_uid || uid > w->end_uid)
+		return 0; /* another part's (split.c) */
 	if (!m) {
 		job_error(j, arcwho(w), w->mb, uid,
 		          "the archive's record of this message is damaged; not restored");
@@ -278,8 +335,10 @@ void arcsrc_fetch_start(struct worker *w)
 	w->list_mode = 1;
 	w->nretry = w->retry_pos = 0;
 	w->mb_failed_min_uid = 0;
-	w->start_uid = 1;
-	w->end_uid = UINT32_MAX - 1;
+	/* the whole mailbox, or a part's range (split_examined set start_uid) */
+	if (!w->part)
+		w->start_uid = 1;
+	w->end_uid = w->part && w->part_hi < UINT32_MAX - 1 ? w->part_hi : UINT32_MAX - 1;
 	if (!w->resumed) {
 		w->resume_uid = 0;
 		w->ncounted = 0;
@@ -416,17 +475,12 @@ static int msg_start(struct arcsrc *s, uint32_t uid)
 	sm.idate = m->internaldate;
 	/* read and re-hashed whole before a byte goes out: a damaged message
 	 * fails here, alone */
-	if (!sm.refused && (rc = archive_get(a, m->hash, NULL, NULL, &e)) < 0) {
+	if (!sm.refused && ((rc = archive_reader_open(a, m->hash, &s->rd, &size, &e)) < 0 ||
+	                    (rc = archive_reader_check(&s->rd, &e)) < 0)) {
 		job_error(j, arcwho(w), w->mb, uid,
 		          "archived message damaged or missing (%s); not "
 		          "restored",
 		          e.msg);
-		copy_msg_fail(w, uid);
-		return 0;
-	}
-	if (!sm.refused && (rc = archive_reader_open(a, m->hash, &s->rd, &size, &e)) < 0) {
-		job_error(j, arcwho(w), w->mb, uid,
-		          "archived message unreadable (%s); not restored", e.msg);
 		copy_msg_fail(w, uid);
 		return 0;
 	}

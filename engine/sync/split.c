@@ -49,16 +49,18 @@
  * an EXAMINE and the start of a fetch pipeline on its connection. */
 #define SPLIT_MIN_MSGS 400
 
-/* A job whose passes can run as parts: an IMAP source (POP3 and archive
- * sources have one reader), an IMAP or SMTP/LMTP sink (not the archive:
- * its run keeps per-mailbox state), and a plain new-messages pass (a dry
- * run counts, --dedupe and a filter read the folder as a whole). */
+/* A job whose passes can run as parts: an IMAP or archive source (POP3
+ * has one session; an archive run is read by a reader per connection,
+ * its counts standing in for STATUS, source_archive.c), an IMAP or
+ * SMTP/LMTP sink (not the archive: its run keeps per-mailbox state), and a
+ * plain new-messages pass (a dry run counts, --dedupe and a filter read
+ * the folder as a whole). */
 static int split_job_ok(const struct job *j)
 {
 	const struct job_opts *o = j->o;
 
 	return j->nw > 1 && !o->dry_run && !o->dedupe && !o->filter_id && !o->src_pop3 &&
-	       !o->src_archive && !o->archive;
+	       !o->archive;
 }
 
 /* New messages the plan expects in mb, and the UID range they are in; 0
@@ -70,8 +72,8 @@ static uint64_t split_est(struct job *j, struct mbox *mb, uint32_t *lo, uint32_t
 	uint32_t first = 1;
 	uint64_t est;
 
-	if (mb->work <= 0 || !mb->have_status || !mb->st_uidvalidity || mb->st_uidnext < 2 ||
-	    mb->probe || mb->renamed_from || selective_rescan(j, mb->mbid))
+	if (mb->work <= 0 || (!mb->have_status && !mb->amb_set) || !mb->st_uidvalidity ||
+	    mb->st_uidnext < 2 || mb->probe || mb->renamed_from || selective_rescan(j, mb->mbid))
 		return 0;
 	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 && rec.uidvalidity) {
 		if (rec.uidvalidity != mb->st_uidvalidity || rec.intents)

@@ -13,6 +13,15 @@
  * bodies of what the state says is new; verify wants every UID's size and
  * flags, which is one FETCH without bodies, and no state.
  *
+ * Folder options: a mailbox is named as backup names it (modified UTF-7
+ * decoded, the server's separator shown as '/') and kept or left out by
+ * the same test (folder_selected_by), once LIST has told the separator.
+ *
+ * A POP3 source: one pop3_client, UIDL and LIST pipelined, then (with
+ * full) RETR of every message the state knows; the listing fills the same
+ * per-mailbox array as a FETCH does, keyed by the id the backup's state
+ * gave each unique-id, and INBOX is compared as an IMAP mailbox is.
+ *
  * Not for: the archive's integrity (archive_verify), copying anything.
  */
 #include "engine/sync/verify_src.h"
@@ -23,12 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/sync/job_int.h"
+#include "engine/sync/source_pop3_int.h"
+#include "protocols/utf7.h"
 #include "store/archive.h"
 #include "store/msghash.h"
+#include "store/state.h"
 
 struct vs_msg {
 	uint32_t uid, flags;
+	uint32_t msgno; /* a POP3 source's message number */
 	uint64_t size;
 	size_t kw; /* normalized keywords at pool + kw */
 	uint8_t hash[32];
@@ -39,12 +51,24 @@ struct vs_box {
 	char *name;
 	size_t len;
 	int in_src, in_arc;
+	int out;  /* left out by the folder options */
+	char sep; /* the source's hierarchy separator (LIST), 0 unknown */
 	uint32_t mbid, uidv;
 };
 
 struct vs {
 	struct imap_client c;
 	struct imap_cmd cmd;
+	const struct verify_src_in *in;
+	struct name_rules rules;
+	char sep; /* the first separator LIST named */
+	/* a POP3 source */
+	struct pop3_client p;
+	struct pop3_cmd uidl_cmd, list_cmd, *retr;
+	unsigned listing, retr_left;
+	uint64_t got; /* the body being read: bytes, the last two held back */
+	uint8_t tail[2];
+	unsigned ntail;
 	struct archive *a;
 	uint32_t run;
 	int full;
@@ -155,6 +179,29 @@ static int arc_box(void *ctx, const struct archive_mbox_info *mi)
 	b->mbid = mi->mbid;
 	b->uidv = mi->uidvalidity;
 	return 0;
+}
+
+/* The folder options, as backup applies them (plan.c, names.c). */
+static void boxes_select(struct vs *v)
+{
+	char disp[STATE_NAME_MAX * 2];
+
+	for (size_t i = 0; i < v->nbox; i++) {
+		struct vs_box *b = &v->box[i];
+		char sep = b->sep ? b->sep : v->sep;
+		ssize_t dl = utf7_decode(b->name, b->len, disp, sizeof(disp) - 1);
+
+		if (dl < 0) {
+			dl = (ssize_t)(b->len < sizeof(disp) - 1 ? b->len : sizeof(disp) - 1);
+			memcpy(disp, b->name, (size_t)dl);
+		}
+		disp[dl] = '\0';
+		for (char *d = disp; sep && sep != '/' && *d; d++)
+			if (*d == sep)
+				*d = '/';
+		b->out = !folder_selected_by(v->in->o, &v->rules, disp);
+		v->st->filtered += (uint64_t)b->out;
+	}
 }
 
 /* ---- the comparison of one mailbox ---- */
@@ -302,10 +349,11 @@ static void next_box(struct vs *v)
 {
 	struct imap_client *c = &v->c;
 
-	while (v->cur < v->nbox && !v->box[v->cur].in_src) {
+	while (v->cur < v->nbox && (!v->box[v->cur].in_src || v->box[v->cur].out)) {
 		const struct vs_box *b = &v->box[v->cur++];
 
-		diff(v, b, 0, "mailbox in the archive's run, no longer in the source");
+		if (!b->out)
+			diff(v, b, 0, "mailbox in the archive's run, no longer in the source");
 	}
 	if (v->cur >= v->nbox) {
 		v->done = 1;
@@ -332,6 +380,7 @@ static void list_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 		vs_fail(v, &e);
 		return;
 	}
+	boxes_select(v);
 	next_box(v);
 }
 
@@ -357,7 +406,8 @@ static void on_error(struct imap_client *c, const struct mf_error *err)
 
 static int take_list(struct vs *v, const struct imap_node *a)
 {
-	const struct imap_node *attrs = a->next, *nm = attrs->next->next;
+	const struct imap_node *attrs = a->next, *sep = attrs->next, *nm = sep->next;
+	char c = sep->type == IMAP_NODE_STRING && sep->len == 1 ? sep->s[0] : 0;
 	struct vs_box *b;
 	const char *name;
 	size_t len;
@@ -370,6 +420,9 @@ static int take_list(struct vs *v, const struct imap_node *a)
 	if (!(b = box_add(v, name, len)))
 		return -ENOMEM;
 	b->in_src = 1;
+	b->sep = c;
+	if (!v->sep)
+		v->sep = c;
 	return 0;
 }
 
@@ -479,8 +532,273 @@ static const struct imap_client_cb vs_cb = {
     .lit_end = on_lit_end,
 };
 
-int verify_src_run(struct loop *l, const struct imap_endpoint *ep, struct archive *a, uint32_t run,
-                   int full, int (*fn)(void *ctx, const struct verify_diff *d), void *ctx,
+/* ---- POP3 ---- */
+
+static void p3_fail(struct vs *v, const struct mf_error *e)
+{
+	if (!v->failed)
+		v->err = *e;
+	v->failed = 1;
+	pop3_client_abort(&v->p);
+}
+
+/* Everything listed (and read): INBOX compared, then the run's other
+ * mailboxes (a POP3 backup has none) reported as not in the source. */
+static void p3_finish(struct vs *v)
+{
+	for (size_t i = 0; i < v->nbox; i++) {
+		struct vs_box *b = &v->box[i];
+
+		if (b->out)
+			continue;
+		if (b->in_src) {
+			v->uidv = POP3SRC_UIDV; /* POP3 has none: backup's fixed one */
+			if (box_compare(v, b) < 0)
+				return;
+		} else {
+			diff(v, b, 0, "mailbox in the archive's run; a POP3 source has INBOX only");
+		}
+	}
+	v->done = 1;
+	pop3_client_quit(&v->p, NULL, NULL);
+}
+
+static void p3_retr_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
+{
+	struct vs *v = c->ud;
+	struct vs_msg *s = &v->msg[cmd - v->retr];
+	char why[300];
+
+	if (!r->ok) {
+		snprintf(why, sizeof(why), "RETR refused: %.*s",
+		         (int)(r->text_len > 200 ? 200 : r->text_len), r->text);
+		/* compared by LIST's size alone, below */
+		if (diff(v, &v->box[v->cur], s->uid, why) < 0)
+			return;
+	}
+	if (!--v->retr_left)
+		p3_finish(v);
+}
+
+/* The listing in: one vs_msg per message whose unique-id the backup's
+ * state knows (by that id), one difference per message it does not. */
+static int p3_take_listing(struct vs *v, struct vs_box *b)
+{
+	const struct verify_src_in *in = v->in;
+	uint32_t n = pop3_msg_count(&v->p), mbid = 0;
+	struct mf_error e = {0};
+	char why[200];
+	int rc, have_mb;
+
+	have_mb = state_mbox_find(in->st, in->job, "INBOX", 5, &mbid, &e) == 0;
+	for (uint32_t msgno = 1; msgno <= n; msgno++) {
+		const struct pop3_msg *m = pop3_msg_get(&v->p, msgno);
+		uint32_t id = 0;
+		struct vs_msg *s;
+
+		if (!m)
+			continue; /* deleted, or never listed */
+		if (!m->uidl[0]) {
+			snprintf(why, sizeof(why), "message %u has no unique-id (UIDL)", msgno);
+			if ((rc = diff(v, b, 0, why)))
+				return rc;
+			continue;
+		}
+		rc = have_mb
+		         ? state_uidl_find(in->st, in->job, mbid, m->uidl, strlen(m->uidl), &id, &e)
+		         : -ENOENT;
+		if (rc == -ENOENT) {
+			snprintf(why, sizeof(why), "UIDL %s: in the source, not in the archive",
+			         m->uidl);
+			if ((rc = diff(v, b, 0, why)))
+				return rc;
+			v->st->messages++;
+			continue;
+		}
+		if (rc < 0) {
+			p3_fail(v, &e);
+			return rc;
+		}
+		if (grow((void **)&v->msg, &v->cmsg, v->nmsg + 1, sizeof(*v->msg)) < 0 ||
+		    grow((void **)&v->pool, &v->cpool, v->npool + 1, 1) < 0)
+			return -ENOMEM;
+		s = &v->msg[v->nmsg++];
+		memset(s, 0, sizeof(*s));
+		s->uid = id;
+		s->msgno = msgno;
+		s->size = m->has_size ? m->size : UINT64_MAX;
+		s->kw = v->npool;
+		v->pool[v->npool++] = '\0';
+		v->st->messages++;
+	}
+	return 0;
+}
+
+static void p3_listing_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
+{
+	struct vs *v = c->ud;
+	struct vs_box *b = box_find(v, "INBOX", 5);
+	struct mf_error e = {0};
+	int rc;
+
+	if (!r->ok) {
+		mf_err_set(&e, -EPROTO, "%s: %s failed: %.*s", pop3_client_who(c),
+		           cmd == &v->uidl_cmd ? "UIDL" : "LIST",
+		           (int)(r->text_len > 200 ? 200 : r->text_len), r->text);
+		p3_fail(v, &e);
+		return;
+	}
+	if (--v->listing)
+		return;
+	boxes_select(v);
+	if (b->out) {
+		p3_finish(v); /* --folder/--exclude leave INBOX out: nothing to compare */
+		return;
+	}
+	v->st->mailboxes++;
+	v->cur = (size_t)(b - v->box);
+	if ((rc = p3_take_listing(v, b)) < 0) {
+		if (rc == -ENOMEM) {
+			mf_err_set(&e, rc, "out of memory");
+			p3_fail(v, &e);
+		}
+		return;
+	}
+	if (!v->in->full || !v->nmsg) {
+		p3_finish(v);
+		return;
+	}
+	if (!(v->retr = calloc(v->nmsg, sizeof(*v->retr)))) {
+		mf_err_set(&e, -ENOMEM, "out of memory");
+		p3_fail(v, &e);
+		return;
+	}
+	v->retr_left = (unsigned)v->nmsg;
+	for (size_t i = 0; i < v->nmsg; i++)
+		pop3_retr(c, &v->retr[i], v->msg[i].msgno, p3_retr_done, v);
+}
+
+static void p3_ready(struct pop3_client *c)
+{
+	struct vs *v = c->ud;
+
+	v->listing = 2; /* pipelined with PIPELINING: one round trip for both */
+	pop3_uidl_all(c, &v->uidl_cmd, p3_listing_done, v);
+	pop3_list_all(c, &v->list_cmd, p3_listing_done, v);
+}
+
+static void p3_error(struct pop3_client *c, const struct mf_error *err)
+{
+	struct vs *v = c->ud;
+
+	if (v->done)
+		return; /* the QUIT's end */
+	if (!v->failed)
+		v->err = *err;
+	v->failed = 1;
+}
+
+static int p3_msg_begin(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, uint64_t size)
+{
+	struct vs *v = c->ud;
+
+	(void)cmd;
+	(void)msgno;
+	(void)size;
+	msghash_begin(&v->h);
+	v->got = 0;
+	v->ntail = 0;
+	return 0;
+}
+
+/* Hashes all but the last two bytes read so far (held in tail). */
+static int p3_msg_data(struct pop3_client *c, struct pop3_cmd *cmd, const char *p, size_t n)
+{
+	struct vs *v = c->ud;
+
+	(void)cmd;
+	v->got += n;
+	if (n >= 2) {
+		msghash_update(&v->h, v->tail, v->ntail);
+		msghash_update(&v->h, (const uint8_t *)p, n - 2);
+		memcpy(v->tail, p + n - 2, 2);
+		v->ntail = 2;
+	} else if (n) {
+		if (v->ntail == 2) {
+			msghash_update(&v->h, v->tail, 1);
+			v->tail[0] = v->tail[1];
+			v->ntail = 1;
+		}
+		v->tail[v->ntail++] = p[0];
+	}
+	return 0;
+}
+
+/* The body is what backup stored: all of it, but for a CRLF the server
+ * added before its "." (got two bytes over LIST's size, source_pop3.c). */
+static int p3_msg_end(struct pop3_client *c, struct pop3_cmd *cmd)
+{
+	struct vs *v = c->ud;
+	struct vs_msg *s = &v->msg[cmd - v->retr];
+
+	if (s->size != UINT64_MAX && v->got == s->size + 2 && v->ntail == 2 &&
+	    !memcmp(v->tail, "\r\n", 2)) {
+		v->got -= 2;
+	} else {
+		msghash_update(&v->h, v->tail, v->ntail);
+	}
+	msghash_end(&v->h, s->hash, NULL);
+	s->has_hash = 1;
+	s->size = v->got;
+	v->st->bodies++;
+	return 0;
+}
+
+static const struct pop3_client_cb p3_cb = {
+    .ready = p3_ready,
+    .error = p3_error,
+    .msg_begin = p3_msg_begin,
+    .msg_data = p3_msg_data,
+    .msg_end = p3_msg_end,
+};
+
+/* Connects and runs the loop until the comparison is done or failed. */
+static int vs_session(struct loop *l, struct vs *v, struct mf_error *err)
+{
+	const struct job_opts *o = v->in->o;
+	const char *host = o->src_pop3 ? o->src_pop3_ep.host : o->src.host;
+	struct vs_box *b;
+	int rc;
+
+	if (o->src_pop3) {
+		if (!(b = box_add(v, "INBOX", 5))) {
+			mf_err_set(err, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+		b->in_src = 1;
+		rc = pop3_client_open(&v->p, l, &o->src_pop3_ep, &p3_cb, v, err);
+	} else {
+		rc = imap_client_open(&v->c, l, &o->src, &vs_cb, v, err);
+	}
+	if (rc < 0)
+		return rc;
+	if ((rc = loop_run(l)) < 0)
+		mf_err_set(err, rc, "event loop failed: %s", strerror(-rc));
+	if (o->src_pop3)
+		pop3_client_close(&v->p);
+	else
+		imap_client_close(&v->c);
+	if (rc >= 0 && (v->failed || !v->done)) {
+		*err = v->err;
+		if (!v->failed)
+			mf_err_set(err, -EPROTO, "%s: the connection ended early", host);
+		rc = err->code ? err->code : -EPROTO;
+	}
+	return rc;
+}
+
+int verify_src_run(struct loop *l, const struct verify_src_in *in,
+                   int (*fn)(void *ctx, const struct verify_diff *d), void *ctx,
                    struct verify_src_stats *st, struct mf_error *err)
 {
 	struct vs *v = calloc(1, sizeof(*v));
@@ -492,24 +810,18 @@ int verify_src_run(struct loop *l, const struct imap_endpoint *ep, struct archiv
 		mf_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
-	v->a = a;
-	v->run = run;
-	v->full = full;
+	v->in = in;
+	v->a = in->a;
+	v->run = in->run;
+	v->full = in->full;
 	v->fn = fn;
 	v->ctx = ctx;
 	v->st = st;
-	rc = archive_mbox_each(a, run, arc_box, v, err);
-	if (rc >= 0 && (rc = imap_client_open(&v->c, l, ep, &vs_cb, v, err)) >= 0) {
-		if ((rc = loop_run(l)) < 0)
-			mf_err_set(err, rc, "event loop failed: %s", strerror(-rc));
-		imap_client_close(&v->c);
-		if (rc >= 0 && (v->failed || !v->done)) {
-			*err = v->err;
-			if (!v->failed)
-				mf_err_set(err, -EPROTO, "%s: the connection ended early",
-				           ep->host);
-			rc = err->code ? err->code : -EPROTO;
-		}
+	if ((rc = rules_compile(&v->rules, in->o, err)) == 0) {
+		rc = archive_mbox_each(in->a, in->run, arc_box, v, err);
+		if (rc >= 0)
+			rc = vs_session(l, v, err);
+		rules_free(&v->rules);
 	}
 	msghash_free(&v->h);
 	for (size_t i = 0; i < v->nbox; i++)
@@ -517,6 +829,7 @@ int verify_src_run(struct loop *l, const struct imap_endpoint *ep, struct archiv
 	free(v->box);
 	free(v->msg);
 	free(v->pool);
+	free(v->retr);
 	free(v);
 	return rc < 0 ? rc : 0;
 }

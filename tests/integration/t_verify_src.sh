@@ -4,7 +4,9 @@
 # message, an expunge and a flag change on the source: verify names each
 # by mailbox and UID (exit 1), --full the same; a backup with --sync-flags
 # --delete makes it clean again; an encrypted archive the same way; a
-# wrong password: exit 4.
+# wrong password: exit 4; --folder/--exclude (and -regex) select what is
+# compared as they select what backup takes; a POP3 source (UIDLs mapped
+# through backup's state), cheap and --full.
 . "$(dirname "$0")/lib.sh"
 
 dv_start A --users "src" || { not_ok dovecot "start failed"; exit 1; }
@@ -73,3 +75,52 @@ printf 'wrong\n' >"$T_TMP/badpw"
 expect_exit vsrc-bad-login 4 mf verify "$SRC" "$AR" --src-password-file "$T_TMP/badpw" --ca-file "$A_CA_FILE"
 mkdir -p "$T_TMP/empty"
 expect_exit vsrc-no-run 2 mf verify "$SRC" "$T_TMP/nothere" "${SO[@]}"
+
+# folder options: a backup of some folders verifies clean with the same
+# options (the others left out, not reported missing on either side);
+# without them the folders it left out are named
+FA=$T_TMP/farchive
+FO=(--folder 'Lists/*' --folder 'Entwürfe')
+expect_exit vsrc-folder-backup 0 mf backup "$SRC" "$FA" "${SO[@]}" --state "$T_TMP/fst" "${FO[@]}"
+expect_exit vsrc-folder-clean 0 mf verify "$SRC" "$FA" "${SO[@]}" "${FO[@]}" --full
+nf=$(find "$A_DIR/mail/src/Maildir/.Lists.dev" "$A_DIR/mail/src/Maildir/.Entw&APw-rfe" -path '*/cur/*' -o -path '*/new/*' | grep -c .)
+grep -q " 2 mailboxes, $nf messages compared by UID, size and flags and content hash; 0 differences; 2 mailboxes left out" "$T_TMP/last.err" &&
+	ok "vsrc-folder-compares-those ($nf messages)" || not_ok vsrc-folder-compares-those "$(tail -n 1 "$T_TMP/last.err")"
+expect_exit vsrc-folder-regex-clean 0 mf verify "$SRC" "$FA" "${SO[@]}" --folder-regex '^(Lists/.*|Entwürfe)$'
+expect_exit vsrc-folder-unfiltered 1 mf verify "$SRC" "$FA" "${SO[@]}"
+grep -q '^differs .* mailbox="INBOX" uid=0 what="mailbox in the source, not in the archive.s run"' "$T_TMP/last.out" &&
+	ok vsrc-folder-unfiltered-names-inbox || not_ok vsrc-folder-unfiltered-names-inbox "$(head -n 3 "$T_TMP/last.out" | tr '\n' '|')"
+# the full archive, after a change in INBOX only: clean with INBOX excluded
+doveadm -c "$A_DOVECOT_CONF" flags add -u src '\Answered' mailbox INBOX uid 1 || not_ok flag-change-3 "doveadm failed"
+expect_exit vsrc-exclude-changed 1 mf verify "$SRC" "$AR" "${SO[@]}"
+expect_exit vsrc-exclude-clean 0 mf verify "$SRC" "$AR" "${SO[@]}" --exclude INBOX
+expect_exit vsrc-exclude-regex-clean 0 mf verify "$SRC" "$AR" "${SO[@]}" --exclude-regex '^INBOX$'
+
+# a POP3 source: the maildrop (INBOX) backed up as "pop3:src@host", its
+# UIDLs mapped to the archive's UIDs through backup's state
+PSRC="pop3://src@127.0.0.1:$A_POP3_PORT"
+PA=$T_TMP/parchive
+PS=("${SO[@]}" --state "$T_TMP/pst")
+ninbox=$(find "$A_DIR/mail/src/Maildir/cur" "$A_DIR/mail/src/Maildir/new" -type f | grep -c .)
+expect_exit vsrc-pop3-backup 0 mf backup "$PSRC" "$PA" "${PS[@]}"
+expect_exit vsrc-pop3-clean 0 mf verify "$PSRC" "$PA" "${PS[@]}"
+grep -q "^verify: pop3:src@127.0.0.1 against run 1: 1 mailboxes, $ninbox messages compared by UIDL and size; 0 differences" "$T_TMP/last.err" &&
+	ok "vsrc-pop3-compares-all ($ninbox)" || not_ok vsrc-pop3-compares-all "$(tail -n 1 "$T_TMP/last.err")"
+expect_exit vsrc-pop3-clean-full 0 mf verify "$PSRC" "$PA" "${PS[@]}" --full
+grep -q " $ninbox messages compared by UIDL and size and content hash; 0 differences" "$T_TMP/last.err" &&
+	ok "vsrc-pop3-full-compares-all ($ninbox)" || not_ok vsrc-pop3-full-compares-all "$(tail -n 1 "$T_TMP/last.err")"
+doveadm -c "$A_DOVECOT_CONF" save -u src -m INBOX <"$msg" || not_ok save-new-2 "doveadm save failed"
+doveadm -c "$A_DOVECOT_CONF" expunge -u src mailbox INBOX uid 2 || not_ok expunge-2 "doveadm expunge failed"
+for mode in cheap full; do
+	extra=()
+	[ $mode = full ] && extra=(--full)
+	expect_exit "vsrc-pop3-changed-$mode" 1 mf verify "$PSRC" "$PA" "${PS[@]}" "${extra[@]}"
+	o=$T_TMP/last.out
+	grep -q '^differs account="pop3:src@127.0.0.1" mailbox="INBOX" uid=0 what="UIDL [!-~]*: in the source, not in the archive"' "$o" &&
+		grep -q '^differs account="pop3:src@127.0.0.1" mailbox="INBOX" uid=[1-9][0-9]* what="in the archive.s run, no longer in the source"' "$o" &&
+		[ "$(grep -c '^differs ' "$o")" = 2 ] && ok "vsrc-pop3-$mode-names-new-and-gone" ||
+		not_ok "vsrc-pop3-$mode-names-new-and-gone" "$(tr '\n' '|' <"$o")"
+done
+expect_exit vsrc-pop3-no-state 2 mf verify "$PSRC" "$PA" "${SO[@]}" --state "$T_TMP/nostate"
+grep -q "no backup of pop3:src@127.0.0.1 into this archive" "$T_TMP/last.err" && ok vsrc-pop3-no-state-says-so ||
+	not_ok vsrc-pop3-no-state-says-so "$(tail -n 1 "$T_TMP/last.err")"

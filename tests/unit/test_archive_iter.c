@@ -109,15 +109,47 @@ static void t_read_back(struct unit_ctx *u)
 	                  got == sizeof(small) - 1 && !memcmp(back, small, got));
 	UNIT_CHECK(u, read_all(a, &r, hempty, back, sizeof(back), &got) == 0 && got == 0);
 	UNIT_CHECK(u, archive_reader_open(a, none, &r, &size, &err) == -ENOENT);
-	/* another read between a peek and its take: refused, not wrong bytes */
+	/* another read between a peek and its take (archive_get, a second
+	 * reader, each piece by piece in turn): every reader keeps its own
+	 * frame, both messages come out exact */
 	{
-		const uint8_t *p;
-		size_t n;
+		struct archive_reader r2 = {0};
+		const uint8_t *p, *p2;
+		size_t n, n2, got1 = 0, got2 = 0;
+		static uint8_t back2[sizeof(small)];
+		uint64_t size2;
+		int end1 = 0, end2 = 0, bad = 0;
 
 		UNIT_CHECK(u, archive_reader_open(a, hbig, &r, &size, &err) == 0);
-		UNIT_CHECK(u, archive_reader_peek(&r, &p, &n, &err) == 0 && n > 0);
-		UNIT_CHECK(u, archive_get(a, hsmall, NULL, NULL, &err) == 0);
-		UNIT_CHECK(u, archive_reader_peek(&r, &p, &n, &err) == -EBUSY);
+		UNIT_CHECK(u, archive_reader_check(&r, &err) == 0); /* then from the start */
+		UNIT_CHECK(u, archive_reader_open(a, hsmall, &r2, &size2, &err) == 0);
+		while (!bad && (!end1 || !end2)) {
+			if (!end1) {
+				bad |= archive_reader_peek(&r, &p, &n, &err) != 0;
+				bad |= archive_get(a, hsmall, NULL, NULL, &err) != 0;
+				if (!bad && !n)
+					end1 = 1;
+				else if (!bad && got1 + n <= sizeof(back)) {
+					memcpy(back + got1, p, n > 1000 ? 1000 : n);
+					got1 += n > 1000 ? 1000 : n;
+					bad |=
+					    archive_reader_take(&r, n > 1000 ? 1000 : n, &err) != 0;
+				}
+			}
+			if (!end2 && !bad) {
+				bad |= archive_reader_peek(&r2, &p2, &n2, &err) != 0;
+				if (!bad && !n2)
+					end2 = 1;
+				else if (!bad && got2 < sizeof(back2)) {
+					back2[got2++] = *p2;
+					bad |= archive_reader_take(&r2, 1, &err) != 0;
+				}
+			}
+		}
+		UNIT_CHECKF(u, !bad, "interleaved readers: %s", err.msg);
+		UNIT_CHECK(u, got1 == sizeof(big) && !memcmp(back, big, sizeof(big)));
+		UNIT_CHECK(u, got2 == sizeof(small) - 1 && !memcmp(back2, small, got2));
+		archive_reader_close(&r2);
 	}
 	archive_reader_close(&r);
 	archive_close(a);
@@ -151,6 +183,13 @@ static void t_damaged(struct unit_ctx *u)
 		return;
 	rc = read_all(a, &r, hbig, back, sizeof(back), &got);
 	UNIT_CHECKF(u, rc == -EIO && got < sizeof(big), "rc %d, got %zu", rc, got);
+	/* archive_reader_check finds it before a byte is handed out */
+	{
+		uint64_t size;
+
+		UNIT_CHECK(u, archive_reader_open(a, hbig, &r, &size, &err) == 0);
+		UNIT_CHECK(u, archive_reader_check(&r, &err) == -EIO);
+	}
 	/* the small one, in the first frame, still reads */
 	UNIT_CHECK(u, read_all(a, &r, hsmall, back, sizeof(back), &got) == 0 &&
 	                  got == sizeof(small) - 1);
