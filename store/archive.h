@@ -34,7 +34,8 @@
  * it. Everything read back (index records, frame headers, frames) is
  * checked before use.
  *
- * Single-threaded; one open message at a time per handle.
+ * One thread at a time (callers serialize; backup's writer thread and loop
+ * take turns under a lock); one open message at a time per handle.
  * Not for: talking to servers (the pipeline), Maildir/mbox (export.c).
  */
 #ifndef MF_ARCHIVE_H

@@ -325,6 +325,8 @@ struct job {
 	int relisted;		/* refused CREATEs were looked up again */
 	int listed, dst_prepared, finished, fatal;
 	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
+	struct arcw *arcw;	/* backup: the archive's writer thread (arc_writer.h) */
+	unsigned arcw_refs;	/* the sinks that use it */
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
 	size_t nvan, cvan;
