@@ -65,6 +65,8 @@ struct archive {
 	uint64_t m_off, m_size;
 	size_t m_sampn0;
 	struct msghash h;
+	int m_hashed; /* archive_msg_begin_hashed: m_hash is given */
+	uint8_t m_hash[32];
 
 	/* reading: one pack descriptor, one decompressed frame */
 	int rfd;

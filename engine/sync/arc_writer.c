@@ -133,7 +133,7 @@ static void do_msg(struct arcw *w, struct item *it)
 	}
 	if (acc->failed)
 		return; /* the batch is refused already */
-	if (archive_msg_begin(w->a, &e) < 0) {
+	if (archive_msg_begin_hashed(w->a, m->m.hash, &e) < 0) {
 		acc_fail(acc, &e);
 		return;
 	}

@@ -52,7 +52,8 @@ struct arcw_msg {
 	struct arcw_acc *acc;
 	unsigned gen;        /* the sink's session: a stale one is dropped */
 	uint32_t run, mbid, uid;
-	struct archive_msgmeta m; /* hash and size: filled in by the writer */
+	struct archive_msgmeta m; /* hash: the copy path's (the bytes are hashed
+	                           * once); size: filled in by the writer */
 	int spill;                /* its bytes in this file (taken), or -1 */
 	uint64_t spilled;
 };

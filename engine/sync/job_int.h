@@ -250,6 +250,7 @@ struct worker {
 		char flags[STATE_FLAGS_MAX];
 		size_t flags_len;
 		char date[IMAP_DATE_LEN + 1]; /* written from parsed fields */
+		uint8_t hash[32]; /* SHA-256 of its bytes: set before sink msg_end */
 	} cur;
 	struct msghash mh;
 	struct batch *slot[BATCH_SLOTS];

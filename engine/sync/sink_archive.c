@@ -472,6 +472,8 @@ static void arc_msg_end(struct sink *s, struct batch *b)
 		as->spill = -1;
 		as->spilled = 0;
 	}
+	/* the copy path hashed exactly these bytes (copy_msg_end) */
+	memcpy(as->cur.m.hash, s->w->cur.hash, sizeof(as->cur.m.hash));
 	arcw_msg(aw, &as->cur, as->stage, as->staged, resv);
 	as->staged = 0;
 	as->n++;
