@@ -134,7 +134,11 @@ int archive_commit(struct archive *a, struct mf_error *err)
 			return rc;
 	}
 	if (a->txn) {
+		if (a->commit_nometasync)
+			mdb_env_set_flags(a->env, MDB_NOMETASYNC, 1);
 		rc = mdb_txn_commit(a->txn);
+		if (a->commit_nometasync)
+			mdb_env_set_flags(a->env, MDB_NOMETASYNC, 0);
 		a->txn = NULL;
 		if (rc) {
 			mf_err_set(err, mf_lmdb_code(rc),

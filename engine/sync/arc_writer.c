@@ -25,6 +25,9 @@
 #define ARCW_ITEMS 512u
 /* Spilled messages are read back in chunks of this. */
 #define ARCW_READ ((size_t)256 << 10)
+/* An idle writer is woken once this much is queued (about a frame), or by
+ * a commit, or when the loop waits for room: not once per message. */
+#define ARCW_KICK ((size_t)256 << 10)
 
 enum { ITEM_MSG, ITEM_COMMIT };
 
@@ -54,6 +57,8 @@ struct arcw {
 	pthread_mutex_t mu;  /* everything below */
 	pthread_cond_t work, space;
 	int stop;
+	int idle;      /* the writer waits for work */
+	size_t unkicked; /* bytes queued since it was last woken */
 	struct item *items;
 	unsigned ihead, nitems; /* nitems includes the one being handled */
 	uint8_t *ring;
@@ -190,8 +195,11 @@ static void *writer_main(void *arg)
 		int signal = 0;
 
 		pthread_mutex_lock(&w->mu);
-		while (!w->nitems && !w->stop)
+		while (!w->nitems && !w->stop) {
+			w->idle = 1;
 			pthread_cond_wait(&w->work, &w->mu);
+		}
+		w->idle = 0;
 		if (!w->nitems) {
 			pthread_mutex_unlock(&w->mu);
 			break;
@@ -348,9 +356,18 @@ int arcw_open(struct arcw **out, struct loop *l, struct archive *a, unsigned max
 	return 0;
 }
 
+/* Under mu: the writer goes on with what is queued. */
+static void kick_locked(struct arcw *w)
+{
+	w->unkicked = 0;
+	if (w->idle && w->nitems)
+		pthread_cond_signal(&w->work);
+}
+
 void arcw_drain(struct arcw *w)
 {
 	pthread_mutex_lock(&w->mu);
+	kick_locked(w);
 	while (w->nitems)
 		pthread_cond_wait(&w->space, &w->mu);
 	pthread_mutex_unlock(&w->mu);
@@ -397,8 +414,10 @@ int arcw_room(struct arcw *w)
 
 	pthread_mutex_lock(&w->mu);
 	ok = room_locked(w);
-	if (!ok)
+	if (!ok) {
 		w->want_room = 1;
+		kick_locked(w);
+	}
 	pthread_mutex_unlock(&w->mu);
 	if (!ok)
 		arm(w);
@@ -426,15 +445,19 @@ void arcw_unreserve(struct arcw *w, size_t n)
  * outgrew its reservation, or more sinks than the ring's share, waits). */
 static struct item *slot_locked(struct arcw *w, size_t n)
 {
-	while (w->nitems == ARCW_ITEMS || (size_t)(w->rtail - w->rhead) + n > ARCW_RING)
+	while (w->nitems == ARCW_ITEMS || (size_t)(w->rtail - w->rhead) + n > ARCW_RING) {
+		kick_locked(w);
 		pthread_cond_wait(&w->space, &w->mu);
+	}
 	return &w->items[(w->ihead + w->nitems) % ARCW_ITEMS];
 }
 
-static void push_locked(struct arcw *w)
+static void push_locked(struct arcw *w, size_t n, int now)
 {
 	w->nitems++;
-	pthread_cond_signal(&w->work);
+	w->unkicked += n;
+	if (now || w->unkicked >= ARCW_KICK)
+		kick_locked(w);
 }
 
 void arcw_msg(struct arcw *w, const struct arcw_msg *m, const uint8_t *p, size_t n, size_t resv)
@@ -458,7 +481,7 @@ void arcw_msg(struct arcw *w, const struct arcw_msg *m, const uint8_t *p, size_t
 		memcpy(w->ring, p + first, n - first);
 		w->rtail += n;
 	}
-	push_locked(w);
+	push_locked(w, n + m->spilled, 0);
 	pthread_mutex_unlock(&w->mu);
 	arm(w);
 }
@@ -481,7 +504,7 @@ void arcw_commit(struct arcw *w, struct arcw_acc *acc, void *owner, unsigned gen
 	it->batch = batch;
 	it->failed = failed;
 	snprintf(it->why, sizeof(it->why), "%s", why ? why : "");
-	push_locked(w);
+	push_locked(w, 0, 1);
 	pthread_mutex_unlock(&w->mu);
 	arm(w);
 }
