@@ -134,7 +134,11 @@ int archive_commit(struct archive *a, struct mf_error *err)
 			return rc;
 	}
 	if (a->txn) {
+		if (a->commit_nometasync)
+			mdb_env_set_flags(a->env, MDB_NOMETASYNC, 1);
 		rc = mdb_txn_commit(a->txn);
+		if (a->commit_nometasync)
+			mdb_env_set_flags(a->env, MDB_NOMETASYNC, 0);
 		a->txn = NULL;
 		if (rc) {
 			mf_err_set(err, mf_lmdb_code(rc),
@@ -209,12 +213,17 @@ static int env_open(struct archive *a, const char *idx, struct mf_error *err)
 	int rdonly = !!(a->flags & ARCHIVE_OPEN_RDONLY);
 	int rc;
 
+	/* The writer opens without LMDB's lock: the archive's flock keeps one
+	 * writer process (and no reader beside it), and `backup` passes the
+	 * write transaction between its loop and its writer thread
+	 * (engine/sync/arc_writer.h), one at a time, which LMDB's own
+	 * thread-owned writer mutex would refuse. */
 	for (;;) {
 		if ((rc = mdb_env_create(&a->env)))
 			return arc_lmdb_fail(a, rc, err, "mdb_env_create");
 		mdb_env_set_maxdbs(a->env, 16);
 		mdb_env_set_mapsize(a->env, size);
-		rc = mdb_env_open(a->env, idx, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
+		rc = mdb_env_open(a->env, idx, MDB_NOTLS | (rdonly ? MDB_RDONLY : MDB_NOLOCK), 0600);
 		if (!rc)
 			break;
 		mdb_env_close(a->env);

@@ -34,7 +34,8 @@
  * it. Everything read back (index records, frame headers, frames) is
  * checked before use.
  *
- * Single-threaded; one open message at a time per handle.
+ * One thread at a time (callers serialize; backup's writer thread and loop
+ * take turns under a lock); one open message at a time per handle.
  * Not for: talking to servers (the pipeline), Maildir/mbox (export.c).
  */
 #ifndef MF_ARCHIVE_H
@@ -121,6 +122,11 @@ int archive_commit(struct archive *a, struct mf_error *err);
 
 /* ---- content ---- */
 int archive_msg_begin(struct archive *a, struct mf_error *err);
+/* The same for a caller that hashed the bytes it is about to stream
+ * already (msghash's exact SHA-256 of exactly those bytes): hash is taken
+ * as the message's identity and the bytes are not hashed again (verify
+ * and every read still re-hash what they read). */
+int archive_msg_begin_hashed(struct archive *a, const uint8_t hash[32], struct mf_error *err);
 int archive_msg_data(struct archive *a, const void *p, size_t n, struct mf_error *err);
 /* hash (and *size) of what was streamed; *dup = 1 if it was stored already. */
 int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *dup,

@@ -58,6 +58,7 @@ struct archive {
 	MDB_env *env;
 	MDB_dbi meta, objects, accts, mbnames, mboxes, runs, runmb, msgs, packs_db, dicts_db;
 	MDB_txn *txn;
+	int commit_nometasync; /* the next commit skips LMDB's meta sync */
 	uint64_t dirty;       /* index writes since the last commit */
 	struct mf_error lost; /* set while uncommitted writes were dropped */
 	struct archive_tune tune;
@@ -79,6 +80,8 @@ struct archive {
 	uint64_t m_off, m_size;
 	size_t m_sampn0;
 	struct msghash h;
+	int m_hashed; /* archive_msg_begin_hashed: m_hash is given */
+	uint8_t m_hash[32];
 
 	/* reading: the handle's own frame cache (archive_get, verify, prune);
 	 * each archive_reader has another. rgen moves when frames already

@@ -452,8 +452,20 @@ int archive_msg_begin(struct archive *a, struct mf_error *err)
 	a->m_skip = 0;
 	a->m_dict = 0;
 	a->m_sampn0 = a->sampn;
+	a->m_hashed = 0;
 	msghash_begin(&a->h);
 	return 0;
+}
+
+int archive_msg_begin_hashed(struct archive *a, const uint8_t hash[32], struct mf_error *err)
+{
+	int rc = archive_msg_begin(a, err);
+
+	if (!rc) {
+		a->m_hashed = 1;
+		memcpy(a->m_hash, hash, 32);
+	}
+	return rc;
 }
 
 static void sample(struct archive *a, const uint8_t *p, size_t n)
@@ -497,7 +509,8 @@ int archive_msg_data(struct archive *a, const void *data, size_t n, struct mf_er
 		mf_err_set(err, -EFBIG, "archive %s: message too large", a->dir);
 		return -EFBIG;
 	}
-	msghash_update(&a->h, p, n);
+	if (!a->m_hashed)
+		msghash_update(&a->h, p, n);
 	sample(a, p, n);
 	while (n) {
 		size_t k;
@@ -566,7 +579,10 @@ int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *du
 		mf_err_set(err, -EINVAL, "archive %s: no message open", a->dir);
 		return -EINVAL;
 	}
-	msghash_end(&a->h, hash, NULL);
+	if (a->m_hashed)
+		memcpy(hash, a->m_hash, 32);
+	else
+		msghash_end(&a->h, hash, NULL);
 	if (size)
 		*size = a->m_size;
 	if ((rc = arc_objkey(a, hash, key, err))) {

@@ -354,13 +354,17 @@ int copy_msg_end(struct worker *w)
 		batch_close(w);
 		return 0;
 	}
+	m = &b->m[b->n];
+	/* the content hash first: a sink may use it (the archive does, so
+	 * that the bytes are hashed once) */
+	msghash_end(&w->mh, m->hash, m->nhash);
+	memcpy(w->cur.hash, m->hash, sizeof(w->cur.hash));
 	w->sink.ops->msg_end(&w->sink, b);
-	m = &b->m[b->n++];
+	b->n++;
 	m->uid = w->cur.uid;
 	m->size = w->cur.size;
 	m->modseq = w->cur.modseq;
 	m->idate = w->cur.idate;
-	msghash_end(&w->mh, m->hash, m->nhash);
 	m->flags_off = (uint16_t)b->pool_len;
 	m->flags_len = (uint16_t)w->cur.flags_len;
 	memcpy(b->pool + b->pool_len, w->cur.flags, w->cur.flags_len);

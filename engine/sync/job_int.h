@@ -250,6 +250,7 @@ struct worker {
 		char flags[STATE_FLAGS_MAX];
 		size_t flags_len;
 		char date[IMAP_DATE_LEN + 1]; /* written from parsed fields */
+		uint8_t hash[32]; /* SHA-256 of its bytes: set before sink msg_end */
 	} cur;
 	struct msghash mh;
 	struct batch *slot[BATCH_SLOTS];
@@ -325,6 +326,8 @@ struct job {
 	int relisted;		/* refused CREATEs were looked up again */
 	int listed, dst_prepared, finished, fatal;
 	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
+	struct arcw *arcw;	/* backup: the archive's writer thread (arc_writer.h) */
+	unsigned arcw_refs;	/* the sinks that use it */
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
 	size_t nvan, cvan;

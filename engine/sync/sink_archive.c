@@ -8,19 +8,21 @@
  * already in the archive, in any mailbox or account, is stored once (the
  * archive dedupes by hash).
  *
- * The verdict says stored, with the source UIDs as ids (the archive keys a
- * message by mailbox and UID). It is queued and handed to the copy path
- * from a loop task, never from inside the copy path's own calls.
+ * The verdict says stored. It comes from the job's archive writer thread
+ * (arc_writer.h), which hashes, compresses, writes and commits while the
+ * loop receives the next messages, and is handed to the copy path from
+ * the writer's wake-up on the loop, never from inside the copy path's own
+ * calls. The archive handle holds one open message at a time while
+ * several workers (--connections, one source connection each) receive
+ * messages at once: each sink gathers its message (in memory up to
+ * ARC_STAGE bytes, past that in an unlinked spill file in $TMPDIR) and
+ * hands it to the writer whole at its end, so no two messages ever
+ * interleave and memory stays bounded whatever a message's size: the
+ * writer's ring is bounded, and while it is full the sink is busy (the
+ * source pauses between messages).
  *
- * The archive's writes are blocking file I/O on the loop's thread: a
- * deliberate simplification for now (the loop waits for the disk during
- * a write or an fdatasync). The archive handle holds one open message at a
- * time while several workers (--connections, one source connection each)
- * receive messages at once: each sink gathers its message (in memory up
- * to ARC_STAGE bytes, past that in an unlinked spill file in $TMPDIR) and
- * writes it into the archive whole at its end, begin to end in one call,
- * so no two messages ever interleave and memory stays bounded whatever a
- * message's size.
+ * Every other use of the archive during the job (mailboxes, settle, flag
+ * changes) takes the writer's archive lock (alock) for its call.
  *
  * Caps: find (settle looks interrupted intents up in the archive by
  * content: sink_archive_record); no IMAP folders (prepare.c names the
@@ -30,6 +32,7 @@
  *
  * Not for: the archive's format (store/archive*), the command (backup_cmd).
  */
+#include "engine/sync/arc_writer.h"
 #include "engine/sync/job_int.h"
 #include "store/archive.h"
 
@@ -39,24 +42,19 @@
 #include <unistd.h>
 
 /* A message is gathered in memory up to this, in a spill file past it. */
-#define ARC_STAGE ((size_t)1 << 20)
-
-struct arc_verdict {
-	struct batch *b;
-	int ok;
-	char why[600];
-};
-
-struct arc_meta {
-	uint32_t uid;
-	struct archive_msgmeta m;
-};
+#define ARC_STAGE ARCW_MSG_MAX
 
 struct arc_sink {
 	struct sink *s;
 	int ready_pending;	/* open() came: sink_ready from the task */
 	int closed;
+	int aborted;		/* dropped: the session's verdicts are not given */
+	unsigned gen;		/* the session (open() counts): stale verdicts are dropped */
+	int waiting;		/* busy() said yes: sink_writable once there is room */
 	int in_msg;		/* a message is being received (msg_begin without end) */
+	size_t resv;		/* ring bytes held for it (arcw_reserve) */
+	struct arcw_msg cur;	/* the message being received */
+	struct arcw_acc acc;	/* the writer thread's, for this sink's batch */
 	uint8_t *stage;		/* ARC_STAGE bytes: the message's last bytes */
 	size_t staged;
 	int spill;		/* the spill file (-1: none yet) */
@@ -66,15 +64,25 @@ struct arc_sink {
 	struct mbox *mb;	/* the mailbox the archive's mbid below is for */
 	uint32_t mbid, uidv;
 	unsigned n;		/* messages of the open batch */
-	struct arc_meta *meta;	/* BATCH_MAX of them */
-	uint32_t ids[BATCH_MAX];
-	struct arc_verdict q[BATCH_SLOTS];
-	unsigned qhead, qlen;
 };
 
 static struct arc_sink *as_of(struct sink *s)
 {
 	return s->priv;
+}
+
+/* The archive handle for a call from the loop: the writer's lock while
+ * the writer runs. */
+static void alock(struct job *j)
+{
+	if (j->arcw)
+		arcw_lock(j->arcw);
+}
+
+static void aunlock(struct job *j)
+{
+	if (j->arcw)
+		arcw_unlock(j->arcw);
 }
 
 /* "\Seen $Label" → flag bits and keywords (the rest of the string):
@@ -143,8 +151,10 @@ int sink_archive_mbox(struct job *j, struct mbox *mb, uint32_t uidvalidity, stru
 
 	if (mb->amb_set && mb->amb_uidv == uidvalidity)
 		return 0;
+	alock(j);
 	rc = archive_mbox_begin(j->o->archive, j->o->archive_run, mb->name, mb->len, uidvalidity,
 	                        &mbid, err);
+	aunlock(j);
 	if (rc < 0)
 		return rc;
 	mb->amb = mbid;
@@ -160,17 +170,22 @@ int sink_archive_record(struct job *j, struct mbox *mb, uint32_t uid, const stru
                         struct mf_error *err)
 {
 	struct archive_msgmeta m;
-	int rc = archive_has(j->o->archive, sm->hash, err);
+	int rc;
 
-	if (rc <= 0)
-		return rc;
-	memset(&m, 0, sizeof(m));
-	memcpy(m.hash, sm->hash, 32);
-	m.size = sm->size;
-	m.internaldate = (int64_t)sm->internaldate;
-	sink_archive_flags(sm->flags, strnlen(sm->flags, STATE_FLAGS_MAX), &m);
-	rc = archive_uid_put(j->o->archive, j->o->archive_run, mb->amb, uid, &m, err);
-	return rc < 0 ? rc : 1;
+	alock(j);
+	rc = archive_has(j->o->archive, sm->hash, err);
+	if (rc > 0) {
+		memset(&m, 0, sizeof(m));
+		memcpy(m.hash, sm->hash, 32);
+		m.size = sm->size;
+		m.internaldate = (int64_t)sm->internaldate;
+		sink_archive_flags(sm->flags, strnlen(sm->flags, STATE_FLAGS_MAX), &m);
+		rc = archive_uid_put(j->o->archive, j->o->archive_run, mb->amb, uid, &m, err);
+		if (!rc)
+			rc = 1;
+	}
+	aunlock(j);
+	return rc;
 }
 
 /* --sync-flags / --delete into the archive: a flag change is a new
@@ -184,10 +199,13 @@ void sink_archive_apply(struct worker *w, size_t nflag, size_t ngone)
 	uint32_t run = j->o->archive_run;
 	struct mf_error e;
 
+	int crc;
+
 	if (sink_archive_mbox(j, w->mb, w->uidvalidity, &e) < 0) {
 		mailbox_fail(w, "archive", 0, "%s", e.msg);
 		return;
 	}
+	alock(j);
 	for (size_t i = 0; i < nflag; i++) {
 		const struct chg *c = &w->chg[i];
 		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, c->uid};
@@ -226,7 +244,9 @@ void sink_archive_apply(struct worker *w, size_t nflag, size_t ngone)
 	}
 	j->state_dirty = 1;
 	/* the archive's records first: the state must never say more */
-	if (archive_commit(a, &e) < 0) {
+	crc = archive_commit(a, &e);
+	aunlock(j);
+	if (crc < 0) {
 		mailbox_fail(w, "archive", 0, "%s", e.msg);
 		return;
 	}
@@ -258,26 +278,42 @@ static int arc_batch_more(struct sink *s)
 	return 1;
 }
 
-/* Queues the answer to batch b; the loop hands it over (arc_task). */
-static void verdict(struct arc_sink *as, struct batch *b, int ok, const char *why)
-{
-	struct arc_verdict *v;
-
-	if (as->qlen == BATCH_SLOTS)
-		return; /* cannot happen: one per batch, BATCH_SLOTS batches */
-	v = &as->q[(as->qhead + as->qlen++) % BATCH_SLOTS];
-	v->b = b;
-	v->ok = ok;
-	snprintf(v->why, sizeof(v->why), "%s", why ? why : "");
-	loop_defer(as->s->w->job->loop, &as->s->task);
-}
-
 static void fail(struct arc_sink *as, const struct mf_error *e)
 {
 	as->in_msg = 0;
 	if (!as->failed)
 		snprintf(as->why, sizeof(as->why), "%s", e->msg);
 	as->failed = 1;
+}
+
+/* A batch's verdict from the writer (on the loop): to the copy path,
+ * unless the session it was for is gone. */
+static void arc_done(void *ctx, const struct arcw_verdict *v)
+{
+	struct job *j = ctx;
+	struct arc_sink *as = v->owner;
+	struct sink_verdict sv = {.ok = v->ok, .why = v->why};
+
+	if (as->gen != v->gen || as->aborted)
+		return; /* the worker dropped its batches (reconnect, stop) */
+	j->sum->deduped += v->ndup;
+	sink_batch_done(v->batch, &sv);
+}
+
+/* The writer has room again: the sinks that were busy go on. */
+static void arc_room(void *ctx)
+{
+	struct job *j = ctx;
+
+	for (unsigned i = 0; i < j->nw; i++) {
+		struct worker *w = &j->w[i];
+		struct arc_sink *as;
+
+		if (w->sink.ops != &sink_archive_ops || !(as = as_of(&w->sink)) || !as->waiting)
+			continue;
+		as->waiting = 0;
+		sink_writable(w);
+	}
 }
 
 static void arc_batch_begin(struct sink *s, struct batch *b)
@@ -296,19 +332,27 @@ static void arc_batch_begin(struct sink *s, struct batch *b)
 static void arc_msg_begin(struct sink *s, struct batch *b, const struct sink_msg *m)
 {
 	struct arc_sink *as = as_of(s);
-	struct arc_meta *am;
+	struct arcw_msg *am = &as->cur;
+	struct job *j = s->w->job;
 
 	(void)b;
-	if (as->failed || as->n >= BATCH_MAX)
+	if (as->failed)
 		return;
-	am = &as->meta[as->n];
-	memset(&am->m, 0, sizeof(am->m));
+	memset(am, 0, sizeof(*am));
+	am->acc = &as->acc;
+	am->gen = as->gen;
+	am->run = j->o->archive_run;
+	am->mbid = as->mbid;
 	am->uid = m->uid;
+	am->spill = -1;
 	am->m.internaldate = s->w->cur.idate;
 	sink_archive_flags(m->flags, m->flags_len, &am->m);
 	as->staged = 0;
 	as->spilled = 0;
 	as->in_msg = 1;
+	/* the size is the server's word: a longer message may wait for room */
+	as->resv = m->size && m->size < ARC_STAGE ? (size_t)m->size : ARC_STAGE;
+	arcw_reserve(j->arcw, as->resv);
 }
 
 static int spill_write(struct arc_sink *as, const uint8_t *p, size_t n, struct mf_error *e)
@@ -349,54 +393,24 @@ static int spill_write(struct arc_sink *as, const uint8_t *p, size_t n, struct m
 	return 0;
 }
 
-/* The gathered message into the archive, begin to end (the spill file's
- * bytes read back through stage). */
-static int arc_store(struct arc_sink *as, struct archive *a, struct arc_meta *am, int *dup,
-                     struct mf_error *e)
+
+/* The sink takes a new message only while the writer's ring has room for
+ * one more (arc_room wakes it). */
+static int arc_busy(struct sink *s)
 {
-	uint64_t off = 0;
+	struct arc_sink *as = as_of(s);
+	struct arcw *aw = s->w->job->arcw;
 
-	if (as->spilled) {
-		if (spill_write(as, as->stage, as->staged, e) < 0)
-			return -EIO;
-		as->staged = 0;
-	}
-	if (archive_msg_begin(a, e) < 0)
-		return -EIO;
-	while (off < as->spilled) {
-		size_t k = as->spilled - off < ARC_STAGE ? (size_t)(as->spilled - off) : ARC_STAGE;
-		ssize_t r = pread(as->spill, as->stage, k, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			mf_err_set(e, r < 0 ? -errno : -EIO, "reading the spill file back: %s",
-			           r < 0 ? strerror(errno) : "cut short");
-			archive_msg_abort(a);
-			return -EIO;
-		}
-		if (archive_msg_data(a, as->stage, (size_t)r, e) < 0) {
-			archive_msg_abort(a);
-			return -EIO;
-		}
-		off += (uint64_t)r;
-	}
-	if ((as->staged && archive_msg_data(a, as->stage, as->staged, e) < 0)) {
-		archive_msg_abort(a);
-		return -EIO;
-	}
-	if (archive_msg_end(a, am->m.hash, &am->m.size, dup, e) < 0)
-		return -EIO;
-	if (as->spilled && ftruncate(as->spill, 0) < 0)
-		mf_log(MF_LOG_DEBUG, "spill file: ftruncate: %s", strerror(errno));
-	as->spilled = 0;
-	return 0;
+	if (!as || as->closed || !aw || as->in_msg || arcw_room(aw))
+		return 0;
+	as->waiting = 1;
+	return 1;
 }
 
 static size_t arc_space(struct sink *s)
 {
 	(void)s;
-	return SIZE_MAX / 2; /* written at once (blocking file I/O) */
+	return SIZE_MAX / 2; /* staged or spilled at once */
 }
 
 static void arc_want_space(struct sink *s)
@@ -429,37 +443,47 @@ static void arc_data(struct sink *s, const uint8_t *p, size_t n)
 	as->staged += n;
 }
 
+/* The gathered message to the writer: its staged bytes through the ring,
+ * or, past the stage, the whole spill file (handed over: the next message
+ * opens another). */
 static void arc_msg_end(struct sink *s, struct batch *b)
 {
 	struct arc_sink *as = as_of(s);
-	struct archive *a = s->w->job->o->archive;
-	struct arc_meta *am;
+	struct arcw *aw = s->w->job->arcw;
 	struct mf_error e;
-	int dup = 0;
+	size_t resv = as->resv;
 
 	(void)b;
-	if (as->failed || !as->in_msg)
-		return;
-	am = &as->meta[as->n];
-	as->in_msg = 0;
-	if (arc_store(as, a, am, &dup, &e) < 0 ||
-	    archive_uid_put(a, s->w->job->o->archive_run, as->mbid, am->uid, &am->m, &e) < 0) {
-		fail(as, &e);
+	as->resv = 0;
+	if (as->failed || !as->in_msg) {
+		arcw_unreserve(aw, resv);
 		return;
 	}
-	if (dup)
-		s->w->job->sum->deduped++;
-	as->ids[as->n++] = am->uid;
+	as->in_msg = 0;
+	if (as->spilled) {
+		if (spill_write(as, as->stage, as->staged, &e) < 0) {
+			arcw_unreserve(aw, resv);
+			fail(as, &e);
+			return;
+		}
+		as->staged = 0;
+		as->cur.spill = as->spill;
+		as->cur.spilled = as->spilled;
+		as->spill = -1;
+		as->spilled = 0;
+	}
+	/* the copy path hashed exactly these bytes (copy_msg_end) */
+	memcpy(as->cur.m.hash, s->w->cur.hash, sizeof(as->cur.m.hash));
+	arcw_msg(aw, &as->cur, as->stage, as->staged, resv);
+	as->staged = 0;
+	as->n++;
 }
 
 static void arc_commit(struct sink *s, struct batch *b)
 {
 	struct arc_sink *as = as_of(s);
-	struct mf_error e;
 
-	if (!as->failed && archive_commit(s->w->job->o->archive, &e) < 0)
-		fail(as, &e);
-	verdict(as, b, !as->failed, as->why);
+	arcw_commit(s->w->job->arcw, &as->acc, as, as->gen, b, as->failed, as->why);
 }
 
 static void arc_discard(struct sink *s, struct batch *b)
@@ -473,8 +497,12 @@ static void arc_abort(struct sink *s)
 
 	if (!as)
 		return;
+	if (as->in_msg && s->w->job->arcw)
+		arcw_unreserve(s->w->job->arcw, as->resv);
+	as->resv = 0;
 	as->in_msg = 0;
 	as->closed = 1;
+	as->aborted = 1;
 }
 
 static void arc_task(struct loop *l, struct loop_task *t)
@@ -483,37 +511,31 @@ static void arc_task(struct loop *l, struct loop_task *t)
 	struct arc_sink *as = as_of(s);
 
 	(void)l;
-	if (!as)
-		return;
-	if (as->ready_pending) {
+	if (as && as->ready_pending) {
 		as->ready_pending = 0;
 		sink_ready(s->w);
-	}
-	while (as->qlen) {
-		struct arc_verdict *v = &as->q[as->qhead];
-		/* the ids of the batch: the source UIDs, in order */
-		struct sink_verdict sv = {.ok = v->ok, .why = v->why};
-
-		as->qhead = (as->qhead + 1) % BATCH_SLOTS;
-		as->qlen--;
-		sink_batch_done(v->b, &sv);
 	}
 }
 
 static int arc_open(struct sink *s, struct mf_error *err)
 {
 	struct arc_sink *as = as_of(s);
+	struct job *j = s->w->job;
 
-	if (!s->w->job->o->archive) {
+	if (!j->o->archive) {
 		mf_err_set(err, -EINVAL, "internal: no archive");
 		return -EINVAL;
 	}
+	if (!j->arcw) {
+		/* the job's writer thread, shared by its sinks */
+		int rc = arcw_open(&j->arcw, j->loop, j->o->archive, j->nw * BATCH_SLOTS, arc_done,
+		                   arc_room, j, err);
+
+		if (rc < 0)
+			return rc;
+	}
 	if (!as) {
-		if (!(as = calloc(1, sizeof(*as))) ||
-		    !(as->meta = calloc(BATCH_MAX, sizeof(*as->meta))) ||
-		    !(as->stage = malloc(ARC_STAGE))) {
-			if (as)
-				free(as->meta);
+		if (!(as = calloc(1, sizeof(*as))) || !(as->stage = malloc(ARC_STAGE))) {
 			free(as);
 			mf_err_set(err, -ENOMEM, "out of memory");
 			return -ENOMEM;
@@ -522,19 +544,28 @@ static int arc_open(struct sink *s, struct mf_error *err)
 		as->spill = -1;
 		s->priv = as;
 		s->task.fn = arc_task;
+		j->arcw_refs++;
 	}
+	as->gen++;
 	as->closed = 0;
-	as->qhead = as->qlen = 0;
+	as->aborted = 0;
+	as->waiting = 0;
 	as->mb = NULL;
 	as->ready_pending = 1;
-	loop_defer(s->w->job->loop, &s->task);
+	loop_defer(j->loop, &s->task);
 	return 0;
 }
 
 static void arc_close(struct sink *s, int graceful)
 {
-	(void)graceful;
-	arc_abort(s);
+	struct arc_sink *as = as_of(s);
+
+	if (!graceful) {
+		arc_abort(s);
+		return;
+	}
+	if (as)
+		as->closed = 1; /* verdicts still due are given */
 }
 
 static void arc_release(struct sink *s)
@@ -545,14 +576,22 @@ static void arc_release(struct sink *s)
 static void arc_destroy(struct sink *s)
 {
 	struct arc_sink *as = as_of(s);
+	struct job *j = s->w->job;
 
 	if (!as)
 		return;
 	arc_abort(s);
+	if (j->arcw) {
+		/* nothing of this sink may be left with the writer */
+		arcw_drain(j->arcw);
+		if (!--j->arcw_refs) {
+			arcw_close(j->arcw);
+			j->arcw = NULL;
+		}
+	}
 	if (as->spill >= 0)
 		close(as->spill);
 	free(as->stage);
-	free(as->meta);
 	free(as);
 	s->priv = NULL;
 }
@@ -584,5 +623,5 @@ const struct sink_ops sink_archive_ops = {
 	.discard = arc_discard,
 	.abort = arc_abort,
 	.destroy = arc_destroy,
-	.busy = NULL,
+	.busy = arc_busy,
 };
