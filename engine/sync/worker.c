@@ -306,12 +306,35 @@ void mailbox_begin(struct worker *w)
 	examine_send(w);
 }
 
+/* EXAMINE's (or SELECT's) untagged data: the mailbox's numbers, and with
+ * QRESYNC what changed since the stored modseq (RFC 7162 §3.2.5). */
+static int examine_untagged(struct imap_client *c, struct imap_cmd *cmd,
+                            const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *v;
+
+	(void)cmd;
+	if (w->method == M_QRESYNC && r->status == IMAP_ST_NONE)
+		return changes_untagged(w, r);
+	if ((v = imap_resp_code(r, "UIDVALIDITY")))
+		imap_node_u32(v, &w->uidvalidity);
+	else if ((v = imap_resp_code(r, "UIDNEXT")))
+		imap_node_u32(v, &w->uidnext);
+	else if ((v = imap_resp_code(r, "HIGHESTMODSEQ")))
+		imap_node_u64(v, &w->highestmodseq);
+	return 0;
+}
+
+static const struct imap_consumer examine_consumer = {.untagged = examine_untagged};
+
 static void examine_send(struct worker *w)
 {
 	int rw = w->open_rw && !w->job->o->dry_run;
 
 	/* The command's ud tells examine_done which one went. */
-	imap_cmd_begin(&w->src, &w->examine_cmd, examine_done, rw ? &w->open_rw : NULL);
+	imap_cmd_begin_consumer(&w->src, &w->examine_cmd, examine_done, rw ? &w->open_rw : NULL,
+	                        &examine_consumer);
 	imap_put(&w->src, rw ? "SELECT " : "EXAMINE ");
 	imap_put_astring(&w->src, w->mb->name, w->mb->len);
 	if (w->method == M_QRESYNC)
@@ -598,17 +621,15 @@ void sink_failed(struct worker *w, const struct mf_error *err)
 	worker_side_failed(w, 1, w->sink.ops->who(&w->sink), err);
 }
 
+/* Untagged data no command's consumer took: on the control pair while it
+ * plans (LIST, STATUS, NAMESPACE), else unsolicited and of no use. */
 int src_untagged_any(struct imap_client *c, const struct imap_resp *r)
 {
 	struct worker *w = c->ud;
 
-	if (w->id == 0 && !w->job->listed) {
-		int rc = src_ctl_untagged(c, r);
-
-		if (rc < 0)
-			return rc;
-	}
-	return src_untagged(c, r);
+	if (w->id == 0 && !w->job->listed)
+		return src_ctl_untagged(c, r);
+	return 0;
 }
 
 int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
@@ -617,8 +638,6 @@ int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
 
 	if (w->id == 0 && !w->job->dst_prepared)
 		return dst_ctl_untagged(c, r);
-	if (w->phase == W_DEDUPE_DST)
-		return dd_dst_untagged(w, r);
 	return 0;
 }
 
