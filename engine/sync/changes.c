@@ -402,7 +402,7 @@ static void store_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 			}
 			memcpy(m.flags, w->cpool + w->chg[i].off, w->chg[i].len);
 			m.flags[w->chg[i].len] = '\0';
-			if (state_msg_put(j->st, &k, &m, &e) < 0) {
+			if (scope_msg_put(j, &k, &m, &e) < 0) {
 				job_error(j, NULL, w->mb, w->chg[i].uid, "%s", e.msg);
 				w->chg_lost++;
 				continue;
@@ -430,7 +430,7 @@ static void expunge_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 		for (size_t i = 0; i < w->ngone; i++) {
 			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
 
-			if (state_msg_del(j->st, &k, &e) < 0)
+			if (scope_msg_del(j, &k, &e) < 0)
 				job_error(j, NULL, w->mb, w->gone[i], "%s", e.msg);
 			j->sum->expunged++;
 		}

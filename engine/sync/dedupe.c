@@ -298,7 +298,7 @@ static int dd_src_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 		m.status = STATE_MSG_DONE;
 		memcpy(m.flags, w->cur.flags, w->cur.flags_len);
 		m.flags[w->cur.flags_len] = '\0';
-		if (state_msg_put(j->st, &k, &m, &e) < 0) {
+		if (scope_msg_put(j, &k, &m, &e) < 0) {
 			job_error(j, NULL, w->mb, w->cur.uid, "%s", e.msg);
 			j->fatal = 1;
 		}

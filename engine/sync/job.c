@@ -219,13 +219,8 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 		.closed = worker_dst_closed,
 	};
 	job_hosts(j, o);
-	/* A dry run looks its job up and creates nothing (plan_mbox_id). */
-	rc = o->dry_run ? state_job_find(st, o->job_key, &j->jobid, err)
-			: state_job(st, o->job_key, &j->jobid, err);
-	if (rc == -ENOENT && o->dry_run) {
-		j->jobid = JOB_DRY_JOBID;
-		rc = 0;
-	}
+	/* The job's state scope: a dry run's discards every write (scope.c). */
+	rc = scope_open(j, o->job_key, err);
 	if (rc < 0) {
 		free(j);
 		return err->code ? err->code : -EIO;

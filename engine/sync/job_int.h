@@ -300,6 +300,7 @@ struct job {
 	const struct job_opts *o;
 	struct job_summary *sum;
 	uint32_t jobid;
+	int discard;		/* the state scope writes nothing (a dry run; scope.c) */
 	struct mbox *mb;
 	size_t nmb, cmb, next_mb;
 	struct worker *w;
@@ -570,6 +571,22 @@ void arcsrc_mailbox_begin(struct worker *w);
 void arcsrc_fetch_start(struct worker *w);
 int arcsrc_queued(const struct worker *w);	/* a task of it is in the loop */
 void arcsrc_free(struct worker *w);
+
+/* scope.c: the job's writes to the state; a dry run's scope discards
+ * them (j->discard). Same arguments and results as state.h's. */
+int scope_open(struct job *j, const char *key, struct mf_error *err);
+int scope_mbox_id(struct job *j, struct mbox *mb, int *created, struct mf_error *e);
+int scope_uidl_id(struct job *j, uint32_t mbid, const char *uidl, size_t len, uint32_t *id,
+                  int *created, struct mf_error *e);
+int scope_mbox_put(struct job *j, uint32_t mbid, const struct state_mbox *rec, struct mf_error *e);
+int scope_mbox_rename(struct job *j, uint32_t mbid, const char *old, size_t oldlen,
+                      const char *to, size_t tolen, struct mf_error *e);
+int scope_filter_put(struct job *j, uint32_t mbid, uint64_t id, struct mf_error *e);
+int scope_msg_put(struct job *j, const struct state_msg_key *k, const struct state_msg *m,
+                  struct mf_error *e);
+int scope_msg_del(struct job *j, const struct state_msg_key *k, struct mf_error *e);
+/* 1 if the job has writes to commit (never for a discarding scope). */
+int scope_commit(struct job *j);
 
 /* job.c */
 void job_maybe_finish(struct job *j);

@@ -100,7 +100,7 @@ static int remap_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 			w->rm_failed = 1;
 			return 0;
 		}
-		if (state_msg_put(j->st, &nk, &m, &e) < 0) {
+		if (scope_msg_put(j, &nk, &m, &e) < 0) {
 			job_error(j, NULL, w->mb, w->rm_uid, "%s", e.msg);
 			w->rm_failed = 1;
 			j->fatal = 1;
@@ -135,7 +135,7 @@ static int remap_drop_old(void *ctx, uint32_t uid, const struct state_msg *m)
 	int rc;
 
 	(void)m;
-	if ((rc = state_msg_del(w->job->st, &k, &e)) < 0)
+	if ((rc = scope_msg_del(w->job, &k, &e)) < 0)
 		job_error(w->job, NULL, w->mb, uid, "%s", e.msg);
 	return rc;
 }
@@ -173,7 +173,7 @@ static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 		rec.last_uid = 0;
 		rec.highestmodseq = 0;
 		rec.intents = 0;
-		rc = state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e);
+		rc = scope_mbox_put(j, w->mb->mbid, &rec, &e);
 	}
 	if (rc < 0) {
 		mailbox_fail(w, NULL, 0, "%s", e.msg);

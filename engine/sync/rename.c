@@ -203,9 +203,9 @@ void rename_adopt(struct job *j, struct mbox *mb)
 
 	snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
 	snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
-	if (state_mbox_rename(j->st, j->jobid, v->mbid, v->rec.name, strlen(v->rec.name), mb->name,
+	if (scope_mbox_rename(j, v->mbid, v->rec.name, strlen(v->rec.name), mb->name,
 			      mb->len, &e) < 0 ||
-	    state_mbox_put(j->st, j->jobid, v->mbid, &rec, &e) < 0) {
+	    scope_mbox_put(j, v->mbid, &rec, &e) < 0) {
 		job_error(j, NULL, mb, 0, "%s", e.msg);
 		j->fatal = 1;
 		return;

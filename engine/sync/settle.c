@@ -97,11 +97,11 @@ static void settle_finish(struct worker *w)
 		int rc;
 
 		if (!st->found) {
-			rc = state_msg_del(j->st, &k, &e);
+			rc = scope_msg_del(j, &k, &e);
 		} else if ((rc = state_msg_get(j->st, &k, &m, &e)) == 0) {
 			m.status = STATE_MSG_DONE;
 			m.dst_uid = st->dst_uid;
-			rc = state_msg_put(j->st, &k, &m, &e);
+			rc = scope_msg_put(j, &k, &m, &e);
 			found++;
 			if (w->resumed && !uncertain)
 				resumed_found(w, st->uid, m.size, i == found - 1);

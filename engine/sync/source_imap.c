@@ -425,9 +425,9 @@ int selective_done(struct worker *w, struct mf_error *err)
 {
 	struct job *j = w->job;
 
-	if (j->o->dry_run || w->p3)
+	if (w->p3)
 		return 0;
-	return state_mbox_filter_put(j->st, j->jobid, w->mb->mbid, j->o->filter_id, err);
+	return scope_filter_put(j, w->mb->mbid, j->o->filter_id, err);
 }
 
 static void sel_push(struct worker *w, uint32_t uid, int count)

@@ -52,10 +52,7 @@ void mailbox_finish(struct worker *w)
 	}
 	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) < 0)
 		memset(&rec, 0, sizeof(rec));
-	if (j->o->dry_run) {
-		if (mb->failed)
-			j->sum->mailboxes_failed++;
-	} else if (!mb->failed) {
+	if (!mb->failed) { /* (a dry run's scope writes nothing) */
 		snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
 		snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
 		/* HIGHESTMODSEQ in the record means "flags in the state are
@@ -78,7 +75,7 @@ void mailbox_finish(struct worker *w)
 		    w->mb_failed_min_uid || mb->nfailed || lost ? 0 : (uint64_t)time(NULL);
 		rec.messages = w->src.exists;
 		rec.intents = 0; /* every APPEND of this pass was answered */
-		if (state_mbox_put(j->st, j->jobid, mb->mbid, &rec, &e) < 0 ||
+		if (scope_mbox_put(j, mb->mbid, &rec, &e) < 0 ||
 		    selective_done(w, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
 			j->fatal = 1;
@@ -149,7 +146,8 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 		 * session: the next run would find every message again by
 		 * content. SELECT makes it keep its UID list (BODY.PEEK[]
 		 * leaves \Seen alone); this worker's next mailboxes are opened
-		 * so at once. */
+		 * so at once. Not in a dry run, which changes nothing on the
+		 * source: this is the one place open_rw is set. */
 		w->open_rw = 1;
 		changes_reset(w);
 		w->uidvalidity = w->uidnext = 0;
@@ -330,7 +328,7 @@ static const struct imap_consumer examine_consumer = {.untagged = examine_untagg
 
 static void examine_send(struct worker *w)
 {
-	int rw = w->open_rw && !w->job->o->dry_run;
+	int rw = w->open_rw; /* never in a dry run (examine_done) */
 
 	/* The command's ud tells examine_done which one went. */
 	imap_cmd_begin_consumer(&w->src, &w->examine_cmd, examine_done, rw ? &w->open_rw : NULL,

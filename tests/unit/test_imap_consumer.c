@@ -230,10 +230,10 @@ static int k_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 
 static const struct imap_consumer untagged_only = {.untagged = k_untagged};
 static const struct imap_consumer full = {
-	.untagged = k_untagged,
-	.lit_begin = k_lit_begin,
-	.lit_data = k_lit_data,
-	.lit_end = k_lit_end,
+    .untagged = k_untagged,
+    .lit_begin = k_lit_begin,
+    .lit_data = k_lit_data,
+    .lit_end = k_lit_end,
 };
 
 static void resume_task(struct loop *l, struct loop_task *task)
@@ -270,15 +270,16 @@ static void on_error(struct imap_client *c, const struct mf_error *err)
 }
 
 static const struct imap_client_cb cb = {
-	.ready = on_ready,
-	.error = on_error,
-	.untagged = any_untagged,
-	.lit_begin = any_lit_begin,
-	.lit_data = any_lit_data,
-	.lit_end = any_lit_end,
+    .ready = on_ready,
+    .error = on_error,
+    .untagged = any_untagged,
+    .lit_begin = any_lit_begin,
+    .lit_data = any_lit_data,
+    .lit_end = any_lit_end,
 };
 
-static void send_cmd(struct rt *t, const char *line, const struct imap_consumer *k, const char *name)
+static void send_cmd(struct rt *t, const char *line, const struct imap_consumer *k,
+                     const char *name)
 {
 	struct imap_cmd *cmd = &t->cmd[t->nsent++];
 
