@@ -48,7 +48,7 @@ int remap_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct im
 		return rc < 0 ? rc : IMAP_LIT_INLINE;
 	fetch_meta(r, key, &fm);
 	w->rm_uid = fm.uid;
-	/* FLAGS before BODY[], as asked (see src_lit_begin); else no diff */
+	/* FLAGS before BODY[], as asked (see fetch_lit_begin); else no diff */
 	w->rm_have_flags = fm.flags != NULL;
 	w->rm_flags_len =
 	    fm.flags ? flags_string(fm.flags, w->rm_flags, sizeof(w->rm_flags), &bad) : 0;

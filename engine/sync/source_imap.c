@@ -3,7 +3,10 @@
  * (two in flight), UID lists and the retry list, each FETCH response's
  * items checked and rewritten before its BODY[] literal is streamed into
  * the copy consumer; literal sizes bounded before a byte is read; the
- * dry run's count (UID SEARCH, no bodies).
+ * dry run's count (UID SEARCH, no bodies). Each command carries its own
+ * response consumer (imap_client.h); what the other passes' consumers
+ * share (body_literal, hash_lit_data) and the client-wide fallback
+ * (lit_checked_inline) are here too.
  *
  * Not for: EXAMINE and change detection (worker.c, changes.c), hashing
  * passes (remap.c, rename.c, dedupe.c), writing (copy.c, sink_imap.c).
@@ -352,7 +355,7 @@ void fetch_start(struct worker *w)
 	w->mb_failed_min_uid = 0;
 	/* A pass resumed after a reconnect reads the mailbox again from its
 	 * record: what this run confirmed is skipped as recorded. Below
-	 * resume_uid it was counted already (src_lit_begin). Not skipped over:
+	 * resume_uid it was counted already (fetch_lit_begin). Not skipped over:
 	 * a stream that lost messages before the drop must not lose them for
 	 * good. */
 	if (!w->resumed || w->resume_uidv != w->uidvalidity) {
