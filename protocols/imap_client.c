@@ -385,22 +385,59 @@ void imap_put_astring(struct imap_client *c, const char *s, size_t n)
 	}
 }
 
-void imap_cmd_begin(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn done, void *ud)
+void imap_cmd_begin_consumer(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn done,
+			     void *ud, const struct imap_consumer *k)
 {
 	cmd->done = done;
 	cmd->ud = ud;
+	cmd->consumer = k;
 	cmd->tag = ++c->next_tag;
-	cmd->next = NULL;
+	cmd->next = cmd->cnext = NULL;
 	cmd->lit_wait = 0;
 	if (c->tail)
 		c->tail->next = cmd;
 	else
 		c->head = cmd;
 	c->tail = cmd;
+	if (k) {
+		if (c->ctail)
+			c->ctail->cnext = cmd;
+		else
+			c->chead = cmd;
+		c->ctail = cmd;
+	}
 	c->inflight++;
 	cmd->untagged_max = IMAP_UNTAGGED_PER_CMD + 2 * (uint64_t)c->exists;
 	c->untagged_allow += cmd->untagged_max;
 	imap_putf(c, "A%u ", cmd->tag);
+}
+
+void imap_cmd_begin(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn done, void *ud)
+{
+	imap_cmd_begin_consumer(c, cmd, done, ud, NULL);
+}
+
+/* The tagged reply came: cmd leaves the consumer queue (replies may come
+ * in any order, so it is looked for; the queue holds only the few
+ * commands with a consumer). */
+static void consumer_unlink(struct imap_client *c, struct imap_cmd *cmd)
+{
+	struct imap_cmd *p = NULL, *it;
+
+	if (!cmd->consumer)
+		return;
+	for (it = c->chead; it && it != cmd; it = it->cnext)
+		p = it;
+	if (!it)
+		return;
+	if (p)
+		p->cnext = it->cnext;
+	else
+		c->chead = it->cnext;
+	if (c->ctail == it)
+		c->ctail = p;
+	if (c->lit_cmd == it)
+		c->lit_cmd = NULL;
 }
 
 void imap_cmd_end(struct imap_client *c)
@@ -538,6 +575,7 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 		c->head = cmd->next;
 	if (c->tail == cmd)
 		c->tail = prev;
+	consumer_unlink(c, cmd);
 	c->inflight--;
 	c->untagged_allow -= cmd->untagged_max;
 	c->untagged_seen = 0;
@@ -674,7 +712,9 @@ static int on_response(void *ctx, const struct imap_resp *r)
 			else if (b && imap_node_is(b, "EXISTS"))
 				imap_node_u32(a, &c->exists);
 		}
-		if (c->state == ST_READY && c->cb->untagged)
+		if (c->state == ST_READY && c->chead && c->chead->consumer->untagged)
+			rc = c->chead->consumer->untagged(c, c->chead, r);
+		else if (c->state == ST_READY && c->cb->untagged)
 			rc = c->cb->untagged(c, r);
 	}
 	if (rc == IMAP_PARSE_PAUSE && !c->closed)
@@ -687,7 +727,16 @@ static int on_lit_begin(void *ctx, const struct imap_resp *r, const struct imap_
 {
 	struct imap_client *c = ctx;
 
-	if (c->state != ST_READY || !c->cb->lit_begin)
+	/* The literal's data and end go where its begin went, whatever
+	 * happens to the queue meanwhile. */
+	c->lit_cmd = NULL;
+	if (c->state != ST_READY)
+		return IMAP_LIT_INLINE;
+	if (c->chead && c->chead->consumer->lit_begin) {
+		c->lit_cmd = c->chead;
+		return c->lit_cmd->consumer->lit_begin(c, c->lit_cmd, r, key, size);
+	}
+	if (!c->cb->lit_begin)
 		return IMAP_LIT_INLINE;
 	return c->cb->lit_begin(c, r, key, size);
 }
@@ -696,6 +745,9 @@ static ssize_t on_lit_data(void *ctx, const uint8_t *p, size_t n)
 {
 	struct imap_client *c = ctx;
 
+	if (c->lit_cmd)
+		return c->lit_cmd->consumer->lit_data ? c->lit_cmd->consumer->lit_data(c, c->lit_cmd, p, n)
+		                                       : (ssize_t)n;
 	if (!c->cb->lit_data)
 		return (ssize_t)n;
 	return c->cb->lit_data(c, p, n);
@@ -704,7 +756,11 @@ static ssize_t on_lit_data(void *ctx, const uint8_t *p, size_t n)
 static int on_lit_end(void *ctx)
 {
 	struct imap_client *c = ctx;
+	struct imap_cmd *cmd = c->lit_cmd;
 
+	c->lit_cmd = NULL;
+	if (cmd)
+		return cmd->consumer->lit_end ? cmd->consumer->lit_end(c, cmd) : 0;
 	return c->cb->lit_end ? c->cb->lit_end(c) : 0;
 }
 

@@ -4,9 +4,23 @@
  *
  * Commands are written with imap_cmd_begin() / imap_put*() / imap_cmd_end()
  * and complete through their own callback when the tagged reply arrives, in
- * the order sent. Untagged data is handed to cb->untagged after the client
- * has taken what it needs (CAPABILITY, EXISTS...); literals are streamed
- * through cb->lit_* so message bodies never sit whole in memory.
+ * the order sent. Untagged data is handed on after the client has taken
+ * what it needs (CAPABILITY, EXISTS...); literals are streamed through
+ * lit_begin/lit_data/lit_end so message bodies never sit whole in memory.
+ *
+ * Who gets a response: a command may carry its own consumer (struct
+ * imap_consumer, imap_cmd_begin_consumer). Untagged responses carry no
+ * tag, so they are attributed by order: each one, and each literal inside
+ * it, goes to the OLDEST command in flight that has a consumer; with none
+ * in flight (or a consumer without a callback for that kind), to the
+ * client-wide callbacks in struct imap_client_cb. This is exact for what
+ * a server must answer in order (RFC 3501 §5.5: a command that selects a
+ * mailbox runs alone, so "EXAMINE; UID FETCH" pipelined yields EXAMINE's
+ * data, its tagged OK, then FETCH's data). Commands a server may run in
+ * parallel (two UID FETCH ranges, two UID SEARCHes) must share one
+ * consumer, or tolerate each other's data: the client cannot tell them
+ * apart. Unsolicited data (EXISTS, a flag update) goes to whichever
+ * consumer is oldest, like any other untagged response.
  *
  * Literals we send use LITERAL+ ({n+}) when offered. Otherwise the client
  * waits for the server's "+" before the bytes: imap_write_space() is 0 until
@@ -130,13 +144,27 @@ struct imap_cmd;
 typedef void (*imap_done_fn)(struct imap_client *c, struct imap_cmd *cmd,
 			     const struct imap_resp *r);
 
+/* A command's own handler for the untagged data and literals its answer
+ * brings (see the attribution rule above). Each member may be NULL: that
+ * kind then goes to the client-wide callback. Return values as for the
+ * client-wide ones (struct imap_client_cb). */
+struct imap_consumer {
+	int (*untagged)(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+	int (*lit_begin)(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+			 const struct imap_node *key, uint64_t size);
+	ssize_t (*lit_data)(struct imap_client *c, struct imap_cmd *cmd, const uint8_t *p, size_t n);
+	int (*lit_end)(struct imap_client *c, struct imap_cmd *cmd);
+};
+
 struct imap_cmd {
 	imap_done_fn done;
 	void *ud;
+	const struct imap_consumer *consumer;	/* NULL: the client-wide callbacks */
 	uint32_t tag;		/* set by imap_cmd_begin */
 	uint64_t untagged_max;  /* private: untagged responses it may bring */
 	unsigned lit_wait;	/* private: its synchronizing literals without "+" yet */
 	struct imap_cmd *next;	/* private: in-flight queue */
+	struct imap_cmd *cnext;	/* private: in-flight commands with a consumer */
 };
 
 struct imap_client_cb {
@@ -176,6 +204,8 @@ struct imap_client {
 	uint64_t wire_in, wire_out;	/* counters kept at close */
 	uint32_t next_tag;
 	struct imap_cmd *head, *tail;	/* sent, awaiting tagged reply */
+	struct imap_cmd *chead, *ctail;	/* of them, those with a consumer (in order) */
+	struct imap_cmd *lit_cmd;	/* private: whose consumer has the literal being read */
 	unsigned inflight;
 	unsigned awaiting_cont;		/* sync literals sent, "+" not yet seen */
 	/* private: output held back behind a synchronizing literal of an
@@ -232,6 +262,9 @@ void imap_client_logout(struct imap_client *c);
 /* Command writing. imap_cmd_begin writes "TAG "; the command is in flight
  * once imap_cmd_end wrote its CRLF. */
 void imap_cmd_begin(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn done, void *ud);
+/* The same, with the command's own consumer of its responses (may be NULL). */
+void imap_cmd_begin_consumer(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn done,
+			     void *ud, const struct imap_consumer *k);
 void imap_put(struct imap_client *c, const char *s);
 void imap_putf(struct imap_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A string as an IMAP astring: atom if safe, quoted, or literal. */

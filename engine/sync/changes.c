@@ -12,6 +12,17 @@ static void seen_mark_cb(void *ctx, uint32_t uid);
 static int seen_has(const struct worker *w, uint32_t uid);
 static void gone_push(struct worker *w, uint32_t uid);
 static void vanished_note(void *ctx, uint32_t uid);
+static int diff_untagged(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	(void)cmd;
+	return changes_untagged(c->ud, r);
+}
+
+/* The CHANGEDSINCE (or scan) FETCH and the UID SEARCH share it: Dovecot
+ * answers them in parallel, and the data tells itself apart (FETCH,
+ * SEARCH, ESEARCH). */
+static const struct imap_consumer diff_consumer = {.untagged = diff_untagged};
+
 static int gone_collect(void *ctx, uint32_t uid, const struct state_msg *m);
 static void diff_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static int chg_cmp(const void *a, const void *b, void *pool);
@@ -321,13 +332,13 @@ void changes_start(struct worker *w)
 	memset(w->diff_cmd, 0, sizeof(w->diff_cmd));
 	if (w->method == M_CONDSTORE) {
 		if (w->highestmodseq != w->rec.highestmodseq || !w->rec.highestmodseq) {
-			imap_cmd_begin(&w->src, &w->diff_cmd[0], diff_done, NULL);
+			imap_cmd_begin_consumer(&w->src, &w->diff_cmd[0], diff_done, NULL, &diff_consumer);
 			imap_putf(&w->src, "UID FETCH 1:%u (UID FLAGS) (CHANGEDSINCE %llu)", last,
 				  (unsigned long long)w->rec.highestmodseq);
 			imap_cmd_end(&w->src);
 		}
 		if (j->o->delete_) {
-			imap_cmd_begin(&w->src, &w->diff_cmd[1], diff_done, NULL);
+			imap_cmd_begin_consumer(&w->src, &w->diff_cmd[1], diff_done, NULL, &diff_consumer);
 			if (w->src.caps & IMAP_CAP_ESEARCH)
 				imap_putf(&w->src, "UID SEARCH RETURN (ALL) UID 1:%u", last);
 			else
@@ -338,7 +349,7 @@ void changes_start(struct worker *w)
 			changes_apply(w);
 		return;
 	}
-	imap_cmd_begin(&w->src, &w->diff_cmd[0], diff_done, NULL);
+	imap_cmd_begin_consumer(&w->src, &w->diff_cmd[0], diff_done, NULL, &diff_consumer);
 	imap_putf(&w->src, "UID FETCH 1:%u (UID FLAGS)", last);
 	imap_cmd_end(&w->src);
 }
@@ -391,7 +402,7 @@ static void store_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 			}
 			memcpy(m.flags, w->cpool + w->chg[i].off, w->chg[i].len);
 			m.flags[w->chg[i].len] = '\0';
-			if (state_msg_put(j->st, &k, &m, &e) < 0) {
+			if (scope_msg_put(j, &k, &m, &e) < 0) {
 				job_error(j, NULL, w->mb, w->chg[i].uid, "%s", e.msg);
 				w->chg_lost++;
 				continue;
@@ -419,7 +430,7 @@ static void expunge_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 		for (size_t i = 0; i < w->ngone; i++) {
 			struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
 
-			if (state_msg_del(j->st, &k, &e) < 0)
+			if (scope_msg_del(j, &k, &e) < 0)
 				job_error(j, NULL, w->mb, w->gone[i], "%s", e.msg);
 			j->sum->expunged++;
 		}

@@ -58,7 +58,7 @@ static void msg_record(struct worker *w, const struct batch *b, const struct bms
 	sm.status = status;
 	memcpy(sm.flags, b->pool + m->flags_off, fl);
 	sm.flags[fl] = '\0';
-	if (state_msg_put(j->st, &k, &sm, &e) < 0) {
+	if (scope_msg_put(j, &k, &sm, &e) < 0) {
 		job_error(j, NULL, w->mb, m->uid, "%s", e.msg);
 		j->fatal = 1;
 	}
@@ -95,7 +95,7 @@ void mbox_mark_intents(struct worker *w, uint32_t on)
 		on = rec.intents;
 	rec.intents = on;
 	rec.intent_at_ms = on ? wall_ms() : 0;
-	if (state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e) < 0) {
+	if (scope_mbox_put(j, w->mb->mbid, &rec, &e) < 0) {
 		job_error(j, NULL, w->mb, 0, "%s", e.msg);
 		j->fatal = 1;
 	}
@@ -405,7 +405,7 @@ static void intent_drop(struct worker *w, uint32_t uid)
 	struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, uid};
 	struct mf_error e;
 
-	if (state_msg_del(j->st, &k, &e) < 0) {
+	if (scope_msg_del(j, &k, &e) < 0) {
 		job_error(j, NULL, w->mb, uid, "%s", e.msg);
 		j->fatal = 1;
 	}

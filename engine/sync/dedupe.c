@@ -14,6 +14,27 @@ static void dd_dst_fetch_done(struct imap_client *c, struct imap_cmd *cmd,
 			      const struct imap_resp *r);
 static void dd_search_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void dd_examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static int dd_dst_untagged(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static int dd_dst_lit_end(struct imap_client *c, struct imap_cmd *cmd);
+static int dd_src_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                            const struct imap_node *key, uint64_t size);
+static int dd_src_lit_end(struct imap_client *c, struct imap_cmd *cmd);
+
+/* The destination folder's EXAMINE and UID SEARCH ALL: its UIDVALIDITY
+ * and UIDs. */
+static const struct imap_consumer dd_dst_consumer = {.untagged = dd_dst_untagged};
+/* The destination's unrecorded messages: hashed (settle's literal reader). */
+static const struct imap_consumer dd_dst_fetch_consumer = {
+	.lit_begin = dst_hash_lit_begin,
+	.lit_data = hash_lit_data,
+	.lit_end = dd_dst_lit_end,
+};
+/* The new source messages: hashed, their metadata kept for a record. */
+static const struct imap_consumer dd_src_consumer = {
+	.lit_begin = dd_src_lit_begin,
+	.lit_data = hash_lit_data,
+	.lit_end = dd_src_lit_end,
+};
 
 /* ---- worker: --dedupe ----------------------------------------------------------- */
 
@@ -80,7 +101,7 @@ static void dd_src_start(struct worker *w)
 	w->phase = W_DEDUPE_SRC;
 	w->ntodo = w->todo_pos = 0;
 	w->dd_found = 0;
-	imap_cmd_begin(&w->src, &w->dd_cmd[2], dd_src_done, NULL);
+	imap_cmd_begin_consumer(&w->src, &w->dd_cmd[2], dd_src_done, NULL, &dd_src_consumer);
 	imap_putf(&w->src, "UID FETCH %u:%u (UID FLAGS INTERNALDATE%s BODY.PEEK[])", w->start_uid,
 		  w->end_uid, w->src.enabled_condstore ? " MODSEQ" : "");
 	imap_cmd_end(&w->src);
@@ -137,7 +158,8 @@ static void dd_search_done(struct imap_client *c, struct imap_cmd *cmd, const st
 		return;
 	}
 	w->phase = W_DEDUPE_DST;
-	imap_cmd_begin(&w->dst, &w->dd_cmd[1], dd_dst_fetch_done, NULL);
+	imap_cmd_begin_consumer(&w->dst, &w->dd_cmd[1], dd_dst_fetch_done, NULL,
+	                        &dd_dst_fetch_consumer);
 	imap_put(&w->dst, "UID FETCH ");
 	for (size_t i = 0; i < w->ndd_uids; i++) {
 		size_t k = i;
@@ -185,21 +207,23 @@ void dedupe_start(struct worker *w)
 		return;
 	}
 	w->phase = W_DEDUPE_DST;
-	imap_cmd_begin(&w->dst, &w->dd_cmd[0], dd_examine_done, NULL);
+	imap_cmd_begin_consumer(&w->dst, &w->dd_cmd[0], dd_examine_done, NULL, &dd_dst_consumer);
 	imap_put(&w->dst, "EXAMINE ");
 	imap_put_astring(&w->dst, w->mb->dst_name, strlen(w->mb->dst_name));
 	imap_cmd_end(&w->dst);
-	imap_cmd_begin(&w->dst, &w->dd_cmd[1], dd_search_done, NULL);
+	imap_cmd_begin_consumer(&w->dst, &w->dd_cmd[1], dd_search_done, NULL, &dd_dst_consumer);
 	imap_put(&w->dst, "UID SEARCH ALL");
 	imap_cmd_end(&w->dst);
 }
 
 /* Destination side: UIDVALIDITY, the SEARCH, the bodies of unrecorded messages. */
-int dd_dst_untagged(struct worker *w, const struct imap_resp *r)
+static int dd_dst_untagged(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
+	struct worker *w = c->ud;
 	const struct imap_node *a = r->first, *v;
 	uint32_t n;
 
+	(void)cmd;
 	if ((v = imap_resp_code(r, "UIDVALIDITY")))
 		imap_node_u32(v, &w->dd_dst_uidv);
 	if (a && imap_node_is(a, "SEARCH"))
@@ -211,10 +235,12 @@ int dd_dst_untagged(struct worker *w, const struct imap_resp *r)
 	return 0;
 }
 
-int dd_dst_lit_end(struct worker *w)
+static int dd_dst_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 {
+	struct worker *w = c->ud;
 	uint8_t nh[32];
 
+	(void)cmd;
 	msghash_end(&w->mh, NULL, nh);
 	if (w->stl_uid)
 		rm_push(w, nh, w->stl_uid, w->dd_dst_uidv); /* out of memory: just not matched */
@@ -222,11 +248,16 @@ int dd_dst_lit_end(struct worker *w)
 }
 
 /* Source side: what the record of a message found on the destination needs. */
-int dd_src_lit_begin(struct worker *w, const struct imap_resp *r,
-			    const struct imap_node *key, uint64_t size)
+static int dd_src_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                            const struct imap_node *key, uint64_t size)
 {
+	struct worker *w = c->ud;
 	struct fetch_meta fm;
+	int rc;
 
+	(void)cmd;
+	if ((rc = body_literal(w, c, r, key, size)) <= 0)
+		return rc < 0 ? rc : IMAP_LIT_INLINE;
 	fetch_meta(r, key, &fm);
 	w->cur.uid = fm.uid;
 	w->cur.modseq = fm.modseq;
@@ -241,13 +272,15 @@ int dd_src_lit_begin(struct worker *w, const struct imap_resp *r,
 	return IMAP_LIT_STREAM;
 }
 
-int dd_src_lit_end(struct worker *w)
+static int dd_src_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 {
+	struct worker *w = c->ud;
 	struct job *j = w->job;
 	struct remap key, *hit;
 	struct state_msg m;
 	struct mf_error e;
 
+	(void)cmd;
 	memset(&m, 0, sizeof(m));
 	msghash_end(&w->mh, m.hash, m.nhash);
 	if (!w->cur.uid)
@@ -265,7 +298,7 @@ int dd_src_lit_end(struct worker *w)
 		m.status = STATE_MSG_DONE;
 		memcpy(m.flags, w->cur.flags, w->cur.flags_len);
 		m.flags[w->cur.flags_len] = '\0';
-		if (state_msg_put(j->st, &k, &m, &e) < 0) {
+		if (scope_msg_put(j, &k, &m, &e) < 0) {
 			job_error(j, NULL, w->mb, w->cur.uid, "%s", e.msg);
 			j->fatal = 1;
 		}

@@ -21,9 +21,7 @@ static const struct imap_client_cb src_cb = {
 	.ready = src_ready,
 	.error = conn_error,
 	.untagged = NULL,
-	.lit_begin = src_lit_begin,
-	.lit_data = src_lit_data,
-	.lit_end = src_lit_end,
+	.lit_begin = lit_checked_inline,
 	.closed = worker_src_closed,
 };
 
@@ -216,20 +214,13 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 		.ready = dst_ready,
 		.error = dst_error,
 		.untagged = dst_untagged_any,
-		.lit_begin = dst_lit_begin,
-		.lit_data = dst_lit_data,
-		.lit_end = dst_lit_end,
+		.lit_begin = lit_checked_inline,
 		.writable = dst_writable,
 		.closed = worker_dst_closed,
 	};
 	job_hosts(j, o);
-	/* A dry run looks its job up and creates nothing (plan_mbox_id). */
-	rc = o->dry_run ? state_job_find(st, o->job_key, &j->jobid, err)
-			: state_job(st, o->job_key, &j->jobid, err);
-	if (rc == -ENOENT && o->dry_run) {
-		j->jobid = JOB_DRY_JOBID;
-		rc = 0;
-	}
+	/* The job's state scope: a dry run's discards every write (scope.c). */
+	rc = scope_open(j, o->job_key, err);
 	if (rc < 0) {
 		free(j);
 		return err->code ? err->code : -EIO;

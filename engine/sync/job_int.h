@@ -104,8 +104,11 @@ struct batch {
 	struct bmsg m[BATCH_MAX];
 	char pool[BATCH_POOL];
 };
+/* Where a worker is in a mailbox's pass: read by the lifecycle (reconnect,
+ * the copy's flow control, the settle timer), never to choose who handles
+ * a response: each command carries its own consumer (imap_client.h). */
 enum wphase {
-	W_CONNECTING, W_IDLE, W_PROBE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_COUNT,
+	W_CONNECTING, W_IDLE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_COUNT,
 	W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE,
 	W_FILTER	/* selective copy: UID SEARCH for the pass's list (source_imap.c) */
 };
@@ -298,6 +301,7 @@ struct job {
 	const struct job_opts *o;
 	struct job_summary *sum;
 	uint32_t jobid;
+	int discard;		/* the state scope writes nothing (a dry run; scope.c) */
 	struct mbox *mb;
 	size_t nmb, cmb, next_mb;
 	struct worker *w;
@@ -334,7 +338,6 @@ struct job {
 	struct imap_cmd *probe_cmd, rename_cmd;
 	unsigned probes_pending;
 	struct mbox *probe_mb;
-	enum wphase probe_saved_phase;
 	unsigned nerrors;
 	struct loop_timer tick;
 	struct loop_task stop_task; /* job_stop_task */
@@ -432,7 +435,6 @@ void src_list(struct worker *w);
 
 /* rename.c */
 void rename_adopt(struct job *j, struct mbox *mb);
-int probe_lit_end(struct worker *w);
 void probe_start(struct job *j);
 void rename_next(struct job *j, struct imap_client *c);
 
@@ -453,12 +455,15 @@ void mbox_mark_intents(struct worker *w, uint32_t on);
 void retry_push(struct worker *w, uint32_t uid);
 void worker_check_done(struct worker *w);
 
-/* source_imap.c */
-int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
-			 const struct imap_node *key, uint64_t size);
-ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n);
-int src_lit_end(struct imap_client *c);
-int src_untagged(struct imap_client *c, const struct imap_resp *r);
+/* source_imap.c. Each IMAP command the sync layer sends carries its own
+ * consumer of its responses (struct imap_consumer); these are the pieces
+ * they share, and the client-wide literal callback (lit_checked_inline)
+ * for what no consumer takes. */
+int body_literal(struct worker *w, struct imap_client *c, const struct imap_resp *r,
+                 const struct imap_node *key, uint64_t size);
+int lit_checked_inline(struct imap_client *c, const struct imap_resp *r,
+                       const struct imap_node *key, uint64_t size);
+ssize_t hash_lit_data(struct imap_client *c, struct imap_cmd *cmd, const uint8_t *p, size_t n);
 int fetch_next(struct worker *w, struct imap_cmd *cmd);
 void fetch_start(struct worker *w);
 int literal_check(struct worker *w, struct imap_client *c, const struct imap_resp *r,
@@ -477,25 +482,19 @@ void dst_error(struct imap_client *c, const struct mf_error *err);
 /* remap.c */
 int remap_cmp(const void *a, const void *b);
 int rm_push(struct worker *w, const uint8_t nhash[32], uint32_t uid, uint32_t uidv);
-int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct imap_node *key);
-int remap_lit_end(struct worker *w);
+/* The remap's and the rename probe's literal begin (UID, FLAGS, hashing). */
+int remap_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                    const struct imap_node *key, uint64_t size);
 void remap_start(struct worker *w, uint32_t old_uidv);
 
 /* dedupe.c */
 void dedupe_start(struct worker *w);
-int dd_dst_untagged(struct worker *w, const struct imap_resp *r);
-int dd_dst_lit_end(struct worker *w);
-int dd_src_lit_begin(struct worker *w, const struct imap_resp *r,
-			    const struct imap_node *key, uint64_t size);
-int dd_src_lit_end(struct worker *w);
 
 /* settle.c */
 void settle_start(struct worker *w);
 int settle_if_interrupted(struct worker *w, uint32_t uidv);
-int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
-			 const struct imap_node *key, uint64_t size);
-ssize_t dst_lit_data(struct imap_client *c, const uint8_t *p, size_t n);
-int dst_lit_end(struct imap_client *c);
+int dst_hash_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                       const struct imap_node *key, uint64_t size);
 
 /* changes.c */
 int flags_equal(const char *a, size_t al, const char *b, size_t bl);
@@ -578,6 +577,22 @@ void arcsrc_mailbox_begin(struct worker *w);
 void arcsrc_fetch_start(struct worker *w);
 int arcsrc_queued(const struct worker *w);	/* a task of it is in the loop */
 void arcsrc_free(struct worker *w);
+
+/* scope.c: the job's writes to the state; a dry run's scope discards
+ * them (j->discard). Same arguments and results as state.h's. */
+int scope_open(struct job *j, const char *key, struct mf_error *err);
+int scope_mbox_id(struct job *j, struct mbox *mb, int *created, struct mf_error *e);
+int scope_uidl_id(struct job *j, uint32_t mbid, const char *uidl, size_t len, uint32_t *id,
+                  int *created, struct mf_error *e);
+int scope_mbox_put(struct job *j, uint32_t mbid, const struct state_mbox *rec, struct mf_error *e);
+int scope_mbox_rename(struct job *j, uint32_t mbid, const char *old, size_t oldlen,
+                      const char *to, size_t tolen, struct mf_error *e);
+int scope_filter_put(struct job *j, uint32_t mbid, uint64_t id, struct mf_error *e);
+int scope_msg_put(struct job *j, const struct state_msg_key *k, const struct state_msg *m,
+                  struct mf_error *e);
+int scope_msg_del(struct job *j, const struct state_msg_key *k, struct mf_error *e);
+/* 1 if the job has writes to commit (never for a discarding scope). */
+int scope_commit(struct job *j);
 
 /* job.c */
 void job_maybe_finish(struct job *j);

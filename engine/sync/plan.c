@@ -140,25 +140,6 @@ static int mbox_refuse(struct job *j, struct mbox *mb)
 	return 1;
 }
 
-/* The mailbox's id in the state. A dry run writes nothing: a mailbox the
- * state does not know gets an id of its own above every real one (nothing
- * is recorded under it), so other jobs sharing the state lose nothing. */
-static int plan_mbox_id(struct job *j, struct mbox *mb, int *created, struct mf_error *e)
-{
-	int rc;
-
-	if (!j->o->dry_run)
-		return state_mbox_id(j->st, j->jobid, mb->name, mb->len, &mb->mbid, created, e);
-	*created = 0;
-	rc = state_mbox_find(j->st, j->jobid, mb->name, mb->len, &mb->mbid, e);
-	if (rc == -ENOENT) {
-		mb->mbid = JOB_DRY_MBID - (uint32_t)(mb - j->mb);
-		*created = 1;
-		rc = 0;
-	}
-	return rc;
-}
-
 /* The source is listed: decide which mailboxes have work. */
 void plan(struct job *j)
 {
@@ -205,7 +186,7 @@ void plan(struct job *j)
 		struct state_mbox rec;
 		int created, known;
 
-		if (plan_mbox_id(j, mb, &created, &e) < 0) {
+		if (scope_mbox_id(j, mb, &created, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
 			if (e.code == -ENAMETOOLONG) {
 				/* That mailbox only: the others go on. */

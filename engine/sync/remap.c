@@ -33,14 +33,22 @@ static int remap_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 	return m->status == STATE_MSG_DONE ? rm_push(ctx, m->nhash, uid, 0) : 0;
 }
 
-int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct imap_node *key)
+/* A message of the remap's (or the rename probe's) FETCH: its UID and
+ * FLAGS noted, its body hashed. */
+int remap_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                    const struct imap_node *key, uint64_t size)
 {
+	struct worker *w = c->ud;
 	const struct imap_node *bad = NULL;
 	struct fetch_meta fm;
+	int rc;
 
+	(void)cmd;
+	if ((rc = body_literal(w, c, r, key, size)) <= 0)
+		return rc < 0 ? rc : IMAP_LIT_INLINE;
 	fetch_meta(r, key, &fm);
 	w->rm_uid = fm.uid;
-	/* FLAGS before BODY[], as asked (see src_lit_begin); else no diff */
+	/* FLAGS before BODY[], as asked (see fetch_lit_begin); else no diff */
 	w->rm_have_flags = fm.flags != NULL;
 	w->rm_flags_len =
 	    fm.flags ? flags_string(fm.flags, w->rm_flags, sizeof(w->rm_flags), &bad) : 0;
@@ -53,14 +61,16 @@ int remap_lit_begin(struct worker *w, const struct imap_resp *r, const struct im
 /* One source message hashed: the same content under the old UIDVALIDITY
  * is the same message (already on the destination); anything else is
  * copied. */
-int remap_lit_end(struct worker *w)
+static int remap_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 {
+	struct worker *w = c->ud;
 	struct job *j = w->job;
 	struct remap key, *hit;
 	struct mf_error e;
 	uint8_t nh[32];
 	int rc;
 
+	(void)cmd;
 	/* By the CR-folded digest: a server that rewrote bare CRs when the
 	 * mailbox was rebuilt still has the same message. */
 	msghash_end(&w->mh, nh, key.hash);
@@ -90,7 +100,7 @@ int remap_lit_end(struct worker *w)
 			w->rm_failed = 1;
 			return 0;
 		}
-		if (state_msg_put(j->st, &nk, &m, &e) < 0) {
+		if (scope_msg_put(j, &nk, &m, &e) < 0) {
 			job_error(j, NULL, w->mb, w->rm_uid, "%s", e.msg);
 			w->rm_failed = 1;
 			j->fatal = 1;
@@ -111,6 +121,12 @@ int remap_lit_end(struct worker *w)
 	return 0;
 }
 
+static const struct imap_consumer remap_consumer = {
+	.lit_begin = remap_lit_begin,
+	.lit_data = hash_lit_data,
+	.lit_end = remap_lit_end,
+};
+
 static int remap_drop_old(void *ctx, uint32_t uid, const struct state_msg *m)
 {
 	struct worker *w = ctx;
@@ -119,7 +135,7 @@ static int remap_drop_old(void *ctx, uint32_t uid, const struct state_msg *m)
 	int rc;
 
 	(void)m;
-	if ((rc = state_msg_del(w->job->st, &k, &e)) < 0)
+	if ((rc = scope_msg_del(w->job, &k, &e)) < 0)
 		job_error(w->job, NULL, w->mb, uid, "%s", e.msg);
 	return rc;
 }
@@ -157,7 +173,7 @@ static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 		rec.last_uid = 0;
 		rec.highestmodseq = 0;
 		rec.intents = 0;
-		rc = state_mbox_put(j->st, j->jobid, w->mb->mbid, &rec, &e);
+		rc = scope_mbox_put(j, w->mb->mbid, &rec, &e);
 	}
 	if (rc < 0) {
 		mailbox_fail(w, NULL, 0, "%s", e.msg);
@@ -198,7 +214,7 @@ void remap_start(struct worker *w, uint32_t old_uidv)
 		remap_done(&w->src, &w->remap_cmd, &(struct imap_resp){.status = IMAP_ST_OK});
 		return;
 	}
-	imap_cmd_begin(&w->src, &w->remap_cmd, remap_done, NULL);
+	imap_cmd_begin_consumer(&w->src, &w->remap_cmd, remap_done, NULL, &remap_consumer);
 	imap_put(&w->src, "UID FETCH 1:* (UID FLAGS BODY.PEEK[])");
 	imap_cmd_end(&w->src);
 }

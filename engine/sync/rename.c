@@ -15,6 +15,28 @@ static void probe_fetch_done(struct imap_client *c, struct imap_cmd *cmd,
 			     const struct imap_resp *r);
 static void dst_names_moved(struct job *j, const char *old, const char *to);
 static void rename_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static int probe_lit_end(struct imap_client *c, struct imap_cmd *cmd);
+
+/* The probe's EXAMINE: the candidate's UIDVALIDITY. */
+static int probe_examine_untagged(struct imap_client *c, struct imap_cmd *cmd,
+                                  const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *v = imap_resp_code(r, "UIDVALIDITY");
+
+	(void)cmd;
+	if (v)
+		imap_node_u32(v, &w->uidvalidity);
+	return 0;
+}
+
+static const struct imap_consumer probe_examine_consumer = {.untagged = probe_examine_untagged};
+/* The probe's FETCH 1: the candidate's first message, hashed. */
+static const struct imap_consumer probe_fetch_consumer = {
+	.lit_begin = remap_lit_begin,
+	.lit_data = hash_lit_data,
+	.lit_end = probe_lit_end,
+};
 
 /* ---- control: renamed mailboxes ------------------------------------------------ */
 
@@ -76,12 +98,14 @@ static size_t probe_match(struct job *j, uint32_t uidv, uint32_t uid, const uint
 	return 0;
 }
 
-int probe_lit_end(struct worker *w)
+static int probe_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 {
+	struct worker *w = c->ud;
 	struct job *j = w->job;
 	struct mbox *mb = j->probe_mb;
 	uint8_t nhash[32];
 
+	(void)cmd;
 	msghash_end(&w->mh, NULL, nhash);
 	if (!mb || !w->rm_uid || !mb->probe_uidv || mb->renamed_from)
 		return 0;
@@ -121,7 +145,6 @@ static void probe_fetch_done(struct imap_client *c, struct imap_cmd *cmd,
 	w->rm_uid = 0;
 	if (--j->probes_pending)
 		return;
-	w->phase = j->probe_saved_phase;
 	free(j->probe_cmd);
 	j->probe_cmd = NULL;
 	for (size_t i = 0; i < j->nmb; i++) {
@@ -152,8 +175,6 @@ void probe_start(struct job *j)
 		return;
 	}
 	j->probes_pending = (unsigned)(2 * n);
-	j->probe_saved_phase = w->phase;
-	w->phase = W_PROBE;
 	w->uidvalidity = 0;
 	w->rm_uid = 0;
 	for (size_t i = 0; i < j->nmb; i++) {
@@ -161,11 +182,13 @@ void probe_start(struct job *j)
 
 		if (!mb->probe)
 			continue;
-		imap_cmd_begin(c, &j->probe_cmd[k++], probe_examine_done, mb);
+		imap_cmd_begin_consumer(c, &j->probe_cmd[k++], probe_examine_done, mb,
+		                        &probe_examine_consumer);
 		imap_put(c, "EXAMINE ");
 		imap_put_astring(c, mb->name, mb->len);
 		imap_cmd_end(c);
-		imap_cmd_begin(c, &j->probe_cmd[k++], probe_fetch_done, mb);
+		imap_cmd_begin_consumer(c, &j->probe_cmd[k++], probe_fetch_done, mb,
+		                        &probe_fetch_consumer);
 		imap_put(c, "FETCH 1 (UID BODY.PEEK[])");
 		imap_cmd_end(c);
 	}
@@ -180,9 +203,9 @@ void rename_adopt(struct job *j, struct mbox *mb)
 
 	snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
 	snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
-	if (state_mbox_rename(j->st, j->jobid, v->mbid, v->rec.name, strlen(v->rec.name), mb->name,
+	if (scope_mbox_rename(j, v->mbid, v->rec.name, strlen(v->rec.name), mb->name,
 			      mb->len, &e) < 0 ||
-	    state_mbox_put(j->st, j->jobid, v->mbid, &rec, &e) < 0) {
+	    scope_mbox_put(j, v->mbid, &rec, &e) < 0) {
 		job_error(j, NULL, mb, 0, "%s", e.msg);
 		j->fatal = 1;
 		return;

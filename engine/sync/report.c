@@ -129,7 +129,7 @@ int job_commit(struct job *j)
 	struct mf_error e;
 	int rc = 0;
 
-	if (!j->state_dirty || j->o->dry_run)
+	if (!scope_commit(j))
 		return 0;
 	if (test_fail(j, "commit")) {
 		/* as a full disk does: the transaction is gone */

@@ -13,6 +13,15 @@ static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 static void settle_wait_done(struct loop *l, struct loop_timer *t);
 static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int prefix);
 static void settle_archive(struct worker *w);
+static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd);
+
+/* The destination's messages from the floor up: hashed and matched
+ * against the intents. */
+static const struct imap_consumer settle_consumer = {
+	.lit_begin = dst_hash_lit_begin,
+	.lit_data = hash_lit_data,
+	.lit_end = settle_lit_end,
+};
 
 /* ---- worker: settling unconfirmed APPENDs after a crash -------------------------- */
 
@@ -88,11 +97,11 @@ static void settle_finish(struct worker *w)
 		int rc;
 
 		if (!st->found) {
-			rc = state_msg_del(j->st, &k, &e);
+			rc = scope_msg_del(j, &k, &e);
 		} else if ((rc = state_msg_get(j->st, &k, &m, &e)) == 0) {
 			m.status = STATE_MSG_DONE;
 			m.dst_uid = st->dst_uid;
-			rc = state_msg_put(j->st, &k, &m, &e);
+			rc = scope_msg_put(j, &k, &m, &e);
 			found++;
 			if (w->resumed && !uncertain)
 				resumed_found(w, st->uid, m.size, i == found - 1);
@@ -243,23 +252,23 @@ void settle_start(struct worker *w)
 	imap_put(&w->dst, "EXAMINE ");
 	imap_put_astring(&w->dst, w->mb->dst_name, strlen(w->mb->dst_name));
 	imap_cmd_end(&w->dst);
-	imap_cmd_begin(&w->dst, &w->settle_cmd[1], settle_done, NULL);
+	imap_cmd_begin_consumer(&w->dst, &w->settle_cmd[1], settle_done, NULL, &settle_consumer);
 	imap_putf(&w->dst, "UID FETCH %u:* (UID BODY.PEEK[])", w->stl_floor);
 	imap_cmd_end(&w->dst);
 }
 
-int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
-			 const struct imap_node *key, uint64_t size)
+/* A destination message fetched by content (settle, --dedupe): its UID
+ * noted (stl_uid), its body hashed. */
+int dst_hash_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                       const struct imap_node *key, uint64_t size)
 {
 	struct worker *w = c->ud;
 	const struct imap_node *it;
 	int rc;
 
-	if ((rc = literal_check(w, c, r, key, size)) < 0)
-		return rc;
-	if ((w->phase != W_SETTLE && w->phase != W_DEDUPE_DST) || !r->first || !r->first->next ||
-	    !imap_node_is(r->first->next, "FETCH") || !key || !imap_node_is(key, "BODY[]"))
-		return IMAP_LIT_INLINE;
+	(void)cmd;
+	if ((rc = body_literal(w, c, r, key, size)) <= 0)
+		return rc < 0 ? rc : IMAP_LIT_INLINE;
 	w->stl_uid = 0;
 	for (it = r->first->next->next ? r->first->next->next->child : NULL; it && it != key;
 	     it = it->next)
@@ -269,24 +278,12 @@ int dst_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	return IMAP_LIT_STREAM;
 }
 
-ssize_t dst_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
-{
-	struct worker *w = c->ud;
-
-	if (w->phase == W_SETTLE || w->phase == W_DEDUPE_DST)
-		msghash_update(&w->mh, p, n);
-	return (ssize_t)n;
-}
-
-int dst_lit_end(struct imap_client *c)
+static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 {
 	struct worker *w = c->ud;
 	uint8_t nh[32];
 
-	if (w->phase == W_DEDUPE_DST)
-		return dd_dst_lit_end(w);
-	if (w->phase != W_SETTLE)
-		return 0;
+	(void)cmd;
 	msghash_end(&w->mh, NULL, nh);
 	w->stl_seen++;
 	if (w->stl_uid < w->stl_floor)

@@ -225,7 +225,7 @@ void sink_archive_apply(struct worker *w, size_t nflag, size_t ngone)
 		}
 		memcpy(sm.flags, w->cpool + c->off, c->len);
 		sm.flags[c->len] = '\0';
-		if (state_msg_put(j->st, &k, &sm, &e) < 0) {
+		if (scope_msg_put(j, &k, &sm, &e) < 0) {
 			job_error(j, NULL, w->mb, c->uid, "%s", e.msg);
 			w->chg_lost++;
 			continue;
@@ -236,7 +236,7 @@ void sink_archive_apply(struct worker *w, size_t nflag, size_t ngone)
 		struct state_msg_key k = {j->jobid, w->mb->mbid, w->uidvalidity, w->gone[i]};
 
 		if (archive_uid_delete(a, run, w->mb->amb, w->gone[i], &e) < 0 ||
-		    state_msg_del(j->st, &k, &e) < 0) {
+		    scope_msg_del(j, &k, &e) < 0) {
 			job_error(j, "archive", w->mb, w->gone[i], "%s", e.msg);
 			continue;
 		}

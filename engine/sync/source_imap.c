@@ -3,7 +3,10 @@
  * (two in flight), UID lists and the retry list, each FETCH response's
  * items checked and rewritten before its BODY[] literal is streamed into
  * the copy consumer; literal sizes bounded before a byte is read; the
- * dry run's count (UID SEARCH, no bodies).
+ * dry run's count (UID SEARCH, no bodies). Each command carries its own
+ * response consumer (imap_client.h); what the other passes' consumers
+ * share (body_literal, hash_lit_data) and the client-wide fallback
+ * (lit_checked_inline) are here too.
  *
  * Not for: EXAMINE and change detection (worker.c, changes.c), hashing
  * passes (remap.c, rename.c, dedupe.c), writing (copy.c, sink_imap.c).
@@ -12,7 +15,8 @@
 
 static void fetch_send(struct worker *w, struct imap_cmd *cmd, const char *set);
 static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
-static int selective_untagged(struct worker *w, const struct imap_resp *r);
+static int selective_untagged(struct imap_client *c, struct imap_cmd *cmd,
+                              const struct imap_resp *r);
 static void selective_start(struct worker *w);
 
 /* A literal the source announces is checked before a byte of it is read: a
@@ -56,11 +60,44 @@ int literal_check(struct worker *w, struct imap_client *c, const struct imap_res
 	return 0;
 }
 
-/* A FETCH literal begins: BODY[] of a message in the copy pass goes to the
- * copy consumer once its UID, FLAGS and INTERNALDATE are checked and
- * rewritten; the other passes (remap, rename probe, dedupe) hash it. */
-int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
-			 const struct imap_node *key, uint64_t size)
+/* A literal some consumer of ours reads: checked (literal_check) before
+ * a byte of it is read. 1: a FETCH's BODY[], for the consumer; 0: anything
+ * else, kept inline; negative: drop the connection. */
+int body_literal(struct worker *w, struct imap_client *c, const struct imap_resp *r,
+                 const struct imap_node *key, uint64_t size)
+{
+	int rc;
+
+	if ((rc = literal_check(w, c, r, key, size)) < 0)
+		return rc;
+	return r->first && r->first->next && imap_node_is(r->first->next, "FETCH") && key &&
+	       imap_node_is(key, "BODY[]");
+}
+
+/* A literal no command's consumer took (client-wide, both sides): checked,
+ * then kept inline. */
+int lit_checked_inline(struct imap_client *c, const struct imap_resp *r,
+                       const struct imap_node *key, uint64_t size)
+{
+	int rc = literal_check(c->ud, c, r, key, size);
+
+	return rc < 0 ? rc : IMAP_LIT_INLINE;
+}
+
+/* The hashing passes' literal data (remap, rename probe, dedupe, settle). */
+ssize_t hash_lit_data(struct imap_client *c, struct imap_cmd *cmd, const uint8_t *p, size_t n)
+{
+	struct worker *w = c->ud;
+
+	(void)cmd;
+	msghash_update(&w->mh, p, n);
+	return (ssize_t)n;
+}
+
+/* The copy pass's UID FETCH: BODY[] of a message goes to the copy consumer
+ * once its UID, FLAGS and INTERNALDATE are checked and rewritten. */
+static int fetch_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                           const struct imap_node *key, uint64_t size)
 {
 	struct worker *w = c->ud;
 	struct job *j = w->job;
@@ -71,17 +108,9 @@ int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	char flags[STATE_FLAGS_MAX], date[IMAP_DATE_LEN + 1] = "", why[160];
 	int rc;
 
-	if ((rc = literal_check(w, c, r, key, size)) < 0)
-		return rc;
-	if ((w->phase != W_FETCH && w->phase != W_REMAP && w->phase != W_PROBE &&
-	     w->phase != W_DEDUPE_SRC) ||
-	    !r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||
-	    !imap_node_is(key, "BODY[]"))
-		return IMAP_LIT_INLINE;
-	if (w->phase == W_REMAP || w->phase == W_PROBE)
-		return remap_lit_begin(w, r, key);
-	if (w->phase == W_DEDUPE_SRC)
-		return dd_src_lit_begin(w, r, key, size);
+	(void)cmd;
+	if ((rc = body_literal(w, c, r, key, size)) <= 0)
+		return rc < 0 ? rc : IMAP_LIT_INLINE;
 	fetch_meta(r, key, &fm);
 	if (fm.uid > w->fetch_max_uid)
 		w->fetch_max_uid = fm.uid;
@@ -118,84 +147,43 @@ int src_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	return copy_msg_begin(w, &m) < 0 ? -EIO : IMAP_LIT_STREAM;
 }
 
-ssize_t src_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
+static ssize_t fetch_lit_data(struct imap_client *c, struct imap_cmd *cmd, const uint8_t *p,
+                              size_t n)
 {
-	struct worker *w = c->ud;
-
-	if (w->phase == W_REMAP || w->phase == W_PROBE || w->phase == W_DEDUPE_SRC) {
-		msghash_update(&w->mh, p, n);
-		return (ssize_t)n;
-	}
-	return copy_msg_data(w, p, n);
+	(void)cmd;
+	return copy_msg_data(c->ud, p, n);
 }
 
-int src_lit_end(struct imap_client *c)
+static int fetch_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 {
-	struct worker *w = c->ud;
-
-	if (w->phase == W_REMAP)
-		return remap_lit_end(w);
-	if (w->phase == W_PROBE)
-		return probe_lit_end(w);
-	if (w->phase == W_DEDUPE_SRC)
-		return dd_src_lit_end(w);
-	return copy_msg_end(w);
+	(void)cmd;
+	return copy_msg_end(c->ud);
 }
 
-int src_untagged(struct imap_client *c, const struct imap_resp *r)
+static int fetch_untagged(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	struct worker *w = c->ud;
 	const struct imap_node *a = r->first;
 
-	if (w->phase == W_DIFF)
-		return changes_untagged(w, r);
-	if (w->phase == W_FILTER)
-		return selective_untagged(w, r);
-	if (w->phase == W_COUNT && a && a->next) {
-		uint32_t n;
-
-		if (imap_node_is(a, "SEARCH"))
-			for (const struct imap_node *it = a->next; it; it = it->next)
-				w->dry_count += imap_node_u32(it, &n) == 0 && n >= w->start_uid;
-		else if (imap_node_is(a, "ESEARCH"))
-			for (const struct imap_node *it = a->next; it && it->next; it = it->next)
-				if (imap_node_is(it, "COUNT"))
-					imap_node_u64(it->next, &w->dry_count);
-		return 0;
-	}
-	if (w->phase == W_PROBE) {
-		const struct imap_node *v = imap_resp_code(r, "UIDVALIDITY");
-
-		if (v)
-			imap_node_u32(v, &w->uidvalidity);
-		return 0;
-	}
-	if (w->phase == W_EXAMINE) {
-		const struct imap_node *v;
-
-		if (w->method == M_QRESYNC && r->status == IMAP_ST_NONE)
-			return changes_untagged(w, r);
-		if ((v = imap_resp_code(r, "UIDVALIDITY")))
-			imap_node_u32(v, &w->uidvalidity);
-		else if ((v = imap_resp_code(r, "UIDNEXT")))
-			imap_node_u32(v, &w->uidnext);
-		else if ((v = imap_resp_code(r, "HIGHESTMODSEQ")))
-			imap_node_u64(v, &w->highestmodseq);
-		return 0;
-	}
-	if (w->phase == W_FETCH && a && a->next && imap_node_is(a->next, "FETCH")) {
-		/* Response boundary: pause here if no batch slot is free. */
-		if (copy_slots_full(w)) {
-			w->src_paused = 1;
-			return IMAP_PARSE_PAUSE;
-		}
+	(void)cmd;
+	if (a && a->next && imap_node_is(a->next, "FETCH") && copy_slots_full(w)) {
+		/* Response boundary: pause here, no batch slot is free. */
+		w->src_paused = 1;
+		return IMAP_PARSE_PAUSE;
 	}
 	return 0;
 }
 
+static const struct imap_consumer fetch_consumer = {
+	.untagged = fetch_untagged,
+	.lit_begin = fetch_lit_begin,
+	.lit_data = fetch_lit_data,
+	.lit_end = fetch_lit_end,
+};
+
 static void fetch_send(struct worker *w, struct imap_cmd *cmd, const char *set)
 {
-	imap_cmd_begin(&w->src, cmd, fetch_done, NULL);
+	imap_cmd_begin_consumer(&w->src, cmd, fetch_done, NULL, &fetch_consumer);
 	imap_putf(&w->src, "UID FETCH %s (UID FLAGS INTERNALDATE RFC822.SIZE%s BODY.PEEK[])", set,
 		  w->src.enabled_condstore ? " MODSEQ" : "");
 	imap_cmd_end(&w->src);
@@ -296,6 +284,30 @@ static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const st
 	mailbox_finish(w);
 }
 
+/* --dry-run's UID SEARCH: the messages it names at or above start_uid,
+ * or ESEARCH's COUNT. */
+static int dry_count_untagged(struct imap_client *c, struct imap_cmd *cmd,
+                              const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *a = r->first;
+	uint32_t n;
+
+	(void)cmd;
+	if (!a || !a->next)
+		return 0;
+	if (imap_node_is(a, "SEARCH"))
+		for (const struct imap_node *it = a->next; it; it = it->next)
+			w->dry_count += imap_node_u32(it, &n) == 0 && n >= w->start_uid;
+	else if (imap_node_is(a, "ESEARCH"))
+		for (const struct imap_node *it = a->next; it && it->next; it = it->next)
+			if (imap_node_is(it, "COUNT"))
+				imap_node_u64(it->next, &w->dry_count);
+	return 0;
+}
+
+static const struct imap_consumer dry_count_consumer = {.untagged = dry_count_untagged};
+
 static void dry_count_start(struct worker *w)
 {
 	if (w->filtered) {
@@ -307,7 +319,7 @@ static void dry_count_start(struct worker *w)
 	}
 	w->phase = W_COUNT;
 	w->dry_count = 0;
-	imap_cmd_begin(&w->src, &w->fetch_cmd[0], dry_count_done, NULL);
+	imap_cmd_begin_consumer(&w->src, &w->fetch_cmd[0], dry_count_done, NULL, &dry_count_consumer);
 	if (w->src.caps & IMAP_CAP_ESEARCH)
 		imap_putf(&w->src, "UID SEARCH RETURN (COUNT) UID %u:%u", w->start_uid, w->end_uid);
 	else
@@ -343,7 +355,7 @@ void fetch_start(struct worker *w)
 	w->mb_failed_min_uid = 0;
 	/* A pass resumed after a reconnect reads the mailbox again from its
 	 * record: what this run confirmed is skipped as recorded. Below
-	 * resume_uid it was counted already (src_lit_begin). Not skipped over:
+	 * resume_uid it was counted already (fetch_lit_begin). Not skipped over:
 	 * a stream that lost messages before the drop must not lose them for
 	 * good. */
 	if (!w->resumed || w->resume_uidv != w->uidvalidity) {
@@ -416,9 +428,9 @@ int selective_done(struct worker *w, struct mf_error *err)
 {
 	struct job *j = w->job;
 
-	if (j->o->dry_run || w->p3)
+	if (w->p3)
 		return 0;
-	return state_mbox_filter_put(j->st, j->jobid, w->mb->mbid, j->o->filter_id, err);
+	return scope_filter_put(j, w->mb->mbid, j->o->filter_id, err);
 }
 
 static void sel_push(struct worker *w, uint32_t uid, int count)
@@ -487,11 +499,14 @@ bad:
 	snprintf(w->f_why, sizeof(w->f_why), "ESEARCH answer did not parse");
 }
 
-static int selective_untagged(struct worker *w, const struct imap_resp *r)
+static int selective_untagged(struct imap_client *c, struct imap_cmd *cmd,
+                              const struct imap_resp *r)
 {
+	struct worker *w = c->ud;
 	const struct imap_node *a = r->first, *it;
 	uint32_t n;
 
+	(void)cmd;
 	if (!a)
 		return 0;
 	if (imap_node_is(a, "SEARCH")) {
@@ -509,10 +524,10 @@ static int selective_untagged(struct worker *w, const struct imap_resp *r)
 		return 0;
 	for (it = a->next; it; it = it->next) {
 		if (imap_node_is(it, "COUNT") && it->next) {
-			uint64_t c = 0;
+			uint64_t k = 0;
 
-			if (imap_node_u64(it->next, &c) == 0 && c <= (uint64_t)w->src.exists + 1)
-				w->f_total += c;
+			if (imap_node_u64(it->next, &k) == 0 && k <= (uint64_t)w->src.exists + 1)
+				w->f_total += k;
 			it = it->next;
 		} else if (imap_node_is(it, "ALL") && it->next) {
 			if (it->next->type == IMAP_NODE_ATOM)
@@ -522,6 +537,11 @@ static int selective_untagged(struct worker *w, const struct imap_resp *r)
 	}
 	return 0;
 }
+
+/* The count and the matches of a chunk share it: their untagged answers
+ * carry no tag. ESEARCH's say which they are (COUNT, ALL); plain SEARCH
+ * asks the matches only once the count is answered (f_count_done). */
+static const struct imap_consumer selective_consumer = {.untagged = selective_untagged};
 
 static int u32_cmp(const void *a, const void *b)
 {
@@ -646,7 +666,7 @@ static void sel_send(struct worker *w)
 		snprintf(set, sizeof(w->f_set), "%u:%u", a, b);
 	w->f_count_done = !j->o->filter_id;
 	if (j->o->filter_id) {
-		imap_cmd_begin(c, &w->fetch_cmd[0], sel_done, NULL);
+		imap_cmd_begin_consumer(c, &w->fetch_cmd[0], sel_done, NULL, &selective_consumer);
 		imap_putf(c, "UID SEARCH %sUID %s", es ? "RETURN (COUNT) " : "", set);
 		imap_cmd_end(c);
 		w->f_pending++;
@@ -663,7 +683,7 @@ static void sel_send_match(struct worker *w)
 
 	/* j->o->filter is filter_build's canonical form: ASCII keys, quoted
 	 * strings, numbers and dates we wrote ourselves; nothing as typed. */
-	imap_cmd_begin(c, &w->fetch_cmd[1], sel_done, NULL);
+	imap_cmd_begin_consumer(c, &w->fetch_cmd[1], sel_done, NULL, &selective_consumer);
 	imap_putf(c, "UID SEARCH %sUID %s%s%s", es ? "RETURN (ALL) " : "", w->f_set,
 	          j->o->filter_id ? " " : "", j->o->filter_id ? j->o->filter : "");
 	imap_cmd_end(c);

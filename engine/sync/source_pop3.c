@@ -250,7 +250,7 @@ static void pop3src_plan(struct pop3src *p)
 /* ---- the pass ------------------------------------------------------------ */
 
 /* Each listed unique-id gets its id (assigned now if new, and committed
- * before any intent can name it). A dry run only looks them up. */
+ * before any intent can name it; a dry run's scope only looks them up). */
 static int pop3src_ids(struct pop3src *p)
 {
 	struct worker *w = p->w;
@@ -265,14 +265,7 @@ static int pop3src_ids(struct pop3src *p)
 		p->ids[i - 1] = 0;
 		if (!*u)
 			continue;
-		if (j->o->dry_run)
-			rc = state_uidl_find(j->st, j->jobid, w->mb->mbid, u, strlen(u),
-			                     &p->ids[i - 1], &e);
-		else
-			rc = state_uidl_id(j->st, j->jobid, w->mb->mbid, u, strlen(u),
-			                   &p->ids[i - 1], &created, &e);
-		if (rc == -ENOENT && j->o->dry_run)
-			continue;
+		rc = scope_uidl_id(j, w->mb->mbid, u, strlen(u), &p->ids[i - 1], &created, &e);
 		if (rc < 0) {
 			mailbox_fail(w, NULL, 0, "%s", e.msg);
 			return -1;

@@ -52,10 +52,7 @@ void mailbox_finish(struct worker *w)
 	}
 	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) < 0)
 		memset(&rec, 0, sizeof(rec));
-	if (j->o->dry_run) {
-		if (mb->failed)
-			j->sum->mailboxes_failed++;
-	} else if (!mb->failed) {
+	if (!mb->failed) { /* (a dry run's scope writes nothing) */
 		snprintf(rec.name, sizeof(rec.name), "%s", mb->name);
 		snprintf(rec.dst_name, sizeof(rec.dst_name), "%s", mb->dst_name);
 		/* HIGHESTMODSEQ in the record means "flags in the state are
@@ -78,7 +75,7 @@ void mailbox_finish(struct worker *w)
 		    w->mb_failed_min_uid || mb->nfailed || lost ? 0 : (uint64_t)time(NULL);
 		rec.messages = w->src.exists;
 		rec.intents = 0; /* every APPEND of this pass was answered */
-		if (state_mbox_put(j->st, j->jobid, mb->mbid, &rec, &e) < 0 ||
+		if (scope_mbox_put(j, mb->mbid, &rec, &e) < 0 ||
 		    selective_done(w, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
 			j->fatal = 1;
@@ -149,7 +146,8 @@ static void examine_done(struct imap_client *c, struct imap_cmd *cmd, const stru
 		 * session: the next run would find every message again by
 		 * content. SELECT makes it keep its UID list (BODY.PEEK[]
 		 * leaves \Seen alone); this worker's next mailboxes are opened
-		 * so at once. */
+		 * so at once. Not in a dry run, which changes nothing on the
+		 * source: this is the one place open_rw is set. */
 		w->open_rw = 1;
 		changes_reset(w);
 		w->uidvalidity = w->uidnext = 0;
@@ -306,12 +304,35 @@ void mailbox_begin(struct worker *w)
 	examine_send(w);
 }
 
+/* EXAMINE's (or SELECT's) untagged data: the mailbox's numbers, and with
+ * QRESYNC what changed since the stored modseq (RFC 7162 §3.2.5). */
+static int examine_untagged(struct imap_client *c, struct imap_cmd *cmd,
+                            const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *v;
+
+	(void)cmd;
+	if (w->method == M_QRESYNC && r->status == IMAP_ST_NONE)
+		return changes_untagged(w, r);
+	if ((v = imap_resp_code(r, "UIDVALIDITY")))
+		imap_node_u32(v, &w->uidvalidity);
+	else if ((v = imap_resp_code(r, "UIDNEXT")))
+		imap_node_u32(v, &w->uidnext);
+	else if ((v = imap_resp_code(r, "HIGHESTMODSEQ")))
+		imap_node_u64(v, &w->highestmodseq);
+	return 0;
+}
+
+static const struct imap_consumer examine_consumer = {.untagged = examine_untagged};
+
 static void examine_send(struct worker *w)
 {
-	int rw = w->open_rw && !w->job->o->dry_run;
+	int rw = w->open_rw; /* never in a dry run (examine_done) */
 
 	/* The command's ud tells examine_done which one went. */
-	imap_cmd_begin(&w->src, &w->examine_cmd, examine_done, rw ? &w->open_rw : NULL);
+	imap_cmd_begin_consumer(&w->src, &w->examine_cmd, examine_done, rw ? &w->open_rw : NULL,
+	                        &examine_consumer);
 	imap_put(&w->src, rw ? "SELECT " : "EXAMINE ");
 	imap_put_astring(&w->src, w->mb->name, w->mb->len);
 	if (w->method == M_QRESYNC)
@@ -598,17 +619,15 @@ void sink_failed(struct worker *w, const struct mf_error *err)
 	worker_side_failed(w, 1, w->sink.ops->who(&w->sink), err);
 }
 
+/* Untagged data no command's consumer took: on the control pair while it
+ * plans (LIST, STATUS, NAMESPACE), else unsolicited and of no use. */
 int src_untagged_any(struct imap_client *c, const struct imap_resp *r)
 {
 	struct worker *w = c->ud;
 
-	if (w->id == 0 && !w->job->listed) {
-		int rc = src_ctl_untagged(c, r);
-
-		if (rc < 0)
-			return rc;
-	}
-	return src_untagged(c, r);
+	if (w->id == 0 && !w->job->listed)
+		return src_ctl_untagged(c, r);
+	return 0;
 }
 
 int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
@@ -617,8 +636,6 @@ int dst_untagged_any(struct imap_client *c, const struct imap_resp *r)
 
 	if (w->id == 0 && !w->job->dst_prepared)
 		return dst_ctl_untagged(c, r);
-	if (w->phase == W_DEDUPE_DST)
-		return dd_dst_untagged(w, r);
 	return 0;
 }
 

@@ -548,6 +548,59 @@ static void t_fault_at_every_commit(struct unit_ctx *u)
 	UNIT_CHECKF(u, faults >= 5, "only %u commit points faulted", faults);
 }
 
+/* A discarding scope (a dry run's, scope.c) around the whole copy path:
+ * every message reaches the sink and nothing reaches the state, while
+ * another job on the same state (as `mailferry run` has them, one loop,
+ * one write transaction) writes and commits in between, and keeps what
+ * it wrote. */
+static void t_discarding_scope(struct unit_ctx *u)
+{
+	struct h h;
+	char dir[] = "/tmp/mf-test-copy-XXXXXX";
+	struct job other;
+	struct state_mbox rec = {0}, got;
+	struct state_msg sm;
+	struct mf_error e;
+	uint32_t other_mbid = 0;
+	int created, n = 0;
+
+	if (h_setup(u, &h, dir) < 0)
+		return;
+	h.o.dry_run = 1;
+	UNIT_CHECK(u, scope_open(&h.j, "test", &e) == 0); /* the job exists: its id */
+	UNIT_CHECK(u, h.j.discard == 1 && h.j.jobid != JOB_DRY_JOBID);
+	other = h.j;
+	other.o = &(struct job_opts){0};
+	other.discard = 0;
+	UNIT_CHECK(u, scope_open(&other, "other job", &e) == 0 && other.discard == 0);
+	UNIT_CHECK(u, state_mbox_id(h.st, other.jobid, "INBOX", 5, &other_mbid, &created, &e) == 0);
+	h_pass(&h);
+	UNIT_CHECKF(u, h.sum.copied == NMSG, "copied %llu", (unsigned long long)h.sum.copied);
+	for (uint32_t uid = 1; uid <= NMSG; uid++)
+		n += h.stored[uid] == 1;
+	UNIT_CHECK(u, n == NMSG);
+	/* the other job writes and commits while the dry one's are discarded */
+	rec.uidvalidity = 5;
+	rec.last_uid = 42;
+	UNIT_CHECK(u, scope_mbox_put(&other, other_mbid, &rec, &e) == 0);
+	other.state_dirty = 1;
+	UNIT_CHECK(u, job_commit(&other) == 0);
+	UNIT_CHECK(u, scope_mbox_put(&h.j, h.mb.mbid, &rec, &e) == 0);
+	h.j.state_dirty = 1;
+	UNIT_CHECK(u, job_commit(&h.j) == 0 && h.j.state_dirty == 1); /* nothing to commit */
+	h_close(&h, 1); /* and whatever was left uncommitted is dropped */
+	UNIT_CHECK(u, state_open(&h.st, dir, &e) == 0);
+	for (uint32_t uid = 1; uid <= NMSG; uid++) {
+		struct state_msg_key k = {h.j.jobid, h.mb.mbid, 7, uid};
+
+		UNIT_CHECKF(u, state_msg_get(h.st, &k, &sm, &e) == -ENOENT, "uid %u recorded", uid);
+	}
+	UNIT_CHECK(u, state_mbox_get(h.st, h.j.jobid, h.mb.mbid, &got, &e) == -ENOENT);
+	UNIT_CHECK(u, state_mbox_get(h.st, other.jobid, other_mbid, &got, &e) == 0 &&
+	                  got.last_uid == 42);
+	state_close(h.st);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -557,5 +610,6 @@ int main(void)
 	UNIT_RUN(&u, t_refused_early);
 	UNIT_RUN(&u, t_temporary);
 	UNIT_RUN(&u, t_fault_at_every_commit);
+	UNIT_RUN(&u, t_discarding_scope);
 	return unit_done(&u);
 }
