@@ -41,6 +41,13 @@
  *  - The record (last UID, UIDNEXT, HIGHESTMODSEQ) advances only when all
  *    parts are done, so an incremental re-run still costs O(changes).
  *
+ * A POP3 maildrop (one mailbox, INBOX) is split the same way, by the ids
+ * the state gives its unique-ids instead of UIDs: pop3src_split_est
+ * assigns them from the first session's listing and counts the messages
+ * not recorded as copied; each part is a POP3 session of its own that
+ * RETRs the ids of its range (source_pop3.c). A server that keeps the
+ * other sessions out leaves their parts to the sessions it let in.
+ *
  * Not for: settling (settle.c), the copy itself (copy.c, source_imap.c).
  */
 #include "engine/sync/job_int.h"

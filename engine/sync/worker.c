@@ -545,7 +545,7 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 		if (w->p3 && !j->pop3_fewer_noted++)
 			mf_log(MF_LOG_WARN,
 			       "%s; going on with fewer POP3 sessions (the server may lock the "
-			       "maildrop): the others copy its part",
+			       "maildrop): the sessions let in copy every part",
 			       err->msg);
 		else if (!w->p3)
 			mf_log(MF_LOG_WARN, "%s; going on with fewer connections", err->msg);
