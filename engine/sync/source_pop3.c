@@ -308,7 +308,8 @@ static int pop3src_ids(struct pop3src *p, uint32_t mbid, int create, struct mf_e
 		if (!*u)
 			continue;
 		if (!create)
-			rc = state_uidl_find(j->st, j->jobid, mbid, u, strlen(u), &p->ids[i - 1], e);
+			rc =
+			    state_uidl_find(j->st, j->jobid, mbid, u, strlen(u), &p->ids[i - 1], e);
 		else
 			rc = state_uidl_id(j->st, j->jobid, mbid, u, strlen(u), &p->ids[i - 1],
 			                   &created, e);

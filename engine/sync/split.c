@@ -105,9 +105,8 @@ static uint64_t split_est(struct job *j, struct mbox *mb, uint32_t *lo, uint32_t
 
 void split_plan(struct job *j)
 {
-	uint64_t total = 0, share;
-
-	uint64_t pop3_est = 0, min = j->o->src_pop3 ? SPLIT_MIN_MSGS_POP3 : SPLIT_MIN_MSGS;
+	uint64_t total = 0, share, pop3_est = 0;
+	uint64_t min = j->o->src_pop3 ? SPLIT_MIN_MSGS_POP3 : SPLIT_MIN_MSGS;
 	uint32_t pop3_lo = 0, pop3_hi = 0;
 
 	if (!split_job_ok(j))
@@ -116,7 +115,7 @@ void split_plan(struct job *j)
 		pop3_est = pop3src_split_est(j, &j->mb[0], &pop3_lo, &pop3_hi);
 	for (size_t i = 0; i < j->nmb; i++)
 		if (j->mb[i].work > 0)
-			total += j->o->src_pop3        ? pop3_est
+			total += j->o->src_pop3         ? pop3_est
 			         : j->mb[i].have_status ? j->mb[i].st_messages
 			                                : 1;
 	share = (total + j->nw - 1) / j->nw;
