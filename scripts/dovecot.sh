@@ -17,6 +17,8 @@
 #                                [--no-esearch]  (plain SEARCH answers only)
 #                                [--inbox-prefix]  (personal namespace "INBOX." with
 #                                '.', as Courier: the same Maildir, other names)
+#                                [--pop3-lock]  (pop3_lock_session = yes: one POP3
+#                                session per user at a time, RFC 1939 §8)
 #                                [--public-ns PREFIX]  (a shared namespace, RFC 2342
 #                                type public, e.g. "Public.": mail in DIR/public,
 #                                Maildir++, every user sees it)
@@ -127,7 +129,7 @@ maildir)
 esac
 
 base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent master=
-oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0 inboxpfx=0 publicns= noes=0
+oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0 inboxpfx=0 publicns= noes=0 p3lock=no
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--port-base) base=${2:?}; shift 2 ;;
@@ -146,6 +148,7 @@ while [ $# -gt 0 ]; do
 	--inbox-prefix) inboxpfx=1; shift ;;
 	--no-esearch) noes=1; shift ;;
 	--public-ns) publicns=${2:?}; shift 2 ;;
+	--pop3-lock) p3lock=yes; shift ;;
 	*) die "unknown option $1" ;;
 	esac
 done
@@ -330,6 +333,9 @@ last_valid_uid = $uid
 first_valid_gid = $gid
 last_valid_gid = $gid
 mail_max_userip_connections = $maxconn
+# --pop3-lock: a second POP3 session of a maildrop is refused while one
+# holds it (Dovecot's default "no" lets them run side by side)
+pop3_lock_session = $p3lock
 mail_plugins = \$mail_plugins $plugins
 # Performance: what a production server would run. mail_fsync stays
 # "optimized" (the default: fsync where the mail would otherwise be lost),

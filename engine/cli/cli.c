@@ -786,11 +786,9 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 		          : c->su.starttls_no            ? POP3_TLS_NONE
 		                                         : POP3_TLS_STARTTLS;
 		ENDPOINT_POLICY(ep, c);
-		o->connections = 1;
-		if (c->connections_given && c->connections > 1)
-			mf_log(MF_LOG_WARN, "a POP3 server locks the maildrop to one session: one "
-			                    "connection pair, not %u",
-			       c->connections);
+		/* --connections sessions of the maildrop, each RETRing its part
+		 * of the new messages (split.c); a server that locks the
+		 * maildrop refuses the second, and the run goes on with fewer */
 	}
 }
 

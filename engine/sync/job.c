@@ -226,8 +226,6 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 		return err->code ? err->code : -EIO;
 	}
 	j->nw = o->connections ? o->connections : 4;
-	if (o->src_pop3)
-		j->nw = 1; /* a POP3 server locks the maildrop to one session */
 	j->w = calloc(j->nw, sizeof(*j->w));
 	if (!j->w) {
 		free(j);

@@ -73,7 +73,7 @@ struct job_opts {
 	FILE *out;		/* where JSON goes (stdout) */
 	const char *label;	/* names the job in JSON events ("job"), or NULL */
 	/* A POP3 source (source_pop3.c) instead of src: one mailbox, INBOX,
-	 * one connection pair whatever connections says. */
+	 * split over up to connections POP3 sessions (split.c). */
 	int src_pop3;
 	struct pop3_endpoint src_pop3_ep;
 	int pop3_delete;	/* --pop3-delete: DELE what the state records as copied */

@@ -332,6 +332,7 @@ struct job {
 	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
 	struct arcw *arcw;	/* backup: the archive's writer thread (arc_writer.h) */
 	unsigned arcw_refs;	/* the sinks that use it */
+	int pop3_fewer_noted;	/* the one line: fewer POP3 sessions than parts */
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
 	size_t nvan, cvan;
@@ -563,6 +564,12 @@ extern const struct source_ops source_pop3_ops;
 int pop3src_open(struct worker *w, struct mf_error *err);
 void pop3src_mailbox_begin(struct worker *w);
 void pop3src_fetch_start(struct worker *w);
+/* split.c: ids given to every listed unique-id now; how many are not
+ * copied yet, and their ids' range (0: not to be split). */
+uint64_t pop3src_split_est(struct job *j, struct mbox *mb, uint32_t *lo, uint32_t *hi);
+/* split.c: w ended a part and takes another that a session of its own
+ * was meant for: the server keeps the others out (once per job, a line). */
+void pop3src_fewer_note(struct worker *w);
 int pop3src_before_finish(struct worker *w);
 void pop3src_stop(struct worker *w, int graceful);
 void pop3src_release(struct worker *w, uint64_t *in, uint64_t *out);

@@ -5,6 +5,18 @@
  * removes them (RFC 1939 §6); a run killed before deletes nothing. The
  * pass's mailbox_finish waits for it (pop3src_before_finish).
  *
+ * Several sessions (source_pop3.c, split.c). DELE only marks a message in
+ * the session that sent it; the server removes it at that session's QUIT
+ * (RFC 1939 §6), while another session's listing still names it (a RETR
+ * there may then fail). So the DELEs go from one session only, the one
+ * that ends the last part, after every part is done (mailbox_finish calls
+ * split_finish first): no other session reads the maildrop any more,
+ * every confirmed copy is recorded, and that session's own listing (all
+ * of the maildrop, looked up by unique-id) names what to delete. The
+ * other sessions QUIT without a DELE, which removes nothing. A part given
+ * up (its connection lost) makes the last one read the mailbox again
+ * first, then delete.
+ *
  * Not for: copying (source_pop3.c), the protocol (pop3_client).
  */
 #include "engine/sync/source_pop3_int.h"

@@ -12,6 +12,23 @@
  * pass RETRs only the messages whose id has no DONE record; unique-ids the
  * server no longer lists are simply not there.
  *
+ * Several sessions. The destination bounds a POP3 job (one APPEND or
+ * LMTP transaction at a time per connection), so a big maildrop is read
+ * by up to --connections sessions, each with its own destination
+ * connection: split.c divides the new messages' ids into parts, as it
+ * divides an IMAP mailbox's UIDs. Every listed unique-id gets its id from
+ * the first session's listing, committed before the split
+ * (pop3src_split_est); the other sessions only look their listings up
+ * (message numbers are per session, RFC 1939 §4, so each maps its own),
+ * RETR the ids of their part and nothing else; a message that arrived
+ * after the plan has no id yet and waits for the next run. A server may
+ * lock the maildrop (RFC 1939 §8): it refuses a second session
+ * ([IN-USE], a plain -ERR, or it closes; worker_side_failed), or, as
+ * Dovecot with pop3_lock_session, holds its PASS until the first QUITs.
+ * Parts no session took go to the sessions that are in, in the same run
+ * (split_take), with one line (pop3src_fewer_note); exactly once holds as
+ * for IMAP parts (split.c: intents marked STATE_INTENTS_PARTS).
+ *
  * Dates. POP3 has neither INTERNALDATE nor flags: flags are empty and the
  * date is the newest Received: field's (after its last ';'), else Date:,
  * else now (hdrdate.h). An APPEND names the date before the bytes, so the
@@ -247,15 +264,42 @@ static void pop3src_plan(struct pop3src *p)
 	plan(j);
 }
 
+/* The maildrop's parts (split.c) outnumber the sessions that got in:
+ * Dovecot with pop3_lock_session holds a second session's PASS until
+ * the first QUITs, other servers refuse it ([IN-USE], RFC 2449 §8.1.1;
+ * worker_side_failed says that). Either way the sessions that are in
+ * copy every part in this run; one line says so. */
+void pop3src_fewer_note(struct worker *w)
+{
+	struct job *j = w->job;
+	unsigned in = 0, out = 0;
+
+	if (j->pop3_fewer_noted++)
+		return;
+	for (unsigned i = 0; i < j->nw; i++) {
+		const struct worker *o = &j->w[i];
+
+		if (o->src_ready && !o->dead)
+			in++;
+		else if (worker_active(o))
+			out++;
+	}
+	progress_clear(j);
+	mf_log(MF_LOG_WARN,
+	       "%s: %u POP3 session%s not let in yet (the server may lock the maildrop): "
+	       "going on with %u, copying every part in this run",
+	       p3who(w->p3), out, out == 1 ? "" : "s", in);
+}
+
 /* ---- the pass ------------------------------------------------------------ */
 
-/* Each listed unique-id gets its id (assigned now if new, and committed
- * before any intent can name it; a dry run's scope only looks them up). */
-static int pop3src_ids(struct pop3src *p)
+/* Each listed unique-id gets its id in ids[]. With create, one is assigned
+ * now if new, and committed before any intent can name it (a dry run's
+ * scope only looks them up); else it is only looked up: 0 for a
+ * unique-id the state does not know. */
+static int pop3src_ids(struct pop3src *p, uint32_t mbid, int create, struct mf_error *e)
 {
-	struct worker *w = p->w;
-	struct job *j = w->job;
-	struct mf_error e;
+	struct job *j = p->w->job;
 	int created = 0, any = 0;
 
 	for (uint32_t i = 1; i <= p->n; i++) {
@@ -265,18 +309,61 @@ static int pop3src_ids(struct pop3src *p)
 		p->ids[i - 1] = 0;
 		if (!*u)
 			continue;
-		rc = scope_uidl_id(j, w->mb->mbid, u, strlen(u), &p->ids[i - 1], &created, &e);
-		if (rc < 0) {
-			mailbox_fail(w, NULL, 0, "%s", e.msg);
+		if (!create)
+			rc =
+			    state_uidl_find(j->st, j->jobid, mbid, u, strlen(u), &p->ids[i - 1], e);
+		else
+			rc = scope_uidl_id(j, mbid, u, strlen(u), &p->ids[i - 1], &created, e);
+		if (rc == -ENOENT && !create)
+			continue;
+		if (rc < 0)
 			return -1;
-		}
 		any |= created;
 	}
 	if (any && job_commit(j) < 0) {
-		mailbox_fail(w, NULL, 0, "the state could not record the unique-ids");
+		mf_err_set(e, -EIO, "the state could not record the unique-ids");
 		return -1;
 	}
 	return 0;
+}
+
+/* split.c, for a job that may run parts: the first session's listing
+ * gives every unique-id its id now, committed before the split (so no
+ * two sessions ever race to name one), and tells how many listed
+ * messages are not recorded as copied, and the range of their ids. 0:
+ * nothing to split (or a mailbox with unsettled intents: settled first,
+ * by one session). */
+uint64_t pop3src_split_est(struct job *j, struct mbox *mb, uint32_t *lo, uint32_t *hi)
+{
+	struct pop3src *p = j->w[0].p3;
+	struct state_mbox rec;
+	struct mf_error e;
+	uint64_t est = 0;
+
+	if (!p || !p->listed || mb->work <= 0 || j->o->dry_run)
+		return 0;
+	if (state_mbox_get(j->st, j->jobid, mb->mbid, &rec, &e) == 0 &&
+	    (rec.intents || (rec.uidvalidity && rec.uidvalidity != POP3SRC_UIDV)))
+		return 0;
+	if (pop3src_ids(p, mb->mbid, 1, &e) < 0) {
+		job_error(j, p3who(p), mb, 0, "%s", e.msg);
+		return 0; /* the pass (one session) tries and reports it again */
+	}
+	*lo = UINT32_MAX;
+	*hi = 0;
+	for (uint32_t i = 0; i < p->n; i++) {
+		struct state_msg_key k = {j->jobid, mb->mbid, POP3SRC_UIDV, p->ids[i]};
+		struct state_msg m;
+
+		if (!k.uid || (state_msg_get(j->st, &k, &m, &e) == 0 && m.status == STATE_MSG_DONE))
+			continue;
+		est++;
+		if (k.uid < *lo)
+			*lo = k.uid;
+		if (k.uid > *hi)
+			*hi = k.uid;
+	}
+	return est;
 }
 
 void pop3src_mailbox_begin(struct worker *w)
@@ -299,14 +386,21 @@ void pop3src_mailbox_begin(struct worker *w)
 	w->have_rec = state_mbox_get(j->st, j->jobid, mb->mbid, &w->rec, &e) == 0;
 	if (!w->have_rec)
 		memset(&w->rec, 0, sizeof(w->rec));
-	if (pop3src_ids(w->p3) < 0)
+	/* A part (split.c) only looks its listing up: every id was assigned
+	 * from the first session's listing before the split; one listed
+	 * only now arrived since and is left for the next run. */
+	if (pop3src_ids(w->p3, mb->mbid, !w->part, &e) < 0) {
+		mailbox_fail(w, NULL, 0, "%s", e.msg);
 		return;
+	}
 	for (uint32_t i = 0; i < w->p3->n; i++)
 		if (w->p3->ids[i] >= w->uidnext)
 			w->uidnext = w->p3->ids[i] + 1;
 	if (w->rec.uidnext > w->uidnext)
 		w->uidnext = w->rec.uidnext;
-	if (settle_if_interrupted(w, POP3SRC_UIDV))
+	/* a part's record's intents are the other parts' batches in flight
+	 * (the plan splits no mailbox with intents left over): split.c */
+	if (!w->part && settle_if_interrupted(w, POP3SRC_UIDV))
 		return; /* then changes_start, fetch_start: here */
 	pop3src_fetch_start(w);
 }
@@ -372,6 +466,9 @@ void pop3src_fetch_start(struct worker *w)
 	struct pop3src *p = w->p3;
 	struct job *j = w->job;
 	uint64_t limit = pop3src_limit(w), dry = 0, done = 0;
+	/* the first part also counts what earlier runs copied (ids below
+	 * the split's range) as skipped; the top part reads on to the end */
+	uint32_t lo = w->part == 1 ? 1 : w->part_lo;
 	struct mf_error e;
 
 	w->phase = W_FETCH;
@@ -393,15 +490,19 @@ void pop3src_fetch_start(struct worker *w)
 
 		if (!pm || !pm->uidl[0]) {
 			/* the listing refused its unique-id (pop3_list): no identity,
-			 * so it cannot be copied exactly once */
+			 * so it cannot be copied exactly once (said by one part) */
+			if (w->part > 1)
+				continue;
 			job_error(j, p3who(p), w->mb, 0,
 			          "message %u has no valid unique-id; not copied", i);
 			copy_msg_fail(w, 0);
 			continue;
 		}
+		if (w->part && (!k.uid || k.uid < lo || k.uid > w->part_hi))
+			continue; /* another part's, or new since the plan (next run) */
 		if (k.uid && state_msg_get(j->st, &k, &m, &e) == 0 && m.status == STATE_MSG_DONE) {
 			done++;
-			if (!counted_already(w, k.uid)) {
+			if (!counted_already(w, k.uid) && !w->mb->sp_redo) {
 				w->mb->skipped++;
 				j->sum->skipped++;
 			}

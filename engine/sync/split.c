@@ -41,6 +41,13 @@
  *  - The record (last UID, UIDNEXT, HIGHESTMODSEQ) advances only when all
  *    parts are done, so an incremental re-run still costs O(changes).
  *
+ * A POP3 maildrop (one mailbox, INBOX) is split the same way, by the ids
+ * the state gives its unique-ids instead of UIDs: pop3src_split_est
+ * assigns them from the first session's listing and counts the messages
+ * not recorded as copied; each part is a POP3 session of its own that
+ * RETRs the ids of its range (source_pop3.c). A server that keeps the
+ * other sessions out leaves their parts to the sessions it let in.
+ *
  * Not for: settling (settle.c), the copy itself (copy.c, source_imap.c).
  */
 #include "engine/sync/job_int.h"
@@ -49,17 +56,22 @@
  * an EXAMINE and the start of a fetch pipeline on its connection. */
 #define SPLIT_MIN_MSGS 400
 
-/* A job whose passes can run as parts: an IMAP or archive source (POP3
- * has one session; an archive run is read by a reader per connection,
- * its counts standing in for STATUS, source_archive.c), an IMAP or
- * SMTP/LMTP sink (not the archive: its run keeps per-mailbox state), and a
- * plain new-messages pass (a dry run counts, --dedupe and a filter read
- * the folder as a whole). */
+/* A POP3 part costs a session: login, and UIDL and LIST of the whole
+ * maildrop (a few ms on loopback); a message into LMTP costs ~10-40 ms
+ * (bench/pop3.sh), so smaller parts pay. */
+#define SPLIT_MIN_MSGS_POP3 100
+
+/* A job whose passes can run as parts: an IMAP, POP3 or archive source (a
+ * POP3 part is a session of its own; an archive run is read by a reader
+ * per connection, its counts standing in for STATUS, source_archive.c),
+ * an IMAP or SMTP/LMTP sink (not the archive: its run keeps per-mailbox
+ * state), and a plain new-messages pass (a dry run counts, --dedupe and a
+ * filter read the folder as a whole). */
 static int split_job_ok(const struct job *j)
 {
 	const struct job_opts *o = j->o;
 
-	return j->nw > 1 && !o->dry_run && !o->dedupe && !o->filter_id && !o->src_pop3 &&
+	return j->nw > 1 && !o->dry_run && !o->dedupe && !o->filter_id &&
 	       !o->archive;
 }
 
@@ -94,20 +106,26 @@ static uint64_t split_est(struct job *j, struct mbox *mb, uint32_t *lo, uint32_t
 
 void split_plan(struct job *j)
 {
-	uint64_t total = 0, share;
+	uint64_t total = 0, share, pop3_est = 0;
+	uint64_t min = j->o->src_pop3 ? SPLIT_MIN_MSGS_POP3 : SPLIT_MIN_MSGS;
+	uint32_t pop3_lo = 0, pop3_hi = 0;
 
 	if (!split_job_ok(j))
 		return;
+	if (j->o->src_pop3 && j->nmb == 1) /* INBOX, by its ids (source_pop3.c) */
+		pop3_est = pop3src_split_est(j, &j->mb[0], &pop3_lo, &pop3_hi);
 	for (size_t i = 0; i < j->nmb; i++)
 		if (j->mb[i].work > 0)
-			total += j->mb[i].have_status ? j->mb[i].st_messages : 1;
+			total += j->o->src_pop3         ? pop3_est
+			         : j->mb[i].have_status ? j->mb[i].st_messages
+			                                : 1;
 	share = (total + j->nw - 1) / j->nw;
-	if (share < SPLIT_MIN_MSGS)
-		share = SPLIT_MIN_MSGS;
+	if (share < min)
+		share = min;
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
-		uint32_t lo = 0, hi = 0;
-		uint64_t est = split_est(j, mb, &lo, &hi), n;
+		uint32_t lo = pop3_lo, hi = pop3_hi;
+		uint64_t est = j->o->src_pop3 ? pop3_est : split_est(j, mb, &lo, &hi), n;
 
 		if (est <= share)
 			continue;
@@ -125,9 +143,10 @@ void split_plan(struct job *j)
 		mb->sp_est = est;
 		mb->sp_redo = mb->sp_seen = 0;
 		mf_log(MF_LOG_DEBUG,
-		       "mailbox \"%s\": about %llu new messages (UIDs %u:%u) split "
+		       "mailbox \"%s\": about %llu new messages (%s %u:%u) split "
 		       "into %u parts over %u connections",
-		       mb->display, (unsigned long long)est, lo, hi, mb->nparts, j->nw);
+		       mb->display, (unsigned long long)est, j->o->src_pop3 ? "ids" : "UIDs", lo,
+		       hi, mb->nparts, j->nw);
 	}
 }
 
@@ -227,6 +246,8 @@ int split_finish(struct worker *w)
 		split_merge(w);
 	w->part = 0;
 	if (--mb->parts_left) {
+		if (w->p3 && mb->parts_given < mb->nparts)
+			pop3src_fewer_note(w); /* a part nobody took: sessions kept out */
 		w->mb = NULL;
 		w->phase = W_IDLE;
 		worker_next(w);

@@ -37,10 +37,12 @@ void mailbox_finish(struct worker *w)
 	struct mf_error e;
 	int lost = j->o->sync_flags && w->chg_lost;
 
-	if (w->p3 && pop3src_before_finish(w))
-		return; /* --pop3-delete: DELE and QUIT first, then here again */
 	if (w->part && split_finish(w))
 		return; /* other parts of mb still run, or this one reads it again */
+	/* after the split's end: only the last part's session DELEs, once no
+	 * other session reads the maildrop (pop3_delete.c) */
+	if (w->p3 && pop3src_before_finish(w))
+		return; /* --pop3-delete: DELE and QUIT first, then here again */
 
 	if (lost && w->chg_unread && !mb->failed && !j->o->dry_run) {
 		job_error(j, imap_client_who(&w->src), mb, 0,
@@ -557,8 +559,17 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 	if (login && !relogin && w->id != 0 && j->w[0].src_ready && j->w[0].dst_ready) {
 		/* The first pair logged in, so the accounts are right: this is a
 		 * server refusing one connection more (a per-user limit, say).
-		 * The others go on without it. */
-		mf_log(MF_LOG_WARN, "%s; going on with fewer connections", err->msg);
+		 * The others go on without it. A POP3 server may lock the
+		 * maildrop to one session (RFC 1939 §8: [IN-USE], RFC 2449
+		 * §8.1.1, or a plain -ERR, or it closes): the parts not handed
+		 * out yet go to the sessions it let in (split_take), in this run. */
+		if (w->p3 && !j->pop3_fewer_noted++)
+			mf_log(MF_LOG_WARN,
+			       "%s; going on with fewer POP3 sessions (the server may lock the "
+			       "maildrop): the sessions let in copy every part",
+			       err->msg);
+		else if (!w->p3)
+			mf_log(MF_LOG_WARN, "%s; going on with fewer connections", err->msg);
 		worker_stop(w, 0);
 		job_maybe_finish(j);
 		return;

@@ -3,7 +3,7 @@
 server (Dovecot) will not produce on demand. Python 3 standard library only.
 
     fake_pop3.py [--port N] [--host A] [--fault F] [--max-seconds S] [--linger S]
-                 [--tls-cert F --tls-key F] [--sasl] [--no-pipelining]
+                 [--tls-cert F --tls-key F] [--sasl] [--no-pipelining] [--messages N]
 
 Listens on 127.0.0.1:N (--host A: on A instead, e.g. an address of this
 machine that is not loopback; N = 0 or absent: a free port) and prints
@@ -12,7 +12,8 @@ machine that is not loopback; N = 0 or absent: a free port) and prints
 or AUTH PLAIN (--sasl; any user and password), STAT, UIDL, LIST, RETR,
 TOP, DELE, RSET, NOOP and QUIT on a fixed mailbox of 3 messages (unique-
 ids "uid-1".."uid-3"; message 2 has lines starting with '.', message 3
-has no final CRLF).
+has no final CRLF); --messages N (N > 3) adds messages 4..N, each a copy
+of message 1 with its own Subject and Message-ID.
 
 Faults (--fault):
   none              behave (the default)
@@ -31,6 +32,11 @@ Faults (--fault):
   out-of-order      UIDL lists message 2 before message 1
   unsolicited       after login, an extra "+OK surprise" nobody asked for,
                     in the same send as PASS's +OK
+  lock-in-use       the maildrop is locked while a session is logged in (RFC
+                    1939 §8): a second one's PASS gets "-ERR [IN-USE] ..."
+                    (RFC 2449 §8.1.1)
+  lock-err          the same, with a plain "-ERR" (no response code)
+  lock-close        the same, but the connection is closed without a word
 Every fault that ends the session makes the client fail; the test checks
 how. A transcript (C:/S:, credentials hidden) goes to stderr.
 
@@ -46,7 +52,7 @@ import threading
 import time
 
 
-def make_messages():
+def make_messages(n=3):
     head = ("From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\n"
             "Subject: %s\r\nMessage-ID: <%s@fake.example.org>\r\n\r\n")
     m1 = (head % ("one", "one")).encode()
@@ -54,7 +60,9 @@ def make_messages():
                         for i in range(40)))[:998] + b"\r\n"
     m2 = (head % ("two", "two")).encode() + b".starts with a dot\r\n..two dots\r\n.\r\nend\r\n"
     m3 = (head % ("three", "three")).encode() + b"no final line end"
-    return [m1, m2, m3]
+    more = [(head % ("pad %d" % i, "pad-%d" % i)).encode() + m1.partition(b"\r\n\r\n")[2]
+            for i in range(4, n + 1)]
+    return [m1, m2, m3] + more
 
 
 MESSAGES = make_messages()
@@ -136,6 +144,24 @@ class Session:
             out += b"\r\n"
         return out + b".\r\n"
 
+    def lock_maildrop(self):
+        """lock-*: one session at a time holds the maildrop (released when
+        it ends); False when another holds it (refused, the way asked)."""
+        if not self.fault.startswith("lock-"):
+            return True
+        with self.srv.lock:
+            if self.srv.holder is None:
+                self.srv.holder = self.cid
+                return True
+        if self.fault == "lock-in-use":
+            self.send("-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n")
+        elif self.fault == "lock-err":
+            self.send("-ERR Unable to lock maildrop\r\n")
+        else:
+            self.log("S:", "<closed: the maildrop is locked>")
+            raise Closed()
+        return False
+
     def login_fail(self, pw):
         if self.fault == "err-escape":
             self.send("-ERR [AUTH] denied \x1b[31mred\x1b[0m \u202eevil\r\n")
@@ -177,7 +203,7 @@ class Session:
             elif word == "PASS":
                 if self.user is None:
                     self.send("-ERR USER first\r\n")
-                elif not self.login_fail(arg):
+                elif not self.login_fail(arg) and self.lock_maildrop():
                     self.authed = True
                     if self.fault == "unsolicited":  # one send: it arrives with the +OK
                         self.send("+OK Logged in.\r\n+OK surprise\r\n")
@@ -201,7 +227,7 @@ class Session:
             elif not self.authed:
                 self.send("-ERR not logged in\r\n")
             elif word == "STAT":
-                live = [i for i in range(1, 4) if i not in self.deleted]
+                live = [i for i in range(1, len(MESSAGES) + 1) if i not in self.deleted]
                 self.send("+OK %d %d\r\n" % (len(live), sum(len(MESSAGES[i - 1]) for i in live)))
             elif word == "UIDL" and not arg:
                 if self.fault == "msgno-cap":
@@ -216,14 +242,14 @@ class Session:
                 if self.fault == "long-line":
                     self.send(b"+OK " + b"x" * 65536)
                     self.hang()
-                self.send("+OK\r\n" + "".join("%d %s\r\n" % (i, self.uidl(i)) for i in range(1, 4)
+                self.send("+OK\r\n" + "".join("%d %s\r\n" % (i, self.uidl(i)) for i in range(1, len(MESSAGES) + 1)
                                               if i not in self.deleted) + ".\r\n")
             elif word == "UIDL":
                 i = int(arg)
                 self.send("+OK %d %s\r\n" % (i, self.uidl(i)))
             elif word == "LIST" and not arg:
-                self.send("+OK 3 messages\r\n" + "".join("%d %d\r\n" % (i, len(MESSAGES[i - 1]))
-                                                         for i in range(1, 4) if i not in self.deleted) + ".\r\n")
+                self.send("+OK %d messages\r\n" % len(MESSAGES) + "".join("%d %d\r\n" % (i, len(MESSAGES[i - 1]))
+                                                         for i in range(1, len(MESSAGES) + 1) if i not in self.deleted) + ".\r\n")
             elif word == "LIST":
                 i = int(arg)
                 self.send("+OK %d %d\r\n" % (i, len(MESSAGES[i - 1])))
@@ -267,6 +293,7 @@ class Server:
         self.lock = threading.Lock()
         self.active = 0
         self.last_end = time.monotonic()
+        self.holder = None  # lock-*: the session holding the maildrop
 
     def serve(self, sock, cid):
         s = Session(self, sock, cid)
@@ -282,6 +309,8 @@ class Server:
             with self.lock:
                 self.active -= 1
                 self.last_end = time.monotonic()
+                if self.holder == cid:
+                    self.holder = None
 
 
 def main():
@@ -295,7 +324,10 @@ def main():
     ap.add_argument("--tls-key")
     ap.add_argument("--sasl", action="store_true")
     ap.add_argument("--no-pipelining", action="store_true")
+    ap.add_argument("--messages", type=int, default=3)
     args = ap.parse_args()
+    global MESSAGES
+    MESSAGES = make_messages(max(3, args.messages))
     srv = Server(args)
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -14,7 +14,15 @@
 # only of what the destination confirmed (a message we refuse stays, and
 # so do those a destination over quota refuses: each message ends up in
 # exactly one place);
-# usage errors exit 2; POP3 -> LMTP (Dovecot's), every message delivered
+# usage errors exit 2; several POP3 sessions (issue 18 performance): the
+# crash corpus's ~2,000 messages split over --connections 4 sessions into
+# IMAP and into LMTP, each message RETRieved once over all sessions and
+# each session with a part (counted on the server side, Dovecot's session
+# log "retr=N"), --pop3-delete with parts DELEs from one session only, a
+# Dovecot with pop3_lock_session (the second session held at PASS) and a
+# scripted server refusing it ([IN-USE], a plain -ERR, a close) copy
+# everything in the same run with one notice, exit 0;
+# POP3 -> LMTP (Dovecot's), every message delivered
 # once and byte-exact after the trace fields, a re-run delivers 0; a LIST size Dovecot gets wrong (a Maildir file
 # whose name says W=... smaller than it is) fails that message only. Then tests/faults/fake_pop3.py for what Dovecot will
 # not do: a server that drops the connection mid-RETR (the pair is
@@ -23,7 +31,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$BENCH_BIN/corpus" ] || { not_ok pop3m-corpus "$BENCH_BIN/corpus missing (make)"; exit 1; }
-dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2 src6 dst6 src7 lm1" || { not_ok pop3m-dovecot "start failed"; exit 1; }
+dv_start P --users "src dst dst2 src3 dst3 dst4 src5 dst5 fk1 fk2 src6 dst6 src7 lm1 src8 dst8 lm2 src9 dst9 fk3" || { not_ok pop3m-dovecot "start failed"; exit 1; }
 MD=$P_MAIL_ROOT/src/Maildir
 corpus P src tiny 3 || { not_ok pop3m-corpus "corpus failed"; exit 1; }
 python3 - "$MD/cur" <<'PY' || { not_ok pop3m-fixture "writing messages failed"; exit 1; }
@@ -163,10 +171,9 @@ if expect_exit migrate 0 mf migrate "$SRC" "$(imap_to dst)" "${common[@]}" \
 	c=$(json_field "$T_TMP/last.out" messages_copied)
 	[ "$c" = "$NMSG" ] && ok "migrate-count ($c)" || not_ok migrate-count "copied $c of $NMSG"
 	check migrate-exact-and-dated exact "$(dst_dir dst)" "$t0" "$t1"
-	grep -q 'one connection pair, not 4' "$T_TMP/last.err" && ok connections-notice ||
-		not_ok connections-notice "no notice about --connections 4"
-	[ "$(json_field "$T_TMP/last.out" connections)" = 2 ] && ok one-pair ||
-		not_ok one-pair "$(json_field "$T_TMP/last.out" connections) connections"
+	# fewer than two parts' worth of messages (split.c): one session
+	[ "$(json_field "$T_TMP/last.out" connections)" = 2 ] && ok small-maildrop-one-pair ||
+		not_ok small-maildrop-one-pair "$(json_field "$T_TMP/last.out" connections) connections"
 fi
 # the TLS was really used: Dovecot logged a TLS POP3 login for src
 grep -q 'pop3-login: Info: Login: user=<src>,.*TLS' "$P_DIR/dovecot.log" && ok stls-used ||
@@ -282,20 +289,121 @@ if expect_exit lmtp 0 mf migrate "$SRC" "$LMTP_DST" "${common[@]}" --state "$T_T
 			ok lmtp-rerun-delivers-0 || not_ok lmtp-rerun-delivers-0 "copied $(json_field "$T_TMP/last.out" messages_copied), INBOX $(inbox_count lm1)"; }
 fi
 
+# ---- several POP3 sessions: the maildrop split into parts ----
+# p3_sessions DIR USER FROM: the POP3 sessions of USER that ended after
+# line FROM of DIR's Dovecot log, one line each: "RETRS DELES" (Dovecot
+# logs "retr=RETRS/bytes, del=DELES/messages" when a session ends).
+p3_sessions() {
+	tail -n +"$(($3 + 1))" "$1/dovecot.log" |
+		sed -n "s/.*pop3($2)<.*Disconnected: .* retr=\([0-9]*\)\/[0-9]*, del=\([0-9]*\)\/.*/\1 \2/p"
+}
+logpos() { wc -l <"$1/dovecot.log"; }
+# sessions_check NAME DIR USER FROM N TOTAL: N sessions ended (waiting
+# for Dovecot to log them), each RETRieved something, TOTAL in all.
+sessions_check() {
+	local name=$1 d=$2 u=$3 from=$4 n=$5 total=$6 i s
+	for i in $(seq 1 50); do
+		[ "$(p3_sessions "$d" "$u" "$from" | wc -l)" -ge "$n" ] && break
+		sleep 0.1
+	done
+	s=$(p3_sessions "$d" "$u" "$from" | awk '{ n++; t += $1; if ($1 == 0) z++ } END { printf "%d %d %d", n, t, z }')
+	[ "$s" = "$n $total 0" ] && ok "$name ($n sessions, $total RETRs in all)" ||
+		not_ok "$name" "sessions, RETRs, idle sessions: $s; wanted $n $total 0: $(p3_sessions "$d" "$u" "$from" | tr '\n' ',')"
+}
+corpus P src3 crash 5 || not_ok kill-corpus "corpus failed"
+for u in src8 src9; do mkdir -p "$P_MAIL_ROOT/$u" && cp -a "$P_MAIL_ROOT/src3/Maildir" "$P_MAIL_ROOT/$u/"; done
+"$ROOT/scripts/dovecot.sh" fixperms "$P_DIR"
+SRC8=$P_MAIL_ROOT/src8/Maildir
+N8=$(inbox_count src8)
+c8=(--src-password-file "$P_DIR/pw/src8" --ca-file "$P_CA_FILE" --no-progress --json --connections 4)
+pos=$(logpos "$P_DIR") t0=$(date +%s)
+if expect_exit parts-imap 0 mf migrate "pop3://src8@127.0.0.1:$P_POP3_PORT" "$(imap_to dst8)" "${c8[@]}" \
+	--dst-password-file "$P_DIR/pw/dst8" --state "$T_TMP/st8"; then
+	c=$(json_field "$T_TMP/last.out" messages_copied)
+	[ "$c" = "$N8" ] && ok "parts-imap-count ($c)" || not_ok parts-imap-count "copied $c of $N8"
+	SRC_MD=$SRC8 check parts-imap-exact exact "$(dst_dir dst8)" "$t0" "$(date +%s)"
+	[ "$(json_field "$T_TMP/last.out" connections)" = 8 ] && ok parts-imap-four-pairs ||
+		not_ok parts-imap-four-pairs "$(json_field "$T_TMP/last.out" connections) connections"
+	sessions_check parts-imap-each-once "$P_DIR" src8 "$pos" 4 "$N8"
+	expect_exit parts-imap-rerun 0 mf migrate "pop3://src8@127.0.0.1:$P_POP3_PORT" "$(imap_to dst8)" "${c8[@]}" \
+		--dst-password-file "$P_DIR/pw/dst8" --state "$T_TMP/st8" &&
+		{ [ "$(json_field "$T_TMP/last.out" messages_copied)" = 0 ] && [ "$(inbox_count dst8)" = "$N8" ] &&
+			ok parts-imap-rerun-copies-0 || not_ok parts-imap-rerun-copies-0 "copied $(json_field "$T_TMP/last.out" messages_copied), INBOX $(inbox_count dst8)"; }
+fi
+pos=$(logpos "$P_DIR")
+if expect_exit parts-lmtp 0 mf migrate "pop3://src8@127.0.0.1:$P_POP3_PORT" "lmtp://127.0.0.1:$P_LMTP_PORT?rcpt=lm2" \
+	"${c8[@]}" --state "$T_TMP/st8l"; then
+	c=$(json_field "$T_TMP/last.out" messages_copied)
+	[ "$c" = "$N8" ] && ok "parts-lmtp-count ($c)" || not_ok parts-lmtp-count "delivered $c of $N8"
+	check parts-lmtp-exact python3 "$T_TMP/lmtp_expect.py" "$SRC8" "$(dst_dir lm2)"
+	sessions_check parts-lmtp-each-once "$P_DIR" src8 "$pos" 4 "$N8"
+fi
+
+# --pop3-delete with parts: every copy confirmed, then DELE from one
+# session only (the last part's), the others delete nothing
+cp -a "$P_MAIL_ROOT/src9/Maildir" "$T_TMP/src9-before"
+N9=$(inbox_count src9) pos=$(logpos "$P_DIR")
+if expect_exit parts-delete 0 mf migrate "pop3://src9@127.0.0.1:$P_POP3_PORT" "$(imap_to dst9)" --pop3-delete \
+	--src-password-file "$P_DIR/pw/src9" --dst-password-file "$P_DIR/pw/dst9" --ca-file "$P_CA_FILE" \
+	--state "$T_TMP/st9" --no-progress --json --connections 4; then
+	[ "$(inbox_count src9)" = 0 ] && [ "$(inbox_count dst9)" = "$N9" ] && ok parts-delete-empties ||
+		not_ok parts-delete-empties "source holds $(inbox_count src9), destination $(inbox_count dst9) of $N9"
+	SRC_MD=$T_TMP/src9-before check parts-delete-exact exact "$(dst_dir dst9)" 1 "$(date +%s)"
+	sessions_check parts-delete-each-once "$P_DIR" src9 "$pos" 4 "$N9"
+	d=$(p3_sessions "$P_DIR" src9 "$pos" | awk -v n="$N9" '$2 == n { a++ } $2 != 0 && $2 != n { b++ } END { printf "%d %d", a, b }')
+	[ "$d" = "1 0" ] && ok "parts-delete-one-session" ||
+		not_ok parts-delete-one-session "sessions that deleted all, some: $d ($(p3_sessions "$P_DIR" src9 "$pos" | tr '\n' ','))"
+fi
+
+# A Dovecot with pop3_lock_session: a second session's PASS is held until
+# the first QUITs. The first session copies every part, in this run.
+if dv_start L --users "lsrc ldst" --pop3-lock; then
+	mkdir -p "$L_MAIL_ROOT/lsrc" && cp -a "$T_TMP/src9-before" "$L_MAIL_ROOT/lsrc/Maildir"
+	"$ROOT/scripts/dovecot.sh" fixperms "$L_DIR"
+	NL=$(doveadm -c "$L_DOVECOT_CONF" mailbox status -u lsrc messages INBOX | sed 's/.*=//')
+	if expect_exit lock-held 0 mf migrate "pop3://lsrc@127.0.0.1:$L_POP3_PORT" \
+		"imap://ldst@127.0.0.1:$L_IMAP_PORT?starttls=no" --pop3-delete --src-password-file "$L_DIR/pw/lsrc" \
+		--dst-password-file "$L_DIR/pw/ldst" --ca-file "$L_CA_FILE" --state "$T_TMP/stL" --no-progress --json \
+		--connections 4; then
+		[ "$(grep -c 'POP3 sessions not let in yet (the server may lock the maildrop): going on with 1' "$T_TMP/last.err")" = 1 ] &&
+			! grep -q 'error:' "$T_TMP/last.err" && ok "lock-held-one-notice ($(grep -m1 'not let in' "$T_TMP/last.err" | cut -c 1-120))" ||
+			not_ok lock-held-one-notice "$(head -c 400 "$T_TMP/last.err")"
+		c=$(json_field "$T_TMP/last.out" messages_copied)
+		[ "$c" = "$NL" ] && [ "$(doveadm -c "$L_DOVECOT_CONF" mailbox status -u lsrc messages INBOX | sed 's/.*=//')" = 0 ] &&
+			ok "lock-held-all-copied-then-deleted ($c)" || not_ok lock-held-all-copied-then-deleted "copied $c of $NL"
+		SRC_MD=$T_TMP/src9-before check lock-held-exact exact "$L_MAIL_ROOT/ldst/Maildir" 1 "$(date +%s)"
+		# one session RETRieved and deleted everything; the held ones
+		# ended with nothing ("Couldn't lock POP3 session")
+		r=$(p3_sessions "$L_DIR" lsrc 0 | awk '$1 > 0' | tr '\n' ',')
+		[ "$r" = "$NL $NL," ] && ok "lock-held-one-session-did-all ($(p3_sessions "$L_DIR" lsrc 0 | wc -l) sessions)" ||
+			not_ok lock-held-one-session-did-all "sessions with RETRs (retr del): $r"
+	fi
+else
+	not_ok lock-dovecot "start failed"
+fi
+
 # ---- SIGKILL at random moments, then resume: 0 lost, 0 twice ----
 # src3 holds the crash corpus's INBOX (~1,700 messages), copied through a
 # 1 ms delay proxy to the destination with batches of 4, so a run copies
 # for a while; a resumed run first waits out the settle grace (3 s after
 # the killed run's last intent).
-corpus P src3 crash 5 || not_ok kill-corpus "corpus failed"
 if delay_proxy "$P_IMAP_PORT" --delay 1; then
 	args=(migrate "pop3://src3@127.0.0.1:$P_POP3_PORT" "imap://dst3@127.0.0.1:$PROXY_PORT?starttls=no"
 		--src-password-file "$P_DIR/pw/src3"
 		--dst-password-file "$P_DIR/pw/dst3" --ca-file "$P_CA_FILE" --state "$T_TMP/st3" --no-progress --batch 4)
-	killed=0 grace=0
+	# the first run is split over 4 sessions (the default --connections)
+	# and killed while its parts copy (once a second session is in); the
+	# runs after it settle on one session first (split.c)
+	killed=0 grace=0 runpos=()
 	for _ in 1 2 3 4 5 6; do
+		runpos+=("$(logpos "$P_DIR")")
 		"$MF_REL" "${args[@]}" -q 2>>"$T_TMP/kill.log" &
 		pid=$!
+		for i in $(seq 1 100); do
+			[ ${#runpos[@]} -gt 1 ] || [ "$(tail -n +"$((runpos[0] + 1))" "$P_DIR/dovecot.log" |
+				grep -c 'pop3-login: Info: Login: user=<src3>')" -ge 2 ] && break
+			sleep 0.1
+		done
 		sleep "$(awk -v r=$RANDOM -v g=$grace 'BEGIN { printf "%.2f", g + 0.05 + 1.0 * r / 32768 }')"
 		if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)) grace=3; else grace=0; fi
 		wait "$pid" 2>/dev/null
@@ -303,6 +411,9 @@ if delay_proxy "$P_IMAP_PORT" --delay 1; then
 	t0=1 # dates of undated messages: any run's
 	if expect_exit kill-final-run 0 "$MF_REL" "${args[@]}" --json; then
 		[ "$killed" -ge 3 ] && ok "kill-landed ($killed of 6)" || not_ok kill-landed "only $killed of 6 runs were still copying"
+		# Dovecot logs each login as it happens: the first run's, before its kill
+		ns=$(sed -n "$((runpos[0] + 1)),$((runpos[1]))p" "$P_DIR/dovecot.log" | grep -c 'pop3-login: Info: Login: user=<src3>')
+		[ "$ns" -ge 2 ] && ok "kill-first-run-in-parts ($ns sessions)" || not_ok kill-first-run-in-parts "$ns sessions"
 		SRC_MD=$P_MAIL_ROOT/src3/Maildir check "kill-exactly-once ($killed kills)" exact "$(dst_dir dst3)" 1 "$(date +%s)"
 	fi
 else
@@ -338,7 +449,7 @@ fi
 
 # ---- scripted servers (tests/faults/fake_pop3.py) ----
 printf 'pw-fake-Secret9' >"$T_TMP/fakepw" && chmod 600 "$T_TMP/fakepw"
-fake() { t_helper fake_pop3 python3 "$FAULTS/fake_pop3.py" --fault "$1" --max-seconds 60 && FAKE_PORT=$T_HELPER_PORT; }
+fake() { t_helper fake_pop3 python3 "$FAULTS/fake_pop3.py" --fault "$1" --max-seconds 60 "${@:2}" && FAKE_PORT=$T_HELPER_PORT; }
 if fake none && expect_exit fake-good 0 mf migrate "pop3://u@127.0.0.1:$FAKE_PORT" "$(imap_to fk1)" \
 	--src-password-file "$T_TMP/fakepw" --dst-password-file "$P_DIR/pw/fk1" --state "$T_TMP/stf" --no-progress; then
 	python3 - "$(dst_dir fk1)" <<'PY' && ok fake-good-exact || not_ok fake-good-exact "see above"
@@ -357,6 +468,24 @@ if fake disconnect-mid-retr && expect_exit fake-drop 3 mf migrate "pop3://u@127.
 		ok fake-drop-reconnects || not_ok fake-drop-reconnects "$(head -c 400 "$T_TMP/last.err")"
 	[ "$(inbox_count fk2)" = 0 ] && ok fake-drop-nothing-partial || not_ok fake-drop-nothing-partial "$(inbox_count fk2) stored"
 fi
+
+# a maildrop locked to one session: the second one refused at PASS with
+# [IN-USE] (RFC 2449 §8.1.1), with a plain -ERR, or by a close. All 300
+# messages are copied in the same run, each RETRieved once (the fake's
+# transcript), with one notice and exit 0.
+for f in lock-in-use lock-err lock-close; do
+	before=$(inbox_count fk3)
+	fake "$f" --messages 300 || { not_ok "fake-$f" "fake server did not start"; continue; }
+	tr=$(ls -t "$T_TMP"/fake_pop3.*.out.err | head -n 1)
+	expect_exit "fake-$f" 0 mf migrate "pop3://u@127.0.0.1:$FAKE_PORT" "$(imap_to fk3)" --src-password-file "$T_TMP/fakepw" \
+		--dst-password-file "$P_DIR/pw/fk3" --state "$T_TMP/stf-$f" --no-progress --json --connections 4 || continue
+	[ "$(grep -c 'going on with fewer POP3 sessions' "$T_TMP/last.err")" = 1 ] && ! grep -q 'error:' "$T_TMP/last.err" &&
+		ok "fake-$f-one-notice ($(grep -m1 'fewer POP3' "$T_TMP/last.err" | cut -c 1-110))" ||
+		not_ok "fake-$f-one-notice" "$(head -c 400 "$T_TMP/last.err")"
+	r=$(grep -o 'C: RETR [0-9]*' "$tr" | sort | uniq -c | awk '{ n++; if ($1 != 1) d++ } END { printf "%d %d", n, d }')
+	[ "$r" = "300 0" ] && [ "$(($(inbox_count fk3) - before))" = 300 ] && ok "fake-$f-all-once" ||
+		not_ok "fake-$f-all-once" "RETRieved, more than once: $r; stored $(($(inbox_count fk3) - before))"
+done
 
 # ---- a LIST size that is wrong: that message fails, the rest is copied ----
 # Dovecot takes a Maildir file's size from its name (W=, the size with
