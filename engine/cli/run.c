@@ -784,13 +784,11 @@ int cmd_run(int argc, char **argv)
 		rc = 1;
 		goto out_report;
 	}
-	if (hostlimit_new(&r->hl, &r->loop, base.max_per_host) < 0) {
-		fprintf(stderr, "mailferry: out of memory\n");
+	if (cli_limits_new(&base, &r->loop, &r->hl)) {
 		loop_free(&r->loop);
 		rc = 1;
 		goto out_report;
 	}
-	hostlimit_set_rate(r->hl, base.max_bps);
 	if (!base.threads) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -834,10 +832,7 @@ int cmd_run(int argc, char **argv)
 		r->totals.exit = run_class_max(r->totals.exit, 1);
 	}
 	run_progress_clear(r);
-	if (hostlimit_count(r->hl)) {
-		/* hostlimit.h's invariant: every slot granted was released */
-		mf_log(MF_LOG_ERROR, "internal: %u connection slots never released",
-		       hostlimit_count(r->hl));
+	if (cli_limits_check(r->hl)) {
 		r->failed++;
 		r->totals.exit = run_class_max(r->totals.exit, 1);
 	}
