@@ -702,8 +702,7 @@ int cmd_run(int argc, char **argv)
 	 * free, they would come from the heaps after that and stay there,
 	 * fragmented, so the peak RSS grew with the accounts run instead of
 	 * the accounts running. A fixed threshold keeps them mmapped: each
-	 * goes back to the system when freed. (Connection buffers are
-	 * mappings of their own anyway: engine/runtime/pagebuf.h.) */
+	 * goes back to the system when freed. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	cli_defaults(&base);
 	base.jobs = 4;

@@ -15,16 +15,14 @@
  * encrypted or staged), nout (the bytes of the one send in flight: a copy
  * of wbuf, or ciphertext from the write BIO), nin (ciphertext of the one
  * recv in flight, TLS only). The kernel only ever sees rbuf's tail, nin
- * and nout, so wbuf can move and grow freely. Each is a pagebuf (only
- * touched pages cost memory); rbuf's and wbuf's size: conn_opts, else the
- * loop's conn_buf (many connections), else CONN_BUF_DEFAULT.
+ * and nout, so wbuf can move and grow freely. rbuf's and wbuf's size:
+ * conn_opts, else the loop's conn_buf, else CONN_BUF_DEFAULT.
  *
  * Not for: protocol parsing, retries (job/sched), name resolution off the
  * loop thread (getaddrinfo blocks; see conn_open).
  */
 #include "engine/runtime/conn.h"
 #include "engine/runtime/addr.h"
-#include "engine/runtime/pagebuf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -118,10 +116,10 @@ static void put(struct conn_priv *p)
 	SSL_CTX_free(p->ctx);
 	if (p->ai)
 		freeaddrinfo(p->ai);
-	pagebuf_free(p->rbuf, p->rcap);
-	pagebuf_free(p->wbuf, p->wcap);
-	pagebuf_free(p->nin, CONN_NET_BUF);
-	pagebuf_free(p->nout, CONN_NET_BUF);
+	free(p->rbuf);
+	free(p->wbuf);
+	free(p->nin);
+	free(p->nout);
 	free(p->ca_file);
 	free(p);
 }
@@ -186,7 +184,7 @@ static int tls_setup(struct conn_priv *p, struct mf_error *err)
 	int code = -EPROTO;
 
 	ERR_clear_error();
-	if (!p->nin && !(p->nin = pagebuf_new(CONN_NET_BUF)))
+	if (!p->nin && !(p->nin = malloc(CONN_NET_BUF)))
 		goto oom;
 	if (!(p->ctx = SSL_CTX_new(TLS_client_method())) ||
 	    !SSL_CTX_set_min_proto_version(p->ctx, TLS1_2_VERSION))
@@ -755,7 +753,7 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o, const s
 		snprintf(p->name, sizeof(p->name), strchr(o->host, ':') ? "[%s]:%u" : "%s:%u", o->host,
 			 o->port);
 	}
-	if (!(p->rbuf = pagebuf_new(p->rcap)) || !(p->wbuf = pagebuf_new(p->wcap)) || !(p->nout = pagebuf_new(CONN_NET_BUF)) ||
+	if (!(p->rbuf = malloc(p->rcap)) || !(p->wbuf = malloc(p->wcap)) || !(p->nout = malloc(CONN_NET_BUF)) ||
 	    (o->ca_file && !(p->ca_file = strdup(o->ca_file))))
 		goto oom;
 	if (o->tls && (r = tls_setup(p, err)) < 0)
@@ -845,14 +843,19 @@ int conn_write(struct conn *c, const void *buf, size_t n)
 	if (!n)
 		return 0;
 	if (n > p->wcap - p->wlen) {
-		size_t live_n = p->wlen - p->woff;
+		size_t live_n = p->wlen - p->woff, cap;
+		uint8_t *nb;
 
 		memmove(p->wbuf, p->wbuf + p->woff, live_n);
 		p->woff = 0;
 		p->wlen = live_n;
-		if (n > p->wcap - p->wlen &&
-		    pagebuf_grow(&p->wbuf, &p->wcap, p->wcap * 2 > p->wlen + n ? p->wcap * 2 : p->wlen + n) < 0)
-			return -ENOMEM;
+		if (n > p->wcap - p->wlen) {
+			cap = p->wcap * 2 > p->wlen + n ? p->wcap * 2 : p->wlen + n;
+			if (!(nb = realloc(p->wbuf, cap)))
+				return -ENOMEM;
+			p->wbuf = nb;
+			p->wcap = cap;
+		}
 	}
 	memcpy(p->wbuf + p->wlen, buf, n);
 	p->wlen += n;
