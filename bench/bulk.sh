@@ -21,13 +21,14 @@
 # mf-200conn: BULK_CONN_ACCOUNTS (default 100) accounts of their own
 # (c1.. into e1..), each holding the 100 messages BULK_CONN_COPIES times
 # (default 1), moved by one `mailferry run --jobs ACCOUNTS --connections 1
-# --max-bytes-per-second BULK_CONN_RATE` (default 4M): 100 accounts × 1
+# --max-bytes-per-second BULK_CONN_RATE` (default 2M): 100 accounts × 1
 # pair × 2 sides = 200 connections, all open at once. The byte rate is
 # what keeps them open together: Dovecot here logs in 8-20 sessions a
 # second (22/s idle, measured with 200 bare logins), so at full speed the
 # first accounts end before the last have logged in (111-144 sessions at
 # most with these accounts; 63 and 82 with --jobs 50 --connections 2);
-# capped, each account moves ~20 KB/s and stays open for the whole run.
+# capped, each account moves ~10 KB/s and stays open for the whole run
+# (4M was not enough on a loaded machine: 130 sessions at most).
 # Every connection still carries mail (src buffers full, dst appending).
 # The server's count (log replayed, doveadm who) shows how many were open.
 #
@@ -59,7 +60,7 @@ RES=$W/results.jsonl
 
 CN=${BULK_CONN_ACCOUNTS:-100}
 CCOPIES=${BULK_CONN_COPIES:-1}
-CRATE=${BULK_CONN_RATE:-4M}
+CRATE=${BULK_CONN_RATE:-2M}
 users=
 for i in $(seq 1 "$N"); do users="$users s$i d$i"; done
 case " ${TOOLS[*]} " in *" mf-200conn "*) for i in $(seq 1 "$CN"); do users="$users c$i e$i"; done ;; *) CN=0 ;; esac
