@@ -8,8 +8,8 @@
 #   mbsync         `mbsync -a`, one Channel per account in one config
 #   ceiling-x8     bench/ceiling per account, 8 at a time: the yardstick
 #                  (the server's own serve/accept speed, same bytes)
-# and, once, `mailferry run` with 200 connections open (--jobs 50
-# --connections 2 on 200 accounts: 50 × 2 pairs × 2 sides), for its RSS.
+# and, once, `mailferry run` with 200 connections open at once, for its
+# peak RSS (mf-200conn, below).
 #
 # Accounts are made fast: Dovecot's passwd-file holds 2 × BULK_ACCOUNTS
 # users (s1.. sources, d1.. destinations), written before it starts; the
@@ -18,18 +18,25 @@
 # Between tools the destinations and states are wiped. Every copy is
 # checked with bench/compare (each account) before its time counts.
 #
-# Measured per tool and run: wall seconds; CPU seconds (user + sys of the
-# tool and its children, GNU time) per GB of message bytes; peak RSS (GNU
-# time's largest process, and the sum over the tool's processes sampled
-# every 0.2 s: 8 migrate processes at once count 8 times); server side,
-# the most connections open at once (`doveadm who`, sampled) and the logins
-# (Dovecot's log). Ratios against mf-run; throughput against ceiling-x8.
-# Medians over BULK_RUNS runs (default 1).
+# mf-200conn: BULK_CONN_ACCOUNTS (default 100) accounts of their own
+# (c1.. into e1..), each holding the 100 messages BULK_CONN_COPIES times
+# (default 1), moved by one `mailferry run --jobs ACCOUNTS --connections 1
+# --max-bytes-per-second BULK_CONN_RATE` (default 2M): 100 accounts × 1
+# pair × 2 sides = 200 connections, all open at once. The byte rate is
+# what keeps them open together: Dovecot here logs in 8-20 sessions a
+# second (22/s idle, measured with 200 bare logins), so at full speed the
+# first accounts end before the last have logged in (111-144 sessions at
+# most with these accounts; 63 and 82 with --jobs 50 --connections 2);
+# capped, each account moves ~10 KB/s and stays open for the whole run
+# (4M was not enough on a loaded machine: 130 sessions at most).
+# Every connection still carries mail (src buffers full, dst appending).
+# The server's count (log replayed, doveadm who) shows how many were open.
 #
 # Environment: BULK_ACCOUNTS (default 1000; e.g. 20 for a smoke run),
 # BULK_RUNS, BULK_TOOLS (subset, default all), BULK_PORT_BASE (18500),
 # BENCH_BIN (build/release), BENCH_BULK=0 skips everything (bench/run.sh
-# calls this with one line).
+# calls this with one line), BULK_CONN_ACCOUNTS, BULK_CONN_COPIES,
+# BULK_CONN_RATE (mf-200conn).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
@@ -39,7 +46,7 @@ RUNS=${BULK_RUNS:-1}
 BIN=${BENCH_BIN:-$ROOT/build/release}
 MF=$BIN/mailferry
 OUT=${1:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)-bulk}
-TOOLS=(${BULK_TOOLS:-mf-run mf-run-t1 mf-xargs8 mbsync ceiling-x8})
+TOOLS=(${BULK_TOOLS:-mf-run mf-run-t1 mf-xargs8 mbsync ceiling-x8 mf-200conn})
 say() { echo "bench: bulk: $*"; }
 for t in "$MF" "$BIN/bench/compare" "$BIN/bench/ceiling"; do
 	[ -x "$t" ] || { say "$t is not built (make all)" >&2; exit 1; }
@@ -51,8 +58,12 @@ W=$OUT/bulk
 RES=$W/results.jsonl
 : >"$RES"
 
+CN=${BULK_CONN_ACCOUNTS:-100}
+CCOPIES=${BULK_CONN_COPIES:-1}
+CRATE=${BULK_CONN_RATE:-2M}
 users=
 for i in $(seq 1 "$N"); do users="$users s$i d$i"; done
+case " ${TOOLS[*]} " in *" mf-200conn "*) for i in $(seq 1 "$CN"); do users="$users c$i e$i"; done ;; *) CN=0 ;; esac
 DV=$(mktemp -d /tmp/mf-bulk.XXXXXX)
 SAMPLER=
 cleanup() {
@@ -72,9 +83,9 @@ LOG=$DV/dovecot.log
 say "private Dovecot on $H:$P with $((2 * N)) users; $N accounts × 100 messages; results in $W"
 
 # ---- the mail: generated once, hard-linked into every source account ----
-python3 - "$DV/tmpl" "$MAIL_ROOT" "$N" <<'PY' || { say "corpus failed" >&2; exit 1; }
+python3 - "$DV/tmpl" "$MAIL_ROOT" "$N" "$CN" "$CCOPIES" <<'PY' || { say "corpus failed" >&2; exit 1; }
 import os, random, sys
-tmpl, root, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tmpl, root, n, cn, copies = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rng = random.Random(20)
 folders = [("", 60), (".Sent", 25), (".Archive", 15)]
 words = ("the meeting report budget invoice please attached regards thanks project "
@@ -115,6 +126,18 @@ for i in range(1, n + 1):
     for f, fn in files:
         os.link(os.path.join(tmpl, f, "cur", fn) if f else os.path.join(tmpl, "cur", fn),
                 os.path.join(base, f, "cur", fn) if f else os.path.join(base, "cur", fn))
+# mf-200conn's accounts: the same files `copies` times under other names
+for i in range(1, cn + 1):
+    base = os.path.join(root, "c%d" % i, "Maildir")
+    for f, _ in folders:
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(base, f, sub) if f else os.path.join(base, sub), exist_ok=True)
+    for c in range(copies):
+        for f, fn in files:
+            t, rest = fn.split(".", 1)
+            to = "%d.%s" % (int(t) + 100000 * c, rest.replace(".bulk:", ".bulk%d:" % c))
+            os.link(os.path.join(tmpl, f, "cur", fn) if f else os.path.join(tmpl, "cur", fn),
+                    os.path.join(base, f, "cur", to) if f else os.path.join(base, "cur", to))
 open(os.path.join(tmpl, "..", "bytes"), "w").write("%d %d\n" % (total, len(files)))
 print("bench: bulk: 100 messages, %d bytes per account; %d accounts, %.1f MB in all" % (total, n, total * n / 1e6))
 PY
@@ -125,15 +148,17 @@ scripts/dovecot.sh fixperms "$DV"
 wipe_dst() {
 	local i
 	for i in $(seq 1 "$N"); do rm -rf "$MAIL_ROOT/d$i"; done
+	for i in $(seq 1 "$CN"); do rm -rf "$MAIL_ROOT/e$i"; done
 	rm -rf "$DV/state" "$DV/mbsync-state"
 	mkdir -p "$DV/state" "$DV/mbsync-state"
 	scripts/dovecot.sh fixperms "$DV"
 }
 exact() { # TOOL: mbsync adds an X-TUID header to every message it copies
-	local i good=0 ign=()
+	local i good=0 ign=() s=s d=d
 	[ "$1" = mbsync ] && ign=(--ignore-header X-TUID)
+	[ "$1" = mf-200conn ] && s=c d=e
 	for i in $(seq 1 "${NA:-$N}"); do
-		"$BIN/bench/compare" "$MAIL_ROOT/s$i/Maildir" "$MAIL_ROOT/d$i/Maildir" "${ign[@]}" >/dev/null 2>&1 && good=$((good + 1))
+		"$BIN/bench/compare" "$MAIL_ROOT/$s$i/Maildir" "$MAIL_ROOT/$d$i/Maildir" "${ign[@]}" >/dev/null 2>&1 && good=$((good + 1))
 	done
 	echo "$good"
 }
@@ -163,6 +188,12 @@ for i in $(seq 1 "$N"); do
 	echo "imap://s$i@$H:$P?starttls=no imap://d$i@$H:$P?starttls=no --src-password-file $DV/pw/s$i --dst-password-file $DV/pw/d$i" >>"$ACC"
 done
 chmod 600 "$ACC"
+CACC=$W/accounts-200conn.txt
+: >"$CACC"
+for i in $(seq 1 "$CN"); do
+	echo "imap://c$i@$H:$P?starttls=no imap://e$i@$H:$P?starttls=no --src-password-file $DV/pw/c$i --dst-password-file $DV/pw/e$i" >>"$CACC"
+done
+chmod 600 "$CACC"
 PAIRS=$W/pairs.txt
 for i in $(seq 1 "$N"); do echo "s$i d$i"; done >"$PAIRS"
 MBC=$DV/mbsyncrc
@@ -215,7 +246,7 @@ for line in sys.stdin:
         cur -= 1
     peak = max(peak, cur)
 print(n, peak)')"
-	python3 - "$name" "$run" "$t0" "$t1" "$cu" "$cs" "$mrss" "$srss" "$mwho" "$logins" "$good" "$lpeak" "${NA:-$N}" "$((PER_ACCT * ${NA:-$N}))" "$rc" >>"$RES" <<'PY'
+	python3 - "$name" "$run" "$t0" "$t1" "$cu" "$cs" "$mrss" "$srss" "$mwho" "$logins" "$good" "$lpeak" "${NA:-$N}" "$((PER_ACCT * ${NA:-$N} * ${COPIES:-1}))" "$rc" >>"$RES" <<'PY'
 import json, sys
 a = sys.argv
 wall = float(a[4]) - float(a[3])
@@ -230,7 +261,8 @@ PY
 
 # Warm-up: Dovecot builds a Maildir's indexes on its first read; every
 # source is read once before any tool is timed.
-xargs -P 8 -L 1 sh -c "exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 --fetch-only >/dev/null" <"$PAIRS"
+{ cat "$PAIRS"; for i in $(seq 1 "$CN"); do echo "c$i e$i"; done; } |
+	xargs -P 8 -L 1 sh -c "exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 --fetch-only >/dev/null"
 say "sources indexed"
 
 for r in $(seq 1 "$RUNS"); do
@@ -243,6 +275,10 @@ for r in $(seq 1 "$RUNS"); do
 				"exec $MF migrate imap://\$0@$H:$P?starttls=no imap://\$1@$H:$P?starttls=no --src-password-file $DV/pw/\$0 --dst-password-file $DV/pw/\$1 --state $DV/state/\$0 -q" \
 				<"$PAIRS" ;;
 		mbsync) command -v mbsync >/dev/null && measure "$t" "$r" mbsync -c "$MBC" -a -q ;;
+		mf-200conn)
+			# 200 connections at once: CN accounts × 1 pair × 2 sides
+			NA=$CN COPIES=$CCOPIES measure "$t" "$r" "$MF" run "$CACC" --jobs "$CN" --connections 1 \
+				--max-bytes-per-second "$CRATE" --state "$DV/state" --json ;;
 		ceiling-x8)
 			measure "$t" "$r" xargs -P 8 -L 1 sh -c \
 				"exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 >/dev/null" \
@@ -250,13 +286,6 @@ for r in $(seq 1 "$RUNS"); do
 		esac
 	done
 done
-
-# ---- 200 connections open at once: mailferry's RSS ----
-if [ "$N" -ge 50 ]; then
-	K=$((N < 200 ? N : 200))
-	head -n "$K" "$ACC" >"$W/accounts-200.txt"
-	NA=$K measure mf-200conn 1 "$MF" run "$W/accounts-200.txt" --jobs 50 --connections 2 --state "$DV/state" --json
-fi
 
 python3 - "$RES" "$W" <<'PY'
 import json, statistics, sys
@@ -295,8 +324,11 @@ if base and "mbsync" in med:
 if base and ceil:
     lines.append("mailferry run / ceiling: %.2f× the ceiling's time (goal <= 1.2×)" % (base["wall"] / ceil["wall"]))
 if "mf-200conn" in med:
-    lines.append("mailferry run with %d connections open at most (server side): peak RSS %.1f MiB (goal <= 64 MiB)" %
-                 (med["mf-200conn"]["server_peak_log"], med["mf-200conn"]["max_rss_kb"] / 1024))
+    c = med["mf-200conn"]
+    lines.append("mailferry run with %d connections open at once (server side: log %d, doveadm who %d), %d accounts of %.1f MB: "
+                 "peak RSS %.1f MiB (goal <= 64 MiB)" %
+                 (max(c["server_peak_log"], c["server_max_conn"]), c["server_peak_log"], c["server_max_conn"],
+                  c["accounts"], c["bytes"] / c["accounts"] / 1e6, c["max_rss_kb"] / 1024))
 text = "\n".join(lines) + "\n"
 open(sys.argv[2] + "/report.md", "w").write(text)
 json.dump(med, open(sys.argv[2] + "/report.json", "w"), indent=1)

@@ -30,6 +30,7 @@
 
 #include "engine/cli/archive_cmd.h"
 #include "engine/cli/cli_int.h"
+#include "engine/sync/hostlimit.h"
 #include "store/archive.h"
 
 /* --prune rewrites a pack once less than this share of its raw bytes
@@ -225,12 +226,21 @@ int cmd_backup(int argc, char **argv)
 		cli_forget(&c);
 		return 1;
 	}
+	if (cli_limits_new(&c, &loop, &o.hostlimit)) {
+		loop_free(&loop);
+		state_close(st);
+		archive_close(a);
+		cli_forget(&c);
+		return 1;
+	}
 	mf_err_clear(&err);
 	rc = job_migrate(&loop, st, &o, &sum, &err);
 	if (rc < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		rc = 1;
 	}
+	if (cli_limits_check(o.hostlimit) && !rc)
+		rc = 1;
 	if (rc >= 0 && !sum.fatal) {
 		/* The state's writes are committed by now (job_end): the run
 		 * commits after them, so a crash between the two leaves a run
@@ -262,7 +272,9 @@ int cmd_backup(int argc, char **argv)
 		        (unsigned long long)sum.copied, (unsigned long long)sum.deduped,
 		        (unsigned long long)as.objects);
 	rc = cli_exit_code(&sum, rc);
+	c.hl_report = o.hostlimit;
 	cli_summary(&c, &sum, rc);
+	hostlimit_free(o.hostlimit);
 	loop_free(&loop);
 	state_close(st);
 	archive_close(a);

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/base/size.h"
 #include "engine/sync/hostlimit.h"
 #include "engine/sync/job.h"
 #include "engine/runtime/loop.h"
@@ -215,33 +216,19 @@ static unsigned parse_uint(const struct cli *c, const char *s, unsigned lo, unsi
 }
 
 /* --max-bytes-per-second: a number with an optional k, M or G (1024,
- * 1024^2, 1024^3, as --larger), HOSTLIMIT_RATE_MIN to 2^40. */
+ * 1024^2, 1024^3, as --larger: size_parse), HOSTLIMIT_RATE_MIN to 2^40. */
 static uint64_t parse_rate(const struct cli *c, const char *s, int *err)
 {
-	uint64_t v = 0, mul = 1;
-	size_t n = strlen(s);
+	uint64_t v;
 
-	if (n && strchr("kKmMgG", s[n - 1])) {
-		mul = (s[n - 1] == 'k' || s[n - 1] == 'K')   ? 1024u
-		      : (s[n - 1] == 'm' || s[n - 1] == 'M') ? 1024u * 1024u
-		                                             : 1024u * 1024u * 1024u;
-		n--;
-	}
-	for (size_t i = 0; i < n && n <= 12; i++) {
-		if (s[i] < '0' || s[i] > '9') {
-			n = 0;
-			break;
-		}
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	if (!n || n > 12 || v * mul < HOSTLIMIT_RATE_MIN || v * mul > ((uint64_t)1 << 40)) {
+	if (size_parse(s, strlen(s), (uint64_t)1 << 40, &v) < 0 || v < HOSTLIMIT_RATE_MIN) {
 		fprintf(stderr, "mailferry: %s--max-bytes-per-second wants bytes per second from %u "
 		                "to 1T, with k, M or G for 1024, 1024^2, 1024^3\n",
 		        c->where ? c->where : "", HOSTLIMIT_RATE_MIN);
 		*err = 1;
 		return 0;
 	}
-	return v * mul;
+	return v;
 }
 
 /* What every endpoint (IMAP, POP3, SMTP/LMTP) takes from the options the
@@ -314,44 +301,6 @@ static const char *exit_class(int code)
 	static const char *const names[] = {"ok", "failed", "usage", "connect", "auth", "quota"};
 
 	return code >= 0 && code <= 5 ? names[code] : "failed";
-}
-
-void cli_hosts_json(FILE *f, const struct hostlimit *hl)
-{
-	struct hostlimit_stat hs;
-	size_t n = hostlimit_nhosts(hl);
-
-	if (!hl)
-		return;
-	fprintf(f, ",\"max_bytes_per_second\":%llu,\"hosts\":[",
-	        (unsigned long long)hostlimit_rate(hl));
-	for (size_t i = 0; i < n; i++) {
-		hostlimit_stat(hl, i, &hs);
-		fprintf(f, "%s{\"host\":", i ? "," : "");
-		mf_json_str(f, hs.key, strlen(hs.key));
-		fprintf(f, ",\"bytes\":%llu,\"seconds\":%.3f,\"paused_seconds\":%.3f,"
-		           "\"peak_connections\":%u}",
-		        (unsigned long long)hs.bytes, (double)hs.ms / 1000.0,
-		        (double)hs.paused_ms / 1000.0, hs.peak);
-	}
-	fputc(']', f);
-}
-
-void cli_hosts_log(const struct hostlimit *hl)
-{
-	struct hostlimit_stat hs;
-
-	if (!hostlimit_rate(hl) || !mf_log_enabled(MF_LOG_INFO))
-		return;
-	for (size_t i = 0; i < hostlimit_nhosts(hl); i++) {
-		hostlimit_stat(hl, i, &hs);
-		mf_log(MF_LOG_INFO,
-		       "host %s: %.1f MB of messages in %.1f s (%.2f MB/s, limit %.2f MB/s), "
-		       "connections waited %.1f s for it",
-		       hs.key, (double)hs.bytes / 1e6, (double)hs.ms / 1000.0,
-		       hs.ms ? (double)hs.bytes / ((double)hs.ms / 1000.0) / 1e6 : 0.0,
-		       (double)hostlimit_rate(hl) / 1e6, (double)hs.paused_ms / 1000.0);
-	}
 }
 
 void cli_summary(const struct cli *c, const struct job_summary *s, int rc)
@@ -849,13 +798,11 @@ static int cmd_migrate(int argc, char **argv)
 		state_close(st);
 		return 1;
 	}
-	if (hostlimit_new(&o.hostlimit, &loop, c.max_per_host) < 0) {
-		fprintf(stderr, "mailferry: out of memory\n");
+	if (cli_limits_new(&c, &loop, &o.hostlimit)) {
 		loop_free(&loop);
 		state_close(st);
 		return 1;
 	}
-	hostlimit_set_rate(o.hostlimit, c.max_bps);
 	mf_err_clear(&err);
 	if (c.status_listen) {
 		char title[600], a[280], b[280];
@@ -871,12 +818,8 @@ static int cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		rc = 1;
 	}
-	if (hostlimit_count(o.hostlimit)) {
-		/* hostlimit.h's invariant: every slot granted was released */
-		mf_log(MF_LOG_ERROR, "internal: %u connection slots never released",
-		       hostlimit_count(o.hostlimit));
-		rc = rc ? rc : 1;
-	}
+	if (cli_limits_check(o.hostlimit) && !rc)
+		rc = 1;
 	rc = cli_exit_code(&sum, rc);
 	c.hl_report = o.hostlimit;
 	cli_summary(&c, &sum, rc);

@@ -84,6 +84,13 @@ void cli_job_opts(const struct cli *c, struct job_opts *o);
 /* The job key of two parsed accounts (what their state is named by: the
  * accounts, not how they are reached). 0, or -1 if it does not fit. */
 int cli_job_key(const struct url *su, const struct url *du, char *out, size_t cap);
+/* --max-per-host and --max-bytes-per-second (cli_limits.c): a limiter on
+ * l from c's options into *out (the caller frees it after the loop has
+ * run out); 0, or 1 after a line on stderr. */
+int cli_limits_new(const struct cli *c, struct loop *l, struct hostlimit **out);
+/* After the jobs ended: 0, or 1 after an error line if a slot was never
+ * released (hostlimit.h's invariant). */
+int cli_limits_check(const struct hostlimit *hl);
 /* The hosts of hl as a JSON member (",\"hosts\":[...]") on f, and one
  * stderr line per host when a byte rate was set. */
 void cli_hosts_json(FILE *f, const struct hostlimit *hl);

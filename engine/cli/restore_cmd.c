@@ -30,6 +30,7 @@
 
 #include "engine/cli/archive_cmd.h"
 #include "engine/cli/cli_int.h"
+#include "engine/sync/hostlimit.h"
 #include "store/archive.h"
 
 #define RESTORE_ARGS_MAX 512
@@ -273,14 +274,24 @@ static int restore_run_job(struct cli *c, struct job_opts *o)
 		state_close(st);
 		return 1;
 	}
+	if (cli_limits_new(c, &loop, &o->hostlimit)) {
+		loop_free(&loop);
+		state_close(st);
+		return 1;
+	}
 	mf_err_clear(&err);
 	rc = job_migrate(&loop, st, o, &sum, &err);
 	if (rc < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);
 		rc = 1;
 	}
+	if (cli_limits_check(o->hostlimit) && !rc)
+		rc = 1;
 	rc = cli_exit_code(&sum, rc);
+	c->hl_report = o->hostlimit;
 	cli_summary(c, &sum, rc);
+	hostlimit_free(o->hostlimit);
+	o->hostlimit = NULL;
 	loop_free(&loop);
 	state_close(st);
 	return rc;

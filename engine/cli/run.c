@@ -40,6 +40,13 @@
 
 static void run_fill(struct run *r);
 
+/* A run that may hold more than RUN_MANY_CONNS connections (--jobs ×
+ * --connections × 2 sides) gives each RUN_CONN_BUF per direction instead
+ * of conn.c's 256 KiB (issue 20: 200 connections in 64 MiB; a single
+ * account keeps the big buffers). */
+#define RUN_MANY_CONNS 64u
+#define RUN_CONN_BUF (64u * 1024u)
+
 /* s into out[cap], cut at a UTF-8 boundary if it does not fit. */
 static void str_copy(char *out, size_t cap, const char *s)
 {
@@ -690,12 +697,12 @@ int cmd_run(int argc, char **argv)
 	struct mf_error err;
 	int rc;
 
-	/* A run allocates and frees every account's connection buffers (256
-	 * KiB each) again and again: with glibc's dynamic mmap threshold,
-	 * raised by the first such free, they would come from the heaps after
-	 * that and stay there, fragmented, so the peak RSS grew with the
-	 * accounts run instead of the accounts running. A fixed threshold keeps
-	 * them mmapped: each goes back to the system when freed. */
+	/* A run allocates and frees every account's big buffers again and
+	 * again: with glibc's dynamic mmap threshold, raised by the first such
+	 * free, they would come from the heaps after that and stay there,
+	 * fragmented, so the peak RSS grew with the accounts run instead of
+	 * the accounts running. A fixed threshold keeps them mmapped: each
+	 * goes back to the system when freed. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	cli_defaults(&base);
 	base.jobs = 4;
@@ -784,13 +791,13 @@ int cmd_run(int argc, char **argv)
 		rc = 1;
 		goto out_report;
 	}
-	if (hostlimit_new(&r->hl, &r->loop, base.max_per_host) < 0) {
-		fprintf(stderr, "mailferry: out of memory\n");
+	if (cli_limits_new(&base, &r->loop, &r->hl)) {
 		loop_free(&r->loop);
 		rc = 1;
 		goto out_report;
 	}
-	hostlimit_set_rate(r->hl, base.max_bps);
+	if ((uint64_t)base.jobs * base.connections * 2u > RUN_MANY_CONNS)
+		r->loop.conn_buf = RUN_CONN_BUF;
 	if (!base.threads) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -834,10 +841,7 @@ int cmd_run(int argc, char **argv)
 		r->totals.exit = run_class_max(r->totals.exit, 1);
 	}
 	run_progress_clear(r);
-	if (hostlimit_count(r->hl)) {
-		/* hostlimit.h's invariant: every slot granted was released */
-		mf_log(MF_LOG_ERROR, "internal: %u connection slots never released",
-		       hostlimit_count(r->hl));
+	if (cli_limits_check(r->hl)) {
 		r->failed++;
 		r->totals.exit = run_class_max(r->totals.exit, 1);
 	}

@@ -203,6 +203,7 @@ int run_threads_start(struct run *r, unsigned n)
 		t->stop_task.fn = thr_stop;
 		if ((rc = loop_init(&t->loop, 1024)) < 0)
 			return rc;
+		t->loop.conn_buf = r->loop.conn_buf;
 		r->nth = i + 1;
 		if ((rc = loop_inbox_open(&t->loop)) < 0)
 			return rc;

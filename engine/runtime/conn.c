@@ -15,7 +15,8 @@
  * encrypted or staged), nout (the bytes of the one send in flight: a copy
  * of wbuf, or ciphertext from the write BIO), nin (ciphertext of the one
  * recv in flight, TLS only). The kernel only ever sees rbuf's tail, nin
- * and nout, so wbuf can move and grow freely.
+ * and nout, so wbuf can move and grow freely. rbuf's and wbuf's size:
+ * conn_opts, else the loop's conn_buf, else CONN_BUF_DEFAULT.
  *
  * Not for: protocol parsing, retries (job/sched), name resolution off the
  * loop thread (getaddrinfo blocks; see conn_open).
@@ -740,8 +741,8 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o, const s
 	p->tls_implicit = o->tls;
 	p->timeout_ms = o->timeout_ms ? o->timeout_ms : CONN_TIMEOUT_DEFAULT_MS;
 	p->min_progress = o->min_progress ? o->min_progress : CONN_MIN_PROGRESS_DEFAULT;
-	p->rcap = o->rbuf_size ? o->rbuf_size : CONN_BUF_DEFAULT;
-	p->wcap = p->wcfg = o->wbuf_size ? o->wbuf_size : CONN_BUF_DEFAULT;
+	p->rcap = o->rbuf_size ? o->rbuf_size : l->conn_buf ? l->conn_buf : CONN_BUF_DEFAULT;
+	p->wcap = p->wcfg = o->wbuf_size ? o->wbuf_size : l->conn_buf ? l->conn_buf : CONN_BUF_DEFAULT;
 	if (o->unix_path) {
 		/* TLS over a UNIX socket checks the certificate against host,
 		 * "localhost" unless given. */

@@ -53,6 +53,10 @@ struct loop {
 	 * hostile server cannot make every connection hold its maximum.
 	 * Charged by imap_parse through imap_client; 0 = the default. */
 	size_t mem_used, mem_max;
+	/* The input and output buffer of each connection opened on this loop
+	 * (conn.c), unless its conn_opts say; 0 = conn.c's default. A command
+	 * that runs many connections sets less (run: memory, issue 20). */
+	size_t conn_buf;
 };
 
 int loop_init(struct loop *l, unsigned entries);

@@ -6,6 +6,8 @@
  */
 #include "engine/sync/filter.h"
 
+#include "engine/base/size.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -72,32 +74,16 @@ bad:
 
 int filter_size(const char *s, uint32_t *out, struct mf_error *err)
 {
-	uint64_t v = 0, mul = 1;
-	size_t i = 0, n = strlen(s);
+	uint64_t v;
 
-	if (n && strchr("kKmMgG", s[n - 1])) {
-		mul = (s[n - 1] == 'k' || s[n - 1] == 'K')   ? 1024u
-		      : (s[n - 1] == 'm' || s[n - 1] == 'M') ? 1024u * 1024u
-		                                             : 1024u * 1024u * 1024u;
-		n--;
+	if (size_parse(s, strlen(s), UINT32_MAX, &v) < 0) {
+		mf_err_set(err, -EINVAL,
+		           "\"%.*s\" is not a size (bytes, or a number with k, M or G; at most 4G-1)",
+		           (int)(strlen(s) > 40 ? 40 : strlen(s)), s);
+		return -EINVAL;
 	}
-	if (!n || n > 10)
-		goto bad;
-	for (; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			goto bad;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	v *= mul;
-	if (v > UINT32_MAX)
-		goto bad;
 	*out = (uint32_t)v;
 	return 0;
-bad:
-	mf_err_set(err, -EINVAL,
-	           "\"%.*s\" is not a size (bytes, or a number with k, M or G; at most 4G-1)",
-	           (int)(strlen(s) > 40 ? 40 : strlen(s)), s);
-	return -EINVAL;
 }
 
 /* ---- the search-key validator ---------------------------------------------- */

@@ -26,10 +26,13 @@ static const struct imap_client_cb src_cb = {
 };
 
 /* The hosts --max-per-host counts the two sides' connections by, as the
- * URLs gave them ("host:port", "unix:PATH"); none for an archive. */
+ * URLs gave them ("host:port", "unix:PATH"); none for an archive (the
+ * destination of backup, the source of restore). */
 static void job_hosts(struct job *j, const struct job_opts *o)
 {
-	if (o->src_pop3)
+	if (o->src_archive)
+		j->src_host[0] = '\0';
+	else if (o->src_pop3)
 		snprintf(j->src_host, sizeof(j->src_host), "%s:%u", o->src_pop3_ep.host,
 		         (unsigned)o->src_pop3_ep.port);
 	else

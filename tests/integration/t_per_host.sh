@@ -67,34 +67,8 @@ done
 chmod 600 "$ACC"
 LOG=$A_DIR/dovecot.log
 
-# The most sessions open at once in LOG from byte OFF on: +1 per login,
-# -1 per session that ended (imap(USER)<pid><session>: Disconnected ...),
-# paired by session id. Prints "PEAK LOGINS NO_END": NO_END sessions have
-# no end line (yet); they are left out of the peak, and the caller asks
-# doveadm who whether they are really still open (seen here: one session in
-# ~2,000 whose imap process logged nothing at all, while doveadm who
-# counted no session left).
-log_peak() { # OFF
-	tail -c +"$(($1 + 1))" "$LOG" | python3 -c '
-import re, sys
-lines = sys.stdin.read().splitlines()
-END = re.compile(r" imap\([^)]*\)<[^>]*><([^>]+)>: (Info: )?Disconnected")
-LOGIN = re.compile(r"imap-login: (Info: )?Login: user=<[^>]*>.*session=<([^>]+)>")
-ended = {m.group(1) for m in map(END.search, lines) if m}
-cur = peak = logins = no_end = 0
-for line in lines:
-    m = LOGIN.search(line)
-    if m:
-        logins += 1
-        if m.group(2) in ended:
-            cur += 1
-        else:
-            no_end += 1
-    elif END.search(line):
-        cur -= 1
-    peak = max(peak, cur)
-print(peak, logins, no_end)'
-}
+# The most sessions open at once from byte OFF on (lib.sh: dv_log_peak).
+log_peak() { dv_log_peak "$LOG" "$1"; } # OFF
 who_now() {
 	doveadm -c "$A_DOVECOT_CONF" who 2>/dev/null | awk 'NR > 1 { s += $2 } END { print s + 0 }'
 }

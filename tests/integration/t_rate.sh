@@ -12,6 +12,8 @@
 #     what was copied;
 #   - the limit bit: connections waited (paused_seconds > 0);
 #   - every account is exact.
+# The same for backup and restore (one host each: the archive is none),
+# and backup --connections 4 --max-per-host 2 counted on Dovecot's side.
 . "$(dirname "$0")/lib.sh"
 
 dv_start A --users "s1 s2 s3 d1 d2 d3" || { not_ok dovecot "start failed"; exit 1; }
@@ -81,6 +83,51 @@ expect_exit rate-migrate-exit-0 0 mf migrate "imap://s1@$H:$P?starttls=no" "imap
 cp "$T_TMP/last.out" "$T_TMP/migrate.out"
 check rate-migrate-exact "$BENCH_BIN/compare" "$(MAILDIR s1)" "$(MAILDIR d1)"
 rate_check rate-migrate-two-hosts "$T_TMP/migrate.out" $((1536 * 1024)) "$H:$P=1" "localhost:$P=1"
+
+# 3. backup and restore take the same limiter: a backup charges the source
+# host once per message (the archive is no host), a restore the
+# destination once; the restored account is exactly the source.
+AR=$T_TMP/archive
+expect_exit rate-backup-exit-0 0 mf backup "imap://s2@$H:$P?starttls=no" "$AR" --src-password-file "$PW/s2" \
+	--state "$T_TMP/state-b" --connections 4 --json --no-progress --max-bytes-per-second 2M
+cp "$T_TMP/last.out" "$T_TMP/backup.out"
+rate_check rate-backup-one-host "$T_TMP/backup.out" $((2 * 1024 * 1024)) "$H:$P=1"
+rm -rf "$(MAILDIR d2)"; mkdir -p "$(MAILDIR d2)"; "$ROOT/scripts/dovecot.sh" fixperms "$A_DIR" >/dev/null
+expect_exit rate-restore-exit-0 0 mf restore "$AR" "imap://d2@$H:$P?starttls=no" --dst-password-file "$PW/d2" \
+	--state "$T_TMP/state-r" --json --no-progress --max-bytes-per-second 2M
+cp "$T_TMP/last.out" "$T_TMP/restore.out"
+rate_check rate-restore-one-host "$T_TMP/restore.out" $((2 * 1024 * 1024)) "$H:$P=1"
+check rate-backup-restore-exact "$BENCH_BIN/compare" "$(MAILDIR s2)" "$(MAILDIR d2)"
+
+# 4. backup --connections 4 --max-per-host 2: at most 2 sessions on
+# Dovecot's side (its log replayed) and in the JSON summary's peak. The
+# same backup without the cap first: it must open more than 2, or this
+# could not catch a cap that backup ignores.
+LOG=$A_DIR/dovecot.log
+backup_peak() { # NAME ARCHIVE [options]: "LOG_PEAK JSON_PEAK COPIED" into $T_TMP/NAME.peak
+	local name=$1 ar=$2 off jp lp; shift 2
+	off=$(stat -c %s "$LOG")
+	expect_exit "$name" 0 mf backup "imap://s3@$H:$P?starttls=no" "$ar" --src-password-file "$PW/s3" \
+		--state "$T_TMP/state-$name" --connections 4 --json --no-progress "$@"
+	sleep 1 # the last LOGOUTs' "Disconnected" lines
+	jp=$(python3 -c 'import json,sys
+s=[json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]
+print(max([h["peak_connections"] for h in s.get("hosts", [])] or [0]), s["messages_copied"])' "$T_TMP/last.out")
+	read -r lp _ <<<"$(dv_log_peak "$LOG" "$off")"
+	echo "$lp $jp" >"$T_TMP/$name.peak"
+}
+backup_peak rate-backup-uncapped "$T_TMP/ar-free"
+backup_peak rate-backup-capped "$T_TMP/ar-cap" --max-per-host 2
+read -r free_peak _ free_n <"$T_TMP/rate-backup-uncapped.peak"
+read -r cap_peak cap_json cap_n <"$T_TMP/rate-backup-capped.peak"
+echo "# backup --connections 4: $free_peak sessions at once without a cap, $cap_peak (summary: $cap_json) with --max-per-host 2; $free_n and $cap_n messages"
+[ "${free_peak:-0}" -gt 2 ] && ok "rate-backup-uncapped-opens-more ($free_peak)" ||
+	not_ok rate-backup-uncapped-opens-more "only $free_peak sessions: the capped case proves nothing"
+[ "${cap_peak:-99}" -le 2 ] && [ "${cap_peak:-0}" -ge 1 ] && [ "${cap_json:-99}" -le 2 ] &&
+	ok "rate-backup-max-per-host ($cap_peak on the server)" ||
+	not_ok rate-backup-max-per-host "$cap_peak sessions on the server, $cap_json in the summary (cap 2)"
+[ -n "$cap_n" ] && [ "$cap_n" = "$free_n" ] && [ "$cap_n" -gt 0 ] && ok "rate-backup-capped-complete ($cap_n)" ||
+	not_ok rate-backup-capped-complete "$cap_n messages capped, $free_n uncapped"
 
 # usage: bad values and an account's line refuse it
 expect_exit rate-too-low 2 mf run "$ACC" --max-bytes-per-second 100 --state "$T_TMP/state-x"
