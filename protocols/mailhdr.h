@@ -6,9 +6,13 @@
  * Pure: reads a prefix of the message (the header, or as much of it as
  * the caller holds), never allocates, never trusts it: an address comes
  * back only if it is one line of printable ASCII or UTF-8 without blanks,
- * '<' or '>', within SMTP's limits.
+ * '<' or '>', within SMTP's limits. A field shown to a person (Subject,
+ * From for the status page) comes back as display text: unfolded, RFC 2047
+ * encoded-words in UTF-8, US-ASCII or ISO-8859-1 decoded (others kept as
+ * they are), always well-formed UTF-8 without control characters, cut.
  *
- * Not for: parsing a message (it never alters or rewrites one), dates.
+ * Not for: parsing a message (it never alters or rewrites one), dates,
+ * parsing addresses in From (the field is shown as text).
  */
 #ifndef MF_MAILHDR_H
 #define MF_MAILHDR_H
@@ -28,5 +32,20 @@ int mailhdr_return_path(const uint8_t *p, size_t n, char *out, size_t cap);
 
 /* 1 if p[0..n) holds a well-formed UTF-8 sequence of two or more bytes. */
 int mailhdr_has_utf8(const uint8_t *p, size_t n);
+
+/* Longest display text mailhdr_field_text gives, in characters, and a
+ * buffer that holds any (4 bytes a character, "...", NUL). */
+#define MAILHDR_TEXT_CHARS 120
+#define MAILHDR_TEXT_MAX (4 * MAILHDR_TEXT_CHARS + 4)
+
+/* The first field called name (e.g. "subject") in the header p[0..n), as
+ * display text in out (NUL-terminated; MAILHDR_TEXT_MAX holds any):
+ * unfolded, blanks collapsed, RFC 2047 §4 encoded-words of
+ * charsets UTF-8, US-ASCII and ISO-8859-1 decoded, invalid UTF-8 as U+FFFD,
+ * control characters (C0, DEL, C1: escape sequences) as a blank, at most
+ * MAILHDR_TEXT_CHARS characters (a cut one ends in "..."). 1 if the field
+ * is there (out may be ""), 0 if not (out ""). A field cut off by the end
+ * of p counts as far as it goes. */
+int mailhdr_field_text(const uint8_t *p, size_t n, const char *name, char *out, size_t cap);
 
 #endif

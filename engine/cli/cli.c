@@ -90,6 +90,7 @@ enum {
 	OPT_STATUS,
 	OPT_STATUS_TOKEN,
 	OPT_STATUS_LINGER,
+	OPT_STATUS_SUBJECTS,
 };
 
 static const struct option long_opts[] = {
@@ -149,6 +150,7 @@ static const struct option long_opts[] = {
 	{"status", required_argument, NULL, OPT_STATUS},
 	{"status-token-file", required_argument, NULL, OPT_STATUS_TOKEN},
 	{"status-linger", required_argument, NULL, OPT_STATUS_LINGER},
+	{"status-show-subjects", no_argument, NULL, OPT_STATUS_SUBJECTS},
 	{"progress-interval", required_argument, NULL, OPT_PROGRESS_INTERVAL},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
@@ -409,6 +411,7 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_STATUS:
 		case OPT_STATUS_TOKEN:
 		case OPT_STATUS_LINGER:
+		case OPT_STATUS_SUBJECTS:
 			if (c->where)
 				return bad(c, "--status options are options of the whole run%s%s", "",
 				           "");
@@ -416,6 +419,8 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 				c->status_listen = optarg;
 			else if (opt == OPT_STATUS_TOKEN)
 				c->status_token_file = optarg;
+			else if (opt == OPT_STATUS_SUBJECTS)
+				c->status_subjects = 1;
 			else
 				c->status_linger = parse_uint(c, optarg, 0, 86400, "--status-linger", &e);
 			break;
@@ -720,6 +725,8 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 	o->delete_ = c->delete_;
 	o->json = c->json;
 	o->progress = c->progress;
+	/* read from the header only for the status server, and only then */
+	o->show_subjects = c->status_listen && c->status_subjects;
 	o->out = stdout;
 	if (!strncmp(c->su.scheme, "pop3", 4)) {
 		struct pop3_endpoint *ep = &o->src_pop3_ep;
@@ -768,9 +775,12 @@ static int cmd_migrate(int argc, char **argv)
 	}
 	if ((rc = cli_accounts(&c, argv[optind], argv[optind + 1])))
 		return rc;
-	if (!c.status_listen && (c.status_token_file || c.status_linger)) {
+	if (!c.status_listen && (c.status_token_file || c.status_linger || c.status_subjects)) {
 		cli_forget(&c);
-		return bad(&c, "--status-token-file and --status-linger go with --status%s%s", "", "");
+		return bad(&c,
+		           "--status-token-file, --status-linger and --status-show-subjects go "
+		           "with --status%s%s",
+		           "", "");
 	}
 	if (c.insecure)
 		mf_log(MF_LOG_WARN, "--insecure: TLS certificates are NOT verified; anyone on the "

@@ -68,6 +68,7 @@ struct cli {
 	const char *status_listen;	/* --status ADDR:PORT */
 	const char *status_token_file;	/* --status-token-file F */
 	unsigned status_linger;		/* --status-linger SECONDS */
+	int status_subjects;		/* --status-show-subjects */
 	/* run: where the first configuration error of a line is copied (as
 	 * printed, without the "FILE:LINE: "), or NULL */
 	char *why;

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 static void run_fill(struct run *r);
+static int acct_begin(struct acct *a);
 
 /* A run that may hold more than RUN_MANY_CONNS connections (--jobs ×
  * --connections × 2 sides) gives each RUN_CONN_BUF per direction instead
@@ -473,6 +474,22 @@ static void active_remove(struct acct *a)
 	a->prev = a->next = NULL;
 }
 
+/* Once no account runs or is being opened (run_fill found the file's end):
+ * the display ends, and so does the loop once the status server is done. */
+static void run_maybe_end(struct run *r)
+{
+	if (r->running || r->opening || r->ended)
+		return;
+	r->ended = 1;
+	loop_timer_cancel(&r->loop, &r->tick);
+	run_progress_clear(r);
+	if (r->th)
+		loop_stop(&r->loop); /* its inbox would keep it running */
+	else
+		loop_inbox_close(&r->loop); /* the opener's: nothing is posted any more */
+	status_finish(r->status);
+}
+
 /* An account's job is over (rc: job_end's), or never started (refused). */
 static void acct_finished(struct acct *a, int rc, int refused)
 {
@@ -492,13 +509,7 @@ static void acct_finished(struct acct *a, int rc, int refused)
 	acct_free(a);
 	r->running--;
 	run_fill(r);
-	if (!r->running) {
-		loop_timer_cancel(&r->loop, &r->tick);
-		run_progress_clear(r);
-		if (r->th)
-			loop_stop(&r->loop); /* its inbox would keep it running */
-		status_finish(r->status);
-	}
+	run_maybe_end(r);
 }
 
 static void acct_done(struct job *j, void *ud)
@@ -513,7 +524,8 @@ void run_acct_back(struct acct *a)
 	acct_finished(a, a->rc, a->start_failed);
 }
 
-/* Starts one account: 0 started, else the exit class (reported). */
+/* Starts one account: 0 started (its state being opened), else the exit
+ * class (reported). */
 static int acct_start(struct acct *a)
 {
 	struct run *r = a->r;
@@ -536,13 +548,36 @@ static int acct_start(struct acct *a)
 		acct_refused(a, 2, err.msg);
 		return 2;
 	}
-	mf_err_clear(&err);
-	if (state_open_flags(&a->st, a->state_dir, a->c.state_reset ? STATE_OPEN_RESET : 0, &err) <
-	    0) {
-		fprintf(stderr, "mailferry: %s%s\n", a->where, err.msg);
-		acct_refused(a, 1, err.msg);
+	/* the state is opened off the loop (run_open.c): run_acct_opened follows */
+	run_open_hand(r, a);
+	return 0;
+}
+
+void run_acct_opened(struct acct *a)
+{
+	struct run *r = a->r;
+
+	if (acct_begin(a)) {
+		r->failed++;
+		acct_free(a);
+	}
+	run_fill(r);
+	run_maybe_end(r);
+}
+
+/* a's state is open (a->orc 0) or not: its job starts. 0 started, else
+ * the exit class (reported). */
+static int acct_begin(struct acct *a)
+{
+	struct run *r = a->r;
+	struct mf_error err;
+
+	if (a->orc < 0) {
+		fprintf(stderr, "mailferry: %s%s\n", a->where, a->oerr.msg);
+		acct_refused(a, 1, a->oerr.msg);
 		return 1;
 	}
+	mf_err_clear(&err);
 	if (r->th) {
 		/* another loop starts it; run_acct_back when it is over */
 		run_threads_hand(r, a);
@@ -565,7 +600,7 @@ static int acct_start(struct acct *a)
 /* Reads lines and starts accounts until --jobs run or the file ends. */
 static void run_fill(struct run *r)
 {
-	while (!r->eof && r->running < r->base->jobs) {
+	while (!r->eof && r->running + r->opening < r->base->jobs) {
 		struct acct *a = calloc(1, sizeof(*a));
 		const struct run_journal_rec *rec;
 		long len;
@@ -829,11 +864,21 @@ int cmd_run(int argc, char **argv)
 		loop_free(&r->loop);
 		goto out_report;
 	}
+	if ((rc = run_open_start(r)) < 0) {
+		fprintf(stderr, "mailferry: cannot start a thread: %s\n", strerror(-rc));
+		run_status_free(r);
+		run_threads_free(r);
+		hostlimit_free(r->hl);
+		loop_free(&r->loop);
+		rc = 1;
+		goto out_report;
+	}
 	run_fill(r);
-	if (!r->running)
-		status_finish(r->status);
-	if ((r->running || r->status) && (rc = loop_run(&r->loop)) < 0)
+	run_maybe_end(r);
+	/* worker loops: an end before the loop ran (no account) stopped them */
+	if ((!r->ended || !r->th) && (rc = loop_run(&r->loop)) < 0)
 		mf_log(MF_LOG_ERROR, "event loop failed: %s", strerror(-rc));
+	run_open_stop(r);
 	run_threads_stop(r);
 	if (r->running) {
 		mf_log(MF_LOG_ERROR, "internal: the loop ended with %u accounts running", r->running);

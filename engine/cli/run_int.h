@@ -62,9 +62,14 @@ struct acct {
 	/* what the progress display shows (run_threads_view) */
 	struct job_summary vsum;
 	struct job_progress vprog;
+	/* its state is opened off the loop (run_open.c) */
+	struct acct *onext;
+	int orc;
+	struct mf_error oerr;
 };
 
 struct run_thread;
+struct run_opener;
 
 struct run {
 	struct loop loop;
@@ -104,6 +109,10 @@ struct run {
 	int mu_init;
 	struct acct *doneq, *donetail;
 	struct loop_task done_task;
+	/* account states opened off the loop (run_open.c) */
+	struct run_opener *opener;
+	unsigned opening;	/* accounts handed to it, not back yet */
+	int ended;		/* every account is over (run_maybe_end) */
 	/* --status (run_status.c): the server, and what it shows of the
 	 * accounts that finished (the running ones are read live) */
 	struct status *status;
@@ -133,6 +142,17 @@ void run_threads_free(struct run *r);
 /* run.c: an account handed to a worker is back (finished, or refused by
  * job_start with start_failed). */
 void run_acct_back(struct acct *a);
+
+/* run_open.c: one thread that opens the accounts' states, in order, off
+ * r->loop (which gets an inbox unless run_threads_start gave it one).
+ * run_open_hand(r, a) queues a (r->opening counts it); run_acct_opened(a)
+ * follows on the loop with a->orc (0, or state_open's code with a->oerr)
+ * and a->st. run_open_stop joins the thread (the loop no longer runs). */
+int run_open_start(struct run *r);
+void run_open_hand(struct run *r, struct acct *a);
+void run_open_stop(struct run *r);
+/* run.c: a's state is open (or could not be): its job starts. */
+void run_acct_opened(struct acct *a);
 
 /* The progress timer (loop_timer_start with r->interval_ms): a live
  * display on a TTY (r->live), a plain line otherwise. */

@@ -136,6 +136,8 @@ static void view_accounts(void *ud, status_acct_fn fn, void *arg)
 		acct_name(name, sizeof(name), a->sel.src, a->sel.dst);
 		sa.name = name;
 		sa.error = a->sum.first_error;
+		sa.subject = p.subject; /* NULL without --status-show-subjects */
+		sa.from = p.from;
 		fn(arg, &sa);
 	}
 	for (size_t i = 0; i < r->nsrows; i++) {
@@ -165,10 +167,9 @@ int run_status_start(struct run *r)
 	struct mf_error err;
 
 	if (!c->status_listen) {
-		if (c->status_token_file || c->status_linger) {
-			fprintf(stderr,
-			        "mailferry: --status-token-file and --status-linger go with "
-			        "--status\n");
+		if (c->status_token_file || c->status_linger || c->status_subjects) {
+			fprintf(stderr, "mailferry: --status-token-file, --status-linger and "
+			                "--status-show-subjects go with --status\n");
 			return 2;
 		}
 		return 0;

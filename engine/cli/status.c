@@ -3,6 +3,13 @@
  * one request per connection, the limits, the bearer token, the routes,
  * and the throughput history a timer samples once a second.
  *
+ * /api/events is the one long answer: a server-sent event stream (text/
+ * event-stream, WHATWG HTML §9.2) carrying /api/status's JSON once a
+ * second, from the same timer. Each stream holds one event at most: one
+ * still being sent when the next is due is not joined by it (the client
+ * misses that one), and a client that missed STATUS_EVENTS_MISSED in a
+ * row is dropped, so a slow reader costs one buffer and never the loop.
+ *
  * Not for: request parsing (protocols/http_req), formats (status_fmt.c),
  * the page (status_page.c).
  */
@@ -21,6 +28,8 @@
 #include "protocols/http_req.h"
 
 #define TOKEN_MAX 512
+/* A stream's socket buffer: what a reader that stopped can hold up. */
+#define EVENTS_SNDBUF (256 * 1024)
 
 struct client {
 	struct status *s;
@@ -30,6 +39,8 @@ struct client {
 	struct sbuf out;
 	size_t sent;
 	uint64_t deadline; /* loop ms: the request, then the answer, must be done */
+	int events;        /* an /api/events stream: kept open, fed by the timer */
+	unsigned missed;   /* events it missed in a row (the previous still going) */
 	struct client *prev, *next;
 };
 
@@ -79,10 +90,14 @@ static void on_sent(struct sconn *c, int res)
 		return;
 	}
 	cl->sent += (size_t)res;
-	if (cl->sent < cl->out.n)
+	if (cl->sent < cl->out.n) {
 		sconn_send(&cl->c, cl->out.p + cl->sent, cl->out.n - cl->sent);
-	else
+	} else if (cl->events) {
+		cl->out.n = cl->sent = 0; /* the event is out: ready for the next */
+		cl->missed = 0;
+	} else {
 		client_close(cl); /* one request per connection */
+	}
 }
 
 static const char *reason(int code)
@@ -155,10 +170,87 @@ static int authorized(const struct status *s, const struct http_req *q)
 	return strlen(q->auth + 7) == n && !CRYPTO_memcmp(q->auth + 7, s->token, n);
 }
 
-static void history_points(struct status *s, const struct status_point **p, size_t *n)
+/* /api/status's JSON, as of now. */
+static void status_json(struct status *s, struct sbuf *b)
 {
-	*p = s->hist;
-	*n = s->nhist;
+	struct status_snap snap;
+
+	memset(&snap, 0, sizeof(snap));
+	snap.eta_s = -1;
+	s->v.snap(s->v.ud, &snap);
+	if (s->finished) {
+		snap.finished = 1;
+		snap.elapsed_s = s->fin_elapsed;
+	}
+	status_fmt_json(b, &snap, &s->v, s->hist, s->nhist);
+}
+
+/* One event into a stream that has none going; JSON is one line (its
+ * strings escape every control), ending in "\n". */
+static void event_send(struct client *cl, const struct sbuf *json)
+{
+	sbuf_add(&cl->out, "data: ", 6);
+	sbuf_add(&cl->out, json->p, json->n);
+	sbuf_add(&cl->out, "\n", 1);
+	if (cl->out.oom) {
+		client_close(cl);
+		return;
+	}
+	cl->sent = 0;
+	sconn_send(&cl->c, cl->out.p, cl->out.n);
+}
+
+/* Once a second: an event to every stream that took the last one. */
+static void events_push(struct status *s)
+{
+	struct sbuf json = {0};
+	int built = 0;
+
+	for (struct client *cl = s->clients, *next; cl; cl = next) {
+		next = cl->next;
+		if (!cl->events || cl->c.closed)
+			continue;
+		if (cl->out.n) {
+			/* still sending the last one: this one is missed */
+			if (++cl->missed >= STATUS_EVENTS_MISSED)
+				client_close(cl);
+			continue;
+		}
+		if (!built++)
+			status_json(s, &json);
+		if (json.oom) {
+			client_close(cl);
+			continue;
+		}
+		event_send(cl, &json);
+	}
+	sbuf_free(&json);
+}
+
+/* GET /api/events: the head, the client's reconnect delay, the first event. */
+static void events_start(struct client *cl)
+{
+	static const char head[] =
+	    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+	    "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+	    "Connection: close\r\n\r\nretry: 2000\n\n";
+	struct sbuf json = {0};
+	int sz = EVENTS_SNDBUF;
+
+	/* bounds what a reader that stopped holds in the kernel */
+	if (setsockopt(cl->c.fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) < 0)
+		(void)0; /* the default buffer then */
+	cl->events = 1;
+	cl->deadline = UINT64_MAX; /* streams end by missed events, not time */
+	sbuf_add(&cl->out, head, sizeof(head) - 1);
+	status_json(cl->s, &json);
+	if (json.oom) {
+		sbuf_free(&json);
+		client_close(cl);
+		return;
+	}
+	event_send(cl, &json);
+	sbuf_free(&json);
 }
 
 static void route(struct client *cl)
@@ -173,6 +265,10 @@ static void route(struct client *cl)
 		respond(cl, 401, NULL, NULL, head);
 		return;
 	}
+	if (!strcmp(q->path, "/api/events") && !head) {
+		events_start(cl);
+		return;
+	}
 	if (!strcmp(q->path, "/")) {
 		size_t n;
 		const char *page = status_page(&n);
@@ -180,7 +276,7 @@ static void route(struct client *cl)
 		sbuf_add(&b, page, n);
 		if (!b.oom)
 			respond(cl, 200, "text/html; charset=utf-8", &b, head);
-	} else if (!strcmp(q->path, "/metrics") || !strcmp(q->path, "/api/status")) {
+	} else if (!strcmp(q->path, "/metrics")) {
 		memset(&snap, 0, sizeof(snap));
 		snap.eta_s = -1;
 		s->v.snap(s->v.ud, &snap);
@@ -188,20 +284,15 @@ static void route(struct client *cl)
 			snap.finished = 1;
 			snap.elapsed_s = s->fin_elapsed;
 		}
-		if (q->path[1] == 'm') {
-			status_fmt_metrics(&b, &snap, &s->v);
-			if (!b.oom)
-				respond(cl, 200, "text/plain; version=0.0.4; charset=utf-8", &b,
-				        head);
-		} else {
-			const struct status_point *p;
-			size_t n;
-
-			history_points(s, &p, &n);
-			status_fmt_json(&b, &snap, &s->v, p, n);
-			if (!b.oom)
-				respond(cl, 200, "application/json", &b, head);
-		}
+		status_fmt_metrics(&b, &snap, &s->v);
+		if (!b.oom)
+			respond(cl, 200, "text/plain; version=0.0.4; charset=utf-8", &b, head);
+	} else if (!strcmp(q->path, "/api/status")) {
+		status_json(s, &b);
+		if (!b.oom)
+			respond(cl, 200, "application/json", &b, head);
+	} else if (!strcmp(q->path, "/api/events")) {
+		respond(cl, 200, "text/event-stream; charset=utf-8", &b, head); /* HEAD */
 	} else {
 		respond(cl, 404, NULL, NULL, head);
 		return;
@@ -311,6 +402,7 @@ static void on_tick(struct loop *l, struct loop_timer *t)
 	for (struct client *cl = s->clients; cl; cl = cl->next)
 		if (now >= cl->deadline)
 			client_close(cl);
+	events_push(s);
 	if (s->finished && now >= s->stop_at) {
 		stop_now(s);
 		return;

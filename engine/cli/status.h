@@ -1,8 +1,10 @@
 /*
  * status — the read-only status server of `mailferry run` and `migrate`
  * (--status ADDR:PORT): HTTP/1.1 on the run's own io_uring loop, serving
- * `/` (one self-contained HTML page), `/api/status` (JSON, which the page
- * polls) and `/metrics` (Prometheus text format 0.0.4).
+ * `/` (one self-contained HTML page), `/api/status` (JSON), `/api/events`
+ * (the same JSON once a second as server-sent events, which the page
+ * follows, polling /api/status where it cannot) and `/metrics`
+ * (Prometheus text format 0.0.4).
  *
  * The server keeps no copy of the run's data: on each request it asks the
  * command's view (struct status_view) to fill a snapshot and to walk its
@@ -14,8 +16,10 @@
  * Limits: STATUS_CLIENTS_MAX connections (more are answered 503 and
  * closed), an 8 KiB request head (431), STATUS_REQ_TIMEOUT_MS to send the
  * request and STATUS_SEND_TIMEOUT_MS to take the answer (then closed),
- * GET and HEAD only, one request per connection (Connection: close), four
- * fixed paths: anything else is 404 and never reaches a file. With a
+ * GET and HEAD only, one request per connection (Connection: close), five
+ * fixed paths: anything else is 404 and never reaches a file. An event
+ * stream counts as a connection for as long as it lasts; one that falls
+ * STATUS_EVENTS_MISSED events behind is closed. With a
  * token file every request needs "Authorization: Bearer TOKEN" (401).
  *
  * Not for: parsing requests (protocols/http_req), what the numbers are
@@ -36,6 +40,9 @@
 #define STATUS_REQ_TIMEOUT_MS 10000u
 #define STATUS_SEND_TIMEOUT_MS 30000u
 #define STATUS_HISTORY 600
+/* An /api/events stream that missed this many events in a row (it had not
+ * taken the one before) is closed. */
+#define STATUS_EVENTS_MISSED 5
 
 struct hostlimit;
 struct job_stats;
@@ -77,6 +84,9 @@ struct status_acct {
 	double seconds;
 	const char *name;  /* "user@host -> user@host", redacted */
 	const char *error; /* first error, or "" */
+	/* --status-show-subjects, running: the message being (or last)
+	 * copied, display text; NULL: not served at all */
+	const char *subject, *from;
 };
 
 typedef void (*status_acct_fn)(void *arg, const struct status_acct *a);

@@ -309,6 +309,12 @@ static void one_acct(void *arg, const struct status_acct *a)
 	sbuf_json_str(b, a->name);
 	sbuf_add(b, ",\"error\":", 9);
 	sbuf_json_str(b, a->error);
+	if (a->subject) {
+		sbuf_add(b, ",\"subject\":", 11);
+		sbuf_json_str(b, a->subject);
+		sbuf_add(b, ",\"from\":", 8);
+		sbuf_json_str(b, a->from ? a->from : "");
+	}
 	sbuf_add(b, "}", 1);
 }
 

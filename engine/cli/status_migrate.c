@@ -75,6 +75,13 @@ static void mig_accounts(void *ud, status_acct_fn fn, void *arg)
 	a.seconds = s.elapsed_s;
 	a.name = m->title;
 	a.error = m->sum->first_error;
+	if (m->j && !m->done) {
+		struct job_progress p;
+
+		job_progress_get(m->j, &p);
+		a.subject = p.subject; /* NULL without --status-show-subjects */
+		a.from = p.from;
+	}
 	fn(arg, &a);
 }
 

@@ -177,6 +177,8 @@ void cli_usage(FILE *f)
 	      "  --status-token-file F  require \"Authorization: Bearer <F's first line>\"\n"
 	      "                      (needed for a non-loopback address)\n"
 	      "  --status-linger SECONDS  keep serving this long after the run (default 0)\n"
+	      "  --status-show-subjects  also show the Subject and From of the message each\n"
+	      "                      running account copies (not read at all without it)\n"
 	      "       mailferry report merge REPORT... [--report FILE] [--json]\n"
 	      "Merges the reports of a run's shards: one table (or JSON), sums, worst class.\n"
 	      "       mailferry report show REPORT [--html OUT.html]\n"

@@ -91,6 +91,7 @@ struct loop_inbox {
 	uint64_t val;		/* the eventfd's counter, read by the ring */
 	pthread_mutex_t mu;
 	struct loop_task *head, *tail;	/* posted, in order */
+	int closing;		/* loop_inbox_close: no read after this one */
 };
 
 void loop_free(struct loop *l)
@@ -118,6 +119,7 @@ static void inbox_read(struct loop *l, struct loop_op *op, int res, unsigned fla
 {
 	struct loop_inbox *ib = (struct loop_inbox *)op;
 	struct loop_task *t;
+	int closing;
 
 	(void)res;
 	(void)flags;
@@ -135,7 +137,26 @@ static void inbox_read(struct loop *l, struct loop_op *op, int res, unsigned fla
 			break;
 		t->fn(l, t);
 	}
-	inbox_arm(l);
+	pthread_mutex_lock(&ib->mu);
+	closing = ib->closing;
+	pthread_mutex_unlock(&ib->mu);
+	if (!closing)
+		inbox_arm(l);
+}
+
+void loop_inbox_close(struct loop *l)
+{
+	struct loop_inbox *ib = l->inbox;
+	uint64_t one = 1;
+
+	if (!ib)
+		return;
+	pthread_mutex_lock(&ib->mu);
+	ib->closing = 1;
+	pthread_mutex_unlock(&ib->mu);
+	/* ends the read in flight: it runs what is left and reads no more */
+	if (write(ib->fd, &one, sizeof(one)) < 0)
+		mf_log(MF_LOG_ERROR, "eventfd write: %s", strerror(errno));
 }
 
 int loop_inbox_open(struct loop *l)

@@ -87,6 +87,10 @@ int loop_inbox_open(struct loop *l);
 /* From any thread: t->fn runs on l's thread, soon. t must stay valid until
  * then; posting it again before it ran is a no-op. l has an inbox. */
 void loop_post(struct loop *l, struct loop_task *t);
+/* On l's thread, once no thread posts any more: what was posted still
+ * runs, then the inbox keeps the loop running no longer (it runs out as
+ * it would without one). */
+void loop_inbox_close(struct loop *l);
 uint64_t loop_now_ms(struct loop *l);
 
 void loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t ms,

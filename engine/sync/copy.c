@@ -263,6 +263,8 @@ int copy_msg_begin(struct worker *w, const struct source_msg *m)
 	w->cur.idate = m->idate;
 	w->cur.modseq = m->modseq;
 	msghash_begin(&w->mh);
+	w->cur.hdr_n = 0;
+	w->cur.hdr_done = !j->o->show_subjects;
 
 	/* A message that alone fills the batch's flag pool, or an empty one
 	 * (which some servers refuse), gets its own batch so a refusal does
@@ -290,6 +292,33 @@ static void rate_refilled(struct loop *l, struct loop_timer *t)
 	hostlimit_paused(w->job->o->hostlimit, &w->lim, loop_now_ms(l) - w->rate_since);
 	if (w->cur.active && !w->dead && w->phase != W_DONE && !w->src_starved)
 		w->source.ops->kick(&w->source);
+}
+
+/* show_subjects: the header read for Subject and From, for the status page */
+static void hdr_read(struct worker *w)
+{
+	struct job *j = w->job;
+
+	w->cur.hdr_done = 1;
+	mailhdr_field_text(w->hdr, w->cur.hdr_n, "subject", j->subject, sizeof(j->subject));
+	mailhdr_field_text(w->hdr, w->cur.hdr_n, "from", j->from, sizeof(j->from));
+	j->have_hdr = 1;
+}
+
+/* show_subjects: holds the message's first bytes until its header ended. */
+static void hdr_peek(struct worker *w, const uint8_t *p, size_t n)
+{
+	size_t k;
+
+	if (!w->hdr && !(w->hdr = malloc(JOB_HDR_PEEK))) {
+		w->cur.hdr_done = 1; /* not shown: nothing else depends on it */
+		return;
+	}
+	k = JOB_HDR_PEEK - w->cur.hdr_n < n ? JOB_HDR_PEEK - w->cur.hdr_n : n;
+	memcpy(w->hdr + w->cur.hdr_n, p, k);
+	w->cur.hdr_n += k;
+	if (w->cur.hdr_n == JOB_HDR_PEEK || mailhdr_end(w->hdr, w->cur.hdr_n))
+		hdr_read(w);
 }
 
 ssize_t copy_msg_data(struct worker *w, const uint8_t *p, size_t n)
@@ -325,6 +354,8 @@ ssize_t copy_msg_data(struct worker *w, const uint8_t *p, size_t n)
 		n = ok;
 	}
 	msghash_update(&w->mh, p, n);
+	if (!w->cur.hdr_done)
+		hdr_peek(w, p, n);
 	w->sink.ops->data(&w->sink, p, n);
 	w->cur.left -= n;
 	return (ssize_t)n;
@@ -341,6 +372,8 @@ int copy_msg_end(struct worker *w)
 		return 0;
 	}
 	w->cur.active = 0;
+	if (!w->cur.hdr_done && w->cur.hdr_n)
+		hdr_read(w); /* a message that is all header */
 	if (b->answered) {
 		if (b->cur_fate == 1) {
 			retry_push(w, w->cur.uid);

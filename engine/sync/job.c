@@ -165,6 +165,7 @@ static void job_free(struct job *j)
 		free(w->todo);
 		free(w->fmatch);
 		free(w->retry);
+		free(w->hdr);
 		free(w->tmp);
 		free(w->dd_uids);
 		free(w->counted);

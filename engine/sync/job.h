@@ -107,6 +107,10 @@ struct job_opts {
 	/* State commit latencies of every job on the loop, for the status
 	 * server's histogram (the caller owns it), or NULL */
 	struct job_stats *stats;
+	/* --status-show-subjects: the Subject and From of the message being
+	 * copied are read from its header as it streams past, for
+	 * job_progress; off, nothing of them is read or kept */
+	int show_subjects;
 };
 
 /* Upper bounds (seconds) of the state commit latency buckets; the last
@@ -171,6 +175,11 @@ int job_end(struct job *j);
 struct job_progress {
 	uint64_t msgs_total;
 	size_t mb_started, mb_total;
+	/* show_subjects: the message being copied or last copied, as display
+	 * text (mailhdr_field_text: UTF-8, no controls, cut; "" if it had
+	 * none), valid until the job runs again; NULL otherwise or before the
+	 * first header */
+	const char *subject, *from;
 };
 void job_progress_get(const struct job *j, struct job_progress *p);
 

@@ -16,6 +16,7 @@
 #include <regex.h>
 
 #include "protocols/imap_syntax.h"
+#include "protocols/mailhdr.h"
 #include "protocols/utf7.h"
 #include "store/msghash.h"
 
@@ -254,7 +255,10 @@ struct worker {
 		size_t flags_len;
 		char date[IMAP_DATE_LEN + 1]; /* written from parsed fields */
 		uint8_t hash[32]; /* SHA-256 of its bytes: set before sink msg_end */
+		size_t hdr_n;	/* show_subjects: header bytes held in hdr */
+		int hdr_done;	/* ... and read for Subject and From */
 	} cur;
+	uint8_t *hdr;		/* show_subjects: JOB_HDR_PEEK bytes, else NULL */
 	struct msghash mh;
 	struct batch *slot[BATCH_SLOTS];
 	unsigned b_head, b_count;
@@ -295,6 +299,10 @@ struct name_index {
 	uint32_t *slot; /* index + 1, 0 = empty */
 	size_t cap, n;  /* n: entries indexed, in array order */
 };
+/* show_subjects: how much of a message's start is held to find its Subject
+ * and From (a header longer than this is read as far as it goes). */
+#define JOB_HDR_PEEK 8192
+
 struct job {
 	struct loop *loop;
 	struct state *st;
@@ -302,6 +310,9 @@ struct job {
 	struct job_summary *sum;
 	uint32_t jobid;
 	int discard;		/* the state scope writes nothing (a dry run; scope.c) */
+	/* show_subjects: the last message's, display text (job_progress) */
+	int have_hdr;
+	char subject[MAILHDR_TEXT_MAX], from[MAILHDR_TEXT_MAX];
 	struct mbox *mb;
 	size_t nmb, cmb, next_mb;
 	struct worker *w;

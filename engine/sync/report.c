@@ -171,6 +171,11 @@ void job_progress_get(const struct job *j, struct job_progress *p)
 			p->msgs_total += j->mb[i].st_messages;
 	p->mb_started = j->next_mb;
 	p->mb_total = j->nmb;
+	p->subject = p->from = NULL;
+	if (j->o->show_subjects && j->have_hdr) {
+		p->subject = j->subject;
+		p->from = j->from;
+	}
 }
 
 void on_tick(struct loop *l, struct loop_timer *t)

@@ -10,6 +10,13 @@ the way (a path with '..' arrives as written).
                                           long until the server closed (at most 30 s)
     http_probe.py flood PORT N            N connections at once, each sending half a
                                           request; prints "busy=B open=O" (503s, held)
+    http_probe.py poll PORT OUT [SECONDS] GET /api/status every 100 ms into OUT (one
+                                          body a line) until it says finished, the
+                                          server goes, or SECONDS (60) pass
+    http_probe.py events PORT N           GET /api/events: reads N events, prints
+                                          "events=N json=J type=CONTENT-TYPE gap=S"
+                                          (J: how many parsed as JSON; S: the median
+                                          seconds between them)
 """
 import resource
 import socket
@@ -110,6 +117,58 @@ def main():
         for s in socks:
             s.close()
         print("busy=%d open=%d" % (busy, held))
+    elif cmd == "poll":
+        out = open(sys.argv[3], "wb")
+        end = time.time() + (float(sys.argv[4]) if len(sys.argv) > 4 else 60)
+        seen = False
+        while time.time() < end:
+            t = time.time()
+            try:
+                s = connect(port)
+                s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+                body = read_all(s).partition(b"\r\n\r\n")[2]
+                s.close()
+                if body:
+                    seen = True
+                    out.write(body.rstrip(b"\n") + b"\n")
+                    out.flush()
+                    if b'"finished":true' in body:
+                        break
+            except OSError:
+                if seen:
+                    break
+            time.sleep(max(0, 0.1 - (time.time() - t)))
+    elif cmd == "events":
+        import json
+        n = int(sys.argv[3])
+        s = connect(port)
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        buf, head, events, ok, times = b"", None, 0, 0, []
+        while events < n:
+            b = s.recv(65536)
+            if not b:
+                break
+            buf += b
+            if head is None and b"\r\n\r\n" in buf:
+                head, _, buf = buf.partition(b"\r\n\r\n")
+            while head is not None and b"\n\n" in buf:
+                ev, _, buf = buf.partition(b"\n\n")
+                data = b"".join(l[5:].lstrip(b" ") for l in ev.split(b"\n") if l.startswith(b"data:"))
+                if not data:
+                    continue  # a comment or retry: line
+                events += 1
+                times.append(time.time())
+                try:
+                    json.loads(data)
+                    ok += 1
+                except ValueError:
+                    pass
+        ctype = "?"
+        for l in (head or b"").split(b"\r\n"):
+            if l.lower().startswith(b"content-type:"):
+                ctype = l.split(b":", 1)[1].strip().decode("latin-1").split(";")[0]
+        gaps = sorted(b - a for a, b in zip(times, times[1:]))
+        print("events=%d json=%d type=%s gap=%.2f" % (events, ok, ctype, gaps[len(gaps) // 2] if gaps else -1))
 
 
 main()

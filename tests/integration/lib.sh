@@ -43,6 +43,10 @@
 #         Example: dv_start D; pf_start P --lmtp-port "$D_LMTP_PORT" --users u1
 #   pf_stop NAME                  stop it now (the EXIT trap does it anyway)
 #   corpus NAME USER PROFILE [SEED]   generated mail into USER's Maildir
+#   hostile_mail NAME USER N      N messages (30 KB each) whose Subject and From
+#         carry markup, terminal escapes, controls, bad UTF-8 and RFC 2047
+#         words: "MF-SUBJ-k <img src=x onerror=alert(1)> ESC[31m...", for
+#         the status page's --status-show-subjects
 #
 # Results:
 #   ok NAME / not_ok NAME REASON
@@ -218,6 +222,24 @@ corpus() { # NAME USER PROFILE [SEED]
 	local dir=$T_TMP/$1
 	"$BENCH_BIN/corpus" --out "$dir/mail/$2/Maildir" --profile "$3" --seed "${4:-1}" >/dev/null &&
 		"$ROOT/scripts/dovecot.sh" fixperms "$dir"
+}
+
+hostile_mail() { # NAME USER N
+	python3 - "$T_TMP/$1/mail/$2/Maildir" "$3" <<'PY' && "$ROOT/scripts/dovecot.sh" fixperms "$T_TMP/$1"
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for sub in ("cur", "new", "tmp"):
+    os.makedirs(os.path.join(d, sub), exist_ok=True)
+for k in range(1, n + 1):
+    hdr = (b"From: =?utf-8?q?Mall=C3=B8ry_=1B]0;pwned=07?= <mallory@example.org>\r\n"
+           b"Subject: MF-SUBJ-%d <img src=x onerror=alert(1)> \x1b[31mred\x1b[0m\x01\x7f "
+           b"=?utf-8?q?=C2=9B2J_caf=C3=A9?= caf\xe9 " % k + b"long " * 40 + b"\r\n"
+           b"Date: Mon, 1 Dec 2025 10:%02d:00 +0000\r\nMessage-ID: <hostile-%d@example.org>\r\n"
+           b"\r\n" % (k % 60, k))
+    body = b"".join(b"line %05d of a message whose header is hostile\r\n" % i for i in range(600))
+    with open(os.path.join(d, "cur", "1700000000.M%dP1.host:2,S" % k), "wb") as f:
+        f.write(hdr + body)
+PY
 }
 
 mf() { "$MF" "$@"; }

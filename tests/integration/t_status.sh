@@ -11,13 +11,21 @@
 # migrate --status with --status-token-file: 401 without the bearer token
 # or with a wrong one, 200 with it; a non-loopback address without a token
 # file, and --status on an accounts line, are refused (exit 2).
+# /api/events streams the same JSON as server-sent events.
+# --status-show-subjects (migrate of a mailbox whose every Subject and From
+# is hostile: markup, terminal escapes, controls, bad UTF-8, RFC 2047):
+# /api/status shows them decoded, without a control character, cut, with
+# '<' escaped, and the copy is exact; the same copy without the option
+# serves nothing of them (neither /api/status nor the page).
 . "$(dirname "$0")/lib.sh"
 
 PROBE="python3 $ROOT/tests/integration/http_probe.py"
 N=8
 users=""
 for i in $(seq 1 $N); do users="$users s$i d$i"; done
+users="$users hs hd1 hd2"
 dv_start A --users "$users" || { not_ok dovecot "start failed"; exit 1; }
+hostile_mail A hs 200 || { not_ok hostile-mail "generation failed"; exit 1; }
 for i in $(seq 1 $N); do
 	corpus A "s$i" tiny "$((60 + i))" || { not_ok corpus "generation failed"; exit 1; }
 done
@@ -83,6 +91,14 @@ probe_code http-head-200 200 "$(printf 'HEAD / HTTP/1.1\r\nHost: x\r\n\r\n' | $P
 r=$($PROBE bighead "$SP")
 [ "$r" = 431 ] || [ "$r" = closed ] && ok "http-huge-header-refused ($r)" || not_ok http-huge-header-refused "got $r"
 
+# server-sent events: the same JSON, one event a second
+ev=$($PROBE events "$SP" 3)
+case $ev in
+"events=3 json=3 type=text/event-stream "*) ok "api-events-stream ($ev)" ;;
+*) not_ok api-events-stream "$ev" ;;
+esac
+grep -q '"subject"' "$T_TMP/m1" && not_ok metrics-no-subjects "a subject in /metrics" || ok metrics-no-subjects
+
 # 1,000 connections at once while the accounts copy: at most 64 held, the
 # rest answered 503; then the server answers as before
 f=$($PROBE flood "$SP" 1000)
@@ -127,6 +143,63 @@ want=$(grep '"event":"run_summary"' "$T_TMP/run.out" | python3 -c 'import json,s
 got=$(sed -n 's/^mailferry_messages_copied_total //p' "$T_TMP/m2")
 [ -n "$want" ] && [ "$want" = "$got" ] && [ "$want" -gt 0 ] && ok "metrics-match-summary ($got)" ||
 	not_ok metrics-match-summary "metrics $got, summary $want"
+
+# --status-show-subjects: the hostile mailbox, slowed so that it is seen
+# while it copies; then the same copy without the option
+subjects_run() { # DST OUT [options]
+	local dst=$1 out=$2
+	shift 2
+	t_spawn "$MF" migrate "imap://hs@$H:$A_IMAP_PORT" "imap://$dst@$H:$A_IMAP_PORT" --src-password-file "$PW/hs" \
+		--dst-password-file "$PW/$dst" --ca-file "$A_CA_FILE" --state "$T_TMP/state-$dst" --max-bytes-per-second 1M \
+		--status 127.0.0.1:0 --status-linger 5 "$@" >"$T_TMP/$out.out" 2>"$T_TMP/$out.err"
+	local pid=$T_LAST_PID
+	status_port "$T_TMP/$out.err" "$pid" || { not_ok "$out-listens" "$(tail -n 2 "$T_TMP/$out.err")"; return 1; }
+	$PROBE poll "$SP" "$T_TMP/$out.jsonl" 120
+	$PROBE get "$SP" / >"$T_TMP/$out.page" 2>&1
+	wait "$pid"
+}
+subjects_run hd1 subj --status-show-subjects
+rc=$?
+[ "$rc" = 0 ] && "$BENCH_BIN/compare" "$(MAILDIR hs)" "$(MAILDIR hd1)" >/dev/null 2>&1 &&
+	ok "subjects-copy-exact" || not_ok subjects-copy-exact "exit $rc: $(tail -n 2 "$T_TMP/subj.err")"
+python3 - "$T_TMP/subj.jsonl" <<'PY' 2>"$T_TMP/subj.check" && ok "subjects-shown-clean ($(cat "$T_TMP/subj.check"))" ||
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+seen = []
+for line in raw.splitlines():
+    for r in json.loads(line)["rows"]:
+        if "subject" in r:
+            seen.append((r["subject"], r["from"]))
+assert seen, "no subject was served"
+for s, f in seen:
+    for t in (s, f):
+        assert len(t) <= 123, ("too long", len(t))
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in t), ("control", t)
+hostile = [s for s, f in seen if s.startswith("MF-SUBJ-")]
+assert hostile, ("not the message's subject", seen[:3])
+s = hostile[0]
+assert "<img src=x onerror=alert(1)> [31mred [0m" in s, s
+assert "caf\u00e9" in s and "caf\ufffd" in s and s.endswith("..."), s
+f = seen[-1][1]
+assert "Mall\u00f8ry" in f and "<mallory@example.org>" in f, f
+assert b"<img" not in raw and b"\x1b" not in raw, "raw markup or ESC in the JSON"
+print("%d snapshots with a subject" % len(seen), file=sys.stderr)
+PY
+	not_ok subjects-shown-clean "$(tail -n 1 "$T_TMP/subj.check")"
+subjects_run hd2 nosubj
+rc=$?
+python3 - "$T_TMP/nosubj.jsonl" <<'PY' 2>"$T_TMP/nosubj.check" && ok "subjects-not-served-without-option" ||
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+busy = [r for line in raw.splitlines() for r in json.loads(line)["rows"]
+        if r["state"] == "running" and r["copied"] > 0]
+assert busy, "never seen while copying"
+assert b'"subject"' not in raw and b'"from"' not in raw and b"MF-SUBJ" not in raw, "served"
+PY
+	not_ok subjects-not-served-without-option "$(tail -n 1 "$T_TMP/nosubj.check")"
+grep -q '^200' "$T_TMP/nosubj.page" && ! grep -q 'MF-SUBJ\|mallory' "$T_TMP/nosubj.page" &&
+	ok subjects-not-in-page || not_ok subjects-not-in-page "$(head -n 1 "$T_TMP/nosubj.page")"
+expect_exit subjects-option-needs-status 2 "$MF" run "$ACC" --state "$T_TMP/state" --status-show-subjects
 
 # bearer token: migrate --status with a token file (a re-run: nothing to copy)
 TOK=$T_TMP/token
