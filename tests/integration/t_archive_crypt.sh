@@ -64,14 +64,17 @@ COMMON=(--src-password-file "$PW/src" --ca-file "$A_CA_FILE" --json --no-progres
 field() { sed -n "s/.*\"event\":\"archive\".*\"$2\":\([0-9a-z]*\).*/\1/p" "$1"; }
 
 # 1. the encrypted backup, and a plain one of the same account to compare
+# (one connection each: the messages reach the packs in the same order, so
+# the two compress alike and only encryption's own bytes differ; with
+# several, the order and so the compressed size varies by some bytes)
 expect_exit crypt-backup 0 mf backup "$SRC" "$AR" "${COMMON[@]}" --state "$T_TMP/st1" \
-	--encrypt --passphrase-file "$PF"
+	--encrypt --passphrase-file "$PF" --connections 1
 cp "$T_TMP/last.out" "$T_TMP/enc.json"
 n=$(json_field "$T_TMP/enc.json" messages_copied)
 [ "$n" = "$total" ] && [ "$(field "$T_TMP/enc.json" encrypted)" = true ] &&
 	ok "crypt-backup-count ($n of $total, encrypted)" ||
 	not_ok crypt-backup-count "copied $n of $total: $(grep '"archive"' "$T_TMP/enc.json")"
-expect_exit plain-backup 0 mf backup "$SRC" "$PL" "${COMMON[@]}" --state "$T_TMP/st2"
+expect_exit plain-backup 0 mf backup "$SRC" "$PL" "${COMMON[@]}" --state "$T_TMP/st2" --connections 1
 cp "$T_TMP/last.out" "$T_TMP/plain.json"
 
 # 2. dedupe across the two folders: one object fewer than messages, as plain
@@ -83,7 +86,10 @@ if [ -n "$es" ] && [ -n "$ps" ] && [ "$ps" -gt 0 ]; then
 	echo "# size: encrypted $es bytes, plain $ps bytes in packs; overhead $((es - ps)) bytes" \
 		"($(python3 -c "print('%.2f%%' % (100.0 * ($es - $ps) / $ps))"))" \
 		"index $(du -b "$AR/index/data.mdb" | cut -f1) vs $(du -b "$PL/index/data.mdb" | cut -f1)" >&2
-	[ "$es" -gt "$ps" ] && [ "$es" -lt $((ps + ps / 10 + 4096)) ] && ok crypt-overhead-small ||
+	# small: under 10 % + 4 KiB more (per frame a nonce and a tag); not
+	# "more than plain" (packs cut at other points compress a little
+	# differently, by some tens of bytes either way)
+	[ "$es" -gt $((ps - ps / 100)) ] && [ "$es" -lt $((ps + ps / 10 + 4096)) ] && ok crypt-overhead-small ||
 		not_ok crypt-overhead-small "encrypted $es vs plain $ps bytes"
 else
 	not_ok crypt-overhead-small "no sizes: '$es' '$ps'"

@@ -201,13 +201,15 @@ grep -q '^200' "$T_TMP/nosubj.page" && ! grep -q 'MF-SUBJ\|mallory' "$T_TMP/nosu
 	ok subjects-not-in-page || not_ok subjects-not-in-page "$(head -n 1 "$T_TMP/nosubj.page")"
 expect_exit subjects-option-needs-status 2 "$MF" run "$ACC" --state "$T_TMP/state" --status-show-subjects
 
-# bearer token: migrate --status with a token file (a re-run: nothing to copy)
+# bearer token: migrate --status with a token file (a re-run: nothing to
+# copy); it lingers until killed below, so a loaded machine's slow probes
+# still find it
 TOK=$T_TMP/token
 echo "t0ken-$RANDOM$RANDOM" >"$TOK"
 chmod 600 "$TOK"
 t_spawn "$MF" migrate "imap://s1@$H:$A_IMAP_PORT" "imap://d1@$H:$A_IMAP_PORT" --src-password-file "$PW/s1" \
-	--dst-password-file "$PW/d1" --state "$T_TMP/mstate" --status 127.0.0.1:0 --status-token-file "$TOK" \
-	--status-linger 10 >"$T_TMP/mig.out" 2>"$T_TMP/mig.err"
+	--dst-password-file "$PW/d1" --ca-file "$A_CA_FILE" --state "$T_TMP/mstate" --status 127.0.0.1:0 \
+	--status-token-file "$TOK" --status-linger 120 >"$T_TMP/mig.out" 2>"$T_TMP/mig.err"
 MIG_PID=$T_LAST_PID
 if status_port "$T_TMP/mig.err" "$MIG_PID"; then
 	probe_code token-missing-401 401 "$($PROBE get "$SP" /metrics | head -n 1)"
