@@ -153,8 +153,8 @@ const char *accounts_action_name(enum account_action a)
 static int words_check(struct account_line *out, char *why, size_t whycap)
 {
 	static const char *const usage[] = {
-	    "want SRC-URL DST-URL [options] (the two URLs first) or "
-	    "host1;user1;password1;host2;user2;password2",
+	    ("want SRC-URL DST-URL [options] (the two URLs first) or "
+	     "host1;user1;password1;host2;user2;password2"),
 	    "want backup SRC-URL ARCHIVE_DIR [options]",
 	    "want restore ARCHIVE_DIR DST-URL [options]",
 	};
