@@ -99,20 +99,23 @@ int arc_job_take(struct arc_job *j, const struct cli *c, int restore, int *argc,
 static int check_backup(struct arc_job *j, const struct cli *c)
 {
 	if (c->dedupe || c->state_reset)
-		return refuse(j, c, "--dedupe and --state-reset are not supported by backup (the "
-		                    "archive dedupes by content itself)");
+		return refuse(j, c,
+		              "--dedupe and --state-reset are not supported by backup (the "
+		              "archive dedupes by content itself)");
 	if (c->dry_run || c->check)
 		return refuse(j, c, "--dry-run and --check are not supported by backup");
 	if (c->nmaps || c->nrenames || c->dst_prefix || c->mail_from || c->uncertain_skip ||
 	    c->no_chunking || c->dst_pw_file || c->dst_authuser || c->dst_tok_file ||
 	    c->dst_tok_cmd)
-		return refuse(j, c, "destination options (--map, --rename, --dst-*, --mail-from, "
-		                    "--uncertain, --no-chunking) do not apply to an archive");
+		return refuse(j, c,
+		              "destination options (--map, --rename, --dst-*, --mail-from, "
+		              "--uncertain, --no-chunking) do not apply to an archive");
 	if (c->su.kind != URL_IMAP && c->su.kind != URL_POP3)
 		return refuse(j, c, "the source must be imap[s]:// or pop3[s]://");
 	if (c->pop3_delete)
-		return refuse(j, c, "--pop3-delete does not apply to backup (the archive is not a "
-		                    "mailbox to move the mail into)");
+		return refuse(j, c,
+		              "--pop3-delete does not apply to backup (the archive is not a "
+		              "mailbox to move the mail into)");
 	/* a POP3 maildrop is another account than the IMAP one of the same
 	 * user: its own runs (one mailbox, INBOX, UIDs from its UIDLs) */
 	if (cli_archive_account(&c->su, j->name, sizeof(j->name)) < 0)
@@ -123,8 +126,9 @@ static int check_backup(struct arc_job *j, const struct cli *c)
 static int check_restore(struct arc_job *j, const struct cli *c)
 {
 	if (c->sync_flags || c->delete_ || c->dedupe || c->state_reset)
-		return refuse(j, c, "--sync-flags, --delete, --dedupe and --state-reset do not "
-		                    "apply to restore (a re-run copies what is missing)");
+		return refuse(j, c,
+		              "--sync-flags, --delete, --dedupe and --state-reset do not "
+		              "apply to restore (a re-run copies what is missing)");
 	if (c->check || c->pop3_delete)
 		return refuse(j, c, "--check and --pop3-delete do not apply to restore");
 	if (c->src_pw_file || c->src_authuser || c->src_tok_file || c->src_tok_cmd)
@@ -223,14 +227,16 @@ static int pick_run(struct arc_job *j, const struct cli *c)
 		if (archive_run_each(j->a, account_fn, &seen, &err) < 0)
 			return refuse(j, c, "%s", err.msg);
 		if (seen.n > 1)
-			return refuse(j, c, "the archive holds several accounts: name one with "
-			                    "--account USER@HOST (mailferry archive ls ARCHIVE lists "
-			                    "them)");
+			return refuse(j, c,
+			              "the archive holds several accounts: name one with "
+			              "--account USER@HOST (mailferry archive ls ARCHIVE lists "
+			              "them)");
 	}
 	if (j->as_of) {
 		if (restore_parse_date(j->as_of, &t) < 0 || t < 0)
-			return refuse(j, c, "--as-of wants a run number or a date (YYYY-MM-DD[ "
-			                    "HH:MM[:SS]], UTC): %.60s",
+			return refuse(j, c,
+			              "--as-of wants a run number or a date (YYYY-MM-DD[ "
+			              "HH:MM[:SS]], UTC): %.60s",
 			              j->as_of);
 		rc = archive_run_asof(j->a, j->account, (uint64_t)t, &j->run_id, &err);
 	} else {
@@ -380,8 +386,8 @@ static int backup_prune(struct arc_job *j, const struct cli *c, const char *labe
 	return cs.failed ? -1 : 0;
 }
 
-int arc_job_end(struct arc_job *j, const struct cli *c, const char *label,
-                struct job_summary *sum, int rc)
+int arc_job_end(struct arc_job *j, const struct cli *c, const char *label, struct job_summary *sum,
+                int rc)
 {
 	struct archive_stats as;
 	struct mf_error err;
@@ -423,8 +429,9 @@ int arc_job_end(struct arc_job *j, const struct cli *c, const char *label,
 		mf_print("mailferry: %sarchive %s: run %u %s; %llu messages stored (%llu "
 		         "already there), archive holds %llu distinct messages",
 		         c->where ? c->where : "", j->real, j->run_id,
-		         sum->fatal ? "not committed" : "committed", (unsigned long long)sum->copied,
-		         (unsigned long long)sum->deduped, (unsigned long long)as.objects);
+		         sum->fatal ? "not committed" : "committed",
+		         (unsigned long long)sum->copied, (unsigned long long)sum->deduped,
+		         (unsigned long long)as.objects);
 	return rc;
 }
 

@@ -56,8 +56,8 @@ void arc_job_opts(const struct arc_job *j, struct job_opts *o);
 /* After the job (rc: job_migrate's or job_end's): a backup's run is
  * committed unless the job was fatal, then pruned with --prune, and the
  * archive's numbers told (JSON event "archive", an info line). The rc. */
-int arc_job_end(struct arc_job *j, const struct cli *c, const char *label,
-                struct job_summary *sum, int rc);
+int arc_job_end(struct arc_job *j, const struct cli *c, const char *label, struct job_summary *sum,
+                int rc);
 /* Closes the archive (if open). */
 void arc_job_close(struct arc_job *j);
 

@@ -3,9 +3,10 @@
  *
  * Any bytes as one accounts-file line: the split must stay inside the
  * line's buffer, every word NUL-terminated there, a URL line has its two
- * places first (URLs; an archive directory where its action wants one), an imapsync line six non-empty fields; accounts_url on what came
- * out must fit or say so, and its user part must decode back (only
- * unreserved characters and %XX).
+ * places first (URLs; an archive directory where its action wants one),
+ * an imapsync line six non-empty fields; accounts_url on what came out
+ * must fit or say so, and its user part must decode back (only unreserved
+ * characters and %XX).
  */
 #include "engine/cli/accounts.h"
 

@@ -6,7 +6,8 @@
 # action and a restore from an archive that is not there (each named by
 # FILE:LINE, the rest run). The lines naming the archive wait for each
 # other (one writer), none fails for it. A re-run copies and stores 0, on
-# two threads; verify ARCHIVE is clean.
+# two threads; verify ARCHIVE is clean; --resume skips the lines done;
+# --shard 0/2 and 1/2 take every line once.
 . "$(dirname "$0")/lib.sh"
 
 dv_start A --users "s1 s2 m1 r1" || { not_ok dovecot "start failed"; exit 1; }
@@ -97,5 +98,32 @@ objs2=$(sed -n 's/.*"event":"archive".*"objects":\([0-9]*\).*/\1/p' "$T_TMP/last
 [ "$objs2" = "$distinct" ] && ok "rerun-stores-0 ($objs2 objects)" || not_ok rerun-stores-0 "$objs2 objects"
 check rerun-restore-exact "$BENCH_BIN/compare" "$MD/s1/Maildir" "$MD/r1/Maildir"
 expect_exit verify-archive 0 mf verify "$AR"
+
+# --resume: the lines done are not run again
+expect_exit resume-exit-2 2 "${RUN[@]}" --resume
+python3 - "$T_TMP/last.out" <<'PY' && ok resume-skips-done-lines || not_ok resume-skips-done-lines "see above"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+st = {e["line"]: (e.get("action"), e["status"]) for e in ev if e.get("event") == "account"}
+assert all(st[k][1] == "done_earlier" for k in (2, 3, 4, 5)), st
+assert st[4][0] == "restore" and st[2][0] == "backup", st
+PY
+# --shard: every line in exactly one of two shards
+for k in 0 1; do
+	mf run "$ACC" --shard "$k/2" --state "$T_TMP/state" --ca-file "$A_CA_FILE" --json --no-progress \
+		>"$T_TMP/shard$k.out" 2>"$T_TMP/shard$k.err"
+done
+python3 - "$T_TMP/shard0.out" "$T_TMP/shard1.out" <<'PY' && ok shards-split-lines || not_ok shards-split-lines "see above"
+import json, sys
+lines = []
+for f in sys.argv[1:]:
+    for l in open(f):
+        if l.startswith("{"):
+            e = json.loads(l)
+            if e.get("event") == "account":
+                lines.append(e["line"])
+                assert e["status"] != "done" or e["messages_copied"] == 0, e
+assert sorted(lines) == [2, 3, 4, 5, 6, 7, 8], lines
+PY
 
 t_cleanup
