@@ -86,6 +86,8 @@ static int parse_imapsync(char *line, size_t len, struct account_line *out, char
 	return 0;
 }
 
+static int words_check(struct account_line *out, char *why, size_t whycap);
+
 /* The URL form: words with shell-like quoting, unquoted in place. */
 static int parse_words(char *line, size_t len, struct account_line *out, char *why,
                        size_t whycap)
@@ -136,17 +138,60 @@ static int parse_words(char *line, size_t len, struct account_line *out, char *w
 			r++;
 		*w++ = '\0';
 	}
-	if (out->argc < 2) {
-		snprintf(why, whycap, "want SRC-URL DST-URL [options] or host1;user1;password1;"
-		                      "host2;user2;password2");
-		return -1;
-	}
-	for (int k = 0; k < 2; k++)
-		if (out->argv[k][0] == '-' || !strstr(out->argv[k], "://")) {
-			snprintf(why, whycap, "want SRC-URL DST-URL [options] (the two URLs first) or "
-			                      "host1;user1;password1;host2;user2;password2");
+	return words_check(out, why, whycap);
+}
+
+static const char *const action_names[] = {"migrate", "backup", "restore"};
+
+const char *accounts_action_name(enum account_action a)
+{
+	return (unsigned)a < 3 ? action_names[a] : "?";
+}
+
+/* The action word (taken out of argv) and the two places after it: a URL,
+ * or an archive directory (a backup's second, a restore's first). */
+static int words_check(struct account_line *out, char *why, size_t whycap)
+{
+	static const char *const usage[] = {
+	    ("want SRC-URL DST-URL [options] (the two URLs first) or "
+	     "host1;user1;password1;host2;user2;password2"),
+	    "want backup SRC-URL ARCHIVE_DIR [options]",
+	    "want restore ARCHIVE_DIR DST-URL [options]",
+	};
+	int act = ACCOUNT_MIGRATE;
+
+	if (out->argc && out->argv[0][0] != '-' && !strstr(out->argv[0], "://")) {
+		for (act = 0; act < 3 && strcmp(out->argv[0], action_names[act]); act++)
+			;
+		if (act == 3) {
+			snprintf(why, whycap,
+			         "want SRC-URL DST-URL [options], or an action first (migrate, "
+			         "backup, restore): \"%.40s\" is neither",
+			         out->argv[0]);
 			return -1;
 		}
+		out->argc--;
+		memmove(&out->argv[0], &out->argv[1], (size_t)out->argc * sizeof(out->argv[0]));
+		out->argv[out->argc] = NULL;
+		out->action = (enum account_action)act;
+	}
+	if (out->argc < 2) {
+		snprintf(why, whycap, "%s",
+		         act == ACCOUNT_MIGRATE
+		             ? "want SRC-URL DST-URL [options] or host1;user1;password1;"
+		               "host2;user2;password2"
+		             : usage[act]);
+		return -1;
+	}
+	for (int k = 0; k < 2; k++) {
+		int dir = (act == ACCOUNT_BACKUP && k == 1) || (act == ACCOUNT_RESTORE && k == 0);
+
+		if (out->argv[k][0] == '-' || !out->argv[k][0] ||
+		    (!dir && !strstr(out->argv[k], "://"))) {
+			snprintf(why, whycap, "%s", usage[act]);
+			return -1;
+		}
+	}
 	out->kind = ACCOUNT_URLS;
 	return 0;
 }

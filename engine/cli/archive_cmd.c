@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -49,12 +50,35 @@ static int parse_u32(const char *s, uint32_t *out)
 
 /* ---- opening an archive from the command line (every command) ---- */
 
+/* One error line on stderr, after o->where; copied to o->why. 2. */
+static int say(const struct cli_archive_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int say(const struct cli_archive_opts *o, const char *fmt, ...)
+{
+	char line[1200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	mf_print("mailferry: %s%s", o && o->where ? o->where : "", line);
+	if (o && o->why && o->whycap && !o->why[0])
+		snprintf(o->why, o->whycap, "%s", line);
+	return 2;
+}
+
 int cli_archive_take_opts(int *argc, char **argv, struct cli_archive_opts *o, int allow_encrypt,
                           const char *cmd)
 {
 	int i = 1, j = 1;
+	const char *where = o->where;
+	char *why = o->why;
+	size_t whycap = o->whycap;
 
 	memset(o, 0, sizeof(*o));
+	o->where = where;
+	o->why = why;
+	o->whycap = whycap;
 	while (i < *argc) {
 		const char *s = argv[i];
 
@@ -65,20 +89,15 @@ int cli_archive_take_opts(int *argc, char **argv, struct cli_archive_opts *o, in
 		}
 		if (!strcmp(s, "--encrypt")) {
 			if (!allow_encrypt) {
-				fprintf(
-				    stderr,
-				    "mailferry %s: --encrypt applies when an archive is created "
-				    "(backup)\n",
-				    cmd);
-				return 2;
+				return say(o, "%s: --encrypt applies when an archive is created "
+				              "(backup)",
+				           cmd);
 			}
 			o->encrypt = 1;
 			i++;
 		} else if (!strcmp(s, "--passphrase-file")) {
 			if (i + 1 >= *argc) {
-				fprintf(stderr, "mailferry %s: --passphrase-file wants a file\n",
-				        cmd);
-				return 2;
+				return say(o, "%s: --passphrase-file wants a file", cmd);
 			}
 			o->pass_file = argv[i + 1];
 			i += 2;
@@ -92,8 +111,7 @@ int cli_archive_take_opts(int *argc, char **argv, struct cli_archive_opts *o, in
 	*argc = j;
 	argv[j] = NULL;
 	if (o->pass_file && !*o->pass_file) {
-		fprintf(stderr, "mailferry %s: --passphrase-file wants a file\n", cmd);
-		return 2;
+		return say(o, "%s: --passphrase-file wants a file", cmd);
 	}
 	return 0;
 }
@@ -174,20 +192,16 @@ int cli_archive_open(struct archive **a, const char *dir, unsigned flags,
 	if (!file && (file = getenv("MAILFERRY_ARCHIVE_PASSPHRASE_FILE")) && !*file)
 		file = NULL;
 	if (o && o->encrypt && !file) {
-		fputs("mailferry: --encrypt needs --passphrase-file FILE (or "
-		      "MAILFERRY_ARCHIVE_PASSPHRASE_FILE)\n",
-		      stderr);
-		return 2;
+		return say(o, "--encrypt needs --passphrase-file FILE (or "
+		              "MAILFERRY_ARCHIVE_PASSPHRASE_FILE)");
 	}
 	if (file) {
 		if (!(pass = malloc(ACRYPT_PASS_MAX + 2))) {
-			fputs("mailferry: out of memory\n", stderr);
-			return 2;
+			return say(o, "out of memory");
 		}
 		if (pass_read(file, pass, ACRYPT_PASS_MAX + 2, &s.passlen, &err)) {
-			mf_print("mailferry: %s", err.msg);
 			free(pass);
-			return 2;
+			return say(o, "%s", err.msg);
 		}
 		s.pass = pass;
 	}
@@ -198,8 +212,7 @@ int cli_archive_open(struct archive **a, const char *dir, unsigned flags,
 		free(pass);
 	}
 	if (rc) {
-		mf_print("mailferry: %s", err.msg);
-		return 2;
+		return say(o, "%s", err.msg);
 	}
 	return 0;
 }
@@ -224,7 +237,7 @@ int archive_cmd_export(int argc, char **argv)
 	};
 	const char *maildir = NULL, *mbox = NULL, *folder = NULL;
 	struct export_stats st;
-	struct cli_archive_opts ao;
+	struct cli_archive_opts ao = {0};
 	struct mf_error err = {0};
 	struct archive *a;
 	uint32_t run = 0;
@@ -316,7 +329,7 @@ int archive_cmd_is_archive_verify(int argc, char **argv)
 
 int archive_cmd_verify(int argc, char **argv)
 {
-	struct cli_archive_opts ao;
+	struct cli_archive_opts ao = {0};
 	struct mf_error err = {0};
 	struct archive_stats st;
 	struct archive *a;
@@ -405,7 +418,7 @@ static int ls_run(void *ctx, const struct archive_run_info *r)
 
 int archive_cmd_archive(int argc, char **argv)
 {
-	struct cli_archive_opts ao;
+	struct cli_archive_opts ao = {0};
 	struct mf_error err = {0};
 	struct archive_stats st;
 	struct archive *a;

@@ -24,6 +24,12 @@ struct archive;
 struct cli_archive_opts {
 	int encrypt;           /* --encrypt: a new archive is created encrypted */
 	const char *pass_file; /* --passphrase-file FILE, or NULL */
+	/* where errors are told: "FILE:LINE: " after "mailferry: " (an
+	 * accounts line) and the line copied to why[whycap] if empty; or NULL.
+	 * Set before cli_archive_take_opts, which keeps them. */
+	const char *where;
+	char *why;
+	size_t whycap;
 };
 /* Takes --passphrase-file FILE (or =FILE) and, with allow_encrypt,
  * --encrypt out of argv (*argc shrinks; stops at "--"). 0, or 2 after one

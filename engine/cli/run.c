@@ -91,9 +91,13 @@ static void line_select(struct run *r, const char *line, size_t len, unsigned li
 	out->kind = al.kind;
 	if (al.kind == ACCOUNT_NONE)
 		goto done;
+	out->action = al.action;
 	if (al.kind == ACCOUNT_URLS) {
 		url_redact(al.argv[0], src, sizeof(src));
 		url_redact(al.argv[1], dst, sizeof(dst));
+		/* a migration's identity is as it always was: its words */
+		if (al.action != ACCOUNT_MIGRATE)
+			words[nw++] = accounts_action_name(al.action);
 		words[nw++] = src;
 		words[nw++] = dst;
 		for (int k = 2; k < al.argc && nw < ACCOUNTS_ARGS_MAX + 2; k++)
@@ -112,6 +116,12 @@ static void line_select(struct run *r, const char *line, size_t len, unsigned li
 		memset(&out->id, 0, sizeof(out->id));
 	str_copy(out->src, sizeof(out->src), src);
 	str_copy(out->dst, sizeof(out->dst), dst);
+	/* an archive line's shard key: the action and both places */
+	if (al.action != ACCOUNT_MIGRATE) {
+		keyed = snprintf(key, sizeof(key), "%s %s -> %s", accounts_action_name(al.action),
+		                 src, dst) < (int)sizeof(key);
+		goto place;
+	}
 	/* the shard key is the job key: what the account's state is named by */
 	su = malloc(sizeof(*su));
 	du = malloc(sizeof(*du));
@@ -237,6 +247,15 @@ static void row_init(struct run_row *row, const struct acct *a)
 	snprintf(row->job, sizeof(row->job), "%s", a->label);
 	snprintf(row->src, sizeof(row->src), "%s", a->sel.src);
 	snprintf(row->dst, sizeof(row->dst), "%s", a->sel.dst);
+	if (!a->sel.bad)
+		snprintf(row->action, sizeof(row->action), "%s", accounts_action_name(a->sel.action));
+}
+
+/* ,"action":"backup" in an account event (nothing for a bad line). */
+static void json_action(const struct acct *a)
+{
+	if (!a->sel.bad)
+		printf(",\"action\":\"%s\"", accounts_action_name(a->sel.action));
 }
 
 /* A line that cannot run: reported with its line, class 2 (or 1). */
@@ -253,6 +272,7 @@ static void acct_refused(struct acct *a, int code, const char *why)
 		flockfile(stdout); /* whole lines: worker loops write events too */
 		printf("{\"event\":\"account\",\"job\":");
 		mf_json_str(stdout, a->label, strlen(a->label));
+		json_action(a);
 		printf(",\"line\":%u,\"status\":\"%s\",\"exit\":%d,\"class\":\"%s\",\"error\":",
 		       a->line, run_status_name(row.status), code, run_class_name(code));
 		mf_json_str(stdout, row.error, strlen(row.error));
@@ -279,6 +299,7 @@ static void acct_done_earlier(struct acct *a, const struct run_journal_rec *rec)
 		flockfile(stdout); /* whole lines: worker loops write events too */
 		printf("{\"event\":\"account\",\"job\":");
 		mf_json_str(stdout, a->label, strlen(a->label));
+		json_action(a);
 		printf(",\"line\":%u,\"status\":\"done_earlier\",\"exit\":0,\"class\":\"ok\"}\n",
 		       a->line);
 		fflush(stdout);
@@ -355,6 +376,8 @@ static int acct_setup(struct acct *a, size_t len)
 	}
 	if (al.kind == ACCOUNT_NONE)
 		return 1;
+	if (al.kind == ACCOUNT_URLS && al.action != ACCOUNT_MIGRATE)
+		return run_arc_setup(a, al.action, al.argc, al.argv);
 	if (al.kind == ACCOUNT_URLS) {
 		/* getopt wants argv[0]: the slot before the options */
 		char **argv = &al.argv[1];
@@ -387,6 +410,7 @@ static int acct_setup(struct acct *a, size_t len)
 
 static void acct_free(struct acct *a)
 {
+	run_arc_release(a);
 	cli_forget(&a->c);
 	OPENSSL_cleanse(a->buf, sizeof(a->buf));
 	free(a);
@@ -432,6 +456,7 @@ static void acct_report(struct acct *a, int rc)
 		flockfile(stdout); /* whole lines: worker loops write events too */
 		printf("{\"event\":\"account\",\"job\":");
 		mf_json_str(stdout, a->label, strlen(a->label));
+		json_action(a);
 		printf(",\"line\":%u,\"status\":\"%s\",\"exit\":%d,\"class\":\"%s\","
 		       "\"messages_copied\":%llu,\"messages_skipped\":%llu,"
 		       "\"messages_failed\":%llu,\"bytes\":%llu,\"mailboxes\":%u,"
@@ -478,7 +503,7 @@ static void active_remove(struct acct *a)
  * the display ends, and so does the loop once the status server is done. */
 static void run_maybe_end(struct run *r)
 {
-	if (r->running || r->opening || r->ended)
+	if (r->running || r->opening || r->nparked || r->ended)
 		return;
 	r->ended = 1;
 	loop_timer_cancel(&r->loop, &r->tick);
@@ -503,6 +528,9 @@ static void acct_finished(struct acct *a, int rc, int refused)
 		acct_refused(a, 1, a->why);
 		r->failed++;
 	} else {
+		/* a backup's run commits after its state did (arc_job_end) */
+		if (a->arc)
+			rc = arc_job_end(a->arc, &a->c, a->label, &a->sum, rc);
 		acct_report(a, rc);
 		state_close(a->st);
 	}
@@ -530,13 +558,24 @@ static int acct_start(struct acct *a)
 {
 	struct run *r = a->r;
 	struct mf_error err;
+	int rc;
 
+	/* an archive line: its archive first (the job key names it), or it
+	 * waits for the line that holds it */
+	if (a->arc && (rc = run_arc_acquire(a))) {
+		if (rc == 1)
+			return 0;
+		acct_refused(a, rc, a->why);
+		return rc;
+	}
 	if (acct_state_dir(a) < 0) {
 		fprintf(stderr, "mailferry: %sstate directory name too long\n", a->where);
 		acct_refused(a, 2, "state directory name too long");
 		return 2;
 	}
 	cli_job_opts(&a->c, &a->o);
+	if (a->arc)
+		arc_job_opts(a->arc, &a->o);
 	a->o.label = a->label;
 	a->o.hostlimit = r->hl;
 	/* the commit histogram (--status only: it then runs on one loop, so
@@ -597,10 +636,23 @@ static int acct_begin(struct acct *a)
 	return 0;
 }
 
-/* Reads lines and starts accounts until --jobs run or the file ends. */
+/* Parked archive lines whose archive is free start (in file order). */
+static void run_unpark(struct run *r)
+{
+	struct acct *a;
+
+	while ((a = run_arc_next(r)))
+		if (acct_start(a)) {
+			r->failed++;
+			acct_free(a);
+		}
+}
+
+/* Reads lines and starts accounts until --jobs run (or wait for their
+ * archive) or the file ends. */
 static void run_fill(struct run *r)
 {
-	while (!r->eof && r->running + r->opening < r->base->jobs) {
+	while ((run_unpark(r), !r->eof) && r->running + r->opening + r->nparked < r->base->jobs) {
 		struct acct *a = calloc(1, sizeof(*a));
 		const struct run_journal_rec *rec;
 		long len;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "engine/cli/accounts.h"
+#include "engine/cli/arc_job.h"
 #include "engine/cli/cli_int.h"
 #include "engine/cli/run_journal.h"
 #include "engine/cli/run_report.h"
@@ -29,6 +30,7 @@ struct line_sel {
 	int kind;	/* ACCOUNT_NONE (blank/comment), else an account or a bad line */
 	int bad;	/* accounts_parse_line refused it */
 	int member;	/* in this run's shard */
+	enum account_action action;	/* migrate, backup, restore (not bad) */
 	struct run_id id;
 	char src[RUN_ACCT_MAX], dst[RUN_ACCT_MAX];	/* redacted URLs */
 	char why[RUN_ERR_MAX];
@@ -66,6 +68,11 @@ struct acct {
 	struct acct *onext;
 	int orc;
 	struct mf_error oerr;
+	/* a backup or restore line (run_arc.c), else NULL */
+	struct arc_job *arc;
+	char arc_key[4200];	/* the archive's real path (or as given) */
+	struct acct *pnext;	/* parked: waiting for its archive */
+	struct acct *hnext;	/* holding its archive open */
 };
 
 struct run_thread;
@@ -117,6 +124,10 @@ struct run {
 	 * accounts that finished (the running ones are read live) */
 	struct status *status;
 	struct job_stats stats;
+	/* archive lines (run_arc.c): those waiting for an archive another
+	 * line holds (in file order), and those holding one */
+	struct acct *parked, *parked_tail, *holders;
+	unsigned nparked;
 	struct run_status_row *srows;
 	size_t nsrows, csrows;
 	struct status_counts scls[STATUS_CLASSES];
@@ -164,6 +175,20 @@ void run_progress_clear(struct run *r);
  * ETA in seconds, or -1 if it cannot be told. */
 double run_progress_numbers(struct run *r, uint64_t *msgs, uint64_t *bytes, double *rate,
                             uint64_t *known);
+
+/* run_arc.c: a backup or restore line. run_arc_setup parses its words
+ * (argv[0..argc): the two places, then options; a->c holds the run's
+ * options) into a->c and a new a->arc: 0, or 2 (reported). */
+int run_arc_setup(struct acct *a, enum account_action action, int argc, char **argv);
+/* Before the job: 0 the archive is open (a holds it; c.job_key set),
+ * 1 another line holds it (a is parked: run_arc_next hands it back once
+ * that one is done), 2 it cannot be opened (reported, why set). */
+int run_arc_acquire(struct acct *a);
+/* Closes a's archive (if it holds it) and frees a->arc. */
+void run_arc_release(struct acct *a);
+/* A parked account whose archive no line holds now (taken out of the
+ * queue), or NULL. */
+struct acct *run_arc_next(struct run *r);
 
 /* run_status.c: --status for `run`. Starts the server (0, or 2 with the
  * reason printed); records a finished account for it; frees it all. */

@@ -104,6 +104,8 @@ void run_report_row(FILE *f, const struct run_row *r, int first)
 	json_str_or_null(f, r->src);
 	fputs(",\"destination\":", f);
 	json_str_or_null(f, r->dst);
+	fputs(",\"action\":", f);
+	json_str_or_null(f, r->action);
 	fprintf(f,
 	        ",\"status\":\"%s\",\"exit\":%d,\"class\":\"%s\",\"copied\":%llu,"
 	        "\"skipped\":%llu,\"failed\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"error\":",
@@ -475,6 +477,8 @@ static int row_field(struct jp *j, const char *key, struct run_row *r)
 		return jp_opt_string(j, r->dst, sizeof(r->dst));
 	} else if (!strcmp(key, "error")) {
 		return jp_opt_string(j, r->error, sizeof(r->error));
+	} else if (!strcmp(key, "action")) {
+		return jp_opt_string(j, r->action, sizeof(r->action));
 	} else if (!strcmp(key, "status")) {
 		if (jp_string(j, tmp, sizeof(tmp)) < 0)
 			return -EINVAL;

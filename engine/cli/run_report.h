@@ -51,6 +51,7 @@ struct run_row {
 	double seconds;
 	char job[RUN_JOB_MAX]; /* "FILE:LINE" */
 	char src[RUN_ACCT_MAX], dst[RUN_ACCT_MAX];
+	char action[8]; /* "migrate", "backup", "restore"; "" for a bad line */
 	char error[RUN_ERR_MAX]; /* "" if none */
 };
 

@@ -163,7 +163,7 @@ static int verify_src_exit(struct cli *c, struct archive *a, uint32_t run, int f
 
 int cmd_verify_src(int argc, char **argv)
 {
-	struct cli_archive_opts ao;
+	struct cli_archive_opts ao = {0};
 	struct mf_error err = {0};
 	struct archive *a;
 	struct cli c;

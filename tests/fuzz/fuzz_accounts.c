@@ -2,10 +2,11 @@
  * fuzz_accounts — libFuzzer target for engine/cli/accounts.c.
  *
  * Any bytes as one accounts-file line: the split must stay inside the
- * line's buffer, every word NUL-terminated there, a URL line has two URLs
- * first, an imapsync line six non-empty fields; accounts_url on what came
- * out must fit or say so, and its user part must decode back (only
- * unreserved characters and %XX).
+ * line's buffer, every word NUL-terminated there, a URL line has its two
+ * places first (URLs; an archive directory where its action wants one),
+ * an imapsync line six non-empty fields; accounts_url on what came out
+ * must fit or say so, and its user part must decode back (only unreserved
+ * characters and %XX).
  */
 #include "engine/cli/accounts.h"
 
@@ -49,9 +50,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(al.argc >= 2 && al.argc <= ACCOUNTS_ARGS_MAX, "argc");
 		for (int i = 0; i < al.argc; i++)
 			inside(al.argv[i], buf, size + 1);
-		check(al.argv[0][0] != '-' && al.argv[1][0] != '-' && strstr(al.argv[0], "://") &&
-		          strstr(al.argv[1], "://"),
-		      "URLs first");
+		/* the two places: URLs, but a restore's first and a backup's
+		 * second are archive directories */
+		check(al.argv[0][0] && al.argv[1][0] && al.argv[0][0] != '-' &&
+		          al.argv[1][0] != '-' &&
+		          (al.action == ACCOUNT_RESTORE || strstr(al.argv[0], "://")) &&
+		          (al.action == ACCOUNT_BACKUP || strstr(al.argv[1], "://")),
+		      "two places first");
+		check(al.action == ACCOUNT_MIGRATE || al.action == ACCOUNT_BACKUP ||
+		          al.action == ACCOUNT_RESTORE,
+		      "action");
 	} else if (al.kind == ACCOUNT_IMAPSYNC) {
 		for (int s = 0; s < 2; s++) {
 			inside(al.host[s], buf, size + 1);

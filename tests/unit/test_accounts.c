@@ -62,6 +62,35 @@ static void t_urls(struct unit_ctx *u)
 	                  strstr(why, "control"));
 }
 
+static void t_actions(struct unit_ctx *u)
+{
+	struct account_line al;
+	char buf[512], why[300];
+
+	UNIT_CHECK(u, parse("imap://a@b imap://c@d", &al, buf, why) == 0 &&
+	                  al.action == ACCOUNT_MIGRATE);
+	UNIT_CHECK(u, parse("migrate imap://a@b imap://c@d -v", &al, buf, why) == 0 &&
+	                  al.action == ACCOUNT_MIGRATE && al.argc == 3 &&
+	                  !strcmp(al.argv[0], "imap://a@b") && !strcmp(al.argv[2], "-v"));
+	UNIT_CHECK(u, parse("backup imaps://a@old '/srv/my archive' --prune", &al, buf, why) == 0 &&
+	                  al.action == ACCOUNT_BACKUP && al.argc == 3 &&
+	                  !strcmp(al.argv[1], "/srv/my archive"));
+	UNIT_CHECK(u, parse("restore /srv/a imap://c@d --run 3", &al, buf, why) == 0 &&
+	                  al.action == ACCOUNT_RESTORE && al.argc == 4 &&
+	                  !strcmp(al.argv[0], "/srv/a") && !strcmp(al.argv[1], "imap://c@d"));
+	UNIT_CHECKF(u, parse("bakup imap://a@b /srv/a", &al, buf, why) < 0 && strstr(why, "bakup"),
+	            "%s", why);
+	UNIT_CHECKF(u, parse("backup /srv/a imap://a@b", &al, buf, why) < 0 &&
+	                   strstr(why, "want backup SRC-URL ARCHIVE_DIR"),
+	            "%s", why);
+	UNIT_CHECKF(u, parse("restore imap://a@b", &al, buf, why) < 0 &&
+	                   strstr(why, "want restore ARCHIVE_DIR DST-URL"),
+	            "%s", why);
+	UNIT_CHECK(u, parse("restore --run 3 /srv/a imap://c@d", &al, buf, why) < 0);
+	UNIT_CHECK(u, parse("migrate /srv/a imap://c@d", &al, buf, why) < 0);
+	UNIT_CHECK(u, !strcmp(accounts_action_name(ACCOUNT_RESTORE), "restore"));
+}
+
 static void t_none(struct unit_ctx *u)
 {
 	struct account_line al;
@@ -88,6 +117,7 @@ int main(void)
 
 	UNIT_RUN(&u, t_imapsync);
 	UNIT_RUN(&u, t_urls);
+	UNIT_RUN(&u, t_actions);
 	UNIT_RUN(&u, t_none);
 	UNIT_RUN(&u, t_url);
 	return unit_done(&u);
