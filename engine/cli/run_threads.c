@@ -75,6 +75,16 @@ static void give_back(struct run_thread *t, struct acct *a)
 {
 	struct run *r = t->r;
 
+	/* An LMDB write transaction (its robust mutex on this thread's list)
+	 * must end on the thread that began it. A job whose reads opened one
+	 * and wrote nothing (a no-change re-run, a dry run, a failed start)
+	 * leaves it open; the main loop closing the state would end it there,
+	 * and this thread's next lock would write through a stale list entry
+	 * into the closed state's unmapped lock file (seen: SEGV in
+	 * mdb_txn_begin on a worker, `run` re-runs with --threads). Everything
+	 * worth keeping is committed by job_end; the rest is dropped here, as
+	 * state_close would. */
+	state_abort(a->st);
 	pthread_mutex_lock(&r->mu);
 	a->snap = a->sum;
 	a->qnext = NULL;
