@@ -170,18 +170,24 @@ static int authorized(const struct status *s, const struct http_req *q)
 	return strlen(q->auth + 7) == n && !CRYPTO_memcmp(q->auth + 7, s->token, n);
 }
 
+/* The run as of now (the final numbers once it is over). */
+static void status_snap_take(struct status *s, struct status_snap *snap)
+{
+	memset(snap, 0, sizeof(*snap));
+	snap->eta_s = -1;
+	s->v.snap(s->v.ud, snap);
+	if (s->finished) {
+		snap->finished = 1;
+		snap->elapsed_s = s->fin_elapsed;
+	}
+}
+
 /* /api/status's JSON, as of now. */
 static void status_json(struct status *s, struct sbuf *b)
 {
 	struct status_snap snap;
 
-	memset(&snap, 0, sizeof(snap));
-	snap.eta_s = -1;
-	s->v.snap(s->v.ud, &snap);
-	if (s->finished) {
-		snap.finished = 1;
-		snap.elapsed_s = s->fin_elapsed;
-	}
+	status_snap_take(s, &snap);
 	status_fmt_json(b, &snap, &s->v, s->hist, s->nhist);
 }
 
@@ -277,13 +283,7 @@ static void route(struct client *cl)
 		if (!b.oom)
 			respond(cl, 200, "text/html; charset=utf-8", &b, head);
 	} else if (!strcmp(q->path, "/metrics")) {
-		memset(&snap, 0, sizeof(snap));
-		snap.eta_s = -1;
-		s->v.snap(s->v.ud, &snap);
-		if (s->finished) {
-			snap.finished = 1;
-			snap.elapsed_s = s->fin_elapsed;
-		}
+		status_snap_take(s, &snap);
 		status_fmt_metrics(&b, &snap, &s->v);
 		if (!b.oom)
 			respond(cl, 200, "text/plain; version=0.0.4; charset=utf-8", &b, head);
