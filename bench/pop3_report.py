@@ -102,8 +102,13 @@ def main(outdir):
         name = "%s: fastest peer (%s) ÷ mailferry%s" % (what, fastest[1] if fastest else "?",
                                                        "" if exact("pop3", tool) else " (mailferry NOT exact)")
         target(name, fastest[0] / w if fastest and w else None, 3.0, "×", lower=False)
-    rss = [s["rss_kb_max"] / 1024 for s in summary if s["tool"].startswith("mailferry") and s["runs"]]
-    target("peak RSS of mailferry, every POP3 path incl. the 30 MB message", max(rss) if rss else None, 16,
+    rss = [s["rss_kb_max"] / 1024 for s in summary if s["tool"] in ("mailferry", "mailferry_lmtp")
+           and s["runs"]]
+    target("peak RSS of mailferry, POP3 → IMAP and → LMTP incl. the 30 MB message", max(rss) if rss else None,
+           16, " MiB", "%.1f")
+    # the archive's own bound (issue 19): its writer thread holds a 4 MiB ring
+    rss = [s["rss_kb_max"] / 1024 for s in summary if s["tool"] == "mailferry_archive" and s["runs"]]
+    target("peak RSS of mailferry, POP3 → archive (issue 19's bound)", max(rss) if rss else None, 32,
            " MiB", "%.1f")
     L.append("Goals of issue 18 (POP3):")
     L.append("")
