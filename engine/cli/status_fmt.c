@@ -167,6 +167,28 @@ static void label(struct sbuf *b, const char *v)
 	}
 }
 
+enum host_value { HOST_OPEN, HOST_THROTTLES, HOST_BACKOFF };
+
+/* One sample of NAME per server host: its open connections, throttling
+ * signals, or what is left of its pause (seconds). */
+static void host_series(struct sbuf *b, const struct hostlimit *hl, const char *name,
+                        enum host_value what)
+{
+	for (size_t i = 0; i < hostlimit_hosts(hl); i++) {
+		struct hostlimit_info hi;
+
+		hostlimit_host_info(hl, i, &hi);
+		sbuf_printf(b, "%s{host=\"", name);
+		label(b, hi.key);
+		if (what == HOST_OPEN)
+			sbuf_printf(b, "\"} %u\n", hi.open);
+		else if (what == HOST_THROTTLES)
+			sbuf_printf(b, "\"} %llu\n", (unsigned long long)hi.throttles);
+		else
+			sbuf_printf(b, "\"} %.3f\n", (double)hi.backoff_ms / 1000.0);
+	}
+}
+
 static void counts_family(struct sbuf *b, const struct status_snap *s, const char *what,
                           const char *human, size_t off)
 {
@@ -215,34 +237,13 @@ void status_fmt_metrics(struct sbuf *b, const struct status_snap *s, const struc
 		            run_class_name(c), s->cls_accounts[c]);
 	family(b, "mailferry_connections_open", "gauge",
 	       "Connections open now to each server host.");
-	for (size_t i = 0; i < hostlimit_hosts(s->hl); i++) {
-		struct hostlimit_info hi;
-
-		hostlimit_host_info(s->hl, i, &hi);
-		sbuf_add(b, "mailferry_connections_open{host=\"", 33);
-		label(b, hi.key);
-		sbuf_printf(b, "\"} %u\n", hi.open);
-	}
+	host_series(b, s->hl, "mailferry_connections_open", HOST_OPEN);
 	family(b, "mailferry_throttle_events_total", "counter",
 	       "Throttling signals seen from each server host.");
-	for (size_t i = 0; i < hostlimit_hosts(s->hl); i++) {
-		struct hostlimit_info hi;
-
-		hostlimit_host_info(s->hl, i, &hi);
-		sbuf_add(b, "mailferry_throttle_events_total{host=\"", 38);
-		label(b, hi.key);
-		sbuf_printf(b, "\"} %llu\n", (unsigned long long)hi.throttles);
-	}
+	host_series(b, s->hl, "mailferry_throttle_events_total", HOST_THROTTLES);
 	family(b, "mailferry_throttle_backoff_seconds", "gauge",
 	       "What is left of the pause a throttling host imposes on new connections.");
-	for (size_t i = 0; i < hostlimit_hosts(s->hl); i++) {
-		struct hostlimit_info hi;
-
-		hostlimit_host_info(s->hl, i, &hi);
-		sbuf_add(b, "mailferry_throttle_backoff_seconds{host=\"", 41);
-		label(b, hi.key);
-		sbuf_printf(b, "\"} %.3f\n", (double)hi.backoff_ms / 1000.0);
-	}
+	host_series(b, s->hl, "mailferry_throttle_backoff_seconds", HOST_BACKOFF);
 	family(b, "mailferry_retries_total", "counter",
 	       "Connection pairs reopened after a dropped connection.");
 	sbuf_printf(b, "mailferry_retries_total %llu\n", (unsigned long long)s->retries);
