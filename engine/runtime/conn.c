@@ -11,23 +11,20 @@
  * (conn_close included) from any callback.
  *
  * Buffers, allocated once: rbuf (plaintext input; plain recv lands in it
- * directly, SSL_read writes into it), wbuf (plaintext output not yet
- * sent or encrypted: a ring), and with TLS nout (ciphertext of the one
+ * directly, SSL_read writes into it), out (plaintext output not yet sent
+ * or encrypted: an outring), and with TLS nout (ciphertext of the one
  * send in flight, from the write BIO) and nin (ciphertext of the one recv
- * in flight). Without TLS the send goes straight out of wbuf: the bytes a
- * caller wrote are copied once, into the ring, and the kernel reads them
- * from there (a staging copy per send was 7 % of a migration's CPU). The
- * ring never moves bytes the kernel may be reading: writes wrap around
- * the bytes in flight, and a ring that must grow while a send is in
- * flight is copied into a bigger one and the old one kept until that
- * send completes. rbuf's and wbuf's size: conn_opts, else the loop's
- * conn_buf, else CONN_BUF_DEFAULT.
+ * in flight). Without TLS the send goes straight out of the ring: the
+ * bytes a caller wrote are copied once (a staging copy per send was 7 %
+ * of a migration's CPU). rbuf's and the ring's size: conn_opts, else the
+ * loop's conn_buf, else CONN_BUF_DEFAULT.
  *
  * Not for: protocol parsing, retries (job/sched), name resolution off the
  * loop thread (getaddrinfo blocks; see conn_open).
  */
 #include "engine/runtime/conn.h"
 #include "engine/runtime/addr.h"
+#include "engine/runtime/outring.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -77,13 +74,10 @@ struct conn_priv {
 	struct __kernel_timespec cts, tts;
 	struct loop_op op_connect, op_recv, op_send, op_tick;
 	struct loop_task task;
-	uint8_t *rbuf, *wbuf, *nin, *nout;
+	uint8_t *rbuf, *nin, *nout;
 	size_t rcap, roff, rlen;	/* input: [roff, roff + rlen) */
-	/* output ring: wn bytes from whead (wrapping at wcap), the first winfl
-	 * of them in a plain send in flight; wcfg = configured size; wold: a
-	 * grown ring's old buffer, freed when the send reading it completes */
-	size_t wcap, wcfg, whead, wn, winfl;
-	uint8_t *wold;
+	struct outring out;	/* plain sends read it in place */
+	size_t wcfg;		/* configured output size */
 	size_t nout_off, nout_len;
 	SSL_CTX *ctx;
 	SSL *ssl;
@@ -126,8 +120,7 @@ static void put(struct conn_priv *p)
 	if (p->ai)
 		freeaddrinfo(p->ai);
 	free(p->rbuf);
-	free(p->wbuf);
-	free(p->wold);
+	outring_free(&p->out);
 	free(p->nin);
 	free(p->nout);
 	free(p->ca_file);
@@ -168,7 +161,7 @@ static void submit_op(struct conn_priv *p, struct io_uring_sqe *sqe, struct loop
 
 static size_t out_pending(const struct conn_priv *p)
 {
-	return p->wn + p->nout_len - p->nout_off + (p->wbio ? BIO_ctrl_pending(p->wbio) : 0);
+	return p->out.n + p->nout_len - p->nout_off + (p->wbio ? BIO_ctrl_pending(p->wbio) : 0);
 }
 
 /* Moves unread input to the front; never under a recv writing into rbuf. */
@@ -322,28 +315,15 @@ static void tls_pull(struct conn_priv *p)
 	}
 }
 
-/* The ring's first contiguous run of pending bytes. */
-static size_t wseg(const struct conn_priv *p)
-{
-	return p->wn < p->wcap - p->whead ? p->wn : p->wcap - p->whead;
-}
-
-/* n bytes of the ring are gone (sent or encrypted). */
-static void wtake(struct conn_priv *p, size_t n)
-{
-	p->wn -= n;
-	p->whead = p->wn ? (p->whead + n) % p->wcap : 0;
-}
-
-/* Encrypts wbuf into the write BIO, at most what one send can carry. */
+/* Encrypts the output into the write BIO, at most what one send can carry. */
 static void tls_push(struct conn_priv *p)
 {
-	while (p->wn && BIO_ctrl_pending(p->wbio) + CONN_TLS_REC + 256 <= CONN_NET_BUF) {
-		size_t n = wseg(p);
+	while (p->out.n && BIO_ctrl_pending(p->wbio) + CONN_TLS_REC + 256 <= CONN_NET_BUF) {
+		size_t n = outring_seg(&p->out);
 		int r;
 
 		ERR_clear_error();
-		r = SSL_write(p->ssl, p->wbuf + p->whead, n > CONN_TLS_REC ? CONN_TLS_REC : (int)n);
+		r = SSL_write(p->ssl, p->out.buf + p->out.head, n > CONN_TLS_REC ? CONN_TLS_REC : (int)n);
 		if (r <= 0) {
 			int e = SSL_get_error(p->ssl, r);
 
@@ -351,7 +331,7 @@ static void tls_push(struct conn_priv *p)
 				tls_fail(p, "write failed");
 			return;
 		}
-		wtake(p, (size_t)r);
+		outring_take(&p->out, (size_t)r);
 	}
 }
 
@@ -365,10 +345,10 @@ static void flush(struct conn_priv *p)
 		return;
 	if (!p->ssl) {
 		/* straight from the ring: its first contiguous run */
-		if (!(p->winfl = wseg(p)))
+		if (!(p->out.infl = outring_seg(&p->out)))
 			return;
 		sqe = loop_sqe(p->l);
-		io_uring_prep_send(sqe, p->fd, p->wbuf + p->whead, p->winfl, MSG_NOSIGNAL);
+		io_uring_prep_send(sqe, p->fd, p->out.buf + p->out.head, p->out.infl, MSG_NOSIGNAL);
 		submit_op(p, sqe, &p->op_send, &p->sending);
 		return;
 	}
@@ -635,13 +615,10 @@ static void on_send(struct loop *l, struct loop_op *op, int res, unsigned flags)
 
 	(void)flags;
 	p->sending = 0;
-	free(p->wold); /* the send that read it is over */
-	p->wold = NULL;
-	if (res >= 0 && p->winfl) /* a plain send out of the ring */
-		wtake(p, (size_t)res < p->winfl ? (size_t)res : p->winfl);
+	if (p->out.infl || p->out.old) /* a plain send out of the ring */
+		outring_sent(&p->out, res);
 	else if (res >= 0)
 		p->nout_off += (size_t)res;
-	p->winfl = 0;
 	if (live(p)) {
 		if (res >= 0) { /* short sends just leave the rest for the next one */
 			p->bytes_out += (uint64_t)res;
@@ -774,7 +751,7 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o, const s
 	p->timeout_ms = o->timeout_ms ? o->timeout_ms : CONN_TIMEOUT_DEFAULT_MS;
 	p->min_progress = o->min_progress ? o->min_progress : CONN_MIN_PROGRESS_DEFAULT;
 	p->rcap = o->rbuf_size ? o->rbuf_size : l->conn_buf ? l->conn_buf : CONN_BUF_DEFAULT;
-	p->wcap = p->wcfg = o->wbuf_size ? o->wbuf_size : l->conn_buf ? l->conn_buf : CONN_BUF_DEFAULT;
+	p->wcfg = o->wbuf_size ? o->wbuf_size : l->conn_buf ? l->conn_buf : CONN_BUF_DEFAULT;
 	if (o->unix_path) {
 		/* TLS over a UNIX socket checks the certificate against host,
 		 * "localhost" unless given. */
@@ -785,7 +762,7 @@ int conn_open(struct conn *c, struct loop *l, const struct conn_opts *o, const s
 		snprintf(p->name, sizeof(p->name), strchr(o->host, ':') ? "[%s]:%u" : "%s:%u", o->host,
 			 o->port);
 	}
-	if (!(p->rbuf = malloc(p->rcap)) || !(p->wbuf = malloc(p->wcap)) ||
+	if (!(p->rbuf = malloc(p->rcap)) || outring_init(&p->out, p->wcfg) ||
 	    (o->ca_file && !(p->ca_file = strdup(o->ca_file))))
 		goto oom;
 	if (o->tls && (r = tls_setup(p, err)) < 0)
@@ -841,7 +818,7 @@ int conn_starttls(struct conn *c, struct mf_error *err)
 		mf_err_set(err, -EALREADY, "STARTTLS with %s: TLS is already active", p->name);
 		return -EALREADY;
 	}
-	if (p->wn > p->winfl) { /* the command's own send may still be completing */
+	if (p->out.n > p->out.infl) { /* the command's own send may still be completing */
 		mf_err_set(err, -EPROTO, "STARTTLS with %s: output written after the command", p->name);
 		return -EPROTO;
 	}
@@ -874,30 +851,8 @@ int conn_write(struct conn *c, const void *buf, size_t n)
 		return -EPIPE;
 	if (!n)
 		return 0;
-	if (n > p->wcap - p->wn) {
-		/* grow: the pending bytes, in order, to the front of a new ring */
-		size_t cap = p->wcap * 2 > p->wn + n ? p->wcap * 2 : p->wn + n, k = wseg(p);
-		uint8_t *nb = malloc(cap);
-
-		if (!nb)
-			return -ENOMEM;
-		memcpy(nb, p->wbuf + p->whead, k);
-		memcpy(nb + k, p->wbuf, p->wn - k);
-		if (p->winfl && !p->wold)
-			p->wold = p->wbuf; /* a send in flight reads it */
-		else
-			free(p->wbuf);
-		p->wbuf = nb;
-		p->wcap = cap;
-		p->whead = 0;
-	}
-	{
-		size_t at = (p->whead + p->wn) % p->wcap, k = p->wcap - at < n ? p->wcap - at : n;
-
-		memcpy(p->wbuf + at, buf, k);
-		memcpy(p->wbuf, (const uint8_t *)buf + k, n - k);
-	}
-	p->wn += n;
+	if (outring_put(&p->out, buf, n))
+		return -ENOMEM;
 	schedule(p); /* one send for everything written in this loop iteration */
 	return 0;
 }
