@@ -1,7 +1,7 @@
 /*
  * msghash — a message's content identity, computed while it streams past.
  *
- * Two SHA-256 digests (OpenSSL EVP): the exact bytes, and the bytes with
+ * Two SHA-256 digests (OpenSSL's SHA256_*): the exact bytes, and the bytes with
  * every run of CRs before an LF folded to one CR. Servers such as Dovecot
  * rewrite bare CRs on APPEND, so the folded digest is what recognises a
  * message again on a destination; the exact one is what the state keys
@@ -13,10 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 struct msghash {
-	EVP_MD_CTX *exact, *folded;
+	SHA256_CTX exact, folded;
 	uint64_t cr;		/* CRs seen but not yet fed to a digest (lazy: to
 				 * either; else to the folded one) */
 	int lazy;		/* nothing folded yet: exact serves for both */
