@@ -521,8 +521,10 @@ int chg_push(struct worker *w, uint32_t uid, uint32_t dst_uid, const char *fl, s
 /* split.c */
 /* Divides big mailboxes into parts by UID range (plan_finish). */
 void split_plan(struct job *j);
-/* The work items left to hand out (a split mailbox counts its parts). */
-size_t split_items(const struct job *j);
+/* The connection pairs the plan's work is worth: at most its work items
+ * (a split mailbox counts its parts), one more per PAIR_MIN_MSGS new
+ * messages. */
+size_t split_items(struct job *j);
 /* Gives w the next part of mb (or all of it): sets w->part, part_lo/hi. */
 void split_take(struct worker *w, struct mbox *mb);
 /* examine_done for a part: 1 if it took over (the part goes on or was

@@ -710,13 +710,13 @@ void workers_spawn(struct job *j)
 	}
 }
 
-/* The other workers, as many as there are mailboxes with work, up to
+/* The other workers, as many as the work is worth (split_items), up to
  * --connections. A server that refuses some of them (a per-user limit)
  * leaves the job with fewer (conn_error). */
 static void workers_spawn_rest(struct job *j)
 {
 	struct mf_error e;
-	size_t nwork = split_items(j); /* a split mailbox counts its parts */
+	size_t nwork = split_items(j);
 
 	for (unsigned i = 1; i < j->nw && i < nwork; i++) {
 		struct worker *w = &j->w[i];
