@@ -43,6 +43,8 @@ mailbox's STATUS; LIST replies are sent in one write: fast for --mailboxes
 default), so retries can be tested.
 
 --mailboxes N: INBOX and Box1..Box(N-1), each holding the same 3 messages.
+--messages N: N messages in each (N > 3: short ones "fake 4".. after the
+three), UIDs 1..N.
 Connection security and login (issue 15):
   --host A                listen on A instead of 127.0.0.1 (e.g. an address
                           of a private network namespace: not loopback)
@@ -492,8 +494,8 @@ class Session:
                     for name in self.names():
                         out.append('* %s (\\HasNoChildren) "." %s\r\n' % (cmd, self.list_name(name)))
                         if st:
-                            out.append("* STATUS %s (UIDVALIDITY %d UIDNEXT 4 MESSAGES %d)\r\n"
-                                       % (self.list_name(name), UIDVALIDITY, len(MESSAGES)))
+                            out.append("* STATUS %s (UIDVALIDITY %d UIDNEXT %d MESSAGES %d)\r\n"
+                                       % (self.list_name(name), UIDVALIDITY, MESSAGES[-1]["uid"] + 1, len(MESSAGES)))
                     self.srv.log(self.cid, "S:", "<%d LIST replies>" % len(self.names()))
                     self.sock.settimeout(60)  # sendall's timeout is for all of it
                     self.sock.sendall("".join(out).encode())
@@ -502,7 +504,7 @@ class Session:
                     self.send('* %s (\\Noselect) "." ""\r\n' % cmd)
                 self.send("%s OK done\r\n" % tag)
             elif cmd == "STATUS":
-                vals = {"MESSAGES": len(MESSAGES), "UIDNEXT": 4, "UIDVALIDITY": UIDVALIDITY,
+                vals = {"MESSAGES": len(MESSAGES), "UIDNEXT": MESSAGES[-1]["uid"] + 1, "UIDVALIDITY": UIDVALIDITY,
                         "UNSEEN": 1, "RECENT": 0, "SIZE": sum(len(m["body"]) for m in MESSAGES)}
                 if self.args.qresync != "off":
                     vals["HIGHESTMODSEQ"] = self.args.highestmodseq
@@ -525,8 +527,8 @@ class Session:
                 self.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
                           "* OK [PERMANENTFLAGS ()] Read-only\r\n"
                           "* %d EXISTS\r\n* 0 RECENT\r\n"
-                          "* OK [UIDVALIDITY %d] UIDs valid\r\n* OK [UIDNEXT 4] Predicted next UID\r\n"
-                          % (len(MESSAGES), UIDVALIDITY))
+                          "* OK [UIDVALIDITY %d] UIDs valid\r\n* OK [UIDNEXT %d] Predicted next UID\r\n"
+                          % (len(MESSAGES), UIDVALIDITY, MESSAGES[-1]["uid"] + 1))
                 if self.args.qresync != "off":
                     self.send("* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.args.highestmodseq)
                 if qr and self.args.qresync == "bad-vanished":
@@ -648,6 +650,7 @@ def main():
     ap.add_argument("--highestmodseq", type=int, default=13)
     ap.add_argument("--flags3", default=None)
     ap.add_argument("--mailboxes", type=int, default=1)
+    ap.add_argument("--messages", type=int, default=3)
     ap.add_argument("--max-sessions", type=int, default=0)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--tls-cert", default=None)
@@ -662,6 +665,9 @@ def main():
     args = ap.parse_args()
     if args.flags3 is not None:
         MESSAGES[2]["flags"] = args.flags3
+    for uid in range(4, args.messages + 1):
+        body = MESSAGES[1]["body"].replace(b"fake two", b"fake %d" % uid)
+        MESSAGES.append({"uid": uid, "flags": "", "date": MESSAGES[1]["date"], "body": body})
     port = args.port if args.port is not None else args.port_opt
 
     srv = Server(args)
