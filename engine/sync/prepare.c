@@ -164,15 +164,38 @@ static void relist_send(struct job *j, struct imap_client *c)
 	creates_release(j);
 }
 
+/* Nobody waits for a SUBSCRIBE: the workers' commands go behind it. */
 static void subscribe_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
-	struct worker *w = c->ud;
 	struct mbox *mb = cmd->ud;
 
 	if (r->status != IMAP_ST_OK)
 		mf_log(MF_LOG_WARN, "%s: cannot subscribe \"%s\": %.*s", imap_client_who(c),
 		       mb->dst_name, (int)r->text_len, r->text);
-	creates_release(w->job);
+}
+
+/* Both sides are listed (the destination's may be in first: it is
+ * asked for as soon as its session is up): where each source mailbox
+ * goes, then renames and CREATEs. */
+static void dst_plan(struct job *j, struct imap_client *c)
+{
+	if (!j->listed || !j->dlisted || j->dst_planned || j->dst_prepared || j->fatal)
+		return;
+	j->dst_planned = 1;
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (!(mb->dst_name = dst_name_for(j, mb))) {
+			j->fatal = 1;
+			job_maybe_finish(j);
+			return;
+		}
+	}
+	if (j->o->dry_run) {
+		dst_create_all(j, c); /* renamed ones have no work in a dry run */
+		return;
+	}
+	rename_next(j, c);
 }
 
 void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -189,20 +212,8 @@ void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_r
 		job_maybe_finish(j);
 		return;
 	}
-	for (size_t i = 0; i < j->nmb; i++) {
-		struct mbox *mb = &j->mb[i];
-
-		if (!(mb->dst_name = dst_name_for(j, mb))) {
-			j->fatal = 1;
-			job_maybe_finish(j);
-			return;
-		}
-	}
-	if (j->o->dry_run) {
-		dst_create_all(j, c); /* renamed ones have no work in a dry run */
-		return;
-	}
-	rename_next(j, c);
+	j->dlisted = 1;
+	dst_plan(j, c);
 }
 
 /* Hierarchy levels of a destination name: separators in it. */
@@ -292,7 +303,6 @@ void dst_create_all(struct job *j, struct imap_client *c)
 
 		if (!mb->subscribed)
 			continue;
-		j->creates_pending++;
 		imap_cmd_begin(c, &j->create_cmd[n++], subscribe_done, mb);
 		imap_put(c, "SUBSCRIBE ");
 		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
@@ -426,8 +436,12 @@ void dst_prepare(struct worker *w)
 			prepare_folderless(j);
 		return;
 	}
-	if (!w->dst_ready || !j->listed || j->dlist_cmd[0].done)
+	if (!w->dst_ready)
 		return;
+	if (j->dlist_cmd[0].done) { /* listed already, or being listed */
+		dst_plan(j, &w->dst);
+		return;
+	}
 	/* The personal namespace prefix (RFC 2342): names are made with it
 	 * when the LIST is answered (dlist_done). */
 	if (w->dst.caps & IMAP_CAP_NAMESPACE) {

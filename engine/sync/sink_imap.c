@@ -158,8 +158,10 @@ static void imap_close(struct sink *s, int graceful)
 {
 	if (dst(s)->closed)
 		return;
-	if (graceful)
+	if (graceful) {
+		dst(s)->logout_nowait = s->w->job->quick_exit;
 		imap_client_logout(dst(s));
+	}
 	else
 		imap_client_close(dst(s));
 }
