@@ -217,6 +217,7 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 	j->src_cb.untagged = src_untagged_any;
 	j->dst_cb = (struct imap_client_cb){
 		.ready = dst_ready,
+		.logged_in = dst_logged_in,
 		.error = dst_error,
 		.untagged = dst_untagged_any,
 		.lit_begin = lit_checked_inline,

@@ -344,6 +344,7 @@ struct job {
 	int listed, dst_prepared, finished, fatal;
 	uint32_t list_caps;	/* the source's capabilities its LIST went by (plan.c) */
 	int dlisted;		/* the destination's LIST is in (prepare.c) */
+	uint32_t dlist_caps;	/* the destination's capabilities its LIST went by */
 	int dst_planned;	/* destination names made from both lists */
 	int quick_exit;		/* LOGOUTs not waited for: the process ends (job_migrate) */
 	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
@@ -463,6 +464,7 @@ void dispatch(struct job *j);
 void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 void dst_create_all(struct job *j, struct imap_client *c);
 void dst_prepare(struct worker *w);
+void dst_list(struct worker *w);
 /* backup: names every listed mailbox in the archive's run, and after a
  * run that never committed records again what the state says is stored. */
 void archive_prepare(struct job *j);
@@ -495,6 +497,7 @@ int selective_done(struct worker *w, struct mf_error *err);
 /* sink_imap.c */
 void dst_writable(struct imap_client *c);
 void dst_ready(struct imap_client *c);
+void dst_logged_in(struct imap_client *c);
 void dst_error(struct imap_client *c, const struct mf_error *err);
 
 /* remap.c */

@@ -13,6 +13,7 @@ static void subscribe_done(struct imap_client *c, struct imap_cmd *cmd, const st
 static void create_fail(struct job *j, const char *who, struct mbox *mb, const char *why);
 static void relist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void relist_send(struct job *j, struct imap_client *c);
+static int dlist_again(struct job *j, struct worker *w);
 static size_t create_depth(const struct job *j, const char *name);
 static int create_order_cmp(const void *a, const void *b);
 
@@ -205,6 +206,8 @@ void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_r
 
 	if (cmd != &j->dlist_cmd[1])
 		return; /* LIST "" "" gave the separator; wait for the full list */
+	if (dlist_again(j, w))
+		return;
 	if (r->status != IMAP_ST_OK) {
 		job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len,
 			  r->text);
@@ -442,20 +445,53 @@ void dst_prepare(struct worker *w)
 		dst_plan(j, &w->dst);
 		return;
 	}
+	dst_list(w);
+}
+
+/* What the destination's LIST assumes behind a pipelined login (as
+ * plan.c's for the source): checked in dlist_done. */
+#define DLIST_SPEC_CAPS (IMAP_CAP_NAMESPACE | IMAP_CAP_SPECIAL_USE | IMAP_CAP_LIST_EXTENDED)
+
+/* Lists the destination (worker 0's session), behind its login when the
+ * client allows it (the capabilities then assumed, dlist_again). */
+void dst_list(struct worker *w)
+{
+	struct job *j = w->job;
+	struct imap_client *c = &w->dst;
+	uint32_t caps = c->login_pending ? DLIST_SPEC_CAPS : c->caps;
+
+	j->dlist_caps = caps & DLIST_SPEC_CAPS;
 	/* The personal namespace prefix (RFC 2342): names are made with it
 	 * when the LIST is answered (dlist_done). */
-	if (w->dst.caps & IMAP_CAP_NAMESPACE) {
-		imap_cmd_begin(&w->dst, &j->ns_cmd[1], ns_done, NULL);
-		imap_put(&w->dst, "NAMESPACE");
-		imap_cmd_end(&w->dst);
+	if (caps & IMAP_CAP_NAMESPACE) {
+		imap_cmd_begin(c, &j->ns_cmd[1], ns_done, NULL);
+		imap_put(c, "NAMESPACE");
+		imap_cmd_end(c);
 	}
-	imap_cmd_begin(&w->dst, &j->dlist_cmd[0], dlist_done, NULL);
-	imap_put(&w->dst, "LIST \"\" \"\"");
-	imap_cmd_end(&w->dst);
-	imap_cmd_begin(&w->dst, &j->dlist_cmd[1], dlist_done, NULL);
-	if ((w->dst.caps & IMAP_CAP_SPECIAL_USE) && (w->dst.caps & IMAP_CAP_LIST_EXTENDED))
-		imap_put(&w->dst, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
+	imap_cmd_begin(c, &j->dlist_cmd[0], dlist_done, NULL);
+	imap_put(c, "LIST \"\" \"\"");
+	imap_cmd_end(c);
+	imap_cmd_begin(c, &j->dlist_cmd[1], dlist_done, NULL);
+	if ((caps & IMAP_CAP_SPECIAL_USE) && (caps & IMAP_CAP_LIST_EXTENDED))
+		imap_put(c, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
 	else
-		imap_put(&w->dst, "LIST \"\" \"*\"");
-	imap_cmd_end(&w->dst);
+		imap_put(c, "LIST \"\" \"*\"");
+	imap_cmd_end(c);
+}
+
+/* The destination's LIST assumed more than its login's answer offers:
+ * what it brought is dropped, and it is listed again. */
+static int dlist_again(struct job *j, struct worker *w)
+{
+	if (!(j->dlist_caps & ~w->dst.caps & DLIST_SPEC_CAPS))
+		return 0;
+	for (size_t i = 0; i < j->ndst; i++)
+		free(j->dst_names[i]);
+	j->ndst = 0;
+	nx_reset(&j->dstx);
+	j->dst_ns_len = 0;
+	j->dst_ns[0] = '\0';
+	j->dst_sep = 0;
+	dst_list(w);
+	return 1;
 }

@@ -6,7 +6,8 @@
 #    in one flight behind the greeting (SASL-IR), LOGOUT is not waited for:
 #    2 round trips on the source as the proxy counts them (the login with
 #    the LIST, and LOGOUT, whose answer the proxy still sees); the
-#    destination, opened in parallel, at most 3 (login, LIST, LOGOUT);
+#    destination, opened in parallel and listed behind its login the same
+#    way, at most 2;
 #  - a flag sync (a few percent of the flags changed in 6 mailboxes):
 #    bounded per side, and the destination is exact after it;
 #  - a refused login with commands pipelined behind it fails as a login
@@ -38,7 +39,7 @@ expect_exit rerun 0 run
 s0=$RS d0=$RD; settle
 s=$((RS - s0)) d=$((RD - d0))
 [ "$s" -le 2 ] && ok "rerun-source-round-trips ($s)" || not_ok rerun-source-round-trips "$s, wanted <= 2"
-[ "$d" -le 3 ] && ok "rerun-destination-round-trips ($d)" || not_ok rerun-destination-round-trips "$d, wanted <= 3"
+[ "$d" -le 2 ] && ok "rerun-destination-round-trips ($d)" || not_ok rerun-destination-round-trips "$d, wanted <= 2"
 c=$(json_field "$T_TMP/last.out" messages_copied)
 [ "$c" = 0 ] && ok "rerun-copies-nothing" || not_ok rerun-copies-nothing "copied $c"
 
@@ -50,9 +51,11 @@ f=$(json_field "$T_TMP/last.out" flags_synced)
 [ "$f" -gt 0 ] && ok "flag-sync-synced ($f)" || not_ok flag-sync-synced "flags_synced $f"
 # 6 mailboxes: one EXAMINE each on the source, one SELECT + UID STOREs
 # each on the destination, two session pairs (one per 4 mailboxes with
-# only flags to carry), each opened in one round trip and logged out in one
+# only flags to carry), each opened in one round trip and logged out in
+# one (measured: 10 and 11; before issue 17, 4 pairs and a destination
+# opened after the plan)
 [ "$s" -le 10 ] && ok "flag-sync-source-round-trips ($s)" || not_ok flag-sync-source-round-trips "$s, wanted <= 10"
-[ "$d" -le 13 ] && ok "flag-sync-destination-round-trips ($d)" || not_ok flag-sync-destination-round-trips "$d, wanted <= 13"
+[ "$d" -le 12 ] && ok "flag-sync-destination-round-trips ($d)" || not_ok flag-sync-destination-round-trips "$d, wanted <= 12"
 check flag-sync-exact "$BENCH_BIN/compare" "$A_DIR/mail/src/Maildir" "$A_DIR/mail/dst/Maildir"
 
 # a wrong password: the LIST pipelined behind the login fails with it
