@@ -639,6 +639,13 @@ static void on_greeting(struct imap_client *c, const struct imap_resp *r)
 		imc_after_auth(c);
 		return;
 	}
+	/* Commands go behind the login unanswered (imap_login's auth_sent)
+	 * only to a server known to keep them: Dovecot's login process hands
+	 * its input on to the session. Courier-IMAP's login process execs
+	 * the session and loses it (the commands are never answered); Cyrus
+	 * IMAP 3.6 reads an AUTHENTICATE followed by more input twice (a
+	 * second "BAD Already authenticated" under its tag); others: unknown. */
+	c->login_pipelines = memmem(r->text, r->text_len, "Dovecot", 7) != NULL;
 	if (!imc_caps_from_code(c, r)) {
 		imc_send_capability(c, ST_CAPA_PRE);
 		return;

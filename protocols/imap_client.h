@@ -171,7 +171,8 @@ struct imap_client_cb {
 	/* Logged in; capabilities are final; ENABLE sent (its reply may follow).
 	 * With logged_in set, ready may come earlier: right after a login that
 	 * needs no continuation was written (SASL-IR, or LOGIN without a
-	 * synchronizing literal), with c->login_pending 1 and c->caps the
+	 * synchronizing literal) to a server known to keep what follows it
+	 * (Dovecot, by its greeting), with c->login_pending 1 and c->caps the
 	 * greeting's (provisional). Commands written then are pipelined behind
 	 * the login: if it fails they are dropped with it and error says
 	 * "login failed". */
@@ -243,6 +244,7 @@ struct imap_client {
 	char oauth_no[512];		/* private: the refusal, while a new token is fetched */
 	int enabled_qresync, enabled_condstore;
 	int login_pending;		/* ready came before the login's answer */
+	int login_pipelines;		/* private: the server keeps what follows the login */
 	int enable_due;			/* private: ENABLE goes before the next command */
 	/* Set by the owner: LOGOUT does not wait for the server's answer; the
 	 * connection closes (FIN) once LOGOUT is handed to the kernel. For a

@@ -395,7 +395,8 @@ static void send_auth(struct imap_client *c)
  * the answer; a failed login fails the session (auth_done). */
 static void auth_sent(struct imap_client *c)
 {
-	if (!c->cb->logged_in || c->auth_cont != AUTH_CONT_NONE || c->closed || c->ep->token)
+	if (!c->cb->logged_in || c->auth_cont != AUTH_CONT_NONE || c->closed || c->ep->token ||
+	    !c->login_pipelines)
 		return;
 	c->login_pending = 1;
 	c->state = ST_READY;

@@ -447,6 +447,10 @@ const char *dst_name_at(void *ctx, size_t i, size_t *len);
 
 /* plan.c */
 void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+uint32_t list_begin(struct job *j, struct imap_client *c, uint32_t assumed, uint32_t *noted,
+                    int dst);
+void ns_forget(struct job *j, int dst);
+int list_failed(struct job *j, struct imap_client *c, const struct imap_resp *r);
 int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r);
 void plan(struct job *j);
 void plan_finish(struct job *j);

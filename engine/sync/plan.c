@@ -305,9 +305,7 @@ static int list_again(struct job *j, struct worker *w)
 	}
 	j->nmb = 0;
 	nx_reset(&j->mbx);
-	j->src_ns_len = 0;
-	j->src_ns[0] = '\0';
-	j->nshared_ns = 0;
+	ns_forget(j, 0);
 	src_list(w);
 	return 1;
 }
@@ -318,16 +316,20 @@ static void list_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 	struct job *j = w->job;
 
 	(void)cmd;
-	if (list_again(j, w))
+	if (list_again(j, w) || list_failed(j, c, r))
 		return;
-	if (r->status != IMAP_ST_OK) {
-		job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len,
-			  r->text);
-		j->fatal = 1;
-		job_maybe_finish(j);
-		return;
-	}
 	plan(j);
+}
+
+/* A LIST refused (either side's): the job cannot go on. 1 if so. */
+int list_failed(struct job *j, struct imap_client *c, const struct imap_resp *r)
+{
+	if (r->status == IMAP_ST_OK)
+		return 0;
+	job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len, r->text);
+	j->fatal = 1;
+	job_maybe_finish(j);
+	return 1;
 }
 
 static void status_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -391,23 +393,47 @@ void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp
 	(void)r;
 }
 
+/* What a side's LIST (dst 0: the source's) goes by: its capabilities,
+ * or behind a pipelined login (c->login_pending: the greeting's) those
+ * assumed, noted in *noted to be checked when it is answered. The
+ * personal namespace prefix (RFC 2342) is asked for first, pipelined: its
+ * answer is in before the LIST's, no round trip is added. */
+uint32_t list_begin(struct job *j, struct imap_client *c, uint32_t assumed, uint32_t *noted,
+                    int dst)
+{
+	uint32_t caps = c->login_pending ? assumed : c->caps;
+
+	*noted = caps & assumed;
+	if (caps & IMAP_CAP_NAMESPACE) {
+		imap_cmd_begin(c, &j->ns_cmd[dst], ns_done, NULL);
+		imap_put(c, "NAMESPACE");
+		imap_cmd_end(c);
+	}
+	return caps;
+}
+
+/* A side is listed again: what its NAMESPACE said is forgotten. */
+void ns_forget(struct job *j, int dst)
+{
+	if (dst) {
+		j->dst_ns_len = 0;
+		j->dst_ns[0] = '\0';
+		j->dst_sep = 0;
+	} else {
+		j->src_ns_len = 0;
+		j->src_ns[0] = '\0';
+		j->nshared_ns = 0;
+	}
+}
+
 void src_list(struct worker *w)
 {
 	struct job *j = w->job;
 	struct imap_client *c = &w->src;
-	/* Behind a pipelined login (c->login_pending), the capabilities are
-	 * the greeting's: the LIST is sent as the servers that offer the most
-	 * answer it, and checked when it is answered (list_again). */
-	uint32_t caps = c->login_pending ? LIST_SPEC_CAPS : c->caps;
+	/* behind a pipelined login: as the servers that offer the most
+	 * answer it, checked by list_again */
+	uint32_t caps = list_begin(j, c, LIST_SPEC_CAPS, &j->list_caps, 0);
 
-	j->list_caps = caps & LIST_SPEC_CAPS;
-	/* The personal namespace prefix (RFC 2342), pipelined with the LIST:
-	 * its answer is in before the LIST's, and no round trip is added. */
-	if (caps & IMAP_CAP_NAMESPACE) {
-		imap_cmd_begin(c, &j->ns_cmd[0], ns_done, NULL);
-		imap_put(c, "NAMESPACE");
-		imap_cmd_end(c);
-	}
 	if ((caps & IMAP_CAP_LIST_STATUS) && (caps & IMAP_CAP_LIST_EXTENDED)) {
 		imap_cmd_begin(c, &j->list_cmd, list_done, NULL);
 		imap_putf(c, "LIST \"\" \"*\" RETURN (SUBSCRIBED %sSTATUS (UIDVALIDITY UIDNEXT MESSAGES%s))",

@@ -206,15 +206,8 @@ void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_r
 
 	if (cmd != &j->dlist_cmd[1])
 		return; /* LIST "" "" gave the separator; wait for the full list */
-	if (dlist_again(j, w))
+	if (dlist_again(j, w) || list_failed(j, c, r))
 		return;
-	if (r->status != IMAP_ST_OK) {
-		job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len,
-			  r->text);
-		j->fatal = 1;
-		job_maybe_finish(j);
-		return;
-	}
 	j->dlisted = 1;
 	dst_plan(j, c);
 }
@@ -457,17 +450,10 @@ void dst_prepare(struct worker *w)
 void dst_list(struct worker *w)
 {
 	struct job *j = w->job;
+	/* names are made with the prefix when the LIST is answered (dlist_done) */
+	uint32_t caps = list_begin(j, &w->dst, DLIST_SPEC_CAPS, &j->dlist_caps, 1);
 	struct imap_client *c = &w->dst;
-	uint32_t caps = c->login_pending ? DLIST_SPEC_CAPS : c->caps;
 
-	j->dlist_caps = caps & DLIST_SPEC_CAPS;
-	/* The personal namespace prefix (RFC 2342): names are made with it
-	 * when the LIST is answered (dlist_done). */
-	if (caps & IMAP_CAP_NAMESPACE) {
-		imap_cmd_begin(c, &j->ns_cmd[1], ns_done, NULL);
-		imap_put(c, "NAMESPACE");
-		imap_cmd_end(c);
-	}
 	imap_cmd_begin(c, &j->dlist_cmd[0], dlist_done, NULL);
 	imap_put(c, "LIST \"\" \"\"");
 	imap_cmd_end(c);
@@ -489,9 +475,7 @@ static int dlist_again(struct job *j, struct worker *w)
 		free(j->dst_names[i]);
 	j->ndst = 0;
 	nx_reset(&j->dstx);
-	j->dst_ns_len = 0;
-	j->dst_ns[0] = '\0';
-	j->dst_sep = 0;
+	ns_forget(j, 1);
 	dst_list(w);
 	return 1;
 }
