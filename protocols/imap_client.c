@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -185,12 +186,14 @@ const struct imap_node *imap_resp_code(const struct imap_resp *r, const char *na
 static void trace(const struct imap_client *c, const char *dir, const void *p, size_t n)
 {
 	const char *s = p;
+	struct timespec ts;
 
 	if (!c->trace || !n)
 		return;
 	if (n > 200 && c->trace < 2)
 		n = 200;
-	fprintf(stderr, "trace %s %s ", c->who, dir);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	fprintf(stderr, "trace %ld.%03ld %s %s ", (long)ts.tv_sec, ts.tv_nsec / 1000000, c->who, dir);
 	for (size_t i = 0; i < n; i++)
 		fputc(s[i] == '\r' ? '~' : (s[i] == '\n' || (unsigned char)s[i] >= 32) ? s[i] : '.', stderr);
 	fputc('\n', stderr);
@@ -388,6 +391,8 @@ void imap_put_astring(struct imap_client *c, const char *s, size_t n)
 void imap_cmd_begin_consumer(struct imap_client *c, struct imap_cmd *cmd, imap_done_fn done,
 			     void *ud, const struct imap_consumer *k)
 {
+	if (c->enable_due && c->state == ST_READY && !c->closed)
+		imc_send_enable(c);
 	cmd->done = done;
 	cmd->ud = ud;
 	cmd->consumer = k;
@@ -599,7 +604,8 @@ static int on_tagged(struct imap_client *c, const struct imap_resp *r)
 		imc_caps_from_code(c, r);
 	if (c->state != ST_LOGOUT)
 		conn_set_busy(&c->conn, c->inflight > 0);
-	if (c->state == ST_READY && (r->status == IMAP_ST_NO || r->status == IMAP_ST_BAD) &&
+	if (c->state == ST_READY && !c->login_pending &&
+	    (r->status == IMAP_ST_NO || r->status == IMAP_ST_BAD) &&
 	    throttled(c, r, r->status == IMAP_ST_NO ? "NO" : "BAD"))
 		return THROTTLE_ERR;
 	cmd->done(c, cmd, r);
@@ -633,6 +639,13 @@ static void on_greeting(struct imap_client *c, const struct imap_resp *r)
 		imc_after_auth(c);
 		return;
 	}
+	/* Commands go behind the login unanswered (imap_login's auth_sent)
+	 * only to a server known to keep them: Dovecot's login process hands
+	 * its input on to the session. Courier-IMAP's login process execs
+	 * the session and loses it (the commands are never answered); Cyrus
+	 * IMAP 3.6 reads an AUTHENTICATE followed by more input twice (a
+	 * second "BAD Already authenticated" under its tag); others: unknown. */
+	c->login_pipelines = memmem(r->text, r->text_len, "Dovecot", 7) != NULL;
 	if (!imc_caps_from_code(c, r)) {
 		imc_send_capability(c, ST_CAPA_PRE);
 		return;
@@ -797,7 +810,17 @@ static void on_connected(struct conn *conn)
 
 static void on_drain(struct conn *conn)
 {
-	writable_notify(conn->ud);
+	struct imap_client *c = conn->ud;
+
+	if (c->state == ST_LOGOUT && c->logout_nowait && !c->closed) {
+		/* LOGOUT is with the kernel: the session ends without its answer */
+		if (conn_write_pending(&c->conn))
+			conn_want_drain(&c->conn);
+		else
+			client_shutdown(c);
+		return;
+	}
+	writable_notify(c);
 }
 
 static void on_conn_error(struct conn *conn, const struct mf_error *err)
@@ -888,6 +911,10 @@ void imap_client_logout(struct imap_client *c)
 	imap_cmd_begin(c, &c->logout_cmd, logout_done, NULL);
 	imap_put(c, "LOGOUT");
 	imap_cmd_end(c);
+	if (c->logout_nowait && !c->closed) {
+		c->conn.close_fin = 1; /* LOGOUT is delivered, never reset away */
+		conn_want_drain(&c->conn);
+	}
 }
 
 void imap_client_close(struct imap_client *c)

@@ -168,8 +168,19 @@ struct imap_cmd {
 };
 
 struct imap_client_cb {
-	/* Logged in; capabilities are final; ENABLE sent (its reply may follow). */
+	/* Logged in; capabilities are final; ENABLE sent (its reply may follow).
+	 * With logged_in set, ready may come earlier: right after a login that
+	 * needs no continuation was written (SASL-IR, or LOGIN without a
+	 * synchronizing literal) to a server known to keep what follows it
+	 * (Dovecot, by its greeting), with c->login_pending 1 and c->caps the
+	 * greeting's (provisional). Commands written then are pipelined behind
+	 * the login: if it fails they are dropped with it and error says
+	 * "login failed". */
 	void (*ready)(struct imap_client *c);
+	/* Optional: the pipelined login was answered OK; c->caps are final
+	 * (ENABLE goes out with the next command but LOGOUT). Without it,
+	 * ready waits for the login's answer. */
+	void (*logged_in)(struct imap_client *c);
 	/* Fatal: connection lost, TLS or login failed, protocol error. The
 	 * client is closed when this returns; commands in flight are dropped
 	 * without their done callbacks. */
@@ -232,6 +243,13 @@ struct imap_client {
 	unsigned oauth_old_gen;		/* private: generation of the token refused */
 	char oauth_no[512];		/* private: the refusal, while a new token is fetched */
 	int enabled_qresync, enabled_condstore;
+	int login_pending;		/* ready came before the login's answer */
+	int login_pipelines;		/* private: the server keeps what follows the login */
+	int enable_due;			/* private: ENABLE goes before the next command */
+	/* Set by the owner: LOGOUT does not wait for the server's answer; the
+	 * connection closes (FIN) once LOGOUT is handed to the kernel. For a
+	 * process about to exit, which needs no --max-per-host slot after. */
+	int logout_nowait;
 	uint32_t exists;		/* last EXISTS of the selected mailbox */
 	/* Untagged responses since the last tagged reply, against what the
 	 * commands in flight may legitimately bring (a hostile server could
@@ -256,7 +274,8 @@ void imap_client_close(struct imap_client *c);
 void imap_client_abort(struct imap_client *c);
 /* Bytes on the wire so far (kept after close). */
 void imap_client_wire(const struct imap_client *c, uint64_t *in, uint64_t *out);
-/* Sends LOGOUT; the connection closes when the server answers. */
+/* Sends LOGOUT; the connection closes when the server answers (or at
+ * once, with logout_nowait). */
 void imap_client_logout(struct imap_client *c);
 
 /* Command writing. imap_cmd_begin writes "TAG "; the command is in flight

@@ -23,6 +23,7 @@
 /* ---- login sequence ------------------------------------------------------ */
 
 static void send_auth(struct imap_client *c);
+static void auth_sent(struct imap_client *c);
 
 static void capa_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
@@ -39,7 +40,10 @@ static void capa_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 
 void imc_send_capability(struct imap_client *c, int state)
 {
-	c->state = state;
+	/* after a pipelined login the session stays ready: the commands
+	 * behind it keep their data */
+	if (!c->login_pending)
+		c->state = state;
 	imap_cmd_begin(c, &c->aux_cmd, capa_done, NULL);
 	imap_put(c, "CAPABILITY");
 	imap_cmd_end(c);
@@ -205,6 +209,7 @@ void imc_login_next(struct imap_client *c)
 		c->auth_step++;
 	}
 	imap_cmd_end(c);
+	auth_sent(c);
 }
 
 static void oauth_ready(struct imap_token_wait *w, int rc, const struct mf_error *err);
@@ -377,10 +382,25 @@ static void send_auth(struct imap_client *c)
 		}
 		OPENSSL_cleanse(b64, sizeof(b64));
 		imap_cmd_end(c);
+		auth_sent(c);
 	} else {
 		c->auth_step = 0;
 		imc_login_next(c);
 	}
+}
+
+/* The whole login is written and no "+" is awaited: an owner that can
+ * take it (cb->logged_in) writes its commands behind it now, saving the
+ * round trip of the login's answer. Capabilities are the greeting's until
+ * the answer; a failed login fails the session (auth_done). */
+static void auth_sent(struct imap_client *c)
+{
+	if (!c->cb->logged_in || c->auth_cont != AUTH_CONT_NONE || c->closed || c->ep->token ||
+	    !c->login_pipelines)
+		return;
+	c->login_pending = 1;
+	c->state = ST_READY;
+	c->cb->ready(c);
 }
 
 static void enable_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -390,21 +410,39 @@ static void enable_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 		c->enabled_qresync = c->enabled_condstore = 0;
 }
 
+void imc_send_enable(struct imap_client *c)
+{
+	c->enable_due = 0;
+	imap_cmd_begin(c, &c->enable_cmd, enable_done, NULL);
+	imap_put(c, (c->caps & IMAP_CAP_QRESYNC) ? "ENABLE QRESYNC" : "ENABLE CONDSTORE");
+	imap_cmd_end(c);
+}
+
 void imc_after_auth(struct imap_client *c)
 {
+	int early = c->login_pending;
+
 	imc_oauth_wipe(c);
 	c->state = ST_READY;
+	c->login_pending = 0;
 	conn_set_deadline(&c->conn, 0, NULL);
 	if (c->ep->want_enable && (c->caps & IMAP_CAP_ENABLE) &&
 	    (c->caps & (IMAP_CAP_QRESYNC | IMAP_CAP_CONDSTORE))) {
-		imap_cmd_begin(c, &c->enable_cmd, enable_done, NULL);
-		imap_put(c, (c->caps & IMAP_CAP_QRESYNC) ? "ENABLE QRESYNC" : "ENABLE CONDSTORE");
-		imap_cmd_end(c);
+		/* After a pipelined login, ENABLE goes with the next command
+		 * (imap_cmd_begin): a session that only says LOGOUT next never
+		 * waits for it. */
+		if (early)
+			c->enable_due = 1;
+		else
+			imc_send_enable(c);
 		/* Commands sent from here on are processed after ENABLE, so they
 		 * may rely on it; a NO clears these again (enable_done). */
 		c->enabled_condstore = 1;
 		c->enabled_qresync = !!(c->caps & IMAP_CAP_QRESYNC);
 	}
 	conn_set_busy(&c->conn, c->inflight > 0);
-	c->cb->ready(c);
+	if (early)
+		c->cb->logged_in(c);
+	else
+		c->cb->ready(c);
 }

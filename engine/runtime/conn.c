@@ -972,7 +972,7 @@ void conn_close(struct conn *c)
 	 * retransmitting them for minutes, and an abandoned APPEND's final
 	 * CRLF arriving then would store a message the next run's settle has
 	 * already looked for (a duplicate). */
-	if (p->fd >= 0 && !p->connecting) {
+	if (p->fd >= 0 && !p->connecting && !c->close_fin) {
 		int queued = 0;
 
 		if (out_pending(p) || p->sending ||

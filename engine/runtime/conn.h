@@ -65,6 +65,9 @@ struct conn {
 	void *ud;		/* owner's pointer */
 	int fd;
 	int dead;
+	/* Owner's: conn_close ends with FIN even while output is unacknowledged
+	 * (a LOGOUT, harmless if delivered late), not with a reset. */
+	int close_fin;
 	/* the rest is private to conn.c */
 	struct conn_priv *priv;
 };

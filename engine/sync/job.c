@@ -19,6 +19,7 @@ static void job_stop_task(struct loop *l, struct loop_task *t)
 
 static const struct imap_client_cb src_cb = {
 	.ready = src_ready,
+	.logged_in = src_logged_in,
 	.error = conn_error,
 	.untagged = NULL,
 	.lit_begin = lit_checked_inline,
@@ -216,6 +217,7 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 	j->src_cb.untagged = src_untagged_any;
 	j->dst_cb = (struct imap_client_cb){
 		.ready = dst_ready,
+		.logged_in = dst_logged_in,
 		.error = dst_error,
 		.untagged = dst_untagged_any,
 		.lit_begin = lit_checked_inline,
@@ -249,9 +251,16 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 	test_fail_init(j);
 	j->t0 = loop_now_ms(l);
 	j->last_commit = j->t0;
-	/* Worker 0's slots are both taken now (its destination opens once the
-	 * plan is made): it never waits for one while holding the other. */
-	if (worker_start(&j->w[0], WORKER_OPEN_SRC, &rc, err) < 0) {
+	/* Worker 0's slots are both taken now: it never waits for one while
+	 * holding the other. An IMAP destination opens with the source, in
+	 * parallel (it is listed while the source is); others once the plan
+	 * is made. */
+	if (worker_start(&j->w[0],
+	                 WORKER_OPEN_SRC | (j->w[0].sink.ops == &sink_imap_ops && !o->src_pop3 &&
+	                                            !o->src_archive
+	                                        ? WORKER_OPEN_DST
+	                                        : 0),
+	                 &rc, err) < 0) {
 		sum->fatal = 1;
 		worker_lim_sync(&j->w[0], 1);
 		job_free(j);
@@ -320,6 +329,7 @@ int job_migrate(struct loop *l, struct state *st, const struct job_opts *o,
 
 	if ((rc = job_start(&j, l, st, o, sum, migrate_done, &done, err)) < 0)
 		return rc;
+	j->quick_exit = 1; /* the process ends next: no slot is wanted after */
 	/* The loop ends when nothing is in flight: the job is done and its
 	 * connections have said LOGOUT. */
 	rc = loop_run(l);

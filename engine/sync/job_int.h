@@ -55,6 +55,7 @@ struct mbox {
 	int subscribed;
 	unsigned special;	/* SPECIAL-USE attributes (RFC 6154), bits below */
 	int have_status;
+	int light;		/* no new mail: only flags or expunges to carry (plan.c) */
 	uint32_t st_uidvalidity, st_uidnext, st_messages;
 	uint64_t st_highestmodseq;
 	uint32_t mbid;
@@ -146,6 +147,7 @@ struct worker {
 	struct arcsrc *arc;	/* the archive source instead of src (source_archive.c) */
 	struct sink sink;	/* where messages go: over dst for IMAP */
 	int src_open, dst_open, src_ready, dst_ready, dead;
+	int listing;		/* worker 0: the source's LIST is sent on this session */
 	enum wphase phase;
 	struct mbox *mb;
 	unsigned part;		/* 1 + the part of mb it copies (split.c); 0: all of mb */
@@ -340,6 +342,11 @@ struct job {
 	unsigned creates_pending;
 	int relisted;		/* refused CREATEs were looked up again */
 	int listed, dst_prepared, finished, fatal;
+	uint32_t list_caps;	/* the source's capabilities its LIST went by (plan.c) */
+	int dlisted;		/* the destination's LIST is in (prepare.c) */
+	uint32_t dlist_caps;	/* the destination's capabilities its LIST went by */
+	int dst_planned;	/* destination names made from both lists */
+	int quick_exit;		/* LOGOUTs not waited for: the process ends (job_migrate) */
 	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
 	struct arcw *arcw;	/* backup: the archive's writer thread (arc_writer.h) */
 	unsigned arcw_refs;	/* the sinks that use it */
@@ -440,6 +447,10 @@ const char *dst_name_at(void *ctx, size_t i, size_t *len);
 
 /* plan.c */
 void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+uint32_t list_begin(struct job *j, struct imap_client *c, uint32_t assumed, uint32_t *noted,
+                    int dst);
+void ns_forget(struct job *j, int dst);
+int list_failed(struct job *j, struct imap_client *c, const struct imap_resp *r);
 int src_ctl_untagged(struct imap_client *c, const struct imap_resp *r);
 void plan(struct job *j);
 void plan_finish(struct job *j);
@@ -457,6 +468,7 @@ void dispatch(struct job *j);
 void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 void dst_create_all(struct job *j, struct imap_client *c);
 void dst_prepare(struct worker *w);
+void dst_list(struct worker *w);
 /* backup: names every listed mailbox in the archive's run, and after a
  * run that never committed records again what the state says is stored. */
 void archive_prepare(struct job *j);
@@ -489,6 +501,7 @@ int selective_done(struct worker *w, struct mf_error *err);
 /* sink_imap.c */
 void dst_writable(struct imap_client *c);
 void dst_ready(struct imap_client *c);
+void dst_logged_in(struct imap_client *c);
 void dst_error(struct imap_client *c, const struct mf_error *err);
 
 /* remap.c */
@@ -549,6 +562,7 @@ void mailbox_finish(struct worker *w);
 void mailbox_begin(struct worker *w);
 void worker_next(struct worker *w);
 void src_ready(struct imap_client *c);
+void src_logged_in(struct imap_client *c);
 void conn_error(struct imap_client *c, const struct mf_error *err);
 int src_untagged_any(struct imap_client *c, const struct imap_resp *r);
 int dst_untagged_any(struct imap_client *c, const struct imap_resp *r);

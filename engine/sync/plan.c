@@ -216,6 +216,7 @@ void plan(struct job *j)
 				mb->work = 0;
 			else if (mb->st_highestmodseq && rec.highestmodseq == mb->st_highestmodseq)
 				mb->work = 0;
+			mb->light = 1;
 		}
 		/* Copied last under another filter (--since ... --search): what
 		 * the new one selects below the position is looked for. */
@@ -271,7 +272,10 @@ void plan_finish(struct job *j)
 				         j->mb[i].display);
 			}
 	if (!nwork) {
+		/* nothing for the destination (open since the start): it is
+		 * let go with the source */
 		j->next_mb = j->nmb;
+		j->dst_prepared = 1;
 		job_maybe_finish(j);
 		return;
 	}
@@ -280,20 +284,52 @@ void plan_finish(struct job *j)
 	dst_prepare(&j->w[0]);
 }
 
+/* What a LIST sent behind a pipelined login assumes the server offers:
+ * the greeting rarely lists it (Dovecot's does not), the login's answer
+ * does. */
+#define LIST_SPEC_CAPS                                                                         \
+	(IMAP_CAP_NAMESPACE | IMAP_CAP_LIST_STATUS | IMAP_CAP_LIST_EXTENDED |                  \
+	 IMAP_CAP_SPECIAL_USE | IMAP_CAP_CONDSTORE)
+
+/* The speculative LIST assumed more than the login's answer offers: what
+ * it brought is dropped (a server may answer commands it does not
+ * advertise) and the source is listed again by its real capabilities.
+ * One round trip more, on such servers only. */
+static int list_again(struct job *j, struct worker *w)
+{
+	if (!(j->list_caps & ~w->src.caps & LIST_SPEC_CAPS))
+		return 0;
+	for (size_t i = 0; i < j->nmb; i++) {
+		free(j->mb[i].name);
+		free(j->mb[i].display);
+	}
+	j->nmb = 0;
+	nx_reset(&j->mbx);
+	ns_forget(j, 0);
+	src_list(w);
+	return 1;
+}
+
 static void list_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	struct worker *w = c->ud;
 	struct job *j = w->job;
 
 	(void)cmd;
-	if (r->status != IMAP_ST_OK) {
-		job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len,
-			  r->text);
-		j->fatal = 1;
-		job_maybe_finish(j);
+	if (list_again(j, w) || list_failed(j, c, r))
 		return;
-	}
 	plan(j);
+}
+
+/* A LIST refused (either side's): the job cannot go on. 1 if so. */
+int list_failed(struct job *j, struct imap_client *c, const struct imap_resp *r)
+{
+	if (r->status == IMAP_ST_OK)
+		return 0;
+	job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len, r->text);
+	j->fatal = 1;
+	job_maybe_finish(j);
+	return 1;
 }
 
 static void status_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -317,7 +353,7 @@ static void list_plain_done(struct imap_client *c, struct imap_cmd *cmd, const s
 	size_t n = 0;
 
 	(void)cmd;
-	if (r->status != IMAP_ST_OK) {
+	if (r->status != IMAP_ST_OK || list_again(j, w)) {
 		list_done(c, cmd, r);
 		return;
 	}
@@ -357,23 +393,52 @@ void ns_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp
 	(void)r;
 }
 
+/* What a side's LIST (dst 0: the source's) goes by: its capabilities,
+ * or behind a pipelined login (c->login_pending: the greeting's) those
+ * assumed, noted in *noted to be checked when it is answered. The
+ * personal namespace prefix (RFC 2342) is asked for first, pipelined: its
+ * answer is in before the LIST's, no round trip is added. */
+uint32_t list_begin(struct job *j, struct imap_client *c, uint32_t assumed, uint32_t *noted,
+                    int dst)
+{
+	uint32_t caps = c->login_pending ? assumed : c->caps;
+
+	*noted = caps & assumed;
+	if (caps & IMAP_CAP_NAMESPACE) {
+		imap_cmd_begin(c, &j->ns_cmd[dst], ns_done, NULL);
+		imap_put(c, "NAMESPACE");
+		imap_cmd_end(c);
+	}
+	return caps;
+}
+
+/* A side is listed again: what its NAMESPACE said is forgotten. */
+void ns_forget(struct job *j, int dst)
+{
+	if (dst) {
+		j->dst_ns_len = 0;
+		j->dst_ns[0] = '\0';
+		j->dst_sep = 0;
+	} else {
+		j->src_ns_len = 0;
+		j->src_ns[0] = '\0';
+		j->nshared_ns = 0;
+	}
+}
+
 void src_list(struct worker *w)
 {
 	struct job *j = w->job;
 	struct imap_client *c = &w->src;
+	/* behind a pipelined login: as the servers that offer the most
+	 * answer it, checked by list_again */
+	uint32_t caps = list_begin(j, c, LIST_SPEC_CAPS, &j->list_caps, 0);
 
-	/* The personal namespace prefix (RFC 2342), pipelined with the LIST:
-	 * its answer is in before the LIST's, and no round trip is added. */
-	if (c->caps & IMAP_CAP_NAMESPACE) {
-		imap_cmd_begin(c, &j->ns_cmd[0], ns_done, NULL);
-		imap_put(c, "NAMESPACE");
-		imap_cmd_end(c);
-	}
-	if ((c->caps & IMAP_CAP_LIST_STATUS) && (c->caps & IMAP_CAP_LIST_EXTENDED)) {
+	if ((caps & IMAP_CAP_LIST_STATUS) && (caps & IMAP_CAP_LIST_EXTENDED)) {
 		imap_cmd_begin(c, &j->list_cmd, list_done, NULL);
 		imap_putf(c, "LIST \"\" \"*\" RETURN (SUBSCRIBED %sSTATUS (UIDVALIDITY UIDNEXT MESSAGES%s))",
-			  (c->caps & IMAP_CAP_SPECIAL_USE) ? "SPECIAL-USE " : "",
-			  (c->caps & IMAP_CAP_CONDSTORE) ? " HIGHESTMODSEQ" : "");
+			  (caps & IMAP_CAP_SPECIAL_USE) ? "SPECIAL-USE " : "",
+			  (caps & IMAP_CAP_CONDSTORE) ? " HIGHESTMODSEQ" : "");
 	} else {
 		imap_cmd_begin(c, &j->list_cmd, list_plain_done, NULL);
 		imap_put(c, "LIST \"\" \"*\"");

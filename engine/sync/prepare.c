@@ -13,6 +13,7 @@ static void subscribe_done(struct imap_client *c, struct imap_cmd *cmd, const st
 static void create_fail(struct job *j, const char *who, struct mbox *mb, const char *why);
 static void relist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void relist_send(struct job *j, struct imap_client *c);
+static int dlist_again(struct job *j, struct worker *w);
 static size_t create_depth(const struct job *j, const char *name);
 static int create_order_cmp(const void *a, const void *b);
 
@@ -164,31 +165,24 @@ static void relist_send(struct job *j, struct imap_client *c)
 	creates_release(j);
 }
 
+/* Nobody waits for a SUBSCRIBE: the workers' commands go behind it. */
 static void subscribe_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
-	struct worker *w = c->ud;
 	struct mbox *mb = cmd->ud;
 
 	if (r->status != IMAP_ST_OK)
 		mf_log(MF_LOG_WARN, "%s: cannot subscribe \"%s\": %.*s", imap_client_who(c),
 		       mb->dst_name, (int)r->text_len, r->text);
-	creates_release(w->job);
 }
 
-void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+/* Both sides are listed (the destination's may be in first: it is
+ * asked for as soon as its session is up): where each source mailbox
+ * goes, then renames and CREATEs. */
+static void dst_plan(struct job *j, struct imap_client *c)
 {
-	struct worker *w = c->ud;
-	struct job *j = w->job;
-
-	if (cmd != &j->dlist_cmd[1])
-		return; /* LIST "" "" gave the separator; wait for the full list */
-	if (r->status != IMAP_ST_OK) {
-		job_error(j, imap_client_who(c), NULL, 0, "LIST failed: %.*s", (int)r->text_len,
-			  r->text);
-		j->fatal = 1;
-		job_maybe_finish(j);
+	if (!j->listed || !j->dlisted || j->dst_planned || j->dst_prepared || j->fatal)
 		return;
-	}
+	j->dst_planned = 1;
 	for (size_t i = 0; i < j->nmb; i++) {
 		struct mbox *mb = &j->mb[i];
 
@@ -203,6 +197,19 @@ void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_r
 		return;
 	}
 	rename_next(j, c);
+}
+
+void dlist_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	struct job *j = w->job;
+
+	if (cmd != &j->dlist_cmd[1])
+		return; /* LIST "" "" gave the separator; wait for the full list */
+	if (dlist_again(j, w) || list_failed(j, c, r))
+		return;
+	j->dlisted = 1;
+	dst_plan(j, c);
 }
 
 /* Hierarchy levels of a destination name: separators in it. */
@@ -292,7 +299,6 @@ void dst_create_all(struct job *j, struct imap_client *c)
 
 		if (!mb->subscribed)
 			continue;
-		j->creates_pending++;
 		imap_cmd_begin(c, &j->create_cmd[n++], subscribe_done, mb);
 		imap_put(c, "SUBSCRIBE ");
 		imap_put_astring(c, mb->dst_name, strlen(mb->dst_name));
@@ -426,22 +432,50 @@ void dst_prepare(struct worker *w)
 			prepare_folderless(j);
 		return;
 	}
-	if (!w->dst_ready || !j->listed || j->dlist_cmd[0].done)
+	if (!w->dst_ready)
 		return;
-	/* The personal namespace prefix (RFC 2342): names are made with it
-	 * when the LIST is answered (dlist_done). */
-	if (w->dst.caps & IMAP_CAP_NAMESPACE) {
-		imap_cmd_begin(&w->dst, &j->ns_cmd[1], ns_done, NULL);
-		imap_put(&w->dst, "NAMESPACE");
-		imap_cmd_end(&w->dst);
+	if (j->dlist_cmd[0].done) { /* listed already, or being listed */
+		dst_plan(j, &w->dst);
+		return;
 	}
-	imap_cmd_begin(&w->dst, &j->dlist_cmd[0], dlist_done, NULL);
-	imap_put(&w->dst, "LIST \"\" \"\"");
-	imap_cmd_end(&w->dst);
-	imap_cmd_begin(&w->dst, &j->dlist_cmd[1], dlist_done, NULL);
-	if ((w->dst.caps & IMAP_CAP_SPECIAL_USE) && (w->dst.caps & IMAP_CAP_LIST_EXTENDED))
-		imap_put(&w->dst, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
+	dst_list(w);
+}
+
+/* What the destination's LIST assumes behind a pipelined login (as
+ * plan.c's for the source): checked in dlist_done. */
+#define DLIST_SPEC_CAPS (IMAP_CAP_NAMESPACE | IMAP_CAP_SPECIAL_USE | IMAP_CAP_LIST_EXTENDED)
+
+/* Lists the destination (worker 0's session), behind its login when the
+ * client allows it (the capabilities then assumed, dlist_again). */
+void dst_list(struct worker *w)
+{
+	struct job *j = w->job;
+	/* names are made with the prefix when the LIST is answered (dlist_done) */
+	uint32_t caps = list_begin(j, &w->dst, DLIST_SPEC_CAPS, &j->dlist_caps, 1);
+	struct imap_client *c = &w->dst;
+
+	imap_cmd_begin(c, &j->dlist_cmd[0], dlist_done, NULL);
+	imap_put(c, "LIST \"\" \"\"");
+	imap_cmd_end(c);
+	imap_cmd_begin(c, &j->dlist_cmd[1], dlist_done, NULL);
+	if ((caps & IMAP_CAP_SPECIAL_USE) && (caps & IMAP_CAP_LIST_EXTENDED))
+		imap_put(c, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
 	else
-		imap_put(&w->dst, "LIST \"\" \"*\"");
-	imap_cmd_end(&w->dst);
+		imap_put(c, "LIST \"\" \"*\"");
+	imap_cmd_end(c);
+}
+
+/* The destination's LIST assumed more than its login's answer offers:
+ * what it brought is dropped, and it is listed again. */
+static int dlist_again(struct job *j, struct worker *w)
+{
+	if (!(j->dlist_caps & ~w->dst.caps & DLIST_SPEC_CAPS))
+		return 0;
+	for (size_t i = 0; i < j->ndst; i++)
+		free(j->dst_names[i]);
+	j->ndst = 0;
+	nx_reset(&j->dstx);
+	ns_forget(j, 1);
+	dst_list(w);
+	return 1;
 }

@@ -137,7 +137,22 @@ void dst_writable(struct imap_client *c)
 	sink_writable(c->ud);
 }
 
+/* Behind a pipelined login (c->login_pending) worker 0 lists the
+ * destination at once; everything else waits for the login's answer
+ * (dst_logged_in): the account is right, the capabilities final. */
 void dst_ready(struct imap_client *c)
+{
+	struct worker *w = c->ud;
+
+	if (!c->login_pending) {
+		sink_ready(w);
+		return;
+	}
+	if (w->id == 0 && !w->reconnecting && !w->job->dlist_cmd[0].done)
+		dst_list(w);
+}
+
+void dst_logged_in(struct imap_client *c)
 {
 	sink_ready(c->ud);
 }
@@ -158,8 +173,10 @@ static void imap_close(struct sink *s, int graceful)
 {
 	if (dst(s)->closed)
 		return;
-	if (graceful)
+	if (graceful) {
+		dst(s)->logout_nowait = s->w->job->quick_exit;
 		imap_client_logout(dst(s));
+	}
 	else
 		imap_client_close(dst(s));
 }

@@ -19,6 +19,7 @@ static int dst_busy(const struct job *j, const struct mbox *mb);
 static void examine_send(struct worker *w);
 static int worker_open_dst(struct worker *w, struct mf_error *err);
 static void workers_spawn_rest(struct job *j);
+static void src_logout(struct worker *w);
 static int err_transient(const struct mf_error *err);
 static const char *err_reason(const char *who, const struct mf_error *err);
 static int reconnect_wanted(const struct worker *w, int login, const struct mf_error *err);
@@ -246,7 +247,7 @@ void worker_next(struct worker *w)
 		if (w->p3)
 			pop3src_stop(w, 1);
 		else if (!w->arc)
-			imap_client_logout(&w->src);
+			src_logout(w);
 		w->sink.ops->close(&w->sink, 1);
 		job_maybe_finish(j);
 		return;
@@ -345,22 +346,44 @@ static void examine_send(struct worker *w)
 
 /* ---- worker: connections ------------------------------------------------------ */
 
+/* The source may take commands: worker 0 lists the account, pipelined
+ * behind the login when the client allows it (c->login_pending, the
+ * capabilities then provisional); the others wait for the login's answer
+ * (src_logged_in), as what they send goes by the capabilities. */
 void src_ready(struct imap_client *c)
 {
 	struct worker *w = c->ud;
 
-	w->src_ready = 1;
-	if (w->id == 0 && !w->job->listed)
+	if (w->id == 0 && !w->job->listed && !w->listing) {
+		w->listing = 1;
 		src_list(w);
-	else
+	}
+	if (c->login_pending)
+		return;
+	w->src_ready = 1;
+	if (w->id != 0 || w->job->listed)
 		worker_next(w);
+}
+
+void src_logged_in(struct imap_client *c)
+{
+	src_ready(c);
+}
+
+/* LOGOUT on the source; not waited for when the process ends next. */
+static void src_logout(struct worker *w)
+{
+	w->src.logout_nowait = w->job->quick_exit;
+	imap_client_logout(&w->src);
 }
 
 void sink_ready(struct worker *w)
 {
 	w->dst_ready = 1;
 	if (w->id == 0 && !w->reconnecting) {
-		workers_spawn_rest(w->job);
+		/* opened with the source: the others follow the plan */
+		if (w->job->listed)
+			workers_spawn_rest(w->job);
 		dst_prepare(w);
 	}
 	worker_next(w);
@@ -659,6 +682,7 @@ int worker_open_src(struct worker *w, struct mf_error *err)
 	if (w->job->o->src_archive)
 		return arcsrc_open(w, err);
 	w->src_open = 1;
+	w->listing = 0;
 	w->job->sum->connections++;
 	return imap_client_open(&w->src, w->job->loop, &w->job->o->src, &w->job->src_cb, w, err);
 }
@@ -696,12 +720,18 @@ int worker_init(struct job *j, struct worker *w, unsigned id)
 	return 0;
 }
 
-/* Opens the destination side of worker 0; once it has logged in (the
- * account is right), workers_spawn_rest opens the others. */
+/* Opens the destination side of worker 0 (unless it opened with the
+ * source, job_start); once it has logged in (the account is right),
+ * workers_spawn_rest opens the others. */
 void workers_spawn(struct job *j)
 {
 	struct mf_error e;
 
+	if (j->w[0].dst_open) {
+		if (j->w[0].dst_ready)
+			workers_spawn_rest(j);
+		return;
+	}
 	if (worker_open_dst(&j->w[0], &e) < 0) {
 		job_error(j, NULL, NULL, 0, "%s", e.msg);
 		j->fatal = 1;
@@ -746,7 +776,7 @@ void worker_stop(struct worker *w, int graceful)
 	loop_timer_cancel(w->job->loop, &w->rate_timer);
 	if (w->src_open && !w->src.closed) {
 		if (graceful && w->src_ready)
-			imap_client_logout(&w->src);
+			src_logout(w);
 		else
 			imap_client_close(&w->src);
 	}

@@ -53,8 +53,8 @@ exact split-exact d1
 mig one-rerun d1 --connections 4
 [ $? = 0 ] && [ "$(copied one-rerun)" = 0 ] &&
 	[ "$(json_field "$T_TMP/one-rerun.out" messages_skipped)" = "$total" ] &&
-	[ "$(json_field "$T_TMP/one-rerun.out" connections)" = 1 ] &&
-	ok "split-rerun-nothing (one connection, no mailbox opened)" ||
+	[ "$(json_field "$T_TMP/one-rerun.out" connections)" = 2 ] &&
+	ok "split-rerun-nothing (one session pair, no mailbox opened)" ||
 	not_ok split-rerun-nothing "copied $(copied one-rerun), connections $(json_field "$T_TMP/one-rerun.out" connections)"
 # new mail since: exactly that is copied, and the mailbox is not read again
 for i in 1 2 3; do

@@ -10,6 +10,11 @@
  * The server is a forked child on an ephemeral 127.0.0.1 port playing a
  * fixed transcript (the routing depends on the order of bytes, which a
  * real server does not let a test choose).
+ *
+ * Also the login pipelined behind (cb->logged_in, a greeting naming
+ * Dovecot with SASL-IR): the server reads the login and every command
+ * before it answers anything, and a refused login fails the session as
+ * a login failure, no command's callback called.
  */
 #include "protocols/imap_client.h"
 
@@ -71,9 +76,14 @@ static int put_all(int fd, const char *s)
 	return 0;
 }
 
+/* session() flags */
+#define F_PAUSE 1   /* the consumer pauses input once */
+#define F_PIPE 2    /* the login is pipelined: answered after every command came */
+#define F_REFUSE 4  /* with F_PIPE: the login is refused */
+
 /* Greeting with capabilities (no CAPABILITY command), LOGIN (A1), then
  * after ncmd command lines the transcript, then LOGOUT. */
-static int serve(int lfd, int ncmd, const char *transcript, const char *logout_tag)
+static int serve(int lfd, int ncmd, const char *transcript, const char *logout_tag, int flags)
 {
 	int fd = accept(lfd, NULL, NULL);
 	char bye[64];
@@ -81,6 +91,19 @@ static int serve(int lfd, int ncmd, const char *transcript, const char *logout_t
 	if (fd < 0)
 		return 2;
 	snprintf(bye, sizeof(bye), "* BYE bye\r\n%s OK logged out\r\n", logout_tag);
+	if (flags & F_PIPE) {
+		if (put_all(fd, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] Dovecot ready.\r\n") ||
+		    read_lines(fd, 1 + ncmd))
+			return 3;
+		if (flags & F_REFUSE)
+			return put_all(fd, "A1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+			                   "A2 BAD not logged in\r\n") ? 3 : 0;
+		if (put_all(fd, "A1 OK [CAPABILITY IMAP4rev1 LITERAL+] in\r\n") ||
+		    put_all(fd, transcript) || read_lines(fd, 1) || put_all(fd, bye))
+			return 3;
+		close(fd);
+		return 0;
+	}
 	if (put_all(fd, "* OK [CAPABILITY IMAP4rev1 LITERAL+] test server ready\r\n") ||
 	    read_lines(fd, 1) || put_all(fd, "A1 OK [CAPABILITY IMAP4rev1 LITERAL+] in\r\n") ||
 	    read_lines(fd, ncmd) || put_all(fd, transcript) || read_lines(fd, 1) ||
@@ -90,7 +113,8 @@ static int serve(int lfd, int ncmd, const char *transcript, const char *logout_t
 	return 0;
 }
 
-static pid_t server_start(uint16_t *port, int ncmd, const char *transcript, const char *logout_tag)
+static pid_t server_start(uint16_t *port, int ncmd, const char *transcript, const char *logout_tag,
+                          int flags)
 {
 	int lfd = listen_any(port);
 	pid_t pid;
@@ -101,7 +125,7 @@ static pid_t server_start(uint16_t *port, int ncmd, const char *transcript, cons
 	if ((pid = fork()) == 0) {
 		signal(SIGPIPE, SIG_IGN);
 		alarm(20);
-		_exit(serve(lfd, ncmd, transcript, logout_tag));
+		_exit(serve(lfd, ncmd, transcript, logout_tag, flags));
 	}
 	close(lfd);
 	return pid;
@@ -258,7 +282,14 @@ static void on_ready(struct imap_client *c)
 {
 	struct rt *t = c->ud;
 
+	if (c->login_pending)
+		logf_(t, "early ");
 	t->send(t);
+}
+
+static void on_logged_in(struct imap_client *c)
+{
+	logf_(c->ud, "in ");
 }
 
 static void on_error(struct imap_client *c, const struct mf_error *err)
@@ -271,6 +302,16 @@ static void on_error(struct imap_client *c, const struct mf_error *err)
 
 static const struct imap_client_cb cb = {
     .ready = on_ready,
+    .error = on_error,
+    .untagged = any_untagged,
+    .lit_begin = any_lit_begin,
+    .lit_data = any_lit_data,
+    .lit_end = any_lit_end,
+};
+
+static const struct imap_client_cb cb_pipe = {
+    .ready = on_ready,
+    .logged_in = on_logged_in,
     .error = on_error,
     .untagged = any_untagged,
     .lit_begin = any_lit_begin,
@@ -291,7 +332,7 @@ static void send_cmd(struct rt *t, const char *line, const struct imap_consumer 
 /* Runs one session against transcript (after ncmd command lines) and
  * checks the log. */
 static void session(struct unit_ctx *u, void (*sendfn)(struct rt *t), int ncmd,
-                    const char *transcript, const char *want, int pause_once)
+                    const char *transcript, const char *want, int flags)
 {
 	struct imap_endpoint ep = {
 	    .label = "source",
@@ -311,18 +352,24 @@ static void session(struct unit_ctx *u, void (*sendfn)(struct rt *t), int ncmd,
 	if (!t)
 		return;
 	snprintf(tag, sizeof(tag), "A%d", ncmd + 2);
-	pid = server_start(&ep.port, ncmd, transcript, tag);
+	pid = server_start(&ep.port, ncmd, transcript, tag, flags);
 	UNIT_CHECK(u, pid > 0);
 	UNIT_CHECK(u, loop_init(&l, 64) == 0);
 	t->l = &l;
 	t->send = sendfn;
-	t->pause_once = pause_once;
+	t->pause_once = flags & F_PAUSE;
 	t->resume.fn = resume_task;
-	UNIT_CHECKF(u, imap_client_open(&t->c, &l, &ep, &cb, t, &e) == 0, "open: %s", e.msg);
+	UNIT_CHECKF(u, imap_client_open(&t->c, &l, &ep, (flags & F_PIPE) ? &cb_pipe : &cb, t, &e) == 0,
+	            "open: %s", e.msg);
 	UNIT_CHECK(u, loop_run(&l) == 0);
 	imap_client_close(&t->c);
 	loop_free(&l);
-	UNIT_CHECKF(u, !t->errors, "client error: %s", t->err);
+	if (flags & F_REFUSE)
+		UNIT_CHECKF(u, t->errors == 1 && strstr(t->err, "source u@127.0.0.1: login failed: "
+		                                                "[AUTHENTICATIONFAILED]"),
+		            "client error: %s", t->err);
+	else
+		UNIT_CHECKF(u, !t->errors, "client error: %s", t->err);
 	UNIT_CHECK(u, server_wait(pid) == 0);
 	UNIT_CHECKF(u, t->n && !strcmp(t->log, want), "\n  got:  %s\n  want: %s", t->log, want);
 	free(t);
@@ -408,6 +455,24 @@ static void t_pipeline_in_order(struct unit_ctx *u)
 	        "E:UIDVALIDITY done2 F:lit2=hi/F F:FETCH done3 S:UIDVALIDITY S:EXISTS done4 ", 0);
 }
 
+/* The login pipelined: the commands go before its answer (the server
+ * answers nothing until it has them all), their data after it. */
+static void t_login_pipelined(struct unit_ctx *u)
+{
+	session(u, send_two, 3,
+	        "* OK [UIDVALIDITY 1] a\r\nA2 OK a\r\n"
+	        "* 1 FETCH (UID 1 BODY[] {2}\r\nhi)\r\nA3 OK f\r\n"
+	        "* OK [UIDVALIDITY 2] b\r\n* 0 EXISTS\r\nA4 OK b\r\n",
+	        "early in E:UIDVALIDITY done2 F:lit2=hi/F F:FETCH done3 S:UIDVALIDITY S:EXISTS done4 ",
+	        F_PIPE);
+}
+
+/* Refused: a login failure; the commands behind it get no callback. */
+static void t_login_pipelined_refused(struct unit_ctx *u)
+{
+	session(u, send_two, 3, "", "early ", F_PIPE | F_REFUSE);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -417,5 +482,7 @@ int main(void)
 	UNIT_RUN(&u, t_consumer_pauses);
 	UNIT_RUN(&u, t_no_consumer_client_wide);
 	UNIT_RUN(&u, t_pipeline_in_order);
+	UNIT_RUN(&u, t_login_pipelined);
+	UNIT_RUN(&u, t_login_pipelined_refused);
 	return unit_done(&u);
 }
