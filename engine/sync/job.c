@@ -145,7 +145,7 @@ static void job_done_task(struct loop *l, struct loop_task *t)
 	}
 }
 
-static void job_free(struct job *j)
+void job_free(struct job *j)
 {
 	for (unsigned i = 0; i < j->nw; i++) {
 		struct worker *w = &j->w[i];

@@ -180,6 +180,7 @@ struct worker {
 	struct settle *stl;	/* unconfirmed APPENDs found at the start */
 	size_t nstl, cstl;
 	uint32_t stl_floor, stl_uid, stl_seen;
+	uint32_t stl_dst_uidv;	/* the destination folder's UIDVALIDITY (its EXAMINE) */
 	/* intents of parallel parts (split.c): the floor is the pass before
 	 * the split's, and destination UIDs recorded as copied are not
 	 * matched again (sorted) */
@@ -618,6 +619,8 @@ int scope_commit(struct job *j);
 
 /* job.c */
 void job_maybe_finish(struct job *j);
+/* Frees j, its workers' memory and j->w (job_end; the tests' harness). */
+void job_free(struct job *j);
 /* An IMAP session of the job closed: a finished job may be done now. */
 void job_session_closed(struct job *j);
 
