@@ -147,7 +147,17 @@ static void settle_finish(struct worker *w)
 	}
 	w->nstl = 0;
 	mbox_mark_intents(w, 0);
-	job_commit(j);
+	j->state_dirty = 1;
+	if (job_commit(j) < 0) {
+		/* Not durable: the state is back to the intents, so the pass
+		 * would copy again what was just found on the destination. The
+		 * job stops; the next run settles again. */
+		j->fatal = 1;
+		mailbox_fail(w, NULL, 0, "interrupted APPENDs settled, but the state could not "
+		                         "record it; stopping so that nothing is copied twice");
+		loop_defer(j->loop, &j->stop_task);
+		return;
+	}
 	changes_start(w);
 }
 
