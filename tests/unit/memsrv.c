@@ -664,6 +664,17 @@ static int side_init(struct mh *h, struct ms_side *s, struct imap_client *c, int
 	return imap_parser_init(&s->p, &pcb, 0, 0);
 }
 
+static void stop_task(struct loop *l, struct loop_task *t)
+{
+	(void)l;
+	job_maybe_finish((struct job *)((char *)t - offsetof(struct job, stop_task)));
+}
+
+static void done_task(struct loop *l, struct loop_task *t)
+{
+	(void)l, (void)t;
+}
+
 int mh_open(struct mh *h, const char *dir)
 {
 	struct mf_error e;
@@ -684,6 +695,8 @@ int mh_open(struct mh *h, const char *dir)
 	j->o = &h->o;
 	j->sum = &h->sum;
 	j->nw = 1;
+	j->stop_task.fn = stop_task;
+	j->done_task.fn = done_task;
 	if (state_job(h->st, "test", &j->jobid, &e) < 0 || worker_init(j, h->w, 0) < 0)
 		return -1;
 	h->w->sink = (struct sink){&mem_sink, h->w, h, {0}};
@@ -701,6 +714,8 @@ void mh_close(struct mh *h, int crash)
 	free(h->dst.out);
 	free(h->w->src.hold);
 	free(h->w->dst.hold);
+	if (h->w->sink.ops != &mem_sink && h->w->sink.ops->destroy)
+		h->w->sink.ops->destroy(&h->w->sink); /* a counting sink around it */
 	h->w->sink.ops = &mem_sink;
 	job_free(h->j);
 	if (crash)
@@ -743,24 +758,49 @@ void mh_run(struct mh *h)
 			sink_answer(h);
 			progress = 1;
 		}
+		if (!progress && h->loop.tasks) {
+			loop_run(&h->loop); /* deferred work: the counting sink's answers */
+			progress = 1;
+		}
 		if (!progress)
 			return;
 	}
 	fprintf(stderr, "# memsrv: no end\n");
 }
 
-void mh_pass(struct mh *h, struct mbox *mb)
+struct aging {
+	uint32_t id[64];
+	size_t n;
+};
+
+static int aging_collect(void *ctx, uint32_t mbid, const struct state_mbox *rec)
 {
-	struct job *j = h->j;
+	struct aging *a = ctx;
+
+	if (rec->intent_at_ms > 1 && a->n < 64)
+		a->id[a->n++] = mbid;
+	return 0;
+}
+
+void mh_age_intents(struct mh *h)
+{
+	struct aging a = {.n = 0};
 	struct state_mbox rec;
 	struct mf_error e;
 
-	/* Intents an earlier (crashed) pass left are old by now: settle does
-	 * not wait for the destination to finish them (there is no timer). */
-	if (state_mbox_get(h->st, j->jobid, mb->mbid, &rec, &e) == 0 && rec.intent_at_ms) {
-		rec.intent_at_ms = 1;
-		state_mbox_put(h->st, j->jobid, mb->mbid, &rec, &e);
-	}
+	state_mbox_each(h->st, h->j->jobid, aging_collect, &a, &e);
+	for (size_t i = 0; i < a.n; i++)
+		if (state_mbox_get(h->st, h->j->jobid, a.id[i], &rec, &e) == 0) {
+			rec.intent_at_ms = 1;
+			state_mbox_put(h->st, h->j->jobid, a.id[i], &rec, &e);
+		}
+}
+
+void mh_pass(struct mh *h, struct mbox *mb)
+{
+	struct job *j = h->j;
+
+	mh_age_intents(h);
 
 	j->listed = j->dst_prepared = 1;
 	h->w->dst_open = h->w->dst_ready = 1;

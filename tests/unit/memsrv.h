@@ -99,6 +99,9 @@ struct ms_msg *ms_find(struct ms_box *b, uint32_t uid);
 unsigned ms_count_body(const struct ms_box *b, const char *body);
 /* Opens w's mailbox mb as a pass does (mailbox_begin) and runs to its end. */
 void mh_pass(struct mh *h, struct mbox *mb);
+/* Intents an earlier (crashed) run left are old by now: settle does not
+ * wait for the destination to finish them (memsrv runs no timer). */
+void mh_age_intents(struct mh *h);
 /* Answers what the job sent until nothing is left to answer. */
 void mh_run(struct mh *h);
 /* The state's record of uid in mb under uidv: its status (0: none). */
