@@ -345,7 +345,7 @@ static void fetch_one(struct ms_side *s, const struct ms_box *b, size_t i, const
 	outf(s, ")\r\n");
 }
 
-static void cmd_fetch(struct ms_side *s, const char *tag, const char *p)
+static void cmd_fetch(struct ms_side *s, const char *tag, const char *p, int by_uid)
 {
 	struct ms_box *b = s->sel;
 	char set[4096], items[256], mod[128];
@@ -362,12 +362,14 @@ static void cmd_fetch(struct ms_side *s, const char *tag, const char *p)
 		return;
 	}
 	for (size_t i = 0; i < b->n; i++)
-		if (in_set(set, b->m[i].uid, star_of(b)) && (!mod[0] || b->m[i].modseq > since)) {
+		if ((by_uid ? in_set(set, b->m[i].uid, star_of(b))
+		            : in_set(set, (uint32_t)i + 1, (uint32_t)b->n)) &&
+		    (!mod[0] || b->m[i].modseq > since)) {
 			fetch_one(s, b, i, items, mod[0] != 0);
 			any = 1;
 		}
 	/* "n:*" names the last message even when n is above it (RFC 3501 §6.4.8) */
-	if (!any && b->n && strchr(set, '*') && !mod[0])
+	if (!any && b->n && by_uid && strchr(set, '*') && !mod[0])
 		fetch_one(s, b, b->n - 1, items, 0);
 	outf(s, "%s OK FETCH done\r\n", tag);
 }
@@ -461,7 +463,7 @@ static void exec_cmd(struct ms_side *s, const char *line)
 	if (!strcasecmp(cmd, "UID")) {
 		tok(&p, cmd, sizeof(cmd));
 		if (!strcasecmp(cmd, "FETCH"))
-			cmd_fetch(s, tag, p);
+			cmd_fetch(s, tag, p, 1);
 		else if (!strcasecmp(cmd, "SEARCH"))
 			cmd_search(s, tag, p);
 		else if (!strcasecmp(cmd, "STORE"))
@@ -472,6 +474,11 @@ static void exec_cmd(struct ms_side *s, const char *line)
 			outf(s, "%s BAD unknown UID command\r\n", tag);
 	} else if (!strcasecmp(cmd, "EXAMINE") || !strcasecmp(cmd, "SELECT")) {
 		cmd_select(s, tag, tok(&p, a, sizeof(a)));
+	} else if (!strcasecmp(cmd, "FETCH")) {
+		if (s->sel && !s->sel->n)
+			outf(s, "%s BAD no such message\r\n", tag); /* as Dovecot for FETCH 1 */
+		else
+			cmd_fetch(s, tag, p, 0);
 	} else if (!strcasecmp(cmd, "STORE")) {
 		cmd_store(s, tag, p); /* (tests use UIDs as sequence numbers) */
 	} else if (!strcasecmp(cmd, "EXPUNGE")) {
