@@ -414,6 +414,7 @@ static uint64_t pop3src_limit(struct worker *w)
 }
 
 static void retr_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r);
+static const struct pop3_consumer retr_consumer;
 
 /* A counting sink's pass (SINK_COUNTS: --dry-run): LIST's sizes, no
  * RETR; each message goes through the copy path without a body, paced by
@@ -457,7 +458,7 @@ static void retr_pump(struct pop3src *p)
 
 		p->ring_next = (p->ring_next + 1) % POP3SRC_RING;
 		p->inflight++;
-		pop3_retr(&p->c, cmd, p->todo[p->todo_pos++], retr_done, p);
+		pop3_retr_consumer(&p->c, cmd, p->todo[p->todo_pos++], retr_done, p, &retr_consumer);
 	}
 }
 
@@ -776,6 +777,9 @@ static int msg_begin_cb(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t ms
 	p->cur.msgno = msgno;
 	p->cur.id = msgno <= p->n ? p->ids[msgno - 1] : 0;
 	p->cur.list_size = size;
+	/* a RETR of a pass that has ended (the mailbox failed meanwhile): its
+	 * body is read and dropped (the phase is the worker's lifecycle here,
+	 * not who the body is for: the RETR's consumer says that) */
 	p->cur.skip = !w->mb || w->phase != W_FETCH || !p->cur.id;
 	return 0;
 }
@@ -841,6 +845,13 @@ static int msg_end_cb(struct pop3_client *c, struct pop3_cmd *cmd)
 	settle_flow(p);
 	return 0;
 }
+
+/* The copy pass's RETR: its body goes to the copy consumer (copy.c). */
+static const struct pop3_consumer retr_consumer = {
+    .msg_begin = msg_begin_cb,
+    .msg_data = msg_data_cb,
+    .msg_end = msg_end_cb,
+};
 
 static void retr_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
 {
@@ -936,10 +947,8 @@ const struct source_ops source_pop3_ops = {
     .read_retries = pop3_src_read_retries,
 };
 
+/* No body reaches the client-wide callbacks: each RETR has its consumer. */
 static const struct pop3_client_cb pop3src_cb = {
     .ready = on_ready,
     .error = on_error,
-    .msg_begin = msg_begin_cb,
-    .msg_data = msg_data_cb,
-    .msg_end = msg_end_cb,
 };
