@@ -853,3 +853,66 @@ int mh_record(struct mh *h, const struct mbox *mb, uint32_t uidv, uint32_t uid,
 	snprintf(sm.flags, sizeof(sm.flags), "%s", src->flags);
 	return state_msg_put(h->st, &k, &sm, &e);
 }
+
+struct mbox *mh_find(struct mh *h, const char *name)
+{
+	return mbox_find(h->j, name, strlen(name));
+}
+
+static void boxes_copy(struct ms_side *to, const struct ms_side *from)
+{
+	memcpy(to->box, from->box, sizeof(to->box));
+	to->nbox = from->nbox;
+}
+
+/* Reopens the job on dir after a stop, with both sides' mailboxes. */
+static int restart(struct mh *h, const char *dir, const struct mh_world *w, int crash)
+{
+	static struct ms_side src, dst; /* (large: not on the stack) */
+
+	boxes_copy(&src, &h->src);
+	boxes_copy(&dst, &h->dst);
+	mh_close(h, crash);
+	if (mh_open(h, dir) < 0)
+		return -1;
+	boxes_copy(&h->src, &src);
+	boxes_copy(&h->dst, &dst);
+	w->options(h);
+	return 0;
+}
+
+int mh_fault_each(const struct mh_world *w, const char *site)
+{
+	static struct mh h;
+	int faults = 0, crash = !strcmp(site, "commit");
+
+	for (unsigned k = 1; k <= 100; k++) {
+		char dir[] = "/tmp/mf-test-memsrv-XXXXXX";
+		char what[64];
+
+		if (!mkdtemp(dir) || mh_open(&h, dir) < 0 || w->setup(&h) < 0)
+			return -1;
+		w->options(&h);
+		snprintf(h.j->test_fail_site, sizeof(h.j->test_fail_site), "%s", site);
+		h.j->test_fail_at = k;
+		w->run(&h);
+		if (h.j->test_fail_calls < k) {
+			mh_close(&h, 0); /* fewer calls than k: done */
+			return faults;
+		}
+		faults++;
+		snprintf(what, sizeof(what), "%s fault %u", site, k);
+		if (w->fault)
+			w->fault(&h, what, w->ctx);
+		if (restart(&h, dir, w, crash) < 0)
+			return -1;
+		w->run(&h);
+		w->check(&h, what, 0, w->ctx);
+		if (restart(&h, dir, w, 0) < 0)
+			return -1;
+		w->run(&h);
+		w->check(&h, what, 1, w->ctx);
+		mh_close(&h, 0);
+	}
+	return faults;
+}

@@ -113,5 +113,29 @@ int mh_record(struct mh *h, const struct mbox *mb, uint32_t uidv, uint32_t uid,
               const struct ms_msg *src, uint32_t dst_uidv, uint32_t dst_uid, uint8_t status);
 /* The body's hashes, as the copy path computes them. */
 void mh_hash(const char *body, size_t len, uint8_t hash[32], uint8_t nhash[32]);
+/* The job's mailbox of that name (0: none). */
+struct mbox *mh_find(struct mh *h, const char *name);
+
+/* A world for mh_fault_each: setup makes a fresh state's records and the
+ * mailboxes of both sides; options sets the job's options (again after a
+ * restart); run takes the job through its steps; fault (may be NULL)
+ * looks at the run a fault cut short, check at a complete one (again: the
+ * run after it, which must find nothing to copy). */
+struct mh_world {
+	int (*setup)(struct mh *h);
+	void (*options)(struct mh *h);
+	void (*run)(struct mh *h);
+	void (*fault)(struct mh *h, const char *what, void *ctx);
+	void (*check)(struct mh *h, const char *what, int again, void *ctx);
+	void *ctx;
+};
+/* SQLite's habit: the world run with a fault at the k-th call of site
+ * (report.c's test_fail: "commit", "change_note", ...), for k = 1, 2, ...
+ * until a run makes fewer calls; after each fault the process stops (a
+ * crash, dropping what the state did not commit, when site is "commit"),
+ * a new one runs the world to its end (check), and then once more
+ * (check again). The mailboxes of both sides live on across the restarts.
+ * Returns how many faults were injected, or -1 if the harness failed. */
+int mh_fault_each(const struct mh_world *w, const char *site);
 
 #endif

@@ -31,17 +31,18 @@ static void body_of(unsigned i, char *b, size_t cap)
 /* The source rebuilt under NEW_UIDV (the old messages, two with other
  * flags, and two new ones, in another order); the destination holds the
  * old ones; the state knows them under OLD_UIDV. */
-static struct mbox *setup(struct mh *h)
+static int setup(struct mh *h)
 {
-	struct mbox *mb = mh_mbox(h, "INBOX");
 	struct ms_box *src = ms_box(&h->src, "INBOX", NEW_UIDV);
 	struct ms_box *dst = ms_box(&h->dst, "INBOX", DST_UIDV);
 	struct state_mbox rec = {0};
+	struct mbox mb = {0};
 	struct mf_error e;
 	char b[200];
+	int created;
 
-	if (!mb || !src || !dst)
-		return NULL;
+	if (state_mbox_id(h->st, h->j->jobid, "INBOX", 5, &mb.mbid, &created, &e) < 0)
+		return -1;
 	for (unsigned i = NOLD + NNEW; i >= 1; i--) {
 		body_of(i, b, sizeof(b));
 		ms_add(src, b, i > NOLD ? "" : flags_now(i));
@@ -51,8 +52,8 @@ static struct mbox *setup(struct mh *h)
 
 		body_of(i, b, sizeof(b));
 		m = ms_add(dst, b, "\\Seen");
-		if (mh_record(h, mb, OLD_UIDV, 100 + i, m, DST_UIDV, m->uid, STATE_MSG_DONE) < 0)
-			return NULL;
+		if (mh_record(h, &mb, OLD_UIDV, 100 + i, m, DST_UIDV, m->uid, STATE_MSG_DONE) < 0)
+			return -1;
 	}
 	snprintf(rec.name, sizeof(rec.name), "INBOX");
 	snprintf(rec.dst_name, sizeof(rec.dst_name), "INBOX");
@@ -60,10 +61,19 @@ static struct mbox *setup(struct mh *h)
 	rec.uidnext = 100 + NOLD + 1;
 	rec.last_uid = 100 + NOLD;
 	rec.synced_at = 1;
-	if (state_mbox_put(h->st, h->j->jobid, mb->mbid, &rec, &e) < 0 || state_commit(h->st, &e) < 0)
-		return NULL;
+	if (state_mbox_put(h->st, h->j->jobid, mb.mbid, &rec, &e) < 0)
+		return -1;
+	return state_commit(h->st, &e);
+}
+
+static void options(struct mh *h)
+{
 	h->o.sync_flags = 1;
-	return mb;
+}
+
+static void run(struct mh *h)
+{
+	mh_pass(h, mh_mbox(h, "INBOX"));
 }
 
 /* Everything is where it belongs: each message once on the destination,
@@ -110,69 +120,38 @@ static void t_remap_finds_and_diffs(struct unit_ctx *u)
 {
 	struct mh h;
 	char dir[] = "/tmp/mf-test-remap-XXXXXX";
-	struct mbox *mb;
 
-	if (!mkdtemp(dir) || mh_open(&h, dir) < 0 || !(mb = setup(&h))) {
+	if (!mkdtemp(dir) || mh_open(&h, dir) < 0 || setup(&h) < 0) {
 		UNIT_CHECK(u, 0);
 		return;
 	}
-	mh_pass(&h, mb);
+	options(&h);
+	run(&h);
 	UNIT_CHECKF(u, !h.j->fatal && !h.j->nerrors, "fatal %d errors %u", h.j->fatal, h.j->nerrors);
 	UNIT_CHECKF(u, h.sum.copied == NNEW && h.sum.skipped == NOLD && h.sum.flags_synced == 2,
 	            "copied %llu skipped %llu flags %llu", (unsigned long long)h.sum.copied,
 	            (unsigned long long)h.sum.skipped, (unsigned long long)h.sum.flags_synced);
 	UNIT_CHECK(u, strstr(h.src.log, "UID FETCH 1:* (UID FLAGS BODY.PEEK[])") != NULL);
-	check_done(u, &h, mb, "one pass");
+	check_done(u, &h, mh_find(&h, "INBOX"), "one pass");
 	mh_close(&h, 0);
 }
 
-static void copy_boxes(struct ms_side *to, const struct ms_side *from)
+static void check(struct mh *h, const char *what, int again, void *ctx)
 {
-	memcpy(to->box, from->box, sizeof(to->box));
-	to->nbox = from->nbox;
+	struct unit_ctx *u = ctx;
+
+	check_done(u, h, mh_find(h, "INBOX"), what);
+	UNIT_CHECKF(u, !again || h->sum.copied == 0, "%s: the run after copied %llu", what,
+	            (unsigned long long)h->sum.copied);
 }
 
 static void t_remap_fault_at_every_commit(struct unit_ctx *u)
 {
-	unsigned k, faults = 0;
+	struct mh_world w = {setup, options, run, NULL, check, u};
+	int faults = mh_fault_each(&w, "commit");
 
-	for (k = 1; k <= 20; k++) {
-		static struct mh h;
-		static struct ms_side keep_src, keep_dst;
-		char dir[] = "/tmp/mf-test-remap-XXXXXX";
-		char what[32];
-		struct mbox *mb;
-
-		if (!mkdtemp(dir) || mh_open(&h, dir) < 0 || !(mb = setup(&h))) {
-			UNIT_CHECK(u, 0);
-			return;
-		}
-		snprintf(h.j->test_fail_site, sizeof(h.j->test_fail_site), "commit");
-		h.j->test_fail_at = k;
-		mh_pass(&h, mb);
-		if (h.j->test_fail_calls < k) {
-			mh_close(&h, 0); /* fewer commit points than k */
-			break;
-		}
-		faults++;
-		copy_boxes(&keep_src, &h.src);
-		copy_boxes(&keep_dst, &h.dst);
-		mh_close(&h, 1); /* the crash */
-		if (mh_open(&h, dir) < 0) {
-			UNIT_CHECK(u, 0);
-			return;
-		}
-		copy_boxes(&h.src, &keep_src);
-		copy_boxes(&h.dst, &keep_dst);
-		h.o.sync_flags = 1;
-		mb = mh_mbox(&h, "INBOX");
-		mh_pass(&h, mb); /* the restart */
-		snprintf(what, sizeof(what), "fault at commit %u", k);
-		check_done(u, &h, mb, what);
-		mh_close(&h, 0);
-	}
-	fprintf(stderr, "# %u commit points faulted in turn\n", faults);
-	UNIT_CHECKF(u, faults >= 2, "only %u commit points faulted", faults);
+	fprintf(stderr, "# %d commit points faulted in turn\n", faults);
+	UNIT_CHECKF(u, faults >= 2, "%d commit points faulted", faults);
 }
 
 int main(void)

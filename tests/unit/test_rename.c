@@ -62,6 +62,11 @@ static int setup(struct mh *h)
 	return state_commit(h->st, &e);
 }
 
+static void options(struct mh *h)
+{
+	(void)h;
+}
+
 static void run_plan(struct mh *h)
 {
 	mh_age_intents(h);
@@ -124,64 +129,22 @@ static void t_rename_followed(struct unit_ctx *u)
 	mh_close(&h, 0);
 }
 
-static void copy_boxes(struct ms_side *to, const struct ms_side *from)
+static void check(struct mh *h, const char *what, int again, void *ctx)
 {
-	memcpy(to->box, from->box, sizeof(to->box));
-	to->nbox = from->nbox;
+	struct unit_ctx *u = ctx;
+
+	check_done(u, h, what);
+	UNIT_CHECKF(u, !again || (h->sum.copied == 0 && !h->j->nerrors),
+	            "%s: the run after copied %llu", what, (unsigned long long)h->sum.copied);
 }
 
 static void t_rename_fault_at_every_commit(struct unit_ctx *u)
 {
-	unsigned k, faults = 0;
+	struct mh_world w = {setup, options, run_plan, NULL, check, u};
+	int faults = mh_fault_each(&w, "commit");
 
-	for (k = 1; k <= 20; k++) {
-		static struct mh h;
-		static struct ms_side keep_src, keep_dst;
-		char dir[] = "/tmp/mf-test-rename-XXXXXX";
-		char what[32];
-
-		if (!mkdtemp(dir) || mh_open(&h, dir) < 0 || setup(&h) < 0) {
-			UNIT_CHECK(u, 0);
-			return;
-		}
-		snprintf(h.j->test_fail_site, sizeof(h.j->test_fail_site), "commit");
-		h.j->test_fail_at = k;
-		run_plan(&h);
-		if (h.j->test_fail_calls < k) {
-			mh_close(&h, 0);
-			break;
-		}
-		faults++;
-		copy_boxes(&keep_src, &h.src);
-		copy_boxes(&keep_dst, &h.dst);
-		mh_close(&h, 1);
-		if (mh_open(&h, dir) < 0) {
-			UNIT_CHECK(u, 0);
-			return;
-		}
-		copy_boxes(&h.src, &keep_src);
-		copy_boxes(&h.dst, &keep_dst);
-		run_plan(&h);
-		snprintf(what, sizeof(what), "fault at commit %u", k);
-		check_done(u, &h, what);
-		copy_boxes(&keep_src, &h.src);
-		copy_boxes(&keep_dst, &h.dst);
-		mh_close(&h, 0);
-		/* and a run after that one finds nothing to do */
-		if (mh_open(&h, dir) < 0) {
-			UNIT_CHECK(u, 0);
-			return;
-		}
-		copy_boxes(&h.src, &keep_src);
-		copy_boxes(&h.dst, &keep_dst);
-		run_plan(&h);
-		UNIT_CHECKF(u, h.sum.copied == 0 && !h.j->nerrors, "%s: the next run copied %llu", what,
-		            (unsigned long long)h.sum.copied);
-		check_done(u, &h, what);
-		mh_close(&h, 0);
-	}
-	fprintf(stderr, "# %u commit points faulted in turn\n", faults);
-	UNIT_CHECKF(u, faults >= 2, "only %u commit points faulted", faults);
+	fprintf(stderr, "# %d commit points faulted in turn\n", faults);
+	UNIT_CHECKF(u, faults >= 2, "%d commit points faulted", faults);
 }
 
 int main(void)

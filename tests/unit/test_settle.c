@@ -21,17 +21,18 @@ static void body_of(unsigned i, char *b, size_t cap)
 
 /* 1..4 copied and confirmed; 5..8 intents, of which 5..7 reached the
  * destination before the crash; 9, 10 new. */
-static struct mbox *setup(struct mh *h)
+static int setup(struct mh *h)
 {
-	struct mbox *mb = mh_mbox(h, "INBOX");
 	struct ms_box *src = ms_box(&h->src, "INBOX", SRC_UIDV);
 	struct ms_box *dst = ms_box(&h->dst, "INBOX", DST_UIDV);
 	struct state_mbox rec = {0};
+	struct mbox mb = {0};
 	struct mf_error e;
 	char b[200];
+	int created;
 
-	if (!mb || !src || !dst)
-		return NULL;
+	if (state_mbox_id(h->st, h->j->jobid, "INBOX", 5, &mb.mbid, &created, &e) < 0)
+		return -1;
 	for (unsigned i = 1; i <= NMSG; i++) {
 		struct ms_msg *m, *d = NULL;
 
@@ -39,10 +40,10 @@ static struct mbox *setup(struct mh *h)
 		m = ms_add(src, b, i % 3 ? "\\Seen" : "");
 		if (i <= 7)
 			d = ms_add(dst, b, m->flags);
-		if (i <= 4 && mh_record(h, mb, SRC_UIDV, m->uid, m, DST_UIDV, d->uid, STATE_MSG_DONE) < 0)
-			return NULL;
-		if (i >= 5 && i <= 8 && mh_record(h, mb, SRC_UIDV, m->uid, m, 0, 0, STATE_MSG_INTENT) < 0)
-			return NULL;
+		if (i <= 4 && mh_record(h, &mb, SRC_UIDV, m->uid, m, DST_UIDV, d->uid, STATE_MSG_DONE) < 0)
+			return -1;
+		if (i >= 5 && i <= 8 && mh_record(h, &mb, SRC_UIDV, m->uid, m, 0, 0, STATE_MSG_INTENT) < 0)
+			return -1;
 	}
 	snprintf(rec.name, sizeof(rec.name), "INBOX");
 	snprintf(rec.dst_name, sizeof(rec.dst_name), "INBOX");
@@ -51,9 +52,19 @@ static struct mbox *setup(struct mh *h)
 	rec.last_uid = 4;
 	rec.intents = 1;
 	rec.intent_at_ms = 1;
-	if (state_mbox_put(h->st, h->j->jobid, mb->mbid, &rec, &e) < 0 || state_commit(h->st, &e) < 0)
-		return NULL;
-	return mb;
+	if (state_mbox_put(h->st, h->j->jobid, mb.mbid, &rec, &e) < 0)
+		return -1;
+	return state_commit(h->st, &e);
+}
+
+static void options(struct mh *h)
+{
+	(void)h;
+}
+
+static void run(struct mh *h)
+{
+	mh_pass(h, mh_mbox(h, "INBOX"));
 }
 
 static void check_done(struct unit_ctx *u, struct mh *h, struct mbox *mb, const char *what)
@@ -86,71 +97,46 @@ static void t_settle_finds_and_copies_the_rest(struct unit_ctx *u)
 {
 	struct mh h;
 	char dir[] = "/tmp/mf-test-settle-XXXXXX";
-	struct mbox *mb;
 
-	if (!mkdtemp(dir) || mh_open(&h, dir) < 0 || !(mb = setup(&h))) {
+	if (!mkdtemp(dir) || mh_open(&h, dir) < 0 || setup(&h) < 0) {
 		UNIT_CHECK(u, 0);
 		return;
 	}
-	mh_pass(&h, mb);
+	run(&h);
 	UNIT_CHECKF(u, !h.j->fatal && !h.j->nerrors, "fatal %d errors %u", h.j->fatal, h.j->nerrors);
 	/* 8 copied again, 9 and 10 new; 5..7 found, neither copied nor skipped */
 	UNIT_CHECKF(u, h.sum.copied == 3, "copied %llu", (unsigned long long)h.sum.copied);
 	UNIT_CHECK(u, strstr(h.dst.log, "UID FETCH 5:* (UID BODY.PEEK[])") != NULL);
-	check_done(u, &h, mb, "one pass");
+	check_done(u, &h, mh_find(&h, "INBOX"), "one pass");
 	mh_close(&h, 0);
 }
 
-static void copy_boxes(struct ms_side *to, const struct ms_side *from)
+/* Whatever the run a fault cut short did, it copied nothing twice. */
+static void fault(struct mh *h, const char *what, void *ctx)
 {
-	memcpy(to->box, from->box, sizeof(to->box));
-	to->nbox = from->nbox;
+	struct unit_ctx *u = ctx;
+
+	for (size_t i = 0; i < h->src.box[0].n; i++)
+		UNIT_CHECKF(u, ms_count_body(&h->dst.box[0], h->src.box[0].m[i].body) <= 1,
+		            "%s: uid %u copied twice before the crash", what, h->src.box[0].m[i].uid);
+}
+
+static void check(struct mh *h, const char *what, int again, void *ctx)
+{
+	struct unit_ctx *u = ctx;
+
+	check_done(u, h, mh_find(h, "INBOX"), what);
+	UNIT_CHECKF(u, !again || h->sum.copied == 0, "%s: the run after copied %llu", what,
+	            (unsigned long long)h->sum.copied);
 }
 
 static void t_settle_fault_at_every_commit(struct unit_ctx *u)
 {
-	unsigned k, faults = 0;
+	struct mh_world w = {setup, options, run, fault, check, u};
+	int faults = mh_fault_each(&w, "commit");
 
-	for (k = 1; k <= 20; k++) {
-		static struct mh h;
-		static struct ms_side keep_src, keep_dst;
-		char dir[] = "/tmp/mf-test-settle-XXXXXX";
-		char what[32];
-		struct mbox *mb;
-
-		if (!mkdtemp(dir) || mh_open(&h, dir) < 0 || !(mb = setup(&h))) {
-			UNIT_CHECK(u, 0);
-			return;
-		}
-		snprintf(h.j->test_fail_site, sizeof(h.j->test_fail_site), "commit");
-		h.j->test_fail_at = k;
-		mh_pass(&h, mb);
-		if (h.j->test_fail_calls < k) {
-			mh_close(&h, 0);
-			break;
-		}
-		faults++;
-		snprintf(what, sizeof(what), "fault at commit %u", k);
-		/* whatever the faulted pass did, it copied nothing twice */
-		for (size_t i = 0; i < h.src.box[0].n; i++)
-			UNIT_CHECKF(u, ms_count_body(&h.dst.box[0], h.src.box[0].m[i].body) <= 1,
-			            "%s: uid %u copied twice before the crash", what, h.src.box[0].m[i].uid);
-		copy_boxes(&keep_src, &h.src);
-		copy_boxes(&keep_dst, &h.dst);
-		mh_close(&h, 1);
-		if (mh_open(&h, dir) < 0) {
-			UNIT_CHECK(u, 0);
-			return;
-		}
-		copy_boxes(&h.src, &keep_src);
-		copy_boxes(&h.dst, &keep_dst);
-		mb = mh_mbox(&h, "INBOX");
-		mh_pass(&h, mb);
-		check_done(u, &h, mb, what);
-		mh_close(&h, 0);
-	}
-	fprintf(stderr, "# %u commit points faulted in turn\n", faults);
-	UNIT_CHECKF(u, faults >= 2, "only %u commit points faulted", faults);
+	fprintf(stderr, "# %d commit points faulted in turn\n", faults);
+	UNIT_CHECKF(u, faults >= 2, "%d commit points faulted", faults);
 }
 
 int main(void)
