@@ -7,7 +7,9 @@
 #include "tests/unit/memsrv.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <stdio.h>
+#include <unistd.h>
 
 /* ---- the mailboxes -------------------------------------------------------- */
 
@@ -854,6 +856,21 @@ int mh_record(struct mh *h, const struct mbox *mb, uint32_t uidv, uint32_t uid,
 	return state_msg_put(h->st, &k, &sm, &e);
 }
 
+void mh_remove(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[256];
+
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) < (int)sizeof(p))
+			unlink(p);
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
 struct mbox *mh_find(struct mh *h, const char *name)
 {
 	return mbox_find(h->j, name, strlen(name));
@@ -898,6 +915,7 @@ int mh_fault_each(const struct mh_world *w, const char *site)
 		w->run(&h);
 		if (h.j->test_fail_calls < k) {
 			mh_close(&h, 0); /* fewer calls than k: done */
+			mh_remove(dir);
 			return faults;
 		}
 		faults++;
@@ -913,6 +931,7 @@ int mh_fault_each(const struct mh_world *w, const char *site)
 		w->run(&h);
 		w->check(&h, what, 1, w->ctx);
 		mh_close(&h, 0);
+		mh_remove(dir);
 	}
 	return faults;
 }

@@ -113,6 +113,8 @@ int mh_record(struct mh *h, const struct mbox *mb, uint32_t uidv, uint32_t uid,
               const struct ms_msg *src, uint32_t dst_uidv, uint32_t dst_uid, uint8_t status);
 /* The body's hashes, as the copy path computes them. */
 void mh_hash(const char *body, size_t len, uint8_t hash[32], uint8_t nhash[32]);
+/* Removes a test's state directory (its files, then itself). */
+void mh_remove(const char *dir);
 /* The job's mailbox of that name (0: none). */
 struct mbox *mh_find(struct mh *h, const char *name);
 

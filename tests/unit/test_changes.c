@@ -160,6 +160,7 @@ static void one_pass(struct unit_ctx *u, int condstore)
 	                  rec.synced_at && rec.last_uid == NMSG + 1 &&
 	                  rec.highestmodseq == ms_box(&h.src, "INBOX", 0)->modseq);
 	mh_close(&h, 0);
+	mh_remove(dir);
 }
 
 static void t_scan(struct unit_ctx *u) { one_pass(u, 0); }

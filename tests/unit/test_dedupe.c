@@ -70,6 +70,7 @@ static void t_dedupe_dry_then_real(struct unit_ctx *u)
 		                       STATE_MSG_DONE,
 		            "uid %u", src->m[i].uid);
 	mh_close(&h, 0);
+	mh_remove(dir);
 }
 
 int main(void)

@@ -176,6 +176,7 @@ static void t_plan_decides_work(struct unit_ctx *u)
 	fclose(h.o.out);
 	free(json);
 	mh_close(&h, 0);
+	mh_remove(dir);
 }
 
 /* The same as a dry run: the counting sink over the memory sink. */
@@ -209,6 +210,7 @@ static void t_plan_dry_run(struct unit_ctx *u)
 	UNIT_CHECK(u, state_mbox_id(h.st, h.j->jobid, "Drafts", 6, &mbid, &created, &e) == 0 &&
 	                  state_mbox_get(h.st, h.j->jobid, mbid, &rec, &e) == -ENOENT);
 	mh_close(&h, 0);
+	mh_remove(dir);
 }
 
 static void check(struct mh *h, const char *what, int again, void *ctx)

@@ -134,6 +134,7 @@ static void t_remap_finds_and_diffs(struct unit_ctx *u)
 	UNIT_CHECK(u, strstr(h.src.log, "UID FETCH 1:* (UID FLAGS BODY.PEEK[])") != NULL);
 	check_done(u, &h, mh_find(&h, "INBOX"), "one pass");
 	mh_close(&h, 0);
+	mh_remove(dir);
 }
 
 static void check(struct mh *h, const char *what, int again, void *ctx)

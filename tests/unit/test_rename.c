@@ -127,6 +127,7 @@ static void t_rename_followed(struct unit_ctx *u)
 	            "%s%s", h.src.log, h.dst.log);
 	check_done(u, &h, "one run");
 	mh_close(&h, 0);
+	mh_remove(dir);
 }
 
 static void check(struct mh *h, const char *what, int again, void *ctx)

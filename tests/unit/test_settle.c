@@ -109,6 +109,7 @@ static void t_settle_finds_and_copies_the_rest(struct unit_ctx *u)
 	UNIT_CHECK(u, strstr(h.dst.log, "UID FETCH 5:* (UID BODY.PEEK[])") != NULL);
 	check_done(u, &h, mh_find(&h, "INBOX"), "one pass");
 	mh_close(&h, 0);
+	mh_remove(dir);
 }
 
 /* Whatever the run a fault cut short did, it copied nothing twice. */
