@@ -83,9 +83,14 @@ $(B)/release/bench/%: bench/%.c $(B)/release/libmf.a
 	$(CC) $(REL_CFLAGS) -o $@ $< $(B)/release/libmf.a $(LIBS) -lm
 
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(B)/asan/tests/%)
-$(B)/asan/tests/%: tests/unit/%.c $(B)/asan/libmf.a
+# tests/unit/memsrv.c: the in-memory IMAP peer the job logic's tests share
+UNIT_LIB = $(B)/asan/tests/memsrv.o
+$(UNIT_LIB): tests/unit/memsrv.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) -o $@ $< $(B)/asan/libmf.a $(LIBS)
+	$(CC) $(ASAN_CFLAGS) -c $< -o $@
+$(B)/asan/tests/%: tests/unit/%.c $(UNIT_LIB) $(B)/asan/libmf.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $< $(UNIT_LIB) $(B)/asan/libmf.a $(LIBS)
 
 # tests/tools/: one-file test clients (ASan build) that integration tests drive.
 TTOOL_SRC = $(wildcard tests/tools/*.c)

@@ -302,6 +302,7 @@ static void enqueue(struct pop3_client *c, struct pop3_cmd *cmd, enum pop3_cmd_t
 {
 	cmd->done = done;
 	cmd->ud = ud;
+	cmd->consumer = NULL;
 	cmd->type = type;
 	cmd->msgno = msgno;
 	cmd->expect = 0;
@@ -414,6 +415,9 @@ static int rd_status(void *ctx, const struct pop3_status *st)
 		if (m && m->has_size && size + size / 4 + 65536 < max)
 			c->body_limit = size + size / 4 + 65536;
 		c->in_body = 1;
+		if (cmd->consumer)
+			return cmd->consumer->msg_begin ? cmd->consumer->msg_begin(c, cmd, cmd->msgno, size)
+			                                : 0;
 		if (c->cb->msg_begin)
 			return c->cb->msg_begin(c, cmd, cmd->msgno, size);
 		return 0;
@@ -463,6 +467,8 @@ static int rd_body(void *ctx, const char *p, size_t n)
 			            cmd->msgno, (unsigned long long)c->body_limit);
 		return -EMSGSIZE;
 	}
+	if (cmd->consumer)
+		return cmd->consumer->msg_data ? cmd->consumer->msg_data(c, cmd, p, n) : 0;
 	if (c->cb->msg_data)
 		return c->cb->msg_data(c, cmd, p, n);
 	return 0;
@@ -567,8 +573,11 @@ static void complete(struct pop3_client *c)
 	c->inflight_bytes -= cmd->expect;
 	cmd->next = NULL;
 	if (c->in_body) {
+		int (*end)(struct pop3_client *, struct pop3_cmd *) =
+		    cmd->consumer ? cmd->consumer->msg_end : c->cb->msg_end;
+
 		c->in_body = 0;
-		if (r.ok && c->cb->msg_end && c->cb->msg_end(c, cmd) < 0) {
+		if (r.ok && end && end(c, cmd) < 0) {
 			client_fail(c, -ECANCELED, "message %u: the consumer failed", cmd->msgno);
 			return;
 		}
@@ -968,6 +977,13 @@ void pop3_retr(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3
                void *ud)
 {
 	enqueue(c, cmd, POP3_C_RETR, msgno, done, ud);
+}
+
+void pop3_retr_consumer(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno,
+                        pop3_done_fn done, void *ud, const struct pop3_consumer *k)
+{
+	enqueue(c, cmd, POP3_C_RETR, msgno, done, ud);
+	cmd->consumer = k; /* its reply is read from the loop, after this */
 }
 
 void pop3_top(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, uint32_t lines,

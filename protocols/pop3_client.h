@@ -111,9 +111,20 @@ typedef void (*pop3_done_fn)(struct pop3_client *c, struct pop3_cmd *cmd,
 
 /* Owned by the caller until its done callback has run (or the client
  * failed: then no done callback follows). */
+/* Who takes one command's body (RETR, TOP), instead of the client-wide
+ * callbacks (pop3_client_cb): the same three steps, for that command
+ * only. */
+struct pop3_consumer {
+	int (*msg_begin)(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno,
+	                 uint64_t size);
+	int (*msg_data)(struct pop3_client *c, struct pop3_cmd *cmd, const char *p, size_t n);
+	int (*msg_end)(struct pop3_client *c, struct pop3_cmd *cmd);
+};
+
 struct pop3_cmd {
 	pop3_done_fn done;
 	void *ud;
+	const struct pop3_consumer *consumer; /* NULL: the client-wide callbacks */
 	enum pop3_cmd_type type; /* private from here on */
 	uint32_t msgno;
 	uint32_t lines;
@@ -197,6 +208,10 @@ void pop3_list_one(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, 
                    void *ud);
 void pop3_retr(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, pop3_done_fn done,
                void *ud);
+/* RETR whose body goes to k (struct pop3_consumer), not the client-wide
+ * callbacks. */
+void pop3_retr_consumer(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno,
+                        pop3_done_fn done, void *ud, const struct pop3_consumer *k);
 /* TOP msgno lines (RFC 1939 §7): headers and the first lines of the body. */
 void pop3_top(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t msgno, uint32_t lines,
               pop3_done_fn done, void *ud);

@@ -534,7 +534,7 @@ void changes_apply(struct worker *w)
 		fetch_start(w);
 		return;
 	}
-	if (j->o->dry_run) {
+	if (sink_can(&w->sink, SINK_COUNTS)) { /* --dry-run: counted, not written */
 		progress_clear(j);
 		mf_print("mailferry: dry-run: mailbox \"%s\": %zu flag changes, %zu expunges",
 		         w->mb->display, nflag, ngone);

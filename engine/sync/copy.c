@@ -479,7 +479,11 @@ void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 	}
 	w->b_head = (w->b_head + 1) % BATCH_SLOTS;
 	w->b_count--;
-	if (v->ok) {
+	if (v->counted) {
+		/* a dry run's sink (sink_count.c): would be copied; nothing to
+		 * record (the dry run's scope records nothing anyway) */
+		w->dry_count += b->n;
+	} else if (v->ok) {
 		for (unsigned i = 0; i < b->n; i++) {
 			struct bmsg *m = &b->m[i];
 

@@ -116,7 +116,8 @@ static int job_closing(const struct job *j)
 
 		if (w->src_open && !w->src.closed)
 			return 1;
-		if (w->dst_open && w->sink.ops == &sink_imap_ops && !w->dst.closed)
+		if (w->dst_open && sink_can(&w->sink, SINK_LOGOUT) &&
+		    !w->sink.ops->closed((struct sink *)&w->sink))
 			return 1;
 	}
 	return 0;
@@ -145,7 +146,7 @@ static void job_done_task(struct loop *l, struct loop_task *t)
 	}
 }
 
-static void job_free(struct job *j)
+void job_free(struct job *j)
 {
 	for (unsigned i = 0; i < j->nw; i++) {
 		struct worker *w = &j->w[i];

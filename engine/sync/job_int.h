@@ -29,6 +29,9 @@
  * does not know get ids no real record has (plan_mbox_id). */
 #define JOB_DRY_JOBID UINT32_MAX
 #define JOB_DRY_MBID (UINT32_MAX - 1)
+/* ... and POP3 unique-ids it does not know get ids counted down from
+ * here (scope_uidl_id), below a pass's last UID (UINT32_MAX - 1). */
+#define JOB_DRY_ID_TOP (UINT32_MAX - 2)
 
 #define BATCH_SLOTS 8
 #define BATCH_MAX JOB_BATCH_MAX
@@ -110,7 +113,7 @@ struct batch {
  * the copy's flow control, the settle timer), never to choose who handles
  * a response: each command carries its own consumer (imap_client.h). */
 enum wphase {
-	W_CONNECTING, W_IDLE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC, W_COUNT,
+	W_CONNECTING, W_IDLE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC,
 	W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE,
 	W_FILTER	/* selective copy: UID SEARCH for the pass's list (source_imap.c) */
 };
@@ -179,6 +182,7 @@ struct worker {
 	struct settle *stl;	/* unconfirmed APPENDs found at the start */
 	size_t nstl, cstl;
 	uint32_t stl_floor, stl_uid, stl_seen;
+	uint32_t stl_dst_uidv;	/* the destination folder's UIDVALIDITY (its EXAMINE) */
 	/* intents of parallel parts (split.c): the floor is the pass before
 	 * the split's, and destination UIDs recorded as copied are not
 	 * matched again (sorted) */
@@ -227,7 +231,7 @@ struct worker {
 	size_t ndd_uids, cdd_uids;
 	struct imap_cmd dd_cmd[3];
 	uint64_t dd_found;
-	uint64_t dry_count;	/* --dry-run: messages that would be copied */
+	uint64_t dry_count;	/* --dry-run: what its counting sink counted this pass */
 	int list_mode;		/* fetch the UIDs in todo, not a range */
 	uint32_t *todo;
 	size_t ntodo, ctodo, todo_pos;
@@ -312,6 +316,7 @@ struct job {
 	struct job_summary *sum;
 	uint32_t jobid;
 	int discard;		/* the state scope writes nothing (a dry run; scope.c) */
+	uint32_t dry_ids;	/* ids handed out for unknown unique-ids (scope.c) */
 	/* show_subjects: the last message's, display text (job_progress) */
 	int have_hdr;
 	char subject[MAILHDR_TEXT_MAX], from[MAILHDR_TEXT_MAX];
@@ -630,6 +635,8 @@ int scope_commit(struct job *j);
 
 /* job.c */
 void job_maybe_finish(struct job *j);
+/* Frees j, its workers' memory and j->w (job_end; the tests' harness). */
+void job_free(struct job *j);
 /* An IMAP session of the job closed: a finished job may be done now. */
 void job_session_closed(struct job *j);
 

@@ -93,7 +93,17 @@ int pop3src_before_finish(struct worker *w)
 	struct pop3src *p = w->p3;
 	struct job *j = w->job;
 
-	if (!p || !j->o->pop3_delete || j->o->dry_run || p->dele_started || j->fatal ||
+	if (p && j->o->dry_run) {
+		/* nothing is deleted from the source: what would be, said */
+		if (j->o->pop3_delete && w->mb && !w->mb->failed) {
+			progress_clear(j);
+			mf_print("mailferry: dry-run: source: --pop3-delete would then delete the "
+			         "%llu messages recorded as copied and those the run copies",
+			         (unsigned long long)w->mb->skipped);
+		}
+		return 0;
+	}
+	if (!p || !j->o->pop3_delete || p->dele_started || j->fatal ||
 	    !p->listed || p->c.closed || !w->mb || p->inflight || p->cur.active || w->b_count)
 		return 0; /* (RETRs in flight: a failed pass; the next run deletes) */
 	p->dele_started = 1;

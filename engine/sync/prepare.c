@@ -192,8 +192,10 @@ static void dst_plan(struct job *j, struct imap_client *c)
 			return;
 		}
 	}
-	if (j->o->dry_run) {
-		dst_create_all(j, c); /* renamed ones have no work in a dry run */
+	if (sink_can(&w->sink, SINK_COUNTS)) {
+		/* a counting sink (--dry-run) writes nothing to the destination:
+		 * no RENAME (renamed ones have no work in a dry run, plan.c) */
+		dst_create_all(j, c);
 		return;
 	}
 	rename_next(j, c);
@@ -249,7 +251,8 @@ void dst_create_all(struct job *j, struct imap_client *c)
 			mb->dst_exists = dst_has(j, mb->dst_name);
 		n += !mb->dst_exists;
 	}
-	if (j->o->dry_run) {
+	if (sink_can(&j->w[0].sink, SINK_COUNTS)) {
+		/* a counting sink (--dry-run): no CREATE, the plan is printed */
 		for (size_t i = 0; i < j->nmb; i++)
 			if (j->mb[i].work > 0 && !j->mb[i].dst_exists) {
 				progress_clear(j);

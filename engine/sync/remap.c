@@ -180,7 +180,19 @@ static void remap_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 		return;
 	}
 	j->state_dirty = 1;
-	job_commit(j);
+	if (job_commit(j) < 0) {
+		/* The matches are not durable: going on would record the pass
+		 * under the new UIDVALIDITY without them, and the messages found
+		 * would never be matched again (no flag or expunge would reach
+		 * their copies). The old records stay; the next run remaps. */
+		j->fatal = 1;
+		mailbox_fail(w, NULL, 0,
+		             "UIDVALIDITY changed from %u to %u, but the state could not record "
+		             "the messages found again; tried again next run",
+		             w->old_uidv, w->uidvalidity);
+		loop_defer(j->loop, &j->stop_task);
+		return;
+	}
 	mf_log(MF_LOG_INFO, "%s mailbox \"%s\": UIDVALIDITY changed from %u to %u: %llu messages "
 			    "found again by content, %zu to copy",
 	       imap_client_who(c), w->mb->display, w->old_uidv, w->uidvalidity,

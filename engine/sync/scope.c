@@ -63,7 +63,10 @@ int scope_uidl_id(struct job *j, uint32_t mbid, const char *uidl, size_t len, ui
 	*created = 0;
 	rc = state_uidl_find(j->st, j->jobid, mbid, uidl, len, id, e);
 	if (rc == -ENOENT) {
-		*id = 0; /* not known: a new message, never recorded */
+		/* not known: a new message, never recorded; an id no real
+		 * record has (they count up from 1), so that the counting
+		 * sink counts it like any other */
+		*id = JOB_DRY_ID_TOP - j->dry_ids++ % (JOB_DRY_ID_TOP / 2);
 		rc = 0;
 	}
 	return rc;

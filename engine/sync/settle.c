@@ -15,6 +15,23 @@ static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int pre
 static void settle_archive(struct worker *w);
 static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd);
 
+/* The destination folder's EXAMINE: its UIDVALIDITY, which the settled
+ * records carry as a copy's do (dedupe.c tells records of another
+ * UIDVALIDITY apart). */
+static int settle_examine_untagged(struct imap_client *c, struct imap_cmd *cmd,
+                                   const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *v = imap_resp_code(r, "UIDVALIDITY");
+
+	(void)cmd;
+	if (v)
+		imap_node_u32(v, &w->stl_dst_uidv);
+	return 0;
+}
+
+static const struct imap_consumer settle_examine_consumer = {.untagged = settle_examine_untagged};
+
 /* The destination's messages from the floor up: hashed and matched
  * against the intents. */
 static const struct imap_consumer settle_consumer = {
@@ -101,6 +118,7 @@ static void settle_finish(struct worker *w)
 		} else if ((rc = state_msg_get(j->st, &k, &m, &e)) == 0) {
 			m.status = STATE_MSG_DONE;
 			m.dst_uid = st->dst_uid;
+			m.dst_uidvalidity = w->stl_dst_uidv;
 			rc = scope_msg_put(j, &k, &m, &e);
 			found++;
 			if (w->resumed && !uncertain)
@@ -129,7 +147,17 @@ static void settle_finish(struct worker *w)
 	}
 	w->nstl = 0;
 	mbox_mark_intents(w, 0);
-	job_commit(j);
+	j->state_dirty = 1;
+	if (job_commit(j) < 0) {
+		/* Not durable: the state is back to the intents, so the pass
+		 * would copy again what was just found on the destination. The
+		 * job stops; the next run settles again. */
+		j->fatal = 1;
+		mailbox_fail(w, NULL, 0, "interrupted APPENDs settled, but the state could not "
+		                         "record it; stopping so that nothing is copied twice");
+		loop_defer(j->loop, &j->stop_task);
+		return;
+	}
 	changes_start(w);
 }
 
@@ -219,6 +247,7 @@ void settle_start(struct worker *w)
 		return;
 	}
 	w->settle_not_before = 0;
+	w->stl_dst_uidv = 0;
 	w->nstl = 0;
 	w->stl_floor = 1;
 	w->stl_seen = 0;
@@ -248,7 +277,8 @@ void settle_start(struct worker *w)
 		return;
 	}
 	w->phase = W_SETTLE;
-	imap_cmd_begin(&w->dst, &w->settle_cmd[0], settle_done, NULL);
+	imap_cmd_begin_consumer(&w->dst, &w->settle_cmd[0], settle_done, NULL,
+	                        &settle_examine_consumer);
 	imap_put(&w->dst, "EXAMINE ");
 	imap_put_astring(&w->dst, w->mb->dst_name, strlen(w->mb->dst_name));
 	imap_cmd_end(&w->dst);

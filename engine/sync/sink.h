@@ -20,6 +20,9 @@
  * logic adapts (no folders: one destination; no flags: dropped with one
  * notice; no ids: settle finds messages by content or not at all).
  *
+ * A dry run's sink is the counting sink (sink_count.c) wrapped around the
+ * real one: its session, none of its writes.
+ *
  * Not for: reading the destination back (settle, dedupe and the flag diff
  * still use the IMAP client: SINK_FIND/SINK_FLAGS say when they may).
  */
@@ -42,6 +45,12 @@ enum sink_cap {
 	SINK_EXPUNGE = 1u << 3,	/* a stored message can be removed */
 	SINK_FIND = 1u << 4,	/* messages can be found again by content */
 	SINK_BATCH = 1u << 5,	/* several messages commit as one (MULTIAPPEND) */
+	/* its session ends with the server's answer to a logout, and the
+	 * sink tells the job when (job_session_closed): the job waits */
+	SINK_LOGOUT = 1u << 6,
+	/* counts, stores nothing (--dry-run, sink_count.c): a source sends a
+	 * message's size, never its bytes; verdicts say "counted" */
+	SINK_COUNTS = 1u << 7,
 };
 
 /* One message as it enters the sink: the source's values, validated and
@@ -60,6 +69,7 @@ struct sink_verdict {
 	int ok;			/* stored, every message */
 	int temporary;		/* refused for now (SMTP 4xx): worth another try later */
 	int early;		/* answered before the batch was committed */
+	int counted;		/* counted, not stored (SINK_COUNTS): nothing to record */
 	uint32_t dst_uidv;	/* SINK_IDS: the id space (UIDVALIDITY), 0 unknown */
 	const uint32_t *ids;	/* SINK_IDS: one id per message, or NULL */
 	unsigned nids;
@@ -116,6 +126,11 @@ static inline int sink_can(const struct sink *s, unsigned cap)
 extern const struct sink_ops sink_imap_ops;
 /* The SMTP/LMTP sink: every message delivered to job_opts.rcpt. */
 extern const struct sink_ops sink_smtp_ops;
+/* --dry-run: s becomes the counting sink over the sink it was (its
+ * session, its caps | SINK_COUNTS); destroy() frees both. 0 or -ENOMEM. */
+int sink_count_wrap(struct sink *s);
+/* The counting sink's line for w's mailbox: what the pass counted. */
+void sink_count_report(struct worker *w);
 
 /* Called by a sink: its session is up / failed (closed when this returns). */
 void sink_ready(struct worker *w);

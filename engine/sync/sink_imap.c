@@ -193,7 +193,8 @@ static void imap_wire(struct sink *s, uint64_t *in, uint64_t *out)
 
 const struct sink_ops sink_imap_ops = {
 	.kind = "imap",
-	.caps = SINK_FOLDERS | SINK_FLAGS | SINK_IDS | SINK_EXPUNGE | SINK_FIND | SINK_BATCH,
+	.caps = SINK_FOLDERS | SINK_FLAGS | SINK_IDS | SINK_EXPUNGE | SINK_FIND | SINK_BATCH |
+	        SINK_LOGOUT,
 	.open = imap_open,
 	.close = imap_close,
 	.release = imap_release,

@@ -59,7 +59,6 @@ struct arcsrc {
 	uint32_t cur_uid;
 	struct archive_reader rd;
 	struct archive_msgmeta meta;
-	uint64_t dry; /* --dry-run: messages that would be copied */
 	uint32_t max_uid;
 };
 
@@ -313,10 +312,6 @@ static int collect(void *ctx, uint32_t uid, const struct archive_msgmeta *m)
 		}
 		return 0;
 	}
-	if (o->dry_run) {
-		s->dry++;
-		return 0;
-	}
 	if (grow((void **)&s->todo, &s->ctodo, s->ntodo + 1, sizeof(*s->todo)) < 0)
 		return -ENOMEM;
 	s->todo[s->ntodo++] = uid;
@@ -345,7 +340,6 @@ void arcsrc_fetch_start(struct worker *w)
 	}
 	s->ntodo = s->pos = 0;
 	s->cur = 0;
-	s->dry = 0;
 	s->max_uid = 0;
 	mf_err_clear(&e);
 	rc = archive_uid_each(j->o->src_archive, j->o->src_archive_run, w->mb->amb, collect, s, &e);
@@ -357,14 +351,6 @@ void arcsrc_fetch_start(struct worker *w)
 	w->uidnext = s->max_uid < UINT32_MAX ? s->max_uid + 1 : UINT32_MAX;
 	if (w->rec.uidvalidity == w->uidvalidity && w->rec.uidnext > w->uidnext)
 		w->uidnext = w->rec.uidnext;
-	if (j->o->dry_run) {
-		progress_clear(j);
-		mf_print("mailferry: dry-run: mailbox \"%s\": %llu messages would be restored into "
-		         "\"%s\"",
-		         w->mb->display, (unsigned long long)s->dry, w->mb->dst_name);
-		mailbox_finish(w);
-		return;
-	}
 	arcsrc_schedule(s);
 }
 
@@ -473,6 +459,16 @@ static int msg_start(struct arcsrc *s, uint32_t uid)
 	sm.date = date;
 	sm.uid = uid;
 	sm.idate = m->internaldate;
+	if (sink_can(&w->sink, SINK_COUNTS)) {
+		/* a counting sink's pass (--dry-run): the index's size, nothing read */
+		sm.size = m->size;
+		if (copy_msg_begin(w, &sm) < 0) {
+			arcsrc_fatal(s);
+			return -1;
+		}
+		copy_msg_end(w);
+		return 0;
+	}
 	/* read and re-hashed whole before a byte goes out: a damaged message
 	 * fails here, alone */
 	if (!sm.refused && ((rc = archive_reader_open(a, m->hash, &s->rd, &size, &e)) < 0 ||

@@ -2,8 +2,9 @@
  * source_imap — the IMAP source's copy pass (source.h): UID FETCH ranges
  * (two in flight), UID lists and the retry list, each FETCH response's
  * items checked and rewritten before its BODY[] literal is streamed into
- * the copy consumer; literal sizes bounded before a byte is read; the
- * dry run's count (UID SEARCH, no bodies). Each command carries its own
+ * the copy consumer; literal sizes bounded before a byte is read; for a
+ * counting sink (--dry-run) sizes only (UID FETCH RFC822.SIZE, no
+ * bodies). Each command carries its own
  * response consumer (imap_client.h); what the other passes' consumers
  * share (body_literal, hash_lit_data) and the client-wide fallback
  * (lit_checked_inline) are here too.
@@ -181,8 +182,47 @@ static const struct imap_consumer fetch_consumer = {
 	.lit_end = fetch_lit_end,
 };
 
+/* A counting sink's pass (SINK_COUNTS: --dry-run): each FETCH response
+ * names a message's UID and size, no bytes; it goes through the copy path
+ * as a message without a body. Paced as the copy pass is: after a
+ * response that leaves no batch slot free, input stops until a verdict. */
+static int size_untagged(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+	const struct imap_node *a = r->first;
+	struct fetch_meta fm;
+
+	(void)cmd;
+	if (!a || !a->next || !imap_node_is(a->next, "FETCH") || !a->next->next)
+		return 0;
+	fetch_meta(r, NULL, &fm);
+	if (!fm.uid || !fm.has_size)
+		return 0; /* not an answer to ours (a flag update) */
+	if (fm.uid > w->fetch_max_uid)
+		w->fetch_max_uid = fm.uid;
+	if (copy_msg_begin(w, &(struct source_msg){.uid = fm.uid, .size = fm.size,
+	                                           .modseq = fm.modseq, .flags = "",
+	                                           .date = ""}) < 0)
+		return -EIO;
+	copy_msg_end(w);
+	if (copy_slots_full(w)) {
+		w->src_paused = 1; /* sink_batch_done kicks us */
+		return IMAP_PARSE_PAUSE;
+	}
+	return 0;
+}
+
+static const struct imap_consumer size_consumer = {.untagged = size_untagged};
+
 static void fetch_send(struct worker *w, struct imap_cmd *cmd, const char *set)
 {
+	if (sink_can(&w->sink, SINK_COUNTS)) {
+		imap_cmd_begin_consumer(&w->src, cmd, fetch_done, NULL, &size_consumer);
+		imap_putf(&w->src, "UID FETCH %s (UID RFC822.SIZE)", set);
+		imap_cmd_end(&w->src);
+		w->fetches_inflight++;
+		return;
+	}
 	imap_cmd_begin_consumer(&w->src, cmd, fetch_done, NULL, &fetch_consumer);
 	imap_putf(&w->src, "UID FETCH %s (UID FLAGS INTERNALDATE RFC822.SIZE%s BODY.PEEK[])", set,
 		  w->src.enabled_condstore ? " MODSEQ" : "");
@@ -252,81 +292,6 @@ static void fetch_done(struct imap_client *c, struct imap_cmd *cmd, const struct
 	worker_check_done(w);
 }
 
-static void dry_count_print(struct worker *w)
-{
-	struct job *j = w->job;
-
-	progress_clear(j);
-	if (j->o->dst_mail)
-		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
-		         "delivered to <%s>",
-		         w->mb->display, (unsigned long long)w->dry_count, j->o->rcpt);
-	else
-		mf_print("mailferry: dry-run: mailbox \"%s\": %llu new messages would be "
-		         "copied into \"%s\"",
-		         w->mb->display, (unsigned long long)w->dry_count, w->mb->dst_name);
-}
-
-/* --dry-run: how many messages would be copied (UID SEARCH, no bodies). */
-static void dry_count_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
-{
-	struct worker *w = c->ud;
-	struct job *j = w->job;
-
-	(void)cmd;
-	if (r->status != IMAP_ST_OK) {
-		progress_clear(j);
-		job_error(j, imap_client_who(c), w->mb, 0, "UID SEARCH failed: %.*s",
-			  (int)r->text_len, r->text);
-	} else {
-		dry_count_print(w);
-	}
-	mailbox_finish(w);
-}
-
-/* --dry-run's UID SEARCH: the messages it names at or above start_uid,
- * or ESEARCH's COUNT. */
-static int dry_count_untagged(struct imap_client *c, struct imap_cmd *cmd,
-                              const struct imap_resp *r)
-{
-	struct worker *w = c->ud;
-	const struct imap_node *a = r->first;
-	uint32_t n;
-
-	(void)cmd;
-	if (!a || !a->next)
-		return 0;
-	if (imap_node_is(a, "SEARCH"))
-		for (const struct imap_node *it = a->next; it; it = it->next)
-			w->dry_count += imap_node_u32(it, &n) == 0 && n >= w->start_uid;
-	else if (imap_node_is(a, "ESEARCH"))
-		for (const struct imap_node *it = a->next; it && it->next; it = it->next)
-			if (imap_node_is(it, "COUNT"))
-				imap_node_u64(it->next, &w->dry_count);
-	return 0;
-}
-
-static const struct imap_consumer dry_count_consumer = {.untagged = dry_count_untagged};
-
-static void dry_count_start(struct worker *w)
-{
-	if (w->filtered) {
-		/* the selective copy's search has the list already */
-		w->dry_count = w->ntodo;
-		dry_count_print(w);
-		mailbox_finish(w);
-		return;
-	}
-	w->phase = W_COUNT;
-	w->dry_count = 0;
-	imap_cmd_begin_consumer(&w->src, &w->fetch_cmd[0], dry_count_done, NULL, &dry_count_consumer);
-	if (w->src.caps & IMAP_CAP_ESEARCH)
-		imap_putf(&w->src, "UID SEARCH RETURN (COUNT) UID %u:%u", w->start_uid, w->end_uid);
-	else
-		imap_putf(&w->src, "UID SEARCH UID %u:%u", w->start_uid, w->end_uid);
-	imap_cmd_end(&w->src);
-}
-
 void fetch_start(struct worker *w)
 {
 	struct imap_client *c = &w->src;
@@ -377,11 +342,11 @@ void fetch_start(struct worker *w)
 		worker_check_done(w);
 		return;
 	}
-	if (w->job->o->dry_run) {
-		dry_count_start(w);
-		return;
-	}
-	if (w->job->o->dedupe && !w->dd_done && !w->list_mode && w->end_uid != UINT32_MAX) {
+	/* --dedupe looks at the destination folder first; a dry run's
+	 * counting sink (which creates nothing) skips a folder that is not
+	 * there yet: a real run would find it empty */
+	if (w->job->o->dedupe && !w->dd_done && !w->list_mode && w->end_uid != UINT32_MAX &&
+	    (w->mb->dst_exists || !sink_can(&w->sink, SINK_COUNTS))) {
 		dedupe_start(w);
 		return;
 	}

@@ -295,8 +295,8 @@ void pop3src_fewer_note(struct worker *w)
 
 /* Each listed unique-id gets its id in ids[]. With create, one is assigned
  * now if new, and committed before any intent can name it (a dry run's
- * scope only looks them up); else it is only looked up: 0 for a
- * unique-id the state does not know. */
+ * scope looks them up, and gives new ones ids no record has); else it is
+ * only looked up: 0 for a unique-id the state does not know. */
 static int pop3src_ids(struct pop3src *p, uint32_t mbid, int create, struct mf_error *e)
 {
 	struct job *j = p->w->job;
@@ -414,19 +414,51 @@ static uint64_t pop3src_limit(struct worker *w)
 }
 
 static void retr_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r);
+static const struct pop3_consumer retr_consumer;
+
+/* A counting sink's pass (SINK_COUNTS: --dry-run): LIST's sizes, no
+ * RETR; each message goes through the copy path without a body, paced by
+ * the batch slots (pop3_src_kick goes on). */
+static void size_pump(struct pop3src *p)
+{
+	struct worker *w = p->w;
+
+	while (!w->mb->failed && p->todo_pos < p->ntodo) {
+		uint32_t msgno = p->todo[p->todo_pos];
+		const struct pop3_msg *pm = pop3_msg_get(&p->c, msgno);
+
+		if (copy_slots_full(w)) {
+			w->src_paused = 1; /* sink_batch_done kicks us */
+			return;
+		}
+		p->todo_pos++;
+		if (copy_msg_begin(w, &(struct source_msg){.uid = p->ids[msgno - 1],
+		                                           .size = pm ? pm->size : 0,
+		                                           .flags = "",
+		                                           .date = ""}) < 0) {
+			pop3src_fatal(p);
+			return;
+		}
+		copy_msg_end(w);
+	}
+}
 
 /* RETR the next messages of the pass, up to the ring. */
 static void retr_pump(struct pop3src *p)
 {
 	struct worker *w = p->w;
 
+	if (sink_can(&w->sink, SINK_COUNTS)) {
+		size_pump(p);
+		return;
+	}
 	while (!p->c.closed && !w->mb->failed && p->inflight < POP3SRC_RING &&
 	       p->todo_pos < p->ntodo) {
 		struct pop3_cmd *cmd = &p->ring[p->ring_next];
 
 		p->ring_next = (p->ring_next + 1) % POP3SRC_RING;
 		p->inflight++;
-		pop3_retr(&p->c, cmd, p->todo[p->todo_pos++], retr_done, p);
+		pop3_retr_consumer(&p->c, cmd, p->todo[p->todo_pos++], retr_done, p, &retr_consumer);
 	}
 }
 
@@ -465,7 +497,7 @@ void pop3src_fetch_start(struct worker *w)
 {
 	struct pop3src *p = w->p3;
 	struct job *j = w->job;
-	uint64_t limit = pop3src_limit(w), dry = 0, done = 0;
+	uint64_t limit = pop3src_limit(w);
 	/* the first part also counts what earlier runs copied (ids below
 	 * the split's range) as skipped; the top part reads on to the end */
 	uint32_t lo = w->part == 1 ? 1 : w->part_lo;
@@ -501,7 +533,6 @@ void pop3src_fetch_start(struct worker *w)
 		if (w->part && (!k.uid || k.uid < lo || k.uid > w->part_hi))
 			continue; /* another part's, or new since the plan (next run) */
 		if (k.uid && state_msg_get(j->st, &k, &m, &e) == 0 && m.status == STATE_MSG_DONE) {
-			done++;
 			if (!counted_already(w, k.uid) && !w->mb->sp_redo) {
 				w->mb->skipped++;
 				j->sum->skipped++;
@@ -519,28 +550,10 @@ void pop3src_fetch_start(struct worker *w)
 			copy_msg_fail(w, k.uid);
 			continue;
 		}
-		if (j->o->dry_run) {
-			dry++;
-			continue;
-		}
 		if (todo_push(p, i) < 0) {
 			mailbox_fail(w, NULL, 0, "out of memory");
 			return;
 		}
-	}
-	if (j->o->dry_run) {
-		progress_clear(j);
-		mf_print(
-		    "mailferry: dry-run: mailbox \"%s\": %llu new messages would be copied into "
-		    "\"%s\"",
-		    w->mb->display, (unsigned long long)dry, w->mb->dst_name);
-		if (j->o->pop3_delete)
-			mf_print(
-			    "mailferry: dry-run: source: --pop3-delete would then delete the %llu "
-			    "messages recorded as copied and those the run copies",
-			    (unsigned long long)done);
-		mailbox_finish(w);
-		return;
 	}
 	retr_pump(p);
 	worker_check_done(w);
@@ -764,6 +777,9 @@ static int msg_begin_cb(struct pop3_client *c, struct pop3_cmd *cmd, uint32_t ms
 	p->cur.msgno = msgno;
 	p->cur.id = msgno <= p->n ? p->ids[msgno - 1] : 0;
 	p->cur.list_size = size;
+	/* a RETR of a pass that has ended (the mailbox failed meanwhile): its
+	 * body is read and dropped (the phase is the worker's lifecycle here,
+	 * not who the body is for: the RETR's consumer says that) */
 	p->cur.skip = !w->mb || w->phase != W_FETCH || !p->cur.id;
 	return 0;
 }
@@ -830,6 +846,13 @@ static int msg_end_cb(struct pop3_client *c, struct pop3_cmd *cmd)
 	return 0;
 }
 
+/* The copy pass's RETR: its body goes to the copy consumer (copy.c). */
+static const struct pop3_consumer retr_consumer = {
+    .msg_begin = msg_begin_cb,
+    .msg_data = msg_data_cb,
+    .msg_end = msg_end_cb,
+};
+
 static void retr_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct pop3_reply *r)
 {
 	struct pop3src *p = c->ud;
@@ -872,6 +895,12 @@ static void pop3_src_kick(struct source *s)
 	struct pop3src *p = s->w->p3;
 	int was = p->cur.active;
 
+	if (sink_can(&s->w->sink, SINK_COUNTS)) {
+		size_pump(p);
+		if (s->w->mb && s->w->phase == W_FETCH)
+			worker_check_done(s->w);
+		return;
+	}
 	drain(p);
 	settle_flow(p);
 	if (was && !p->cur.active && s->w->mb && s->w->phase == W_FETCH)
@@ -882,7 +911,9 @@ static unsigned pop3_src_reads_inflight(struct source *s)
 {
 	struct pop3src *p = s->w->p3;
 
-	return p->inflight + (unsigned)p->cur.active;
+	return p->inflight + (unsigned)p->cur.active +
+	       (sink_can(&s->w->sink, SINK_COUNTS) && s->w->mb && !s->w->mb->failed &&
+	        p->todo_pos < p->ntodo);
 }
 
 /* The refused batches' messages again, one per batch: w->retry holds ids. */
@@ -916,10 +947,8 @@ const struct source_ops source_pop3_ops = {
     .read_retries = pop3_src_read_retries,
 };
 
+/* No body reaches the client-wide callbacks: each RETR has its consumer. */
 static const struct pop3_client_cb pop3src_cb = {
     .ready = on_ready,
     .error = on_error,
-    .msg_begin = msg_begin_cb,
-    .msg_data = msg_data_cb,
-    .msg_end = msg_end_cb,
 };

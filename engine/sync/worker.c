@@ -40,6 +40,8 @@ void mailbox_finish(struct worker *w)
 
 	if (w->part && split_finish(w))
 		return; /* other parts of mb still run, or this one reads it again */
+	if (sink_can(&w->sink, SINK_COUNTS) && !mb->failed && w->phase == W_FETCH)
+		sink_count_report(w); /* a dry run's pass: what it counted */
 	/* after the split's end: only the last part's session DELEs, once no
 	 * other session reads the maildrop (pop3_delete.c) */
 	if (w->p3 && pop3src_before_finish(w))
@@ -271,6 +273,7 @@ void mailbox_begin(struct worker *w)
 	struct mbox *mb = w->mb;
 	struct mf_error e;
 
+	w->dry_count = 0;
 	if (w->p3) {
 		pop3src_mailbox_begin(w);
 		return;
@@ -705,6 +708,10 @@ int worker_init(struct job *j, struct worker *w, unsigned id)
 	                       : j->o->dst_mail ? &sink_smtp_ops
 	                                        : &sink_imap_ops,
 	                       w, NULL, {0}};
+	/* the one place a dry run is told apart on the data path: its sink
+	 * counts (sink_count.c), over the real sink's session */
+	if (j->o->dry_run && sink_count_wrap(&w->sink) < 0)
+		return -ENOMEM;
 	if (j->o->src_pop3)
 		w->source.ops = &source_pop3_ops;
 	if (j->o->src_archive)

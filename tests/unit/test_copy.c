@@ -601,6 +601,52 @@ static void t_discarding_scope(struct unit_ctx *u)
 	state_close(h.st);
 }
 
+/* --dry-run's counting sink (sink_count.c) around the in-memory one: every
+ * message goes through the copy path by its size alone, each batch is
+ * answered "counted, not stored" from the loop (so the source is paced by
+ * the slots), nothing reaches the real sink's commit point or the state,
+ * and nothing counts as copied. */
+static void t_counting_sink(struct unit_ctx *u)
+{
+	struct h h;
+	char dir[] = "/tmp/mf-test-copy-XXXXXX";
+	struct state_msg sm;
+	struct state_mbox rec;
+	struct mf_error e;
+	unsigned waits = 0;
+
+	if (h_setup(u, &h, dir) < 0)
+		return;
+	h.o.dry_run = 1;
+	h.o.batch_msgs = 2; /* more batches than slots */
+	UNIT_CHECK(u, scope_open(&h.j, "test", &e) == 0 && h.j.discard);
+	UNIT_CHECK(u, sink_count_wrap(&h.w.sink) == 0);
+	UNIT_CHECK(u, sink_can(&h.w.sink, SINK_COUNTS | SINK_FOLDERS | SINK_IDS) &&
+	                  !sink_can(&h.w.sink, SINK_EXPUNGE));
+	UNIT_CHECK(u, !strcmp(h.w.sink.ops->who(&h.w.sink), "destination mem"));
+	for (uint32_t uid = 1; uid <= NMSG; uid++) {
+		struct source_msg m = {uid, 100 + uid, 0, 0, "", 0, "", NULL};
+
+		while (copy_slots_full(&h.w)) {
+			waits++;
+			loop_run(&h.loop); /* the counting sink answers from the loop */
+		}
+		UNIT_CHECK(u, copy_msg_begin(&h.w, &m) == 0 && copy_msg_end(&h.w) == 0);
+	}
+	h.inflight = 0;
+	worker_check_done(&h.w);
+	loop_run(&h.loop);
+	UNIT_CHECKF(u, h.w.dry_count == NMSG, "counted %llu", (unsigned long long)h.w.dry_count);
+	UNIT_CHECKF(u, waits > 0, "the source never waited for a verdict");
+	UNIT_CHECK(u, h.commits == 0 && h.sum.copied == 0 && h.w.phase != W_FETCH);
+	for (uint32_t uid = 1; uid <= NMSG; uid++)
+		UNIT_CHECKF(u, msg_status(&h, uid, &sm) == 0 && !h.stored[uid], "uid %u", uid);
+	UNIT_CHECK(u, state_mbox_get(h.st, h.j.jobid, h.mb.mbid, &rec, &e) == -ENOENT);
+	h.w.sink.ops->destroy(&h.w.sink);
+	UNIT_CHECK(u, h.w.sink.ops == &mem_sink && !h.w.sink.priv);
+	h_close(&h, 0);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -611,5 +657,6 @@ int main(void)
 	UNIT_RUN(&u, t_temporary);
 	UNIT_RUN(&u, t_fault_at_every_commit);
 	UNIT_RUN(&u, t_discarding_scope);
+	UNIT_RUN(&u, t_counting_sink);
 	return unit_done(&u);
 }
