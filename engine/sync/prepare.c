@@ -180,6 +180,8 @@ static void subscribe_done(struct imap_client *c, struct imap_cmd *cmd, const st
  * goes, then renames and CREATEs. */
 static void dst_plan(struct job *j, struct imap_client *c)
 {
+	struct worker *w = c->ud;
+
 	if (!j->listed || !j->dlisted || j->dst_planned || j->dst_prepared || j->fatal)
 		return;
 	j->dst_planned = 1;
