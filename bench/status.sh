@@ -5,8 +5,14 @@
 #      ~2,500 messages each) from a private Dovecot into fresh accounts,
 #      without --status, then with --status and a client polling
 #      /api/status ten times a second; BENCH_RUNS (default 3) of each,
-#      interleaved. Medians of the wall time and MB/s, and the difference
-#      (the goal: within 2 %).
+#      interleaved. Both use the default --threads (online CPUs, at most
+#      the accounts): the server reads the workers' snapshots. Medians of
+#      the wall time and MB/s, and the difference (the goal: within 2 %).
+#      BENCH_STATUS_ONE_LOOP=1 adds a third mode, --status --threads 1
+#      (what --status forced before 2026-12-06), for comparison. The CPU
+#      time mailferry used (user + system) is shown too: on a loaded
+#      machine it tells the server's cost where wall times are noise.
+#      BENCH_STATUS_THROUGHPUT_ONLY=1 stops after this part.
 #   2. /metrics and /api/status with 10,000 accounts in the run (lines
 #      whose server refuses the connection: they finish at once and are
 #      all listed): the median time to serve each of 20 requests (the goal
@@ -74,17 +80,18 @@ while True:
 PY
 }
 
-one() { # MODE RUN: prints "seconds bytes"
+one() { # MODE RUN: prints "seconds bytes cpu_seconds"
 	local mode=$1 r=$2 t0 t1 port extra=() i
 	for i in $(seq 1 "$NA"); do rm -rf "$MAIL_ROOT/d$i/Maildir"; done
 	rm -rf "$W/state"
 	[ "$mode" = status ] && extra=(--status 127.0.0.1:0)
+	[ "$mode" = status-1loop ] && extra=(--status 127.0.0.1:0 --threads 1)
 	sync
 	t0=$(date +%s.%N)
-	"$BIN/mailferry" run "$ACC" --jobs "$NA" --state "$W/state" --ca-file "$CA_FILE" --json --no-progress "${extra[@]}" \
+	/usr/bin/time -f "%U %S" -o "$W/time" "$BIN/mailferry" run "$ACC" --jobs "$NA" --state "$W/state" --ca-file "$CA_FILE" --json --no-progress "${extra[@]}" \
 		>"$W/run.out" 2>"$W/run.err" &
 	local pid=$!
-	if [ "$mode" = status ]; then
+	if [ "$mode" != plain ]; then
 		for i in $(seq 1 200); do
 			port=$(sed -n 's|.*status: http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$W/run.err" | head -n 1)
 			[ -n "$port" ] && break
@@ -98,26 +105,44 @@ one() { # MODE RUN: prints "seconds bytes"
 	[ -n "$POLL" ] && { kill "$POLL" 2>/dev/null; wait "$POLL" 2>/dev/null; POLL=; }
 	local b
 	b=$(grep '"event":"run_summary"' "$W/run.out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])' 2>/dev/null)
-	echo "$(python3 -c "print($t1 - $t0)") ${b:-0}"
+	local u s
+	read -r u s <"$W/time"
+	echo "$(python3 -c "print($t1 - $t0, ${b:-0}, $u + $s)")"
 }
 
-declare -a T_OFF T_ON
+declare -a T_OFF T_ON T_ONE C_OFF C_ON C_ONE
+MODES="plain status"
+[ "${BENCH_STATUS_ONE_LOOP:-0}" = 1 ] && MODES="$MODES status-1loop"
 for r in $(seq 1 "$RUNS"); do
-	for mode in plain status; do
-		read -r s b < <(one "$mode" "$r")
-		say "run $r $mode: $s s, $b bytes"
-		echo "{\"scenario\":\"status-throughput\",\"mode\":\"$mode\",\"run\":$r,\"seconds\":$s,\"bytes\":$b}" >>"$RES"
-		if [ "$mode" = plain ]; then T_OFF+=("$s"); else T_ON+=("$s"); fi
+	for mode in $MODES; do
+		read -r s b c < <(one "$mode" "$r")
+		say "run $r $mode: $s s, $b bytes, $c s CPU"
+		echo "{\"scenario\":\"status-throughput\",\"mode\":\"$mode\",\"run\":$r,\"seconds\":$s,\"bytes\":$b,\"cpu_seconds\":$c}" >>"$RES"
+		case $mode in
+		plain) T_OFF+=("$s") C_OFF+=("$c") ;;
+		status) T_ON+=("$s") C_ON+=("$c") ;;
+		*) T_ONE+=("$s") C_ONE+=("$c") ;;
+		esac
 		BYTES=$b
 	done
 done
-python3 - "$BYTES" "${T_OFF[*]}" "${T_ON[*]}" <<'PY'
+python3 - "$BYTES" "${T_OFF[*]}" "${T_ON[*]}" "${T_ONE[*]:-}" "${C_OFF[*]}" "${C_ON[*]}" "${C_ONE[*]:-}" <<'PY'
 import statistics, sys
 b = float(sys.argv[1]); off = [float(x) for x in sys.argv[2].split()]; on = [float(x) for x in sys.argv[3].split()]
+one = [float(x) for x in sys.argv[4].split()]
+coff, con, cone = ([float(x) for x in a.split()] for a in sys.argv[5:8])
 mo, mn = statistics.median(off), statistics.median(on)
+# each run's --status time over the plain run just before it
+pairs = sorted(n / o for o, n in zip(off, on))
 print("bench-status: throughput without --status: median %.2f s, %.1f MB/s" % (mo, b / mo / 1e6))
-print("bench-status: with --status + 10 Hz /api/status poller: median %.2f s, %.1f MB/s (%+.1f %% time)" % (mn, b / mn / 1e6, 100 * (mn - mo) / mo))
+print("bench-status: with --status + 10 Hz /api/status poller: median %.2f s, %.1f MB/s (%+.1f %% time; per-run ratios %s)" % (mn, b / mn / 1e6, 100 * (mn - mo) / mo, " ".join("%.3f" % x for x in pairs)))
+if one:
+    m1 = statistics.median(one)
+    print("bench-status: with --status --threads 1 (before): median %.2f s, %.1f MB/s (%+.1f %% time)" % (m1, b / m1 / 1e6, 100 * (m1 - mo) / mo))
+co, cn = statistics.median(coff), statistics.median(con)
+print("bench-status: mailferry CPU (user+sys), medians: without --status %.2f s, with %.2f s (%+.1f %%)%s" % (co, cn, 100 * (cn - co) / co, (", --threads 1 %.2f s" % statistics.median(cone)) if cone else ""))
 PY
+[ "${BENCH_STATUS_THROUGHPUT_ONLY:-0}" = 1 ] && { say "results: $RES"; exit 0; }
 
 # ---- /metrics and /api/status with 10,000 accounts ----
 for i in $(seq 1 10000); do

@@ -508,10 +508,12 @@ static void run_maybe_end(struct run *r)
 	r->ended = 1;
 	loop_timer_cancel(&r->loop, &r->tick);
 	run_progress_clear(r);
-	if (r->th)
+	if (r->th && !r->status)
 		loop_stop(&r->loop); /* its inbox would keep it running */
 	else
-		loop_inbox_close(&r->loop); /* the opener's: nothing is posted any more */
+		/* nothing is posted any more (every account is back): the loop
+		 * runs out once the status server is done (--status-linger) */
+		loop_inbox_close(&r->loop);
 	status_finish(r->status);
 }
 
@@ -578,8 +580,8 @@ static int acct_start(struct acct *a)
 		arc_job_opts(a->arc, &a->o);
 	a->o.label = a->label;
 	a->o.hostlimit = r->hl;
-	/* the commit histogram (--status only: it then runs on one loop, so
-	 * the accounts never write it from two threads) */
+	/* the commit histogram (--status only); with --threads each worker's
+	 * jobs write their own (run_threads_hand) */
 	a->o.stats = r->status ? &r->stats : NULL;
 	a->t0 = loop_now_ms(&r->loop);
 	if (job_opts_check(&a->o, &err) < 0) {
@@ -892,12 +894,6 @@ int cmd_run(int argc, char **argv)
 	}
 	if (base.threads > base.jobs)
 		base.threads = base.jobs; /* a loop with no account to run is no use */
-	if (base.status_listen && base.threads > 1) {
-		/* the status server reads the running accounts live, on the
-		 * main loop: one loop for now */
-		mf_log(MF_LOG_INFO, "run: --status runs the accounts on one loop (--threads 1)");
-		base.threads = 1;
-	}
 	if (base.threads > 1 && (rc = run_threads_start(r, base.threads)) < 0) {
 		fprintf(stderr, "mailferry: cannot start %u threads: %s\n", base.threads,
 		        strerror(-rc));
@@ -927,8 +923,9 @@ int cmd_run(int argc, char **argv)
 	}
 	run_fill(r);
 	run_maybe_end(r);
-	/* worker loops: an end before the loop ran (no account) stopped them */
-	if ((!r->ended || !r->th) && (rc = loop_run(&r->loop)) < 0)
+	/* worker loops: an end before the loop ran (no account) stopped them,
+	 * unless the status server lingers */
+	if ((!r->ended || !r->th || r->status) && (rc = loop_run(&r->loop)) < 0)
 		mf_log(MF_LOG_ERROR, "event loop failed: %s", strerror(-rc));
 	run_open_stop(r);
 	run_threads_stop(r);

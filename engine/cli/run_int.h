@@ -17,6 +17,7 @@
 #include "engine/cli/run_report.h"
 #include "engine/cli/status.h"
 #include "engine/runtime/loop.h"
+#include "protocols/mailhdr.h"
 
 /* Rows kept for the table at the end (the report file has them all). */
 #define RUN_TABLE_ROWS 100
@@ -59,11 +60,17 @@ struct acct {
 	struct acct *tnext;	/* running on th (th's thread only) */
 	int rc;			/* job_end's */
 	int start_failed;	/* job_start refused it (why says why) */
-	struct job_summary snap;	/* sum as of the last snapshot (run.mu) */
+	/* sum and progress as of the worker's last snapshot (under run.mu;
+	 * psnap's subject and from point into psubj and pfrom) */
+	struct job_summary snap;
 	struct job_progress psnap;
-	/* what the progress display shows (run_threads_view) */
+	char psubj[MAILHDR_TEXT_MAX], pfrom[MAILHDR_TEXT_MAX];
+	/* what the progress display and the status server show
+	 * (run_threads_view; main thread only; vprog's subject and from
+	 * point into vsubj and vfrom, or into the job with one loop) */
 	struct job_summary vsum;
 	struct job_progress vprog;
+	char vsubj[MAILHDR_TEXT_MAX], vfrom[MAILHDR_TEXT_MAX];
 	/* its state is opened off the loop (run_open.c) */
 	struct acct *onext;
 	int orc;
@@ -121,9 +128,10 @@ struct run {
 	unsigned opening;	/* accounts handed to it, not back yet */
 	int ended;		/* every account is over (run_maybe_end) */
 	/* --status (run_status.c): the server, and what it shows of the
-	 * accounts that finished (the running ones are read live) */
+	 * accounts that finished (the running ones from run_threads_view) */
 	struct status *status;
-	struct job_stats stats;
+	struct job_stats stats;		/* commit latencies, one loop (its jobs write it) */
+	struct job_stats vstats;	/* what the server shows (run_threads_view) */
 	/* archive lines (run_arc.c): those waiting for an archive another
 	 * line holds (in file order), and those holding one */
 	struct acct *parked, *parked_tail, *holders;
@@ -141,7 +149,11 @@ int run_threads_start(struct run *r, unsigned n);
 /* Hands a (set up, state open) to the least busy worker, which starts its
  * job; run_acct_back(a) follows on the main loop. */
 void run_threads_hand(struct run *r, struct acct *a);
-/* Fills vsum and vprog of the running accounts for the display. */
+/* On the main thread: fills vsum and vprog of the running accounts, and
+ * r->vstats, for the progress display and the status server. With one
+ * loop they are read live; with workers they are the workers' last
+ * snapshots (each worker copies its accounts' numbers every SNAP_MS under
+ * r->mu), so the main thread never reads memory a worker writes. */
 void run_threads_view(struct run *r);
 /* ,"threads":N,"accounts_per_thread":[...] for the run summary (before
  * run_threads_stop). */

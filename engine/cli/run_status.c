@@ -2,8 +2,10 @@
  * run_status — what `mailferry run --status` shows: the view the status
  * server asks on each request (status.h). Finished accounts are kept as
  * short rows (at most RUN_STATUS_ROWS; beyond that they are counted, not
- * listed); running accounts are read live from their jobs; accounts not
- * yet read from the file are only a count.
+ * listed); running accounts as run_threads_view gives them (read live with
+ * one loop, from their workers' snapshots with --threads, so the server
+ * on the main loop never reads what a worker writes); accounts not yet
+ * read from the file are only a count.
  *
  * Not for: serving (status.c), formats (status_fmt.c), the final report
  * (run_report.c).
@@ -82,6 +84,7 @@ static void view_snap(void *ud, struct status_snap *s)
 	double rate;
 	unsigned fin = r->totals.accounts;
 
+	run_threads_view(r);
 	s->mode = "run";
 	s->title = r->path;
 	s->elapsed_s = (double)(loop_now_ms(&r->loop) - r->t0) / 1000.0;
@@ -102,18 +105,19 @@ static void view_snap(void *ud, struct status_snap *s)
 	}
 	s->retries = r->total.reconnects;
 	for (struct acct *a = r->active; a; a = a->next) {
-		s->total.copied += a->sum.copied;
-		s->total.skipped += a->sum.skipped;
-		s->total.failed += a->sum.failed;
-		s->total.bytes += a->sum.bytes;
-		s->retries += a->sum.reconnects;
+		s->total.copied += a->vsum.copied;
+		s->total.skipped += a->vsum.skipped;
+		s->total.failed += a->vsum.failed;
+		s->total.bytes += a->vsum.bytes;
+		s->retries += a->vsum.reconnects;
 	}
 	s->eta_s = run_progress_numbers(r, &msgs, &bytes, &rate, &known);
 	s->msgs_known = known;
 	s->hl = r->hl;
-	s->stats = &r->stats;
+	s->stats = &r->vstats;
 }
 
+/* The running accounts as view_snap, just before, took them. */
 static void view_accounts(void *ud, status_acct_fn fn, void *arg)
 {
 	struct run *r = ud;
@@ -121,23 +125,20 @@ static void view_accounts(void *ud, status_acct_fn fn, void *arg)
 	char name[200];
 
 	for (struct acct *a = r->active; a; a = a->next) {
-		struct job_progress p;
-
 		memset(&sa, 0, sizeof(sa));
-		job_progress_get(a->j, &p);
 		sa.line = a->line;
 		sa.state = STATUS_RUNNING;
-		sa.n.copied = a->sum.copied;
-		sa.n.skipped = a->sum.skipped;
-		sa.n.failed = a->sum.failed;
-		sa.n.bytes = a->sum.bytes;
-		sa.msgs_total = p.msgs_total;
+		sa.n.copied = a->vsum.copied;
+		sa.n.skipped = a->vsum.skipped;
+		sa.n.failed = a->vsum.failed;
+		sa.n.bytes = a->vsum.bytes;
+		sa.msgs_total = a->vprog.msgs_total;
 		sa.seconds = (double)(loop_now_ms(&r->loop) - a->t0) / 1000.0;
 		acct_name(name, sizeof(name), a->sel.src, a->sel.dst);
 		sa.name = name;
-		sa.error = a->sum.first_error;
-		sa.subject = p.subject; /* NULL without --status-show-subjects */
-		sa.from = p.from;
+		sa.error = a->vsum.first_error;
+		sa.subject = a->vprog.subject; /* NULL without --status-show-subjects */
+		sa.from = a->vprog.from;
 		fn(arg, &sa);
 	}
 	for (size_t i = 0; i < r->nsrows; i++) {

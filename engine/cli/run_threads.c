@@ -13,8 +13,11 @@
  * thread's) goes back the same way to the main loop, which reports it and
  * starts the next. The per-host caps, byte buckets and throttling pauses
  * are one hostlimit shared by every loop (hostlimit_share). The progress
- * display reads snapshots each worker copies every 250 ms under the run's
- * mutex, never a running job itself.
+ * display and the status server (--status, served by the main loop) read
+ * snapshots each worker copies every SNAP_MS under the run's mutex: its
+ * accounts' counters, progress and (--status-show-subjects) subject and
+ * sender, and its loop's commit latency histogram; never a running job or
+ * anything else a worker writes.
  *
  * Not for: what an account does (engine/sync), the report (run.c,
  * run_report.c); --threads 1 does not come here (run.c runs the jobs on
@@ -25,6 +28,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,19 +49,45 @@ struct run_thread {
 	unsigned handed;	/* accounts handed in all (main thread) */
 	struct loop_task start_task, stop_task;
 	struct loop_timer snap;
+	/* --status: the commit latencies of this loop's jobs (job_opts.stats;
+	 * this thread only), and their copy as of the last snapshot (r->mu) */
+	struct job_stats stats, stats_snap;
 };
 
 /* ---- on a worker thread ------------------------------------------------------ */
 
-/* Copies the running accounts' counters for the progress display. */
+/* s into out (cap bytes), or NULL for NULL (a job's subject and sender
+ * live in the job, which only this thread may read). */
+static const char *snap_str(char *out, size_t cap, const char *s)
+{
+	if (!s)
+		return NULL;
+	snprintf(out, cap, "%s", s);
+	return out;
+}
+
+/* Copies the running accounts' numbers for the main thread (run.mu held). */
+static void snap_acct(struct acct *a)
+{
+	struct job_progress p;
+
+	a->snap = a->sum;
+	if (!a->j)
+		return;
+	job_progress_get(a->j, &p);
+	a->psnap = p;
+	a->psnap.subject = snap_str(a->psubj, sizeof(a->psubj), p.subject);
+	a->psnap.from = snap_str(a->pfrom, sizeof(a->pfrom), p.from);
+}
+
+/* Copies the running accounts' numbers and the loop's commit latencies
+ * for the progress display and the status server. */
 static void snap_all(struct run_thread *t)
 {
 	pthread_mutex_lock(&t->r->mu);
-	for (struct acct *a = t->mine; a; a = a->tnext) {
-		a->snap = a->sum;
-		if (a->j)
-			job_progress_get(a->j, &a->psnap);
-	}
+	for (struct acct *a = t->mine; a; a = a->tnext)
+		snap_acct(a);
+	t->stats_snap = t->stats;
 	pthread_mutex_unlock(&t->r->mu);
 }
 
@@ -87,6 +117,7 @@ static void give_back(struct run_thread *t, struct acct *a)
 	state_abort(a->st);
 	pthread_mutex_lock(&r->mu);
 	a->snap = a->sum;
+	t->stats_snap = t->stats; /* job_end's last commit included */
 	a->qnext = NULL;
 	if (r->donetail)
 		r->donetail->qnext = a;
@@ -236,11 +267,33 @@ void run_threads_hand(struct run *r, struct acct *a)
 	t->load++;
 	t->handed++;
 	a->th = t;
+	/* the commit histogram (--status): each loop's jobs write their own */
+	if (a->o.stats)
+		a->o.stats = &t->stats;
 	pthread_mutex_lock(&r->mu);
 	a->qnext = t->inq;
 	t->inq = a;
 	pthread_mutex_unlock(&r->mu);
 	loop_post(&t->loop, &t->start_task);
+}
+
+/* a's numbers as of its worker's last snapshot (r->mu held). */
+static void view_acct(struct acct *a)
+{
+	a->vsum = a->snap;
+	a->vprog = a->psnap;
+	if (a->psnap.subject)
+		a->vprog.subject = snap_str(a->vsubj, sizeof(a->vsubj), a->psnap.subject);
+	if (a->psnap.from)
+		a->vprog.from = snap_str(a->vfrom, sizeof(a->vfrom), a->psnap.from);
+}
+
+static void stats_add(struct job_stats *t, const struct job_stats *s)
+{
+	for (int k = 0; k <= JOB_COMMIT_BUCKETS; k++)
+		t->commit_le[k] += s->commit_le[k];
+	t->commits += s->commits;
+	t->commit_seconds += s->commit_seconds;
 }
 
 void run_threads_view(struct run *r)
@@ -250,13 +303,15 @@ void run_threads_view(struct run *r)
 			a->vsum = a->sum;
 			job_progress_get(a->j, &a->vprog);
 		}
+		r->vstats = r->stats;
 		return;
 	}
+	memset(&r->vstats, 0, sizeof(r->vstats));
 	pthread_mutex_lock(&r->mu);
-	for (struct acct *a = r->active; a; a = a->next) {
-		a->vsum = a->snap;
-		a->vprog = a->psnap;
-	}
+	for (struct acct *a = r->active; a; a = a->next)
+		view_acct(a);
+	for (unsigned i = 0; i < r->nth; i++)
+		stats_add(&r->vstats, &r->th[i].stats_snap);
 	pthread_mutex_unlock(&r->mu);
 }
 

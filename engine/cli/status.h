@@ -95,7 +95,9 @@ typedef void (*status_acct_fn)(void *arg, const struct status_acct *a);
 struct status_view {
 	void *ud;
 	void (*snap)(void *ud, struct status_snap *s);
-	/* Calls fn for every account known (finished, running). */
+	/* Calls fn for every account known (finished, running); the server
+	 * calls it right after snap, for the same answer, so it may show the
+	 * running accounts as snap took them. */
 	void (*accounts)(void *ud, status_acct_fn fn, void *arg);
 };
 

@@ -275,8 +275,9 @@ static void dequeue(struct hostlimit *hl, struct hostlimit_req *r)
 	for (int i = 0; i < 2; i++) {
 		struct hostlimit_host *h = r->host[i];
 
-		/* nobody waits for the pause's end: it must not keep the loop */
-		if (h && !--h->waiting && h->timer.armed && on_owner(hl))
+		/* nobody waits for the pause's end: it must not keep the loop
+		 * (the timer is the owner's loop's: only that thread reads it) */
+		if (h && !--h->waiting && on_owner(hl) && h->timer.armed)
 			loop_timer_cancel(hl->loop, &h->timer);
 	}
 }
@@ -365,13 +366,13 @@ static void pump(struct hostlimit *hl, struct hostlimit_req *self)
 
 			if (!h || !(h->blocked || h->paused_until > now || h->open + need(r, h) > hl->max))
 				continue;
-			if (h->paused_until > now && (!h->timer.armed || h->timer.cancelled)) {
-				if (on_owner(hl))
-					loop_timer_start(hl->loop, &h->timer, h->paused_until - now,
-					                 pause_end);
-				else
-					loop_post(hl->loop, &hl->pump_task);
-			}
+			/* the timer belongs to the owner's loop, which writes it
+			 * without hl->mu (loop.c): another thread never reads
+			 * it and posts a pump there instead, which arms it */
+			if (h->paused_until > now && !on_owner(hl))
+				loop_post(hl->loop, &hl->pump_task);
+			else if (h->paused_until > now && (!h->timer.armed || h->timer.cancelled))
+				loop_timer_start(hl->loop, &h->timer, h->paused_until - now, pause_end);
 			h->blocked = 1;
 		}
 	}

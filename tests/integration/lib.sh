@@ -75,8 +75,10 @@
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 ROOT=$PWD
-MF=$ROOT/build/asan/mailferry
-MF_REL=$ROOT/build/release/mailferry
+# MF_TEST_BIN=build/tsan/mailferry (or any build) runs a test's mailferry
+# commands, ASan and release alike, with that binary instead
+MF=${MF_TEST_BIN:-$ROOT/build/asan/mailferry}
+MF_REL=${MF_TEST_BIN:-$ROOT/build/release/mailferry}
 BENCH_BIN=$ROOT/build/release/bench
 FAULTS=$ROOT/tests/faults
 T_TMP=$(mktemp -d /tmp/mf-test.XXXXXX)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mailferry run --status: the status server on the run's own loop, against
-# a private Dovecot (behind a delay proxy, so the run lasts). While eight
-# accounts copy, the server is probed with what a hostile or careless
+# a private Dovecot (behind a delay proxy, so the run lasts). The accounts
+# run on two worker loops (--threads 2; the server reads their snapshots).
+# While eight accounts copy, the server is probed with what a hostile or careless
 # client sends: a path with "..", a 100 KiB header, POST, a client that
 # sends half a request and waits, 1,000 connections at once. Each gets
 # its refusal (404, 431, 405, closed, 503), the server still answers
@@ -16,14 +17,16 @@
 # is hostile: markup, terminal escapes, controls, bad UTF-8, RFC 2047):
 # /api/status shows them decoded, without a control character, cut, with
 # '<' escaped, and the copy is exact; the same copy without the option
-# serves nothing of them (neither /api/status nor the page).
+# serves nothing of them (neither /api/status nor the page). The same
+# subjects through `run --threads 2` (copied from the worker's snapshots).
+# MF_TEST_BIN=build/tsan/mailferry runs it all under ThreadSanitizer.
 . "$(dirname "$0")/lib.sh"
 
 PROBE="python3 $ROOT/tests/integration/http_probe.py"
 N=8
 users=""
 for i in $(seq 1 $N); do users="$users s$i d$i"; done
-users="$users hs hd1 hd2"
+users="$users hs hd1 hd2 hd3"
 dv_start A --users "$users" || { not_ok dovecot "start failed"; exit 1; }
 hostile_mail A hs 200 || { not_ok hostile-mail "generation failed"; exit 1; }
 for i in $(seq 1 $N); do
@@ -56,7 +59,7 @@ status_port() { # ERRFILE PID
 	return 1
 }
 
-t_spawn "$MF" run "$ACC" --jobs 3 --state "$T_TMP/state" --ca-file "$A_CA_FILE" --json \
+t_spawn "$MF" run "$ACC" --jobs 3 --threads 2 --state "$T_TMP/state" --ca-file "$A_CA_FILE" --json \
 	--no-progress --status 127.0.0.1:0 --status-linger 45 >"$T_TMP/run.out" 2>"$T_TMP/run.err"
 RUN_PID=$T_LAST_PID
 status_port "$T_TMP/run.err" "$RUN_PID" || { not_ok status-listens "$(tail -n 2 "$T_TMP/run.err")"; exit 1; }
@@ -143,6 +146,11 @@ want=$(grep '"event":"run_summary"' "$T_TMP/run.out" | python3 -c 'import json,s
 got=$(sed -n 's/^mailferry_messages_copied_total //p' "$T_TMP/m2")
 [ -n "$want" ] && [ "$want" = "$got" ] && [ "$want" -gt 0 ] && ok "metrics-match-summary ($got)" ||
 	not_ok metrics-match-summary "metrics $got, summary $want"
+nth=$(grep '"event":"run_summary"' "$T_TMP/run.out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["threads"], sum(1 for n in d["accounts_per_thread"] if n))')
+[ "$nth" = "2 2" ] && ok "status-with-threads (2 loops ran accounts)" || not_ok status-with-threads "threads, loops used: $nth"
+hist=$(sed -n 's/^mailferry_state_commit_duration_seconds_count //p' "$T_TMP/m2")
+[ "${hist:-0}" -gt 0 ] && ok "metrics-commit-histogram-threads ($hist commits)" ||
+	not_ok metrics-commit-histogram-threads "count ${hist:-none}"
 
 # --status-show-subjects: the hostile mailbox, slowed so that it is seen
 # while it copies; then the same copy without the option
@@ -152,17 +160,17 @@ subjects_run() { # DST OUT [options]
 	t_spawn "$MF" migrate "imap://hs@$H:$A_IMAP_PORT" "imap://$dst@$H:$A_IMAP_PORT" --src-password-file "$PW/hs" \
 		--dst-password-file "$PW/$dst" --ca-file "$A_CA_FILE" --state "$T_TMP/state-$dst" --max-bytes-per-second 1M \
 		--status 127.0.0.1:0 --status-linger 5 "$@" >"$T_TMP/$out.out" 2>"$T_TMP/$out.err"
-	local pid=$T_LAST_PID
+	subjects_poll "$T_LAST_PID" "$out"
+}
+subjects_poll() { # PID OUT: follows /api/status until the run is over
+	local pid=$1 out=$2
 	status_port "$T_TMP/$out.err" "$pid" || { not_ok "$out-listens" "$(tail -n 2 "$T_TMP/$out.err")"; return 1; }
 	$PROBE poll "$SP" "$T_TMP/$out.jsonl" 120
 	$PROBE get "$SP" / >"$T_TMP/$out.page" 2>&1
 	wait "$pid"
 }
-subjects_run hd1 subj --status-show-subjects
-rc=$?
-[ "$rc" = 0 ] && "$BENCH_BIN/compare" "$(MAILDIR hs)" "$(MAILDIR hd1)" >/dev/null 2>&1 &&
-	ok "subjects-copy-exact" || not_ok subjects-copy-exact "exit $rc: $(tail -n 2 "$T_TMP/subj.err")"
-python3 - "$T_TMP/subj.jsonl" <<'PY' 2>"$T_TMP/subj.check" && ok "subjects-shown-clean ($(cat "$T_TMP/subj.check"))" ||
+subjects_check() { # OUT: the subjects /api/status served are the hostile ones, made clean
+	python3 - "$T_TMP/$1.jsonl" <<'PY'
 import json, sys
 raw = open(sys.argv[1], "rb").read()
 seen = []
@@ -185,7 +193,24 @@ assert "Mall\u00f8ry" in f and "<mallory@example.org>" in f, f
 assert b"<img" not in raw and b"\x1b" not in raw, "raw markup or ESC in the JSON"
 print("%d snapshots with a subject" % len(seen), file=sys.stderr)
 PY
+}
+subjects_run hd1 subj --status-show-subjects
+rc=$?
+[ "$rc" = 0 ] && "$BENCH_BIN/compare" "$(MAILDIR hs)" "$(MAILDIR hd1)" >/dev/null 2>&1 &&
+	ok "subjects-copy-exact" || not_ok subjects-copy-exact "exit $rc: $(tail -n 2 "$T_TMP/subj.err")"
+subjects_check subj 2>"$T_TMP/subj.check" && ok "subjects-shown-clean ($(cat "$T_TMP/subj.check"))" ||
 	not_ok subjects-shown-clean "$(tail -n 1 "$T_TMP/subj.check")"
+# the same through run on a worker loop: the server shows the worker's copy
+echo "imap://hs@$H:$A_IMAP_PORT imap://hd3@$H:$A_IMAP_PORT --src-password-file $PW/hs --dst-password-file $PW/hd3" >"$T_TMP/hs.txt"
+t_spawn "$MF" run "$T_TMP/hs.txt" --threads 2 --state "$T_TMP/state-hd3" --ca-file "$A_CA_FILE" --no-progress --json \
+	--max-bytes-per-second 1M --status 127.0.0.1:0 --status-linger 5 --status-show-subjects \
+	>"$T_TMP/rsubj.out" 2>"$T_TMP/rsubj.err"
+subjects_poll "$T_LAST_PID" rsubj
+rc=$?
+[ "$rc" = 0 ] && "$BENCH_BIN/compare" "$(MAILDIR hs)" "$(MAILDIR hd3)" >/dev/null 2>&1 &&
+	ok "subjects-run-threads-copy-exact" || not_ok subjects-run-threads-copy-exact "exit $rc: $(tail -n 2 "$T_TMP/rsubj.err")"
+subjects_check rsubj 2>"$T_TMP/rsubj.check" && ok "subjects-run-threads-shown-clean ($(cat "$T_TMP/rsubj.check"))" ||
+	not_ok subjects-run-threads-shown-clean "$(tail -n 1 "$T_TMP/rsubj.check")"
 subjects_run hd2 nosubj
 rc=$?
 python3 - "$T_TMP/nosubj.jsonl" <<'PY' 2>"$T_TMP/nosubj.check" && ok "subjects-not-served-without-option" ||
