@@ -92,7 +92,7 @@ void job_maybe_finish(struct job *j)
  * may still be closing; conn_close detaches them from the job's memory. */
 static int job_quiet(const struct job *j)
 {
-	if (j->tick.armed || j->stop_task.queued)
+	if (j->tick.armed || j->stop_task.queued || j->commit_task.queued)
 		return 0;
 	for (unsigned i = 0; i < j->nw; i++)
 		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed ||
@@ -212,6 +212,7 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 	j->done_ud = ud;
 	j->done_task.fn = job_done_task;
 	j->stop_task.fn = job_stop_task;
+	j->commit_task.fn = copy_commit_task;
 	j->src_cb = src_cb;
 	j->src_cb.untagged = src_untagged_any;
 	j->dst_cb = (struct imap_client_cb){

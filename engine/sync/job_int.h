@@ -97,6 +97,8 @@ struct batch {
 	struct imap_cmd cmd;	/* the IMAP sink's APPEND */
 	struct worker *w;
 	int answered;		/* the server replied before we finished sending */
+	int await_commit;	/* closed, intents recorded, commit point not yet crossed */
+	int rec_failed;		/* ... but they could not all be recorded */
 	int cur_fate;		/* answered early: 1 retry the message being sent, 2 it failed */
 	char why[200];		/* the early reply, for the error line */
 	unsigned n;
@@ -353,6 +355,7 @@ struct job {
 	unsigned nerrors;
 	struct loop_timer tick;
 	struct loop_task stop_task; /* job_stop_task */
+	struct loop_task commit_task; /* copy.c: the group commit of closed batches */
 	job_done_fn done;	/* job_start's caller: the job has finished */
 	void *done_ud;
 	struct loop_task done_task;
@@ -465,6 +468,11 @@ void archive_prepare(struct job *j);
 uint64_t wall_ms(void);
 void mbox_mark_intents(struct worker *w, uint32_t on);
 void retry_push(struct worker *w, uint32_t uid);
+/* The group commit: every batch closed since the last one has its
+ * intents made durable in one state commit, then crosses its commit point
+ * (copy.c). Runs as j->commit_task, or at once when a new batch opens. */
+void copy_commit_run(struct job *j);
+void copy_commit_task(struct loop *l, struct loop_task *t);
 void worker_check_done(struct worker *w);
 
 /* source_imap.c. Each IMAP command the sync layer sends carries its own

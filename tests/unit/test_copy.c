@@ -179,6 +179,7 @@ static int h_open(struct h *h, const char *dir)
 	h->o.retries = 0;
 	h->o.out = stdout;
 	h->j.loop = &h->loop;
+	h->j.commit_task.fn = copy_commit_task;
 	h->j.st = h->st;
 	h->j.o = &h->o;
 	h->j.sum = &h->sum;
@@ -275,6 +276,7 @@ static int h_stream(struct h *h, uint32_t uid)
 	while (n < 40 + (uid * 37) % 500)
 		body[n++] = (char)('a' + uid % 26);
 	m.size = n;
+	copy_commit_run(&h->j); /* the loop's next iteration: the group commit */
 	while (copy_slots_full(&h->w))
 		if (!h_answer(h))
 			return -1;
@@ -320,8 +322,11 @@ static void h_pass(struct h *h)
 		unsigned asked = h->retries_asked;
 
 		worker_check_done(&h->w);
-		while (h_answer(h))
+		copy_commit_run(&h->j);
+		while (h_answer(h)) {
 			worker_check_done(&h->w);
+			copy_commit_run(&h->j);
+		}
 		if (h->retries_asked != asked) {
 			h->inflight = 1;
 			for (size_t i = 0; i < h->w.nretry; i++)
@@ -442,8 +447,11 @@ static void h_pass_all(struct h *h)
 		h->w.retry_pos = h->w.nretry;
 		h->inflight = 0;
 		worker_check_done(&h->w);
-		while (h_answer(h))
+		copy_commit_run(&h->j);
+		while (h_answer(h)) {
 			worker_check_done(&h->w);
+			copy_commit_run(&h->j);
+		}
 	}
 	job_commit(&h->j);
 }
