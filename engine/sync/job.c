@@ -156,6 +156,8 @@ static void job_free(struct job *j)
 		msghash_free(&w->mh);
 		free(w->stl);
 		free(w->stl_done);
+		free(w->stl_cand);
+		msghash_lf_free(&w->stl_lf);
 		free(w->chg);
 		free(w->cpool);
 		free(w->gone);

@@ -139,6 +139,13 @@ struct settle {
 	int found;
 	uint8_t nhash[32];
 };
+/* A destination message above the settle floor no intent matched by its
+ * folded digest: its line-end-blind one, for the second look (settle.c). */
+struct settle_cand {
+	uint32_t uid;
+	int claimed;
+	uint8_t lf[32];
+};
 struct worker {
 	struct job *job;
 	unsigned id;
@@ -186,7 +193,11 @@ struct worker {
 	uint32_t *stl_done;
 	size_t nstl_done, cstl_done;
 	struct loop_timer settle_timer;
-	struct imap_cmd settle_cmd[2];
+	struct imap_cmd settle_cmd[3];	/* EXAMINE, UID FETCH, CLOSE */
+	struct imap_cmd settle_src_cmd;	/* the unmatched intents read from the source */
+	struct msghash_lf stl_lf;
+	struct settle_cand *stl_cand;
+	size_t nstl_cand, cstl_cand;
 	/* incremental: what changed on the source since the last pass */
 	struct state_mbox rec;	/* the mailbox's record at the start */
 	int have_rec;
