@@ -200,7 +200,10 @@ void copy_commit_run(struct job *j)
 		b->await_commit = 0;
 		if (w->sink.ops->closed(&w->sink))
 			continue; /* never sent whole: the intents settle as unstored */
-		if (rc < 0 || b->rec_failed) {
+		if (rc < 0 || b->rec_failed || j->fatal) {
+			/* j->fatal: also a commit that failed since the batch
+			 * closed (the tick's), which dropped its intents and
+			 * left nothing for this one to commit */
 			batch_abandon(w, b);
 			continue;
 		}

@@ -556,6 +556,32 @@ static void t_fault_at_every_commit(struct unit_ctx *u)
 	UNIT_CHECKF(u, faults >= 5, "only %u commit points faulted", faults);
 }
 
+/* The group commit's window: a batch closed (intents written, not yet
+ * durable) and another commit (the once-a-second tick's) fails before
+ * the commit task runs. That failure dropped the intents, so the task
+ * has nothing left to commit: the batch must still not cross its commit
+ * point, and after the crash nothing stored is unknown. */
+static void t_commit_fails_before_group_commit(struct unit_ctx *u)
+{
+	struct h h;
+	char dir[] = "/tmp/mf-test-copy-XXXXXX";
+	unsigned commits;
+
+	if (h_setup(u, &h, dir) < 0)
+		return;
+	h.o.batch_msgs = 1;
+	UNIT_CHECK(u, h_stream(&h, 1) == 0 && h_stream(&h, 2) == 0);
+	commits = h.commits; /* message 2's batch waits for the group commit */
+	snprintf(h.j.test_fail_site, sizeof(h.j.test_fail_site), "commit");
+	h.j.test_fail_at = h.j.test_fail_calls + 1;
+	UNIT_CHECK(u, job_commit(&h.j) < 0 && h.j.fatal);
+	copy_commit_run(&h.j);
+	UNIT_CHECKF(u, h.commits == commits, "crossed its commit point: %u -> %u", commits,
+	            h.commits);
+	UNIT_CHECK(u, h.aborted && h.journal_late == 0);
+	h_close(&h, 1);
+}
+
 /* A discarding scope (a dry run's, scope.c) around the whole copy path:
  * every message reaches the sink and nothing reaches the state, while
  * another job on the same state (as `mailferry run` has them, one loop,
@@ -618,6 +644,7 @@ int main(void)
 	UNIT_RUN(&u, t_refused_early);
 	UNIT_RUN(&u, t_temporary);
 	UNIT_RUN(&u, t_fault_at_every_commit);
+	UNIT_RUN(&u, t_commit_fails_before_group_commit);
 	UNIT_RUN(&u, t_discarding_scope);
 	return unit_done(&u);
 }
