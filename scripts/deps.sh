@@ -24,6 +24,7 @@
 # provides imap-server too and so conflicts with dovecot-imapd, and
 # installing courier-base/courier-authlib would create /etc/courier, users
 # and services. So only the plain libraries it links against (libltdl7,
+# libidn12 for couriertcpd,
 # libcourier-unicode4, libgamin0 with gamin's gam_server: no service, no
 # conflict) are installed; courier-imap, courier-base, courier-authlib,
 # courier-authlib-userdb and courier-authdaemon are downloaded and unpacked
@@ -50,7 +51,7 @@ PKGS=(build-essential pkg-config clang libclang-rt-14-dev
 	liburing-dev libssl-dev libzstd-dev liblmdb-dev lmdb-utils openssl
 	dovecot-imapd dovecot-pop3d dovecot-lmtpd python3 procps man-db strace
 	cyrus-common sasl2-bin
-	libltdl7 libcourier-unicode4 libgamin0 gamin
+	libltdl7 libcourier-unicode4 libgamin0 gamin libidn12
 	postfix libsasl2-modules
 	prometheus chromium)
 COURIER_DEBS=(courier-imap courier-base courier-authlib courier-authlib-userdb courier-authdaemon)

@@ -29,4 +29,19 @@ void msghash_update(struct msghash *h, const uint8_t *p, size_t n);
 /* Either output may be NULL. */
 void msghash_end(struct msghash *h, uint8_t exact[32], uint8_t folded[32]);
 
+/* The line-end-blind digest: SHA-256 of the bytes with every CR left out
+ * and a final LF added when the message does not end with one. What stays
+ * equal after Courier-IMAP rewrote a message's line ends on APPEND (it
+ * drops lone CRs, splits or folds runs of them, ends the message with a
+ * line end), where the folded digest does not. For settling interrupted
+ * APPENDs only: it is computed on demand, never on the copy path. */
+struct msghash_lf {
+	EVP_MD_CTX *md;
+	int last;		/* the last byte fed */
+};
+int msghash_lf_begin(struct msghash_lf *h);	/* 0 or -ENOMEM */
+void msghash_lf_update(struct msghash_lf *h, const uint8_t *p, size_t n);
+void msghash_lf_end(struct msghash_lf *h, uint8_t out[32]);
+void msghash_lf_free(struct msghash_lf *h);
+
 #endif

@@ -21,7 +21,7 @@ export MF_ROOT=$ROOT
 
 # The slowest integration tests (seconds measured alone, 2026-12-05), started
 # first; the others follow in name order.
-SLOW="t_per_host t_oauth t_courier t_incremental t_crash t_run_report t_restore
+SLOW="t_per_host t_oauth t_courier t_courier_sync t_incremental t_crash t_run_report t_restore
 t_selective t_fault_proxy t_hostile_bounds t_faults t_migrate t_cyrus
 t_hostile_source t_smtp_migrate t_run t_archive_crypt"
 

@@ -323,6 +323,11 @@ void loop_stop(struct loop *l)
 	l->stop = 1;
 }
 
+int loop_submit(struct loop *l)
+{
+	return submit(l, 0);
+}
+
 void loop_defer(struct loop *l, struct loop_task *t)
 {
 	if (t->queued)

@@ -78,6 +78,9 @@ int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 
 void loop_defer(struct loop *l, struct loop_task *t);
+/* Submits the SQEs prepared so far now, e.g. a send before a blocking
+ * fsync (copy.c's group commit). 0 or a negative errno. */
+int loop_submit(struct loop *l);
 
 /* Cross-thread wake-ups (run --threads): an eventfd the ring reads, and a
  * locked list of tasks other threads post. Once open, loop_run runs until

@@ -6,6 +6,15 @@
  * verdict (with the new ids). Refused batches are retried one message at
  * a time.
  *
+ * Group commit: a batch that closes records its intents and waits; the
+ * job's commit task, at the start of the next loop iteration, sends what
+ * is already written, makes every waiting batch's intents durable in one
+ * state commit (one fdatasync for all the connections) and only then lets
+ * each cross its commit point. The loop no longer blocks once per batch
+ * between a literal and its final CRLF (issue 22: without MULTIAPPEND
+ * every message is a batch). A worker with a batch waiting opens no new
+ * one (copy_slots_full); one that must (copy_msg_begin) commits at once.
+ *
  * Not for: reading the source (source_imap), writing the wire (sink_imap),
  * what to copy (worker, plan), settling interrupted runs (settle).
  */
@@ -15,6 +24,7 @@ static struct batch *batch_open(struct worker *w);
 static void msg_record(struct worker *w, const struct batch *b, const struct bmsg *m,
 		       uint8_t status, uint32_t dst_uidv, uint32_t dst_uid);
 static void batch_close(struct worker *w);
+static struct batch *commit_waiting(const struct worker *w);
 static int msg_flags_ok(const struct batch *b, size_t n);
 static void intent_drop(struct worker *w, uint32_t uid);
 
@@ -24,12 +34,14 @@ static struct batch *batch_open(struct worker *w)
 
 	if (w->open)
 		return w->open;
+	if (commit_waiting(w))
+		copy_commit_run(w->job); /* the commit point comes before the next command */
 	if (w->b_count == BATCH_SLOTS)
 		return NULL;
 	b = w->slot[(w->b_head + w->b_count) % BATCH_SLOTS];
 	w->b_count++;
 	b->w = w;
-	b->answered = b->cur_fate = 0;
+	b->answered = b->cur_fate = b->await_commit = b->rec_failed = 0;
 	b->n = 0;
 	b->bytes = 0;
 	b->pool_len = 0;
@@ -104,8 +116,10 @@ void mbox_mark_intents(struct worker *w, uint32_t on)
 
 /* Ends the batch. Exactly-once: the intent for each message in it is
  * committed before the sink's commit point (IMAP: the APPEND's final
- * CRLF), after which the destination may store the batch; a crash leaves intents that the next run settles against
- * the destination before copying again (DESIGN §4). */
+ * CRLF), after which the destination may store the batch; a crash leaves
+ * intents that the next run settles against the destination before
+ * copying again (DESIGN §4). The intents are recorded here and committed
+ * by the group commit (copy_commit_run). */
 static void batch_close(struct worker *w)
 {
 	struct batch *b = w->open;
@@ -126,26 +140,85 @@ static void batch_close(struct worker *w)
 	mbox_mark_intents(w, 1); /* also stamps the time of this commit */
 	for (unsigned i = 0; i < b->n; i++)
 		msg_record(w, b, &b->m[i], STATE_MSG_INTENT, 0, 0);
-	if (job_commit(j) < 0 || j->nerrors != errors) {
-		/* The intents are not durable (a full disk, issue 15): the
-		 * commit point must not be crossed, or a re-run would copy the
-		 * batch again. Dropping the connection before it makes the
-		 * server drop the unfinished command (RFC 3502 §3: a
-		 * MULTIAPPEND stores all of its messages or none; RFC 5321
-		 * §4.1.1.4: no final dot, no delivery). The source stops at its
-		 * next literal (no write space); the job ends outside this
-		 * callback. */
-		job_error(j, w->sink.ops->who(&w->sink), w->mb, b->n ? b->m[0].uid : 0,
-		          "batch of %u message%s abandoned before its commit point: the state "
-		          "could not record it; stopping so that nothing is copied twice",
-		          b->n, b->n == 1 ? "" : "s");
-		j->fatal = 1;
-		w->mb->failed = 1;
-		w->sink.ops->abort(&w->sink);
-		loop_defer(j->loop, &j->stop_task);
+	b->rec_failed = j->nerrors != errors;
+	b->await_commit = 1;
+	loop_defer(j->loop, &j->commit_task);
+}
+
+/* The batch of w that waits for the group commit: at most one, its newest
+ * (batch_open commits before it opens another). */
+static struct batch *commit_waiting(const struct worker *w)
+{
+	struct batch *b;
+
+	if (w->open || !w->b_count)
+		return NULL;
+	b = w->slot[(w->b_head + w->b_count - 1) % BATCH_SLOTS];
+	return b->await_commit ? b : NULL;
+}
+
+/* The intents could not be made durable (a full disk, issue 15): the
+ * commit point must not be crossed, or a re-run would copy the batch
+ * again. Dropping the connection before it makes the server drop the
+ * unfinished command (RFC 3502 §3: a MULTIAPPEND stores all of its
+ * messages or none; RFC 5321 §4.1.1.4: no final dot, no delivery). The
+ * source stops at its next literal (no write space); the job ends outside
+ * this callback. */
+static void batch_abandon(struct worker *w, struct batch *b)
+{
+	struct job *j = w->job;
+
+	job_error(j, w->sink.ops->who(&w->sink), w->mb, b->n ? b->m[0].uid : 0,
+	          "batch of %u message%s abandoned before its commit point: the state "
+	          "could not record it; stopping so that nothing is copied twice",
+	          b->n, b->n == 1 ? "" : "s");
+	j->fatal = 1;
+	w->mb->failed = 1;
+	w->sink.ops->abort(&w->sink);
+	loop_defer(j->loop, &j->stop_task);
+}
+
+void copy_commit_run(struct job *j)
+{
+	unsigned k;
+	int rc;
+
+	for (k = 0; k < j->nw && !commit_waiting(&j->w[k]); k++)
+		;
+	if (k == j->nw)
 		return;
+	/* what the previous callbacks wrote (a released literal) goes out
+	 * before the loop blocks in the fdatasync */
+	loop_submit(j->loop);
+	rc = job_commit(j);
+	for (; k < j->nw; k++) {
+		struct worker *w = &j->w[k];
+		struct batch *b = commit_waiting(w);
+
+		if (!b)
+			continue;
+		b->await_commit = 0;
+		if (w->sink.ops->closed(&w->sink))
+			continue; /* never sent whole: the intents settle as unstored */
+		if (rc < 0 || b->rec_failed || j->fatal) {
+			/* j->fatal: also a commit that failed since the batch
+			 * closed (the tick's), which dropped its intents and
+			 * left nothing for this one to commit */
+			batch_abandon(w, b);
+			continue;
+		}
+		w->sink.ops->commit(&w->sink, b);
+		if (w->src_paused && !copy_slots_full(w)) {
+			w->src_paused = 0;
+			w->source.ops->kick(&w->source);
+		}
 	}
-	w->sink.ops->commit(&w->sink, b);
+}
+
+void copy_commit_task(struct loop *l, struct loop_task *t)
+{
+	(void)l;
+	copy_commit_run((struct job *)((char *)t - offsetof(struct job, commit_task)));
 }
 
 /* A refusal that says the destination is full (RFC 5530 [OVERQUOTA],
@@ -203,7 +276,7 @@ void copy_msg_drop(struct worker *w, uint32_t uid, uint64_t size, int failed)
 
 int copy_slots_full(const struct worker *w)
 {
-	return (!w->open && w->b_count == BATCH_SLOTS) ||
+	return (!w->open && w->b_count == BATCH_SLOTS) || commit_waiting(w) ||
 	       (w->sink.ops->busy && w->sink.ops->busy((struct sink *)&w->sink));
 }
 

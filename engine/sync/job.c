@@ -93,7 +93,7 @@ void job_maybe_finish(struct job *j)
  * may still be closing; conn_close detaches them from the job's memory. */
 static int job_quiet(const struct job *j)
 {
-	if (j->tick.armed || j->stop_task.queued)
+	if (j->tick.armed || j->stop_task.queued || j->commit_task.queued)
 		return 0;
 	for (unsigned i = 0; i < j->nw; i++)
 		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed ||
@@ -158,6 +158,8 @@ void job_free(struct job *j)
 		msghash_free(&w->mh);
 		free(w->stl);
 		free(w->stl_done);
+		free(w->stl_cand);
+		msghash_lf_free(&w->stl_lf);
 		free(w->chg);
 		free(w->cpool);
 		free(w->gone);
@@ -214,6 +216,7 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 	j->done_ud = ud;
 	j->done_task.fn = job_done_task;
 	j->stop_task.fn = job_stop_task;
+	j->commit_task.fn = copy_commit_task;
 	j->src_cb = src_cb;
 	j->src_cb.untagged = src_untagged_any;
 	j->dst_cb = (struct imap_client_cb){

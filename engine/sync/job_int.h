@@ -101,6 +101,8 @@ struct batch {
 	struct imap_cmd cmd;	/* the IMAP sink's APPEND */
 	struct worker *w;
 	int answered;		/* the server replied before we finished sending */
+	int await_commit;	/* closed, intents recorded, commit point not yet crossed */
+	int rec_failed;		/* ... but they could not all be recorded */
 	int cur_fate;		/* answered early: 1 retry the message being sent, 2 it failed */
 	char why[200];		/* the early reply, for the error line */
 	unsigned n;
@@ -140,6 +142,13 @@ struct settle {
 	uint32_t uid, dst_uid;
 	int found;
 	uint8_t nhash[32];
+};
+/* A destination message above the settle floor no intent matched by its
+ * folded digest: its line-end-blind one, for the second look (settle.c). */
+struct settle_cand {
+	uint32_t uid;
+	int claimed;
+	uint8_t lf[32];
 };
 struct worker {
 	struct job *job;
@@ -190,7 +199,11 @@ struct worker {
 	uint32_t *stl_done;
 	size_t nstl_done, cstl_done;
 	struct loop_timer settle_timer;
-	struct imap_cmd settle_cmd[2];
+	struct imap_cmd settle_cmd[3];	/* EXAMINE, UID FETCH, CLOSE */
+	struct imap_cmd settle_src_cmd;	/* the unmatched intents read from the source */
+	struct msghash_lf stl_lf;
+	struct settle_cand *stl_cand;
+	size_t nstl_cand, cstl_cand;
 	/* incremental: what changed on the source since the last pass */
 	struct state_mbox rec;	/* the mailbox's record at the start */
 	int have_rec;
@@ -365,6 +378,7 @@ struct job {
 	unsigned nerrors;
 	struct loop_timer tick;
 	struct loop_task stop_task; /* job_stop_task */
+	struct loop_task commit_task; /* copy.c: the group commit of closed batches */
 	job_done_fn done;	/* job_start's caller: the job has finished */
 	void *done_ud;
 	struct loop_task done_task;
@@ -482,6 +496,11 @@ void archive_prepare(struct job *j);
 uint64_t wall_ms(void);
 void mbox_mark_intents(struct worker *w, uint32_t on);
 void retry_push(struct worker *w, uint32_t uid);
+/* The group commit: every batch closed since the last one has its
+ * intents made durable in one state commit, then crosses its commit point
+ * (copy.c). Runs as j->commit_task, or at once when a new batch opens. */
+void copy_commit_run(struct job *j);
+void copy_commit_task(struct loop *l, struct loop_task *t);
 void worker_check_done(struct worker *w);
 
 /* source_imap.c. Each IMAP command the sync layer sends carries its own

@@ -138,18 +138,49 @@ int is_inbox(const char *s, size_t n)
  * character that is the destination's separator but not the source's
  * cannot be kept (it would create a hierarchy level): it becomes '_' and
  * we say so. */
+/* A source name with 8-bit bytes is UTF-8 (a source in RFC 6855 UTF-8
+ * mode, or one that sends raw UTF-8 anyway); we never ENABLE UTF8=ACCEPT,
+ * so the destination gets it as modified UTF-7 (RFC 3501 §5.1.3). Courier
+ * takes raw 8-bit names and stores them mangled, each byte sign-extended
+ * ("B&,8P,vA-cher" for "Bücher"). What is not UTF-8 goes as it is. Returns
+ * the length written to enc, 0 if the name stays as it is. */
+static size_t name_to_utf7(const struct mbox *mb, const char *s, size_t n, char *enc, size_t cap)
+{
+	size_t i = 0;
+	ssize_t k;
+
+	while (i < n && (unsigned char)s[i] < 0x80)
+		i++;
+	if (i == n)
+		return 0;
+	k = utf7_encode(s, n, enc, cap);
+	if (k <= 0) {
+		mf_log(MF_LOG_WARN, "mailbox \"%s\": an 8-bit name that is not UTF-8; sent as "
+		                    "it is", mb->display);
+		return 0;
+	}
+	return (size_t)k;
+}
+
 static char *translate_name(struct job *j, const struct mbox *mb)
 {
 	size_t skip = src_ns_skip(j, mb->name, mb->len), n = mb->len - skip;
 	size_t pre = j->dst_ns_len;
+	const char *from = mb->name + skip;
+	char enc[STATE_NAME_MAX];
+	size_t k;
 	char *d;
 
 	if (is_inbox(mb->name, mb->len))
 		return dupn("INBOX", 5);
+	if ((k = name_to_utf7(mb, from, n, enc, sizeof(enc)))) {
+		from = enc;
+		n = k;
+	}
 	if (!(d = malloc(pre + n + 1)))
 		return NULL;
 	memcpy(d, j->dst_ns, pre);
-	memcpy(d + pre, mb->name + skip, n);
+	memcpy(d + pre, from, n);
 	d[pre + n] = '\0';
 	for (size_t i = pre; i < pre + n; i++) {
 		if (mb->sep && d[i] == mb->sep) {

@@ -3,6 +3,14 @@
  * without a confirmation) are looked for on the destination by content
  * before anything is copied again: exactly once across crashes.
  *
+ * By content means by the folded digest (msghash.h: runs of CR before LF
+ * folded, as Dovecot stores a message). Courier-IMAP rewrites line ends
+ * further (lone CRs dropped, a final line end added), so an intent left
+ * unmatched while destination messages above the floor are unmatched too
+ * gets a second look: those intents are read again from the source and
+ * compared with the unmatched destination messages by their
+ * line-end-blind digest (msghash_lf), one destination message per intent.
+ *
  * Not for: the normal copy (copy).
  */
 #include "engine/sync/job_int.h"
@@ -10,6 +18,9 @@
 static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m);
 static void settle_finish(struct worker *w);
 static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static void settle_second_look(struct worker *w);
+static void settle_src_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
+static void settle_closed(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void settle_wait_done(struct loop *l, struct loop_timer *t);
 static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int prefix);
 static void settle_archive(struct worker *w);
@@ -34,10 +45,23 @@ static const struct imap_consumer settle_examine_consumer = {.untagged = settle_
 
 /* The destination's messages from the floor up: hashed and matched
  * against the intents. */
+static int settle_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                            const struct imap_node *key, uint64_t size);
+static ssize_t settle_lit_data(struct imap_client *c, struct imap_cmd *cmd, const uint8_t *p,
+                               size_t n);
 static const struct imap_consumer settle_consumer = {
-	.lit_begin = dst_hash_lit_begin,
-	.lit_data = hash_lit_data,
+	.lit_begin = settle_lit_begin,
+	.lit_data = settle_lit_data,
 	.lit_end = settle_lit_end,
+};
+
+/* The second look: unmatched intents read again from the source (their
+ * UID and digests taken as for the destination's messages). */
+static int settle_src_lit_end(struct imap_client *c, struct imap_cmd *cmd);
+static const struct imap_consumer settle_src_consumer = {
+	.lit_begin = settle_lit_begin,
+	.lit_data = settle_lit_data,
+	.lit_end = settle_src_lit_end,
 };
 
 /* ---- worker: settling unconfirmed APPENDs after a crash -------------------------- */
@@ -175,9 +199,78 @@ static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 		return;
 	}
 	if (cmd == &w->settle_cmd[1] && !w->mb->failed)
-		settle_finish(w);
+		settle_second_look(w);
 	else if (cmd == &w->settle_cmd[1])
 		mailbox_finish(w);
+}
+
+/* Intents no destination message matched while unmatched destination
+ * messages remain above the floor: read those intents from the source
+ * (an IMAP source, its mailbox selected) and compare line-end-blind. */
+static void settle_second_look(struct worker *w)
+{
+	struct job *j = w->job;
+	size_t open = 0, k = 0;
+
+	for (size_t i = 0; i < w->nstl; i++)
+		open += !w->stl[i].found;
+	if (!open || !w->nstl_cand || !w->stl_lf.md || j->o->src_pop3 || j->o->src_archive ||
+	    !w->src_open || w->src.closed) {
+		settle_finish(w);
+		return;
+	}
+	mf_log(MF_LOG_DEBUG, "mailbox \"%s\": %zu interrupted APPENDs not found by content; "
+	                     "compared line-end-blind with %zu destination messages",
+	       w->mb->display, open, w->nstl_cand);
+	imap_cmd_begin_consumer(&w->src, &w->settle_src_cmd, settle_src_done, NULL,
+	                        &settle_src_consumer);
+	imap_put(&w->src, "UID FETCH ");
+	for (size_t i = 0; i < w->nstl; i++)
+		if (!w->stl[i].found)
+			imap_putf(&w->src, "%s%u", k++ ? "," : "", w->stl[i].uid);
+	imap_put(&w->src, " (UID BODY.PEEK[])");
+	imap_cmd_end(&w->src);
+}
+
+static void settle_src_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	struct worker *w = c->ud;
+
+	(void)cmd;
+	if (r->status != IMAP_ST_OK) {
+		/* not found: copied again, as before the second look */
+		mf_log(MF_LOG_INFO, "%s mailbox \"%s\": interrupted APPENDs not read again: %.*s",
+		       imap_client_who(c), w->mb->display, (int)r->text_len, r->text);
+	}
+	settle_finish(w);
+}
+
+static int settle_src_lit_end(struct imap_client *c, struct imap_cmd *cmd)
+{
+	struct worker *w = c->ud;
+	uint8_t lf[32];
+
+	(void)cmd;
+	msghash_end(&w->mh, NULL, NULL);
+	msghash_lf_end(&w->stl_lf, lf);
+	for (size_t i = 0; i < w->nstl; i++) {
+		if (w->stl[i].uid != w->stl_uid || w->stl[i].found)
+			continue;
+		for (size_t k = 0; k < w->nstl_cand; k++)
+			if (!w->stl_cand[k].claimed && !memcmp(w->stl_cand[k].lf, lf, 32)) {
+				w->stl_cand[k].claimed = 1;
+				w->stl[i].found = 1;
+				w->stl[i].dst_uid = w->stl_cand[k].uid;
+				break;
+			}
+		break;
+	}
+	return 0;
+}
+
+static void settle_closed(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
+{
+	(void)c, (void)cmd, (void)r;
 }
 
 static void settle_wait_done(struct loop *l, struct loop_timer *t)
@@ -249,6 +342,9 @@ void settle_start(struct worker *w)
 	w->settle_not_before = 0;
 	w->stl_dst_uidv = 0;
 	w->nstl = 0;
+	w->nstl_cand = 0;
+	if (msghash_lf_begin(&w->stl_lf) < 0)
+		msghash_lf_free(&w->stl_lf); /* no second look (settle_second_look) */
 	w->stl_floor = 1;
 	w->stl_seen = 0;
 	w->stl_parts = w->rec.intents == STATE_INTENTS_PARTS;
@@ -285,6 +381,13 @@ void settle_start(struct worker *w)
 	imap_cmd_begin_consumer(&w->dst, &w->settle_cmd[1], settle_done, NULL, &settle_consumer);
 	imap_putf(&w->dst, "UID FETCH %u:* (UID BODY.PEEK[])", w->stl_floor);
 	imap_cmd_end(&w->dst);
+	/* Leave the mailbox EXAMINE selected read-only: Courier refuses an
+	 * APPEND into it ("Current box is selected READ-ONLY"), and the
+	 * copy appends there next. CLOSE removes nothing after EXAMINE
+	 * (RFC 3501 §6.4.2); its answer changes nothing either way. */
+	imap_cmd_begin(&w->dst, &w->settle_cmd[2], settle_closed, NULL);
+	imap_put(&w->dst, "CLOSE");
+	imap_cmd_end(&w->dst);
 }
 
 /* A destination message fetched by content (settle, --dedupe): its UID
@@ -308,13 +411,37 @@ int dst_hash_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct
 	return IMAP_LIT_STREAM;
 }
 
+static int settle_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
+                            const struct imap_node *key, uint64_t size)
+{
+	struct worker *w = c->ud;
+	int rc = dst_hash_lit_begin(c, cmd, r, key, size);
+
+	if (rc == IMAP_LIT_STREAM && w->stl_lf.md)
+		msghash_lf_begin(&w->stl_lf);
+	return rc;
+}
+
+static ssize_t settle_lit_data(struct imap_client *c, struct imap_cmd *cmd, const uint8_t *p,
+                               size_t n)
+{
+	struct worker *w = c->ud;
+
+	if (w->stl_lf.md)
+		msghash_lf_update(&w->stl_lf, p, n);
+	return hash_lit_data(c, cmd, p, n);
+}
+
 static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 {
 	struct worker *w = c->ud;
-	uint8_t nh[32];
+	uint8_t nh[32], lf[32];
+	struct settle_cand *sc;
 
 	(void)cmd;
 	msghash_end(&w->mh, NULL, nh);
+	if (w->stl_lf.md)
+		msghash_lf_end(&w->stl_lf, lf);
 	w->stl_seen++;
 	if (w->stl_uid < w->stl_floor)
 		return 0; /* "n:*" answers with the last message even below n */
@@ -325,8 +452,15 @@ static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 		if (!w->stl[i].found && !memcmp(w->stl[i].nhash, nh, 32)) {
 			w->stl[i].found = 1;
 			w->stl[i].dst_uid = w->stl_uid;
-			break;
+			return 0;
 		}
+	if (!w->stl_lf.md ||
+	    grow((void **)&w->stl_cand, &w->cstl_cand, w->nstl_cand + 1, sizeof(*w->stl_cand)) < 0)
+		return 0; /* out of memory: no second look for it (copied again) */
+	sc = &w->stl_cand[w->nstl_cand++];
+	sc->uid = w->stl_uid;
+	sc->claimed = 0;
+	memcpy(sc->lf, lf, 32);
 	return 0;
 }
 

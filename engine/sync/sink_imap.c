@@ -5,14 +5,73 @@
  * the commit point is the command's final CRLF, the answer its tagged
  * reply with APPENDUID (RFC 4315 §3).
  *
+ * Without LITERAL+ (Courier) each APPEND waits for the server's "+"
+ * before its bytes. While it waits, the message is read ahead into a
+ * small stage (SINK_IMAP_STAGE) instead of stalling the source, so the
+ * batch closes, and its intent is committed (an fdatasync), while the
+ * server still stores the message before; the "+" then releases the
+ * literal and its final CRLF in one write. Before, the commit sat between
+ * the literal and its CRLF, with the server waiting on it for every
+ * message (issue 22). The next APPEND starts once the stage is released
+ * (busy()), so one command at a time waits for a "+". A literal the
+ * server refuses instead of "+" (a tagged NO) drops what was staged: the
+ * server never asked for those bytes.
+ *
  * Not for: mailboxes (prepare.c) or reading the destination back
  * (settle.c, dedupe.c, changes.c), which use the same connection.
  */
 #include "engine/sync/job_int.h"
 
+/* Read ahead while a "+" is awaited: most messages fit whole (a bigger
+ * one stages this much, then streams once the "+" is in). Allocated on
+ * first use, only for a server without LITERAL+. */
+#define SINK_IMAP_STAGE ((size_t)256 << 10)
+
+struct imap_stage {
+	uint8_t *buf;
+	size_t len;
+	int end_pending;	/* the command's final CRLF follows the staged bytes */
+	int refused;		/* the server answered instead of "+": drop the rest */
+};
+
 static struct imap_client *dst(struct sink *s)
 {
 	return &s->w->dst;
+}
+
+static struct imap_stage *stage(struct sink *s)
+{
+	return s->priv;
+}
+
+/* Staged bytes wait while the server has not sent its "+". */
+static int stage_waits(struct sink *s)
+{
+	return dst(s)->awaiting_cont > 0;
+}
+
+static void stage_reset(struct sink *s)
+{
+	struct imap_stage *st = stage(s);
+
+	if (st)
+		st->len = 0, st->end_pending = st->refused = 0;
+}
+
+/* The "+" came: the staged bytes, then the command's end if it is due. */
+static void stage_release(struct sink *s)
+{
+	struct imap_stage *st = stage(s);
+
+	if (!st || stage_waits(s) || dst(s)->closed)
+		return;
+	if (st->len)
+		imap_put_raw(dst(s), st->buf, st->len);
+	st->len = 0;
+	if (st->end_pending) {
+		st->end_pending = 0;
+		imap_cmd_end(dst(s));
+	}
 }
 
 static const char *imap_who(struct sink *s)
@@ -66,6 +125,11 @@ static void append_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 		 (int)r->text_len, r->text);
 	v.ok = r->status == IMAP_ST_OK;
 	v.why = why;
+	if (cmd->lit_wait && stage(&b->w->sink)) {
+		/* answered instead of "+": none of the literal may follow */
+		stage_reset(&b->w->sink);
+		stage(&b->w->sink)->refused = 1;
+	}
 	if (v.ok && (au = imap_resp_code(r, "APPENDUID")) && au->next) {
 		imap_node_u32(au, &v.dst_uidv);
 		if (uidset_each(au->next->s, au->next->len, uid_collect, &ul) == 0 && ul.n == b->n) {
@@ -80,6 +144,7 @@ static void imap_batch_begin(struct sink *s, struct batch *b)
 {
 	struct worker *w = s->w;
 
+	stage_reset(s);
 	imap_cmd_begin(dst(s), &b->cmd, append_done, b);
 	imap_put(dst(s), "APPEND ");
 	imap_put_astring(dst(s), w->mb->dst_name, strlen(w->mb->dst_name));
@@ -94,7 +159,22 @@ static void imap_msg_begin(struct sink *s, struct batch *b, const struct sink_ms
 
 static size_t imap_space(struct sink *s)
 {
-	return imap_write_space(dst(s));
+	struct imap_stage *st = stage(s);
+
+	if (dst(s)->closed)
+		return 0;
+	if (st && st->refused)
+		return SIZE_MAX / 2; /* dropped (imap_data) */
+	if (!stage_waits(s))
+		return imap_write_space(dst(s));
+	if (!st) {
+		if (!(st = calloc(1, sizeof(*st))) || !(st->buf = malloc(SINK_IMAP_STAGE))) {
+			free(st);
+			return 0; /* not read ahead: the source waits for the "+" */
+		}
+		s->priv = st;
+	}
+	return SINK_IMAP_STAGE - st->len;
 }
 
 static void imap_want_space(struct sink *s)
@@ -104,6 +184,18 @@ static void imap_want_space(struct sink *s)
 
 static void imap_data(struct sink *s, const uint8_t *p, size_t n)
 {
+	struct imap_stage *st = stage(s);
+
+	if (st && st->refused)
+		return;
+	if (st && stage_waits(s)) {
+		/* within imap_space(): the stage has room */
+		memcpy(st->buf + st->len, p, n);
+		st->len += n;
+		imap_want_writable(dst(s)); /* dst_writable releases it at the "+" */
+		return;
+	}
+	stage_release(s);
 	imap_put_raw(dst(s), p, n);
 }
 
@@ -112,29 +204,67 @@ static void imap_msg_end(struct sink *s, struct batch *b)
 	(void)s, (void)b; /* the literal ends by its length */
 }
 
+/* The commit point: the intents are durable (copy.c). With the "+" still
+ * awaited (or bytes still staged) the CRLF follows them at the "+". */
 static void imap_commit(struct sink *s, struct batch *b)
 {
+	struct imap_stage *st = stage(s);
+
 	(void)b;
+	if (st && (st->len || stage_waits(s))) {
+		st->end_pending = 1;
+		imap_want_writable(dst(s));
+		return;
+	}
 	imap_cmd_end(dst(s));
 }
 
 /* Answered before its end: the command's bytes are finished so the
- * connection stays in step; the server discards them (RFC 7888 §5). */
+ * connection stays in step; the server discards them (RFC 7888 §5). A
+ * synchronizing literal the server refused has no bytes to finish. */
 static void imap_discard(struct sink *s, struct batch *b)
 {
+	struct imap_stage *st = stage(s);
+
 	(void)b;
+	if (st && st->refused) {
+		stage_reset(s);
+		return;
+	}
 	imap_put(dst(s), "\r\n");
 }
 
 static void imap_abort(struct sink *s)
 {
+	stage_reset(s);
 	imap_client_abort(dst(s));
+}
+
+/* Staged bytes hold the next APPEND back: one command at a time waits. */
+static int imap_busy(struct sink *s)
+{
+	struct imap_stage *st = stage(s);
+
+	return st && (st->len || st->end_pending);
+}
+
+static void imap_destroy(struct sink *s)
+{
+	struct imap_stage *st = stage(s);
+
+	if (st)
+		free(st->buf);
+	free(st);
+	s->priv = NULL;
 }
 
 /* The destination client's callbacks (job.c puts them in its dst_cb). */
 void dst_writable(struct imap_client *c)
 {
-	sink_writable(c->ud);
+	struct worker *w = c->ud;
+
+	stage_release(&w->sink);
+	sink_writable(w);
 }
 
 /* Behind a pipelined login (c->login_pending) worker 0 lists the
@@ -166,11 +296,13 @@ static int imap_open(struct sink *s, struct mf_error *err)
 {
 	struct job *j = s->w->job;
 
+	stage_reset(s);
 	return imap_client_open(dst(s), j->loop, &j->o->dst, &j->dst_cb, s->w, err);
 }
 
 static void imap_close(struct sink *s, int graceful)
 {
+	stage_reset(s);
 	if (dst(s)->closed)
 		return;
 	if (graceful) {
@@ -212,4 +344,6 @@ const struct sink_ops sink_imap_ops = {
 	.commit = imap_commit,
 	.discard = imap_discard,
 	.abort = imap_abort,
+	.destroy = imap_destroy,
+	.busy = imap_busy,
 };

@@ -15,10 +15,12 @@
 # --map overriding that; a wrong password fails cleanly; folders written
 # straight into Courier's Maildir (never opened read-write: Courier keeps
 # no UID list for them and makes up a new UIDVALIDITY at each EXAMINE)
-# copied to Dovecot, then no-change re-runs that read no message bodies.
+# copied to Dovecot, then no-change re-runs that read no message bodies;
+# an 8-bit (UTF-8) source name lands on Courier in modified UTF-7 and
+# comes back to Dovecot as the same name.
 . "$(dirname "$0")/lib.sh"
 
-dv_start A --users "src back fsrc fback gback gback2 rback kback" || { not_ok dovecot "start failed"; exit 1; }
+dv_start A --users "src back fsrc fback gback gback2 rback kback kback2" || { not_ok dovecot "start failed"; exit 1; }
 t0=$SECONDS
 co_start C --users "dst fdst gsrc ndst rsrc kdst" || { not_ok courier-start "start failed"; exit 1; }
 ok "courier-start ($((SECONDS - t0)) s)"
@@ -266,14 +268,24 @@ expect_exit name-literal-copy 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" "im
 fake_log | grep -q 'literal sent before continuation' &&
 	not_ok name-literal-copy-waits "$(fake_log | grep -m1 -B1 'literal sent before')" || ok name-literal-copy-waits
 # The same name into Courier (no LITERAL+): CREATE and each APPEND carry it
-# as a synchronizing literal, the APPEND's message literal after it (two
-# "+" per command). Courier takes the raw 8-bit name without UTF8=ACCEPT
-# enabled and stores it mangled (each byte sign-extended: "B&,8P,vA-cher"),
-# so only the messages are checked, not the name.
+# in modified UTF-7 (RFC 3501 §5.1.3), "INBOX.B&APw-cher" (Courier names the
+# directory ".Bücher"): Courier took the
+# raw 8-bit name without UTF8=ACCEPT enabled and stored it mangled (each
+# byte sign-extended: "B&,8P,vA-cher"). Then back from Courier into Dovecot
+# as "Bücher" ("B&APw-cher" there too): the exact name both ways.
 expect_exit name-literal-to-courier 0 mf migrate "imap://any@127.0.0.1:$FAKE_PORT" \
 	"imaps://kdst@127.0.0.1:$C_IMAPS_PORT" --src-password-file "$C_DIR/pw/kdst" \
 	--dst-password-file "$C_DIR/pw/kdst" "${ALL[@]}" --folder 'Bücher' --state "$T_TMP/st13"
 n=$(count "$C_MAIL_ROOT/kdst/Maildir"/.B*)
 [ "$(copied)" = 3 ] && [ "$n" = 3 ] && ok name-literal-to-courier-count ||
 	not_ok name-literal-to-courier-count "copied $(copied), $n in Courier's folder"
+imap_session --tls --ca "$C_CA_FILE" "$C_IMAPS_PORT" >"$T_TMP/klist.out" 2>&1 \
+	<<<$'a LOGIN kdst pw-kdst-secret\nb LIST "" "*"'
+grep -q '"INBOX\.B&APw-cher"' "$T_TMP/klist.out" && [ -d "$C_MAIL_ROOT/kdst/Maildir/.Bücher" ] &&
+	ok name-utf7-to-courier || not_ok name-utf7-to-courier "$(grep '^\* LIST' "$T_TMP/klist.out" | tr '\n' ' '); $(ls -a "$C_MAIL_ROOT/kdst/Maildir" | tr '\n' ' ')"
+expect_exit name-utf7-from-courier 0 mf migrate "imaps://kdst@127.0.0.1:$C_IMAPS_PORT" \
+	"imap://kback2@127.0.0.1:$A_IMAP_PORT" $(PW "$C_DIR/pw/kdst" "$A_DIR/pw/kback2") "${ALL[@]}" \
+	--state "$T_TMP/st14"
+[ "$(count "$(MAILDIR kback2)/.B&APw-cher")" = 3 ] && ok name-utf7-from-courier-exact ||
+	not_ok name-utf7-from-courier-exact "$(ls -a "$(MAILDIR kback2)" | tr '\n' ' ')"
 fake_reset

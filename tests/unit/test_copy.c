@@ -179,6 +179,7 @@ static int h_open(struct h *h, const char *dir)
 	h->o.retries = 0;
 	h->o.out = stdout;
 	h->j.loop = &h->loop;
+	h->j.commit_task.fn = copy_commit_task;
 	h->j.st = h->st;
 	h->j.o = &h->o;
 	h->j.sum = &h->sum;
@@ -275,6 +276,7 @@ static int h_stream(struct h *h, uint32_t uid)
 	while (n < 40 + (uid * 37) % 500)
 		body[n++] = (char)('a' + uid % 26);
 	m.size = n;
+	copy_commit_run(&h->j); /* the loop's next iteration: the group commit */
 	while (copy_slots_full(&h->w))
 		if (!h_answer(h))
 			return -1;
@@ -320,8 +322,11 @@ static void h_pass(struct h *h)
 		unsigned asked = h->retries_asked;
 
 		worker_check_done(&h->w);
-		while (h_answer(h))
+		copy_commit_run(&h->j);
+		while (h_answer(h)) {
 			worker_check_done(&h->w);
+			copy_commit_run(&h->j);
+		}
 		if (h->retries_asked != asked) {
 			h->inflight = 1;
 			for (size_t i = 0; i < h->w.nretry; i++)
@@ -442,8 +447,11 @@ static void h_pass_all(struct h *h)
 		h->w.retry_pos = h->w.nretry;
 		h->inflight = 0;
 		worker_check_done(&h->w);
-		while (h_answer(h))
+		copy_commit_run(&h->j);
+		while (h_answer(h)) {
 			worker_check_done(&h->w);
+			copy_commit_run(&h->j);
+		}
 	}
 	job_commit(&h->j);
 }
@@ -546,6 +554,32 @@ static void t_fault_at_every_commit(struct unit_ctx *u)
 	}
 	fprintf(stderr, "# %u commit points faulted in turn\n", faults);
 	UNIT_CHECKF(u, faults >= 5, "only %u commit points faulted", faults);
+}
+
+/* The group commit's window: a batch closed (intents written, not yet
+ * durable) and another commit (the once-a-second tick's) fails before
+ * the commit task runs. That failure dropped the intents, so the task
+ * has nothing left to commit: the batch must still not cross its commit
+ * point, and after the crash nothing stored is unknown. */
+static void t_commit_fails_before_group_commit(struct unit_ctx *u)
+{
+	struct h h;
+	char dir[] = "/tmp/mf-test-copy-XXXXXX";
+	unsigned commits;
+
+	if (h_setup(u, &h, dir) < 0)
+		return;
+	h.o.batch_msgs = 1;
+	UNIT_CHECK(u, h_stream(&h, 1) == 0 && h_stream(&h, 2) == 0);
+	commits = h.commits; /* message 2's batch waits for the group commit */
+	snprintf(h.j.test_fail_site, sizeof(h.j.test_fail_site), "commit");
+	h.j.test_fail_at = h.j.test_fail_calls + 1;
+	UNIT_CHECK(u, job_commit(&h.j) < 0 && h.j.fatal);
+	copy_commit_run(&h.j);
+	UNIT_CHECKF(u, h.commits == commits, "crossed its commit point: %u -> %u", commits,
+	            h.commits);
+	UNIT_CHECK(u, h.aborted && h.journal_late == 0);
+	h_close(&h, 1);
 }
 
 /* A discarding scope (a dry run's, scope.c) around the whole copy path:
@@ -656,6 +690,7 @@ int main(void)
 	UNIT_RUN(&u, t_refused_early);
 	UNIT_RUN(&u, t_temporary);
 	UNIT_RUN(&u, t_fault_at_every_commit);
+	UNIT_RUN(&u, t_commit_fails_before_group_commit);
 	UNIT_RUN(&u, t_discarding_scope);
 	UNIT_RUN(&u, t_counting_sink);
 	return unit_done(&u);

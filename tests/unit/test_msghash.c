@@ -77,11 +77,52 @@ static void test_fold_value(struct unit_ctx *u)
 	UNIT_CHECK(u, n == 8 && !memcmp(out, "a\r\nb\rc\r\n", 8));
 }
 
+/* The line-end-blind digest: equal for what Courier-IMAP makes of a
+ * message (lone CRs dropped, a final line end added), fed in any split. */
+static void lf_of(const char *m, size_t split, uint8_t out[32])
+{
+	struct msghash_lf h = {0};
+	size_t n = strlen(m);
+
+	if (msghash_lf_begin(&h) < 0)
+		return;
+	if (split > n)
+		split = n;
+	msghash_lf_update(&h, (const uint8_t *)m, split);
+	msghash_lf_update(&h, (const uint8_t *)m + split, n - split);
+	msghash_lf_end(&h, out);
+	msghash_lf_free(&h);
+}
+
+static void test_lf_digest(struct unit_ctx *u)
+{
+	static const char *const same[][2] = {
+		{"a: b\r\n\r\nx\r\ny\r\n", "a: b\n\nx\ny\n"},
+		{"a: b\r\n\r\nx\r\ny", "a: b\r\n\r\nx\r\ny\r\n"},
+		{"a: b\r\n\r\nx\ry\r\n", "a: b\r\n\r\nxy\r\n"},
+		{"a: b\r\n\r\nx\r\r\ny\r", "a: b\r\n\r\nx\r\ny\r\n"},
+	};
+	uint8_t a[32], b[32];
+
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+		for (size_t k = 0; k < 12; k++) {
+			memset(a, 0, 32);
+			memset(b, 1, 32);
+			lf_of(same[i][0], k, a);
+			lf_of(same[i][1], 11 - k, b);
+			UNIT_CHECKF(u, !memcmp(a, b, 32), "case %zu split %zu", i, k);
+		}
+	lf_of("a: b\r\n\r\nx\r\n", 3, a);
+	lf_of("a: b\r\n\r\ny\r\n", 3, b);
+	UNIT_CHECK(u, memcmp(a, b, 32) != 0);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
 
 	UNIT_RUN(&u, test_fold_value);
 	UNIT_RUN(&u, test_fold_cases);
+	UNIT_RUN(&u, test_lf_digest);
 	return unit_done(&u);
 }

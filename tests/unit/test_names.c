@@ -116,6 +116,47 @@ static void t_rename(struct unit_ctx *u)
 	}
 }
 
+/* An 8-bit (UTF-8) source name goes to the destination as modified UTF-7
+ * (RFC 3501 §5.1.3), under its namespace prefix and separator; ASCII
+ * names, and 8-bit names that are not UTF-8, go as they are. */
+static void t_eight_bit_names(struct unit_ctx *u)
+{
+	static const struct {
+		const char *src, *dst;
+	} cases[] = {
+		{"B\xc3\xbc" "cher", "INBOX.B&APw-cher"},
+		{"B\xc3\xbc" "cher/Neu", "INBOX.B&APw-cher.Neu"},
+		{"Tom & Jerry/\xc3\x84", "INBOX.Tom &- Jerry.&AMQ-"},
+		{"Tom & Jerry", "INBOX.Tom & Jerry"},
+		{"Re&AOc-us", "INBOX.Re&AOc-us"},
+		{"B\xfc" "cher", "INBOX.B\xfc" "cher"},
+	};
+	struct job_opts o = {0};
+	struct job j = {0};
+	struct mf_error e;
+
+	j.o = &o;
+	if (rules_compile(&j.rules, &o, &e) < 0) {
+		UNIT_CHECKF(u, 0, "%s", e.msg);
+		return;
+	}
+	memcpy(j.dst_ns, "INBOX.", 7);
+	j.dst_ns_len = 6;
+	j.dst_sep = '.';
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mbox mb = {0};
+		char *d;
+
+		mb.name = mb.display = (char *)cases[i].src;
+		mb.len = strlen(cases[i].src);
+		mb.sep = '/';
+		d = dst_name_for(&j, &mb);
+		UNIT_CHECKF(u, d && !strcmp(d, cases[i].dst), "%s -> %s", cases[i].src, d ? d : "(null)");
+		free(d);
+	}
+	rules_free(&j.rules);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
@@ -125,5 +166,6 @@ int main(void)
 	UNIT_RUN(&u, t_long_and_hostile);
 	UNIT_RUN(&u, t_selected);
 	UNIT_RUN(&u, t_rename);
+	UNIT_RUN(&u, t_eight_bit_names);
 	return unit_done(&u);
 }
