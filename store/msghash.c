@@ -173,9 +173,7 @@ void msghash_end(struct msghash *h, uint8_t exact[32], uint8_t folded[32])
 
 int msghash_lf_begin(struct msghash_lf *h)
 {
-	if (!h->md && !(h->md = EVP_MD_CTX_new()))
-		return -ENOMEM;
-	EVP_DigestInit_ex(h->md, EVP_sha256(), NULL);
+	SHA256_Init(&h->md);
 	h->last = -1;
 	return 0;
 }
@@ -189,12 +187,12 @@ void msghash_lf_update(struct msghash_lf *h, const uint8_t *p, size_t n)
 	while (p < end) {
 		cr = memchr(p, '\r', (size_t)(end - p));
 		if (!cr) {
-			EVP_DigestUpdate(h->md, p, (size_t)(end - p));
+			SHA256_Update(&h->md, p, (size_t)(end - p));
 			h->last = end[-1];
 			return;
 		}
 		if (cr > p) {
-			EVP_DigestUpdate(h->md, p, (size_t)(cr - p));
+			SHA256_Update(&h->md, p, (size_t)(cr - p));
 			h->last = cr[-1];
 		}
 		p = cr + 1;
@@ -203,15 +201,12 @@ void msghash_lf_update(struct msghash_lf *h, const uint8_t *p, size_t n)
 
 void msghash_lf_end(struct msghash_lf *h, uint8_t out[32])
 {
-	unsigned len = 32;
-
 	if (h->last != '\n')
-		EVP_DigestUpdate(h->md, "\n", 1);
-	EVP_DigestFinal_ex(h->md, out, &len);
+		SHA256_Update(&h->md, "\n", 1);
+	SHA256_Final(out, &h->md);
 }
 
 void msghash_lf_free(struct msghash_lf *h)
 {
-	EVP_MD_CTX_free(h->md);
-	h->md = NULL;
+	OPENSSL_cleanse(h, sizeof(*h));
 }

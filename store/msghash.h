@@ -36,10 +36,10 @@ void msghash_end(struct msghash *h, uint8_t exact[32], uint8_t folded[32]);
  * line end), where the folded digest does not. For settling interrupted
  * APPENDs only: it is computed on demand, never on the copy path. */
 struct msghash_lf {
-	EVP_MD_CTX *md;
+	SHA256_CTX md;
 	int last;		/* the last byte fed */
 };
-int msghash_lf_begin(struct msghash_lf *h);	/* 0 or -ENOMEM */
+int msghash_lf_begin(struct msghash_lf *h);	/* 0 */
 void msghash_lf_update(struct msghash_lf *h, const uint8_t *p, size_t n);
 void msghash_lf_end(struct msghash_lf *h, uint8_t out[32]);
 void msghash_lf_free(struct msghash_lf *h);
