@@ -175,6 +175,7 @@ int msghash_lf_begin(struct msghash_lf *h)
 {
 	SHA256_Init(&h->md);
 	h->last = -1;
+	h->on = 1;
 	return 0;
 }
 

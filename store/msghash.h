@@ -38,6 +38,7 @@ void msghash_end(struct msghash *h, uint8_t exact[32], uint8_t folded[32]);
 struct msghash_lf {
 	SHA256_CTX md;
 	int last;		/* the last byte fed */
+	int on;			/* begun, not freed since */
 };
 int msghash_lf_begin(struct msghash_lf *h);	/* 0 */
 void msghash_lf_update(struct msghash_lf *h, const uint8_t *p, size_t n);

@@ -214,7 +214,7 @@ static void settle_second_look(struct worker *w)
 
 	for (size_t i = 0; i < w->nstl; i++)
 		open += !w->stl[i].found;
-	if (!open || !w->nstl_cand || !w->stl_lf.md || j->o->src_pop3 || j->o->src_archive ||
+	if (!open || !w->nstl_cand || !w->stl_lf.on || j->o->src_pop3 || j->o->src_archive ||
 	    !w->src_open || w->src.closed) {
 		settle_finish(w);
 		return;
@@ -417,7 +417,7 @@ static int settle_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const s
 	struct worker *w = c->ud;
 	int rc = dst_hash_lit_begin(c, cmd, r, key, size);
 
-	if (rc == IMAP_LIT_STREAM && w->stl_lf.md)
+	if (rc == IMAP_LIT_STREAM && w->stl_lf.on)
 		msghash_lf_begin(&w->stl_lf);
 	return rc;
 }
@@ -427,7 +427,7 @@ static ssize_t settle_lit_data(struct imap_client *c, struct imap_cmd *cmd, cons
 {
 	struct worker *w = c->ud;
 
-	if (w->stl_lf.md)
+	if (w->stl_lf.on)
 		msghash_lf_update(&w->stl_lf, p, n);
 	return hash_lit_data(c, cmd, p, n);
 }
@@ -440,7 +440,7 @@ static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 
 	(void)cmd;
 	msghash_end(&w->mh, NULL, nh);
-	if (w->stl_lf.md)
+	if (w->stl_lf.on)
 		msghash_lf_end(&w->stl_lf, lf);
 	w->stl_seen++;
 	if (w->stl_uid < w->stl_floor)
@@ -454,7 +454,7 @@ static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 			w->stl[i].dst_uid = w->stl_uid;
 			return 0;
 		}
-	if (!w->stl_lf.md ||
+	if (!w->stl_lf.on ||
 	    grow((void **)&w->stl_cand, &w->cstl_cand, w->nstl_cand + 1, sizeof(*w->stl_cand)) < 0)
 		return 0; /* out of memory: no second look for it (copied again) */
 	sc = &w->stl_cand[w->nstl_cand++];
