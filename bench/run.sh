@@ -102,6 +102,16 @@ COURIER=${BENCH_COURIER:-1}
 # OfflineIMAP copies ~100 messages/s here: 100,000 would take ~17 minutes a run.
 K_SYNCERS=(mailferry interimap mbsync)
 K_INITIAL=(ceiling "${K_SYNCERS[@]}")
+# Scaling curves (full): BENCH_SCALE_SIZES messages (default 1,000, 10,000
+# and 100,000; add 1000000 for the 1M step: ~2.7 GB per copy, ~10 minutes
+# more), mailferry and mbsync (BENCH_SCALE_TOOLS), the peers up to
+# BENCH_SCALE_PEER_MAX messages (100,000).
+SCALE_SIZES=${BENCH_SCALE_SIZES:-1000 10000 100000}
+SCALE_PEER_MAX=${BENCH_SCALE_PEER_MAX:-100000}
+SCALE_TOOLS=()
+for t in ${BENCH_SCALE_TOOLS:-mailferry mbsync}; do
+	[[ " ${SYNCERS[*]} " == *" $t "* ]] && SCALE_TOOLS+=("$t")
+done
 
 # Destination account of TOOL for RUN in a scenario family (user names may
 # not hold '_').
@@ -117,6 +127,10 @@ done
 if [ "$MODE" = full ]; then
 	users="$users src100k"
 	for r in $(seq 1 "$RUNS"); do for t in "${K_INITIAL[@]}"; do users="$users $(acct "$t" "k$r")"; done; done
+	for n in $SCALE_SIZES; do
+		users="$users scale$n"
+		for t in "${SCALE_TOOLS[@]}"; do users="$users $(acct "$t" "x$n")"; done
+	done
 fi
 
 DV=$(mktemp -d /tmp/mf-bench.XXXXXX)
@@ -343,7 +357,7 @@ cmd_for() {
 	case $tool in
 	ceiling | ceiling_tls)
 		CMD=("$BIN/bench/ceiling" --port "$port" --src "$src" --src-pass-file "$DV/pw/$src"
-			--dst "$dst" --dst-pass-file "$DV/pw/$dst")
+			--dst "$dst" --dst-pass-file "$DV/pw/$dst" --conns "${BENCH_CEILING_CONNS:-1,2,4,8,16}")
 		[ $tls = 1 ] && CMD+=(--tls --ca-file "$CA_FILE") ;;
 	mailferry)
 		[ -x "$BIN/mailferry" ] || return 1
@@ -535,50 +549,64 @@ drop() { rm -rf "${MAIL_ROOT:?}/$1/Maildir" "$DV/state-$1"; }
 # Warm-up: Dovecot builds a Maildir's indexes at its first access; nobody pays for that.
 warm() { # SRC
 	"$BIN/bench/ceiling" --port "$P" --src "$1" --src-pass-file "$DV/pw/$1" --dst warm \
-		--dst-pass-file "$DV/pw/warm" >/dev/null 2>&1
+		--dst-pass-file "$DV/pw/warm" --per-folder --fetch-only >/dev/null 2>&1
 	drop warm
 }
 warm src
 warm big
 
 # ---- quick ----
+# want NAME: the scenario (or section: lmtp, courier, from-courier, 100k,
+# scale, bulk, status, backup, pop3) is in BENCH_SCENARIOS, or that is unset
+want() { [ -z "${BENCH_SCENARIOS:-}" ] || [[ " $BENCH_SCENARIOS " == *" $1 "* ]]; }
 for r in $(seq 1 "$RUNS"); do
-	for t in "${INITIAL[@]}"; do
+	want initial && for t in "${INITIAL[@]}"; do
 		measure initial "$t" "$r" "$(acct "$t" "$r")" src 1
 	done
-	for t in "${TLS_TOOLS[@]}"; do
+	want initial-tls && for t in "${TLS_TOOLS[@]}"; do
 		measure initial-tls "$t" "$r" "$(acct "$t" "$r")" src 1
 	done
 done
 # Re-runs go over the first run's destination and state. mailferry gets
 # --sync-flags --delete: the peers look at flags on every run, so must it.
+# The -50ms variants: the same behind the delay proxy (25 ms each way), for
+# the round trips every tool makes (and what they cost on a WAN).
 for r in $(seq 1 "$RUNS"); do
-	for t in "${SYNCERS[@]}"; do
-		MF_OPTS="--sync-flags --delete" measure rerun "$t" "$r" "$(acct "$t" 1)" src "$([ "$r" = "$RUNS" ] && echo 1 || echo 0)"
+	for v in rerun rerun-50ms; do
+		want $v || continue
+		for t in "${SYNCERS[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure $v "$t" "$r" "$(acct "$t" 1)" src \
+				"$([ "$r" = "$RUNS" ] && echo 1 || echo 0)" "$([ $v = rerun ] || echo proxy)"
+		done
 	done
 done
 for r in $(seq 1 "$RUNS"); do
-	python3 tests/integration/mutate.py "$P" src "$(cat "$DV/pw/src")" $((100 + r)) --flags-only --percent 1 |
-		sed 's/^/bench: flags-1pct run '"$r"': /'
-	for t in "${SYNCERS[@]}"; do
-		MF_OPTS="--sync-flags --delete" measure flags-1pct "$t" "$r" "$(acct "$t" 1)" src 1
+	for v in flags-1pct flags-1pct-50ms; do
+		want $v || continue
+		python3 tests/integration/mutate.py "$P" src "$(cat "$DV/pw/src")" \
+			$(($([ $v = flags-1pct ] && echo 100 || echo 200) + r)) --flags-only --percent 1 |
+			sed 's/^/bench: '"$v"' run '"$r"': /'
+		for t in "${SYNCERS[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure $v "$t" "$r" "$(acct "$t" 1)" src 1 \
+				"$([ $v = flags-1pct ] || echo proxy)"
+		done
 	done
 done
-for r in $(seq 1 "$RUNS"); do
+want big-30mb && for r in $(seq 1 "$RUNS"); do
 	for t in ceiling "${SYNCERS[@]}"; do
 		measure big-30mb "$t" "$r" "$(acct "$t" "big$r")" big 1
 	done
 done
 
 # ---- IMAP -> LMTP (issue 18): mailferry against a bare LMTP client ----
-for r in $(seq 1 "$RUNS"); do
+want lmtp && for r in $(seq 1 "$RUNS"); do
 	for t in "${LMTP_TOOLS[@]}"; do
 		measure initial-lmtp "$t" "$r" "$(acct "$t" "l$r")" src 1 lmtp
 	done
 done
 
 # ---- Dovecot -> Courier: no LITERAL+, no MULTIAPPEND, folders under "INBOX." ----
-if [ "$COURIER" = 1 ]; then
+if [ "$COURIER" = 1 ] && want courier; then
 	warm csrc
 	for r in $(seq 1 "$RUNS"); do
 		for t in "${CO_SYNCERS[@]}"; do
@@ -595,7 +623,7 @@ if [ "$COURIER" = 1 ]; then
 	done
 fi
 
-if [ "$COURIER" = 1 ]; then
+if [ "$COURIER" = 1 ] && want from-courier; then
 	# Courier as the source: one initial copy per tool (it makes the
 	# destination and state), then the no-change re-runs through the
 	# counting proxy in front of Courier.
@@ -611,7 +639,7 @@ if [ "$COURIER" = 1 ]; then
 fi
 
 # ---- full: 100,000 messages in 20 folders ----
-if [ "$MODE" = full ]; then
+if [ "$MODE" = full ] && want 100k; then
 	warm src100k
 	for r in $(seq 1 "$RUNS"); do
 		for t in "${K_INITIAL[@]}"; do
@@ -633,12 +661,31 @@ if [ "$MODE" = full ]; then
 	done
 fi
 
+# ---- full: scaling curves (issue 17 item 6) ----
+# An initial copy of the crash profile's small messages (3 folders, INBOX
+# 40 %) at each size of BENCH_SCALE_SIZES, one run each: wall, CPU, peak
+# RSS per tool; a source and its copies are dropped before the next size.
+if [ "$MODE" = full ] && want scale; then
+	for n in $SCALE_SIZES; do
+		gen "scale$n" --profile crash --messages "$n" --seed 3
+		scripts/dovecot.sh fixperms "$DV" >/dev/null
+		warm "scale$n"
+		for t in "${SCALE_TOOLS[@]}"; do
+			[ "$t" != mailferry ] && [ "$n" -gt "$SCALE_PEER_MAX" ] && continue
+			measure "scale-$n" "$t" 1 "$(acct "$t" "x$n")" "scale$n" 1
+			drop "$(acct "$t" "x$n")"
+		done
+		drop "scale$n"
+	done
+	echo "{${corpus_json}\"dovecot\":\"$(dovecot --version | awk '{print $1}')\"}" >"$OUT/corpus.json"
+fi
+
 # bulk runs (issue 20): 1,000 accounts in full mode, 200 in quick (its
 # tools take ~15 minutes together at 1,000); BULK_ACCOUNTS overrides
-BULK_ACCOUNTS=${BULK_ACCOUNTS:-$([ "$MODE" = full ] && echo 1000 || echo 200)} \
-	bench/bulk.sh "$OUT" || say "bench/bulk.sh failed (see $OUT/bulk)" >&2
-bench/status.sh # the status server's cost (--status): throughput, /metrics with 10,000 accounts
+want bulk && { BULK_ACCOUNTS=${BULK_ACCOUNTS:-$([ "$MODE" = full ] && echo 1000 || echo 200)} \
+	bench/bulk.sh "$OUT" || say "bench/bulk.sh failed (see $OUT/bulk)" >&2; }
+want status && bench/status.sh # the status server's cost (--status): throughput, /metrics with 10,000 accounts
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"
-BENCH_OUT=$OUT bench/backup.sh "$MODE" # issue 19: backup, restore, export (its own Dovecot; appends to report.md)
-BENCH_OUT=$OUT bench/pop3.sh # issue 18: POP3 against mpop, fetchmail, getmail6 (its own Dovecot; appends to report.md)
+if want backup; then BENCH_OUT=$OUT bench/backup.sh "$MODE"; fi # issue 19: backup, restore, export (its own Dovecot; appends to report.md)
+if want pop3; then BENCH_OUT=$OUT bench/pop3.sh; fi # issue 18: POP3 against mpop, fetchmail, getmail6 (its own Dovecot; appends to report.md)
