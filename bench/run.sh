@@ -10,7 +10,9 @@
 #     initial      first migration into an empty account, TLS off
 #     initial-tls  the same through Dovecot's IMAPS port
 #     rerun        no-change re-run
+#     rerun-50ms   the same behind the delay proxy (25 ms each way): round trips
 #     flags-1pct   re-run after 1 % of the messages changed flags (IMAP STORE)
+#     flags-1pct-50ms  another 1 %, synced behind the delay proxy: round trips
 #     big-30mb     an account holding one 30 MB message (memory)
 #     initial-courier  Dovecot -> Courier-IMAP 5.0 (scripts/courier.sh; root):
 #                  the server with no fast path (no LITERAL+, MULTIAPPEND,
@@ -29,7 +31,10 @@
 #     no-change re-run behind a delay proxy (25 ms each way), with bytes on
 #     the wire and round trips. It reuses the loopback run's destination and
 #     state: no tool keys its state by port (mailferry keys it by the two
-#     accounts).
+#     accounts). Then the scaling curves: scale-N, an initial copy of N small
+#     messages (bench/corpus --profile crash --messages N) for each N of
+#     BENCH_SCALE_SIZES: wall, CPU, peak RSS (bench/scaling.py checks and
+#     draws them).
 #
 # Each scenario runs BENCH_RUNS times (default 3) per tool, interleaved;
 # initial migrations go into a fresh destination account each run. Wall
@@ -44,7 +49,11 @@
 # BENCH_KEEP=1 keeps the Dovecot directory; BENCH_COURIER=0 leaves Courier
 # out, BENCH_COURIER_PROFILE its corpus; BENCH_PROFILE and
 # BENCH_FULL_PROFILE (corpus profiles, default quick and full: a smaller one
-# such as demo makes a fast smoke test of the bench itself).
+# such as demo makes a fast smoke test of the bench itself); BENCH_SCENARIOS
+# (a subset of the scenarios and sections by name, e.g. "initial rerun
+# rerun-50ms scale bulk": see want() below); BENCH_CEILING_CONNS (the
+# ceiling's connection counts, default 1,2,4,8,16); BENCH_SCALE_SIZES,
+# BENCH_SCALE_TOOLS, BENCH_SCALE_PEER_MAX (the scaling curves, full mode).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
@@ -103,11 +112,12 @@ COURIER=${BENCH_COURIER:-1}
 K_SYNCERS=(mailferry interimap mbsync)
 K_INITIAL=(ceiling "${K_SYNCERS[@]}")
 # Scaling curves (full): BENCH_SCALE_SIZES messages (default 1,000, 10,000
-# and 100,000; add 1000000 for the 1M step: ~2.7 GB per copy, ~10 minutes
+# and 100,000; add 1000000 for the 1M step: ~2.7 GB per copy, ~15 minutes
 # more), mailferry and mbsync (BENCH_SCALE_TOOLS), the peers up to
-# BENCH_SCALE_PEER_MAX messages (100,000).
+# BENCH_SCALE_PEER_MAX messages (10,000: mbsync took 67 s for 10,000 small
+# messages here, ~11 minutes for 100,000).
 SCALE_SIZES=${BENCH_SCALE_SIZES:-1000 10000 100000}
-SCALE_PEER_MAX=${BENCH_SCALE_PEER_MAX:-100000}
+SCALE_PEER_MAX=${BENCH_SCALE_PEER_MAX:-10000}
 SCALE_TOOLS=()
 for t in ${BENCH_SCALE_TOOLS:-mailferry mbsync}; do
 	[[ " ${SYNCERS[*]} " == *" $t "* ]] && SCALE_TOOLS+=("$t")
