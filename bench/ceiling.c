@@ -3,9 +3,11 @@
  * does almost nothing: the benchmark's yardstick, a lower bound for a
  * migration's time (issues 10 and 17).
  *
- *   ceiling --port P --src USER --src-pass-file F --dst USER --dst-pass-file F
- *           [--host H] [--tls [--ca-file F]] [--batch N] [--conns 1,2,4,8,16]
- *           [--per-folder] [--fetch-only] [--no-extensions]
+ *   ceiling --port P --src USER --src-pass-file F --dst USER[,USER...]
+ *           --dst-pass-file F[,F...]
+ *           [--host H] [--dst-port P] [--dst-prefix PFX] [--tls [--ca-file F]]
+ *           [--batch N] [--conns 1,2,4,8,16] [--per-folder] [--fetch-only]
+ *           [--no-extensions]
  *
  * Untimed first: the source's folders (LIST) and every message's UID and
  * RFC822.SIZE, and a buffer for each message. Then two phases, each timed
@@ -21,9 +23,13 @@
  *           (default 100) with LITERAL+ (RFC 7888) when the destination
  *           offers them (--no-extensions: as if it did not), else one
  *           message per APPEND and/or a wait for each literal's "+".
- * Between two append trials the destination is emptied again (DELETE of its
- * folders, INBOX expunged), untimed, and every trial starts after sync(2):
- * the last trial's copy stays for bench/compare. The bound for a migration
+ * Each append trial goes into an account of its own when --dst names
+ * several (U1,...,Un with --dst-pass-file F1,...,Fn, or one file for all):
+ * the last trial into the last account, whose copy bench/compare checks.
+ * With fewer accounts than trials the last one is reused, emptied first
+ * (DELETE of its folders, INBOX expunged), untimed; appending into an
+ * emptied Dovecot account measured up to 2x slower than into a fresh one.
+ * Every trial starts after sync(2). The bound for a migration
  * is the slower of the two best phases: a tool that fetches and appends at
  * once cannot beat it unless the server serves both better together than
  * either alone.
@@ -41,12 +47,15 @@
  * append_trials (seconds per connection count) and cpu_seconds (this
  * process's user + sys during the two best trials).
  *
+ * --dst-port: the destination on another server (same host); --dst-prefix:
+ * every destination folder but INBOX under PFX (Courier's "INBOX.").
+ *
  * Plain TCP or TLS from the first byte (--tls, the IMAPS port; the
  * certificate is verified against --ca-file or the system store), blocking
  * sockets, a thread per connection: nothing clever, on purpose. Its response
  * scanner knows tagged lines, continuations and literals and nothing else.
  * Not a migration tool: no state, no checks beyond tagged OKs, no limits on
- * memory, and it empties its destination account between trials.
+ * memory, and it may empty its destination account between trials.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -76,7 +85,8 @@ struct msg {
 };
 
 struct folder {
-	char name[512]; /* as the server spells it, quoted-string safe */
+	char name[512];  /* as the source spells it, quoted-string safe */
+	char dname[600]; /* on the destination: --dst-prefix and the name */
 	struct msg *m;
 	size_t n, cap;
 };
@@ -107,18 +117,20 @@ struct link {
 /* Everything a run of the tool knows, set up in main and read by the
  * threads (their own struct work apart). */
 struct cfg {
-	const char *host;
-	int port, batch, multiappend, literal_plus;
+	const char *host, *dprefix;
+	int port, dport, batch, multiappend, literal_plus;
 	char suser[128], spass[256], duser[128], dpass[256];
 	SSL_CTX *tls;
 };
-static struct cfg C = {.host = "127.0.0.1", .batch = 100};
+static struct cfg C = {.host = "127.0.0.1", .dprefix = "", .batch = 100};
 
 static void die(const char *m)
 {
 	fprintf(stderr, "ceiling: %s: %s\n", m, strerror(errno));
 	exit(2);
 }
+
+#define N_TRIALS 16
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -127,9 +139,9 @@ static void *xrealloc(void *p, size_t n)
 	return p;
 }
 
-static int link_open(struct link *l, char *err, size_t cap)
+static int link_open(struct link *l, int port, char *err, size_t cap)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)C.port)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int one = 1;
 
 	memset(l, 0, sizeof(*l));
@@ -140,7 +152,7 @@ static int link_open(struct link *l, char *err, size_t cap)
 	}
 	if ((l->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    connect(l->fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		snprintf(err, cap, "connect %s:%d: %s", C.host, C.port, strerror(errno));
+		snprintf(err, cap, "connect %s:%d: %s", C.host, port, strerror(errno));
 		return -1;
 	}
 	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -271,11 +283,13 @@ static int wait_tag(struct link *l, const char *tag, char *why, size_t cap)
 	return -1;
 }
 
-static int login(struct link *l, const char *u, const char *p, char *err, size_t cap)
+/* Logs in as the source (dst 0) or the destination (1). */
+static int login(struct link *l, int dst, char *err, size_t cap)
 {
 	char cmd[600], line[8192];
+	const char *u = dst ? C.duser : C.suser, *p = dst ? C.dpass : C.spass;
 
-	if (link_open(l, err, cap) < 0)
+	if (link_open(l, dst ? C.dport : C.port, err, cap) < 0)
 		return -1;
 	if (read_line(l, line, sizeof(line)) < 0 || strncmp(line, "* OK", 4)) {
 		snprintf(err, cap, "no greeting");
@@ -373,7 +387,7 @@ static void *fetch_work(void *arg)
 	struct link *l = malloc(sizeof(*l));
 	char line[16384], cmd[800];
 
-	if (!l || login(l, C.suser, C.spass, w->err, sizeof(w->err)) < 0)
+	if (!l || login(l, 0, w->err, sizeof(w->err)) < 0)
 		goto out;
 	/* every folder's EXAMINE and FETCH at once: the replies come in order */
 	for (size_t i = 0; i < w->ns; i++) {
@@ -385,9 +399,10 @@ static void *fetch_work(void *arg)
 			snprintf(cmd, sizeof(cmd), "E%zu EXAMINE \"%s\"\r\nF%zu UID FETCH 1:* ", i,
 			         s->f->name, i);
 		else
-			snprintf(cmd, sizeof(cmd), "E%zu EXAMINE \"%s\"\r\nF%zu UID FETCH %u:%u ", i,
-			         s->f->name, i, s->f->m[s->lo].uid, s->f->m[s->hi - 1].uid);
-		if (send_str(l, cmd) < 0 || send_str(l, "(FLAGS INTERNALDATE BODY.PEEK[])\r\n") < 0) {
+			snprintf(cmd, sizeof(cmd), "E%zu EXAMINE \"%s\"\r\nF%zu UID FETCH %u:%u ",
+			         i, s->f->name, i, s->f->m[s->lo].uid, s->f->m[s->hi - 1].uid);
+		if (send_str(l, cmd) < 0 ||
+		    send_str(l, "(FLAGS INTERNALDATE BODY.PEEK[])\r\n") < 0) {
 			snprintf(w->err, sizeof(w->err), "connection lost");
 			goto out;
 		}
@@ -418,7 +433,8 @@ static void *fetch_work(void *arg)
 			if (t)
 				break;
 			ll = strlen(line);
-			if (line[0] != '*' || !ll || line[ll - 1] != '}' || !(lit = strrchr(line, '{')))
+			if (line[0] != '*' || !ll || line[ll - 1] != '}' ||
+			    !(lit = strrchr(line, '{')))
 				continue;
 			n = strtoull(lit + 1, NULL, 10);
 			if (!(m = slot(s, (uint32_t)item_num(line, "UID"), &cur))) {
@@ -476,14 +492,14 @@ static void *append_work(void *arg)
 	unsigned sent = 0, done = 0;
 	size_t per = C.multiappend ? (size_t)C.batch : 1;
 
-	if (!l || login(l, C.duser, C.dpass, w->err, sizeof(w->err)) < 0)
+	if (!l || login(l, 1, w->err, sizeof(w->err)) < 0)
 		goto out;
 	for (size_t i = 0; i < w->ns; i++) {
 		struct folder *f = w->s[i].f;
 
-		if (!strcasecmp(f->name, "INBOX") || (i && w->s[i - 1].f == f))
+		if (!strcasecmp(f->dname, "INBOX") || (i && w->s[i - 1].f == f))
 			continue;
-		snprintf(hdr, sizeof(hdr), "C CREATE \"%s\"\r\n", f->name);
+		snprintf(hdr, sizeof(hdr), "C CREATE \"%s\"\r\n", f->dname);
 		/* [ALREADYEXISTS] (RFC 5530) is fine: another connection made it */
 		if (send_str(l, hdr) < 0 ||
 		    (wait_tag(l, "C", why, sizeof(why)) < 0 && !strstr(why, "[ALREADYEXISTS]"))) {
@@ -497,13 +513,13 @@ static void *append_work(void *arg)
 		for (size_t b = s->lo; b < s->hi; b += per) {
 			int bad;
 
-			snprintf(hdr, sizeof(hdr), "A%u APPEND \"%s\"", sent++, s->f->name);
+			snprintf(hdr, sizeof(hdr), "A%u APPEND \"%s\"", sent++, s->f->dname);
 			bad = send_str(l, hdr);
 			for (size_t k = b; k < s->hi && k < b + per && !bad; k++) {
 				struct msg *m = &s->f->m[k];
 
-				snprintf(hdr, sizeof(hdr), " (%s) \"%s\" {%zu%s}\r\n", m->flags, m->date,
-				         m->len, C.literal_plus ? "+" : "");
+				snprintf(hdr, sizeof(hdr), " (%s) \"%s\" {%zu%s}\r\n", m->flags,
+				         m->date, m->len, C.literal_plus ? "+" : "");
 				bad |= send_str(l, hdr);
 				if (!bad && !C.literal_plus && wait_plus(l, w, &done) < 0)
 					goto out;
@@ -578,7 +594,10 @@ static struct folder *list_folders(struct link *l, size_t *nf)
 		if (*nf == cf)
 			fs = xrealloc(fs, (cf = cf ? cf * 2 : 32) * sizeof(*fs));
 		memset(&fs[*nf], 0, sizeof(fs[0]));
-		snprintf(fs[(*nf)++].name, sizeof(fs[0].name), "%s", nm);
+		snprintf(fs[*nf].name, sizeof(fs[0].name), "%s", nm);
+		snprintf(fs[*nf].dname, sizeof(fs[0].dname), "%s%s",
+		         strcasecmp(nm, "INBOX") ? C.dprefix : "", nm);
+		++*nf;
 	}
 	return fs;
 }
@@ -605,7 +624,8 @@ static uint64_t plan(struct link *l, struct folder *fs, size_t nf)
 			if (line[0] != '*' || uid <= 0 || sz < 0)
 				continue;
 			if (f->n == f->cap)
-				f->m = xrealloc(f->m, (f->cap = f->cap ? f->cap * 2 : 256) * sizeof(*f->m));
+				f->m = xrealloc(f->m, (f->cap = f->cap ? f->cap * 2 : 256) *
+				                          sizeof(*f->m));
 			m = &f->m[f->n++];
 			memset(m, 0, sizeof(*m));
 			m->uid = (uint32_t)uid;
@@ -690,7 +710,7 @@ static void dst_empty(void)
 	size_t nf;
 	char cmd[700], why[200], err[200];
 
-	if (!l || login(l, C.duser, C.dpass, err, sizeof(err)) < 0) {
+	if (!l || login(l, 1, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ceiling: destination login: %s\n", err);
 		exit(2);
 	}
@@ -726,7 +746,7 @@ static void dst_caps(int off)
 	struct link *l = malloc(sizeof(*l));
 	char line[8192], err[200];
 
-	if (!l || login(l, C.duser, C.dpass, err, sizeof(err)) < 0) {
+	if (!l || login(l, 1, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ceiling: destination login: %s\n", err);
 		exit(2);
 	}
@@ -739,6 +759,29 @@ static void dst_caps(int off)
 		}
 	link_close(l);
 	free(l);
+}
+
+/* "a,b,c" into cap strings of width bytes at out (each cut to fit); how
+ * many, 0 if too many */
+static size_t split_list(const char *s, char *out, size_t width, size_t cap)
+{
+	size_t n = 0;
+
+	for (; *s && n < cap; n++) {
+		size_t k = strcspn(s, ",");
+
+		snprintf(out + n * width, width, "%.*s", (int)k, s);
+		s += k + (s[k] == ',');
+	}
+	return *s ? 0 : n;
+}
+
+/* The destination account of the next trial: user i, its password from
+ * file i (or the only one). */
+static void dst_use(char (*users)[128], char (*files)[512], size_t nfiles, size_t i)
+{
+	memcpy(C.duser, users[i], sizeof(C.duser));
+	read_pass(files[nfiles == 1 ? 0 : i], C.dpass, sizeof(C.dpass));
 }
 
 /* "1,2,4" → counts; 0 on a bad list */
@@ -785,10 +828,11 @@ int main(int argc, char **argv)
 	struct folder *fs;
 	struct work *ws;
 	struct link *l;
-	size_t nf, conns[16] = {1, 2, 4, 8, 16}, ncon = 5, maxw;
+	size_t nf, conns[N_TRIALS] = {1, 2, 4, 8, 16}, ncon = 5, maxw, ndu = 0, ndp = 0;
+	char dusers[N_TRIALS][128], dpfiles[N_TRIALS][512];
 	char err[200] = "", tj_f[400], tj_a[400], fc[24] = "0", ac[24] = "0";
 	const char *ca = NULL;
-	double tf[16], ta[16], cf[16], ca_[16];
+	double tf[N_TRIALS], ta[N_TRIALS], cf[N_TRIALS], ca_[N_TRIALS];
 	uint64_t msgs = 0, bytes = 0, total = 0;
 	int use_tls = 0, failed = 0, fetch_only = 0, per_folder = 0, no_ext = 0, bf, ba;
 
@@ -807,30 +851,39 @@ int main(int argc, char **argv)
 			C.port = 0;
 		else if (!strcmp(argv[i], "--port"))
 			C.port = atoi(v), i++;
+		else if (!strcmp(argv[i], "--dst-port"))
+			C.dport = atoi(v), i++;
+		else if (!strcmp(argv[i], "--dst-prefix"))
+			C.dprefix = v, i++;
 		else if (!strcmp(argv[i], "--host"))
 			C.host = v, i++;
 		else if (!strcmp(argv[i], "--src"))
 			snprintf(C.suser, sizeof(C.suser), "%s", v), i++;
 		else if (!strcmp(argv[i], "--dst"))
-			snprintf(C.duser, sizeof(C.duser), "%s", v), i++;
+			ndu = split_list(v, dusers[0], sizeof(dusers[0]), N_TRIALS), i++;
 		else if (!strcmp(argv[i], "--src-pass-file"))
 			read_pass(v, C.spass, sizeof(C.spass)), i++;
 		else if (!strcmp(argv[i], "--dst-pass-file"))
-			read_pass(v, C.dpass, sizeof(C.dpass)), i++;
+			ndp = split_list(v, dpfiles[0], sizeof(dpfiles[0]), N_TRIALS), i++;
 		else if (!strcmp(argv[i], "--ca-file"))
 			ca = v, i++;
 		else if (!strcmp(argv[i], "--batch"))
 			C.batch = atoi(v), i++;
 		else if (!strcmp(argv[i], "--conns"))
-			ncon = parse_conns(v, conns, 16), i++;
+			ncon = parse_conns(v, conns, N_TRIALS), i++;
 		else
 			C.port = 0, i = argc;
 	}
-	if (C.port <= 0 || C.port > 65535 || !C.suser[0] || !C.duser[0] || C.batch < 1 || !ncon) {
+	if (!C.dport)
+		C.dport = C.port;
+	if (C.port <= 0 || C.port > 65535 || C.dport <= 0 || C.dport > 65535 || !C.suser[0] ||
+	    !ndu || (ndp != 1 && ndp != ndu) || C.batch < 1 || !ncon || strlen(C.dprefix) > 80) {
 		fprintf(stderr,
-		        "usage: ceiling --port P --src U --src-pass-file F --dst U --dst-pass-file F "
-		        "[--host IPv4] [--tls [--ca-file F]] [--batch N] [--conns 1,2,4,8,16] "
-		        "[--per-folder] [--fetch-only] [--no-extensions]\n");
+		        "usage: ceiling --port P --src U --src-pass-file F --dst U[,U...] "
+		        "--dst-pass-file F[,F...] "
+		        "[--host IPv4] [--dst-port P] [--dst-prefix PFX] [--tls [--ca-file F]] "
+		        "[--batch N] [--conns 1,2,4,8,16] [--per-folder] [--fetch-only] "
+		        "[--no-extensions]\n");
 		return 2;
 	}
 	if (use_tls) {
@@ -845,7 +898,7 @@ int main(int argc, char **argv)
 		SSL_CTX_set_mode(C.tls, SSL_MODE_AUTO_RETRY);
 	}
 	/* the folder list, and unless --per-folder every message's size */
-	if (!(l = malloc(sizeof(*l))) || login(l, C.suser, C.spass, err, sizeof(err)) < 0) {
+	if (!(l = malloc(sizeof(*l))) || login(l, 0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ceiling: source login: %s\n", err);
 		return 2;
 	}
@@ -856,8 +909,10 @@ int main(int argc, char **argv)
 	free(l);
 	if (per_folder)
 		ncon = 1;
-	if (!fetch_only)
+	if (!fetch_only) {
+		dst_use(dusers, dpfiles, ndp, 0);
 		dst_caps(no_ext);
+	}
 	maxw = nf;
 	for (size_t i = 0; i < ncon; i++)
 		maxw = conns[i] > maxw ? conns[i] : maxw;
@@ -871,7 +926,12 @@ int main(int argc, char **argv)
 		failed |= tf[t] < 0;
 		ta[t] = -1;
 		if (!fetch_only && tf[t] >= 0) {
-			if (t)
+			/* the last trial into the last account; an account used
+			 * before is emptied first */
+			size_t u = ndu >= ncon ? ndu - ncon + t : t < ndu ? t : ndu - 1;
+
+			dst_use(dusers, dpfiles, ndp, u);
+			if (t && ndu < ncon && u == ndu - 1)
 				dst_empty();
 			ta[t] = run_trial(append_work, ws, n, &ca_[t]);
 			failed |= ta[t] < 0;
@@ -902,10 +962,10 @@ int main(int argc, char **argv)
 		       use_tls ? "true" : "false", nf, (unsigned long long)msgs,
 		       (unsigned long long)bytes, f, a, f + a, failed ? "false" : "true",
 		       a > f ? a : f, a > f ? "append" : "fetch", per_folder ? "folders" : "bytes",
-		       fetch_only         ? "none"
-		       : C.multiappend    ? (C.literal_plus ? "MULTIAPPEND+LITERAL+" : "MULTIAPPEND")
-		       : C.literal_plus   ? "APPEND+LITERAL+"
-		                          : "APPEND",
+		       fetch_only       ? "none"
+		       : C.multiappend  ? (C.literal_plus ? "MULTIAPPEND+LITERAL+" : "MULTIAPPEND")
+		       : C.literal_plus ? "APPEND+LITERAL+"
+		                        : "APPEND",
 		       per_folder ? "\"folders\"" : fc, per_folder ? "\"folders\"" : ac, tj_f, tj_a,
 		       (bf >= 0 ? cf[bf] : 0) + (ba >= 0 ? ca_[ba] : 0));
 	}

@@ -505,9 +505,8 @@ int main(int argc, char **argv)
 		if (!strcmp(profiles[i].name, pname))
 			pr = &profiles[i];
 	if (!out || (!pr && !big) || (pname && !pr)) {
-		fprintf(stderr,
-		        "usage: corpus --out MAILDIR (--profile tiny|demo|crash|quick|full "
-		        "[--messages N] | --big-mb M) [--seed N]\n");
+		fprintf(stderr, "usage: corpus --out MAILDIR (--profile tiny|demo|crash|quick|full "
+		                "[--messages N] | --big-mb M) [--seed N]\n");
 		return 2;
 	}
 	if (pr && nmsg) { /* the profile's shapes, N messages (scaling curves) */

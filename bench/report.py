@@ -204,8 +204,9 @@ NOTES = {
     "big-30mb": "an account holding one 30 MB message: memory",
     "initial-courier": "Dovecot → Courier-IMAP 5.0 (no LITERAL+, MULTIAPPEND, CONDSTORE; folders under "
                        "\"INBOX.\"), its own corpus; exact after fold_maildir.py (Courier's line ends, "
-                       "keywords, UTF-8 folder names); no ceiling (it needs MULTIAPPEND and LITERAL+), "
-                       "no interimap (it needs QRESYNC on both ends)",
+                       "keywords, UTF-8 folder names); the ceiling appends one message per APPEND, "
+                       "waiting for each literal's \"+\" (Courier offers neither MULTIAPPEND nor "
+                       "LITERAL+); no interimap (it needs QRESYNC on both ends)",
     "rerun-courier": "its no-change re-run; wire: the bytes to and from Courier only, as a proxy without "
                      "delay counts them",
     "initial-from-courier": "Courier → Dovecot, a ~10,000-message Courier account (two crash corpora under "

@@ -95,11 +95,13 @@ INITIAL=(ceiling "${SYNCERS[@]}")
 # migrates into LMTP).
 LMTP_TOOLS=()
 for t in "${SYNCERS[@]}"; do [ "$t" = mailferry ] && LMTP_TOOLS=(ceiling mailferry); done
-# Against Courier: no ceiling (bench/ceiling appends with MULTIAPPEND and
-# LITERAL+, which Courier lacks) and no interimap (it needs QRESYNC on both
-# ends; Courier has no CONDSTORE/QRESYNC, and interimap refuses to start).
+# Against Courier: no interimap (it needs QRESYNC on both ends; Courier has
+# no CONDSTORE/QRESYNC, and interimap refuses to start); the ceiling appends
+# there one message per APPEND, waiting for each literal's "+" (Courier has
+# neither MULTIAPPEND nor LITERAL+), into "INBOX." folders.
 CO_SYNCERS=()
 for t in "${SYNCERS[@]}"; do [ "$t" = interimap ] || CO_SYNCERS+=("$t"); done
+CO_INITIAL=(ceiling "${CO_SYNCERS[@]}")
 # From Courier (10,000 messages): no OfflineIMAP either (~100 messages/s here).
 FROMCO=()
 for t in "${CO_SYNCERS[@]}"; do [ "$t" = offlineimap ] || FROMCO+=("$t"); done
@@ -126,17 +128,30 @@ done
 # Destination account of TOOL for RUN in a scenario family (user names may
 # not hold '_').
 acct() { local t=${1//_/-}; echo "$t$2"; }
+# The ceiling appends once per connection count, each time into an account
+# of its own (an emptied one appends slower): ACCOUNT's extra accounts for
+# the trials before the last, which goes into ACCOUNT itself.
+CEIL_CONNS=${BENCH_CEILING_CONNS:-1,2,4,8,16}
+ceil_extra() { # ACCOUNT
+	local i n
+	n=$(($(tr -cd , <<<"$CEIL_CONNS" | wc -c)))
+	for ((i = 1; i <= n; i++)); do echo "${1}t$i"; done
+}
+with_extra() { # TOOL ACCOUNT → ACCOUNT, and its extra ones for a ceiling
+	case $1 in ceiling | ceiling_tls) ceil_extra "$2" | tr '\n' ' ' ;; esac
+	echo "$2"
+}
 
 users="src big warm"
 [ "$COURIER" = 1 ] && users="$users csrc" && for t in "${FROMCO[@]}"; do users="$users $(acct "$t" fromco)"; done
 for r in $(seq 1 "$RUNS"); do
-	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(acct "$t" "$r")"; done
-	for t in ceiling "${SYNCERS[@]}"; do users="$users $(acct "$t" "big$r")"; done
+	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(with_extra "$t" "$(acct "$t" "$r")")"; done
+	for t in ceiling "${SYNCERS[@]}"; do users="$users $(with_extra "$t" "$(acct "$t" "big$r")")"; done
 	for t in "${LMTP_TOOLS[@]}"; do users="$users $(acct "$t" "l$r")"; done
 done
 if [ "$MODE" = full ]; then
 	users="$users src100k"
-	for r in $(seq 1 "$RUNS"); do for t in "${K_INITIAL[@]}"; do users="$users $(acct "$t" "k$r")"; done; done
+	for r in $(seq 1 "$RUNS"); do for t in "${K_INITIAL[@]}"; do users="$users $(with_extra "$t" "$(acct "$t" "k$r")")"; done; done
 	for n in $SCALE_SIZES; do
 		users="$users scale$n"
 		for t in "${SCALE_TOOLS[@]}"; do users="$users $(acct "$t" "x$n")"; done
@@ -179,7 +194,7 @@ scripts/dovecot.sh fixperms "$DV"
 CO=$DV/courier
 if [ "$COURIER" = 1 ]; then
 	co_users=cosrc
-	for r in $(seq 1 "$RUNS"); do for t in "${CO_SYNCERS[@]}"; do co_users="$co_users $(acct "$t" "c$r")"; done; done
+	for r in $(seq 1 "$RUNS"); do for t in "${CO_INITIAL[@]}"; do co_users="$co_users $(with_extra "$t" "$(acct "$t" "c$r")")"; done; done
 	if scripts/courier.sh start "$CO" --port-base $((${BENCH_PORT_BASE:-18300} + 20)) --users "${co_users# }" \
 		--max-conn 200 >"$DV/courier-start.log" 2>&1; then
 		CO_PORT=$(sed -n 's/^IMAP_PORT=//p' "$CO/env")
@@ -366,8 +381,13 @@ cmd_for() {
 	fi
 	case $tool in
 	ceiling | ceiling_tls)
-		CMD=("$BIN/bench/ceiling" --port "$port" --src "$src" --src-pass-file "$DV/pw/$src"
-			--dst "$dst" --dst-pass-file "$DV/pw/$dst" --conns "${BENCH_CEILING_CONNS:-1,2,4,8,16}")
+		[ -n "${SPORT:-}" ] && return 1 # Courier's "INBOX." names as a source: not mapped
+		local du dp= u
+		du=$(with_extra "$tool" "$dst" | tr ' ' ,)
+		for u in ${du//,/ }; do dp=$dp${dp:+,}$dpw/$u; done
+		CMD=("$BIN/bench/ceiling" --port "$sport" --src "$src" --src-pass-file "$spw/$src"
+			--dst "$du" --dst-pass-file "$dp" --dst-port "$dport" --conns "$CEIL_CONNS")
+		[ -n "${DPORT:-}" ] && CMD+=(--dst-prefix INBOX.)
 		[ $tls = 1 ] && CMD+=(--tls --ca-file "$CA_FILE") ;;
 	mailferry)
 		[ -x "$BIN/mailferry" ] || return 1
@@ -549,6 +569,12 @@ measure() {
 			fi
 		fi
 	fi
+	# the ceiling's extra accounts (its earlier append trials) are not checked: gone
+	case $tool in ceiling | ceiling_tls)
+		for a in $(ceil_extra "$dst"); do
+			if [ $co = 1 ]; then rm -rf "${CO:?}/mail/$a/Maildir"; else drop "$a"; fi
+		done ;;
+	esac
 	DPORT= DPW= SPORT= SPW= LMTP=
 	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" "$check"
 }
@@ -619,7 +645,7 @@ done
 if [ "$COURIER" = 1 ] && want courier; then
 	warm csrc
 	for r in $(seq 1 "$RUNS"); do
-		for t in "${CO_SYNCERS[@]}"; do
+		for t in "${CO_INITIAL[@]}"; do
 			[ "$t" = offlineimap ] && co_precreate csrc "$(acct "$t" "c$r")"
 			measure initial-courier "$t" "$r" "$(acct "$t" "c$r")" csrc 1 courier
 		done
