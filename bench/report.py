@@ -482,12 +482,12 @@ def main(outdir, mode):
     for sc in ORDER:
         if any(s["scenario"] == sc for s in summary) and sc in NOTES:
             L.append("- `%s`: %s" % (sc, NOTES[sc]))
-    for sc in ("initial", "initial-tls", "initial-100k"):
+    for sc in ("initial", "initial-tls", "initial-courier", "initial-100k"):
         c = by.get((sc, "ceiling_tls" if sc == "initial-tls" else "ceiling"))
         if c and c.get("fetch_trials"):
             L.append("- the ceiling in `%s` (medians; seconds per connection count): fetch %s, best %.3f s "
-                     "on %s; append (%s) %s, best %.3f s on %s: the bound is the %s, %.3f s (the process "
-                     "with every trial and the untimed emptying between them: %.1f s)." % (
+                     "on %s; append (%s) %s, best %.3f s on %s: the bound is the %s, %.3f s (the whole "
+                     "process, every trial and the untimed work around them: %.1f s)." % (
                          sc, trials_text(c["fetch_trials"]), c["fetch_seconds"], c["fetch_conns"],
                          c.get("append_mode"), trials_text(c["append_trials"]), c["append_seconds"],
                          c["append_conns"], c["bound_phase"], c["wall_median"], c["wall_process"]))
