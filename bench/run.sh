@@ -105,7 +105,11 @@ CO_INITIAL=(ceiling "${CO_SYNCERS[@]}")
 # From Courier (10,000 messages): no OfflineIMAP either (~100 messages/s here).
 FROMCO=()
 for t in "${CO_SYNCERS[@]}"; do [ "$t" = offlineimap ] || FROMCO+=("$t"); done
+# want NAME: the scenario (or section: lmtp, courier, from-courier, 100k,
+# scale, bulk, status, backup, pop3) is in BENCH_SCENARIOS, or that is unset
+want() { [ -z "${BENCH_SCENARIOS:-}" ] || [[ " $BENCH_SCENARIOS " == *" $1 "* ]]; }
 COURIER=${BENCH_COURIER:-1}
+want courier || want from-courier || COURIER=0
 [ "$COURIER" = 1 ] && [ "$(id -u)" -ne 0 ] && {
 	say "Courier runs in a private mount namespace and needs root: initial-courier left out" >&2
 	COURIER=0
@@ -592,9 +596,6 @@ warm src
 warm big
 
 # ---- quick ----
-# want NAME: the scenario (or section: lmtp, courier, from-courier, 100k,
-# scale, bulk, status, backup, pop3) is in BENCH_SCENARIOS, or that is unset
-want() { [ -z "${BENCH_SCENARIOS:-}" ] || [[ " $BENCH_SCENARIOS " == *" $1 "* ]]; }
 for r in $(seq 1 "$RUNS"); do
 	want initial && for t in "${INITIAL[@]}"; do
 		measure initial "$t" "$r" "$(acct "$t" "$r")" src 1
