@@ -6,8 +6,8 @@
  *   ceiling --port P --src USER --src-pass-file F --dst USER[,USER...]
  *           --dst-pass-file F[,F...]
  *           [--host H] [--dst-port P] [--dst-prefix PFX] [--tls [--ca-file F]]
- *           [--batch N] [--conns 1,2,4,8,16] [--per-folder] [--fetch-only]
- *           [--no-extensions]
+ *           [--batch N] [--conns 1,2,4,8,16] [--split-folders] [--per-folder]
+ *           [--fetch-only] [--no-extensions]
  *
  * Untimed first: the source's folders (LIST) and every message's UID and
  * RFC822.SIZE, and a buffer for each message. Then two phases, each timed
@@ -46,6 +46,11 @@
  * fetch_conns / append_conns (the best connection counts), fetch_trials /
  * append_trials (seconds per connection count) and cpu_seconds (this
  * process's user + sys during the two best trials).
+ *
+ * --split-folders: whole folders dealt to the N connections, the largest
+ * first to the least loaded, instead of runs of equal bytes: for a server
+ * that locks a folder for each APPEND (Courier: one connection took 22 s,
+ * two sharing the folders 43 s), where connections sharing a folder wait.
  *
  * --dst-port: the destination on another server (same host); --dst-prefix:
  * every destination folder but INBOX under PFX (Courier's "INBOX.").
@@ -653,11 +658,39 @@ static void work_add(struct work *w, struct folder *f, size_t lo, size_t hi, int
 	w->s[w->ns++] = (struct slice){f, lo, hi, grow};
 }
 
+/* Whole folders on n connections, the largest first, each to the
+ * connection with the fewest bytes so far. */
+static size_t split_folders(struct work *ws, size_t n, struct folder *fs, size_t nf)
+{
+	uint64_t *fb = xrealloc(NULL, nf * sizeof(*fb)), load[N_TRIALS] = {0};
+
+	for (size_t i = 0; i < nf; i++)
+		for (size_t k = fb[i] = 0; k < fs[i].n; k++)
+			fb[i] += fs[i].m[k].cap;
+	for (size_t done = 0; done < nf; done++) {
+		size_t big = 0, c = 0;
+
+		for (size_t i = 1; i < nf; i++)
+			if (fb[i] != UINT64_MAX && (fb[big] == UINT64_MAX || fb[i] > fb[big]))
+				big = i;
+		for (size_t k = 1; k < n; k++)
+			if (load[k] < load[c])
+				c = k;
+		work_add(&ws[c], &fs[big], 0, fs[big].n, 0);
+		load[c] += fb[big];
+		fb[big] = UINT64_MAX;
+	}
+	free(fb);
+	return n;
+}
+
 /* The messages in folder and UID order cut into n runs of about equal
  * bytes (a run ends at the message that reaches its share); an empty
  * folder goes to the first connection (to be CREATEd). n = 0: one
- * connection per folder, each growing. Returns the number of works. */
-static size_t split(struct work *ws, size_t n, struct folder *fs, size_t nf, uint64_t total)
+ * connection per folder, each growing. by_folder: whole folders balanced
+ * instead. Returns the number of works. */
+static size_t split(struct work *ws, size_t n, struct folder *fs, size_t nf, uint64_t total,
+                    int by_folder)
 {
 	uint64_t acc = 0;
 	size_t c = 0;
@@ -667,6 +700,8 @@ static size_t split(struct work *ws, size_t n, struct folder *fs, size_t nf, uin
 			work_add(&ws[i], &fs[i], 0, 0, 1);
 		return nf;
 	}
+	if (by_folder)
+		return split_folders(ws, n, fs, nf);
 	for (size_t i = 0; i < nf; i++) {
 		size_t lo = 0;
 
@@ -843,7 +878,8 @@ int main(int argc, char **argv)
 	const char *ca = NULL;
 	double tf[N_TRIALS], ta[N_TRIALS], cf[N_TRIALS], ca_[N_TRIALS];
 	uint64_t msgs = 0, bytes = 0, total = 0;
-	int use_tls = 0, failed = 0, fetch_only = 0, per_folder = 0, no_ext = 0, bf, ba;
+	int use_tls = 0, failed = 0, fetch_only = 0, per_folder = 0, no_ext = 0, by_folder = 0, bf,
+	    ba;
 
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -854,6 +890,8 @@ int main(int argc, char **argv)
 			fetch_only = 1;
 		else if (!strcmp(argv[i], "--per-folder"))
 			per_folder = 1;
+		else if (!strcmp(argv[i], "--split-folders"))
+			by_folder = 1;
 		else if (!strcmp(argv[i], "--no-extensions"))
 			no_ext = 1;
 		else if (!v)
@@ -891,7 +929,8 @@ int main(int argc, char **argv)
 		        "usage: ceiling --port P --src U --src-pass-file F --dst U[,U...] "
 		        "--dst-pass-file F[,F...] "
 		        "[--host IPv4] [--dst-port P] [--dst-prefix PFX] [--tls [--ca-file F]] "
-		        "[--batch N] [--conns 1,2,4,8,16] [--per-folder] [--fetch-only] "
+		        "[--batch N] [--conns 1,2,4,8,16] [--split-folders] [--per-folder] "
+		        "[--fetch-only] "
 		        "[--no-extensions]\n");
 		return 2;
 	}
@@ -930,7 +969,7 @@ int main(int argc, char **argv)
 		size_t n;
 
 		memset(ws, 0, maxw * sizeof(*ws));
-		n = split(ws, per_folder ? 0 : conns[t], fs, nf, total);
+		n = split(ws, per_folder ? 0 : conns[t], fs, nf, total, by_folder);
 		tf[t] = run_trial(fetch_work, ws, n, &cf[t]);
 		failed |= tf[t] < 0;
 		ta[t] = -1;
@@ -970,7 +1009,10 @@ int main(int argc, char **argv)
 		       "\"cpu_seconds\":%.3f}\n",
 		       use_tls ? "true" : "false", nf, (unsigned long long)msgs,
 		       (unsigned long long)bytes, f, a, f + a, failed ? "false" : "true",
-		       a > f ? a : f, a > f ? "append" : "fetch", per_folder ? "folders" : "bytes",
+		       a > f ? a : f, a > f ? "append" : "fetch",
+		       per_folder  ? "per-folder"
+		       : by_folder ? "folders"
+		                   : "bytes",
 		       fetch_only       ? "none"
 		       : C.multiappend  ? (C.literal_plus ? "MULTIAPPEND+LITERAL+" : "MULTIAPPEND")
 		       : C.literal_plus ? "APPEND+LITERAL+"

@@ -127,7 +127,7 @@ def record(argv):
     # bench/ceiling's time is its bound (the slower of its best fetch and
     # best append trials) and its CPU that of those two trials; the
     # process's own, over every trial, is kept beside them
-    if "bound_seconds" in rec and rec.get("split") == "bytes" and rec["exit"] == 0:
+    if "bound_seconds" in rec and rec.get("split") in ("bytes", "folders") and rec["exit"] == 0:
         rec.update(wall_process=rec["wall"], cpu_process=rec["user"] + rec["sys"],
                    wall=rec["bound_seconds"], user=rec.get("cpu_seconds", 0.0), sys=0.0)
     if checked:
@@ -272,7 +272,7 @@ def summarize(rows):
         if any("fetch_seconds" in r for r in ok):
             s["fetch_seconds"] = med([r["fetch_seconds"] for r in ok if "fetch_seconds" in r])
             s["append_seconds"] = med([r["append_seconds"] for r in ok if "append_seconds" in r])
-        tr = [r for r in ok if isinstance(r.get("fetch_trials"), dict) and r.get("split") == "bytes"]
+        tr = [r for r in ok if isinstance(r.get("fetch_trials"), dict) and r.get("split") in ("bytes", "folders")]
         if tr:
             # the ceiling: seconds per connection count (median over runs),
             # the best counts and the slower phase, as most runs had them

@@ -391,7 +391,7 @@ cmd_for() {
 		for u in ${du//,/ }; do dp=$dp${dp:+,}$dpw/$u; done
 		CMD=("$BIN/bench/ceiling" --port "$sport" --src "$src" --src-pass-file "$spw/$src"
 			--dst "$du" --dst-pass-file "$dp" --dst-port "$dport" --conns "$CEIL_CONNS")
-		[ -n "${DPORT:-}" ] && CMD+=(--dst-prefix INBOX.)
+		[ -n "${DPORT:-}" ] && CMD+=(--dst-prefix INBOX. --split-folders)
 		[ $tls = 1 ] && CMD+=(--tls --ca-file "$CA_FILE") ;;
 	mailferry)
 		[ -x "$BIN/mailferry" ] || return 1
