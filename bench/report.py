@@ -206,7 +206,8 @@ NOTES = {
                        "\"INBOX.\"), its own corpus; exact after fold_maildir.py (Courier's line ends, "
                        "keywords, UTF-8 folder names); the ceiling appends one message per APPEND, "
                        "waiting for each literal's \"+\" (Courier offers neither MULTIAPPEND nor "
-                       "LITERAL+); no interimap (it needs QRESYNC on both ends)",
+                       "LITERAL+), whole folders per connection (Courier locks a folder per APPEND); "
+                       "no interimap (it needs QRESYNC on both ends)",
     "rerun-courier": "its no-change re-run; wire: the bytes to and from Courier only, as a proxy without "
                      "delay counts them",
     "initial-from-courier": "Courier → Dovecot, a ~10,000-message Courier account (two crash corpora under "
