@@ -2,9 +2,9 @@
 # bench/backup.sh [quick|full] — the archive (issue 19, performance): mailferry
 # backup against the peers that keep backups as Maildirs (mbsync and
 # OfflineIMAP from Debian) and against the server's ceiling (a bare FETCH of
-# everything: bench/ceiling --fetch-only, one connection per folder), on its
-# own private Dovecot and the quick corpus (BENCH_PROFILE; ~6,000 messages,
-# ~69 MB), every copy checked with bench/compare before its time counts.
+# everything: bench/ceiling --per-folder --fetch-only, one connection per
+# folder), on its own private Dovecot and the quick corpus (BENCH_PROFILE;
+# ~6,000 messages, ~69 MB), every copy checked with bench/compare before its time counts.
 #
 #   backup        a first backup into a fresh archive (mailferry, and
 #                 mailferry --encrypt), mbsync -> Maildir, OfflineIMAP ->
@@ -96,7 +96,7 @@ chmod 600 "$DV/passphrase"
 # Dovecot builds a Maildir's indexes at its first access: nobody pays for that.
 for u in src big; do
 	"$BIN/bench/ceiling" --port "$P" --src "$u" --src-pass-file "$DV/pw/$u" --dst warm \
-		--dst-pass-file "$DV/pw/warm" --fetch-only >/dev/null 2>&1
+		--dst-pass-file "$DV/pw/warm" --per-folder --fetch-only >/dev/null 2>&1
 done
 
 # ---- the peers' configurations ----
@@ -173,7 +173,7 @@ cmd_for() {
 	case $tool in
 	ceiling)
 		CMD=("$BIN/bench/ceiling" --port "$P" --src "$u" --src-pass-file "$DV/pw/$u" --dst warm
-			--dst-pass-file "$DV/pw/warm" --fetch-only) ;;
+			--dst-pass-file "$DV/pw/warm" --per-folder --fetch-only) ;;
 	mailferry | mailferry_enc)
 		CMD=("$BIN/mailferry" backup "$(SRCURL "$u")" "$d/archive" --src-password-file "$DV/pw/$u"
 			--state "$d/state" --json -q)

@@ -6,8 +6,8 @@
 #   mf-run-t1      one `mailferry run --threads 1` (one event loop)
 #   mf-xargs8      `mailferry migrate` per account, 8 at a time (xargs -P 8)
 #   mbsync         `mbsync -a`, one Channel per account in one config
-#   ceiling-x8     bench/ceiling per account, 8 at a time: the yardstick
-#                  (the server's own serve/accept speed, same bytes)
+#   ceiling-x8     bench/ceiling --per-folder per account, 8 at a time: the
+#                  yardstick (the server's own serve/accept speed, same bytes)
 # and, once, `mailferry run` with 200 connections open at once, for its
 # peak RSS (mf-200conn, below).
 #
@@ -262,7 +262,7 @@ PY
 # Warm-up: Dovecot builds a Maildir's indexes on its first read; every
 # source is read once before any tool is timed.
 { cat "$PAIRS"; for i in $(seq 1 "$CN"); do echo "c$i e$i"; done; } |
-	xargs -P 8 -L 1 sh -c "exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 --fetch-only >/dev/null"
+	xargs -P 8 -L 1 sh -c "exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 --per-folder --fetch-only >/dev/null"
 say "sources indexed"
 
 for r in $(seq 1 "$RUNS"); do
@@ -281,7 +281,7 @@ for r in $(seq 1 "$RUNS"); do
 				--max-bytes-per-second "$CRATE" --state "$DV/state" --json ;;
 		ceiling-x8)
 			measure "$t" "$r" xargs -P 8 -L 1 sh -c \
-				"exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 >/dev/null" \
+				"exec $BIN/bench/ceiling --port $P --src \$0 --src-pass-file $DV/pw/\$0 --dst \$1 --dst-pass-file $DV/pw/\$1 --per-folder >/dev/null" \
 				<"$PAIRS" ;;
 		esac
 	done

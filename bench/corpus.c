@@ -5,6 +5,8 @@
  *
  *   corpus --out MAILDIR --profile tiny|demo|crash|quick|full [--seed N]
  *   corpus --out MAILDIR --big-mb M [--seed N]       one message of M MiB
+ *   --messages N: a profile's folders and shapes with about N messages
+ *   (the scaling curves of make bench-full)
  *
  * Profiles: tiny (~150 messages, ~2 MB, 4 folders incl. nested and
  * non-ASCII, one 1 MB message) for tests; demo (~2,500, ~25 MB, 6 folders);
@@ -475,6 +477,8 @@ int main(int argc, char **argv)
 	const char *out = NULL, *pname = NULL;
 	unsigned seed = 1, big = 0, kw_order[N(keywords)];
 	const struct profile *pr = NULL;
+	struct profile scaled;
+	unsigned nmsg = 0;
 	struct rng r;
 	struct buf b = {0};
 	uint64_t bytes = 0, count = 0;
@@ -490,6 +494,8 @@ int main(int argc, char **argv)
 			pname = argv[++i];
 		else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
 			seed = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--messages") && i + 1 < argc)
+			nmsg = (unsigned)strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--big-mb") && i + 1 < argc)
 			big = (unsigned)strtoul(argv[++i], NULL, 10);
 		else
@@ -499,10 +505,14 @@ int main(int argc, char **argv)
 		if (!strcmp(profiles[i].name, pname))
 			pr = &profiles[i];
 	if (!out || (!pr && !big) || (pname && !pr)) {
-		fprintf(stderr,
-		        "usage: corpus --out MAILDIR (--profile tiny|demo|crash|quick|full | "
-		        "--big-mb M) [--seed N]\n");
+		fprintf(stderr, "usage: corpus --out MAILDIR (--profile tiny|demo|crash|quick|full "
+		                "[--messages N] | --big-mb M) [--seed N]\n");
 		return 2;
+	}
+	if (pr && nmsg) { /* the profile's shapes, N messages (scaling curves) */
+		scaled = *pr;
+		scaled.messages = nmsg;
+		pr = &scaled;
 	}
 	r.s = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)seed * 0xD1B54A32D192ED03ULL);
 	if (!r.s)

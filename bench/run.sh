@@ -10,7 +10,9 @@
 #     initial      first migration into an empty account, TLS off
 #     initial-tls  the same through Dovecot's IMAPS port
 #     rerun        no-change re-run
+#     rerun-50ms   the same behind the delay proxy (25 ms each way): round trips
 #     flags-1pct   re-run after 1 % of the messages changed flags (IMAP STORE)
+#     flags-1pct-50ms  another 1 %, synced behind the delay proxy: round trips
 #     big-30mb     an account holding one 30 MB message (memory)
 #     initial-courier  Dovecot -> Courier-IMAP 5.0 (scripts/courier.sh; root):
 #                  the server with no fast path (no LITERAL+, MULTIAPPEND,
@@ -29,7 +31,10 @@
 #     no-change re-run behind a delay proxy (25 ms each way), with bytes on
 #     the wire and round trips. It reuses the loopback run's destination and
 #     state: no tool keys its state by port (mailferry keys it by the two
-#     accounts).
+#     accounts). Then the scaling curves: scale-N, an initial copy of N small
+#     messages (bench/corpus --profile crash --messages N) for each N of
+#     BENCH_SCALE_SIZES: wall, CPU, peak RSS (bench/scaling.py checks and
+#     draws them).
 #
 # Each scenario runs BENCH_RUNS times (default 3) per tool, interleaved;
 # initial migrations go into a fresh destination account each run. Wall
@@ -44,7 +49,11 @@
 # BENCH_KEEP=1 keeps the Dovecot directory; BENCH_COURIER=0 leaves Courier
 # out, BENCH_COURIER_PROFILE its corpus; BENCH_PROFILE and
 # BENCH_FULL_PROFILE (corpus profiles, default quick and full: a smaller one
-# such as demo makes a fast smoke test of the bench itself).
+# such as demo makes a fast smoke test of the bench itself); BENCH_SCENARIOS
+# (a subset of the scenarios and sections by name, e.g. "initial rerun
+# rerun-50ms scale bulk": see want() below); BENCH_CEILING_CONNS (the
+# ceiling's connection counts, default 1,2,4,8,16); BENCH_SCALE_SIZES,
+# BENCH_SCALE_TOOLS, BENCH_SCALE_PEER_MAX (the scaling curves, full mode).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
@@ -86,15 +95,21 @@ INITIAL=(ceiling "${SYNCERS[@]}")
 # migrates into LMTP).
 LMTP_TOOLS=()
 for t in "${SYNCERS[@]}"; do [ "$t" = mailferry ] && LMTP_TOOLS=(ceiling mailferry); done
-# Against Courier: no ceiling (bench/ceiling appends with MULTIAPPEND and
-# LITERAL+, which Courier lacks) and no interimap (it needs QRESYNC on both
-# ends; Courier has no CONDSTORE/QRESYNC, and interimap refuses to start).
+# Against Courier: no interimap (it needs QRESYNC on both ends; Courier has
+# no CONDSTORE/QRESYNC, and interimap refuses to start); the ceiling appends
+# there one message per APPEND, waiting for each literal's "+" (Courier has
+# neither MULTIAPPEND nor LITERAL+), into "INBOX." folders.
 CO_SYNCERS=()
 for t in "${SYNCERS[@]}"; do [ "$t" = interimap ] || CO_SYNCERS+=("$t"); done
+CO_INITIAL=(ceiling "${CO_SYNCERS[@]}")
 # From Courier (10,000 messages): no OfflineIMAP either (~100 messages/s here).
 FROMCO=()
 for t in "${CO_SYNCERS[@]}"; do [ "$t" = offlineimap ] || FROMCO+=("$t"); done
+# want NAME: the scenario (or section: lmtp, courier, from-courier, 100k,
+# scale, bulk, status, backup, pop3) is in BENCH_SCENARIOS, or that is unset
+want() { [ -z "${BENCH_SCENARIOS:-}" ] || [[ " $BENCH_SCENARIOS " == *" $1 "* ]]; }
 COURIER=${BENCH_COURIER:-1}
+want courier || want from-courier || COURIER=0
 [ "$COURIER" = 1 ] && [ "$(id -u)" -ne 0 ] && {
 	say "Courier runs in a private mount namespace and needs root: initial-courier left out" >&2
 	COURIER=0
@@ -102,21 +117,49 @@ COURIER=${BENCH_COURIER:-1}
 # OfflineIMAP copies ~100 messages/s here: 100,000 would take ~17 minutes a run.
 K_SYNCERS=(mailferry interimap mbsync)
 K_INITIAL=(ceiling "${K_SYNCERS[@]}")
+# Scaling curves (full): BENCH_SCALE_SIZES messages (default 1,000, 10,000
+# and 100,000; add 1000000 for the 1M step: ~2.7 GB per copy, ~15 minutes
+# more), mailferry and mbsync (BENCH_SCALE_TOOLS), the peers up to
+# BENCH_SCALE_PEER_MAX messages (10,000: mbsync took 67 s for 10,000 small
+# messages here, ~11 minutes for 100,000).
+SCALE_SIZES=${BENCH_SCALE_SIZES:-1000 10000 100000}
+SCALE_PEER_MAX=${BENCH_SCALE_PEER_MAX:-10000}
+SCALE_TOOLS=()
+for t in ${BENCH_SCALE_TOOLS:-mailferry mbsync}; do
+	[[ " ${SYNCERS[*]} " == *" $t "* ]] && SCALE_TOOLS+=("$t")
+done
 
 # Destination account of TOOL for RUN in a scenario family (user names may
 # not hold '_').
 acct() { local t=${1//_/-}; echo "$t$2"; }
+# The ceiling appends once per connection count, each time into an account
+# of its own (an emptied one appends slower): ACCOUNT's extra accounts for
+# the trials before the last, which goes into ACCOUNT itself.
+CEIL_CONNS=${BENCH_CEILING_CONNS:-1,2,4,8,16}
+ceil_extra() { # ACCOUNT
+	local i n
+	n=$(($(tr -cd , <<<"$CEIL_CONNS" | wc -c)))
+	for ((i = 1; i <= n; i++)); do echo "${1}t$i"; done
+}
+with_extra() { # TOOL ACCOUNT → ACCOUNT, and its extra ones for a ceiling
+	case $1 in ceiling | ceiling_tls) ceil_extra "$2" | tr '\n' ' ' ;; esac
+	echo "$2"
+}
 
 users="src big warm"
 [ "$COURIER" = 1 ] && users="$users csrc" && for t in "${FROMCO[@]}"; do users="$users $(acct "$t" fromco)"; done
 for r in $(seq 1 "$RUNS"); do
-	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(acct "$t" "$r")"; done
-	for t in ceiling "${SYNCERS[@]}"; do users="$users $(acct "$t" "big$r")"; done
+	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(with_extra "$t" "$(acct "$t" "$r")")"; done
+	for t in ceiling "${SYNCERS[@]}"; do users="$users $(with_extra "$t" "$(acct "$t" "big$r")")"; done
 	for t in "${LMTP_TOOLS[@]}"; do users="$users $(acct "$t" "l$r")"; done
 done
 if [ "$MODE" = full ]; then
 	users="$users src100k"
-	for r in $(seq 1 "$RUNS"); do for t in "${K_INITIAL[@]}"; do users="$users $(acct "$t" "k$r")"; done; done
+	for r in $(seq 1 "$RUNS"); do for t in "${K_INITIAL[@]}"; do users="$users $(with_extra "$t" "$(acct "$t" "k$r")")"; done; done
+	for n in $SCALE_SIZES; do
+		users="$users scale$n"
+		for t in "${SCALE_TOOLS[@]}"; do users="$users $(acct "$t" "x$n")"; done
+	done
 fi
 
 DV=$(mktemp -d /tmp/mf-bench.XXXXXX)
@@ -155,7 +198,7 @@ scripts/dovecot.sh fixperms "$DV"
 CO=$DV/courier
 if [ "$COURIER" = 1 ]; then
 	co_users=cosrc
-	for r in $(seq 1 "$RUNS"); do for t in "${CO_SYNCERS[@]}"; do co_users="$co_users $(acct "$t" "c$r")"; done; done
+	for r in $(seq 1 "$RUNS"); do for t in "${CO_INITIAL[@]}"; do co_users="$co_users $(with_extra "$t" "$(acct "$t" "c$r")")"; done; done
 	if scripts/courier.sh start "$CO" --port-base $((${BENCH_PORT_BASE:-18300} + 20)) --users "${co_users# }" \
 		--max-conn 200 >"$DV/courier-start.log" 2>&1; then
 		CO_PORT=$(sed -n 's/^IMAP_PORT=//p' "$CO/env")
@@ -342,8 +385,13 @@ cmd_for() {
 	fi
 	case $tool in
 	ceiling | ceiling_tls)
-		CMD=("$BIN/bench/ceiling" --port "$port" --src "$src" --src-pass-file "$DV/pw/$src"
-			--dst "$dst" --dst-pass-file "$DV/pw/$dst")
+		[ -n "${SPORT:-}" ] && return 1 # Courier's "INBOX." names as a source: not mapped
+		local du dp= u
+		du=$(with_extra "$tool" "$dst" | tr ' ' ,)
+		for u in ${du//,/ }; do dp=$dp${dp:+,}$dpw/$u; done
+		CMD=("$BIN/bench/ceiling" --port "$sport" --src "$src" --src-pass-file "$spw/$src"
+			--dst "$du" --dst-pass-file "$dp" --dst-port "$dport" --conns "$CEIL_CONNS")
+		[ -n "${DPORT:-}" ] && CMD+=(--dst-prefix INBOX. --split-folders)
 		[ $tls = 1 ] && CMD+=(--tls --ca-file "$CA_FILE") ;;
 	mailferry)
 		[ -x "$BIN/mailferry" ] || return 1
@@ -525,6 +573,12 @@ measure() {
 			fi
 		fi
 	fi
+	# the ceiling's extra accounts (its earlier append trials) are not checked: gone
+	case $tool in ceiling | ceiling_tls)
+		for a in $(ceil_extra "$dst"); do
+			if [ $co = 1 ]; then rm -rf "${CO:?}/mail/$a/Maildir"; else drop "$a"; fi
+		done ;;
+	esac
 	DPORT= DPW= SPORT= SPW= LMTP=
 	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" "$check"
 }
@@ -535,7 +589,7 @@ drop() { rm -rf "${MAIL_ROOT:?}/$1/Maildir" "$DV/state-$1"; }
 # Warm-up: Dovecot builds a Maildir's indexes at its first access; nobody pays for that.
 warm() { # SRC
 	"$BIN/bench/ceiling" --port "$P" --src "$1" --src-pass-file "$DV/pw/$1" --dst warm \
-		--dst-pass-file "$DV/pw/warm" >/dev/null 2>&1
+		--dst-pass-file "$DV/pw/warm" --per-folder --fetch-only >/dev/null 2>&1
 	drop warm
 }
 warm src
@@ -543,45 +597,56 @@ warm big
 
 # ---- quick ----
 for r in $(seq 1 "$RUNS"); do
-	for t in "${INITIAL[@]}"; do
+	want initial && for t in "${INITIAL[@]}"; do
 		measure initial "$t" "$r" "$(acct "$t" "$r")" src 1
 	done
-	for t in "${TLS_TOOLS[@]}"; do
+	want initial-tls && for t in "${TLS_TOOLS[@]}"; do
 		measure initial-tls "$t" "$r" "$(acct "$t" "$r")" src 1
 	done
 done
 # Re-runs go over the first run's destination and state. mailferry gets
 # --sync-flags --delete: the peers look at flags on every run, so must it.
+# The -50ms variants: the same behind the delay proxy (25 ms each way), for
+# the round trips every tool makes (and what they cost on a WAN).
 for r in $(seq 1 "$RUNS"); do
-	for t in "${SYNCERS[@]}"; do
-		MF_OPTS="--sync-flags --delete" measure rerun "$t" "$r" "$(acct "$t" 1)" src "$([ "$r" = "$RUNS" ] && echo 1 || echo 0)"
+	for v in rerun rerun-50ms; do
+		want $v || continue
+		for t in "${SYNCERS[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure $v "$t" "$r" "$(acct "$t" 1)" src \
+				"$([ "$r" = "$RUNS" ] && echo 1 || echo 0)" "$([ $v = rerun ] || echo proxy)"
+		done
 	done
 done
 for r in $(seq 1 "$RUNS"); do
-	python3 tests/integration/mutate.py "$P" src "$(cat "$DV/pw/src")" $((100 + r)) --flags-only --percent 1 |
-		sed 's/^/bench: flags-1pct run '"$r"': /'
-	for t in "${SYNCERS[@]}"; do
-		MF_OPTS="--sync-flags --delete" measure flags-1pct "$t" "$r" "$(acct "$t" 1)" src 1
+	for v in flags-1pct flags-1pct-50ms; do
+		want $v || continue
+		python3 tests/integration/mutate.py "$P" src "$(cat "$DV/pw/src")" \
+			$(($([ $v = flags-1pct ] && echo 100 || echo 200) + r)) --flags-only --percent 1 |
+			sed 's/^/bench: '"$v"' run '"$r"': /'
+		for t in "${SYNCERS[@]}"; do
+			MF_OPTS="--sync-flags --delete" measure $v "$t" "$r" "$(acct "$t" 1)" src 1 \
+				"$([ $v = flags-1pct ] || echo proxy)"
+		done
 	done
 done
-for r in $(seq 1 "$RUNS"); do
+want big-30mb && for r in $(seq 1 "$RUNS"); do
 	for t in ceiling "${SYNCERS[@]}"; do
 		measure big-30mb "$t" "$r" "$(acct "$t" "big$r")" big 1
 	done
 done
 
 # ---- IMAP -> LMTP (issue 18): mailferry against a bare LMTP client ----
-for r in $(seq 1 "$RUNS"); do
+want lmtp && for r in $(seq 1 "$RUNS"); do
 	for t in "${LMTP_TOOLS[@]}"; do
 		measure initial-lmtp "$t" "$r" "$(acct "$t" "l$r")" src 1 lmtp
 	done
 done
 
 # ---- Dovecot -> Courier: no LITERAL+, no MULTIAPPEND, folders under "INBOX." ----
-if [ "$COURIER" = 1 ]; then
+if [ "$COURIER" = 1 ] && want courier; then
 	warm csrc
 	for r in $(seq 1 "$RUNS"); do
-		for t in "${CO_SYNCERS[@]}"; do
+		for t in "${CO_INITIAL[@]}"; do
 			[ "$t" = offlineimap ] && co_precreate csrc "$(acct "$t" "c$r")"
 			measure initial-courier "$t" "$r" "$(acct "$t" "c$r")" csrc 1 courier
 		done
@@ -595,7 +660,7 @@ if [ "$COURIER" = 1 ]; then
 	done
 fi
 
-if [ "$COURIER" = 1 ]; then
+if [ "$COURIER" = 1 ] && want from-courier; then
 	# Courier as the source: one initial copy per tool (it makes the
 	# destination and state), then the no-change re-runs through the
 	# counting proxy in front of Courier.
@@ -611,7 +676,7 @@ if [ "$COURIER" = 1 ]; then
 fi
 
 # ---- full: 100,000 messages in 20 folders ----
-if [ "$MODE" = full ]; then
+if [ "$MODE" = full ] && want 100k; then
 	warm src100k
 	for r in $(seq 1 "$RUNS"); do
 		for t in "${K_INITIAL[@]}"; do
@@ -633,12 +698,31 @@ if [ "$MODE" = full ]; then
 	done
 fi
 
+# ---- full: scaling curves (issue 17 item 6) ----
+# An initial copy of the crash profile's small messages (3 folders, INBOX
+# 40 %) at each size of BENCH_SCALE_SIZES, one run each: wall, CPU, peak
+# RSS per tool; a source and its copies are dropped before the next size.
+if [ "$MODE" = full ] && want scale; then
+	for n in $SCALE_SIZES; do
+		gen "scale$n" --profile crash --messages "$n" --seed 3
+		scripts/dovecot.sh fixperms "$DV" >/dev/null
+		warm "scale$n"
+		for t in "${SCALE_TOOLS[@]}"; do
+			[ "$t" != mailferry ] && [ "$n" -gt "$SCALE_PEER_MAX" ] && continue
+			measure "scale-$n" "$t" 1 "$(acct "$t" "x$n")" "scale$n" 1
+			drop "$(acct "$t" "x$n")"
+		done
+		drop "scale$n"
+	done
+	echo "{${corpus_json}\"dovecot\":\"$(dovecot --version | awk '{print $1}')\"}" >"$OUT/corpus.json"
+fi
+
 # bulk runs (issue 20): 1,000 accounts in full mode, 200 in quick (its
 # tools take ~15 minutes together at 1,000); BULK_ACCOUNTS overrides
-BULK_ACCOUNTS=${BULK_ACCOUNTS:-$([ "$MODE" = full ] && echo 1000 || echo 200)} \
-	bench/bulk.sh "$OUT" || say "bench/bulk.sh failed (see $OUT/bulk)" >&2
-bench/status.sh # the status server's cost (--status): throughput, /metrics with 10,000 accounts
+want bulk && { BULK_ACCOUNTS=${BULK_ACCOUNTS:-$([ "$MODE" = full ] && echo 1000 || echo 200)} \
+	bench/bulk.sh "$OUT" || say "bench/bulk.sh failed (see $OUT/bulk)" >&2; }
+want status && bench/status.sh # the status server's cost (--status): throughput, /metrics with 10,000 accounts
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"
-BENCH_OUT=$OUT bench/backup.sh "$MODE" # issue 19: backup, restore, export (its own Dovecot; appends to report.md)
-BENCH_OUT=$OUT bench/pop3.sh # issue 18: POP3 against mpop, fetchmail, getmail6 (its own Dovecot; appends to report.md)
+if want backup; then BENCH_OUT=$OUT bench/backup.sh "$MODE"; fi # issue 19: backup, restore, export (its own Dovecot; appends to report.md)
+if want pop3; then BENCH_OUT=$OUT bench/pop3.sh; fi # issue 18: POP3 against mpop, fetchmail, getmail6 (its own Dovecot; appends to report.md)
