@@ -706,6 +706,7 @@ int mh_open(struct mh *h, const char *dir)
 	j->nw = 1;
 	j->stop_task.fn = stop_task;
 	j->done_task.fn = done_task;
+	j->commit_task.fn = copy_commit_task; /* group commit, as job_new sets it */
 	if (state_job(h->st, "test", &j->jobid, &e) < 0 || worker_init(j, h->w, 0) < 0)
 		return -1;
 	h->w->sink = (struct sink){&mem_sink, h->w, h, {0}};
