@@ -95,23 +95,29 @@ check from-courier-exact exact "$(MAILDIR back)" "$(CO_MD dst)"
 changes from-courier "$C_IMAP_PORT" dst 8 "$(MAILDIR back)" "$(CO_MD dst)" -- "$CO" "$BACK" "${FROM[@]}"
 
 # ---- 3. kill -9 mid-copy into Courier ----
-# One connection and batches of one (all Courier allows without
-# MULTIAPPEND) keep the copy long enough for the kills to land in it; a
-# resumed run first waits out the settle grace (3 s after the killed run's
-# last intent), then copies.
+# One connection keeps the copy long enough for the kills to land in it.
+# A kill is timed by progress, not by the clock (a fast machine copies the
+# corpus before any fixed delay is over): each run is killed once a few
+# more messages have landed on Courier than before it started. A resumed
+# run first waits out the settle grace (3 s after the killed run's last
+# intent), then copies; the poll simply waits through it.
 args=(migrate "imap://csrc@127.0.0.1:$A_IMAP_PORT?starttls=no" "imap://crash@127.0.0.1:$C_IMAP_PORT?starttls=no"
 	--src-password-file "$A_DIR/pw/csrc" --dst-password-file "$C_DIR/pw/crash"
 	--state "$T_TMP/st3" --no-progress --connections 1)
-killed=0 grace=0
+on_courier() { find "$(CO_MD crash)" \( -path '*/cur/*' -o -path '*/new/*' \) -type f 2>/dev/null | grep -c .; }
+total=$(find "$(MAILDIR csrc)" \( -path '*/cur/*' -o -path '*/new/*' \) -type f | grep -c .)
+killed=0
 for i in 1 2 3 4 5; do
 	"$MF_REL" "${args[@]}" -q 2>>"$T_TMP/crash.log" &
 	pid=$!
-	sleep "$(awk -v r=$RANDOM -v g=$grace 'BEGIN { printf "%.2f", g + 0.1 + 0.4 * r / 32768 }')"
-	if kill -9 "$pid" 2>/dev/null; then
-		killed=$((killed + 1)) grace=3
-	else
-		grace=0
-	fi
+	target=$(($(on_courier) + 3 + RANDOM % 12))
+	[ "$target" -lt "$total" ] || target=$((total - 1))
+	for _ in $(seq 1 1500); do # 30 s at most
+		kill -0 "$pid" 2>/dev/null || break
+		[ "$(on_courier)" -ge "$target" ] && break
+		sleep 0.02
+	done
+	kill -9 "$pid" 2>/dev/null && killed=$((killed + 1))
 	wait "$pid" 2>/dev/null
 done
 n_co=$(find "$(CO_MD crash)" \( -path '*/cur/*' -o -path '*/new/*' \) -type f 2>/dev/null | grep -c .)
