@@ -317,6 +317,19 @@ int copy_msg_begin(struct worker *w, const struct source_msg *m)
 		copy_msg_fail(w, uid);
 		return 0;
 	}
+	if (m->size > (j->o->max_message_size ? j->o->max_message_size : JOB_MESSAGE_MAX)) {
+		/* a source that knows the size before the bytes (a dry run's
+		 * sizes, an archive's index); IMAP's literal check and POP3's
+		 * LIST check catch it earlier on a real pass */
+		job_error(j, w->source.ops->who(&w->source), w->mb, uid,
+			  "message of %llu bytes exceeds %s %llu; not copied",
+			  (unsigned long long)m->size,
+			  j->o->max_message_size ? "--max-message-size" : "the limit of",
+			  (unsigned long long)(j->o->max_message_size ? j->o->max_message_size
+								      : JOB_MESSAGE_MAX));
+		copy_msg_fail(w, uid);
+		return 0;
+	}
 	if (m->refused) {
 		/* it stays to be retried, like one the destination refused */
 		job_error(j, w->source.ops->who(&w->source), w->mb, uid, "%s; message refused",

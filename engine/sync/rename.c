@@ -226,7 +226,9 @@ void rename_adopt(struct job *j, struct mbox *mb)
 		fprintf(j->o->out, "}\n");
 		job_event_end(j);
 	}
-	/* The state must say so before anything is copied under the new name. */
+	/* The state must say so before anything is copied under the new name.
+	 * A failed commit is logged and makes the job fatal (job_commit): the
+	 * callers stop on j->fatal, nothing is copied under the new name. */
 	job_commit(j);
 }
 

@@ -43,3 +43,19 @@ e=$(json_field "$T_TMP/last.out" expunged)
 [ "$c" = "$n" ] && [ "$fs" = "$f" ] && [ "$e" = "$x" ] && ok "dry-run-was-right ($c copied, $fs flags, $e expunged)" ||
 	not_ok dry-run-was-right "real: $c copied, $fs flags, $e expunged; dry: $n, $f, $x"
 check dry-exact "$BENCH_BIN/compare" "$Y_DIR/mail/src/Maildir" "$Y_DIR/mail/dst/Maildir"
+
+# --max-message-size in a dry run: the sizes the source names are checked
+# as a real run checks the bytes; each message over it is named (one line
+# with its UID), the rest are counted, and the exit is non-zero as a real
+# run's would be.
+mf migrate "imap://src@127.0.0.1:$Y_IMAP_PORT?starttls=no" "imap://dst@127.0.0.1:$Y_IMAP_PORT?starttls=no" \
+	--src-password-file "$Y_DIR/pw/src" --dst-password-file "$Y_DIR/pw/dst" --state "$Y_DIR/state-big" \
+	--no-progress --dry-run --max-message-size 6144 >"$T_TMP/big.out" 2>"$T_TMP/big.err"
+rc=$?
+big=$(grep -c 'uid [0-9]*: .*exceeds --max-message-size 6144' "$T_TMP/big.err")
+would=$(sed -n 's/.*: \([0-9]*\) new messages would be copied.*/\1/p' "$T_TMP/big.err" | sum)
+total=$(imap_session "$Y_IMAP_PORT" <<<$'a LOGIN src pw-src-secret\nb STATUS INBOX (MESSAGES)\nc STATUS Sent (MESSAGES)\nd STATUS Lists.dev (MESSAGES)\ne STATUS Entw&APw-rfe (MESSAGES)' |
+	sed -n 's/.*(MESSAGES \([0-9]*\)).*/\1/p' | sum)
+[ "$rc" != 0 ] && [ "$big" -gt 0 ] && [ $((big + would)) = "$total" ] &&
+	ok "dry-max-message-size (exit $rc: $big over 6k named, $would would be copied, of $total)" ||
+	not_ok dry-max-message-size "exit $rc, $big named over the limit, $would would be copied, of $total: $(head -n 3 "$T_TMP/big.err" | tr '\n' '|')"
