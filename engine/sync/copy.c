@@ -296,7 +296,7 @@ int copy_msg_begin(struct worker *w, const struct source_msg *m)
 		return 0; /* IMAP: "n:*" returns the last message even when below n */
 	k = (struct state_msg_key){j->jobid, w->mb->mbid, w->uidvalidity, uid};
 	rc = state_msg_get(j->st, &k, &sm, &e);
-	if (rc == 0 && sm.status == STATE_MSG_DONE) {
+	if (rc == 0 && state_msg_stored(&sm)) {
 		if (uid >= w->resume_uid && !resumed_counted(w, uid) && !w->mb->sp_redo) {
 			/* below resume_uid, or settled: counted before a reconnect;
 			 * a split mailbox read again: copied by its parts */
@@ -572,9 +572,11 @@ void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 	} else if (v->ok) {
 		for (unsigned i = 0; i < b->n; i++) {
 			struct bmsg *m = &b->m[i];
+			uint32_t id = v->ids && v->nids == b->n ? v->ids[i] : 0;
+			/* keywords stored later (kwdefer.h): an intent until then */
+			int kw = kwdefer_note(w, m->uid, id, b->pool + m->flags_off, m->flags_len);
 
-			msg_record(w, b, m, STATE_MSG_DONE, v->dst_uidv,
-			           v->ids && v->nids == b->n ? v->ids[i] : 0);
+			msg_record(w, b, m, kw ? STATE_MSG_INTENT : STATE_MSG_DONE, v->dst_uidv, id);
 			mb->copied++;
 			mb->bytes += m->size;
 			j->sum->copied++;

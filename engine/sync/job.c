@@ -156,6 +156,7 @@ void job_free(struct job *j)
 		for (unsigned k = 0; k < BATCH_SLOTS; k++)
 			free(w->slot[k]);
 		msghash_free(&w->mh);
+		kwdefer_free(w);
 		free(w->stl);
 		free(w->stl_done);
 		free(w->stl_cand);

@@ -21,6 +21,7 @@
 #include "store/msghash.h"
 
 #include "engine/sync/hostlimit.h"
+#include "engine/sync/kwdefer.h"
 #include "engine/sync/job.h"
 #include "engine/sync/sink.h"
 #include "engine/sync/source.h"
@@ -83,6 +84,9 @@ struct mbox {
 	int sp_seen;		/* a part has finished: the sp_ values below are set */
 	uint32_t sp_uidv, sp_uidnext, sp_failed_min, sp_exists;
 	uint64_t sp_hms;
+	/* messages whose deferred keywords (kwdefer.h) are not stored this
+	 * run: the record keeps its intents mark, the next run stores them */
+	uint64_t kw_left;
 };
 /* A mailbox the state knows that the source no longer lists. */
 struct vanished {
@@ -141,6 +145,10 @@ struct apply_op {
 struct settle {
 	uint32_t uid, dst_uid;
 	int found;
+	/* confirmed, its keywords not yet stored (kwdefer.h): found by its
+	 * recorded destination UID under dst_uidv, not by content */
+	int kw;
+	uint32_t dst_uidv;
 	uint8_t nhash[32];
 };
 /* A destination message above the settle floor no intent matched by its
@@ -301,6 +309,8 @@ struct worker {
 	/* --max-per-host: the pair's slots, leg 0 the source's host, leg 1
 	 * the destination's (hostlimit.h); what to open once granted */
 	struct hostlimit_req lim;
+	/* keywords stored after the pass's APPENDs (kwdefer.c), or NULL */
+	struct kwdefer *kw;
 	unsigned lim_open;	/* WORKER_OPEN_*: sides reserved, not opened yet */
 	unsigned lim_what;	/* WORKER_OPEN_*: what to open once granted */
 };
@@ -407,6 +417,13 @@ struct fetch_meta {
 	int has_size;
 	const struct imap_node *flags, *date;
 };
+
+/* The message is on the destination: confirmed, or confirmed with its
+ * keywords still to store (an intent with a destination UID, kwdefer.h). */
+static inline int state_msg_stored(const struct state_msg *m)
+{
+	return m->status == STATE_MSG_DONE || (m->status == STATE_MSG_INTENT && m->dst_uid);
+}
 
 /* report.c */
 void job_event(struct job *j, const char *event);

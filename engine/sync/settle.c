@@ -77,7 +77,9 @@ static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 {
 	struct worker *w = ctx;
 
-	if (w->stl_parts && m->status == STATE_MSG_DONE && m->dst_uid) {
+	/* confirmed with its keywords still to store (kwdefer.h): on the
+	 * destination as a confirmed one is, as far as the floor goes */
+	if (w->stl_parts && state_msg_stored(m) && m->dst_uid) {
 		/* Parts appended side by side: one's unconfirmed APPENDs may
 		 * sit below another's confirmed ones. Only what the passes
 		 * before the split copied (at or below the record's last UID)
@@ -88,7 +90,7 @@ static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 		         sizeof(*w->stl_done)) < 0)
 			return -ENOMEM;
 		w->stl_done[w->nstl_done++] = m->dst_uid;
-	} else if (m->status == STATE_MSG_DONE && m->dst_uid >= w->stl_floor) {
+	} else if (state_msg_stored(m) && m->dst_uid >= w->stl_floor) {
 		w->stl_floor = m->dst_uid + 1;
 	}
 	if (m->status != STATE_MSG_INTENT)
@@ -102,7 +104,9 @@ static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 		w->stl = ns;
 		w->cstl = nc;
 	}
-	w->stl[w->nstl++] = (struct settle){.uid = uid};
+	w->stl[w->nstl++] = (struct settle){.uid = uid, .dst_uid = m->dst_uid,
+	                                    .kw = m->dst_uid != 0,
+	                                    .dst_uidv = m->dst_uidvalidity};
 	memcpy(w->stl[w->nstl - 1].nhash, m->nhash, 32);
 	return 0;
 }
@@ -127,7 +131,7 @@ static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int pre
 static void settle_finish(struct worker *w)
 {
 	struct job *j = w->job;
-	size_t found = 0;
+	size_t found = 0, nkw = 0;
 	struct mf_error e;
 	int uncertain = !sink_can(&w->sink, SINK_FIND);
 
@@ -137,15 +141,26 @@ static void settle_finish(struct worker *w)
 		struct state_msg m;
 		int rc;
 
+		if (st->kw) {
+			/* Its destination UID is known: there, unless the folder's
+			 * UIDVALIDITY has changed since (then it is not found and
+			 * copied again). A server that tells none is taken at its
+			 * word. */
+			st->found = !w->stl_dst_uidv || st->dst_uidv == w->stl_dst_uidv;
+		}
 		if (!st->found) {
 			rc = scope_msg_del(j, &k, &e);
 		} else if ((rc = state_msg_get(j->st, &k, &m, &e)) == 0) {
-			m.status = STATE_MSG_DONE;
+			int kw = kwdefer_note(w, st->uid, st->dst_uid, m.flags, strlen(m.flags));
+
+			/* keywords to store (again): an intent until they are */
+			m.status = kw ? STATE_MSG_INTENT : STATE_MSG_DONE;
 			m.dst_uid = st->dst_uid;
-			m.dst_uidvalidity = w->stl_dst_uidv;
+			m.dst_uidvalidity = w->stl_dst_uidv ? w->stl_dst_uidv : st->dst_uidv;
 			rc = scope_msg_put(j, &k, &m, &e);
 			found++;
-			if (w->resumed && !uncertain)
+			nkw += kw;
+			if (w->resumed && !uncertain && !st->kw)
 				resumed_found(w, st->uid, m.size, i == found - 1);
 		}
 		if (rc < 0) {
@@ -169,8 +184,12 @@ static void settle_finish(struct worker *w)
 		       "destination, %zu to copy again (destination UIDs from %u, %u looked at)",
 		       w->mb->display, w->nstl, found, w->nstl - found, w->stl_floor, w->stl_seen);
 	}
+	if (nkw)
+		mf_log(MF_LOG_INFO, "mailbox \"%s\": keywords of %zu settled messages are stored "
+		                    "again after the pass",
+		       w->mb->display, nkw);
 	w->nstl = 0;
-	mbox_mark_intents(w, 0);
+	mbox_mark_intents(w, nkw ? 1 : 0);
 	j->state_dirty = 1;
 	if (job_commit(j) < 0) {
 		/* Not durable: the state is back to the intents, so the pass
@@ -213,7 +232,7 @@ static void settle_second_look(struct worker *w)
 	size_t open = 0, k = 0;
 
 	for (size_t i = 0; i < w->nstl; i++)
-		open += !w->stl[i].found;
+		open += !w->stl[i].found && !w->stl[i].kw;
 	if (!open || !w->nstl_cand || !w->stl_lf.on || j->o->src_pop3 || j->o->src_archive ||
 	    !w->src_open || w->src.closed) {
 		settle_finish(w);
@@ -226,7 +245,7 @@ static void settle_second_look(struct worker *w)
 	                        &settle_src_consumer);
 	imap_put(&w->src, "UID FETCH ");
 	for (size_t i = 0; i < w->nstl; i++)
-		if (!w->stl[i].found)
+		if (!w->stl[i].found && !w->stl[i].kw)
 			imap_putf(&w->src, "%s%u", k++ ? "," : "", w->stl[i].uid);
 	imap_put(&w->src, " (UID BODY.PEEK[])");
 	imap_cmd_end(&w->src);
@@ -254,7 +273,7 @@ static int settle_src_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 	msghash_end(&w->mh, NULL, NULL);
 	msghash_lf_end(&w->stl_lf, lf);
 	for (size_t i = 0; i < w->nstl; i++) {
-		if (w->stl[i].uid != w->stl_uid || w->stl[i].found)
+		if (w->stl[i].uid != w->stl_uid || w->stl[i].found || w->stl[i].kw)
 			continue;
 		for (size_t k = 0; k < w->nstl_cand; k++)
 			if (!w->stl_cand[k].claimed && !memcmp(w->stl_cand[k].lf, lf, 32)) {
@@ -449,7 +468,7 @@ static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 	    bsearch(&w->stl_uid, w->stl_done, w->nstl_done, sizeof(*w->stl_done), settle_u32_cmp))
 		return 0; /* another message's confirmed copy, perhaps of the same bytes */
 	for (size_t i = 0; i < w->nstl; i++)
-		if (!w->stl[i].found && !memcmp(w->stl[i].nhash, nh, 32)) {
+		if (!w->stl[i].found && !w->stl[i].kw && !memcmp(w->stl[i].nhash, nh, 32)) {
 			w->stl[i].found = 1;
 			w->stl[i].dst_uid = w->stl_uid;
 			return 0;

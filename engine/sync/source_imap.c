@@ -564,7 +564,7 @@ static void selective_finish(struct worker *w)
 				mailbox_fail(w, NULL, w->fmatch[i], "%s", e.msg);
 				return;
 			}
-			if (rc == 0 && sm.status == STATE_MSG_DONE) {
+			if (rc == 0 && state_msg_stored(&sm)) {
 				done++;
 				continue;
 			}

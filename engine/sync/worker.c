@@ -38,6 +38,8 @@ void mailbox_finish(struct worker *w)
 	struct mf_error e;
 	int lost = j->o->sync_flags && w->chg_lost;
 
+	if (kwdefer_flush(w))
+		return; /* the keywords first: here again once they are stored */
 	if (w->part && split_finish(w))
 		return; /* other parts of mb still run, or this one reads it again */
 	if (sink_can(&w->sink, SINK_COUNTS) && !mb->failed && w->phase == W_FETCH)
@@ -79,7 +81,9 @@ void mailbox_finish(struct worker *w)
 		rec.synced_at =
 		    w->mb_failed_min_uid || mb->nfailed || lost ? 0 : (uint64_t)time(NULL);
 		rec.messages = w->src.exists;
-		rec.intents = 0; /* every APPEND of this pass was answered */
+		/* every APPEND of this pass was answered, and every deferred
+		 * keyword stored unless kw_left says otherwise (kwdefer.h) */
+		rec.intents = mb->kw_left ? 1 : 0;
 		if (scope_mbox_put(j, mb->mbid, &rec, &e) < 0 ||
 		    selective_done(w, &e) < 0) {
 			job_error(j, NULL, mb, 0, "%s", e.msg);
@@ -283,6 +287,7 @@ void mailbox_begin(struct worker *w)
 		return;
 	}
 	w->intents_marked = 0;
+	kwdefer_reset(w); /* what waits is an intent in the state: settled again */
 	w->ntmp = w->tmp_passes = 0;
 	w->phase = W_EXAMINE;
 	w->list_mode = 0;
