@@ -619,6 +619,7 @@ static void on_greeting(struct imap_client *c, const struct imap_resp *r)
 		imc_client_fail(c, -EPROTO, "bad greeting: %.*s", (int)r->text_len, r->text);
 		return;
 	}
+	c->append_locks = memmem(r->text, r->text_len, "Courier", 7) != NULL;
 	if (r->status == IMAP_ST_PREAUTH) {
 		/* STARTTLS is valid only before authentication (RFC 3501 §6.2.1):
 		 * after PREAUTH the session can never be encrypted. Where it must

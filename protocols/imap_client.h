@@ -245,6 +245,11 @@ struct imap_client {
 	int enabled_qresync, enabled_condstore;
 	int login_pending;		/* ready came before the login's answer */
 	int login_pipelines;		/* private: the server keeps what follows the login */
+	/* The server locks a folder for each APPEND, and a second APPEND into
+	 * it waits out a sleep of about a second (Courier-IMAP, by its
+	 * greeting): parallel APPENDs into one folder are slower than one
+	 * connection's. */
+	int append_locks;
 	int enable_due;			/* private: ENABLE goes before the next command */
 	/* Set by the owner: LOGOUT does not wait for the server's answer; the
 	 * connection closes (FIN) once LOGOUT is handed to the kernel. For a

@@ -575,6 +575,9 @@ int chg_push(struct worker *w, uint32_t uid, uint32_t dst_uid, const char *fl, s
 /* split.c */
 /* Divides big mailboxes into parts by UID range (plan_finish). */
 void split_plan(struct job *j);
+/* Takes the parts back on a destination that locks a folder per APPEND
+ * (imap_client.append_locks): one connection per folder there. */
+void split_undo_if_locking(struct job *j);
 /* The connection pairs the plan's work is worth: at most its work items
  * (a split mailbox counts its parts), one more per PAIR_MIN_MSGS new
  * messages. */

@@ -150,6 +150,27 @@ void split_plan(struct job *j)
 	}
 }
 
+/* A destination that locks a folder per APPEND (Courier-IMAP: the lock's
+ * wait sleeps about a second) takes parallel APPENDs into one folder
+ * slower than one connection's: one connection per folder there, other
+ * folders still in parallel. Known once worker 0's destination has
+ * greeted, before any part is handed out (workers_spawn_rest). */
+void split_undo_if_locking(struct job *j)
+{
+	if (!j->nw || !j->w[0].dst.append_locks)
+		return;
+	for (size_t i = 0; i < j->nmb; i++) {
+		struct mbox *mb = &j->mb[i];
+
+		if (mb->nparts < 2 || mb->parts_given)
+			continue;
+		mf_log(MF_LOG_DEBUG, "mailbox \"%s\": not split, the destination locks a folder "
+		                     "per APPEND (%s)",
+		       mb->display, imap_client_who(&j->w[0].dst));
+		mb->nparts = mb->parts_left = 0;
+	}
+}
+
 /*
  * How many connection pairs the plan's work is worth: at most one per work
  * item (a split mailbox counts its parts), and one more pair only per

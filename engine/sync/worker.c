@@ -758,7 +758,10 @@ void workers_spawn(struct job *j)
 static void workers_spawn_rest(struct job *j)
 {
 	struct mf_error e;
-	size_t nwork = split_items(j);
+	size_t nwork;
+
+	split_undo_if_locking(j);
+	nwork = split_items(j);
 
 	for (unsigned i = 1; i < j->nw && i < nwork; i++) {
 		struct worker *w = &j->w[i];
