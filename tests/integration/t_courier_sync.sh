@@ -18,10 +18,15 @@
 #      message is only recognised by the second look (settle.c: read again
 #      from the source, compared line-end-blind); before it, it was copied
 #      twice.
+#   4. A crash in the keyword flush (engine/sync/kwdefer.c: Courier gets a
+#      folder's keywords by UID STORE after its APPENDs): killed at the
+#      second STORE's answer (MAILFERRY_TEST_FAIL=kw_flush:2, the STORE
+#      applied on Courier, not recorded), then a full run: every message
+#      once, its keywords all there, nothing twice.
 . "$(dirname "$0")/lib.sh"
 
 dv_start A --users "src back csrc" || { not_ok dovecot "start failed"; exit 1; }
-co_start C --users "dst crash" || { not_ok courier-start "start failed"; exit 1; }
+co_start C --users "dst crash kwcrash" || { not_ok courier-start "start failed"; exit 1; }
 corpus A src tiny 31 || { not_ok corpus "generation failed"; exit 1; }
 corpus A csrc tiny 32 || { not_ok corpus "generation failed"; exit 1; }
 
@@ -125,3 +130,21 @@ expect_exit crash-final-run 0 "$MF_REL" "${args[@]}" --json
 echo "# $killed of 5 runs killed mid-way ($n_co messages on Courier then); the final run copied $(copied)" >&2
 [ "$killed" -ge 2 ] && ok "crash-kills-landed ($killed)" || not_ok crash-kills-landed "only $killed of 5 runs were still copying when killed"
 check "crash-exactly-once ($killed kills)" exact "$(MAILDIR csrc)" "$(CO_MD crash)"
+
+# ---- 4. a crash in the keyword flush ----
+# Each message is APPENDed with its system flags only; after a folder's
+# last APPEND its keywords go by UID STORE, grouped by keyword set. The
+# run dies (SIGKILL) once the second STORE is answered: the messages are
+# intents with their destination UIDs, their keywords partly stored; the
+# next run settles them by UID and stores the keywords again.
+kargs=(migrate "imap://csrc@127.0.0.1:$A_IMAP_PORT?starttls=no" "imap://kwcrash@127.0.0.1:$C_IMAP_PORT?starttls=no"
+	--src-password-file "$A_DIR/pw/csrc" --dst-password-file "$C_DIR/pw/kwcrash"
+	--state "$T_TMP/st4" --no-progress)
+MAILFERRY_TEST_FAIL=kw_flush:2 "$MF_REL" "${kargs[@]}" -q 2>"$T_TMP/kwcrash.log"
+rc=$?
+[ "$rc" = 137 ] && ok "kw-flush-killed" || not_ok kw-flush-killed "exit $rc, not 137 (SIGKILL): $(tail -n 3 "$T_TMP/kwcrash.log")"
+expect_exit kw-flush-resumed 0 "$MF_REL" "${kargs[@]}" --json -v
+n=$(cat "$T_TMP/last.err" "$T_TMP/last.out" | sed -n 's/.*keywords of \([0-9]*\) settled messages are stored again.*/\1/p' | paste -sd+ | bc)
+[ "${n:-0}" -gt 0 ] && ok "kw-flush-restored ($n messages' keywords stored again)" ||
+	not_ok kw-flush-restored "the resumed run stored no keywords again"
+check "kw-flush-exactly-once" exact "$(MAILDIR csrc)" "$(CO_MD kwcrash)"
