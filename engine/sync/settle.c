@@ -19,6 +19,7 @@ static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m);
 static void settle_finish(struct worker *w);
 static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void settle_second_look(struct worker *w);
+static void settle_fetch(struct worker *w);
 static void settle_src_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void settle_closed(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void settle_wait_done(struct loop *l, struct loop_timer *t);
@@ -73,13 +74,20 @@ static int settle_u32_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+/* The floor: the first destination UID not recorded as a confirmed copy
+ * (or one with its keywords still to store, kwdefer.h). Only records under
+ * the destination folder's present UIDVALIDITY count: a UID recorded
+ * under another names no message of this folder (it was recreated), and
+ * taking it for one would set the floor above this folder's unconfirmed
+ * APPENDs, which would then be copied twice. */
+static int settle_floor_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 {
 	struct worker *w = ctx;
 
-	/* confirmed with its keywords still to store (kwdefer.h): on the
-	 * destination as a confirmed one is, as far as the floor goes */
-	if (w->stl_parts && state_msg_stored(m) && m->dst_uid) {
+	if (!state_msg_stored(m) || !m->dst_uid ||
+	    (w->stl_dst_uidv && m->dst_uidvalidity && m->dst_uidvalidity != w->stl_dst_uidv))
+		return 0;
+	if (w->stl_parts) {
 		/* Parts appended side by side: one's unconfirmed APPENDs may
 		 * sit below another's confirmed ones. Only what the passes
 		 * before the split copied (at or below the record's last UID)
@@ -90,9 +98,18 @@ static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 		         sizeof(*w->stl_done)) < 0)
 			return -ENOMEM;
 		w->stl_done[w->nstl_done++] = m->dst_uid;
-	} else if (state_msg_stored(m) && m->dst_uid >= w->stl_floor) {
+	} else if (m->dst_uid >= w->stl_floor) {
 		w->stl_floor = m->dst_uid + 1;
 	}
+	return 0;
+}
+
+/* The intents: APPENDs an interrupted run may have stored, and confirmed
+ * ones whose keywords wait (kwdefer.h). */
+static int settle_collect(void *ctx, uint32_t uid, const struct state_msg *m)
+{
+	struct worker *w = ctx;
+
 	if (m->status != STATE_MSG_INTENT)
 		return 0;
 	if (w->nstl == w->cstl) {
@@ -213,11 +230,13 @@ static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struc
 			  "cannot check the destination for interrupted APPENDs: %.*s",
 			  (int)r->text_len, r->text);
 		w->mb->failed = 1;
-		if (cmd == &w->settle_cmd[1])
-			mailbox_finish(w);
+		if (cmd != &w->settle_cmd[2])
+			mailbox_finish(w); /* nothing follows a refused EXAMINE */
 		return;
 	}
-	if (cmd == &w->settle_cmd[1] && !w->mb->failed)
+	if (cmd == &w->settle_cmd[0])
+		settle_fetch(w);
+	else if (cmd == &w->settle_cmd[1] && !w->mb->failed)
 		settle_second_look(w);
 	else if (cmd == &w->settle_cmd[1])
 		mailbox_finish(w);
@@ -369,8 +388,6 @@ void settle_start(struct worker *w)
 	w->stl_parts = w->rec.intents == STATE_INTENTS_PARTS;
 	w->nstl_done = 0;
 	rc = state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, settle_collect, w, &e);
-	if (w->nstl_done)
-		qsort(w->stl_done, w->nstl_done, sizeof(*w->stl_done), settle_u32_cmp);
 	if (rc < 0) {
 		mailbox_fail(w, NULL, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
 		return;
@@ -397,6 +414,23 @@ void settle_start(struct worker *w)
 	imap_put(&w->dst, "EXAMINE ");
 	imap_put_astring(&w->dst, w->mb->dst_name, strlen(w->mb->dst_name));
 	imap_cmd_end(&w->dst);
+}
+
+/* The EXAMINE told the destination folder's UIDVALIDITY: the floor from
+ * the records under it, then its messages from there on, by content. */
+static void settle_fetch(struct worker *w)
+{
+	struct job *j = w->job;
+	struct mf_error e;
+	int rc = state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1,
+	                        settle_floor_collect, w, &e);
+
+	if (rc < 0) {
+		mailbox_fail(w, NULL, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
+		return;
+	}
+	if (w->nstl_done)
+		qsort(w->stl_done, w->nstl_done, sizeof(*w->stl_done), settle_u32_cmp);
 	imap_cmd_begin_consumer(&w->dst, &w->settle_cmd[1], settle_done, NULL, &settle_consumer);
 	imap_putf(&w->dst, "UID FETCH %u:* (UID BODY.PEEK[])", w->stl_floor);
 	imap_cmd_end(&w->dst);

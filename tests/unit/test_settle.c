@@ -140,11 +140,73 @@ static void t_settle_fault_at_every_commit(struct unit_ctx *u)
 	UNIT_CHECKF(u, faults >= 2, "%d commit points faulted", faults);
 }
 
+/* Confirmed copies with their keywords still to store (engine/sync/
+ * kwdefer.h: intents with a destination UID). 1's UID is recorded under
+ * the folder's present UIDVALIDITY: it is there, recorded as copied, not
+ * copied again. 2's is recorded under an older one (the folder was
+ * recreated since): that UID names another message now, so 2 counts as
+ * not found and is copied again, and the floor is taken from 1 alone. */
+static void t_settle_uid_under_other_uidvalidity(struct unit_ctx *u)
+{
+	struct mh h;
+	char dir[] = "/tmp/mf-test-settle-XXXXXX";
+	struct ms_box *src, *dst;
+	struct state_mbox rec = {0};
+	struct mbox mb = {0};
+	struct ms_msg *m[3], *d1;
+	struct state_msg sm;
+	struct mf_error e;
+	char b[200];
+	int created;
+
+	if (!mkdtemp(dir) || mh_open(&h, dir) < 0) {
+		UNIT_CHECK(u, 0);
+		return;
+	}
+	src = ms_box(&h.src, "INBOX", SRC_UIDV);
+	dst = ms_box(&h.dst, "INBOX", DST_UIDV);
+	for (unsigned i = 0; i < 3; i++) {
+		body_of(i + 1, b, sizeof(b));
+		m[i] = ms_add(src, b, "\\Seen $Label1");
+	}
+	d1 = ms_add(dst, m[0]->body, "\\Seen");
+	ms_add(dst, "Subject: someone else's\r\n\r\nother\r\n", "");
+	UNIT_CHECK(u, state_mbox_id(h.st, h.j->jobid, "INBOX", 5, &mb.mbid, &created, &e) == 0);
+	UNIT_CHECK(u, mh_record(&h, &mb, SRC_UIDV, m[0]->uid, m[0], DST_UIDV, d1->uid,
+	                        STATE_MSG_INTENT) == 0);
+	UNIT_CHECK(u, mh_record(&h, &mb, SRC_UIDV, m[1]->uid, m[1], DST_UIDV - 1, 2,
+	                        STATE_MSG_INTENT) == 0);
+	snprintf(rec.name, sizeof(rec.name), "INBOX");
+	snprintf(rec.dst_name, sizeof(rec.dst_name), "INBOX");
+	rec.uidvalidity = SRC_UIDV;
+	rec.uidnext = 1; /* the intents' pass never ended */
+	rec.intents = 1;
+	rec.intent_at_ms = 1;
+	UNIT_CHECK(u, state_mbox_put(h.st, h.j->jobid, mb.mbid, &rec, &e) == 0 &&
+	                  state_commit(h.st, &e) == 0);
+	run(&h);
+	UNIT_CHECKF(u, !h.j->fatal && !h.j->nerrors, "fatal %d errors %u", h.j->fatal, h.j->nerrors);
+	UNIT_CHECKF(u, h.sum.copied == 2, "copied %llu", (unsigned long long)h.sum.copied);
+	UNIT_CHECK(u, strstr(h.dst.log, "UID FETCH 2:* (UID BODY.PEEK[])") != NULL);
+	for (unsigned i = 0; i < 3; i++)
+		UNIT_CHECKF(u, ms_count_body(dst, m[i]->body) == 1, "uid %u on the destination %u times",
+		            m[i]->uid, ms_count_body(dst, m[i]->body));
+	UNIT_CHECK(u, mh_status(&h, mh_find(&h, "INBOX"), SRC_UIDV, m[0]->uid, &sm) ==
+	                      STATE_MSG_DONE &&
+	                  sm.dst_uid == d1->uid && sm.dst_uidvalidity == DST_UIDV);
+	UNIT_CHECK(u, mh_status(&h, mh_find(&h, "INBOX"), SRC_UIDV, m[1]->uid, &sm) ==
+	                      STATE_MSG_DONE &&
+	                  sm.dst_uid > 2 && sm.dst_uidvalidity == DST_UIDV);
+	mh_close(&h, 0);
+	mh_remove(dir);
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
 
 	UNIT_RUN(&u, t_settle_finds_and_copies_the_rest);
 	UNIT_RUN(&u, t_settle_fault_at_every_commit);
+	UNIT_RUN(&u, t_settle_uid_under_other_uidvalidity);
 	return unit_done(&u);
 }
