@@ -15,7 +15,9 @@
  * Nth pass through SITE fail as if its allocation or state call had: for
  * the regression tests of faults a real run cannot produce on demand
  * (tests/integration/t_silent_losses.sh). Sites: retry_push, change_note
- * (the list cannot grow), remap_get (the state cannot read a record). */
+ * (the list cannot grow), remap_get (the state cannot read a record),
+ * kw_flush (kwdefer.c: the process is killed once that keyword STORE is
+ * answered, before it is recorded; t_courier_sync.sh). */
 void test_fail_init(struct job *j)
 {
 	const char *v = getenv("MAILFERRY_TEST_FAIL"), *colon;
