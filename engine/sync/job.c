@@ -227,6 +227,7 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 		.lit_begin = lit_checked_inline,
 		.writable = dst_writable,
 		.closed = worker_dst_closed,
+		.greeted = dst_greeted,
 	};
 	job_hosts(j, o);
 	/* The job's state scope: a dry run's discards every write (scope.c). */

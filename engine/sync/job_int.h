@@ -526,6 +526,7 @@ int selective_done(struct worker *w, struct mf_error *err);
 void dst_writable(struct imap_client *c);
 void dst_ready(struct imap_client *c);
 void dst_logged_in(struct imap_client *c);
+int dst_greeted(struct imap_client *c, uint64_t us);
 void dst_error(struct imap_client *c, const struct mf_error *err);
 
 /* remap.c */
