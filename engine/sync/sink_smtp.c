@@ -99,6 +99,15 @@ static int smtp_busy(struct sink *s)
 	              (smtp_inflight(&ss->c) && !smtp_can_begin(&ss->c) && !ss->c.closed));
 }
 
+/* Deliveries the server has yet to answer (their end went): the group
+ * commit waits a little for them (copy.c). */
+static unsigned smtp_pending(struct sink *s)
+{
+	struct smtp_sink *ss = ss_of(s);
+
+	return ss && !ss->c.closed ? ss->sent : 0;
+}
+
 static int smtp_batch_more(struct sink *s)
 {
 	(void)s;
@@ -464,4 +473,5 @@ const struct sink_ops sink_smtp_ops = {
 	.abort = smtp_abort,
 	.destroy = smtp_destroy,
 	.busy = smtp_busy,
+	.pending = smtp_pending,
 };
