@@ -566,8 +566,10 @@ measure() {
 	if [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ] && [ -n "$LMTP" ]; then
 		# delivered: every source message once in new/, after Dovecot's
 		# trace fields (it stores LF line ends here)
-		# (Postfix rewrites bare CRs: by SMTP they are folded on both sides)
-		python3 tests/integration/trace_compare.py --lf ${SMTP:+--fold-cr} --json "$W/cmp.json" "$dmd/new" 0 \
+		# (by SMTP Postfix rewrites bare CRs and ends every message with a
+		# line end: folded, and a final CRLF added where missing)
+		python3 tests/integration/trace_compare.py --lf ${SMTP:+--fold-cr} --json "$W/cmp.json" "$dmd/new" \
+			"$([ -n "${SMTP:-}" ] && echo 1 || echo 0)" \
 			"$MAIL_ROOT/$src/Maildir" >/dev/null 2>"$W/cmp.err"
 	elif [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ]; then
 		a=$MAIL_ROOT/$src/Maildir b=$dmd

@@ -260,7 +260,8 @@ void copy_commit_task(struct loop *l, struct loop_task *t)
 	if (commit_worth_waiting(j)) {
 		if (!j->commit_wait_since) {
 			j->commit_wait_since = now ? now : 1;
-			loop_timer_start(l, &j->commit_timer, COPY_COMMIT_WAIT_MS, commit_timer_fire);
+			loop_timer_start(l, &j->commit_timer, COPY_COMMIT_WAIT_MS,
+			                 commit_timer_fire);
 		}
 		if (now - j->commit_wait_since < COPY_COMMIT_WAIT_MS)
 			return; /* a batch closing, an answer or the timer comes back */
