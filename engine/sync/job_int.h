@@ -379,6 +379,10 @@ struct job {
 	struct loop_timer tick;
 	struct loop_task stop_task; /* job_stop_task */
 	struct loop_task commit_task; /* copy.c: the group commit of closed batches */
+	/* copy.c: the group commit waits (at most COPY_COMMIT_WAIT_MS from
+	 * commit_wait_since, 0 = not waiting) for sinks with answers coming */
+	struct loop_timer commit_timer;
+	uint64_t commit_wait_since;
 	job_done_fn done;	/* job_start's caller: the job has finished */
 	void *done_ud;
 	struct loop_task done_task;
