@@ -7,7 +7,8 @@
 #   make fuzz       builds them, runs each for FUZZ_SECONDS (300) or FUZZ_RUNS
 #                   executions; prints executions, exec/s and coverage per target
 #   make test       deps, builds, unit + fuzz (short) + integration; "N passed, N failed"
-#   make test T=name   one test (unit binary or integration script by name)
+#   make test T=name   one test (unit binary or integration script by name);
+#                      T="a b" several
 #   make demo       deps, build, private Dovecot, migrate a generated account twice
 #   make bench / bench-full   see bench/README.md
 #   make soak       20,800 messages, 20 SIGKILLs + 20 dropped connections, lost/duplicated

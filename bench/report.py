@@ -188,7 +188,7 @@ def diff_text(c, diffs):
 # ---------------------------------------------------------------- the report
 
 ORDER = ["initial", "initial-tls", "rerun", "rerun-50ms", "flags-1pct", "flags-1pct-50ms", "big-30mb",
-         "initial-lmtp", "initial-courier", "rerun-courier",
+         "initial-lmtp", "initial-smtp", "initial-courier", "rerun-courier",
          "initial-from-courier", "rerun-from-courier",
          "initial-100k", "rerun-100k", "initial-100k-50ms", "rerun-100k-50ms"]
 TOOLS = ["ceiling", "ceiling_tls", "mailferry", "mailferry_tls", "mailferry_prev", "interimap", "interimap_tls",
@@ -218,6 +218,12 @@ NOTES = {
                     "ceiling: bench/lmtp_ceiling.sh, the same files from disk over 4 bare pipelined "
                     "LMTP/BDAT connections (no IMAP at all); exact: trace_compare.py (bytes after "
                     "Dovecot's trace fields)",
+    "initial-smtp": "IMAP → SMTP into a private Postfix (scripts/postfix.sh) that hands every message on "
+                    "by LMTP to the same Dovecot, 4 connections, timed until the last message is in the "
+                    "Maildir (bench/until_delivered.sh); ceiling: the same bare client in SMTP mode "
+                    "(bench/lmtp_ceiling.sh ... DELIVERED_NEW) through the same Postfix; exact: "
+                    "trace_compare.py (after Postfix's Received and Dovecot's trace fields; bare CRs folded, "
+                    "as Postfix rewrites them)",
     "initial-100k": "100,000 messages in 20 folders, TLS off",
     "rerun-100k": "no-change re-run of the 100,000-message account, loopback",
     "initial-100k-50ms": "first migration of it behind a 25 ms each way delay proxy (50 ms round "

@@ -22,6 +22,11 @@
 #                  (a counting proxy, no delay, in front of Courier)
 #     initial-lmtp  IMAP -> LMTP into Dovecot, next to bench/lmtp_ceiling.sh
 #                  (the same files over 4 bare LMTP/BDAT connections)
+#     initial-smtp  IMAP -> SMTP into a private Postfix (scripts/postfix.sh;
+#                  root) that hands every message on by LMTP to the same
+#                  Dovecot; the clock runs until the last one is in the
+#                  Maildir (bench/until_delivered.sh); next to the same bare
+#                  client in SMTP mode (section "smtp")
 #     rerun-from-courier  a ~10,000-message Courier account (no CONDSTORE: a
 #                  re-run is a UID FLAGS scan) copied to Dovecot once
 #                  (initial-from-courier), then re-run unchanged; bytes and
@@ -151,7 +156,7 @@ users="src big warm"
 for r in $(seq 1 "$RUNS"); do
 	for t in "${INITIAL[@]}" "${TLS_TOOLS[@]}"; do users="$users $(with_extra "$t" "$(acct "$t" "$r")")"; done
 	for t in ceiling "${SYNCERS[@]}"; do users="$users $(with_extra "$t" "$(acct "$t" "big$r")")"; done
-	for t in "${LMTP_TOOLS[@]}"; do users="$users $(acct "$t" "l$r")"; done
+	for t in "${LMTP_TOOLS[@]}"; do users="$users $(acct "$t" "l$r") $(acct "$t" "s$r")"; done
 done
 if [ "$MODE" = full ]; then
 	users="$users src100k"
@@ -166,6 +171,7 @@ DV=$(mktemp -d /tmp/mf-bench.XXXXXX)
 PROXY_PID=
 cleanup() {
 	[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
+	[ -d "$DV/postfix" ] && scripts/postfix.sh stop "$DV/postfix" >/dev/null 2>&1
 	[ -d "$DV/courier" ] && scripts/courier.sh stop "$DV/courier" >/dev/null 2>&1
 	scripts/dovecot.sh stop "$DV" >/dev/null 2>&1
 	[ "${BENCH_KEEP:-0}" = 1 ] && say "kept $DV" || rm -rf "$DV"
@@ -370,6 +376,22 @@ cmd_for() {
 	local sport=${SPORT:-$4} spw=${SPW:-$DV/pw}
 	mkdir -p "$sd"
 	case $tool in *_tls) tls=1 ;; esac
+	if [ -n "${SMTP:-}" ]; then
+		# by SMTP into Postfix: timed until every message is in the Maildir
+		case $tool in
+		ceiling)
+			[ -x "$BIN/tools/smtp_send" ] || return 1
+			CMD=(bench/lmtp_ceiling.sh "$BIN/tools/smtp_send" "$PF_PORT" "$dst@example.org"
+				"$MAIL_ROOT/$src/Maildir" 4 "$MAIL_ROOT/$dst/Maildir/new") ;;
+		mailferry)
+			CMD=(bench/until_delivered.sh "$MAIL_ROOT/$dst/Maildir/new" "$(n_msgs "$src")" --
+				"$BIN/mailferry" migrate "imap://$src@127.0.0.1:$sport?starttls=no"
+				"smtp://127.0.0.1:$PF_PORT?rcpt=$dst@example.org&starttls=no" --src-password-file "$spw/$src"
+				--connections 4 --state "$sd" --json -q) ;;
+		*) return 1 ;;
+		esac
+		return 0
+	fi
 	if [ -n "${LMTP:-}" ]; then
 		case $tool in
 		ceiling)
@@ -499,9 +521,10 @@ measure() {
 	mkdir -p "$W"
 	port=$P
 	case $tool in *_tls) port=$PS ;; esac
-	DPORT= DPW= SPORT= SPW= LMTP=
+	DPORT= DPW= SPORT= SPW= LMTP= SMTP=
 	case $via in
 	lmtp) LMTP=1 ;;
+	smtp) LMTP=1 SMTP=1 ;;
 	courier*) co=1 DPORT=$CO_PORT DPW=$CO/pw dmd=$CO/mail/$dst/Maildir ;;
 	from-courier*) co=2 SPORT=$CO_PORT SPW=$CO/pw ;;
 	esac
@@ -543,7 +566,10 @@ measure() {
 	if [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ] && [ -n "$LMTP" ]; then
 		# delivered: every source message once in new/, after Dovecot's
 		# trace fields (it stores LF line ends here)
-		python3 tests/integration/trace_compare.py --lf --json "$W/cmp.json" "$dmd/new" 0 \
+		# (by SMTP Postfix rewrites bare CRs and ends every message with a
+		# line end: folded, and a final CRLF added where missing)
+		python3 tests/integration/trace_compare.py --lf ${SMTP:+--fold-cr} --json "$W/cmp.json" "$dmd/new" \
+			"$([ -n "${SMTP:-}" ] && echo 1 || echo 0)" \
 			"$MAIL_ROOT/$src/Maildir" >/dev/null 2>"$W/cmp.err"
 	elif [ "$check" = 1 ] && [ "$rc" != 127 ] && [ "$rc" != 125 ]; then
 		a=$MAIL_ROOT/$src/Maildir b=$dmd
@@ -579,9 +605,12 @@ measure() {
 			if [ $co = 1 ]; then rm -rf "${CO:?}/mail/$a/Maildir"; else drop "$a"; fi
 		done ;;
 	esac
-	DPORT= DPW= SPORT= SPW= LMTP=
+	DPORT= DPW= SPORT= SPW= LMTP= SMTP=
 	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" "$check"
 }
+
+# n_msgs USER: the messages in USER's Maildir (every folder)
+n_msgs() { find "$MAIL_ROOT/$1/Maildir" -type f \( -path '*/cur/*' -o -path '*/new/*' \) | wc -l; }
 
 # drop a 100k destination once checked (~640 MB each; the rest stays until the end)
 drop() { rm -rf "${MAIL_ROOT:?}/$1/Maildir" "$DV/state-$1"; }
@@ -641,6 +670,31 @@ want lmtp && for r in $(seq 1 "$RUNS"); do
 		measure initial-lmtp "$t" "$r" "$(acct "$t" "l$r")" src 1 lmtp
 	done
 done
+
+# ---- IMAP -> SMTP through a private Postfix (issue 18): the same, by SMTP ----
+if want smtp && [ ${#LMTP_TOOLS[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		say "Postfix needs root: initial-smtp left out" >&2
+	elif ! command -v postfix >/dev/null; then
+		say "Postfix is not installed (scripts/deps.sh): initial-smtp left out" >&2
+	else
+		s_users=
+		for r in $(seq 1 "$RUNS"); do for t in "${LMTP_TOOLS[@]}"; do s_users="$s_users $(acct "$t" "s$r")"; done; done
+		if scripts/postfix.sh start "$DV/postfix" --port "$((${BENCH_PORT_BASE:-18300} + 20))" \
+			--lmtp-port "$LMTP_PORT" --users "${s_users# }" >"$DV/postfix-start.log" 2>&1; then
+			PF_PORT=$(sed -n 's/^SMTP_PORT=//p' "$DV/postfix/env")
+			say "private Postfix on 127.0.0.1:$PF_PORT, delivering by LMTP to 127.0.0.1:$LMTP_PORT"
+			for r in $(seq 1 "$RUNS"); do
+				for t in "${LMTP_TOOLS[@]}"; do
+					measure initial-smtp "$t" "$r" "$(acct "$t" "s$r")" src 1 smtp
+				done
+			done
+			scripts/postfix.sh stop "$DV/postfix" >/dev/null 2>&1
+		else
+			say "Postfix did not start: initial-smtp left out ($(tail -n 1 "$DV/postfix-start.log"))" >&2
+		fi
+	fi
+fi
 
 # ---- Dovecot -> Courier: no LITERAL+, no MULTIAPPEND, folders under "INBOX." ----
 if [ "$COURIER" = 1 ] && want courier; then

@@ -888,9 +888,19 @@ int imap_client_open(struct imap_client *c, struct loop *l, const struct imap_en
 	}
 	c->parser_live = 1;
 	c->conn_open = 1;
+	c->t_open_us = imc_mono_us();
 	conn_set_deadline(&c->conn, ep->login_timeout_ms ? ep->login_timeout_ms : 2 * o.timeout_ms,
 	                  "greeting and login");
 	return 0;
+}
+
+/* CLOCK_MONOTONIC in microseconds: how long a greeting took (cb->greeted). */
+uint64_t imc_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* LOGOUT answered: the session ends when the server closes the connection

@@ -198,6 +198,12 @@ struct imap_client_cb {
 	 * closed by imap_client_close/abort, inside which it then runs);
 	 * called once per open, before error when it failed. */
 	void (*closed)(struct imap_client *c);
+	/* Optional: the greeting (and STARTTLS) is done and the login is
+	 * about to be written; us is the time since the open in microseconds,
+	 * about one round trip plus the server's greeting. Returning 1 holds the login
+	 * (no deadline runs meanwhile) until imap_client_login(); the owner
+	 * may instead close the session, which then never logged in. */
+	int (*greeted)(struct imap_client *c, uint64_t us);
 };
 
 struct imap_client {
@@ -250,6 +256,8 @@ struct imap_client {
 	 * greeting): parallel APPENDs into one folder are slower than one
 	 * connection's. */
 	int append_locks;
+	int auth_asked, auth_held;	/* private: cb->greeted asked; it held the login */
+	uint64_t t_open_us;		/* private: CLOCK_MONOTONIC at the open */
 	int enable_due;			/* private: ENABLE goes before the next command */
 	/* Set by the owner: LOGOUT does not wait for the server's answer; the
 	 * connection closes (FIN) once LOGOUT is handed to the kernel. For a
@@ -282,6 +290,8 @@ void imap_client_wire(const struct imap_client *c, uint64_t *in, uint64_t *out);
 /* Sends LOGOUT; the connection closes when the server answers (or at
  * once, with logout_nowait). */
 void imap_client_logout(struct imap_client *c);
+/* Writes the login that cb->greeted held; nothing if none is held. */
+void imap_client_login(struct imap_client *c);
 
 /* Command writing. imap_cmd_begin writes "TAG "; the command is in flight
  * once imap_cmd_end wrote its CRLF. */

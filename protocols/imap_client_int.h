@@ -62,5 +62,6 @@ void imc_login_next(struct imap_client *c);
 void imc_oauth_challenge(struct imap_client *c, const struct imap_resp *r);
 void imc_after_auth(struct imap_client *c);
 void imc_send_enable(struct imap_client *c);
+uint64_t imc_mono_us(void);
 
 #endif

@@ -214,6 +214,17 @@ void imc_login_next(struct imap_client *c)
 
 static void oauth_ready(struct imap_token_wait *w, int rc, const struct mf_error *err);
 
+void imap_client_login(struct imap_client *c)
+{
+	if (!c->auth_held || c->closed)
+		return;
+	c->auth_held = 0;
+	conn_set_deadline(&c->conn, c->ep->login_timeout_ms ? c->ep->login_timeout_ms
+	                                                    : 2 * c->ep->timeout_ms,
+	                  "login");
+	send_auth(c);
+}
+
 /* The token into c->oauth_b64's second half: 0, -1 (client failed), or 1:
  * a token command runs, oauth_ready follows. */
 static int oauth_fetch(struct imap_client *c, int refresh)
@@ -327,6 +338,20 @@ static void send_auth(struct imap_client *c)
 
 	if (c->state == ST_READY)
 		return;
+	if (!c->auth_asked && c->cb->greeted) {
+		c->auth_asked = 1;
+		uint64_t us = imc_mono_us() - c->t_open_us;
+		int hold = c->cb->greeted(c, us);
+
+		if (c->trace)
+			fprintf(stderr, "trace %s: greeting after %llu us, login %s\n", c->who,
+			        (unsigned long long)us, hold ? "held" : "sent");
+		if (hold) {
+			c->auth_held = 1;
+			conn_set_deadline(&c->conn, 0, NULL);
+			return;
+		}
+	}
 	if (!secure && c->ep->token) {
 		imc_client_fail(c, -EPERM,
 			    "refusing to send the OAuth2 token over an unencrypted connection "

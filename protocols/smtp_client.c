@@ -439,28 +439,56 @@ static int setup_reply(struct smtp_client *c)
 
 /* ---- the transaction ---------------------------------------------------- */
 
-static void exp_push(struct smtp_client *c, int kind)
+static struct smtp_txn *tx_oldest(struct smtp_client *c)
 {
-	c->exp[(c->exp_head + c->exp_len) % SMTP_EXP_MAX] = (unsigned char)kind;
+	return c->tx_count ? &c->tx[c->tx_first] : NULL;
+}
+
+/* The transaction being written: the newest. */
+static struct smtp_txn *tx_newest(struct smtp_client *c)
+{
+	return c->tx_count ? &c->tx[(c->tx_first + c->tx_count - 1) % SMTP_TXN_MAX] : NULL;
+}
+
+static const struct smtp_txn *tx_newest_c(const struct smtp_client *c)
+{
+	return c->tx_count ? &c->tx[(c->tx_first + c->tx_count - 1) % SMTP_TXN_MAX] : NULL;
+}
+
+static unsigned tx_index(const struct smtp_client *c, const struct smtp_txn *t)
+{
+	return (unsigned)(t - c->tx);
+}
+
+static void exp_push(struct smtp_client *c, struct smtp_txn *t, int kind)
+{
+	c->exp[(c->exp_head + c->exp_len) % SMTP_EXP_MAX] =
+	    (unsigned char)(kind | (int)(tx_index(c, t) << 4));
 	c->exp_len++;
+	t->nexp++;
 	conn_set_busy(&c->conn, 1);
 }
 
 static int exp_front(const struct smtp_client *c)
 {
-	return c->exp_len ? c->exp[c->exp_head] : 0;
+	return c->exp_len ? c->exp[c->exp_head] & 0x0f : 0;
+}
+
+/* The transaction the front reply answers. */
+static struct smtp_txn *exp_front_tx(struct smtp_client *c)
+{
+	return c->exp_len ? &c->tx[(c->exp[c->exp_head] >> 4) % SMTP_TXN_MAX] : NULL;
 }
 
 static void exp_pop(struct smtp_client *c)
 {
+	struct smtp_txn *t = exp_front_tx(c);
+
+	if (t && t->nexp)
+		t->nexp--;
 	c->exp_head = (c->exp_head + 1) % SMTP_EXP_MAX;
 	c->exp_len--;
 	conn_set_busy(&c->conn, c->exp_len > 0);
-}
-
-static int has_rset(const struct smtp_client *c)
-{
-	return c->sent_msgs > 0;
 }
 
 /* Asks for cb->writable from the loop, never inside the caller's call: the
@@ -471,14 +499,16 @@ static void writable_later(struct smtp_client *c)
 		conn_want_drain(&c->conn);
 }
 
-/* The transaction's phase lets data go (space may still be short). */
-static int phase_open(const struct smtp_client *c);
+/* The newest transaction's phase lets data go (space may still be short). */
+static int phase_open(struct smtp_client *c);
 
 static void writable_notify(struct smtp_client *c)
 {
+	struct smtp_txn *t = tx_newest(c);
+
 	if (!c->want_writable || c->closed)
 		return;
-	if (c->in_msg && !c->failed && !c->ended && smtp_write_space(c) == 0) {
+	if (t && !t->failed && !t->ended && smtp_write_space(c) == 0) {
 		/* conn full: wait for its drain; waiting for a reply: the
 		 * reply calls writable_later */
 		if (phase_open(c))
@@ -503,23 +533,24 @@ static void status_set(struct smtp_status *s, enum smtp_step step, const struct 
 
 /* The transaction cannot succeed any more: every recipient not yet failed
  * gets this reply. */
-static void msg_fail(struct smtp_client *c, enum smtp_step step, const struct smtp_reply *r)
+static void msg_fail(struct smtp_client *c, struct smtp_txn *t, enum smtp_step step,
+                     const struct smtp_reply *r)
 {
-	for (size_t i = 0; i < c->nrcpt; i++)
-		if (c->rcpt_ok[i] || step == SMTP_STEP_MAIL)
-			status_set(&c->st[i], step, r);
-	c->failed = 1;
+	for (size_t i = 0; i < t->nrcpt; i++)
+		if (t->rcpt_ok[i] || step == SMTP_STEP_MAIL)
+			status_set(&t->st[i], step, r);
+	t->failed = 1;
 	writable_later(c);
 }
 
 /* The next command of the transaction: RSET?, MAIL, RCPT..., DATA. */
-static void write_cmd(struct smtp_client *c, size_t k)
+static void write_cmd(struct smtp_client *c, struct smtp_txn *t, size_t k)
 {
-	size_t base = has_rset(c) ? 1 : 0;
+	size_t base = t->has_rset ? 1 : 0;
 
 	if (k < base) {
 		cmd(c, 0, "RSET");
-		exp_push(c, EXP_RSET);
+		exp_push(c, t, EXP_RSET);
 	} else if (k == base) {
 		char params[128];
 		int n = 0;
@@ -527,44 +558,61 @@ static void write_cmd(struct smtp_client *c, size_t k)
 		params[0] = '\0';
 		if (c->caps & SMTP_CAP_SIZE)
 			n += snprintf(params + n, sizeof(params) - (size_t)n, " SIZE=%llu",
-			              (unsigned long long)c->size);
-		if ((c->mflags & SMTP_MSG_8BIT) && (c->caps & SMTP_CAP_8BITMIME))
+			              (unsigned long long)t->size);
+		if ((t->mflags & SMTP_MSG_8BIT) && (c->caps & SMTP_CAP_8BITMIME))
 			n += snprintf(params + n, sizeof(params) - (size_t)n, " BODY=8BITMIME");
-		if ((c->mflags & SMTP_MSG_UTF8) && (c->caps & SMTP_CAP_SMTPUTF8))
+		if ((t->mflags & SMTP_MSG_UTF8) && (c->caps & SMTP_CAP_SMTPUTF8))
 			snprintf(params + n, sizeof(params) - (size_t)n, " SMTPUTF8");
-		cmd(c, 0, "MAIL FROM:<%s>%s", c->from, params);
-		exp_push(c, EXP_MAIL);
-	} else if (k < base + 1 + c->nrcpt) {
-		cmd(c, 0, "RCPT TO:<%s>", c->rcpt_addr[k - base - 1]);
-		exp_push(c, EXP_RCPT);
+		cmd(c, 0, "MAIL FROM:<%s>%s", t->from, params);
+		exp_push(c, t, EXP_MAIL);
+	} else if (k < base + 1 + t->nrcpt) {
+		cmd(c, 0, "RCPT TO:<%s>", t->rcpt_addr[k - base - 1]);
+		exp_push(c, t, EXP_RCPT);
 	} else {
 		cmd(c, 0, "DATA");
-		exp_push(c, EXP_DATA);
+		exp_push(c, t, EXP_DATA);
 	}
+}
+
+/* The newer transaction's commands wait until the older one's end is on
+ * the wire: before it they would be message content (DATA) or part of
+ * the older transaction. An older one that failed before its end is
+ * waited for whole (its DATA may still get a 354). */
+static int tx_blocked(struct smtp_client *c, const struct smtp_txn *t)
+{
+	struct smtp_txn *o = tx_oldest(c);
+
+	return o && o != t && !o->last_sent;
 }
 
 /* Commands may go now: all of them with PIPELINING (DATA last, RFC 2920
  * §3.1), else one per reply. */
 static void write_cmds(struct smtp_client *c)
 {
-	/* without PIPELINING, nothing more once the transaction is lost */
-	if (c->failed) {
-		c->cmd_next = c->ncmd;
-		return;
+	for (unsigned i = 0; i < c->tx_count && !c->closed; i++) {
+		struct smtp_txn *t = &c->tx[(c->tx_first + i) % SMTP_TXN_MAX];
+
+		if (tx_blocked(c, t))
+			return;
+		/* without PIPELINING, nothing more once the transaction is lost */
+		if (t->failed) {
+			t->cmd_next = t->ncmd;
+			continue;
+		}
+		while (!c->closed && t->cmd_next < t->ncmd && (c->pipelining || c->exp_len == 0))
+			write_cmd(c, t, t->cmd_next++);
 	}
-	while (!c->closed && c->cmd_next < c->ncmd && (c->pipelining || c->exp_len == 0))
-		write_cmd(c, c->cmd_next++);
 }
 
-/* BDAT chunks may go: the commands are out (and answered, without
+/* BDAT chunks of t may go: its commands are out (and answered, without
  * PIPELINING), and the ring has room. */
-static int can_chunk(const struct smtp_client *c, size_t chunks)
+static int can_chunk(const struct smtp_client *c, const struct smtp_txn *t, size_t chunks)
 {
-	return c->cmd_next == c->ncmd && (c->pipelining || c->exp_len == 0) &&
+	return t && t->cmd_next == t->ncmd && (c->pipelining || c->exp_len == 0) &&
 	       c->exp_len + chunks <= SMTP_EXP_MAX;
 }
 
-static void flush_chunk(struct smtp_client *c, int last)
+static void flush_chunk(struct smtp_client *c, struct smtp_txn *t, int last)
 {
 	char hdr[64];
 	int n = snprintf(hdr, sizeof(hdr), "BDAT %zu%s", c->chunk_len, last ? " LAST" : "");
@@ -574,7 +622,7 @@ static void flush_chunk(struct smtp_client *c, int last)
 	out(c, hdr, (size_t)n + 2);
 	out(c, c->chunk, c->chunk_len); /* RFC 3030 §2: exactly these bytes */
 	c->chunk_len = 0;
-	exp_push(c, last ? EXP_END : EXP_BDAT);
+	exp_push(c, t, last ? EXP_END : EXP_BDAT);
 }
 
 static int emit_conn(void *ctx, const char *p, size_t n)
@@ -585,18 +633,22 @@ static int emit_conn(void *ctx, const char *p, size_t n)
 	return c->closed ? -EPIPE : 0;
 }
 
+/* The oldest transaction is answered: its result, copied out so that the
+ * slot is free for a smtp_msg_begin inside done(). */
 static void msg_finish(struct smtp_client *c)
 {
+	struct smtp_txn *t = tx_oldest(c);
 	struct smtp_result res;
 	const struct smtp_status *first_fail = NULL, *last_ok = NULL;
 	int temp = 0;
-	void *ud = c->msg_ud;
+	void *ud = t->msg_ud;
 
 	memset(&res, 0, sizeof(res));
-	res.nrcpt = c->nrcpt;
-	res.rcpt = c->st;
-	for (size_t i = 0; i < c->nrcpt; i++) {
-		const struct smtp_status *s = &c->st[i];
+	res.nrcpt = t->nrcpt;
+	memcpy(c->res_st, t->st, t->nrcpt * sizeof(t->st[0]));
+	res.rcpt = c->res_st;
+	for (size_t i = 0; i < t->nrcpt; i++) {
+		const struct smtp_status *s = &c->res_st[i];
 
 		if (s->step == SMTP_STEP_END && s->code / 100 == 2) {
 			res.delivered++;
@@ -608,48 +660,66 @@ static void msg_finish(struct smtp_client *c)
 		if (!first_fail)
 			first_fail = s;
 	}
-	res.outcome = res.delivered == c->nrcpt ? 2 : temp ? 4 : 5;
+	res.outcome = res.delivered == t->nrcpt ? 2 : temp ? 4 : 5;
 	res.decisive = first_fail ? first_fail : last_ok;
-	c->in_msg = 0;
-	c->sent_msgs++;
-	c->msg_done_pending = 0;
-	conn_set_busy(&c->conn, 0);
+	if (res.decisive) {
+		size_t k = (size_t)(res.decisive - c->res_st);
+
+		snprintf(c->res_addr, sizeof(c->res_addr), "%s",
+		         res.decisive->step == SMTP_STEP_MAIL ? t->from : t->rcpt_addr[k]);
+		res.decisive_addr = c->res_addr;
+	}
+	c->tx_first = (c->tx_first + 1) % SMTP_TXN_MAX;
+	c->tx_count--;
+	conn_set_busy(&c->conn, c->exp_len > 0);
 	c->cb->done(c, &res, ud);
 }
 
-/* Moves the transaction on after input or a caller's call: commands, the
- * last chunk or the end of DATA, the result. */
+/* The newest transaction's end, once it may go. */
+static void end_write(struct smtp_client *c, struct smtp_txn *t)
+{
+	if (!t->ended || t->last_sent || t->failed || tx_blocked(c, t))
+		return;
+	if (c->chunking && can_chunk(c, t, 1)) {
+		flush_chunk(c, t, 1);
+		t->last_sent = 1;
+	} else if (!c->chunking && t->data_open) {
+		/* RFC 5321 §4.1.1.4 */
+		if (c->held_lf && dot_stuff_feed(&c->dot, "\r\n", 2, emit_conn, c) < 0)
+			return;
+		c->held_lf = 0;
+		if (dot_stuff_end(&c->dot, emit_conn, c) < 0)
+			return;
+		trace(c, ">>", ".", 1);
+		exp_push(c, t, EXP_END);
+		t->last_sent = 1;
+	}
+}
+
+/* Moves the transactions on after input or a caller's call: commands, the
+ * last chunk or the end of DATA, results. */
 static void msg_pump(struct smtp_client *c, int from_input)
 {
-	if (!c->in_msg || c->closed)
-		return;
-	write_cmds(c);
-	if (c->closed)
-		return;
-	if (c->ended && !c->last_sent && !c->failed) {
-		if (c->chunking && can_chunk(c, 1)) {
-			flush_chunk(c, 1);
-			c->last_sent = 1;
-		} else if (!c->chunking && c->data_open) {
-			/* RFC 5321 §4.1.1.4 */
-			if (c->held_lf && dot_stuff_feed(&c->dot, "\r\n", 2, emit_conn, c) < 0)
-				return;
-			c->held_lf = 0;
-			if (dot_stuff_end(&c->dot, emit_conn, c) < 0)
-				return;
-			trace(c, ">>", ".", 1);
-			exp_push(c, EXP_END);
-			c->last_sent = 1;
-		}
-	}
-	if (c->ended && c->exp_len == 0 && (c->last_sent || c->failed) && c->cmd_next == c->ncmd) {
-		if (from_input) {
-			msg_finish(c);
-		} else {
+	while (c->tx_count && !c->closed) {
+		struct smtp_txn *o;
+
+		write_cmds(c);
+		if (c->closed)
+			return;
+		end_write(c, tx_newest(c));
+		if (c->closed)
+			return;
+		o = tx_oldest(c);
+		if (!(o->ended && o->nexp == 0 && (o->last_sent || o->failed) &&
+		      o->cmd_next == o->ncmd))
+			return;
+		if (!from_input) {
 			/* never inside the caller's smtp_msg_end */
 			c->msg_done_pending = 1;
 			conn_want_drain(&c->conn);
+			return;
 		}
+		msg_finish(c); /* then the newer one's commands may go */
 	}
 }
 
@@ -686,10 +756,34 @@ void smtp_status_describe(const struct smtp_status *s, const char *addr, char *o
 	mf_escape(raw, strlen(raw), out, cap);
 }
 
-/* A reply inside a transaction. */
+/* The end of data's reply(ies) for t. */
+static void end_reply(struct smtp_client *c, struct smtp_txn *t, const struct smtp_reply *r)
+{
+	if (c->ep->lmtp && t->accepted && !t->failed) {
+		/* RFC 2033 §4.2: one reply per accepted recipient, in order */
+		size_t seen = 0;
+
+		for (size_t i = 0; i < t->nrcpt; i++)
+			if (t->rcpt_ok[i] && seen++ == t->end_replies) {
+				status_set(&t->st[i], SMTP_STEP_END, r);
+				break;
+			}
+		if (++t->end_replies < t->accepted)
+			return;
+	} else if (!t->failed) {
+		for (size_t i = 0; i < t->nrcpt; i++)
+			if (t->rcpt_ok[i])
+				status_set(&t->st[i], SMTP_STEP_END, r);
+	}
+	exp_pop(c);
+}
+
+/* A reply inside a transaction: it answers the front of the ring, which
+ * names its transaction (the oldest with replies to come). */
 static void msg_reply(struct smtp_client *c)
 {
 	const struct smtp_reply *r = &c->parser.reply;
+	struct smtp_txn *t = exp_front_tx(c);
 	int ok = smtp_reply_class(r) == 2;
 	char buf[600];
 
@@ -702,65 +796,50 @@ static void msg_reply(struct smtp_client *c)
 	case EXP_MAIL:
 		exp_pop(c);
 		if (!ok)
-			msg_fail(c, SMTP_STEP_MAIL, r);
+			msg_fail(c, t, SMTP_STEP_MAIL, r);
 		break;
 	case EXP_RCPT: {
-		size_t i = c->rcpt_replies++;
+		size_t i = t->rcpt_replies++;
 
 		exp_pop(c);
-		if (c->failed) /* after a refused MAIL: its reply stays */
+		if (t->failed) /* after a refused MAIL: its reply stays */
 			break;
-		status_set(&c->st[i], SMTP_STEP_RCPT, r);
+		status_set(&t->st[i], SMTP_STEP_RCPT, r);
 		if (ok) {
-			c->rcpt_ok[i] = 1;
-			c->accepted++;
+			t->rcpt_ok[i] = 1;
+			t->accepted++;
 		}
-		if (c->rcpt_replies == c->nrcpt && !c->accepted) {
-			c->failed = 1;
+		if (t->rcpt_replies == t->nrcpt && !t->accepted) {
+			t->failed = 1;
 			writable_later(c);
 		}
 		break;
 	}
 	case EXP_DATA:
 		exp_pop(c);
-		if (r->code == 354 && c->failed) {
+		if (r->code == 354 && t->failed) {
 			/* a server that took DATA after refusing everything:
-			 * end it empty, whatever it says to that is moot */
+			 * end it empty, whatever it says to that is moot (no
+			 * newer transaction wrote anything: tx_blocked) */
 			out(c, ".\r\n", 3);
-			exp_push(c, EXP_END);
-			c->last_sent = 1;
+			exp_push(c, t, EXP_END);
+			t->last_sent = 1;
 		} else if (r->code == 354) {
-			c->data_open = 1;
+			t->data_open = 1;
 			writable_later(c);
-		} else if (!c->failed) {
-			msg_fail(c, SMTP_STEP_DATA, r);
+		} else if (!t->failed) {
+			msg_fail(c, t, SMTP_STEP_DATA, r);
 		}
 		break;
 	case EXP_BDAT:
 		exp_pop(c);
-		if (!ok && !c->failed)
-			msg_fail(c, SMTP_STEP_BDAT, r);
+		if (!ok && !t->failed)
+			msg_fail(c, t, SMTP_STEP_BDAT, r);
 		else if (!c->pipelining)
 			writable_later(c);
 		break;
 	case EXP_END:
-		if (c->ep->lmtp && c->accepted && !c->failed) {
-			/* RFC 2033 §4.2: one reply per accepted recipient, in order */
-			size_t seen = 0;
-
-			for (size_t i = 0; i < c->nrcpt; i++)
-				if (c->rcpt_ok[i] && seen++ == c->end_replies) {
-					status_set(&c->st[i], SMTP_STEP_END, r);
-					break;
-				}
-			if (++c->end_replies < c->accepted)
-				break;
-		} else if (!c->failed) {
-			for (size_t i = 0; i < c->nrcpt; i++)
-				if (c->rcpt_ok[i])
-					status_set(&c->st[i], SMTP_STEP_END, r);
-		}
-		exp_pop(c);
+		end_reply(c, t, r);
 		break;
 	default:
 		client_fail(c, -EPROTO, "reply to no command: %s", reply_str(c, buf, sizeof(buf)));
@@ -768,8 +847,12 @@ static void msg_reply(struct smtp_client *c)
 	}
 	/* a reply may open the way for data (the last RCPT's without
 	 * PIPELINING, a chunk's, 354) */
-	if (c->want_writable && (phase_open(c) || c->failed))
-		writable_later(c);
+	if (c->want_writable) {
+		struct smtp_txn *n = tx_newest(c);
+
+		if (phase_open(c) || (n && n->failed))
+			writable_later(c);
+	}
 	msg_pump(c, 1);
 }
 
@@ -793,7 +876,7 @@ static int on_reply(struct smtp_client *c)
 	}
 	if (c->state != ST_READY)
 		return setup_reply(c);
-	if (!c->in_msg || !c->exp_len) {
+	if (!c->tx_count || !c->exp_len) {
 		client_fail(c, -EPROTO, "reply to no command: %s", reply_str(c, buf, sizeof(buf)));
 		return 1;
 	}
@@ -857,8 +940,9 @@ static void on_drain(struct conn *conn)
 {
 	struct smtp_client *c = conn->ud;
 
-	if (c->msg_done_pending && c->in_msg) {
-		msg_finish(c);
+	if (c->msg_done_pending) {
+		c->msg_done_pending = 0;
+		msg_pump(c, 1);
 		if (c->closed)
 			return;
 	}
@@ -947,7 +1031,7 @@ void smtp_client_quit(struct smtp_client *c)
 {
 	if (c->closed)
 		return;
-	if (c->state != ST_READY || c->in_msg) {
+	if (c->state != ST_READY || c->tx_count) {
 		client_shutdown(c);
 		return;
 	}
@@ -999,16 +1083,34 @@ static int addr_check(struct smtp_client *c, const char *a, int *nonascii, struc
 	return 0;
 }
 
+int smtp_can_begin(const struct smtp_client *c)
+{
+	const struct smtp_txn *t = tx_newest_c(c);
+
+	if (c->closed || c->state != ST_READY)
+		return 0;
+	if (!t)
+		return 1;
+	return c->tx_count < SMTP_TXN_MAX && (c->caps & SMTP_CAP_PIPELINING) &&
+	       !c->ep->no_pipelining && t->ended && t->last_sent && !t->failed;
+}
+
+unsigned smtp_inflight(const struct smtp_client *c)
+{
+	return c->tx_count;
+}
+
 int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud,
                    struct mf_error *err)
 {
+	struct smtp_txn *t;
 	int nonascii = 0, r;
 
 	if (c->closed || c->state != ST_READY) {
 		mf_err_set(err, -ENOTCONN, "%s: not ready for a message", c->who);
 		return -ENOTCONN;
 	}
-	if (c->in_msg) {
+	if (!smtp_can_begin(c)) {
 		mf_err_set(err, -EBUSY, "%s: a message is still in flight", c->who);
 		return -EBUSY;
 	}
@@ -1042,26 +1144,30 @@ int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud
 		    c->who, (unsigned long long)m->size, (unsigned long long)c->size_max);
 		return -EFBIG;
 	}
-	c->in_msg = 1;
-	c->msg_ud = msg_ud;
-	c->size = m->size;
-	c->fed = 0;
-	c->mflags = m->flags | (nonascii ? SMTP_MSG_UTF8 : 0);
-	c->nrcpt = m->nrcpt;
-	snprintf(c->from, sizeof(c->from), "%s", m->from ? m->from : "");
+	t = &c->tx[(c->tx_first + c->tx_count) % SMTP_TXN_MAX];
+	t->msg_ud = msg_ud;
+	t->size = m->size;
+	t->fed = 0;
+	t->mflags = m->flags | (nonascii ? SMTP_MSG_UTF8 : 0);
+	t->nrcpt = m->nrcpt;
+	snprintf(t->from, sizeof(t->from), "%s", m->from ? m->from : "");
 	for (size_t i = 0; i < m->nrcpt; i++) {
-		snprintf(c->rcpt_addr[i], sizeof(c->rcpt_addr[i]), "%s", m->rcpt[i]);
-		c->rcpt_ok[i] = 0;
-		memset(&c->st[i], 0, sizeof(c->st[i]));
+		snprintf(t->rcpt_addr[i], sizeof(t->rcpt_addr[i]), "%s", m->rcpt[i]);
+		t->rcpt_ok[i] = 0;
+		memset(&t->st[i], 0, sizeof(t->st[i]));
 	}
 	c->chunking = (c->caps & SMTP_CAP_CHUNKING) && !c->ep->no_chunking;
 	c->pipelining = (c->caps & SMTP_CAP_PIPELINING) && !c->ep->no_pipelining;
-	c->ended = c->failed = c->data_open = c->last_sent = 0;
-	c->msg_done_pending = 0;
-	c->rcpt_replies = c->accepted = c->end_replies = 0;
+	t->ended = t->failed = t->data_open = t->last_sent = 0;
+	t->rcpt_replies = t->accepted = t->end_replies = 0;
+	t->nexp = 0;
+	t->has_rset = c->begun_msgs > 0;
+	t->cmd_next = 0;
+	t->ncmd = (t->has_rset ? 1 : 0) + 1 + t->nrcpt + (c->chunking ? 0 : 1);
+	c->begun_msgs++;
+	c->tx_count++;
+	/* the data path is the new transaction's (the older one's end is out) */
 	c->chunk_len = 0;
-	c->cmd_next = 0;
-	c->ncmd = (has_rset(c) ? 1 : 0) + 1 + c->nrcpt + (c->chunking ? 0 : 1);
 	dot_stuff_init(&c->dot);
 	c->held_lf = 0;
 	c->prev = 0;
@@ -1069,20 +1175,26 @@ int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud
 	return c->closed ? -ENOTCONN : 0;
 }
 
-static int phase_open(const struct smtp_client *c)
+static int phase_open(struct smtp_client *c)
 {
-	return c->chunking ? can_chunk(c, 1) : c->data_open;
+	struct smtp_txn *t = tx_newest(c);
+
+	if (!t)
+		return 0;
+	return c->chunking ? can_chunk(c, t, 1) : t->data_open;
 }
 
 size_t smtp_write_space(struct smtp_client *c)
 {
-	if (c->closed || !c->in_msg || c->ended || c->failed)
+	struct smtp_txn *t = tx_newest(c);
+
+	if (c->closed || !t || t->ended || t->failed)
 		return 0;
 	if (!c->chunking)
-		return c->data_open ? conn_write_space(&c->conn) : 0;
+		return t->data_open ? conn_write_space(&c->conn) : 0;
 	/* BDAT: the staging room, plus one more chunk when one may go now
 	 * (without PIPELINING, one chunk per reply: RFC 3030 §4.2) */
-	if (!can_chunk(c, 1))
+	if (!can_chunk(c, t, 1))
 		return SMTP_CHUNK - c->chunk_len;
 	if (!c->pipelining)
 		return 2 * SMTP_CHUNK - c->chunk_len;
@@ -1095,14 +1207,16 @@ size_t smtp_write_space(struct smtp_client *c)
 
 void smtp_want_writable(struct smtp_client *c)
 {
+	struct smtp_txn *t = tx_newest(c);
+
 	c->want_writable = 1;
-	if (!c->closed && (phase_open(c) || c->failed || !c->in_msg || smtp_write_space(c)))
+	if (!c->closed && (!t || phase_open(c) || t->failed || smtp_write_space(c)))
 		conn_want_drain(&c->conn);
 }
 
 /* DATA: dot-stuffed, a bare LF at the end of the input held back until
  * more follows (see smtp_client.h: the last one goes as CRLF). */
-static int data_stuffed(struct smtp_client *c, const uint8_t *p, size_t n)
+static int data_stuffed(struct smtp_client *c, struct smtp_txn *t, const uint8_t *p, size_t n)
 {
 	size_t body = n;
 
@@ -1120,24 +1234,25 @@ static int data_stuffed(struct smtp_client *c, const uint8_t *p, size_t n)
 	if (dot_stuff_feed(&c->dot, (const char *)p, body, emit_conn, c) < 0)
 		return -ENOTCONN;
 	c->prev = p[n - 1];
-	c->fed += n;
+	t->fed += n;
 	return 0;
 }
 
 int smtp_msg_data(struct smtp_client *c, const void *p, size_t n)
 {
+	struct smtp_txn *t = tx_newest(c);
 	const uint8_t *s = p;
 
 	if (c->closed)
 		return -ENOTCONN;
-	if (!c->in_msg || c->ended)
+	if (!t || t->ended)
 		return -EINVAL;
-	if (c->failed)
+	if (t->failed)
 		return -ECANCELED;
 	if (!c->chunking) {
-		if (!c->data_open)
+		if (!t->data_open)
 			return -EAGAIN;
-		return data_stuffed(c, p, n);
+		return data_stuffed(c, t, p, n);
 	}
 	/* The staged bytes go as a chunk only when more follow, so the last
 	 * chunk always carries LAST with its own bytes (no "BDAT 0 LAST"). */
@@ -1145,14 +1260,14 @@ int smtp_msg_data(struct smtp_client *c, const void *p, size_t n)
 		size_t total = c->chunk_len + n;
 		size_t flushes = total > SMTP_CHUNK ? (total - 1) / SMTP_CHUNK : 0;
 
-		if (flushes && (!can_chunk(c, flushes) || (!c->pipelining && flushes > 1)))
+		if (flushes && (!can_chunk(c, t, flushes) || (!c->pipelining && flushes > 1)))
 			return -EAGAIN;
 	}
 	while (n) {
 		size_t take;
 
 		if (c->chunk_len == SMTP_CHUNK) {
-			flush_chunk(c, 0);
+			flush_chunk(c, t, 0);
 			if (c->closed)
 				return -ENOTCONN;
 		}
@@ -1161,7 +1276,7 @@ int smtp_msg_data(struct smtp_client *c, const void *p, size_t n)
 			take = n;
 		memcpy(c->chunk + c->chunk_len, s, take);
 		c->chunk_len += take;
-		c->fed += take;
+		t->fed += take;
 		s += take;
 		n -= take;
 	}
@@ -1170,16 +1285,20 @@ int smtp_msg_data(struct smtp_client *c, const void *p, size_t n)
 
 int smtp_msg_failed(const struct smtp_client *c)
 {
-	return c->in_msg && c->failed;
+	const struct smtp_txn *t = tx_newest_c(c);
+
+	return t && t->failed;
 }
 
 int smtp_msg_end(struct smtp_client *c)
 {
+	struct smtp_txn *t = tx_newest(c);
+
 	if (c->closed)
 		return -ENOTCONN;
-	if (!c->in_msg || c->ended)
+	if (!t || t->ended)
 		return -EINVAL;
-	c->ended = 1;
+	t->ended = 1;
 	msg_pump(c, 0);
 	return c->closed ? -ENOTCONN : 0;
 }

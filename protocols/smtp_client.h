@@ -3,7 +3,9 @@
  * (RFC 5321, LMTP RFC 2033): greeting, EHLO/LHLO, STARTTLS (RFC 3207),
  * AUTH PLAIN/LOGIN (RFC 4954), then any number of transactions, each
  * MAIL FROM + RCPT TO... + DATA or BDAT, pipelined in one round trip where
- * PIPELINING (RFC 2920) is offered, RSET between them.
+ * PIPELINING (RFC 2920) is offered, RSET between them. With PIPELINING two
+ * transactions overlap: the next one's commands and data go out while the
+ * previous one waits for its final reply (SMTP_TXN_MAX).
  *
  * A message is streamed, never held: smtp_msg_begin() with its size and
  * envelope, smtp_msg_data() with chunks as they come (within
@@ -129,8 +131,10 @@ struct smtp_result {
 	size_t nrcpt, delivered;
 	const struct smtp_status *rcpt; /* [nrcpt], in the order given */
 	/* The reply that decided the message (the first failure, else the
-	 * last success), for one-line reports. */
+	 * last success), for one-line reports, and the address it concerns
+	 * (the sender for MAIL, else the recipient). */
 	const struct smtp_status *decisive;
+	const char *decisive_addr;
 };
 
 struct smtp_client;
@@ -142,8 +146,9 @@ struct smtp_client_cb {
 	 * The client is closed when this returns; a message in flight gets no
 	 * done callback (count it as failed temporarily). */
 	void (*error)(struct smtp_client *c, const struct mf_error *err);
-	/* A message's result (after smtp_msg_end and all its replies); the
-	 * client is idle again: the next smtp_msg_begin may follow at once. */
+	/* A message's result (after smtp_msg_end and all its replies), in
+	 * the order the messages began; r and what it points to are valid
+	 * during the call only. Another smtp_msg_begin may follow at once. */
 	void (*done)(struct smtp_client *c, const struct smtp_result *r, void *msg_ud);
 	/* smtp_write_space() grew, or the transaction failed (smtp_msg_data
 	 * then says so): bulk output may go on. */
@@ -152,6 +157,28 @@ struct smtp_client_cb {
 
 /* Expected replies in flight (pipelined commands and BDAT chunks). */
 #define SMTP_EXP_MAX 1024
+/* Transactions in flight on one connection: with PIPELINING the next
+ * message's RSET, MAIL, RCPT and BDAT/DATA go while the previous one's
+ * final reply is still to come (RFC 2920 §3.1: the end of data may be
+ * followed by more commands in the same group); without it, one. */
+#define SMTP_TXN_MAX 2
+
+/* One transaction (private to the client). */
+struct smtp_txn {
+	int ended, failed, data_open, last_sent, has_rset;
+	size_t cmd_next; /* next of RSET, MAIL, RCPT... DATA to write */
+	size_t ncmd;
+	size_t nexp; /* its replies still expected */
+	size_t rcpt_replies, accepted, end_replies;
+	void *msg_ud;
+	char from[SMTP_ADDR_MAX + 1];
+	char rcpt_addr[SMTP_RCPT_MAX][SMTP_ADDR_MAX + 1];
+	unsigned char rcpt_ok[SMTP_RCPT_MAX];
+	struct smtp_status st[SMTP_RCPT_MAX];
+	size_t nrcpt;
+	uint64_t size, fed;
+	unsigned mflags;
+};
 
 struct smtp_client {
 	struct conn conn;
@@ -166,29 +193,23 @@ struct smtp_client {
 	int trace;
 	uint64_t wire_in, wire_out;
 	char who[300];
-	/* the transaction */
-	int in_msg, chunking, pipelining, ended, failed, data_open, last_sent;
-	int msg_done_pending;
-	unsigned sent_msgs;
-	size_t cmd_next; /* next of RSET, MAIL, RCPT... DATA to write */
-	size_t ncmd;
-	unsigned char exp[SMTP_EXP_MAX]; /* ring of expected reply kinds */
+	/* the transactions, oldest first: tx[tx_first], then the one being
+	 * written (the newest); replies go to the oldest */
+	struct smtp_txn tx[SMTP_TXN_MAX];
+	unsigned tx_first, tx_count;
+	unsigned begun_msgs;
+	int chunking, pipelining, msg_done_pending;
+	unsigned char exp[SMTP_EXP_MAX]; /* ring of expected reply kinds | txn << 4 */
 	size_t exp_head, exp_len;
-	size_t rcpt_replies, accepted, end_replies;
-	const struct smtp_msg *msg;
-	void *msg_ud;
-	char from[SMTP_ADDR_MAX + 1];
-	char rcpt_addr[SMTP_RCPT_MAX][SMTP_ADDR_MAX + 1];
-	unsigned char rcpt_ok[SMTP_RCPT_MAX];
-	struct smtp_status st[SMTP_RCPT_MAX];
-	size_t nrcpt;
-	uint64_t size, fed;
-	unsigned mflags;
+	/* the newest transaction's data path */
 	uint8_t *chunk; /* BDAT staging, SMTP_CHUNK bytes */
 	size_t chunk_len;
 	struct dot_stuff dot;
 	int held_lf;        /* DATA: a bare LF held back (maybe the last byte) */
 	unsigned char prev; /* DATA: the last byte fed */
+	/* the finished transaction's result, as done() sees it */
+	struct smtp_status res_st[SMTP_RCPT_MAX];
+	char res_addr[SMTP_ADDR_MAX + 1];
 };
 
 int smtp_client_open(struct smtp_client *c, struct loop *l, const struct smtp_endpoint *ep,
@@ -202,17 +223,24 @@ void smtp_client_wire(const struct smtp_client *c, uint64_t *in, uint64_t *out);
 /* Names the endpoint in messages: "destination lmtp unix:/run/lmtp". */
 const char *smtp_client_who(const struct smtp_client *c);
 
-/* Starts a transaction (client ready and idle). A negative return refuses
- * this message only, before anything was sent, and fills err; the
+/* Starts a transaction (client ready, smtp_can_begin). A negative return
+ * refuses this message only, before anything was sent, and fills err; the
  * connection stays usable: -EFBIG (above the server's SIZE), -EINVAL (an
  * address with control characters, '<' or '>', too long, or not UTF-8),
- * -EPROTONOSUPPORT (a non-ASCII address without SMTPUTF8), -EBUSY (a
- * message in flight), -ENOTCONN. m and its strings are copied. */
+ * -EPROTONOSUPPORT (a non-ASCII address without SMTPUTF8), -EBUSY (no
+ * room for another transaction now), -ENOTCONN. m and its strings are
+ * copied. */
 int smtp_msg_begin(struct smtp_client *c, const struct smtp_msg *m, void *msg_ud,
                    struct mf_error *err);
 /* Bytes smtp_msg_data may take now without growing buffers (0 while DATA
  * waits for its 354, or the last chunk's reply without PIPELINING). */
 size_t smtp_write_space(struct smtp_client *c);
+/* A new transaction may begin now: none is in flight, or (PIPELINING)
+ * one whose end (BDAT LAST, the final ".") is written and which waits
+ * only for its final reply. */
+int smtp_can_begin(const struct smtp_client *c);
+/* Transactions begun and not yet answered (done not yet called). */
+unsigned smtp_inflight(const struct smtp_client *c);
 /* Ask for cb->writable once space is back. */
 void smtp_want_writable(struct smtp_client *c);
 /* Feeds message bytes. 0; -EAGAIN if nothing may be written yet (DATA

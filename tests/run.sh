@@ -11,7 +11,7 @@
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-ONLY=${1:-}
+ONLY=${*:-} # names of the tests to run (default: all)
 JOBS=${MF_TEST_JOBS:-3}
 LOG=$ROOT/build/test-logs
 mkdir -p "$LOG"
@@ -44,7 +44,7 @@ run_one() { # kind name cmd...
 
 logs=()
 start() { # kind name cmd...
-	[ -n "$ONLY" ] && [ "$ONLY" != "$2" ] && return
+	[ -n "$ONLY" ] && [[ " $ONLY " != *" $2 "* ]] && return
 	logs+=("$LOG/$1-$2.log")
 	rm -f "$LOG/$1-$2.log"
 	while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done

@@ -15,10 +15,20 @@
  * every message is a batch). A worker with a batch waiting opens no new
  * one (copy_slots_full); one that must (copy_msg_begin) commits at once.
  *
+ * While another worker's sink still has deliveries its server has not
+ * answered (sink pending(): SMTP/LMTP with two transactions in flight),
+ * its next batch is about to close: the commit waits for it, at most
+ * COPY_COMMIT_WAIT_MS, so that one fdatasync covers more messages. The
+ * waiting batch's connection is not idle meanwhile (its previous message
+ * is still being delivered), and a sink without pending() never waits.
+ *
  * Not for: reading the source (source_imap), writing the wire (sink_imap),
  * what to copy (worker, plan), settling interrupted runs (settle).
  */
 #include "engine/sync/job_int.h"
+
+/* The longest a group commit waits for more batches (see above). */
+#define COPY_COMMIT_WAIT_MS 3
 
 static struct batch *batch_open(struct worker *w);
 static void msg_record(struct worker *w, const struct batch *b, const struct bmsg *m,
@@ -185,6 +195,8 @@ void copy_commit_run(struct job *j)
 
 	for (k = 0; k < j->nw && !commit_waiting(&j->w[k]); k++)
 		;
+	j->commit_wait_since = 0;
+	loop_timer_cancel(j->loop, &j->commit_timer);
 	if (k == j->nw)
 		return;
 	/* what the previous callbacks wrote (a released literal) goes out
@@ -215,10 +227,46 @@ void copy_commit_run(struct job *j)
 	}
 }
 
-void copy_commit_task(struct loop *l, struct loop_task *t)
+/* Another worker has no batch waiting but answers coming from its server:
+ * its next batch is near (the source reads on while they come). */
+static int commit_worth_waiting(struct job *j)
+{
+	int waiting = 0, coming = 0;
+
+	for (unsigned k = 0; k < j->nw; k++) {
+		struct worker *w = &j->w[k];
+		struct sink *s = &w->sink;
+
+		if (commit_waiting(w))
+			waiting = 1;
+		else if (!w->dead && s->ops && s->ops->pending && !s->ops->closed(s) &&
+		         s->ops->pending(s))
+			coming = 1;
+	}
+	return waiting && coming && !j->fatal;
+}
+
+static void commit_timer_fire(struct loop *l, struct loop_timer *t)
 {
 	(void)l;
-	copy_commit_run((struct job *)((char *)t - offsetof(struct job, commit_task)));
+	copy_commit_run((struct job *)((char *)t - offsetof(struct job, commit_timer)));
+}
+
+void copy_commit_task(struct loop *l, struct loop_task *t)
+{
+	struct job *j = (struct job *)((char *)t - offsetof(struct job, commit_task));
+	uint64_t now = loop_now_ms(l);
+
+	if (commit_worth_waiting(j)) {
+		if (!j->commit_wait_since) {
+			j->commit_wait_since = now ? now : 1;
+			loop_timer_start(l, &j->commit_timer, COPY_COMMIT_WAIT_MS,
+			                 commit_timer_fire);
+		}
+		if (now - j->commit_wait_since < COPY_COMMIT_WAIT_MS)
+			return; /* a batch closing, an answer or the timer comes back */
+	}
+	copy_commit_run(j);
 }
 
 /* A refusal that says the destination is full (RFC 5530 [OVERQUOTA],
@@ -617,6 +665,8 @@ void sink_batch_done(struct batch *b, const struct sink_verdict *v)
 		w->src_paused = 0;
 		w->source.ops->kick(&w->source);
 	}
+	if (j->commit_wait_since)
+		loop_defer(j->loop, &j->commit_task); /* still worth waiting? */
 	worker_check_done(w);
 }
 

@@ -85,6 +85,7 @@ void job_maybe_finish(struct job *j)
 	j->finished = 1;
 	job_commit(j);
 	loop_timer_cancel(j->loop, &j->tick);
+	loop_timer_cancel(j->loop, &j->commit_timer);
 	loop_defer(j->loop, &j->done_task);
 }
 
@@ -93,7 +94,7 @@ void job_maybe_finish(struct job *j)
  * may still be closing; conn_close detaches them from the job's memory. */
 static int job_quiet(const struct job *j)
 {
-	if (j->tick.armed || j->stop_task.queued || j->commit_task.queued)
+	if (j->tick.armed || j->commit_timer.armed || j->stop_task.queued || j->commit_task.queued)
 		return 0;
 	for (unsigned i = 0; i < j->nw; i++)
 		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed ||
@@ -228,6 +229,7 @@ int job_start(struct job **out, struct loop *l, struct state *st, const struct j
 		.lit_begin = lit_checked_inline,
 		.writable = dst_writable,
 		.closed = worker_dst_closed,
+		.greeted = dst_greeted,
 	};
 	job_hosts(j, o);
 	/* The job's state scope: a dry run's discards every write (scope.c). */
@@ -284,6 +286,7 @@ int job_end(struct job *j)
 	j->ending = 1;
 	progress_clear(j);
 	loop_timer_cancel(j->loop, &j->tick);
+	loop_timer_cancel(j->loop, &j->commit_timer);
 	if (j->o->archive && j->listed && !j->fatal && !j->archive_named)
 		archive_prepare(j); /* nothing was copied: the sink never opened */
 	job_commit(j);

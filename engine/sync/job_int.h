@@ -389,6 +389,10 @@ struct job {
 	struct loop_timer tick;
 	struct loop_task stop_task; /* job_stop_task */
 	struct loop_task commit_task; /* copy.c: the group commit of closed batches */
+	/* copy.c: the group commit waits (at most COPY_COMMIT_WAIT_MS from
+	 * commit_wait_since, 0 = not waiting) for sinks with answers coming */
+	struct loop_timer commit_timer;
+	uint64_t commit_wait_since;
 	job_done_fn done;	/* job_start's caller: the job has finished */
 	void *done_ud;
 	struct loop_task done_task;
@@ -543,6 +547,7 @@ int selective_done(struct worker *w, struct mf_error *err);
 void dst_writable(struct imap_client *c);
 void dst_ready(struct imap_client *c);
 void dst_logged_in(struct imap_client *c);
+int dst_greeted(struct imap_client *c, uint64_t us);
 void dst_error(struct imap_client *c, const struct mf_error *err);
 
 /* remap.c */

@@ -108,6 +108,10 @@ struct sink_ops {
 	/* The sink takes no new message now (or NULL: it always does): the
 	 * source pauses between messages until sink_writable(). */
 	int (*busy)(struct sink *s);
+	/* Committed messages the server has yet to answer (or NULL: none
+	 * ever). The group commit waits a little while some sink has such
+	 * answers coming, so that one fdatasync covers more messages. */
+	unsigned (*pending)(struct sink *s);
 };
 
 struct sink {

@@ -291,6 +291,21 @@ void dst_ready(struct imap_client *c)
 		dst_list(w);
 }
 
+/* Worker 0's destination opens with the source, so that its login and
+ * LIST overlap the source's (issue 17: round trips). A near server (its
+ * greeting within DST_HOLD_US of the open: loopback, a LAN) holds the
+ * login until the plan shows work (workers_spawn): there a login costs
+ * the server more than the round trips it saves, and a re-run with
+ * nothing to copy never logs in to the destination at all. */
+#define DST_HOLD_US 10000
+
+int dst_greeted(struct imap_client *c, uint64_t us)
+{
+	struct worker *w = c->ud;
+
+	return w->id == 0 && !w->reconnecting && !w->job->listed && us < DST_HOLD_US;
+}
+
 void dst_logged_in(struct imap_client *c)
 {
 	sink_ready(c->ud);

@@ -3,7 +3,9 @@
  * worker: a batch is one message, one transaction (MAIL FROM, RCPT TO,
  * BDAT or DATA, pipelined where offered); the commit point is the end of
  * the data ("BDAT n LAST" or the final "."), the answer its 250 (LMTP: the
- * recipient's reply).
+ * recipient's reply). With PIPELINING the next message's transaction goes
+ * while the previous one waits for that answer (smtp_client overlaps two),
+ * so a connection is never idle for a round trip between messages.
  *
  * The envelope is taken from the message before its bytes go: its header
  * (up to SINK_SMTP_HOLD bytes) is held back, its Return-Path becomes the
@@ -47,7 +49,7 @@ struct smtp_sink {
 	int end_wanted;		/* commit() came: end once the hold is out */
 	int ended;
 	int want;		/* the copy path waits for space */
-	int inflight;		/* a transaction the client has not answered */
+	unsigned sent;		/* ends sent whose answer is still to come */
 	char from[SMTP_ADDR_MAX + 1];
 	/* answers, in order, handed to the copy path from the loop (never
 	 * from inside its own calls) */
@@ -83,15 +85,27 @@ static int smtp_closed(struct sink *s)
 	return !ss || ss->c.closed;
 }
 
-/* One transaction at a time, and its intent is the only one unanswered:
- * the next message waits until the server has answered this one, so a
- * crash leaves at most one delivery per connection uncertain, and it is
- * one that was sent (--uncertain skip then never skips an unsent one). */
+/* At most SMTP_TXN_MAX transactions (two with PIPELINING, else one) are
+ * unanswered: the next message is read while the previous one waits for
+ * its final reply, and waits itself before its commit point until the
+ * client can take it. A crash therefore leaves at most two deliveries per
+ * connection uncertain, both of them sent (--uncertain skip then never
+ * skips an unsent one). */
 static int smtp_busy(struct sink *s)
 {
 	struct smtp_sink *ss = ss_of(s);
 
-	return ss && (ss->inflight || ss->qlen || (ss->end_wanted && !ss->ended));
+	return ss && (ss->qlen || (ss->end_wanted && !ss->ended) ||
+	              (smtp_inflight(&ss->c) && !smtp_can_begin(&ss->c) && !ss->c.closed));
+}
+
+/* Deliveries the server has yet to answer (their end went): the group
+ * commit waits a little for them (copy.c). */
+static unsigned smtp_pending(struct sink *s)
+{
+	struct smtp_sink *ss = ss_of(s);
+
+	return ss && !ss->c.closed ? ss->sent : 0;
 }
 
 static int smtp_batch_more(struct sink *s)
@@ -163,10 +177,12 @@ static void try_end(struct smtp_sink *ss)
 	if (ss->hold_off < ss->hold_len)
 		return; /* writable brings us back */
 	ss->ended = 1;
-	if (smtp_msg_end(&ss->c) < 0 && !ss->c.closed) {
-		ss->inflight = 0;
-		verdict(ss, ss->cur, 0, 0, "the message could not be ended");
+	if (smtp_msg_end(&ss->c) < 0) {
+		if (!ss->c.closed)
+			verdict(ss, ss->cur, 0, 0, "the message could not be ended");
+		return;
 	}
+	ss->sent++;
 }
 
 /* The envelope from the held header; the transaction starts. */
@@ -183,7 +199,7 @@ static void msg_start(struct sink *s)
 
 	if (!hl)
 		hl = ss->hold_len;
-	if (ss->inflight) {
+	if (smtp_inflight(&ss->c) && !smtp_can_begin(&ss->c) && !ss->c.closed) {
 		ss->start_pending = 1; /* verdict_task starts it */
 		return;
 	}
@@ -205,7 +221,6 @@ static void msg_start(struct sink *s)
 		snprintf(ss->refused_why, sizeof(ss->refused_why), "%s", e.msg);
 		return;
 	}
-	ss->inflight = 1;
 	hold_flush(ss);
 }
 
@@ -311,7 +326,7 @@ static void on_error(struct smtp_client *c, const struct mf_error *err)
 	/* Answers that came before the connection went still count: those
 	 * messages were delivered. */
 	verdicts_drain(ss);
-	ss->inflight = 0;
+	ss->sent = 0;
 	ss->start_pending = 0;
 	sink_failed(ss->s->w, err);
 }
@@ -322,10 +337,11 @@ static void on_done(struct smtp_client *c, const struct smtp_result *r, void *ms
 	const struct smtp_status *d = r->decisive;
 	char why[600];
 
-	ss->inflight = 0;
+	(void)c;
+	if (ss->sent)
+		ss->sent--;
 	if (d)
-		smtp_status_describe(d, d->step == SMTP_STEP_MAIL ? ss->c.from : ss->c.rcpt_addr[0],
-		                     why, sizeof(why));
+		smtp_status_describe(d, r->decisive_addr, why, sizeof(why));
 	else
 		snprintf(why, sizeof(why), "no reply");
 	verdict(ss, msg_ud, r->outcome == 2, r->outcome == 4, why);
@@ -360,7 +376,7 @@ static void verdict_task(struct loop *l, struct loop_task *t)
 		return;
 	verdicts_drain(ss);
 	/* the next message may start now that the client is idle */
-	if (ss->start_pending && !ss->inflight && !ss->c.closed) {
+	if (ss->start_pending && smtp_can_begin(&ss->c)) {
 		ss->start_pending = 0;
 		msg_start(s);
 		try_end(ss);
@@ -387,7 +403,8 @@ static int smtp_open(struct sink *s, struct mf_error *err)
 		s->task.fn = verdict_task;
 	}
 	ss->cur = NULL;
-	ss->want = ss->inflight = ss->start_pending = 0;
+	ss->want = ss->start_pending = 0;
+	ss->sent = 0;
 	ss->qhead = ss->qlen = 0;
 	return smtp_client_open(&ss->c, j->loop, &j->o->dst_smtp, &smtp_cb, ss, err);
 }
@@ -456,4 +473,5 @@ const struct sink_ops sink_smtp_ops = {
 	.abort = smtp_abort,
 	.destroy = smtp_destroy,
 	.busy = smtp_busy,
+	.pending = smtp_pending,
 };

@@ -742,6 +742,8 @@ void workers_spawn(struct job *j)
 	if (j->w[0].dst_open) {
 		if (j->w[0].dst_ready)
 			workers_spawn_rest(j);
+		else
+			imap_client_login(&j->w[0].dst); /* held by dst_greeted */
 		return;
 	}
 	if (worker_open_dst(&j->w[0], &e) < 0) {
@@ -796,8 +798,8 @@ void worker_stop(struct worker *w, int graceful)
 			imap_client_close(&w->src);
 	}
 	pop3src_stop(w, graceful && w->src_ready);
-	if (w->dst_open)
-		w->sink.ops->close(&w->sink, graceful && w->dst_ready);
+	if (w->dst_open) /* a login held by dst_greeted: LOGOUT, never logged in */
+		w->sink.ops->close(&w->sink, graceful && (w->dst_ready || w->dst.auth_held));
 	/* A LOGOUT still in flight keeps its slot until the server answers
 	 * (the closed hook), so the server never sees more than the cap. */
 	worker_lim_sync(w, 0);

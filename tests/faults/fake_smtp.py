@@ -24,10 +24,13 @@ order), exactly the bytes the client meant (DATA unstuffed, its final
 CRLF kept; BDAT chunks joined), its envelope to DIR/msg-N.env.
 
 Faults (--fault), for the K-th transaction only with --fault-on K (the
-default 0: every transaction):
+default 0: every transaction); --also F@K (repeatable) adds fault F on
+transaction K (0: every one), so that two transactions in flight can each
+get their own:
   none              behave (the default)
   temp-data         451 4.3.0 to DATA (instead of 354) or to every BDAT
                     chunk (its bytes read first, RFC 3030 §2)
+  perm-rcpt         550 5.1.1 to every RCPT TO
   temp-end          the data taken, then 452 4.2.2 as the final reply
   perm-end          the data taken, then 554 5.6.0 as the final reply
   evil-text         the data taken, then a 550 whose text holds terminal
@@ -41,6 +44,11 @@ default 0: every transaction):
   starttls-inject   "220 go ahead" to STARTTLS plus "250 injected" in the
                     same send, before the handshake (needs --tls-cert)
   close-on-quit     no 221 to QUIT, just close
+--overlap-wait S: before the final reply to a message (or a 4xx to its
+last BDAT chunk), wait up to S seconds for the client's next command to
+arrive first, and log "overlap: ..." when it did: a client that pipelines
+the next transaction behind the previous one's end (RFC 2920 §3.1) shows
+it; one that waits for each final reply does not (and costs S a message).
 Exits LINGER seconds (default 2) after the last client disconnected with
 no new one, or after --max-seconds (default 60): always bounded. A
 transcript (C: / S:, message bytes and AUTH elided) goes to stderr.
@@ -109,9 +117,34 @@ class Session:
         self.c.send(line.encode() + b"\r\n")
 
     def faulty(self, what):
+        for f in self.a.also:
+            name, _, k = f.partition("@")
+            if name == what and (not k or int(k) == 0 or self.txn == int(k)):
+                return True
         if self.a.fault != what:
             return False
         return self.a.fault_on == 0 or self.txn == self.a.fault_on
+
+    def hold_for_next(self):
+        """--overlap-wait: the client's next command before this reply?"""
+        if not self.a.overlap_wait:
+            return
+        deadline = time.time() + self.a.overlap_wait
+        self.c.s.settimeout(0.02)
+        try:
+            while not self.c.buf and time.time() < deadline:
+                try:
+                    self.c.fill()
+                except (socket.timeout, TimeoutError):
+                    pass
+        finally:
+            self.c.s.settimeout(self.a.max_seconds)
+        if self.c.buf:
+            first = self.c.buf.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            log(self.tag, "overlap: transaction %d's final reply held; the next command came first: %s"
+                % (self.txn, first))
+        else:
+            log(self.tag, "overlap: none for transaction %d" % self.txn)
 
     def caps(self):
         caps = (self.a.capabilities.split() if self.a.capabilities is not None else
@@ -136,6 +169,7 @@ class Session:
 
     def final(self, data):
         """The reply (LMTP: replies) after the whole message."""
+        self.hold_for_next()
         if self.faulty("temp-end"):
             replies = ["452 4.2.2 Mailbox full, try again later"]
         elif self.faulty("perm-end"):
@@ -195,6 +229,8 @@ class Session:
             self.say("503 5.5.1 Error: need RCPT command")
             return
         if self.faulty("temp-data"):
+            if last:
+                self.hold_for_next()
             self.say("451 4.3.0 Queue temporarily unavailable")
             return
         self.chunks.append(chunk)
@@ -297,7 +333,7 @@ class Session:
                 addr = addr.split(" ")[0].strip("<>")
                 if self.mail is None:
                     self.say("503 5.5.1 Error: need MAIL command")
-                elif addr.startswith("unknown"):
+                elif addr.startswith("unknown") or self.faulty("perm-rcpt"):
                     self.say("550 5.1.1 <%s>: Recipient address rejected: User unknown" % addr)
                 else:
                     self.ok_rcpts.append(addr)
@@ -328,6 +364,8 @@ def main():
     p.add_argument("--lmtp", action="store_true")
     p.add_argument("--fault", default="none")
     p.add_argument("--fault-on", type=int, default=0)
+    p.add_argument("--also", action="append", default=[])
+    p.add_argument("--overlap-wait", type=float, default=0)
     p.add_argument("--capabilities", default=None)
     p.add_argument("--save", default=None)
     p.add_argument("--tls-cert", default=None)

@@ -276,6 +276,89 @@ fsend perm-end --no-chunking -- "$M/02-dots"
 grep -q '^msg 1 .*: permfail: end of data: 554 5\.6\.0' "$T_TMP/perm-end.out" &&
 	ok "5xx-after-data-permfail" || not_ok "5xx-after-data-permfail" "$(tr '\n' '|' <"$T_TMP/perm-end.out")"
 
+# two transactions in flight (PIPELINING): the next message's RSET, MAIL,
+# RCPT and BDAT go while the previous one's final reply is still to come.
+# The fake server holds each final reply until the client's next command
+# has arrived (--overlap-wait), and logs when it did. Replies are matched
+# to their messages: a 4xx to every BDAT chunk of the first (its last
+# chunk's reply held while the second is pipelined), a 5xx to RCPT of the
+# second, the third and fourth saved as themselves.
+fake_logged() { # as fake; FLOG: that server's transcript
+	local before
+	before=$(ls "$T_TMP"/fake_smtp.*.out.err 2>/dev/null)
+	fake "$@" || return 1
+	FLOG=$(ls "$T_TMP"/fake_smtp.*.out.err | grep -vxF -e "$before" | head -n 1)
+}
+FOUR=("$T_TMP/400k" "$M/02-dots" "$M/01-utf8" "$M/03-nocrlf")
+rm -rf "$T_TMP/saved-overlap"
+fake_logged temp-data --fault-on 1 --also perm-rcpt@2 --overlap-wait 2 --save "$T_TMP/saved-overlap" ||
+	not_ok "overlap-fake" "did not start"
+fsend overlap -- "${FOUR[@]}"
+rc=$?
+sleep 0.3
+# the 4th "<< 451" (the reply to BDAT ... LAST) comes after the second RSET went
+n451=$(awk '/ >> RSET/ { print n + 0; exit } / << 451 / { n++ }' "$T_TMP/overlap.err")
+if [ $rc = 1 ] && grep -q '^msg 1 .*400k: tempfail: BDAT: 451 4\.3\.0' "$T_TMP/overlap.out" &&
+	grep -q '^msg 2 .*02-dots: permfail: RCPT TO: 550 5\.1\.1' "$T_TMP/overlap.out" &&
+	grep -q '^msg 3 .*01-utf8: delivered: end of data: 250 .*FAKE3' "$T_TMP/overlap.out" &&
+	grep -q '^msg 4 .*03-nocrlf: delivered: end of data: 250 .*FAKE4' "$T_TMP/overlap.out" &&
+	grep -q 'summary: delivered 2 tempfail 1 permfail 1 refused 0 notsent 0' "$T_TMP/overlap.out" &&
+	[ "${n451:-4}" -lt 4 ] &&
+	grep -q "overlap: transaction 1's final reply held; the next command came first: RSET" "$FLOG" &&
+	grep -q "overlap: transaction 3's final reply held; the next command came first: RSET" "$FLOG" &&
+	cmp -s "$M/01-utf8" "$T_TMP/saved-overlap/msg-3" && cmp -s "$M/03-nocrlf" "$T_TMP/saved-overlap/msg-4" &&
+	[ ! -e "$T_TMP/saved-overlap/msg-1" ] && [ ! -e "$T_TMP/saved-overlap/msg-2" ]; then
+	ok "pipelined-transactions-overlap-replies-attributed"
+else
+	not_ok "pipelined-transactions-overlap-replies-attributed" "exit $rc, $n451 x 451 before RSET: $(tr '\n' '|' <"$T_TMP/overlap.out") $(grep -c 'overlap: transaction' "$FLOG") held"
+fi
+# LMTP: one reply per accepted recipient after the data, for the right
+# message while the next one is in flight (a 452 to both accepted
+# recipients of the second; each reply names its recipient)
+fake_logged none --lmtp --also temp-end@2 --overlap-wait 2 || not_ok "overlap-lmtp-fake" "did not start"
+"$SEND" --lmtp 127.0.0.1 "$FAKE_PORT" --from s@example.org --rcpt u1@example.org \
+	--rcpt unknown-x@example.org --rcpt u2@example.org "$M/02-dots" "$M/01-utf8" "$M/03-nocrlf" \
+	>"$T_TMP/overlap-lmtp.out" 2>"$T_TMP/overlap-lmtp.err"
+rc=$?
+sleep 0.3
+if [ $rc = 1 ] && python3 - "$T_TMP/overlap-lmtp.out" <<'PY'
+import re, sys
+out = open(sys.argv[1]).read().split("\n")
+want = [r"msg 1 .*02-dots: permfail: RCPT TO: 550 5\.1\.1",
+        r"  rcpt <u1@example\.org>: delivered: end of data: 250 2\.0\.0 <u1@example\.org> Ok: .* FAKE1",
+        r"  rcpt <unknown-x@example\.org>: permfail: RCPT TO: 550 5\.1\.1",
+        r"  rcpt <u2@example\.org>: delivered: end of data: 250 2\.0\.0 <u2@example\.org> Ok: .* FAKE1",
+        r"msg 2 .*01-utf8: tempfail: end of data: 452 4\.2\.2",
+        r"  rcpt <u1@example\.org>: tempfail: end of data: 452 4\.2\.2",
+        r"  rcpt <unknown-x@example\.org>: permfail: RCPT TO: 550 5\.1\.1",
+        r"  rcpt <u2@example\.org>: tempfail: end of data: 452 4\.2\.2",
+        r"msg 3 .*03-nocrlf: permfail: RCPT TO: 550 5\.1\.1",
+        r"  rcpt <u1@example\.org>: delivered: end of data: 250 2\.0\.0 <u1@example\.org> Ok: .* FAKE3",
+        r"  rcpt <unknown-x@example\.org>: permfail: RCPT TO: 550 5\.1\.1",
+        r"  rcpt <u2@example\.org>: delivered: end of data: 250 2\.0\.0 <u2@example\.org> Ok: .* FAKE3"]
+sys.exit(0 if len(out) >= len(want) and all(re.match(w, l) for w, l in zip(want, out)) else 1)
+PY
+then
+	if grep -q "overlap: transaction 1's final reply held; the next command came first: RSET" "$FLOG" &&
+		grep -q "overlap: transaction 2's final reply held; the next command came first: RSET" "$FLOG"; then
+		ok "lmtp-pipelined-per-recipient-replies-attributed"
+	else
+		not_ok "lmtp-pipelined-per-recipient-replies-attributed" "no overlap logged: $(grep 'overlap:' "$FLOG" | tr '\n' '|')"
+	fi
+else
+	not_ok "lmtp-pipelined-per-recipient-replies-attributed" "exit $rc: $(tr '\n' '|' <"$T_TMP/overlap-lmtp.out")"
+fi
+# --no-overlap: one transaction at a time (each final reply waited for)
+fake_logged none --overlap-wait 0.3 || true
+fsend no-overlap --no-overlap -- "$M/02-dots" "$M/03-nocrlf"
+rc=$?
+sleep 0.3
+if [ $rc = 0 ] && [ "$(grep -c 'overlap: none for transaction' "$FLOG")" = 2 ] && ! grep -q 'the next command came first' "$FLOG"; then
+	ok "no-overlap-one-transaction-at-a-time"
+else
+	not_ok "no-overlap-one-transaction-at-a-time" "exit $rc: $(grep 'overlap:' "$FLOG" | tr '\n' '|')"
+fi
+
 fake evil-text || true
 fsend evil-text -- "$M/02-dots"
 if grep -q '^msg 1 .*: permfail: end of data: 550 5\.7\.1 .*done$' "$T_TMP/evil-text.out" &&

@@ -169,7 +169,8 @@ done
 [ "$(n_new u6)" = 0 ] && ok refused-nothing-delivered || not_ok refused-nothing-delivered "$(n_new u6) delivered"
 
 # 8. SIGKILL mid-run, then a re-run: nothing lost; duplicates at most the
-#    deliveries reported uncertain (resend), none with --uncertain skip
+#    deliveries reported uncertain (resend), none with --uncertain skip;
+#    at most two uncertain on the one connection (two transactions overlap)
 kill_run() { # NAME USER POLICY
 	local name=$1 user=$2 policy=$3 pid unc
 	# one pair, one message a round trip of 10 ms (a delay proxy in front
@@ -189,7 +190,8 @@ kill_run() { # NAME USER POLICY
 	rc=$?
 	unc=$(json_field "$T_TMP/$name-b.out" messages_uncertain)
 	n=$(json_field "$T_TMP/$name-b.out" messages_copied)
-	[ $rc = 0 ] && [ "$n" -gt 0 ] && [ "$n" -lt "$total" ] &&
+	# one connection, two transactions past their commit point at most
+	[ $rc = 0 ] && [ "$n" -gt 0 ] && [ "$n" -lt "$total" ] && [ "${unc:-0}" -le 2 ] &&
 		ok "$name-resumed (the kill left $n of $total, $unc uncertain)" ||
 		not_ok "$name-resumed" "exit $rc, $n of $total left after the kill: $(tail -n 2 "$T_TMP/$name-b.err" | tr '\n' '|')"
 	kill "$T_LAST_PID" 2>/dev/null

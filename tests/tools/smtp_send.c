@@ -1,10 +1,14 @@
 /*
  * smtp_send — a test client for protocols/smtp_client: sends each FILE as
  * one message over one SMTP or LMTP connection, pipelined, and prints one
- * line per message (and per recipient when there are several).
+ * line per message (and per recipient when there are several). With
+ * PIPELINING the next file begins as soon as the client takes it (the
+ * previous one's end is out, its final reply still to come): two
+ * transactions in flight, as mailferry's sink does; --no-overlap waits for
+ * each message's result first.
  *
  *   smtp_send [--lmtp] [--tls|--starttls] [--ca FILE] [--insecure]
- *             [--no-chunking] [--no-pipelining] [--allow-plaintext]
+ *             [--no-chunking] [--no-pipelining] [--no-overlap] [--allow-plaintext]
  *             [--user U --password-file F] [--helo NAME] [--timeout S]
  *             [--read N] [--8bit auto|yes|no]
  *             HOST PORT | --unix PATH
@@ -42,7 +46,9 @@ struct send {
 	struct smtp_client *c;
 	struct smtp_endpoint ep;
 	char **files;
-	int nfiles, next, fd, fatal, quit;
+	int nfiles, next, fd, fatal, quit, no_overlap;
+	int inflight[SMTP_TXN_MAX]; /* files begun and not yet answered, oldest first */
+	unsigned ninflight;
 	const char *from;
 	const char *rcpt[SMTP_RCPT_MAX];
 	size_t nrcpt;
@@ -95,6 +101,18 @@ static unsigned scan_flags(int fd)
 	return f;
 }
 
+/* The file being written is all out: its end goes, and the next file
+ * begins at once if the client takes it (else after a result). */
+static void end_cur(struct send *s)
+{
+	close(s->fd);
+	s->fd = -1;
+	if (smtp_msg_end(s->c) < 0)
+		return; /* the connection died: error follows */
+	if (!s->no_overlap && smtp_can_begin(s->c))
+		start_next(s);
+}
+
 static void pump(struct send *s)
 {
 	for (;;) {
@@ -103,7 +121,7 @@ static void pump(struct send *s)
 
 		if (smtp_msg_failed(s->c)) {
 			s->pend_len = 0;
-			smtp_msg_end(s->c);
+			end_cur(s);
 			return;
 		}
 		if (!s->pend_len) {
@@ -120,7 +138,7 @@ static void pump(struct send *s)
 				exit(3);
 			}
 			if (got == 0) {
-				smtp_msg_end(s->c);
+				end_cur(s);
 				return;
 			}
 			s->pend_off = 0;
@@ -129,7 +147,7 @@ static void pump(struct send *s)
 		r = smtp_msg_data(s->c, s->buf + s->pend_off, s->pend_len);
 		if (r == -ECANCELED) {
 			s->pend_len = 0;
-			smtp_msg_end(s->c);
+			end_cur(s);
 			return;
 		}
 		if (r == -EAGAIN) {
@@ -158,9 +176,14 @@ static void on_error(struct smtp_client *c, const struct mf_error *err)
 	fprintf(stderr, "smtp_send: error: %s\n", err->msg);
 	mf_log(MF_LOG_ERROR, "%s", err->msg); /* escaped, as a user would see it */
 	s->fatal = 1;
-	if (s->fd >= 0) {
-		printf("msg %d %s: not sent: %s\n", s->next, s->files[s->next - 1], err->msg);
+	for (unsigned i = 0; i < s->ninflight; i++) {
+		int idx = s->inflight[i];
+
+		printf("msg %d %s: not sent: %s\n", idx + 1, s->files[idx], err->msg);
 		s->notsent++;
+	}
+	s->ninflight = 0;
+	if (s->fd >= 0) {
 		close(s->fd);
 		s->fd = -1;
 	}
@@ -171,6 +194,14 @@ static void on_done(struct smtp_client *c, const struct smtp_result *r, void *ud
 	struct send *s = c->ud;
 	char line[1200];
 	int idx = (int)(intptr_t)ud;
+
+	if (!s->ninflight || s->inflight[0] != idx) {
+		fprintf(stderr, "smtp_send: error: result for message %d out of order\n", idx + 1);
+		s->fatal = 1;
+	} else {
+		s->ninflight--;
+		memmove(s->inflight, s->inflight + 1, s->ninflight * sizeof(s->inflight[0]));
+	}
 
 	(void)c;
 	smtp_status_describe(r->decisive, NULL, line, sizeof(line));
@@ -192,9 +223,8 @@ static void on_done(struct smtp_client *c, const struct smtp_result *r, void *ud
 		s->tempfail++;
 	else
 		s->permfail++;
-	close(s->fd);
-	s->fd = -1;
-	start_next(s);
+	if (s->fd < 0 && smtp_can_begin(s->c))
+		start_next(s); /* nothing being written: the next file */
 }
 
 static void on_writable(struct smtp_client *c)
@@ -241,11 +271,12 @@ static void start_next(struct send *s)
 				return;
 			continue;
 		}
+		s->inflight[s->ninflight++] = idx;
 		s->pend_len = 0;
 		pump(s);
 		return;
 	}
-	if (!s->quit) {
+	if (!s->quit && !s->ninflight) {
 		s->quit = 1;
 		smtp_client_quit(s->c);
 	}
@@ -300,6 +331,8 @@ int main(int argc, char **argv)
 			s->ep.no_chunking = 1;
 		} else if (!strcmp(a, "--no-pipelining")) {
 			s->ep.no_pipelining = 1;
+		} else if (!strcmp(a, "--no-overlap")) {
+			s->no_overlap = 1;
 		} else if (!strcmp(a, "--allow-plaintext")) {
 			s->ep.allow_plaintext = 1;
 		} else if (!v && a[0] == '-' && a[1] == '-') {
