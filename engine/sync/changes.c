@@ -146,8 +146,6 @@ void change_note(struct worker *w, uint32_t uid, const struct imap_node *flags)
 		}
 		return;
 	}
-	if (m.status != STATE_MSG_DONE)
-		return;
 	n = flags_string(flags, fl, sizeof(fl), &bad);
 	if (bad) {
 		job_error(j, imap_client_who(&w->src), w->mb, uid,
@@ -158,6 +156,13 @@ void change_note(struct worker *w, uint32_t uid, const struct imap_node *flags)
 	}
 	if (flags_equal(fl, n, m.flags, strlen(m.flags)))
 		return;
+	if (m.status != STATE_MSG_DONE) {
+		/* Not confirmed yet (its keywords wait, kwdefer.h, or its
+		 * copy is being settled): HIGHESTMODSEQ stays, and the next
+		 * run reads the change again, once the record is done. */
+		w->chg_lost++;
+		return;
+	}
 	chg_push(w, uid, m.dst_uid, fl, n);
 }
 

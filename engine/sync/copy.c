@@ -345,6 +345,12 @@ int copy_msg_begin(struct worker *w, const struct source_msg *m)
 	k = (struct state_msg_key){j->jobid, w->mb->mbid, w->uidvalidity, uid};
 	rc = state_msg_get(j->st, &k, &sm, &e);
 	if (rc == 0 && state_msg_stored(&sm)) {
+		/* Copied by a pass that never wrote its record (killed): its
+		 * flags may have changed since, and the changes were read
+		 * before this fetch. HIGHESTMODSEQ stays, so the next run
+		 * reads them again as changes to a copied message. */
+		if (j->o->sync_flags && !flags_equal(m->flags, m->flags_len, sm.flags, strlen(sm.flags)))
+			w->chg_lost++;
 		if (uid >= w->resume_uid && !resumed_counted(w, uid) && !w->mb->sp_redo) {
 			/* below resume_uid, or settled: counted before a reconnect;
 			 * a split mailbox read again: copied by its parts */

@@ -80,6 +80,13 @@ def courier_keywords(src):
         m = re.match(r"^\.(\d+)\.(.+)$", fn)
         if m and int(m.group(1)) >= newest.get(m.group(2), (-1, ""))[0]:
             newest[m.group(2)] = (int(m.group(1)), fn)
+    # a file named by the message itself (no ".N." before it) is Courier's
+    # latest word on it (seen after a UID STORE FLAGS that replaced keywords
+    # set by an earlier session's +FLAGS: the ".N." file still held the old
+    # set); it wins over both
+    for fn in os.listdir(d):
+        if not fn.startswith(".") and not fn.startswith(":"):
+            newest[fn] = (float("inf"), fn)
     for base, (_, fn) in newest.items():
         with open(os.path.join(d, fn), "rb") as f:
             kw[base] = [k for k in f.read().decode().split("\n") if k]
