@@ -8,8 +8,10 @@
  * written, and every reply pops one (LMTP's end of data pops after one
  * reply per accepted recipient). A reply nobody asked for is a protocol
  * error, which bounds what a server can make us read.
+ *
+ * Not for: the session's set-up, greeting to AUTH (smtp_login.c).
  */
-#include "protocols/smtp_client.h"
+#include "protocols/smtp_client_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -21,23 +23,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-enum {
-	ST_CONNECTING,
-	ST_GREETING,
-	ST_EHLO,     /* EHLO/LHLO sent */
-	ST_HELO,     /* HELO sent after EHLO was refused (SMTP only) */
-	ST_STARTTLS, /* STARTTLS sent */
-	ST_HANDSHAKE,
-	ST_AUTH, /* AUTH sent (auth_step: LOGIN's stage) */
-	ST_READY,
-	ST_QUIT,
-};
-
 /* What a reply in flight answers. */
 enum { EXP_RSET = 1, EXP_MAIL, EXP_RCPT, EXP_DATA, EXP_BDAT, EXP_END };
 
-static void client_fail(struct smtp_client *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -65,37 +53,6 @@ const char *smtp_client_who(const struct smtp_client *c)
 	return c->who;
 }
 
-/* base64 of s[0..n) into out (NUL-terminated); 0 if it does not fit. */
-static size_t b64(const void *s, size_t n, char *out, size_t cap)
-{
-	if ((n + 2) / 3 * 4 + 1 > cap) {
-		if (cap)
-			out[0] = '\0';
-		return 0;
-	}
-	return (size_t)EVP_EncodeBlock((unsigned char *)out, s, (int)n);
-}
-
-/* The SASL PLAIN response (RFC 4616): base64("\0user\0password"). */
-static size_t sasl_plain(const struct smtp_client *c, char *out, size_t cap)
-{
-	size_t ul = strlen(c->ep->user), pl = strlen(c->ep->password ? c->ep->password : "");
-	unsigned char raw[1100];
-	size_t r;
-
-	if (ul + pl + 2 > sizeof(raw)) {
-		out[0] = '\0';
-		return 0;
-	}
-	raw[0] = '\0';
-	memcpy(raw + 1, c->ep->user, ul);
-	raw[1 + ul] = '\0';
-	memcpy(raw + 2 + ul, c->ep->password ? c->ep->password : "", pl);
-	r = b64(raw, ul + pl + 2, out, cap);
-	OPENSSL_cleanse(raw, sizeof(raw));
-	return r;
-}
-
 static void redact_one(char *msg, const char *secret)
 {
 	size_t n = strlen(secret);
@@ -118,14 +75,14 @@ static void redact(const struct smtp_client *c, char *msg)
 	if (!c->ep->password || !c->ep->user)
 		return;
 	redact_one(msg, c->ep->password);
-	if (sasl_plain(c, enc, sizeof(enc)))
+	if (smc_sasl_plain(c, enc, sizeof(enc)))
 		redact_one(msg, enc);
-	if (b64(c->ep->password, strlen(c->ep->password), enc, sizeof(enc)))
+	if (smc_b64(c->ep->password, strlen(c->ep->password), enc, sizeof(enc)))
 		redact_one(msg, enc);
 	OPENSSL_cleanse(enc, sizeof(enc));
 }
 
-static void client_fail(struct smtp_client *c, int code, const char *fmt, ...)
+void smc_fail(struct smtp_client *c, int code, const char *fmt, ...)
 {
 	struct mf_error e;
 	char raw[MF_ERR_MAX];
@@ -150,7 +107,7 @@ static void client_fail(struct smtp_client *c, int code, const char *fmt, ...)
 }
 
 /* "550 5.1.1 text" of the parser's current reply. */
-static const char *reply_str(struct smtp_client *c, char *buf, size_t cap)
+const char *smc_reply_str(struct smtp_client *c, char *buf, size_t cap)
 {
 	smtp_reply_format(&c->parser.reply, buf, cap);
 	return buf;
@@ -158,7 +115,7 @@ static const char *reply_str(struct smtp_client *c, char *buf, size_t cap)
 
 /* MAILFERRY_TRACE=1: the protocol on stderr; message bytes and AUTH left
  * out. */
-static void trace(const struct smtp_client *c, const char *dir, const void *p, size_t n)
+void smc_trace(const struct smtp_client *c, const char *dir, const void *p, size_t n)
 {
 	const char *s = p;
 
@@ -182,13 +139,11 @@ static void out(struct smtp_client *c, const void *p, size_t n)
 	if (c->closed)
 		return;
 	if (conn_write(&c->conn, p, n) < 0)
-		client_fail(c, -ENOMEM, "out of memory for output");
+		smc_fail(c, -ENOMEM, "out of memory for output");
 }
 
 /* One command line (traced unless it carries credentials). */
-static void cmd(struct smtp_client *c, int secret, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void cmd(struct smtp_client *c, int secret, const char *fmt, ...)
+void smc_cmd(struct smtp_client *c, int secret, const char *fmt, ...)
 {
 	char buf[2048];
 	va_list ap;
@@ -198,243 +153,14 @@ static void cmd(struct smtp_client *c, int secret, const char *fmt, ...)
 	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(buf) - 2) {
-		client_fail(c, -EINVAL, "internal: command too long");
+		smc_fail(c, -EINVAL, "internal: command too long");
 		return;
 	}
 	if (!secret)
-		trace(c, ">>", buf, (size_t)n);
+		smc_trace(c, ">>", buf, (size_t)n);
 	memcpy(buf + n, "\r\n", 2);
 	out(c, buf, (size_t)n + 2);
 	OPENSSL_cleanse(buf, sizeof(buf));
-}
-
-/* ---- capabilities (RFC 5321 §4.1.1.1: one EHLO keyword per line) -------- */
-
-static int word_is(const char *s, size_t n, const char *w)
-{
-	size_t k = strlen(w);
-
-	return n >= k && !strncasecmp(s, w, k) && (n == k || s[k] == ' ' || s[k] == '=');
-}
-
-static void ehlo_line(struct smtp_client *c, const char *s, size_t n)
-{
-	static const struct {
-		const char *kw;
-		uint32_t bit;
-	} kws[] = {
-	    {"PIPELINING", SMTP_CAP_PIPELINING},
-	    {"CHUNKING", SMTP_CAP_CHUNKING},
-	    {"8BITMIME", SMTP_CAP_8BITMIME},
-	    {"SMTPUTF8", SMTP_CAP_SMTPUTF8},
-	    {"STARTTLS", SMTP_CAP_STARTTLS},
-	    {"ENHANCEDSTATUSCODES", SMTP_CAP_ENHANCEDSTATUSCODES},
-	};
-
-	for (size_t i = 0; i < sizeof(kws) / sizeof(kws[0]); i++)
-		if (word_is(s, n, kws[i].kw))
-			c->caps |= kws[i].bit;
-	if (word_is(s, n, "SIZE")) {
-		/* RFC 1870 §4: "SIZE" alone or "SIZE n", n = 0 for no limit */
-		uint64_t v = 0;
-		size_t i = 4;
-
-		c->caps |= SMTP_CAP_SIZE;
-		while (i < n && s[i] == ' ')
-			i++;
-		for (; i < n && s[i] >= '0' && s[i] <= '9' && v < UINT64_MAX / 10 - 10; i++)
-			v = v * 10 + (uint64_t)(s[i] - '0');
-		c->size_max = v;
-	}
-	/* "AUTH PLAIN LOGIN", or the pre-RFC "AUTH=PLAIN LOGIN" */
-	if (word_is(s, n, "AUTH")) {
-		size_t i = 5;
-
-		while (i < n) {
-			size_t j = i;
-
-			while (j < n && s[j] != ' ')
-				j++;
-			if (word_is(s + i, j - i, "PLAIN"))
-				c->caps |= SMTP_CAP_AUTH_PLAIN;
-			if (word_is(s + i, j - i, "LOGIN"))
-				c->caps |= SMTP_CAP_AUTH_LOGIN;
-			i = j + 1;
-		}
-	}
-}
-
-/* ---- session set-up ------------------------------------------------------ */
-
-static void send_ehlo(struct smtp_client *c)
-{
-	c->state = ST_EHLO;
-	c->caps = 0;
-	c->size_max = 0;
-	cmd(c, 0, "%s %s", c->ep->lmtp ? "LHLO" : "EHLO", c->ep->helo ? c->ep->helo : "localhost");
-}
-
-static void go_ready(struct smtp_client *c)
-{
-	c->state = ST_READY;
-	conn_set_deadline(&c->conn, 0, NULL);
-	conn_set_busy(&c->conn, 0);
-	c->cb->ready(c);
-}
-
-static void send_auth(struct smtp_client *c)
-{
-	char resp[1500];
-
-	c->state = ST_AUTH;
-	c->auth_step = 0;
-	if (c->caps & SMTP_CAP_AUTH_PLAIN) {
-		/* RFC 4954 §4: the initial response saves a round trip. */
-		if (!sasl_plain(c, resp, sizeof(resp))) {
-			client_fail(c, -EINVAL, "user name or password too long");
-			return;
-		}
-		cmd(c, 1, "AUTH PLAIN %s", resp);
-		trace(c, ">>", "AUTH PLAIN ***", 14);
-		OPENSSL_cleanse(resp, sizeof(resp));
-		c->auth_step = 10; /* no 334 expected */
-	} else if (c->caps & SMTP_CAP_AUTH_LOGIN) {
-		cmd(c, 0, "AUTH LOGIN");
-	} else {
-		client_fail(c, -EPERM, "server offers neither AUTH PLAIN nor AUTH LOGIN");
-	}
-}
-
-/* After EHLO/LHLO (or HELO): STARTTLS, the plaintext policy, AUTH. */
-static void after_ehlo(struct smtp_client *c)
-{
-	int tls = conn_is_tls(&c->conn), local = conn_is_loopback(&c->conn);
-
-	if (!tls && c->ep->tls == SMTP_TLS_STARTTLS && (c->caps & SMTP_CAP_STARTTLS)) {
-		c->state = ST_STARTTLS;
-		cmd(c, 0, "STARTTLS");
-		return;
-	}
-	if (!tls && !local && !c->ep->allow_plaintext) {
-		client_fail(
-		    c, -EPERM,
-		    "%s; refusing to send mail%s unencrypted (use smtps://, or --allow-plaintext)",
-		    c->ep->tls == SMTP_TLS_STARTTLS ? "server does not offer STARTTLS"
-		                                    : "TLS is off and the server is not local",
-		    c->ep->user ? " and the password" : "");
-		return;
-	}
-	if (c->ep->user) {
-		send_auth(c);
-		return;
-	}
-	go_ready(c);
-}
-
-static void on_tls_ready(struct conn *conn)
-{
-	struct smtp_client *c = conn->ud;
-
-	/* RFC 3207 §4.2: forget what was learnt before TLS, EHLO again. */
-	send_ehlo(c);
-}
-
-static void auth_reply(struct smtp_client *c)
-{
-	const struct smtp_reply *r = &c->parser.reply;
-	char buf[600], enc[1500];
-
-	if (r->code == 334 && c->auth_step < 2) {
-		/* AUTH LOGIN (draft-murchison-sasl-login): user, then password */
-		const char *v = c->auth_step == 0 ? c->ep->user
-		                : c->ep->password ? c->ep->password
-		                                  : "";
-
-		if (!b64(v, strlen(v), enc, sizeof(enc))) {
-			client_fail(c, -EINVAL, "user name or password too long");
-			return;
-		}
-		c->auth_step++;
-		cmd(c, 1, "%s", enc);
-		trace(c, ">>", "***", 3);
-		OPENSSL_cleanse(enc, sizeof(enc));
-		return;
-	}
-	if (r->code == 334) {
-		client_fail(c, -EPROTO, "unexpected AUTH challenge: %s",
-		            reply_str(c, buf, sizeof(buf)));
-		return;
-	}
-	if (smtp_reply_class(r) != 2) {
-		client_fail(c, smtp_reply_class(r) == 4 ? -EAGAIN : -EACCES,
-		            "authentication failed: %s", reply_str(c, buf, sizeof(buf)));
-		return;
-	}
-	if (c->auth_step != 10 && c->auth_step != 2) {
-		client_fail(c, -EPROTO, "server accepted the login before it was complete");
-		return;
-	}
-	go_ready(c);
-}
-
-/* A reply during set-up. Returns 1 to stop reading (STARTTLS). */
-static int setup_reply(struct smtp_client *c)
-{
-	const struct smtp_reply *r = &c->parser.reply;
-	struct mf_error e;
-	char buf[600];
-
-	switch (c->state) {
-	case ST_GREETING:
-		if (r->code != 220) {
-			client_fail(c, r->code / 100 == 4 ? -EAGAIN : -ECONNREFUSED,
-			            "server refused the session: %s",
-			            reply_str(c, buf, sizeof(buf)));
-			return 0;
-		}
-		send_ehlo(c);
-		return 0;
-	case ST_EHLO:
-		if (smtp_reply_class(r) == 2) {
-			after_ehlo(c);
-		} else if (!c->ep->lmtp && smtp_reply_class(r) == 5 && !conn_is_tls(&c->conn)) {
-			/* RFC 5321 §3.2: an old server; no extensions then */
-			c->state = ST_HELO;
-			cmd(c, 0, "HELO %s", c->ep->helo ? c->ep->helo : "localhost");
-		} else {
-			client_fail(c, -EPROTO, "%s refused: %s", c->ep->lmtp ? "LHLO" : "EHLO",
-			            reply_str(c, buf, sizeof(buf)));
-		}
-		return 0;
-	case ST_HELO:
-		if (smtp_reply_class(r) != 2) {
-			client_fail(c, -EPROTO, "HELO refused: %s", reply_str(c, buf, sizeof(buf)));
-			return 0;
-		}
-		c->caps = 0;
-		after_ehlo(c);
-		return 0;
-	case ST_STARTTLS:
-		if (r->code != 220) {
-			client_fail(c, -EPROTO, "STARTTLS refused: %s",
-			            reply_str(c, buf, sizeof(buf)));
-			return 0;
-		}
-		c->state = ST_HANDSHAKE;
-		/* RFC 3207 §4.2 / RFC 3501 §6.2.1: bytes after the 220 and before
-		 * the handshake were injected; conn_starttls refuses them. */
-		if (conn_starttls(&c->conn, &e) < 0) {
-			client_fail(c, e.code, "%s", e.msg);
-			return 0;
-		}
-		return 1;
-	case ST_AUTH:
-		auth_reply(c);
-		return 0;
-	default:
-		client_fail(c, -EPROTO, "unexpected reply: %s", reply_str(c, buf, sizeof(buf)));
-		return 0;
-	}
 }
 
 /* ---- the transaction ---------------------------------------------------- */
@@ -549,7 +275,7 @@ static void write_cmd(struct smtp_client *c, struct smtp_txn *t, size_t k)
 	size_t base = t->has_rset ? 1 : 0;
 
 	if (k < base) {
-		cmd(c, 0, "RSET");
+		smc_cmd(c, 0, "RSET");
 		exp_push(c, t, EXP_RSET);
 	} else if (k == base) {
 		char params[128];
@@ -563,13 +289,13 @@ static void write_cmd(struct smtp_client *c, struct smtp_txn *t, size_t k)
 			n += snprintf(params + n, sizeof(params) - (size_t)n, " BODY=8BITMIME");
 		if ((t->mflags & SMTP_MSG_UTF8) && (c->caps & SMTP_CAP_SMTPUTF8))
 			snprintf(params + n, sizeof(params) - (size_t)n, " SMTPUTF8");
-		cmd(c, 0, "MAIL FROM:<%s>%s", t->from, params);
+		smc_cmd(c, 0, "MAIL FROM:<%s>%s", t->from, params);
 		exp_push(c, t, EXP_MAIL);
 	} else if (k < base + 1 + t->nrcpt) {
-		cmd(c, 0, "RCPT TO:<%s>", t->rcpt_addr[k - base - 1]);
+		smc_cmd(c, 0, "RCPT TO:<%s>", t->rcpt_addr[k - base - 1]);
 		exp_push(c, t, EXP_RCPT);
 	} else {
-		cmd(c, 0, "DATA");
+		smc_cmd(c, 0, "DATA");
 		exp_push(c, t, EXP_DATA);
 	}
 }
@@ -617,7 +343,7 @@ static void flush_chunk(struct smtp_client *c, struct smtp_txn *t, int last)
 	char hdr[64];
 	int n = snprintf(hdr, sizeof(hdr), "BDAT %zu%s", c->chunk_len, last ? " LAST" : "");
 
-	trace(c, ">>", hdr, (size_t)n);
+	smc_trace(c, ">>", hdr, (size_t)n);
 	memcpy(hdr + n, "\r\n", 2);
 	out(c, hdr, (size_t)n + 2);
 	out(c, c->chunk, c->chunk_len); /* RFC 3030 §2: exactly these bytes */
@@ -690,7 +416,7 @@ static void end_write(struct smtp_client *c, struct smtp_txn *t)
 		c->held_lf = 0;
 		if (dot_stuff_end(&c->dot, emit_conn, c) < 0)
 			return;
-		trace(c, ">>", ".", 1);
+		smc_trace(c, ">>", ".", 1);
 		exp_push(c, t, EXP_END);
 		t->last_sent = 1;
 	}
@@ -791,7 +517,7 @@ static void msg_reply(struct smtp_client *c)
 	case EXP_RSET:
 		exp_pop(c);
 		if (!ok)
-			client_fail(c, -EPROTO, "RSET refused: %s", reply_str(c, buf, sizeof(buf)));
+			smc_fail(c, -EPROTO, "RSET refused: %s", smc_reply_str(c, buf, sizeof(buf)));
 		break;
 	case EXP_MAIL:
 		exp_pop(c);
@@ -842,7 +568,7 @@ static void msg_reply(struct smtp_client *c)
 		end_reply(c, t, r);
 		break;
 	default:
-		client_fail(c, -EPROTO, "reply to no command: %s", reply_str(c, buf, sizeof(buf)));
+		smc_fail(c, -EPROTO, "reply to no command: %s", smc_reply_str(c, buf, sizeof(buf)));
 		return;
 	}
 	/* a reply may open the way for data (the last RCPT's without
@@ -870,14 +596,14 @@ static int on_reply(struct smtp_client *c)
 	}
 	/* RFC 5321 §3.8: 421 to any command; the session is over. */
 	if (r->code == 421) {
-		client_fail(c, -ECONNRESET, "server is closing the session: %s",
-		            reply_str(c, buf, sizeof(buf)));
+		smc_fail(c, -ECONNRESET, "server is closing the session: %s",
+		            smc_reply_str(c, buf, sizeof(buf)));
 		return 1;
 	}
 	if (c->state != ST_READY)
-		return setup_reply(c);
+		return smc_setup_reply(c);
 	if (!c->tx_count || !c->exp_len) {
-		client_fail(c, -EPROTO, "reply to no command: %s", reply_str(c, buf, sizeof(buf)));
+		smc_fail(c, -EPROTO, "reply to no command: %s", smc_reply_str(c, buf, sizeof(buf)));
 		return 1;
 	}
 	msg_reply(c);
@@ -895,19 +621,19 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 
 		/* a server may echo credentials: AUTH replies show only their code */
 		if (used && c->state == ST_AUTH)
-			trace(c, "<<", p + off, used < 3 ? used : 3);
+			smc_trace(c, "<<", p + off, used < 3 ? used : 3);
 		else if (used)
-			trace(c, "<<", p + off, used);
+			smc_trace(c, "<<", p + off, used);
 		off += used;
 		if (ev == SMTP_REPLY_EBAD) {
-			client_fail(c, -EPROTO, "malformed reply: %s at byte %llu", c->parser.err,
+			smc_fail(c, -EPROTO, "malformed reply: %s at byte %llu", c->parser.err,
 			            (unsigned long long)c->parser.err_pos);
 			return n;
 		}
 		if (ev == SMTP_REPLY_MORE)
 			break;
 		if (c->state == ST_EHLO && c->parser.reply.lines > 1)
-			ehlo_line(c, c->parser.line, c->parser.line_len);
+			smc_ehlo_line(c, c->parser.line, c->parser.line_len);
 		if (ev == SMTP_REPLY_LINE)
 			continue;
 		/* During set-up one command is out at a time: input already
@@ -916,7 +642,7 @@ static size_t on_data(struct conn *conn, const uint8_t *p, size_t n)
 		 * shift every reply after it by one. */
 		if (off < n && (c->state == ST_GREETING || c->state == ST_EHLO ||
 		                c->state == ST_HELO || c->state == ST_AUTH)) {
-			client_fail(c, -EPROTO,
+			smc_fail(c, -EPROTO,
 			            "unsolicited reply: %zu bytes after the reply to %s", n - off,
 			            c->state == ST_GREETING ? "nothing (the greeting)"
 			                                    : "our last command");
@@ -957,12 +683,12 @@ static void on_conn_error(struct conn *conn, const struct mf_error *err)
 		client_shutdown(c);
 		return;
 	}
-	client_fail(c, err->code, "%s", err->msg);
+	smc_fail(c, err->code, "%s", err->msg);
 }
 
 static const struct conn_cb client_conn_cb = {
     .on_connected = on_connected,
-    .on_tls_ready = on_tls_ready,
+    .on_tls_ready = smc_on_tls_ready,
     .on_data = on_data,
     .on_drain = on_drain,
     .on_error = on_conn_error,
@@ -1036,7 +762,7 @@ void smtp_client_quit(struct smtp_client *c)
 		return;
 	}
 	c->state = ST_QUIT;
-	cmd(c, 0, "QUIT");
+	smc_cmd(c, 0, "QUIT");
 	conn_set_busy(&c->conn, 1);
 }
 
