@@ -256,7 +256,8 @@ struct imap_client {
 	 * greeting): parallel APPENDs into one folder are slower than one
 	 * connection's. */
 	int append_locks;
-	int auth_asked, auth_held;	/* private: cb->greeted asked; it held the login */
+	int auth_asked;			/* private: cb->greeted was asked */
+	int auth_held;			/* cb->greeted held the login (owners may read it) */
 	uint64_t t_open_us;		/* private: CLOCK_MONOTONIC at the open */
 	int enable_due;			/* private: ENABLE goes before the next command */
 	/* Set by the owner: LOGOUT does not wait for the server's answer; the

@@ -371,7 +371,7 @@ int copy_msg_begin(struct worker *w, const struct source_msg *m)
 		copy_msg_fail(w, uid);
 		return 0;
 	}
-	if (m->size > (j->o->max_message_size ? j->o->max_message_size : JOB_MESSAGE_MAX)) {
+	if (m->size > JOB_MAX_SIZE(j)) {
 		/* a source that knows the size before the bytes (a dry run's
 		 * sizes, an archive's index); IMAP's literal check and POP3's
 		 * LIST check catch it earlier on a real pass */
@@ -379,8 +379,7 @@ int copy_msg_begin(struct worker *w, const struct source_msg *m)
 			  "message of %llu bytes exceeds %s %llu; not copied",
 			  (unsigned long long)m->size,
 			  j->o->max_message_size ? "--max-message-size" : "the limit of",
-			  (unsigned long long)(j->o->max_message_size ? j->o->max_message_size
-								      : JOB_MESSAGE_MAX));
+			  (unsigned long long)JOB_MAX_SIZE(j));
 		copy_msg_fail(w, uid);
 		return 0;
 	}

@@ -40,6 +40,8 @@
 /* Largest message without --max-message-size (Dovecot's own default is
  * unlimited; Gmail takes 35 MB, Exchange 150 MB) */
 #define JOB_MESSAGE_MAX (UINT64_C(2) << 30)
+/* The largest message a job copies: --max-message-size, else the above. */
+#define JOB_MAX_SIZE(j) ((j)->o->max_message_size ? (j)->o->max_message_size : JOB_MESSAGE_MAX)
 /* A literal that is not a message body (mailbox names, ENVELOPE parts) */
 #define JOB_OTHER_LITERAL_MAX ((uint64_t)1 << 20)
 #define BATCH_POOL 8192

@@ -153,16 +153,15 @@ static void imap_batch_begin(struct sink *s, struct batch *b)
 static void imap_msg_begin(struct sink *s, struct batch *b, const struct sink_msg *m)
 {
 	char sys[STATE_FLAGS_MAX];
+	const char *f = m->flags;
+	size_t n = m->flags_len;
 
 	(void)b;
-	if (kwdefer_on(s->w)) {
-		/* the keywords follow after the folder's last APPEND (kwdefer.h) */
-		size_t n = kwdefer_system_flags(m->flags, m->flags_len, sys, sizeof(sys));
-
-		imap_putf(dst(s), " (%.*s) \"%s\"", (int)n, sys, m->date);
-	} else {
-		imap_putf(dst(s), " (%.*s) \"%s\"", (int)m->flags_len, m->flags, m->date);
+	if (kwdefer_on(s->w)) { /* the keywords follow the folder's last APPEND (kwdefer.h) */
+		n = kwdefer_system_flags(m->flags, m->flags_len, sys, sizeof(sys));
+		f = sys;
 	}
+	imap_putf(dst(s), " (%.*s) \"%s\"", (int)n, f, m->date);
 	imap_put_literal_header(dst(s), m->size, 1);
 }
 

@@ -91,12 +91,16 @@ static int smtp_closed(struct sink *s)
  * client can take it. A crash therefore leaves at most two deliveries per
  * connection uncertain, both of them sent (--uncertain skip then never
  * skips an unsent one). */
+static int client_full(struct smtp_sink *ss)
+{
+	return smtp_inflight(&ss->c) && !smtp_can_begin(&ss->c) && !ss->c.closed;
+}
+
 static int smtp_busy(struct sink *s)
 {
 	struct smtp_sink *ss = ss_of(s);
 
-	return ss && (ss->qlen || (ss->end_wanted && !ss->ended) ||
-	              (smtp_inflight(&ss->c) && !smtp_can_begin(&ss->c) && !ss->c.closed));
+	return ss && (ss->qlen || (ss->end_wanted && !ss->ended) || client_full(ss));
 }
 
 /* Deliveries the server has yet to answer (their end went): the group
@@ -199,7 +203,7 @@ static void msg_start(struct sink *s)
 
 	if (!hl)
 		hl = ss->hold_len;
-	if (smtp_inflight(&ss->c) && !smtp_can_begin(&ss->c) && !ss->c.closed) {
+	if (client_full(ss)) {
 		ss->start_pending = 1; /* verdict_task starts it */
 		return;
 	}

@@ -28,7 +28,7 @@ int literal_check(struct worker *w, struct imap_client *c, const struct imap_res
                          const struct imap_node *key, uint64_t size)
 {
 	struct job *j = w->job;
-	uint64_t max = j->o->max_message_size ? j->o->max_message_size : JOB_MESSAGE_MAX;
+	uint64_t max = JOB_MAX_SIZE(j);
 	struct fetch_meta fm;
 
 	if (!r->first || !r->first->next || !imap_node_is(r->first->next, "FETCH") || !key ||

@@ -407,7 +407,7 @@ void pop3src_mailbox_begin(struct worker *w)
 
 static uint64_t pop3src_limit(struct worker *w)
 {
-	uint64_t max = w->job->o->max_message_size ? w->job->o->max_message_size : JOB_MESSAGE_MAX;
+	uint64_t max = JOB_MAX_SIZE(w->job);
 	uint64_t sl = w->sink.ops->size_limit(&w->sink);
 
 	return sl && sl < max ? sl : max;
