@@ -395,7 +395,71 @@ static int lm_meta(struct lm_walk *w, const uint8_t *pg, unsigned i)
 	return 0;
 }
 
+/* ---- the seal (state_check.h) ---- */
+
+static int seal_line(const struct stat *st, char *buf, size_t n)
+{
+	return snprintf(buf, n, "mailferry-state-seal 1 %llu %llu %lld %lld.%09ld %lld.%09ld\n",
+	                (unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
+	                (long long)st->st_size, (long long)st->st_mtim.tv_sec,
+	                st->st_mtim.tv_nsec, (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+}
+
+void state_seal(const char *dir)
+{
+	char path[4200], tmp[4200], line[200];
+	struct stat st;
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return;
+	n = seal_line(&st, line, sizeof(line));
+	snprintf(tmp, sizeof(tmp), "%s/sealed.tmp", dir);
+	snprintf(path, sizeof(path), "%s/sealed", dir);
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (n <= 0 || write(fd, line, (size_t)n) != n || close(fd) < 0 || rename(tmp, path) < 0)
+		(void)unlink(tmp);
+}
+
+/* 1 if DIR/sealed names data.mdb as it is now (st). */
+static int seal_matches(const char *dir, const struct stat *st)
+{
+	char path[4200], want[200], got[200];
+	struct stat ss;
+	ssize_t r;
+	int fd, n = seal_line(st, want, sizeof(want));
+
+	snprintf(path, sizeof(path), "%s/sealed", dir);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	r = fstat(fd, &ss) < 0 || !S_ISREG(ss.st_mode) || ss.st_uid != geteuid() ||
+	            (ss.st_mode & 0022)
+	        ? -1
+	        : read(fd, got, sizeof(got));
+	close(fd);
+	return n > 0 && r == n && !memcmp(got, want, (size_t)n);
+}
+
+static int check(const char *dir, struct state_check_info *info, int sealed_ok,
+                 struct mf_error *err);
+
 int state_check(const char *dir, struct state_check_info *info, struct mf_error *err)
+{
+	return check(dir, info, 0, err);
+}
+
+int state_check_sealed(const char *dir, struct state_check_info *info, struct mf_error *err)
+{
+	return check(dir, info, 1, err);
+}
+
+static int check(const char *dir, struct state_check_info *info, int sealed_ok,
+                 struct mf_error *err)
 {
 	char path[4200];
 	struct stat st;
@@ -477,6 +541,8 @@ int state_check(const char *dir, struct state_check_info *info, struct mf_error 
 		            w.last + 1);
 		goto out;
 	}
+	if (sealed_ok && seal_matches(dir, &st))
+		goto out; /* as a clean close left it: not walked */
 	w.seen = calloc(w.last / 8 + 1, 1);
 	if (!w.seen) {
 		rc = -ENOMEM;

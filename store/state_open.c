@@ -346,7 +346,7 @@ int state_open_flags(struct state **out, const char *dir, unsigned flags, struct
 	if (!rc && (flags & STATE_OPEN_RESET))
 		rc = reset_aside(s, err);
 	if (!rc)
-		rc = state_check(dir, &info, err);
+		rc = state_check_sealed(dir, &info, err);
 	if (!rc && !info.exists)
 		rc = env_create(s, err);
 	if (!rc)
@@ -378,9 +378,13 @@ void state_close(struct state *s)
 
 	if (!s)
 		return;
-	if (state_commit(s, &e) < 0)
+	int rc = state_commit(s, &e);
+
+	if (rc < 0)
 		mf_log(MF_LOG_ERROR, "%s", e.msg);
 	mdb_env_close(s->env);
+	if (rc == 0)
+		state_seal(s->dir); /* under the lock still */
 	close(s->lock_fd); /* releases the flock */
 	free(s->dir);
 	free(s);

@@ -41,6 +41,22 @@ damaged() { # NAME WANT (data.mdb is damaged already)
 	expect_exit "damage-$name-state-check" 2 mf state check "$ST"
 	grep -q "$want" "$T_TMP/last.err" || not_ok "damage-$name-state-check-says" "$(head -c 300 "$T_TMP/last.err")"
 }
+# The seal (store/state_check.h): a clean close leaves DIR/sealed, and the
+# next open skips the page walk while data.mdb is as that close left it.
+# Damage written in place, its size and mtime put back, still moves the
+# ctime: walked, refused.
+[ -s "$ST/sealed" ] && ok state-sealed || not_ok state-sealed "no $ST/sealed after a clean run"
+python3 - "$ST/data.mdb" <<'PY'
+import os, sys
+p = sys.argv[1]
+st = os.stat(p)
+with open(p, 'r+b') as f:
+    for off in range(2 * 4096, st.st_size, 4096):  # every page after the two metas
+        f.seek(off)
+        f.write(b'\xa5' * 16)
+os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+PY
+damaged in-place-same-size-mtime "page"
 : >"$ST/data.mdb"
 damaged empty "data.mdb exists but is empty (0 bytes)"
 head -c 8192 "$T_TMP/good.mdb" >"$ST/data.mdb"
