@@ -47,6 +47,7 @@ say() { echo "bench: pop3: $*"; }
 
 [ -x "$BIN/bench/corpus" ] || { say "$BIN/bench/corpus is not built (make tools)" >&2; exit 1; }
 [ -x "$BIN/mailferry" ] || { say "$BIN/mailferry is not built (make all)" >&2; exit 1; }
+[ -x "$BIN/bench/ceiling" ] && [ -x "$BIN/tools/smtp_send" ] || { say "the ceiling clients are not built (make tools)" >&2; exit 1; }
 
 # the peers and GNU time from Debian, if missing
 # shellcheck source=bench/lib.sh
@@ -56,7 +57,7 @@ mkdir -p "$OUT/peers"
 : >"$RES"
 
 users="src big"
-for r in $(seq 1 "$RUNS"); do users="$users di$r dl$r bi$r bl$r"; done
+for r in $(seq 1 "$RUNS"); do users="$users di$r dl$r bi$r bl$r ca$r cl$r"; done
 bench_dovecot pop3-bench $((${BENCH_PORT_BASE:-18300} + 80)) "$users"
 P=$POP3_PORT
 SMD=$MAIL_ROOT/src/Maildir
@@ -251,7 +252,31 @@ measure() {
 	rm -rf "$d" "$MAIL_ROOT"/{di,dl,bi,bl}"$run"/Maildir
 }
 
+# The bounds: what this Dovecot accepts of the same messages from a bare
+# client that fetches nothing, into accounts of their own: IMAP APPEND from
+# memory (bench/ceiling's append phase, MULTIAPPEND and LITERAL+, the best of
+# 1, 2, 4 and 8 connections; its source is the maildrop's INBOX over IMAP)
+# and pipelined LMTP over 4 connections (bench/lmtp_ceiling.sh, the files
+# themselves). No POP3 client can deliver into this server faster.
+bounds() { # RUN
+	local r=$1 t0 t1
+	"$BIN/bench/ceiling" --port "$IMAP_PORT" --src src --src-pass-file "$DV/pw/src" --dst "ca$r" \
+		--dst-pass-file "$DV/pw/ca$r" --conns 1,2,4,8 >>"$OUT/pop3-bound-imap.jsonl" 2>"$DV/ceiling.err" ||
+		say "the IMAP ceiling failed: $(tail -n 1 "$DV/ceiling.err")" >&2
+	sync
+	t0=$(date +%s.%N)
+	if bench/lmtp_ceiling.sh "$BIN/tools/smtp_send" "$LMTP_PORT" "cl$r" "$SMD" 4 >"$DV/lc.json" 2>"$DV/lc.err"; then
+		t1=$(date +%s.%N)
+		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["seconds"]=float(sys.argv[3])-float(sys.argv[2]); print(json.dumps(d))' \
+			"$DV/lc.json" "$t0" "$t1" >>"$OUT/pop3-bound-lmtp.jsonl"
+	else
+		say "the LMTP ceiling failed: $(tail -n 1 "$DV/lc.err")" >&2
+	fi
+	rm -rf "$MAIL_ROOT/ca$r/Maildir" "$MAIL_ROOT/cl$r/Maildir"
+}
+
 for r in $(seq 1 "$RUNS"); do
+	bounds "$r"
 	for t in "${TOOLS[@]}"; do
 		measure pop3 "$t" "$r" src
 	done

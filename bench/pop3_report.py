@@ -94,6 +94,33 @@ def main(outdir):
              "client checks the listed size).")
     L.append("")
 
+    # the bounds (pop3.sh bounds()): the server alone, bare clients
+    def med(name, key):
+        v = sorted(json.loads(l).get(key) or 0 for l in read(os.path.join(outdir, name), "").splitlines()
+                   if l.strip())
+        v = [x for x in v if x > 0]
+        return v[len(v) // 2] if v else None
+    b_imap = med("pop3-bound-imap.jsonl", "append_seconds")
+    b_lmtp = med("pop3-bound-lmtp.jsonl", "seconds")
+    if b_imap or b_lmtp:
+        parts = []
+        for b, tool, what in ((b_imap, "mailferry", "IMAP APPEND from memory (bench/ceiling, best of 1, 2, 4 "
+                               "and 8 connections)"),
+                              (b_lmtp, "mailferry_lmtp", "LMTP, 4 pipelined connections (bench/lmtp_ceiling.sh)")):
+            if b:
+                w = wall("pop3", tool)
+                parts.append("%s %s s%s" % (what, fmt_s(b), "; mailferry ÷ it %.2f×" % (w / b) if w else ""))
+        L.append("- bounds, what this Dovecot accepts of the same messages from a bare client that fetches "
+                 "nothing (median of the runs): " + "; ".join(parts) + ".")
+        if fastest:
+            need = fastest[0] / 3
+            for b, what in ((b_imap, "IMAP"), (b_lmtp, "LMTP")):
+                if b:
+                    L.append("- 3× the fastest peer means %s s into %s: %s" % (
+                        fmt_s(need), what, "below the server's own bound (%s s): out of reach for any "
+                        "client on this server" % fmt_s(b) if need < b else "within the bound (%s s)" % fmt_s(b)))
+        L.append("")
+
     G = Goals()
     target = G.add
 
