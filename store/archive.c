@@ -25,6 +25,7 @@
  *   dicts    u32 version           -> dictionary bytes
  */
 #include "store/archive_int.h"
+#include "store/state_check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -465,8 +466,10 @@ int archive_open_secret(struct archive **out, const char *dir, unsigned flags,
 		goto fail;
 	if (!(flags & ARCHIVE_OPEN_RDONLY) && (rc = index_unborn(a, path, err)))
 		goto fail;
-	/* LMDB trusts its file; a damaged one is refused here, not by SIGBUS. */
-	if ((rc = state_check(path, &info, err))) {
+	/* LMDB trusts its file; a damaged one is refused here, not by SIGBUS
+	 * (its pages walked unless a clean close sealed it as it is). */
+	if ((rc = (flags & ARCHIVE_OPEN_WALK) ? state_check(path, &info, err)
+	                                      : state_check_sealed(path, &info, err))) {
 		char m[MF_ERR_MAX];
 
 		snprintf(m, sizeof(m), "%s", err->msg);
@@ -481,6 +484,7 @@ int archive_open_secret(struct archive **out, const char *dir, unsigned flags,
 		goto fail;
 	if (!(flags & ARCHIVE_OPEN_RDONLY) && (rc = archive_commit(a, err)))
 		goto fail;
+	a->opened = 1;
 	*out = a;
 	return 0;
 fail:
@@ -507,6 +511,12 @@ void archive_close(struct archive *a)
 		mdb_txn_abort(a->txn);
 	if (a->env)
 		mdb_env_close(a->env);
+	if (a->opened) {
+		char idx[4200];
+
+		snprintf(idx, sizeof(idx), "%s/index", a->dir);
+		state_seal(idx); /* under the archive's lock still */
+	}
 	if (a->wfd >= 0)
 		close(a->wfd);
 	if (a->lock_fd >= 0)

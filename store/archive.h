@@ -51,6 +51,9 @@ struct archive;
 
 #define ARCHIVE_OPEN_CREATE 1u /* create the archive if it is not there */
 #define ARCHIVE_OPEN_RDONLY 2u /* shared lock, nothing written or truncated */
+/* walk every page of the index even when its seal matches (verify; see
+ * store/state_check.h) */
+#define ARCHIVE_OPEN_WALK 4u
 
 /* IMAP system flags, as bits. */
 #define ARCHIVE_F_SEEN 1u

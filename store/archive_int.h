@@ -59,6 +59,7 @@ struct archive {
 	MDB_dbi meta, objects, accts, mbnames, mboxes, runs, runmb, msgs, packs_db, dicts_db;
 	MDB_txn *txn;
 	int commit_nometasync; /* the next commit skips LMDB's meta sync */
+	int opened;           /* archive_open succeeded: a close seals the index */
 	uint64_t dirty;       /* index writes since the last commit */
 	struct mf_error lost; /* set while uncommitted writes were dropped */
 	struct archive_tune tune;

@@ -342,7 +342,7 @@ int archive_cmd_verify(int argc, char **argv)
 		fputs("usage: mailferry verify ARCHIVE [--passphrase-file FILE]\n", stderr);
 		return 2;
 	}
-	if ((rc = cli_archive_open(&a, argv[1], ARCHIVE_OPEN_RDONLY, &ao)))
+	if ((rc = cli_archive_open(&a, argv[1], ARCHIVE_OPEN_RDONLY | ARCHIVE_OPEN_WALK, &ao)))
 		return rc;
 	rc = archive_verify(a, verify_problem, NULL, &problems, &err);
 	if (!rc)
