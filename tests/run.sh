@@ -29,8 +29,9 @@ t_hostile_source t_smtp_migrate t_run t_archive_crypt"
 # failure, the end of its stderr) printed in one piece.
 run_one() { # kind name cmd...
 	local kind=$1 name=$2; shift 2
-	local out=$LOG/$kind-$name.log rc msg
+	local out=$LOG/$kind-$name.log rc msg t=$SECONDS
 	"$@" >"$out" 2>"$out.err"; rc=$?
+	echo "$((SECONDS - t)) $name" >>"$LOG/durations"
 	msg=$(grep -E '^(ok|not ok) - ' "$out")
 	if [ $rc -ne 0 ] && ! grep -q '^not ok - ' "$out"; then
 		echo "not ok - $name: exited $rc without a result line (see $out.err)" >>"$out"
@@ -52,6 +53,7 @@ start() { # kind name cmd...
 }
 
 t0=$(date +%s)
+rm -f "$LOG/durations"
 integ=()
 for n in $SLOW; do [ -f "tests/integration/$n.sh" ] && integ+=("$n"); done
 for s in tests/integration/t_*.sh; do
@@ -74,6 +76,8 @@ for out in "${logs[@]}"; do
 	passed=$((passed + $(grep -c '^ok - ' "$out")))
 	failed=$((failed + $(grep -c '^not ok - ' "$out")))
 done
+# the slowest, to keep the whole run (CI: under 15 minutes) in view
+[ -f "$LOG/durations" ] && echo "# slowest: $(sort -rn "$LOG/durations" | head -n 8 | awk '{printf "%s%s %ss", (NR > 1 ? ", " : ""), $2, $1}')"
 echo "($((($(date +%s) - t0) / 60)) min $((($(date +%s) - t0) % 60)) s, $JOBS at a time)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
