@@ -13,6 +13,12 @@
 #      time mailferry used (user + system) is shown too: on a loaded
 #      machine it tells the server's cost where wall times are noise.
 #      BENCH_STATUS_THROUGHPUT_ONLY=1 stops after this part.
+#   1b. the server's own cost, which wall times on this machine cannot
+#      resolve to 2 %: the same run held nearly idle (--max-bytes-per-
+#      second 64K), its CPU read from /proc before and after 2,000
+#      /api/status answers as fast as one client asks, less the CPU the
+#      same seconds cost without requests. Ten answers a second then take
+#      that much of one core: what --status can take from the copy at most.
 #   2. /metrics and /api/status with 10,000 accounts in the run (lines
 #      whose server refuses the connection: they finish at once and are
 #      all listed): the median time to serve each of 20 requests (the goal
@@ -142,6 +148,82 @@ if one:
 co, cn = statistics.median(coff), statistics.median(con)
 print("bench-status: mailferry CPU (user+sys), medians: without --status %.2f s, with %.2f s (%+.1f %%)%s" % (co, cn, 100 * (cn - co) / co, (", --threads 1 %.2f s" % statistics.median(cone)) if cone else ""))
 PY
+
+# ---- 1b. CPU per /api/status answer ----
+# the held run's CPU per second without --status first (what the server's
+# timers and snapshots add is the difference)
+idle_cpu() { # PID SECONDS: CPU seconds per second
+	python3 - "$1" "$2" <<'PY'
+import os, sys, time
+pid, secs = int(sys.argv[1]), float(sys.argv[2])
+hz = os.sysconf("SC_CLK_TCK")
+def cpu():
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / hz
+c0 = cpu(); time.sleep(secs); print("%.4f" % ((cpu() - c0) / secs))
+PY
+}
+for i in $(seq 1 "$NA"); do rm -rf "$MAIL_ROOT/d$i/Maildir"; done
+rm -rf "$W/state"
+"$BIN/mailferry" run "$ACC" --jobs "$NA" --state "$W/state" --ca-file "$CA_FILE" --no-progress \
+	--max-bytes-per-second 64K >"$W/cost.out" 2>"$W/cost.err" &
+CPID=$!
+sleep 1
+PLAIN_IDLE=$(idle_cpu "$CPID" 5)
+kill "$CPID" 2>/dev/null
+wait "$CPID" 2>/dev/null
+for i in $(seq 1 "$NA"); do rm -rf "$MAIL_ROOT/d$i/Maildir"; done
+rm -rf "$W/state"
+"$BIN/mailferry" run "$ACC" --jobs "$NA" --state "$W/state" --ca-file "$CA_FILE" --no-progress \
+	--status 127.0.0.1:0 --max-bytes-per-second 64K >"$W/cost.out" 2>"$W/cost.err" &
+CPID=$!
+port=
+for i in $(seq 1 200); do
+	port=$(sed -n 's|.*status: http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$W/cost.err" | head -n 1)
+	[ -n "$port" ] && break
+	sleep 0.01
+done
+sleep 1
+python3 - "$CPID" "${port:-0}" "$RES" "$NA" "$PLAIN_IDLE" <<'PY'
+import json, os, socket, sys, time
+pid, port, res, na = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+plain = float(sys.argv[5])
+hz = os.sysconf("SC_CLK_TCK")
+def cpu():
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / hz
+def get():
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    n = 0
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        n += len(d)
+    s.close()
+    return n
+c0 = cpu(); time.sleep(5); base = (cpu() - c0) / 5
+N = 2000
+t0, c0 = time.time(), cpu()
+size = 0
+for _ in range(N):
+    size = get()
+t, c = time.time() - t0, cpu() - c0
+per = max(0.0, c - base * t) / N
+fixed = max(0.0, base - plain) * 100  # --status on, nobody asking, in % of one core
+share = 10 * per * 100 + fixed  # ten answers a second, in % of one core
+print("bench-status: held run's CPU without --status %.4f s/s, with it %.4f s/s; CPU per /api/status answer "
+      "(%d bytes, %d accounts): %.3f ms (%d answers in %.1f s, %.2f s CPU); --status with ten answers a "
+      "second takes %.2f %% of one core (goal: within 2 %%)"
+      % (plain, base, size, na, per * 1000, N, t, c, share))
+with open(res, "a") as f:
+    f.write(json.dumps(dict(scenario="status-cost", answers=N, bytes=size, cpu_ms_per_answer=per * 1000,
+                            idle_cpu_plain=plain, idle_cpu_status=base, core_percent_at_10hz=share)) + "\n")
+PY
+kill "$CPID" 2>/dev/null
+wait "$CPID" 2>/dev/null
+
 [ "${BENCH_STATUS_THROUGHPUT_ONLY:-0}" = 1 ] && { say "results: $RES"; exit 0; }
 
 # ---- /metrics and /api/status with 10,000 accounts ----
