@@ -504,11 +504,15 @@ static int on_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	struct vs *v = c->ud;
 
 	(void)r;
-	(void)size;
 	v->hashing = v->full && key && imap_node_is(key, "BODY[]");
-	if (v->hashing)
+	if (v->hashing) {
 		msghash_begin(&v->h);
-	return IMAP_LIT_STREAM;
+		return IMAP_LIT_STREAM;
+	}
+	/* a mailbox name LIST sends as a literal (8-bit: a server in UTF-8
+	 * mode, or a broken one) is kept in the tree, as backup keeps it
+	 * (lit_checked_inline); streamed, it would leave the name out */
+	return size <= JOB_OTHER_LITERAL_MAX ? IMAP_LIT_INLINE : IMAP_LIT_STREAM;
 }
 
 static ssize_t on_lit_data(struct imap_client *c, const uint8_t *p, size_t n)
