@@ -138,6 +138,9 @@ for i in 1 2; do
 	doveadm -c "$A_DOVECOT_CONF" save -u qsrc -m "$QN" <"$msg" || not_ok quote-save "doveadm save failed"
 done
 expect_exit vsrc-quote-backup 0 mf backup "$QSRC" "$T_TMP/qarchive" "${QO[@]}" --state "$T_TMP/qst"
+mf archive ls "$T_TMP/qarchive" >"$T_TMP/qls.out" 2>&1
+grep -qx '  mailbox="Say \\x22hi\\x22 uid=9 what=\\x22forged" uidvalidity=[0-9]* messages=2 bytes=[0-9]*' "$T_TMP/qls.out" &&
+	ok vsrc-quote-archive-ls-escaped || not_ok vsrc-quote-archive-ls-escaped "$(tr '\n' '|' <"$T_TMP/qls.out")"
 expect_exit vsrc-quote-clean 0 mf verify "$QSRC" "$T_TMP/qarchive" "${QO[@]}"
 grep -q ' 2 mailboxes, 2 messages compared .*; 0 differences' "$T_TMP/last.err" && ok vsrc-quote-clean-compared ||
 	not_ok vsrc-quote-clean-compared "$(tail -n 1 "$T_TMP/last.err")"
