@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "protocols/sasl_oauth.h"
+#include "protocols/sasl_plain.h"
 
 
 
@@ -80,7 +81,7 @@ static void redact_one(char *msg, const char *secret)
  * carries the password or the SASL response, whatever put it there. */
 static void redact(struct imap_client *c, char *msg)
 {
-	char b64[2000];
+	char b64[SASL_PLAIN_B64_MAX];
 
 	if (c->oauth_b64) { /* the OAuth2 message and the token in it */
 		redact_one(msg, c->oauth_b64);
@@ -480,7 +481,7 @@ static void writable_notify(struct imap_client *c)
 static int on_cont(struct imap_client *c, const struct imap_resp *r)
 {
 	if (c->state == ST_AUTH && c->auth_cont == AUTH_CONT_SASL) {
-		char b64[2000];
+		char b64[SASL_PLAIN_B64_MAX];
 
 		c->auth_cont = AUTH_CONT_NONE;
 		imc_sasl_plain(c, b64, sizeof(b64));

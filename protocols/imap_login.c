@@ -7,6 +7,7 @@
  */
 #include "protocols/imap_client.h"
 #include "protocols/imap_client_int.h"
+#include "protocols/sasl_plain.h"
 #include "protocols/throttle.h"
 
 #include <errno.h>
@@ -18,7 +19,6 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 /* ---- login sequence ------------------------------------------------------ */
 
@@ -141,27 +141,17 @@ static void auth_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 		imc_send_capability(c, ST_CAPA_POST);
 }
 
-/* RFC 4616: authzid NUL authcid NUL passwd. Without an admin login the
- * authorization identity is empty (the user acts as itself). */
+/* The PLAIN response (sasl_plain). Without an admin login the
+ * authorization identity is empty (the user acts as itself); with one it
+ * is the user, the admin the authentication identity. "" if it cannot be
+ * built. */
 void imc_sasl_plain(struct imap_client *c, char *b64, size_t cap)
 {
 	const char *authz = c->ep->authuser ? c->ep->user : "";
 	const char *authc = c->ep->authuser ? c->ep->authuser : c->ep->user;
-	size_t zl = strlen(authz), ul = strlen(authc), pl = strlen(c->ep->password);
-	size_t n = zl + ul + pl + 2;
-	unsigned char raw[1400];
 
-	if (n > sizeof(raw) || (n + 2) / 3 * 4 + 1 > cap) {
-		b64[0] = '\0';
-		return;
-	}
-	memcpy(raw, authz, zl);
-	raw[zl] = '\0';
-	memcpy(raw + zl + 1, authc, ul);
-	raw[zl + 1 + ul] = '\0';
-	memcpy(raw + zl + 2 + ul, c->ep->password, pl);
-	EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
-	OPENSSL_cleanse(raw, sizeof(raw));
+	sasl_plain(b64, cap, authz, strlen(authz), authc, strlen(authc), c->ep->password,
+	           strlen(c->ep->password));
 }
 
 /* Starts one LOGIN argument; 1 if it is a synchronizing literal whose bytes
@@ -391,7 +381,7 @@ static void send_auth(struct imap_client *c)
 	c->state = ST_AUTH;
 	imap_cmd_begin(c, &c->login_cmd, auth_done, NULL);
 	if (c->caps & IMAP_CAP_AUTH_PLAIN) {
-		char b64[2000];
+		char b64[SASL_PLAIN_B64_MAX];
 
 		imc_sasl_plain(c, b64, sizeof(b64));
 		if (!b64[0]) {

@@ -12,7 +12,8 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+
+#include "protocols/sasl_plain.h"
 
 enum {
 	ST_CONNECTING,
@@ -63,20 +64,12 @@ const char *pop3_client_who(const struct pop3_client *c)
 	return c->who;
 }
 
-static void sasl_plain(const struct pop3_client *c, char *b64, size_t cap)
+/* The PLAIN response (sasl_plain), no authorization identity; "" if it
+ * cannot be built. */
+static void plain_response(const struct pop3_client *c, char *b64, size_t cap)
 {
-	size_t ul = strlen(c->ep->user), pl = strlen(c->ep->password);
-	unsigned char raw[1100];
-
-	b64[0] = '\0';
-	if (ul + pl + 2 > sizeof(raw) || (ul + pl + 2 + 2) / 3 * 4 + 1 > cap)
-		return;
-	raw[0] = '\0';
-	memcpy(raw + 1, c->ep->user, ul);
-	raw[1 + ul] = '\0';
-	memcpy(raw + 2 + ul, c->ep->password, pl);
-	EVP_EncodeBlock((unsigned char *)b64, raw, (int)(ul + pl + 2));
-	OPENSSL_cleanse(raw, sizeof(raw));
+	sasl_plain(b64, cap, "", 0, c->ep->user, strlen(c->ep->user), c->ep->password,
+	           strlen(c->ep->password));
 }
 
 static void redact_one(char *msg, const char *secret)
@@ -96,12 +89,12 @@ static void redact_one(char *msg, const char *secret)
  * error line never carries the password or the SASL response. */
 static void redact(const struct pop3_client *c, char *msg)
 {
-	char b64[1500];
+	char b64[SASL_PLAIN_B64_MAX];
 
 	if (!c->ep->password)
 		return;
 	redact_one(msg, c->ep->password);
-	sasl_plain(c, b64, sizeof(b64));
+	plain_response(c, b64, sizeof(b64));
 	if (b64[0])
 		redact_one(msg, b64);
 	OPENSSL_cleanse(b64, sizeof(b64));
@@ -224,9 +217,9 @@ static void write_cmd(struct pop3_client *c, struct pop3_cmd *cmd)
 		secret = 1;
 		break;
 	case POP3_C_AUTH: {
-		char b64[1500];
+		char b64[SASL_PLAIN_B64_MAX];
 
-		sasl_plain(c, b64, sizeof(b64));
+		plain_response(c, b64, sizeof(b64));
 		if (cmd->lines) /* with the initial response */
 			n = snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", b64);
 		else
@@ -489,10 +482,10 @@ static void complete(struct pop3_client *c)
 		/* RFC 5034 §4: "+ " asks for the SASL response (AUTH without an
 		 * initial response); anywhere else it is not POP3 */
 		if (cmd->type == POP3_C_AUTH && !cmd->lines && !cmd->msgno) {
-			char b64[1500];
+			char b64[SASL_PLAIN_B64_MAX];
 
 			cmd->msgno = 1; /* answered */
-			sasl_plain(c, b64, sizeof(b64));
+			plain_response(c, b64, sizeof(b64));
 			out(c, b64, strlen(b64), 1);
 			out(c, "\r\n", 2, 1);
 			OPENSSL_cleanse(b64, sizeof(b64));
@@ -682,7 +675,7 @@ static void login_done(struct pop3_client *c, struct pop3_cmd *cmd, const struct
 static void send_auth(struct pop3_client *c)
 {
 	int secure = conn_is_tls(&c->conn) || conn_is_loopback(&c->conn) || c->ep->allow_plaintext;
-	char b64[1500];
+	char b64[SASL_PLAIN_B64_MAX];
 	size_t bl;
 
 	if (!secure) {
@@ -695,7 +688,7 @@ static void send_auth(struct pop3_client *c)
 		send_login(c, POP3_C_USER, ST_AUTH, 0);
 		return;
 	}
-	sasl_plain(c, b64, sizeof(b64));
+	plain_response(c, b64, sizeof(b64));
 	bl = strlen(b64);
 	OPENSSL_cleanse(b64, sizeof(b64));
 	if (!bl) {

@@ -23,6 +23,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "protocols/sasl_plain.h"
+
 /* What a reply in flight answers. */
 enum { EXP_RSET = 1, EXP_MAIL, EXP_RCPT, EXP_DATA, EXP_BDAT, EXP_END };
 
@@ -70,7 +72,7 @@ static void redact_one(char *msg, const char *secret)
  * what encodes it (the PLAIN response, LOGIN's base64 password). */
 static void redact(const struct smtp_client *c, char *msg)
 {
-	char enc[1500];
+	char enc[SASL_PLAIN_B64_MAX];
 
 	if (!c->ep->password || !c->ep->user)
 		return;

@@ -14,6 +14,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "protocols/sasl_plain.h"
+
 /* base64 of s[0..n) into out (NUL-terminated); 0 if it does not fit. */
 size_t smc_b64(const void *s, size_t n, char *out, size_t cap)
 {
@@ -25,24 +27,14 @@ size_t smc_b64(const void *s, size_t n, char *out, size_t cap)
 	return (size_t)EVP_EncodeBlock((unsigned char *)out, s, (int)n);
 }
 
-/* The SASL PLAIN response (RFC 4616): base64("\0user\0password"). */
+/* The SASL PLAIN response (sasl_plain): base64("\0user\0password"); its
+ * length, 0 if it cannot be built. */
 size_t smc_sasl_plain(const struct smtp_client *c, char *out, size_t cap)
 {
-	size_t ul = strlen(c->ep->user), pl = strlen(c->ep->password ? c->ep->password : "");
-	unsigned char raw[1100];
-	size_t r;
+	const char *pw = c->ep->password ? c->ep->password : "";
+	ssize_t n = sasl_plain(out, cap, "", 0, c->ep->user, strlen(c->ep->user), pw, strlen(pw));
 
-	if (ul + pl + 2 > sizeof(raw)) {
-		out[0] = '\0';
-		return 0;
-	}
-	raw[0] = '\0';
-	memcpy(raw + 1, c->ep->user, ul);
-	raw[1 + ul] = '\0';
-	memcpy(raw + 2 + ul, c->ep->password ? c->ep->password : "", pl);
-	r = smc_b64(raw, ul + pl + 2, out, cap);
-	OPENSSL_cleanse(raw, sizeof(raw));
-	return r;
+	return n < 0 ? 0 : (size_t)n;
 }
 
 /* ---- capabilities (RFC 5321 §4.1.1.1: one EHLO keyword per line) -------- */
@@ -121,7 +113,7 @@ static void go_ready(struct smtp_client *c)
 
 static void send_auth(struct smtp_client *c)
 {
-	char resp[1500];
+	char resp[SASL_PLAIN_B64_MAX];
 
 	c->state = ST_AUTH;
 	c->auth_step = 0;

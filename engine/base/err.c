@@ -50,7 +50,8 @@ static int cp_hidden(unsigned long c)
 	       (c >= 0x2066 && c <= 0x2069) || c == 0x200e || c == 0x200f;
 }
 
-size_t mf_escape(const char *s, size_t n, char *out, size_t cap)
+/* mf_escape's work; quoted: '"' too (mf_escape_quoted). */
+static size_t escape(const char *s, size_t n, char *out, size_t cap, int quoted)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t o = 0;
@@ -69,7 +70,7 @@ size_t mf_escape(const char *s, size_t n, char *out, size_t cap)
 			src = "\\n", m = 2;
 		} else if (k == 1 && p[i] == '\t') {
 			src = "\\t", m = 2;
-		} else if (k == 1 && (p[i] < 0x20 || p[i] == 0x7f)) {
+		} else if (k == 1 && (p[i] < 0x20 || p[i] == 0x7f || (quoted && p[i] == '"'))) {
 			m = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", p[i]);
 		} else if (!k) {
 			m = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", p[i]);
@@ -87,6 +88,16 @@ size_t mf_escape(const char *s, size_t n, char *out, size_t cap)
 	}
 	out[o] = '\0';
 	return o;
+}
+
+size_t mf_escape(const char *s, size_t n, char *out, size_t cap)
+{
+	return escape(s, n, out, cap, 0);
+}
+
+size_t mf_escape_quoted(const char *s, size_t n, char *out, size_t cap)
+{
+	return escape(s, n, out, cap, 1);
 }
 
 void mf_err_set(struct mf_error *e, int code, const char *fmt, ...)

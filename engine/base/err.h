@@ -45,6 +45,11 @@ void mf_vprint(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0))
  * Writes at most cap-1 bytes plus a NUL (never half an escape); returns
  * the length written. */
 size_t mf_escape(const char *s, size_t n, char *out, size_t cap);
+/* The same, and '"' as \x22: for a value a line puts between double
+ * quotes (key="value"), so a name cannot end its value early and forge
+ * the keys after it. mf_escape cannot do it: it escapes whole lines,
+ * quotes of their own included. */
+size_t mf_escape_quoted(const char *s, size_t n, char *out, size_t cap);
 /* Length (1-4) of the well-formed UTF-8 sequence at p, its code point in
  * *cp (if cp); 0 if p does not start one (RFC 3629: no overlong forms,
  * no surrogates, nothing above U+10FFFF). */

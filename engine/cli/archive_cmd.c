@@ -220,11 +220,13 @@ int cli_archive_open(struct archive **a, const char *dir, unsigned flags,
 static int export_problem(void *ctx, const char *mailbox, size_t mlen, uint32_t uid,
                           const char *why)
 {
-	char name[1024];
+	char name[1024], esc[1024];
 	uint32_t run = *(uint32_t *)ctx;
 
-	mf_escape(mailbox ? mailbox : "?", mailbox ? mlen : 1, name, sizeof(name));
-	printf("not-exported run=%u mailbox=\"%s\" uid=%u why=\"%s\"\n", run, name, uid, why);
+	/* values between quotes: a name may hold '"' (mf_escape_quoted) */
+	mf_escape_quoted(mailbox ? mailbox : "?", mailbox ? mlen : 1, name, sizeof(name));
+	mf_escape_quoted(why, strlen(why), esc, sizeof(esc));
+	printf("not-exported run=%u mailbox=\"%s\" uid=%u why=\"%s\"\n", run, name, uid, esc);
 	return 0;
 }
 
@@ -302,8 +304,9 @@ static int verify_problem(void *ctx, const struct archive_problem *p)
 	char name[1024], hash[65], what[1024];
 
 	(void)ctx;
-	mf_escape(p->mailbox ? p->mailbox : "?", p->mailbox ? p->mlen : 1, name, sizeof(name));
-	mf_escape(p->what, strlen(p->what), what, sizeof(what));
+	mf_escape_quoted(p->mailbox ? p->mailbox : "?", p->mailbox ? p->mlen : 1, name,
+	                 sizeof(name));
+	mf_escape_quoted(p->what, strlen(p->what), what, sizeof(what));
 	if (p->hash)
 		hex32(p->hash, hash);
 	else
@@ -383,7 +386,7 @@ static int ls_mbox(void *ctx, const struct archive_mbox_info *mb)
 	struct mf_error err = {0};
 	char name[1024];
 
-	mf_escape(mb->name, mb->nlen, name, sizeof(name));
+	mf_escape_quoted(mb->name, mb->nlen, name, sizeof(name));
 	/* archive_uid_each walks another database: safe inside this walk */
 	archive_uid_each(l->a, l->run, mb->mbid, count_fn, &c, &err);
 	printf("  mailbox=\"%s\" uidvalidity=%u messages=%llu bytes=%llu\n", name, mb->uidvalidity,
@@ -405,7 +408,7 @@ static int ls_run(void *ctx, const struct archive_run_info *r)
 	if (!gmtime_r(&t, &tm))
 		memset(&tm, 0, sizeof(tm));
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	mf_escape(r->account, strlen(r->account), acct, sizeof(acct));
+	mf_escape_quoted(r->account, strlen(r->account), acct, sizeof(acct));
 	printf("run=%u time=%s account=\"%s\" state=%s\n", r->id, when, acct,
 	       r->committed ? "complete" : "incomplete");
 	if (r->committed) {

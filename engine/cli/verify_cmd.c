@@ -38,8 +38,9 @@ static int print_diff(void *ctx, const struct verify_diff *d)
 	struct vctx *v = ctx;
 	char name[1024], what[1024];
 
-	mf_escape(d->mailbox, d->mlen, name, sizeof(name));
-	mf_escape(d->what, strlen(d->what), what, sizeof(what));
+	/* a name (and a server's text in what) may hold '"' */
+	mf_escape_quoted(d->mailbox, d->mlen, name, sizeof(name));
+	mf_escape_quoted(d->what, strlen(d->what), what, sizeof(what));
 	printf("differs account=\"%s\" mailbox=\"%s\" uid=%u what=\"%s\"\n", v->account, name,
 	       d->uid, what);
 	v->lines++;
@@ -220,7 +221,7 @@ int cmd_verify_src(int argc, char **argv)
 		cli_forget(&c);
 		return rc;
 	}
-	mf_escape(account, strlen(account), esc, sizeof(esc));
+	mf_escape_quoted(account, strlen(account), esc, sizeof(esc));
 	rc = verify_src_exit(&c, a, run, full, esc, state, job);
 	if (state)
 		state_close(state);

@@ -465,13 +465,25 @@ size_t flags_string(const struct imap_node *list, char *out, size_t cap,
 int uidset_each(const char *s, size_t n, void (*fn)(void *ctx, uint32_t uid), void *ctx);
 char *dupn(const char *s, size_t n);
 int is_inbox(const char *s, size_t n);
+/* The first personal namespace's prefix of a NAMESPACE answer (RFC 2342
+ * §5) into out (JOB_NS_MAX bytes), its separator in *sep: its length, 0
+ * if none or not usable (logged, who names the server). */
+size_t ns_personal(const char *who, const struct imap_node *a, char *out, char *sep);
 int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *a, int dst);
 /* The source's NAMESPACE answer: the other users' and shared prefixes. */
 void ns_take_shared(struct job *j, const struct imap_client *c, const struct imap_node *a);
 /* The source mailbox lies in a shared or other users' namespace (the
  * longest matching prefix of all namespaces is not the personal one). */
 int mbox_in_shared(const struct job *j, const struct mbox *mb);
+/* How much of name is the personal namespace prefix ns (0 for INBOX). */
+size_t ns_skip(const char *ns, size_t nslen, const char *name, size_t len);
 size_t src_ns_skip(const struct job *j, const char *name, size_t len);
+/* The name people and the folder options see for a source mailbox (ns:
+ * the source's personal prefix, sep its separator): the prefix taken off,
+ * modified UTF-7 decoded, '/' for sep; NUL-terminated in out, the length
+ * returned. Backup (plan.c) and verify (verify_src.c) name folders so. */
+size_t display_name(const char *ns, size_t nslen, const char *name, size_t len, char sep,
+                    char *out, size_t cap);
 void mbox_ns_display(struct job *j, struct mbox *mb);
 void special_guess(struct job *j);
 struct mbox *mbox_find(struct job *j, const char *name, size_t len);

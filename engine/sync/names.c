@@ -209,39 +209,56 @@ static int ns_prefixed(const char *pre, size_t plen, const char *name, size_t le
 	return !memcmp(pre + i, name + i, plen - i);
 }
 
-/* "* NAMESPACE (("INBOX." ".")) NIL NIL" (RFC 2342 §5) from the source
- * (dst 0) or the destination: the first personal namespace's prefix. An
- * empty one (most servers) changes nothing; one we will not put on a
- * command line (a NUL, CR or LF, or longer than JOB_NS_MAX) is ignored
- * with a warning, and names go as they are. 1: a prefix was taken. */
-int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *a, int dst)
+/* "* NAMESPACE (("INBOX." ".")) NIL NIL" (RFC 2342 §5): the first personal
+ * namespace's prefix into out (JOB_NS_MAX bytes), its separator in *sep
+ * (0 if none given). An empty one (most servers) is 0; one we will not
+ * put on a command line (a NUL, CR or LF, or longer than JOB_NS_MAX) is
+ * ignored with a warning naming who, and names go as they are. Returns
+ * the prefix's length. */
+size_t ns_personal(const char *who, const struct imap_node *a, char *out, char *sep)
 {
-	const struct imap_node *pers = a->next, *first, *sep;
-	char *out = dst ? j->dst_ns : j->src_ns;
-	size_t *len = dst ? &j->dst_ns_len : &j->src_ns_len;
+	const struct imap_node *pers = a->next, *first, *sn;
 	char esc[JOB_NS_MAX * 4];
 	const char *s;
 	size_t n;
 
+	*sep = 0;
 	first = pers && pers->type == IMAP_NODE_LIST ? pers->child : NULL;
-	if (*len || !first || first->type != IMAP_NODE_LIST || node_str(first->child, &s, &n) < 0 ||
-	    !n)
+	if (!first || first->type != IMAP_NODE_LIST || node_str(first->child, &s, &n) < 0 || !n)
 		return 0;
 	if (n >= JOB_NS_MAX || imap_mailbox_name_bad(s, n)) {
 		mf_log(MF_LOG_WARN,
 		       "%s: personal namespace prefix not usable (%zu bytes); "
 		       "folder names are taken without it",
-		       imap_client_who(c), n);
+		       who, n);
 		return 0;
 	}
 	memcpy(out, s, n);
 	out[n] = '\0';
-	*len = n;
-	sep = first->child->next;
-	if (dst && sep && sep->type == IMAP_NODE_STRING && sep->len == 1 && !j->dst_sep)
-		j->dst_sep = sep->s[0];
+	sn = first->child->next;
+	if (sn && sn->type == IMAP_NODE_STRING && sn->len == 1)
+		*sep = sn->s[0];
 	mf_escape(s, n, esc, sizeof(esc));
-	mf_log(MF_LOG_DEBUG, "%s: personal namespace prefix \"%s\"", imap_client_who(c), esc);
+	mf_log(MF_LOG_DEBUG, "%s: personal namespace prefix \"%s\"", who, esc);
+	return n;
+}
+
+/* The source's (dst 0) or the destination's NAMESPACE answer: its
+ * personal prefix (ns_personal) kept, the first one only; the
+ * destination's separator taken from it if LIST has not told it. 1: a
+ * prefix was taken. */
+int ns_take(struct job *j, const struct imap_client *c, const struct imap_node *a, int dst)
+{
+	size_t *len = dst ? &j->dst_ns_len : &j->src_ns_len;
+	char pre[JOB_NS_MAX], sep;
+	size_t n;
+
+	if (*len || !(n = ns_personal(imap_client_who(c), a, pre, &sep)))
+		return 0;
+	memcpy(dst ? j->dst_ns : j->src_ns, pre, n + 1);
+	*len = n;
+	if (dst && sep && !j->dst_sep)
+		j->dst_sep = sep;
 	return 1;
 }
 
@@ -305,37 +322,61 @@ int mbox_in_shared(const struct job *j, const struct mbox *mb)
 	return best > mine;
 }
 
-/* How much of a source name is the source's personal namespace prefix:
- * none for INBOX, for the prefix alone, or for "INBOX.INBOX" (without the
+/* How much of a source name is the personal namespace prefix ns: none
+ * for INBOX, for the prefix alone, or for "INBOX.INBOX" (without the
  * prefix it would be INBOX). */
+size_t ns_skip(const char *ns, size_t nslen, const char *name, size_t len)
+{
+	if (!ns_prefixed(ns, nslen, name, len) || len <= nslen || is_inbox(name + nslen, len - nslen))
+		return 0;
+	return nslen;
+}
+
 size_t src_ns_skip(const struct job *j, const char *name, size_t len)
 {
-	size_t p = j->src_ns_len;
-
-	if (!ns_prefixed(j->src_ns, p, name, len) || len <= p || is_inbox(name + p, len - p))
-		return 0;
-	return p;
+	return ns_skip(j->src_ns, j->src_ns_len, name, len);
 }
 
 /* People, --folder, --exclude and --map see a source name without the
- * source's personal namespace prefix: "Sent", not "INBOX/Sent". */
+ * source's personal namespace prefix ("Sent", not "INBOX/Sent"), modified
+ * UTF-7 decoded (as it is if it is not mUTF-7), '/' for the separator.
+ * Writes at most cap-1 bytes and a NUL; returns the length. */
+size_t display_name(const char *ns, size_t nslen, const char *name, size_t len, char sep,
+                    char *out, size_t cap)
+{
+	size_t skip = ns_skip(ns, nslen, name, len);
+	ssize_t dl;
+
+	if (!cap)
+		return 0;
+	name += skip;
+	len -= skip;
+	dl = utf7_decode(name, len, out, cap - 1);
+	if (dl < 0) {
+		dl = (ssize_t)(len < cap - 1 ? len : cap - 1);
+		memcpy(out, name, (size_t)dl);
+	}
+	out[dl] = '\0';
+	if (sep && sep != '/')
+		for (char *p = out; *p; p++)
+			if (*p == sep)
+				*p = '/';
+	return (size_t)dl;
+}
+
+/* The source's prefix is known after the mailbox was listed: its display
+ * made again without it. */
 void mbox_ns_display(struct job *j, struct mbox *mb)
 {
-	size_t skip = src_ns_skip(j, mb->name, mb->len);
 	char disp[STATE_NAME_MAX * 2];
-	ssize_t dl;
+	size_t dl;
 	char *d;
 
-	if (!skip)
+	if (!src_ns_skip(j, mb->name, mb->len))
 		return;
-	dl = utf7_decode(mb->name + skip, mb->len - skip, disp, sizeof(disp));
-	d = dl >= 0 ? dupn(disp, (size_t)dl) : dupn(mb->name + skip, mb->len - skip);
-	if (!d)
+	dl = display_name(j->src_ns, j->src_ns_len, mb->name, mb->len, mb->sep, disp, sizeof(disp));
+	if (!(d = dupn(disp, dl)))
 		return; /* out of memory: the whole name is shown */
-	if (mb->sep && mb->sep != '/')
-		for (char *p = d; *p; p++)
-			if (*p == mb->sep)
-				*p = '/';
 	free(mb->display);
 	mb->display = d;
 }

@@ -13,9 +13,13 @@
  * bodies of what the state says is new; verify wants every UID's size and
  * flags, which is one FETCH without bodies, and no state.
  *
- * Folder options: a mailbox is named as backup names it (modified UTF-7
- * decoded, the server's separator shown as '/') and kept or left out by
- * the same test (folder_selected_by), once LIST has told the separator.
+ * Folder options: a mailbox is named as backup names it (display_name:
+ * the personal namespace prefix NAMESPACE gives taken off, so "Sent" and
+ * not "INBOX/Sent" on Courier; modified UTF-7 decoded; the server's
+ * separator shown as '/') and kept or left out by the same test
+ * (folder_selected_by), once LIST has told the separator. The archive
+ * keeps the wire name, prefix and all (sink_archive.c), and so do the
+ * difference lines.
  *
  * A POP3 source: one pop3_client, UIDL and LIST pipelined, then (with
  * full) RETR of every message the state knows; the listing fills the same
@@ -33,7 +37,6 @@
 #include <string.h>
 
 #include "engine/sync/source_pop3_int.h"
-#include "protocols/utf7.h"
 #include "store/archive.h"
 #include "store/msghash.h"
 #include "store/state.h"
@@ -58,10 +61,12 @@ struct vs_box {
 
 struct vs {
 	struct imap_client c;
-	struct imap_cmd cmd;
+	struct imap_cmd cmd, ns_cmd;
 	const struct verify_src_in *in;
 	struct name_rules rules;
-	char sep; /* the first separator LIST named */
+	char sep;            /* the first separator LIST named */
+	char ns[JOB_NS_MAX]; /* the personal namespace prefix (RFC 2342) */
+	size_t nslen;
 	/* a POP3 source */
 	struct pop3_client p;
 	struct pop3_cmd uidl_cmd, list_cmd, *retr;
@@ -188,17 +193,9 @@ static void boxes_select(struct vs *v)
 
 	for (size_t i = 0; i < v->nbox; i++) {
 		struct vs_box *b = &v->box[i];
-		char sep = b->sep ? b->sep : v->sep;
-		ssize_t dl = utf7_decode(b->name, b->len, disp, sizeof(disp) - 1);
 
-		if (dl < 0) {
-			dl = (ssize_t)(b->len < sizeof(disp) - 1 ? b->len : sizeof(disp) - 1);
-			memcpy(disp, b->name, (size_t)dl);
-		}
-		disp[dl] = '\0';
-		for (char *d = disp; sep && sep != '/' && *d; d++)
-			if (*d == sep)
-				*d = '/';
+		display_name(v->ns, v->nslen, b->name, b->len, b->sep ? b->sep : v->sep, disp,
+		             sizeof(disp));
 		b->out = !folder_selected_by(v->in->o, &v->rules, disp);
 		v->st->filtered += (uint64_t)b->out;
 	}
@@ -384,10 +381,18 @@ static void list_done(struct imap_client *c, struct imap_cmd *cmd, const struct 
 	next_box(v);
 }
 
+/* NAMESPACE first, as backup asks it (plan.c list_begin), pipelined with
+ * the LIST: its answer is in before the LIST's; a refused one (ns_done)
+ * leaves no prefix. */
 static void on_ready(struct imap_client *c)
 {
 	struct vs *v = c->ud;
 
+	if (c->caps & IMAP_CAP_NAMESPACE) {
+		imap_cmd_begin(c, &v->ns_cmd, ns_done, NULL);
+		imap_put(c, "NAMESPACE");
+		imap_cmd_end(c);
+	}
 	imap_cmd_begin(c, &v->cmd, list_done, NULL);
 	imap_put(c, "LIST \"\" \"*\"");
 	imap_cmd_end(c);
@@ -474,11 +479,16 @@ static int on_untagged(struct imap_client *c, const struct imap_resp *r)
 		imap_node_u32(uv, &v->uidv);
 	if (!a)
 		return 0;
-	if (imap_node_is(a, "LIST") && a->next && a->next->next && a->next->next->next)
+	if (imap_node_is(a, "LIST") && a->next && a->next->next && a->next->next->next) {
 		rc = take_list(v, a);
-	else if (a->next && imap_node_is(a->next, "FETCH") && a->next->next &&
-	         a->next->next->type == IMAP_NODE_LIST && v->cur < v->nbox)
+	} else if (imap_node_is(a, "NAMESPACE") && !v->nslen) {
+		char sep;
+
+		v->nslen = ns_personal(imap_client_who(c), a, v->ns, &sep);
+	} else if (a->next && imap_node_is(a->next, "FETCH") && a->next->next &&
+	           a->next->next->type == IMAP_NODE_LIST && v->cur < v->nbox) {
 		rc = take_fetch(v, r);
+	}
 	if (rc < 0) {
 		struct mf_error e;
 
@@ -494,11 +504,15 @@ static int on_lit_begin(struct imap_client *c, const struct imap_resp *r,
 	struct vs *v = c->ud;
 
 	(void)r;
-	(void)size;
 	v->hashing = v->full && key && imap_node_is(key, "BODY[]");
-	if (v->hashing)
+	if (v->hashing) {
 		msghash_begin(&v->h);
-	return IMAP_LIT_STREAM;
+		return IMAP_LIT_STREAM;
+	}
+	/* a mailbox name LIST sends as a literal (8-bit: a server in UTF-8
+	 * mode, or a broken one) is kept in the tree, as backup keeps it
+	 * (lit_checked_inline); streamed, it would leave the name out */
+	return size <= JOB_OTHER_LITERAL_MAX ? IMAP_LIT_INLINE : IMAP_LIT_STREAM;
 }
 
 static ssize_t on_lit_data(struct imap_client *c, const uint8_t *p, size_t n)

@@ -6,10 +6,12 @@
 # --delete makes it clean again; an encrypted archive the same way; a
 # wrong password: exit 4; --folder/--exclude (and -regex) select what is
 # compared as they select what backup takes; a POP3 source (UIDLs mapped
-# through backup's state), cheap and --full.
+# through backup's state), cheap and --full; a folder name with '"' and
+# one with control characters (a scripted server's literal) escaped in
+# the difference lines, which still parse as four keys.
 . "$(dirname "$0")/lib.sh"
 
-dv_start A --users "src" || { not_ok dovecot "start failed"; exit 1; }
+dv_start A --users "src qsrc" || { not_ok dovecot "start failed"; exit 1; }
 corpus A src tiny 3 || { not_ok corpus "generation failed"; exit 1; }
 PW=$A_DIR/pw
 SRC="imap://src@127.0.0.1:$A_IMAP_PORT"
@@ -124,3 +126,47 @@ done
 expect_exit vsrc-pop3-no-state 2 mf verify "$PSRC" "$PA" "${SO[@]}" --state "$T_TMP/nostate"
 grep -q "no backup of pop3:src@127.0.0.1 into this archive" "$T_TMP/last.err" && ok vsrc-pop3-no-state-says-so ||
 	not_ok vsrc-pop3-no-state-says-so "$(tail -n 1 "$T_TMP/last.err")"
+
+# a folder name holding '"' (and what looks like the keys after it): the
+# difference line escapes it (\x22), so the value cannot end early and
+# forge a uid= or what=; the line still parses as four keys
+QN='Say "hi" uid=9 what="forged'
+QSRC="imap://qsrc@127.0.0.1:$A_IMAP_PORT"
+QO=(--src-password-file "$PW/qsrc" --ca-file "$A_CA_FILE" --no-progress)
+doveadm -c "$A_DOVECOT_CONF" mailbox create -u qsrc "$QN" || not_ok quote-create "doveadm mailbox create failed"
+for i in 1 2; do
+	doveadm -c "$A_DOVECOT_CONF" save -u qsrc -m "$QN" <"$msg" || not_ok quote-save "doveadm save failed"
+done
+expect_exit vsrc-quote-backup 0 mf backup "$QSRC" "$T_TMP/qarchive" "${QO[@]}" --state "$T_TMP/qst"
+mf archive ls "$T_TMP/qarchive" >"$T_TMP/qls.out" 2>&1
+grep -qx '  mailbox="Say \\x22hi\\x22 uid=9 what=\\x22forged" uidvalidity=[0-9]* messages=2 bytes=[0-9]*' "$T_TMP/qls.out" &&
+	ok vsrc-quote-archive-ls-escaped || not_ok vsrc-quote-archive-ls-escaped "$(tr '\n' '|' <"$T_TMP/qls.out")"
+expect_exit vsrc-quote-clean 0 mf verify "$QSRC" "$T_TMP/qarchive" "${QO[@]}"
+grep -q ' 2 mailboxes, 2 messages compared .*; 0 differences' "$T_TMP/last.err" && ok vsrc-quote-clean-compared ||
+	not_ok vsrc-quote-clean-compared "$(tail -n 1 "$T_TMP/last.err")"
+doveadm -c "$A_DOVECOT_CONF" flags add -u qsrc '\Seen' mailbox "$QN" uid 2 || not_ok quote-flag "doveadm flags failed"
+expect_exit vsrc-quote-changed 1 mf verify "$QSRC" "$T_TMP/qarchive" "${QO[@]}"
+o=$T_TMP/last.out
+grep -qx 'differs account="qsrc@127.0.0.1" mailbox="Say \\x22hi\\x22 uid=9 what=\\x22forged" uid=2 what="flags differ: source \\Seen, archive (none)"' "$o" &&
+	[ "$(grep -c . "$o")" = 1 ] && ok vsrc-quote-escaped || not_ok vsrc-quote-escaped "$(tr '\n' '|' <"$o")"
+grep -Eqx 'differs account="[^"]*" mailbox="[^"]*" uid=[0-9]+ what="[^"]*"' "$o" && ok vsrc-quote-line-parses ||
+	not_ok vsrc-quote-line-parses "$(tr '\n' '|' <"$o")"
+
+# a mailbox name with a terminal escape, '"' and a C1 control (U+009B,
+# CSI), listed as a literal (8-bit) by a scripted server: verify sees it
+# (a LIST literal is kept, as backup keeps it) and each line names it
+# escaped; no control byte reaches stdout
+fake_imap none --mailbox-8bit $'Ctl\x1b[31m"x\xc2\x9b' --max-seconds 300 --linger 120
+printf 'any\n' >"$T_TMP/fpw"
+chmod 600 "$T_TMP/fpw"
+FSRC="imap://any@127.0.0.1:$FAKE_PORT"
+FK=(--src-password-file "$T_TMP/fpw" --no-progress)
+expect_exit vsrc-ctl-backup 0 mf backup "$FSRC" "$T_TMP/carchive" "${FK[@]}" --state "$T_TMP/cst" --folder INBOX
+expect_exit vsrc-ctl-inbox-clean 0 mf verify "$FSRC" "$T_TMP/carchive" "${FK[@]}" --folder INBOX
+expect_exit vsrc-ctl-differs 1 mf verify "$FSRC" "$T_TMP/carchive" "${FK[@]}"
+o=$T_TMP/last.out
+n=$(grep -c '^differs account="any@127.0.0.1" mailbox="Ctl\\x1b\[31m\\x22x\\u009b" uid=[0-3] what="[^"]*"$' "$o")
+[ "$n" = 4 ] && [ "$(grep -c . "$o")" = 4 ] && ok vsrc-ctl-escaped ||
+	not_ok vsrc-ctl-escaped "$n of $(grep -c . "$o") lines: $(tr '\n' '|' <"$o")"
+LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]\|\xc2[\x80-\x9f]' "$o" && not_ok vsrc-ctl-no-control-bytes "$(cat -A "$o" | head -n 2)" ||
+	ok vsrc-ctl-no-control-bytes

@@ -148,6 +148,11 @@ static void test_escape(struct unit_ctx *u)
 	UNIT_CHECK(u, mf_escape("ab\x1b", 3, out, 6) == 2 && !strcmp(out, "ab"));
 	UNIT_CHECK(u, mf_escape("a\xc3\xbc", 3, out, 3) == 1 && !strcmp(out, "a"));
 	UNIT_CHECK(u, mf_escape("abc", 3, out, 1) == 0 && !out[0]);
+	/* a value between quotes: '"' escaped too, the rest as mf_escape */
+	UNIT_CHECK(u, mf_escape("a\"b", 3, out, sizeof(out)) == 3 && !strcmp(out, "a\"b"));
+	UNIT_CHECK(u, mf_escape_quoted("Say \"hi\"\r\n", 10, out, sizeof(out)) == 18 &&
+	                  !strcmp(out, "Say \\x22hi\\x22\\r\\n"));
+	UNIT_CHECK(u, mf_escape_quoted("a\"", 2, out, 4) == 1 && !strcmp(out, "a"));
 }
 
 static void test_err_set_escapes(struct unit_ctx *u)
