@@ -224,6 +224,11 @@ int arc_run_visible(const struct archive *a, uint32_t run)
 	return 0;
 }
 
+int arc_version_counts(const struct archive *a, uint32_t vr, uint32_t run)
+{
+	return vr < run || (vr == run && arc_run_visible(a, vr));
+}
+
 int arc_runs_add(struct archive *a, uint32_t run)
 {
 	size_t i;

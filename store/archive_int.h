@@ -147,6 +147,17 @@ int arc_put(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, s
             const struct afmt_rec *r, struct mf_error *err);
 int arc_del(struct archive *a, MDB_dbi db, const void *k, size_t klen, struct mf_error *err);
 int arc_run_visible(const struct archive *a, uint32_t run);
+/*
+ * Whether a version written in run vr is part of the listing as of run:
+ * any earlier run's, a run that never completed included, and run's own
+ * while it is complete (or open). A killed run's versions are what it
+ * saw of the source and committed (its flag changes, its expunges) before
+ * the state, which is written after the archive, moved past them: the
+ * next run does not see those changes again, so it must inherit them, or
+ * an expunge seen by a killed run would stay listed in every later run.
+ * A killed run itself is never listed (archive_run_latest, restore).
+ */
+int arc_version_counts(const struct archive *a, uint32_t vr, uint32_t run);
 struct arc_dict *arc_dict_find(struct archive *a, uint32_t ver);
 ZSTD_DDict *arc_dict_ddict(struct arc_dict *d);
 void arc_pack_path(const struct archive *a, uint32_t pack, char *out, size_t cap);

@@ -180,8 +180,8 @@ static int check_objects(struct archive *a, struct vctx *v, struct badlist *b, s
 	return 0;
 }
 
-/* Every version of every committed run: its record, and the content it
- * names. */
+/* Every version, a killed run's too (later runs list them:
+ * arc_version_counts): its record, and the content it names. */
 static int check_versions(struct archive *a, struct vctx *v, struct badlist *b,
                           struct mf_error *err)
 {
@@ -215,8 +215,6 @@ static int check_versions(struct archive *a, struct vctx *v, struct badlist *b,
 		mbid = afmt_get32(kp);
 		uid = afmt_get32(kp + 8);
 		run = afmt_get32(kp + 12);
-		if (!arc_run_visible(a, run))
-			continue; /* a run that never completed: not part of the archive */
 		if (arc_rec_open(a, a->msgs, AFMT_MSG, kp, 16, val.mv_data, val.mv_size, r, &e2)) {
 			snprintf(why, sizeof(why), "damaged: %s", e2.msg);
 			report(v, run, mbid, uid, NULL, why);
@@ -506,7 +504,7 @@ static int prune_versions(struct archive *a, uint32_t keep_from, struct mf_error
 			if (!version_deleted(a, kp, &val))
 				continue;
 		}
-		if (run < keep_from && arc_run_visible(a, run) && val.mv_size <= ARC_REC_MAX &&
+		if (arc_version_counts(a, run, keep_from) && run < keep_from && val.mv_size <= ARC_REC_MAX &&
 		    val.mv_size > 1) {
 			struct afmt_rec *r = malloc(sizeof(*r));
 			struct mf_error e2;

@@ -49,7 +49,7 @@ static int dels_push(uint8_t (**v)[16], size_t *n, size_t *cap, const uint8_t *k
 	return 0;
 }
 
-/* The versions of UIDs whose latest visible version is a deletion. */
+/* The versions of UIDs whose latest version (any run's) is a deletion. */
 static int deleted_versions(struct archive *a, uint8_t (**dels)[16], size_t *ndel, uint64_t *uids,
                             struct mf_error *err)
 {
@@ -89,9 +89,8 @@ static int deleted_versions(struct archive *a, uint8_t (**dels)[16], size_t *nde
 			rc = -ENOMEM;
 			break;
 		}
-		if (!arc_run_visible(a, afmt_get32(kp + 12)))
-			continue;
-		/* a damaged record is not a deletion: kept (verify names it) */
+		/* every version counts, a killed run's too (arc_version_counts);
+		 * a damaged record is not a deletion: kept (verify names it) */
 		last_del =
 		    !arc_rec_open(a, a->msgs, AFMT_MSG, kp, 16, v.mv_data, v.mv_size, r, &e2) &&
 		    r->u.msg.kind == AFMT_MSG_DELETED;

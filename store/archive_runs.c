@@ -336,7 +336,7 @@ static int version_find(struct archive *a, uint32_t run, uint32_t mbid, uint32_t
 		if (k.mv_size != 16 || memcmp(k.mv_data, key, 12))
 			break;
 		vr = afmt_get32((const uint8_t *)k.mv_data + 12);
-		if (vr > run || !arc_run_visible(a, vr))
+		if (!arc_version_counts(a, vr, run))
 			continue;
 		if (arc_rec_open(a, a->msgs, AFMT_MSG, k.mv_data, 16, v.mv_data, v.mv_size, r, &e2))
 			continue; /* damaged: verify names it */
@@ -501,7 +501,7 @@ int archive_uid_each(struct archive *a, uint32_t run, uint32_t mbid,
 			cur = uid;
 			have = 0;
 		}
-		if (stop || vr > run || !arc_run_visible(a, vr))
+		if (stop || !arc_version_counts(a, vr, run))
 			continue;
 		if (arc_rec_open(a, a->msgs, AFMT_MSG, kp, 16, v.mv_data, v.mv_size, r, &e2)) {
 			have = 3; /* damaged: unknown unless a later version says */

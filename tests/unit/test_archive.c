@@ -572,6 +572,73 @@ static void t_as_of_and_prune(struct unit_ctx *u)
 	archive_close(a);
 }
 
+/* A killed run's versions are what it saw of the source, committed before
+ * the state moved past them: the next run inherits them. Run 1 holds uids
+ * 1, 2, 3; run 2 records uid 1 expunged and uid 2 \Seen, then dies; run 3
+ * sees nothing new (the state says so) and lists uid 1 gone and uid 2
+ * \Seen; run 1 still lists all three; verify is clean; prune forgets uid 1
+ * in every run. */
+static void t_killed_run_inherited(struct unit_ctx *u)
+{
+	char dir[128];
+	struct archive *a;
+	struct mf_error err = {0};
+	uint8_t msg[3][2000], h[3][32];
+	size_t n[3];
+	uint32_t r1, r2, r3, mb, mb2, latest = 0;
+	struct archive_msgmeta m;
+	struct list l;
+	uint64_t problems = 1, uids = 0, objs = 0;
+	int dup;
+
+	dir_for(dir, sizeof(dir), "killed");
+	if (!(a = open_dir(dir, ARCHIVE_OPEN_CREATE))) {
+		UNIT_CHECK(u, 0);
+		return;
+	}
+	UNIT_CHECK(u, archive_run_begin(a, "alice", 10, &r1, &err) == 0);
+	UNIT_CHECK(u, archive_mbox_begin(a, r1, "INBOX", 5, 5, &mb, &err) == 0);
+	for (unsigned i = 0; i < 3; i++) {
+		n[i] = msg_make(msg[i], sizeof(msg[i]), 300 + i, 1500);
+		UNIT_CHECK(u, store(a, msg[i], n[i], 512, h[i], &dup) == 0);
+		meta_set(&m, h[i], n[i], 0, "");
+		UNIT_CHECK(u, archive_uid_put(a, r1, mb, i + 1, &m, &err) == 0);
+	}
+	UNIT_CHECK(u, archive_run_commit(a, r1, &err) == 0);
+	UNIT_CHECK(u, archive_run_begin(a, "alice", 20, &r2, &err) == 0);
+	UNIT_CHECK(u, archive_mbox_begin(a, r2, "INBOX", 5, 5, &mb2, &err) == 0 && mb2 == mb);
+	UNIT_CHECK(u, archive_uid_delete(a, r2, mb, 1, &err) == 0);
+	meta_set(&m, h[1], n[1], ARCHIVE_F_SEEN, "");
+	UNIT_CHECK(u, archive_uid_put(a, r2, mb, 2, &m, &err) == 0);
+	UNIT_CHECK(u, archive_commit(a, &err) == 0);
+	archive_close(a); /* killed: run 2 never completes */
+
+	if (!(a = open_dir(dir, ARCHIVE_OPEN_CREATE))) {
+		UNIT_CHECK(u, 0);
+		return;
+	}
+	UNIT_CHECK(u, archive_run_begin(a, "alice", 30, &r3, &err) == 0);
+	UNIT_CHECK(u, archive_mbox_begin(a, r3, "INBOX", 5, 5, &mb2, &err) == 0 && mb2 == mb);
+	UNIT_CHECK(u, archive_run_commit(a, r3, &err) == 0);
+	UNIT_CHECK(u, archive_run_latest(a, "alice", &latest, &err) == 0 && latest == r3);
+	memset(&l, 0, sizeof(l));
+	UNIT_CHECK(u, archive_uid_each(a, r3, mb, list_fn, &l, &err) == 0);
+	UNIT_CHECKF(u, l.n == 2 && l.uid[0] == 2 && l.flags[0] == ARCHIVE_F_SEEN && l.uid[1] == 3,
+	            "run 3 lists %u", l.n);
+	UNIT_CHECK(u, archive_uid_get(a, r3, mb, 1, &m, &err) == -ENOENT);
+	memset(&l, 0, sizeof(l));
+	UNIT_CHECK(u, archive_uid_each(a, r1, mb, list_fn, &l, &err) == 0);
+	UNIT_CHECKF(u, l.n == 3 && l.flags[1] == 0, "run 1 lists %u", l.n);
+	UNIT_CHECK(u, archive_verify(a, NULL, NULL, &problems, &err) == 0 && problems == 0);
+	UNIT_CHECKF(u, archive_prune_deleted(a, &uids, &objs, &err) == 0, "%s", err.msg);
+	UNIT_CHECKF(u, uids == 1 && objs == 1, "uids %llu objs %llu", (unsigned long long)uids,
+	            (unsigned long long)objs);
+	memset(&l, 0, sizeof(l));
+	UNIT_CHECK(u, archive_uid_each(a, r1, mb, list_fn, &l, &err) == 0);
+	UNIT_CHECKF(u, l.n == 2 && l.uid[0] == 2, "run 1 after prune lists %u", l.n);
+	archive_close(a);
+}
+
 /* backup --prune: 40 messages, 30 deleted in run 2; prune_deleted forgets
  * them in both runs, compact rewrites the pack; the 10 left read back
  * exact, fewer stored bytes, verify clean, a second compact does nothing. */
@@ -1074,6 +1141,7 @@ int main(void)
 	UNIT_RUN(&u, t_incremental_no_change);
 	UNIT_RUN(&u, t_dictionary);
 	UNIT_RUN(&u, t_pack_rollover);
+	UNIT_RUN(&u, t_killed_run_inherited);
 	UNIT_RUN(&u, t_unborn_index);
 	UNIT_RUN(&u, t_kill_during_fill);
 	UNIT_RUN(&u, t_export_entry_names);
