@@ -471,8 +471,9 @@ void settle_imap_start(struct worker *w)
 		settle_policy(w); /* out of memory: as without the option */
 		return;
 	}
-	if (k->opened) /* an earlier check's LOGOUT still in flight */
-		imap_client_close(&k->c);
+	/* an earlier check's session: its LOGOUT may still be in flight, an
+	 * aborted one keeps its parser until closed */
+	imap_client_close(&k->c);
 	k->w = w;
 	k->done_task.fn = chk_done_task;
 	k->lost_task.fn = chk_lost_task;

@@ -2,18 +2,20 @@
 """tests/faults/lmtp_cut.py - an LMTP/SMTP proxy that leaves one delivery
 unconfirmed: the server has it, the client never hears so.
 
-    lmtp_cut.py --target PORT --match TEXT [--mode drop|hang] [--done FILE]
-                [--max-seconds S]
+    lmtp_cut.py --target PORT --match TEXT [--nth N] [--mode drop|hang|withhold]
+                [--done FILE] [--max-seconds S]
 
 Listens on 127.0.0.1 (a free port, printed as the first line of stdout,
 "PORT n") and forwards every connection to 127.0.0.1:TARGET. PIPELINING
 is taken out of the server's LHLO/EHLO answer (renamed XPIPELINING), so a
 client has one transaction at a time; STARTTLS too (the proxy reads the
-commands; loopback needs no TLS). The first transaction whose message
-data holds TEXT is forwarded whole (its final "BDAT n LAST" chunk or the
+commands; loopback needs no TLS). The N-th (default first) transaction
+whose message data holds TEXT is forwarded whole (its final "BDAT n LAST" chunk or the
 "." line); the server's final reply to it is read and NOT forwarded; then
   drop: both connections are closed (the client sees a lost connection);
   hang: nothing more is forwarded either way until the client goes.
+withhold: its final chunk or "." line is never forwarded (the server never
+has the message, the client has sent it all), nor anything after.
 Either way FILE (--done) is written once the server has answered, so a
 test may SIGKILL the client then. Later connections pass through (still
 without PIPELINING). Nothing of the forwarded bytes is logged.
@@ -30,13 +32,29 @@ import time
 ap = argparse.ArgumentParser()
 ap.add_argument("--target", type=int, required=True)
 ap.add_argument("--match", required=True)
-ap.add_argument("--mode", choices=("drop", "hang"), default="drop")
+ap.add_argument("--mode", choices=("drop", "hang", "withhold"), default="drop")
+ap.add_argument("--nth", type=int, default=1)
 ap.add_argument("--done")
 ap.add_argument("--max-seconds", type=float, default=300)
 args = ap.parse_args()
 match = args.match.encode()
 lock = threading.Lock()
-state = {"cut": False}  # the one cut has been made (or is being made)
+state = {"cut": False, "seen": 0}  # the one cut has been made (or is being made)
+
+
+def is_cut(data):
+    with lock:
+        if state["cut"] or match not in data:
+            return False
+        state["seen"] += 1
+        state["cut"] = state["seen"] == args.nth
+        return state["cut"]
+
+
+def withhold(k):
+    k.frozen = True
+    if args.done:
+        open(args.done, "w").write("withheld\n")
 
 
 class Conn:
@@ -103,9 +121,10 @@ def c2s(k):
                 n = int(parts[1])
                 last = len(parts) > 2 and parts[2].upper() == b"LAST"
                 data = f.read(n)
-                with lock:
-                    if not state["cut"] and match in data:
-                        state["cut"] = mine = True
+                mine = mine or is_cut(data)
+                if mine and last and args.mode == "withhold":
+                    withhold(k)
+                    break
                 if mine and last:
                     k.swallow = True
                     k.s.sendall(line + data)
@@ -122,9 +141,10 @@ def c2s(k):
                     body += dl
                     if dl == b".\r\n":
                         break
-                with lock:
-                    if not state["cut"] and match in body:
-                        state["cut"] = mine = True
+                mine = is_cut(body)
+                if mine and args.mode == "withhold":
+                    withhold(k)
+                    break
                 if mine:
                     k.swallow = True
                     k.s.sendall(body)
