@@ -34,13 +34,13 @@
 
 struct tracehash {
 	struct msghash h[TRACEHASH_MAX];
-	uint64_t start[TRACEHASH_MAX];	/* each digest's first byte (offset) */
-	unsigned n;			/* digests begun */
-	uint64_t off;			/* bytes seen */
-	uint8_t tail[2];		/* the last bytes seen, not fed yet */
+	uint64_t start[TRACEHASH_MAX]; /* each digest's first byte (offset) */
+	unsigned n;                    /* digests begun */
+	uint64_t off;                  /* bytes seen */
+	uint8_t tail[2];               /* the last bytes seen, not fed yet */
 	unsigned ntail;
-	int st;				/* private: where in the header block */
-	int block;			/* starts may still come */
+	int st;    /* private: where in the header block */
+	int block; /* starts may still come */
 	char name[TRACEHASH_NAME_MAX + 1];
 	unsigned nname;
 };

@@ -62,12 +62,14 @@ int cli_settle_accounts(struct cli *c)
 
 	if (!a) {
 		if (c->settle_pw_file)
-			return cli_bad(c, "--settle-password-file goes with --settle-imap%s%s", "", "");
+			return cli_bad(c, "--settle-password-file goes with --settle-imap%s%s", "",
+			               "");
 		return 0;
 	}
 	if (c->du.kind != URL_SMTP && c->du.kind != URL_LMTP)
-		return cli_bad(c, "--settle-imap is for smtp:// and lmtp:// destinations (an IMAP "
-		                  "destination is searched itself, an archive needs no search)%s%s",
+		return cli_bad(c,
+		               "--settle-imap is for smtp:// and lmtp:// destinations (an IMAP "
+		               "destination is searched itself, an archive needs no search)%s%s",
 		               "", "");
 	url_redact(a, shown, sizeof(shown));
 	/* the folder: after the host (past the last '@'), before the query */
@@ -84,12 +86,14 @@ int cli_settle_accounts(struct cli *c)
 	if (url_parse(url, &c->settle_u, why, sizeof(why)) < 0)
 		return cli_bad(c, "--settle-imap %s: %s", shown, why);
 	if (c->settle_u.kind != URL_IMAP)
-		return cli_bad(c, "--settle-imap %s: an imap:// or imaps:// URL is wanted (the "
-		                  "account the deliveries reach)%s",
+		return cli_bad(c,
+		               "--settle-imap %s: an imap:// or imaps:// URL is wanted (the "
+		               "account the deliveries reach)%s",
 		               shown, "");
 	if (c->settle_u.has_password)
-		return cli_bad(c, "--settle-imap %s: no password in the URL (the process list shows "
-		                  "it): use --settle-password-file F or MAILFERRY_SETTLE_PASSWORD%s",
+		return cli_bad(c,
+		               "--settle-imap %s: no password in the URL (the process list shows "
+		               "it): use --settle-password-file F or MAILFERRY_SETTLE_PASSWORD%s",
 		               shown, "");
 	if (folder_decode(sl ? sl + 1 : end, sl ? (size_t)(end - sl - 1) : 0, folder,
 	                  sizeof(folder)) < 0)
@@ -109,8 +113,9 @@ int cli_settle_accounts(struct cli *c)
 	} else if ((env = getenv("MAILFERRY_SETTLE_PASSWORD")) && *env) {
 		snprintf(c->settle_pw, sizeof(c->settle_pw), "%s", env);
 	} else {
-		return cli_bad(c, "no password for the --settle-imap account %s: set "
-		                  "MAILFERRY_SETTLE_PASSWORD or use --settle-password-file F%s",
+		return cli_bad(c,
+		               "no password for the --settle-imap account %s: set "
+		               "MAILFERRY_SETTLE_PASSWORD or use --settle-password-file F%s",
 		               c->settle_shown, "");
 	}
 	return 0;

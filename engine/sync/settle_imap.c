@@ -80,7 +80,7 @@ static void chk_end(struct settle_chk *k)
 }
 
 static void chk_fail(struct settle_chk *k, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void chk_fail(struct settle_chk *k, const char *fmt, ...)
 {
 	struct worker *w = k->w;
@@ -110,7 +110,8 @@ static void chk_fail(struct settle_chk *k, const char *fmt, ...)
 
 static void chk_done_task(struct loop *l, struct loop_task *t)
 {
-	struct settle_chk *k = (struct settle_chk *)((char *)t - offsetof(struct settle_chk, done_task));
+	struct settle_chk *k =
+	    (struct settle_chk *)((char *)t - offsetof(struct settle_chk, done_task));
 	struct worker *w = k->w;
 
 	(void)l;
@@ -126,7 +127,7 @@ static void chk_done_task(struct loop *l, struct loop_task *t)
 
 struct chk_scan {
 	struct worker *w;
-	uint32_t *mb;	/* mailbox id, UIDVALIDITY pairs */
+	uint32_t *mb; /* mailbox id, UIDVALIDITY pairs */
 	size_t n, cap;
 };
 
@@ -207,8 +208,9 @@ static void chk_fetch_done(struct imap_client *c, struct imap_cmd *cmd, const st
 		return;
 	}
 	k->w->stl_checked = 1;
-	mf_log(MF_LOG_DEBUG, "mailbox \"%s\": %zu messages delivered since the day before the "
-	                     "interrupted run looked at in %s",
+	mf_log(MF_LOG_DEBUG,
+	       "mailbox \"%s\": %zu messages delivered since the day before the "
+	       "interrupted run looked at in %s",
 	       k->w->mb->display, k->fetched, chk_job(k)->o->settle_shown);
 	chk_end(k);
 	imap_client_logout(&k->c);
@@ -230,8 +232,7 @@ static int chk_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const stru
 	return IMAP_LIT_STREAM;
 }
 
-static ssize_t chk_lit_data(struct imap_client *c, struct imap_cmd *cmd, const uint8_t *p,
-                            size_t n)
+static ssize_t chk_lit_data(struct imap_client *c, struct imap_cmd *cmd, const uint8_t *p, size_t n)
 {
 	struct settle_chk *k = c->ud;
 
@@ -265,9 +266,9 @@ static int chk_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 }
 
 static const struct imap_consumer chk_fetch_consumer = {
-	.lit_begin = chk_lit_begin,
-	.lit_data = chk_lit_data,
-	.lit_end = chk_lit_end,
+    .lit_begin = chk_lit_begin,
+    .lit_data = chk_lit_data,
+    .lit_end = chk_lit_end,
 };
 
 static int chk_u32_cmp(const void *a, const void *b)
@@ -344,8 +345,7 @@ static void chk_search_done(struct imap_client *c, struct imap_cmd *cmd, const s
 	imap_cmd_end(&k->c);
 }
 
-static void chk_examine_done(struct imap_client *c, struct imap_cmd *cmd,
-                             const struct imap_resp *r)
+static void chk_examine_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -407,16 +407,17 @@ static void chk_closed(struct imap_client *c)
 
 static void chk_lost_task(struct loop *l, struct loop_task *t)
 {
-	struct settle_chk *k = (struct settle_chk *)((char *)t - offsetof(struct settle_chk, lost_task));
+	struct settle_chk *k =
+	    (struct settle_chk *)((char *)t - offsetof(struct settle_chk, lost_task));
 
 	(void)l;
 	chk_fail(k, "the connection closed");
 }
 
 static const struct imap_client_cb chk_cb = {
-	.ready = chk_ready,
-	.error = chk_error,
-	.closed = chk_closed,
+    .ready = chk_ready,
+    .error = chk_error,
+    .closed = chk_closed,
 };
 
 static void chk_granted(struct hostlimit_req *r)

@@ -41,7 +41,8 @@ static int found_all_splits(struct unit_ctx *u, const char *delivered, const cha
 				hit |= !memcmp(got[i], want, 32);
 			if (first < 0)
 				first = hit;
-			UNIT_CHECKF(u, hit == first, "split %zu/%zu of %s disagrees", a, b, delivered);
+			UNIT_CHECKF(u, hit == first, "split %zu/%zu of %s disagrees", a, b,
+			            delivered);
 		}
 	tracehash_free(&t);
 	return first;
@@ -65,15 +66,18 @@ static void test_under_trace_fields(struct unit_ctx *u)
 	/* Dovecot's LMTP: Return-Path, Delivered-To, a folded Received */
 	snprintf(d, sizeof(d),
 	         "Return-Path: <a@example.org>\r\nDelivered-To: u1\r\nReceived: from x\r\n"
-	         "\tby y with LMTP id 1\r\n\t; Sun, 6 Dec 2026 20:00:00 +0000\r\n%s", m);
+	         "\tby y with LMTP id 1\r\n\t; Sun, 6 Dec 2026 20:00:00 +0000\r\n%s",
+	         m);
 	UNIT_CHECK(u, found_all_splits(u, d, m));
 	/* Postfix, then Dovecot: more of them, case as it comes */
 	snprintf(d, sizeof(d),
 	         "return-path: <>\r\nDELIVERED-TO: u1@x\r\nX-Original-To: u1@x\r\nReceived: a\r\n"
-	         "Received: b\n c\r\n%s", m);
+	         "Received: b\n c\r\n%s",
+	         m);
 	UNIT_CHECK(u, found_all_splits(u, d, m));
 	/* the original's own trace fields stay its own */
-	snprintf(d, sizeof(d), "Return-Path: <new>\r\nReturn-Path: <old>\r\nReceived: old\r\n%s", m);
+	snprintf(d, sizeof(d), "Return-Path: <new>\r\nReturn-Path: <old>\r\nReceived: old\r\n%s",
+	         m);
 	UNIT_CHECK(u, found_all_splits(u, d, d + strlen("Return-Path: <new>\r\n")));
 	/* bare LF lines and 8-bit bytes in the original's header */
 	UNIT_CHECK(u, found_all_splits(u, "Received: x\nSubject: Gr\xc3\xbc\xdf\xe9\n\nb\n",
@@ -92,7 +96,8 @@ static void test_final_crlf_added(struct unit_ctx *u)
 	snprintf(d, sizeof(d), "%s\r\n", m);
 	UNIT_CHECK(u, found_all_splits(u, d, m));
 	/* ... and only that: a message that ends in CRLF is not also one without */
-	UNIT_CHECK(u, !found_all_splits(u, "Subject: a\r\n\r\nb\r\n", "Subject: a\r\n\r\nb\r\n\r\n"));
+	UNIT_CHECK(u,
+	           !found_all_splits(u, "Subject: a\r\n\r\nb\r\n", "Subject: a\r\n\r\nb\r\n\r\n"));
 	UNIT_CHECK(u, found_all_splits(u, "Subject: a\r\n\r\nb\r\n", "Subject: a\r\n\r\nb"));
 }
 
