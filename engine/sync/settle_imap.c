@@ -11,12 +11,13 @@
  * start its trace fields allow (store/tracehash.h) and matched against
  * the intents' folded digests: one delivered message per intent, LOGOUT.
  *
- * Identical bytes may have been delivered and confirmed before (the same
+ * Identical bytes may have been delivered before or meanwhile (the same
  * message in two source folders): a delivered message only counts for an
  * intent when more messages with its digest were found than the job's
- * confirmed records hold (a scan of the job's records, after a crash
- * only). The error goes one way: a delivery that did arrive may be sent
- * again, one that did not is never taken for delivered.
+ * other records hold, confirmed ones and other mailboxes' intents (a scan
+ * of the job's records, after a crash or a lost connection only). The
+ * error goes one way: a delivery that did arrive may be sent again, one
+ * that did not is never taken for delivered.
  *
  * Anything wrong with the check (connect, TLS, login, a missing folder,
  * no --max-per-host slot within --timeout) is one warning naming the
@@ -123,12 +124,13 @@ static void chk_done_task(struct loop *l, struct loop_task *t)
 	settle_policy(w);
 }
 
-/* ---- the job's records: confirmed deliveries with an intent's digest ---- */
+/* ---- the job's records: deliveries with an intent's digest -------------------- */
 
 struct chk_scan {
 	struct worker *w;
 	uint32_t *mb; /* mailbox id, UIDVALIDITY pairs */
 	size_t n, cap;
+	int own; /* the records being read are the settling mailbox's */
 };
 
 static int chk_scan_mbox(void *ctx, uint32_t mbid, const struct state_mbox *rec)
@@ -142,13 +144,19 @@ static int chk_scan_mbox(void *ctx, uint32_t mbid, const struct state_mbox *rec)
 	return 0;
 }
 
+/* A record that may stand for a delivered message: confirmed, or an
+ * intent other than the ones being settled (another mailbox's, whose
+ * worker is delivering it now or crashed too). */
 static int chk_scan_msg(void *ctx, uint32_t uid, const struct state_msg *m)
 {
-	struct worker *w = ctx;
+	struct chk_scan *s = ctx;
+	struct worker *w = s->w;
 
-	(void)uid;
-	if (!state_msg_stored(m))
+	if (m->status != STATE_MSG_DONE && m->status != STATE_MSG_INTENT)
 		return 0;
+	for (size_t i = 0; s->own && m->status == STATE_MSG_INTENT && i < w->nstl; i++)
+		if (w->stl[i].uid == uid)
+			return 0;
 	for (size_t i = 0; i < w->nstl; i++)
 		if (w->stl[i].chk_hits && !memcmp(w->stl[i].nhash, m->nhash, 32)) {
 			w->stl[i].chk_done++;
@@ -157,13 +165,13 @@ static int chk_scan_msg(void *ctx, uint32_t uid, const struct state_msg *m)
 	return 0;
 }
 
-/* Each digest's matches, less the confirmed records with it, go to its
+/* Each digest's matches, less the other records with it, go to its
  * intents in turn. 0, or -1 (the state could not be read: none found). */
 static int chk_assign(struct settle_chk *k)
 {
 	struct worker *w = k->w;
 	struct job *j = chk_job(k);
-	struct chk_scan s = {w, NULL, 0, 0};
+	struct chk_scan s = {w, NULL, 0, 0, 0};
 	struct mf_error e;
 	int any = 0, rc;
 
@@ -172,8 +180,10 @@ static int chk_assign(struct settle_chk *k)
 	if (!any)
 		return 0;
 	rc = state_mbox_each(j->st, j->jobid, chk_scan_mbox, &s, &e);
-	for (size_t i = 0; rc >= 0 && i < s.n; i += 2)
-		rc = state_msg_each(j->st, j->jobid, s.mb[i], s.mb[i + 1], 1, chk_scan_msg, w, &e);
+	for (size_t i = 0; rc >= 0 && i < s.n; i += 2) {
+		s.own = s.mb[i] == w->mb->mbid && s.mb[i + 1] == w->uidvalidity;
+		rc = state_msg_each(j->st, j->jobid, s.mb[i], s.mb[i + 1], 1, chk_scan_msg, &s, &e);
+	}
 	free(s.mb);
 	if (rc < 0)
 		return -1;
