@@ -69,6 +69,8 @@ enum {
 	OPT_MAIL_FROM,
 	OPT_UNCERTAIN,
 	OPT_NO_CHUNKING,
+	OPT_SETTLE_IMAP,
+	OPT_SETTLE_PW,
 	OPT_SRC_TOK_FILE,
 	OPT_DST_TOK_FILE,
 	OPT_SRC_TOK_CMD,
@@ -133,6 +135,8 @@ static const struct option long_opts[] = {
 	{"mail-from", required_argument, NULL, OPT_MAIL_FROM},
 	{"uncertain", required_argument, NULL, OPT_UNCERTAIN},
 	{"no-chunking", no_argument, NULL, OPT_NO_CHUNKING},
+	{"settle-imap", required_argument, NULL, OPT_SETTLE_IMAP},
+	{"settle-password-file", required_argument, NULL, OPT_SETTLE_PW},
 	{"src-oauth-token-file", required_argument, NULL, OPT_SRC_TOK_FILE},
 	{"dst-oauth-token-file", required_argument, NULL, OPT_DST_TOK_FILE},
 	{"src-oauth-token-cmd", required_argument, NULL, OPT_SRC_TOK_CMD},
@@ -161,7 +165,7 @@ static const struct option long_opts[] = {
 
 /* Usage and configuration errors: one line, with where it came from (an
  * accounts file's line) when it was not the command line. */
-static int bad(const struct cli *c, const char *fmt, const char *a, const char *b)
+int cli_bad(const struct cli *c, const char *fmt, const char *a, const char *b)
 {
 	fprintf(stderr, "mailferry: %s", c && c->where ? c->where : "");
 	fprintf(stderr, fmt, a, b);
@@ -179,7 +183,7 @@ static int get_password(const struct cli *c, const char *label, const char *env,
 
 	if (file) {
 		if (cli_password_file(file, out, cap, why, sizeof(why)) < 0)
-			return bad(c, "%s%s", why, "");
+			return cli_bad(c, "%s%s", why, "");
 		return 0;
 	}
 	if (e && *e) {
@@ -246,7 +250,7 @@ static uint64_t parse_rate(const struct cli *c, const char *s, int *err)
 		(ep)->min_progress = (c)->min_progress;                                            \
 	} while (0)
 
-static void endpoint_fill(struct imap_endpoint *ep, const char *label, const struct url *u,
+void cli_endpoint_fill(struct imap_endpoint *ep, const char *label, const struct url *u,
 			  const char *pw, const struct cli *c)
 {
 	ep->label = label;
@@ -380,12 +384,12 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_PLAIN: c->allow_plaintext = 1; break;
 		case OPT_FOLDER:
 			if (c->nfolders == 64)
-				return bad(c, "too many --folder options%s%s", "", "");
+				return cli_bad(c, "too many --folder options%s%s", "", "");
 			c->folders[c->nfolders++] = optarg;
 			break;
 		case OPT_EXCLUDE:
 			if (c->nexcludes == 64)
-				return bad(c, "too many --exclude options%s%s", "", "");
+				return cli_bad(c, "too many --exclude options%s%s", "", "");
 			c->excludes[c->nexcludes++] = optarg;
 			break;
 		case OPT_CONN:
@@ -394,18 +398,18 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 			break;
 		case OPT_MAX_PER_HOST:
 			if (c->where)
-				return bad(c, "--max-per-host is an option of the whole run%s%s", "", "");
+				return cli_bad(c, "--max-per-host is an option of the whole run%s%s", "", "");
 			c->max_per_host = parse_uint(c, optarg, 1, HOSTLIMIT_MAX, "--max-per-host", &e);
 			break;
 		case OPT_MAX_BPS:
 			if (c->where)
-				return bad(c, "--max-bytes-per-second is an option of the whole run%s%s",
+				return cli_bad(c, "--max-bytes-per-second is an option of the whole run%s%s",
 				           "", "");
 			c->max_bps = parse_rate(c, optarg, &e);
 			break;
 		case OPT_THREADS:
 			if (c->where || !extra)
-				return bad(c, "--threads is an option of mailferry run%s%s", "", "");
+				return cli_bad(c, "--threads is an option of mailferry run%s%s", "", "");
 			c->threads = parse_uint(c, optarg, 1, 1024, "--threads", &e);
 			break;
 		case OPT_STATUS:
@@ -413,7 +417,7 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_STATUS_LINGER:
 		case OPT_STATUS_SUBJECTS:
 			if (c->where)
-				return bad(c, "--status options are options of the whole run%s%s", "",
+				return cli_bad(c, "--status options are options of the whole run%s%s", "",
 				           "");
 			if (opt == OPT_STATUS)
 				c->status_listen = optarg;
@@ -448,24 +452,24 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_MAP:
 			if (c->nmaps == 64 || !strchr(optarg, '=') || optarg[0] == '=' ||
 			    !strchr(optarg, '=')[1])
-				return bad(c, "--map wants SRC=DST (at most 64)%s%s", "", "");
+				return cli_bad(c, "--map wants SRC=DST (at most 64)%s%s", "", "");
 			c->maps[c->nmaps++] = optarg;
 			break;
 		case OPT_SRC_AUTHUSER: c->src_authuser = optarg; break;
 		case OPT_CHECK: c->check = 1; break;
 		case OPT_FOLDER_RE:
 			if (c->nfolder_res == 64)
-				return bad(c, "too many --folder-regex options%s%s", "", "");
+				return cli_bad(c, "too many --folder-regex options%s%s", "", "");
 			c->folder_res[c->nfolder_res++] = optarg;
 			break;
 		case OPT_EXCLUDE_RE:
 			if (c->nexclude_res == 64)
-				return bad(c, "too many --exclude-regex options%s%s", "", "");
+				return cli_bad(c, "too many --exclude-regex options%s%s", "", "");
 			c->exclude_res[c->nexclude_res++] = optarg;
 			break;
 		case OPT_RENAME:
 			if (c->nrenames == 64)
-				return bad(c, "too many --rename options%s%s", "", "");
+				return cli_bad(c, "too many --rename options%s%s", "", "");
 			c->renames[c->nrenames++] = optarg;
 			break;
 		case OPT_DST_PREFIX: c->dst_prefix = optarg; break;
@@ -473,10 +477,12 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_MAIL_FROM: c->mail_from = optarg; break;
 		case OPT_UNCERTAIN:
 			if (strcmp(optarg, "resend") && strcmp(optarg, "skip"))
-				return bad(c, "--uncertain wants resend or skip%s%s", "", "");
+				return cli_bad(c, "--uncertain wants resend or skip%s%s", "", "");
 			c->uncertain_skip = !strcmp(optarg, "skip");
 			break;
 		case OPT_NO_CHUNKING: c->no_chunking = 1; break;
+		case OPT_SETTLE_IMAP: c->settle_arg = optarg; break;
+		case OPT_SETTLE_PW: c->settle_pw_file = optarg; break;
 		case OPT_SRC_TOK_FILE: c->src_tok_file = optarg; break;
 		case OPT_DST_TOK_FILE: c->dst_tok_file = optarg; break;
 		case OPT_SRC_TOK_CMD: c->src_tok_cmd = optarg; break;
@@ -489,7 +495,7 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_INCLUDE_SHARED: c->include_shared = 1; break;
 		case OPT_JOBS:
 			if (!extra)
-				return bad(c, "--jobs is an option of \"run\"%s%s", "", "");
+				return cli_bad(c, "--jobs is an option of \"run\"%s%s", "", "");
 			c->jobs = parse_uint(c, optarg, 1, 10000, "--jobs", &e);
 			break;
 		case OPT_REPORT:
@@ -498,7 +504,7 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case OPT_SHARDS:
 		case OPT_PROGRESS_INTERVAL:
 			if (!extra)
-				return bad(c, "--%s is an option of \"run\"",
+				return cli_bad(c, "--%s is an option of \"run\"",
 				           opt == OPT_REPORT   ? "report"
 				           : opt == OPT_RESUME ? "resume"
 				           : opt == OPT_SHARD  ? "shard"
@@ -522,7 +528,7 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		case 'h': cli_usage(stdout); return 1;
 		default:
 			if (c->where)
-				return bad(c, "unknown option or missing argument%s%s", "", "");
+				return cli_bad(c, "unknown option or missing argument%s%s", "", "");
 			cli_usage(stderr);
 			return 2;
 		}
@@ -533,7 +539,7 @@ int cli_parse(struct cli *c, int argc, char **argv, int extra)
 		struct mf_error fe;
 
 		if (filter_build(&sp, c->filter, sizeof(c->filter), &fe) < 0)
-			return bad(c, "%s%s", fe.msg, "");
+			return cli_bad(c, "%s%s", fe.msg, "");
 	}
 	return e ? 2 : 0;
 }
@@ -545,14 +551,14 @@ static int cli_pop3_check(const struct cli *c)
 	int src = !strncmp(c->su.scheme, "pop3", 4);
 
 	if (!strncmp(c->du.scheme, "pop3", 4))
-		return bad(c, "destination %s://...: a POP3 account can only be a source%s",
+		return cli_bad(c, "destination %s://...: a POP3 account can only be a source%s",
 		           c->du.scheme, "");
 	if (!src && c->pop3_delete)
-		return bad(c, "--pop3-delete needs a pop3:// or pop3s:// source%s%s", "", "");
+		return cli_bad(c, "--pop3-delete needs a pop3:// or pop3s:// source%s%s", "", "");
 	if (!src)
 		return 0;
 	if (c->sync_flags || c->delete_ || c->dedupe || c->state_reset)
-		return bad(c, "%s does not apply to a POP3 source (no flags, expunges or content "
+		return cli_bad(c, "%s does not apply to a POP3 source (no flags, expunges or content "
 		              "to compare%s)",
 		           c->sync_flags ? "--sync-flags"
 		           : c->delete_  ? "--delete"
@@ -560,7 +566,7 @@ static int cli_pop3_check(const struct cli *c)
 		                         : "--state-reset",
 		           c->delete_ ? "; --pop3-delete deletes on the source" : "");
 	if (c->filter[0] || c->include_shared)
-		return bad(c, "%s does not apply to a POP3 source (it has no search, dates or "
+		return cli_bad(c, "%s does not apply to a POP3 source (it has no search, dates or "
 		              "namespaces)%s",
 		           c->since     ? "--since"
 		           : c->before  ? "--before"
@@ -570,10 +576,10 @@ static int cli_pop3_check(const struct cli *c)
 		                        : "--include-shared",
 		           "");
 	if (c->src_authuser || c->src_tok_file || c->src_tok_cmd)
-		return bad(c, "%s does not apply to a POP3 source%s",
+		return cli_bad(c, "%s does not apply to a POP3 source%s",
 		           c->src_authuser ? "--src-authuser" : "--src-oauth-token-*", "");
 	if (c->check)
-		return bad(c, "--check is not available for a POP3 source%s%s", "", "");
+		return cli_bad(c, "--check is not available for a POP3 source%s%s", "", "");
 	return 0;
 }
 
@@ -588,43 +594,43 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 		memset(&c->su, 0, sizeof(c->su)); /* restore: an archive, not an account */
 	else if (url_parse(src, &c->su, why, sizeof(why)) < 0) {
 		url_redact(src, shown, sizeof(shown));
-		return bad(c, "source %s: %s", shown, why);
+		return cli_bad(c, "source %s: %s", shown, why);
 	}
 	if (!dst)
 		memset(&c->du, 0, sizeof(c->du)); /* backup: an archive, not an account */
 	else if (url_parse(dst, &c->du, why, sizeof(why)) < 0) {
 		url_redact(dst, shown, sizeof(shown));
-		return bad(c, "destination %s: %s", shown, why);
+		return cli_bad(c, "destination %s: %s", shown, why);
 	}
 	if (src && (c->su.kind == URL_SMTP || c->su.kind == URL_LMTP))
-		return bad(c, "source: %s:// delivers mail, it cannot be read from (a source is "
+		return cli_bad(c, "source: %s:// delivers mail, it cannot be read from (a source is "
 		              "imap://, imaps://, pop3:// or pop3s://)%s", c->su.scheme, "");
 	if (c->du.kind == URL_POP3)
-		return bad(c, "destination: %s:// cannot store mail (a destination is imap://, "
+		return cli_bad(c, "destination: %s:// cannot store mail (a destination is imap://, "
 		              "smtp:// or lmtp://)%s", c->du.scheme, "");
 	if (c->du.kind != URL_IMAP && (c->dst_tok_file || c->dst_tok_cmd))
-		return bad(c, "--dst-oauth-token-* is for imap:// destinations%s%s", "", "");
+		return cli_bad(c, "--dst-oauth-token-* is for imap:// destinations%s%s", "", "");
 	if (c->du.kind == URL_IMAP && (c->mail_from || c->uncertain_skip || c->no_chunking))
-		return bad(c, "--mail-from, --uncertain and --no-chunking are for smtp:// and "
+		return cli_bad(c, "--mail-from, --uncertain and --no-chunking are for smtp:// and "
 		              "lmtp:// destinations%s%s", "", "");
 	for (int s = 0; s < 2; s++) {
 		const char *side = s ? "dst" : "src", *file = s ? c->dst_tok_file : c->src_tok_file;
 		const char *cmd = s ? c->dst_tok_cmd : c->src_tok_cmd;
 
 		if (file && cmd)
-			return bad(c, "--%s-oauth-token-file and --%s-oauth-token-cmd: one or the other",
+			return cli_bad(c, "--%s-oauth-token-file and --%s-oauth-token-cmd: one or the other",
 			           side, side);
 		if ((file || cmd) && (s ? c->dst_authuser : c->src_authuser))
-			return bad(c, "--%s-authuser is a password login; it does not go with --%s-oauth-token-*",
+			return cli_bad(c, "--%s-authuser is a password login; it does not go with --%s-oauth-token-*",
 			           side, side);
 		if (file && access(file, R_OK) < 0)
-			return bad(c, "cannot read the OAuth2 token file %s: %s", file, strerror(errno));
+			return cli_bad(c, "cannot read the OAuth2 token file %s: %s", file, strerror(errno));
 		if (cmd && !cmd[0])
-			return bad(c, "--%s-oauth-token-cmd is empty%s", side, "");
+			return cli_bad(c, "--%s-oauth-token-cmd is empty%s", side, "");
 		oauth_token_init(s ? &c->dst_tok : &c->src_tok, s ? "destination" : "source",
 		                 s ? c->du.user : c->su.user, file, cmd);
 	}
-	if ((rc = cli_pop3_check(c)))
+	if ((rc = cli_pop3_check(c)) || (rc = cli_settle_accounts(c)))
 		return rc;
 	if (!c->src_pw_set && !c->src_tok_file && !c->src_tok_cmd && src &&
 	    (rc = get_password(c, "source", "MAILFERRY_SRC_PASSWORD", c->src_pw_file, &c->su,
@@ -642,7 +648,7 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 		else if (h && *h)
 			snprintf(c->state_buf, sizeof(c->state_buf), "%s/.local/state/mailferry", h);
 		else
-			return bad(c, "no state directory: use --state DIR%s%s", "", "");
+			return cli_bad(c, "no state directory: use --state DIR%s%s", "", "");
 		c->state_dir = c->state_buf;
 	}
 	/* The state belongs to the two accounts, not to how they are reached:
@@ -650,9 +656,9 @@ int cli_accounts(struct cli *c, const char *src, const char *dst)
 	 * (that would copy everything again). */
 	cli_job_key(&c->su, &c->du, c->job_key, sizeof(c->job_key));
 	if (c->state_reset && c->dry_run)
-		return bad(c, "--state-reset and --dry-run do not go together%s%s", "", "");
+		return cli_bad(c, "--state-reset and --dry-run do not go together%s%s", "", "");
 	if (c->ca_file && access(c->ca_file, R_OK) < 0)
-		return bad(c, "--ca-file %s: %s", c->ca_file, strerror(errno));
+		return cli_bad(c, "--ca-file %s: %s", c->ca_file, strerror(errno));
 	return 0;
 }
 
@@ -673,8 +679,8 @@ int cli_job_key(const struct url *su, const struct url *du, char *out, size_t ca
 void cli_job_opts(const struct cli *c, struct job_opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	endpoint_fill(&o->src, "source", &c->su, c->src_pw, c);
-	endpoint_fill(&o->dst, "destination", &c->du, c->dst_pw, c);
+	cli_endpoint_fill(&o->src, "source", &c->su, c->src_pw, c);
+	cli_endpoint_fill(&o->dst, "destination", &c->du, c->dst_pw, c);
 	o->src.authuser = c->src_authuser;
 	o->dst.authuser = c->dst_authuser;
 	if (c->du.kind == URL_SMTP || c->du.kind == URL_LMTP) {
@@ -696,6 +702,7 @@ void cli_job_opts(const struct cli *c, struct job_opts *o)
 		o->rcpt = c->du.rcpt;
 		o->mail_from = c->mail_from;
 		o->uncertain_skip = c->uncertain_skip;
+		cli_settle_opts(c, o);
 	}
 	if (c->src_tok_file || c->src_tok_cmd)
 		o->src.token = &c->src_tok.src;
@@ -752,6 +759,8 @@ void cli_forget(struct cli *c)
 {
 	OPENSSL_cleanse(c->src_pw, sizeof(c->src_pw));
 	OPENSSL_cleanse(c->dst_pw, sizeof(c->dst_pw));
+	OPENSSL_cleanse(c->settle_pw, sizeof(c->settle_pw));
+	OPENSSL_cleanse(c->settle_u.password, sizeof(c->settle_u.password));
 	oauth_token_forget(&c->src_tok);
 	oauth_token_forget(&c->dst_tok);
 }
@@ -777,7 +786,7 @@ static int cmd_migrate(int argc, char **argv)
 		return rc;
 	if (!c.status_listen && (c.status_token_file || c.status_linger || c.status_subjects)) {
 		cli_forget(&c);
-		return bad(&c,
+		return cli_bad(&c,
 		           "--status-token-file, --status-linger and --status-show-subjects go "
 		           "with --status%s%s",
 		           "", "");
@@ -788,11 +797,11 @@ static int cmd_migrate(int argc, char **argv)
 	cli_job_opts(&c, &o);
 	if (job_opts_check(&o, &err) < 0) {
 		cli_forget(&c);
-		return bad(&c, "%s%s", err.msg, "");
+		return cli_bad(&c, "%s%s", err.msg, "");
 	}
 	if (c.check && o.dst_mail) {
 		cli_forget(&c);
-		return bad(&c, "--check is for imap:// destinations%s%s", "", "");
+		return cli_bad(&c, "--check is for imap:// destinations%s%s", "", "");
 	}
 	if (c.check) {
 		rc = cli_check(&o);

@@ -40,6 +40,13 @@ struct cli {
 	const char *mail_from;	/* --mail-from: SMTP/LMTP envelope sender */
 	int uncertain_skip;	/* --uncertain skip */
 	int no_chunking;	/* --no-chunking */
+	/* --settle-imap URL, --settle-password-file F: where SMTP/LMTP
+	 * deliveries a crash left unconfirmed are looked for (cli_settle.c) */
+	const char *settle_arg, *settle_pw_file;
+	struct url settle_u;
+	char settle_pw[1024];
+	char settle_folder[1024];	/* modified UTF-7, as EXAMINE names it */
+	char settle_shown[1100];		/* imap://user@host:port/FOLDER, for logs */
 	char job_key[2048];
 	const char *where;	/* "FILE:LINE: " before error lines (run), or NULL */
 	unsigned jobs;		/* run: accounts at once */
@@ -101,6 +108,18 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc);
 /* The exit code of a finished job: 0 done, 1 failed, 3 connect/TLS,
  * 4 authentication, 5 destination over quota. */
 int cli_exit_code(const struct job_summary *s, int rc);
+/* A usage or configuration error: one line on stderr (fmt takes a and b),
+ * after where it came from (an accounts file's line); returns 2. */
+int cli_bad(const struct cli *c, const char *fmt, const char *a, const char *b);
+/* An IMAP endpoint from a parsed URL, its password and c's TLS and
+ * timeout options. */
+void cli_endpoint_fill(struct imap_endpoint *ep, const char *label, const struct url *u,
+                       const char *pw, const struct cli *c);
+/* --settle-imap (cli_settle.c): the check account's URL, folder and
+ * password, refused unless the destination is smtp:// or lmtp://; 0 or 2
+ * (printed). Then its endpoint into o. */
+int cli_settle_accounts(struct cli *c);
+void cli_settle_opts(const struct cli *c, struct job_opts *o);
 /* Wipes the passwords and tokens. */
 void cli_forget(struct cli *c);
 /* Reads a password file (mode and owner checked): 0, or -1 with why. */

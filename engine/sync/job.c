@@ -99,7 +99,7 @@ static int job_quiet(const struct job *j)
 	for (unsigned i = 0; i < j->nw; i++)
 		if (j->w[i].settle_timer.armed || j->w[i].reconnect_timer.armed ||
 		    j->w[i].retry_timer.armed || j->w[i].rate_timer.armed ||
-		    hostlimit_posted(&j->w[i].lim) ||
+		    hostlimit_posted(&j->w[i].lim) || settle_imap_busy(&j->w[i]) ||
 		    j->w[i].sink.task.queued || arcsrc_queued(&j->w[i]))
 			return 0;
 	return 1;
@@ -115,7 +115,7 @@ static int job_closing(const struct job *j)
 	for (unsigned i = 0; i < j->nw; i++) {
 		const struct worker *w = &j->w[i];
 
-		if (w->src_open && !w->src.closed)
+		if ((w->src_open && !w->src.closed) || settle_imap_open(w))
 			return 1;
 		if (w->dst_open && sink_can(&w->sink, SINK_LOGOUT) &&
 		    !w->sink.ops->closed((struct sink *)&w->sink))
@@ -162,6 +162,7 @@ void job_free(struct job *j)
 		free(w->stl_done);
 		free(w->stl_cand);
 		msghash_lf_free(&w->stl_lf);
+		settle_imap_free(w);
 		free(w->chg);
 		free(w->cpool);
 		free(w->gone);
@@ -304,6 +305,9 @@ int job_end(struct job *j)
 			sum->wire_out += out;
 			imap_client_close(&w->src);
 		}
+		settle_imap_release(w, &in, &out);
+		sum->wire_in += in;
+		sum->wire_out += out;
 		pop3src_release(w, &in, &out);
 		sum->wire_in += in;
 		sum->wire_out += out;

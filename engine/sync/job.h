@@ -43,6 +43,12 @@ struct job_opts {
 	struct smtp_endpoint dst_smtp;
 	const char *rcpt, *mail_from;
 	int uncertain_skip;
+	/* --settle-imap: where the deliveries reach (an IMAP account and its
+	 * folder, wire name): unconfirmed ones are looked for there first
+	 * (settle_imap.c); settle.host NULL: none. settle_shown names it in
+	 * log lines (no password). */
+	struct imap_endpoint settle;
+	const char *settle_folder, *settle_shown;
 	/* An archive instead of dst (sink_archive.c, `backup`): every message
 	 * stored and recorded for run archive_run, which the caller began
 	 * (and commits). archive_reconcile: the account's previous run never

@@ -152,6 +152,11 @@ struct settle {
 	int kw;
 	uint32_t dst_uidv;
 	uint8_t nhash[32];
+	/* --settle-imap (settle_imap.c): found delivered in the check folder;
+	 * on the first intent of each digest, the delivered messages that
+	 * matched it and the confirmed records of the job with it */
+	int chk;
+	uint32_t chk_hits, chk_done;
 };
 /* A destination message above the settle floor no intent matched by its
  * folded digest: its line-end-blind one, for the second look (settle.c). */
@@ -214,6 +219,10 @@ struct worker {
 	struct msghash_lf stl_lf;
 	struct settle_cand *stl_cand;
 	size_t nstl_cand, cstl_cand;
+	/* SMTP/LMTP: the --settle-imap check of the intents (settle_imap.c),
+	 * made on first use; stl_checked: its search of this settle ran */
+	struct settle_chk *chk;
+	int stl_checked;
 	/* incremental: what changed on the source since the last pass */
 	struct state_mbox rec;	/* the mailbox's record at the start */
 	int have_rec;
@@ -577,6 +586,24 @@ void dedupe_start(struct worker *w);
 
 /* settle.c */
 void settle_start(struct worker *w);
+/* The intents no check found follow --uncertain; then they are recorded
+ * and the mailbox goes on (changes_start). */
+void settle_policy(struct worker *w);
+/* settle_imap.c: --settle-imap, SMTP/LMTP deliveries looked for in the
+ * mailbox they reach. wanted: there is one to look in. start: takes over
+ * w (phase W_SETTLE) and ends in settle_policy, whatever happens to the
+ * check. stop: a check in progress is dropped (the worker stops or
+ * reconnects; no settle_policy follows). busy: something of it is still
+ * in the loop (a timer, a task, a slot's grant) or its session still
+ * closes. release: at the job's end, its slot back and its connection
+ * gone, wire bytes added to in/out. free: its memory. */
+int settle_imap_wanted(const struct worker *w);
+void settle_imap_start(struct worker *w);
+void settle_imap_stop(struct worker *w);
+int settle_imap_busy(const struct worker *w);
+int settle_imap_open(const struct worker *w);
+void settle_imap_release(struct worker *w, uint64_t *in, uint64_t *out);
+void settle_imap_free(struct worker *w);
 int settle_if_interrupted(struct worker *w, uint32_t uidv);
 int dst_hash_lit_begin(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r,
                        const struct imap_node *key, uint64_t size);

@@ -148,7 +148,7 @@ static void resumed_found(struct worker *w, uint32_t uid, uint64_t size, int pre
 static void settle_finish(struct worker *w)
 {
 	struct job *j = w->job;
-	size_t found = 0, nkw = 0;
+	size_t found = 0, nkw = 0, nchk = 0;
 	struct mf_error e;
 	int uncertain = !sink_can(&w->sink, SINK_FIND);
 
@@ -177,7 +177,7 @@ static void settle_finish(struct worker *w)
 			rc = scope_msg_put(j, &k, &m, &e);
 			found++;
 			nkw += kw;
-			if (w->resumed && !uncertain && !st->kw)
+			if (w->resumed && !st->kw && (!uncertain || st->chk))
 				resumed_found(w, st->uid, m.size, i == found - 1);
 		}
 		if (rc < 0) {
@@ -185,7 +185,21 @@ static void settle_finish(struct worker *w)
 			j->fatal = 1;
 		}
 	}
-	if (uncertain) {
+	for (size_t i = 0; i < w->nstl; i++)
+		nchk += w->stl[i].chk;
+	if (uncertain && w->stl_checked) {
+		/* looked for where they are delivered (--settle-imap): only
+		 * those not found there are uncertain */
+		j->sum->uncertain += w->nstl - nchk;
+		progress_clear(j);
+		mf_log(nchk == w->nstl ? MF_LOG_INFO : MF_LOG_WARN,
+		       "%s mailbox \"%s\": %zu deliveries an interrupted run left unconfirmed: "
+		       "%zu found in %s, %zu %s",
+		       w->sink.ops->who(&w->sink), w->mb->display, w->nstl, nchk,
+		       j->o->settle_shown, w->nstl - nchk,
+		       j->o->uncertain_skip ? "not found, recorded as delivered (--uncertain skip)"
+		                            : "sent again (--uncertain resend)");
+	} else if (uncertain) {
 		j->sum->uncertain += w->nstl;
 		progress_clear(j);
 		mf_log(MF_LOG_WARN,
@@ -219,6 +233,14 @@ static void settle_finish(struct worker *w)
 		return;
 	}
 	changes_start(w);
+}
+
+void settle_policy(struct worker *w)
+{
+	for (size_t i = 0; i < w->nstl; i++)
+		if (!w->stl[i].chk)
+			w->stl[i].found = w->job->o->uncertain_skip;
+	settle_finish(w);
 }
 
 static void settle_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
@@ -368,12 +390,13 @@ void settle_start(struct worker *w)
 	 * than one whose connection closed (worker_reconnect). */
 	if (w->rec.intent_at_ms && w->settle_not_before > until)
 		until = w->settle_not_before;
-	if (until && now < until && w->phase != W_SETTLE && sink_can(&w->sink, SINK_FIND) &&
-	    !j->o->archive) {
+	if (until && now < until && w->phase != W_SETTLE &&
+	    (sink_can(&w->sink, SINK_FIND) || settle_imap_wanted(w)) && !j->o->archive) {
 		w->phase = W_SETTLE;
 		mf_log(MF_LOG_INFO, "mailbox \"%s\": waiting %.1f s for the destination to finish "
-				    "the interrupted APPENDs",
-		       w->mb->display, (double)(until - now) / 1000.0);
+				    "the interrupted %s",
+		       w->mb->display, (double)(until - now) / 1000.0,
+		       sink_can(&w->sink, SINK_FIND) ? "APPENDs" : "deliveries");
 		loop_timer_start(j->loop, &w->settle_timer, until - now, settle_wait_done);
 		return;
 	}
@@ -387,6 +410,7 @@ void settle_start(struct worker *w)
 	w->stl_seen = 0;
 	w->stl_parts = w->rec.intents == STATE_INTENTS_PARTS;
 	w->nstl_done = 0;
+	w->stl_checked = 0;
 	rc = state_msg_each(j->st, j->jobid, w->mb->mbid, w->uidvalidity, 1, settle_collect, w, &e);
 	if (rc < 0) {
 		mailbox_fail(w, NULL, 0, "%s", rc == -ENOMEM ? "out of memory" : e.msg);
@@ -398,10 +422,12 @@ void settle_start(struct worker *w)
 		return;
 	}
 	if (!sink_can(&w->sink, SINK_FIND)) {
-		/* Nothing to look in: the policy decides (--uncertain). */
-		for (size_t i = 0; i < w->nstl; i++)
-			w->stl[i].found = j->o->uncertain_skip;
-		settle_finish(w);
+		/* Where the deliveries reach, if we were told (--settle-imap);
+		 * else nothing to look in: the policy decides (--uncertain). */
+		if (settle_imap_wanted(w))
+			settle_imap_start(w);
+		else
+			settle_policy(w);
 		return;
 	}
 	if (j->o->archive) {

@@ -520,6 +520,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 	loop_timer_cancel(j->loop, &w->settle_timer);
 	loop_timer_cancel(j->loop, &w->retry_timer);
 	loop_timer_cancel(j->loop, &w->rate_timer);
+	settle_imap_stop(w); /* the settle after the reopening checks again */
 	w->phase = W_CONNECTING;
 	w->reconnecting = 1;
 	w->src_ready = w->dst_ready = 0;
@@ -791,6 +792,7 @@ void worker_stop(struct worker *w, int graceful)
 	loop_timer_cancel(w->job->loop, &w->reconnect_timer);
 	loop_timer_cancel(w->job->loop, &w->retry_timer);
 	loop_timer_cancel(w->job->loop, &w->rate_timer);
+	settle_imap_stop(w);
 	if (w->src_open && !w->src.closed) {
 		if (graceful && w->src_ready)
 			src_logout(w);
