@@ -19,11 +19,13 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export MF_ROOT=$ROOT
 
-# The slowest integration tests (seconds measured alone, 2026-12-05), started
-# first; the others follow in name order.
-SLOW="t_per_host t_oauth t_courier t_courier_sync t_incremental t_crash t_run_report t_restore
-t_selective t_fault_proxy t_hostile_bounds t_faults t_migrate t_cyrus
-t_hostile_source t_smtp_migrate t_run t_archive_crypt"
+# The slowest integration tests (seconds in a full run, 3 at a time,
+# 2026-12-06: build/test-logs/durations), started first; the others follow
+# in name order.
+SLOW="t_pop3_migrate t_status t_oauth t_per_host t_courier t_split t_status_browser
+t_reconnect t_threads t_smtp_client t_smtp_settle t_hostile_bounds t_pop3_client
+t_fault_proxy t_crash t_courier_sync t_smtp_migrate t_selective t_dovecot_smoke t_faults
+t_incremental t_restore t_rate t_status_prometheus"
 
 # One test: its output to LOG/KIND-NAME.log, then its result lines (and, on
 # failure, the end of its stderr) printed in one piece.
