@@ -169,7 +169,14 @@ class Session:
         if isinstance(data, str):
             data = data.encode()
         self.srv.log(self.cid, "S:", data if len(data) < 300 else data[:300])
-        self.sock.sendall(data)
+        # the 0.5 s timeout is for polling reads; a client still parsing a
+        # big answer (200,000 LIST replies, an ASan build under load) may
+        # take longer to make room, and that is not a reason to hang up
+        self.sock.settimeout(60)
+        try:
+            self.sock.sendall(data)
+        finally:
+            self.sock.settimeout(0.5)
 
     def recv_more(self):
         while True:
