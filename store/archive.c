@@ -511,7 +511,7 @@ void archive_close(struct archive *a)
 		mdb_txn_abort(a->txn);
 	if (a->env)
 		mdb_env_close(a->env);
-	if (a->opened) {
+	if (a->opened && !(a->flags & ARCHIVE_OPEN_RDONLY)) { /* a reader writes nothing */
 		char idx[4200];
 
 		snprintf(idx, sizeof(idx), "%s/index", a->dir);
