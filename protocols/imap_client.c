@@ -365,6 +365,52 @@ static void put_quoted(struct imap_client *c, const char *s, size_t n)
 	imc_out(c, "\"", 1);
 }
 
+int imap_uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The last index of the range that starts at i (uids[i] != 0). */
+static size_t uid_run_end(const uint32_t *uids, size_t n, size_t i)
+{
+	while (i + 1 < n && uids[i + 1] >= uids[i] && uids[i + 1] <= uids[i] + 1)
+		i++;
+	return i;
+}
+
+size_t imap_uid_set_runs(const uint32_t *uids, size_t n)
+{
+	size_t runs = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (uids[i]) {
+			i = uid_run_end(uids, n, i);
+			runs++;
+		}
+	return runs;
+}
+
+void imap_put_uid_set(struct imap_client *c, const uint32_t *uids, size_t n)
+{
+	const char *sep = "";
+
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		if (!uids[i])
+			continue;
+		k = uid_run_end(uids, n, i);
+		if (uids[k] != uids[i])
+			imap_putf(c, "%s%u:%u", sep, uids[i], uids[k]);
+		else
+			imap_putf(c, "%s%u", sep, uids[i]);
+		sep = ",";
+		i = k;
+	}
+}
+
 void imap_put_astring(struct imap_client *c, const char *s, size_t n)
 {
 	switch (imc_astring_form(s, n)) {

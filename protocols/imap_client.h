@@ -304,6 +304,13 @@ void imap_put(struct imap_client *c, const char *s);
 void imap_putf(struct imap_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A string as an IMAP astring: atom if safe, quoted, or literal. */
 void imap_put_astring(struct imap_client *c, const char *s, size_t n);
+/* UIDs in ascending order (zeros, entries struck out, skipped; repeats
+ * allowed) as a UID set: "3:7,9". imap_uid_set_runs says how many ranges
+ * that is, to bound a command's length before writing it. */
+void imap_put_uid_set(struct imap_client *c, const uint32_t *uids, size_t n);
+size_t imap_uid_set_runs(const uint32_t *uids, size_t n);
+/* qsort/bsearch order of uint32_t UIDs. */
+int imap_uid_cmp(const void *a, const void *b);
 /* Raw bytes (message data inside a literal). Callers keep within
  * imap_write_space(). */
 void imap_put_raw(struct imap_client *c, const void *p, size_t n);

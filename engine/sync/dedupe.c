@@ -6,7 +6,6 @@
  */
 #include "engine/sync/job_int.h"
 
-static int dd_uid_cmp(const void *a, const void *b);
 static int dd_known_collect(void *ctx, uint32_t uid, const struct state_msg *m);
 static void dd_src_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r);
 static void dd_src_start(struct worker *w);
@@ -49,12 +48,6 @@ static const struct imap_consumer dd_src_consumer = {
  * pass. Messages are compared CR-folded (nhash), as Dovecot stores them.
  */
 
-static int dd_uid_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static int dd_known_collect(void *ctx, uint32_t uid, const struct state_msg *m)
 {
@@ -125,7 +118,7 @@ static void dd_dst_fetch_done(struct imap_client *c, struct imap_cmd *cmd,
 static void dd_search_done(struct imap_client *c, struct imap_cmd *cmd, const struct imap_resp *r)
 {
 	struct worker *w = c->ud;
-	size_t n = 0, first = 1;
+	size_t n = 0;
 
 	(void)cmd;
 	if (w->mb->failed) {
@@ -140,14 +133,14 @@ static void dd_search_done(struct imap_client *c, struct imap_cmd *cmd, const st
 	}
 	/* The destination's UIDs nobody recorded under this UIDVALIDITY. */
 	if (w->ndd_uids)
-		qsort(w->dd_uids, w->ndd_uids, sizeof(*w->dd_uids), dd_uid_cmp);
+		qsort(w->dd_uids, w->ndd_uids, sizeof(*w->dd_uids), imap_uid_cmp);
 	for (size_t i = 0; i < w->nrm && w->ndd_uids; i++) {
 		uint32_t *hit;
 
 		if (w->rm[i].uidv != w->dd_dst_uidv)
 			continue;
 		hit = bsearch(&w->rm[i].uid, w->dd_uids, w->ndd_uids, sizeof(*w->dd_uids),
-			      dd_uid_cmp);
+			      imap_uid_cmp);
 		if (hit)
 			*hit = 0;
 	}
@@ -161,20 +154,7 @@ static void dd_search_done(struct imap_client *c, struct imap_cmd *cmd, const st
 	imap_cmd_begin_consumer(&w->dst, &w->dd_cmd[1], dd_dst_fetch_done, NULL,
 	                        &dd_dst_fetch_consumer);
 	imap_put(&w->dst, "UID FETCH ");
-	for (size_t i = 0; i < w->ndd_uids; i++) {
-		size_t k = i;
-
-		if (!w->dd_uids[i])
-			continue;
-		while (k + 1 < w->ndd_uids && w->dd_uids[k + 1] == w->dd_uids[k] + 1)
-			k++;
-		if (k > i)
-			imap_putf(&w->dst, "%s%u:%u", first ? "" : ",", w->dd_uids[i], w->dd_uids[k]);
-		else
-			imap_putf(&w->dst, "%s%u", first ? "" : ",", w->dd_uids[i]);
-		first = 0;
-		i = k;
-	}
+	imap_put_uid_set(&w->dst, w->dd_uids, w->ndd_uids);
 	imap_put(&w->dst, " (UID BODY.PEEK[])");
 	imap_cmd_end(&w->dst);
 }

@@ -67,13 +67,6 @@ static const struct imap_consumer settle_src_consumer = {
 
 /* ---- worker: settling unconfirmed APPENDs after a crash -------------------------- */
 
-static int settle_u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* The floor: the first destination UID not recorded as a confirmed copy
  * (or one with its keywords still to store, kwdefer.h). Only records under
  * the destination folder's present UIDVALIDITY count: a UID recorded
@@ -456,7 +449,7 @@ static void settle_fetch(struct worker *w)
 		return;
 	}
 	if (w->nstl_done)
-		qsort(w->stl_done, w->nstl_done, sizeof(*w->stl_done), settle_u32_cmp);
+		qsort(w->stl_done, w->nstl_done, sizeof(*w->stl_done), imap_uid_cmp);
 	imap_cmd_begin_consumer(&w->dst, &w->settle_cmd[1], settle_done, NULL, &settle_consumer);
 	imap_putf(&w->dst, "UID FETCH %u:* (UID BODY.PEEK[])", w->stl_floor);
 	imap_cmd_end(&w->dst);
@@ -525,7 +518,7 @@ static int settle_lit_end(struct imap_client *c, struct imap_cmd *cmd)
 	if (w->stl_uid < w->stl_floor)
 		return 0; /* "n:*" answers with the last message even below n */
 	if (w->stl_parts && w->nstl_done &&
-	    bsearch(&w->stl_uid, w->stl_done, w->nstl_done, sizeof(*w->stl_done), settle_u32_cmp))
+	    bsearch(&w->stl_uid, w->stl_done, w->nstl_done, sizeof(*w->stl_done), imap_uid_cmp))
 		return 0; /* another message's confirmed copy, perhaps of the same bytes */
 	for (size_t i = 0; i < w->nstl; i++)
 		if (!w->stl[i].found && !w->stl[i].kw && !memcmp(w->stl[i].nhash, nh, 32)) {

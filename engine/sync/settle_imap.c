@@ -281,37 +281,15 @@ static const struct imap_consumer chk_fetch_consumer = {
     .lit_end = chk_lit_end,
 };
 
-static int chk_u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* The search's UIDs as a set of ranges ("3:7,9"), or lowest:highest when
  * that would be long. */
 static void chk_put_set(struct settle_chk *k)
 {
-	size_t len = 0, i = 0;
-
-	qsort(k->hits, k->nhits, sizeof(*k->hits), chk_u32_cmp);
-	for (size_t a = 0; a < k->nhits; a = i) {
-		for (i = a + 1; i < k->nhits && k->hits[i] <= k->hits[i - 1] + 1; i++)
-			;
-		len += 24;
-	}
-	if (len > CHK_SET_MAX) {
+	qsort(k->hits, k->nhits, sizeof(*k->hits), imap_uid_cmp);
+	if (imap_uid_set_runs(k->hits, k->nhits) * 24 > CHK_SET_MAX)
 		imap_putf(&k->c, "%u:%u", k->hits[0], k->hits[k->nhits - 1]);
-		return;
-	}
-	for (size_t a = 0; a < k->nhits; a = i) {
-		for (i = a + 1; i < k->nhits && k->hits[i] <= k->hits[i - 1] + 1; i++)
-			;
-		if (k->hits[i - 1] != k->hits[a])
-			imap_putf(&k->c, "%s%u:%u", a ? "," : "", k->hits[a], k->hits[i - 1]);
-		else
-			imap_putf(&k->c, "%s%u", a ? "," : "", k->hits[a]);
-	}
+	else
+		imap_put_uid_set(&k->c, k->hits, k->nhits);
 }
 
 static int chk_search_untagged(struct imap_client *c, struct imap_cmd *cmd,

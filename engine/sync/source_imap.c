@@ -508,13 +508,6 @@ static int selective_untagged(struct imap_client *c, struct imap_cmd *cmd,
  * asks the matches only once the count is answered (f_count_done). */
 static const struct imap_consumer selective_consumer = {.untagged = selective_untagged};
 
-static int u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void sel_send(struct worker *w);
 static void sel_send_match(struct worker *w);
 
@@ -532,7 +525,7 @@ static void selective_finish(struct worker *w)
 		return;
 	}
 	if (w->nfmatch)
-		qsort(w->fmatch, w->nfmatch, sizeof(*w->fmatch), u32_cmp);
+		qsort(w->fmatch, w->nfmatch, sizeof(*w->fmatch), imap_uid_cmp);
 	for (size_t i = 0; i < w->nfmatch; i++)
 		if (!k || w->fmatch[k - 1] != w->fmatch[i])
 			w->fmatch[k++] = w->fmatch[i];
@@ -544,7 +537,7 @@ static void selective_finish(struct worker *w)
 		size_t m = 0, x = 0;
 
 		if (w->ntodo)
-			qsort(w->todo, w->ntodo, sizeof(*w->todo), u32_cmp);
+			qsort(w->todo, w->ntodo, sizeof(*w->todo), imap_uid_cmp);
 		for (size_t i = 0; i < w->ntodo; i++) {
 			while (x < w->nfmatch && w->fmatch[x] < w->todo[i])
 				x++;
