@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/runtime/loop.h"
@@ -28,6 +29,14 @@
 /* An idle writer is woken once this much is queued (about a frame), or by
  * a commit, or when the loop waits for room: not once per message. */
 #define ARCW_KICK ((size_t)256 << 10)
+/* Group commit: a batch's end is committed together with the batches
+ * queued behind it (one pack fdatasync and one index commit for all),
+ * once the queue is empty, or its oldest verdict has waited this long, or
+ * this many batches wait: a busy writer syncs a few times a second rather
+ * than once per batch, and a verdict a worker waits for is never held
+ * longer than this. */
+#define ARCW_GROUP_MS 100
+#define ARCW_GROUP_MAX 64
 
 enum { ITEM_MSG, ITEM_COMMIT };
 
@@ -67,6 +76,10 @@ struct arcw {
 	int want_room;
 	struct arcw_verdict *dq;
 	unsigned dcap, dhead, dn;
+	/* the writer's: verdicts of batches ended but not yet committed */
+	struct arcw_verdict *pend;
+	unsigned npend;   /* under mu (arcw_drain and on_wake read it) */
+	uint64_t pend_t0; /* when the oldest of them ended (ms, monotonic) */
 
 	uint8_t *rbuf; /* the writer's: a spilled message read back */
 };
@@ -156,14 +169,20 @@ static void do_msg(struct arcw *w, struct item *it)
 		acc->ndup++;
 }
 
-/* A batch's end: committed unless refused; the verdict (queued under mu
- * by the caller) is built here. */
-static void do_commit(struct arcw *w, struct item *it, struct arcw_verdict *v)
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A batch's end: its verdict, which says ok only if the commit that
+ * follows (group_commit) succeeds. */
+static void do_commit(struct item *it, struct arcw_verdict *v)
 {
 	struct arcw_acc *acc = it->m.acc;
-	struct mf_error e;
 
-	mf_err_clear(&e);
 	if (acc->gen != it->m.gen) {
 		memset(acc, 0, sizeof(*acc));
 		acc->gen = it->m.gen;
@@ -172,8 +191,6 @@ static void do_commit(struct arcw *w, struct item *it, struct arcw_verdict *v)
 		acc->failed = 1;
 		snprintf(acc->why, sizeof(acc->why), "%s", it->why);
 	}
-	if (!acc->failed && archive_commit(w->a, &e) < 0)
-		acc_fail(acc, &e);
 	v->owner = it->owner;
 	v->gen = it->m.gen;
 	v->batch = it->batch;
@@ -185,6 +202,37 @@ static void do_commit(struct arcw *w, struct item *it, struct arcw_verdict *v)
 	acc->why[0] = '\0';
 }
 
+/* Commits what the pending batches stored (everything written so far:
+ * one archive transaction) and posts their verdicts; a failed commit fails
+ * every one of them. Called without mu. */
+static void group_commit(struct arcw *w)
+{
+	struct mf_error e;
+	int rc;
+
+	mf_err_clear(&e);
+	pthread_mutex_lock(&w->amu);
+	rc = archive_commit(w->a, &e);
+	pthread_mutex_unlock(&w->amu);
+	pthread_mutex_lock(&w->mu);
+	for (unsigned i = 0; i < w->npend; i++) {
+		struct arcw_verdict *v = &w->pend[i];
+
+		if (v->ok && rc < 0) {
+			v->ok = 0;
+			snprintf(v->why, sizeof(v->why), "%s", e.msg);
+		}
+		if (w->dn < w->dcap)
+			w->dq[(w->dhead + w->dn++) % w->dcap] = *v;
+		else
+			mf_log(MF_LOG_ERROR, "archive writer: verdict queue full (internal)");
+	}
+	w->npend = 0;
+	pthread_cond_broadcast(&w->space);
+	pthread_mutex_unlock(&w->mu);
+	wake_loop(w);
+}
+
 static void *writer_main(void *arg)
 {
 	struct arcw *w = arg;
@@ -192,7 +240,7 @@ static void *writer_main(void *arg)
 	for (;;) {
 		struct item *it;
 		struct arcw_verdict v;
-		int signal = 0;
+		int signal = 0, flush;
 
 		pthread_mutex_lock(&w->mu);
 		while (!w->nitems && !w->stop) {
@@ -211,19 +259,16 @@ static void *writer_main(void *arg)
 		if (it->kind == ITEM_MSG)
 			do_msg(w, it);
 		else
-			do_commit(w, it, &v);
+			do_commit(it, &v);
 		pthread_mutex_unlock(&w->amu);
 		if (it->kind == ITEM_MSG && it->m.spill >= 0)
 			close(it->m.spill);
 
 		pthread_mutex_lock(&w->mu);
 		if (it->kind == ITEM_COMMIT) {
-			if (w->dn < w->dcap) {
-				w->dq[(w->dhead + w->dn++) % w->dcap] = v;
-				signal = 1;
-			} else {
-				mf_log(MF_LOG_ERROR, "archive writer: verdict queue full (internal)");
-			}
+			if (!w->npend)
+				w->pend_t0 = mono_ms();
+			w->pend[w->npend++] = v; /* npend < dcap: commits in flight are fewer */
 		}
 		w->rhead += it->n;
 		w->ihead = (w->ihead + 1) % ARCW_ITEMS;
@@ -232,9 +277,14 @@ static void *writer_main(void *arg)
 			w->want_room = 0;
 			signal = 1;
 		}
-		pthread_cond_broadcast(&w->space);
+		flush = w->npend && (!w->nitems || w->npend >= ARCW_GROUP_MAX ||
+		                     mono_ms() - w->pend_t0 >= ARCW_GROUP_MS);
+		if (!flush)
+			pthread_cond_broadcast(&w->space);
 		pthread_mutex_unlock(&w->mu);
-		if (signal)
+		if (flush)
+			group_commit(w); /* broadcasts and wakes the loop */
+		else if (signal)
 			wake_loop(w);
 	}
 	return NULL;
@@ -264,6 +314,7 @@ static void arcw_free(struct arcw *w)
 	free(w->items);
 	free(w->ring);
 	free(w->dq);
+	free(w->pend);
 	free(w->rbuf);
 	free(w);
 }
@@ -302,7 +353,7 @@ static void on_wake(struct loop *l, struct loop_op *op, int res, unsigned flags)
 	pthread_mutex_unlock(&w->mu);
 	w->room(w->ctx);
 	pthread_mutex_lock(&w->mu);
-	again = w->nitems || w->dn || w->want_room;
+	again = w->nitems || w->npend || w->dn || w->want_room;
 	pthread_mutex_unlock(&w->mu);
 	if (again)
 		arm(w);
@@ -316,11 +367,13 @@ int arcw_open(struct arcw **out, struct loop *l, struct archive *a, unsigned max
 
 	if (!w || !(w->items = calloc(ARCW_ITEMS, sizeof(*w->items))) ||
 	    !(w->ring = malloc(ARCW_RING)) || !(w->rbuf = malloc(ARCW_READ)) ||
-	    !(w->dq = calloc(max_batches + 1, sizeof(*w->dq)))) {
+	    !(w->dq = calloc(max_batches + 1, sizeof(*w->dq))) ||
+	    !(w->pend = calloc(max_batches + 1, sizeof(*w->pend)))) {
 		if (w) {
 			free(w->items);
 			free(w->ring);
 			free(w->rbuf);
+			free(w->dq);
 		}
 		free(w);
 		mf_err_set(err, -ENOMEM, "out of memory");
@@ -339,6 +392,7 @@ int arcw_open(struct arcw **out, struct loop *l, struct archive *a, unsigned max
 		free(w->ring);
 		free(w->rbuf);
 		free(w->dq);
+		free(w->pend);
 		free(w);
 		mf_err_set(err, rc, "archive writer: eventfd: %s", strerror(-rc));
 		return rc;
@@ -368,7 +422,7 @@ void arcw_drain(struct arcw *w)
 {
 	pthread_mutex_lock(&w->mu);
 	kick_locked(w);
-	while (w->nitems)
+	while (w->nitems || w->npend)
 		pthread_cond_wait(&w->space, &w->mu);
 	pthread_mutex_unlock(&w->mu);
 }

@@ -20,6 +20,8 @@
  *
  * Durability stays the archive's: a batch's verdict is posted only after
  * archive_commit (pack bytes synced before the index names them) returned.
+ * Batches that end while more is queued share one commit (group commit,
+ * bounded in time: ARCW_GROUP_MS).
  *
  * Not for: the sink's side of the copy path (sink_archive.c), the archive
  * itself (store/archive.h).

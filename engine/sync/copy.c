@@ -34,6 +34,7 @@ static struct batch *batch_open(struct worker *w);
 static void msg_record(struct worker *w, const struct batch *b, const struct bmsg *m,
 		       uint8_t status, uint32_t dst_uidv, uint32_t dst_uid);
 static void batch_close(struct worker *w);
+static void batch_abandon(struct worker *w, struct batch *b);
 static struct batch *commit_waiting(const struct worker *w);
 static int msg_flags_ok(const struct batch *b, size_t n);
 static void intent_drop(struct worker *w, uint32_t uid);
@@ -129,7 +130,8 @@ void mbox_mark_intents(struct worker *w, uint32_t on)
  * CRLF), after which the destination may store the batch; a crash leaves
  * intents that the next run settles against the destination before
  * copying again (DESIGN §4). The intents are recorded here and committed
- * by the group commit (copy_commit_run). */
+ * by the group commit (copy_commit_run), except for a sink that stores
+ * nothing twice (SINK_IDEMPOTENT: the archive), which commits at once. */
 static void batch_close(struct worker *w)
 {
 	struct batch *b = w->open;
@@ -151,6 +153,15 @@ static void batch_close(struct worker *w)
 	for (unsigned i = 0; i < b->n; i++)
 		msg_record(w, b, &b->m[i], STATE_MSG_INTENT, 0, 0);
 	b->rec_failed = j->nerrors != errors;
+	if (sink_can(&w->sink, SINK_IDEMPOTENT)) {
+		/* no fdatasync on the loop before this commit point: storing
+		 * the batch again would store nothing new */
+		if (b->rec_failed || j->fatal)
+			batch_abandon(w, b);
+		else
+			w->sink.ops->commit(&w->sink, b);
+		return;
+	}
 	b->await_commit = 1;
 	loop_defer(j->loop, &j->commit_task);
 }

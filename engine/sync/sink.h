@@ -51,6 +51,11 @@ enum sink_cap {
 	/* counts, stores nothing (--dry-run, sink_count.c): a source sends a
 	 * message's size, never its bytes; verdicts say "counted" */
 	SINK_COUNTS = 1u << 7,
+	/* storing a message again stores nothing new (the archive is
+	 * content-addressed): a batch may cross its commit point before its
+	 * intents are durable, since a crash between the two costs only a
+	 * fetch again; the state's next commit (the tick's) takes them */
+	SINK_IDEMPOTENT = 1u << 8,
 };
 
 /* One message as it enters the sink: the source's values, validated and

@@ -604,7 +604,7 @@ static void arc_wire(struct sink *s, uint64_t *in, uint64_t *out)
 
 const struct sink_ops sink_archive_ops = {
 	.kind = "archive",
-	.caps = SINK_FIND | SINK_BATCH,
+	.caps = SINK_FIND | SINK_BATCH | SINK_IDEMPOTENT,
 	.open = arc_open,
 	.close = arc_close,
 	.release = arc_release,

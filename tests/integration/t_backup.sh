@@ -118,16 +118,20 @@ KA=$T_TMP/karchive
 delay_proxy "$A_IMAP_PORT" --delay 20 || { not_ok kill-proxy "did not start"; exit 1; }
 KC=(--src-password-file "$PW/k" --ca-file "$A_CA_FILE" --json --no-progress --state "$T_TMP/kst")
 "$MF" backup "imap://k@127.0.0.1:$PROXY_PORT?starttls=no" "$KA" "${KC[@]}" --batch 4 \
-	>"$T_TMP/kill-a.out" 2>"$T_TMP/kill-a.err" &
+	--max-bytes-per-second 4M >"$T_TMP/kill-a.out" 2>"$T_TMP/kill-a.err" &
 pid=$!
 # killed once some of it is in the packs (batches of 4 messages, each
-# committed with an fdatasync: many commit points to land between)
+# committed with an fdatasync: many commit points to land between) and the
+# state has recorded some of it (backup commits its state once a second:
+# the archive stores nothing twice, so no batch waits for the state; the
+# byte rate keeps the run going that long)
 for _ in $(seq 1 400); do
 	sz=$(cat "$KA"/packs/pack-*.mfp 2>/dev/null | wc -c)
 	[ "$sz" -gt 300000 ] && break
 	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.02
 done
+sleep 1.2
 kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 expect_exit kill-rerun 0 mf backup "imap://k@127.0.0.1:$A_IMAP_PORT" "$KA" "${KC[@]}"
