@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "protocols/sasl_plain.h"
+#include "protocols/throttle.h"
 
 /* What a reply in flight answers. */
 enum { EXP_RSET = 1, EXP_MAIL, EXP_RCPT, EXP_DATA, EXP_BDAT, EXP_END };
@@ -598,7 +599,7 @@ static int on_reply(struct smtp_client *c)
 	}
 	/* RFC 5321 §3.8: 421 to any command; the session is over. */
 	if (r->code == 421) {
-		smc_fail(c, -ECONNRESET, "server is closing the session: %s",
+		smc_fail(c, THROTTLE_ERR, "server is closing the session: %s",
 		            smc_reply_str(c, buf, sizeof(buf)));
 		return 1;
 	}

@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/base/size.h"
@@ -831,7 +832,25 @@ static int cmd_migrate(int argc, char **argv)
 		snprintf(title, sizeof(title), "%s -> %s", a, b);
 		rc = status_migrate(&c, title, &loop, st, &o, &sum, &err);
 	} else {
-		rc = job_migrate(&loop, st, &o, &sum, &err);
+		/* a first login the server said "later" to: again after a
+		 * backoff, up to --retries times (run does the same per line) */
+		for (unsigned tries = 0;; tries++) {
+			struct timespec ts;
+			uint64_t ms;
+
+			rc = job_migrate(&loop, st, &o, &sum, &err);
+			if (rc < 0 || !sum.login_later || tries >= c.retries)
+				break;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ms = job_login_later_ms(&sum, tries, (uint64_t)ts.tv_nsec ^ (uint64_t)getpid());
+			mf_log(MF_LOG_WARN, "login refused for now (%s); starting again in %.1f s "
+			       "(attempt %u of %u)", sum.first_error[0] ? sum.first_error : "later",
+			       (double)ms / 1000.0, tries + 1, c.retries);
+			ts.tv_sec = (time_t)(ms / 1000);
+			ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
 	}
 	if (rc < 0) {
 		fprintf(stderr, "mailferry: %s\n", err.msg);

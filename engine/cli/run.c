@@ -40,6 +40,7 @@
 
 static void run_fill(struct run *r);
 static int acct_begin(struct acct *a);
+static int acct_start(struct acct *a);
 
 /* A run that may hold more than RUN_MANY_CONNS connections (--jobs ×
  * --connections × 2 sides) gives each RUN_CONN_BUF per direction instead
@@ -503,7 +504,7 @@ static void active_remove(struct acct *a)
  * the display ends, and so does the loop once the status server is done. */
 static void run_maybe_end(struct run *r)
 {
-	if (r->running || r->opening || r->nparked || r->ended)
+	if (r->running || r->opening || r->nparked || r->nretry || r->ended)
 		return;
 	r->ended = 1;
 	loop_timer_cancel(&r->loop, &r->tick);
@@ -517,6 +518,44 @@ static void run_maybe_end(struct run *r)
 	status_finish(r->status);
 }
 
+static void acct_retry_fire(struct loop *l, struct loop_timer *t)
+{
+	struct acct *a = (struct acct *)((char *)t - offsetof(struct acct, retry_timer));
+	struct run *r = a->r;
+
+	(void)l;
+	r->nretry--;
+	memset(&a->sum, 0, sizeof(a->sum));
+	if (acct_start(a)) {
+		r->failed++;
+		acct_free(a);
+	}
+	run_fill(r);
+	run_maybe_end(r);
+}
+
+/* The first login met a "later" (job_summary.login_later) and --retries
+ * allows another try: the account starts again, from its state, after
+ * job_login_later_ms. It keeps its --jobs slot while it waits. 1 if so. */
+static int acct_retry(struct acct *a)
+{
+	struct run *r = a->r;
+	uint64_t ms;
+
+	if (!a->sum.login_later || a->arc || a->tries >= a->c.retries || r->ended)
+		return 0;
+	ms = job_login_later_ms(&a->sum, a->tries, (uint64_t)a->line << 32 ^ loop_now_ms(&r->loop));
+	a->tries++;
+	mf_log(MF_LOG_WARN, "%slogin refused for now (%s); the account starts again in %.1f s "
+	       "(attempt %u of %u)", a->where, a->sum.first_error[0] ? a->sum.first_error : "later",
+	       (double)ms / 1000.0, a->tries, a->c.retries);
+	state_close(a->st);
+	a->st = NULL;
+	r->nretry++;
+	loop_timer_start(&r->loop, &a->retry_timer, ms, acct_retry_fire);
+	return 1;
+}
+
 /* An account's job is over (rc: job_end's), or never started (refused). */
 static void acct_finished(struct acct *a, int rc, int refused)
 {
@@ -524,6 +563,11 @@ static void acct_finished(struct acct *a, int rc, int refused)
 
 	active_remove(a);
 	a->j = NULL;
+	if (!refused && acct_retry(a)) {
+		r->running--;
+		run_fill(r);
+		return;
+	}
 	if (refused) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, a->why);
 		state_close(a->st);
@@ -654,7 +698,8 @@ static void run_unpark(struct run *r)
  * archive) or the file ends. */
 static void run_fill(struct run *r)
 {
-	while ((run_unpark(r), !r->eof) && r->running + r->opening + r->nparked < r->base->jobs) {
+	while ((run_unpark(r), !r->eof) &&
+	       r->running + r->opening + r->nparked + r->nretry < r->base->jobs) {
 		struct acct *a = calloc(1, sizeof(*a));
 		const struct run_journal_rec *rec;
 		long len;

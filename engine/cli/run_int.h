@@ -80,6 +80,10 @@ struct acct {
 	char arc_key[4200];	/* the archive's real path (or as given) */
 	struct acct *pnext;	/* parked: waiting for its archive */
 	struct acct *hnext;	/* holding its archive open */
+	/* started again after a first login the server said "later" to
+	 * (job_summary.login_later): how often so far, and the wait */
+	unsigned tries;
+	struct loop_timer retry_timer;
 };
 
 struct run_thread;
@@ -136,6 +140,7 @@ struct run {
 	 * line holds (in file order), and those holding one */
 	struct acct *parked, *parked_tail, *holders;
 	unsigned nparked;
+	unsigned nretry;	/* accounts waiting to start again (acct.retry_timer) */
 	struct run_status_row *srows;
 	size_t nsrows, csrows;
 	struct status_counts scls[STATUS_CLASSES];

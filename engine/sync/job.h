@@ -142,6 +142,13 @@ struct job_summary {
 	unsigned connections;	/* connections opened */
 	unsigned reconnects;	/* worker pairs reopened after a dropped connection */
 	int fatal;		/* the job could not run at all (e.g. login failed) */
+	/* fatal at the first login with a "later" from the server (a
+	 * throttling code, RFC 5530 [UNAVAILABLE], POP3 [SYS/TEMP], [IN-USE],
+	 * [LOGIN-DELAY], SMTP 4xx, or the connection dropped before login):
+	 * `run` starts the account again after a backoff of at least
+	 * login_later_ms (the server's hint, 0 if none) */
+	int login_later;
+	uint64_t login_later_ms;
 	unsigned classes;	/* JOB_CLASS_* of the failures seen */
 	char first_error[240];	/* the first error line reported ("" if none),
 				 * escaped as on stderr (mailferry run's report) */
@@ -155,6 +162,12 @@ enum job_class {
 };
 /* The class of a connection-level error (an mf_error code). */
 unsigned job_class_of(int code);
+
+/* How long to wait before the account whose job ended in s->login_later
+ * starts again, on its tries-th retry (0 first): 1 s doubling up to 30 s,
+ * 0.75 to 1.25 of it (from seed, so accounts refused together do not come
+ * back together), or up to 1.1 times the server's hint if that is longer. */
+uint64_t job_login_later_ms(const struct job_summary *s, unsigned tries, uint64_t seed);
 
 struct job;
 typedef void (*job_done_fn)(struct job *j, void *ud);

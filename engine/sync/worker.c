@@ -423,6 +423,27 @@ static int err_transient(const struct mf_error *err)
 	}
 }
 
+/* A first login that failed this way may succeed later: the server
+ * throttles or says "later" (THROTTLE_ERR: IMAP [THROTTLED], POP3
+ * [SYS/TEMP], [IN-USE], [LOGIN-DELAY], SMTP 4xx; RFC 5530 [UNAVAILABLE]),
+ * or it dropped the connection before the login was done (a per-user
+ * connection limit). Nothing listening (refused), unreachable or silent is
+ * not: a host that is down fails its accounts at once. */
+static int login_later(const struct mf_error *err)
+{
+	switch (-err->code) {
+	case EAGAIN:
+	case ECONNRESET:
+	case ECONNABORTED:
+	case EPIPE:
+		return 1;
+	case EACCES:
+		return strstr(err->msg, "[UNAVAILABLE]") != NULL;
+	default:
+		return 0;
+	}
+}
+
 /* The pair may be reopened: it had logged in (or is being reopened), the
  * plan is made and the destination prepared (worker 0 is the control pair
  * until then), and the failure is transient. */
@@ -489,7 +510,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 	w->rng ^= w->rng >> 7;
 	w->rng ^= w->rng << 17;
 	ms = ms * 3 / 4 + w->rng % (ms / 2 + 1); /* 0.75 .. 1.25 of it */
-	if (throttle_parse_line(err->msg, strlen(err->msg), &th)) {
+	if (throttle_parse_line(err->msg, strlen(err->msg), &th) || err->code == THROTTLE_ERR) {
 		/* The server throttles: this pair waits what it suggests (or the
 		 * backoff above), and so does every new connection to that host
 		 * (hostlimit): only that host slows down. */
@@ -631,7 +652,25 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 	 * reconnect fails the mailbox only: the others keep their sessions. */
 	if ((login && !relogin) || (w->id == 0 && (!j->listed || !j->dst_prepared))) {
 		j->fatal = 1;
-		j->sum->classes |= job_class_of(err->code);
+		if (login && !relogin && !j->listed && login_later(err)) {
+			/* not the account's fault: a host that kept saying
+			 * "later" is one we could not get into (class 3) */
+			struct throttle_hint th;
+
+			j->sum->login_later = 1;
+			if (throttle_parse_line(err->msg, strlen(err->msg), &th) ||
+			    err->code == THROTTLE_ERR) {
+				/* no new connection to that host for the hint (or
+				 * a second): every account of the run slows there */
+				j->sum->login_later_ms = th.ms;
+				hostlimit_throttle(j->o->hostlimit,
+				                   dst_side ? j->dst_host : j->src_host,
+				                   th.ms ? th.ms : 1000, err_reason(who, err));
+			}
+			j->sum->classes |= JOB_CLASS_CONNECT;
+		} else {
+			j->sum->classes |= job_class_of(err->code);
+		}
 	} else if (gave_up) {
 		j->sum->classes |= JOB_CLASS_CONNECT;
 	}
@@ -641,6 +680,23 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 /* A login refused is authentication; anything else that ends a
  * connection before or at login (refused, unreachable, TLS, a policy
  * that will not send the password, a garbled greeting) is connecting. */
+uint64_t job_login_later_ms(const struct job_summary *s, unsigned tries, uint64_t seed)
+{
+	uint64_t ms = 1000, x = seed * 0x9e3779b97f4a7c15ull;
+
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	for (unsigned i = 0; i < tries && ms < 30000; i++)
+		ms *= 2;
+	if (ms > 30000)
+		ms = 30000;
+	ms = ms * 3 / 4 + x % (ms / 2 + 1);
+	if (s->login_later_ms > ms)
+		ms = s->login_later_ms + x % (s->login_later_ms / 10 + 1);
+	return ms;
+}
+
 unsigned job_class_of(int code)
 {
 	return code == -EACCES ? JOB_CLASS_AUTH : JOB_CLASS_CONNECT;

@@ -37,6 +37,9 @@ Faults (--fault):
                     (RFC 2449 §8.1.1)
   lock-err          the same, with a plain "-ERR" (no response code)
   lock-close        the same, but the connection is closed without a word
+  sys-temp-login    the first two logins of the server's life get
+                    "-ERR [SYS/TEMP] ..." (RFC 3206 §4: try later); the
+                    ones after them succeed
 Every fault that ends the session makes the client fail; the test checks
 how. A transcript (C:/S:, credentials hidden) goes to stderr.
 
@@ -163,6 +166,13 @@ class Session:
         return False
 
     def login_fail(self, pw):
+        if self.fault == "sys-temp-login":
+            with self.srv.lock:
+                self.srv.temp_left = getattr(self.srv, "temp_left", 2) - 1
+                refuse = self.srv.temp_left >= 0
+            if refuse:
+                self.send("-ERR [SYS/TEMP] Service temporarily unavailable, try later\r\n")
+                return True
         if self.fault == "err-escape":
             self.send("-ERR [AUTH] denied \x1b[31mred\x1b[0m \u202eevil\r\n")
             return True

@@ -4,8 +4,8 @@ that throttles like Microsoft 365, for the faults a real Dovecot will not
 produce. Python 3 standard library only; plaintext IMAP only.
 
     throttle_proxy.py --target PORT [--listen PORT] [--throttle K]
-                      [--hint-ms MS] [--bye-every M] [--events FILE]
-                      [--max-seconds S]
+                      [--hint-ms MS] [--bye-every M] [--login-throttle L]
+                      [--events FILE] [--max-seconds S]
 
 Listens on 127.0.0.1:LISTEN (0 or absent: a free port, printed as the first
 line of stdout, "PORT n") and forwards every connection to
@@ -18,6 +18,13 @@ answering "+" to a synchronizing one) and answers it itself with
 or, for every M-th of them (--bye-every), with
 "* BYE [UNAVAILABLE] Request is throttled. Suggested Backoff Time: MS
 milliseconds" and a closed connection, as Exchange Online does.
+
+--login-throttle L: the first L LOGIN or AUTHENTICATE commands (one line
+each, as with SASL-IR) never reach the server either; the proxy answers
+
+    TAG NO [UNAVAILABLE] Request is throttled. Suggested Backoff Time: MS milliseconds
+
+(event "login-throttle").
 
 --events FILE gets one JSON line per event, flushed: {"ev": "accept" |
 "close" | "throttle" | "append", "t": seconds since start, "conn": n,
@@ -42,6 +49,7 @@ class Proxy:
     def __init__(self, args):
         self.args = args
         self.left = args.throttle
+        self.login_left = args.login_throttle
         self.nthrottle = 0
         self.nconn = 0
         self.open = 0
@@ -160,6 +168,13 @@ class Conn:
                         words = line.split(b" ", 2)
                         tag = words[0]
                         verb = words[1].strip().upper() if len(words) > 1 else b""
+                        if verb in (b"LOGIN", b"AUTHENTICATE") and self.p.login_left > 0 \
+                                and not LIT_RE.search(line):
+                            self.p.login_left -= 1
+                            self.p.event("login-throttle", self.num)
+                            self.reply(tag + b" NO [UNAVAILABLE] Request is throttled. "
+                                       b"Suggested Backoff Time: %d milliseconds\r\n" % self.p.args.hint_ms)
+                            continue
                         if verb == b"APPEND" and self.p.left > 0:
                             self.p.left -= 1
                             swallow = True
@@ -193,6 +208,7 @@ async def main():
     ap.add_argument("--throttle", type=int, default=3)
     ap.add_argument("--hint-ms", type=int, default=1500)
     ap.add_argument("--bye-every", type=int, default=0)
+    ap.add_argument("--login-throttle", type=int, default=0)
     ap.add_argument("--events", default=None)
     ap.add_argument("--max-seconds", type=float, default=300)
     args = ap.parse_args()
