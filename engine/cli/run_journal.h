@@ -9,8 +9,8 @@
  *    or removing lines never moves another account to another shard (and
  *    away from the state volume that knows it); lines that name no account
  *    (bad lines) are placed by line number;
- *  - the run journal under --state: one fsynced append-only record per
- *    finished account (line, identity, exit class, counts), so that
+ *  - the run journal under --state: one append-only record per finished
+ *    account (line, identity, exit class, counts; synced at close), so that
  *    `run --resume` skips what an earlier, killed run finished. A record
  *    torn by a crash is ignored (its account runs again, which the state
  *    makes exact).
@@ -73,7 +73,8 @@ int run_journal_open(struct run_journal *j, const char *dir, int resume, struct 
 /* The record of (line, id) if an earlier run finished it with exit 0. */
 const struct run_journal_rec *run_journal_done(const struct run_journal *j, unsigned line,
                                                const struct run_id *id);
-/* Appends rec and fsyncs it: 0, or a negative code with err. */
+/* Appends rec (written, not synced: run_journal_close syncs): 0, or a
+ * negative code with err. */
 int run_journal_append(struct run_journal *j, const struct run_journal_rec *rec,
                        struct mf_error *err);
 void run_journal_close(struct run_journal *j);
