@@ -96,7 +96,13 @@ class Session:
         if isinstance(data, str):
             data = data.encode()
         self.log("S:", data[:300])
-        self.sock.sendall(data)
+        # the 0.5 s timeout is for polling reads; a client slow to make
+        # room (an ASan build under load) is no reason to hang up
+        self.sock.settimeout(60)
+        try:
+            self.sock.sendall(data)
+        finally:
+            self.sock.settimeout(0.5)
 
     def line(self):
         while b"\r\n" not in self.buf:
