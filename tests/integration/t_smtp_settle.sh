@@ -15,10 +15,11 @@
 #     exist; no --max-per-host slot): one warning naming the account and
 #     mailbox, the --uncertain policy applies (resend: at most one
 #     duplicate; skip: none), exit 0, uncertain 1;
-#   - the options refused (exit 2, one line) where they do not apply.
+#   - the options refused (exit 2, one line) where they do not apply;
+#   - restore from an archive to LMTP: the same in-run settle.
 . "$(dirname "$0")/lib.sh"
 
-dv_start D --users "src u1 u2 u3 u4 u5 u6 u7 u8" || { not_ok dovecot "start failed"; exit 1; }
+dv_start D --users "src u1 u2 u3 u4 u5 u6 u7 u8 u9" || { not_ok dovecot "start failed"; exit 1; }
 echo "mail_save_crlf = yes" >>"$D_DOVECOT_CONF" # stored as received: only bare LF folds
 kill -HUP "$(cat "$D_DIR/run/master.pid")"
 sleep 1
@@ -228,6 +229,28 @@ if KILL_BY_RUN=1 killed_run runline u8 messy4@example.org; then
 	[ $rc = 0 ] && settled_line "$T_TMP/runline-b.err" 1 1 0 && ok "runline-found (exit 0)" ||
 		not_ok runline-found "exit $rc: $(grep -m2 'unconfirmed\|error' "$T_TMP/runline-b.err" | tr '\n' '|')"
 	cmp_once runline u8 0
+fi
+# 9. restore from an archive to LMTP settles the same way: the archive is
+#    the source, the delivery cut after its data (BDAT) is found in the
+#    run after the reconnect, nothing is sent twice
+if timeout 300 "$MF" backup "$SRC" "$T_TMP/arc9" --ca-file "$D_CA_FILE" --no-progress \
+	--state "$T_TMP/st-bk9" >"$T_TMP/bk9.out" 2>"$T_TMP/bk9.err"; then
+	cut_proxy messy1@example.org drop || not_ok restore-proxy "did not start"
+	timeout 300 "$MF" restore "$T_TMP/arc9" "lmtp://127.0.0.1:$PROXY_PORT?rcpt=u9" --ca-file "$D_CA_FILE" \
+		--no-progress --json --state "$T_TMP/st9" --connections 1 \
+		--settle-imap "$(chk_url u9 /INBOX)" --settle-password-file "$D_DIR/pw/u9" \
+		>"$T_TMP/restore.out" 2>"$T_TMP/restore.err"
+	rc=$?
+	kill "$T_LAST_PID" 2>/dev/null
+	unc=$(json_field "$T_TMP/restore.out" messages_uncertain)
+	n=$(json_field "$T_TMP/restore.out" messages_copied)
+	[ -e "$T_TMP/cut" ] && [ $rc = 0 ] && [ "$unc" = 0 ] && [ "$n" = "$total" ] &&
+		settled_line "$T_TMP/restore.err" 1 1 0 && grep -q 'reconnecting' "$T_TMP/restore.err" &&
+		ok "restore-found-in-run (exit 0, $n copied, uncertain 0)" ||
+		not_ok restore-found-in-run "cut $([ -e "$T_TMP/cut" ] && echo yes || echo no), exit $rc, copied $n, uncertain $unc: $(grep -m2 'unconfirmed\|error' "$T_TMP/restore.err" | tr '\n' '|')"
+	cmp_once restore u9 0
+else
+	not_ok restore-backup "exit $?: $(tail -n 1 "$T_TMP/bk9.err")"
 fi
 if grep -l 'AddressSanitizer\|runtime error:' "$T_TMP"/*.err >/dev/null 2>&1; then
 	not_ok sanitizers-clean "$(grep -l 'AddressSanitizer\|runtime error:' "$T_TMP"/*.err | tr '\n' ' ')"
