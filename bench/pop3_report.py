@@ -110,6 +110,15 @@ def main(outdir):
                      dv_fastest[1], fmt_s(dv_fastest[0])))
     if dv_inexact:
         L.append("- not counted as a peer into Dovecot (not exact or failed): %s." % ", ".join(dv_inexact))
+    # a peer exact only with its Return-Path moved (fetchmail_lmtp): what
+    # the comparison would be without it, so the allowance hides nothing
+    moved = [t for w_, t in dv_peers if any("Return-Path" in (r.get("diff") or "") for r in rows
+                                             if r["scenario"] == "pop3" and r["tool"] == t)]
+    if moved:
+        rest = [p for p in dv_peers if p[1] not in moved]
+        L.append("- %s counted exact with its own Return-Path field moved (its row says how many); without "
+                 "that allowance the fastest peer into Dovecot would be %s." % (
+                     ", ".join(moved), "%s (%s s)" % (min(rest)[1], fmt_s(min(rest)[0])) if rest else "none"))
     L.append("- exact: tests/integration/trace_compare.py (every message once, its bytes after the "
              "trace fields a delivery adds, compared without CRs); a row says when a final line end "
              "was added to messages that had none (POP3's terminator hides its absence unless the "
