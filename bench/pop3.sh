@@ -13,6 +13,30 @@
 #                 Maildir delivery of its own). Every peer keeps the mail on
 #                 the server, adds no Received header where it can be told
 #                 not to, and starts from an empty UIDL store.
+#                 Those three peers write a plain Maildir no server has
+#                 indexed: the "local store" comparison, the like of the
+#                 archive. The same job as migrate into Dovecot (every
+#                 message in an empty account's INBOX, indexed, visible over
+#                 IMAP) is done by two more rows:
+#                 fetchmail_lmtp  fetchmail forwarding by LMTP to the same
+#                                 Dovecot's LMTP port (`lmtp`, `smtphost
+#                                 127.0.0.1/PORT`, `no rewrite`; one
+#                                 connection, one transaction per message)
+#                 mpop_lda        mpop's `delivery mda` through Dovecot's own
+#                                 MDA, dovecot-lda -d USER, one process per
+#                                 message, run as root (it takes the mail
+#                                 user's uid itself) with the private
+#                                 instance's configuration: `-c DV/run/config`,
+#                                 the running instance's config socket, by
+#                                 default (BENCH_LDA_CONF=file: `-c
+#                                 DV/dovecot.conf`, which makes every
+#                                 dovecot-lda parse the file through doveconf,
+#                                 about twice as slow per message here)
+#                 getmail6 into dovecot-lda (MDA_external) is not a row:
+#                 getmail 6.18 installs its SIGCHLD handler after fork(), and
+#                 under load a dovecot-lda that exits before it is never
+#                 reaped (getmail waits out its timeout; seen after 33 of
+#                 1,003 messages).
 #   pop3-30mb     a maildrop holding one 30 MB message: peak RSS of
 #                 mailferry into IMAP and into LMTP (goal: at most 16 MiB).
 #
@@ -22,8 +46,14 @@
 # Delivered-To), line ends compared without CRs (Dovecot and fetchmail's
 # MDA store LF). A tool that adds a final line end to messages that had none
 # (the POP3 terminator hides its absence unless the client checks the
-# listed size) is exact apart from that, said so in its row. The archive is
-# exported to a Maildir and compared the same way.
+# listed size) is exact apart from that, said so in its row. fetchmail_lmtp
+# alone is also checked with --moved-return-path: fetchmail, forwarding by
+# SMTP/LMTP, takes a message's own Return-Path field off and sends its
+# address as the envelope sender (by design, transact.c), and Dovecot writes
+# a Return-Path with that address on top; the row says how many messages
+# matched only that way (the same address, above Dovecot's Delivered-To and
+# Received instead of below them). mailferry's rows get no such allowance.
+# The archive is exported to a Maildir and compared the same way.
 #
 # Results: BENCH_OUT (bench/run.sh passes its own directory) or
 # bench/results/DATE-pop3/: pop3.jsonl, pop3.md (appended to report.md when
@@ -32,7 +62,8 @@
 # BENCH_BIN (build/release), BENCH_TIMEOUT (1800 s per tool run),
 # BENCH_PORT_BASE (18300; this script's Dovecot takes base + 80),
 # BENCH_POP3_TOOLS (default "mailferry mailferry_lmtp mailferry_archive mpop
-# fetchmail getmail"), BENCH_KEEP=1 keeps the Dovecot directory.
+# fetchmail getmail mpop_lda fetchmail_lmtp"), BENCH_LDA_CONF (socket; file),
+# BENCH_KEEP=1 keeps the Dovecot directory.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
@@ -42,7 +73,7 @@ TMO=${BENCH_TIMEOUT:-1800}
 PROFILE=${BENCH_PROFILE:-quick}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)-pop3}
 RES=$OUT/pop3.jsonl
-read -r -a TOOLS <<<"${BENCH_POP3_TOOLS:-mailferry mailferry_lmtp mailferry_archive mpop fetchmail getmail}"
+read -r -a TOOLS <<<"${BENCH_POP3_TOOLS:-mailferry mailferry_lmtp mailferry_archive mpop fetchmail getmail mpop_lda fetchmail_lmtp}"
 say() { echo "bench: pop3: $*"; }
 
 [ -x "$BIN/bench/corpus" ] || { say "$BIN/bench/corpus is not built (make tools)" >&2; exit 1; }
@@ -57,7 +88,7 @@ mkdir -p "$OUT/peers"
 : >"$RES"
 
 users="src big"
-for r in $(seq 1 "$RUNS"); do users="$users di$r dl$r bi$r bl$r ca$r cl$r"; done
+for r in $(seq 1 "$RUNS"); do users="$users di$r dl$r bi$r bl$r ca$r cl$r ml$r fl$r"; done
 bench_dovecot pop3-bench $((${BENCH_PORT_BASE:-18300} + 80)) "$users"
 P=$POP3_PORT
 SMD=$MAIL_ROOT/src/Maildir
@@ -91,6 +122,7 @@ PY
 done
 
 POP3URL() { echo "pop3://$1@127.0.0.1:$P"; }
+LDA=/usr/lib/dovecot/dovecot-lda
 # cmd_for SCENARIO TOOL USER RUN DIR → CMD and DELIV (where the messages land,
 # a Maildir); 1 if the tool is missing
 cmd_for() {
@@ -174,6 +206,53 @@ message_log_syslog = false
 EOF
 		[ -f "$OUT/peers/pop3-getmailrc" ] || cp "$d/getmailrc" "$OUT/peers/pop3-getmailrc"
 		CMD=(getmail --rcfile "$d/getmailrc" --getmaildir "$d/gm" -q) ;;
+	mpop_lda)
+		command -v mpop >/dev/null && [ -x "$LDA" ] || return 1
+		DELIV=$MAIL_ROOT/ml$r/Maildir
+		local conf=$DV/run/config
+		[ "${BENCH_LDA_CONF:-socket}" = file ] && conf=$DV/dovecot.conf
+		cat >"$d/mpoprc" <<EOF
+# mpop $(mpop --version 2>/dev/null | head -n 1 | awk '{print $3}') -> dovecot-lda (Dovecot's own MDA, one process per
+# message) into an empty account of the private Dovecot: pipelining auto,
+# the mail kept on the server, no Received header, an empty UIDL file per
+# run. dovecot-lda runs as root and takes the mail user's uid itself.
+defaults
+tls off
+auth user
+pipelining auto
+account src
+host 127.0.0.1
+port $P
+user $u
+passwordeval cat $DV/pw/$u
+delivery mda "$LDA -c $conf -d ml$r"
+keep on
+only_new on
+received_header off
+uidls_file $d/uidls
+account default : src
+EOF
+		chmod 600 "$d/mpoprc"
+		[ -f "$OUT/peers/pop3-mpoprc-lda" ] || cp "$d/mpoprc" "$OUT/peers/pop3-mpoprc-lda"
+		CMD=(mpop -C "$d/mpoprc" -q src) ;;
+	fetchmail_lmtp)
+		command -v fetchmail >/dev/null || return 1
+		DELIV=$MAIL_ROOT/fl$r/Maildir
+		{
+			echo "# fetchmail $(fetchmail --version 2>/dev/null | head -n 1 | awk '{print $3}') -> LMTP, the private Dovecot's LMTP port, into an empty account;"
+			echo "# the mail kept on the server, no Received header (invisible), no address rewriting,"
+			echo "# an empty id file per run."
+			echo "set no syslog"
+			echo "set no bouncemail"
+			echo "set invisible"
+			echo "poll 127.0.0.1 service $P protocol pop3 auth password uidl"
+			echo "  user \"$u\" there password \"$(cat "$DV/pw/$u")\" is \"fl$r\" here"
+			echo "  keep fetchall no rewrite sslproto '' lmtp smtphost \"127.0.0.1/$LMTP_PORT\""
+		} >"$d/fetchmailrc"
+		chmod 600 "$d/fetchmailrc"
+		[ -f "$OUT/peers/pop3-fetchmailrc-lmtp" ] ||
+			sed 's/password "[^"]*"/password "(hidden)"/' "$d/fetchmailrc" >"$OUT/peers/pop3-fetchmailrc-lmtp"
+		CMD=(fetchmail -f "$d/fetchmailrc" --idfile "$d/fetchids" --nosoftbounce -s) ;;
 	fetchmail)
 		command -v fetchmail >/dev/null || return 1
 		mkdir -p "$DELIV/cur" "$DELIV/new" "$DELIV/tmp"
@@ -243,13 +322,24 @@ measure() {
 				"$MAIL_ROOT/$u/Maildir" >/dev/null 2>&1; then
 				mv "$W/cmp2.json" "$W/cmp.json"
 				echo "exact apart from a final line end added to $miss messages that had none" >"$W/note"
+			elif [ "$tool" = fetchmail_lmtp ] &&
+				python3 tests/integration/trace_compare.py --lf --moved-return-path --json "$W/cmp2.json" \
+					"$DV/flat" 1 "$MAIL_ROOT/$u/Maildir" >/dev/null 2>&1; then
+				# fetchmail's own Return-Path handling (see the header),
+				# said so in the row with the counts
+				mv "$W/cmp2.json" "$W/cmp.json"
+				python3 -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+print("exact apart from its own Return-Path field taken into the envelope and written back by Dovecot "
+      "on top, the same address (%d messages), and a final line end added to %d messages that had none"
+      % (c["return_path_moved"], c["final_crlf_added"]))' "$W/cmp.json" >"$W/note"
 			fi
 		fi
 		rm -rf "$DV/flat"
 	fi
 	python3 bench/report.py record "$RES" "$sc" "$tool" "$run" "$rc" "$W" 1
 	# the delivered mail goes: the next run starts empty
-	rm -rf "$d" "$MAIL_ROOT"/{di,dl,bi,bl}"$run"/Maildir
+	rm -rf "$d" "$MAIL_ROOT"/{di,dl,bi,bl,ml,fl}"$run"/Maildir
 }
 
 # The bounds: what this Dovecot accepts of the same messages from a bare

@@ -779,4 +779,4 @@ want status && bench/status.sh # the status server's cost (--status): throughput
 say "done; the report:"
 python3 bench/report.py "$OUT" "$MODE"
 if want backup; then BENCH_OUT=$OUT bench/backup.sh "$MODE"; fi # issue 19: backup, restore, export (its own Dovecot; appends to report.md)
-if want pop3; then BENCH_OUT=$OUT bench/pop3.sh; fi # issue 18: POP3 against mpop, fetchmail, getmail6 (its own Dovecot; appends to report.md)
+if want pop3; then BENCH_OUT=$OUT bench/pop3.sh; fi # issue 18: POP3 against mpop, fetchmail, getmail6 (local Maildir) and mpop_lda, fetchmail_lmtp (into the same Dovecot) (its own Dovecot; appends to report.md)

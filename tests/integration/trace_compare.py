@@ -17,7 +17,13 @@ line ends and folds CRs its own way (Dovecot without mail_save_crlf):
 both sides are compared without any CR. --json FILE: the result as
 bench/compare writes it (for bench/report.py). With --fold-cr, bare CRs are
 expected as Postfix stores them: CRs before a line end dropped, any other
-one a space.
+one a space. --moved-return-path: an original whose first field is its own
+Return-Path also matches a delivery that lacks that field where the
+original had it but carries a Return-Path with the same address among the
+trace fields on top (fetchmail takes the field off when it forwards by
+SMTP/LMTP, making it the envelope sender, and the server writes it back);
+never the default, and counted in the JSON ("return_path_moved"), as are
+the final line ends ADD_FINAL_CRLF=1 had to add ("final_crlf_added").
 """
 import os, re, sys
 args = sys.argv[1:]
@@ -25,13 +31,16 @@ allow = None
 fold_cr = False
 lf = False
 json_out = None
-while args and args[0] in ("--dups", "--fold-cr", "--lf", "--json"):
+moved_rp = False
+while args and args[0] in ("--dups", "--fold-cr", "--lf", "--json", "--moved-return-path"):
     if args[0] == "--dups":
         allow = int(args[1]); args = args[2:]
     elif args[0] == "--json":
         json_out = args[1]; args = args[2:]
     elif args[0] == "--lf":
         lf = True; args = args[1:]
+    elif args[0] == "--moved-return-path":
+        moved_rp = True; args = args[1:]
     else:
         fold_cr = True; args = args[1:]
 new, addcrlf, files = args[0], args[1] == "1", []
@@ -95,12 +104,41 @@ def take(want):
             del got[k]
             return True
     return False
+ADDR = re.compile(rb"Return-Path:\s*(<[^>\r\n]*>)", re.I)
+def first_field(b):
+    end = b.find(b"\n") + 1
+    while end and end < len(b) and b[end:end + 1] in (b" ", b"\t"):
+        end = b.find(b"\n", end) + 1
+    return end
+def take_moved(want):
+    # the original without its leading Return-Path field, delivered under
+    # trace fields that hold a Return-Path with the same address
+    m = ADDR.match(want)
+    end = first_field(want)
+    if not m or end <= 0:
+        return False
+    rest = want[end:]
+    for k in index.get(rest, ()):
+        if k in got:
+            top = got[k][:len(got[k]) - len(rest)]
+            if any(a == m.group(1) for a in ADDR.findall(top)):
+                del got[k]
+                return True
+    return False
+moved = crlf_added = 0
 for f in files:
-    want = expect(open(f, "rb").read())
+    raw = open(f, "rb").read()
+    want = expect(raw)
     wants.add(want)
     # one delivery per file (the same content twice in the source is
     # delivered twice)
-    if not take(want):
+    ok = take(want)
+    if not ok and moved_rp and take_moved(want):
+        ok = True
+        moved += 1
+    if ok and addcrlf and not raw.endswith(b"\n"):
+        crlf_added += 1
+    if not ok:
         bad += 1
         missing += 1
         # the nearest delivered file, for the message
@@ -127,7 +165,8 @@ if json_out:
     import json
     json.dump({"exact": bad == 0, "messages": len(files), "dst_messages": len(os.listdir(new)),
                "missing": missing, "extra": len(got), "duplicate": extra, "flags": 0,
-               "internaldate": 0, "folder_missing": 0, "folder_extra": 0, "diffs": []},
+               "internaldate": 0, "folder_missing": 0, "folder_extra": 0, "diffs": [],
+               "return_path_moved": moved, "final_crlf_added": crlf_added},
               open(json_out, "w"))
 if allow is not None:
     print("duplicates %d" % extra)
