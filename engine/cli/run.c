@@ -767,35 +767,6 @@ static void run_fill(struct run *r)
 }
 
 /* --shard K/N, or auto with --shards N and $JOB_COMPLETION_INDEX: 0 or 2. */
-static int run_shard_setup(struct run *r, const struct cli *c)
-{
-	char buf[64];
-	const char *idx;
-
-	if (!c->shard && !c->shards)
-		return 0;
-	if (!c->shard || !strcmp(c->shard, "auto")) {
-		idx = getenv("JOB_COMPLETION_INDEX");
-		if (!c->shards || !idx || !*idx) {
-			fprintf(stderr, "mailferry: --shard auto needs --shards N and "
-			                "$JOB_COMPLETION_INDEX\n");
-			return 2;
-		}
-		snprintf(buf, sizeof(buf), "%.20s/%u", idx, c->shards);
-	} else {
-		if (c->shards) {
-			fprintf(stderr, "mailferry: --shards goes with --shard auto\n");
-			return 2;
-		}
-		snprintf(buf, sizeof(buf), "%.60s", c->shard);
-	}
-	if (run_shard_parse(buf, &r->shard_k, &r->shard_n) < 0) {
-		fprintf(stderr, "mailferry: --shard wants K/N with 0 <= K < N (got \"%s\")\n", buf);
-		return 2;
-	}
-	return 0;
-}
-
 /* The table (stdout, or stderr with --json) and the report's end. */
 static void run_finish_report(struct run *r, double secs)
 {
@@ -854,7 +825,7 @@ int cmd_run(int argc, char **argv)
 	}
 	r->base = &base;
 	r->path = argv[optind];
-	if ((rc = run_shard_setup(r, &base))) {
+	if ((rc = run_shard_select(base.shard, base.shards, &r->shard_k, &r->shard_n))) {
 		free(r);
 		return rc;
 	}

@@ -322,3 +322,32 @@ void run_journal_close(struct run_journal *j)
 	j->rec = NULL;
 	j->nrec = 0;
 }
+
+int run_shard_select(const char *shard, unsigned shards, unsigned *k, unsigned *n)
+{
+	char buf[64];
+	const char *idx;
+
+	if (!shard && !shards)
+		return 0;
+	if (!shard || !strcmp(shard, "auto")) {
+		idx = getenv("JOB_COMPLETION_INDEX");
+		if (!shards || !idx || !*idx) {
+			fprintf(stderr, "mailferry: --shard auto needs --shards N and "
+			                "$JOB_COMPLETION_INDEX\n");
+			return 2;
+		}
+		snprintf(buf, sizeof(buf), "%.20s/%u", idx, shards);
+	} else {
+		if (shards) {
+			fprintf(stderr, "mailferry: --shards goes with --shard auto\n");
+			return 2;
+		}
+		snprintf(buf, sizeof(buf), "%.60s", shard);
+	}
+	if (run_shard_parse(buf, k, n) < 0) {
+		fprintf(stderr, "mailferry: --shard wants K/N with 0 <= K < N (got \"%s\")\n", buf);
+		return 2;
+	}
+	return 0;
+}

@@ -43,6 +43,10 @@ unsigned run_shard_of_key(const char *key, size_t n, unsigned nshards);
 unsigned run_shard_of_line(unsigned line, unsigned nshards);
 /* Parses "K/N" (0 <= K < N <= 100000): 0, or -1. */
 int run_shard_parse(const char *s, unsigned *k, unsigned *n);
+/* --shard K/N, or --shard auto with --shards N and $JOB_COMPLETION_INDEX
+ * (shard NULL and shards 0 when not given: *n stays 0, every line): 0, or
+ * 2 with the reason on stderr. */
+int run_shard_select(const char *shard, unsigned shards, unsigned *k, unsigned *n);
 
 /* One finished account, as the journal records it. */
 struct run_journal_rec {
