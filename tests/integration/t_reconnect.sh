@@ -50,8 +50,18 @@ kick_run() { # NAME: a Dovecot of that name, a fresh corpus, the kicks
 	[ "$cnt" = "$total" ] && [ "$(json_field "$T_TMP/k$n.out" messages_skipped)" -lt 64 ] &&
 		ok "reconnect-$n-counts ($cnt)" || not_ok "reconnect-$n-counts" "copied $cnt of $total, skipped $(json_field "$T_TMP/k$n.out" messages_skipped)"
 }
-kick_run R
-kick_run T
+# R and T side by side (two Dovecots, two runs); their results printed in
+# this order once both are over. Their servers are stopped on exit as if
+# started here.
+T_DV+=("$T_TMP/R" "$T_TMP/T")
+kick_run R >"$T_TMP/R.res" 2>"$T_TMP/R.res.err" &
+pR=$!
+kick_run T >"$T_TMP/T.res" 2>"$T_TMP/T.res.err" &
+pT=$!
+wait "$pR"
+wait "$pT"
+cat "$T_TMP/R.res" "$T_TMP/T.res"
+cat "$T_TMP/R.res.err" "$T_TMP/T.res.err" >&2
 
 # 2. the server goes away for good: bounded, exit 1, clear error
 dv_start S --users "src dst" || { not_ok reconnect-dovecot2 "start failed"; exit 1; }
