@@ -19,6 +19,10 @@
 #                                '.', as Courier: the same Maildir, other names)
 #                                [--pop3-lock]  (pop3_lock_session = yes: one POP3
 #                                session per user at a time, RFC 1939 §8)
+#                                [--tls-key-type rsa|ec]  (the CA's and the server's
+#                                keys: RSA 2048, the default, or P-256, made in
+#                                milliseconds where an RSA key can take a second;
+#                                the tests use ec)
 #                                [--public-ns PREFIX]  (a shared namespace, RFC 2342
 #                                type public, e.g. "Public.": mail in DIR/public,
 #                                Maildir++, every user sees it)
@@ -129,7 +133,7 @@ maildir)
 esac
 
 base=14300 users="src dst" sep=. noq=0 noc=0 nolp=0 maxconn=100 quota= sent=Sent master=
-oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0 inboxpfx=0 publicns= noes=0 p3lock=no
+oauth2= oauth2_mechs="xoauth2 oauthbearer" nosaslir=0 inboxpfx=0 publicns= noes=0 p3lock=no keytype=rsa
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--port-base) base=${2:?}; shift 2 ;;
@@ -149,6 +153,7 @@ while [ $# -gt 0 ]; do
 	--no-esearch) noes=1; shift ;;
 	--public-ns) publicns=${2:?}; shift 2 ;;
 	--pop3-lock) p3lock=yes; shift ;;
+	--tls-key-type) keytype=${2:?}; shift 2 ;;
 	*) die "unknown option $1" ;;
 	esac
 done
@@ -161,6 +166,11 @@ done
 [[ $oauth2_mechs =~ ^[a-z0-9\ ]+$ ]] || die "bad --oauth2-mechanisms"
 [ -z "$publicns" ] || [[ $publicns =~ ^[A-Za-z0-9]+[./]$ ]] || die "--public-ns wants a prefix like Public."
 [ "$inboxpfx" = 0 ] || [ "$sep" = . ] || die "--inbox-prefix needs --separator ."
+case $keytype in
+rsa) newkey=(-newkey rsa:2048) ;;
+ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
+*) die "--tls-key-type must be rsa or ec" ;;
+esac
 set -f; users_a=($users); set +f
 [ ${#users_a[@]} -gt 0 ] || die "--users is empty"
 for u in "${users_a[@]}"; do
@@ -215,10 +225,10 @@ if [ ! -f "$dir/tls/server.pem" ] || [ ! -f "$dir/tls/ca.pem" ]; then
 		cd "$dir/tls"
 		printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' >ca.ext
 		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext
-		openssl req -new -newkey rsa:2048 -nodes -keyout ca.key -out ca.csr \
+		openssl req -new "${newkey[@]}" -nodes -keyout ca.key -out ca.csr \
 			-subj "/CN=mailferry test CA" &&
 			openssl x509 -req -in ca.csr -signkey ca.key -out ca.pem -days 3650 -extfile ca.ext &&
-			openssl req -new -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+			openssl req -new "${newkey[@]}" -nodes -keyout server.key -out server.csr \
 				-subj "/CN=localhost" &&
 			openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
 				-out server.pem -days 3650 -extfile server.ext

@@ -99,7 +99,8 @@ def files(d):
             yield os.path.join(p, f)
 norm = lambda b: re.sub(rb"\r*\n", b"\n", b)
 def when(raw):
-    served = re.sub(rb"(?<!\r)\n", b"\r\n", raw)[:65536]
+    # (the first 64 KiB as served come from the first 64 KiB of the file)
+    served = re.sub(rb"(?<!\r)\n", b"\r\n", raw[:65536])[:65536]
     if b"\r\n\r\n" in served or served.startswith(b"\r\n"):
         fields = re.split(rb"\r\n(?![ \t])", served.split(b"\r\n\r\n", 1)[0])
     else:  # cut short: the last field seen may go on, so it does not count
