@@ -125,6 +125,33 @@ POP3URL() { echo "pop3://$1@127.0.0.1:$P"; }
 LDA=/usr/lib/dovecot/dovecot-lda
 # cmd_for SCENARIO TOOL USER RUN DIR → CMD and DELIV (where the messages land,
 # a Maildir); 1 if the tool is missing
+# mpop_rc DIR DELIVERY_LINE KEPT_NAME WHAT: DIR/mpoprc for the maildrop
+# account (user $u), keeping the mail on the server, no Received header,
+# an empty UIDL file per run; the first one of its kind is kept in the
+# results as KEPT_NAME. WHAT says where it delivers (a comment in it).
+mpop_rc() {
+	cat >"$1/mpoprc" <<EOF
+# mpop $(mpop --version 2>/dev/null | head -n 1 | awk '{print $3}') $4
+defaults
+tls off
+auth user
+pipelining auto
+account src
+host 127.0.0.1
+port $P
+user $u
+passwordeval cat $DV/pw/$u
+$2
+keep on
+only_new on
+received_header off
+uidls_file $1/uidls
+account default : src
+EOF
+	chmod 600 "$1/mpoprc"
+	[ -f "$OUT/peers/$3" ] || cp "$1/mpoprc" "$OUT/peers/$3"
+}
+
 cmd_for() {
 	local sc=$1 tool=$2 u=$3 r=$4 d=$5 dst
 	DELIV=$d/md
@@ -146,28 +173,8 @@ cmd_for() {
 	mpop)
 		command -v mpop >/dev/null || return 1
 		mkdir -p "$DELIV/cur" "$DELIV/new" "$DELIV/tmp"
-		cat >"$d/mpoprc" <<EOF
-# mpop $(mpop --version 2>/dev/null | head -n 1 | awk '{print $3}') -> Maildir (its own delivery): pipelining
-# auto (the default; Dovecot offers PIPELINING), the mail kept on the server,
-# no Received header, an empty UIDL file per run.
-defaults
-tls off
-auth user
-pipelining auto
-account src
-host 127.0.0.1
-port $P
-user $u
-passwordeval cat $DV/pw/$u
-delivery maildir $DELIV
-keep on
-only_new on
-received_header off
-uidls_file $d/uidls
-account default : src
-EOF
-		chmod 600 "$d/mpoprc"
-		[ -f "$OUT/peers/pop3-mpoprc" ] || cp "$d/mpoprc" "$OUT/peers/pop3-mpoprc"
+		mpop_rc "$d" "delivery maildir $DELIV" "pop3-mpoprc" \
+			"-> Maildir (its own delivery): pipelining auto (the default; Dovecot offers PIPELINING), the mail kept on the server, no Received header, an empty UIDL file per run."
 		CMD=(mpop -C "$d/mpoprc" -q src) ;;
 	getmail)
 		command -v getmail >/dev/null || return 1
@@ -211,29 +218,8 @@ EOF
 		DELIV=$MAIL_ROOT/ml$r/Maildir
 		local conf=$DV/run/config
 		[ "${BENCH_LDA_CONF:-socket}" = file ] && conf=$DV/dovecot.conf
-		cat >"$d/mpoprc" <<EOF
-# mpop $(mpop --version 2>/dev/null | head -n 1 | awk '{print $3}') -> dovecot-lda (Dovecot's own MDA, one process per
-# message) into an empty account of the private Dovecot: pipelining auto,
-# the mail kept on the server, no Received header, an empty UIDL file per
-# run. dovecot-lda runs as root and takes the mail user's uid itself.
-defaults
-tls off
-auth user
-pipelining auto
-account src
-host 127.0.0.1
-port $P
-user $u
-passwordeval cat $DV/pw/$u
-delivery mda "$LDA -c $conf -d ml$r"
-keep on
-only_new on
-received_header off
-uidls_file $d/uidls
-account default : src
-EOF
-		chmod 600 "$d/mpoprc"
-		[ -f "$OUT/peers/pop3-mpoprc-lda" ] || cp "$d/mpoprc" "$OUT/peers/pop3-mpoprc-lda"
+		mpop_rc "$d" "delivery mda \"$LDA -c $conf -d ml$r\"" "pop3-mpoprc-lda" \
+			"-> dovecot-lda (Dovecot's own MDA, one process per message) into an empty account of the private Dovecot: pipelining auto, the mail kept on the server, no Received header, an empty UIDL file per run. dovecot-lda runs as root and takes the mail user's uid itself."
 		CMD=(mpop -C "$d/mpoprc" -q src) ;;
 	fetchmail_lmtp)
 		command -v fetchmail >/dev/null || return 1

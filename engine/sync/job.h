@@ -168,6 +168,10 @@ unsigned job_class_of(int code);
  * 0.75 to 1.25 of it (from seed, so accounts refused together do not come
  * back together), or up to 1.1 times the server's hint if that is longer. */
 uint64_t job_login_later_ms(const struct job_summary *s, unsigned tries, uint64_t seed);
+/* The one backoff of reconnects and restarts: base_ms doubled doublings
+ * times (at most 30 s), 0.75 to 1.25 of it from rnd, or up to 1.1 times
+ * hint_ms (a server's suggestion, 0 for none) when that is longer. */
+uint64_t job_backoff_ms(uint64_t base_ms, unsigned doublings, uint64_t hint_ms, uint64_t rnd);
 
 struct job;
 typedef void (*job_done_fn)(struct job *j, void *ud);

@@ -423,24 +423,25 @@ static int err_transient(const struct mf_error *err)
 	}
 }
 
-/* A first login that failed this way may succeed later: the server
- * throttles or says "later" (THROTTLE_ERR: IMAP [THROTTLED], POP3
- * [SYS/TEMP], [IN-USE], [LOGIN-DELAY], SMTP 4xx; RFC 5530 [UNAVAILABLE]),
- * or it dropped the connection before the login was done (a per-user
- * connection limit). Nothing listening (refused), unreachable or silent is
- * not: a host that is down fails its accounts at once. */
+/* A first login that failed this way may succeed later: a transient
+ * failure (err_transient: the server throttles or says "later", or it
+ * dropped the connection before the login was done, a per-user
+ * connection limit) other than a host that is down: nothing listening,
+ * unreachable or silent fails its accounts at once. */
 static int login_later(const struct mf_error *err)
 {
 	switch (-err->code) {
-	case EAGAIN:
-	case ECONNRESET:
-	case ECONNABORTED:
-	case EPIPE:
-		return 1;
-	case EACCES:
-		return strstr(err->msg, "[UNAVAILABLE]") != NULL;
-	default:
+	case ECONNREFUSED:
+	case ETIMEDOUT:
+	case ENOTCONN:
+	case ESHUTDOWN:
+	case ENETDOWN:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case EHOSTUNREACH:
 		return 0;
+	default:
+		return err_transient(err);
 	}
 }
 
@@ -482,7 +483,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 {
 	struct job *j = w->job;
 	struct throttle_hint th;
-	uint64_t ms = 500;
+	uint64_t ms;
 
 	if (!w->attempts++)
 		snprintf(w->first_loss, sizeof(w->first_loss), "%s", err_reason(who, err));
@@ -502,22 +503,18 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 		w->resume_range = !w->single_mode && !w->list_mode;
 		w->resume_uidv = w->uidvalidity;
 	}
-	for (unsigned i = 1; i < w->attempts && ms < 30000; i++)
-		ms *= 2;
-	if (ms > 30000)
-		ms = 30000;
 	w->rng ^= w->rng << 13;
 	w->rng ^= w->rng >> 7;
 	w->rng ^= w->rng << 17;
-	ms = ms * 3 / 4 + w->rng % (ms / 2 + 1); /* 0.75 .. 1.25 of it */
 	if (throttle_parse_line(err->msg, strlen(err->msg), &th) || err->code == THROTTLE_ERR) {
 		/* The server throttles: this pair waits what it suggests (or the
-		 * backoff above), and so does every new connection to that host
+		 * backoff), and so does every new connection to that host
 		 * (hostlimit): only that host slows down. */
-		if (th.ms > ms)
-			ms = th.ms + w->rng % (th.ms / 10 + 1); /* up to 1.1 of the hint */
+		ms = job_backoff_ms(500, w->attempts - 1, th.ms, w->rng);
 		hostlimit_throttle(j->o->hostlimit, dst_side ? j->dst_host : j->src_host, ms,
 		                   err_reason(who, err));
+	} else {
+		ms = job_backoff_ms(500, w->attempts - 1, 0, w->rng);
 	}
 	progress_clear(j);
 	if (w->mb)
@@ -680,21 +677,28 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 /* A login refused is authentication; anything else that ends a
  * connection before or at login (refused, unreachable, TLS, a policy
  * that will not send the password, a garbled greeting) is connecting. */
+uint64_t job_backoff_ms(uint64_t base_ms, unsigned doublings, uint64_t hint_ms, uint64_t rnd)
+{
+	uint64_t ms = base_ms;
+
+	for (unsigned i = 0; i < doublings && ms < 30000; i++)
+		ms *= 2;
+	if (ms > 30000)
+		ms = 30000;
+	ms = ms * 3 / 4 + rnd % (ms / 2 + 1); /* 0.75 .. 1.25 of it */
+	if (hint_ms > ms)
+		ms = hint_ms + rnd % (hint_ms / 10 + 1); /* up to 1.1 of the hint */
+	return ms;
+}
+
 uint64_t job_login_later_ms(const struct job_summary *s, unsigned tries, uint64_t seed)
 {
-	uint64_t ms = 1000, x = seed * 0x9e3779b97f4a7c15ull;
+	uint64_t x = seed * 0x9e3779b97f4a7c15ull;
 
 	x ^= x >> 31;
 	x *= 0xbf58476d1ce4e5b9ull;
 	x ^= x >> 29;
-	for (unsigned i = 0; i < tries && ms < 30000; i++)
-		ms *= 2;
-	if (ms > 30000)
-		ms = 30000;
-	ms = ms * 3 / 4 + x % (ms / 2 + 1);
-	if (s->login_later_ms > ms)
-		ms = s->login_later_ms + x % (s->login_later_ms / 10 + 1);
-	return ms;
+	return job_backoff_ms(1000, tries, s->login_later_ms, x);
 }
 
 unsigned job_class_of(int code)
