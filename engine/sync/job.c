@@ -49,6 +49,36 @@ static void job_hosts(struct job *j, const struct job_opts *o)
 		snprintf(j->dst_host, sizeof(j->dst_host), "%s:%u", o->dst.host, (unsigned)o->dst.port);
 }
 
+/* The last pair was lost (a failure that fails its mailbox, not the job)
+ * with mailboxes not handed out yet: a pair the plan did not need
+ * (workers_spawn_rest opens as many as the work is worth) opens to copy
+ * them, once per job. 1 if one is on its way. */
+static int job_respawn(struct job *j)
+{
+	struct mf_error e;
+	int dst_failed;
+
+	if (j->fatal || j->respawned || !j->listed || !j->dst_prepared)
+		return 0;
+	for (unsigned i = 1; i < j->nw; i++) {
+		struct worker *w = &j->w[i];
+
+		if (w->spawned || w->dead)
+			continue;
+		j->respawned = 1;
+		w->phase = W_CONNECTING;
+		mf_err_clear(&e);
+		if (worker_start(w, WORKER_OPEN_SRC | WORKER_OPEN_DST, &dst_failed, &e) < 0) {
+			job_error(j, NULL, NULL, 0, "%s", e.msg);
+			worker_stop(w, 0);
+			w->dead = 1;
+			return 0;
+		}
+		return 1;
+	}
+	return 0;
+}
+
 void job_maybe_finish(struct job *j)
 {
 	int work_left = 0;
@@ -73,6 +103,8 @@ void job_maybe_finish(struct job *j)
 	for (unsigned i = 0; i < j->nw; i++)
 		if (worker_active(&j->w[i]))
 			return;
+	if (work_left && job_respawn(j))
+		return;
 	/* Nobody is left to work: what was not handed out is reported. */
 	if (j->listed && !j->fatal)
 		for (size_t i = j->next_mb; i < j->nmb; i++)

@@ -174,6 +174,7 @@ struct worker {
 	struct arcsrc *arc;	/* the archive source instead of src (source_archive.c) */
 	struct sink sink;	/* where messages go: over dst for IMAP */
 	int src_open, dst_open, src_ready, dst_ready, dead;
+	int spawned;		/* worker_start ran: the pair is open or being opened */
 	int listing;		/* worker 0: the source's LIST is sent on this session */
 	enum wphase phase;
 	struct mbox *mb;
@@ -389,7 +390,8 @@ struct job {
 	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
 	struct arcw *arcw;	/* backup: the archive's writer thread (arc_writer.h) */
 	unsigned arcw_refs;	/* the sinks that use it */
-	int pop3_fewer_noted;	/* the one line: fewer POP3 sessions than parts */
+	int pop3_fewer_noted;
+	int respawned;		/* a pair was opened to replace the last one lost (job_maybe_finish) */	/* the one line: fewer POP3 sessions than parts */
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
 	size_t nvan, cvan;

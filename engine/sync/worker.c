@@ -841,7 +841,7 @@ static void workers_spawn_rest(struct job *j)
 
 int worker_active(const struct worker *w)
 {
-	return !w->dead && w->phase != W_DONE;
+	return w->spawned && !w->dead && w->phase != W_DONE;
 }
 
 void worker_stop(struct worker *w, int graceful)
@@ -966,6 +966,7 @@ int worker_start(struct worker *w, unsigned what, int *dst_failed, struct mf_err
 	int rc;
 
 	*dst_failed = 0;
+	w->spawned = 1;
 	w->lim.granted = worker_granted;
 	w->lim.loop = j->loop;
 	w->lim_what = what;
