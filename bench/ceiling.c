@@ -32,7 +32,11 @@
  * Every trial starts after sync(2). The bound for a migration
  * is the slower of the two best phases: a tool that fetches and appends at
  * once cannot beat it unless the server serves both better together than
- * either alone.
+ * either alone. Where the server runs on the same machine and the phases
+ * keep its cores busy, fetch and append compete for them: the bound is
+ * then the machine's CPU work, the least busy fetch trial's plus the least
+ * busy append trial's CPU seconds (every process, from /proc/stat) over the
+ * number of cores, when that is longer ("cpu" phase).
  *
  * --per-folder: one trial, one connection per folder (the whole folder,
  * `UID FETCH 1:*`, no sizes asked first): the yardstick of bench/bulk.sh and
@@ -42,7 +46,10 @@
  *
  * Prints one JSON line: tool, tls, folders, messages, bytes, fetch_seconds
  * and append_seconds (the best of each), seconds (their sum: the phases one
- * after the other), ok; and bound_seconds, bound_phase, split, append_mode,
+ * after the other), ok; and bound_seconds, bound_phase (fetch, append or
+ * cpu), phase_bound_seconds (the slower best phase), cpu_bound_seconds,
+ * machine_cpu_fetch / machine_cpu_append (the machine's busy CPU seconds
+ * of the least busy trial of each), ncpu, split, append_mode,
  * fetch_conns / append_conns (the best connection counts), fetch_trials /
  * append_trials (seconds per connection count) and cpu_seconds (this
  * process's user + sys during the two best trials).
@@ -316,6 +323,24 @@ static double now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds the whole machine spent busy so far (every core: user, nice,
+ * system, irq, softirq, steal from /proc/stat's "cpu" line); -1 if unread. */
+static double machine_busy(void)
+{
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (!f)
+		return -1;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+	           &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n != 8)
+		return -1;
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static double cpu_now(void)
@@ -722,14 +747,16 @@ static size_t split(struct work *ws, size_t n, struct folder *fs, size_t nf, uin
 
 /* Runs fn on every work in its own thread; the seconds it took, -1 if any
  * failed (the first error on stderr). */
-static double run_trial(void *(*fn)(void *), struct work *ws, size_t n, double *cpu)
+static double run_trial(void *(*fn)(void *), struct work *ws, size_t n, double *cpu,
+                        double *busy)
 {
 	pthread_t *th = xrealloc(NULL, n * sizeof(*th));
-	double t0, t, c0;
+	double t0, t, c0, b0;
 	int failed = 0;
 
 	sync(); /* the previous trial's writes go to disk now, not during this one */
 	c0 = cpu_now();
+	b0 = machine_busy();
 	t0 = now();
 	for (size_t i = 0; i < n; i++)
 		if (pthread_create(&th[i], NULL, fn, &ws[i]))
@@ -738,6 +765,7 @@ static double run_trial(void *(*fn)(void *), struct work *ws, size_t n, double *
 		pthread_join(th[i], NULL);
 	t = now() - t0;
 	*cpu = cpu_now() - c0;
+	*busy = b0 < 0 ? -1 : machine_busy() - b0;
 	for (size_t i = 0; i < n; i++)
 		if (ws[i].err[0] && !failed++)
 			fprintf(stderr, "ceiling: %s: %s\n", ws[i].ns ? ws[i].s[0].f->name : "-",
@@ -876,7 +904,7 @@ int main(int argc, char **argv)
 	char dusers[N_TRIALS][128], dpfiles[N_TRIALS][512];
 	char err[200] = "", tj_f[400], tj_a[400], fc[24] = "0", ac[24] = "0";
 	const char *ca = NULL;
-	double tf[N_TRIALS], ta[N_TRIALS], cf[N_TRIALS], ca_[N_TRIALS];
+	double tf[N_TRIALS], ta[N_TRIALS], cf[N_TRIALS], ca_[N_TRIALS], bf_[N_TRIALS], ba_[N_TRIALS];
 	uint64_t msgs = 0, bytes = 0, total = 0;
 	int use_tls = 0, failed = 0, fetch_only = 0, per_folder = 0, no_ext = 0, by_folder = 0, bf,
 	    ba;
@@ -970,7 +998,7 @@ int main(int argc, char **argv)
 
 		memset(ws, 0, maxw * sizeof(*ws));
 		n = split(ws, per_folder ? 0 : conns[t], fs, nf, total, by_folder);
-		tf[t] = run_trial(fetch_work, ws, n, &cf[t]);
+		tf[t] = run_trial(fetch_work, ws, n, &cf[t], &bf_[t]);
 		failed |= tf[t] < 0;
 		ta[t] = -1;
 		if (!fetch_only && tf[t] >= 0) {
@@ -981,7 +1009,7 @@ int main(int argc, char **argv)
 			dst_use(dusers, dpfiles, ndp, u);
 			if (t && ndu < ncon && u == ndu - 1)
 				dst_empty();
-			ta[t] = run_trial(append_work, ws, n, &ca_[t]);
+			ta[t] = run_trial(append_work, ws, n, &ca_[t], &ba_[t]);
 			failed |= ta[t] < 0;
 		}
 		for (size_t i = 0; i < n; i++)
@@ -999,17 +1027,32 @@ int main(int argc, char **argv)
 	if (ba >= 0 && !per_folder)
 		snprintf(ac, sizeof(ac), "%zu", conns[ba]);
 	{
-		double f = bf >= 0 ? tf[bf] : 0, a = ba >= 0 ? ta[ba] : 0;
+		double f = bf >= 0 ? tf[bf] : 0, a = ba >= 0 ? ta[ba] : 0, mf = -1, ma = -1, cb = 0;
+		double phase = a > f ? a : f, bound;
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
+		/* the machine's least busy trial of each phase: the work the
+		 * servers (and a client that only moves bytes) cannot avoid */
+		for (size_t t = 0; t < ncon; t++) {
+			if (tf[t] >= 0 && bf_[t] >= 0 && (mf < 0 || bf_[t] < mf))
+				mf = bf_[t];
+			if (ta[t] >= 0 && ba_[t] >= 0 && (ma < 0 || ba_[t] < ma))
+				ma = ba_[t];
+		}
+		if (mf >= 0 && ma >= 0 && ncpu > 0 && !per_folder)
+			cb = (mf + ma) / (double)ncpu;
+		bound = cb > phase ? cb : phase;
 		printf("{\"tool\":\"ceiling\",\"tls\":%s,\"folders\":%zu,\"messages\":%llu,"
 		       "\"bytes\":%llu,\"fetch_seconds\":%.3f,\"append_seconds\":%.3f,"
 		       "\"seconds\":%.3f,\"ok\":%s,\"bound_seconds\":%.3f,\"bound_phase\":\"%s\","
+		       "\"phase_bound_seconds\":%.3f,\"cpu_bound_seconds\":%.3f,"
+		       "\"machine_cpu_fetch\":%.3f,\"machine_cpu_append\":%.3f,\"ncpu\":%ld,"
 		       "\"split\":\"%s\",\"append_mode\":\"%s\",\"fetch_conns\":%s,"
 		       "\"append_conns\":%s,\"fetch_trials\":%s,\"append_trials\":%s,"
 		       "\"cpu_seconds\":%.3f}\n",
 		       use_tls ? "true" : "false", nf, (unsigned long long)msgs,
-		       (unsigned long long)bytes, f, a, f + a, failed ? "false" : "true",
-		       a > f ? a : f, a > f ? "append" : "fetch",
+		       (unsigned long long)bytes, f, a, f + a, failed ? "false" : "true", bound,
+		       cb > phase ? "cpu" : a > f ? "append" : "fetch", phase, cb, mf, ma, ncpu,
 		       per_folder  ? "per-folder"
 		       : by_folder ? "folders"
 		                   : "bytes",

@@ -121,7 +121,8 @@ def record(argv):
                        wire_in=d.get("wire_bytes_in"), wire_out=d.get("wire_bytes_out"))
             for k in ("fetch_seconds", "append_seconds", "messages_failed", "flags_synced", "peak_rss_kb",
                       "bound_seconds", "bound_phase", "append_mode", "fetch_conns", "append_conns",
-                      "fetch_trials", "append_trials", "cpu_seconds", "split"):
+                      "fetch_trials", "append_trials", "cpu_seconds", "split", "phase_bound_seconds",
+                      "cpu_bound_seconds", "machine_cpu_fetch", "machine_cpu_append", "ncpu"):
                 if k in d:
                     rec[k] = d[k]
     # bench/ceiling's time is its bound (the slower of its best fetch and
@@ -289,6 +290,10 @@ def summarize(rows):
                                      for k in keys}
                 s[ph + "_conns"] = statistics.mode([r.get(ph + "_conns") for r in tr])
             s["bound_phase"] = statistics.mode([r.get("bound_phase") for r in tr])
+            for k in ("phase_bound_seconds", "cpu_bound_seconds", "machine_cpu_fetch", "machine_cpu_append"):
+                if any(k in r for r in tr):
+                    s[k] = med([r[k] for r in tr if k in r])
+            s["ncpu"] = tr[0].get("ncpu")
             s["append_mode"] = tr[0].get("append_mode")
             s["wall_process"] = med([r.get("wall_process", 0.0) for r in tr])
         out.append(s)
@@ -498,6 +503,13 @@ def main(outdir, mode):
                          sc, trials_text(c["fetch_trials"]), c["fetch_seconds"], c["fetch_conns"],
                          c.get("append_mode"), trials_text(c["append_trials"]), c["append_seconds"],
                          c["append_conns"], c["bound_phase"], c["wall_median"], c["wall_process"]))
+            if c.get("cpu_bound_seconds"):
+                L.append("  The machine's CPU (%s cores, every process) was busy %.2f s in the least busy "
+                         "fetch trial and %.2f s in the least busy append trial: fetch and append on "
+                         "the same cores cannot take less than %.3f s (the \"cpu\" bound; the slower "
+                         "best phase alone: %.3f s)." % (
+                             c.get("ncpu"), c["machine_cpu_fetch"], c["machine_cpu_append"],
+                             c["cpu_bound_seconds"], c.get("phase_bound_seconds", 0.0)))
     L.append("")
 
     # the targets
