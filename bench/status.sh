@@ -28,6 +28,9 @@
 #      state, and every one that ends starts the next): every answer's
 #      time from a client asking each 50 ms until the run is over, median
 #      and max (the loop must stay responsive while states are opened).
+# BENCH_TMPDIR (default /tmp) holds Dovecot, its mail and the states:
+# /dev/shm takes the disk's fsyncs out of the wall times (on this VM's disk
+# the same run varied by +-20 %).
 # Prints the rows and writes them as JSON lines to bench/results/status-DATE.jsonl.
 # Called from bench/run.sh; runs alone too: bench/status.sh.
 set -uo pipefail
@@ -42,7 +45,7 @@ RES=$ROOT/bench/results/status-$(date +%Y%m%d-%H%M%S).jsonl
 say() { echo "bench-status: $*"; }
 [ -x "$BIN/mailferry" ] && [ -x "$BIN/bench/corpus" ] || { say "build first (make)"; exit 1; }
 
-W=$(mktemp -d /tmp/mf-bench-status.XXXXXX)
+W=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/mf-bench-status.XXXXXX")
 chmod 711 "$W"
 DV=$W/dv
 POLL=
