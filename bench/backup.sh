@@ -34,7 +34,8 @@
 # section; appended to report.md when one is there), backup.json.
 #
 # Environment: BENCH_RUNS (3), BENCH_PROFILE (quick; demo for a smoke run),
-# BENCH_BIN (build/release), BENCH_TIMEOUT (1800 s per tool run),
+# BENCH_BIN (build/release), BENCH_TIMEOUT (1800 s per tool run), BENCH_TMPDIR
+# (/tmp; the Dovecot, the archives and the Maildirs: /dev/shm leaves the disk out),
 # BENCH_PORT_BASE (18300; this script's Dovecot takes base + 60),
 # BENCH_BACKUP_TOOLS (default "mailferry mailferry_enc mbsync offlineimap",
 # or what BENCH_TOOLS names of them; the ceiling always runs), BENCH_KEEP=1
