@@ -439,7 +439,9 @@ def main(outdir, mode):
              "TLS rows compare mailferry over TLS.")
     L.append("- ceiling (bench/ceiling): its time is the **bound**, the slower of its best fetch and its "
              "best append, each measured alone with the bytes split evenly over 1, 2, 4, 8 and 16 "
-             "connections; its CPU is that of those two trials. ÷ bound: the tool's time ÷ the bound "
+             "connections, or, when longer, the machine's CPU work (the least busy fetch and append "
+             "trials' busy CPU seconds, every process, over the cores: the \"cpu\" bound, for a "
+             "server on the client's cores); its CPU is that of those two trials. ÷ bound: the tool's time ÷ the bound "
              "(TLS rows: ÷ the TLS bound); at least 1 unless the server serves fetches and appends "
              "together faster than either alone.")
     L.append("- CPU s/GB: the client's CPU seconds per GB of the account it copied or keeps in sync "
