@@ -3,7 +3,10 @@
  * the status server beside it (the view of one account: its counts, its
  * mailboxes' progress, its hosts). Like job_migrate, but the loop keeps
  * the server's listener in flight, so the job's end tells the server to
- * finish (after --status-linger) and the loop then runs out.
+ * finish (after --status-linger) and the loop then runs out. A first
+ * login the server said "later" to starts the job again after a backoff,
+ * up to --retries times, as migrate without --status does (the server
+ * shows the account running meanwhile).
  *
  * Not for: the job (engine/sync), serving (status.c).
  */
@@ -12,6 +15,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/sync/hostlimit.h"
 
@@ -25,6 +29,13 @@ struct mig {
 	const struct hostlimit *hl;
 	uint64_t t0;
 	int done;
+	/* first-login retries: the job again with the same state and options */
+	struct state *st;
+	struct job_opts *o;
+	struct mf_error *err;
+	struct loop_timer retry_timer;
+	unsigned tries, retries;
+	int start_rc; /* job_start's error on a retry (the job is gone) */
 };
 
 static void mig_snap(void *ud, struct status_snap *s)
@@ -85,11 +96,38 @@ static void mig_accounts(void *ud, status_acct_fn fn, void *arg)
 	fn(arg, &a);
 }
 
+static void mig_done(struct job *j, void *ud);
+
+static void mig_retry(struct loop *l, struct loop_timer *t)
+{
+	struct mig *m = (struct mig *)((char *)t - offsetof(struct mig, retry_timer));
+	int rc;
+
+	memset(m->sum, 0, sizeof(*m->sum));
+	if ((rc = job_start(&m->j, l, m->st, m->o, m->sum, mig_done, m, m->err)) < 0) {
+		m->j = NULL;
+		m->start_rc = rc;
+		m->done = 1;
+		status_finish(m->status);
+	}
+}
+
 static void mig_done(struct job *j, void *ud)
 {
 	struct mig *m = ud;
+	uint64_t ms;
 
-	(void)j;
+	if (m->sum->login_later && m->tries < m->retries) {
+		ms = job_login_later_ms(m->sum, m->tries, loop_now_ms(m->l) ^ (uint64_t)getpid());
+		m->tries++;
+		mf_log(MF_LOG_WARN, "login refused for now (%s); starting again in %.1f s "
+		       "(attempt %u of %u)", m->sum->first_error[0] ? m->sum->first_error : "later",
+		       (double)ms / 1000.0, m->tries, m->retries);
+		job_end(j);
+		m->j = NULL;
+		loop_timer_start(m->l, &m->retry_timer, ms, mig_retry);
+		return;
+	}
 	m->done = 1;
 	status_finish(m->status);
 }
@@ -97,7 +135,8 @@ static void mig_done(struct job *j, void *ud)
 int status_migrate(const struct cli *c, const char *title, struct loop *l, struct state *st,
                    struct job_opts *o, struct job_summary *sum, struct mf_error *err)
 {
-	struct mig m = {.l = l, .sum = sum, .title = title};
+	struct mig m = {.l = l, .sum = sum, .title = title, .st = st, .o = o, .err = err,
+	                .retries = c->retries};
 	struct status_opts so = {
 	    .listen = c->status_listen,
 	    .token_file = c->status_token_file,
@@ -120,14 +159,18 @@ int status_migrate(const struct cli *c, const char *title, struct loop *l, struc
 	}
 	rc = loop_run(l);
 	if (rc < 0) {
-		job_end(m.j);
+		if (m.j)
+			job_end(m.j);
 		status_free(m.status);
 		mf_err_set(err, rc, "event loop failed: %s", strerror(-rc));
 		return rc;
 	}
 	if (!m.done)
 		mf_log(MF_LOG_ERROR, "internal: the loop ended before the job");
-	rc = job_end(m.j) || !m.done;
+	if (m.j)
+		rc = job_end(m.j) || !m.done;
+	else
+		rc = m.start_rc < 0 ? m.start_rc : 1; /* a retry's job_start failed: err says why */
 	status_free(m.status);
 	return rc;
 }

@@ -16,7 +16,7 @@
 #     gets in, and its 3 messages arrive.
 . "$(dirname "$0")/lib.sh"
 
-dv_start A --users "s1 s2 d1 d2 d3 d4 d5" || { not_ok dovecot "start failed"; exit 1; }
+dv_start A --users "s1 s2 d1 d2 d3 d4 d5 d6" || { not_ok dovecot "start failed"; exit 1; }
 corpus A s1 tiny 31 || { not_ok corpus "generation failed"; exit 1; }
 corpus A s2 tiny 32 || { not_ok corpus "generation failed"; exit 1; }
 PW=$A_DIR/pw
@@ -89,6 +89,14 @@ expect_exit later-migrate-exit-0 0 mf migrate "imap://s2@$H:$PROXY_PORT?starttls
 grep -q 'login refused for now (.*UNAVAILABLE.*); starting again in [0-9.]* s (attempt 1 of 5)' "$T_TMP/last.err" &&
 	ok later-migrate-started-again || not_ok later-migrate-started-again "$(tail -n 3 "$T_TMP/last.err")"
 check later-migrate-exact "$BENCH_BIN/compare" "$(MAILDIR s2)" "$(MAILDIR d3)"
+# and with --status: the job starts again beside the status server
+proxy "$T_TMP/p2c.events" 1 || { not_ok proxy2c "did not start"; exit 1; }
+expect_exit later-migrate-status-exit-0 0 mf migrate "imap://s2@$H:$PROXY_PORT?starttls=no" "imap://d6@$H:$P" \
+	--src-password-file "$PW/s2" --dst-password-file "$PW/d6" --state "$T_TMP/st2c" "${COMMON[@]}" \
+	--status 127.0.0.1:0
+grep -q 'login refused for now (.*UNAVAILABLE.*); starting again in [0-9.]* s (attempt 1 of 5)' "$T_TMP/last.err" &&
+	ok later-migrate-status-started-again || not_ok later-migrate-status-started-again "$(tail -n 3 "$T_TMP/last.err")"
+check later-migrate-status-exact "$BENCH_BIN/compare" "$(MAILDIR s2)" "$(MAILDIR d6)"
 
 # ---- 3. a wrong password is final -------------------------------------------
 echo "imap://s1@$H:$P imap://d4@$H:$P --src-password-file $PW/s2 --dst-password-file $PW/d4" >"$T_TMP/a3.txt"
