@@ -838,6 +838,7 @@ static int cmd_migrate(int argc, char **argv)
 			struct timespec ts;
 			uint64_t ms;
 
+			o.later_quiet = tries < c.retries;
 			rc = job_migrate(&loop, st, &o, &sum, &err);
 			if (rc < 0 || !sum.login_later || tries >= c.retries)
 				break;

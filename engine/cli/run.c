@@ -568,6 +568,8 @@ static void acct_finished(struct acct *a, int rc, int refused)
 		run_fill(r);
 		return;
 	}
+	if (!refused && a->o.later_quiet && a->sum.login_later)
+		mf_log(MF_LOG_ERROR, "%s", a->sum.first_error); /* not retried after all: the run ends */
 	if (refused) {
 		fprintf(stderr, "mailferry: %s%s\n", a->where, a->why);
 		state_close(a->st);
@@ -624,6 +626,7 @@ static int acct_start(struct acct *a)
 		arc_job_opts(a->arc, &a->o);
 	a->o.label = a->label;
 	a->o.hostlimit = r->hl;
+	a->o.later_quiet = !a->arc && a->tries < a->c.retries; /* acct_retry says it */
 	/* the commit histogram (--status only); with --threads each worker's
 	 * jobs write their own (run_threads_hand) */
 	a->o.stats = r->status ? &r->stats : NULL;

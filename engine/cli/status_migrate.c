@@ -104,6 +104,7 @@ static void mig_retry(struct loop *l, struct loop_timer *t)
 	int rc;
 
 	memset(m->sum, 0, sizeof(*m->sum));
+	m->o->later_quiet = m->tries < m->retries;
 	if ((rc = job_start(&m->j, l, m->st, m->o, m->sum, mig_done, m, m->err)) < 0) {
 		m->j = NULL;
 		m->start_rc = rc;
@@ -151,6 +152,7 @@ int status_migrate(const struct cli *c, const char *title, struct loop *l, struc
 	o->stats = &m.stats;
 	if (status_start(&m.status, l, &so, &v, err) < 0)
 		return -EINVAL;
+	o->later_quiet = c->retries > 0;
 	if ((rc = job_start(&m.j, l, st, o, sum, mig_done, &m, err)) < 0) {
 		status_finish(m.status);
 		loop_run(l);

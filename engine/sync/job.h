@@ -76,6 +76,9 @@ struct job_opts {
 	int progress;		/* progress line on stderr (a TTY) */
 	unsigned retries;	/* --retries: reconnects of a pair in a row without
 				 * progress before its mailbox fails; 0 = none */
+	int later_quiet;	/* a first login refused "later" is not printed as an
+				 * error (still counted, in first_error): the caller
+				 * starts the job again and says so in its own line */
 	FILE *out;		/* where JSON goes (stdout) */
 	const char *label;	/* names the job in JSON events ("job"), or NULL */
 	/* A POP3 source (source_pop3.c) instead of src: one mailbox, INBOX,

@@ -449,6 +449,11 @@ void job_event_end(struct job *j);
 void progress_clear(struct job *j);
 void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
 		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The same, counted and kept as the first error, but neither printed nor
+ * a JSON event: a first login refused "later" whose job starts again
+ * (job_opts.later_quiet); the caller's own line says so. */
+void job_error_quiet(struct job *j, const char *who, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 void mailbox_fail(struct worker *w, const char *who, uint32_t uid, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 int job_commit(struct job *j);

@@ -64,16 +64,13 @@ void progress_clear(struct job *j)
 		j->progress_shown = 0;
 	}
 }
-void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
-		      const char *fmt, ...)
+static void job_error_v(struct job *j, int quiet, const char *who, const struct mbox *mb,
+                        uint32_t uid, const char *fmt, va_list ap)
 {
 	char msg[1024], line[2048];
-	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	n = snprintf(line, sizeof(line), "%s", who ? who : "");
 	if (mb) {
 		/* A long name must not push the reason off the line: it is cut
@@ -89,11 +86,13 @@ void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t u
 		n += snprintf(line + n, sizeof(line) - (size_t)n, " uid %u", uid);
 	if (n < (int)sizeof(line))
 		snprintf(line + n, sizeof(line) - (size_t)n, "%s%s", n ? ": " : "", msg);
-	progress_clear(j);
-	mf_log(MF_LOG_ERROR, "%s", line);
+	if (!quiet) {
+		progress_clear(j);
+		mf_log(MF_LOG_ERROR, "%s", line);
+	}
 	if (!j->sum->first_error[0])
 		mf_escape(line, strlen(line), j->sum->first_error, sizeof(j->sum->first_error));
-	if (j->o->json && j->nerrors < MAX_ERRORS) {
+	if (!quiet && j->o->json && j->nerrors < MAX_ERRORS) {
 		job_event(j, "error");
 		fprintf(j->o->out, ",\"account\":");
 		mf_json_str(j->o->out, who ? who : "", who ? strlen(who) : 0);
@@ -109,6 +108,26 @@ void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t u
 	}
 	j->nerrors++;
 }
+
+void job_error(struct job *j, const char *who, const struct mbox *mb, uint32_t uid,
+               const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	job_error_v(j, 0, who, mb, uid, fmt, ap);
+	va_end(ap);
+}
+
+void job_error_quiet(struct job *j, const char *who, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	job_error_v(j, 1, who, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
 void mailbox_fail(struct worker *w, const char *who, uint32_t uid, const char *fmt, ...)
 {
 	char msg[1024];

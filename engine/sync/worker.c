@@ -630,6 +630,8 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 		          "last: %s)",
 		          w->attempts ? w->first_loss : err_reason(who, err), w->attempts,
 		          err_reason(who, err));
+	else if (login && !relogin && !j->listed && j->o->later_quiet && login_later(err))
+		job_error_quiet(j, who, "%s", err_reason(who, err)); /* the caller's retry line tells */
 	else
 		job_error(j, who, w->mb, 0, "%s", err_reason(who, err));
 	if (w->mb) {

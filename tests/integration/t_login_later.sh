@@ -46,6 +46,10 @@ for i in 1 2; do check "later-exact-s$i" "$BENCH_BIN/compare" "$(MAILDIR "s$i")"
 n=$(grep -c 'login refused for now (.*\[UNAVAILABLE\].*); the account starts again in [0-9.]* s (attempt 1 of 5)' "$T_TMP/r1.err")
 [ "$n" = 2 ] && ok "later-announced ($n accounts)" ||
 	not_ok later-announced "$n lines: $(grep -m2 'starts again' "$T_TMP/r1.err")"
+# the refusal is told once, by the line above, not also as an error: the
+# accounts ended well
+! grep -q '^mailferry: error' "$T_TMP/r1.err" && ok later-no-error-line ||
+	not_ok later-no-error-line "$(grep -m1 '^mailferry: error' "$T_TMP/r1.err")"
 grep -q "host $H:$PROXY_PORT throttles" "$T_TMP/r1.err" && ok later-host-throttles ||
 	not_ok later-host-throttles "$(grep -m1 throttles "$T_TMP/r1.err")"
 # No connection to the proxy in the hint's time after a refusal (the host
@@ -88,6 +92,8 @@ expect_exit later-migrate-exit-0 0 mf migrate "imap://s2@$H:$PROXY_PORT?starttls
 	--src-password-file "$PW/s2" --dst-password-file "$PW/d3" --state "$T_TMP/st2b" "${COMMON[@]}"
 grep -q 'login refused for now (.*UNAVAILABLE.*); starting again in [0-9.]* s (attempt 1 of 5)' "$T_TMP/last.err" &&
 	ok later-migrate-started-again || not_ok later-migrate-started-again "$(tail -n 3 "$T_TMP/last.err")"
+! grep -q '^mailferry: error' "$T_TMP/last.err" && ok later-migrate-no-error-line ||
+	not_ok later-migrate-no-error-line "$(grep -m1 '^mailferry: error' "$T_TMP/last.err")"
 check later-migrate-exact "$BENCH_BIN/compare" "$(MAILDIR s2)" "$(MAILDIR d3)"
 # and with --status: the job starts again beside the status server
 proxy "$T_TMP/p2c.events" 1 || { not_ok proxy2c "did not start"; exit 1; }
