@@ -326,7 +326,8 @@ static double now(void)
 }
 
 /* CPU seconds the whole machine spent busy so far (every core: user, nice,
- * system, irq, softirq, steal from /proc/stat's "cpu" line); -1 if unread. */
+ * system, irq, softirq from /proc/stat's "cpu" line; not steal, the time a
+ * hypervisor gave our cores to someone else); -1 if unread. */
 static double machine_busy(void)
 {
 	unsigned long long v[8] = {0};
@@ -340,7 +341,7 @@ static double machine_busy(void)
 	fclose(f);
 	if (n != 8)
 		return -1;
-	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static double cpu_now(void)

@@ -390,8 +390,8 @@ struct job {
 	int archive_named;	/* backup: the run lists every mailbox (archive_prepare) */
 	struct arcw *arcw;	/* backup: the archive's writer thread (arc_writer.h) */
 	unsigned arcw_refs;	/* the sinks that use it */
-	int pop3_fewer_noted;
-	int respawned;		/* a pair was opened to replace the last one lost (job_maybe_finish) */	/* the one line: fewer POP3 sessions than parts */
+	int pop3_fewer_noted;	/* the one line: fewer POP3 sessions than parts */
+	int respawned;		/* a pair was opened to replace the last one lost (job_maybe_finish) */
 	/* renamed mailboxes: the vanished ones, the probes, the RENAMEs */
 	struct vanished *van;
 	size_t nvan, cvan;
