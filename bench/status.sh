@@ -89,13 +89,19 @@ while True:
 PY
 }
 
-one() { # MODE RUN: prints "seconds bytes cpu_seconds"
-	local mode=$1 r=$2 t0 t1 port extra=() i
+# The machine's busy CPU seconds so far (every core: user, nice, system,
+# irq, softirq; not steal): with the mail on tmpfs the run is CPU-bound,
+# and what --status and its poller add shows here, less noisy than wall.
+busy() { awk '/^cpu /{printf "%.2f\n", ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
+
+one() { # MODE RUN: prints "seconds bytes cpu_seconds machine_busy_seconds"
+	local mode=$1 r=$2 t0 t1 port extra=() i b0 b1
 	for i in $(seq 1 "$NA"); do rm -rf "$MAIL_ROOT/d$i/Maildir"; done
 	rm -rf "$W/state"
 	[ "$mode" = status ] && extra=(--status 127.0.0.1:0)
 	[ "$mode" = status-1loop ] && extra=(--status 127.0.0.1:0 --threads 1)
 	sync
+	b0=$(busy)
 	t0=$(date +%s.%N)
 	/usr/bin/time -f "%U %S" -o "$W/time" "$BIN/mailferry" run "$ACC" --jobs "$NA" --state "$W/state" --ca-file "$CA_FILE" --json --no-progress "${extra[@]}" \
 		>"$W/run.out" 2>"$W/run.err" &
@@ -111,35 +117,36 @@ one() { # MODE RUN: prints "seconds bytes cpu_seconds"
 	fi
 	wait "$pid"
 	t1=$(date +%s.%N)
+	b1=$(busy)
 	[ -n "$POLL" ] && { kill "$POLL" 2>/dev/null; wait "$POLL" 2>/dev/null; POLL=; }
 	local b
 	b=$(grep '"event":"run_summary"' "$W/run.out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])' 2>/dev/null)
 	local u s
 	read -r u s <"$W/time"
-	echo "$(python3 -c "print($t1 - $t0, ${b:-0}, $u + $s)")"
+	echo "$(python3 -c "print($t1 - $t0, ${b:-0}, $u + $s, round($b1 - $b0, 2))")"
 }
 
-declare -a T_OFF T_ON T_ONE C_OFF C_ON C_ONE
+declare -a T_OFF T_ON T_ONE C_OFF C_ON C_ONE M_OFF M_ON
 MODES="plain status"
 [ "${BENCH_STATUS_ONE_LOOP:-0}" = 1 ] && MODES="$MODES status-1loop"
 for r in $(seq 1 "$RUNS"); do
 	for mode in $MODES; do
-		read -r s b c < <(one "$mode" "$r")
-		say "run $r $mode: $s s, $b bytes, $c s CPU"
-		echo "{\"scenario\":\"status-throughput\",\"mode\":\"$mode\",\"run\":$r,\"seconds\":$s,\"bytes\":$b,\"cpu_seconds\":$c}" >>"$RES"
+		read -r s b c mb < <(one "$mode" "$r")
+		say "run $r $mode: $s s, $b bytes, $c s CPU, machine busy $mb CPU-s"
+		echo "{\"scenario\":\"status-throughput\",\"mode\":\"$mode\",\"run\":$r,\"seconds\":$s,\"bytes\":$b,\"cpu_seconds\":$c,\"machine_busy_seconds\":$mb}" >>"$RES"
 		case $mode in
-		plain) T_OFF+=("$s") C_OFF+=("$c") ;;
-		status) T_ON+=("$s") C_ON+=("$c") ;;
+		plain) T_OFF+=("$s") C_OFF+=("$c") M_OFF+=("$mb") ;;
+		status) T_ON+=("$s") C_ON+=("$c") M_ON+=("$mb") ;;
 		*) T_ONE+=("$s") C_ONE+=("$c") ;;
 		esac
 		BYTES=$b
 	done
 done
-python3 - "$BYTES" "${T_OFF[*]}" "${T_ON[*]}" "${T_ONE[*]:-}" "${C_OFF[*]}" "${C_ON[*]}" "${C_ONE[*]:-}" <<'PY'
+python3 - "$BYTES" "${T_OFF[*]}" "${T_ON[*]}" "${T_ONE[*]:-}" "${C_OFF[*]}" "${C_ON[*]}" "${C_ONE[*]:-}" "${M_OFF[*]}" "${M_ON[*]}" <<'PY'
 import statistics, sys
 b = float(sys.argv[1]); off = [float(x) for x in sys.argv[2].split()]; on = [float(x) for x in sys.argv[3].split()]
 one = [float(x) for x in sys.argv[4].split()]
-coff, con, cone = ([float(x) for x in a.split()] for a in sys.argv[5:8])
+coff, con, cone, moff, mon = ([float(x) for x in a.split()] for a in sys.argv[5:10])
 mo, mn = statistics.median(off), statistics.median(on)
 # each run's --status time over the plain run just before it
 pairs = sorted(n / o for o, n in zip(off, on))
@@ -150,6 +157,11 @@ if one:
     print("bench-status: with --status --threads 1 (before): median %.2f s, %.1f MB/s (%+.1f %% time)" % (m1, b / m1 / 1e6, 100 * (m1 - mo) / mo))
 co, cn = statistics.median(coff), statistics.median(con)
 print("bench-status: mailferry CPU (user+sys), medians: without --status %.2f s, with %.2f s (%+.1f %%)%s" % (co, cn, 100 * (cn - co) / co, (", --threads 1 %.2f s" % statistics.median(cone)) if cone else ""))
+mo_, mn_ = statistics.median(moff), statistics.median(mon)
+print("bench-status: the machine's busy CPU per run (every process: mailferry, Dovecot, the poller; "
+      "with the mail on tmpfs the run is CPU-bound and this is its work), medians: without --status "
+      "%.2f s, with %.2f s (%+.1f %%; per-run ratios %s)" % (mo_, mn_, 100 * (mn_ - mo_) / mo_,
+      " ".join("%.3f" % x for x in sorted(n / o for o, n in zip(moff, mon)))))
 PY
 
 # ---- 1b. CPU per /api/status answer ----
