@@ -285,6 +285,17 @@ static void rss_split(long *anon_kb, long *file_kb)
 	fclose(f);
 }
 
+uint64_t cli_later_wait(const struct job_summary *s, unsigned tries, unsigned retries,
+                        uint64_t seed, const char *where, const char *what)
+{
+	uint64_t ms = job_login_later_ms(s, tries, seed);
+
+	mf_log(MF_LOG_WARN, "%slogin refused for now (%s); %s in %.1f s (attempt %u of %u)", where,
+	       s->first_error[0] ? s->first_error : "later", what, (double)ms / 1000.0, tries + 1,
+	       retries);
+	return ms;
+}
+
 /* The exit code of a finished job (DESIGN §7, README "Exit status"): a job
  * that could not run says why (3 connect/TLS, 4 authentication); one that
  * ran says 5 when the destination was full, else 1 for any failure. */
@@ -843,10 +854,8 @@ static int cmd_migrate(int argc, char **argv)
 			if (rc < 0 || !sum.login_later || tries >= c.retries)
 				break;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ms = job_login_later_ms(&sum, tries, (uint64_t)ts.tv_nsec ^ (uint64_t)getpid());
-			mf_log(MF_LOG_WARN, "login refused for now (%s); starting again in %.1f s "
-			       "(attempt %u of %u)", sum.first_error[0] ? sum.first_error : "later",
-			       (double)ms / 1000.0, tries + 1, c.retries);
+			ms = cli_later_wait(&sum, tries, c.retries, (uint64_t)ts.tv_nsec ^ (uint64_t)getpid(),
+			                    "", "starting again");
 			ts.tv_sec = (time_t)(ms / 1000);
 			ts.tv_nsec = (long)(ms % 1000) * 1000000L;
 			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)

@@ -108,6 +108,12 @@ void cli_summary(const struct cli *c, const struct job_summary *s, int rc);
 /* The exit code of a finished job: 0 done, 1 failed, 3 connect/TLS,
  * 4 authentication, 5 destination over quota. */
 int cli_exit_code(const struct job_summary *s, int rc);
+/* A job whose first login met a "later" (s->login_later) starts again:
+ * how long to wait before its tries-th retry (0 first; job_login_later_ms
+ * from seed), said in one warning line, "WHERElogin refused for now (why);
+ * WHAT in 1.5 s (attempt tries+1 of retries)". */
+uint64_t cli_later_wait(const struct job_summary *s, unsigned tries, unsigned retries,
+                        uint64_t seed, const char *where, const char *what);
 /* A usage or configuration error: one line on stderr (fmt takes a and b),
  * after where it came from (an accounts file's line); returns 2. */
 int cli_bad(const struct cli *c, const char *fmt, const char *a, const char *b);

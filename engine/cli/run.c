@@ -544,11 +544,9 @@ static int acct_retry(struct acct *a)
 
 	if (!a->sum.login_later || a->arc || a->tries >= a->c.retries || r->ended)
 		return 0;
-	ms = job_login_later_ms(&a->sum, a->tries, (uint64_t)a->line << 32 ^ loop_now_ms(&r->loop));
-	a->tries++;
-	mf_log(MF_LOG_WARN, "%slogin refused for now (%s); the account starts again in %.1f s "
-	       "(attempt %u of %u)", a->where, a->sum.first_error[0] ? a->sum.first_error : "later",
-	       (double)ms / 1000.0, a->tries, a->c.retries);
+	ms = cli_later_wait(&a->sum, a->tries++, a->c.retries,
+	                    (uint64_t)a->line << 32 ^ loop_now_ms(&r->loop), a->where,
+	                    "the account starts again");
 	state_close(a->st);
 	a->st = NULL;
 	r->nretry++;

@@ -119,11 +119,8 @@ static void mig_done(struct job *j, void *ud)
 	uint64_t ms;
 
 	if (m->sum->login_later && m->tries < m->retries) {
-		ms = job_login_later_ms(m->sum, m->tries, loop_now_ms(m->l) ^ (uint64_t)getpid());
-		m->tries++;
-		mf_log(MF_LOG_WARN, "login refused for now (%s); starting again in %.1f s "
-		       "(attempt %u of %u)", m->sum->first_error[0] ? m->sum->first_error : "later",
-		       (double)ms / 1000.0, m->tries, m->retries);
+		ms = cli_later_wait(m->sum, m->tries++, m->retries,
+		                    loop_now_ms(m->l) ^ (uint64_t)getpid(), "", "starting again");
 		job_end(j);
 		m->j = NULL;
 		loop_timer_start(m->l, &m->retry_timer, ms, mig_retry);
@@ -152,7 +149,7 @@ int status_migrate(const struct cli *c, const char *title, struct loop *l, struc
 	o->stats = &m.stats;
 	if (status_start(&m.status, l, &so, &v, err) < 0)
 		return -EINVAL;
-	o->later_quiet = c->retries > 0;
+	o->later_quiet = m.tries < m.retries; /* as mig_retry sets it */
 	if ((rc = job_start(&m.j, l, st, o, sum, mig_done, &m, err)) < 0) {
 		status_finish(m.status);
 		loop_run(l);

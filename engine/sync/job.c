@@ -55,27 +55,13 @@ static void job_hosts(struct job *j, const struct job_opts *o)
  * them, once per job. 1 if one is on its way. */
 static int job_respawn(struct job *j)
 {
-	struct mf_error e;
-	int dst_failed;
-
 	if (j->fatal || j->respawned || !j->listed || !j->dst_prepared)
 		return 0;
-	for (unsigned i = 1; i < j->nw; i++) {
-		struct worker *w = &j->w[i];
-
-		if (w->spawned || w->dead)
-			continue;
-		j->respawned = 1;
-		w->phase = W_CONNECTING;
-		mf_err_clear(&e);
-		if (worker_start(w, WORKER_OPEN_SRC | WORKER_OPEN_DST, &dst_failed, &e) < 0) {
-			job_error(j, NULL, NULL, 0, "%s", e.msg);
-			worker_stop(w, 0);
-			w->dead = 1;
-			return 0;
+	for (unsigned i = 1; i < j->nw; i++)
+		if (j->w[i].phase == W_NEW && !j->w[i].dead) {
+			j->respawned = 1;
+			return worker_spawn(&j->w[i]) == 0;
 		}
-		return 1;
-	}
 	return 0;
 }
 

@@ -121,6 +121,7 @@ struct batch {
  * the copy's flow control, the settle timer), never to choose who handles
  * a response: each command carries its own consumer (imap_client.h). */
 enum wphase {
+	W_NEW,		/* never started (worker_start): not working, nothing to stop */
 	W_CONNECTING, W_IDLE, W_EXAMINE, W_DEDUPE_DST, W_DEDUPE_SRC,
 	W_SETTLE, W_REMAP, W_DIFF, W_APPLY, W_FETCH, W_DONE,
 	W_FILTER	/* selective copy: UID SEARCH for the pass's list (source_imap.c) */
@@ -174,7 +175,6 @@ struct worker {
 	struct arcsrc *arc;	/* the archive source instead of src (source_archive.c) */
 	struct sink sink;	/* where messages go: over dst for IMAP */
 	int src_open, dst_open, src_ready, dst_ready, dead;
-	int spawned;		/* worker_start ran: the pair is open or being opened */
 	int listing;		/* worker 0: the source's LIST is sent on this session */
 	enum wphase phase;
 	struct mbox *mb;
@@ -669,6 +669,9 @@ int worker_open_src(struct worker *w, struct mf_error *err);
  * sink_failed): 0, or negative with err and *dst_failed when the slots
  * cannot be had or an open failed at once. */
 int worker_start(struct worker *w, unsigned what, int *dst_failed, struct mf_error *err);
+/* Opens both sides of a worker not started yet (workers_spawn_rest, a
+ * replacement pair): 0, or -1 with the error reported and the worker dead. */
+int worker_spawn(struct worker *w);
 /* Releases the pair's slots whose connections are gone (all: every one,
  * and a queued request is withdrawn). */
 void worker_lim_sync(struct worker *w, int all);

@@ -397,23 +397,37 @@ void sink_ready(struct worker *w)
 	worker_next(w);
 }
 
-/* A connection-level failure a new connection may not meet: reset, closed,
- * BYE, timeout, refused while a server restarts. A refused login, a TLS or
- * certificate failure, a protocol error would only come back. */
-static int err_transient(const struct mf_error *err)
+/* The host is down or out of reach: nothing listening, unreachable,
+ * silent. Transient for a pair that was in (a server restarting), not for
+ * a first login (login_later). */
+static int host_down(int code)
 {
-	switch (-err->code) {
-	case ECONNRESET:
+	switch (code) {
 	case ECONNREFUSED:
-	case ECONNABORTED:
 	case ETIMEDOUT:
-	case EPIPE:
 	case ENOTCONN:
 	case ESHUTDOWN:
 	case ENETDOWN:
 	case ENETUNREACH:
 	case EHOSTDOWN:
 	case EHOSTUNREACH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* A connection-level failure a new connection may not meet: reset, closed,
+ * BYE, timeout, refused while a server restarts. A refused login, a TLS or
+ * certificate failure, a protocol error would only come back. */
+static int err_transient(const struct mf_error *err)
+{
+	if (host_down(-err->code))
+		return 1;
+	switch (-err->code) {
+	case ECONNRESET:
+	case ECONNABORTED:
+	case EPIPE:
 	case EAGAIN: /* THROTTLE_ERR: the server throttles; again after its hint */
 		return 1;
 	case EACCES: /* login refused: only [UNAVAILABLE] is temporary (RFC 5530 §3) */
@@ -430,19 +444,7 @@ static int err_transient(const struct mf_error *err)
  * unreachable or silent fails its accounts at once. */
 static int login_later(const struct mf_error *err)
 {
-	switch (-err->code) {
-	case ECONNREFUSED:
-	case ETIMEDOUT:
-	case ENOTCONN:
-	case ESHUTDOWN:
-	case ENETDOWN:
-	case ENETUNREACH:
-	case EHOSTDOWN:
-	case EHOSTUNREACH:
-		return 0;
-	default:
-		return err_transient(err);
-	}
+	return !host_down(-err->code) && err_transient(err);
 }
 
 /* The pair may be reopened: it had logged in (or is being reopened), the
@@ -484,6 +486,7 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 	struct job *j = w->job;
 	struct throttle_hint th;
 	uint64_t ms;
+	int throttled;
 
 	if (!w->attempts++)
 		snprintf(w->first_loss, sizeof(w->first_loss), "%s", err_reason(who, err));
@@ -506,16 +509,13 @@ static void worker_reconnect(struct worker *w, int dst_side, const char *who,
 	w->rng ^= w->rng << 13;
 	w->rng ^= w->rng >> 7;
 	w->rng ^= w->rng << 17;
-	if (throttle_parse_line(err->msg, strlen(err->msg), &th) || err->code == THROTTLE_ERR) {
-		/* The server throttles: this pair waits what it suggests (or the
-		 * backoff), and so does every new connection to that host
-		 * (hostlimit): only that host slows down. */
-		ms = job_backoff_ms(500, w->attempts - 1, th.ms, w->rng);
+	throttled = throttle_parse_line(err->msg, strlen(err->msg), &th) || err->code == THROTTLE_ERR;
+	ms = job_backoff_ms(500, w->attempts - 1, throttled ? th.ms : 0, w->rng);
+	if (throttled) /* this pair waits what the server suggests (or the backoff),
+			* and so does every new connection to that host (hostlimit):
+			* only that host slows down */
 		hostlimit_throttle(j->o->hostlimit, dst_side ? j->dst_host : j->src_host, ms,
 		                   err_reason(who, err));
-	} else {
-		ms = job_backoff_ms(500, w->attempts - 1, 0, w->rng);
-	}
 	progress_clear(j);
 	if (w->mb)
 		mf_log(MF_LOG_INFO,
@@ -593,7 +593,7 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 	struct job *j = w->job;
 	int login = !(dst_side ? w->dst_ready : w->src_ready);
 	int relogin = w->reconnecting; /* login is of a reopened pair */
-	int gave_up = 0;
+	int gave_up = 0, later;
 
 	worker_lim_sync(w, 0); /* the failed side's slot (an open that failed has no hook) */
 	if (w->dead)
@@ -606,6 +606,9 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 		gave_up = 1;
 	}
 	w->dead = 1;
+	/* the account's first login met a "later": the job ends (below), and
+	 * the caller may start it again (job_summary.login_later) */
+	later = login && !relogin && !j->listed && login_later(err);
 	if (login && !relogin && w->id != 0 && j->w[0].src_ready && j->w[0].dst_ready) {
 		/* The first pair logged in, so the accounts are right: this is a
 		 * server refusing one connection more (a per-user limit, say).
@@ -630,7 +633,7 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 		          "last: %s)",
 		          w->attempts ? w->first_loss : err_reason(who, err), w->attempts,
 		          err_reason(who, err));
-	else if (login && !relogin && !j->listed && j->o->later_quiet && login_later(err))
+	else if (later && j->o->later_quiet)
 		job_error_quiet(j, who, "%s", err_reason(who, err)); /* the caller's retry line tells */
 	else
 		job_error(j, who, w->mb, 0, "%s", err_reason(who, err));
@@ -651,7 +654,7 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 	 * reconnect fails the mailbox only: the others keep their sessions. */
 	if ((login && !relogin) || (w->id == 0 && (!j->listed || !j->dst_prepared))) {
 		j->fatal = 1;
-		if (login && !relogin && !j->listed && login_later(err)) {
+		if (later) {
 			/* not the account's fault: a host that kept saying
 			 * "later" is one we could not get into (class 3) */
 			struct throttle_hint th;
@@ -676,9 +679,6 @@ static void worker_side_failed(struct worker *w, int dst_side, const char *who,
 	job_maybe_finish(j);
 }
 
-/* A login refused is authentication; anything else that ends a
- * connection before or at login (refused, unreachable, TLS, a policy
- * that will not send the password, a garbled greeting) is connecting. */
 uint64_t job_backoff_ms(uint64_t base_ms, unsigned doublings, uint64_t hint_ms, uint64_t rnd)
 {
 	uint64_t ms = base_ms;
@@ -703,6 +703,9 @@ uint64_t job_login_later_ms(const struct job_summary *s, unsigned tries, uint64_
 	return job_backoff_ms(1000, tries, s->login_later_ms, x);
 }
 
+/* A login refused is authentication; anything else that ends a
+ * connection before or at login (refused, unreachable, TLS, a policy
+ * that will not send the password, a garbled greeting) is connecting. */
 unsigned job_class_of(int code)
 {
 	return code == -EACCES ? JOB_CLASS_AUTH : JOB_CLASS_CONNECT;
@@ -822,28 +825,33 @@ void workers_spawn(struct job *j)
  * leaves the job with fewer (conn_error). */
 static void workers_spawn_rest(struct job *j)
 {
-	struct mf_error e;
 	size_t nwork;
 
 	split_undo_if_locking(j);
 	nwork = split_items(j);
 
-	for (unsigned i = 1; i < j->nw && i < nwork; i++) {
-		struct worker *w = &j->w[i];
-		int dst_failed;
+	for (unsigned i = 1; i < j->nw && i < nwork; i++)
+		worker_spawn(&j->w[i]);
+}
 
-		w->phase = W_CONNECTING;
-		if (worker_start(w, WORKER_OPEN_SRC | WORKER_OPEN_DST, &dst_failed, &e) < 0) {
-			job_error(j, NULL, NULL, 0, "%s", e.msg);
-			worker_stop(w, 0);
-			w->dead = 1;
-		}
+int worker_spawn(struct worker *w)
+{
+	struct mf_error e;
+	int dst_failed;
+
+	mf_err_clear(&e);
+	if (worker_start(w, WORKER_OPEN_SRC | WORKER_OPEN_DST, &dst_failed, &e) < 0) {
+		job_error(w->job, NULL, NULL, 0, "%s", e.msg);
+		worker_stop(w, 0);
+		w->dead = 1;
+		return -1;
 	}
+	return 0;
 }
 
 int worker_active(const struct worker *w)
 {
-	return w->spawned && !w->dead && w->phase != W_DONE;
+	return w->phase != W_NEW && !w->dead && w->phase != W_DONE;
 }
 
 void worker_stop(struct worker *w, int graceful)
@@ -968,7 +976,7 @@ int worker_start(struct worker *w, unsigned what, int *dst_failed, struct mf_err
 	int rc;
 
 	*dst_failed = 0;
-	w->spawned = 1;
+	w->phase = W_CONNECTING;
 	w->lim.granted = worker_granted;
 	w->lim.loop = j->loop;
 	w->lim_what = what;
@@ -979,9 +987,7 @@ int worker_start(struct worker *w, unsigned what, int *dst_failed, struct mf_err
 		w->lim_open = 0;
 		return rc;
 	}
-	if (rc == 0) {
-		w->phase = W_CONNECTING;
+	if (rc == 0)
 		return 0; /* worker_granted opens them */
-	}
 	return open_sides(w, what, dst_failed, err);
 }

@@ -711,7 +711,7 @@ int mh_open(struct mh *h, const char *dir)
 		return -1;
 	h->w->sink = (struct sink){&mem_sink, h->w, h, {0}};
 	h->w->src_open = h->w->src_ready = 1;
-	h->w->spawned = 1; /* as worker_start marks it */
+	h->w->phase = W_CONNECTING; /* started, as worker_start leaves it */
 	if (side_init(h, &h->src, &h->w->src, 0) < 0 || side_init(h, &h->dst, &h->w->dst, 1) < 0)
 		return -1;
 	return 0;

@@ -198,7 +198,6 @@ static int h_open(struct h *h, const char *dir)
 	h->w.source = (struct source){&mem_source, &h->w};
 	h->w.sink = (struct sink){&mem_sink, &h->w, NULL, {0}};
 	h->w.src.closed = 1; /* never opened: LOGOUT at the end is a no-op */
-	h->w.spawned = 1;
 	h->w.mb = &h->mb;
 	h->w.phase = W_FETCH;
 	h->w.uidvalidity = 7;
