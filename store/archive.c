@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 const char *const archive_flag_names[ARCHIVE_F_COUNT] = {"\\Seen", "\\Answered", "\\Flagged",
-                                                       "\\Deleted", "\\Draft"};
+                                                         "\\Deleted", "\\Draft"};
 
 /* Where LMDB mapped data.mdb (found once in /proc/self/maps; not found:
  * nothing is released). */
@@ -110,7 +110,8 @@ int archive_commit(struct archive *a, struct mf_error *err)
 		mf_err_clear(&a->lost);
 		return rc;
 	}
-	if ((rc = arc_frame_flush(a, err)))
+	/* every frame written, so every record waiting for one is put */
+	if ((rc = arc_frame_flush(a, err)) || (rc = arc_zp_reap(a, 1, err)))
 		return rc;
 	if (a->wfd >= 0 && a->wlen != a->wcommitted) {
 		/* Pack bytes first: the index may name only what is on disk. */
@@ -224,7 +225,8 @@ static int env_open(struct archive *a, const char *idx, struct mf_error *err)
 			return arc_lmdb_fail(a, rc, err, "mdb_env_create");
 		mdb_env_set_maxdbs(a->env, 16);
 		mdb_env_set_mapsize(a->env, size);
-		rc = mdb_env_open(a->env, idx, MDB_NOTLS | (rdonly ? MDB_RDONLY : MDB_NOLOCK), 0600);
+		rc =
+		    mdb_env_open(a->env, idx, MDB_NOTLS | (rdonly ? MDB_RDONLY : MDB_NOLOCK), 0600);
 		if (!rc)
 			break;
 		mdb_env_close(a->env);
@@ -280,11 +282,9 @@ static int bufs_alloc(struct archive *a)
 	a->tune.frame_raw = 256u << 10;
 	a->tune.pack_max = ARCHIVE_PACK_MAX;
 	a->fbuf = malloc(AFMT_FRAME_RAW_MAX);
-	a->ccap = AFMT_FRAME_HDR + ZSTD_compressBound(AFMT_FRAME_RAW_MAX) + ACRYPT_OVERHEAD;
-	a->cbuf = malloc(a->ccap);
 	a->cctx = ZSTD_createCCtx();
 	a->samp_goal = ARCHIVE_SAMPLE_GOAL;
-	if (!a->fbuf || !a->cbuf || !a->cctx || msghash_init(&a->h))
+	if (!a->fbuf || !a->cctx || msghash_init(&a->h))
 		return -ENOMEM;
 	return 0;
 }
@@ -499,6 +499,7 @@ void archive_set_tune(struct archive *a, const struct archive_tune *t)
 	if (t->frame_raw >= 4096 && t->frame_raw <= AFMT_FRAME_RAW_MAX)
 		a->tune.frame_raw = t->frame_raw;
 	a->tune.no_dict = t->no_dict;
+	a->tune.zthreads = t->zthreads;
 	if (t->pack_max >= 4096)
 		a->tune.pack_max = t->pack_max;
 }
@@ -507,6 +508,7 @@ void archive_close(struct archive *a)
 {
 	if (!a)
 		return;
+	arc_zp_free(a); /* frames not committed are dropped with the index writes */
 	if (a->txn)
 		mdb_txn_abort(a->txn);
 	if (a->env)
@@ -532,7 +534,6 @@ void archive_close(struct archive *a)
 	ZSTD_freeCCtx(a->cctx);
 	arc_fcache_free(&a->rc);
 	free(a->fbuf);
-	free(a->cbuf);
 	free(a->samp);
 	free(a->sampsz);
 	free(a->runs_ok);

@@ -35,7 +35,9 @@
  * checked before use.
  *
  * One thread at a time (callers serialize; backup's writer thread and loop
- * take turns under a lock); one open message at a time per handle.
+ * take turns under a lock); one open message at a time per handle. Frames
+ * may be compressed on the handle's own helper threads (archive_zpool.c,
+ * archive_tune.zthreads), invisible to callers.
  * Not for: talking to servers (the pipeline), Maildir/mbox (export.c).
  */
 #ifndef MF_ARCHIVE_H
@@ -94,6 +96,10 @@ struct archive_tune {
 	unsigned frame_raw; /* raw bytes per frame, 4 KiB .. AFMT_FRAME_RAW_MAX */
 	int no_dict;
 	uint64_t pack_max; /* a pack is closed past this (0: 256 MiB) */
+	/* threads compressing frames beside the writer (archive_zpool.c):
+	 * 0 two on 4 CPUs or more, else none; -1 none (the writer
+	 * compresses each frame itself); N that many, at most 4 */
+	int zthreads;
 };
 
 int archive_open(struct archive **out, const char *dir, unsigned flags, struct mf_error *err);

@@ -26,6 +26,7 @@ int arc_lmdb_fail(struct archive *a, int rc, struct mf_error *err, const char *w
 	if (a->txn && !(a->flags & ARCHIVE_OPEN_RDONLY)) {
 		mdb_txn_abort(a->txn);
 		a->txn = NULL;
+		a->npend = 0; /* records waiting for their frame go with it */
 		mf_err_set(&a->lost, code,
 		           "archive %s: %s: %s; writes since the last commit were dropped", a->dir,
 		           what, mdb_strerror(rc));

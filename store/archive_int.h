@@ -59,9 +59,9 @@ struct archive {
 	MDB_dbi meta, objects, accts, mbnames, mboxes, runs, runmb, msgs, packs_db, dicts_db;
 	MDB_txn *txn;
 	int commit_nometasync; /* the next commit skips LMDB's meta sync */
-	int opened;           /* archive_open succeeded: a close seals the index */
-	uint64_t dirty;       /* index writes since the last commit */
-	struct mf_error lost; /* set while uncommitted writes were dropped */
+	int opened;            /* archive_open succeeded: a close seals the index */
+	uint64_t dirty;        /* index writes since the last commit */
+	struct mf_error lost;  /* set while uncommitted writes were dropped */
 	struct archive_tune tune;
 
 	/* the pack being written */
@@ -70,15 +70,22 @@ struct archive {
 	uint64_t wlen, wcommitted;
 	uint8_t *fbuf; /* the open frame's raw bytes */
 	size_t fn;
-	uint32_t fdict; /* the open frame's dictionary */
-	uint8_t *cbuf;
-	size_t ccap;
-	ZSTD_CCtx *cctx;
+	uint32_t fdict;  /* the open frame's dictionary */
+	ZSTD_CCtx *cctx; /* compressing without helpers */
+	/* frames in flight (archive_zpool.c): fseq is the open frame's
+	 * sequence number, zwrite the next one to be written; object records
+	 * whose frame is not written yet wait in pend */
+	struct arc_zpool *zp;
+	uint64_t fseq, zwrite;
+	struct arc_pend *pend;
+	size_t npend, cappend;
 
 	/* the message being written */
 	int in_msg;
 	uint32_t m_pack, m_skip, m_frames, m_dict;
 	uint64_t m_off, m_size;
+	uint64_t m_seq;  /* the frame its first byte is in */
+	int m_off_known; /* that frame is written: m_off is its offset */
 	size_t m_sampn0;
 	struct msghash h;
 	int m_hashed; /* archive_msg_begin_hashed: m_hash is given */
@@ -141,8 +148,8 @@ int arc_get(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, s
 /* The object record of the message with this content hash, and its
  * objects key (arc_objkey); refused while a message is being written,
  * -ENOENT "message not in the archive". */
-int arc_obj_find(struct archive *a, const uint8_t hash[32], uint8_t key[32],
-                 struct afmt_rec *rec, struct mf_error *err);
+int arc_obj_find(struct archive *a, const uint8_t hash[32], uint8_t key[32], struct afmt_rec *rec,
+                 struct mf_error *err);
 int arc_put(struct archive *a, MDB_dbi db, enum afmt_kind kind, const void *k, size_t klen,
             const struct afmt_rec *r, struct mf_error *err);
 int arc_del(struct archive *a, MDB_dbi db, const void *k, size_t klen, struct mf_error *err);
@@ -168,6 +175,19 @@ int arc_pack_fd(struct archive *a, uint32_t pack, struct mf_error *err);
 void arc_fcache_init(struct arc_fcache *c);
 void arc_fcache_free(struct arc_fcache *c);
 int arc_frame_flush(struct archive *a, struct mf_error *err);
+/* archive_zpool.c: the open frame's first n bytes become the next frame,
+ * compressed (with cd, dictionary version dict, or none) and written in
+ * sequence; arc_zp_reap writes the finished ones (all: every one, waiting). */
+int arc_zp_submit(struct archive *a, size_t n, ZSTD_CDict *cd, uint32_t dict, struct mf_error *err);
+int arc_zp_reap(struct archive *a, int all, struct mf_error *err);
+void arc_zp_free(struct archive *a);
+struct arc_pend;
+int arc_pend_add(struct archive *a, const uint8_t key[32], const struct afmt_rec *r, uint64_t seq,
+                 struct mf_error *err);
+int arc_pend_has(const struct archive *a, const uint8_t key[32]);
+/* archive_pack.c, for archive_zpool.c: a new pack; bytes at off of it */
+int arc_pack_create(struct archive *a, struct mf_error *err);
+int arc_pack_write(struct archive *a, const uint8_t *p, size_t n, uint64_t off);
 /* Loads the frame at (pack, off) into c (nothing read if c holds it). */
 int arc_frame_load(struct archive *a, struct arc_fcache *c, uint32_t pack, uint64_t off,
                    struct mf_error *err);

@@ -30,8 +30,6 @@ static void reader_rewind(struct archive_reader *r)
 static int reader_start(struct archive *a, const uint8_t key[32], const struct afmt_object *o,
                         struct archive_reader *r, struct mf_error *err)
 {
-	int rc;
-
 	if (!r->h_init) {
 		if (msghash_init(&r->h) < 0) {
 			mf_err_set(err, -ENOMEM, "out of memory");
@@ -46,11 +44,8 @@ static int reader_start(struct archive *a, const uint8_t key[32], const struct a
 		}
 		arc_fcache_init(r->fc);
 	}
-	/* a frame still open for writing is flushed first (archive_get does
-	 * the same); a read-only handle has none */
-	if (o->size && o->pack == a->wpack && a->fn && (a->wfd < 0 || o->frame_off >= a->wlen) &&
-	    (rc = arc_frame_flush(a, err)))
-		return rc;
+	/* an object in the index is in a written frame: its record waits
+	 * until then (archive_zpool.c) */
 	r->a = a;
 	memcpy(r->hash, key, 32);
 	r->pack0 = r->pack = o->pack;

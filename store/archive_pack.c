@@ -76,6 +76,13 @@ int arc_dicts_load(struct archive *a, struct mf_error *err)
 
 static ZSTD_CDict *dict_cdict(struct archive *a, struct arc_dict *d)
 {
+	if (d->cd && d->cd_level != a->tune.level) {
+		struct mf_error e2;
+
+		/* frames in flight may use it still */
+		if (arc_zp_reap(a, 1, &e2))
+			return NULL;
+	}
 	if (!d->cd || d->cd_level != a->tune.level) {
 		ZSTD_freeCDict(d->cd);
 		d->cd = ZSTD_createCDict(d->bytes, d->n, a->tune.level);
@@ -263,86 +270,33 @@ static int pack_new(struct archive *a, struct mf_error *err)
 	return 0;
 }
 
-/* Compresses the open frame's first n bytes and appends them to the pack
- * as one frame (the caller moves what is left). */
+int arc_pack_write(struct archive *a, const uint8_t *p, size_t n, uint64_t off)
+{
+	return write_all(a->wfd, p, n, off);
+}
+
+int arc_pack_create(struct archive *a, struct mf_error *err)
+{
+	return pack_new(a, err);
+}
+
+/* Hands the open frame's first n bytes to the compressor (archive_zpool.c)
+ * as the next frame, with the open frame's dictionary; what is after them
+ * stays open. */
 static int frame_write(struct archive *a, size_t n, struct mf_error *err)
 {
-	struct afmt_frame f;
-	struct arc_dict *d;
-	size_t c, pre = a->crypt ? ACRYPT_NONCE : 0;
-	int rc;
+	struct arc_dict *d = a->fdict ? arc_dict_find(a, a->fdict) : NULL;
+	ZSTD_CDict *cd = d ? dict_cdict(a, d) : NULL;
 
-	if (a->wfd < 0 && (rc = pack_new(a, err)))
-		return rc;
-	ZSTD_CCtx_reset(a->cctx, ZSTD_reset_session_and_parameters);
-	ZSTD_CCtx_setParameter(a->cctx, ZSTD_c_compressionLevel, a->tune.level);
-	ZSTD_CCtx_setParameter(a->cctx, ZSTD_c_checksumFlag, 1);
-	ZSTD_CCtx_setParameter(a->cctx, ZSTD_c_contentSizeFlag, 1);
-	d = a->fdict ? arc_dict_find(a, a->fdict) : NULL;
-	if (d && dict_cdict(a, d)) {
-		/* use the dictionary's tables in place: copying them per frame
-		 * costs more than the frame at higher levels */
-		ZSTD_CCtx_setParameter(a->cctx, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
-		ZSTD_CCtx_refCDict(a->cctx, d->cd);
-	} else
-		a->fdict = 0;
-	c = ZSTD_compress2(a->cctx, a->cbuf + AFMT_FRAME_HDR + pre,
-	                   a->ccap - AFMT_FRAME_HDR - ACRYPT_OVERHEAD, a->fbuf, n);
-	if (ZSTD_isError(c)) {
-		mf_err_set(err, -EIO, "archive %s: zstd: %s", a->dir, ZSTD_getErrorName(c));
-		return -EIO;
-	}
-	f.dict = a->fdict;
-	f.raw_len = (uint32_t)n;
-	f.pack = a->wpack;
-	if (a->crypt) {
-		uint8_t aad[AFMT_FRAME_HDR - 4 + 8];
-
-		/* the header (pack, length, dictionary) and the frame's offset
-		 * are bound to it: a frame moved, swapped or resized fails */
-		f.comp_len = (uint32_t)(c + ACRYPT_OVERHEAD);
-		f.crc = 0;
-		f.flags = AFMT_FRAME_SEALED;
-		afmt_frame_hdr(a->cbuf, &f);
-		memcpy(aad, a->cbuf, AFMT_FRAME_HDR - 4);
-		afmt_put64(aad + AFMT_FRAME_HDR - 4, a->wlen);
-		if (acrypt_seal(a->crypt, aad, sizeof(aad), a->cbuf + AFMT_FRAME_HDR, c)) {
-			mf_err_set(err, -EIO, "archive %s: encrypting a frame failed", a->dir);
-			return -EIO;
-		}
-		c += ACRYPT_OVERHEAD;
-	} else {
-		f.comp_len = (uint32_t)c;
-		f.crc = afmt_crc32c(0, a->cbuf + AFMT_FRAME_HDR, c);
-		f.flags = 0;
-		afmt_frame_hdr(a->cbuf, &f);
-	}
-	if ((rc = write_all(a->wfd, a->cbuf, AFMT_FRAME_HDR + c, a->wlen))) {
-		mf_err_set(err, rc, "archive %s: write pack %u: %s", a->dir, a->wpack,
-		           strerror(-rc));
-		return rc;
-	}
-	a->wlen += AFMT_FRAME_HDR + c;
-	return 0;
+	return arc_zp_submit(a, n, cd, cd ? a->fdict : 0, err);
 }
 
-/* Compresses the open frame and appends it to the pack. */
+/* The open frame becomes the next frame to compress and write. */
 int arc_frame_flush(struct archive *a, struct mf_error *err)
 {
-	int rc;
-
 	if (!a->fn)
 		return 0;
-	if ((rc = frame_write(a, a->fn, err)))
-		return rc;
-	a->fn = 0;
-	return 0;
-}
-
-/* Where the open frame will be written. */
-static uint64_t open_off(const struct archive *a)
-{
-	return a->wfd >= 0 ? a->wlen : AFMT_PACK_HDR;
+	return frame_write(a, a->fn, err);
 }
 
 /*
@@ -358,10 +312,9 @@ static int frame_split(struct archive *a, struct mf_error *err)
 
 	if ((rc = frame_write(a, a->m_skip, err)))
 		return rc;
-	memmove(a->fbuf, a->fbuf + a->m_skip, a->fn - a->m_skip);
-	a->fn -= a->m_skip;
 	a->m_skip = 0;
-	a->m_off = a->wlen;
+	a->m_seq = a->fseq;
+	a->m_off_known = 0;
 	return 0;
 }
 
@@ -448,7 +401,8 @@ int archive_msg_begin(struct archive *a, struct mf_error *err)
 	a->m_size = 0;
 	a->m_frames = 1;
 	a->m_pack = a->wpack;
-	a->m_off = AFMT_PACK_HDR;
+	a->m_off = AFMT_PACK_HDR; /* an empty message reads nothing */
+	a->m_off_known = 1;
 	a->m_skip = 0;
 	a->m_dict = 0;
 	a->m_sampn0 = a->sampn;
@@ -516,7 +470,7 @@ int archive_msg_data(struct archive *a, const void *data, size_t n, struct mf_er
 		size_t k;
 
 		if (a->fn >= a->tune.frame_raw && a->m_size && a->m_skip && a->m_frames == 1 &&
-		    a->m_pack == a->wpack && a->m_off == open_off(a)) {
+		    a->m_seq == a->fseq) {
 			if ((rc = frame_split(a, err)))
 				return rc;
 		} else if (a->fn >= a->tune.frame_raw && (rc = arc_frame_flush(a, err))) {
@@ -528,9 +482,11 @@ int archive_msg_data(struct archive *a, const void *data, size_t n, struct mf_er
 			a->fdict = a->tune.no_dict ? 0 : a->dict_cur;
 		}
 		if (!a->m_size) {
-			/* Where its first byte lands: the open frame, written at wlen. */
+			/* Where its first byte lands: the open frame; its offset
+			 * is known once that frame is written (archive_zpool.c). */
 			a->m_pack = a->wpack;
-			a->m_off = open_off(a);
+			a->m_seq = a->fseq;
+			a->m_off_known = 0;
 			a->m_skip = (uint32_t)a->fn;
 			a->m_dict = a->fdict;
 		}
@@ -552,13 +508,18 @@ void archive_msg_abort(struct archive *a)
 	 * forgets them if they are all there. */
 	if (!a->in_msg)
 		return;
-	if (a->m_size && a->m_frames == 1 && a->m_off == open_off(a) && a->m_pack == a->wpack) {
+	if (a->lost.code) {
+		/* everything since the last commit is dropped already */
+	} else if (a->m_size && a->m_frames == 1 && a->m_seq == a->fseq) {
 		a->fn = a->m_skip;
 	} else if (a->m_size) {
-		/* it starts a frame (frame_split): cut its frames off again */
-		if (!a->m_skip && a->m_pack == a->wpack && a->wfd >= 0 &&
-		    a->m_off >= a->wcommitted && a->m_off <= a->wlen &&
-		    ftruncate(a->wfd, (off_t)a->m_off) == 0) {
+		struct mf_error e2;
+
+		/* it starts a frame (frame_split): cut its frames off again,
+		 * once they are written and its offset is known */
+		if (!a->m_skip && arc_zp_reap(a, 1, &e2) == 0 && a->m_off_known &&
+		    a->m_pack == a->wpack && a->wfd >= 0 && a->m_off >= a->wcommitted &&
+		    a->m_off <= a->wlen && ftruncate(a->wfd, (off_t)a->m_off) == 0) {
 			a->wlen = a->m_off;
 			a->rgen++; /* a frame read from there is gone */
 		}
@@ -589,7 +550,8 @@ int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *du
 		archive_msg_abort(a);
 		return rc;
 	}
-	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &r, err);
+	/* a record waiting for its frame (archive_zpool.c) is stored too */
+	rc = arc_pend_has(a, key) ? 0 : arc_get(a, a->objects, AFMT_OBJECT, key, 32, &r, err);
 	if (rc == 0) {
 		/* Stored already: forget these bytes (dead space if a frame with
 		 * them was written already). */
@@ -617,7 +579,12 @@ int archive_msg_end(struct archive *a, uint8_t hash[32], uint64_t *size, int *du
 		a->sampsz[a->nsamp++] = a->sampn - a->m_sampn0;
 	else
 		a->sampn = a->m_sampn0;
-	if ((rc = arc_put(a, a->objects, AFMT_OBJECT, key, 32, &r, err)))
+	/* into the index once the frame it starts in is in the pack */
+	if (a->m_off_known)
+		rc = arc_put(a, a->objects, AFMT_OBJECT, key, 32, &r, err);
+	else
+		rc = arc_pend_add(a, key, &r, a->m_seq, err);
+	if (rc)
 		return rc;
 	if (!a->tune.no_dict && a->nsamp &&
 	    (a->nsamp >= a->samp_goal || a->sampn + ARCHIVE_SAMPLE_MSG > ARCHIVE_SAMPLE_CAP) &&
@@ -632,6 +599,8 @@ int archive_has(struct archive *a, const uint8_t hash[32], struct mf_error *err)
 	uint8_t key[32];
 	int rc = arc_objkey(a, hash, key, err);
 
+	if (!rc && arc_pend_has(a, key))
+		return 1;
 	if (!rc)
 		rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, &r, err);
 	if (rc == -ENOENT)

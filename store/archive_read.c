@@ -249,9 +249,6 @@ int arc_read_object(struct archive *a, const uint8_t key[32], const struct afmt_
 
 	if (++a->map_reads % 4096 == 0)
 		arc_map_release(a);
-	if (o->size && o->pack == a->wpack && a->fn && (a->wfd < 0 || o->frame_off >= a->wlen) &&
-	    (rc = arc_frame_flush(a, err)))
-		return rc;
 	msghash_begin(&a->h);
 	while (left) {
 		size_t take;
@@ -289,8 +286,8 @@ int arc_read_object(struct archive *a, const uint8_t key[32], const struct afmt_
 	return 0;
 }
 
-int arc_obj_find(struct archive *a, const uint8_t hash[32], uint8_t key[32],
-                 struct afmt_rec *rec, struct mf_error *err)
+int arc_obj_find(struct archive *a, const uint8_t hash[32], uint8_t key[32], struct afmt_rec *rec,
+                 struct mf_error *err)
 {
 	int rc;
 
@@ -301,6 +298,10 @@ int arc_obj_find(struct archive *a, const uint8_t hash[32], uint8_t key[32],
 	/* an encrypted archive keys objects by a MAC of the hash (arc_objkey),
 	 * and the record is sealed under that key (arc_get opens it) */
 	if ((rc = arc_objkey(a, hash, key, err)))
+		return rc;
+	/* a record still waiting for its frame: write the frames first */
+	if (arc_pend_has(a, key) &&
+	    ((rc = arc_frame_flush(a, err)) || (rc = arc_zp_reap(a, 1, err))))
 		return rc;
 	rc = arc_get(a, a->objects, AFMT_OBJECT, key, 32, rec, err);
 	if (rc == -ENOENT)

@@ -80,7 +80,7 @@ static void t_read_back(struct unit_ctx *u)
 {
 	char dir[128];
 	struct archive *a = NULL;
-	struct archive_tune t = {3, 4096, 1, 0};
+	struct archive_tune t = {3, 4096, 1, 0, 0};
 	struct archive_reader r = {0};
 	struct mf_error err = {0};
 	uint8_t none[32] = {1};
