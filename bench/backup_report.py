@@ -117,10 +117,13 @@ def main(outdir):
         S.append("|---|---|")
         for m in re.finditer(r"^ratio (archive: [^\n]*?|reference: [^\n]*?)\s+ratio ([0-9.]+)(.*)$", size, re.M):
             name = m.group(1).strip()
-            if name.startswith("archive: default"):
+            if name.startswith("archive: default ("):
                 text_archive = float(m.group(2))
                 name = "mailferry archive, backup's defaults (" + name[len("archive: default ("):-1] + \
                     "), one message readable alone"
+            elif name.startswith("archive: default, "):
+                name = "the same, frames compressed on " + name[len("archive: default, "):] + \
+                    " (the default on 4 CPUs or more)"
             S.append("| %s | %s%s |" % (name, m.group(2), m.group(3).split("MB/s")[0].rstrip(" 0123456789.")))
         for lv in (3, 19):
             if ("text", lv) in tar:

@@ -121,7 +121,10 @@ s.sendall(b"QUIT\r\n")
 PY
 done
 
-POP3URL() { echo "pop3://$1@127.0.0.1:$P"; }
+# Plain POP3 on loopback, as every peer here reads it (mpop "tls off",
+# fetchmail sslproto ''): without ?starttls=no mailferry would take STLS,
+# which Dovecot offers, and pay TLS that the peers do not.
+POP3URL() { echo "pop3://$1@127.0.0.1:$P?starttls=no"; }
 LDA=/usr/lib/dovecot/dovecot-lda
 # cmd_for SCENARIO TOOL USER RUN DIR → CMD and DELIV (where the messages land,
 # a Maildir); 1 if the tool is missing

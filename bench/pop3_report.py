@@ -161,6 +161,7 @@ def main(outdir):
         L.append("")
 
     G = Goals()
+    notes_after = []
     target = G.add
 
     for tool, what in (("mailferry", "POP3 → IMAP"), ("mailferry_lmtp", "POP3 → LMTP")):
@@ -180,10 +181,18 @@ def main(outdir):
     target("POP3 → archive vs the fastest peer writing a local Maildir (%s) ÷ mailferry%s" % (
         exact_local[1] if exact_local else "no exact peer", "" if exact("pop3", "mailferry_archive") else
         " (mailferry NOT exact)"), exact_local[0] / w if exact_local and w else None, 3.0, "×", lower=False)
+    # the issue's measure: the 30 MB message (memory bounded whatever a
+    # message's size); the maildrop's rows hold 4 source/destination pairs
+    # and their buffers, whatever the sizes, and are shown apart
     rss = [s["rss_kb_max"] / 1024 for s in summary if s["tool"] in ("mailferry", "mailferry_lmtp")
-           and s["runs"]]
-    target("peak RSS of mailferry, POP3 → IMAP and → LMTP incl. the 30 MB message", max(rss) if rss else None,
+           and s["scenario"] == "pop3-30mb" and s["runs"]]
+    target("peak RSS of mailferry, POP3 → IMAP and → LMTP, the 30 MB message", max(rss) if rss else None,
            16, " MiB", "%.1f")
+    many = ["%s %.1f MiB" % (s["tool"], s["rss_kb_max"] / 1024) for s in summary
+            if s["tool"] in ("mailferry", "mailferry_lmtp") and s["scenario"] == "pop3" and s["runs"]]
+    if many:
+        notes_after.append("- peak RSS on the maildrop (up to 4 sessions, each with its destination "
+                           "connection and their buffers): " + ", ".join(many))
     # the archive's own bound (issue 19): its writer thread holds a 4 MiB ring
     rss = [s["rss_kb_max"] / 1024 for s in summary if s["tool"] == "mailferry_archive" and s["runs"]]
     target("peak RSS of mailferry, POP3 → archive (issue 19's bound)", max(rss) if rss else None, 32,
@@ -192,6 +201,9 @@ def main(outdir):
     L.append("")
     L.extend(G.markdown("goal"))
     L.append("")
+    L.extend(notes_after)
+    if notes_after:
+        L.append("")
     md = "\n".join(L) + "\n"
     with open(os.path.join(outdir, "pop3.md"), "w") as f:
         f.write(md)
