@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 const char *const archive_flag_names[ARCHIVE_F_COUNT] = {"\\Seen", "\\Answered", "\\Flagged",
-                                                         "\\Deleted", "\\Draft"};
+                                                       "\\Deleted", "\\Draft"};
 
 /* Where LMDB mapped data.mdb (found once in /proc/self/maps; not found:
  * nothing is released). */
@@ -225,8 +225,7 @@ static int env_open(struct archive *a, const char *idx, struct mf_error *err)
 			return arc_lmdb_fail(a, rc, err, "mdb_env_create");
 		mdb_env_set_maxdbs(a->env, 16);
 		mdb_env_set_mapsize(a->env, size);
-		rc =
-		    mdb_env_open(a->env, idx, MDB_NOTLS | (rdonly ? MDB_RDONLY : MDB_NOLOCK), 0600);
+		rc = mdb_env_open(a->env, idx, MDB_NOTLS | (rdonly ? MDB_RDONLY : MDB_NOLOCK), 0600);
 		if (!rc)
 			break;
 		mdb_env_close(a->env);
