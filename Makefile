@@ -61,6 +61,11 @@ $(B)/tsan/libmf.a: $(TSAN_OBJ)
 $(B)/tsan/mailferry: $(B)/tsan/engine/cli/main.o $(B)/tsan/libmf.a
 	$(CLANG) $(TSAN_CFLAGS) -o $@ $^ $(LIBS)
 tsan: $(B)/tsan/mailferry
+# ThreadSanitizer build of test_archive (t_archive_tsan: the archive's
+# compressing helper threads, store/archive_zpool.c)
+$(B)/tsan/tests/test_archive: tests/unit/test_archive.c $(B)/tsan/libmf.a
+	@mkdir -p $(dir $@)
+	$(CLANG) $(TSAN_CFLAGS) -o $@ $< $(B)/tsan/libmf.a $(LIBS)
 
 $(B)/release/libmf.a: $(REL_OBJ)
 	@rm -f $@; ar rcs $@ $^
@@ -124,7 +129,7 @@ deps:
 	@scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) all asan fuzz-build
+	@$(MAKE) --no-print-directory -j$(JOBS) all asan fuzz-build tsan $(B)/tsan/tests/test_archive
 	@tests/run.sh $(T)
 
 demo: deps
