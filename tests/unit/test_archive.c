@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1082,6 +1083,74 @@ static void t_pending_records(struct unit_ctx *u)
 	archive_close(a);
 }
 
+/* A pack write that fails (here the file size limit: EFBIG) drops what was
+ * written since the last commit, with an error saying so at once and again
+ * from the commit; what was committed before stays whole. In a child: the
+ * limit is the process's. Exit codes: 0 as expected, else which step. */
+static void t_pack_write_fails(struct unit_ctx *u)
+{
+	char dir[128];
+	pid_t pid;
+	int status = -1;
+
+	dir_for(dir, sizeof(dir), "efbig");
+	pid = fork();
+	if (pid == 0) {
+		struct archive *a = open_dir(dir, ARCHIVE_OPEN_CREATE);
+		struct archive_tune t = {3, 4096, 1, 0, zthreads};
+		uint8_t(*h)[32] = calloc(400, 32), hx[32];
+		uint8_t buf[3000];
+		struct mf_error err = {0};
+		struct rlimit rl;
+		struct stat st;
+		char pack[200];
+		uint32_t run, mb;
+		int dup, rc = 0;
+
+		if (!a || !h)
+			_exit(10);
+		archive_set_tune(a, &t);
+		if (fill_many(a, 20, 2500, h, &run, &mb))
+			_exit(11);
+		snprintf(pack, sizeof(pack), "%s/packs/pack-%08u.mfp", dir, 1u);
+		if (stat(pack, &st))
+			_exit(12);
+		signal(SIGXFSZ, SIG_IGN);
+		rl.rlim_cur = rl.rlim_max = (rlim_t)st.st_size + 6000;
+		if (setrlimit(RLIMIT_FSIZE, &rl))
+			_exit(13);
+		for (unsigned i = 0; i < 400 && !rc; i++) {
+			size_t n = msg_make(buf, sizeof(buf), 7000 + i * 13, 2600);
+
+			rc = store(a, buf, n, 1000, hx, &dup);
+		}
+		if (!rc)
+			rc = archive_commit(a, &err);
+		else if (archive_commit(a, &err) == 0 || !strstr(err.msg, "dropped"))
+			_exit(14); /* the commit after the failure reports it */
+		if (!rc)
+			_exit(15); /* 400 frames past the limit: something must fail */
+		archive_close(a);
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	UNIT_CHECKF(u, WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	{
+		struct archive *a = open_dir(dir, ARCHIVE_OPEN_CREATE);
+		struct archive_stats st;
+		struct mf_error err = {0};
+		uint64_t problems = 1;
+
+		UNIT_CHECK(u, a);
+		if (!a)
+			return;
+		UNIT_CHECKF(u, archive_verify(a, NULL, NULL, &problems, &err) == 0 && problems == 0,
+		            "problems %llu: %s", (unsigned long long)problems, err.msg);
+		UNIT_CHECK(u, archive_stats(a, &st, &err) == 0 && st.objects == 20);
+		archive_close(a);
+	}
+}
+
 static void t_pack_rollover(struct unit_ctx *u)
 {
 	char dir[128], pack[256];
@@ -1189,6 +1258,7 @@ int main(void)
 		UNIT_RUN(&u, t_dictionary);
 		UNIT_RUN(&u, t_pack_rollover);
 		UNIT_RUN(&u, t_pending_records);
+		UNIT_RUN(&u, t_pack_write_fails);
 		UNIT_RUN(&u, t_killed_run_inherited);
 		UNIT_RUN(&u, t_unborn_index);
 		UNIT_RUN(&u, t_kill_during_fill);
