@@ -37,6 +37,10 @@ struct arc_job {
 	char real[PATH_MAX];
 	char name[AFMT_ACCOUNT_MAX + 1]; /* backup: the account in the archive */
 	char who[PATH_MAX + 16];         /* restore: "archive REAL" */
+	/* backup: threads compressing beside the archive's writer
+	 * (archive_tune.zthreads): 0 the archive's default, -1 none (a line
+	 * of `run`, whose other jobs share the CPUs already) */
+	int zthreads;
 };
 
 /* Takes backup's (--prune, --encrypt) or restore's own options (--run,

@@ -77,6 +77,8 @@ int run_arc_acquire(struct acct *a)
 		       a->arc_key);
 		return 1;
 	}
+	/* many lines back up at once: no compressing threads of their own */
+	a->arc->zthreads = -1;
 	if ((rc = arc_job_open(a->arc, &a->c, a->label)))
 		return rc;
 	snprintf(a->arc_key, sizeof(a->arc_key), "%s", a->arc->real);
