@@ -313,7 +313,7 @@ int arc_job_open(struct arc_job *j, struct cli *c, const char *label)
 	if ((rc = cli_archive_open(&j->a, j->dir,
 	                           j->restore ? ARCHIVE_OPEN_RDONLY : ARCHIVE_OPEN_CREATE, &j->ao)))
 		return rc;
-	if (!j->restore)
+	if (!j->restore && j->zthreads) /* else the archive's default */
 		archive_set_tune(j->a, &(struct archive_tune){.zthreads = j->zthreads});
 	if (!realpath(j->dir, j->real))
 		rc = refuse(j, c, "%.200s: %s", j->dir, strerror(errno));

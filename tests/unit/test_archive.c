@@ -778,6 +778,25 @@ out:
 
 /* A child killed while it fills: the archive opens, verify is clean, and
  * every committed run reads back. */
+/* After a child was killed or failed: the archive opens, verify finds no
+ * problem, and (objects >= 0) it holds that many distinct messages. */
+static void reopens_clean(struct unit_ctx *u, const char *dir, long long objects)
+{
+	struct archive *a = open_dir(dir, ARCHIVE_OPEN_CREATE);
+	struct archive_stats st;
+	struct mf_error err = {0};
+	uint64_t problems = 1;
+
+	UNIT_CHECK(u, a);
+	if (!a)
+		return;
+	UNIT_CHECKF(u, archive_verify(a, NULL, NULL, &problems, &err) == 0 && problems == 0,
+	            "problems %llu: %s", (unsigned long long)problems, err.msg);
+	if (objects >= 0)
+		UNIT_CHECK(u, archive_stats(a, &st, &err) == 0 && st.objects == (uint64_t)objects);
+	archive_close(a);
+}
+
 static void t_kill_during_fill(struct unit_ctx *u)
 {
 	char dir[128];
@@ -801,18 +820,7 @@ static void t_kill_during_fill(struct unit_ctx *u)
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 	}
-	{
-		struct archive *a = open_dir(dir, ARCHIVE_OPEN_CREATE);
-		struct mf_error err = {0};
-		uint64_t problems = 1;
-
-		UNIT_CHECK(u, a);
-		if (!a)
-			return;
-		UNIT_CHECKF(u, archive_verify(a, NULL, NULL, &problems, &err) == 0 && problems == 0,
-		            "problems %llu: %s", (unsigned long long)problems, err.msg);
-		archive_close(a);
-	}
+	reopens_clean(u, dir, -1);
 }
 
 static void t_fmt(struct unit_ctx *u)
@@ -1135,20 +1143,7 @@ static void t_pack_write_fails(struct unit_ctx *u)
 	}
 	waitpid(pid, &status, 0);
 	UNIT_CHECKF(u, WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
-	{
-		struct archive *a = open_dir(dir, ARCHIVE_OPEN_CREATE);
-		struct archive_stats st;
-		struct mf_error err = {0};
-		uint64_t problems = 1;
-
-		UNIT_CHECK(u, a);
-		if (!a)
-			return;
-		UNIT_CHECKF(u, archive_verify(a, NULL, NULL, &problems, &err) == 0 && problems == 0,
-		            "problems %llu: %s", (unsigned long long)problems, err.msg);
-		UNIT_CHECK(u, archive_stats(a, &st, &err) == 0 && st.objects == 20);
-		archive_close(a);
-	}
+	reopens_clean(u, dir, 20);
 }
 
 static void t_pack_rollover(struct unit_ctx *u)
